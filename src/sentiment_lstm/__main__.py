@@ -1,0 +1,3 @@
+from sentiment_lstm.cli import main
+
+raise SystemExit(main())

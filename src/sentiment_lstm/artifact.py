@@ -1,0 +1,178 @@
+"""Writing and reading the model directory.
+
+A model directory holds only data, never pickled code:
+
+- ``config.json``: format version, label names, model hyperparameters;
+- ``model.safetensors``: the weights;
+- ``tokenizer.json`` and ``text_encoder.json``: the text encoder;
+- ``training.json``: how the model was made (data fingerprint, split sizes,
+  hyperparameters, per-epoch metrics, package versions).
+
+This module imports no PyTorch, so serving installs can read a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+
+from sentiment_lstm.text import TextEncoder, TextEncoderError
+
+ARTIFACT_FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+METADATA_FILE = "training.json"
+ONNX_FILE = "model.onnx"
+
+
+class ArtifactError(ValueError):
+    """A model directory is missing, incomplete or corrupt."""
+
+
+@dataclass(frozen=True)
+class ArtifactConfig:
+    """The contents of ``config.json``."""
+
+    model: dict[str, Any]
+    labels: tuple[str, ...]
+    format_version: int = ARTIFACT_FORMAT_VERSION
+
+
+def save_artifact(
+    directory: Path,
+    *,
+    config: ArtifactConfig,
+    encoder: TextEncoder,
+    weights: dict[str, np.ndarray],
+    metadata: dict[str, Any],
+) -> None:
+    """Write a complete model directory, replacing any model already there.
+
+    Each file is written under a temporary name and then renamed, so an
+    interrupted save leaves either the old file or the new one.
+
+    Args:
+        directory: Created if missing.
+        config: Hyperparameters and labels.
+        encoder: The text encoder the model was trained with.
+        weights: Parameter name to array.
+        metadata: JSON-serialisable facts about the run.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config_values = {
+        "format_version": config.format_version,
+        "labels": list(config.labels),
+        "model": config.model,
+    }
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".saving-") as staging:
+        staging_path = Path(staging)
+        encoder.save(staging_path)
+        save_file(
+            {name: np.ascontiguousarray(array) for name, array in weights.items()},
+            str(staging_path / WEIGHTS_FILE),
+        )
+        _write_json(staging_path / CONFIG_FILE, config_values)
+        _write_json(staging_path / METADATA_FILE, metadata)
+        for written in staging_path.iterdir():
+            os.replace(written, directory / written.name)
+    # A model.onnx left from an earlier model would no longer match the weights.
+    stale_onnx = directory / ONNX_FILE
+    if stale_onnx.exists():
+        stale_onnx.unlink()
+
+
+def load_config(directory: Path) -> ArtifactConfig:
+    """Read ``config.json``.
+
+    Raises:
+        ArtifactError: If the directory or file is missing, is not valid JSON,
+            or comes from an unsupported format version.
+    """
+    values = _read_json(_require_file(directory, CONFIG_FILE))
+    path = Path(directory) / CONFIG_FILE
+    version = values.get("format_version")
+    if version != ARTIFACT_FORMAT_VERSION:
+        raise ArtifactError(
+            f"{path}: format version {version!r} is not supported "
+            f"(this sentiment-lstm reads version {ARTIFACT_FORMAT_VERSION}); "
+            "retrain the model or install the matching sentiment-lstm version"
+        )
+    model = values.get("model")
+    labels = values.get("labels")
+    if not isinstance(model, dict):
+        raise ArtifactError(f"{path}: missing the 'model' object")
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise ArtifactError(f"{path}: 'labels' must be a list of label names")
+    return ArtifactConfig(model=model, labels=tuple(labels), format_version=version)
+
+
+def load_encoder(directory: Path) -> TextEncoder:
+    """Read the text encoder, naming the missing or corrupt file on failure."""
+    directory = _require_directory(directory)
+    try:
+        return TextEncoder.load(directory)
+    except TextEncoderError as err:
+        raise ArtifactError(str(err)) from err
+
+
+def load_weights(directory: Path) -> dict[str, np.ndarray]:
+    """Read ``model.safetensors`` as NumPy arrays."""
+    path = _require_file(directory, WEIGHTS_FILE)
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ArtifactError(
+            f"{path} is corrupt or not a safetensors file ({err}); "
+            "retrain or copy the model directory again"
+        ) from err
+
+
+def load_metadata(directory: Path) -> dict[str, Any]:
+    """Read ``training.json``."""
+    return _read_json(_require_file(directory, METADATA_FILE))
+
+
+def _require_directory(directory: Path) -> Path:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ArtifactError(
+            f"model directory {directory} not found; pass the --output-dir of "
+            "a finished 'sentiment-lstm train' run"
+        )
+    return directory
+
+
+def _require_file(directory: Path, name: str) -> Path:
+    path = _require_directory(directory) / name
+    if not path.is_file():
+        raise ArtifactError(
+            f"{path} is missing; the model directory is incomplete, so retrain "
+            "or copy the whole directory again"
+        )
+    return path
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ArtifactError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(values, dict):
+        raise ArtifactError(f"{path} must hold a JSON object")
+    return values
+
+
+def _write_json(path: Path, values: dict[str, Any]) -> None:
+    path.write_text(
+        json.dumps(values, indent=2, sort_keys=True, allow_nan=False) + "\n",
+        encoding="utf-8",
+    )

@@ -1,0 +1,59 @@
+"""The ``sentiment-lstm`` command line: argument parsing and wiring only.
+
+Each subcommand lives in its own module with a ``register(subparsers)``
+function that adds its parser and sets ``handler`` to the function that runs
+it. Heavy imports (PyTorch) happen inside the handlers, so ``--help`` and the
+serving commands start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from sentiment_lstm.cli import evaluate, predict, train
+from sentiment_lstm.cli.common import CommandError
+
+COMMANDS = (train, predict, evaluate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser for every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="sentiment-lstm",
+        description="Train LSTM sentiment classifiers on reviews and use them.",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log debugging details"
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="log warnings and errors only"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def configure_logging(verbose: bool, quiet: bool) -> None:
+    """Send log lines to stderr, so stdout carries only results."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose, args.quiet)
+    try:
+        return args.handler(args, parser) or 0
+    except CommandError as err:
+        print(f"sentiment-lstm {args.command}: error: {err}", file=sys.stderr)
+        return 2 if err.usage else 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,170 @@
+"""Options and helpers shared by several subcommands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sentiment_lstm.data import DataError, ReadOptions, StarRule
+
+FORMAT_CHOICES = ("posneg", "csv", "tsv", "jsonl", "folder", "lines")
+
+
+class CommandError(Exception):
+    """A failure to report in one line, without a traceback.
+
+    Attributes:
+        usage: True when the command line itself was wrong (exit status 2).
+    """
+
+    def __init__(self, message: str, usage: bool = False) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+def add_data_options(
+    parser: argparse.ArgumentParser,
+    *,
+    labels: bool = True,
+    format_flags: tuple[str, ...] = ("--format", "--data-format"),
+) -> None:
+    """Add the options that say how to read a data file.
+
+    Args:
+        parser: The subcommand's parser.
+        labels: Add the label column and star rating options.
+        format_flags: Spellings of the data format option; ``predict`` and
+            ``evaluate`` use ``--format`` for their output instead.
+    """
+    group = parser.add_argument_group("reading data")
+    group.add_argument(
+        *format_flags,
+        dest="data_format",
+        choices=FORMAT_CHOICES,
+        help="data format; by default detected from the file extension or folder",
+    )
+    group.add_argument(
+        "--text-column",
+        help="CSV/TSV column or JSONL key holding the review text "
+        "(default: the first of text, review, content, sentence, comment, body)",
+    )
+    if labels:
+        group.add_argument(
+            "--label-column",
+            help="column or key holding the label (default: the first of label, "
+            "sentiment, polarity, score, rating, stars)",
+        )
+        group.add_argument(
+            "--stars",
+            action="store_true",
+            help="the label column holds star ratings: low ratings are negative, "
+            "high ones positive, the middle is left out",
+        )
+        group.add_argument(
+            "--negative-max-stars",
+            type=float,
+            default=2,
+            metavar="STARS",
+            help="with --stars, ratings up to this are negative (default: 2)",
+        )
+        group.add_argument(
+            "--positive-min-stars",
+            type=float,
+            default=4,
+            metavar="STARS",
+            help="with --stars, ratings from this up are positive (default: 4)",
+        )
+    group.add_argument(
+        "--skip-bad-rows",
+        action="store_true",
+        help="leave out rows with missing text, unknown labels or undecodable "
+        "bytes, and report how many, instead of stopping at the first",
+    )
+
+
+def read_options_from_args(
+    args: argparse.Namespace, *, require_labels: bool = True
+) -> ReadOptions:
+    """Build ReadOptions from parsed arguments, validating the star cut-offs."""
+    negative_max = getattr(args, "negative_max_stars", 2)
+    positive_min = getattr(args, "positive_min_stars", 4)
+    if negative_max >= positive_min:
+        raise CommandError(
+            f"--negative-max-stars ({negative_max:g}) must be below "
+            f"--positive-min-stars ({positive_min:g})",
+            usage=True,
+        )
+    return ReadOptions(
+        format=args.data_format,
+        text_column=args.text_column,
+        label_column=getattr(args, "label_column", None),
+        stars=getattr(args, "stars", False),
+        star_rule=StarRule(negative_max=negative_max, positive_min=positive_min),
+        skip_bad_rows=args.skip_bad_rows,
+        require_labels=require_labels,
+    )
+
+
+def fraction(text: str) -> float:
+    """Parse a number in [0, 1) for argparse."""
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from err
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a value in [0, 1), got {value:g}")
+    return value
+
+
+def probability(text: str) -> float:
+    """Parse a number in [0, 1] for argparse."""
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from err
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a value in [0, 1], got {value:g}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """Parse an integer of at least 1 for argparse."""
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from err
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """Parse an integer of at least 0 for argparse."""
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from err
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """Parse a number above 0 for argparse."""
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from err
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {value:g}")
+    return value
+
+
+def existing_model_dir(text: str) -> Path:
+    """Parse a model directory path; existence is checked when loading."""
+    return Path(text)
+
+
+def data_error(err: DataError) -> CommandError:
+    """Wrap a data error for one-line reporting."""
+    return CommandError(str(err))

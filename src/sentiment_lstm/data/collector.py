@@ -1,0 +1,140 @@
+"""Collection of examples and bad rows during one read, with its log summary."""
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+from sentiment_lstm.data.records import (
+    LABEL_NAMES,
+    BadRow,
+    DataError,
+    Example,
+    ReadResult,
+    StarRule,
+)
+
+logger = logging.getLogger(__name__)
+
+# Ending of every bad-row fix, after "or" or "or use".
+SKIP_HINT = "--skip-bad-rows to leave such rows out"
+
+# Fixes for reasons that every reader can find.
+ENCODING_FIX = f"save the file as UTF-8, or use {SKIP_HINT}"
+EMPTY_FIX = f"remove the row, or use {SKIP_HINT}"
+
+# Number of bad rows quoted in the warning when rows are skipped.
+_LOGGED_BAD_ROWS = 5
+
+
+class ExampleCollector:
+    """Examples, bad rows and star-rating counts gathered while reading one path.
+
+    A bad row raises DataError at once unless ``skip_bad_rows`` is set, in which
+    case it is stored and reported by ``result``.
+    """
+
+    def __init__(self, skip_bad_rows: bool) -> None:
+        self.skip_bad_rows = skip_bad_rows
+        self.examples: list[Example] = []
+        self.bad_rows: list[BadRow] = []
+        self.left_out_by_stars = 0
+        self.files: set[Path] = set()
+        self.ignored_label_count = 0
+        self.ignored_label_rows: list[str] = []
+
+    def add_file(self, path: Path) -> None:
+        """Record a file as read, for the fingerprint."""
+        self.files.add(path)
+
+    def add(self, text: str, label: int | None, source: str, line: int) -> None:
+        """Store one example."""
+        self.examples.append(Example(text=text, label=label, source=source, line=line))
+
+    def reject(self, source: str, line: int, reason: str, fix: str) -> None:
+        """Store a bad row, or raise for it unless bad rows are skipped.
+
+        Args:
+            source: File of the row.
+            line: 1-based line where the row starts.
+            reason: What is wrong with the row, with the value found.
+            fix: What the user can do, ending with the --skip-bad-rows hint.
+
+        Raises:
+            DataError: If bad rows are not skipped.
+        """
+        if not self.skip_bad_rows:
+            raise DataError(f"{source} line {line}: {reason}; {fix}")
+        self.bad_rows.append(BadRow(source=source, line=line, reason=reason))
+
+    def ignore_label(self, source: str, line: int, reason: str) -> None:
+        """Count a row of prediction input whose label is unusable and kept as None."""
+        self.ignored_label_count += 1
+        if len(self.ignored_label_rows) < _LOGGED_BAD_ROWS:
+            self.ignored_label_rows.append(f"{source} line {line}: {reason}")
+
+    def leave_out_by_stars(self) -> None:
+        """Count a row whose rating fell between the star cut-offs."""
+        self.left_out_by_stars += 1
+
+    def result(self, path: Path, star_rule: StarRule) -> ReadResult:
+        """Log a summary of the read and return its result.
+
+        Args:
+            path: Path the user gave, for messages.
+            star_rule: Cut-offs used for star ratings, for the log line.
+
+        Returns:
+            The examples, bad rows, star count and sorted files.
+
+        Raises:
+            DataError: If no example was read.
+        """
+        if self.bad_rows:
+            first_rows = "; ".join(
+                f"{row.source} line {row.line}: {row.reason}"
+                for row in self.bad_rows[:_LOGGED_BAD_ROWS]
+            )
+            logger.warning(
+                "left out %d bad rows of %s; the first %d: %s",
+                len(self.bad_rows),
+                path,
+                min(len(self.bad_rows), _LOGGED_BAD_ROWS),
+                first_rows,
+            )
+        if self.ignored_label_count:
+            logger.warning(
+                "read %d rows of %s without their labels, which are unusable; "
+                "the first %d: %s",
+                self.ignored_label_count,
+                path,
+                len(self.ignored_label_rows),
+                "; ".join(self.ignored_label_rows),
+            )
+        if self.left_out_by_stars:
+            logger.info(
+                "left out %d rows of %s with a rating between %g and %g stars",
+                self.left_out_by_stars,
+                path,
+                star_rule.negative_max,
+                star_rule.positive_min,
+            )
+        if not self.examples:
+            raise DataError(
+                f"{path}: no reviews found ({len(self.bad_rows)} bad rows, "
+                f"{self.left_out_by_stars} left out by the star cut-offs); "
+                "check the path and the format"
+            )
+
+        counts = Counter(example.label for example in self.examples)
+        by_label = ", ".join(
+            f"{counts[index]} {name}" for index, name in enumerate(LABEL_NAMES)
+        )
+        if counts[None]:
+            by_label += f", {counts[None]} without label"
+        logger.info("read %d reviews from %s (%s)", len(self.examples), path, by_label)
+        return ReadResult(
+            examples=self.examples,
+            bad_rows=self.bad_rows,
+            left_out_by_stars=self.left_out_by_stars,
+            files=sorted(self.files),
+        )

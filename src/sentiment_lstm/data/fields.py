@@ -1,0 +1,150 @@
+"""Conversion of the text and label fields of one record into an example."""
+
+from sentiment_lstm.data.collector import (
+    EMPTY_FIX,
+    ENCODING_FIX,
+    SKIP_HINT,
+    ExampleCollector,
+)
+from sentiment_lstm.data.columns import Columns
+from sentiment_lstm.data.decoding import DecodedText, invalid_byte_reason
+from sentiment_lstm.data.labels import (
+    ALLOWED_LABELS,
+    LabelError,
+    parse_label,
+    parse_rating,
+)
+from sentiment_lstm.data.records import ReadOptions
+
+# Value of a field that a JSONL record lacks.
+MISSING = object()
+
+
+def json_type_name(value: object) -> str:
+    """Return the JSON name of the type of a decoded JSON value, such as "array"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _is_empty(value: object) -> bool:
+    return value is MISSING or value is None or value == ""
+
+
+def add_record(
+    text: object,
+    label: object,
+    *,
+    columns: Columns,
+    options: ReadOptions,
+    decoded: DecodedText,
+    collector: ExampleCollector,
+    source: str,
+    line: int,
+) -> None:
+    """Add one CSV/TSV/JSONL record to collector as an example or a bad row.
+
+    Args:
+        text: Value of the text field: a str, a JSON value or MISSING.
+        label: Value of the label field: a str, a JSON value or MISSING. Ignored
+            if ``columns.label`` is None.
+        columns: Chosen text and label columns, for messages.
+        options: Read options (star ratings, whether labels are required).
+        decoded: Decoded file, to recognise invalid bytes.
+        collector: Receiver of the example or bad row.
+        source: File of the record.
+        line: 1-based line where the record starts.
+
+    Raises:
+        DataError: If the record is bad and bad rows are not skipped.
+    """
+    for value in (text, label):
+        reason = invalid_byte_reason(value, decoded) if isinstance(value, str) else None
+        if reason is not None:
+            collector.reject(source, line, reason, ENCODING_FIX)
+            return
+
+    if text is MISSING or text is None:
+        collector.reject(
+            source, line, f"missing text field {columns.text!r}", EMPTY_FIX
+        )
+        return
+    if not isinstance(text, str):
+        collector.reject(
+            source,
+            line,
+            f"text field {columns.text!r} is a JSON {json_type_name(text)}, "
+            "not a string",
+            f"store the review as a JSON string, or use {SKIP_HINT}",
+        )
+        return
+    stripped = text.strip()
+    if not stripped:
+        collector.reject(source, line, "empty review", EMPTY_FIX)
+        return
+
+    if columns.label is None:
+        collector.add(stripped, None, source, line)
+        return
+    if not options.require_labels:
+        parsed = _optional_label(label, options, collector, source, line)
+        collector.add(stripped, parsed, source, line)
+        return
+
+    if _is_empty(label):
+        expected = "a star rating" if options.stars else f"a label ({ALLOWED_LABELS})"
+        collector.reject(
+            source,
+            line,
+            f"missing label in field {columns.label!r}",
+            f"add {expected}, or use {SKIP_HINT}",
+        )
+        return
+    try:
+        if options.stars:
+            parsed = parse_rating(label, options.star_rule).label
+        else:
+            parsed = parse_label(label)
+    except LabelError as err:
+        collector.reject(source, line, err.reason, err.fix)
+        return
+    if parsed is None:
+        collector.leave_out_by_stars()
+        return
+    collector.add(stripped, parsed, source, line)
+
+
+def _optional_label(
+    label: object,
+    options: ReadOptions,
+    collector: ExampleCollector,
+    source: str,
+    line: int,
+) -> int | None:
+    """Parse the label of prediction input, which keeps its row whatever the label.
+
+    A missing label gives None. An invalid label or a rating between the star
+    cut-offs also gives None, and the collector counts it for the log summary.
+    """
+    if _is_empty(label):
+        return None
+    try:
+        if not options.stars:
+            return parse_label(label)
+        rating = parse_rating(label, options.star_rule)
+    except LabelError as err:
+        collector.ignore_label(source, line, err.reason)
+        return None
+    if rating.label is None:
+        collector.ignore_label(
+            source, line, f"rating {rating.value:g} is between the star cut-offs"
+        )
+    return rating.label

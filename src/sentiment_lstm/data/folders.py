@@ -1,0 +1,121 @@
+"""Reader for folders with one text file per review, in the aclImdb layout.
+
+A review folder contains pos/ and neg/ subfolders of *.txt files. A data set
+folder may instead contain train/ and test/ review folders, and both are read.
+"""
+
+import logging
+from pathlib import Path
+
+from sentiment_lstm.data.collector import ENCODING_FIX, SKIP_HINT, ExampleCollector
+from sentiment_lstm.data.decoding import decode_file, invalid_byte_reason
+from sentiment_lstm.data.records import DataError
+
+logger = logging.getLogger(__name__)
+
+CLASS_FOLDERS = (("neg", 0), ("pos", 1))
+SPLIT_FOLDERS = ("train", "test")
+
+# Number of ignored names quoted in a log line.
+_LOGGED_NAMES = 10
+
+
+def _has_class_folders(folder: Path) -> bool:
+    return all((folder / name).is_dir() for name, _ in CLASS_FOLDERS)
+
+
+def find_review_folders(path: Path) -> list[Path]:
+    """Return the folders to read under path: path itself, or its train/ and test/.
+
+    The list is empty if path has neither pos/ and neg/ nor a train/ or test/
+    subfolder that has them.
+    """
+    if _has_class_folders(path):
+        return [path]
+    return [path / name for name in SPLIT_FOLDERS if _has_class_folders(path / name)]
+
+
+def _log_ignored(
+    folder: Path, ignored: list[str], used: str, level: int = logging.INFO
+) -> None:
+    if not ignored:
+        return
+    listed = ", ".join(ignored[:_LOGGED_NAMES])
+    if len(ignored) > _LOGGED_NAMES:
+        listed += f" and {len(ignored) - _LOGGED_NAMES} more"
+    logger.log(level, "ignored in %s, which only uses %s: %s", folder, used, listed)
+
+
+def _read_review_file(path: Path, label: int, collector: ExampleCollector) -> str:
+    """Add the review in path to collector and return the encoding of the file."""
+    collector.add_file(path)
+    decoded = decode_file(path, log_fallback=False)
+    source = str(path)
+    reason = invalid_byte_reason(decoded.text, decoded)
+    if reason is not None:
+        collector.reject(source, 1, reason, ENCODING_FIX)
+        return decoded.encoding
+    text = decoded.text.strip()
+    if not text:
+        collector.reject(
+            source, 1, "empty review", f"remove the file, or use {SKIP_HINT}"
+        )
+        return decoded.encoding
+    collector.add(text, label, source, 1)
+    return decoded.encoding
+
+
+def read_review_folders(path: Path, collector: ExampleCollector) -> None:
+    """Read the pos/ and neg/ review files under path into collector.
+
+    Files are read in name order, neg/ before pos/ and train/ before test/.
+    Other folders and files, such as unsup/ in aclImdb, are ignored with an INFO
+    log line, or a WARNING for those inside pos/ and neg/. Each file is one
+    review, with line number 1.
+
+    Args:
+        path: A review folder, or a folder with train/ and test/ review folders.
+        collector: Receiver of examples and bad rows.
+
+    Raises:
+        DataError: If path has no review folder, or on the first bad file unless
+            bad rows are skipped.
+    """
+    folders = find_review_folders(path)
+    if not folders:
+        raise DataError(
+            f"{path}: expected pos/ and neg/ subfolders of .txt reviews, or train/ "
+            "and test/ subfolders that contain them; pass a folder with this layout"
+        )
+    if folders != [path]:
+        used = {folder.name for folder in folders}
+        ignored = sorted(item.name for item in path.iterdir() if item.name not in used)
+        _log_ignored(path, ignored, " and ".join(f"{name}/" for name in sorted(used)))
+
+    cp1252_files = 0
+    for folder in folders:
+        class_names = {name for name, _ in CLASS_FOLDERS}
+        ignored = sorted(
+            item.name for item in folder.iterdir() if item.name not in class_names
+        )
+        _log_ignored(folder, ignored, "pos/ and neg/")
+        for name, label in CLASS_FOLDERS:
+            class_folder = folder / name
+            files = []
+            skipped = []
+            for item in sorted(class_folder.iterdir()):
+                if item.is_file() and item.suffix == ".txt":
+                    files.append(item)
+                else:
+                    skipped.append(item.name)
+            _log_ignored(class_folder, skipped, "*.txt files", logging.WARNING)
+            for file in files:
+                if _read_review_file(file, label, collector) == "cp1252":
+                    cp1252_files += 1
+    if cp1252_files:
+        logger.info(
+            "%d review files under %s are not valid UTF-8, so they were decoded "
+            "as cp1252",
+            cp1252_files,
+            path,
+        )

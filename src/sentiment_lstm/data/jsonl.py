@@ -1,0 +1,80 @@
+"""Reader for JSON Lines files: one JSON object per line."""
+
+import json
+from pathlib import Path
+
+from sentiment_lstm.data.collector import (
+    EMPTY_FIX,
+    ENCODING_FIX,
+    SKIP_HINT,
+    ExampleCollector,
+)
+from sentiment_lstm.data.columns import Columns, choose_columns
+from sentiment_lstm.data.decoding import decode_file, invalid_byte_reason, split_lines
+from sentiment_lstm.data.fields import MISSING, add_record, json_type_name
+from sentiment_lstm.data.records import ReadOptions
+
+
+def read_jsonl(path: Path, options: ReadOptions, collector: ExampleCollector) -> None:
+    """Read a JSON Lines file into collector.
+
+    The text and label fields are chosen from the keys of the first valid record.
+    A line that is empty, invalid JSON or not an object is a bad row, and so is a
+    later record that lacks the text field.
+
+    Args:
+        path: File to read.
+        options: Fields to use, star ratings and whether labels are required.
+        collector: Receiver of examples and bad rows.
+
+    Raises:
+        DataError: If a named or required field is missing from the first record,
+            or on the first bad row unless bad rows are skipped.
+    """
+    collector.add_file(path)
+    decoded = decode_file(path)
+    source = str(path)
+    columns: Columns | None = None
+
+    for number, line in enumerate(split_lines(decoded.text), start=1):
+        if not line.strip():
+            collector.reject(source, number, "empty line", EMPTY_FIX)
+            continue
+        reason = invalid_byte_reason(line, decoded)
+        if reason is not None:
+            collector.reject(source, number, reason, ENCODING_FIX)
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            collector.reject(
+                source,
+                number,
+                f"invalid JSON: {err.msg} at column {err.colno}",
+                f"fix the line, or use {SKIP_HINT}",
+            )
+            continue
+        if not isinstance(record, dict):
+            collector.reject(
+                source,
+                number,
+                f"expected a JSON object, found a JSON {json_type_name(record)}",
+                f'write one object per line such as {{"text": "...", "label": 1}}, '
+                f"or use {SKIP_HINT}",
+            )
+            continue
+
+        if columns is None:
+            columns = choose_columns(
+                list(record), options, source, f"the record on line {number} has fields"
+            )
+        add_record(
+            record.get(columns.text, MISSING),
+            MISSING if columns.label is None else record.get(columns.label, MISSING),
+            columns=columns,
+            options=options,
+            decoded=decoded,
+            collector=collector,
+            source=source,
+            line=number,
+        )

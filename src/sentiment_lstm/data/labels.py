@@ -1,0 +1,117 @@
+"""Parsing of label cells and star ratings into label indices."""
+
+import math
+from dataclasses import dataclass
+
+from sentiment_lstm.data.collector import SKIP_HINT
+from sentiment_lstm.data.records import StarRule
+
+_LABEL_WORDS = {"negative": 0, "neg": 0, "positive": 1, "pos": 1}
+
+ALLOWED_LABELS = "positive, negative, pos, neg, 0, 1"
+
+# Maximum length of a value as shown in an error message; longer values are cut.
+_MAX_SHOWN_CHARS = 60
+
+
+class LabelError(ValueError):
+    """A label or rating that cannot be parsed.
+
+    Attributes:
+        reason: What is wrong, with the value.
+        fix: What the user can do about it.
+    """
+
+    def __init__(self, reason: str, fix: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.fix = fix
+
+
+@dataclass(frozen=True)
+class Rating:
+    """A star rating and the label it maps to, None if it falls between the cut-offs."""
+
+    value: float
+    label: int | None
+
+
+def show_value(value: object) -> str:
+    """Format a cell value for an error message, quoted and shortened."""
+    if isinstance(value, str):
+        formatted = repr(value)
+    elif isinstance(value, bool):
+        formatted = "true" if value else "false"
+    else:
+        formatted = repr(value)
+    if len(formatted) > _MAX_SHOWN_CHARS:
+        formatted = formatted[: _MAX_SHOWN_CHARS - 3] + "..."
+    return formatted
+
+
+def parse_label(value: object) -> int:
+    """Parse a label cell into 0 (negative) or 1 (positive).
+
+    Accepted: the words positive, negative, pos and neg in any case, the numbers 0
+    and 1 as text ("1", "1.0") or as JSON numbers, and JSON booleans.
+
+    Args:
+        value: A CSV cell (str) or a JSON value.
+
+    Returns:
+        The label index.
+
+    Raises:
+        LabelError: If the value is not an accepted label.
+    """
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return int(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _LABEL_WORDS:
+            return _LABEL_WORDS[word]
+        try:
+            number = float(word)
+        except ValueError:
+            number = math.nan
+        if number in (0.0, 1.0):
+            return int(number)
+    raise LabelError(
+        f"unknown label {show_value(value)}",
+        f"allowed: {ALLOWED_LABELS}; use --stars for ratings, or {SKIP_HINT}",
+    )
+
+
+def parse_rating(value: object, rule: StarRule) -> Rating:
+    """Parse a star rating and map it to a label with the cut-offs of rule.
+
+    Args:
+        value: A CSV cell (str) or a JSON number.
+        rule: Cut-offs for negative and positive ratings.
+
+    Returns:
+        The rating and its label, which is None between the cut-offs.
+
+    Raises:
+        LabelError: If the value is not a finite number.
+    """
+    number = math.nan
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = math.nan
+    if not math.isfinite(number):
+        raise LabelError(
+            f"invalid rating {show_value(value)}",
+            f"expected a number of stars; fix the row, or use {SKIP_HINT}",
+        )
+    if number <= rule.negative_max:
+        return Rating(number, 0)
+    if number >= rule.positive_min:
+        return Rating(number, 1)
+    return Rating(number, None)

@@ -1,0 +1,168 @@
+"""Entry points that detect the data format of a path and read its examples."""
+
+import dataclasses
+import logging
+from pathlib import Path
+
+from sentiment_lstm.data.collector import ExampleCollector
+from sentiment_lstm.data.delimited import read_delimited
+from sentiment_lstm.data.folders import find_review_folders, read_review_folders
+from sentiment_lstm.data.jsonl import read_jsonl
+from sentiment_lstm.data.line_files import is_posneg_stem, read_line_file, read_posneg
+from sentiment_lstm.data.records import DataError, ReadOptions, ReadResult
+
+logger = logging.getLogger(__name__)
+
+EXTENSION_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".pos": "posneg",
+    ".neg": "posneg",
+    ".txt": "lines",
+}
+
+# Formats whose files name their columns, so that column options apply.
+_TABULAR_FORMATS = ("csv", "tsv", "jsonl")
+
+_FORMAT_DESCRIPTIONS = {
+    "posneg": "pos/neg files",
+    "folder": "a folder of review files",
+    "lines": "a plain text file",
+}
+
+
+def detect_format(path: Path) -> str:
+    """Detect the data format of path from its extension or folder layout.
+
+    Args:
+        path: A file, a folder, or the common stem of a pos/neg pair.
+
+    Returns:
+        One of "posneg", "csv", "tsv", "jsonl", "folder" or "lines".
+
+    Raises:
+        DataError: If path does not exist or its format is unknown.
+    """
+    if path.is_dir():
+        if find_review_folders(path):
+            return "folder"
+        if any(path.glob("*.pos")) or any(path.glob("*.neg")):
+            return "posneg"
+        raise DataError(
+            f"{path}: cannot detect the data format of this folder; expected pos/ "
+            "and neg/ subfolders of .txt reviews (or train/ and test/ subfolders "
+            "that contain them), or one *.pos and one *.neg file"
+        )
+    if path.is_file():
+        data_format = EXTENSION_FORMATS.get(path.suffix.lower())
+        if data_format is None:
+            raise DataError(
+                f"{path}: cannot detect the data format from the extension "
+                f"{path.suffix!r}; supported: {', '.join(EXTENSION_FORMATS)} and "
+                "folders; rename the file or pass --data-format"
+            )
+        return data_format
+    if is_posneg_stem(path):
+        return "posneg"
+    raise DataError(
+        f"data path not found: {path}; pass an existing file or folder, or the "
+        "common stem of x.pos and x.neg"
+    )
+
+
+def _check_options(path: Path, data_format: str, options: ReadOptions) -> None:
+    if data_format not in _TABULAR_FORMATS:
+        column_flags = [
+            flag
+            for flag, value in (
+                ("--text-column", options.text_column),
+                ("--label-column", options.label_column),
+                ("--stars", options.stars),
+            )
+            if value
+        ]
+        if column_flags:
+            flags = " and ".join(column_flags)
+            verb, pronoun = (
+                ("applies", "it") if len(column_flags) == 1 else ("apply", "them")
+            )
+            raise DataError(
+                f"{path}: {flags} only {verb} to CSV, TSV and JSONL files, not to "
+                f"{_FORMAT_DESCRIPTIONS[data_format]}; remove {pronoun}"
+            )
+    if data_format == "lines" and options.require_labels:
+        raise DataError(
+            f"{path}: a plain text file has one review per line and no labels, so "
+            "it can only be used for prediction; for labelled data use x.pos and "
+            "x.neg files, a CSV, TSV or JSONL file with a label column, or a folder "
+            "with pos/ and neg/ subfolders"
+        )
+    if not path.exists() and not is_posneg_stem(path):
+        raise DataError(f"data path not found: {path}; pass an existing file or folder")
+    if data_format == "folder" and not path.is_dir():
+        raise DataError(f"{path}: the folder format needs a folder; pass one")
+    if data_format in (*_TABULAR_FORMATS, "lines") and not path.is_file():
+        raise DataError(f"{path}: file not found; pass an existing {data_format} file")
+
+
+def read_examples(path: str | Path, options: ReadOptions = ReadOptions()) -> ReadResult:
+    """Read the reviews and labels of a data file or folder.
+
+    Args:
+        path: A pos/neg pair (either file, the common stem, or a folder with one of
+            each), a CSV, TSV or JSONL file, or a folder of review files with pos/
+            and neg/ subfolders (directly or under train/ and test/). With
+            ``require_labels=False``, also a .txt file with one review per line.
+        options: Format, columns, star ratings and handling of bad rows.
+
+    Returns:
+        The examples, the bad rows left out, the number of rows left out by star
+        cut-offs and the files read.
+
+    Raises:
+        DataError: If the path or an option is invalid, no review is found, or on
+            the first bad row unless ``options.skip_bad_rows`` is set. The message
+            names the file, the line and the fix.
+    """
+    path = Path(path)
+    data_format = options.format or detect_format(path)
+    _check_options(path, data_format, options)
+    logger.info("reading %s as %s", path, data_format)
+
+    collector = ExampleCollector(options.skip_bad_rows)
+    if data_format == "posneg":
+        read_posneg(path, collector)
+    elif data_format == "folder":
+        read_review_folders(path, collector)
+    elif data_format == "lines":
+        read_line_file(path, None, collector)
+    elif data_format == "jsonl":
+        read_jsonl(path, options, collector)
+    else:
+        read_delimited(path, "\t" if data_format == "tsv" else ",", options, collector)
+    return collector.result(path, options.star_rule)
+
+
+def read_texts(
+    path: str | Path, options: ReadOptions = ReadOptions(require_labels=False)
+) -> ReadResult:
+    """Read reviews for prediction, with labels where the data has them.
+
+    Same as ``read_examples`` with ``require_labels=False``, whatever
+    ``options.require_labels`` is: a CSV, TSV or JSONL file needs no label column,
+    and a .txt file with one review per line is accepted.
+
+    Args:
+        path: Any path that ``read_examples`` accepts, or a .txt file.
+        options: Format, columns, star ratings and handling of bad rows.
+
+    Returns:
+        The examples, with label None where the data has no label.
+
+    Raises:
+        DataError: As for ``read_examples``.
+    """
+    return read_examples(path, dataclasses.replace(options, require_labels=False))

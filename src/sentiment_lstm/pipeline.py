@@ -1,0 +1,326 @@
+"""From a data path to a saved model: read, split, encode, train, save."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import platform
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata as package_metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sentiment_lstm import artifact
+from sentiment_lstm.data import (
+    LABEL_NAMES,
+    Example,
+    ReadOptions,
+    ReadResult,
+    data_fingerprint,
+    read_examples,
+    resolve_data,
+    split_examples,
+)
+from sentiment_lstm.model import ModelConfig, SentimentLSTM, count_parameters
+from sentiment_lstm.text import TextEncoder, TextEncoderConfig
+from sentiment_lstm.training import (
+    EncodedSplit,
+    EpochMetrics,
+    TrainingConfig,
+    TrainingResult,
+    seed_everything,
+    train,
+)
+
+logger = logging.getLogger(__name__)
+
+HISTORY_FILE = "metrics.json"
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the reviews come from and how they are split.
+
+    Attributes:
+        data: A path, or a dataset name such as ``rt-polarity``.
+        read_options: Format, columns, label rules.
+        validation_data: Optional separate validation file; when given, the
+            main data is not split for validation.
+        test_data: Optional separate test file; when given, the main data is
+            not split for testing.
+        validation_fraction: Share of the main data held out for validation.
+        test_fraction: Share of the main data held out for testing.
+    """
+
+    data: str
+    read_options: ReadOptions = ReadOptions()
+    validation_data: str | None = None
+    test_data: str | None = None
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.1
+
+
+@dataclass
+class Splits:
+    """The three splits and what reading them found."""
+
+    train: list[Example]
+    validation: list[Example]
+    test: list[Example]
+    reads: list[ReadResult] = field(default_factory=list)
+    spec: DataSpec | None = None
+
+    def files(self) -> list[Path]:
+        return sorted({path for read in self.reads for path in read.files})
+
+
+@dataclass
+class TrainOutcome:
+    """A finished run: the result and whether a model was saved."""
+
+    result: TrainingResult
+    saved: bool
+    output_dir: Path
+
+
+def load_splits(spec: DataSpec, seed: int) -> Splits:
+    """Read the data and split it into train, validation and test.
+
+    Args:
+        spec: Data locations and split sizes.
+        seed: Fixes the stratified split.
+
+    Returns:
+        The splits, with what each read skipped or left out.
+    """
+    main = _read(spec.data, spec.read_options)
+    reads = [main]
+    validation_fraction = 0.0 if spec.validation_data else spec.validation_fraction
+    test_fraction = 0.0 if spec.test_data else spec.test_fraction
+    train_part, validation, test = split_examples(
+        main.examples,
+        seed=seed,
+        validation_fraction=validation_fraction,
+        test_fraction=test_fraction,
+    )
+    if spec.validation_data:
+        extra = _read(spec.validation_data, spec.read_options)
+        reads.append(extra)
+        validation = extra.examples
+    if spec.test_data:
+        extra = _read(spec.test_data, spec.read_options)
+        reads.append(extra)
+        test = extra.examples
+    return Splits(train_part, validation, test, reads, spec)
+
+
+def _read(path_or_name: str, options: ReadOptions) -> ReadResult:
+    path = resolve_data(path_or_name)
+    result = read_examples(path, options)
+    counts = Counter(example.label for example in result.examples)
+    logger.info(
+        "read %d reviews from %s (%s)",
+        len(result.examples),
+        path,
+        ", ".join(f"{counts[i]} {name}" for i, name in enumerate(LABEL_NAMES)),
+    )
+    if result.left_out_by_stars:
+        logger.info(
+            "left out %d reviews whose star rating lies between the cut-offs",
+            result.left_out_by_stars,
+        )
+    return result
+
+
+def encode(encoder: TextEncoder, examples: list[Example]) -> EncodedSplit:
+    """Turn examples into token ids and a label array."""
+    token_ids = encoder.encode_batch([example.text for example in examples])
+    labels = np.array([example.label for example in examples], dtype=np.int64)
+    return EncodedSplit(token_ids, labels)
+
+
+def train_model(
+    splits: Splits,
+    output_dir: Path,
+    *,
+    encoder_config: TextEncoderConfig = TextEncoderConfig(),
+    model_options: dict[str, Any] | None = None,
+    training_config: TrainingConfig = TrainingConfig(),
+    show_progress: bool | None = None,
+) -> TrainOutcome:
+    """Build the vocabulary, train, and save the best model to ``output_dir``.
+
+    The vocabulary comes from the training split alone, so held-out reviews
+    cannot leak into it. The model is saved whenever validation accuracy
+    improves and has reached ``training_config.required_accuracy``; the
+    per-epoch history is written to ``metrics.json`` after every epoch.
+
+    Args:
+        splits: Train, validation and test examples.
+        output_dir: The model directory to write.
+        encoder_config: Tokenizer and vocabulary settings.
+        model_options: ``ModelConfig`` fields other than ``vocab_size``.
+        training_config: Optimisation settings.
+        show_progress: Progress bar; by default only on a terminal.
+
+    Returns:
+        The training result and whether a model reached the required accuracy.
+    """
+    output_dir = Path(output_dir)
+    seed_everything(training_config.seed)
+    encoder = TextEncoder.build((ex.text for ex in splits.train), encoder_config)
+    train_split = encode(encoder, splits.train)
+    validation_split = encode(encoder, splits.validation)
+    test_split = encode(encoder, splits.test) if splits.test else None
+
+    model_config = ModelConfig(vocab_size=encoder.vocab_size, **(model_options or {}))
+    model = SentimentLSTM(model_config)
+    _log_summary(splits, encoder, model, training_config)
+
+    base_metadata = _base_metadata(splits, encoder, model_config, training_config)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    saved = False
+
+    def save_checkpoint(metrics: EpochMetrics, current: SentimentLSTM) -> None:
+        nonlocal saved
+        metadata = dict(base_metadata, best_epoch=dataclasses.asdict(metrics))
+        weights = {
+            name: tensor.detach().cpu().numpy()
+            for name, tensor in current.state_dict().items()
+        }
+        artifact.save_artifact(
+            output_dir,
+            config=artifact.ArtifactConfig(
+                model=model_config.to_dict(), labels=LABEL_NAMES
+            ),
+            encoder=encoder,
+            weights=weights,
+            metadata=metadata,
+        )
+        saved = True
+        logger.info(
+            "saved model of epoch %d (val_acc %.3f) to %s",
+            metrics.epoch,
+            metrics.validation_accuracy,
+            output_dir,
+        )
+
+    def write_history(history: list[EpochMetrics]) -> None:
+        values = {"epochs": [dataclasses.asdict(m) for m in history]}
+        path = output_dir / HISTORY_FILE
+        path.write_text(json.dumps(values, indent=2) + "\n", encoding="utf-8")
+
+    result = train(
+        model,
+        train_split,
+        validation_split,
+        training_config,
+        test_split=test_split,
+        on_checkpoint=save_checkpoint,
+        on_epoch_end=write_history,
+        show_progress=show_progress,
+    )
+    best = result.best
+    history_values = {
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+        "epochs": [dataclasses.asdict(m) for m in result.history],
+    }
+    (output_dir / HISTORY_FILE).write_text(
+        json.dumps(history_values, indent=2) + "\n", encoding="utf-8"
+    )
+    if saved:
+        # the saved metadata gains the full history once training has ended
+        metadata_path = output_dir / artifact.METADATA_FILE
+        metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
+        metadata["history"] = history_values
+        metadata_path.write_text(
+            json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
+    test_text = (
+        f", test_acc {best.test_accuracy:.3f}" if best.test_accuracy is not None else ""
+    )
+    logger.info(
+        "best epoch %d: val_acc %.3f%s",
+        result.best_epoch,
+        best.validation_accuracy,
+        test_text,
+    )
+    return TrainOutcome(result=result, saved=saved, output_dir=output_dir)
+
+
+def _log_summary(
+    splits: Splits,
+    encoder: TextEncoder,
+    model: SentimentLSTM,
+    config: TrainingConfig,
+) -> None:
+    steps = -(-len(splits.train) // config.batch_size)
+    logger.info(
+        "examples: %d train, %d validation, %d test; vocabulary: %d tokens; "
+        "parameters: %d; batch size %d, %d steps per epoch, up to %d epochs",
+        len(splits.train),
+        len(splits.validation),
+        len(splits.test),
+        encoder.vocab_size,
+        count_parameters(model),
+        config.batch_size,
+        steps,
+        config.num_epochs,
+    )
+
+
+def _base_metadata(
+    splits: Splits,
+    encoder: TextEncoder,
+    model_config: ModelConfig,
+    training_config: TrainingConfig,
+) -> dict[str, Any]:
+    files = splits.files()
+    spec = splits.spec
+    split_values = {}
+    if spec is not None:
+        split_values = {
+            "data": spec.data,
+            "validation_data": spec.validation_data,
+            "test_data": spec.test_data,
+            "validation_fraction": spec.validation_fraction,
+            "test_fraction": spec.test_fraction,
+        }
+    return {
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "data": {
+            "files": [str(path) for path in files],
+            "fingerprint": data_fingerprint(files),
+            "split_sizes": {
+                "train": len(splits.train),
+                "validation": len(splits.validation),
+                "test": len(splits.test),
+            },
+            "bad_rows_skipped": sum(len(read.bad_rows) for read in splits.reads),
+            "left_out_by_stars": sum(read.left_out_by_stars for read in splits.reads),
+        },
+        "split": split_values,
+        "text_encoder": dataclasses.asdict(encoder.config),
+        "vocab_size": encoder.vocab_size,
+        "model": model_config.to_dict(),
+        "training": training_config.to_dict(),
+        "versions": package_versions(),
+    }
+
+
+def package_versions() -> dict[str, str]:
+    """Return the versions of Python and the packages a model depends on."""
+    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    for name in ("sentiment-lstm", "numpy", "tokenizers", "safetensors"):
+        try:
+            versions[name] = package_metadata.version(name)
+        except package_metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions

@@ -1,0 +1,62 @@
+"""Fixtures shared across the test tree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# The real data sets live beside the repository in CI and development machines.
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+RT_POLARITY = SHARED_DATA / "rt-polarity"
+NETFLIX_CSV = SHARED_DATA / "netflix-app-reviews" / "reviews.csv"
+
+POSITIVE_REVIEWS = [
+    "a wonderful , moving film with great acting",
+    "brilliant and funny , i loved every minute",
+    "the cast is superb and the story is beautiful",
+    "an excellent , heartfelt drama that works",
+    "great fun , charming and clever",
+    "a delightful surprise with wonderful music",
+    "one of the best films of the year , truly great",
+    "smart , funny and moving : a joy to watch",
+]
+NEGATIVE_REVIEWS = [
+    "a dull , boring mess with terrible acting",
+    "awful and tedious , i hated every minute",
+    "the plot is stupid and the dialogue is bad",
+    "a lifeless , clumsy drama that never works",
+    "boring , predictable and far too long",
+    "a painful waste of time with dreadful music",
+    "one of the worst films of the year , truly awful",
+    "dumb , dull and ugly : a chore to watch",
+]
+
+
+@pytest.fixture(scope="session")
+def rt_polarity_dir() -> Path:
+    """The real rt-polarity files; tests skip when they are absent."""
+    if not (RT_POLARITY / "rt-polarity.pos").is_file():
+        pytest.skip(f"rt-polarity data not found at {RT_POLARITY}")
+    return RT_POLARITY
+
+
+@pytest.fixture(scope="session")
+def netflix_csv() -> Path:
+    """The real Netflix app reviews CSV; tests skip when it is absent."""
+    if not NETFLIX_CSV.is_file():
+        pytest.skip(f"Netflix reviews not found at {NETFLIX_CSV}")
+    return NETFLIX_CSV
+
+
+@pytest.fixture
+def tiny_posneg(tmp_path: Path) -> Path:
+    """A small pos/neg corpus, each review repeated so a model can learn it."""
+    (tmp_path / "tiny.pos").write_text(
+        "\n".join(POSITIVE_REVIEWS * 6) + "\n", encoding="utf-8"
+    )
+    (tmp_path / "tiny.neg").write_text(
+        "\n".join(NEGATIVE_REVIEWS * 6) + "\n", encoding="utf-8"
+    )
+    return tmp_path / "tiny.pos"

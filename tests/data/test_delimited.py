@@ -1,0 +1,334 @@
+"""Tests for CSV and TSV files: quoting, line numbers, columns and labels."""
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from sentiment_lstm.data import (
+    DataError,
+    ReadOptions,
+    StarRule,
+    read_examples,
+    read_texts,
+)
+
+QUOTED_CSV = (
+    "review,sentiment\n"
+    '"Great, really great",positive\n'
+    '"She said ""wow"" twice",pos\n'
+    '"First line\nsecond line\r\nthird line",negative\n'
+    "plain and simple,neg\n"
+    "bad label here,meh\n"
+)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_bytes(text.encode("utf-8"))
+    return path
+
+
+def test_csv_quoting(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", QUOTED_CSV)
+
+    result = read_examples(path, ReadOptions(skip_bad_rows=True))
+    texts = [example.text for example in result.examples]
+
+    assert texts[0] == "Great, really great"
+    assert texts[1] == 'She said "wow" twice'
+    assert texts[2] == "First line\nsecond line\r\nthird line"
+    assert [example.label for example in result.examples] == [1, 1, 0, 0]
+
+
+def test_csv_record_start_lines(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", QUOTED_CSV)
+
+    result = read_examples(path, ReadOptions(skip_bad_rows=True))
+
+    assert [example.line for example in result.examples] == [2, 3, 4, 7]
+    assert result.bad_rows[0].line == 8
+
+
+def test_csv_unknown_label_message(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", QUOTED_CSV)
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(path)
+
+    assert str(excinfo.value) == (
+        f"{path} line 8: unknown label 'meh'; allowed: positive, negative, pos, "
+        "neg, 0, 1; use --stars for ratings, or --skip-bad-rows to leave such rows "
+        "out"
+    )
+
+
+def test_csv_relative_path_in_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path / "reviews.csv", QUOTED_CSV)
+    monkeypatch.chdir(tmp_path)
+
+    with pytest.raises(DataError, match=r"^reviews\.csv line 8: unknown label 'meh'"):
+        read_examples("reviews.csv")
+
+
+def test_tsv_file(tmp_path: Path) -> None:
+    text = 'text\tlabel\nfine, with a comma\t1\n"tab\tinside"\t0\nno quote " here\t1\n'
+    path = write(tmp_path / "reviews.tsv", text)
+
+    result = read_examples(path)
+
+    assert [example.text for example in result.examples] == [
+        "fine, with a comma",
+        "tab\tinside",
+        'no quote " here',
+    ]
+    assert [example.label for example in result.examples] == [1, 0, 1]
+
+
+def test_tab_extension_is_tsv(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.tab", "text\tlabel\ngood\tpositive\n")
+
+    result = read_examples(path)
+
+    assert result.examples[0].label == 1
+
+
+@pytest.mark.parametrize(
+    ("cell", "label"),
+    [
+        ("positive", 1),
+        ("Negative", 0),
+        (" POS ", 1),
+        ("neg", 0),
+        ("1", 1),
+        ("0", 0),
+        ("1.0", 1),
+        ("0.0", 0),
+    ],
+)
+def test_label_cells(tmp_path: Path, cell: str, label: int) -> None:
+    path = write(tmp_path / "reviews.csv", f"text,label\nsome review,{cell}\n")
+
+    result = read_examples(path)
+
+    assert result.examples[0].label == label
+
+
+@pytest.mark.parametrize("cell", ["2", "-1", "yes", "0.5", "positive!"])
+def test_label_cells_rejected(tmp_path: Path, cell: str) -> None:
+    path = write(tmp_path / "reviews.csv", f"text,label\nsome review,{cell}\n")
+
+    with pytest.raises(DataError, match=f"line 2: unknown label '{cell}'"):
+        read_examples(path)
+
+
+def test_missing_label_cell(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "text,label\nsome review,\n")
+
+    with pytest.raises(DataError, match="line 2: missing label in field 'label'"):
+        read_examples(path)
+
+
+def test_missing_label_cell_for_prediction(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "text,label\nsome review,\nother,1\n")
+
+    result = read_texts(path)
+
+    assert [example.label for example in result.examples] == [None, 1]
+
+
+def test_unusable_labels_for_prediction(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(tmp_path / "input.csv", "text,label\na,1\nb,meh\nc,neg\n")
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm.data"):
+        result = read_texts(path)
+
+    assert [example.label for example in result.examples] == [1, None, 0]
+    assert result.bad_rows == []
+    assert "read 1 rows of" in caplog.text
+    assert "line 3: unknown label 'meh'" in caplog.text
+
+
+def test_middle_stars_kept_for_prediction(tmp_path: Path) -> None:
+    path = write(tmp_path / "input.csv", "text,stars\na,1\nb,3\nc,x\nd,5\n")
+
+    result = read_texts(path, ReadOptions(stars=True))
+
+    assert [example.label for example in result.examples] == [0, None, None, 1]
+    assert result.left_out_by_stars == 0
+
+
+def test_stars_default_cutoffs(tmp_path: Path) -> None:
+    rows = "".join(f"review {stars},{stars}\n" for stars in [1, 2, 2.5, 3, 3.9, 4, 5])
+    path = write(tmp_path / "reviews.csv", "content,score\n" + rows)
+
+    result = read_examples(path, ReadOptions(stars=True))
+
+    assert [example.label for example in result.examples] == [0, 0, 1, 1]
+    assert result.left_out_by_stars == 3
+    assert [example.line for example in result.examples] == [2, 3, 7, 8]
+
+
+def test_stars_custom_cutoffs(tmp_path: Path) -> None:
+    rows = "".join(f"review {stars},{stars}\n" for stars in range(1, 11))
+    path = write(tmp_path / "reviews.csv", "content,rating\n" + rows)
+    options = ReadOptions(
+        stars=True, star_rule=StarRule(negative_max=4, positive_min=7)
+    )
+
+    result = read_examples(path, options)
+
+    assert [example.label for example in result.examples] == [0] * 4 + [1] * 4
+    assert result.left_out_by_stars == 2
+
+
+def test_stars_left_out_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(tmp_path / "reviews.csv", "text,stars\na,1\nb,3\nc,3\nd,5\n")
+
+    with caplog.at_level(logging.INFO, logger="sentiment_lstm.data"):
+        read_examples(path, ReadOptions(stars=True))
+
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("left out 2 rows" in message for message in messages)
+
+
+def test_stars_non_numeric_rating(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "text,stars\na,1\nb,five\nc,5\n")
+
+    with pytest.raises(DataError, match="line 3: invalid rating 'five'"):
+        read_examples(path, ReadOptions(stars=True))
+
+
+def test_star_rule_order_checked() -> None:
+    with pytest.raises(DataError, match="--negative-max-stars below"):
+        StarRule(negative_max=4, positive_min=4)
+
+
+def test_missing_text_column(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "title,label\nsome review,1\n")
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(path)
+
+    message = str(excinfo.value)
+    assert "no text column found" in message
+    assert "the header has columns: 'title', 'label'" in message
+    assert "pass --text-column" in message
+
+
+def test_missing_named_label_column(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "text,label\nsome review,1\n")
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(path, ReadOptions(label_column="verdict"))
+
+    message = str(excinfo.value)
+    assert "label column 'verdict' not found" in message
+    assert "'text', 'label'" in message
+    assert "pass --label-column" in message
+
+
+def test_no_label_column_for_training(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "text,date\nsome review,2024\n")
+
+    with pytest.raises(DataError, match="no label column found"):
+        read_examples(path)
+
+
+def test_no_label_column_for_prediction(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "text,date\nsome review,2024\n")
+
+    result = read_texts(path)
+
+    assert result.examples[0].label is None
+
+
+def test_named_columns_ignore_case(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "Body,Verdict\nsome review,pos\n")
+
+    result = read_examples(path, ReadOptions(label_column="verdict"))
+
+    assert result.examples[0].text == "some review"
+    assert result.examples[0].label == 1
+
+
+def test_bom_header_detected(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.csv"
+    path.write_bytes(b"\xef\xbb\xbftext,label\nsome review,1\n")
+
+    result = read_examples(path)
+
+    assert result.examples[0].text == "some review"
+
+
+def test_wrong_field_count(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "text,label\na,1\nb,1,extra\nc,0\n")
+
+    with pytest.raises(
+        DataError, match="line 3: expected 2 fields as in the header, found 3"
+    ):
+        read_examples(path)
+
+
+def test_empty_text(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", 'text,label\na,1\n"  ",0\n')
+
+    with pytest.raises(DataError, match="line 3: empty review"):
+        read_examples(path)
+
+
+def test_blank_line_is_bad_row(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "text,label\na,1\n\nb,0\n")
+
+    result = read_examples(path, ReadOptions(skip_bad_rows=True))
+
+    assert [row.line for row in result.bad_rows] == [3]
+    assert [example.line for example in result.examples] == [2, 4]
+
+
+def test_undefined_byte_in_cp1252_csv(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.csv"
+    path.write_bytes(b'text,label\ncaf\xe9 ok,1\n"multi\nline \x90",0\n')
+
+    with pytest.raises(DataError, match="line 3: byte 0x90 is invalid in cp1252"):
+        read_examples(path)
+
+
+def test_skip_bad_rows_counts(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    text = "text,label\na,1\n,1\nb,meh\nc,0\nd\n"
+    path = write(tmp_path / "reviews.csv", text)
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm.data"):
+        result = read_examples(path, ReadOptions(skip_bad_rows=True))
+
+    assert len(result.examples) == 2
+    assert [row.line for row in result.bad_rows] == [3, 4, 6]
+    assert result.bad_rows[1].reason == "unknown label 'meh'"
+    assert "left out 3 bad rows" in caplog.text
+
+
+def test_empty_csv_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "")
+
+    with pytest.raises(DataError, match="the file is empty"):
+        read_examples(path)
+
+
+def test_unknown_extension(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.xlsx", "text,label\n")
+
+    with pytest.raises(DataError, match="pass --data-format"):
+        read_examples(path)
+
+
+def test_explicit_format_overrides_extension(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.dat", "text,label\nsome review,1\n")
+
+    result = read_examples(path, ReadOptions(format="csv"))
+
+    assert result.examples[0].label == 1

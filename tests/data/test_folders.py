@@ -1,0 +1,129 @@
+"""Tests for folders with one review file per review (aclImdb layout)."""
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from sentiment_lstm.data import DataError, ReadOptions, read_examples
+
+
+def write_reviews(folder: Path, reviews: dict[str, str]) -> None:
+    for relative, text in reviews.items():
+        path = folder / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
+def test_pos_neg_folders(tmp_path: Path) -> None:
+    write_reviews(
+        tmp_path,
+        {
+            "pos/10_9.txt": "Great.<br /><br />Really.\n",
+            "pos/2_8.txt": "Good fun.",
+            "neg/1_1.txt": "Awful.",
+        },
+    )
+
+    result = read_examples(tmp_path)
+
+    assert [example.text for example in result.examples] == [
+        "Awful.",
+        "Great.<br /><br />Really.",
+        "Good fun.",
+    ]
+    assert [example.label for example in result.examples] == [0, 1, 1]
+    assert {example.line for example in result.examples} == {1}
+    assert result.examples[1].source == str(tmp_path / "pos" / "10_9.txt")
+
+
+def test_train_and_test_both_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_reviews(
+        tmp_path,
+        {
+            "train/pos/0_9.txt": "train good",
+            "train/neg/0_2.txt": "train bad",
+            "train/unsup/0_0.txt": "no label",
+            "test/pos/0_10.txt": "test good",
+            "test/neg/0_1.txt": "test bad",
+            "imdb.vocab": "the\n",
+        },
+    )
+
+    with caplog.at_level(logging.INFO, logger="sentiment_lstm.data"):
+        result = read_examples(tmp_path)
+
+    assert [example.text for example in result.examples] == [
+        "train bad",
+        "train good",
+        "test bad",
+        "test good",
+    ]
+    assert len(result.files) == 4
+    assert result.files == sorted(result.files)
+    assert "unsup" in caplog.text
+    assert "imdb.vocab" in caplog.text
+
+
+def test_train_folder_directly(tmp_path: Path) -> None:
+    write_reviews(
+        tmp_path,
+        {
+            "train/pos/0_9.txt": "train good",
+            "train/neg/0_2.txt": "train bad",
+            "test/pos/0_10.txt": "test good",
+            "test/neg/0_1.txt": "test bad",
+        },
+    )
+
+    result = read_examples(tmp_path / "train")
+
+    assert [example.text for example in result.examples] == ["train bad", "train good"]
+
+
+def test_non_text_file_ignored_with_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_reviews(
+        tmp_path,
+        {"pos/a.txt": "good", "pos/notes.md": "not a review", "neg/b.txt": "bad"},
+    )
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm.data"):
+        result = read_examples(tmp_path)
+
+    assert len(result.examples) == 2
+    assert "notes.md" in caplog.text
+
+
+def test_empty_review_file(tmp_path: Path) -> None:
+    write_reviews(tmp_path, {"pos/a.txt": "good", "neg/b.txt": " \n"})
+
+    with pytest.raises(DataError, match=r"b\.txt line 1: empty review"):
+        read_examples(tmp_path)
+
+
+def test_undecodable_review_file(tmp_path: Path) -> None:
+    write_reviews(tmp_path, {"pos/a.txt": "good", "neg/b.txt": "bad"})
+    (tmp_path / "neg" / "c.txt").write_bytes(b"caf\xe9 \x9d")
+
+    result = read_examples(tmp_path, ReadOptions(skip_bad_rows=True))
+
+    assert len(result.examples) == 2
+    assert result.bad_rows[0].reason == "byte 0x9d is invalid in cp1252"
+
+
+def test_folder_without_layout(tmp_path: Path) -> None:
+    write_reviews(tmp_path, {"good/a.txt": "good"})
+
+    with pytest.raises(DataError, match="cannot detect the data format"):
+        read_examples(tmp_path)
+
+
+def test_folder_format_needs_layout(tmp_path: Path) -> None:
+    write_reviews(tmp_path, {"good/a.txt": "good"})
+
+    with pytest.raises(DataError, match="expected pos/ and neg/ subfolders"):
+        read_examples(tmp_path, ReadOptions(format="folder"))

@@ -1,0 +1,123 @@
+"""Tests for JSON Lines files."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sentiment_lstm.data import DataError, ReadOptions, read_examples, read_texts
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_jsonl_labels(tmp_path: Path) -> None:
+    records = [
+        {"text": "great", "label": 1},
+        {"text": "awful", "label": 0.0},
+        {"text": "lovely", "label": True},
+        {"text": "dire", "label": False},
+        {"text": "fine", "label": "Positive"},
+        {"text": "meh", "label": 1.0},
+    ]
+    path = write_lines(tmp_path / "reviews.jsonl", [json.dumps(r) for r in records])
+
+    result = read_examples(path)
+
+    assert [example.label for example in result.examples] == [1, 0, 1, 0, 1, 1]
+    assert [example.line for example in result.examples] == [1, 2, 3, 4, 5, 6]
+
+
+def test_jsonl_text_with_line_separators(tmp_path: Path) -> None:
+    record = json.dumps(
+        {"review": "one\u2028two\u0085three\nfour", "sentiment": 1}, ensure_ascii=False
+    )
+    path = tmp_path / "reviews.ndjson"
+    path.write_text(record + "\n", encoding="utf-8")
+
+    result = read_examples(path)
+
+    assert result.examples[0].text == "one\u2028two\u0085three\nfour"
+
+
+def test_jsonl_invalid_line(tmp_path: Path) -> None:
+    lines = ['{"text": "good", "label": 1}', '{"text": "bad", "label": ', "[1, 2]"]
+    path = write_lines(tmp_path / "reviews.jsonl", lines)
+
+    with pytest.raises(DataError, match=r"reviews\.jsonl line 2: invalid JSON"):
+        read_examples(path)
+
+
+def test_jsonl_bad_rows_skipped(tmp_path: Path) -> None:
+    lines = [
+        '{"text": "good", "label": 1}',
+        '{"text": "bad", "label": ',
+        "[1, 2]",
+        '{"label": 0}',
+        '{"text": 42, "label": 0}',
+        '{"text": "no label", "label": null}',
+        "",
+        '{"text": "fine", "label": 2}',
+        '{"text": "dull", "label": "neg"}',
+    ]
+    path = write_lines(tmp_path / "reviews.jsonl", lines)
+
+    result = read_examples(path, ReadOptions(skip_bad_rows=True))
+    reasons = {row.line: row.reason for row in result.bad_rows}
+
+    assert [example.line for example in result.examples] == [1, 9]
+    assert sorted(reasons) == [2, 3, 4, 5, 6, 7, 8]
+    assert reasons[2].startswith("invalid JSON")
+    assert reasons[3] == "expected a JSON object, found a JSON array"
+    assert reasons[4] == "missing text field 'text'"
+    assert reasons[5] == "text field 'text' is a JSON number, not a string"
+    assert reasons[6] == "missing label in field 'label'"
+    assert reasons[7] == "empty line"
+    assert reasons[8] == "unknown label 2"
+
+
+def test_jsonl_missing_field_error(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "reviews.jsonl", ['{"body": "good", "mood": 1}'])
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(path)
+
+    message = str(excinfo.value)
+    assert "no label column found" in message
+    assert "the record on line 1 has fields: 'body', 'mood'" in message
+    assert "pass --label-column" in message
+
+
+def test_jsonl_named_fields(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "reviews.jsonl", ['{"body": "good", "mood": "pos"}'])
+
+    result = read_examples(path, ReadOptions(label_column="mood"))
+
+    assert result.examples[0].label == 1
+
+
+def test_jsonl_stars(tmp_path: Path) -> None:
+    lines = [json.dumps({"text": f"r{n}", "stars": n}) for n in (1, 3, 4.5, 5)]
+    path = write_lines(tmp_path / "reviews.jsonl", lines)
+
+    result = read_examples(path, ReadOptions(stars=True))
+
+    assert [example.label for example in result.examples] == [0, 1, 1]
+    assert result.left_out_by_stars == 1
+
+
+def test_jsonl_boolean_rating_rejected(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "reviews.jsonl", ['{"text": "a", "stars": true}'])
+
+    with pytest.raises(DataError, match="invalid rating true"):
+        read_examples(path, ReadOptions(stars=True))
+
+
+def test_jsonl_without_labels(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "input.jsonl", ['{"text": "a"}', '{"text": "b"}'])
+
+    result = read_texts(path)
+
+    assert [example.label for example in result.examples] == [None, None]

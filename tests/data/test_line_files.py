@@ -1,0 +1,214 @@
+"""Tests for pos/neg pairs and plain text files with one review per line."""
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from sentiment_lstm.data import DataError, ReadOptions, read_examples, read_texts
+
+
+def write_pair(folder: Path, neg: bytes, pos: bytes, stem: str = "reviews") -> Path:
+    (folder / f"{stem}.neg").write_bytes(neg)
+    (folder / f"{stem}.pos").write_bytes(pos)
+    return folder / f"{stem}.pos"
+
+
+def test_cp1252_ellipsis_does_not_split(tmp_path: Path) -> None:
+    pos = write_pair(
+        tmp_path,
+        neg=b"dull \x85 and slow .\nflat .\n",
+        pos=b"fun \x85 truly great .\nwarm .\n\x85 a caf\xe9 hit .\n",
+    )
+
+    result = read_examples(pos)
+
+    assert len(result.examples) == 5
+    assert [example.label for example in result.examples] == [0, 0, 1, 1, 1]
+    assert result.examples[0].text == "dull \u2026 and slow ."
+    assert result.examples[4].text == "\u2026 a caf\u00e9 hit ."
+    assert result.examples[4].line == 3
+
+
+def test_unicode_line_separators_kept(tmp_path: Path) -> None:
+    text = "one \u0085 two \u2028 three\nfour\n"
+    pos = write_pair(tmp_path, neg=b"bad .\n", pos=text.encode("utf-8"))
+
+    result = read_examples(pos)
+    positives = [example for example in result.examples if example.label == 1]
+
+    assert len(positives) == 2
+    assert positives[0].text == "one \u0085 two \u2028 three"
+
+
+def test_utf8_bom_stripped(tmp_path: Path) -> None:
+    pos = write_pair(
+        tmp_path,
+        neg=b"\xef\xbb\xbfbad \xe2\x80\x94 awful .\n",
+        pos=b"\xef\xbb\xbfgood .\n",
+    )
+
+    result = read_examples(pos)
+
+    assert result.examples[0].text == "bad \u2014 awful ."
+    assert result.examples[1].text == "good ."
+
+
+def test_crlf_line_ends(tmp_path: Path) -> None:
+    pos = write_pair(tmp_path, neg=b"bad .\r\nworse .\r\n", pos=b"good .\r\n")
+
+    result = read_examples(pos)
+
+    assert [example.text for example in result.examples] == [
+        "bad .",
+        "worse .",
+        "good .",
+    ]
+    assert result.examples[1].line == 2
+
+
+def test_undefined_cp1252_byte_names_line(tmp_path: Path) -> None:
+    pos = write_pair(tmp_path, neg=b"bad \x85 .\n", pos=b"good .\nodd \x81 byte .\n")
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(pos)
+
+    message = str(excinfo.value)
+    assert "reviews.pos line 2:" in message
+    assert "byte 0x81 is invalid in cp1252" in message
+    assert "--skip-bad-rows" in message
+
+
+def test_undefined_byte_skipped(tmp_path: Path) -> None:
+    pos = write_pair(tmp_path, neg=b"bad \x85 .\n", pos=b"good .\nodd \x8d byte .\n")
+
+    result = read_examples(pos, ReadOptions(skip_bad_rows=True))
+
+    assert len(result.examples) == 2
+    assert len(result.bad_rows) == 1
+    assert result.bad_rows[0].line == 2
+    assert result.bad_rows[0].source == str(tmp_path / "reviews.pos")
+    assert "0x8d" in result.bad_rows[0].reason
+
+
+def test_invalid_utf8_after_bom_is_bad_row(tmp_path: Path) -> None:
+    pos = write_pair(tmp_path, neg=b"\xef\xbb\xbfbad .\n\xff\n", pos=b"good .\n")
+
+    with pytest.raises(
+        DataError, match=r"reviews\.neg line 2: byte 0xff is invalid in UTF-8"
+    ):
+        read_examples(pos)
+
+
+def test_empty_line_is_bad_row(tmp_path: Path) -> None:
+    pos = write_pair(tmp_path, neg=b"bad .\n\nworse .\n", pos=b"good .\n")
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(pos)
+
+    assert "reviews.neg line 2: empty review" in str(excinfo.value)
+
+
+def test_whitespace_line_is_bad_row(tmp_path: Path) -> None:
+    pos = write_pair(tmp_path, neg=b"bad .\n", pos=b"good .\n \t \r\nfine .\n")
+
+    result = read_examples(pos, ReadOptions(skip_bad_rows=True))
+
+    assert [row.line for row in result.bad_rows] == [2]
+    assert result.bad_rows[0].reason == "empty review"
+    assert len(result.examples) == 3
+
+
+def test_final_newline_is_not_a_row(tmp_path: Path) -> None:
+    pos = write_pair(tmp_path, neg=b"bad .\n", pos=b"good .\nfine .")
+
+    result = read_examples(pos)
+
+    assert len(result.examples) == 3
+    assert result.bad_rows == []
+
+
+@pytest.mark.parametrize("given", ["reviews.pos", "reviews.neg", "reviews", "."])
+def test_pair_path_forms(tmp_path: Path, given: str) -> None:
+    write_pair(tmp_path, neg=b"bad .\n", pos=b"good .\n")
+
+    result = read_examples(tmp_path / given)
+
+    assert [example.label for example in result.examples] == [0, 1]
+    assert result.files == [tmp_path / "reviews.neg", tmp_path / "reviews.pos"]
+
+
+def test_pair_missing_partner(tmp_path: Path) -> None:
+    (tmp_path / "reviews.pos").write_bytes(b"good .\n")
+
+    with pytest.raises(DataError, match=r"reviews\.neg was not found"):
+        read_examples(tmp_path / "reviews.pos")
+
+
+def test_pair_folder_ambiguous(tmp_path: Path) -> None:
+    write_pair(tmp_path, neg=b"bad .\n", pos=b"good .\n", stem="a")
+    write_pair(tmp_path, neg=b"bad .\n", pos=b"good .\n", stem="b")
+
+    with pytest.raises(DataError, match="expected exactly one"):
+        read_examples(tmp_path)
+
+
+def test_pair_rejects_column_options(tmp_path: Path) -> None:
+    pos = write_pair(tmp_path, neg=b"bad .\n", pos=b"good .\n")
+
+    with pytest.raises(DataError, match="--stars only applies to CSV"):
+        read_examples(pos, ReadOptions(stars=True))
+
+
+def test_skipped_rows_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    lines = b"".join(b"\n" for _ in range(7)) + b"good .\n"
+    pos = write_pair(tmp_path, neg=b"bad .\n", pos=lines)
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm.data"):
+        result = read_examples(pos, ReadOptions(skip_bad_rows=True))
+
+    assert len(result.bad_rows) == 7
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 1
+    assert "left out 7 bad rows" in warnings[0]
+    assert "the first 5:" in warnings[0]
+    assert "reviews.pos line 5: empty review" in warnings[0]
+    assert "reviews.pos line 6" not in warnings[0]
+
+
+def test_text_lines_for_prediction(tmp_path: Path) -> None:
+    path = tmp_path / "input.txt"
+    path.write_bytes(b"loved it\r\n\xef\xbf\xbd odd but fine\nhated it\n")
+
+    result = read_texts(path)
+
+    assert [example.text for example in result.examples] == [
+        "loved it",
+        "\ufffd odd but fine",
+        "hated it",
+    ]
+    assert [example.label for example in result.examples] == [None, None, None]
+    assert result.examples[2].line == 3
+
+
+def test_text_lines_rejected_for_training(tmp_path: Path) -> None:
+    path = tmp_path / "input.txt"
+    path.write_text("loved it\n", encoding="utf-8")
+
+    with pytest.raises(DataError, match="only be used for prediction"):
+        read_examples(path)
+
+
+def test_utf16_file_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "input.txt"
+    path.write_text("loved it\n", encoding="utf-16")
+
+    with pytest.raises(DataError, match="UTF-16"):
+        read_texts(path)
+
+
+def test_empty_pair_has_no_reviews(tmp_path: Path) -> None:
+    pos = write_pair(tmp_path, neg=b"", pos=b"")
+
+    with pytest.raises(DataError, match="no reviews found"):
+        read_examples(pos)

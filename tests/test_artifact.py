@@ -1,0 +1,103 @@
+import json
+
+import numpy as np
+import pytest
+
+from sentiment_lstm import artifact
+from sentiment_lstm.artifact import ArtifactConfig, ArtifactError
+from sentiment_lstm.text import TextEncoder, TextEncoderConfig
+
+
+@pytest.fixture
+def saved(tmp_path):
+    encoder = TextEncoder.build(["a good film", "a bad film"], TextEncoderConfig())
+    weights = {"layer.weight": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    artifact.save_artifact(
+        tmp_path / "model",
+        config=ArtifactConfig(model={"vocab_size": 7}, labels=("negative", "positive")),
+        encoder=encoder,
+        weights=weights,
+        metadata={"note": "test"},
+    )
+    return tmp_path / "model"
+
+
+def test_round_trip(saved):
+    config = artifact.load_config(saved)
+    weights = artifact.load_weights(saved)
+
+    assert config.model == {"vocab_size": 7}
+    assert config.labels == ("negative", "positive")
+    assert weights["layer.weight"].tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert artifact.load_metadata(saved) == {"note": "test"}
+    assert artifact.load_encoder(saved).encode("good film") != []
+
+
+def test_no_staging_folder_left(saved):
+    assert sorted(p.name for p in saved.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "text_encoder.json",
+        "tokenizer.json",
+        "training.json",
+    ]
+
+
+@pytest.mark.parametrize(
+    "name", ["config.json", "model.safetensors", "tokenizer.json", "training.json"]
+)
+def test_missing_file_is_named(saved, name):
+    (saved / name).unlink()
+    loaders = [
+        artifact.load_config,
+        artifact.load_weights,
+        artifact.load_encoder,
+        artifact.load_metadata,
+    ]
+
+    with pytest.raises(ArtifactError, match=name.replace(".", r"\.")):
+        for load in loaders:
+            load(saved)
+
+
+def test_corrupt_weights_are_named(saved):
+    (saved / "model.safetensors").write_bytes(b"not a safetensors file")
+
+    with pytest.raises(ArtifactError, match=r"model\.safetensors"):
+        artifact.load_weights(saved)
+
+
+def test_corrupt_config_is_named(saved):
+    (saved / "config.json").write_text("{broken", encoding="utf-8")
+
+    with pytest.raises(ArtifactError, match=r"config\.json is not valid JSON"):
+        artifact.load_config(saved)
+
+
+def test_unknown_format_version(saved):
+    values = json.loads((saved / "config.json").read_text())
+    values["format_version"] = 99
+    (saved / "config.json").write_text(json.dumps(values))
+
+    with pytest.raises(ArtifactError, match="format version 99"):
+        artifact.load_config(saved)
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(ArtifactError, match="not found"):
+        artifact.load_config(tmp_path / "nowhere")
+
+
+def test_saving_again_removes_stale_onnx(saved):
+    (saved / "model.onnx").write_bytes(b"old")
+    encoder = artifact.load_encoder(saved)
+
+    artifact.save_artifact(
+        saved,
+        config=artifact.load_config(saved),
+        encoder=encoder,
+        weights=artifact.load_weights(saved),
+        metadata={},
+    )
+
+    assert not (saved / "model.onnx").exists()

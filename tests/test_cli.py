@@ -1,0 +1,320 @@
+"""The command line end to end, on a tiny corpus written by the tests."""
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sentiment_lstm.cli import main
+
+TRAIN_ARGS = [
+    "--num_epoch",
+    "4",
+    "--batch_size",
+    "8",
+    "--learning_rate",
+    "0.01",
+    "--lstm_units",
+    "16",
+    "--embedding_size",
+    "16",
+    "--dropout_keep_prob",
+    "0.9",
+    "--seed",
+    "3",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Train once on the tiny corpus and share the model directory."""
+    from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
+
+    root = tmp_path_factory.mktemp("cli")
+    (root / "tiny.pos").write_text("\n".join(POSITIVE_REVIEWS * 6) + "\n")
+    (root / "tiny.neg").write_text("\n".join(NEGATIVE_REVIEWS * 6) + "\n")
+    model_dir = root / "model"
+    status = main(
+        ["train", "--data", str(root / "tiny.pos"), "--output-dir", str(model_dir)]
+        + TRAIN_ARGS
+    )
+    assert status == 0
+    return root, model_dir
+
+
+def test_train_writes_artifact(trained):
+    _, model_dir = trained
+    names = {path.name for path in model_dir.iterdir()}
+
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "text_encoder.json",
+        "training.json",
+        "metrics.json",
+    } <= names
+
+
+def test_train_metrics_history(trained):
+    _, model_dir = trained
+    history = json.loads((model_dir / "metrics.json").read_text())
+
+    assert 1 <= len(history["epochs"]) <= 4
+    assert history["best_epoch"] >= 1
+    assert {"train_loss", "validation_accuracy", "test_accuracy"} <= set(
+        history["epochs"][0]
+    )
+
+
+def test_training_metadata(trained):
+    _, model_dir = trained
+    metadata = json.loads((model_dir / "training.json").read_text())
+
+    assert len(metadata["data"]["fingerprint"]) == 64
+    assert metadata["data"]["split_sizes"] == {"train": 76, "validation": 10, "test": 10}
+    assert metadata["training"]["seed"] == 3
+    assert "torch" in metadata["versions"]
+
+
+def test_train_prints_epoch_lines(tmp_path, tiny_posneg, caplog):
+    caplog.set_level("INFO")
+    main(
+        ["train", "--data", str(tiny_posneg), "--output-dir", str(tmp_path / "m")]
+        + TRAIN_ARGS
+    )
+
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch_nr")]
+    assert lines
+    assert lines[0].startswith("epoch_nr: 1, train_loss: ")
+    assert ", val_acc: " in lines[0]
+    assert ", test_acc: " in lines[0]
+    assert ", secs: " in lines[0]
+
+
+@pytest.mark.parametrize(
+    "spelling", ["unidirectional", "uni_directional", "bi_directional", "bi-directional"]
+)
+def test_architecture_spellings(tmp_path, tiny_posneg, spelling):
+    status = main(
+        [
+            "train",
+            "--data",
+            str(tiny_posneg),
+            "--output-dir",
+            str(tmp_path / "m"),
+            "--architecture",
+            spelling,
+            "--num_epoch",
+            "1",
+        ]
+    )
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+
+    assert status == 0
+    assert config["model"]["bidirectional"] == spelling.startswith("bi")
+
+
+def test_unknown_architecture_rejected(tiny_posneg, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--data", str(tiny_posneg), "--architecture", "sideways"])
+
+    assert exit_info.value.code == 2
+    assert "unknown architecture 'sideways'" in capsys.readouterr().err
+
+
+def test_required_accuracy_not_reached(tmp_path, tiny_posneg, capsys):
+    status = main(
+        [
+            "train",
+            "--data",
+            str(tiny_posneg),
+            "--output-dir",
+            str(tmp_path / "m"),
+            "--num_epoch",
+            "1",
+            "--learning_rate",
+            "0.0000001",
+            "--required_acc_checkpoint",
+            "1.0",
+        ]
+    )
+
+    assert status == 1
+    assert "no model was saved" in capsys.readouterr().err
+    assert not (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_missing_data_file(tmp_path, capsys):
+    status = main(["train", "--data", str(tmp_path / "absent.csv")])
+
+    assert status == 1
+    assert "absent.csv" in capsys.readouterr().err
+
+
+def test_predict_arguments(trained, capsys):
+    _, model_dir = trained
+    status = main(
+        [
+            "predict",
+            "--model",
+            str(model_dir),
+            "a wonderful , moving film",
+            "a dull , boring mess",
+        ]
+    )
+    lines = capsys.readouterr().out.splitlines()
+
+    assert status == 0
+    assert len(lines) == 2
+    assert lines[0].endswith('positive  "a wonderful , moving film"')
+    assert lines[1].endswith('negative  "a dull , boring mess"')
+    assert lines[0].strip().split("%")[0].replace(".", "").isdigit()
+
+
+def test_predict_jsonl_sums_to_one(trained, capsys):
+    _, model_dir = trained
+    main(["predict", "--model", str(model_dir), "--format", "jsonl", "great fun"])
+    row = json.loads(capsys.readouterr().out)
+
+    assert row["text"] == "great fun"
+    assert row["positive"] + row["negative"] == pytest.approx(1.0)
+    assert row["label"] in ("positive", "negative")
+
+
+def test_predict_empty_review_keeps_rows(trained, capsys):
+    _, model_dir = trained
+    main(
+        [
+            "predict",
+            "--model",
+            str(model_dir),
+            "--format",
+            "csv",
+            "great fun",
+            "   ",
+            "",
+            "boring mess",
+        ]
+    )
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+
+    assert [row["text"] for row in rows] == ["great fun", "   ", "", "boring mess"]
+    assert rows[1]["positive"] == ""
+    assert "empty review" in rows[1]["error"]
+    assert "empty review" in rows[2]["error"]
+    assert rows[3]["label"] == "negative"
+
+
+def test_predict_input_file(trained, tmp_path, capsys):
+    _, model_dir = trained
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text('text,id\n"great fun, truly",1\n"dull, boring mess",2\n')
+
+    status = main(
+        ["predict", "--model", str(model_dir), "--input", str(reviews), "--format", "jsonl"]
+    )
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+    assert status == 0
+    assert [row["text"] for row in rows] == ["great fun, truly", "dull, boring mess"]
+
+
+def test_predict_stdin(trained):
+    _, model_dir = trained
+    completed = subprocess.run(
+        [sys.executable, "-m", "sentiment_lstm", "predict", "--model", str(model_dir)],
+        input="great fun\n\nboring mess\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = completed.stdout.splitlines()
+
+    assert len(lines) == 3
+    assert "empty review" in lines[1]
+
+
+def test_predict_missing_model(tmp_path, capsys):
+    status = main(["predict", "--model", str(tmp_path / "nowhere"), "good"])
+
+    assert status == 1
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_predict_python_api(trained):
+    from sentiment_lstm import SentimentModel
+
+    _, model_dir = trained
+    predictions = SentimentModel.load(model_dir).predict(["great fun", ""])
+
+    assert predictions[0].positive + predictions[0].negative == pytest.approx(1.0)
+    assert predictions[1].error is not None
+
+
+def test_evaluate_json(trained, capsys):
+    root, model_dir = trained
+    status = main(
+        [
+            "evaluate",
+            "--model",
+            str(model_dir),
+            "--data",
+            str(root / "tiny.pos"),
+            "--format",
+            "json",
+        ]
+    )
+    report = json.loads(capsys.readouterr().out)
+
+    assert status == 0
+    assert report["reviews"] == 96
+    assert report["accuracy"] > 0.75
+    assert report["roc_auc"] > 0.75
+    assert sum(map(sum, report["confusion_matrix"]["matrix"])) == 96
+    assert set(report["per_class"]) == {"negative", "positive"}
+
+
+def test_evaluate_test_split(trained, capsys):
+    root, model_dir = trained
+    main(
+        [
+            "evaluate",
+            "--model",
+            str(model_dir),
+            "--data",
+            str(root / "tiny.pos"),
+            "--split",
+            "test",
+            "--format",
+            "json",
+        ]
+    )
+    report = json.loads(capsys.readouterr().out)
+
+    assert report["reviews"] == 10
+
+
+def test_evaluate_text(trained, capsys):
+    root, model_dir = trained
+    main(["evaluate", "--model", str(model_dir), "--data", str(root / "tiny.pos")])
+    out = capsys.readouterr().out
+
+    assert "accuracy:" in out
+    assert "ROC-AUC:" in out
+    assert "confusion matrix" in out
+
+
+def test_console_script_help():
+    completed = subprocess.run(
+        [sys.executable, "-m", "sentiment_lstm", "train", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    for flag in ("--num_epoch", "--dropout_keep_prob", "--required_acc_checkpoint"):
+        assert flag in completed.stdout

@@ -1,0 +1,690 @@
+"""Tests for sentiment_lstm.text: normalisation, tokenization and vocabulary."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tokenizers import Tokenizer
+
+from sentiment_lstm.text import (
+    PAD_INDEX,
+    PAD_TOKEN,
+    UNK_INDEX,
+    UNK_TOKEN,
+    TextEncoder,
+    TextEncoderConfig,
+    TextEncoderError,
+)
+
+SRC_DIR = Path(__file__).resolve().parents[1] / "src"
+
+TRAINING_TEXTS = [
+    "A great film, isn't it? I loved it!",
+    "The plot doesn't work... and the acting is awful.",
+    "Don't watch it. It's boring, it can't hold attention and it won't end.",
+    "Loved it 😍👍🏽 10/10",
+    "Ｆｕｌｌ ｗｉｄｔｈ ﬁlm<br />with a line break",
+    "Отличный фильм 很好看",
+]
+
+# Unusual input: control characters, lone surrogates, combining marks,
+# prepended marks, zero-width characters, right-to-left text, emoji sequences
+# and very long texts.
+ODD_TEXTS = [
+    "",
+    " ",
+    "\t\n\r ",
+    "<br />",
+    "<BR><br/>",
+    "\x00",
+    "a\x00b",
+    "\x1c\x1d\x1e\x1f",
+    "\ud800",
+    "lone \udfff surrogate",
+    "\ud83d\ude00 split pair",
+    " \u0301x",
+    "\u0600 x",
+    "zero\u200bwidth\u200djoiner",
+    "مرحبا بالعالم",
+    "👨‍👩‍👧 🇫🇷 ❤️ 👍🏽",
+    "ＡＢＣ ﬁ ﬂ …",
+    "isn’t ISNʼT isn＇t",
+    "“quoted” ‘single’",
+    "'''''",
+    "............",
+    "a" * 10_000,
+    "word " * 1_000,
+    "\U0010ffff\ufffd\ufeff",
+]
+
+
+def _encoder(max_length: int = 400, **kwargs) -> TextEncoder:
+    return TextEncoder.build(
+        TRAINING_TEXTS, TextEncoderConfig(max_length=max_length, **kwargs)
+    )
+
+
+def _save_valid(directory: Path) -> TextEncoder:
+    encoder = _encoder()
+    encoder.save(directory)
+    return encoder
+
+
+# Normalisation and tokenization
+
+
+@pytest.mark.parametrize(
+    "text", ["isn't", "isn’t", "ISN'T", "Isn‘t", "isnʼt", "isn＇t", "isn′t"]
+)
+def test_contraction_spellings_equal(text):
+    assert _encoder().tokenize(text) == ["isn't"]
+
+
+def test_contraction_ids_equal():
+    encoder = _encoder()
+    ids = encoder.encode("isn't")
+    assert encoder.encode("ISN’T") == ids
+    assert ids != [UNK_INDEX]
+
+
+@pytest.mark.parametrize(
+    "word", ["don't", "can't", "won't", "it's", "doesn't", "o'clock", "rock'n'roll"]
+)
+def test_contractions_kept_whole(word):
+    assert _encoder().tokenize(f"so {word} here") == ["so", word, "here"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("great!", ["great", "!"]),
+        ("great!!!", ["great", "!", "!", "!"]),
+        ("wow...", ["wow", "..."]),
+        ("wait.", ["wait", "."]),
+        ("(fun), right?", ["(", "fun", ")", ",", "right", "?"]),
+        ("10/10", ["10", "/", "10"]),
+        ("co-writer", ["co", "-", "writer"]),
+        ("'quoted' students'", ["'", "quoted", "'", "students", "'"]),
+        ('"conan"', ['"', "conan", '"']),
+        ("21st century's", ["21st", "century's"]),
+    ],
+)
+def test_punctuation_split(text, expected):
+    assert _encoder().tokenize(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ＧＲＥＡＴ", ["great"]),
+        ("ﬁlm", ["film"]),
+        ("ﬂawless", ["flawless"]),
+        ("wait…", ["wait", "..."]),
+        ("１０", ["10"]),
+        ("cafe\u0301", ["caf\u00e9"]),
+    ],
+)
+def test_nfkc_normalisation(text, expected):
+    assert _encoder().tokenize(text) == expected
+
+
+def test_curly_double_quotes():
+    assert _encoder().tokenize("“good”") == ['"', "good", '"']
+
+
+@pytest.mark.parametrize("separator", ["<br />", "<br/>", "<br>", "<BR />", "<br  />"])
+def test_html_line_break_removed(separator):
+    assert _encoder().tokenize(f"good{separator}bad") == ["good", "bad"]
+
+
+def test_lowercase_disabled():
+    encoder = TextEncoder.build(["Good good"], TextEncoderConfig(lowercase=False))
+    assert encoder.tokenize("Good") == ["Good"]
+    assert encoder.vocabulary == [PAD_TOKEN, UNK_TOKEN, "Good", "good"]
+
+
+def test_whitespace_variants_split():
+    text = "a\tb\nc\r\nd\u00a0e\u3000f  g"
+    assert _encoder().tokenize(text) == ["a", "b", "c", "d", "e", "f", "g"]
+
+
+def test_emoji_kept():
+    encoder = _encoder()
+    assert encoder.tokenize("loved it 😍👍🏽") == ["loved", "it", "😍", "👍🏽"]
+    assert "😍" in encoder.vocabulary
+    assert UNK_INDEX not in encoder.encode("😍👍🏽")
+
+
+def test_emoji_sequences_single_tokens():
+    tokens = _encoder().tokenize("👨‍👩‍👧🇫🇷❤️")
+    assert tokens == ["👨‍👩‍👧", "🇫🇷", "❤️"]
+
+
+def test_non_latin_scripts_kept():
+    encoder = _encoder()
+    assert encoder.tokenize("Отличный фильм") == ["отличный", "фильм"]
+    assert encoder.tokenize("很好看") == ["很", "好", "看"]
+    assert encoder.tokenize("مرحبا بالعالم") == ["مرحبا", "بالعالم"]
+    assert UNK_INDEX not in encoder.encode("отличный 很")
+
+
+def test_prepended_mark_keeps_space_out():
+    assert _encoder().tokenize("\u0600 x") == ["\u0600", "x"]
+
+
+def test_control_characters_kept():
+    assert _encoder().tokenize("a\x00b") == ["a", "\x00", "b"]
+
+
+def test_lone_surrogate_replaced():
+    encoder = _encoder()
+    assert encoder.tokenize("bad \ud800 text") == ["bad", "\ufffd", "text"]
+    assert encoder.encode("great \ud800") == [encoder.vocabulary.index("great"), 1]
+
+
+def test_split_surrogate_pair_joined():
+    assert _encoder().tokenize("\ud83d\ude00") == ["😀"]
+
+
+# Encoding
+
+
+def test_unknown_word_maps_to_unk():
+    encoder = _encoder()
+    great = encoder.vocabulary.index("great")
+    assert encoder.encode("great zyzzyva") == [great, UNK_INDEX]
+
+
+def test_pad_never_produced():
+    encoder = _encoder()
+    assert PAD_INDEX not in encoder.encode("<pad> <unk> pad")
+
+
+def test_special_token_text_is_plain_text():
+    assert _encoder().tokenize("<unk>") == ["<", "unk", ">"]
+
+
+@pytest.mark.parametrize("text", ["", " ", "\n\t ", "<br />", "<br><br/>"])
+def test_empty_text_encodes_empty(text):
+    encoder = _encoder()
+    assert encoder.encode(text) == []
+    assert encoder.encode_batch([text]) == [[]]
+    assert encoder.tokenize(text) == []
+
+
+def test_truncation_keeps_head():
+    encoder = _encoder(max_length=3)
+    ids = encoder.encode("great film loved plot acting")
+    expected = [encoder.vocabulary.index(word) for word in ("great", "film", "loved")]
+    assert ids == expected
+
+
+def test_truncation_batch_equal():
+    encoder = _encoder(max_length=5)
+    texts = ["it " * 3, "it " * 5, "it " * 6, "great film loved plot acting boring it"]
+    assert encoder.encode_batch(texts) == [encoder.encode(text) for text in texts]
+    assert [len(ids) for ids in encoder.encode_batch(texts)] == [3, 5, 5, 5]
+
+
+def test_tokenize_does_not_truncate():
+    encoder = _encoder(max_length=2)
+    assert len(encoder.tokenize("a b c d")) == 4
+
+
+def test_encode_batch_matches_encode_odd():
+    encoder = _encoder(max_length=50)
+    batch = encoder.encode_batch(ODD_TEXTS)
+    assert len(batch) == len(ODD_TEXTS)
+    for text, ids in zip(ODD_TEXTS, batch, strict=True):
+        assert ids == encoder.encode(text), ascii(text[:40])
+
+
+def test_encode_batch_across_chunks():
+    encoder = _encoder(max_length=4)
+    texts = [f"great film {index} it's" for index in range(4100)]
+    texts[4099] = "great \ud800 film"
+    batch = encoder.encode_batch(texts)
+    assert len(batch) == len(texts)
+    assert batch == [encoder.encode(text) for text in texts]
+
+
+def test_encode_batch_accepts_tuple():
+    encoder = _encoder()
+    assert encoder.encode_batch(("great", "film")) == encoder.encode_batch(
+        ["great", "film"]
+    )
+
+
+def test_encode_batch_empty_list():
+    assert _encoder().encode_batch([]) == []
+
+
+def test_encode_batch_rejects_str():
+    with pytest.raises(TypeError, match="single str"):
+        _encoder().encode_batch("great film")
+
+
+def test_encode_batch_rejects_none_item():
+    with pytest.raises(TypeError, match="index 1"):
+        _encoder().encode_batch(["ok", None])
+
+
+def test_encode_rejects_bytes():
+    with pytest.raises(TypeError, match="bytes"):
+        _encoder().encode(b"great")
+
+
+_ENCODER_FOR_PROPERTIES = TextEncoder.build(TRAINING_TEXTS, TextEncoderConfig(7))
+# Unicode White_Space characters: str.isspace() also counts U+001C..U+001F,
+# which are control characters that the tokenizer keeps as tokens.
+_NOT_WHITE_SPACE = set("\x1c\x1d\x1e\x1f")
+
+
+def _is_white_space(character: str) -> bool:
+    return character.isspace() and character not in _NOT_WHITE_SPACE
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=60), max_size=8))
+def test_batch_equals_encode_property(texts):
+    encoder = _ENCODER_FOR_PROPERTIES
+    assert encoder.encode_batch(texts) == [encoder.encode(text) for text in texts]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_tokens_cover_all_non_space(text):
+    encoder = _ENCODER_FOR_PROPERTIES
+    normalised = encoder._tokenizer.normalizer.normalize_str(text)
+    tokens = encoder.tokenize(text)
+    expected = "".join(ch for ch in normalised if not _is_white_space(ch))
+    assert "".join(tokens) == expected
+    assert all(token for token in tokens)
+    assert not any(_is_white_space(ch) for token in tokens for ch in token)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_encode_matches_tokenize(text):
+    encoder = _ENCODER_FOR_PROPERTIES
+    index = {token: position for position, token in enumerate(encoder.vocabulary)}
+    tokens = encoder.tokenize(text)[: encoder.config.max_length]
+    expected = [index.get(token, UNK_INDEX) for token in tokens]
+    assert encoder.encode(text) == expected
+
+
+# Vocabulary
+
+
+def test_vocabulary_order():
+    encoder = TextEncoder.build(["b a c b", "c b d"])
+    assert encoder.vocabulary == [PAD_TOKEN, UNK_TOKEN, "b", "c", "a", "d"]
+
+
+def test_vocabulary_independent_of_text_order():
+    first = _encoder()
+    second = TextEncoder.build(reversed(TRAINING_TEXTS), first.config)
+    assert first.vocabulary == second.vocabulary
+
+
+def test_build_accepts_generator():
+    encoder = TextEncoder.build(text for text in ["x y", "y"])
+    assert encoder.vocabulary == [PAD_TOKEN, UNK_TOKEN, "y", "x"]
+
+
+def test_min_frequency_filters():
+    config = TextEncoderConfig(min_frequency=2)
+    encoder = TextEncoder.build(["a a b c c c", "d"], config)
+    assert encoder.vocabulary == [PAD_TOKEN, UNK_TOKEN, "c", "a"]
+
+
+def test_max_vocab_size_counts_specials():
+    config = TextEncoderConfig(max_vocab_size=4)
+    encoder = TextEncoder.build(["a a b c c c d"], config)
+    assert encoder.vocabulary == [PAD_TOKEN, UNK_TOKEN, "c", "a"]
+    assert encoder.vocab_size == 4
+
+
+def test_max_vocab_size_two_keeps_specials():
+    encoder = TextEncoder.build(["a b"], TextEncoderConfig(max_vocab_size=2))
+    assert encoder.vocabulary == [PAD_TOKEN, UNK_TOKEN]
+    assert encoder.encode("a b") == [UNK_INDEX, UNK_INDEX]
+
+
+def test_build_no_texts():
+    encoder = TextEncoder.build([])
+    assert encoder.vocabulary == [PAD_TOKEN, UNK_TOKEN]
+    assert encoder.encode("anything") == [UNK_INDEX]
+
+
+def test_build_rejects_str():
+    with pytest.raises(TypeError, match="single str"):
+        TextEncoder.build("a single review")
+
+
+def test_build_rejects_non_str_item():
+    with pytest.raises(TypeError, match="index 2"):
+        TextEncoder.build(["a", "b", 3])
+
+
+def test_properties():
+    encoder = _encoder()
+    assert encoder.pad_index == PAD_INDEX == 0
+    assert encoder.unk_index == UNK_INDEX == 1
+    assert encoder.vocab_size == len(encoder.vocabulary)
+    assert encoder.config == TextEncoderConfig()
+
+
+def test_vocabulary_is_copy():
+    encoder = _encoder()
+    encoder.vocabulary.append("extra")
+    assert "extra" not in encoder.vocabulary
+
+
+def test_decode_round_trip():
+    encoder = _encoder()
+    assert encoder.decode(encoder.encode("Great film zyzzyva!")) == [
+        "great",
+        "film",
+        UNK_TOKEN,
+        "!",
+    ]
+
+
+def test_decode_keeps_padding():
+    assert _encoder().decode([0, 1]) == [PAD_TOKEN, UNK_TOKEN]
+
+
+@pytest.mark.parametrize("bad_id", [-1, 10_000])
+def test_decode_rejects_out_of_range(bad_id):
+    with pytest.raises(TextEncoderError, match=str(bad_id)):
+        _encoder().decode([2, bad_id])
+
+
+def test_decode_rejects_float():
+    with pytest.raises(TextEncoderError, match="integer"):
+        _encoder().decode([2.0])
+
+
+def test_decode_accepts_numpy():
+    numpy = pytest.importorskip("numpy")
+    encoder = _encoder()
+    assert encoder.decode(numpy.array([0, 1], dtype=numpy.int64)) == [
+        PAD_TOKEN,
+        UNK_TOKEN,
+    ]
+
+
+# Constructor and config checks
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_length": 0},
+        {"max_length": True},
+        {"max_length": 2.5},
+        {"min_frequency": 0},
+        {"max_vocab_size": 1},
+        {"lowercase": "yes"},
+    ],
+)
+def test_config_rejects_invalid(kwargs):
+    with pytest.raises(TextEncoderError, match=next(iter(kwargs))):
+        TextEncoderConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "vocabulary",
+    [
+        ["<unk>", "<pad>", "a"],
+        ["<pad>"],
+        ["<pad>", "<unk>", "a", "a"],
+        ["<pad>", "<unk>", ""],
+        ["<pad>", "<unk>", 3],
+        "<pad><unk>",
+    ],
+)
+def test_init_rejects_bad_vocabulary(vocabulary):
+    with pytest.raises(TextEncoderError):
+        TextEncoder(vocabulary, TextEncoderConfig())
+
+
+def test_init_rejects_oversized_vocabulary():
+    with pytest.raises(TextEncoderError, match="max_vocab_size"):
+        TextEncoder(["<pad>", "<unk>", "a"], TextEncoderConfig(max_vocab_size=2))
+
+
+def test_init_from_vocabulary():
+    encoder = TextEncoder(["<pad>", "<unk>", "good"], TextEncoderConfig())
+    assert encoder.encode("Good bad") == [2, 1]
+
+
+# Saving and loading
+
+
+def test_save_writes_both_files(tmp_path):
+    _save_valid(tmp_path)
+    assert (tmp_path / "tokenizer.json").is_file()
+    assert (tmp_path / "text_encoder.json").is_file()
+
+
+def test_save_creates_directory(tmp_path):
+    target = tmp_path / "nested" / "encoder"
+    _save_valid(target)
+    assert (target / "tokenizer.json").is_file()
+
+
+def test_save_load_round_trip(tmp_path):
+    encoder = _save_valid(tmp_path)
+    loaded = TextEncoder.load(tmp_path)
+    texts = TRAINING_TEXTS + ODD_TEXTS
+    assert loaded.encode_batch(texts) == encoder.encode_batch(texts)
+    assert loaded.vocabulary == encoder.vocabulary
+    assert loaded.config == encoder.config
+
+
+def test_save_load_round_trip_config(tmp_path):
+    config = TextEncoderConfig(
+        max_length=3, min_frequency=2, max_vocab_size=5, lowercase=False
+    )
+    encoder = TextEncoder.build(["A a b b B c c", "a b c"], config)
+    encoder.save(tmp_path)
+    loaded = TextEncoder.load(tmp_path)
+    assert loaded.config == config
+    assert loaded.encode("a b c A") == encoder.encode("a b c A")
+
+
+def test_load_accepts_str_path(tmp_path):
+    _save_valid(tmp_path)
+    assert TextEncoder.load(str(tmp_path)).vocab_size > 2
+
+
+def test_tokenizer_file_standalone(tmp_path):
+    encoder = _save_valid(tmp_path)
+    plain = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    for text in TRAINING_TEXTS:
+        assert plain.encode(text).ids == encoder.encode(text)
+
+
+def test_config_file_contents(tmp_path):
+    _save_valid(tmp_path)
+    metadata = json.loads((tmp_path / "text_encoder.json").read_text("utf-8"))
+    assert metadata["format_version"] == 1
+    assert metadata["config"]["max_length"] == 400
+
+
+def test_save_leaves_no_temporary_files(tmp_path):
+    _save_valid(tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "text_encoder.json",
+        "tokenizer.json",
+    ]
+
+
+@pytest.mark.parametrize("name", ["tokenizer.json", "text_encoder.json"])
+def test_load_missing_file(tmp_path, name):
+    _save_valid(tmp_path)
+    (tmp_path / name).unlink()
+    with pytest.raises(TextEncoderError, match=name) as caught:
+        TextEncoder.load(tmp_path)
+    assert "not found" in str(caught.value)
+
+
+def test_load_missing_directory(tmp_path):
+    with pytest.raises(TextEncoderError, match="not found"):
+        TextEncoder.load(tmp_path / "absent")
+
+
+@pytest.mark.parametrize("name", ["tokenizer.json", "text_encoder.json"])
+def test_load_corrupt_json(tmp_path, name):
+    _save_valid(tmp_path)
+    (tmp_path / name).write_text('{"truncated": ', encoding="utf-8")
+    with pytest.raises(TextEncoderError, match=name):
+        TextEncoder.load(tmp_path)
+
+
+def test_load_binary_garbage(tmp_path):
+    _save_valid(tmp_path)
+    (tmp_path / "tokenizer.json").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(TextEncoderError, match="tokenizer.json"):
+        TextEncoder.load(tmp_path)
+
+
+def test_load_not_a_tokenizer(tmp_path):
+    _save_valid(tmp_path)
+    (tmp_path / "tokenizer.json").write_text('{"model": 3}', encoding="utf-8")
+    with pytest.raises(TextEncoderError, match="tokenizer.json"):
+        TextEncoder.load(tmp_path)
+
+
+def _edit_json(path: Path, edit) -> None:
+    document = json.loads(path.read_text(encoding="utf-8"))
+    edit(document)
+    path.write_text(json.dumps(document), encoding="utf-8")
+
+
+def test_load_swapped_special_tokens(tmp_path):
+    _save_valid(tmp_path)
+
+    def swap(document):
+        vocab = document["model"]["vocab"]
+        vocab["<pad>"], vocab["<unk>"] = vocab["<unk>"], vocab["<pad>"]
+
+    _edit_json(tmp_path / "tokenizer.json", swap)
+    with pytest.raises(TextEncoderError, match="tokenizer.json") as caught:
+        TextEncoder.load(tmp_path)
+    assert "<pad>" in str(caught.value)
+
+
+def test_load_vocabulary_gap(tmp_path):
+    _save_valid(tmp_path)
+
+    def add_gap(document):
+        document["model"]["vocab"]["zzz"] = 100_000
+
+    _edit_json(tmp_path / "tokenizer.json", add_gap)
+    with pytest.raises(TextEncoderError, match="without gaps"):
+        TextEncoder.load(tmp_path)
+
+
+def test_load_wrong_format_version(tmp_path):
+    _save_valid(tmp_path)
+
+    def bump(document):
+        document["format_version"] = 99
+
+    _edit_json(tmp_path / "text_encoder.json", bump)
+    with pytest.raises(TextEncoderError, match="format_version 99") as caught:
+        TextEncoder.load(tmp_path)
+    assert "text_encoder.json" in str(caught.value)
+
+
+def test_load_unknown_config_key(tmp_path):
+    _save_valid(tmp_path)
+
+    def add_key(document):
+        document["config"]["vocab_file"] = "x"
+
+    _edit_json(tmp_path / "text_encoder.json", add_key)
+    with pytest.raises(TextEncoderError, match="vocab_file"):
+        TextEncoder.load(tmp_path)
+
+
+def test_load_invalid_config_value(tmp_path):
+    _save_valid(tmp_path)
+
+    def break_value(document):
+        document["config"]["max_length"] = -5
+
+    _edit_json(tmp_path / "text_encoder.json", break_value)
+    with pytest.raises(TextEncoderError, match="text_encoder.json"):
+        TextEncoder.load(tmp_path)
+
+
+def test_load_truncation_mismatch(tmp_path):
+    _save_valid(tmp_path)
+
+    def shorten(document):
+        document["config"]["max_length"] = 10
+
+    _edit_json(tmp_path / "text_encoder.json", shorten)
+    with pytest.raises(TextEncoderError, match="truncation"):
+        TextEncoder.load(tmp_path)
+
+
+def test_load_padding_rejected(tmp_path):
+    _save_valid(tmp_path)
+    tokenizer = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    tokenizer.enable_padding(pad_id=0, pad_token=PAD_TOKEN, length=400)
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    with pytest.raises(TextEncoderError, match="padding"):
+        TextEncoder.load(tmp_path)
+
+
+def test_load_changed_pipeline_warns(tmp_path, caplog):
+    _save_valid(tmp_path)
+
+    def drop_lowercase(document):
+        steps = document["normalizer"]["normalizers"]
+        document["normalizer"]["normalizers"] = [
+            step for step in steps if step["type"] != "Lowercase"
+        ]
+
+    _edit_json(tmp_path / "tokenizer.json", drop_lowercase)
+    loaded = TextEncoder.load(tmp_path)
+    assert "normalizer differs" in caplog.text
+    assert loaded.tokenize("Great") == ["Great"]
+
+
+def test_load_unchanged_pipeline_silent(tmp_path, caplog):
+    _save_valid(tmp_path)
+    TextEncoder.load(tmp_path)
+    assert "differs" not in caplog.text
+
+
+# Imports
+
+
+def test_import_without_torch():
+    code = (
+        "import sys\n"
+        "import sentiment_lstm.text\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    environment = dict(os.environ, PYTHONPATH=str(SRC_DIR))
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
