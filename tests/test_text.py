@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
+from sentiment_lstm import text as text_module
 from sentiment_lstm.text import (
     PAD_INDEX,
     PAD_TOKEN,
@@ -187,6 +188,16 @@ def test_lone_surrogate_replaced():
     encoder = _encoder()
     assert encoder.tokenize("bad \ud800 text") == ["bad", "\ufffd", "text"]
     assert encoder.encode("great \ud800") == [encoder.vocabulary.index("great"), 1]
+
+
+def test_surrogate_warning_logged_once(monkeypatch, caplog):
+    monkeypatch.setattr(text_module, "_surrogate_warning_logged", False)
+    encoder = _encoder()
+    encoder.encode("one \ud800")
+    encoder.encode_batch(["two \ud800", "fine"])
+    warnings = [record for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "U+FFFD" in warnings[0].getMessage()
 
 
 def test_split_surrogate_pair_joined():

@@ -172,7 +172,7 @@ class SentimentLSTM(nn.Module):
         hidden_dim = self.config.hidden_dim
 
         # embed: (batch, seq_len, embedding_dim)
-        embedded = self.embedding(token_ids)
+        embedded = self.embed(token_ids)
         embedded = self._drop_words(embedded)
         outputs = self.dropout(embedded)
 
@@ -197,6 +197,10 @@ class SentimentLSTM(nn.Module):
         # pool: (batch, output_dim)
         pooled = self._pool(outputs, lengths, batch_size, hidden_dim)
         return self.classifier(self.dropout(pooled))
+
+    def embed(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """Look up the input vectors, shape (batch, seq_len, embedding_dim)."""
+        return self.embedding(token_ids)
 
     def _drop_words(self, embedded: torch.Tensor) -> torch.Tensor:
         """Zero whole word vectors with probability ``embedding_dropout``."""
@@ -242,3 +246,34 @@ def _gather_steps(values: torch.Tensor, time_index: torch.Tensor) -> torch.Tenso
 def count_parameters(model: nn.Module) -> int:
     """Return the number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class FeatureTableLSTM(SentimentLSTM):
+    """A :class:`SentimentLSTM` whose input vectors come from a fixed table.
+
+    Token id ``i`` selects row ``i`` of ``table``, for example the frozen
+    contextual output of a transformer for one token of one text. The table is
+    a non-persistent buffer: it is not trained, not in ``state_dict()`` and
+    not saved, so best-epoch copies and checkpoints stay small. Row
+    ``config.pad_index`` should be zeros.
+
+    Args:
+        config: Network settings; ``embedding_dim`` must equal the table's
+            width, and ``vocab_size`` is ignored beyond validation.
+        table: Float tensor of shape (rows, embedding_dim).
+    """
+
+    def __init__(self, config: ModelConfig, table: torch.Tensor) -> None:
+        if table.dim() != 2 or table.shape[1] != config.embedding_dim:
+            raise ValueError(
+                f"the feature table has shape {tuple(table.shape)}, expected "
+                f"(rows, {config.embedding_dim}); set embedding_dim to its width"
+            )
+        super().__init__(config)
+        # The inherited embedding stays a 1-row placeholder, so that the
+        # parameter names match SentimentLSTM.
+        self.register_buffer("table", table, persistent=False)
+
+    def embed(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """Gather the table rows of the ids, as float32."""
+        return nn.functional.embedding(token_ids, self.table).float()

@@ -6,7 +6,6 @@ import dataclasses
 import json
 import logging
 import platform
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata as package_metadata
@@ -121,21 +120,8 @@ def load_splits(spec: DataSpec, seed: int) -> Splits:
 
 
 def _read(path_or_name: str, options: ReadOptions) -> ReadResult:
-    path = resolve_data(path_or_name)
-    result = read_examples(path, options)
-    counts = Counter(example.label for example in result.examples)
-    logger.info(
-        "read %d reviews from %s (%s)",
-        len(result.examples),
-        path,
-        ", ".join(f"{counts[i]} {name}" for i, name in enumerate(LABEL_NAMES)),
-    )
-    if result.left_out_by_stars:
-        logger.info(
-            "left out %d reviews whose star rating lies between the cut-offs",
-            result.left_out_by_stars,
-        )
-    return result
+    # the readers log what they read, skipped and left out
+    return read_examples(resolve_data(path_or_name), options)
 
 
 def encode(encoder: TextEncoder, examples: list[Example]) -> EncodedSplit:

@@ -6,10 +6,13 @@ import copy
 import dataclasses
 import logging
 import math
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,10 +20,34 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from sentiment_lstm.batching import bucketed_batches, pad_batch, sorted_batches
+from sentiment_lstm.batching import (
+    POOL_BATCHES,
+    bucketed_batches,
+    pad_batch,
+    sorted_batches,
+)
 from sentiment_lstm.model import SentimentLSTM
 
 logger = logging.getLogger(__name__)
+
+OPTIMIZER_CHOICES = ("adam", "adamw")
+LR_SCHEDULE_CHOICES = ("constant", "cosine", "plateau")
+CLASS_WEIGHT_CHOICES = ("none", "balanced")
+
+# A class below this share of the training examples gets a warning, because an
+# unweighted loss then lets the model favour the larger class.
+MINORITY_WARNING_SHARE = 0.2
+
+# ReduceLROnPlateau-style schedule: the rate is multiplied by this factor after
+# PLATEAU_PATIENCE epochs without a better validation accuracy.
+PLATEAU_FACTOR = 0.5
+PLATEAU_PATIENCE = 1
+
+CHECKPOINT_FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A resumable checkpoint is missing, unreadable or from another run."""
 
 
 @dataclass(frozen=True)
@@ -30,7 +57,7 @@ class TrainingConfig:
     Attributes:
         num_epochs: Maximum passes over the training split.
         batch_size: Reviews per optimisation step.
-        learning_rate: Adam's step size.
+        learning_rate: Peak step size of the optimiser.
         required_accuracy: Validation accuracy a model must reach before it is
             saved.
         patience: Epochs without a better validation accuracy before training
@@ -38,8 +65,19 @@ class TrainingConfig:
         seed: Seed of the weight initialisation, batch order and dropout.
         max_grad_norm: Gradients are clipped to this L2 norm; ``None`` disables
             clipping.
-        weight_decay: L2 penalty added by Adam.
+        weight_decay: With ``adam``, an L2 penalty added to the gradients; with
+            ``adamw``, decoupled weight decay.
         eval_batch_size: Reviews per batch when scoring held-out splits.
+        optimizer: ``adam`` or ``adamw``.
+        lr_schedule: ``constant``; ``cosine``, a linear warm-up over
+            ``warmup_fraction`` of all steps followed by a cosine decay to zero
+            at the last step of ``num_epochs``; or ``plateau``, which halves the
+            rate after an epoch without a better validation accuracy.
+        warmup_fraction: Share of all optimisation steps spent warming up with
+            the ``cosine`` schedule.
+        class_weights: ``none``, or ``balanced`` to weight the loss of each
+            class by ``examples / (classes * examples of the class)``.
+        freeze_embeddings: Keep the embedding table fixed during training.
     """
 
     num_epochs: int = 10
@@ -51,6 +89,11 @@ class TrainingConfig:
     max_grad_norm: float | None = 5.0
     weight_decay: float = 0.0
     eval_batch_size: int = 256
+    optimizer: str = "adam"
+    lr_schedule: str = "constant"
+    warmup_fraction: float = 0.0
+    class_weights: str = "none"
+    freeze_embeddings: bool = False
 
     def __post_init__(self) -> None:
         for name in ("num_epochs", "batch_size", "eval_batch_size"):
@@ -76,9 +119,33 @@ class TrainingConfig:
             raise ValueError(
                 f"weight_decay must not be negative, got {self.weight_decay!r}"
             )
+        choices = {
+            "optimizer": OPTIMIZER_CHOICES,
+            "lr_schedule": LR_SCHEDULE_CHOICES,
+            "class_weights": CLASS_WEIGHT_CHOICES,
+        }
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(
+                    f"{name} must be one of {', '.join(allowed)}, got {value!r}"
+                )
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ValueError(
+                f"warmup_fraction must be in [0, 1), got {self.warmup_fraction!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainingConfig:
+        """Build a config from saved values, rejecting unknown keys."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training config keys: {', '.join(unknown)}")
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -112,6 +179,7 @@ class EpochMetrics:
     validation_accuracy: float
     test_accuracy: float | None
     seconds: float
+    learning_rate: float | None = None
 
     def format_line(self) -> str:
         """Return the epoch line, e.g. ``epoch_nr: 3, train_loss: 0.412, ...``."""
@@ -123,6 +191,8 @@ class EpochMetrics:
         ]
         if self.test_accuracy is not None:
             parts.append(f"test_acc: {self.test_accuracy:.3f}")
+        if self.learning_rate is not None:
+            parts.append(f"lr: {self.learning_rate:.2e}")
         parts.append(f"secs: {self.seconds:.1f}")
         return ", ".join(parts)
 
@@ -154,6 +224,156 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class LearningRateSchedule:
+    """Sets the optimiser's learning rate per step or per epoch.
+
+    The state is a few numbers, so it goes into a resumable checkpoint as a
+    plain dict.
+
+    Args:
+        optimizer: Its parameter groups receive the rate.
+        config: ``lr_schedule``, ``learning_rate``, ``warmup_fraction`` and
+            ``num_epochs`` are read.
+        steps_per_epoch: Optimisation steps in one epoch.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        config: TrainingConfig,
+        steps_per_epoch: int,
+    ) -> None:
+        self.optimizer = optimizer
+        self.kind = config.lr_schedule
+        self.peak = config.learning_rate
+        self.total_steps = max(1, steps_per_epoch * config.num_epochs)
+        self.warmup_steps = int(config.warmup_fraction * self.total_steps)
+        self.step_count = 0
+        self.rate = self.peak
+        self.best_accuracy = -math.inf
+        self.epochs_without_gain = 0
+        self._apply(self._rate_at(0))
+
+    def _rate_at(self, step: int) -> float:
+        if self.kind != "cosine":
+            return self.rate
+        if step < self.warmup_steps:
+            return self.peak * (step + 1) / (self.warmup_steps + 1)
+        span = max(1, self.total_steps - self.warmup_steps)
+        progress = min(1.0, (step - self.warmup_steps) / span)
+        return self.peak * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def _apply(self, rate: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
+
+    @property
+    def current(self) -> float:
+        """Rate of the next optimisation step."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def after_step(self) -> None:
+        """Advance a per-step schedule by one optimisation step."""
+        self.step_count += 1
+        if self.kind == "cosine":
+            self._apply(self._rate_at(self.step_count))
+
+    def after_epoch(self, validation_accuracy: float) -> None:
+        """Lower the rate of the ``plateau`` schedule when accuracy stalls."""
+        if self.kind != "plateau":
+            return
+        if validation_accuracy > self.best_accuracy:
+            self.best_accuracy = validation_accuracy
+            self.epochs_without_gain = 0
+            return
+        self.epochs_without_gain += 1
+        if self.epochs_without_gain >= PLATEAU_PATIENCE:
+            self.rate *= PLATEAU_FACTOR
+            self.epochs_without_gain = 0
+            self._apply(self.rate)
+            logger.info("val_acc did not improve: learning rate now %.2e", self.rate)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "step_count": self.step_count,
+            "rate": self.rate,
+            "best_accuracy": self.best_accuracy,
+            "epochs_without_gain": self.epochs_without_gain,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["kind"] != self.kind:
+            raise CheckpointError(
+                f"the checkpoint used lr_schedule {state['kind']!r}, not "
+                f"{self.kind!r}; resume with the same settings"
+            )
+        self.step_count = int(state["step_count"])
+        self.rate = float(state["rate"])
+        self.best_accuracy = float(state["best_accuracy"])
+        self.epochs_without_gain = int(state["epochs_without_gain"])
+        self._apply(self._rate_at(self.step_count))
+
+
+def class_weight_tensor(labels: np.ndarray, num_classes: int, mode: str) -> torch.Tensor:
+    """Return per-class loss weights and warn about a small class.
+
+    Args:
+        labels: Training labels.
+        num_classes: Number of classes of the model.
+        mode: ``none`` for equal weights, ``balanced`` for
+            ``examples / (classes * examples of the class)``.
+
+    Returns:
+        Float tensor of shape (num_classes,). A class without examples gets
+        weight 1, which no example uses.
+    """
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
+    total = int(counts.sum())
+    for index, count in enumerate(counts):
+        share = count / total if total else 0.0
+        if share < MINORITY_WARNING_SHARE:
+            advice = (
+                "the loss is weighted to balance the classes"
+                if mode == "balanced"
+                else "consider --class-weights balanced"
+            )
+            logger.warning(
+                "class %d has %d of %d training examples (%.1f%%, under %d%%); %s",
+                index,
+                count,
+                total,
+                100 * share,
+                round(100 * MINORITY_WARNING_SHARE),
+                advice,
+            )
+    if mode == "none":
+        return torch.ones(num_classes)
+    weights = np.ones(num_classes, dtype=np.float64)
+    present = counts > 0
+    weights[present] = total / (num_classes * counts[present])
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def batches_per_epoch(num_examples: int, batch_size: int) -> int:
+    """Return how many batches :func:`bucketed_batches` cuts from the examples."""
+    pool_size = batch_size * POOL_BATCHES
+    full_pools, rest = divmod(num_examples, pool_size)
+    return full_pools * POOL_BATCHES + -(-rest // batch_size)
+
+
+def build_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
+    """Return Adam or AdamW over the parameters that require gradients."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(
+            parameters, lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+    return torch.optim.Adam(
+        parameters, lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+
+
 def train(
     model: SentimentLSTM,
     train_split: EncodedSplit,
@@ -163,11 +383,15 @@ def train(
     on_checkpoint: CheckpointCallback | None = None,
     on_epoch_end: EpochCallback | None = None,
     show_progress: bool | None = None,
+    checkpoint_path: Path | None = None,
+    resume: bool = False,
+    run_identity: dict[str, Any] | None = None,
 ) -> TrainingResult:
     """Train ``model`` and keep the weights of its best validation epoch.
 
     Each epoch's batch order and dropout come from ``(seed, epoch)`` alone, so
-    a run can be repeated exactly on the same machine.
+    a run can be repeated exactly on the same machine, and a run resumed from
+    its checkpoint ends with the weights of an uninterrupted run.
 
     Args:
         model: A freshly initialised network.
@@ -179,12 +403,20 @@ def train(
             ``config.required_accuracy``.
         on_epoch_end: Called with the history after every epoch.
         show_progress: Show a progress bar; by default only on a terminal.
+        checkpoint_path: Where a resumable checkpoint is written after every
+            epoch; None writes none.
+        resume: Continue from the checkpoint at ``checkpoint_path``.
+        run_identity: JSON-like facts that must match between the run that
+            wrote a checkpoint and the run that resumes it (model config, data
+            fingerprint); ``config`` is always compared.
 
     Returns:
         The model with its best weights loaded, and the per-epoch history.
 
     Raises:
         ValueError: If the training or validation split is empty.
+        CheckpointError: If ``resume`` is set and the checkpoint is missing,
+            unreadable or from a run with other settings.
     """
     if len(train_split) == 0:
         raise ValueError("the training split is empty; give more reviews")
@@ -193,25 +425,57 @@ def train(
             "the validation split is empty; raise --validation-fraction "
             "or pass --validation-data"
         )
+    if resume and checkpoint_path is None:
+        raise ValueError("resume needs a checkpoint_path")
     if show_progress is None:
         show_progress = sys.stderr.isatty()
 
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    if config.freeze_embeddings:
+        model.embedding.weight.requires_grad_(False)
+    optimizer = build_optimizer(model, config)
+    steps_per_epoch = batches_per_epoch(len(train_split), config.batch_size)
+    schedule = LearningRateSchedule(optimizer, config, steps_per_epoch)
+    weights = class_weight_tensor(
+        train_split.labels, model.config.num_classes, config.class_weights
     )
-    loss_function = nn.CrossEntropyLoss()
+    loss_function = nn.CrossEntropyLoss(weight=weights)
     train_lengths = train_split.lengths
     labels = torch.as_tensor(train_split.labels, dtype=torch.long)
     pad_index = model.config.pad_index
+    identity = {"training": config.to_dict(), **(run_identity or {})}
 
     history: list[EpochMetrics] = []
     best_epoch = 0
     best_accuracy = -math.inf
     best_state: dict[str, torch.Tensor] = {}
     stopped_early = False
+    start_epoch = 1
 
-    for epoch in range(1, config.num_epochs + 1):
+    if resume:
+        state = load_checkpoint(checkpoint_path)
+        _check_identity(state["identity"], identity, checkpoint_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        history = [EpochMetrics(**values) for values in state["history"]]
+        best_epoch = int(state["best_epoch"])
+        best_accuracy = float(state["best_accuracy"])
+        best_state = state["best_state"]
+        stopped_early = bool(state["stopped_early"])
+        start_epoch = int(state["epoch"]) + 1
+        logger.info(
+            "resuming from %s after epoch %d (best val_acc %.3f at epoch %d)",
+            checkpoint_path,
+            start_epoch - 1,
+            best_accuracy,
+            best_epoch,
+        )
+
+    for epoch in range(start_epoch, config.num_epochs + 1):
+        if stopped_early:
+            break
         started = time.perf_counter()
+        learning_rate = schedule.current
         model.train()
         torch.manual_seed(_epoch_seed(config.seed, epoch))
         rng = np.random.default_rng([config.seed, epoch])
@@ -239,6 +503,7 @@ def train(
             if config.max_grad_norm is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimizer.step()
+            schedule.after_step()
 
             total_loss += loss.item() * len(indices)
             correct += int((logits.argmax(dim=1) == targets).sum())
@@ -256,9 +521,11 @@ def train(
             validation_accuracy=validation_accuracy,
             test_accuracy=test_accuracy,
             seconds=time.perf_counter() - started,
+            learning_rate=learning_rate,
         )
         history.append(metrics)
         logger.info(metrics.format_line())
+        schedule.after_epoch(validation_accuracy)
 
         # keep the best epoch
         if validation_accuracy > best_accuracy:
@@ -269,8 +536,6 @@ def train(
                 validation_accuracy >= config.required_accuracy
             ):
                 on_checkpoint(metrics, model)
-        if on_epoch_end is not None:
-            on_epoch_end(history)
         if config.patience is not None and epoch - best_epoch >= config.patience:
             logger.info(
                 "stopping early: val_acc has not improved for %d epochs "
@@ -280,7 +545,25 @@ def train(
                 best_epoch,
             )
             stopped_early = True
-            break
+        if checkpoint_path is not None:
+            save_checkpoint(
+                checkpoint_path,
+                {
+                    "format_version": CHECKPOINT_FORMAT_VERSION,
+                    "identity": identity,
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "history": [dataclasses.asdict(m) for m in history],
+                    "best_epoch": best_epoch,
+                    "best_accuracy": best_accuracy,
+                    "best_state": best_state,
+                    "stopped_early": stopped_early,
+                },
+            )
+        if on_epoch_end is not None:
+            on_epoch_end(history)
 
     model.load_state_dict(best_state)
     model.eval()
@@ -291,6 +574,93 @@ def train(
         stopped_early=stopped_early,
         best_state=best_state,
     )
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write a resumable checkpoint atomically with ``torch.save``.
+
+    The state holds only tensors, numbers, strings, lists and dicts, so
+    :func:`load_checkpoint` reads it with ``weights_only=True``. A temporary
+    file is renamed over the old checkpoint, so a process killed while saving
+    leaves the previous epoch's checkpoint intact.
+
+    Args:
+        path: Checkpoint file; its folder is created if missing.
+        state: What :func:`train` stores after an epoch.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
+    os.close(handle)
+    try:
+        torch.save(state, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Args:
+        path: Checkpoint file.
+
+    Returns:
+        The stored state.
+
+    Raises:
+        CheckpointError: If the file is missing, is not a checkpoint of this
+            format, or would need code to be unpickled.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"no checkpoint to resume at {path}; the run finished or never "
+            "completed an epoch, so train without --resume"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for a damaged file
+        raise CheckpointError(
+            f"cannot read the checkpoint {path}: {err}; delete it and train "
+            "without --resume"
+        ) from err
+    version = state.get("format_version") if isinstance(state, dict) else None
+    if version != CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {version!r}, expected "
+            f"{CHECKPOINT_FORMAT_VERSION}; delete it and train without --resume"
+        )
+    return state
+
+
+def _check_identity(
+    saved: dict[str, Any], current: dict[str, Any], path: Path
+) -> None:
+    differences = sorted(
+        f"{section}.{key}"
+        for section in sorted(set(saved) | set(current))
+        for key in _differing_keys(saved.get(section), current.get(section))
+    )
+    if differences:
+        raise CheckpointError(
+            f"the checkpoint {path} comes from a run with other settings "
+            f"({', '.join(differences)} differ); resume with the flags and data "
+            "of the interrupted run, or train without --resume"
+        )
+
+
+def _differing_keys(saved: Any, current: Any) -> list[str]:
+    if isinstance(saved, dict) and isinstance(current, dict):
+        return [
+            key
+            for key in sorted(set(saved) | set(current))
+            if saved.get(key) != current.get(key)
+        ]
+    return [] if saved == current else ["value"]
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:

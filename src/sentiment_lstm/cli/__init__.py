@@ -14,9 +14,10 @@ import sys
 from collections.abc import Sequence
 
 from sentiment_lstm.cli import evaluate, predict, train
+from sentiment_lstm.cli import serve
 from sentiment_lstm.cli.common import CommandError
 
-COMMANDS = (train, predict, evaluate)
+COMMANDS = (train, predict, evaluate, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

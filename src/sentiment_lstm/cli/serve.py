@@ -1,0 +1,153 @@
+"""``sentiment-lstm serve``: score reviews over HTTP with a saved model."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from sentiment_lstm.cli.common import CommandError, positive_int
+
+logger = logging.getLogger(__name__)
+
+BACKEND_CHOICES = ("auto", "torch", "onnx")
+# Repeated here rather than imported from sentiment_lstm.server, so that the
+# parser can be built without FastAPI installed.
+DEFAULT_MAX_REVIEW_CHARS = 10_000
+DEFAULT_MAX_REVIEWS = 256
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+
+def port_number(text: str) -> int:
+    """Parse a TCP port number in [1, 65535] for argparse."""
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from err
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"expected a port number from 1 to 65535, got {value}"
+        )
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``serve`` subcommand."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve a trained model over HTTP",
+        description="Run an HTTP service with POST /predict, GET /health, "
+        "GET /info, GET /metrics (Prometheus) and the OpenAPI page at /docs. "
+        "The model is loaded before the server starts, so a missing or broken "
+        "model stops the command with exit status 1.",
+    )
+    parser.add_argument(
+        "--model", required=True, type=Path, help="model directory from train"
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; 0.0.0.0 listens on every interface "
+        "(default: 127.0.0.1, this machine only)",
+    )
+    parser.add_argument(
+        "--port", type=port_number, default=8000, help="TCP port (default: 8000)"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=BACKEND_CHOICES,
+        default="auto",
+        help="scoring backend; auto uses ONNX Runtime when the model directory "
+        "has model.onnx and PyTorch otherwise (default: auto)",
+    )
+    limits = parser.add_argument_group("request limits")
+    limits.add_argument(
+        "--max-review-chars",
+        type=positive_int,
+        default=DEFAULT_MAX_REVIEW_CHARS,
+        metavar="N",
+        help="characters allowed in one review; longer ones get HTTP 422 "
+        f"(default: {DEFAULT_MAX_REVIEW_CHARS})",
+    )
+    limits.add_argument(
+        "--max-reviews",
+        type=positive_int,
+        default=DEFAULT_MAX_REVIEWS,
+        metavar="N",
+        help="reviews allowed in one request; more get HTTP 422 "
+        f"(default: {DEFAULT_MAX_REVIEWS})",
+    )
+    limits.add_argument(
+        "--max-body-bytes",
+        type=positive_int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        metavar="BYTES",
+        help="bytes allowed in a request body; larger ones get HTTP 413 "
+        f"(default: {DEFAULT_MAX_BODY_BYTES}, 1 MiB)",
+    )
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log one line per request (default: off, for throughput)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Load the model, then serve it until interrupted."""
+    try:
+        import uvicorn
+
+        from sentiment_lstm.server import ServerLimits, create_app
+    except ImportError as err:
+        raise CommandError(
+            f"serving needs FastAPI, uvicorn and prometheus-client ({err}); "
+            "install them with: pip install 'sentiment-lstm[serve]'"
+        ) from err
+    from sentiment_lstm.artifact import ArtifactError
+    from sentiment_lstm.predictor import SentimentModel
+
+    try:
+        model = SentimentModel.load(args.model, backend=args.backend)
+    except ArtifactError as err:
+        raise CommandError(str(err)) from err
+    except ImportError as err:
+        raise CommandError(
+            f"cannot load {args.model} with the {args.backend} backend: {err}; "
+            "export the model to ONNX with 'sentiment-lstm export' for an install "
+            "without PyTorch, or install PyTorch"
+        ) from err
+
+    limits = ServerLimits(
+        max_review_chars=args.max_review_chars,
+        max_reviews=args.max_reviews,
+        max_body_bytes=args.max_body_bytes,
+    )
+    app = create_app(model, limits)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    logger.info(
+        "serving %s with the %s backend on http://%s:%d (API docs at /docs); "
+        "limits: %d reviews per request, %d characters per review, %d body bytes",
+        args.model,
+        model.backend.name,
+        host,
+        args.port,
+        limits.max_reviews,
+        limits.max_review_chars,
+        limits.max_body_bytes,
+    )
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        # One process: the model is loaded once, and uvicorn picks uvloop and
+        # httptools when they are installed.
+        workers=None,
+        access_log=args.access_log,
+        # None keeps the logging set up by the command line, so uvicorn's
+        # lines share its format and stream.
+        log_config=None,
+    )
+    uvicorn.Server(config).run()
+    logger.info("server on port %d stopped", args.port)
+    return 0

@@ -1,0 +1,547 @@
+"""HTTP service that scores reviews with a loaded model: FastAPI on uvicorn.
+
+``create_app(model)`` builds the application. ``sentiment-lstm serve`` loads
+the model, builds the app and runs it on uvicorn. Endpoints:
+
+- ``POST /predict``: ``{"reviews": [...]}`` in, one prediction per review out,
+  in request order;
+- ``GET /health``: liveness and the loaded backend;
+- ``GET /info``: model configuration, labels, training metrics and versions;
+- ``GET /metrics``: Prometheus text format;
+- ``GET /docs`` and ``GET /openapi.json``: the OpenAPI description.
+
+Request limits (body size, reviews per request, characters per review) are
+answered with a JSON error that names the limit, its maximum and the value
+received. The body size is checked from ``Content-Length`` and again while the
+body is read, before any JSON parsing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from pydantic import BaseModel, ConfigDict, Field
+
+from sentiment_lstm import __version__
+from sentiment_lstm.predictor import SentimentModel
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_REVIEW_CHARS = 10_000
+DEFAULT_MAX_REVIEWS = 256
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+# Paths that get their own metrics label. Any other path is counted as
+# "other", so that scans of random URLs cannot create unbounded label values.
+KNOWN_PATHS = frozenset(
+    ("/predict", "/health", "/info", "/metrics", "/docs", "/openapi.json", "/redoc")
+)
+
+# Latency buckets in seconds, from 1 ms to 10 s.
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """Per-request limits; a request over any of them gets a 4xx JSON error.
+
+    Attributes:
+        max_review_chars: Characters (Unicode code points) allowed in one
+            review. A longer review gets 422 naming its index.
+        max_reviews: Reviews allowed in one request (422 above it).
+        max_body_bytes: Bytes allowed in a request body (413 above it).
+    """
+
+    max_review_chars: int = DEFAULT_MAX_REVIEW_CHARS
+    max_reviews: int = DEFAULT_MAX_REVIEWS
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+    def __post_init__(self) -> None:
+        for name in ("max_review_chars", "max_reviews", "max_body_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+class PredictRequest(BaseModel):
+    """Body of ``POST /predict``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reviews: list[str] = Field(
+        description="Review texts to score; the response keeps their order.",
+        examples=[["a gorgeous, witty film", "dull and far too long"]],
+    )
+
+
+class PredictionItem(BaseModel):
+    """The score of one review. An empty review has ``error`` set instead."""
+
+    text: str
+    positive: float | None = Field(description="Probability that it is positive.")
+    negative: float | None = Field(description="1 - positive.")
+    label: str | None = Field(description="'positive' or 'negative'.")
+    error: str | None = Field(
+        default=None, description="Why the review was not scored; absent otherwise."
+    )
+
+
+class PredictResponse(BaseModel):
+    """Body of a successful ``POST /predict`` response."""
+
+    predictions: list[PredictionItem]
+
+
+class LimitError(BaseModel):
+    """Body of a response to a request over one of the server's limits."""
+
+    detail: str
+    limit: str
+    maximum: int
+    value: int
+    index: int | None = None
+
+
+class RequestLimitExceeded(Exception):
+    """A request broke one of the :class:`ServerLimits`.
+
+    Attributes:
+        status_code: HTTP status to answer with.
+        limit: Name of the limit, as in :class:`ServerLimits`.
+        maximum: The configured limit.
+        value: The value the request had.
+        index: Index of the offending review, where one review broke it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        limit: str,
+        maximum: int,
+        value: int,
+        index: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.limit = limit
+        self.maximum = maximum
+        self.value = value
+        self.index = index
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON body of the error response."""
+        body: dict[str, Any] = {
+            "detail": str(self),
+            "limit": self.limit,
+            "maximum": self.maximum,
+            "value": self.value,
+        }
+        if self.index is not None:
+            body["index"] = self.index
+        return body
+
+
+class ServerMetrics:
+    """Prometheus counters and histograms of one application.
+
+    Each application gets its own registry, so that several apps in one
+    process (as in tests) do not share or clash over metric names.
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "sentiment_lstm_http_requests",
+            "HTTP requests answered, by endpoint, method and status code.",
+            ("endpoint", "method", "status"),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "sentiment_lstm_http_request_duration_seconds",
+            "Time from receiving a request to sending the last response byte.",
+            ("endpoint",),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_progress = Gauge(
+            "sentiment_lstm_http_requests_in_progress",
+            "Requests being handled now.",
+            registry=self.registry,
+        )
+        self.reviews_scored = Counter(
+            "sentiment_lstm_reviews_scored",
+            "Reviews that received a score.",
+            registry=self.registry,
+        )
+        self.reviews_unscored = Counter(
+            "sentiment_lstm_reviews_unscored",
+            "Reviews returned with an error instead of a score (no tokens).",
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        """Return every metric in the Prometheus text exposition format."""
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Counts every response and times it, including those of inner middleware."""
+
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        endpoint = path if path in KNOWN_PATHS else "other"
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self.metrics.in_progress.inc()
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            self.metrics.in_progress.dec()
+            self.metrics.latency.labels(endpoint).observe(
+                time.perf_counter() - started
+            )
+            self.metrics.requests.labels(endpoint, scope["method"], str(status)).inc()
+
+
+class BodySizeLimitMiddleware:
+    """Rejects request bodies over ``max_body_bytes`` with 413 before parsing.
+
+    A declared ``Content-Length`` over the limit is rejected without reading
+    the body. Otherwise the body is read in full, counting bytes as they
+    arrive (which also catches chunked bodies without a length), and then
+    handed on to the application.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body_bytes:
+            await self._reject(scope, send, declared, "Content-Length is")
+            return
+
+        chunks = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                logger.info("client %s disconnected while sending", _client(scope))
+                return
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_body_bytes:
+                await self._reject(scope, send, received, "body reached")
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+
+        body = b"".join(chunks)
+        body_sent = False
+
+        async def replay() -> Message:
+            nonlocal body_sent
+            if body_sent:
+                return await receive()
+            body_sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _reject(self, scope: Scope, send: Send, size: int, what: str) -> None:
+        error = RequestLimitExceeded(
+            f"request body too large: {what} {size} bytes, above the limit of "
+            f"{self.max_body_bytes} bytes (--max-body-bytes); send fewer or "
+            "shorter reviews per request",
+            status_code=413,
+            limit="max_body_bytes",
+            maximum=self.max_body_bytes,
+            value=size,
+        )
+        _log_rejection(scope, error)
+        response = JSONResponse(
+            error.to_dict(), status_code=413, headers={"Connection": "close"}
+        )
+        await response(scope, _no_receive, send)
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                # The HTTP parser rejects such headers before the app sees them.
+                return None
+    return None
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    if not client:
+        return "unknown"
+    return f"{client[0]}:{client[1]}"
+
+
+def _log_rejection(scope: Scope, error: RequestLimitExceeded) -> None:
+    logger.warning(
+        "%s %s from %s rejected with %d: %s",
+        scope["method"],
+        scope["path"],
+        _client(scope),
+        error.status_code,
+        error,
+    )
+
+
+def check_limits(reviews: list[str], limits: ServerLimits) -> None:
+    """Raise if a request has too many reviews or a review is too long.
+
+    Args:
+        reviews: The reviews of one request.
+        limits: The server's limits.
+
+    Raises:
+        RequestLimitExceeded: With status 422, naming the limit, its maximum,
+            the value received and, for a long review, its index.
+    """
+    if len(reviews) > limits.max_reviews:
+        raise RequestLimitExceeded(
+            f"too many reviews: the request has {len(reviews)}, above the limit "
+            f"of {limits.max_reviews} per request (--max-reviews); split them "
+            "over several requests",
+            status_code=422,
+            limit="max_reviews",
+            maximum=limits.max_reviews,
+            value=len(reviews),
+        )
+    for index, review in enumerate(reviews):
+        if len(review) > limits.max_review_chars:
+            raise RequestLimitExceeded(
+                f"review at index {index} is too long: {len(review)} characters, "
+                f"above the limit of {limits.max_review_chars} "
+                "(--max-review-chars); shorten it",
+                status_code=422,
+                limit="max_review_chars",
+                maximum=limits.max_review_chars,
+                value=len(review),
+                index=index,
+            )
+
+
+def describe_model(model: SentimentModel) -> dict[str, Any]:
+    """Collect what ``GET /info`` reports about a loaded model.
+
+    Training file paths are left out, because they describe the machine the
+    model was trained on, not the model.
+
+    Args:
+        model: The loaded model.
+
+    Returns:
+        JSON-serialisable model, training and version details.
+    """
+    metadata = model.metadata
+    history = metadata.get("history") or {}
+    data = metadata.get("data") or {}
+    return {
+        "version": __version__,
+        "backend": model.backend.name,
+        "labels": list(model.labels),
+        "model": model.model_config,
+        "text_encoder": metadata.get("text_encoder"),
+        "vocab_size": metadata.get("vocab_size"),
+        "training": {
+            "created_at": metadata.get("created_at"),
+            "best_epoch": metadata.get("best_epoch"),
+            "epochs_trained": len(history.get("epochs") or []),
+            "stopped_early": history.get("stopped_early"),
+            "split_sizes": data.get("split_sizes"),
+            "data_fingerprint": data.get("fingerprint"),
+            "hyperparameters": metadata.get("training"),
+            "versions": metadata.get("versions"),
+        },
+    }
+
+
+def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> FastAPI:
+    """Build the FastAPI application that serves one loaded model.
+
+    Args:
+        model: The model to score reviews with. It is shared by all requests,
+            which ``/predict`` runs in a thread pool.
+        limits: Request limits; the defaults when None.
+
+    Returns:
+        The application, ready for uvicorn or any other ASGI server.
+    """
+    limits = limits or ServerLimits()
+    metrics = ServerMetrics()
+    info = describe_model(model)
+
+    app = FastAPI(
+        title="sentiment-lstm",
+        version=__version__,
+        description=(
+            "Scores how positive and negative reviews are with an LSTM model. "
+            f"Limits: {limits.max_reviews} reviews per request, "
+            f"{limits.max_review_chars} characters per review, "
+            f"{limits.max_body_bytes} bytes per request body."
+        ),
+    )
+    app.state.model = model
+    app.state.limits = limits
+    app.state.metrics = metrics
+    # Starlette runs the middleware added last first, so metrics also count
+    # the 413 responses of the body size check.
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=limits.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    @app.exception_handler(RequestLimitExceeded)
+    async def limit_exceeded(request: Request, error: RequestLimitExceeded):
+        _log_rejection(request.scope, error)
+        return JSONResponse(error.to_dict(), status_code=error.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_failed(request: Request, error: RequestValidationError):
+        logger.warning(
+            "%s %s from %s rejected with 422: %d validation errors, first: %s",
+            request.method,
+            request.url.path,
+            _client(request.scope),
+            len(error.errors()),
+            _first_error(error),
+        )
+        return await request_validation_exception_handler(request, error)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, error: Exception):
+        # Starlette re-raises the error after this response is sent, and the
+        # ASGI server then logs its traceback, so this line has no traceback.
+        logger.error(
+            "%s %s from %s failed with 500: %s: %s",
+            request.method,
+            request.url.path,
+            _client(request.scope),
+            type(error).__name__,
+            error,
+        )
+        return JSONResponse(
+            {"detail": f"internal server error: {type(error).__name__}"},
+            status_code=500,
+        )
+
+    @app.post(
+        "/predict",
+        response_model=PredictResponse,
+        responses={413: {"model": LimitError}, 422: {"model": LimitError}},
+        summary="Score reviews",
+    )
+    def predict(body: PredictRequest) -> Response:
+        """Score each review; an empty review gets ``error`` instead of a score.
+
+        A plain ``def``: FastAPI runs it in its thread pool, so the CPU-bound
+        model call does not block the event loop.
+        """
+        check_limits(body.reviews, limits)
+        predictions = model.predict(body.reviews)
+        scored = sum(1 for prediction in predictions if prediction.error is None)
+        metrics.reviews_scored.inc(scored)
+        metrics.reviews_unscored.inc(len(predictions) - scored)
+        payload = {"predictions": [prediction.to_dict() for prediction in predictions]}
+        return JSONResponse(payload)
+
+    @app.get("/health", summary="Liveness")
+    async def health() -> dict[str, Any]:
+        """Report that the server runs and its model is loaded."""
+        return {"status": "ok", "model_loaded": True, "backend": model.backend.name}
+
+    @app.get("/info", summary="Model details")
+    async def model_info() -> dict[str, Any]:
+        """Describe the model, its training and the limits of this server."""
+        return dict(
+            info,
+            limits={
+                "max_review_chars": limits.max_review_chars,
+                "max_reviews": limits.max_reviews,
+                "max_body_bytes": limits.max_body_bytes,
+            },
+        )
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prometheus_metrics() -> Response:
+        """Return request, review and latency metrics in Prometheus text format."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _first_error(error: RequestValidationError) -> str:
+    errors = error.errors()
+    if not errors:
+        return "none"
+    first = errors[0]
+    location = ".".join(str(part) for part in first.get("loc", ()))
+    return f"{location}: {first.get('msg')}"
