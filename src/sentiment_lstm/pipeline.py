@@ -26,8 +26,9 @@ from sentiment_lstm.data import (
     resolve_data,
     split_examples,
 )
+from sentiment_lstm.embeddings import EmbeddingConfig, EmbeddingError, InputFactory
 from sentiment_lstm.model import ModelConfig, SentimentLSTM, count_parameters
-from sentiment_lstm.text import TextEncoder, TextEncoderConfig
+from sentiment_lstm.text import TextEncoderConfig
 from sentiment_lstm.training import (
     EncodedSplit,
     EpochMetrics,
@@ -40,6 +41,9 @@ from sentiment_lstm.training import (
 logger = logging.getLogger(__name__)
 
 HISTORY_FILE = "metrics.json"
+# Written after every epoch so that ``train --resume`` can continue a run that
+# was interrupted; removed when training ends.
+CHECKPOINT_FILE = "checkpoint.pt"
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,7 @@ def _read(path_or_name: str, options: ReadOptions) -> ReadResult:
     return read_examples(resolve_data(path_or_name), options)
 
 
-def encode(encoder: TextEncoder, examples: list[Example]) -> EncodedSplit:
+def encode(encoder: Any, examples: list[Example]) -> EncodedSplit:
     """Turn examples into token ids and a label array."""
     token_ids = encoder.encode_batch([example.text for example in examples])
     labels = np.array([example.label for example in examples], dtype=np.int64)
@@ -139,13 +143,17 @@ def train_model(
     model_options: dict[str, Any] | None = None,
     training_config: TrainingConfig = TrainingConfig(),
     show_progress: bool | None = None,
+    embedding_config: EmbeddingConfig = EmbeddingConfig(),
+    resume: bool = False,
 ) -> TrainOutcome:
     """Build the vocabulary, train, and save the best model to ``output_dir``.
 
     The vocabulary comes from the training split alone, so held-out reviews
     cannot leak into it. The model is saved whenever validation accuracy
     improves and has reached ``training_config.required_accuracy``; the
-    per-epoch history is written to ``metrics.json`` after every epoch.
+    per-epoch history is written to ``metrics.json`` after every epoch, and a
+    resumable checkpoint to ``checkpoint.pt``, which is removed once training
+    ends.
 
     Args:
         splits: Train, validation and test examples.
@@ -154,19 +162,38 @@ def train_model(
         model_options: ``ModelConfig`` fields other than ``vocab_size``.
         training_config: Optimisation settings.
         show_progress: Progress bar; by default only on a terminal.
+        embedding_config: Where the input vectors come from. Contextual
+            MiniLM features are rejected, because a saved model could not
+            compute them for new text.
+        resume: Continue the interrupted run whose checkpoint is in
+            ``output_dir``.
 
     Returns:
         The training result and whether a model reached the required accuracy.
+
+    Raises:
+        EmbeddingError: If the embedding source cannot be saved with a model,
+            or a vectors file is invalid.
+        CheckpointError: If ``resume`` is set and the checkpoint is missing or
+            comes from other settings or data.
     """
+    if embedding_config.source == "minilm-contextual":
+        raise EmbeddingError(
+            "a model on contextual MiniLM features cannot be saved for "
+            "prediction, because the predictor does not run MiniLM; measure it "
+            "with 'sentiment-lstm cross-validate' or pick another --embeddings"
+        )
     output_dir = Path(output_dir)
     seed_everything(training_config.seed)
-    encoder = TextEncoder.build((ex.text for ex in splits.train), encoder_config)
+    factory = InputFactory(embedding_config, encoder_config)
+    prepared = factory.build([example.text for example in splits.train])
+    encoder = prepared.encoder
     train_split = encode(encoder, splits.train)
     validation_split = encode(encoder, splits.validation)
     test_split = encode(encoder, splits.test) if splits.test else None
 
-    model_config = ModelConfig(vocab_size=encoder.vocab_size, **(model_options or {}))
-    model = SentimentLSTM(model_config)
+    model = factory.make_model(prepared, model_options or {})
+    model_config = model.config
     _log_summary(splits, encoder, model, training_config)
 
     base_metadata = _base_metadata(splits, encoder, model_config, training_config)
@@ -202,6 +229,15 @@ def train_model(
         path = output_dir / HISTORY_FILE
         path.write_text(json.dumps(values, indent=2) + "\n", encoding="utf-8")
 
+    checkpoint_path = output_dir / CHECKPOINT_FILE
+    run_identity = {
+        "model": model_config.to_dict(),
+        "data": base_metadata["data"],
+        "embeddings": dataclasses.asdict(embedding_config),
+    }
+    if resume:
+        # the artifact saved before the interruption stays valid
+        saved = (output_dir / artifact.WEIGHTS_FILE).is_file()
     result = train(
         model,
         train_split,
@@ -211,7 +247,11 @@ def train_model(
         on_checkpoint=save_checkpoint,
         on_epoch_end=write_history,
         show_progress=show_progress,
+        checkpoint_path=checkpoint_path,
+        resume=resume,
+        run_identity=run_identity,
     )
+    checkpoint_path.unlink(missing_ok=True)
     best = result.best
     history_values = {
         "best_epoch": result.best_epoch,
@@ -243,7 +283,7 @@ def train_model(
 
 def _log_summary(
     splits: Splits,
-    encoder: TextEncoder,
+    encoder: Any,
     model: SentimentLSTM,
     config: TrainingConfig,
 ) -> None:
@@ -264,7 +304,7 @@ def _log_summary(
 
 def _base_metadata(
     splits: Splits,
-    encoder: TextEncoder,
+    encoder: Any,
     model_config: ModelConfig,
     training_config: TrainingConfig,
 ) -> dict[str, Any]:

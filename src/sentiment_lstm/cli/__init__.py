@@ -15,9 +15,11 @@ from collections.abc import Sequence
 
 from sentiment_lstm.cli import evaluate, predict, train
 from sentiment_lstm.cli import serve
+from sentiment_lstm.cli import cross_validate
+from sentiment_lstm.cli import export
 from sentiment_lstm.cli.common import CommandError
 
-COMMANDS = (train, predict, evaluate, serve)
+COMMANDS = (train, predict, evaluate, serve, cross_validate, export)
 
 
 def build_parser() -> argparse.ArgumentParser:

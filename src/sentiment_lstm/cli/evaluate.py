@@ -14,6 +14,7 @@ from sentiment_lstm.cli.common import (
     positive_int,
     read_options_from_args,
 )
+from sentiment_lstm.cli.predict import add_backend_option, load_model
 
 logger = logging.getLogger(__name__)
 
@@ -57,13 +58,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=256,
         help="reviews per forward pass (default: 256)",
     )
+    add_backend_option(parser)
     add_data_options(parser, format_flags=("--data-format",))
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Score the labelled reviews and print the report."""
-    from sentiment_lstm.artifact import ArtifactError
     from sentiment_lstm.data import (
         DataError,
         data_fingerprint,
@@ -72,12 +73,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         split_examples,
     )
     from sentiment_lstm.metrics import classification_report, format_report
-    from sentiment_lstm.predictor import SentimentModel
 
-    try:
-        model = SentimentModel.load(args.model)
-    except ArtifactError as err:
-        raise CommandError(str(err)) from err
+    model = load_model(args.model, args.backend)
 
     try:
         read = read_examples(resolve_data(args.data), read_options_from_args(args))

@@ -1,4 +1,9 @@
-"""``sentiment-lstm predict``: score reviews with a saved model."""
+"""``sentiment-lstm predict``: score reviews with a saved model.
+
+Only argparse and the shared options load at import time. The handler imports
+the predictor, and the predictor imports PyTorch only for the torch backend,
+so scoring one review with an exported model starts without PyTorch.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import argparse
 import csv
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -17,8 +22,10 @@ from sentiment_lstm.cli.common import (
     read_options_from_args,
 )
 
-OUTPUT_FORMATS = ("text", "jsonl", "csv")
-PREVIEW_CHARACTERS = 60
+OUTPUT_FORMATS = ("text", "jsonl", "csv", "tsv")
+BACKEND_CHOICES = ("auto", "torch", "onnx")
+# Formats of --input that are scored chunk by chunk; the others are read whole.
+STREAMED_INPUT_FORMATS = ("csv", "tsv", "jsonl", "lines")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predict",
         help="score reviews with a trained model",
         description="Print how positive and negative each review is. Reviews "
-        "come from the arguments, from --input, or one per line from stdin.",
+        "come from the arguments, from --input, or one per line from stdin. A "
+        "CSV, TSV, JSONL or .txt --input is scored in chunks, so files of any "
+        "size fit in memory: every row comes out in input order with its other "
+        "columns, plus positive, negative, label and error columns. A row whose "
+        "text cannot be scored keeps its place, with the reason in error.",
     )
     parser.add_argument("reviews", nargs="*", metavar="REVIEW", help="review text")
     parser.add_argument(
@@ -41,50 +52,78 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--output",
         type=Path,
-        help="write results to this file instead of stdout",
+        help="write results to this file instead of stdout; it appears only "
+        "when scoring succeeds",
     )
     parser.add_argument(
         "--format",
         dest="output_format",
         choices=OUTPUT_FORMATS,
         default=None,
-        help="text: one line per review; jsonl or csv: text, positive, "
-        "negative, label per row (default: text, or csv/jsonl by --output's "
-        "extension)",
+        help="text: one line per review; csv, tsv or jsonl: the input's columns "
+        "(text for reviews given as arguments) plus positive, negative, label "
+        "and error (default: text, or by --output's extension)",
     )
+    add_backend_option(parser)
     parser.add_argument(
         "--batch-size",
         type=positive_int,
-        default=256,
-        help="reviews per forward pass (default: 256)",
+        default=512,
+        help="reviews per forward pass (default: 512)",
+    )
+    parser.add_argument(
+        "--chunk-size",
+        type=positive_int,
+        default=8192,
+        help="rows of --input read and scored at a time; memory grows with it "
+        "(default: 8192)",
+    )
+    parser.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="hide the progress bar, which is shown while scoring --input into "
+        "--output on a terminal",
     )
     add_data_options(parser, labels=False, format_flags=("--input-format",))
     parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """Score the reviews and write one result per review, in input order."""
+def add_backend_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--backend auto|torch|onnx`` to a subcommand that loads a model."""
+    parser.add_argument(
+        "--backend",
+        choices=BACKEND_CHOICES,
+        default="auto",
+        help="onnx: ONNX Runtime on model.onnx (from 'sentiment-lstm export'); "
+        "torch: PyTorch; auto: onnx when model.onnx exists and onnxruntime is "
+        "installed, else torch (default: auto)",
+    )
+
+
+def load_model(model_dir: Path, backend: str):
+    """Load a model for a subcommand, turning load failures into CommandError."""
     from sentiment_lstm.artifact import ArtifactError
-    from sentiment_lstm.data import DataError, read_texts
     from sentiment_lstm.predictor import SentimentModel
 
-    if args.reviews and args.input:
-        parser.error("give reviews as arguments or with --input, not both")
-    output_format = args.output_format or _format_from_path(args.output)
-
     try:
-        model = SentimentModel.load(args.model)
+        return SentimentModel.load(model_dir, backend=backend)
     except ArtifactError as err:
         raise CommandError(str(err)) from err
+    except ImportError as err:
+        raise CommandError(f"cannot load {model_dir}: {err}") from err
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Score the reviews and write one result per review, in input order."""
+    if args.reviews and args.input:
+        parser.error("give reviews as arguments or with --input, not both")
+
+    model = load_model(args.model, args.backend)
 
     if args.input:
-        try:
-            options = read_options_from_args(args, require_labels=False)
-            read = read_texts(args.input, options)
-        except DataError as err:
-            raise CommandError(str(err)) from err
-        texts = [example.text for example in read.examples]
-    elif args.reviews:
+        return _run_input_file(args, model)
+    if args.reviews:
         texts = list(args.reviews)
     elif sys.stdin.isatty():
         parser.error("give reviews as arguments, with --input FILE, or on stdin")
@@ -92,23 +131,63 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         texts = _read_stdin_lines(sys.stdin)
 
     predictions = model.predict(texts, batch_size=args.batch_size)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8", newline="") as stream:
-            write_predictions(predictions, output_format, stream)
-    else:
-        write_predictions(predictions, output_format, sys.stdout)
+    _write_predictions_to_output(args, predictions)
     return 0
 
 
-def _format_from_path(path: Path | None) -> str:
-    if path is None:
-        return "text"
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return "csv"
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        return "jsonl"
-    return "text"
+def _run_input_file(args: argparse.Namespace, model) -> int:
+    from sentiment_lstm.data import DataError, read_texts
+    from sentiment_lstm.data.readers import detect_format
+    from sentiment_lstm.scoring import OUTPUT_ERRORS, score_file
+
+    try:
+        options = read_options_from_args(args, require_labels=False)
+        data_format = options.format or detect_format(args.input)
+    except DataError as err:
+        raise CommandError(str(err)) from err
+
+    if data_format in STREAMED_INPUT_FORMATS:
+        if args.output is None and hasattr(sys.stdout, "reconfigure"):
+            # Undecodable input bytes are written as U+FFFD, as in files.
+            sys.stdout.reconfigure(errors=OUTPUT_ERRORS)
+        try:
+            score_file(
+                model,
+                args.input,
+                args.output if args.output is not None else sys.stdout,
+                output_format=args.output_format,
+                options=options,
+                chunk_rows=args.chunk_size,
+                batch_size=args.batch_size,
+                progress=None if args.progress and args.output else False,
+            )
+        except (DataError, ValueError) as err:
+            raise CommandError(str(err)) from err
+        return 0
+
+    # Pos/neg pairs and folders of review files are read whole.
+    try:
+        read = read_texts(args.input, options)
+    except DataError as err:
+        raise CommandError(str(err)) from err
+    texts = [example.text for example in read.examples]
+    predictions = model.predict(texts, batch_size=args.batch_size)
+    _write_predictions_to_output(args, predictions)
+    return 0
+
+
+def _write_predictions_to_output(args: argparse.Namespace, predictions) -> None:
+    from sentiment_lstm.scoring import output_format_for
+
+    output_format = args.output_format or output_format_for(args.output)
+    if args.output is None:
+        write_predictions(predictions, output_format, sys.stdout)
+        return
+    try:
+        with open(args.output, "w", encoding="utf-8", newline="") as stream:
+            write_predictions(predictions, output_format, stream)
+    except OSError as err:
+        raise CommandError(f"{args.output}: cannot write the output: {err}") from err
 
 
 def _read_stdin_lines(stream: TextIO) -> list[str]:
@@ -119,18 +198,26 @@ def _read_stdin_lines(stream: TextIO) -> list[str]:
     return [line.rstrip("\r") for line in lines]
 
 
-def write_predictions(predictions: Sequence, output_format: str, stream: TextIO) -> None:
-    """Write predictions as text lines, JSON lines or CSV rows."""
+def write_predictions(
+    predictions: Sequence, output_format: str, stream: TextIO
+) -> None:
+    """Write predictions as text lines, JSON lines, or CSV or TSV rows."""
+    from sentiment_lstm.scoring import format_line
+
     if output_format == "jsonl":
         for prediction in predictions:
             stream.write(json.dumps(prediction.to_dict(), ensure_ascii=False) + "\n")
-    elif output_format == "csv":
-        writer = csv.writer(stream, lineterminator="\n")
+    elif output_format in ("csv", "tsv"):
+        dialect = csv.excel_tab if output_format == "tsv" else csv.excel
+        writer = csv.writer(stream, dialect, lineterminator="\n")
         writer.writerow(["text", "positive", "negative", "label", "error"])
         for prediction in predictions:
             writer.writerow(_csv_row(prediction))
     else:
-        for line in format_lines(predictions):
+        for prediction in predictions:
+            line = format_line(
+                prediction.text, prediction.positive, prediction.label, prediction.error
+            )
             stream.write(line + "\n")
 
 
@@ -144,24 +231,3 @@ def _csv_row(prediction) -> list[str]:
         prediction.label,
         "",
     ]
-
-
-def format_lines(predictions: Iterable) -> Iterable[str]:
-    """Yield lines such as ``87.3% positive  "the plot sags but the cast..."``."""
-    for prediction in predictions:
-        preview = _preview(prediction.text)
-        if prediction.error is not None:
-            yield f"    n/a           {preview}  ({prediction.error})"
-            continue
-        if prediction.label == "positive":
-            share = prediction.positive
-        else:
-            share = prediction.negative
-        yield f"{share * 100:5.1f}% {prediction.label:<8}  {preview}"
-
-
-def _preview(text: str) -> str:
-    flat = " ".join(text.split())
-    if len(flat) > PREVIEW_CHARACTERS:
-        flat = flat[: PREVIEW_CHARACTERS - 3].rstrip() + "..."
-    return json.dumps(flat, ensure_ascii=False)

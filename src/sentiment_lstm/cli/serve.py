@@ -41,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "The model is loaded before the server starts, so a missing or broken "
         "model stops the command with exit status 1.",
     )
+
     parser.add_argument(
         "--model", required=True, type=Path, help="model directory from train"
     )
@@ -60,7 +61,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="scoring backend; auto uses ONNX Runtime when the model directory "
         "has model.onnx and PyTorch otherwise (default: auto)",
     )
-    limits = parser.add_argument_group("request limits")
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        help="ONNX Runtime threads per forward pass; 1 leaves the other cores "
+        "to concurrent requests and avoids idle threads spinning (default: 1; "
+        "the torch backend keeps PyTorch's own setting)",
+    )
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log one line per request (default: off, for throughput)",
+    )
+    _add_limit_options(parser.add_argument_group("request limits"))
+    parser.set_defaults(handler=run)
+
+
+def _add_limit_options(limits: argparse._ArgumentGroup) -> None:
+    """Add the options that bound one request's size."""
     limits.add_argument(
         "--max-review-chars",
         type=positive_int,
@@ -85,16 +104,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="bytes allowed in a request body; larger ones get HTTP 413 "
         f"(default: {DEFAULT_MAX_BODY_BYTES}, 1 MiB)",
     )
-    parser.add_argument(
-        "--access-log",
-        action="store_true",
-        help="log one line per request (default: off, for throughput)",
-    )
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Load the model, then serve it until interrupted."""
+    from sentiment_lstm.artifact import ArtifactError
+    from sentiment_lstm.predictor import SentimentModel
+
+    # The model is loaded before the web stack is imported, so a missing or
+    # broken model is reported quickly.
+    try:
+        model = SentimentModel.load(
+            args.model, backend=args.backend, threads=args.threads
+        )
+    except ArtifactError as err:
+        raise CommandError(str(err)) from err
+    except ImportError as err:
+        raise CommandError(
+            f"cannot load {args.model} with the {args.backend} backend: {err}; "
+            "export the model to ONNX with 'sentiment-lstm export' for an install "
+            "without PyTorch, or install PyTorch"
+        ) from err
+
     try:
         import uvicorn
 
@@ -103,19 +134,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         raise CommandError(
             f"serving needs FastAPI, uvicorn and prometheus-client ({err}); "
             "install them with: pip install 'sentiment-lstm[serve]'"
-        ) from err
-    from sentiment_lstm.artifact import ArtifactError
-    from sentiment_lstm.predictor import SentimentModel
-
-    try:
-        model = SentimentModel.load(args.model, backend=args.backend)
-    except ArtifactError as err:
-        raise CommandError(str(err)) from err
-    except ImportError as err:
-        raise CommandError(
-            f"cannot load {args.model} with the {args.backend} backend: {err}; "
-            "export the model to ONNX with 'sentiment-lstm export' for an install "
-            "without PyTorch, or install PyTorch"
         ) from err
 
     limits = ServerLimits(

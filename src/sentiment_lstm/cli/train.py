@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sentiment_lstm.cli.common import (
     CommandError,
@@ -17,6 +19,7 @@ from sentiment_lstm.cli.common import (
     probability,
     read_options_from_args,
 )
+from sentiment_lstm.presets import PRESETS, describe_presets
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +34,36 @@ ARCHITECTURE_ALIASES = {
     "bi": "bidirectional",
 }
 
+# Values of the model and training flags when neither the command line nor a
+# preset sets them. The flags themselves default to None, so that a preset can
+# tell which ones the user gave.
+DEFAULTS: dict[str, Any] = {
+    "max_length": 400,
+    "min_frequency": 1,
+    "max_vocab_size": None,
+    "embeddings": "random",
+    "pretrained_vectors": None,
+    "freeze_embeddings": False,
+    "minilm_layers": (4, 5, 6),
+    "architecture": "unidirectional",
+    "lstm_units": 100,
+    "num_layers": 1,
+    "embedding_size": 100,
+    "dropout_keep_prob": 0.5,
+    "embedding_dropout": 0.0,
+    "pooling": "last",
+    "num_epochs": 10,
+    "batch_size": 32,
+    "learning_rate": 0.0005,
+    "optimizer": "adam",
+    "lr_schedule": "constant",
+    "warmup_fraction": 0.0,
+    "patience": 3,
+    "max_grad_norm": 5.0,
+    "weight_decay": 0.0,
+    "class_weights": "none",
+}
+
 
 def architecture(text: str) -> str:
     """Map an architecture name or one of its spellings to its canonical name."""
@@ -41,6 +74,317 @@ def architecture(text: str) -> str:
             f"unknown architecture {text!r}; use unidirectional or bidirectional "
             "(uni_directional, bi_directional and bi-directional are accepted too)"
         ) from None
+
+
+def layer_list(text: str) -> tuple[int, ...]:
+    """Parse comma-separated MiniLM layer numbers from 0 to 6 for argparse."""
+    try:
+        layers = tuple(int(part) for part in text.split(","))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated layer numbers such as 4,5,6, got {text!r}"
+        ) from err
+    if any(not 0 <= layer <= 6 for layer in layers):
+        raise argparse.ArgumentTypeError(
+            f"MiniLM layers run from 0 (embedding output) to 6, got {text!r}"
+        )
+    return layers
+
+
+def non_negative_float(text: str) -> float:
+    """Parse a number of at least 0 for argparse."""
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from err
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value:g}")
+    return value
+
+
+def _default(name: str) -> str:
+    value = DEFAULTS[name]
+    if isinstance(value, tuple):
+        value = ",".join(str(item) for item in value)
+    return f"(default: {'none' if value is None else value})"
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Add the preset, text, embedding, model and training flags.
+
+    ``train`` and ``cross-validate`` share them. Every flag defaults to None;
+    :func:`resolve_options` fills in the preset's value or the default.
+    """
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="a named set of the flags below, chosen by 10-fold cross-validation "
+        f"on rt-polarity; flags given explicitly win. {describe_presets()}",
+    )
+
+    text = parser.add_argument_group("text")
+    text.add_argument(
+        "--max-length",
+        type=positive_int,
+        help="tokens kept per review; longer reviews keep their first "
+        f"MAX_LENGTH tokens, in training and prediction alike {_default('max_length')}",
+    )
+    text.add_argument(
+        "--min-frequency",
+        type=positive_int,
+        help="training-split occurrences a word needs to enter the vocabulary "
+        + _default("min_frequency"),
+    )
+    text.add_argument(
+        "--max-vocab-size",
+        type=positive_int,
+        help="keep only this many most frequent words (default: no limit)",
+    )
+
+    embeddings = parser.add_argument_group("embeddings")
+    embeddings.add_argument(
+        "--embeddings",
+        choices=("random", "minilm", "minilm-contextual"),
+        help="input vectors: random (word tokens, small uniform start, or "
+        "--pretrained-vectors), minilm (MiniLM's WordPiece tokens and token "
+        "embeddings, 384 values), minilm-contextual (frozen MiniLM outputs, "
+        f"cross-validate only) {_default('embeddings')}",
+    )
+    embeddings.add_argument(
+        "--pretrained-vectors",
+        type=Path,
+        metavar="FILE",
+        help="GloVe or word2vec text file (optionally .gz) whose vectors start "
+        "the rows of the vocabulary words it contains; the file's dimension "
+        "replaces --embedding-size (default: none)",
+    )
+    embeddings.add_argument(
+        "--freeze-embeddings",
+        action=argparse.BooleanOptionalAction,
+        help="keep the embedding table fixed instead of fine-tuning it "
+        "(default: fine-tune)",
+    )
+    embeddings.add_argument(
+        "--minilm-layers",
+        type=layer_list,
+        metavar="LAYERS",
+        help="with --embeddings minilm-contextual, the MiniLM hidden states to "
+        "average, 0 (embedding output) to 6 (last layer) "
+        + _default("minilm_layers"),
+    )
+
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--architecture",
+        type=architecture,
+        help=f"unidirectional or bidirectional LSTM {_default('architecture')}",
+    )
+    model.add_argument(
+        "--lstm-units",
+        "--lstm_units",
+        type=positive_int,
+        help=f"LSTM units per direction {_default('lstm_units')}",
+    )
+    model.add_argument(
+        "--num-layers",
+        "--num_layers",
+        type=positive_int,
+        help=f"stacked LSTM layers {_default('num_layers')}",
+    )
+    model.add_argument(
+        "--embedding-size",
+        "--embedding_size",
+        type=positive_int,
+        help=f"word vector size {_default('embedding_size')}",
+    )
+    model.add_argument(
+        "--dropout-keep-prob",
+        "--dropout_keep_prob",
+        type=probability,
+        help="probability of keeping an activation on the LSTM's input and "
+        f"output; 1 disables dropout {_default('dropout_keep_prob')}",
+    )
+    model.add_argument(
+        "--embedding-dropout",
+        type=fraction,
+        help="probability of dropping a whole word vector "
+        + _default("embedding_dropout"),
+    )
+    model.add_argument(
+        "--pooling",
+        choices=("last", "mean", "max"),
+        help="review vector: final LSTM state, or mean or max over time "
+        + _default("pooling"),
+    )
+
+    training = parser.add_argument_group("training")
+    training.add_argument(
+        "--num-epochs",
+        "--num_epochs",
+        "--num-epoch",
+        "--num_epoch",
+        dest="num_epochs",
+        type=positive_int,
+        help=f"maximum passes over the training split {_default('num_epochs')}",
+    )
+    training.add_argument(
+        "--batch-size",
+        "--batch_size",
+        type=positive_int,
+        help=f"reviews per optimisation step {_default('batch_size')}",
+    )
+    training.add_argument(
+        "--learning-rate",
+        "--learning_rate",
+        type=positive_float,
+        help=f"peak learning rate {_default('learning_rate')}",
+    )
+    training.add_argument(
+        "--optimizer",
+        choices=("adam", "adamw"),
+        help="Adam with an L2 penalty, or AdamW with decoupled weight decay "
+        + _default("optimizer"),
+    )
+    training.add_argument(
+        "--lr-schedule",
+        choices=("constant", "cosine", "plateau"),
+        help="constant; cosine: linear warm-up over --warmup-fraction of the "
+        "steps, then cosine decay to 0 at the last epoch; plateau: halve the "
+        f"rate after an epoch without a better val_acc {_default('lr_schedule')}",
+    )
+    training.add_argument(
+        "--warmup-fraction",
+        type=fraction,
+        help="share of all steps that the cosine schedule warms up over "
+        + _default("warmup_fraction"),
+    )
+    training.add_argument(
+        "--patience",
+        type=non_negative_int,
+        help="stop after this many epochs without a better validation accuracy; "
+        f"0 trains every epoch {_default('patience')}",
+    )
+    training.add_argument(
+        "--max-grad-norm",
+        type=positive_float,
+        help=f"clip gradients to this L2 norm {_default('max_grad_norm')}",
+    )
+    training.add_argument(
+        "--weight-decay",
+        type=non_negative_float,
+        help="L2 penalty (adam) or decoupled weight decay (adamw) "
+        + _default("weight_decay"),
+    )
+    training.add_argument(
+        "--class-weights",
+        choices=("none", "balanced"),
+        help="balanced weights each class's loss by the inverse of its share "
+        f"of the training split {_default('class_weights')}",
+    )
+    training.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the split, initialisation, batch order and dropout "
+        "(default: 0)",
+    )
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Configurations resolved from the flags, a preset and the defaults."""
+
+    encoder_config: Any
+    embedding_config: Any
+    model_options: dict[str, Any]
+    training_config: Any
+    values: dict[str, Any]
+
+
+def resolve_options(
+    args: argparse.Namespace, *, required_accuracy: float = 0.0
+) -> RunOptions:
+    """Combine explicit flags, the chosen preset and the defaults.
+
+    Args:
+        args: Parsed arguments of ``train`` or ``cross-validate``.
+        required_accuracy: Validation accuracy needed before a model is saved.
+
+    Returns:
+        The text encoder, embedding, model and training settings.
+
+    Raises:
+        CommandError: If a combination of flags is invalid.
+    """
+    from sentiment_lstm.embeddings import EmbeddingConfig, EmbeddingError
+    from sentiment_lstm.text import TextEncoderConfig
+    from sentiment_lstm.training import TrainingConfig
+
+    preset = PRESETS[args.preset].values if args.preset else {}
+    values = {}
+    for name, default in DEFAULTS.items():
+        given = getattr(args, name, None)
+        values[name] = given if given is not None else preset.get(name, default)
+    if args.preset:
+        logger.info("preset %s: %s", args.preset, PRESETS[args.preset].summary)
+
+    try:
+        embedding_config = EmbeddingConfig(
+            source=values["embeddings"],
+            vectors_path=(
+                None
+                if values["pretrained_vectors"] is None
+                else str(values["pretrained_vectors"])
+            ),
+            minilm_layers=tuple(values["minilm_layers"]),
+            cache_dir=_feature_cache(args),
+        )
+    except EmbeddingError as err:
+        raise CommandError(str(err), usage=True) from err
+    encoder_config = TextEncoderConfig(
+        max_length=values["max_length"],
+        min_frequency=values["min_frequency"],
+        max_vocab_size=values["max_vocab_size"],
+    )
+    model_options = {
+        "embedding_dim": values["embedding_size"],
+        "hidden_dim": values["lstm_units"],
+        "num_layers": values["num_layers"],
+        "bidirectional": values["architecture"] == "bidirectional",
+        "dropout": 1.0 - values["dropout_keep_prob"],
+        "embedding_dropout": values["embedding_dropout"],
+        "pooling": values["pooling"],
+    }
+    try:
+        training_config = TrainingConfig(
+            num_epochs=values["num_epochs"],
+            batch_size=values["batch_size"],
+            learning_rate=values["learning_rate"],
+            required_accuracy=required_accuracy,
+            patience=values["patience"] or None,
+            seed=args.seed,
+            max_grad_norm=values["max_grad_norm"],
+            weight_decay=values["weight_decay"],
+            optimizer=values["optimizer"],
+            lr_schedule=values["lr_schedule"],
+            warmup_fraction=values["warmup_fraction"],
+            class_weights=values["class_weights"],
+            freeze_embeddings=values["freeze_embeddings"],
+        )
+    except ValueError as err:
+        raise CommandError(str(err), usage=True) from err
+    return RunOptions(
+        encoder_config, embedding_config, model_options, training_config, values
+    )
+
+
+def _feature_cache(args: argparse.Namespace) -> str | None:
+    from sentiment_lstm.data.datasets import cache_root
+
+    if getattr(args, "no_feature_cache", False):
+        return None
+    given = getattr(args, "feature_cache", None)
+    return str(given if given is not None else cache_root() / "features")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,6 +406,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--output_dir",
         type=Path,
         help="model directory to write (default: models/<data>-<architecture>)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from the checkpoint.pt in --output-dir; "
+        "pass the same data and flags as the interrupted run",
     )
     add_data_options(parser)
 
@@ -85,136 +435,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.1,
         help="share of --data held out for testing; 0 for none (default: 0.1)",
     )
-
-    text = parser.add_argument_group("text")
-    text.add_argument(
-        "--max-length",
-        type=positive_int,
-        default=400,
-        help="tokens kept per review; longer reviews keep their first "
-        "MAX_LENGTH tokens, in training and prediction alike (default: 400)",
-    )
-    text.add_argument(
-        "--min-frequency",
-        type=positive_int,
-        default=1,
-        help="training-split occurrences a word needs to enter the vocabulary "
-        "(default: 1)",
-    )
-    text.add_argument(
-        "--max-vocab-size",
-        type=positive_int,
-        help="keep only this many most frequent words (default: no limit)",
-    )
-
-    model = parser.add_argument_group("model")
-    model.add_argument(
-        "--architecture",
-        type=architecture,
-        default="unidirectional",
-        help="unidirectional or bidirectional LSTM (default: unidirectional)",
-    )
-    model.add_argument(
-        "--lstm-units",
-        "--lstm_units",
-        type=positive_int,
-        default=100,
-        help="LSTM units per direction (default: 100)",
-    )
-    model.add_argument(
-        "--num-layers",
-        "--num_layers",
-        type=positive_int,
-        default=1,
-        help="stacked LSTM layers (default: 1)",
-    )
-    model.add_argument(
-        "--embedding-size",
-        "--embedding_size",
-        type=positive_int,
-        default=100,
-        help="word vector size (default: 100)",
-    )
-    model.add_argument(
-        "--dropout-keep-prob",
-        "--dropout_keep_prob",
-        type=probability,
-        default=0.5,
-        help="probability of keeping an activation on the LSTM's input and "
-        "output; 1 disables dropout (default: 0.5)",
-    )
-    model.add_argument(
-        "--embedding-dropout",
-        type=fraction,
-        default=0.0,
-        help="probability of dropping a whole word vector (default: 0)",
-    )
-    model.add_argument(
-        "--pooling",
-        choices=("last", "mean", "max"),
-        default="last",
-        help="review vector: final LSTM state, or mean or max over time "
-        "(default: last)",
-    )
-
-    training = parser.add_argument_group("training")
-    training.add_argument(
-        "--num-epochs",
-        "--num_epochs",
-        "--num-epoch",
-        "--num_epoch",
-        dest="num_epochs",
-        type=positive_int,
-        default=10,
-        help="maximum passes over the training split (default: 10)",
-    )
-    training.add_argument(
-        "--batch-size",
-        "--batch_size",
-        type=positive_int,
-        default=32,
-        help="reviews per optimisation step (default: 32)",
-    )
-    training.add_argument(
-        "--learning-rate",
-        "--learning_rate",
-        type=positive_float,
-        default=0.0005,
-        help="Adam learning rate (default: 0.0005)",
-    )
-    training.add_argument(
+    add_model_options(parser)
+    parser.add_argument(
         "--required-acc-checkpoint",
         "--required_acc_checkpoint",
         type=probability,
         default=0.0,
         help="validation accuracy a model must reach before it is saved "
         "(default: 0, always save the best)",
-    )
-    training.add_argument(
-        "--patience",
-        type=non_negative_int,
-        default=3,
-        help="stop after this many epochs without a better validation accuracy; "
-        "0 trains every epoch (default: 3)",
-    )
-    training.add_argument(
-        "--max-grad-norm",
-        type=positive_float,
-        default=5.0,
-        help="clip gradients to this L2 norm (default: 5)",
-    )
-    training.add_argument(
-        "--weight-decay",
-        type=float,
-        default=0.0,
-        help="L2 penalty of the optimiser (default: 0)",
-    )
-    training.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the split, initialisation, batch order and dropout "
-        "(default: 0)",
     )
     parser.set_defaults(handler=run)
 
@@ -233,11 +461,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     from sentiment_lstm.data import DataError
     from sentiment_lstm.pipeline import DataSpec, load_splits, train_model
-    from sentiment_lstm.text import TextEncoderConfig
-    from sentiment_lstm.training import TrainingConfig
 
-    if args.weight_decay < 0:
-        parser.error(f"--weight-decay must not be negative, got {args.weight_decay}")
     if args.validation_data is None and args.validation_fraction == 0:
         parser.error(
             "--validation-fraction 0 leaves no reviews to pick the best epoch; "
@@ -248,7 +472,17 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             f"--validation-fraction ({args.validation_fraction:g}) plus "
             f"--test-fraction ({args.test_fraction:g}) must stay below 1"
         )
-    output_dir = args.output_dir or default_output_dir(args.data, args.architecture)
+    options = resolve_options(args, required_accuracy=args.required_acc_checkpoint)
+    if options.embedding_config.source == "minilm-contextual":
+        raise CommandError(
+            "--embeddings minilm-contextual cannot be saved for prediction, "
+            "because the predictor does not run MiniLM; measure it with "
+            "'sentiment-lstm cross-validate', or use --embeddings minilm",
+            usage=True,
+        )
+    output_dir = args.output_dir or default_output_dir(
+        args.data, options.values["architecture"]
+    )
     spec = DataSpec(
         data=args.data,
         read_options=read_options_from_args(args),
@@ -257,30 +491,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         validation_fraction=args.validation_fraction,
         test_fraction=args.test_fraction,
     )
-    encoder_config = TextEncoderConfig(
-        max_length=args.max_length,
-        min_frequency=args.min_frequency,
-        max_vocab_size=args.max_vocab_size,
-    )
-    model_options = {
-        "embedding_dim": args.embedding_size,
-        "hidden_dim": args.lstm_units,
-        "num_layers": args.num_layers,
-        "bidirectional": args.architecture == "bidirectional",
-        "dropout": 1.0 - args.dropout_keep_prob,
-        "embedding_dropout": args.embedding_dropout,
-        "pooling": args.pooling,
-    }
-    training_config = TrainingConfig(
-        num_epochs=args.num_epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        required_accuracy=args.required_acc_checkpoint,
-        patience=args.patience or None,
-        seed=args.seed,
-        max_grad_norm=args.max_grad_norm,
-        weight_decay=args.weight_decay,
-    )
 
     try:
         splits = load_splits(spec, seed=args.seed)
@@ -288,9 +498,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             outcome = train_model(
                 splits,
                 output_dir,
-                encoder_config=encoder_config,
-                model_options=model_options,
-                training_config=training_config,
+                encoder_config=options.encoder_config,
+                model_options=options.model_options,
+                training_config=options.training_config,
+                embedding_config=options.embedding_config,
+                resume=args.resume,
             )
     except (DataError, ValueError) as err:
         raise CommandError(str(err)) from err

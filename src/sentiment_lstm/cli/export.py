@@ -1,0 +1,65 @@
+"""``sentiment-lstm export``: write model.onnx into a model directory."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from sentiment_lstm.cli.common import CommandError
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``export`` subcommand."""
+    parser = subparsers.add_parser(
+        "export",
+        help="export a trained model to ONNX",
+        description="Write MODEL/model.onnx, which ONNX Runtime scores without "
+        "PyTorch. Inputs token_ids (int64, batch x sequence) and lengths (int64, "
+        "batch), output probabilities (batch x 2: negative, positive). The "
+        "export scores random batches with PyTorch and ONNX Runtime and fails, "
+        "leaving no model.onnx, if they differ by more than 1e-5.",
+    )
+    parser.add_argument(
+        "--model", required=True, type=Path, help="model directory from train"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Export the model and print the parity check's difference per shape."""
+    from sentiment_lstm.artifact import ArtifactError
+
+    try:
+        from sentiment_lstm.export import ExportError, ParityError, export_model
+    except ImportError as err:
+        raise CommandError(
+            f"exporting needs PyTorch, onnx and onnxruntime ({err}); install them "
+            "with: pip install 'sentiment-lstm[train,serve]'"
+        ) from err
+
+    try:
+        result = export_model(args.model)
+    except ParityError as err:
+        _print_parity(err.results, err.tolerance)
+        raise CommandError(
+            f"{err}, so no model.onnx was written to {args.model}; the model "
+            "still scores with --backend torch"
+        ) from err
+    except (ArtifactError, ExportError) as err:
+        raise CommandError(str(err)) from err
+
+    _print_parity(result.parity, result.tolerance)
+    print(f"wrote {result.path} (ONNX opset {result.opset})")
+    return 0
+
+
+def _print_parity(results, tolerance: float) -> None:
+    for result in results:
+        verdict = "ok" if result.max_abs_difference <= tolerance else "FAILED"
+        print(
+            f"parity {result.case.name:<22} max abs difference "
+            f"{result.max_abs_difference:.3g} (tolerance {tolerance:g}) {verdict}"
+        )

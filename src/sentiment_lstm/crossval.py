@@ -1,0 +1,301 @@
+"""Stratified k-fold cross-validation of the LSTM on one labelled data set.
+
+Protocol: ``StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)``
+splits the examples in the order they were read (for a pos/neg pair, the neg
+lines then the pos lines). Within each training part a stratified
+``validation_fraction`` is held out for early stopping and best-epoch
+selection. The vocabulary comes from the rest of the training part. The test
+fold is scored once, after training, with the best epoch's weights; no
+decision looks at it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from sentiment_lstm.embeddings import EmbeddingConfig, InputFactory
+from sentiment_lstm.metrics import classification_report, mean_and_std
+from sentiment_lstm.text import TextEncoderConfig
+from sentiment_lstm.training import (
+    EncodedSplit,
+    TrainingConfig,
+    predict_probabilities,
+    seed_everything,
+    train,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CrossValidationConfig:
+    """Fold settings of a cross-validation run.
+
+    Attributes:
+        folds: Number of stratified folds.
+        seed: ``random_state`` of the fold shuffle and of each fold's
+            validation split.
+        validation_fraction: Share of each training part held out for early
+            stopping and best-epoch selection.
+        run_folds: Run only the first this many folds; None runs all.
+    """
+
+    folds: int = 10
+    seed: int = 0
+    validation_fraction: float = 0.1
+    run_folds: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.folds, bool) or not isinstance(self.folds, int):
+            raise ValueError(f"folds must be an integer, got {self.folds!r}")
+        if self.folds < 2:
+            raise ValueError(f"folds must be at least 2, got {self.folds}")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError(
+                "validation_fraction must be in (0, 1), "
+                f"got {self.validation_fraction!r}"
+            )
+        if self.run_folds is not None and not 1 <= self.run_folds <= self.folds:
+            raise ValueError(
+                f"run_folds must be between 1 and folds ({self.folds}), "
+                f"got {self.run_folds!r}"
+            )
+
+
+@dataclass
+class FoldResult:
+    """Test scores of one fold and how its training went.
+
+    Attributes:
+        fold: 1-based fold number.
+        accuracy: Test accuracy of the best validation epoch.
+        macro_f1: Test macro F1 of that epoch.
+        seconds: Wall time of the fold: encoding, training and scoring.
+        best_epoch: Epoch chosen on validation accuracy.
+        epochs_run: Epochs trained before stopping.
+        validation_accuracy: Validation accuracy of the best epoch.
+        sizes: Examples in the train, validation and test parts.
+    """
+
+    fold: int
+    accuracy: float
+    macro_f1: float
+    seconds: float
+    best_epoch: int
+    epochs_run: int
+    validation_accuracy: float
+    sizes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class CrossValidationResult:
+    """Per-fold results and the work shared by all folds.
+
+    Attributes:
+        folds: One result per fold run.
+        shared_seconds: Wall time spent once before the folds, such as
+            computing the contextual feature cache or reading a vectors file.
+        settings: The configurations of the run, JSON-serialisable.
+    """
+
+    folds: list[FoldResult]
+    shared_seconds: float
+    settings: dict[str, Any]
+
+    def summary(self) -> dict[str, float]:
+        """Return mean and sample standard deviation of accuracy, F1, seconds."""
+        values: dict[str, float] = {}
+        for name in ("accuracy", "macro_f1", "seconds"):
+            mean, std = mean_and_std([getattr(fold, name) for fold in self.folds])
+            values[f"{name}_mean"] = mean
+            values[f"{name}_std"] = std
+        values["shared_seconds_per_fold"] = self.shared_seconds / max(
+            1, len(self.folds)
+        )
+        return values
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "settings": self.settings,
+            "folds": [dataclasses.asdict(fold) for fold in self.folds],
+            "shared_seconds": self.shared_seconds,
+            "summary": self.summary(),
+        }
+
+
+def protocol_folds(
+    labels: Sequence[int], folds: int = 10, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Split example indices into stratified, shuffled folds.
+
+    Args:
+        labels: Label of each example, in reading order.
+        folds: Number of folds.
+        seed: ``random_state`` of the shuffle.
+
+    Returns:
+        One ``(train_indices, test_indices)`` pair per fold.
+    """
+    labels = np.asarray(labels)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(labels)), labels))
+
+
+FoldCallback = Callable[[FoldResult], None]
+
+
+def cross_validate(
+    texts: Sequence[str],
+    labels: Sequence[int],
+    *,
+    cv_config: CrossValidationConfig = CrossValidationConfig(),
+    encoder_config: TextEncoderConfig = TextEncoderConfig(),
+    embedding_config: EmbeddingConfig = EmbeddingConfig(),
+    model_options: dict[str, Any] | None = None,
+    training_config: TrainingConfig = TrainingConfig(),
+    on_fold: FoldCallback | None = None,
+) -> CrossValidationResult:
+    """Train and test the LSTM on each fold.
+
+    Args:
+        texts: All reviews, in reading order.
+        labels: Their labels, 0 for negative and 1 for positive.
+        cv_config: Folds, seed and validation share.
+        encoder_config: Word tokenizer and vocabulary settings.
+        embedding_config: Where the input vectors come from.
+        model_options: ``ModelConfig`` fields other than ``vocab_size``.
+        training_config: Optimisation settings, the same for every fold.
+        on_fold: Called with each fold's result as soon as it is known.
+
+    Returns:
+        The per-fold results and the shared setup time.
+
+    Raises:
+        ValueError: If texts and labels differ in length or a class has fewer
+            examples than there are folds.
+    """
+    labels_array = np.asarray(labels, dtype=np.int64)
+    if len(texts) != len(labels_array):
+        raise ValueError(f"{len(texts)} texts but {len(labels_array)} labels")
+    counts = np.bincount(labels_array, minlength=2)
+    if counts.min() < cv_config.folds:
+        raise ValueError(
+            f"{cv_config.folds} stratified folds need at least {cv_config.folds} "
+            f"examples of each class, got {counts.tolist()}; lower --folds"
+        )
+    texts = list(texts)
+
+    started = time.perf_counter()
+    factory = InputFactory(embedding_config, encoder_config, texts)
+    shared_seconds = time.perf_counter() - started
+
+    folds = protocol_folds(labels_array, cv_config.folds, cv_config.seed)
+    if cv_config.run_folds is not None:
+        folds = folds[: cv_config.run_folds]
+    results = []
+    for number, (train_indices, test_indices) in enumerate(folds, start=1):
+        logger.info("fold %d of %d", number, cv_config.folds)
+        result = _run_fold(
+            number,
+            texts,
+            labels_array,
+            train_indices,
+            test_indices,
+            factory=factory,
+            cv_config=cv_config,
+            model_options=model_options or {},
+            training_config=training_config,
+        )
+        logger.info(
+            "fold %d: test accuracy %.4f, macro F1 %.4f, best epoch %d, %.1f s",
+            number,
+            result.accuracy,
+            result.macro_f1,
+            result.best_epoch,
+            result.seconds,
+        )
+        results.append(result)
+        if on_fold is not None:
+            on_fold(result)
+
+    settings = {
+        "cross_validation": dataclasses.asdict(cv_config),
+        "text_encoder": dataclasses.asdict(encoder_config),
+        "embeddings": dataclasses.asdict(embedding_config),
+        "model": dict(model_options or {}),
+        "training": training_config.to_dict(),
+        "examples": len(texts),
+    }
+    return CrossValidationResult(results, shared_seconds, settings)
+
+
+def _run_fold(
+    number: int,
+    texts: list[str],
+    labels: np.ndarray,
+    train_indices: np.ndarray,
+    test_indices: np.ndarray,
+    *,
+    factory: InputFactory,
+    cv_config: CrossValidationConfig,
+    model_options: dict[str, Any],
+    training_config: TrainingConfig,
+) -> FoldResult:
+    started = time.perf_counter()
+    fit_indices, validation_indices = train_test_split(
+        train_indices,
+        test_size=cv_config.validation_fraction,
+        stratify=labels[train_indices],
+        random_state=cv_config.seed,
+        shuffle=True,
+    )
+
+    # The vocabulary comes from the fitting part alone.
+    seed_everything(training_config.seed)
+    fit_texts = [texts[i] for i in fit_indices]
+    prepared = factory.build(fit_texts)
+
+    def encode(indices: np.ndarray) -> EncodedSplit:
+        token_ids = prepared.encoder.encode_batch([texts[i] for i in indices])
+        return EncodedSplit(token_ids, labels[indices])
+
+    fit_split = encode(fit_indices)
+    validation_split = encode(validation_indices)
+    test_split = encode(test_indices)
+    model = factory.make_model(prepared, model_options)
+
+    # Validation picks the epoch. The test fold is scored only after training.
+    result = train(
+        model,
+        fit_split,
+        validation_split,
+        training_config,
+        test_split=None,
+        show_progress=False,
+    )
+    probabilities = predict_probabilities(
+        result.model, test_split.token_ids, training_config.eval_batch_size
+    )
+    report = classification_report(test_split.labels, probabilities[:, 1])
+    return FoldResult(
+        fold=number,
+        accuracy=report["accuracy"],
+        macro_f1=report["macro_f1"],
+        seconds=time.perf_counter() - started,
+        best_epoch=result.best_epoch,
+        epochs_run=len(result.history),
+        validation_accuracy=result.best.validation_accuracy,
+        sizes={
+            "train": len(fit_split),
+            "validation": len(validation_split),
+            "test": len(test_split),
+        },
+    )

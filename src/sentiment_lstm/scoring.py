@@ -1,0 +1,892 @@
+"""Scoring of review files in bounded memory: ``score_file(model, input, output)``.
+
+A CSV, TSV, JSON Lines or plain text file is read in chunks of rows. Each
+chunk is tokenized in one ``encode_batch`` call, scored in batches of similar
+length and written out before the next chunk is taken, so memory stays flat
+whatever the file size. A reader thread decodes and tokenizes the next chunk
+while the model scores the current one.
+
+Every input row that parses comes out, in input order, with its other columns
+unchanged and four columns appended: ``positive``, ``negative``, ``label`` and
+``error``. A row whose text cannot be scored (empty, missing, not a string, an
+undecodable byte) keeps its place with empty scores and the reason in
+``error``. Rows that do not parse at all (a CSV row with the wrong number of
+fields, a line that is not a JSON object) raise DataError with file and line,
+or with ``skip_bad_rows`` are left out and counted, as the training readers do.
+
+Input is read with the conventions of :mod:`sentiment_lstm.data`: UTF-8 with or
+without BOM, else cp1252; text column detection by
+:func:`sentiment_lstm.data.columns.choose_columns`; lines split on ``"\\n"``
+only. Output is UTF-8.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from sentiment_lstm.data.collector import EMPTY_FIX, SKIP_HINT
+from sentiment_lstm.data.columns import choose_columns
+from sentiment_lstm.data.decoding import DecodedText, invalid_byte_reason
+from sentiment_lstm.data.fields import json_type_name
+from sentiment_lstm.data.readers import detect_format
+from sentiment_lstm.data.records import DataError, ReadOptions
+from sentiment_lstm.predictor import EMPTY_REVIEW
+
+if TYPE_CHECKING:
+    from sentiment_lstm.predictor import SentimentModel
+
+logger = logging.getLogger(__name__)
+
+# Input formats that score_file streams; pos/neg pairs and folders are read
+# whole by sentiment_lstm.data.read_texts instead.
+STREAM_FORMATS = ("csv", "tsv", "jsonl", "lines")
+OUTPUT_FORMATS = ("csv", "tsv", "jsonl", "text")
+OUTPUT_EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+
+DEFAULT_CHUNK_ROWS = 8192
+DEFAULT_BATCH_SIZE = 512
+
+SCORE_FIELDS = ("positive", "negative", "label", "error")
+# Prefix of the score columns when the input already has a column named like one.
+SCORE_FIELD_PREFIX = "predicted_"
+# Column of the review in the output of a plain text input file.
+LINES_TEXT_FIELD = "text"
+
+PREVIEW_CHARACTERS = 60
+
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+_SCAN_BLOCK_BYTES = 1 << 20
+# Chunks that the reader thread may have ready ahead of the scorer.
+_QUEUE_CHUNKS = 2
+# Bad rows quoted in the warning when rows are left out.
+_LOGGED_BAD_ROWS = 5
+
+# Error handler for the output: an undecodable input byte, kept by the reader
+# as a lone surrogate, is written as U+FFFD so the output stays valid UTF-8.
+# Other encodings get "?" for any character they cannot encode.
+OUTPUT_ERRORS = "sentiment_lstm.replace_surrogates"
+_UTF8_REPLACEMENT_CHARACTER = "\ufffd".encode("utf-8")
+
+
+def _replace_unencodable(error: UnicodeError) -> tuple[str | bytes, int]:
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    count = error.end - error.start
+    # CPython's UTF-8 encoder accepts only ASCII text or bytes from a handler.
+    if codecs.lookup(error.encoding).name == "utf-8":
+        return _UTF8_REPLACEMENT_CHARACTER * count, error.end
+    return "?" * count, error.end
+
+
+codecs.register_error(OUTPUT_ERRORS, _replace_unencodable)
+
+
+@dataclass(frozen=True)
+class ScoringSummary:
+    """What ``score_file`` read and wrote.
+
+    Attributes:
+        rows: Rows written, scored or not.
+        scored: Rows with scores.
+        unscored: Rows written with an ``error`` instead of scores.
+        left_out: Rows that did not parse and were left out (``skip_bad_rows``).
+        encoding: Encoding the input was decoded with.
+        seconds: Wall-clock time from opening the input to closing the output.
+    """
+
+    rows: int
+    scored: int
+    unscored: int
+    left_out: int
+    encoding: str
+    seconds: float
+
+
+def output_format_for(path: Path | None) -> str:
+    """Choose the output format from a file extension; ``text`` for stdout."""
+    if path is None:
+        return "text"
+    return OUTPUT_EXTENSIONS.get(path.suffix.lower(), "text")
+
+
+def detect_encoding(path: Path) -> str:
+    """Find the encoding of a data file by the rules of ``decode_file``.
+
+    A UTF-8 BOM means ``utf-8-sig``. Otherwise a file that is valid UTF-8
+    throughout is ``utf-8``, and any other file is ``cp1252``. The file is read
+    in 1 MiB blocks, so memory does not grow with its size.
+
+    Raises:
+        DataError: If the file is UTF-16 or cannot be read.
+    """
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(len(codecs.BOM_UTF8))
+            if head.startswith(_UTF16_BOMS):
+                raise DataError(
+                    f"{path}: the file is UTF-16; save it as UTF-8 and try again"
+                )
+            if head == codecs.BOM_UTF8:
+                return "utf-8-sig"
+            decoder = codecs.getincrementaldecoder("utf-8")()
+            try:
+                decoder.decode(head)
+                for block in iter(lambda: stream.read(_SCAN_BLOCK_BYTES), b""):
+                    decoder.decode(block)
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                logger.info("%s is not valid UTF-8, so it is decoded as cp1252", path)
+                return "cp1252"
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the file: {err}") from err
+    return "utf-8"
+
+
+def score_file(
+    model: SentimentModel,
+    input_path: str | Path,
+    output: str | Path | TextIO,
+    *,
+    output_format: str | None = None,
+    options: ReadOptions = ReadOptions(require_labels=False),
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool | None = None,
+) -> ScoringSummary:
+    """Score every review of a CSV, TSV, JSONL or plain text file.
+
+    Args:
+        model: The loaded model.
+        input_path: The file to score. Its format comes from
+            ``options.format`` or from its extension.
+        output: A path, or an open text stream such as ``sys.stdout``. A path
+            is written under a temporary name and renamed when complete, so a
+            failed run leaves no partial file.
+        output_format: ``csv``, ``tsv`` or ``jsonl`` keep the input's columns
+            and append the scores; ``text`` writes one readable line per row.
+            Default: from the extension of an output path, else ``text``.
+        options: Format, text column and ``skip_bad_rows``; label options are
+            ignored, because a label column is kept like any other column.
+        chunk_rows: Rows read, tokenized and scored at a time; memory use
+            grows with it.
+        batch_size: Reviews per forward pass.
+        progress: Show a progress bar of rows on stderr. Default: only when
+            stderr is a terminal.
+
+    Returns:
+        Counts of the rows written, scored and left out.
+
+    Raises:
+        DataError: If the input cannot be read, has no text column, or has a
+            row that does not parse while ``options.skip_bad_rows`` is unset.
+            The message names the file and line.
+        ValueError: If an argument is invalid, e.g. JSONL input with CSV
+            output, or the output path is the input path.
+    """
+    started = time.perf_counter()
+    input_path = Path(input_path)
+    output_path = None if _is_stream(output) else Path(output)
+    output_format = output_format or output_format_for(output_path)
+    _check_arguments(input_path, output_path, output_format, chunk_rows, batch_size)
+    data_format = options.format or detect_format(input_path)
+    _check_input(input_path, data_format, options)
+    if data_format == "jsonl" and output_format in ("csv", "tsv"):
+        raise ValueError(
+            f"JSONL input {input_path} cannot be written as {output_format}, "
+            "because its records may have different keys; write JSONL output "
+            "(an .jsonl output path or --format jsonl)"
+        )
+
+    encoding = detect_encoding(input_path)
+    with _open_input(input_path, data_format, encoding) as stream:
+        reader = _make_reader(input_path, data_format, encoding, stream, options)
+        if output_path is None:
+            counts = _run(
+                model, reader, output, output_format, chunk_rows, batch_size, progress
+            )
+        else:
+            counts = _write_atomically(
+                output_path,
+                lambda out: _run(
+                    model, reader, out, output_format, chunk_rows, batch_size, progress
+                ),
+            )
+
+    reader.bad_rows.log_summary()
+    summary = ScoringSummary(
+        rows=counts.rows,
+        scored=counts.rows - counts.unscored,
+        unscored=counts.unscored,
+        left_out=reader.bad_rows.count,
+        encoding=encoding,
+        seconds=time.perf_counter() - started,
+    )
+    _log_summary(input_path, summary)
+    return summary
+
+
+# ---------------------------------------------------------------------------
+# argument checks
+
+
+def _is_stream(output: object) -> bool:
+    return hasattr(output, "write")
+
+
+def _check_arguments(
+    input_path: Path,
+    output_path: Path | None,
+    output_format: str,
+    chunk_rows: int,
+    batch_size: int,
+) -> None:
+    if output_format not in OUTPUT_FORMATS:
+        raise ValueError(
+            f"output format must be one of {', '.join(OUTPUT_FORMATS)}, "
+            f"got {output_format!r}"
+        )
+    for name, value in (("chunk_rows", chunk_rows), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if output_path is not None and _same_file(input_path, output_path):
+        raise ValueError(
+            f"the output {output_path} is the input file; write the scores to "
+            "another path"
+        )
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    try:
+        return second.exists() and os.path.samefile(first, second)
+    except OSError:
+        return False
+
+
+def _check_input(path: Path, data_format: str, options: ReadOptions) -> None:
+    if data_format not in STREAM_FORMATS:
+        raise ValueError(
+            f"{path}: streaming scoring reads {', '.join(STREAM_FORMATS)} files, "
+            f"not {data_format}; read it with sentiment_lstm.data.read_texts "
+            "and call SentimentModel.predict"
+        )
+    if data_format == "lines" and options.text_column is not None:
+        raise DataError(
+            f"{path}: --text-column only applies to CSV, TSV and JSONL files, not "
+            "to a plain text file; remove it"
+        )
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; pass an existing {data_format} file")
+
+
+# ---------------------------------------------------------------------------
+# reading
+
+
+@dataclass
+class _Chunk:
+    """Rows read together.
+
+    Attributes:
+        records: The rows as they will be written: a list of fields for CSV,
+            TSV and plain text, the line itself for JSONL.
+        texts: The review of each row as found, for previews.
+        errors: Why a row cannot be scored, or None.
+    """
+
+    records: list[Any] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    errors: list[str | None] = field(default_factory=list)
+
+    def texts_to_score(self) -> list[str]:
+        """Return the texts with unscorable rows blanked, so they get no tokens."""
+        return [
+            text if error is None else ""
+            for text, error in zip(self.texts, self.errors)
+        ]
+
+
+class _BadRows:
+    """Rows that do not parse: raised at once, or counted with ``skip_bad_rows``."""
+
+    def __init__(self, source: str, skip: bool) -> None:
+        self.source = source
+        self.skip = skip
+        self.count = 0
+        self.first: list[str] = []
+
+    def reject(self, line: int, reason: str, fix: str) -> None:
+        if not self.skip:
+            raise DataError(f"{self.source} line {line}: {reason}; {fix}")
+        self.count += 1
+        if len(self.first) < _LOGGED_BAD_ROWS:
+            self.first.append(f"line {line}: {reason}")
+
+    def log_summary(self) -> None:
+        if self.count:
+            logger.warning(
+                "left out %d bad rows of %s; the first %d: %s",
+                self.count,
+                self.source,
+                len(self.first),
+                "; ".join(self.first),
+            )
+
+
+def _open_input(path: Path, data_format: str, encoding: str) -> TextIO:
+    # Strict UTF-8 once the scan found it valid; otherwise undecodable bytes
+    # become lone surrogates, so that only the rows that contain them fail.
+    errors = "strict" if encoding == "utf-8" else "surrogateescape"
+    # The csv module needs newline="" to see line breaks inside quoted fields;
+    # other formats split on "\n" only, as split_lines does.
+    newline = "" if data_format in ("csv", "tsv") else "\n"
+    try:
+        return open(path, encoding=encoding, errors=errors, newline=newline)
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the file: {err}") from err
+
+
+class _Reader:
+    """Rows of one input file, read lazily in chunks.
+
+    Attributes:
+        fields: Output column names of each record before the scores, or None
+            for JSONL, whose records keep their own keys.
+        score_fields: Names of the four appended columns.
+        bad_rows: Rows left out.
+    """
+
+    fields: list[str] | None
+    score_fields: tuple[str, ...]
+
+    def __init__(self, path: Path, encoding: str, stream: TextIO, skip: bool) -> None:
+        self.source = str(path)
+        self.stream = stream
+        self.bad_rows = _BadRows(self.source, skip)
+        # invalid_byte_reason reads only the encoding of a DecodedText.
+        self._decoded = DecodedText(text="", encoding=encoding)
+        self._check_bytes = self._decoded.may_contain_invalid_bytes
+
+    def chunks(self, chunk_rows: int) -> Iterator[_Chunk]:
+        raise NotImplementedError
+
+    def _byte_error(self, text: str) -> str | None:
+        if not self._check_bytes:
+            return None
+        return invalid_byte_reason(text, self._decoded)
+
+
+class _DelimitedReader(_Reader):
+    """CSV or TSV with a header row, parsed like ``read_delimited``."""
+
+    def __init__(
+        self,
+        path: Path,
+        encoding: str,
+        stream: TextIO,
+        options: ReadOptions,
+        delimiter: str,
+    ) -> None:
+        super().__init__(path, encoding, stream, options.skip_bad_rows)
+        dialect = csv.excel_tab if delimiter == "\t" else csv.excel
+        self._separator = "tabs" if delimiter == "\t" else "commas"
+        self._csv = csv.reader(stream, dialect)
+        try:
+            header = next(self._csv)
+        except StopIteration:
+            raise DataError(
+                f"{self.source}: the file is empty; expected a header row with "
+                "column names"
+            ) from None
+        except csv.Error as err:
+            raise DataError(f"{self.source} line 1: invalid header row: {err}") from err
+        columns = choose_columns(header, options, self.source, "the header has columns")
+        self.fields = header
+        self._text_index = header.index(columns.text)
+        self.score_fields = _score_fields(header, self.source)
+
+    def chunks(self, chunk_rows: int) -> Iterator[_Chunk]:
+        reader = self._csv
+        width = len(self.fields)
+        text_index = self._text_index
+        chunk = _Chunk()
+        while True:
+            start = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as err:
+                if reader.line_num < start:
+                    raise DataError(f"{self.source} line {start}: {err}") from err
+                self.bad_rows.reject(
+                    start,
+                    f"invalid record: {err}",
+                    "check for an unclosed quote at or before this line, "
+                    f"or use {SKIP_HINT}",
+                )
+                continue
+            if len(row) != width:
+                self._reject_width(start, row, width)
+                continue
+            text = row[text_index]
+            chunk.records.append(row)
+            chunk.texts.append(text)
+            chunk.errors.append(self._byte_error(text))
+            if len(chunk.records) == chunk_rows:
+                yield chunk
+                chunk = _Chunk()
+        if chunk.records:
+            yield chunk
+
+    def _reject_width(self, line: int, row: list[str], width: int) -> None:
+        if not row:
+            self.bad_rows.reject(line, "empty line", EMPTY_FIX)
+            return
+        self.bad_rows.reject(
+            line,
+            f"expected {width} fields as in the header, found {len(row)}",
+            f"put fields that contain {self._separator}, quotes or line breaks in "
+            f'double quotes and double the quotes inside ("" for "), '
+            f"or use {SKIP_HINT}",
+        )
+
+
+class _LinesReader(_Reader):
+    """Plain text with one review per line; every line is a row."""
+
+    def __init__(self, path: Path, encoding: str, stream: TextIO) -> None:
+        super().__init__(path, encoding, stream, skip=False)
+        self.fields = [LINES_TEXT_FIELD]
+        self.score_fields = SCORE_FIELDS
+
+    def chunks(self, chunk_rows: int) -> Iterator[_Chunk]:
+        chunk = _Chunk()
+        for line in self.stream:
+            line = _strip_line_end(line)
+            chunk.records.append([line])
+            chunk.texts.append(line)
+            chunk.errors.append(self._byte_error(line))
+            if len(chunk.records) == chunk_rows:
+                yield chunk
+                chunk = _Chunk()
+        if chunk.records:
+            yield chunk
+
+
+class _JsonlReader(_Reader):
+    """JSON Lines; the text key is chosen from the first valid record."""
+
+    def __init__(
+        self, path: Path, encoding: str, stream: TextIO, options: ReadOptions
+    ) -> None:
+        super().__init__(path, encoding, stream, options.skip_bad_rows)
+        self._options = options
+        self.fields = None
+        self.score_fields = SCORE_FIELDS
+        self._text_key: str | None = None
+
+    def chunks(self, chunk_rows: int) -> Iterator[_Chunk]:
+        decode = json.JSONDecoder().decode
+        chunk = _Chunk()
+        for number, line in enumerate(self.stream, start=1):
+            line = _strip_line_end(line)
+            if not line.strip():
+                self.bad_rows.reject(number, "empty line", EMPTY_FIX)
+                continue
+            try:
+                record = decode(line)
+            except json.JSONDecodeError as err:
+                self.bad_rows.reject(
+                    number,
+                    f"invalid JSON: {err.msg} at column {err.colno}",
+                    f"fix the line, or use {SKIP_HINT}",
+                )
+                continue
+            if type(record) is not dict:
+                self.bad_rows.reject(
+                    number,
+                    f"expected a JSON object, found a JSON {json_type_name(record)}",
+                    f'write one object per line such as {{"text": "..."}}, '
+                    f"or use {SKIP_HINT}",
+                )
+                continue
+            if self._text_key is None:
+                self._choose_keys(record, number)
+            if not self._score_keys.isdisjoint(record):
+                taken = sorted(self._score_keys.intersection(record))
+                self.bad_rows.reject(
+                    number,
+                    f"the record already has the key {taken[0]!r}, which the "
+                    "scores would overwrite",
+                    f"rename that key, or use {SKIP_HINT}",
+                )
+                continue
+            text, error = self._text_of(record)
+            chunk.records.append(line)
+            chunk.texts.append(text)
+            chunk.errors.append(error)
+            if len(chunk.records) == chunk_rows:
+                yield chunk
+                chunk = _Chunk()
+        if chunk.records:
+            yield chunk
+
+    def _choose_keys(self, record: dict[str, Any], number: int) -> None:
+        keys = list(record)
+        columns = choose_columns(
+            keys, self._options, self.source, f"the record on line {number} has fields"
+        )
+        self._text_key = columns.text
+        self.score_fields = _score_fields(keys, self.source)
+        self._score_keys = frozenset(self.score_fields)
+
+    def _text_of(self, record: dict[str, Any]) -> tuple[str, str | None]:
+        key = self._text_key
+        value = record.get(key)
+        if value is None:
+            return "", f"missing text field {key!r}"
+        if not isinstance(value, str):
+            return (
+                json.dumps(value, ensure_ascii=False),
+                f"text field {key!r} is a JSON {json_type_name(value)}, not a string",
+            )
+        return value, self._byte_error(value)
+
+
+def _make_reader(
+    path: Path, data_format: str, encoding: str, stream: TextIO, options: ReadOptions
+) -> _Reader:
+    if data_format == "lines":
+        return _LinesReader(path, encoding, stream)
+    if data_format == "jsonl":
+        return _JsonlReader(path, encoding, stream, options)
+    delimiter = "\t" if data_format == "tsv" else ","
+    return _DelimitedReader(path, encoding, stream, options, delimiter)
+
+
+def _strip_line_end(line: str) -> str:
+    if line.endswith("\n"):
+        line = line[:-1]
+    if line.endswith("\r"):
+        line = line[:-1]
+    return line
+
+
+def _score_fields(names: Sequence[str], source: str) -> tuple[str, ...]:
+    """Name the appended columns so that none replaces an input column."""
+    taken = set(names)
+    if taken.isdisjoint(SCORE_FIELDS):
+        return SCORE_FIELDS
+    prefixed = tuple(SCORE_FIELD_PREFIX + name for name in SCORE_FIELDS)
+    if not taken.isdisjoint(prefixed):
+        raise DataError(
+            f"{source}: the input has columns named like both "
+            f"{', '.join(SCORE_FIELDS)} and {', '.join(prefixed)}, so the scores "
+            "have no free column names; rename one of those columns"
+        )
+    logger.info(
+        "%s already has a column named like a score column, so the scores are "
+        "written as %s",
+        source,
+        ", ".join(prefixed),
+    )
+    return prefixed
+
+
+# ---------------------------------------------------------------------------
+# scoring and writing
+
+
+@dataclass
+class _Counts:
+    rows: int = 0
+    unscored: int = 0
+
+
+@dataclass(frozen=True)
+class _Scores:
+    """Formatted scores of one chunk; empty strings on unscored rows."""
+
+    positive: list[str]
+    negative: list[str]
+    labels: list[str]
+    errors: list[str]
+    unscored: int
+
+
+def _format_scores(positive: Sequence[float], errors: Sequence[str | None]) -> _Scores:
+    positive_text = []
+    negative_text = []
+    labels = []
+    reasons = []
+    unscored = 0
+    for probability, error in zip(positive, errors):
+        if error is None and probability == probability:
+            positive_text.append(f"{probability:.6f}")
+            negative_text.append(f"{1.0 - probability:.6f}")
+            labels.append("positive" if probability >= 0.5 else "negative")
+            reasons.append("")
+            continue
+        unscored += 1
+        positive_text.append("")
+        negative_text.append("")
+        labels.append("")
+        reasons.append(error or EMPTY_REVIEW)
+    return _Scores(positive_text, negative_text, labels, reasons, unscored)
+
+
+class _DelimitedWriter:
+    def __init__(self, stream: TextIO, delimiter: str, reader: _Reader) -> None:
+        dialect = csv.excel_tab if delimiter == "\t" else csv.excel
+        self._csv = csv.writer(stream, dialect, lineterminator="\n")
+        self._csv.writerow([*reader.fields, *reader.score_fields])
+
+    def write(self, chunk: _Chunk, scores: _Scores) -> None:
+        self._csv.writerows(
+            record + [positive, negative, label, error]
+            for record, positive, negative, label, error in zip(
+                chunk.records,
+                scores.positive,
+                scores.negative,
+                scores.labels,
+                scores.errors,
+            )
+        )
+
+
+class _JsonlWriter:
+    def __init__(self, stream: TextIO, reader: _Reader) -> None:
+        self._stream = stream
+        self._fields = reader.fields
+        self._reader = reader
+
+    def write(self, chunk: _Chunk, scores: _Scores) -> None:
+        # Read here, not in __init__, because a JSONL reader names the score
+        # keys when it reads its first record.
+        names = [json.dumps(name) for name in self._reader.score_fields]
+        lines = []
+        for record, positive, negative, label, error in zip(
+            chunk.records,
+            scores.positive,
+            scores.negative,
+            scores.labels,
+            scores.errors,
+        ):
+            if error:
+                added = (
+                    f"{names[0]}: null, {names[1]}: null, {names[2]}: null, "
+                    f"{names[3]}: {json.dumps(error)}"
+                )
+            else:
+                added = f'{names[0]}: {positive}, {names[1]}: {negative}, {names[2]}: "{label}"'
+            lines.append(self._extend(record, added))
+        self._stream.write("\n".join(lines) + "\n")
+
+    def _extend(self, record: Any, added: str) -> str:
+        if self._fields is None:
+            # The JSON line itself, so every value keeps its exact spelling:
+            # the closing brace is replaced by the new keys.
+            body = record.rstrip()[:-1].rstrip()
+            separator = "" if body.endswith("{") else ", "
+            return f"{body}{separator}{added}}}"
+        values = json.dumps(dict(zip(self._fields, record)), ensure_ascii=False)
+        separator = "" if values == "{}" else ", "
+        return f"{values[:-1]}{separator}{added}}}"
+
+
+class _TextWriter:
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, chunk: _Chunk, scores: _Scores) -> None:
+        lines = []
+        for text, positive, label, error in zip(
+            chunk.texts, scores.positive, scores.labels, scores.errors
+        ):
+            probability = float(positive) if positive else None
+            lines.append(format_line(text, probability, label or None, error or None))
+        self._stream.write("\n".join(lines) + "\n")
+
+
+def format_line(
+    text: str, positive: float | None, label: str | None, error: str | None
+) -> str:
+    """Format one result as ``87.3% positive  "the plot sags but the cast..."``.
+
+    Args:
+        text: The review, shortened to ``PREVIEW_CHARACTERS`` in the line.
+        positive: P(positive), or None if the review was not scored.
+        label: ``positive`` or ``negative``, or None.
+        error: Why the review was not scored, or None.
+
+    Returns:
+        The line, without a line break.
+    """
+    preview = _preview(text)
+    if positive is None or label is None:
+        return f"    n/a           {preview}  ({error or EMPTY_REVIEW})"
+    share = positive if label == "positive" else 1.0 - positive
+    return f"{share * 100:5.1f}% {label:<8}  {preview}"
+
+
+def _preview(text: str) -> str:
+    flat = " ".join(text.split())
+    if len(flat) > PREVIEW_CHARACTERS:
+        flat = flat[: PREVIEW_CHARACTERS - 3].rstrip() + "..."
+    return json.dumps(flat, ensure_ascii=False)
+
+
+def _make_writer(output_format: str, stream: TextIO, reader: _Reader) -> Any:
+    if output_format == "text":
+        return _TextWriter(stream)
+    if output_format == "jsonl":
+        return _JsonlWriter(stream, reader)
+    return _DelimitedWriter(stream, "\t" if output_format == "tsv" else ",", reader)
+
+
+def _write_atomically(path: Path, write: Any) -> _Counts:
+    """Run write(stream) on a temporary file beside path, then rename it to path."""
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        # Mode "x" creates the file with the usual umask permissions.
+        with open(
+            temporary, "x", encoding="utf-8", errors=OUTPUT_ERRORS, newline=""
+        ) as stream:
+            counts = write(stream)
+        os.replace(temporary, path)
+    except OSError as err:
+        temporary.unlink(missing_ok=True)
+        raise DataError(f"{path}: cannot write the output: {err}") from err
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return counts
+
+
+def _run(
+    model: SentimentModel,
+    reader: _Reader,
+    stream: TextIO,
+    output_format: str,
+    chunk_rows: int,
+    batch_size: int,
+    progress: bool | None,
+) -> _Counts:
+    """Score all chunks of reader into stream."""
+    counts = _Counts()
+    writer = None
+    bar = _progress_bar(progress)
+    try:
+        for chunk, token_ids in _prefetch(reader, model, chunk_rows):
+            if writer is None:
+                writer = _make_writer(output_format, stream, reader)
+            positive = model.score_token_ids(token_ids, batch_size)
+            scores = _format_scores(positive.tolist(), chunk.errors)
+            writer.write(chunk, scores)
+            counts.rows += len(chunk.records)
+            counts.unscored += scores.unscored
+            if bar is not None:
+                bar.update(len(chunk.records))
+        if writer is None:
+            # No rows: a CSV or TSV output still gets its header.
+            _make_writer(output_format, stream, reader)
+    finally:
+        if bar is not None:
+            bar.close()
+    return counts
+
+
+def _progress_bar(progress: bool | None) -> Any:
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(unit=" rows", desc="scoring", file=sys.stderr)
+
+
+_DONE = object()
+
+
+def _prefetch(
+    reader: _Reader, model: SentimentModel, chunk_rows: int
+) -> Iterator[tuple[_Chunk, list[list[int]]]]:
+    """Yield (chunk, token ids) while a thread reads and tokenizes ahead.
+
+    ``encode_batch`` and ONNX Runtime both release the GIL, so tokenizing the
+    next chunk overlaps with scoring this one. The queue holds at most
+    ``_QUEUE_CHUNKS`` chunks, which bounds memory.
+    """
+    ready: queue.Queue = queue.Queue(maxsize=_QUEUE_CHUNKS)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for chunk in reader.chunks(chunk_rows):
+                token_ids = model.encoder.encode_batch(chunk.texts_to_score())
+                if not put((chunk, token_ids)):
+                    return
+            put(_DONE)
+        except BaseException as err:  # handed to the consuming thread
+            put(err)
+
+    thread = threading.Thread(target=produce, name="sentiment-lstm-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _DONE:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _log_summary(path: Path, summary: ScoringSummary) -> None:
+    rate = summary.rows / summary.seconds if summary.seconds > 0 else 0.0
+    logger.info(
+        "scored %d of %d rows of %s in %.1f s (%.0f rows/s)",
+        summary.scored,
+        summary.rows,
+        path,
+        summary.seconds,
+        rate,
+    )
+    if summary.unscored:
+        logger.warning(
+            "%d rows of %s could not be scored; their error column says why",
+            summary.unscored,
+            path,
+        )

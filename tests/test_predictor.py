@@ -1,0 +1,419 @@
+"""Loading a model directory with the ONNX Runtime and PyTorch backends."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sentiment_lstm import artifact
+from sentiment_lstm.artifact import ArtifactConfig, ArtifactError, save_artifact
+from sentiment_lstm.cli import main
+from sentiment_lstm.export import export_model
+from sentiment_lstm.model import ModelConfig, SentimentLSTM
+from sentiment_lstm.predictor import (
+    EMPTY_REVIEW,
+    OnnxBackend,
+    SentimentModel,
+    TorchBackend,
+    physical_core_count,
+)
+from sentiment_lstm.text import TextEncoder, TextEncoderConfig
+from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+REVIEWS = [
+    "a wonderful , moving film",
+    "a dull , boring mess",
+    "",
+    "   ",
+    "words the vocabulary never saw: zyzzyva quux",
+    "great fun " * 60,
+    "one",
+]
+
+
+def write_model_dir(
+    directory: Path,
+    *,
+    bidirectional: bool = False,
+    num_layers: int = 1,
+    pooling: str = "last",
+    seed: int = 0,
+) -> Path:
+    """Save an untrained model with spread-out weights, as train would save it.
+
+    The weights are drawn with a larger scale than the initialisation, so that
+    probabilities spread over (0, 1) and a wrong backend shows up in the
+    comparisons.
+    """
+    encoder = TextEncoder.build(
+        POSITIVE_REVIEWS + NEGATIVE_REVIEWS, TextEncoderConfig(max_length=120)
+    )
+    config = ModelConfig(
+        vocab_size=encoder.vocab_size,
+        embedding_dim=8,
+        hidden_dim=8,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        pooling=pooling,
+    )
+    torch.manual_seed(seed)
+    module = SentimentLSTM(config)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.normal_(0.0, 0.6)
+    weights = {name: value.numpy() for name, value in module.state_dict().items()}
+    save_artifact(
+        directory,
+        config=ArtifactConfig(model=config.to_dict(), labels=("negative", "positive")),
+        encoder=encoder,
+        weights=weights,
+        metadata={"training": {"seed": seed}},
+    )
+    return directory
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> Path:
+    """A model directory with model.onnx."""
+    directory = write_model_dir(tmp_path_factory.mktemp("exported") / "model")
+    export_model(directory)
+    return directory
+
+
+@pytest.fixture
+def unexported(tmp_path) -> Path:
+    """A model directory without model.onnx."""
+    return write_model_dir(tmp_path / "model")
+
+
+def test_auto_picks_onnx(exported):
+    model = SentimentModel.load(exported)
+
+    assert model.backend.name == "onnx"
+
+
+def test_auto_falls_back_to_torch(unexported):
+    model = SentimentModel.load(unexported)
+
+    assert model.backend.name == "torch"
+
+
+def test_explicit_torch_ignores_onnx(exported):
+    model = SentimentModel.load(exported, backend="torch")
+
+    assert isinstance(model.backend, TorchBackend)
+
+
+def test_unknown_backend(exported):
+    with pytest.raises(ValueError, match="'tensorrt'"):
+        SentimentModel.load(exported, backend="tensorrt")
+
+
+def test_onnx_missing_file(unexported):
+    with pytest.raises(ArtifactError) as error:
+        SentimentModel.load(unexported, backend="onnx")
+
+    message = str(error.value)
+    assert str(unexported / "model.onnx") in message
+    assert "sentiment-lstm export --model" in message
+
+
+@pytest.mark.parametrize("backend", ["auto", "onnx"])
+def test_corrupt_onnx(unexported, backend):
+    onnx_path = unexported / artifact.ONNX_FILE
+    onnx_path.write_bytes(b"\x08\x07 this is not a protobuf")
+
+    with pytest.raises(ArtifactError) as error:
+        SentimentModel.load(unexported, backend=backend)
+
+    assert str(onnx_path) in str(error.value)
+    assert "corrupt" in str(error.value)
+
+
+def test_empty_onnx_file(unexported):
+    (unexported / artifact.ONNX_FILE).write_bytes(b"")
+
+    with pytest.raises(ArtifactError, match="model.onnx"):
+        SentimentModel.load(unexported, backend="onnx")
+
+
+def test_onnx_from_other_weights(tmp_path):
+    directory = write_model_dir(tmp_path / "model", seed=1)
+    export_model(directory)
+    other = write_model_dir(tmp_path / "other", seed=2)
+    # save_artifact removes a stale model.onnx, so copy it back in by hand.
+    (other / artifact.ONNX_FILE).write_bytes((directory / artifact.ONNX_FILE).read_bytes())
+
+    with pytest.raises(ArtifactError, match="exported from other weights"):
+        SentimentModel.load(other, backend="onnx")
+
+
+def test_onnx_without_weights_file(tmp_path, exported):
+    directory = tmp_path / "onnx-only"
+    directory.mkdir()
+    for path in exported.iterdir():
+        if path.name != artifact.WEIGHTS_FILE:
+            (directory / path.name).write_bytes(path.read_bytes())
+
+    model = SentimentModel.load(directory, backend="onnx")
+
+    assert model.predict(["great fun"])[0].label in ("positive", "negative")
+
+
+def test_onnx_matches_torch(exported):
+    onnx_model = SentimentModel.load(exported, backend="onnx")
+    torch_model = SentimentModel.load(exported, backend="torch")
+
+    onnx_scores = onnx_model.predict_proba(REVIEWS)
+    torch_scores = torch_model.predict_proba(REVIEWS)
+
+    scored = ~np.isnan(torch_scores)
+    assert np.array_equal(np.isnan(onnx_scores), np.isnan(torch_scores))
+    assert np.max(np.abs(onnx_scores[scored] - torch_scores[scored])) <= 1e-5
+    assert np.ptp(torch_scores[scored]) > 0.05
+
+
+def test_onnx_labels_match_torch(exported):
+    onnx_predictions = SentimentModel.load(exported, backend="onnx").predict(REVIEWS)
+    torch_predictions = SentimentModel.load(exported, backend="torch").predict(REVIEWS)
+
+    assert [p.label for p in onnx_predictions] == [p.label for p in torch_predictions]
+
+
+def test_empty_reviews_keep_place(exported):
+    predictions = SentimentModel.load(exported).predict(REVIEWS)
+
+    assert [p.text for p in predictions] == REVIEWS
+    assert predictions[2].error == EMPTY_REVIEW
+    assert predictions[3].error == EMPTY_REVIEW
+    assert predictions[2].positive is None
+    assert predictions[0].positive + predictions[0].negative == pytest.approx(1.0)
+
+
+def test_single_string_rejected(exported):
+    with pytest.raises(TypeError, match="list of reviews"):
+        SentimentModel.load(exported).predict("great fun")
+
+
+class RecordingBackend:
+    """Scores every review 0.75 positive and records each batch's shape."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple[int, int]] = []
+
+    def probabilities(self, token_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        self.shapes.append(token_ids.shape)
+        assert token_ids.dtype == np.int64
+        assert lengths.dtype == np.int64
+        assert int(lengths.max()) == token_ids.shape[1]
+        return np.tile(np.array([[0.25, 0.75]], dtype=np.float32), (len(lengths), 1))
+
+
+def recording_model(exported: Path) -> tuple[SentimentModel, RecordingBackend]:
+    backend = RecordingBackend()
+    encoder = artifact.load_encoder(exported)
+    return SentimentModel(encoder, backend, ("negative", "positive")), backend
+
+
+def test_batches_respect_token_budget(exported):
+    model, backend = recording_model(exported)
+    token_ids = [[2] * length for length in (1, 3, 3, 5, 9, 9, 9, 30, 2, 0)]
+
+    model.score_token_ids(token_ids, batch_size=4, max_batch_tokens=20)
+
+    assert all(rows <= 4 for rows, _ in backend.shapes)
+    assert all(rows * width <= 20 or rows == 1 for rows, width in backend.shapes)
+    assert sum(rows for rows, _ in backend.shapes) == 9
+
+
+def test_batches_sorted_by_length(exported):
+    model, backend = recording_model(exported)
+    token_ids = [[2] * length for length in (7, 1, 7, 1, 7, 1)]
+
+    model.score_token_ids(token_ids, batch_size=3)
+
+    assert backend.shapes == [(3, 1), (3, 7)]
+
+
+def test_scores_keep_input_order(exported):
+    model = SentimentModel.load(exported, backend="onnx")
+    one_by_one = np.array([model.predict_proba([review])[0] for review in REVIEWS])
+
+    batched = model.score_token_ids(
+        model.encoder.encode_batch(REVIEWS), batch_size=3, max_batch_tokens=8
+    )
+
+    assert np.allclose(batched, one_by_one, atol=1e-6, equal_nan=True)
+
+
+def test_invalid_batch_size(exported):
+    model = SentimentModel.load(exported)
+
+    with pytest.raises(ValueError, match="batch_size must be at least 1, got 0"):
+        model.score_token_ids([[2]], batch_size=0)
+
+
+def test_physical_core_count():
+    count = physical_core_count()
+
+    assert 1 <= count <= (os.cpu_count() or 1)
+
+
+def test_onnx_threads(exported):
+    assert OnnxBackend(exported / "model.onnx").threads == physical_core_count()
+    assert OnnxBackend(exported / "model.onnx", threads=1).threads == 1
+
+
+# A child process that cannot import PyTorch or the training code.
+BLOCKED_SCRIPT = textwrap.dedent(
+    """
+    import importlib.abc
+    import json
+    import sys
+
+    BLOCKED = {blocked!r}
+
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if any(name == b or name.startswith(b + ".") for b in BLOCKED):
+                raise ImportError(f"{{name}} is blocked in this test")
+            return None
+
+    sys.meta_path.insert(0, Block())
+
+    from sentiment_lstm.predictor import SentimentModel
+
+    try:
+        model = SentimentModel.load(sys.argv[1], backend=sys.argv[2])
+    except ImportError as err:
+        print(json.dumps({{"import_error": str(err)}}))
+        raise SystemExit(0)
+    reviews = json.loads(sys.argv[3])
+    scores = model.predict_proba(reviews).tolist()
+    loaded = sorted(
+        name for name in sys.modules
+        if any(name == b or name.startswith(b + ".") for b in BLOCKED)
+    )
+    print(json.dumps({{"backend": model.backend.name, "scores": scores, "loaded": loaded}}))
+    """
+)
+
+
+def run_blocked(directory: Path, backend: str, blocked: list[str]) -> dict:
+    script = BLOCKED_SCRIPT.format(blocked=blocked)
+    completed = subprocess.run(
+        [sys.executable, "-c", script, str(directory), backend, json.dumps(REVIEWS)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_ROOT,
+    )
+    return json.loads(completed.stdout)
+
+
+TORCH_AND_TRAINING = [
+    "torch",
+    "sentiment_lstm.model",
+    "sentiment_lstm.training",
+    "sentiment_lstm.pipeline",
+    "sentiment_lstm.export",
+]
+
+
+def test_onnx_predicts_without_torch(exported):
+    expected = SentimentModel.load(exported, backend="torch").predict_proba(REVIEWS)
+
+    result = run_blocked(exported, "auto", TORCH_AND_TRAINING)
+    scores = np.array([np.nan if s is None else s for s in result["scores"]])
+
+    assert result["backend"] == "onnx"
+    assert result["loaded"] == []
+    assert np.allclose(scores, expected, atol=1e-5, equal_nan=True)
+
+
+def test_torch_backend_without_torch(exported):
+    result = run_blocked(exported, "torch", ["torch"])
+
+    assert "PyTorch" in result["import_error"]
+
+
+def test_auto_without_onnxruntime(exported):
+    result = run_blocked(exported, "auto", ["onnxruntime"])
+
+    assert result["backend"] == "torch"
+
+
+def test_onnx_without_onnxruntime(exported):
+    result = run_blocked(exported, "onnx", ["onnxruntime"])
+
+    assert "pip install" in result["import_error"]
+
+
+def test_cli_backends_agree(exported, capsys):
+    outputs = {}
+    for backend in ("onnx", "torch"):
+        status = main(
+            ["predict", "--model", str(exported), "--backend", backend, "--format", "jsonl"]
+            + REVIEWS[:2]
+        )
+        assert status == 0
+        outputs[backend] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+    for onnx_row, torch_row in zip(outputs["onnx"], outputs["torch"]):
+        assert onnx_row["positive"] == pytest.approx(torch_row["positive"], abs=1e-5)
+
+
+def test_cli_onnx_missing(unexported, capsys):
+    status = main(["predict", "--model", str(unexported), "--backend", "onnx", "good"])
+
+    assert status == 1
+    assert "sentiment-lstm export" in capsys.readouterr().err
+
+
+def test_cli_evaluate_backend(exported, tmp_path, capsys):
+    (tmp_path / "tiny.pos").write_text("\n".join(POSITIVE_REVIEWS) + "\n")
+    (tmp_path / "tiny.neg").write_text("\n".join(NEGATIVE_REVIEWS) + "\n")
+    reports = {}
+    for backend in ("onnx", "torch"):
+        status = main(
+            ["evaluate", "--model", str(exported), "--data", str(tmp_path / "tiny.pos")]
+            + ["--backend", backend, "--format", "json"]
+        )
+        assert status == 0
+        reports[backend] = json.loads(capsys.readouterr().out)
+
+    assert reports["onnx"]["accuracy"] == reports["torch"]["accuracy"]
+    assert reports["onnx"]["roc_auc"] == pytest.approx(reports["torch"]["roc_auc"])
+
+
+def test_cli_predict_imports_light(exported):
+    script = textwrap.dedent(
+        """
+        import sys
+        from sentiment_lstm.cli import main
+        status = main(["predict", "--model", sys.argv[1], "one review"])
+        print("MODULES", "torch" in sys.modules, "tqdm" in sys.modules)
+        raise SystemExit(status)
+        """
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script, str(exported)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_ROOT,
+    )
+
+    assert "MODULES False False" in completed.stdout

@@ -1,0 +1,152 @@
+"""``train --resume`` after SIGKILL ends with the model of an uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from sentiment_lstm.training import load_checkpoint
+from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
+
+NUM_EPOCHS = 4
+TRAIN_ARGS = [
+    "--num-epochs",
+    str(NUM_EPOCHS),
+    "--patience",
+    "0",
+    "--batch-size",
+    "4",
+    "--learning-rate",
+    "0.003",
+    "--lstm-units",
+    "16",
+    "--embedding-size",
+    "16",
+    "--architecture",
+    "bi",
+    "--embedding-dropout",
+    "0.1",
+    "--optimizer",
+    "adamw",
+    "--weight-decay",
+    "0.01",
+    "--lr-schedule",
+    "cosine",
+    "--warmup-fraction",
+    "0.1",
+    "--seed",
+    "5",
+]
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """600 reviews, so that one epoch takes a noticeable time."""
+    rng = np.random.default_rng(0)
+    lines = {"pos": [], "neg": []}
+    for suffix, reviews in (("pos", POSITIVE_REVIEWS), ("neg", NEGATIVE_REVIEWS)):
+        for _ in range(300):
+            words = " ".join(reviews[int(rng.integers(len(reviews)))].split()[:6])
+            lines[suffix].append(f"{words} {int(rng.integers(1000))}")
+        (tmp_path / f"corpus.{suffix}").write_text("\n".join(lines[suffix]) + "\n")
+    return tmp_path / "corpus.pos"
+
+
+# One thread keeps the runs fast on a busy machine and their arithmetic equal.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def train_command(data: Path, output_dir: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "sentiment_lstm",
+        "-q",
+        "train",
+        "--data",
+        str(data),
+        "--output-dir",
+        str(output_dir),
+        *TRAIN_ARGS,
+        *extra,
+    ]
+
+
+def epochs_without_time(model_dir: Path) -> list[dict]:
+    history = json.loads((model_dir / "metrics.json").read_text())
+    return [
+        {key: value for key, value in epoch.items() if key != "seconds"}
+        for epoch in history["epochs"]
+    ]
+
+
+def kill_after_first_checkpoint(command: list[str], checkpoint: Path) -> None:
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=ENV)
+    deadline = time.monotonic() + 120
+    try:
+        while not checkpoint.exists():
+            if process.poll() is not None:
+                pytest.fail(f"training ended (status {process.returncode}) first")
+            if time.monotonic() > deadline:
+                pytest.fail("no checkpoint appeared within 120 s")
+            time.sleep(0.01)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+
+
+def test_resume_matches_uninterrupted(corpus, tmp_path):
+    whole = tmp_path / "whole"
+    resumed = tmp_path / "resumed"
+    subprocess.run(train_command(corpus, whole), check=True, env=ENV)
+
+    kill_after_first_checkpoint(
+        train_command(corpus, resumed), resumed / "checkpoint.pt"
+    )
+    interrupted_after = load_checkpoint(resumed / "checkpoint.pt")["epoch"]
+    subprocess.run(train_command(corpus, resumed, "--resume"), check=True, env=ENV)
+
+    assert 1 <= interrupted_after < NUM_EPOCHS
+    assert epochs_without_time(resumed) == epochs_without_time(whole)
+    whole_weights = load_file(str(whole / "model.safetensors"))
+    resumed_weights = load_file(str(resumed / "model.safetensors"))
+    assert sorted(resumed_weights) == sorted(whole_weights)
+    for name, array in whole_weights.items():
+        assert np.array_equal(resumed_weights[name], array), name
+    assert not (resumed / "checkpoint.pt").exists()
+
+
+def test_resume_without_checkpoint_fails(corpus, tmp_path):
+    completed = subprocess.run(
+        train_command(corpus, tmp_path / "fresh", "--resume"),
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
+
+    assert completed.returncode == 1
+    assert "no checkpoint to resume" in completed.stderr
+
+
+def test_resume_with_other_flags_fails(corpus, tmp_path):
+    output_dir = tmp_path / "run"
+    kill_after_first_checkpoint(
+        train_command(corpus, output_dir), output_dir / "checkpoint.pt"
+    )
+
+    completed = subprocess.run(
+        train_command(corpus, output_dir, "--resume", "--learning-rate", "0.01"),
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
+
+    assert completed.returncode == 1
+    assert "training.learning_rate" in completed.stderr

@@ -1,0 +1,509 @@
+"""Streaming file scoring: rows, order, columns, errors in place, formats."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sentiment_lstm.cli import main
+from sentiment_lstm.data import DataError, ReadOptions
+from sentiment_lstm.export import export_model
+from sentiment_lstm.predictor import EMPTY_REVIEW, SentimentModel
+from sentiment_lstm.scoring import detect_encoding, score_file
+from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
+from tests.test_predictor import write_model_dir
+
+REVIEWS = POSITIVE_REVIEWS + NEGATIVE_REVIEWS
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    directory = write_model_dir(tmp_path_factory.mktemp("scoring") / "model")
+    export_model(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def model(model_dir) -> SentimentModel:
+    return SentimentModel.load(model_dir, backend="onnx")
+
+
+def expected_positive(model: SentimentModel, texts: list[str]) -> list[float]:
+    return model.predict_proba(texts).tolist()
+
+
+def read_csv(path: Path, delimiter: str = ",") -> list[dict[str, str]]:
+    with open(path, encoding="utf-8", newline="") as stream:
+        return list(csv.DictReader(stream, delimiter=delimiter))
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def test_csv_keeps_rows_across_chunks(model, tmp_path):
+    texts = [REVIEWS[i % len(REVIEWS)] for i in range(23)]
+    source = write_csv(
+        tmp_path / "in.csv",
+        ["id", "text", "stars"],
+        [[str(i), text, str(i % 5)] for i, text in enumerate(texts)],
+    )
+
+    summary = score_file(model, source, tmp_path / "out.csv", chunk_rows=4, batch_size=3)
+    rows = read_csv(tmp_path / "out.csv")
+
+    assert summary.rows == 23
+    assert [row["id"] for row in rows] == [str(i) for i in range(23)]
+    assert [row["text"] for row in rows] == texts
+    assert [row["stars"] for row in rows] == [str(i % 5) for i in range(23)]
+    expected = expected_positive(model, texts)
+    assert [float(row["positive"]) for row in rows] == pytest.approx(expected, abs=1e-6)
+
+
+def test_csv_output_columns(model, tmp_path):
+    source = write_csv(tmp_path / "in.csv", ["text", "id"], [["great fun", "1"]])
+
+    score_file(model, source, tmp_path / "out.csv")
+    with open(tmp_path / "out.csv", encoding="utf-8") as stream:
+        header = stream.readline().strip()
+
+    assert header == "text,id,positive,negative,label,error"
+
+
+def test_csv_scores_consistent(model, tmp_path):
+    source = write_csv(tmp_path / "in.csv", ["text"], [[text] for text in REVIEWS])
+
+    score_file(model, source, tmp_path / "out.csv")
+    rows = read_csv(tmp_path / "out.csv")
+
+    for row in rows:
+        positive = float(row["positive"])
+        assert positive + float(row["negative"]) == pytest.approx(1.0, abs=2e-6)
+        assert row["label"] == ("positive" if positive >= 0.5 else "negative")
+        assert row["error"] == ""
+
+
+def test_quoted_fields(model, tmp_path):
+    tricky = [
+        'a "great", funny film,\nwith two lines',
+        "commas, everywhere, here",
+        'only "quotes"',
+    ]
+    notes = ['note, with comma', 'multi\nline\r\nnote', '""']
+    source = write_csv(
+        tmp_path / "in.csv",
+        ["note", "text"],
+        [[note, text] for note, text in zip(notes, tricky)],
+    )
+
+    score_file(model, source, tmp_path / "out.csv", chunk_rows=2)
+    rows = read_csv(tmp_path / "out.csv")
+
+    assert [row["text"] for row in rows] == tricky
+    assert [row["note"] for row in rows] == notes
+    assert all(row["label"] for row in rows)
+
+
+def test_empty_text_in_place(model, tmp_path):
+    source = write_csv(
+        tmp_path / "in.csv",
+        ["id", "text"],
+        [["1", "great fun"], ["2", ""], ["3", "   "], ["4", "a dull mess"]],
+    )
+
+    summary = score_file(model, source, tmp_path / "out.csv", chunk_rows=2)
+    rows = read_csv(tmp_path / "out.csv")
+
+    assert [row["id"] for row in rows] == ["1", "2", "3", "4"]
+    assert [row["error"] for row in rows] == ["", EMPTY_REVIEW, EMPTY_REVIEW, ""]
+    assert rows[1]["positive"] == ""
+    assert rows[1]["label"] == ""
+    assert rows[3]["label"] in ("positive", "negative")
+    assert summary.unscored == 2
+    assert summary.scored == 2
+
+
+def test_only_header(model, tmp_path):
+    source = write_csv(tmp_path / "in.csv", ["text", "id"], [])
+
+    summary = score_file(model, source, tmp_path / "out.csv")
+
+    assert summary.rows == 0
+    assert (tmp_path / "out.csv").read_text() == (
+        "text,id,positive,negative,label,error\n"
+    )
+
+
+def test_label_column_kept(model, tmp_path):
+    source = write_csv(
+        tmp_path / "in.csv", ["review", "label"], [["great fun", "1"], ["dull", "0"]]
+    )
+
+    score_file(model, source, tmp_path / "out.csv")
+    rows = read_csv(tmp_path / "out.csv")
+
+    assert [row["label"] for row in rows] == ["1", "0"]
+    assert rows[0]["predicted_label"] in ("positive", "negative")
+    assert list(rows[0]) == [
+        "review",
+        "label",
+        "predicted_positive",
+        "predicted_negative",
+        "predicted_label",
+        "predicted_error",
+    ]
+
+
+def test_text_column_option(model, tmp_path):
+    source = write_csv(
+        tmp_path / "in.csv", ["text", "body"], [["", "great fun"], ["", "dull"]]
+    )
+
+    score_file(
+        model,
+        source,
+        tmp_path / "out.csv",
+        options=ReadOptions(text_column="body", require_labels=False),
+    )
+    rows = read_csv(tmp_path / "out.csv")
+
+    assert all(row["error"] == "" for row in rows)
+
+
+def test_missing_text_column(model, tmp_path):
+    source = write_csv(tmp_path / "in.csv", ["id", "stars"], [["1", "5"]])
+
+    with pytest.raises(DataError, match="no text column found"):
+        score_file(model, source, tmp_path / "out.csv")
+
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_bad_row_raises_with_line(model, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text('id,text\n1,"great fun"\n2,"two\nlines"\n3,dull,extra\n')
+
+    with pytest.raises(DataError, match=r"in\.csv line 5: expected 2 fields"):
+        score_file(model, source, tmp_path / "out.csv")
+
+    assert not (tmp_path / "out.csv").exists()
+    assert os.listdir(tmp_path) == ["in.csv"]
+
+
+def test_bad_row_skipped(model, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("id,text\n1,great fun\n2,dull,extra\n3,boring\n")
+
+    summary = score_file(
+        model,
+        source,
+        tmp_path / "out.csv",
+        options=ReadOptions(skip_bad_rows=True, require_labels=False),
+    )
+    rows = read_csv(tmp_path / "out.csv")
+
+    assert [row["id"] for row in rows] == ["1", "3"]
+    assert summary.left_out == 1
+
+
+def test_tsv(model, tmp_path):
+    source = tmp_path / "in.tsv"
+    source.write_text("id\ttext\n1\tgreat, fun\n2\t\n3\tdull mess\n")
+
+    score_file(model, source, tmp_path / "out.tsv", chunk_rows=2)
+    rows = read_csv(tmp_path / "out.tsv", delimiter="\t")
+
+    assert [row["text"] for row in rows] == ["great, fun", "", "dull mess"]
+    assert rows[1]["error"] == EMPTY_REVIEW
+    assert rows[2]["label"] in ("positive", "negative")
+
+
+def test_jsonl_adds_keys(model, tmp_path):
+    lines = [
+        '{"id": 1, "text": "great fun", "meta": {"stars": 4.50, "tags": ["a"]}}',
+        '{"text": "", "id": 2}',
+        '{"id": 3}',
+        '{"id": 4, "text": 17}',
+        '{"id": 5, "text": "a dull mess"}',
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+
+    summary = score_file(model, source, tmp_path / "out.jsonl", chunk_rows=2)
+    written = (tmp_path / "out.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in written]
+
+    assert [record["id"] for record in records] == [1, 2, 3, 4, 5]
+    assert written[0].startswith('{"id": 1, "text": "great fun", "meta": {"stars": 4.50')
+    assert records[0]["meta"] == {"stars": 4.5, "tags": ["a"]}
+    assert records[0]["label"] in ("positive", "negative")
+    assert "error" not in records[0]
+    assert records[1]["error"] == EMPTY_REVIEW
+    assert records[1]["positive"] is None
+    assert records[2]["error"] == "missing text field 'text'"
+    assert "is a JSON number, not a string" in records[3]["error"]
+    assert summary.unscored == 3
+
+
+def test_jsonl_empty_object_record(model, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "great fun"}\n{}\n')
+
+    score_file(model, source, tmp_path / "out.jsonl")
+    records = [json.loads(line) for line in (tmp_path / "out.jsonl").open()]
+
+    assert records[1]["error"] == "missing text field 'text'"
+
+
+def test_jsonl_invalid_line(model, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "great fun"}\n{"text": \n["not", "an object"]\n')
+
+    with pytest.raises(DataError, match=r"in\.jsonl line 2: invalid JSON"):
+        score_file(model, source, tmp_path / "out.jsonl")
+
+    summary = score_file(
+        model,
+        source,
+        tmp_path / "out.jsonl",
+        options=ReadOptions(skip_bad_rows=True, require_labels=False),
+    )
+    assert summary.rows == 1
+    assert summary.left_out == 2
+
+
+def test_jsonl_to_csv_rejected(model, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "great fun"}\n')
+
+    with pytest.raises(ValueError, match="write JSONL output"):
+        score_file(model, source, tmp_path / "out.csv")
+
+
+def test_csv_to_jsonl(model, tmp_path):
+    source = write_csv(tmp_path / "in.csv", ["id", "text"], [["7", "great, fun"]])
+
+    score_file(model, source, tmp_path / "out.jsonl")
+    (record,) = [json.loads(line) for line in (tmp_path / "out.jsonl").open()]
+
+    assert record["id"] == "7"
+    assert record["text"] == "great, fun"
+    assert record["label"] in ("positive", "negative")
+
+
+def test_lines_keep_empty_lines(model, tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_bytes(b"great fun\n\n   \r\na dull mess\r\nlast without newline")
+
+    summary = score_file(model, source, tmp_path / "out.csv", chunk_rows=2)
+    rows = read_csv(tmp_path / "out.csv")
+
+    assert [row["text"] for row in rows] == [
+        "great fun",
+        "",
+        "   ",
+        "a dull mess",
+        "last without newline",
+    ]
+    assert [bool(row["error"]) for row in rows] == [False, True, True, False, False]
+    assert summary.rows == 5
+
+
+def test_cp1252_input(model, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_bytes(b"text,id\ncaf\xe9 fun\x85 great,1\n")
+
+    score_file(model, source, tmp_path / "out.csv")
+    rows = read_csv(tmp_path / "out.csv")
+
+    assert detect_encoding(source) == "cp1252"
+    assert rows[0]["text"] == "caf\xe9 fun\u2026 great"
+    assert rows[0]["error"] == ""
+
+
+def test_utf8_bom_input(model, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_bytes(b"\xef\xbb\xbftext,id\ngreat fun,1\n")
+
+    score_file(model, source, tmp_path / "out.csv")
+    rows = read_csv(tmp_path / "out.csv")
+
+    assert detect_encoding(source) == "utf-8-sig"
+    assert list(rows[0])[:2] == ["text", "id"]
+
+
+def test_invalid_byte_in_place(model, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_bytes(b"text,note\ngreat fun,ok\nbad \x81 byte,n\x81te\ndull,ok\n")
+
+    score_file(model, source, tmp_path / "out.csv")
+    rows = read_csv(tmp_path / "out.csv")
+
+    assert rows[1]["error"] == "byte 0x81 is invalid in cp1252"
+    assert rows[1]["text"] == "bad \ufffd byte"
+    assert rows[1]["note"] == "n\ufffdte"
+    assert rows[2]["label"] in ("positive", "negative")
+
+
+def test_utf16_rejected(model, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_bytes("text\ngreat\n".encode("utf-16"))
+
+    with pytest.raises(DataError, match="UTF-16"):
+        score_file(model, source, tmp_path / "out.csv")
+
+
+def test_output_is_input(model, tmp_path):
+    source = write_csv(tmp_path / "in.csv", ["text"], [["great fun"]])
+
+    with pytest.raises(ValueError, match="is the input file"):
+        score_file(model, source, source)
+
+
+def test_stream_output_text(model, tmp_path):
+    source = write_csv(tmp_path / "in.csv", ["text"], [["great fun"], [""]])
+    output = io.StringIO()
+
+    score_file(model, source, output)
+    lines = output.getvalue().splitlines()
+
+    assert lines[0].endswith('  "great fun"')
+    assert lines[1] == f'    n/a           ""  ({EMPTY_REVIEW})'
+
+
+def test_progress_hidden_off_terminal(model, tmp_path, capsys):
+    source = write_csv(tmp_path / "in.csv", ["text"], [["great fun"]] * 5)
+
+    score_file(model, source, tmp_path / "out.csv")
+
+    assert "rows" not in capsys.readouterr().err
+
+
+def test_progress_shown_on_request(model, tmp_path, capsys):
+    source = write_csv(tmp_path / "in.csv", ["text"], [["great fun"]] * 5)
+
+    score_file(model, source, tmp_path / "out.csv", progress=True)
+
+    assert "5 rows" in capsys.readouterr().err
+
+
+def reader_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "sentiment-lstm-reader"]
+
+
+class WatchingBackend:
+    """Wraps a backend and records how far the input and output files are."""
+
+    def __init__(self, backend, input_path: Path, output_dir: Path) -> None:
+        self.name = backend.name
+        self._backend = backend
+        self._input_path = input_path.resolve()
+        self._output_dir = output_dir
+        self.input_positions: list[int] = []
+        self.output_sizes: list[int] = []
+
+    def probabilities(self, token_ids, lengths):
+        self.input_positions.append(self._input_position())
+        temporary = list(self._output_dir.glob(".out.csv.*.tmp"))
+        self.output_sizes.append(temporary[0].stat().st_size if temporary else -1)
+        return self._backend.probabilities(token_ids, lengths)
+
+    def _input_position(self) -> int:
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                continue
+            if target == str(self._input_path):
+                with open(f"/proc/self/fdinfo/{fd}") as info:
+                    for line in info:
+                        if line.startswith("pos:"):
+                            return int(line.split()[1])
+        return -1
+
+
+@pytest.mark.skipif(not Path("/proc/self/fdinfo").is_dir(), reason="needs Linux /proc")
+def test_reads_and_writes_incrementally(model_dir, tmp_path):
+    model = SentimentModel.load(model_dir, backend="onnx")
+    # About 2 MB, far more than the reader's buffer and the prefetched chunks.
+    rows = [[str(i), REVIEWS[i % len(REVIEWS)] + " padding" * 20] for i in range(8000)]
+    source = write_csv(tmp_path / "in.csv", ["id", "text"], rows)
+    size = source.stat().st_size
+    watcher = WatchingBackend(model.backend, source, tmp_path)
+    model.backend = watcher
+
+    summary = score_file(model, source, tmp_path / "out.csv", chunk_rows=200)
+
+    assert summary.rows == 8000
+    assert 0 < watcher.input_positions[0] < size / 4
+    assert watcher.output_sizes[0] == 0
+    assert watcher.output_sizes[-1] > 0
+    assert not reader_threads()
+
+
+def test_reader_error_stops_thread(model, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("id,text\n" + "1,great fun\n" * 50 + "2,too,many\n")
+
+    with pytest.raises(DataError, match="line 52"):
+        score_file(model, source, tmp_path / "out.csv", chunk_rows=7)
+
+    assert not reader_threads()
+    assert os.listdir(tmp_path) == ["in.csv"]
+
+
+def test_cli_csv_to_csv(model_dir, tmp_path):
+    source = write_csv(
+        tmp_path / "reviews.csv",
+        ["id", "text"],
+        [["1", "great fun, truly"], ["2", ""], ["3", "dull, boring mess"]],
+    )
+
+    status = main(
+        ["predict", "--model", str(model_dir), "--input", str(source)]
+        + ["--output", str(tmp_path / "scored.csv"), "--chunk-size", "2"]
+    )
+    rows = read_csv(tmp_path / "scored.csv")
+
+    assert status == 0
+    assert [row["id"] for row in rows] == ["1", "2", "3"]
+    assert rows[1]["error"] == EMPTY_REVIEW
+
+
+def test_cli_backends_same_file(model_dir, tmp_path):
+    source = write_csv(tmp_path / "reviews.csv", ["text"], [[text] for text in REVIEWS])
+    scores = {}
+    for backend in ("onnx", "torch"):
+        output = tmp_path / f"{backend}.csv"
+        status = main(
+            ["predict", "--model", str(model_dir), "--backend", backend]
+            + ["--input", str(source), "--output", str(output)]
+        )
+        assert status == 0
+        scores[backend] = np.array([float(row["positive"]) for row in read_csv(output)])
+
+    assert np.max(np.abs(scores["onnx"] - scores["torch"])) <= 1e-5
+
+
+def test_cli_jsonl_to_csv_error(model_dir, tmp_path, capsys):
+    source = tmp_path / "reviews.jsonl"
+    source.write_text('{"text": "great fun"}\n')
+
+    status = main(
+        ["predict", "--model", str(model_dir), "--input", str(source)]
+        + ["--output", str(tmp_path / "scored.csv")]
+    )
+
+    assert status == 1
+    assert "write JSONL output" in capsys.readouterr().err

@@ -1,0 +1,576 @@
+"""The HTTP service end to end: a real uvicorn process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from sentiment_lstm.cli import build_parser, main
+from sentiment_lstm.export import export_model
+from sentiment_lstm.predictor import SentimentModel
+from sentiment_lstm.server import INLINE_MAX_CHARS, create_app
+from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
+
+MAX_REVIEW_CHARS = 200
+MAX_REVIEWS = 20
+MAX_BODY_BYTES = 8192
+STARTUP_SECONDS = 60
+
+TRAIN_ARGS = [
+    "--num-epochs",
+    "2",
+    "--batch-size",
+    "8",
+    "--learning-rate",
+    "0.01",
+    "--lstm-units",
+    "16",
+    "--embedding-size",
+    "16",
+    "--seed",
+    "3",
+]
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def serve_command(model_dir: Path, port: int, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "sentiment_lstm",
+        "serve",
+        "--model",
+        str(model_dir),
+        "--port",
+        str(port),
+        *extra,
+    ]
+
+
+def wait_until_healthy(process: subprocess.Popen, url: str, log: Path) -> None:
+    """Poll ``/health`` until it returns 200; fail if the server exits first."""
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"server not healthy after {STARTUP_SECONDS} s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """Train a tiny model once for the whole module."""
+    root = tmp_path_factory.mktemp("server-model")
+    (root / "tiny.pos").write_text("\n".join(POSITIVE_REVIEWS * 6) + "\n")
+    (root / "tiny.neg").write_text("\n".join(NEGATIVE_REVIEWS * 6) + "\n")
+    directory = root / "model"
+    status = main(
+        ["train", "--data", str(root / "tiny.pos"), "--output-dir", str(directory)]
+        + TRAIN_ARGS
+    )
+    assert status == 0
+    return directory
+
+
+@pytest.fixture(scope="module")
+def server(model_dir, tmp_path_factory):
+    """Run ``sentiment-lstm serve`` with small limits; yield (url, log path)."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("server-log") / "server.log"
+    command = serve_command(
+        model_dir,
+        port,
+        "--max-review-chars",
+        str(MAX_REVIEW_CHARS),
+        "--max-reviews",
+        str(MAX_REVIEWS),
+        "--max-body-bytes",
+        str(MAX_BODY_BYTES),
+    )
+    with open(log, "wb") as stream:
+        process = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(process, url, log)
+        yield url, log
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def client(server):
+    url, _ = server
+    with httpx.Client(base_url=url, timeout=30) as http:
+        yield http
+
+
+def post_reviews(client: httpx.Client, reviews: list) -> httpx.Response:
+    return client.post("/predict", json={"reviews": reviews})
+
+
+def test_health(client):
+    response = client.get("/health")
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+    assert response.json()["model_loaded"] is True
+
+
+def test_info_describes_model(client, model_dir):
+    config = json.loads((model_dir / "config.json").read_text())
+    training = json.loads((model_dir / "training.json").read_text())
+
+    info = client.get("/info").json()
+
+    assert info["labels"] == ["negative", "positive"]
+    assert info["model"] == config["model"]
+    assert info["backend"] == "torch"
+    assert info["version"]
+    assert info["training"]["best_epoch"] == training["best_epoch"]
+    assert info["training"]["split_sizes"] == training["data"]["split_sizes"]
+    assert info["limits"] == {
+        "max_review_chars": MAX_REVIEW_CHARS,
+        "max_reviews": MAX_REVIEWS,
+        "max_body_bytes": MAX_BODY_BYTES,
+    }
+
+
+def test_info_omits_training_paths(client, model_dir):
+    text = client.get("/info").text
+
+    assert str(model_dir.parent) not in text
+
+
+def test_predict_keeps_order(client):
+    reviews = [POSITIVE_REVIEWS[0], NEGATIVE_REVIEWS[1], "", POSITIVE_REVIEWS[2]]
+
+    response = post_reviews(client, reviews)
+    predictions = response.json()["predictions"]
+
+    assert response.status_code == 200
+    assert [p["text"] for p in predictions] == reviews
+
+
+def test_predict_matches_library(client, model_dir):
+    reviews = POSITIVE_REVIEWS[:4] + NEGATIVE_REVIEWS[:4]
+    expected = SentimentModel.load(model_dir, backend="torch").predict(reviews)
+
+    predictions = post_reviews(client, reviews).json()["predictions"]
+
+    for served, local in zip(predictions, expected, strict=True):
+        assert served["positive"] == pytest.approx(local.positive, abs=1e-6)
+        assert served["negative"] == pytest.approx(local.negative, abs=1e-6)
+        assert served["label"] == local.label
+        assert "error" not in served
+
+
+def test_long_request_matches_library(client, model_dir):
+    reviews = [(review + " ") * 4 for review in POSITIVE_REVIEWS + NEGATIVE_REVIEWS]
+    expected = SentimentModel.load(model_dir, backend="torch").predict(reviews)
+
+    predictions = post_reviews(client, reviews).json()["predictions"]
+
+    assert sum(map(len, reviews)) > INLINE_MAX_CHARS
+    for served, local in zip(predictions, expected, strict=True):
+        assert served["positive"] == pytest.approx(local.positive, abs=1e-6)
+        assert served["label"] == local.label
+
+
+def test_onnx_backend(model_dir, tmp_path):
+    exported = tmp_path / "exported"
+    shutil.copytree(model_dir, exported)
+    export_model(exported)
+    reviews = POSITIVE_REVIEWS[:3] + NEGATIVE_REVIEWS[:3]
+    expected = SentimentModel.load(model_dir, backend="torch").predict(reviews)
+    port = free_port()
+    log = tmp_path / "server.log"
+    with open(log, "wb") as stream:
+        process = subprocess.Popen(
+            serve_command(exported, port, "--backend", "onnx"),
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(process, url, log)
+        backend = httpx.get(f"{url}/health").json()["backend"]
+        response = httpx.post(f"{url}/predict", json={"reviews": reviews}, timeout=30)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+    assert backend == "onnx"
+    for served, local in zip(response.json()["predictions"], expected, strict=True):
+        assert served["positive"] == pytest.approx(local.positive, abs=1e-5)
+        assert served["label"] == local.label
+
+
+def test_empty_review_flagged(client):
+    predictions = post_reviews(client, ["", "   ", "great"]).json()["predictions"]
+
+    for empty in predictions[:2]:
+        assert empty["error"]
+        assert empty["positive"] is None
+        assert empty["negative"] is None
+        assert empty["label"] is None
+    assert predictions[2]["label"] in ("positive", "negative")
+
+
+def test_no_reviews(client):
+    response = post_reviews(client, [])
+
+    assert response.status_code == 200
+    assert response.json() == {"predictions": []}
+
+
+def test_limits_accept_maximum(client):
+    response = post_reviews(client, ["a" * MAX_REVIEW_CHARS] * MAX_REVIEWS)
+
+    assert response.status_code == 200
+    assert len(response.json()["predictions"]) == MAX_REVIEWS
+
+
+def test_too_many_reviews(client):
+    response = post_reviews(client, ["fine"] * (MAX_REVIEWS + 1))
+    body = response.json()
+
+    assert response.status_code == 422
+    assert body["limit"] == "max_reviews"
+    assert body["maximum"] == MAX_REVIEWS
+    assert body["value"] == MAX_REVIEWS + 1
+    assert str(MAX_REVIEWS + 1) in body["detail"]
+
+
+def test_review_too_long(client):
+    reviews = ["short", "ok", "x" * (MAX_REVIEW_CHARS + 1)]
+
+    response = post_reviews(client, reviews)
+    body = response.json()
+
+    assert response.status_code == 422
+    assert body["limit"] == "max_review_chars"
+    assert body["index"] == 2
+    assert body["maximum"] == MAX_REVIEW_CHARS
+    assert body["value"] == MAX_REVIEW_CHARS + 1
+    assert "index 2" in body["detail"]
+
+
+def test_review_length_counts_characters(client):
+    # Two bytes per character in UTF-8, but within the character limit.
+    response = post_reviews(client, ["é" * MAX_REVIEW_CHARS])
+
+    assert response.status_code == 200
+
+
+def test_body_at_limit_accepted(client):
+    body = json.dumps({"reviews": ["fine"]}).encode()
+    body += b" " * (MAX_BODY_BYTES - len(body))
+
+    response = client.post(
+        "/predict", content=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert len(body) == MAX_BODY_BYTES
+    assert response.status_code == 200
+
+
+def test_body_over_content_length(client):
+    body = json.dumps({"reviews": ["fine"]}).encode()
+    body += b" " * (MAX_BODY_BYTES + 1 - len(body))
+
+    response = client.post(
+        "/predict", content=body, headers={"Content-Type": "application/json"}
+    )
+    error = response.json()
+
+    assert response.status_code == 413
+    assert error["limit"] == "max_body_bytes"
+    assert error["maximum"] == MAX_BODY_BYTES
+    assert error["value"] == MAX_BODY_BYTES + 1
+
+
+def test_chunked_body_over_limit(client):
+    chunks = [b'{"reviews": ["'] + [b"a" * 1024] * 9 + [b'"]}']
+
+    response = client.post(
+        "/predict",
+        content=iter(chunks),
+        headers={"Content-Type": "application/json"},
+    )
+    error = response.json()
+
+    assert response.request.headers.get("Transfer-Encoding") == "chunked"
+    assert response.status_code == 413
+    assert error["limit"] == "max_body_bytes"
+    assert error["value"] > MAX_BODY_BYTES
+
+
+def test_malformed_json(client):
+    response = client.post(
+        "/predict",
+        content=b'{"reviews": ["unterminated',
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+
+
+@pytest.mark.parametrize(
+    ("body", "error_type", "location"),
+    [
+        ({"reviews": [1, "fine"]}, "string_type", ["body", "reviews", 0]),
+        ({"reviews": "one review"}, "list_type", ["body", "reviews"]),
+        ({"reviews": [None]}, "string_type", ["body", "reviews", 0]),
+        ({"texts": ["fine"]}, "missing", ["body", "reviews"]),
+        ({"reviews": ["fine"], "extra": 1}, "extra_forbidden", ["body", "extra"]),
+        (["fine"], "model_attributes_type", ["body"]),
+    ],
+)
+def test_wrong_types(client, body, error_type, location):
+    response = client.post("/predict", json=body)
+    first = response.json()["detail"][0]
+
+    assert response.status_code == 422
+    assert first["type"] == error_type
+    assert first["loc"] == location
+
+
+def test_unknown_path(client):
+    assert client.get("/nothing-here").status_code == 404
+
+
+def test_metrics_format(client):
+    post_reviews(client, ["great fun", ""])
+
+    response = client.get("/metrics")
+    text = response.text
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert (
+        'sentiment_lstm_http_requests_total{endpoint="/predict",method="POST",'
+        'status="200"}' in text
+    )
+    assert "sentiment_lstm_http_request_duration_seconds_bucket{" in text
+    assert "# TYPE sentiment_lstm_reviews_scored_total counter" in text
+
+
+def test_metrics_count_reviews(client):
+    def scored_total() -> float:
+        for line in client.get("/metrics").text.splitlines():
+            if line.startswith("sentiment_lstm_reviews_scored_total "):
+                return float(line.split()[1])
+        raise AssertionError("sentiment_lstm_reviews_scored_total not found")
+
+    before = scored_total()
+    post_reviews(client, ["great fun", "dull", ""])
+
+    assert scored_total() == before + 2
+
+
+def test_metrics_count_rejections(client):
+    post_reviews(client, ["fine"] * (MAX_REVIEWS + 1))
+    client.get("/nothing-here")
+
+    text = client.get("/metrics").text
+
+    assert (
+        'sentiment_lstm_http_requests_total{endpoint="/predict",method="POST",'
+        'status="422"}' in text
+    )
+    assert 'endpoint="other",method="GET",status="404"' in text
+
+
+def test_openapi_docs(client):
+    docs = client.get("/docs")
+    schema = client.get("/openapi.json").json()
+
+    assert docs.status_code == 200
+    assert "text/html" in docs.headers["content-type"]
+    assert "/predict" in schema["paths"]
+    assert "/health" in schema["paths"]
+
+
+def test_concurrent_results_match(server):
+    url, _ = server
+    rng = random.Random(7)
+    words = " ".join(POSITIVE_REVIEWS + NEGATIVE_REVIEWS).split()
+    requests = []
+    for number in range(48):
+        # Every fourth request is long enough to be scored in the thread pool.
+        count = rng.randint(10, MAX_REVIEWS) if number % 4 == 0 else rng.randint(1, 4)
+        reviews = [
+            " ".join(rng.choices(words, k=rng.randint(1, 30))) for _ in range(count)
+        ]
+        requests.append([review[:MAX_REVIEW_CHARS] for review in reviews])
+    assert sum(map(len, requests[0])) > INLINE_MAX_CHARS
+
+    with httpx.Client(base_url=url, timeout=30) as http:
+        alone = [post_reviews(http, reviews).json() for reviews in requests]
+
+    local = threading.local()
+    opened = []
+
+    def send(index: int) -> tuple[int, dict]:
+        # One client per thread, so each thread has its own connections.
+        if not hasattr(local, "http"):
+            local.http = httpx.Client(base_url=url, timeout=30)
+            opened.append(local.http)
+        return index, post_reviews(local.http, requests[index]).json()
+
+    order = list(range(len(requests))) * 2
+    rng.shuffle(order)
+    try:
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            together = list(pool.map(send, order))
+    finally:
+        for http in opened:
+            http.close()
+
+    for index, answer in together:
+        assert answer == alone[index], f"request {index} differs under load"
+
+
+def test_model_failure_returns_500(model_dir):
+    model = SentimentModel.load(model_dir, backend="torch")
+
+    def fail(texts, batch_size=256):
+        raise RuntimeError("scoring failed")
+
+    model.predict = fail
+    app = create_app(model)
+    with TestClient(app, raise_server_exceptions=False) as local:
+        response = local.post("/predict", json={"reviews": ["fine"]})
+        metrics = local.get("/metrics").text
+
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal server error: RuntimeError"}
+    assert 'endpoint="/predict",method="POST",status="500"' in metrics
+
+
+def test_logs_startup_and_errors(client, server, model_dir):
+    _, log = server
+    post_reviews(client, ["fine"] * (MAX_REVIEWS + 1))
+
+    text = log.read_text()
+
+    assert f"serving {model_dir} with the torch backend" in text
+    assert "http://127.0.0.1:" in text
+    assert "rejected with 422: too many reviews" in text
+
+
+def test_serve_defaults():
+    args = build_parser().parse_args(["serve", "--model", "m"])
+
+    assert args.host == "127.0.0.1"
+    assert args.port == 8000
+    assert args.backend == "auto"
+    assert args.max_review_chars == 10_000
+    assert args.max_reviews == 256
+    assert args.max_body_bytes == 1024 * 1024
+    assert args.access_log is False
+    assert args.threads == 1
+
+
+def run_serve(model_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        serve_command(model_dir, free_port(), *extra),
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_SECONDS,
+    )
+
+
+def test_missing_model_exits(tmp_path):
+    missing = tmp_path / "no-model"
+
+    result = run_serve(missing)
+    last_line = result.stderr.strip().splitlines()[-1]
+
+    assert result.returncode == 1
+    assert last_line.startswith("sentiment-lstm serve: error:")
+    assert str(missing) in last_line
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("model.safetensors", b"not safetensors"),
+        ("config.json", b"{truncated"),
+        ("tokenizer.json", b"[]"),
+    ],
+)
+def test_broken_model_exits(tmp_path, model_dir, name, content):
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    (broken / name).write_bytes(content)
+
+    result = run_serve(broken)
+    last_line = result.stderr.strip().splitlines()[-1]
+
+    assert result.returncode == 1
+    assert last_line.startswith("sentiment-lstm serve: error:")
+    assert str(broken / name) in last_line
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_file_exits(tmp_path, model_dir):
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    os.remove(broken / "text_encoder.json")
+
+    result = run_serve(broken)
+
+    assert result.returncode == 1
+    assert str(broken / "text_encoder.json") in result.stderr
+
+
+def test_onnx_without_export_exits(model_dir):
+    result = run_serve(model_dir, "--backend", "onnx")
+
+    assert result.returncode == 1
+    assert str(model_dir / "model.onnx") in result.stderr.strip().splitlines()[-1]
+
+
+def test_bad_port_rejected(model_dir):
+    result = subprocess.run(
+        [sys.executable, "-m", "sentiment_lstm", "serve", "--model", str(model_dir)]
+        + ["--port", "70000"],
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_SECONDS,
+    )
+
+    assert result.returncode == 2
+    assert "70000" in result.stderr
