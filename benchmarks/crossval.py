@@ -96,12 +96,19 @@ def run_lstm(
 def run_baseline(name: str, texts: list[str], labels: np.ndarray, folds: int) -> dict:
     """Cross-validate one classical baseline on the protocol folds."""
     protocol = baselines.protocol_folds(labels)[:folds]
-    results = baselines.cross_validate(baselines.BASELINES[name], texts, labels, protocol)
+    results = baselines.cross_validate(
+        baselines.BASELINES[name], texts, labels, protocol
+    )
     summary = baselines.summarize(results)
     summary["shared_seconds_per_fold"] = 0.0
     return {
         "folds": [
-            {"fold": i, "accuracy": r.accuracy, "macro_f1": r.macro_f1, "seconds": r.seconds}
+            {
+                "fold": i,
+                "accuracy": r.accuracy,
+                "macro_f1": r.macro_f1,
+                "seconds": r.seconds,
+            }
             for i, r in enumerate(results, start=1)
         ],
         "summary": summary,
@@ -133,8 +140,9 @@ def machine_description() -> dict:
 
 
 def load_average() -> str:
+    """Return the 1-minute load average, formatted."""
     try:
-        return " ".join(f"{value:.1f}" for value in os.getloadavg())
+        return f"{os.getloadavg()[0]:.1f}"
     except OSError:
         return "unknown"
 
@@ -148,16 +156,18 @@ def format_table(report: dict) -> str:
         "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores, torch "
         f"{machine['torch']} with {machine['torch_threads']} threads, Python "
-        f"{machine['python']}. Load average (1, 5, 15 min) at the start: "
-        f"{report['load_start']}; at the end: {report['load_end']}. Other jobs "
-        "shared the cores, so the seconds are upper bounds.",
+        f"{machine['python']}. The load column gives the 1-minute load average "
+        "when a configuration started and ended; where it exceeds the 2 cores, "
+        "other jobs shared them and the seconds are upper bounds.",
         "",
-        "| configuration | accuracy % | macro F1 % | s per fold | shared s per fold "
-        "| command |",
-        "|---|---|---|---|---|---|",
+        "| configuration | accuracy % | macro F1 % | s per fold | CPU s per fold "
+        "| shared s per fold | load | command |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, values in report["results"].items():
         summary = values["summary"]
+        cpu = summary.get("cpu_seconds_mean")
+        cpu = "n/a" if cpu is None else f"{cpu:.0f}"
         lines.append(
             f"| {name} "
             f"| {100 * summary['accuracy_mean']:.2f} ± "
@@ -165,14 +175,18 @@ def format_table(report: dict) -> str:
             f"| {100 * summary['macro_f1_mean']:.2f} ± "
             f"{100 * summary['macro_f1_std']:.2f} "
             f"| {summary['seconds_mean']:.0f} "
+            f"| {cpu} "
             f"| {summary['shared_seconds_per_fold']:.0f} "
+            f"| {values['load_start']} → {values['load_end']} "
             f"| `{values['command']}` |"
         )
     lines += [
         "",
         "Accuracy and F1: mean ± sample standard deviation across folds. "
         "Seconds per fold: wall time of one fold (encoding, training with "
-        "validation-based early stopping, scoring). Shared seconds per fold: "
+        "validation-based early stopping, scoring). CPU seconds per fold: the "
+        "process's CPU time during a fold, which with one thread is about the "
+        "fold's wall time on a core of its own. Shared seconds per fold: "
         "work done once for all folds (such as computing the contextual MiniLM "
         "features) divided by the folds run; it is 0 when the cache already "
         "existed.",
@@ -219,6 +233,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, help="also write every fold as JSON")
     parser.add_argument(
+        "--from-json",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="run nothing: combine the --json files of earlier runs, in the "
+        "order given, into one table",
+    )
+    parser.add_argument(
         "--lstm-flags",
         nargs=argparse.REMAINDER,
         default=[],
@@ -236,6 +258,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("sentiment_lstm.crossval").setLevel(logging.INFO)
     args = parse_args(argv)
+    if args.from_json:
+        reports = [json.loads(path.read_text()) for path in args.from_json]
+        combined = dict(reports[0], results={})
+        for report in reports:
+            combined["results"].update(report["results"])
+        combined["folds_run"] = min(report["folds_run"] for report in reports)
+        args.output.write_text(format_table(combined), encoding="utf-8")
+        print(f"wrote {args.output}")
+        return 0
     if args.threads:
         import torch
 
@@ -255,15 +286,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "folds_run": args.folds,
         "machine": machine_description(),
-        "load_start": load_average(),
         "results": {},
     }
     for name in args.configs:
         started = time.perf_counter()
+        load_start = load_average()
         if name in BASELINE_CONFIGS:
             values = run_baseline(name, protocol_texts, protocol_labels, args.folds)
         else:
-            values = run_lstm(name, args.data, texts, labels, args.folds, args.lstm_flags)
+            values = run_lstm(
+                name, args.data, texts, labels, args.folds, args.lstm_flags
+            )
         summary = values["summary"]
         print(
             f"{name}: {100 * summary['accuracy_mean']:.2f} ± "
@@ -272,8 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{time.perf_counter() - started:.0f} s in all)",
             flush=True,
         )
+        values["load_start"] = load_start
+        values["load_end"] = load_average()
         report["results"][name] = values
-        report["load_end"] = load_average()
         args.output.write_text(format_table(report), encoding="utf-8")
         if args.json is not None:
             args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")

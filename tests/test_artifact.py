@@ -101,3 +101,9 @@ def test_saving_again_removes_stale_onnx(saved):
     )
 
     assert not (saved / "model.onnx").exists()
+
+
+def test_files_readable_by_others(saved):
+    # a server often runs under another account than the one that trained
+    for path in saved.iterdir():
+        assert path.stat().st_mode & 0o044 == 0o044, path.name

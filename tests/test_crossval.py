@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.model_selection import StratifiedKFold
 
-from sentiment_lstm import crossval
+from sentiment_lstm import crossval, training
 from sentiment_lstm.cli import main
 from sentiment_lstm.crossval import (
     CrossValidationConfig,
@@ -63,13 +63,13 @@ def test_test_fold_never_trains(monkeypatch):
 
     monkeypatch.setattr(crossval.InputFactory, "build", recording_build)
     calls = []
-    real_train = crossval.train
+    real_train = training.train
 
     def recording_train(model, train_split, validation_split, config, **kwargs):
         calls.append((len(train_split), len(validation_split), kwargs["test_split"]))
         return real_train(model, train_split, validation_split, config, **kwargs)
 
-    monkeypatch.setattr(crossval, "train", recording_train)
+    monkeypatch.setattr(training, "train", recording_train)
     cv_config = CrossValidationConfig(folds=3, validation_fraction=0.25)
 
     result = cross_validate(
@@ -105,7 +105,7 @@ def test_run_folds_limits_folds():
 
 def test_summary_uses_sample_std():
     folds = [
-        FoldResult(i, accuracy, accuracy, 10.0 * i, 1, 1, 0.5)
+        FoldResult(i, accuracy, accuracy, 10.0 * i, 5.0 * i, [1], [1], 0.5)
         for i, accuracy in enumerate([0.7, 0.8, 0.9], start=1)
     ]
 
@@ -114,6 +114,7 @@ def test_summary_uses_sample_std():
     assert summary["accuracy_mean"] == pytest.approx(0.8)
     assert summary["accuracy_std"] == pytest.approx(0.1)
     assert summary["seconds_mean"] == pytest.approx(20.0)
+    assert summary["cpu_seconds_mean"] == pytest.approx(10.0)
     assert summary["shared_seconds_per_fold"] == pytest.approx(2.0)
 
 
@@ -171,7 +172,7 @@ def test_command_prints_and_writes_json(tiny_posneg, tmp_path, capsys):
         "F1",
         "seconds",
         "best",
-        "epoch",
+        "epochs",
     ]
     assert printed.splitlines()[1].startswith("   1")
     assert "mean" in printed.splitlines()[3]

@@ -133,9 +133,7 @@ def test_match_vocabulary_lowercase_fallback(tmp_path):
 
 def test_factory_initialises_found_rows(tmp_path, caplog):
     path = write_vectors(tmp_path / "v.txt", VECTOR_LINES)
-    factory = InputFactory(
-        EmbeddingConfig(vectors_path=str(path)), TextEncoderConfig()
-    )
+    factory = InputFactory(EmbeddingConfig(vectors_path=str(path)), TextEncoderConfig())
 
     with caplog.at_level(logging.INFO, logger="sentiment_lstm.embeddings"):
         prepared = factory.build(["a good film", "a bad film"])

@@ -7,6 +7,7 @@ from sentiment_lstm.model import (
     FeatureTableLSTM,
     ModelConfig,
     SentimentLSTM,
+    merge_ensemble,
     reverse_within_lengths,
 )
 
@@ -201,3 +202,55 @@ def test_feature_table_width_must_match():
 
     with pytest.raises(ValueError, match="embedding_dim"):
         FeatureTableLSTM(config, torch.zeros(10, 5))
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("pooling", ["last", "mean", "max"])
+def test_merged_ensemble_averages_logits(bidirectional, num_layers, pooling):
+    members = []
+    for seed in range(3):
+        member = make_model(
+            bidirectional=bidirectional, num_layers=num_layers, pooling=pooling
+        )
+        with torch.no_grad():
+            for parameter in member.parameters():
+                parameter.add_(torch.randn_like(parameter) * 0.3, alpha=seed + 1)
+        members.append(member)
+    lengths = [7, 3, 1, 5]
+    ids = random_batch(lengths, torch.Generator().manual_seed(5))
+
+    merged = merge_ensemble(members)
+
+    with torch.no_grad():
+        expected = torch.stack([m(ids, torch.tensor(lengths)) for m in members])
+        logits = merged(ids, torch.tensor(lengths))
+    assert merged.config.hidden_dim == 18
+    assert merged.config.embedding_dim == 24
+    torch.testing.assert_close(logits, expected.mean(0), atol=1e-6, rtol=0)
+
+
+def test_merged_feature_tables_share_input():
+    table = torch.randn(12, 8)
+    table[0] = 0
+    config = ModelConfig(vocab_size=1, embedding_dim=8, hidden_dim=4, pooling="max")
+    members = []
+    for seed in range(2):
+        torch.manual_seed(seed)
+        members.append(FeatureTableLSTM(config, table).eval())
+    ids = torch.tensor([[1, 2, 3], [4, 5, 0]])
+    lengths = torch.tensor([3, 2])
+
+    merged = merge_ensemble(members)
+
+    with torch.no_grad():
+        expected = torch.stack([m(ids, lengths) for m in members]).mean(0)
+        logits = merged(ids, lengths)
+    assert isinstance(merged, FeatureTableLSTM)
+    assert merged.config.embedding_dim == 8
+    torch.testing.assert_close(logits, expected, atol=1e-6, rtol=0)
+
+
+def test_merge_rejects_different_shapes():
+    with pytest.raises(ValueError, match="member 1"):
+        merge_ensemble([make_model(), make_model(bidirectional=True)])

@@ -152,7 +152,9 @@ def test_onnx_from_other_weights(tmp_path):
     export_model(directory)
     other = write_model_dir(tmp_path / "other", seed=2)
     # save_artifact removes a stale model.onnx, so copy it back in by hand.
-    (other / artifact.ONNX_FILE).write_bytes((directory / artifact.ONNX_FILE).read_bytes())
+    (other / artifact.ONNX_FILE).write_bytes(
+        (directory / artifact.ONNX_FILE).read_bytes()
+    )
 
     with pytest.raises(ArtifactError, match="exported from other weights"):
         SentimentModel.load(other, backend="onnx")
@@ -258,6 +260,18 @@ def test_scores_keep_input_order(exported):
     assert np.allclose(batched, one_by_one, atol=1e-6, equal_nan=True)
 
 
+def test_parallel_batches_match_sequential(exported):
+    reviews = [REVIEWS[i % len(REVIEWS)] + " fun" * (i % 9) for i in range(200)]
+    sequential = SentimentModel.load(exported, backend="onnx", threads=1)
+    parallel = SentimentModel.load(exported, backend="onnx", threads=3)
+
+    expected = sequential.predict_proba(reviews, batch_size=8)
+    actual = parallel.predict_proba(reviews, batch_size=8)
+
+    assert parallel.backend.parallel_batches == 3
+    assert np.array_equal(actual, expected, equal_nan=True)
+
+
 def test_invalid_batch_size(exported):
     model = SentimentModel.load(exported)
 
@@ -277,8 +291,7 @@ def test_onnx_threads(exported):
 
 
 # A child process that cannot import PyTorch or the training code.
-BLOCKED_SCRIPT = textwrap.dedent(
-    """
+BLOCKED_SCRIPT = textwrap.dedent("""
     import importlib.abc
     import json
     import sys
@@ -307,8 +320,7 @@ BLOCKED_SCRIPT = textwrap.dedent(
         if any(name == b or name.startswith(b + ".") for b in BLOCKED)
     )
     print(json.dumps({{"backend": model.backend.name, "scores": scores, "loaded": loaded}}))
-    """
-)
+    """)
 
 
 def run_blocked(directory: Path, backend: str, blocked: list[str]) -> dict:
@@ -365,11 +377,21 @@ def test_cli_backends_agree(exported, capsys):
     outputs = {}
     for backend in ("onnx", "torch"):
         status = main(
-            ["predict", "--model", str(exported), "--backend", backend, "--format", "jsonl"]
+            [
+                "predict",
+                "--model",
+                str(exported),
+                "--backend",
+                backend,
+                "--format",
+                "jsonl",
+            ]
             + REVIEWS[:2]
         )
         assert status == 0
-        outputs[backend] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        outputs[backend] = [
+            json.loads(line) for line in capsys.readouterr().out.splitlines()
+        ]
 
     for onnx_row, torch_row in zip(outputs["onnx"], outputs["torch"]):
         assert onnx_row["positive"] == pytest.approx(torch_row["positive"], abs=1e-5)
@@ -399,15 +421,13 @@ def test_cli_evaluate_backend(exported, tmp_path, capsys):
 
 
 def test_cli_predict_imports_light(exported):
-    script = textwrap.dedent(
-        """
+    script = textwrap.dedent("""
         import sys
         from sentiment_lstm.cli import main
         status = main(["predict", "--model", sys.argv[1], "one review"])
         print("MODULES", "torch" in sys.modules, "tqdm" in sys.modules)
         raise SystemExit(status)
-        """
-    )
+        """)
     completed = subprocess.run(
         [sys.executable, "-c", script, str(exported)],
         capture_output=True,

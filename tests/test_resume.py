@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
+from sentiment_lstm.cli import main
 from sentiment_lstm.training import load_checkpoint
 from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
 
@@ -63,12 +64,8 @@ def corpus(tmp_path: Path) -> Path:
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-def train_command(data: Path, output_dir: Path, *extra: str) -> list[str]:
+def train_args(data: Path, output_dir: Path, *extra: str) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "sentiment_lstm",
-        "-q",
         "train",
         "--data",
         str(data),
@@ -76,6 +73,16 @@ def train_command(data: Path, output_dir: Path, *extra: str) -> list[str]:
         str(output_dir),
         *TRAIN_ARGS,
         *extra,
+    ]
+
+
+def train_command(data: Path, output_dir: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "sentiment_lstm",
+        "-q",
+        *train_args(data, output_dir, *extra),
     ]
 
 
@@ -123,30 +130,20 @@ def test_resume_matches_uninterrupted(corpus, tmp_path):
     assert not (resumed / "checkpoint.pt").exists()
 
 
-def test_resume_without_checkpoint_fails(corpus, tmp_path):
-    completed = subprocess.run(
-        train_command(corpus, tmp_path / "fresh", "--resume"),
-        capture_output=True,
-        text=True,
-        env=ENV,
-    )
+def test_resume_without_checkpoint_fails(corpus, tmp_path, capsys):
+    status = main(train_args(corpus, tmp_path / "fresh", "--resume"))
 
-    assert completed.returncode == 1
-    assert "no checkpoint to resume" in completed.stderr
+    assert status == 1
+    assert "no checkpoint to resume" in capsys.readouterr().err
 
 
-def test_resume_with_other_flags_fails(corpus, tmp_path):
+def test_resume_with_other_flags_fails(corpus, tmp_path, capsys):
     output_dir = tmp_path / "run"
     kill_after_first_checkpoint(
         train_command(corpus, output_dir), output_dir / "checkpoint.pt"
     )
 
-    completed = subprocess.run(
-        train_command(corpus, output_dir, "--resume", "--learning-rate", "0.01"),
-        capture_output=True,
-        text=True,
-        env=ENV,
-    )
+    status = main(train_args(corpus, output_dir, "--resume", "--learning-rate", "0.01"))
 
-    assert completed.returncode == 1
-    assert "training.learning_rate" in completed.stderr
+    assert status == 1
+    assert "training.learning_rate" in capsys.readouterr().err

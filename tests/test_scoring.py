@@ -60,7 +60,9 @@ def test_csv_keeps_rows_across_chunks(model, tmp_path):
         [[str(i), text, str(i % 5)] for i, text in enumerate(texts)],
     )
 
-    summary = score_file(model, source, tmp_path / "out.csv", chunk_rows=4, batch_size=3)
+    summary = score_file(
+        model, source, tmp_path / "out.csv", chunk_rows=4, batch_size=3
+    )
     rows = read_csv(tmp_path / "out.csv")
 
     assert summary.rows == 23
@@ -100,7 +102,7 @@ def test_quoted_fields(model, tmp_path):
         "commas, everywhere, here",
         'only "quotes"',
     ]
-    notes = ['note, with comma', 'multi\nline\r\nnote', '""']
+    notes = ["note, with comma", "multi\nline\r\nnote", '""']
     source = write_csv(
         tmp_path / "in.csv",
         ["note", "text"],
@@ -245,7 +247,9 @@ def test_jsonl_adds_keys(model, tmp_path):
     records = [json.loads(line) for line in written]
 
     assert [record["id"] for record in records] == [1, 2, 3, 4, 5]
-    assert written[0].startswith('{"id": 1, "text": "great fun", "meta": {"stars": 4.50')
+    assert written[0].startswith(
+        '{"id": 1, "text": "great fun", "meta": {"stars": 4.50'
+    )
     assert records[0]["meta"] == {"stars": 4.5, "tags": ["a"]}
     assert records[0]["label"] in ("positive", "negative")
     assert "error" not in records[0]
@@ -507,3 +511,34 @@ def test_cli_jsonl_to_csv_error(model_dir, tmp_path, capsys):
 
     assert status == 1
     assert "write JSONL output" in capsys.readouterr().err
+
+
+def test_repeated_header_to_jsonl(model, tmp_path):
+    source = write_csv(tmp_path / "in.csv", ["text", "note", "note"], [["a", "1", "2"]])
+
+    with pytest.raises(DataError, match="repeats the column names 'note'"):
+        score_file(model, source, tmp_path / "out.jsonl")
+
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_cli_posneg_input(model_dir, tmp_path, capsys):
+    (tmp_path / "tiny.pos").write_text("great fun\n")
+    (tmp_path / "tiny.neg").write_text("a dull mess\n")
+
+    status = main(
+        ["predict", "--model", str(model_dir), "--input", str(tmp_path / "tiny.pos")]
+        + ["--format", "tsv"]
+    )
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out), delimiter="\t"))
+
+    assert status == 0
+    assert [row["text"] for row in rows] == ["a dull mess", "great fun"]
+
+
+def test_jsonl_later_key_clash(model, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "great fun"}\n{"text": "dull", "positive": true}\n')
+
+    with pytest.raises(DataError, match="line 2: the record already has the key"):
+        score_file(model, source, tmp_path / "out.jsonl")

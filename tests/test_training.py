@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ from sentiment_lstm.training import (
     class_weight_tensor,
     load_checkpoint,
     train,
+    train_ensemble,
 )
 
 VOCAB_SIZE = 30
@@ -130,7 +133,11 @@ def test_checkpoint_on_each_improvement():
 def test_test_split_reported_not_used():
     config = TrainingConfig(num_epochs=1, batch_size=16)
     result = train(
-        new_model(), toy_split(100, 1), toy_split(40, 2), config, test_split=toy_split(40, 3)
+        new_model(),
+        toy_split(100, 1),
+        toy_split(40, 2),
+        config,
+        test_split=toy_split(40, 3),
     )
 
     assert result.history[0].test_accuracy is not None
@@ -153,7 +160,12 @@ def test_epoch_line_without_test_split():
 
 def test_empty_validation_split_rejected():
     with pytest.raises(ValueError, match="validation split is empty"):
-        train(new_model(), toy_split(10, 1), EncodedSplit([], np.array([])), TrainingConfig())
+        train(
+            new_model(),
+            toy_split(10, 1),
+            EncodedSplit([], np.array([])),
+            TrainingConfig(),
+        )
 
 
 @pytest.mark.parametrize(
@@ -258,7 +270,9 @@ def test_frozen_embeddings_stay_fixed():
     result = train(model, toy_split(64, 1), toy_split(20, 2), config)
 
     assert torch.equal(result.model.embedding.weight, before)
-    assert not torch.equal(result.model.classifier.weight, new_model().classifier.weight)
+    assert not torch.equal(
+        result.model.classifier.weight, new_model().classifier.weight
+    )
 
 
 def test_checkpoint_written_each_epoch(tmp_path):
@@ -364,3 +378,79 @@ def test_resume_without_checkpoint(tmp_path):
 def test_config_rejects_unknown_choices(field, value):
     with pytest.raises(ValueError, match=field):
         TrainingConfig(**{field: value})
+
+
+def test_ensemble_merges_members():
+    config = TrainingConfig(num_epochs=2, batch_size=16, seed=4, ensemble_size=2)
+    validation = toy_split(30, 2)
+
+    result = train_ensemble(new_model, toy_split(96, 1), validation, config)
+
+    single = train(
+        new_model(),
+        toy_split(96, 1),
+        validation,
+        TrainingConfig(num_epochs=2, batch_size=16, seed=4),
+    )
+    assert len(result.members) == 2
+    assert result.model.config.hidden_dim == 32
+    assert result.validation_accuracy == pytest.approx(
+        accuracy(result.model, validation)
+    )
+    assert [m.train_loss for m in result.members[0].history] == [
+        m.train_loss for m in single.history
+    ]
+
+
+def test_ensemble_of_one_is_plain_model():
+    config = TrainingConfig(num_epochs=1, batch_size=16)
+
+    result = train_ensemble(new_model, toy_split(64, 1), toy_split(20, 2), config)
+
+    assert result.model is result.members[0].model
+
+
+def test_ensemble_resume_skips_finished_members(tmp_path):
+    config = TrainingConfig(num_epochs=2, batch_size=16, ensemble_size=2)
+    splits = (toy_split(64, 1), toy_split(20, 2))
+    whole = train_ensemble(new_model, *splits, config, checkpoint_dir=tmp_path)
+
+    resumed = train_ensemble(
+        new_model, *splits, config, checkpoint_dir=tmp_path, resume=True
+    )
+
+    for name, tensor in whole.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], tensor), name
+    assert [len(m.history) for m in resumed.members] == [2, 2]
+
+
+def test_ensemble_artifact_serves(tiny_posneg, tmp_path):
+    from sentiment_lstm import SentimentModel
+    from sentiment_lstm.cli import main
+
+    model_dir = tmp_path / "model"
+    status = main(
+        [
+            "train",
+            "--data",
+            str(tiny_posneg),
+            "--output-dir",
+            str(model_dir),
+            "--ensemble-size",
+            "2",
+            "--num-epochs",
+            "2",
+            "--lstm-units",
+            "8",
+            "--embedding-size",
+            "8",
+        ]
+    )
+
+    history = json.loads((model_dir / "metrics.json").read_text())
+    model = SentimentModel.load(model_dir)
+    assert status == 0
+    assert [member["seed"] for member in history["members"]] == [0, 1]
+    assert model.model_config["hidden_dim"] == 16
+    assert 0.0 <= model.predict(["a wonderful film"])[0].positive <= 1.0
+    assert not list(model_dir.glob("checkpoint*"))

@@ -29,7 +29,7 @@ from sentiment_lstm.training import (
     TrainingConfig,
     predict_probabilities,
     seed_everything,
-    train,
+    train_ensemble,
 )
 
 logger = logging.getLogger(__name__)
@@ -79,9 +79,13 @@ class FoldResult:
         accuracy: Test accuracy of the best validation epoch.
         macro_f1: Test macro F1 of that epoch.
         seconds: Wall time of the fold: encoding, training and scoring.
-        best_epoch: Epoch chosen on validation accuracy.
-        epochs_run: Epochs trained before stopping.
-        validation_accuracy: Validation accuracy of the best epoch.
+        cpu_seconds: CPU time of the process during the fold, all threads
+            added up. With one PyTorch thread it is about the wall time the
+            fold takes on a core of its own.
+        best_epochs: Epoch chosen on validation accuracy, per ensemble member.
+        epochs_run: Epochs trained before stopping, per ensemble member.
+        validation_accuracy: Validation accuracy of the best epoch, or of the
+            merged ensemble.
         sizes: Examples in the train, validation and test parts.
     """
 
@@ -89,8 +93,9 @@ class FoldResult:
     accuracy: float
     macro_f1: float
     seconds: float
-    best_epoch: int
-    epochs_run: int
+    cpu_seconds: float
+    best_epochs: list[int]
+    epochs_run: list[int]
     validation_accuracy: float
     sizes: dict[str, int] = field(default_factory=dict)
 
@@ -111,9 +116,9 @@ class CrossValidationResult:
     settings: dict[str, Any]
 
     def summary(self) -> dict[str, float]:
-        """Return mean and sample standard deviation of accuracy, F1, seconds."""
+        """Return mean and sample standard deviation of accuracy, F1 and times."""
         values: dict[str, float] = {}
-        for name in ("accuracy", "macro_f1", "seconds"):
+        for name in ("accuracy", "macro_f1", "seconds", "cpu_seconds"):
             mean, std = mean_and_std([getattr(fold, name) for fold in self.folds])
             values[f"{name}_mean"] = mean
             values[f"{name}_std"] = std
@@ -215,11 +220,11 @@ def cross_validate(
             training_config=training_config,
         )
         logger.info(
-            "fold %d: test accuracy %.4f, macro F1 %.4f, best epoch %d, %.1f s",
+            "fold %d: test accuracy %.4f, macro F1 %.4f, best epochs %s, %.1f s",
             number,
             result.accuracy,
             result.macro_f1,
-            result.best_epoch,
+            result.best_epochs,
             result.seconds,
         )
         results.append(result)
@@ -250,6 +255,7 @@ def _run_fold(
     training_config: TrainingConfig,
 ) -> FoldResult:
     started = time.perf_counter()
+    cpu_started = time.process_time()
     fit_indices, validation_indices = train_test_split(
         train_indices,
         test_size=cv_config.validation_fraction,
@@ -270,19 +276,17 @@ def _run_fold(
     fit_split = encode(fit_indices)
     validation_split = encode(validation_indices)
     test_split = encode(test_indices)
-    model = factory.make_model(prepared, model_options)
 
     # Validation picks the epoch. The test fold is scored only after training.
-    result = train(
-        model,
+    ensemble = train_ensemble(
+        lambda: factory.make_model(prepared, model_options),
         fit_split,
         validation_split,
         training_config,
-        test_split=None,
         show_progress=False,
     )
     probabilities = predict_probabilities(
-        result.model, test_split.token_ids, training_config.eval_batch_size
+        ensemble.model, test_split.token_ids, training_config.eval_batch_size
     )
     report = classification_report(test_split.labels, probabilities[:, 1])
     return FoldResult(
@@ -290,9 +294,10 @@ def _run_fold(
         accuracy=report["accuracy"],
         macro_f1=report["macro_f1"],
         seconds=time.perf_counter() - started,
-        best_epoch=result.best_epoch,
-        epochs_run=len(result.history),
-        validation_accuracy=result.best.validation_accuracy,
+        cpu_seconds=time.process_time() - cpu_started,
+        best_epochs=[member.best_epoch for member in ensemble.members],
+        epochs_run=[len(member.history) for member in ensemble.members],
+        validation_accuracy=ensemble.validation_accuracy,
         sizes={
             "train": len(fit_split),
             "validation": len(validation_split),

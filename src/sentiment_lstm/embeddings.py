@@ -271,7 +271,9 @@ class WordPieceConfig:
                 f"max_length must be an integer, got {self.max_length!r}"
             )
         if self.max_length < 1:
-            raise EmbeddingError(f"max_length must be at least 1, got {self.max_length}")
+            raise EmbeddingError(
+                f"max_length must be at least 1, got {self.max_length}"
+            )
 
 
 class WordPieceEncoder:
@@ -296,7 +298,9 @@ class WordPieceEncoder:
         self._config = config
 
     @classmethod
-    def from_minilm(cls, config: WordPieceConfig = WordPieceConfig()) -> WordPieceEncoder:
+    def from_minilm(
+        cls, config: WordPieceConfig = WordPieceConfig()
+    ) -> WordPieceEncoder:
         """Return the encoder of the installed all-MiniLM-L6-v2."""
         path = minilm_model_dir() / TOKENIZER_FILENAME
         return cls(Tokenizer.from_file(str(path)), config)
@@ -429,10 +433,11 @@ def contextual_features(
 ) -> ContextualFeatures:
     """Return MiniLM's hidden states for each WordPiece token of each text.
 
-    The transformer runs once per distinct text (frozen, in inference mode),
+    The transformer runs once per text (frozen, in inference mode),
     and the result is stored as ``<cache_dir>/minilm-<key>.npz``, where the
     key hashes the texts, the layers, the truncation and the model weights'
-    size. A later call with the same inputs loads the file instead.
+    size and modification time, so reinstalling the package starts a new
+    cache file. A later call with the same inputs loads the file instead.
 
     Args:
         texts: The texts.
@@ -460,7 +465,9 @@ def contextual_features(
     cache_path = None if cache_dir is None else Path(cache_dir) / f"minilm-{key}.npz"
     if cache_path is not None and cache_path.is_file():
         with np.load(cache_path) as stored:
-            logger.info("loaded MiniLM features of %d texts from %s", len(texts), cache_path)
+            logger.info(
+                "loaded MiniLM features of %d texts from %s", len(texts), cache_path
+            )
             return ContextualFeatures(stored["vectors"], stored["offsets"], list(texts))
 
     started = time.perf_counter()
@@ -496,6 +503,7 @@ def _cache_key(
         "layers": list(layers),
         "max_length": max_length,
         "weights_bytes": weights.stat().st_size,
+        "weights_mtime_ns": weights.stat().st_mtime_ns,
         "version": 1,
     }
     digest.update(json.dumps(header, sort_keys=True).encode("utf-8"))
@@ -765,7 +773,9 @@ class InputFactory:
         )
         return PreparedInputs(encoder, matrix, rows, vectors.dim)
 
-    def make_model(self, prepared: PreparedInputs, model_options: dict[str, Any]) -> Any:
+    def make_model(
+        self, prepared: PreparedInputs, model_options: dict[str, Any]
+    ) -> Any:
         """Create the network for prepared inputs, embeddings initialised.
 
         Args:

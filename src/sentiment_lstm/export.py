@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from sentiment_lstm import __version__, artifact
+from sentiment_lstm.files import DEFAULT_FILE_MODE
 from sentiment_lstm.predictor import (
     INPUT_LENGTHS,
     INPUT_TOKEN_IDS,
@@ -101,7 +102,7 @@ class ParityResult:
 
 @dataclass(frozen=True)
 class ExportResult:
-    """What ``export_model`` wrote.
+    """Output file and checks of one ``export_model`` run.
 
     Attributes:
         path: The ONNX file.
@@ -178,11 +179,11 @@ def export_module(
     example_lengths = torch.tensor([6, 4, 1], dtype=torch.int64)
     with warnings.catch_warnings():
         # The legacy exporter warns that it is deprecated, that an LSTM traced
-        # with one batch size may fail with another, that nn.LSTM's input size
-        # checks become constants, and that indexing breaks with negative
-        # indices (the model clamps lengths to at least 1). The parity check
-        # scores other batch sizes and lengths, which would catch what these
-        # warnings are about.
+        # with one batch size may fail with another, and that nn.LSTM's input
+        # size checks become constants. It also warns that indexing breaks
+        # with negative indices, which cannot occur because the model clamps
+        # lengths to at least 1. The parity check scores other batch sizes and
+        # lengths, so it catches what these warnings are about.
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=".*LSTM.*")
@@ -272,7 +273,10 @@ def require_parity(
     Raises:
         ParityError: Naming every case above the tolerance and its difference.
     """
-    failed = [result for result in results if result.max_abs_difference > tolerance]
+    # "not <=" also fails a NaN difference, which no comparison passes.
+    failed = [
+        result for result in results if not result.max_abs_difference <= tolerance
+    ]
     if not failed:
         return
     details = ", ".join(
@@ -338,6 +342,7 @@ def export_model(
         export_module(module, temporary, metadata=metadata, opset=opset)
         results = check_parity(module, temporary)
         require_parity(results, tolerance)
+        os.chmod(temporary, DEFAULT_FILE_MODE)
         os.replace(temporary, final_path)
     except BaseException:
         temporary.unlink(missing_ok=True)

@@ -277,3 +277,108 @@ class FeatureTableLSTM(SentimentLSTM):
     def embed(self, token_ids: torch.Tensor) -> torch.Tensor:
         """Gather the table rows of the ids, as float32."""
         return nn.functional.embedding(token_ids, self.table).float()
+
+
+def merge_ensemble(models: list[SentimentLSTM]) -> SentimentLSTM:
+    """Combine same-shaped networks into one that averages their logits.
+
+    The merged network is an ordinary :class:`SentimentLSTM`: its embedding
+    concatenates the members' word vectors, and each LSTM has the members'
+    units side by side with block-diagonal weights, so no member sees
+    another's values. Members of type :class:`FeatureTableLSTM` share their
+    fixed input table, so the merged one reads it once. The classifier divides each member's weights by the
+    number of members, so the output is the mean of the members' logits, up to
+    float rounding. It saves, loads and exports like a single model and costs
+    about ``len(models) ** 2`` times the matrix work of one member.
+
+    Args:
+        models: Members with equal configs except ``embedding_init_range``,
+            trained on the same vocabulary.
+
+    Returns:
+        The merged network, in eval mode.
+
+    Raises:
+        ValueError: If the list is empty or the members' shapes differ.
+    """
+    if not models:
+        raise ValueError("merge_ensemble needs at least one model")
+    first = models[0].config
+    for index, model in enumerate(models[1:], start=1):
+        if dataclasses.replace(model.config, embedding_init_range=0.0) != (
+            dataclasses.replace(first, embedding_init_range=0.0)
+        ):
+            raise ValueError(
+                f"member {index} has config {model.config}, which differs from "
+                f"member 0's {first}; merge only members of one shape"
+            )
+    count = len(models)
+    hidden = first.hidden_dim
+    merged_hidden = hidden * count
+    config = dataclasses.replace(
+        first,
+        embedding_dim=first.embedding_dim * count,
+        hidden_dim=merged_hidden,
+    )
+    shared_input = isinstance(models[0], FeatureTableLSTM)
+    if shared_input:
+        config = dataclasses.replace(config, embedding_dim=first.embedding_dim)
+        merged = FeatureTableLSTM(config, models[0].table)
+    else:
+        merged = SentimentLSTM(config)
+    directions = 2 if first.bidirectional else 1
+
+    def unit_columns(member: int) -> torch.Tensor:
+        # where a member's layer output (forward units, then backward units)
+        # sits in the merged layer output
+        parts = [
+            torch.arange(hidden) + direction * merged_hidden + member * hidden
+            for direction in range(directions)
+        ]
+        return torch.cat(parts)
+
+    def gate_rows(member: int) -> torch.Tensor:
+        # PyTorch stacks the input, forget, cell and output gates
+        return torch.cat(
+            [
+                torch.arange(hidden) + gate * merged_hidden + member * hidden
+                for gate in range(4)
+            ]
+        )
+
+    with torch.no_grad():
+        for parameter in merged.parameters():
+            parameter.zero_()
+        for member, model in enumerate(models):
+            width = first.embedding_dim
+            offset = 0 if shared_input else member * width
+            if not shared_input:
+                columns = slice(offset, offset + width)
+                merged.embedding.weight[:, columns] = model.embedding.weight
+            rows = gate_rows(member)
+            for layer in range(first.num_layers):
+                if layer == 0:
+                    inputs = torch.arange(width) + offset
+                else:
+                    inputs = unit_columns(member)
+                pairs = [(merged.forward_layers[layer], model.forward_layers[layer])]
+                if first.bidirectional:
+                    pairs.append(
+                        (merged.backward_layers[layer], model.backward_layers[layer])
+                    )
+                for target, source in pairs:
+                    target.weight_ih_l0[rows[:, None], inputs[None, :]] = (
+                        source.weight_ih_l0
+                    )
+                    own = torch.arange(hidden) + member * hidden
+                    target.weight_hh_l0[rows[:, None], own[None, :]] = (
+                        source.weight_hh_l0
+                    )
+                    target.bias_ih_l0[rows] = source.bias_ih_l0
+                    target.bias_hh_l0[rows] = source.bias_hh_l0
+            merged.classifier.weight[:, unit_columns(member)] = (
+                model.classifier.weight / count
+            )
+            merged.classifier.bias += model.classifier.bias / count
+    merged.eval()
+    return merged

@@ -31,11 +31,15 @@ from sentiment_lstm.model import ModelConfig, SentimentLSTM, count_parameters
 from sentiment_lstm.text import TextEncoderConfig
 from sentiment_lstm.training import (
     EncodedSplit,
+    EnsembleResult,
     EpochMetrics,
     TrainingConfig,
     TrainingResult,
+    accuracy,
+    member_checkpoint,
     seed_everything,
     train,
+    train_ensemble,
 )
 
 logger = logging.getLogger(__name__)
@@ -90,6 +94,7 @@ class TrainOutcome:
     result: TrainingResult
     saved: bool
     output_dir: Path
+    ensemble: EnsembleResult | None = None
 
 
 def load_splits(spec: DataSpec, seed: int) -> Splits:
@@ -229,12 +234,24 @@ def train_model(
         path = output_dir / HISTORY_FILE
         path.write_text(json.dumps(values, indent=2) + "\n", encoding="utf-8")
 
-    checkpoint_path = output_dir / CHECKPOINT_FILE
     run_identity = {
         "model": model_config.to_dict(),
         "data": base_metadata["data"],
         "embeddings": dataclasses.asdict(embedding_config),
     }
+    if training_config.ensemble_size > 1:
+        return _train_ensemble_model(
+            lambda: factory.make_model(prepared, model_options or {}),
+            (train_split, validation_split, test_split),
+            output_dir,
+            encoder=encoder,
+            base_metadata=base_metadata,
+            training_config=training_config,
+            run_identity=run_identity,
+            resume=resume,
+            show_progress=show_progress,
+        )
+    checkpoint_path = output_dir / CHECKPOINT_FILE
     if resume:
         # the artifact saved before the interruption stays valid
         saved = (output_dir / artifact.WEIGHTS_FILE).is_file()
@@ -279,6 +296,104 @@ def train_model(
         test_text,
     )
     return TrainOutcome(result=result, saved=saved, output_dir=output_dir)
+
+
+def _train_ensemble_model(
+    build_model: Any,
+    encoded: tuple[EncodedSplit, EncodedSplit, EncodedSplit | None],
+    output_dir: Path,
+    *,
+    encoder: Any,
+    base_metadata: dict[str, Any],
+    training_config: TrainingConfig,
+    run_identity: dict[str, Any],
+    resume: bool,
+    show_progress: bool | None,
+) -> TrainOutcome:
+    """Train the ensemble members, merge them and save the merged network.
+
+    Unlike a single run, the model is saved once, after the last member, if
+    the merged network reaches the required validation accuracy.
+    """
+    train_split, validation_split, test_split = encoded
+    ensemble = train_ensemble(
+        build_model,
+        train_split,
+        validation_split,
+        training_config,
+        test_split=test_split,
+        checkpoint_dir=output_dir,
+        resume=resume,
+        run_identity=run_identity,
+        show_progress=show_progress,
+    )
+    merged = ensemble.model
+    test_accuracy = None
+    if test_split is not None and len(test_split) > 0:
+        test_accuracy = accuracy(merged, test_split, training_config.eval_batch_size)
+    history_values = {
+        "ensemble_size": training_config.ensemble_size,
+        "validation_accuracy": ensemble.validation_accuracy,
+        "test_accuracy": test_accuracy,
+        "members": [
+            {
+                "seed": training_config.seed + index,
+                "best_epoch": member.best_epoch,
+                "stopped_early": member.stopped_early,
+                "epochs": [dataclasses.asdict(m) for m in member.history],
+            }
+            for index, member in enumerate(ensemble.members)
+        ],
+    }
+    (output_dir / HISTORY_FILE).write_text(
+        json.dumps(history_values, indent=2) + "\n", encoding="utf-8"
+    )
+    summary = EpochMetrics(
+        epoch=1,
+        train_loss=float(np.mean([m.best.train_loss for m in ensemble.members])),
+        train_accuracy=float(
+            np.mean([m.best.train_accuracy for m in ensemble.members])
+        ),
+        validation_accuracy=ensemble.validation_accuracy,
+        test_accuracy=test_accuracy,
+        seconds=ensemble.seconds,
+    )
+    saved = ensemble.validation_accuracy >= training_config.required_accuracy
+    if saved:
+        metadata = dict(
+            base_metadata,
+            model=merged.config.to_dict(),
+            member_model=base_metadata["model"],
+            history=history_values,
+        )
+        artifact.save_artifact(
+            output_dir,
+            config=artifact.ArtifactConfig(
+                model=merged.config.to_dict(), labels=LABEL_NAMES
+            ),
+            encoder=encoder,
+            weights={
+                name: tensor.detach().cpu().numpy()
+                for name, tensor in merged.state_dict().items()
+            },
+            metadata=metadata,
+        )
+    for index in range(training_config.ensemble_size):
+        member_checkpoint(output_dir, index).unlink(missing_ok=True)
+    test_text = "" if test_accuracy is None else f", test_acc {test_accuracy:.3f}"
+    logger.info(
+        "merged ensemble of %d: val_acc %.3f%s%s",
+        training_config.ensemble_size,
+        ensemble.validation_accuracy,
+        test_text,
+        f"; saved to {output_dir}" if saved else "",
+    )
+    result = TrainingResult(
+        model=merged, history=[summary], best_epoch=1, best_state=merged.state_dict()
+    )
+    return TrainOutcome(
+        result=result, saved=saved, output_dir=output_dir, ensemble=ensemble
+    )
 
 
 def _log_summary(

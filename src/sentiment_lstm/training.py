@@ -26,7 +26,7 @@ from sentiment_lstm.batching import (
     pad_batch,
     sorted_batches,
 )
-from sentiment_lstm.model import SentimentLSTM
+from sentiment_lstm.model import SentimentLSTM, merge_ensemble
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,10 @@ class TrainingConfig:
         class_weights: ``none``, or ``balanced`` to weight the loss of each
             class by ``examples / (classes * examples of the class)``.
         freeze_embeddings: Keep the embedding table fixed during training.
+        ensemble_size: Networks trained with seeds ``seed``, ``seed + 1``,
+            and so on, each picking its best epoch on validation accuracy,
+            then merged into one network that averages their logits (see
+            :func:`sentiment_lstm.model.merge_ensemble`).
     """
 
     num_epochs: int = 10
@@ -95,9 +99,10 @@ class TrainingConfig:
     warmup_fraction: float = 0.0
     class_weights: str = "none"
     freeze_embeddings: bool = False
+    ensemble_size: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("num_epochs", "batch_size", "eval_batch_size"):
+        for name in ("num_epochs", "batch_size", "eval_batch_size", "ensemble_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -316,7 +321,9 @@ class LearningRateSchedule:
         self._apply(self._rate_at(self.step_count))
 
 
-def class_weight_tensor(labels: np.ndarray, num_classes: int, mode: str) -> torch.Tensor:
+def class_weight_tensor(
+    labels: np.ndarray, num_classes: int, mode: str
+) -> torch.Tensor:
     """Return per-class loss weights and warn about a small class.
 
     Args:
@@ -371,7 +378,9 @@ def build_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.Opt
     because the embedding table's update dominates.
     """
     parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    optimizer_class = (
+        torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    )
     return optimizer_class(
         parameters,
         lr=config.learning_rate,
@@ -397,7 +406,9 @@ def train(
 
     Each epoch's batch order and dropout come from ``(seed, epoch)`` alone, so
     a run can be repeated exactly on the same machine, and a run resumed from
-    its checkpoint ends with the weights of an uninterrupted run.
+    its checkpoint ends with the weights of an uninterrupted run. This trains
+    one network whatever ``config.ensemble_size`` is; :func:`train_ensemble`
+    trains several.
 
     Args:
         model: A freshly initialised network.
@@ -582,6 +593,118 @@ def train(
     )
 
 
+@dataclass
+class EnsembleResult:
+    """Members trained with consecutive seeds and the network merging them.
+
+    Attributes:
+        model: The merged network, in eval mode.
+        members: Each member's training result, best weights loaded.
+        validation_accuracy: Accuracy of the merged network on validation.
+        seconds: Wall time of all members' training.
+    """
+
+    model: SentimentLSTM
+    members: list[TrainingResult]
+    validation_accuracy: float
+    seconds: float
+
+
+def member_checkpoint(directory: Path, member: int) -> Path:
+    """Return the resumable checkpoint file of one ensemble member."""
+    return Path(directory) / f"checkpoint-member{member}.pt"
+
+
+def train_ensemble(
+    build_model: Callable[[], SentimentLSTM],
+    train_split: EncodedSplit,
+    validation_split: EncodedSplit,
+    config: TrainingConfig,
+    *,
+    test_split: EncodedSplit | None = None,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+    run_identity: dict[str, Any] | None = None,
+    show_progress: bool | None = None,
+) -> EnsembleResult:
+    """Train ``config.ensemble_size`` networks and merge them into one.
+
+    Member ``m`` is initialised and trained with seed ``config.seed + m``, so
+    member 0 is the network a single run would train. Each member keeps its
+    best validation epoch. A finished member's checkpoint stays until the
+    whole ensemble is done, so a resumed run skips finished members, resumes
+    the interrupted one and trains the rest.
+
+    Args:
+        build_model: Returns a freshly initialised network; called after the
+            member's seed is set.
+        train_split: Reviews to learn from.
+        validation_split: Reviews that pick each member's best epoch.
+        config: Optimisation settings shared by the members.
+        test_split: Reviews only reported on in the members' epoch lines.
+        checkpoint_dir: Folder of the members' resumable checkpoints; None
+            writes none.
+        resume: Continue from the checkpoints in ``checkpoint_dir``.
+        run_identity: Facts that must match when resuming, as for
+            :func:`train`.
+        show_progress: Show a progress bar; by default only on a terminal.
+
+    Returns:
+        The merged network and the members' results.
+
+    Raises:
+        CheckpointError: If ``resume`` is set and member 0 has no checkpoint.
+    """
+    started = time.perf_counter()
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume needs a checkpoint_dir")
+    if resume and not member_checkpoint(checkpoint_dir, 0).is_file():
+        raise CheckpointError(
+            f"no checkpoint to resume at {member_checkpoint(checkpoint_dir, 0)}; "
+            "the run finished or never completed an epoch, so train without "
+            "--resume"
+        )
+    members = []
+    for member in range(config.ensemble_size):
+        member_config = dataclasses.replace(config, seed=config.seed + member)
+        seed_everything(member_config.seed)
+        model = build_model()
+        path = None
+        if checkpoint_dir is not None:
+            path = member_checkpoint(checkpoint_dir, member)
+        logger.info("ensemble member %d of %d", member + 1, config.ensemble_size)
+        members.append(
+            train(
+                model,
+                train_split,
+                validation_split,
+                member_config,
+                test_split=test_split,
+                show_progress=show_progress,
+                checkpoint_path=path,
+                resume=resume and path is not None and path.is_file(),
+                run_identity=run_identity,
+            )
+        )
+    if len(members) == 1:
+        merged = members[0].model
+    else:
+        merged = merge_ensemble([result.model for result in members])
+    validation_accuracy = accuracy(merged, validation_split, config.eval_batch_size)
+    logger.info(
+        "ensemble of %d: val_acc %.3f (members %s)",
+        config.ensemble_size,
+        validation_accuracy,
+        ", ".join(f"{result.best.validation_accuracy:.3f}" for result in members),
+    )
+    return EnsembleResult(
+        model=merged,
+        members=members,
+        validation_accuracy=validation_accuracy,
+        seconds=time.perf_counter() - started,
+    )
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write a resumable checkpoint atomically with ``torch.save``.
 
@@ -643,9 +766,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
-def _check_identity(
-    saved: dict[str, Any], current: dict[str, Any], path: Path
-) -> None:
+def _check_identity(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
     differences = sorted(
         f"{section}.{key}"
         for section in sorted(set(saved) | set(current))

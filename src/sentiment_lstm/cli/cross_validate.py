@@ -134,14 +134,17 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except DataError as err:
         raise CommandError(str(err)) from err
 
-    print(f"{'fold':>4}  {'accuracy':>8}  {'macro F1':>8}  {'seconds':>7}  best epoch")
+    print(f"{'fold':>4}  {'accuracy':>8}  {'macro F1':>8}  {'seconds':>7}  best epochs")
     sys.stdout.flush()
 
     def print_fold(fold) -> None:
         print(
             f"{fold.fold:>4}  {100 * fold.accuracy:>8.2f}  "
             f"{100 * fold.macro_f1:>8.2f}  {fold.seconds:>7.1f}  "
-            f"{fold.best_epoch} of {fold.epochs_run}"
+            + ", ".join(
+                f"{best} of {run}"
+                for best, run in zip(fold.best_epochs, fold.epochs_run)
+            )
         )
         sys.stdout.flush()
 

@@ -40,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "columns, plus positive, negative, label and error columns. A row whose "
         "text cannot be scored keeps its place, with the reason in error.",
     )
+
     parser.add_argument("reviews", nargs="*", metavar="REVIEW", help="review text")
     parser.add_argument(
         "--model", required=True, type=Path, help="model directory from train"
@@ -64,29 +65,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(text for reviews given as arguments) plus positive, negative, label "
         "and error (default: text, or by --output's extension)",
     )
+
     add_backend_option(parser)
-    parser.add_argument(
+    _add_throughput_options(parser)
+    add_data_options(parser, labels=False, format_flags=("--input-format",))
+    parser.set_defaults(handler=run)
+
+
+def _add_throughput_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("scoring files")
+    group.add_argument(
         "--batch-size",
         type=positive_int,
-        default=512,
-        help="reviews per forward pass (default: 512)",
+        default=256,
+        help="maximum reviews per forward pass (default: 256)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--chunk-size",
         type=positive_int,
         default=8192,
         help="rows of --input read and scored at a time; memory grows with it "
         "(default: 8192)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--no-progress",
         dest="progress",
         action="store_false",
         help="hide the progress bar, which is shown while scoring --input into "
         "--output on a terminal",
     )
-    add_data_options(parser, labels=False, format_flags=("--input-format",))
-    parser.set_defaults(handler=run)
 
 
 def add_backend_option(parser: argparse.ArgumentParser) -> None:

@@ -39,7 +39,7 @@ ARCHITECTURE_ALIASES = {
 # tell which ones the user gave.
 DEFAULTS: dict[str, Any] = {
     "max_length": 400,
-    "min_frequency": 1,
+    "min_frequency": 2,
     "max_vocab_size": None,
     "embeddings": "random",
     "pretrained_vectors": None,
@@ -50,18 +50,19 @@ DEFAULTS: dict[str, Any] = {
     "num_layers": 1,
     "embedding_size": 100,
     "dropout_keep_prob": 0.5,
-    "embedding_dropout": 0.0,
+    "embedding_dropout": 0.25,
     "pooling": "last",
     "num_epochs": 10,
     "batch_size": 32,
     "learning_rate": 0.0005,
-    "optimizer": "adam",
-    "lr_schedule": "constant",
-    "warmup_fraction": 0.0,
+    "optimizer": "adamw",
+    "lr_schedule": "cosine",
+    "warmup_fraction": 0.05,
     "patience": 3,
     "max_grad_norm": 5.0,
-    "weight_decay": 0.0,
+    "weight_decay": 0.01,
     "class_weights": "none",
+    "ensemble_size": 1,
 }
 
 
@@ -169,8 +170,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         type=layer_list,
         metavar="LAYERS",
         help="with --embeddings minilm-contextual, the MiniLM hidden states to "
-        "average, 0 (embedding output) to 6 (last layer) "
-        + _default("minilm_layers"),
+        "average, 0 (embedding output) to 6 (last layer) " + _default("minilm_layers"),
     )
 
     model = parser.add_argument_group("model")
@@ -282,6 +282,14 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         f"of the training split {_default('class_weights')}",
     )
     training.add_argument(
+        "--ensemble-size",
+        type=positive_int,
+        help="train this many networks with seeds SEED, SEED+1, ..., each "
+        "keeping its best validation epoch, and save one network that averages "
+        "their logits; training takes that many times longer "
+        + _default("ensemble_size"),
+    )
+    training.add_argument(
         "--seed",
         type=int,
         default=0,
@@ -370,6 +378,7 @@ def resolve_options(
             warmup_fraction=values["warmup_fraction"],
             class_weights=values["class_weights"],
             freeze_embeddings=values["freeze_embeddings"],
+            ensemble_size=values["ensemble_size"],
         )
     except ValueError as err:
         raise CommandError(str(err), usage=True) from err

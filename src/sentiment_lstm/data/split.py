@@ -4,7 +4,6 @@ import logging
 from collections import Counter
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from sentiment_lstm.data.records import LABEL_NAMES, DataError, Example
 
@@ -28,6 +27,10 @@ def _split_off(
     examples: list[Example], count: int, seed: int, part: str
 ) -> tuple[list[Example], list[Example]]:
     """Split count examples off examples, stratified by label."""
+    # imported here because scikit-learn takes about a second to import, and
+    # prediction reaches this package without ever splitting
+    from sklearn.model_selection import train_test_split
+
     labels = [example.label for example in examples]
     indices = np.arange(len(examples))
     try:

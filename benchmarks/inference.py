@@ -1,0 +1,523 @@
+"""Inference speed of ONNX Runtime against PyTorch eager, end to end.
+
+Measures, for a unidirectional and a bidirectional model:
+
+* file scoring throughput: ``sentiment-lstm predict --input X.csv --output
+  Y.csv`` on 100,000 reviews, as reviews per second of the whole process
+  (start, model load, read, tokenize, score, write), per backend, and for
+  PyTorch also limited to one thread (``OMP_NUM_THREADS=1``);
+* one-review latency inside one process: p50 and p99 of 1,000
+  ``SentimentModel.predict(["..."])`` calls after a warm-up, per backend;
+* cold start: wall time of ``sentiment-lstm predict --model M "one review"``
+  from process start to exit, median of 5 runs, per backend;
+* peak resident memory of scoring a 1,000,000-row CSV with ONNX Runtime.
+
+The review files are made by sampling rt-polarity lines and Netflix app
+reviews with a fixed seed. Without ``--uni-model`` and ``--bi-model`` the
+script trains both models for one epoch on rt-polarity and exports them.
+Every measured command runs in a child process at normal priority; its CPU
+time and peak memory come from ``os.wait4``. Other jobs on the machine skew
+wall times, so the load average before and after each step is printed too.
+
+Run it from the repository root::
+
+    python benchmarks/inference.py --json benchmark-inference.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = REPO_ROOT / ".." / "shared" / "data"
+
+SEED = 0
+LATENCY_REVIEW = "an engaging , funny film with a warm heart and a sharp script"
+BACKENDS = ("onnx", "torch")
+# PyTorch runs its LSTM on all cores with OpenMP by default. When other jobs
+# hold a core, its threads wait on each other at every time step, so the
+# throughput table also shows PyTorch limited to one thread.
+TORCH_ONE_THREAD = "torch, 1 thread"
+ONE_THREAD_ENVIRONMENT = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    """Wall time, CPU time and peak memory of one child process."""
+
+    wall_seconds: float
+    cpu_seconds: float
+    peak_rss_mib: float
+    stdout: str
+
+
+@dataclass(frozen=True)
+class ThroughputResult:
+    model: str
+    backend: str
+    rows: int
+    wall_seconds: float
+    cpu_seconds: float
+    reviews_per_second: float
+    peak_rss_mib: float
+    load_before: float
+    load_after: float
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    model: str
+    backend: str
+    calls: int
+    p50_ms: float
+    p99_ms: float
+    load_before: float
+
+
+@dataclass(frozen=True)
+class ColdStartResult:
+    model: str
+    backend: str
+    runs: int
+    median_seconds: float
+    min_seconds: float
+    load_before: float
+
+
+def run_child(
+    command: Sequence[str], environment: dict[str, str] | None = None
+) -> ChildRun:
+    """Run a command and measure it with ``os.wait4``.
+
+    Args:
+        command: The program and its arguments.
+        environment: Variables to set on top of this process's environment.
+
+    Raises:
+        RuntimeError: If the command exits with a non-zero status.
+    """
+    # Files, not pipes: nothing is read until the child exits, and os.wait4
+    # must reap the child itself to return its resource usage.
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            command,
+            stdout=stdout,
+            stderr=stderr,
+            cwd=REPO_ROOT,
+            env={**os.environ, **(environment or {})},
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        stdout.seek(0)
+        stderr.seek(0)
+        output = stdout.read()
+        errors = stderr.read()
+    if process.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(command)} failed with status {process.returncode}: {errors}"
+        )
+    return ChildRun(
+        wall_seconds=wall,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
+        peak_rss_mib=usage.ru_maxrss / 1024,
+        stdout=output,
+    )
+
+
+def cli_command() -> list[str]:
+    """Return the command that runs this environment's ``sentiment-lstm``."""
+    script = Path(sys.executable).with_name("sentiment-lstm")
+    if script.is_file():
+        return [str(script)]
+    found = shutil.which("sentiment-lstm")
+    if found:
+        return [found]
+    return [sys.executable, "-m", "sentiment_lstm"]
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+# ---------------------------------------------------------------------------
+# data
+
+
+def review_pool(data_dir: Path) -> list[str]:
+    """Return the rt-polarity lines and the Netflix review texts."""
+    reviews = []
+    for name in ("rt-polarity.neg", "rt-polarity.pos"):
+        # cp1252, and byte 0x85 is an ellipsis, so split on b"\n" only.
+        for line in (data_dir / "rt-polarity" / name).read_bytes().split(b"\n"):
+            text = line.decode("cp1252").strip()
+            if text:
+                reviews.append(text)
+    netflix = data_dir / "netflix-app-reviews" / "reviews.csv"
+    with open(netflix, encoding="utf-8", newline="") as stream:
+        reviews.extend(row["content"] for row in csv.DictReader(stream))
+    return reviews
+
+
+def write_sample(pool: Sequence[str], rows: int, path: Path, seed: int) -> Path:
+    """Write ``rows`` reviews drawn with replacement as a CSV of id and text."""
+    rng = np.random.default_rng(seed)
+    with open(path, "w", encoding="utf-8", newline="") as stream:
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(["id", "text"])
+        for start in range(0, rows, 100_000):
+            count = min(100_000, rows - start)
+            picks = rng.integers(0, len(pool), size=count)
+            writer.writerows(
+                (start + offset, pool[pick]) for offset, pick in enumerate(picks)
+            )
+    return path
+
+
+def count_csv_rows(path: Path) -> int:
+    with open(path, encoding="utf-8", newline="") as stream:
+        return sum(1 for _ in csv.reader(stream)) - 1
+
+
+# ---------------------------------------------------------------------------
+# models
+
+
+def prepare_model(
+    name: str, model_dir: Path | None, data_dir: Path, workdir: Path
+) -> Path:
+    """Return a model directory with model.onnx, training one if none is given."""
+    cli = cli_command()
+    directory = model_dir
+    if directory is None:
+        directory = workdir / f"model-{name}"
+        architecture = "bidirectional" if name == "bi" else "unidirectional"
+        logger.info("training the %s model for one epoch (minutes)", name)
+        run_child(
+            cli
+            + ["-q", "train", "--data", str(data_dir / "rt-polarity")]
+            + ["--num_epoch", "1", "--architecture", architecture]
+            + ["--seed", str(SEED), "--output-dir", str(directory)]
+        )
+    if not (directory / "model.onnx").is_file():
+        logger.info("exporting %s to ONNX", directory)
+        run_child(cli + ["-q", "export", "--model", str(directory)])
+    return directory
+
+
+def describe_model(directory: Path) -> str:
+    config = json.loads((directory / "config.json").read_text())["model"]
+    kind = "bidirectional" if config["bidirectional"] else "unidirectional"
+    return (
+        f"{kind}, {config['num_layers']} layer, {config['hidden_dim']} units, "
+        f"embedding {config['embedding_dim']}, vocabulary {config['vocab_size']}"
+    )
+
+
+# ---------------------------------------------------------------------------
+# measurements
+
+
+def measure_throughput(
+    name: str, model: Path, variant: str, reviews: Path, rows: int, workdir: Path
+) -> ThroughputResult:
+    backend = "torch" if variant == TORCH_ONE_THREAD else variant
+    environment = ONE_THREAD_ENVIRONMENT if variant == TORCH_ONE_THREAD else None
+    output = workdir / f"scored-{name}-{backend}.csv"
+    before = load_average()
+    child = run_child(
+        cli_command()
+        + ["-q", "predict", "--model", str(model), "--backend", backend]
+        + ["--input", str(reviews), "--output", str(output), "--no-progress"],
+        environment,
+    )
+    after = load_average()
+    written = count_csv_rows(output)
+    if written != rows:
+        raise RuntimeError(f"{output} has {written} rows, expected {rows}")
+    output.unlink()
+    return ThroughputResult(
+        model=name,
+        backend=variant,
+        rows=rows,
+        wall_seconds=child.wall_seconds,
+        cpu_seconds=child.cpu_seconds,
+        reviews_per_second=rows / child.wall_seconds,
+        peak_rss_mib=child.peak_rss_mib,
+        load_before=before,
+        load_after=after,
+    )
+
+
+LATENCY_SCRIPT = """
+import json, sys, time
+from sentiment_lstm.predictor import SentimentModel
+model = SentimentModel.load(sys.argv[1], backend=sys.argv[2])
+review = [sys.argv[3]]
+for _ in range(20):
+    model.predict(review)
+timings = []
+for _ in range(int(sys.argv[4])):
+    started = time.perf_counter()
+    model.predict(review)
+    timings.append(time.perf_counter() - started)
+print(json.dumps(timings))
+"""
+
+
+def measure_latency(name: str, model: Path, backend: str, calls: int) -> LatencyResult:
+    before = load_average()
+    child = run_child(
+        [sys.executable, "-c", LATENCY_SCRIPT, str(model), backend]
+        + [LATENCY_REVIEW, str(calls)]
+    )
+    timings = np.array(json.loads(child.stdout)) * 1000
+    return LatencyResult(
+        model=name,
+        backend=backend,
+        calls=calls,
+        p50_ms=float(np.percentile(timings, 50)),
+        p99_ms=float(np.percentile(timings, 99)),
+        load_before=before,
+    )
+
+
+def measure_cold_start(
+    name: str, model: Path, backend: str, runs: int
+) -> ColdStartResult:
+    before = load_average()
+    walls = []
+    for _ in range(runs):
+        child = run_child(
+            cli_command()
+            + ["predict", "--model", str(model), "--backend", backend, "one review"]
+        )
+        walls.append(child.wall_seconds)
+    return ColdStartResult(
+        model=name,
+        backend=backend,
+        runs=runs,
+        median_seconds=statistics.median(walls),
+        min_seconds=min(walls),
+        load_before=before,
+    )
+
+
+# ---------------------------------------------------------------------------
+# report
+
+
+def machine_lines() -> list[str]:
+    model_name = platform.processor() or "unknown"
+    try:
+        lscpu = subprocess.run(
+            ["lscpu"], capture_output=True, text=True, check=True
+        ).stdout
+        for line in lscpu.splitlines():
+            if line.startswith("Model name:"):
+                model_name = line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    from sentiment_lstm.predictor import physical_core_count
+
+    versions = ", ".join(
+        f"{package} {metadata.version(package)}"
+        for package in ("onnxruntime", "torch", "tokenizers", "numpy")
+    )
+    return [
+        f"- CPU: {model_name}, {physical_core_count()} physical cores, "
+        f"{os.cpu_count()} logical CPUs",
+        f"- Python {platform.python_version()}; {versions}",
+    ]
+
+
+def markdown_report(
+    models: dict[str, Path],
+    throughput: list[ThroughputResult],
+    latency: list[LatencyResult],
+    cold: list[ColdStartResult],
+    big: ThroughputResult | None,
+    command: str,
+) -> str:
+    lines = ["# Inference benchmark", ""]
+    lines += machine_lines()
+    for name, directory in models.items():
+        lines.append(f"- {name} model: {describe_model(directory)}")
+    lines += [f"- Command: `{command}`", ""]
+
+    lines += [
+        f"## File scoring, {throughput[0].rows:,} reviews, CSV to CSV",
+        "",
+        "| model | backend | reviews/s | wall s | CPU s | peak RSS MiB | load before/after |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for result in throughput:
+        lines.append(
+            f"| {result.model} | {result.backend} | {result.reviews_per_second:,.0f} "
+            f"| {result.wall_seconds:.1f} | {result.cpu_seconds:.1f} "
+            f"| {result.peak_rss_mib:.0f} "
+            f"| {result.load_before:.2f} / {result.load_after:.2f} |"
+        )
+    lines.append("")
+    for name in models:
+        by_backend = {r.backend: r for r in throughput if r.model == name}
+        onnx = by_backend.get("onnx")
+        for variant in ("torch", TORCH_ONE_THREAD):
+            if onnx is None or variant not in by_backend:
+                continue
+            torch_result = by_backend[variant]
+            speedup = onnx.reviews_per_second / torch_result.reviews_per_second
+            cpu_ratio = torch_result.cpu_seconds / onnx.cpu_seconds
+            lines.append(
+                f"- {name}: ONNX Runtime scores {speedup:.2f}x as many reviews/s "
+                f"as {variant} and uses {cpu_ratio:.2f}x less CPU time"
+            )
+    lines.append("")
+
+    lines += [
+        "## One review in process (SentimentModel.predict, after 20 warm-up calls)",
+        "",
+        "| model | backend | calls | p50 ms | p99 ms | load before |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for result in latency:
+        lines.append(
+            f"| {result.model} | {result.backend} | {result.calls} "
+            f"| {result.p50_ms:.2f} | {result.p99_ms:.2f} | {result.load_before:.2f} |"
+        )
+    lines.append("")
+
+    lines += [
+        '## Cold start: `sentiment-lstm predict --model M "one review"`',
+        "",
+        "| model | backend | runs | median s | min s | load before |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for result in cold:
+        lines.append(
+            f"| {result.model} | {result.backend} | {result.runs} "
+            f"| {result.median_seconds:.2f} | {result.min_seconds:.2f} "
+            f"| {result.load_before:.2f} |"
+        )
+    lines.append("")
+
+    if big is not None:
+        lines += [
+            f"## Peak memory, {big.rows:,}-row CSV, {big.model} model, {big.backend}",
+            "",
+            f"- peak RSS {big.peak_rss_mib:.0f} MiB, {big.wall_seconds:.1f} s wall, "
+            f"{big.cpu_seconds:.1f} s CPU, {big.reviews_per_second:,.0f} reviews/s, "
+            f"load {big.load_before:.2f} / {big.load_after:.2f}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# main
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--uni-model", type=Path, help="unidirectional model dir")
+    parser.add_argument("--bi-model", type=Path, help="bidirectional model dir")
+    parser.add_argument("--rows", type=int, default=100_000, help="throughput rows")
+    parser.add_argument(
+        "--big-rows",
+        type=int,
+        default=1_000_000,
+        help="rows of the memory run; 0 skips it",
+    )
+    parser.add_argument("--latency-calls", type=int, default=1000)
+    parser.add_argument("--cold-runs", type=int, default=5)
+    parser.add_argument("--workdir", type=Path, help="keep files here (default: temp)")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace, workdir: Path) -> str:
+    data_dir = args.data_dir.resolve()
+    models = {
+        "uni": prepare_model("uni", args.uni_model, data_dir, workdir),
+        "bi": prepare_model("bi", args.bi_model, data_dir, workdir),
+    }
+    pool = review_pool(data_dir)
+    reviews = write_sample(pool, args.rows, workdir / "reviews.csv", SEED)
+
+    throughput = []
+    for name, directory in models.items():
+        for variant in (*BACKENDS, TORCH_ONE_THREAD):
+            logger.info("scoring %d reviews: %s model, %s", args.rows, name, variant)
+            throughput.append(
+                measure_throughput(
+                    name, directory, variant, reviews, args.rows, workdir
+                )
+            )
+
+    latency = []
+    cold = []
+    for backend in BACKENDS:
+        logger.info("one-review latency and cold start: %s", backend)
+        latency.append(
+            measure_latency("uni", models["uni"], backend, args.latency_calls)
+        )
+        cold.append(measure_cold_start("uni", models["uni"], backend, args.cold_runs))
+
+    big = None
+    if args.big_rows > 0:
+        logger.info("peak memory on %d rows", args.big_rows)
+        big_file = write_sample(pool, args.big_rows, workdir / "big.csv", SEED + 1)
+        big = measure_throughput(
+            "uni", models["uni"], "onnx", big_file, args.big_rows, workdir
+        )
+        big_file.unlink()
+
+    command = "python benchmarks/inference.py " + " ".join(sys.argv[1:])
+    report = markdown_report(models, throughput, latency, cold, big, command.strip())
+    if args.json:
+        results = {
+            "throughput": [asdict(r) for r in throughput],
+            "latency": [asdict(r) for r in latency],
+            "cold_start": [asdict(r) for r in cold],
+            "big": asdict(big) if big else None,
+            "machine": machine_lines(),
+        }
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    args = parse_args(argv)
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        print(run(args, args.workdir.resolve()))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="sentiment-lstm-bench-") as workdir:
+        print(run(args, Path(workdir)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
