@@ -24,6 +24,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from sentiment_lstm.files import DEFAULT_FILE_MODE
 from sentiment_lstm.text import TextEncoder, TextEncoderError
 
 ARTIFACT_FORMAT_VERSION = 1
@@ -83,6 +84,8 @@ def save_artifact(
         _write_json(staging_path / CONFIG_FILE, config_values)
         _write_json(staging_path / METADATA_FILE, metadata)
         for written in staging_path.iterdir():
+            # safetensors writes owner-only files; give them the usual mode
+            os.chmod(written, DEFAULT_FILE_MODE)
             os.replace(written, directory / written.name)
     # A model.onnx left from an earlier model would no longer match the weights.
     stale_onnx = directory / ONNX_FILE
