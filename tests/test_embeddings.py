@@ -279,6 +279,7 @@ def test_train_with_vectors_file(tiny_posneg, tmp_path, caplog):
     assert "found 2 of" in caplog.text
     assert model.model_config["embedding_dim"] == 4
     assert metadata["training"]["freeze_embeddings"] is True
+    assert metadata["embeddings"]["vectors_path"] == str(vectors)
     assert len(model.predict(["a wonderful film"])) == 1
 
 

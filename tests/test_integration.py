@@ -18,7 +18,7 @@ def rt_polarity_model(rt_polarity_dir, tmp_path_factory):
             "--output-dir",
             str(model_dir),
             "--num_epoch",
-            "3",
+            "5",
             "--batch_size",
             "32",
             "--learning_rate",
@@ -57,7 +57,7 @@ def netflix_model(netflix_csv, tmp_path_factory):
             "--num-epochs",
             "4",
             "--max-length",
-            "200",
+            "120",
         ]
     )
     assert status == 0

@@ -202,6 +202,10 @@ def train_model(
     _log_summary(splits, encoder, model, training_config)
 
     base_metadata = _base_metadata(splits, encoder, model_config, training_config)
+    # The feature cache folder does not change the model, so it is left out.
+    embedding_values = dataclasses.asdict(embedding_config)
+    embedding_values.pop("cache_dir")
+    base_metadata["embeddings"] = embedding_values
     output_dir.mkdir(parents=True, exist_ok=True)
     saved = False
 
@@ -237,7 +241,7 @@ def train_model(
     run_identity = {
         "model": model_config.to_dict(),
         "data": base_metadata["data"],
-        "embeddings": dataclasses.asdict(embedding_config),
+        "embeddings": embedding_values,
     }
     if training_config.ensemble_size > 1:
         return _train_ensemble_model(

@@ -1,4 +1,4 @@
-"""Named sets of training flags, chosen by cross-validation on rt-polarity.
+"""Named sets of training flags, picked on rt-polarity validation accuracy.
 
 A preset fills in the flags that the command line leaves out; a flag given
 explicitly always wins. Keys are the argparse destinations of ``train`` and

@@ -119,8 +119,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset",
         choices=sorted(PRESETS),
-        help="a named set of the flags below, chosen by 10-fold cross-validation "
-        f"on rt-polarity; flags given explicitly win. {describe_presets()}",
+        help="a named set of the flags below, picked on validation accuracy "
+        "and measured by 10-fold cross-validation on rt-polarity; flags given "
+        f"explicitly win. {describe_presets()}",
     )
 
     text = parser.add_argument_group("text")
