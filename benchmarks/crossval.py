@@ -70,9 +70,12 @@ def run_lstm(
     labels: np.ndarray,
     folds: int,
     extra_flags: Sequence[str],
+    threads: int | None = None,
 ) -> dict:
     """Cross-validate one LSTM configuration as the command line would."""
     flags = [*LSTM_CONFIGS[name], *extra_flags]
+    if threads:
+        flags += ["--threads", str(threads)]
     args = build_parser().parse_args(
         ["cross-validate", "--data", str(data), "--run-folds", str(folds), *flags]
     )
@@ -150,12 +153,14 @@ def load_average() -> str:
 def format_table(report: dict) -> str:
     """Render the results as the markdown section pasted into BENCHMARKS.md."""
     machine = report["machine"]
+    count = machine["torch_threads"]
+    threads = f"{count} thread" if count == 1 else f"{count} threads"
     lines = [
         f"10-fold cross-validation on rt-polarity ({report['folds_run']} of 10 "
         f"folds run), {report['date']}.",
         "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores, torch "
-        f"{machine['torch']} with {machine['torch_threads']} threads, Python "
+        f"{machine['torch']} with {threads}, Python "
         f"{machine['python']}. The load column gives the 1-minute load average "
         "when a configuration started and ended; where it exceeds the 2 cores, "
         "other jobs shared them and the seconds are upper bounds.",
@@ -295,7 +300,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             values = run_baseline(name, protocol_texts, protocol_labels, args.folds)
         else:
             values = run_lstm(
-                name, args.data, texts, labels, args.folds, args.lstm_flags
+                name,
+                args.data,
+                texts,
+                labels,
+                args.folds,
+                args.lstm_flags,
+                args.threads,
             )
         summary = values["summary"]
         print(

@@ -121,10 +121,28 @@ def load_config(directory: Path) -> ArtifactConfig:
 def load_encoder(directory: Path) -> TextEncoder:
     """Read the text encoder, naming the missing or corrupt file on failure."""
     directory = _require_directory(directory)
+    if _encoder_kind(directory) == "wordpiece":
+        # models trained on MiniLM's WordPiece tokens (--embeddings minilm)
+        from sentiment_lstm.embeddings import EmbeddingError, WordPieceEncoder
+
+        try:
+            return WordPieceEncoder.load(directory)
+        except EmbeddingError as err:
+            raise ArtifactError(str(err)) from err
     try:
         return TextEncoder.load(directory)
     except TextEncoderError as err:
         raise ArtifactError(str(err)) from err
+
+
+def _encoder_kind(directory: Path) -> str | None:
+    path = directory / "text_encoder.json"
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        # the TextEncoder loader reports a missing or corrupt file by name
+        return None
+    return values.get("kind") if isinstance(values, dict) else None
 
 
 def load_weights(directory: Path) -> dict[str, np.ndarray]:
