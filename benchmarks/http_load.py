@@ -35,6 +35,7 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
+from machine import machine_description
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT / ".." / "shared" / "data" / "rt-polarity"
@@ -49,19 +50,6 @@ class LoadResult:
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     timed_out: bool = False
-
-
-def machine_description() -> str:
-    """Return the CPU model from lscpu and the number of cores."""
-    cpu = "unknown CPU"
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True)
-        for line in lscpu.stdout.splitlines():
-            if line.startswith("Model name:"):
-                cpu = line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores"
 
 
 def read_reviews(directory: Path) -> list[str]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -24,20 +23,9 @@ import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
+from machine import machine_description
+
 ARCHITECTURES = ("unidirectional", "bidirectional")
-
-
-def machine_description() -> str:
-    """Return the CPU model and core count."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True)
-        for line in lscpu.stdout.splitlines():
-            if line.startswith("Model name:"):
-                cpu = line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores"
 
 
 def train_command(data: str, architecture: str, epochs: int, output: Path) -> list[str]:

@@ -177,7 +177,7 @@ class EncodedSplit:
 
 @dataclass
 class EpochMetrics:
-    """What one epoch measured; ``test_accuracy`` is None without a test split."""
+    """Figures of one epoch; ``test_accuracy`` is None without a test split."""
 
     epoch: int
     train_loss: float
