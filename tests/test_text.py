@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -699,3 +700,140 @@ def test_import_without_torch():
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+# The ASCII shortcut must give exactly what the tokenizers pipeline gives.
+
+_ASCII_PIECES = [
+    "a",
+    "Z",
+    "isn't",
+    "don't",
+    "'",
+    "''",
+    "rock'n'roll",
+    "x'",
+    "'y",
+    ".",
+    "..",
+    "...",
+    "....",
+    "3.5",
+    "1,000",
+    "<br>",
+    "<BR />",
+    "<br/>",
+    "<Br\t/>",
+    "<br",
+    "br>",
+    "<b>",
+    "<",
+    ">",
+    "/",
+    "_",
+    "-",
+    "--",
+    "!?",
+    "\\",
+    "@#$%^&*()",
+    " ",
+    "  ",
+    "\t",
+    "\n",
+    "\r\n",
+    "\x0b",
+    "\x0c",
+    "\x00",
+    "\x1c",
+    "\x7f",
+    "word",
+    "WORD",
+    "w0rd",
+    "o'clock",
+    "rt",
+    "the",
+    "film",
+]
+
+
+def _through_tokenizer(encoder: TextEncoder, texts: list[str]) -> list[list[int]]:
+    return encoder._encode_with_tokenizer(texts)
+
+
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_ascii_shortcut_every_character(lowercase):
+    texts = []
+    for code in range(128):
+        character = chr(code)
+        texts += [character, f"a{character}b", f"it{character}s", f"<br{character}>"]
+        texts += [f"..{character}..", f"{character}'{character}", f"x {character} y"]
+    encoder = TextEncoder.build(
+        texts + TRAINING_TEXTS, TextEncoderConfig(lowercase=lowercase)
+    )
+    assert encoder._ascii is not None
+    assert encoder.encode_batch(texts) == _through_tokenizer(encoder, texts)
+    assert [encoder.encode(text) for text in texts] == _through_tokenizer(
+        encoder, texts
+    )
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(_ASCII_PIECES), max_size=30), st.booleans())
+def test_ascii_shortcut_property(pieces, lowercase):
+    text = "".join(pieces)
+    encoder = _ENCODER_FOR_PROPERTIES if lowercase else _ENCODER_CASED
+    assert encoder.encode(text) == _through_tokenizer(encoder, [text])[0]
+    normalised = encoder._tokenizer.normalizer.normalize_str(text)
+    pre_tokenizer = encoder._tokenizer.pre_tokenizer
+    expected = [token for token, _ in pre_tokenizer.pre_tokenize_str(normalised)]
+    assert encoder.tokenize(text) == expected
+
+
+_ENCODER_CASED = TextEncoder.build(
+    TRAINING_TEXTS + ["Word WORD word"], TextEncoderConfig(7, lowercase=False)
+)
+
+
+def test_ascii_shortcut_truncates():
+    encoder = _encoder(max_length=3)
+    assert (
+        encoder.encode("one two three four")
+        == _through_tokenizer(encoder, ["one two three four"])[0]
+    )
+    assert len(encoder.encode("one two three four")) == 3
+
+
+def test_ascii_shortcut_real_reviews(rt_polarity_dir, netflix_csv):
+    texts = []
+    for name in ("rt-polarity.pos", "rt-polarity.neg"):
+        raw = (rt_polarity_dir / name).read_bytes()
+        texts += [line.decode("cp1252") for line in raw.split(b"\n")]
+    with open(netflix_csv, encoding="utf-8", newline="") as stream:
+        texts += [row["content"] for row in csv.DictReader(stream)]
+    encoder = TextEncoder.build(texts[::2], TextEncoderConfig(min_frequency=2))
+    ascii_texts = [text for text in texts if text.isascii()]
+    assert len(ascii_texts) > 10_000
+    assert encoder.encode_batch(texts) == _through_tokenizer(encoder, texts)
+
+
+def test_loaded_encoder_with_other_pipeline_skips_shortcut(tmp_path, caplog):
+    encoder = _save_valid(tmp_path)
+    path = tmp_path / text_module.TOKENIZER_FILENAME
+    document = json.loads(path.read_text(encoding="utf-8"))
+    # A pipeline that keeps "<br>" as tokens: the shortcut would drop it.
+    document["normalizer"]["normalizers"] = [
+        step
+        for step in document["normalizer"]["normalizers"]
+        if "br" not in json.dumps(step)
+    ]
+    path.write_text(json.dumps(document), encoding="utf-8")
+    loaded = TextEncoder.load(tmp_path)
+    assert loaded._ascii is None
+    assert "normalizer differs" in caplog.text
+    assert loaded.tokenize("a<br>b") == ["a", "<", "br", ">", "b"]
+    assert encoder.tokenize("a<br>b") == ["a", "b"]
+
+
+def test_loaded_encoder_keeps_shortcut(tmp_path):
+    _save_valid(tmp_path)
+    assert TextEncoder.load(tmp_path)._ascii is not None
