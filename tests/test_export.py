@@ -10,13 +10,14 @@ import onnxruntime
 import pytest
 import torch
 
-from sentiment_lstm import __version__, artifact
+from sentiment_lstm import __version__, artifact, onnx_graph
 from sentiment_lstm import export as export_module_under_test
 from sentiment_lstm.cli import main
 from sentiment_lstm.export import (
     ONNX_OPSET,
     PARITY_CASES,
     PARITY_TOLERANCE,
+    ExportError,
     ParityError,
     ParityResult,
     check_parity,
@@ -24,7 +25,12 @@ from sentiment_lstm.export import (
     export_module,
     require_parity,
 )
-from sentiment_lstm.model import ModelConfig, SentimentLSTM
+from sentiment_lstm.model import (
+    FeatureTableLSTM,
+    ModelConfig,
+    SentimentLSTM,
+    merge_ensemble,
+)
 from sentiment_lstm.predictor import (
     METADATA_FORMAT_VERSION,
     METADATA_LABELS,
@@ -94,6 +100,63 @@ def test_parity(tmp_path, bidirectional, num_layers, pooling):
     ]
     for result in results:
         assert result.max_abs_difference <= PARITY_TOLERANCE, result.case.name
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_parity_without_folded_table(tmp_path, monkeypatch, bidirectional):
+    # A table over the size limit keeps the embedding and the input weights.
+    monkeypatch.setattr(onnx_graph, "MAX_FOLDED_TABLE_BYTES", 0)
+    config = ModelConfig(
+        vocab_size=300, embedding_dim=12, hidden_dim=10, bidirectional=bidirectional
+    )
+    module = spread_module(config)
+    path = tmp_path / "model.onnx"
+    export_module(module, path)
+    initializer_shapes = [
+        tuple(tensor.dims) for tensor in onnx.load(str(path)).graph.initializer
+    ]
+
+    assert (300, 12) in initializer_shapes
+    assert (300, 40) not in initializer_shapes
+    require_parity(check_parity(module, path))
+
+
+def test_folded_table_replaces_embedding(tmp_path):
+    config = ModelConfig(vocab_size=300, embedding_dim=12, hidden_dim=10)
+    module = spread_module(config)
+    path = tmp_path / "model.onnx"
+    export_module(module, path)
+    graph = onnx.load(str(path)).graph
+    initializer_shapes = [tuple(tensor.dims) for tensor in graph.initializer]
+
+    # one row of input gates per vocabulary entry, and no embedding
+    assert (300, 40) in initializer_shapes
+    assert (300, 12) not in initializer_shapes
+    assert [node.op_type for node in graph.node].count("Scan") == 1
+
+
+def test_merged_ensemble_parity(tmp_path):
+    config = ModelConfig(
+        vocab_size=300,
+        embedding_dim=12,
+        hidden_dim=10,
+        bidirectional=True,
+        pooling="max",
+    )
+    members = [spread_module(config, seed) for seed in range(3)]
+    merged = merge_ensemble(members)
+    path = tmp_path / "model.onnx"
+    export_module(merged, path)
+
+    require_parity(check_parity(merged, path))
+
+
+def test_export_rejects_feature_table_model(tmp_path):
+    config = ModelConfig(vocab_size=1, embedding_dim=12, hidden_dim=10)
+    module = FeatureTableLSTM(config, torch.zeros(50, 12))
+
+    with pytest.raises(ExportError, match="FeatureTableLSTM"):
+        export_module(module, tmp_path / "model.onnx")
 
 
 def test_parity_cases():

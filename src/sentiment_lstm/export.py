@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import tempfile
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,8 @@ from torch import nn
 
 from sentiment_lstm import __version__, artifact
 from sentiment_lstm.files import DEFAULT_FILE_MODE
+from sentiment_lstm.model import FeatureTableLSTM, SentimentLSTM
+from sentiment_lstm.onnx_graph import build_onnx_model
 from sentiment_lstm.predictor import (
     INPUT_LENGTHS,
     INPUT_TOKEN_IDS,
@@ -156,58 +157,39 @@ def export_module(
     metadata: dict[str, str] | None = None,
     opset: int = ONNX_OPSET,
 ) -> None:
-    """Write a classifier with softmax on top to an ONNX file.
+    """Write a network with softmax on top to an ONNX file.
 
-    The module is put in eval mode, so dropout is off in the graph.
+    The module is put in eval mode, so dropout is off in the graph, which
+    :func:`sentiment_lstm.onnx_graph.build_onnx_model` lays out for fast
+    inference.
 
     Args:
-        module: A :class:`sentiment_lstm.model.SentimentLSTM`, or any module
-            with the same ``forward(token_ids, lengths) -> logits``.
+        module: A :class:`sentiment_lstm.model.SentimentLSTM`.
         path: File to write.
         metadata: Entries for the model's ``metadata_props``.
-        opset: ONNX opset to export with.
+        opset: ONNX opset to export with; 17 or later.
 
     Raises:
-        ExportError: If tracing or the ONNX checker fails.
+        ExportError: If the module cannot be exported or the ONNX checker
+            rejects the graph.
     """
     path = Path(path)
     module.eval()
-    wrapped = ProbabilityModel(module).eval()
-    # Three reviews of six tokens: sizes other than 0 and 1, so that the
-    # tracer keeps both axes symbolic.
-    example_ids = torch.ones((3, 6), dtype=torch.int64)
-    example_lengths = torch.tensor([6, 4, 1], dtype=torch.int64)
-    with warnings.catch_warnings():
-        # The legacy exporter warns that it is deprecated, that an LSTM traced
-        # with one batch size may fail with another, and that nn.LSTM's input
-        # size checks become constants. It also warns that indexing breaks
-        # with negative indices, which cannot occur because the model clamps
-        # lengths to at least 1. The parity check scores other batch sizes and
-        # lengths, so it catches what these warnings are about.
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", message=".*LSTM.*")
-        warnings.filterwarnings("ignore", message=".*negative values.*")
-        try:
-            torch.onnx.export(
-                wrapped,
-                (example_ids, example_lengths),
-                str(path),
-                input_names=[INPUT_TOKEN_IDS, INPUT_LENGTHS],
-                output_names=[OUTPUT_PROBABILITIES],
-                dynamic_axes={
-                    INPUT_TOKEN_IDS: {0: "batch", 1: "sequence"},
-                    INPUT_LENGTHS: {0: "batch"},
-                    OUTPUT_PROBABILITIES: {0: "batch"},
-                },
-                opset_version=opset,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-        except (RuntimeError, torch.onnx.errors.OnnxExporterError) as err:
-            raise ExportError(f"torch.onnx.export failed: {err}") from err
-
-    proto = onnx.load(str(path))
+    if not isinstance(module, SentimentLSTM) or isinstance(module, FeatureTableLSTM):
+        raise ExportError(
+            f"only a SentimentLSTM with its own embedding can be exported, "
+            f"got {type(module).__name__}"
+        )
+    try:
+        proto = build_onnx_model(
+            module,
+            input_ids=INPUT_TOKEN_IDS,
+            input_lengths=INPUT_LENGTHS,
+            output=OUTPUT_PROBABILITIES,
+            opset=opset,
+        )
+    except ValueError as err:
+        raise ExportError(f"cannot build the ONNX graph: {err}") from err
     proto.producer_name = "sentiment-lstm"
     proto.producer_version = __version__
     proto.doc_string = (
