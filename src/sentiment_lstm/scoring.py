@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from sentiment_lstm.data.collector import EMPTY_FIX, SKIP_HINT
 from sentiment_lstm.data.columns import choose_columns
 from sentiment_lstm.data.decoding import DecodedText, invalid_byte_reason
+from sentiment_lstm.data.delimited import parsed_rows, read_header
 from sentiment_lstm.data.fields import json_type_name
 from sentiment_lstm.data.readers import detect_format
 from sentiment_lstm.data.records import DataError, ReadOptions
@@ -408,46 +409,24 @@ class _DelimitedReader(_Reader):
     ) -> None:
         super().__init__(path, encoding, stream, options.skip_bad_rows)
         dialect = csv.excel_tab if delimiter == "\t" else csv.excel
-        self._separator = "tabs" if delimiter == "\t" else "commas"
         self._csv = csv.reader(stream, dialect)
-        try:
-            header = next(self._csv)
-        except StopIteration:
-            raise DataError(
-                f"{self.source}: the file is empty; expected a header row with "
-                "column names"
-            ) from None
-        except csv.Error as err:
-            raise DataError(f"{self.source} line 1: invalid header row: {err}") from err
-        columns = choose_columns(header, options, self.source, "the header has columns")
+        self._delimiter = delimiter
+        header, columns = read_header(self._csv, options, self.source)
         self.fields = header
         self._text_index = header.index(columns.text)
         self.score_fields = _score_fields(header, self.source)
 
     def chunks(self, chunk_rows: int) -> Iterator[_Chunk]:
-        reader = self._csv
-        width = len(self.fields)
         text_index = self._text_index
+        rows = parsed_rows(
+            self._csv,
+            len(self.fields),
+            self._delimiter,
+            self.source,
+            self.bad_rows.reject,
+        )
         chunk = _Chunk()
-        while True:
-            start = reader.line_num + 1
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as err:
-                if reader.line_num < start:
-                    raise DataError(f"{self.source} line {start}: {err}") from err
-                self.bad_rows.reject(
-                    start,
-                    f"invalid record: {err}",
-                    "check for an unclosed quote at or before this line, "
-                    f"or use {SKIP_HINT}",
-                )
-                continue
-            if len(row) != width:
-                self._reject_width(start, row, width)
-                continue
+        for _, row in rows:
             text = row[text_index]
             chunk.records.append(row)
             chunk.texts.append(text)
@@ -457,18 +436,6 @@ class _DelimitedReader(_Reader):
                 chunk = _Chunk()
         if chunk.records:
             yield chunk
-
-    def _reject_width(self, line: int, row: list[str], width: int) -> None:
-        if not row:
-            self.bad_rows.reject(line, "empty line", EMPTY_FIX)
-            return
-        self.bad_rows.reject(
-            line,
-            f"expected {width} fields as in the header, found {len(row)}",
-            f"put fields that contain {self._separator}, quotes or line breaks in "
-            f'double quotes and double the quotes inside ("" for "), '
-            f"or use {SKIP_HINT}",
-        )
 
 
 class _LinesReader(_Reader):
@@ -847,8 +814,8 @@ def _prefetch(
 ) -> Iterator[tuple[_Chunk, list[list[int]]]]:
     """Yield (chunk, token ids) while a thread reads and tokenizes ahead.
 
-    ``encode_batch`` and ONNX Runtime both release the GIL, so tokenizing the
-    next chunk overlaps with scoring this one. The queue takes at most
+    ONNX Runtime releases the GIL while it scores, so reading and tokenizing
+    the next chunk overlaps with scoring this one. The queue takes at most
     ``_QUEUE_CHUNKS`` chunks, which bounds memory.
     """
     ready: queue.Queue = queue.Queue(maxsize=_QUEUE_CHUNKS)

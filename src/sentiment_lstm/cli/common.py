@@ -74,12 +74,19 @@ def add_data_options(
             metavar="STARS",
             help="with --stars, ratings from this up are positive (default: 4)",
         )
-    group.add_argument(
-        "--skip-bad-rows",
-        action="store_true",
-        help="leave out rows with missing text, unknown labels or undecodable "
-        "bytes, and report how many, instead of stopping at the first",
-    )
+    if labels:
+        skip_help = (
+            "leave out rows with missing text, unknown labels or undecodable "
+            "bytes, and report how many, instead of stopping at the first"
+        )
+    else:
+        skip_help = (
+            "leave out rows that do not parse (a CSV row with the wrong number "
+            "of fields, a line that is not a JSON object) and report how many, "
+            "instead of stopping at the first; rows with empty text or "
+            "undecodable bytes are always kept, marked in the error column"
+        )
+    group.add_argument("--skip-bad-rows", action="store_true", help=skip_help)
 
 
 def read_options_from_args(

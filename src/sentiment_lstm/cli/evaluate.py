@@ -102,7 +102,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not examples:
         raise CommandError(f"no labelled reviews to evaluate in {args.data}")
 
-    probabilities = model.predict_proba([example.text for example in examples])
+    probabilities = model.predict_proba(
+        [example.text for example in examples], batch_size=args.batch_size
+    )
     labels = [example.label for example in examples]
     scored = [i for i, p in enumerate(probabilities) if p == p]
     unscored = len(examples) - len(scored)
