@@ -116,6 +116,28 @@ def test_architecture_spellings(tmp_path, tiny_posneg, spelling):
 
     assert status == 0
     assert config["model"]["bidirectional"] == spelling.startswith("bi")
+    # without --pooling, the pooling follows the architecture
+    expected = "max" if spelling.startswith("bi") else "last"
+    assert config["model"]["pooling"] == expected
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ([], "last"),
+        (["--architecture", "bidirectional"], "max"),
+        (["--architecture", "bidirectional", "--pooling", "last"], "last"),
+        (["--pooling", "mean"], "mean"),
+        (["--preset", "scratch-best"], "max"),
+    ],
+)
+def test_pooling_default(flags, expected):
+    from sentiment_lstm.cli import build_parser
+    from sentiment_lstm.cli.train import resolve_options
+
+    args = build_parser().parse_args(["train", "--data", "reviews.csv", *flags])
+
+    assert resolve_options(args).model_options["pooling"] == expected
 
 
 def test_unknown_architecture_rejected(tiny_posneg, capsys):
@@ -276,6 +298,29 @@ def test_evaluate_json(trained, capsys):
     assert report["roc_auc"] > 0.75
     assert sum(map(sum, report["confusion_matrix"]["matrix"])) == 96
     assert set(report["per_class"]) == {"negative", "positive"}
+
+
+def test_evaluate_batch_size(trained, capsys, monkeypatch):
+    from sentiment_lstm.predictor import SentimentModel
+
+    root, model_dir = trained
+    seen = []
+    original = SentimentModel.predict_proba
+
+    def recording(self, texts, batch_size=256):
+        seen.append(batch_size)
+        return original(self, texts, batch_size)
+
+    monkeypatch.setattr(SentimentModel, "predict_proba", recording)
+    command = ["evaluate", "--model", str(model_dir), "--data", str(root / "tiny.pos")]
+    main([*command, "--format", "json"])
+    default = json.loads(capsys.readouterr().out)
+    main([*command, "--format", "json", "--batch-size", "3"])
+    small = json.loads(capsys.readouterr().out)
+
+    assert seen == [256, 3]
+    assert small["accuracy"] == default["accuracy"]
+    assert small["roc_auc"] == pytest.approx(default["roc_auc"])
 
 
 def test_evaluate_test_split(trained, capsys):

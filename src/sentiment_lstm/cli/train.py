@@ -51,7 +51,8 @@ DEFAULTS: dict[str, Any] = {
     "embedding_size": 100,
     "dropout_keep_prob": 0.5,
     "embedding_dropout": 0.25,
-    "pooling": "last",
+    # None: DEFAULT_POOLING picks by architecture
+    "pooling": None,
     "num_epochs": 10,
     "batch_size": 32,
     "learning_rate": 0.0005,
@@ -64,6 +65,11 @@ DEFAULTS: dict[str, Any] = {
     "class_weights": "none",
     "ensemble_size": 1,
 }
+
+
+# The review vector when --pooling is not given, chosen per architecture by
+# cross-validation on rt-polarity (see BENCHMARKS.md).
+DEFAULT_POOLING = {"unidirectional": "last", "bidirectional": "max"}
 
 
 def architecture(text: str) -> str:
@@ -215,7 +221,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--pooling",
         choices=("last", "mean", "max"),
         help="review vector: final LSTM state, or mean or max over time "
-        + _default("pooling"),
+        "(default: last for unidirectional, max for bidirectional)",
     )
 
     training = parser.add_argument_group("training")
@@ -334,6 +340,8 @@ def resolve_options(
     for name, default in DEFAULTS.items():
         given = getattr(args, name, None)
         values[name] = given if given is not None else preset.get(name, default)
+    if values["pooling"] is None:
+        values["pooling"] = DEFAULT_POOLING[values["architecture"]]
     if args.preset:
         logger.info("preset %s: %s", args.preset, PRESETS[args.preset].summary)
 
