@@ -20,6 +20,7 @@ from sentiment_lstm.embeddings import (
     WordPieceConfig,
     WordPieceEncoder,
     match_vocabulary,
+    naive_bayes_ratios,
     read_vectors,
 )
 from sentiment_lstm.model import FeatureTableLSTM
@@ -148,6 +149,95 @@ def test_factory_initialises_found_rows(tmp_path, caplog):
     assert weights[0].abs().sum() == 0
     assert "found 3 of 6 vocabulary words" in caplog.text
     assert "using embedding size 3" in caplog.text
+
+
+def test_naive_bayes_ratios_by_hand():
+    # word 2 in both positive texts and no negative one, word 3 in one of each
+    ratios = naive_bayes_ratios([[2, 3], [2], [3, 4]], [1, 1, 0], vocab_size=5)
+
+    # with one added to every count: positive (1, 1, 3, 2, 1), sum 8;
+    # negative (1, 1, 1, 2, 2), sum 7
+    assert ratios[0] == 0.0
+    assert ratios[2] == pytest.approx(np.log((3 / 8) / (1 / 7)))
+    assert ratios[3] == pytest.approx(np.log((2 / 8) / (2 / 7)))
+    assert ratios[4] == pytest.approx(np.log((1 / 8) / (2 / 7)))
+
+
+def test_naive_bayes_ratios_count_texts_not_tokens():
+    once = naive_bayes_ratios([[2], [3]], [1, 0], vocab_size=4)
+    repeated = naive_bayes_ratios([[2, 2, 2], [3]], [1, 0], vocab_size=4)
+
+    assert repeated.tolist() == once.tolist()
+
+
+@pytest.mark.parametrize(
+    ("token_ids", "labels", "message"),
+    [([[2]], [1, 0], "1 texts but 2 labels"), ([[2]], [2], "invalid label 2")],
+)
+def test_naive_bayes_ratios_reject_bad_labels(token_ids, labels, message):
+    with pytest.raises(ValueError, match=message):
+        naive_bayes_ratios(token_ids, labels, vocab_size=4)
+
+
+def test_factory_nb_init_sets_first_dimension():
+    texts = ["a good film", "a good cast", "a bad film", "a bad plot"]
+    factory = InputFactory(EmbeddingConfig(nb_init_scale=0.5), TextEncoderConfig())
+    prepared = factory.build(texts, [1, 1, 0, 0])
+    model = factory.make_model(prepared, {"embedding_dim": 6})
+    weights = model.embedding.weight.detach()
+    encode = prepared.encoder.encode
+
+    assert weights[encode("good")[0], 0] == pytest.approx(0.5 * np.log(3 / 1))
+    assert weights[encode("bad")[0], 0] == pytest.approx(0.5 * np.log(1 / 3))
+    assert weights[encode("a")[0], 0] == pytest.approx(0.0)
+    assert weights[0].abs().sum() == 0
+    # the other dimensions keep their small random start
+    assert weights[:, 1:].abs().max() <= model.config.embedding_init_range
+
+
+def test_factory_nb_init_needs_labels():
+    factory = InputFactory(EmbeddingConfig(nb_init_scale=0.5), TextEncoderConfig())
+
+    with pytest.raises(EmbeddingError, match="needs the training labels"):
+        factory.build(["a good film"])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"nb_init_scale": -1.0}, "invalid naive Bayes initialisation scale -1.0"),
+        ({"nb_init_scale": float("inf")}, "invalid naive Bayes"),
+        ({"nb_init_scale": 0.1, "source": "minilm"}, "drop --nb-init-scale"),
+    ],
+)
+def test_nb_init_config_rejects(options, message):
+    with pytest.raises(EmbeddingError, match=message):
+        EmbeddingConfig(**options)
+
+
+def test_train_with_nb_init(tiny_posneg, tmp_path):
+    model_dir = tmp_path / "model"
+    status = main(
+        [
+            "train",
+            "--data",
+            str(tiny_posneg),
+            "--output-dir",
+            str(model_dir),
+            "--nb-init-scale",
+            "0.2",
+            "--num-epochs",
+            "2",
+            "--lstm-units",
+            "8",
+        ]
+    )
+    metadata = json.loads((model_dir / "training.json").read_text())
+
+    assert status == 0
+    assert metadata["embeddings"]["nb_init_scale"] == 0.2
+    model = SentimentModel.load(model_dir)
+    assert model.predict(["a wonderful film"])[0].positive is not None
 
 
 def test_vectors_only_with_random_source():

@@ -267,7 +267,7 @@ def _run_fold(
     # The vocabulary comes from the fitting part alone.
     seed_everything(training_config.seed)
     fit_texts = [texts[i] for i in fit_indices]
-    prepared = factory.build(fit_texts)
+    prepared = factory.build(fit_texts, labels[fit_indices].tolist())
 
     def encode(indices: np.ndarray) -> EncodedSplit:
         token_ids = prepared.encoder.encode_batch([texts[i] for i in indices])

@@ -643,18 +643,34 @@ class EmbeddingConfig:
         minilm_layers: Hidden states averaged by ``minilm-contextual``.
         cache_dir: Folder of the ``minilm-contextual`` feature cache; None
             computes the features without caching them.
+        nb_init_scale: For the ``random`` source, start the first dimension
+            of each word vector at this times the word's naive Bayes
+            log-count ratio in the training set (see
+            :func:`naive_bayes_ratios`); 0 leaves it random.
     """
 
     source: str = "random"
     vectors_path: str | None = None
     minilm_layers: tuple[int, ...] = (4, 5, 6)
     cache_dir: str | None = None
+    nb_init_scale: float = 0.0
 
     def __post_init__(self) -> None:
         if self.source not in EMBEDDING_CHOICES:
             raise EmbeddingError(
                 f"embedding source must be one of {', '.join(EMBEDDING_CHOICES)}, "
                 f"got {self.source!r}"
+            )
+        if not 0.0 <= self.nb_init_scale < float("inf"):
+            raise EmbeddingError(
+                f"invalid naive Bayes initialisation scale {self.nb_init_scale!r}; "
+                "pass a finite number >= 0, or 0 to turn it off"
+            )
+        if self.nb_init_scale and self.source != "random":
+            raise EmbeddingError(
+                f"the naive Bayes initialisation sets a word vector dimension, "
+                f"but the {self.source!r} source has no word vectors of its own; "
+                "drop --nb-init-scale or use --embeddings random"
             )
         if self.vectors_path is not None and self.source != "random":
             raise EmbeddingError(
@@ -675,12 +691,15 @@ class PreparedInputs:
         rows: Ids of the rows of ``matrix`` to copy; None copies all.
         embedding_dim: Vector size the model must use, or None to keep the
             configured one.
+        first_column: Values for the first dimension of every word vector,
+            one per vocabulary id, or None.
     """
 
     encoder: Any
     matrix: np.ndarray | None = None
     rows: np.ndarray | None = None
     embedding_dim: int | None = None
+    first_column: np.ndarray | None = None
 
 
 class InputFactory:
@@ -738,12 +757,19 @@ class InputFactory:
             words.update(token.lower() for token in tokens)
         return read_vectors(self.config.vectors_path, words)
 
-    def build(self, train_texts: Sequence[str]) -> PreparedInputs:
+    def build(
+        self, train_texts: Sequence[str], train_labels: Sequence[int] | None = None
+    ) -> PreparedInputs:
         """Return the encoder for these training texts and its initial vectors.
 
         Args:
             train_texts: The texts the model learns from; only the ``random``
                 source builds its vocabulary from them.
+            train_labels: Their labels, 0 negative and 1 positive; needed when
+                ``config.nb_init_scale`` is set.
+
+        Raises:
+            EmbeddingError: If ``config.nb_init_scale`` is set without labels.
         """
         source = self.config.source
         if source == "minilm":
@@ -757,21 +783,33 @@ class InputFactory:
         from sentiment_lstm.text import TextEncoder
 
         encoder = TextEncoder.build(train_texts, self.encoder_config)
-        if not self.config.vectors_path:
-            return PreparedInputs(encoder)
-        if self._vectors is None:
-            self._vectors = self._read_vectors_for(train_texts)
-        vectors = self._vectors
-        rows, matrix = match_vocabulary(
-            encoder.vocabulary, vectors, skip=[encoder.pad_index]
-        )
-        logger.info(
-            "found %d of %d vocabulary words in %s",
-            len(rows),
-            encoder.vocab_size,
-            vectors.path,
-        )
-        return PreparedInputs(encoder, matrix, rows, vectors.dim)
+        prepared = PreparedInputs(encoder)
+        if self.config.vectors_path:
+            if self._vectors is None:
+                self._vectors = self._read_vectors_for(train_texts)
+            vectors = self._vectors
+            rows, matrix = match_vocabulary(
+                encoder.vocabulary, vectors, skip=[encoder.pad_index]
+            )
+            logger.info(
+                "found %d of %d vocabulary words in %s",
+                len(rows),
+                encoder.vocab_size,
+                vectors.path,
+            )
+            prepared = PreparedInputs(encoder, matrix, rows, vectors.dim)
+        if self.config.nb_init_scale:
+            if train_labels is None:
+                raise EmbeddingError(
+                    "the naive Bayes initialisation needs the training labels"
+                )
+            ratios = naive_bayes_ratios(
+                encoder.encode_batch(list(train_texts)),
+                train_labels,
+                encoder.vocab_size,
+            )
+            prepared.first_column = self.config.nb_init_scale * ratios
+        return prepared
 
     def make_model(
         self, prepared: PreparedInputs, model_options: dict[str, Any]
@@ -817,4 +855,44 @@ class InputFactory:
                 else:
                     model.embedding.weight[torch.from_numpy(prepared.rows)] = matrix
                 model.embedding.weight[config.pad_index].zero_()
+        if prepared.first_column is not None:
+            with torch.no_grad():
+                column = torch.from_numpy(prepared.first_column.astype(np.float32))
+                model.embedding.weight[:, 0] = column
+                model.embedding.weight[config.pad_index].zero_()
         return model
+
+
+def naive_bayes_ratios(
+    token_ids: Sequence[Sequence[int]], labels: Sequence[int], vocab_size: int
+) -> np.ndarray:
+    """Return each word's naive Bayes log-count ratio, as NBSVM computes it.
+
+    For word ``w``, ``p[w]`` and ``q[w]`` count the positive and the negative
+    texts that contain it, plus one. The ratio is
+    ``log((p[w] / sum(p)) / (q[w] / sum(q)))``: above 0 for words that lean
+    positive, below 0 for words that lean negative, near 0 for rare or
+    balanced ones. Padding (id 0) gets 0.
+
+    Args:
+        token_ids: One id list per text.
+        labels: 0 negative or 1 positive, one per text.
+        vocab_size: Number of ids.
+
+    Raises:
+        ValueError: If the lengths differ or a label is not 0 or 1.
+    """
+    if len(token_ids) != len(labels):
+        raise ValueError(
+            f"got {len(token_ids)} texts but {len(labels)} labels; pass one "
+            "label per text"
+        )
+    counts = np.ones((2, vocab_size), dtype=np.float64)
+    for ids, label in zip(token_ids, labels, strict=True):
+        if label not in (0, 1):
+            raise ValueError(f"invalid label {label!r}: expected 0 or 1")
+        counts[int(label), np.unique(np.asarray(ids, dtype=np.int64))] += 1
+    shares = counts / counts.sum(axis=1, keepdims=True)
+    ratios = np.log(shares[1] / shares[0])
+    ratios[0] = 0.0
+    return ratios

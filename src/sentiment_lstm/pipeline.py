@@ -191,7 +191,10 @@ def train_model(
     output_dir = Path(output_dir)
     seed_everything(training_config.seed)
     factory = InputFactory(embedding_config, encoder_config)
-    prepared = factory.build([example.text for example in splits.train])
+    prepared = factory.build(
+        [example.text for example in splits.train],
+        [example.label for example in splits.train],
+    )
     encoder = prepared.encoder
     train_split = encode(encoder, splits.train)
     validation_split = encode(encoder, splits.validation)

@@ -45,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "pretrained_vectors": None,
     "freeze_embeddings": False,
     "minilm_layers": (4, 5, 6),
+    "nb_init_scale": 0.0,
     "architecture": "unidirectional",
     "lstm_units": 100,
     "num_layers": 1,
@@ -171,6 +172,15 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         help="keep the embedding table fixed instead of fine-tuning it "
         "(default: fine-tune)",
+    )
+    embeddings.add_argument(
+        "--nb-init-scale",
+        type=non_negative_float,
+        metavar="SCALE",
+        help="with random word vectors, start the first dimension of each at "
+        "SCALE times the word's naive Bayes log-count ratio in the training "
+        "split (above 0 for words of positive reviews); 0 leaves it random "
+        + _default("nb_init_scale"),
     )
     embeddings.add_argument(
         "--minilm-layers",
@@ -355,6 +365,7 @@ def resolve_options(
             ),
             minilm_layers=tuple(values["minilm_layers"]),
             cache_dir=_feature_cache(args),
+            nb_init_scale=values["nb_init_scale"],
         )
     except EmbeddingError as err:
         raise CommandError(str(err), usage=True) from err
