@@ -207,7 +207,7 @@ def test_factory_nb_init_needs_labels():
     [
         ({"nb_init_scale": -1.0}, "invalid naive Bayes initialisation scale -1.0"),
         ({"nb_init_scale": float("inf")}, "invalid naive Bayes"),
-        ({"nb_init_scale": 0.1, "source": "minilm"}, "drop --nb-init-scale"),
+        ({"nb_init_scale": 0.1, "source": "minilm"}, "pass --nb-init-scale 0"),
     ],
 )
 def test_nb_init_config_rejects(options, message):

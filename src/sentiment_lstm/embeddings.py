@@ -670,7 +670,7 @@ class EmbeddingConfig:
             raise EmbeddingError(
                 f"the naive Bayes initialisation sets a word vector dimension, "
                 f"but the {self.source!r} source has no word vectors of its own; "
-                "drop --nb-init-scale or use --embeddings random"
+                "pass --nb-init-scale 0 or use --embeddings random"
             )
         if self.vectors_path is not None and self.source != "random":
             raise EmbeddingError(
