@@ -75,7 +75,11 @@ def test_training_metadata(trained):
     metadata = json.loads((model_dir / "training.json").read_text())
 
     assert len(metadata["data"]["fingerprint"]) == 64
-    assert metadata["data"]["split_sizes"] == {"train": 76, "validation": 10, "test": 10}
+    assert metadata["data"]["split_sizes"] == {
+        "train": 76,
+        "validation": 10,
+        "test": 10,
+    }
     assert metadata["training"]["seed"] == 3
     assert "torch" in metadata["versions"]
 
@@ -87,7 +91,9 @@ def test_train_prints_epoch_lines(tmp_path, tiny_posneg, caplog):
         + TRAIN_ARGS
     )
 
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch_nr")]
+    lines = [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch_nr")
+    ]
     assert lines
     assert lines[0].startswith("epoch_nr: 1, train_loss: ")
     assert ", val_acc: " in lines[0]
@@ -96,7 +102,8 @@ def test_train_prints_epoch_lines(tmp_path, tiny_posneg, caplog):
 
 
 @pytest.mark.parametrize(
-    "spelling", ["unidirectional", "uni_directional", "bi_directional", "bi-directional"]
+    "spelling",
+    ["unidirectional", "uni_directional", "bi_directional", "bi-directional"],
 )
 def test_architecture_spellings(tmp_path, tiny_posneg, spelling):
     status = main(
@@ -237,7 +244,15 @@ def test_predict_input_file(trained, tmp_path, capsys):
     reviews.write_text('text,id\n"great fun, truly",1\n"dull, boring mess",2\n')
 
     status = main(
-        ["predict", "--model", str(model_dir), "--input", str(reviews), "--format", "jsonl"]
+        [
+            "predict",
+            "--model",
+            str(model_dir),
+            "--input",
+            str(reviews),
+            "--format",
+            "jsonl",
+        ]
     )
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 

@@ -57,9 +57,9 @@ def test_test_fold_never_trains(monkeypatch):
     seen_training_texts = []
     real_build = crossval.InputFactory.build
 
-    def recording_build(self, train_texts):
+    def recording_build(self, train_texts, train_labels=None):
         seen_training_texts.append(set(train_texts))
-        return real_build(self, train_texts)
+        return real_build(self, train_texts, train_labels)
 
     monkeypatch.setattr(crossval.InputFactory, "build", recording_build)
     calls = []

@@ -83,7 +83,11 @@ def format_report(report: dict[str, Any]) -> str:
         f"accuracy: {report['accuracy']:.4f}",
         f"macro F1: {report['macro_f1']:.4f}",
         "ROC-AUC:  "
-        + ("n/a (one class only)" if report["roc_auc"] is None else f"{report['roc_auc']:.4f}"),
+        + (
+            "n/a (one class only)"
+            if report["roc_auc"] is None
+            else f"{report['roc_auc']:.4f}"
+        ),
         "",
         f"{'class':<{width}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}",
     ]
@@ -96,7 +100,9 @@ def format_report(report: dict[str, Any]) -> str:
     lines += ["", "confusion matrix (rows: true, columns: predicted)"]
     lines.append(" " * width + "".join(f"{name:>{width}}" for name in names))
     for name, row in zip(names, report["confusion_matrix"]["matrix"]):
-        lines.append(f"{name:<{width}}" + "".join(f"{count:>{width}d}" for count in row))
+        lines.append(
+            f"{name:<{width}}" + "".join(f"{count:>{width}d}" for count in row)
+        )
     return "\n".join(lines)
 
 

@@ -35,10 +35,13 @@ PRESETS: dict[str, Preset] = {
     for preset in (
         Preset(
             "scratch-best",
-            "no pretrained knowledge: 3 bidirectional LSTMs merged into one, "
-            "word dropout, AdamW and a cosine schedule",
+            "no pretrained knowledge: 5 bidirectional LSTMs merged into one, "
+            "a naive Bayes start for one word vector dimension, every training "
+            "word in the vocabulary, word dropout, AdamW and a cosine schedule",
             {
                 **_BIDIRECTIONAL_MAX,
+                "min_frequency": 1,
+                "nb_init_scale": 0.1,
                 "embedding_dropout": 0.25,
                 "optimizer": "adamw",
                 "weight_decay": 0.01,
@@ -47,7 +50,7 @@ PRESETS: dict[str, Preset] = {
                 "warmup_fraction": 0.05,
                 "num_epochs": 10,
                 "patience": 3,
-                "ensemble_size": 3,
+                "ensemble_size": 5,
             },
         ),
         Preset(
