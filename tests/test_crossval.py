@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from sklearn.model_selection import StratifiedKFold
 
 from sentiment_lstm import crossval, training
@@ -101,6 +102,45 @@ def test_run_folds_limits_folds():
 
     assert [fold.fold for fold in result.folds] == [1, 2]
     assert result.settings["cross_validation"]["run_folds"] == 2
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run PyTorch here on one thread, as each parallel member does."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_parallel_members_match_sequential(one_torch_thread):
+    texts, labels = corpus()
+    config = TrainingConfig(
+        num_epochs=2, batch_size=8, learning_rate=0.01, ensemble_size=3
+    )
+    runs = {}
+    for workers in (1, 2):
+        runs[workers] = cross_validate(
+            texts,
+            labels,
+            cv_config=CrossValidationConfig(
+                folds=3, run_folds=1, parallel_members=workers
+            ),
+            model_options=SMALL_MODEL,
+            training_config=config,
+        )
+
+    sequential, parallel = runs[1].folds[0], runs[2].folds[0]
+    assert parallel.accuracy == sequential.accuracy
+    assert parallel.validation_accuracy == sequential.validation_accuracy
+    assert parallel.best_epochs == sequential.best_epochs
+    assert runs[2].settings["cross_validation"]["parallel_members"] == 2
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True])
+def test_parallel_members_rejects(workers):
+    with pytest.raises(ValueError, match="parallel_members must be an integer"):
+        CrossValidationConfig(parallel_members=workers)
 
 
 def test_summary_uses_sample_std():

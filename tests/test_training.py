@@ -1,3 +1,4 @@
+import functools
 import json
 
 import numpy as np
@@ -454,3 +455,44 @@ def test_ensemble_artifact_serves(tiny_posneg, tmp_path):
     assert model.model_config["hidden_dim"] == 16
     assert 0.0 <= model.predict(["a wonderful film"])[0].positive <= 1.0
     assert not list(model_dir.glob("checkpoint*"))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run PyTorch here on one thread, as each member process does."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_ensemble_in_processes_matches_sequential(one_torch_thread):
+    config = TrainingConfig(
+        num_epochs=2, batch_size=16, learning_rate=0.01, ensemble_size=3
+    )
+    splits = (toy_split(64, 1), toy_split(20, 2))
+
+    # The network starts from the global seed that each member sets.
+    build = functools.partial(
+        SentimentLSTM, ModelConfig(vocab_size=VOCAB_SIZE, embedding_dim=8, hidden_dim=8)
+    )
+
+    sequential = train_ensemble(build, *splits, config)
+    parallel = train_ensemble(build, *splits, config, workers=2)
+
+    expected = sequential.model.state_dict()
+    for name, tensor in parallel.model.state_dict().items():
+        assert torch.equal(tensor, expected[name]), name
+    assert [m.best_epoch for m in parallel.members] == [
+        m.best_epoch for m in sequential.members
+    ]
+
+
+def test_ensemble_in_processes_rejects_checkpoints(tmp_path):
+    config = TrainingConfig(num_epochs=1, ensemble_size=2)
+    splits = (toy_split(16, 1), toy_split(8, 2))
+
+    with pytest.raises(ValueError, match="write no checkpoints"):
+        train_ensemble(new_model, *splits, config, checkpoint_dir=tmp_path, workers=2)
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        train_ensemble(new_model, *splits, config, workers=0)

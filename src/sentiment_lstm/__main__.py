@@ -1,3 +1,6 @@
 from sentiment_lstm.cli import main
 
-raise SystemExit(main())
+# The guard keeps worker processes, which import this module again when the
+# package runs as "python -m sentiment_lstm", from running the command.
+if __name__ == "__main__":
+    raise SystemExit(main())

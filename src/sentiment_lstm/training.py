@@ -6,11 +6,13 @@ import copy
 import dataclasses
 import logging
 import math
+import multiprocessing
 import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -626,6 +628,7 @@ def train_ensemble(
     resume: bool = False,
     run_identity: dict[str, Any] | None = None,
     show_progress: bool | None = None,
+    workers: int = 1,
 ) -> EnsembleResult:
     """Train ``config.ensemble_size`` networks and merge them into one.
 
@@ -648,14 +651,27 @@ def train_ensemble(
         run_identity: Facts that must match when resuming, as for
             :func:`train`.
         show_progress: Show a progress bar; by default only on a terminal.
+        workers: Members trained at once, each in a process of its own on one
+            PyTorch thread. With more than one, ``build_model`` and the splits
+            must pickle, and no checkpoints are written. A member gets the
+            same weights as in a one-thread sequential run.
 
     Returns:
         The merged network and the members' results.
 
     Raises:
         CheckpointError: If ``resume`` is set and member 0 has no checkpoint.
+        ValueError: If ``workers`` is below 1, or above 1 with a
+            ``checkpoint_dir``.
     """
     started = time.perf_counter()
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if workers > 1 and checkpoint_dir is not None:
+        raise ValueError(
+            "members trained in parallel write no checkpoints; pass workers=1 "
+            "to train with a checkpoint_dir"
+        )
     if resume and checkpoint_dir is None:
         raise ValueError("resume needs a checkpoint_dir")
     if resume and not member_checkpoint(checkpoint_dir, 0).is_file():
@@ -665,7 +681,11 @@ def train_ensemble(
             "--resume"
         )
     members = []
-    for member in range(config.ensemble_size):
+    if workers > 1 and config.ensemble_size > 1:
+        members = _train_members_in_processes(
+            build_model, train_split, validation_split, config, test_split, workers
+        )
+    for member in range(len(members), config.ensemble_size):
         member_config = dataclasses.replace(config, seed=config.seed + member)
         seed_everything(member_config.seed)
         model = build_model()
@@ -702,6 +722,58 @@ def train_ensemble(
         members=members,
         validation_accuracy=validation_accuracy,
         seconds=time.perf_counter() - started,
+    )
+
+
+def _train_members_in_processes(
+    build_model: Callable[[], SentimentLSTM],
+    train_split: EncodedSplit,
+    validation_split: EncodedSplit,
+    config: TrainingConfig,
+    test_split: EncodedSplit | None,
+    workers: int,
+) -> list[TrainingResult]:
+    """Train every member in a pool of ``workers`` processes, in member order."""
+    # "spawn" starts clean interpreters: a forked child would inherit
+    # PyTorch's OpenMP thread pool, which is not safe to use after fork.
+    context = multiprocessing.get_context("spawn")
+    count = config.ensemble_size
+    logger.info("training %d ensemble members, %d at a time", count, workers)
+    with ProcessPoolExecutor(
+        max_workers=min(workers, count), mp_context=context
+    ) as pool:
+        futures = [
+            pool.submit(
+                _train_member,
+                build_model,
+                train_split,
+                validation_split,
+                dataclasses.replace(config, seed=config.seed + member),
+                test_split,
+            )
+            for member in range(count)
+        ]
+        return [future.result() for future in futures]
+
+
+def _train_member(
+    build_model: Callable[[], SentimentLSTM],
+    train_split: EncodedSplit,
+    validation_split: EncodedSplit,
+    config: TrainingConfig,
+    test_split: EncodedSplit | None,
+) -> TrainingResult:
+    """Train one member in a worker process, as the sequential loop does."""
+    torch.set_num_threads(1)
+    seed_everything(config.seed)
+    model = build_model()
+    return train(
+        model,
+        train_split,
+        validation_split,
+        config,
+        test_split=test_split,
+        show_progress=False,
     )
 
 

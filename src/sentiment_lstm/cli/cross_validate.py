@@ -83,6 +83,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the cores (default: PyTorch's choice, usually one per core)",
     )
     parser.add_argument(
+        "--parallel-members",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="train up to N ensemble members at once, each in a process of its "
+        "own on one thread; the results equal a --threads 1 run (default: 1)",
+    )
+    parser.add_argument(
         "--output-json",
         type=Path,
         metavar="FILE",
@@ -126,6 +134,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         seed=args.seed,
         validation_fraction=args.validation_fraction,
         run_folds=args.run_folds,
+        parallel_members=args.parallel_members,
     )
     try:
         examples = read_examples(
