@@ -17,6 +17,7 @@ from sentiment_lstm.crossval import (
     protocol_folds,
 )
 from sentiment_lstm.data import read_examples
+from sentiment_lstm.predictor import physical_core_count
 from sentiment_lstm.training import TrainingConfig
 from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
 
@@ -218,6 +219,11 @@ def test_command_prints_and_writes_json(tiny_posneg, tmp_path, capsys):
     assert "mean" in printed.splitlines()[3]
     assert len(values["folds"]) == 2
     assert values["settings"]["preset"] == "scratch-best"
+    # the preset's 5 members train one per core by default
+    expected_workers = min(physical_core_count(), 5)
+    assert values["settings"]["cross_validation"]["parallel_members"] == (
+        expected_workers
+    )
     assert values["settings"]["model"]["hidden_dim"] == 8
     assert values["settings"]["model"]["bidirectional"] is True
     assert set(values["summary"]) >= {"accuracy_mean", "accuracy_std"}

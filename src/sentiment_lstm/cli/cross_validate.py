@@ -85,10 +85,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--parallel-members",
         type=positive_int,
-        default=1,
         metavar="N",
         help="train up to N ensemble members at once, each in a process of its "
-        "own on one thread; the results equal a --threads 1 run (default: 1)",
+        "own on one thread; the results equal a --threads 1 run (default: one "
+        "per physical core, at most --ensemble-size)",
     )
     parser.add_argument(
         "--output-json",
@@ -129,12 +129,18 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    parallel_members = args.parallel_members
+    if parallel_members is None:
+        from sentiment_lstm.predictor import physical_core_count
+
+        ensemble_size = options.training_config.ensemble_size
+        parallel_members = max(1, min(physical_core_count(), ensemble_size))
     cv_config = CrossValidationConfig(
         folds=args.folds,
         seed=args.seed,
         validation_fraction=args.validation_fraction,
         run_folds=args.run_folds,
-        parallel_members=args.parallel_members,
+        parallel_members=parallel_members,
     )
     try:
         examples = read_examples(
