@@ -34,6 +34,17 @@ NEGATIVE_REVIEWS = [
 ]
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Run PyTorch on one thread, as each ensemble member process does."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def rt_polarity_dir() -> Path:
     """The real rt-polarity files; tests skip when they are absent."""

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from sklearn.model_selection import StratifiedKFold
 
 from sentiment_lstm import crossval, training
@@ -103,15 +102,6 @@ def test_run_folds_limits_folds():
 
     assert [fold.fold for fold in result.folds] == [1, 2]
     assert result.settings["cross_validation"]["run_folds"] == 2
-
-
-@pytest.fixture
-def one_torch_thread():
-    """Run PyTorch here on one thread, as each parallel member does."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_parallel_members_match_sequential(one_torch_thread):

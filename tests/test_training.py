@@ -457,15 +457,6 @@ def test_ensemble_artifact_serves(tiny_posneg, tmp_path):
     assert not list(model_dir.glob("checkpoint*"))
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Run PyTorch here on one thread, as each member process does."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_ensemble_in_processes_matches_sequential(one_torch_thread):
     config = TrainingConfig(
         num_epochs=2, batch_size=16, learning_rate=0.01, ensemble_size=3

@@ -111,18 +111,18 @@ def build_onnx_model(
     )
     batch = graph.node("Squeeze", [batch_1d, graph.int64("axis", 0)], "batch_scalar")
     seq = graph.node("Squeeze", [seq_1d, graph.int64("axis", 0)], "seq_scalar")
-    one = graph.constant("one", np.asarray(1, dtype=np.int64))
-    zero = graph.constant("zero", np.asarray(0, dtype=np.int64))
+    int_one = graph.constant("one", np.asarray(1, dtype=np.int64))
+    int_zero = graph.constant("zero", np.asarray(0, dtype=np.int64))
     # lengths below 1 count as 1 and above the padded width as the width
-    lengths = graph.node("Max", [input_lengths, one], "lengths_min")
+    lengths = graph.node("Max", [input_lengths, int_one], "lengths_min")
     lengths = graph.node("Min", [lengths, seq], "lengths")
-    rows = graph.node("Range", [zero, batch, one], "rows")
+    rows = graph.node("Range", [int_zero, batch, int_one], "rows")
     # flat index of each review's last step in a [sequence * batch] layout
-    last_step = graph.node("Sub", [lengths, one], "last_step")
+    last_step = graph.node("Sub", [lengths, int_one], "last_step")
     last_flat = graph.node(
         "Add", [graph.node("Mul", [last_step, batch], "last_offset"), rows], "last_flat"
     )
-    steps = graph.node("Range", [zero, seq, one], "steps")
+    steps = graph.node("Range", [int_zero, seq, int_one], "steps")
     steps_column = graph.node("Unsqueeze", [steps, graph.int64("axis", 1)], "steps_col")
     lengths_row = graph.node(
         "Unsqueeze", [lengths, graph.int64("axis", 0)], "lengths_row"
@@ -136,7 +136,7 @@ def build_onnx_model(
         # step t of a review of length n reads step n - 1 - t; padding stays
         mirrored = graph.node(
             "Sub",
-            [graph.node("Sub", [lengths_row, one], "last_row"), steps_column],
+            [graph.node("Sub", [lengths_row, int_one], "last_row"), steps_column],
             "mirrored",
         )
         reverse_steps = graph.node("Where", [inside, mirrored, steps_column], "reverse")
