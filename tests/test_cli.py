@@ -5,9 +5,11 @@ import io
 import json
 import subprocess
 import sys
+from importlib import metadata
 
 import pytest
 
+from sentiment_lstm import __version__
 from sentiment_lstm.cli import main
 
 TRAIN_ARGS = [
@@ -378,3 +380,12 @@ def test_console_script_help():
 
     for flag in ("--num_epoch", "--dropout_keep_prob", "--required_acc_checkpoint"):
         assert flag in completed.stdout
+
+
+def test_version_matches_installed_metadata(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"sentiment-lstm {__version__}"
+    assert metadata.version("sentiment-lstm") == __version__

@@ -113,7 +113,8 @@ def test_parity_without_folded_table(tmp_path, monkeypatch, bidirectional):
     path = tmp_path / "model.onnx"
     export_module(module, path)
     initializer_shapes = [
-        tuple(tensor.dims) for tensor in onnx.load(str(path)).graph.initializer
+        tuple(tensor.dims)
+        for tensor in _initializers_with_subgraphs(onnx.load(str(path)).graph)
     ]
 
     assert (300, 12) in initializer_shapes
@@ -127,12 +128,24 @@ def test_folded_table_replaces_embedding(tmp_path):
     path = tmp_path / "model.onnx"
     export_module(module, path)
     graph = onnx.load(str(path)).graph
-    initializer_shapes = [tuple(tensor.dims) for tensor in graph.initializer]
+    initializer_shapes = [
+        tuple(tensor.dims) for tensor in _initializers_with_subgraphs(graph)
+    ]
 
     # one row of input gates per vocabulary entry, and no embedding
     assert (300, 40) in initializer_shapes
     assert (300, 12) not in initializer_shapes
     assert [node.op_type for node in graph.node].count("Scan") == 1
+
+
+def _initializers_with_subgraphs(graph: onnx.GraphProto) -> list[onnx.TensorProto]:
+    """Return the initializers of a graph and of every Scan body in it."""
+    found = list(graph.initializer)
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                found += _initializers_with_subgraphs(attribute.g)
+    return found
 
 
 def test_merged_ensemble_parity(tmp_path):

@@ -272,11 +272,45 @@ def test_parallel_batches_match_sequential(exported):
     assert np.array_equal(actual, expected, equal_nan=True)
 
 
+def test_submitted_chunks_score_like_one_call(exported):
+    # Two chunks queued before either result is read, as file scoring does.
+    reviews = [REVIEWS[i % len(REVIEWS)] + " fun" * (i % 7) for i in range(120)]
+    model = SentimentModel.load(exported, backend="onnx", threads=2)
+    first = model.encoder.encode_batch(reviews[:70] + [""])
+    second = model.encoder.encode_batch(reviews[70:])
+
+    pending_first = model.submit_token_ids(first, batch_size=8)
+    pending_second = model.submit_token_ids(second, batch_size=8)
+
+    expected = SentimentModel.load(exported, backend="onnx", threads=1)
+    assert np.array_equal(
+        pending_second.result(), expected.score_token_ids(second, batch_size=8)
+    )
+    assert np.array_equal(
+        pending_first.result(),
+        expected.score_token_ids(first, batch_size=8),
+        equal_nan=True,
+    )
+    assert np.isnan(pending_first.result()[-1])
+
+
+def test_submit_scores_at_once_without_parallel_batches(exported):
+    model, backend = recording_model(exported)
+
+    pending = model.submit_token_ids([[2, 3], [4]], batch_size=1)
+
+    # the recording backend has no parallel_batches, so both passes ran
+    assert len(backend.shapes) == 2
+    assert pending.result().shape == (2,)
+
+
 def test_invalid_batch_size(exported):
     model = SentimentModel.load(exported)
 
     with pytest.raises(ValueError, match="batch_size must be at least 1, got 0"):
         model.score_token_ids([[2]], batch_size=0)
+    with pytest.raises(ValueError, match="max_batch_tokens must be at least 1"):
+        model.submit_token_ids([[2]], max_batch_tokens=0)
 
 
 def test_physical_core_count():

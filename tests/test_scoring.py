@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 import os
+import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from sentiment_lstm import scoring
 from sentiment_lstm.cli import main
 from sentiment_lstm.data import DataError, ReadOptions
 from sentiment_lstm.export import export_model
@@ -402,10 +405,6 @@ def test_progress_shown_on_request(model, tmp_path, capsys):
     assert "5 rows" in capsys.readouterr().err
 
 
-def reader_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "sentiment-lstm-reader"]
-
-
 class WatchingBackend:
     """Wraps a backend and records how far the input and output files are."""
 
@@ -440,7 +439,7 @@ class WatchingBackend:
 @pytest.mark.skipif(not Path("/proc/self/fdinfo").is_dir(), reason="needs Linux /proc")
 def test_reads_and_writes_incrementally(model_dir, tmp_path):
     model = SentimentModel.load(model_dir, backend="onnx")
-    # About 2 MB, far more than the reader's buffer and the prefetched chunks.
+    # About 2 MB, far more than the reader's buffer and the chunks in flight.
     rows = [[str(i), REVIEWS[i % len(REVIEWS)] + " padding" * 20] for i in range(8000)]
     source = write_csv(tmp_path / "in.csv", ["id", "text"], rows)
     size = source.stat().st_size
@@ -453,18 +452,85 @@ def test_reads_and_writes_incrementally(model_dir, tmp_path):
     assert 0 < watcher.input_positions[0] < size / 4
     assert watcher.output_sizes[0] == 0
     assert watcher.output_sizes[-1] > 0
-    assert not reader_threads()
 
 
-def test_reader_error_stops_thread(model, tmp_path):
+def test_read_error_restores_interpreter(model, tmp_path):
     source = tmp_path / "in.csv"
     source.write_text("id,text\n" + "1,great fun\n" * 50 + "2,too,many\n")
+    sys.setswitchinterval(0.003)
+    try:
+        with pytest.raises(DataError, match="line 52"):
+            score_file(model, source, tmp_path / "out.csv", chunk_rows=7)
 
-    with pytest.raises(DataError, match="line 52"):
-        score_file(model, source, tmp_path / "out.csv", chunk_rows=7)
-
-    assert not reader_threads()
+        assert sys.getswitchinterval() == pytest.approx(0.003)
+    finally:
+        sys.setswitchinterval(0.005)
+    assert gc.isenabled()
     assert os.listdir(tmp_path) == ["in.csv"]
+
+
+class SettingsBackend:
+    """Wraps a backend and records the interpreter settings during passes."""
+
+    def __init__(self, backend) -> None:
+        self.name = backend.name
+        self._backend = backend
+        self.parallel_batches = getattr(backend, "parallel_batches", 1)
+        self.seen: set[tuple[float, bool]] = set()
+
+    def probabilities(self, token_ids, lengths):
+        self.seen.add((sys.getswitchinterval(), gc.isenabled()))
+        return self._backend.probabilities(token_ids, lengths)
+
+
+def test_interpreter_tuned_only_while_scoring(model_dir, tmp_path):
+    model = SentimentModel.load(model_dir, backend="onnx", threads=2)
+    model.backend = SettingsBackend(model.backend)
+    sources = [
+        write_csv(tmp_path / f"in{i}.csv", ["text"], [[text] for text in REVIEWS * 20])
+        for i in range(2)
+    ]
+    before = sys.getswitchinterval()
+
+    # two runs at once: the settings come back only when both have ended
+    threads = [
+        threading.Thread(
+            target=score_file,
+            args=(model, source, tmp_path / f"out{i}.csv"),
+            kwargs={"chunk_rows": 16},
+        )
+        for i, source in enumerate(sources)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    ((interval, collecting),) = model.backend.seen
+    assert interval == pytest.approx(scoring.SWITCH_INTERVAL_SECONDS)
+    assert not collecting
+    assert sys.getswitchinterval() == before
+    assert gc.isenabled()
+    for i in range(2):
+        assert len(read_csv(tmp_path / f"out{i}.csv")) == len(REVIEWS) * 20
+
+
+def test_first_chunk_is_small(model, tmp_path, monkeypatch):
+    monkeypatch.setattr(scoring, "FIRST_CHUNK_ROWS", 2)
+    texts = [REVIEWS[i % len(REVIEWS)] for i in range(13)]
+    source = write_csv(tmp_path / "in.csv", ["text"], [[text] for text in texts])
+    sizes = []
+    encode_batch = model.encoder.encode_batch
+    monkeypatch.setattr(
+        model.encoder,
+        "encode_batch",
+        lambda batch: sizes.append(len(batch)) or encode_batch(batch),
+    )
+
+    score_file(model, source, tmp_path / "out.csv", chunk_rows=5)
+
+    assert sizes == [2, 5, 5, 1]
+    assert [row["text"] for row in read_csv(tmp_path / "out.csv")] == texts
 
 
 def test_cli_csv_to_csv(model_dir, tmp_path):

@@ -10,7 +10,10 @@ traced, so that it can be laid out for inference:
   On rt-polarity's default model this removes half of the matrix work.
 * Each direction steps through time with an ONNX ``Scan`` whose body is the
   LSTM cell: one matrix product with the recurrent weights, the gates and
-  the new cell and hidden state.
+  the new cell and hidden state. In the first layer the body takes the step's
+  token ids and looks up their table rows itself, so the rows of one step
+  are read while they are still in the cache, and the rows of a whole batch
+  are never written out.
 * Time runs along axis 0 (``[sequence, batch, ...]``), the layout ``Scan``
   iterates over.
 
@@ -163,19 +166,27 @@ def build_onnx_model(
         )
         return graph.node("Gather", [flat, reverse_flat], stem, axis=0)
 
-    def run_direction(gates: str, lstm_weights: str) -> str:
+    def run_direction(steps: str, table: np.ndarray | None, lstm_weights: str) -> str:
+        """Scan one direction over ``steps``: token ids with a table, else gates."""
         recurrent = weights[f"{lstm_weights}.weight_hh_l0"]
-        body = _cell_body(recurrent.T.copy(), hidden, graph.name("cell"))
+        body = _cell_body(recurrent.T.copy(), hidden, graph.name("cell"), table)
         _, _, outputs = graph.nodes_with_outputs(
             "Scan",
-            [zero_state, zero_state, gates],
+            [zero_state, zero_state, steps],
             ["h_last", "c_last", "outputs"],
             body=body,
             num_scan_inputs=1,
         )
         return outputs
 
-    def input_gates(layer: int, lstm_weights: str, inputs: str, reversed_: bool) -> str:
+    def input_gates(
+        layer: int, lstm_weights: str, inputs: str, reversed_: bool
+    ) -> tuple[str, np.ndarray | None]:
+        """Return what a direction's Scan steps over, and its gate table if any.
+
+        With a folded table the Scan takes ``[sequence, batch]`` token ids;
+        otherwise it takes ``[sequence, batch, 4 * hidden]`` input gates.
+        """
         w_ih = weights[f"{lstm_weights}.weight_ih_l0"]
         bias = (
             weights[f"{lstm_weights}.bias_ih_l0"]
@@ -196,12 +207,7 @@ def build_onnx_model(
                 table = (
                     embedding.astype(np.float64) @ w_ih.T.astype(np.float64) + bias
                 ).astype(np.float32)
-                return graph.node(
-                    "Gather",
-                    [graph.constant("gate_table", table), token_ids],
-                    "gates",
-                    axis=0,
-                )
+                return token_ids, table
             vectors = graph.node(
                 "Gather",
                 [graph.constant("embedding", embedding), token_ids],
@@ -215,14 +221,14 @@ def build_onnx_model(
         product = graph.node(
             "MatMul", [vectors, graph.constant("w_ih", w_ih.T.copy())], "input_product"
         )
-        return graph.node("Add", [product, graph.constant("bias", bias)], "gates")
+        return graph.node("Add", [product, graph.constant("bias", bias)], "gates"), None
 
     # recur: outputs [sequence, batch, hidden] per direction
     layer_input = ids
     forward_outputs = backward_outputs = ""
     for layer in range(config.num_layers):
         forward_outputs = run_direction(
-            input_gates(layer, f"forward_layers.{layer}", layer_input, False),
+            *input_gates(layer, f"forward_layers.{layer}", layer_input, False),
             f"forward_layers.{layer}",
         )
         if not config.bidirectional:
@@ -230,7 +236,7 @@ def build_onnx_model(
             continue
         # the backward direction's outputs, in its own reversed step order
         backward_outputs = run_direction(
-            input_gates(layer, f"backward_layers.{layer}", layer_input, True),
+            *input_gates(layer, f"backward_layers.{layer}", layer_input, True),
             f"backward_layers.{layer}",
         )
         if layer + 1 < config.num_layers or config.pooling != "last":
@@ -333,14 +339,32 @@ def build_onnx_model(
     return helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
-def _cell_body(recurrent_t: np.ndarray, hidden: int, name: str) -> onnx.GraphProto:
-    """Build the Scan body of one LSTM step: h, c and input gates in, h, c, h out.
+def _cell_body(
+    recurrent_t: np.ndarray, hidden: int, name: str, table: np.ndarray | None
+) -> onnx.GraphProto:
+    """Build the Scan body of one LSTM step: h, c and the step in; h, c, h out.
 
     ``recurrent_t`` is the transposed ``weight_hh`` of shape
     ``[hidden, 4 * hidden]``, gates in PyTorch's order: input, forget, cell,
-    output.
+    output. With a gate ``table`` the step is a ``[batch]`` vector of token
+    ids whose rows are the input gates; without one it is the
+    ``[batch, 4 * hidden]`` input gates.
     """
-    nodes = [
+    initializers = [
+        numpy_helper.from_array(recurrent_t.astype(np.float32), "recurrent_t")
+    ]
+    nodes = []
+    if table is None:
+        step = _float_matrix("step_gates", 4 * hidden)
+    else:
+        step = helper.make_tensor_value_info("step_ids", TensorProto.INT64, ["batch"])
+        initializers.append(numpy_helper.from_array(table, "gate_table"))
+        nodes.append(
+            helper.make_node(
+                "Gather", ["gate_table", "step_ids"], ["step_gates"], axis=0
+            )
+        )
+    nodes += [
         helper.make_node("MatMul", ["h", "recurrent_t"], ["recurrent"]),
         helper.make_node("Add", ["recurrent", "step_gates"], ["gates"]),
         helper.make_node("Split", ["gates"], ["i_in", "f_in", "g_in", "o_in"], axis=1),
@@ -358,17 +382,13 @@ def _cell_body(recurrent_t: np.ndarray, hidden: int, name: str) -> onnx.GraphPro
     return helper.make_graph(
         nodes,
         name,
-        [
-            _float_matrix("h", hidden),
-            _float_matrix("c", hidden),
-            _float_matrix("step_gates", 4 * hidden),
-        ],
+        [_float_matrix("h", hidden), _float_matrix("c", hidden), step],
         [
             _float_matrix("h_next", hidden),
             _float_matrix("c_next", hidden),
             _float_matrix("output", hidden),
         ],
-        [numpy_helper.from_array(recurrent_t.astype(np.float32), "recurrent_t")],
+        initializers,
     )
 
 

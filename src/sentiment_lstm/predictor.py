@@ -210,6 +210,33 @@ class OnnxBackend:
         return self.session.run([OUTPUT_PROBABILITIES], feed)[0]
 
 
+class PendingScores:
+    """Scores of encoded reviews that may still be running on a thread pool.
+
+    Made by :meth:`SentimentModel.submit_token_ids`.
+    """
+
+    def __init__(self, count: int, positive_index: int) -> None:
+        self._count = count
+        self._positive_index = positive_index
+        self._parts: list[tuple[np.ndarray, np.ndarray | Future]] = []
+
+    def add(self, rows: np.ndarray, probabilities: np.ndarray | Future) -> None:
+        self._parts.append((rows, probabilities))
+
+    def result(self) -> np.ndarray:
+        """Wait for every batch; return P(positive) per review, NaN if no tokens.
+
+        Raises:
+            Exception: Whatever a forward pass raised.
+        """
+        positive = np.full(self._count, np.nan, dtype=np.float64)
+        for rows, part in self._parts:
+            probabilities = part.result() if isinstance(part, Future) else part
+            positive[rows] = probabilities[:, self._positive_index]
+        return positive
+
+
 class SentimentModel:
     """A trained model ready to score reviews.
 
@@ -328,15 +355,61 @@ class SentimentModel:
         Raises:
             ValueError: If ``batch_size`` or ``max_batch_tokens`` is below 1.
         """
+        batches, workers = self._plan(token_ids, batch_size, max_batch_tokens)
+        scores = PendingScores(len(token_ids), self._positive_index)
+        for rows, probabilities in self._run_batches(batches, workers):
+            scores.add(rows, probabilities)
+        return scores.result()
+
+    def submit_token_ids(
+        self,
+        token_ids: Sequence[Sequence[int]],
+        batch_size: int = 256,
+        max_batch_tokens: int = MAX_BATCH_TOKENS,
+    ) -> PendingScores:
+        """Start scoring encoded reviews, and return before they are scored.
+
+        Takes the arguments of :meth:`score_token_ids`. With a backend that
+        sets ``parallel_batches``, every padded batch is queued on this
+        model's thread pool at once and the call returns. The caller can read
+        and write other reviews meanwhile. Batches queued by later calls run
+        after these. All padded batches stay in memory until scored, so
+        callers pass bounded chunks. Other backends score before returning.
+
+        Returns:
+            A handle whose ``result()`` waits for the scores and returns what
+            :meth:`score_token_ids` would.
+
+        Raises:
+            ValueError: If ``batch_size`` or ``max_batch_tokens`` is below 1.
+        """
+        batches, workers = self._plan(token_ids, batch_size, max_batch_tokens)
+        pending = PendingScores(len(token_ids), self._positive_index)
+        if workers <= 1:
+            for rows, ids, batch_lengths in batches:
+                pending.add(rows, self.backend.probabilities(ids, batch_lengths))
+            return pending
+        executor = self._thread_pool(workers)
+        for rows, ids, batch_lengths in batches:
+            pending.add(
+                rows, executor.submit(self.backend.probabilities, ids, batch_lengths)
+            )
+        return pending
+
+    def _plan(
+        self,
+        token_ids: Sequence[Sequence[int]],
+        batch_size: int,
+        max_batch_tokens: int,
+    ) -> tuple[Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]], int]:
+        """Return the batches of the scorable reviews and the workers to use."""
         for name, value in (
             ("batch_size", batch_size),
             ("max_batch_tokens", max_batch_tokens),
         ):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
-        count = len(token_ids)
-        lengths = np.fromiter(map(len, token_ids), dtype=np.int64, count=count)
-        positive = np.full(count, np.nan, dtype=np.float64)
+        lengths = np.fromiter(map(len, token_ids), dtype=np.int64, count=len(token_ids))
         scorable = np.flatnonzero(lengths)
         order = scorable[np.argsort(lengths[scorable], kind="stable")]
         workers = getattr(self.backend, "parallel_batches", 1)
@@ -347,9 +420,7 @@ class SentimentModel:
         batches = self._batches(
             token_ids, order, lengths[order], batch_size, max_batch_tokens
         )
-        for rows, probabilities in self._run_batches(batches, workers):
-            positive[rows] = probabilities[:, self._positive_index]
-        return positive
+        return batches, workers
 
     def _batches(
         self,

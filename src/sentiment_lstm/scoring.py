@@ -1,10 +1,11 @@
 """Scoring of review files in bounded memory: ``score_file(model, input, output)``.
 
 A CSV, TSV, JSON Lines or plain text file is read in chunks of rows. Each
-chunk is tokenized in one ``encode_batch`` call, scored in batches of similar
-length and written out before the next chunk is taken, so memory stays flat
-whatever the file size. A reader thread decodes and tokenizes the next chunk
-while the model scores the current one.
+chunk is tokenized in one ``encode_batch`` call and scored in batches of
+similar length. With ONNX Runtime the batches are queued on the model's
+threads, and the main thread reads and tokenizes the next chunk while they
+run. A chunk is written once its scores are in. At most two chunks are held
+at a time, so memory stays flat whatever the file size.
 
 Every input row that parses comes out, in input order, with its other columns
 unchanged and four columns appended: ``positive``, ``negative``, ``label`` and
@@ -24,15 +25,18 @@ only. Output is UTF-8.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
+import gc
+import itertools
 import json
 import logging
 import os
-import queue
 import sys
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +49,7 @@ from sentiment_lstm.data.delimited import parsed_rows, read_header
 from sentiment_lstm.data.fields import json_type_name
 from sentiment_lstm.data.readers import detect_format
 from sentiment_lstm.data.records import DataError, ReadOptions
-from sentiment_lstm.predictor import EMPTY_REVIEW
+from sentiment_lstm.predictor import EMPTY_REVIEW, PendingScores
 
 if TYPE_CHECKING:
     from sentiment_lstm.predictor import SentimentModel
@@ -65,6 +69,8 @@ OUTPUT_EXTENSIONS = {
 }
 
 DEFAULT_CHUNK_ROWS = 8192
+# Rows of the first chunk, which the model waits for before it starts.
+FIRST_CHUNK_ROWS = 1024
 DEFAULT_BATCH_SIZE = 256
 
 SCORE_FIELDS = ("positive", "negative", "label", "error")
@@ -77,8 +83,8 @@ PREVIEW_CHARACTERS = 60
 
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _SCAN_BLOCK_BYTES = 1 << 20
-# Chunks that the reader thread may have ready ahead of the scorer.
-_QUEUE_CHUNKS = 2
+# Chunks queued for scoring while the oldest one is written.
+_SCORING_CHUNKS = 1
 # Bad rows quoted in the warning when rows are left out.
 _LOGGED_BAD_ROWS = 5
 
@@ -425,15 +431,18 @@ class _DelimitedReader(_Reader):
             self.source,
             self.bad_rows.reject,
         )
+        limits = _chunk_limits(chunk_rows)
+        limit = next(limits)
         chunk = _Chunk()
         for _, row in rows:
             text = row[text_index]
             chunk.records.append(row)
             chunk.texts.append(text)
             chunk.errors.append(self._byte_error(text))
-            if len(chunk.records) == chunk_rows:
+            if len(chunk.records) == limit:
                 yield chunk
                 chunk = _Chunk()
+                limit = next(limits)
         if chunk.records:
             yield chunk
 
@@ -447,15 +456,18 @@ class _LinesReader(_Reader):
         self.score_fields = SCORE_FIELDS
 
     def chunks(self, chunk_rows: int) -> Iterator[_Chunk]:
+        limits = _chunk_limits(chunk_rows)
+        limit = next(limits)
         chunk = _Chunk()
         for line in self.stream:
             line = _strip_line_end(line)
             chunk.records.append([line])
             chunk.texts.append(line)
             chunk.errors.append(self._byte_error(line))
-            if len(chunk.records) == chunk_rows:
+            if len(chunk.records) == limit:
                 yield chunk
                 chunk = _Chunk()
+                limit = next(limits)
         if chunk.records:
             yield chunk
 
@@ -474,6 +486,8 @@ class _JsonlReader(_Reader):
 
     def chunks(self, chunk_rows: int) -> Iterator[_Chunk]:
         decode = json.JSONDecoder().decode
+        limits = _chunk_limits(chunk_rows)
+        limit = next(limits)
         chunk = _Chunk()
         for number, line in enumerate(self.stream, start=1):
             line = _strip_line_end(line)
@@ -512,9 +526,10 @@ class _JsonlReader(_Reader):
             chunk.records.append(line)
             chunk.texts.append(text)
             chunk.errors.append(error)
-            if len(chunk.records) == chunk_rows:
+            if len(chunk.records) == limit:
                 yield chunk
                 chunk = _Chunk()
+                limit = next(limits)
         if chunk.records:
             yield chunk
 
@@ -538,6 +553,16 @@ class _JsonlReader(_Reader):
                 f"text field {key!r} is a JSON {json_type_name(value)}, not a string",
             )
         return value, self._byte_error(value)
+
+
+def _chunk_limits(chunk_rows: int) -> Iterator[int]:
+    """Yield the row count of each chunk: a small first one, then chunk_rows.
+
+    The model waits for the first chunk to be read and tokenized, so a small
+    one gets it started sooner.
+    """
+    yield min(chunk_rows, FIRST_CHUNK_ROWS)
+    yield from itertools.repeat(chunk_rows)
 
 
 def _make_reader(
@@ -776,17 +801,29 @@ def _run(
     counts = _Counts()
     writer = None
     bar = _progress_bar(progress)
+    # The next chunk is queued for scoring before this one is written, so
+    # the model's threads keep working while the main thread writes.
+    pending: deque[tuple[_Chunk, PendingScores]] = deque()
+
+    def write_oldest() -> None:
+        chunk, scoring = pending.popleft()
+        scores = _format_scores(scoring.result().tolist(), chunk.errors)
+        writer.write(chunk, scores)
+        counts.rows += len(chunk.records)
+        counts.unscored += scores.unscored
+        if bar is not None:
+            bar.update(len(chunk.records))
+
     try:
-        for chunk, token_ids in _prefetch(reader, model, chunk_rows):
-            if writer is None:
-                writer = _make_writer(output_format, stream, reader)
-            positive = model.score_token_ids(token_ids, batch_size)
-            scores = _format_scores(positive.tolist(), chunk.errors)
-            writer.write(chunk, scores)
-            counts.rows += len(chunk.records)
-            counts.unscored += scores.unscored
-            if bar is not None:
-                bar.update(len(chunk.records))
+        with _scoring_runtime():
+            for chunk, token_ids in _encoded_chunks(reader, model, chunk_rows):
+                if writer is None:
+                    writer = _make_writer(output_format, stream, reader)
+                pending.append((chunk, model.submit_token_ids(token_ids, batch_size)))
+                if len(pending) > _SCORING_CHUNKS:
+                    write_oldest()
+            while pending:
+                write_oldest()
         if writer is None:
             # No rows: a CSV or TSV output still gets its header.
             _make_writer(output_format, stream, reader)
@@ -794,6 +831,47 @@ def _run(
         if bar is not None:
             bar.close()
     return counts
+
+
+# While a file is scored, a thread that holds the GIL hands it over after
+# this many seconds instead of Python's default 5 ms. The model's threads need
+# the GIL for a moment after each forward pass and otherwise wait for the
+# main thread to let go of it.
+SWITCH_INTERVAL_SECONDS = 1e-4
+_runtime_lock = threading.Lock()
+_runtime_users = 0
+_saved_switch_interval = 0.0
+_saved_gc_enabled = True
+
+
+@contextlib.contextmanager
+def _scoring_runtime() -> Iterator[None]:
+    """Tune the interpreter while any scoring run is in progress.
+
+    Lowers ``sys.getswitchinterval()`` to ``SWITCH_INTERVAL_SECONDS`` and
+    pauses the cyclic garbage collector. The collector would otherwise walk
+    every live object again and again as the rows of each chunk are
+    allocated. The rows, token lists and scores hold no reference cycles, so
+    reference counting frees them. Both settings are restored when the last
+    run ends.
+    """
+    global _runtime_users, _saved_switch_interval, _saved_gc_enabled
+    with _runtime_lock:
+        if _runtime_users == 0:
+            _saved_switch_interval = sys.getswitchinterval()
+            _saved_gc_enabled = gc.isenabled()
+            sys.setswitchinterval(min(_saved_switch_interval, SWITCH_INTERVAL_SECONDS))
+            gc.disable()
+        _runtime_users += 1
+    try:
+        yield
+    finally:
+        with _runtime_lock:
+            _runtime_users -= 1
+            if _runtime_users == 0:
+                sys.setswitchinterval(_saved_switch_interval)
+                if _saved_gc_enabled:
+                    gc.enable()
 
 
 def _progress_bar(progress: bool | None) -> Any:
@@ -806,58 +884,20 @@ def _progress_bar(progress: bool | None) -> Any:
     return tqdm(unit=" rows", desc="scoring", file=sys.stderr)
 
 
-_DONE = object()
-
-
-def _prefetch(
+def _encoded_chunks(
     reader: _Reader, model: SentimentModel, chunk_rows: int
 ) -> Iterator[tuple[_Chunk, list[list[int]]]]:
-    """Yield (chunk, token ids) while a thread reads and tokenizes ahead.
-
-    ONNX Runtime releases the GIL while it scores, so reading and tokenizing
-    the next chunk overlaps with scoring this one. The queue takes at most
-    ``_QUEUE_CHUNKS`` chunks, which bounds memory.
-    """
-    ready: queue.Queue = queue.Queue(maxsize=_QUEUE_CHUNKS)
-    stop = threading.Event()
-
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
+    """Yield each chunk with the token ids of its texts."""
+    chunks = reader.chunks(chunk_rows)
+    while True:
         try:
-            for chunk in reader.chunks(chunk_rows):
-                token_ids = model.encoder.encode_batch(chunk.texts_to_score())
-                if not put((chunk, token_ids)):
-                    return
-            put(_DONE)
+            chunk = next(chunks)
+        except StopIteration:
+            return
         except (OSError, UnicodeDecodeError) as err:
             # UnicodeDecodeError only if the file changed after the encoding scan.
-            failure = DataError(f"{reader.source}: cannot read the file: {err}")
-            failure.__cause__ = err
-            put(failure)
-        except BaseException as err:  # handed to the consuming thread
-            put(err)
-
-    thread = threading.Thread(target=produce, name="sentiment-lstm-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = ready.get()
-            if item is _DONE:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
+            raise DataError(f"{reader.source}: cannot read the file: {err}") from err
+        yield chunk, model.encoder.encode_batch(chunk.texts_to_score())
 
 
 def _log_summary(path: Path, summary: ScoringSummary) -> None:

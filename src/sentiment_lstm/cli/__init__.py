@@ -13,10 +13,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from sentiment_lstm.cli import evaluate, predict, train
-from sentiment_lstm.cli import serve
-from sentiment_lstm.cli import cross_validate
-from sentiment_lstm.cli import export
+from sentiment_lstm import __version__
+from sentiment_lstm.cli import cross_validate, evaluate, export, predict, serve, train
 from sentiment_lstm.cli.common import CommandError
 
 COMMANDS = (train, predict, evaluate, serve, cross_validate, export)
@@ -27,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sentiment-lstm",
         description="Train LSTM sentiment classifiers on reviews and use them.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
     )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log debugging details"
