@@ -179,7 +179,11 @@ class EncodedSplit:
 
 @dataclass
 class EpochMetrics:
-    """Figures of one epoch; ``test_accuracy`` is None without a test split."""
+    """Figures of one epoch; ``test_accuracy`` is None without a test split.
+
+    ``learning_rate`` is the rate of the epoch's last optimisation step, so a
+    warm-up shows how far it got rather than where it began.
+    """
 
     epoch: int
     train_loss: float
@@ -494,7 +498,6 @@ def train(
         if stopped_early:
             break
         started = time.perf_counter()
-        learning_rate = schedule.current
         model.train()
         torch.manual_seed(_epoch_seed(config.seed, epoch))
         rng = np.random.default_rng([config.seed, epoch])
@@ -508,6 +511,7 @@ def train(
             leave=False,
             disable=not show_progress,
         )
+        learning_rate = schedule.current
         for indices in progress:
             ids, lengths = pad_batch(train_split.token_ids, indices, pad_index)
             targets = labels[indices]
@@ -521,6 +525,7 @@ def train(
             loss.backward()
             if config.max_grad_norm is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            learning_rate = schedule.current
             optimizer.step()
             schedule.after_step()
 
