@@ -195,6 +195,21 @@ def test_factory_nb_init_sets_first_dimension():
     assert weights[:, 1:].abs().max() <= model.config.embedding_init_range
 
 
+def test_training_ids_encoded_once():
+    texts = ["a good film", "a bad plot"]
+    with_nb = InputFactory(EmbeddingConfig(nb_init_scale=0.5), TextEncoderConfig())
+    without_nb = InputFactory(EmbeddingConfig(), TextEncoderConfig())
+
+    reused = with_nb.build(texts, [1, 0])
+    fresh = without_nb.build(texts, [1, 0])
+
+    expected = fresh.encoder.encode_batch(texts)
+    assert reused.train_token_ids == expected
+    assert reused.encode_training(texts) is reused.train_token_ids
+    assert fresh.train_token_ids is None
+    assert fresh.encode_training(texts) == expected
+
+
 def test_factory_nb_init_needs_labels():
     factory = InputFactory(EmbeddingConfig(nb_init_scale=0.5), TextEncoderConfig())
 

@@ -286,7 +286,7 @@ def _run_fold(
         token_ids = prepared.encoder.encode_batch([texts[i] for i in indices])
         return EncodedSplit(token_ids, labels[indices])
 
-    fit_split = encode(fit_indices)
+    fit_split = EncodedSplit(prepared.encode_training(fit_texts), labels[fit_indices])
     validation_split = encode(validation_indices)
     test_split = encode(test_indices)
 

@@ -693,6 +693,8 @@ class PreparedInputs:
             configured one.
         first_column: Values for the first dimension of every word vector,
             one per vocabulary id, or None.
+        train_token_ids: The training texts' ids, when building the inputs
+            already encoded them; read them with :meth:`encode_training`.
     """
 
     encoder: Any
@@ -700,6 +702,16 @@ class PreparedInputs:
     rows: np.ndarray | None = None
     embedding_dim: int | None = None
     first_column: np.ndarray | None = None
+    train_token_ids: list[list[int]] | None = None
+
+    def encode_training(self, texts: Sequence[str]) -> list[list[int]]:
+        """Return the ids of the texts given to ``InputFactory.build``.
+
+        Reuses ``train_token_ids`` when present instead of encoding again.
+        """
+        if self.train_token_ids is not None:
+            return self.train_token_ids
+        return self.encoder.encode_batch(list(texts))
 
 
 class InputFactory:
@@ -803,10 +815,9 @@ class InputFactory:
                 raise EmbeddingError(
                     "the naive Bayes initialisation needs the training labels"
                 )
+            prepared.train_token_ids = encoder.encode_batch(list(train_texts))
             ratios = naive_bayes_ratios(
-                encoder.encode_batch(list(train_texts)),
-                train_labels,
-                encoder.vocab_size,
+                prepared.train_token_ids, train_labels, encoder.vocab_size
             )
             prepared.first_column = self.config.nb_init_scale * ratios
         return prepared

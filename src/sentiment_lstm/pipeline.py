@@ -133,9 +133,17 @@ def _read(path_or_name: str, options: ReadOptions) -> ReadResult:
     return read_examples(resolve_data(path_or_name), options)
 
 
-def encode(encoder: Any, examples: list[Example]) -> EncodedSplit:
-    """Turn examples into token ids and a label array."""
-    token_ids = encoder.encode_batch([example.text for example in examples])
+def encode(
+    encoder: Any,
+    examples: list[Example],
+    token_ids: list[list[int]] | None = None,
+) -> EncodedSplit:
+    """Turn examples into token ids and a label array.
+
+    ``token_ids`` are the examples' ids when the caller has them already.
+    """
+    if token_ids is None:
+        token_ids = encoder.encode_batch([example.text for example in examples])
     labels = np.array([example.label for example in examples], dtype=np.int64)
     return EncodedSplit(token_ids, labels)
 
@@ -191,12 +199,10 @@ def train_model(
     output_dir = Path(output_dir)
     seed_everything(training_config.seed)
     factory = InputFactory(embedding_config, encoder_config)
-    prepared = factory.build(
-        [example.text for example in splits.train],
-        [example.label for example in splits.train],
-    )
+    train_texts = [example.text for example in splits.train]
+    prepared = factory.build(train_texts, [example.label for example in splits.train])
     encoder = prepared.encoder
-    train_split = encode(encoder, splits.train)
+    train_split = encode(encoder, splits.train, prepared.encode_training(train_texts))
     validation_split = encode(encoder, splits.validation)
     test_split = encode(encoder, splits.test) if splits.test else None
 
