@@ -277,6 +277,38 @@ def test_predict_stdin(trained):
     assert "empty review" in lines[1]
 
 
+def test_predict_into_closed_pipe(trained, tmp_path):
+    # A reader that stops early, as "| head -1" does: no traceback.
+    _, model_dir = trained
+    source = tmp_path / "many.txt"
+    source.write_text("great fun and a warm heart\n" * 20_000)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+        + ["--model", str(model_dir), "--input", str(source)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    first_line = process.stdout.readline()
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    process.wait(timeout=120)
+
+    assert b"great fun and a warm heart" in first_line
+    assert process.returncode == 141
+    assert "Traceback" not in stderr
+
+
+def test_predict_unknown_extension_names_its_option(trained, tmp_path, capsys):
+    _, model_dir = trained
+    source = tmp_path / "reviews"
+    source.write_text("text\ngreat fun\n")
+
+    status = main(["predict", "--model", str(model_dir), "--input", str(source)])
+
+    assert status == 1
+    assert "pass --input-format" in capsys.readouterr().err
+
+
 def test_predict_missing_model(tmp_path, capsys):
     status = main(["predict", "--model", str(tmp_path / "nowhere"), "good"])
 

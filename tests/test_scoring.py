@@ -273,6 +273,73 @@ def test_jsonl_empty_object_record(model, tmp_path):
     assert records[1]["error"] == "missing text field 'text'"
 
 
+def test_jsonl_first_record_without_text(model, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": 1}\n{"id": 2, "text": "great fun"}\n{"id": 3}\n')
+
+    summary = score_file(model, source, tmp_path / "out.jsonl")
+    records = [json.loads(line) for line in (tmp_path / "out.jsonl").open()]
+
+    assert summary.rows == 3
+    assert summary.scored == 1
+    assert [record["id"] for record in records] == [1, 2, 3]
+    assert records[0]["error"] == "no text field among the keys: 'id'"
+    assert records[1]["positive"] == pytest.approx(
+        expected_positive(model, ["great fun"])[0], abs=1e-6
+    )
+    assert records[2]["error"] == "missing text field 'text'"
+
+
+def test_jsonl_without_any_text_field(model, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": 1}\n{"id": 2}\n')
+
+    with pytest.raises(DataError, match="line 1 has fields: 'id'"):
+        score_file(model, source, tmp_path / "out.jsonl")
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_unclosed_quote_stops_scoring(model, tmp_path):
+    rows = [f"{i},review {i}" for i in range(1, 3000)]
+    rows[1499] = '1500,"opens a quote'
+    rows[2499] = '2500,"closed" late'
+    source = tmp_path / "in.csv"
+    source.write_text("id,text\n" + "\n".join(rows) + "\n")
+
+    with pytest.raises(DataError, match="line 1501: .*runs to line 2501"):
+        score_file(model, source, tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_output_through_symlink(model, tmp_path):
+    source = write_csv(tmp_path / "in.csv", ["text"], [["great fun"]])
+    target = tmp_path / "real.csv"
+    target.write_text("old\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+
+    score_file(model, source, link)
+
+    assert link.is_symlink()
+    assert read_csv(target)[0]["text"] == "great fun"
+
+
+def test_output_to_named_pipe(model, tmp_path):
+    source = write_csv(tmp_path / "in.csv", ["text"], [["great fun"], ["dull"]])
+    pipe = tmp_path / "scores.csv"
+    os.mkfifo(pipe)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_text()))
+    reader.start()
+
+    score_file(model, source, pipe)
+    reader.join(timeout=60)
+
+    assert pipe.is_fifo()
+    assert received[0].splitlines()[0] == "text,positive,negative,label,error"
+    assert len(received[0].splitlines()) == 3
+
+
 def test_jsonl_invalid_line(model, tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_text('{"text": "great fun"}\n{"text": \n["not", "an object"]\n')

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from sentiment_lstm.data.collector import EMPTY_FIX, SKIP_HINT
 from sentiment_lstm.data.columns import choose_columns
 from sentiment_lstm.data.decoding import DecodedText, invalid_byte_reason
-from sentiment_lstm.data.delimited import parsed_rows, read_header
+from sentiment_lstm.data.delimited import parsed_rows, read_header, strict_reader
 from sentiment_lstm.data.fields import json_type_name
 from sentiment_lstm.data.readers import detect_format
 from sentiment_lstm.data.records import DataError, ReadOptions
@@ -215,7 +215,7 @@ def score_file(
     output_path = None if _is_stream(output) else Path(output)
     output_format = output_format or output_format_for(output_path)
     _check_arguments(input_path, output_path, output_format, chunk_rows, batch_size)
-    data_format = options.format or detect_format(input_path)
+    data_format = options.format or detect_format(input_path, "--input-format")
     _check_input(input_path, data_format, options)
     if data_format == "jsonl" and output_format in ("csv", "tsv"):
         raise ValueError(
@@ -232,7 +232,7 @@ def score_file(
                 model, reader, output, output_format, chunk_rows, batch_size, progress
             )
         else:
-            counts = _write_atomically(
+            counts = _write_output(
                 output_path,
                 lambda out: _run(
                     model, reader, out, output_format, chunk_rows, batch_size, progress
@@ -414,8 +414,7 @@ class _DelimitedReader(_Reader):
         delimiter: str,
     ) -> None:
         super().__init__(path, encoding, stream, options.skip_bad_rows)
-        dialect = csv.excel_tab if delimiter == "\t" else csv.excel
-        self._csv = csv.reader(stream, dialect)
+        self._csv = strict_reader(stream, delimiter)
         self._delimiter = delimiter
         header, columns = read_header(self._csv, options, self.source)
         self.fields = header
@@ -489,6 +488,7 @@ class _JsonlReader(_Reader):
         limits = _chunk_limits(chunk_rows)
         limit = next(limits)
         chunk = _Chunk()
+        first_failure: DataError | None = None
         for number, line in enumerate(self.stream, start=1):
             line = _strip_line_end(line)
             if not line.strip():
@@ -512,8 +512,16 @@ class _JsonlReader(_Reader):
                 )
                 continue
             if self._text_key is None:
-                self._choose_keys(record, number)
-            if not self._score_keys.isdisjoint(record):
+                try:
+                    self._choose_keys(record, number)
+                except DataError as err:
+                    # The keys come from the first record with a text field;
+                    # the records before it keep their place, unscored.
+                    first_failure = first_failure or err
+            if self._text_key is None:
+                keys = ", ".join(repr(key) for key in record) or "none"
+                text, error = "", f"no text field among the keys: {keys}"
+            elif not self._score_keys.isdisjoint(record):
                 clashing = sorted(self._score_keys.intersection(record))
                 self.bad_rows.reject(
                     number,
@@ -522,7 +530,8 @@ class _JsonlReader(_Reader):
                     f"rename that key, or use {SKIP_HINT}",
                 )
                 continue
-            text, error = self._text_of(record)
+            else:
+                text, error = self._text_of(record)
             chunk.records.append(line)
             chunk.texts.append(text)
             chunk.errors.append(error)
@@ -530,6 +539,8 @@ class _JsonlReader(_Reader):
                 yield chunk
                 chunk = _Chunk()
                 limit = next(limits)
+        if self._text_key is None and first_failure is not None:
+            raise first_failure
         if chunk.records:
             yield chunk
 
@@ -767,6 +778,26 @@ def _make_writer(output_format: str, stream: TextIO, reader: _Reader) -> Any:
     if output_format == "jsonl":
         return _JsonlWriter(stream, reader)
     return _DelimitedWriter(stream, "\t" if output_format == "tsv" else ",", reader)
+
+
+def _write_output(path: Path, write: Any) -> _Counts:
+    """Run write(stream) on the output path.
+
+    A regular file is written under a temporary name and renamed when
+    complete. A symbolic link is followed, so the file it points to gets the
+    scores and the link stays. A device or a named pipe, such as /dev/stdout,
+    cannot be renamed over and is written in place.
+    """
+    if path.exists() and not path.is_file():
+        try:
+            with open(
+                path, "w", encoding="utf-8", errors=OUTPUT_ERRORS, newline=""
+            ) as stream:
+                return write(stream)
+        except OSError as err:
+            raise DataError(f"{path}: cannot write the output: {err}") from err
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    return _write_atomically(target, write)
 
 
 def _write_atomically(path: Path, write: Any) -> _Counts:

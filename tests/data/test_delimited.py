@@ -312,6 +312,46 @@ def test_skip_bad_rows_counts(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
     assert "left out 3 bad rows" in caplog.text
 
 
+def test_text_after_closing_quote(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "reviews.tsv",
+        'review\tlabel\n"the best" movie ever\tpos\nfine\tneg\n',
+    )
+
+    with pytest.raises(DataError, match="line 2: invalid record: '\t' expected"):
+        read_examples(path)
+    result = read_examples(path, ReadOptions(skip_bad_rows=True))
+    assert [example.text for example in result.examples] == ["fine"]
+
+
+def test_unclosed_quote_reports_the_lines_it_swallowed(tmp_path: Path) -> None:
+    rows = [f"review {i},pos" for i in range(1, 40)]
+    rows[9] = '"opens a quote,pos'
+    rows[29] = '"closed" here,neg'
+    path = write(tmp_path / "reviews.csv", "review,label\n" + "\n".join(rows) + "\n")
+
+    with pytest.raises(DataError, match="line 11: .*runs to line 31.*unclosed quote"):
+        read_examples(path)
+    result = read_examples(path, ReadOptions(skip_bad_rows=True))
+    assert len(result.examples) == 39 - 21
+
+
+def test_unclosed_quote_at_end_of_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", 'review,label\ngood,pos\n"bad,neg\n')
+
+    with pytest.raises(DataError, match="line 3: invalid record: unexpected end"):
+        read_examples(path)
+
+
+def test_field_longer_than_csv_default_limit(tmp_path: Path) -> None:
+    review = "great fun " * 20_000
+    path = write(tmp_path / "reviews.csv", f'review,label\n"{review}",pos\n')
+
+    result = read_examples(path)
+
+    assert result.examples[0].text == review.strip()
+
+
 def test_empty_csv_file(tmp_path: Path) -> None:
     path = write(tmp_path / "reviews.csv", "")
 

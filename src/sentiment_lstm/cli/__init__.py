@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -18,6 +19,8 @@ from sentiment_lstm.cli import cross_validate, evaluate, export, predict, serve,
 from sentiment_lstm.cli.common import CommandError
 
 COMMANDS = (train, predict, evaluate, serve, cross_validate, export)
+# Exit status after stdout was closed early: a shell's status for SIGPIPE.
+BROKEN_PIPE_STATUS = 128 + 13
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,3 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of stdout has gone, as with "| head". Point stdout at
+        # the null device so the flush at exit does not fail a second time.
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        return BROKEN_PIPE_STATUS

@@ -149,7 +149,7 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
 
     try:
         options = read_options_from_args(args, require_labels=False)
-        data_format = options.format or detect_format(args.input)
+        data_format = options.format or detect_format(args.input, "--input-format")
     except DataError as err:
         raise CommandError(str(err)) from err
 

@@ -2,7 +2,7 @@
 
 import csv
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +36,8 @@ def read_delimited(
     collector.add_file(path)
     decoded = decode_file(path)
     source = str(path)
-    dialect = csv.excel_tab if delimiter == "\t" else csv.excel
     # newline="" keeps the line breaks inside quoted fields for the csv module.
-    reader = csv.reader(io.StringIO(decoded.text, newline=""), dialect)
+    reader = strict_reader(io.StringIO(decoded.text, newline=""), delimiter)
 
     header, columns = read_header(reader, options, source)
     text_index = header.index(columns.text)
@@ -58,6 +57,31 @@ def read_delimited(
             source=source,
             line=line,
         )
+
+
+# The maximum field length the csv module accepts, in characters. Its default
+# of 131,072 is shorter than some reviews; a limit still stops an unclosed
+# quote from reading a whole large file into one field.
+FIELD_SIZE_LIMIT = 16 * 2**20
+
+
+def strict_reader(lines: Iterable[str], delimiter: str) -> Any:
+    """Return a ``csv.reader`` of the excel dialect that rejects stray quotes.
+
+    In strict mode a quoted field must end at a delimiter or a line end, and
+    the file must not end inside quotes. The lenient default would join the
+    rows up to the next quote into one field without a word. The process-wide
+    field size limit is raised to ``FIELD_SIZE_LIMIT`` if it is lower.
+
+    Args:
+        lines: Lines with their line breaks, e.g. a file opened with
+            ``newline=""``.
+        delimiter: "," or "\\t".
+    """
+    if csv.field_size_limit() < FIELD_SIZE_LIMIT:
+        csv.field_size_limit(FIELD_SIZE_LIMIT)
+    dialect = csv.excel_tab if delimiter == "\t" else csv.excel
+    return csv.reader(lines, dialect, strict=True)
 
 
 def read_header(
@@ -105,11 +129,18 @@ def parsed_rows(
         except csv.Error as err:
             if reader.line_num < start:
                 raise DataError(f"{source} line {start}: {err}") from err
+            # The record may have run on over several lines before failing.
+            span = (
+                f" (the record runs to line {reader.line_num})"
+                if reader.line_num > start
+                else ""
+            )
             reject(
                 start,
-                f"invalid record: {err}",
-                "check for an unclosed quote at or before this line, "
-                f"or use {SKIP_HINT}",
+                f"invalid record: {err}{span}",
+                "check for an unclosed quote or text after a closing quote; a "
+                "field with quotes in it must be in double quotes with the "
+                f'quotes inside doubled ("" for "), or use {SKIP_HINT}',
             )
             continue
         if not row:

@@ -34,11 +34,13 @@ _FORMAT_DESCRIPTIONS = {
 }
 
 
-def detect_format(path: Path) -> str:
+def detect_format(path: Path, format_option: str = "--data-format") -> str:
     """Detect the data format of path from its extension or folder layout.
 
     Args:
         path: A file, a folder, or the common stem of a pos/neg pair.
+        format_option: The command line option that names a format, for the
+            error message.
 
     Returns:
         One of "posneg", "csv", "tsv", "jsonl", "folder" or "lines".
@@ -62,7 +64,7 @@ def detect_format(path: Path) -> str:
             raise DataError(
                 f"{path}: cannot detect the data format from the extension "
                 f"{path.suffix!r}; supported: {', '.join(EXTENSION_FORMATS)} and "
-                "folders; rename the file or pass --data-format"
+                f"folders; rename the file or pass {format_option}"
             )
         return data_format
     if is_posneg_stem(path):
