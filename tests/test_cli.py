@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import shutil
 import subprocess
 import sys
 from importlib import metadata
@@ -307,6 +308,104 @@ def test_predict_unknown_extension_names_its_option(trained, tmp_path, capsys):
 
     assert status == 1
     assert "pass --input-format" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--learning-rate", "inf", "expected a finite number"),
+        ("--weight-decay", "nan", "expected a finite number"),
+        ("--max-grad-norm", "inf", "expected a finite number"),
+        ("--dropout-keep-prob", "0", "0 would drop them all"),
+        ("--seed", "-1", "expected an integer from 0 to 4294967295"),
+        ("--seed", str(2**32), "expected an integer from 0 to 4294967295"),
+        ("--max-vocab-size", "2", "expected at least 3"),
+        ("--negative-max-stars", "nan", "expected a finite number"),
+    ],
+)
+def test_train_rejects_flag_values(tmp_path, capsys, flag, value, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--data", str(tmp_path / "x.pos"), flag, value])
+
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_train_output_dir_is_a_file(trained, tmp_path, capsys):
+    root, _ = trained
+    occupied = tmp_path / "model.csv"
+    occupied.write_text("not a folder\n")
+
+    status = main(
+        ["train", "--data", str(root / "tiny.pos"), "--output-dir", str(occupied)]
+        + TRAIN_ARGS
+    )
+
+    assert status == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert occupied.read_text() == "not a folder\n"
+
+
+def test_train_divergence_stops_with_advice(trained, tmp_path, capsys):
+    root, _ = trained
+    arguments = TRAIN_ARGS + ["--learning_rate", "1e30", "--num_epochs", "1"]
+
+    status = main(
+        ["train", "--data", str(root / "tiny.pos")]
+        + ["--output-dir", str(tmp_path / "model")]
+        + arguments
+    )
+
+    assert status == 1
+    assert "lower the learning rate" in capsys.readouterr().err
+    assert not (tmp_path / "model" / "model.safetensors").exists()
+
+
+def test_failed_run_keeps_earlier_metrics(trained, tmp_path):
+    root, model_dir = trained
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    before = (folder / "metrics.json").read_text()
+
+    status = main(
+        ["train", "--data", str(root / "tiny.pos"), "--output-dir", str(folder)]
+        + TRAIN_ARGS
+        # a rate this small leaves the model at chance, far below the bar
+        + ["--learning_rate", "1e-9", "--num_epochs", "1"]
+        + ["--required-acc-checkpoint", "0.99"]
+    )
+
+    assert status == 1
+    assert (folder / "metrics.json").read_text() == before
+
+
+def test_train_one_class_rejected(tmp_path, capsys):
+    source = tmp_path / "reviews.csv"
+    source.write_text(
+        "text,label\n" + "".join(f"good film {i},pos\n" for i in range(20))
+    )
+
+    status = main(
+        ["train", "--data", str(source), "--output-dir", str(tmp_path / "m")]
+        + TRAIN_ARGS
+    )
+
+    assert status == 1
+    assert "has only positive reviews" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
+def test_train_empty_vocabulary_rejected(trained, tmp_path, capsys):
+    root, _ = trained
+
+    status = main(
+        ["train", "--data", str(root / "tiny.pos")]
+        + ["--output-dir", str(tmp_path / "m"), "--min-frequency", "100000"]
+        + TRAIN_ARGS
+    )
+
+    assert status == 1
+    assert "lower --min-frequency" in capsys.readouterr().err
 
 
 def test_predict_missing_model(tmp_path, capsys):

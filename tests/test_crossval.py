@@ -251,3 +251,15 @@ def test_train_rejects_contextual_inputs(tiny_posneg, tmp_path, capsys):
 
     assert status == 2
     assert "cannot be saved for prediction" in capsys.readouterr().err
+
+
+def test_cli_output_json_folder_rejected_before_training(tiny_posneg, tmp_path, capsys):
+    status = main(
+        ["-q", "cross-validate", "--data", str(tiny_posneg), "--folds", "2"]
+        + ["--output-json", str(tmp_path)]
+    )
+
+    captured = capsys.readouterr()
+    assert status == 2
+    assert "is a folder; name a file in it" in captured.err
+    assert "fold" not in captured.out

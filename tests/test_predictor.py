@@ -304,6 +304,26 @@ def test_submit_scores_at_once_without_parallel_batches(exported):
     assert pending.result().shape == (2,)
 
 
+def test_tokenizer_from_another_model_rejected(tmp_path):
+    model_dir = write_model_dir(tmp_path / "model")
+    other = TextEncoder.build(["a film", "another film"], TextEncoderConfig())
+    other.save(model_dir)
+
+    with pytest.raises(ArtifactError, match="belong to another model"):
+        SentimentModel.load(model_dir, backend="torch")
+    with pytest.raises(ArtifactError, match="belong to another model"):
+        export_model(model_dir)
+    assert not (model_dir / "model.onnx").exists()
+
+
+def test_missing_tokenizer_says_to_copy_the_folder(tmp_path):
+    model_dir = write_model_dir(tmp_path / "model")
+    (model_dir / "tokenizer.json").unlink()
+
+    with pytest.raises(ArtifactError, match="copy the whole folder again"):
+        export_model(model_dir)
+
+
 def test_invalid_batch_size(exported):
     model = SentimentModel.load(exported)
 

@@ -365,6 +365,37 @@ def test_wrong_types(client, body, error_type, location):
     assert first["loc"] == location
 
 
+@pytest.mark.parametrize(
+    ("raw", "location"),
+    [
+        (b'{"reviews": 1e999}', ["body", "reviews"]),
+        (b'{"reviews": [NaN]}', ["body", "reviews", 0]),
+        (b'{"reviews": ["fine"], "n": -Infinity}', ["body", "n"]),
+    ],
+)
+def test_non_finite_numbers_rejected(client, raw, location):
+    response = client.post(
+        "/predict", content=raw, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == location
+
+
+@pytest.mark.parametrize("review", ["\\udc80", "ok \\ud800abc"])
+def test_unpaired_surrogate_rejected(client, review):
+    raw = ('{"reviews": ["fine", "' + review + '"]}').encode()
+    response = client.post(
+        "/predict", content=raw, headers={"Content-Type": "application/json"}
+    )
+    first = response.json()["detail"][0]
+
+    assert response.status_code == 422
+    assert first["type"] == "unicode_surrogate"
+    assert first["loc"] == ["body", "reviews", 1]
+    assert "review at index 1 has an unpaired UTF-16 surrogate" in first["msg"]
+
+
 def test_unknown_path(client):
     assert client.get("/nothing-here").status_code == 404
 

@@ -132,7 +132,32 @@ def load_encoder(directory: Path) -> TextEncoder:
     try:
         return TextEncoder.load(directory)
     except TextEncoderError as err:
-        raise ArtifactError(str(err)) from err
+        raise ArtifactError(
+            f"{err}; a model folder needs every file that 'sentiment-lstm "
+            "train' wrote, so copy the whole folder again or retrain"
+        ) from err
+
+
+def load_matching_encoder(directory: Path, config: ArtifactConfig) -> TextEncoder:
+    """Read the text encoder and check that it belongs to the saved network.
+
+    The network's embedding has one row per vocabulary entry, so a tokenizer
+    copied from another model shows as a different vocabulary size.
+
+    Raises:
+        ArtifactError: If the encoder is missing or corrupt, or its vocabulary
+            size is not the ``vocab_size`` in ``config.json``.
+    """
+    encoder = load_encoder(directory)
+    expected = config.model.get("vocab_size")
+    if expected is not None and encoder.vocab_size != expected:
+        raise ArtifactError(
+            f"the tokenizer in {directory} has {encoder.vocab_size} entries, but "
+            f"{directory / CONFIG_FILE} expects {expected}: the tokenizer files "
+            "belong to another model; copy the whole model folder again, or "
+            "retrain with 'sentiment-lstm train'"
+        )
+    return encoder
 
 
 def _encoder_kind(directory: Path) -> str | None:

@@ -300,6 +300,8 @@ def export_model(
     """
     directory = Path(directory)
     config = artifact.load_config(directory)
+    # model.onnx is of no use without the tokenizer that feeds it
+    artifact.load_matching_encoder(directory, config)
     weights = artifact.load_weights(directory)
     try:
         module = TorchBackend(config.model, weights).module

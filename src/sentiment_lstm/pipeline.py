@@ -18,6 +18,7 @@ import torch
 from sentiment_lstm import artifact
 from sentiment_lstm.data import (
     LABEL_NAMES,
+    DataError,
     Example,
     ReadOptions,
     ReadResult,
@@ -125,6 +126,15 @@ def load_splits(spec: DataSpec, seed: int) -> Splits:
         extra = _read(spec.test_data, spec.read_options)
         reads.append(extra)
         test = extra.examples
+    present = {example.label for example in train_part}
+    if len(present) < 2:
+        only = LABEL_NAMES[present.pop()] if present else "no"
+        raise DataError(
+            f"the training part of {spec.data} has only {only} reviews "
+            f"({len(train_part)}), and a classifier needs both positive and "
+            "negative ones; check the label column, the --stars cut-offs, or "
+            "whether bad rows were left out"
+        )
     return Splits(train_part, validation, test, reads, spec)
 
 
@@ -202,6 +212,12 @@ def train_model(
     train_texts = [example.text for example in splits.train]
     prepared = factory.build(train_texts, [example.label for example in splits.train])
     encoder = prepared.encoder
+    if embedding_config.source == "random" and encoder.vocab_size <= 2:
+        raise DataError(
+            f"no word of the training part occurs --min-frequency "
+            f"{encoder_config.min_frequency} times, so the vocabulary would be "
+            "only <pad> and <unk>; lower --min-frequency"
+        )
     train_split = encode(encoder, splits.train, prepared.encode_training(train_texts))
     validation_split = encode(encoder, splits.validation)
     test_split = encode(encoder, splits.test) if splits.test else None
@@ -243,6 +259,10 @@ def train_model(
         )
 
     def write_history(history: list[EpochMetrics]) -> None:
+        # Until this run saves a model, the folder's metrics.json may belong
+        # to the weights of an earlier run, so it is left alone.
+        if not saved:
+            return
         values = {"epochs": [dataclasses.asdict(m) for m in history]}
         path = output_dir / HISTORY_FILE
         path.write_text(json.dumps(values, indent=2) + "\n", encoding="utf-8")
@@ -288,10 +308,10 @@ def train_model(
         "stopped_early": result.stopped_early,
         "epochs": [dataclasses.asdict(m) for m in result.history],
     }
-    (output_dir / HISTORY_FILE).write_text(
-        json.dumps(history_values, indent=2) + "\n", encoding="utf-8"
-    )
     if saved:
+        (output_dir / HISTORY_FILE).write_text(
+            json.dumps(history_values, indent=2) + "\n", encoding="utf-8"
+        )
         # the saved metadata gains the full history once training has ended
         metadata_path = output_dir / artifact.METADATA_FILE
         metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
@@ -358,9 +378,6 @@ def _train_ensemble_model(
             for index, member in enumerate(ensemble.members)
         ],
     }
-    (output_dir / HISTORY_FILE).write_text(
-        json.dumps(history_values, indent=2) + "\n", encoding="utf-8"
-    )
     summary = EpochMetrics(
         epoch=1,
         train_loss=float(np.mean([m.best.train_loss for m in ensemble.members])),
@@ -373,6 +390,9 @@ def _train_ensemble_model(
     )
     saved = ensemble.validation_accuracy >= training_config.required_accuracy
     if saved:
+        (output_dir / HISTORY_FILE).write_text(
+            json.dumps(history_values, indent=2) + "\n", encoding="utf-8"
+        )
         metadata = dict(
             base_metadata,
             model=merged.config.to_dict(),

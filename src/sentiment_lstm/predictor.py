@@ -295,7 +295,7 @@ class SentimentModel:
             )
         directory = Path(directory)
         config = artifact.load_config(directory)
-        encoder = artifact.load_encoder(directory)
+        encoder = artifact.load_matching_encoder(directory, config)
         metadata = artifact.load_metadata(directory)
         if "positive" not in config.labels or "negative" not in config.labels:
             raise artifact.ArtifactError(

@@ -19,6 +19,7 @@ body is read, before any JSON parsing.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import (
@@ -394,6 +395,8 @@ def check_limits(reviews: list[str], limits: ServerLimits) -> None:
             value=len(reviews),
         )
     for index, review in enumerate(reviews):
+        if not review.isascii():
+            _check_unicode(review, index)
         if len(review) > limits.max_review_chars:
             raise RequestLimitExceeded(
                 f"review at index {index} is too long: {len(review)} characters, "
@@ -405,6 +408,37 @@ def check_limits(reviews: list[str], limits: ServerLimits) -> None:
                 value=len(review),
                 index=index,
             )
+
+
+def _check_unicode(review: str, index: int) -> None:
+    """Reject a review with an unpaired surrogate, which no UTF-8 text holds.
+
+    JSON can spell one (``"\\udc80"``), but the reply could not echo it.
+    """
+    try:
+        review.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("body", "reviews", index),
+                    "msg": f"review at index {index} has an unpaired UTF-16 "
+                    f"surrogate at character {err.start}; send valid Unicode text",
+                    "type": "unicode_surrogate",
+                }
+            ]
+        ) from err
+
+
+def _json_safe(value: Any) -> Any:
+    """Spell out the non-finite numbers of a validation error, which JSON lacks."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
 
 
 def describe_model(model: SentimentModel) -> dict[str, Any]:
@@ -491,7 +525,12 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             len(error.errors()),
             _first_error(error),
         )
-        return await request_validation_exception_handler(request, error)
+        # A body such as {"reviews": 1e999} parses to infinity, which the
+        # default handler would fail to write back as JSON.
+        return JSONResponse(
+            {"detail": _json_safe(jsonable_encoder(error.errors()))},
+            status_code=422,
+        )
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, error: Exception):

@@ -48,6 +48,10 @@ PLATEAU_PATIENCE = 1
 CHECKPOINT_FORMAT_VERSION = 1
 
 
+class DivergenceError(ValueError):
+    """The training loss stopped being a finite number."""
+
+
 class CheckpointError(ValueError):
     """A resumable checkpoint is missing, unreadable or from another run."""
 
@@ -538,9 +542,17 @@ def train(
         test_accuracy = None
         if test_split is not None and len(test_split) > 0:
             test_accuracy = accuracy(model, test_split, config.eval_batch_size)
+        train_loss = total_loss / len(train_split)
+        if not math.isfinite(train_loss):
+            raise DivergenceError(
+                f"the training loss became {train_loss} in epoch {epoch}, so the "
+                f"weights are no longer numbers; lower the learning rate (now "
+                f"{config.learning_rate:g}) or clip the gradients "
+                "(--max-grad-norm)"
+            )
         metrics = EpochMetrics(
             epoch=epoch,
-            train_loss=total_loss / len(train_split),
+            train_loss=train_loss,
             train_accuracy=correct / len(train_split),
             validation_accuracy=validation_accuracy,
             test_accuracy=test_accuracy,

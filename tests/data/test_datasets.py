@@ -16,11 +16,11 @@ import pytest
 
 from sentiment_lstm.data import (
     DataError,
+    datasets,
     fetch_rt_polarity,
     read_examples,
     resolve_data,
 )
-from sentiment_lstm.data import datasets
 
 ARCHIVE_PATH = "/rt-polaritydata.tar.gz"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from sentiment_lstm.data import DataError, ReadOptions, StarRule
@@ -62,14 +63,14 @@ def add_data_options(
         )
         group.add_argument(
             "--negative-max-stars",
-            type=float,
+            type=finite_float,
             default=2,
             metavar="STARS",
             help="with --stars, ratings up to this are negative (default: 2)",
         )
         group.add_argument(
             "--positive-min-stars",
-            type=float,
+            type=finite_float,
             default=4,
             metavar="STARS",
             help="with --stars, ratings from this up are positive (default: 4)",
@@ -112,23 +113,39 @@ def read_options_from_args(
     )
 
 
-def fraction(text: str) -> float:
-    """Parse a number in [0, 1) for argparse."""
+def finite_float(text: str) -> float:
+    """Parse a finite number for argparse; nan and inf are rejected."""
     try:
         value = float(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from err
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """Parse a number in [0, 1) for argparse."""
+    value = finite_float(text)
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"expected a value in [0, 1), got {value:g}")
     return value
 
 
+def keep_probability(text: str) -> float:
+    """Parse a probability of keeping an activation, in (0, 1], for argparse."""
+    value = finite_float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"expected a value above 0 and at most 1, got {value:g}; 1 keeps "
+            "every activation, and 0 would drop them all"
+        )
+    return value
+
+
 def probability(text: str) -> float:
     """Parse a number in [0, 1] for argparse."""
-    try:
-        value = float(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from err
+    value = finite_float(text)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a value in [0, 1], got {value:g}")
     return value
@@ -157,13 +174,23 @@ def non_negative_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    """Parse a number above 0 for argparse."""
-    try:
-        value = float(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from err
+    """Parse a finite number above 0 for argparse."""
+    value = finite_float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a number above 0, got {value:g}")
+    return value
+
+
+def seed_value(text: str) -> int:
+    """Parse a random seed, an integer from 0 to 2**32 - 1, for argparse."""
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from err
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer from 0 to {2**32 - 1}, got {value}"
+        )
     return value
 
 

@@ -149,6 +149,12 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except DataError as err:
         raise CommandError(str(err)) from err
 
+    if args.output_json is not None and args.output_json.is_dir():
+        raise CommandError(
+            f"--output-json {args.output_json} is a folder; name a file in it, "
+            f"such as {args.output_json / 'cross-validation.json'}",
+            usage=True,
+        )
     print(f"{'fold':>4}  {'accuracy':>8}  {'macro F1':>8}  {'seconds':>7}  best epochs")
     sys.stdout.flush()
 

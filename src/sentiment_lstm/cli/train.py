@@ -12,12 +12,15 @@ from typing import Any
 from sentiment_lstm.cli.common import (
     CommandError,
     add_data_options,
+    finite_float,
     fraction,
+    keep_probability,
     non_negative_int,
     positive_float,
     positive_int,
     probability,
     read_options_from_args,
+    seed_value,
 )
 from sentiment_lstm.presets import PRESETS, describe_presets
 
@@ -99,12 +102,19 @@ def layer_list(text: str) -> tuple[int, ...]:
     return layers
 
 
+def vocabulary_size(text: str) -> int:
+    """Parse a vocabulary size for argparse: <pad>, <unk> and at least one word."""
+    value = positive_int(text)
+    if value < 3:
+        raise argparse.ArgumentTypeError(
+            f"expected at least 3 (<pad>, <unk> and one word), got {value}"
+        )
+    return value
+
+
 def non_negative_float(text: str) -> float:
-    """Parse a number of at least 0 for argparse."""
-    try:
-        value = float(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from err
+    """Parse a finite number of at least 0 for argparse."""
+    value = finite_float(text)
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"expected 0 or more, got {value:g}")
     return value
@@ -146,7 +156,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     text.add_argument(
         "--max-vocab-size",
-        type=positive_int,
+        type=vocabulary_size,
         help="keep only this many most frequent words (default: no limit)",
     )
 
@@ -217,7 +227,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--dropout-keep-prob",
         "--dropout_keep_prob",
-        type=probability,
+        type=keep_probability,
         help="probability of keeping an activation on the LSTM's input and "
         f"output; 1 disables dropout {_default('dropout_keep_prob')}",
     )
@@ -308,7 +318,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     training.add_argument(
         "--seed",
-        type=int,
+        type=seed_value,
         default=0,
         help="seed of the split, initialisation, batch order and dropout "
         "(default: 0)",
@@ -512,6 +522,12 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     output_dir = args.output_dir or default_output_dir(
         args.data, options.values["architecture"]
     )
+    if Path(output_dir).exists() and not Path(output_dir).is_dir():
+        raise CommandError(
+            f"--output-dir {output_dir} is a file, not a folder; "
+            "name a new or existing folder",
+            usage=True,
+        )
     spec = DataSpec(
         data=args.data,
         read_options=read_options_from_args(args),
