@@ -491,6 +491,36 @@ def test_evaluate_test_split(trained, capsys):
     assert report["reviews"] == 10
 
 
+def test_evaluate_split_with_separate_test_file(trained, tmp_path, capsys):
+    root, _ = trained
+    test_file = tmp_path / "test.csv"
+    test_file.write_text("text,label\ngreat fun,pos\nboring mess,neg\n")
+    model_dir = tmp_path / "model"
+    assert (
+        main(
+            ["train", "--data", str(root / "tiny.pos"), "--output-dir", str(model_dir)]
+            + ["--test-data", str(test_file)]
+            + TRAIN_ARGS
+        )
+        == 0
+    )
+    capsys.readouterr()
+    evaluate = ["evaluate", "--model", str(model_dir), "--format", "json"]
+
+    status = main(evaluate + ["--data", str(root / "tiny.pos"), "--split", "test"])
+    assert status == 2
+    assert f"evaluate it with --data {test_file}" in capsys.readouterr().err
+
+    # no test part was cut from the main data, so train is as large as at training
+    main(evaluate + ["--data", str(root / "tiny.pos"), "--split", "train"])
+    captured = capsys.readouterr()
+    training = json.loads((model_dir / "training.json").read_text())
+    assert (
+        json.loads(captured.out)["reviews"] == training["data"]["split_sizes"]["train"]
+    )
+    assert "differs from the data" not in captured.err
+
+
 def test_evaluate_text(trained, capsys):
     root, model_dir = trained
     main(["evaluate", "--model", str(model_dir), "--data", str(root / "tiny.pos")])

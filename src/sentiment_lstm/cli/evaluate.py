@@ -84,15 +84,36 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.split != "all":
         training = model.metadata.get("training", {})
         split = model.metadata.get("split", {})
+        # Parts given as their own files at training were not cut from --data.
+        separate = {
+            "validation": split.get("validation_data"),
+            "test": split.get("test_data"),
+        }
+        if separate.get(args.split):
+            raise CommandError(
+                f"the model's {args.split} part was the file "
+                f"{separate[args.split]} (--{args.split}-data), not a part of "
+                f"--data; evaluate it with --data {separate[args.split]} "
+                "--split all",
+                usage=True,
+            )
         parts = split_examples(
             examples,
             seed=training.get("seed", 0),
-            validation_fraction=split.get("validation_fraction", 0.1),
-            test_fraction=split.get("test_fraction", 0.1),
+            validation_fraction=(
+                0.0 if separate["validation"] else split.get("validation_fraction", 0.1)
+            ),
+            test_fraction=0.0 if separate["test"] else split.get("test_fraction", 0.1),
         )
         examples = dict(zip(SPLIT_CHOICES[1:], parts))[args.split]
         fingerprint = model.metadata.get("data", {}).get("fingerprint")
-        if fingerprint and fingerprint != data_fingerprint(read.files):
+        # With separate files the fingerprint covers them too, so it cannot
+        # be compared with --data alone.
+        if (
+            fingerprint
+            and not any(separate.values())
+            and fingerprint != data_fingerprint(read.files)
+        ):
             logger.warning(
                 "--data differs from the data the model was trained on, so "
                 "--split %s does not recreate its %s split",
