@@ -379,6 +379,21 @@ def test_failed_run_keeps_earlier_metrics(trained, tmp_path):
     assert (folder / "metrics.json").read_text() == before
 
 
+def test_train_model_too_large_for_memory(trained, tmp_path, capsys):
+    root, _ = trained
+    # hundreds of terabytes: the allocation fails at once, nothing is touched
+    arguments = TRAIN_ARGS + ["--embedding_size", str(10**12)]
+
+    status = main(
+        ["train", "--data", str(root / "tiny.pos")]
+        + ["--output-dir", str(tmp_path / "m")]
+        + arguments
+    )
+
+    assert status == 1
+    assert "does not fit in memory" in capsys.readouterr().err
+
+
 def test_train_one_class_rejected(tmp_path, capsys):
     source = tmp_path / "reviews.csv"
     source.write_text(

@@ -755,10 +755,9 @@ def _train_members_in_processes(
     # PyTorch's OpenMP thread pool, which is not safe to use after fork.
     context = multiprocessing.get_context("spawn")
     count = config.ensemble_size
+    workers = min(workers, count)
     logger.info("training %d ensemble members, %d at a time", count, workers)
-    with ProcessPoolExecutor(
-        max_workers=min(workers, count), mp_context=context
-    ) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = [
             pool.submit(
                 _train_member,

@@ -551,6 +551,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             )
     except (DataError, ValueError) as err:
         raise CommandError(str(err)) from err
+    except RuntimeError as err:
+        # PyTorch's CPU allocator reports a failed allocation this way.
+        if "DefaultCPUAllocator" not in str(err):
+            raise
+        raise CommandError(
+            f"the model does not fit in memory ({err}); lower --lstm-units, "
+            "--embedding-size or --max-vocab-size"
+        ) from err
 
     best = outcome.result.best
     if not outcome.saved:
