@@ -321,6 +321,7 @@ def test_predict_unknown_extension_names_its_option(trained, tmp_path, capsys):
         ("--seed", str(2**32), "expected an integer from 0 to 4294967295"),
         ("--max-vocab-size", "2", "expected at least 3"),
         ("--negative-max-stars", "nan", "expected a finite number"),
+        ("--output-dir", "", "got an empty string"),
     ],
 )
 def test_train_rejects_flag_values(tmp_path, capsys, flag, value, message):
@@ -421,6 +422,18 @@ def test_train_empty_vocabulary_rejected(trained, tmp_path, capsys):
 
     assert status == 1
     assert "lower --min-frequency" in capsys.readouterr().err
+
+
+def test_command_usage_errors_show_the_command(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        main(
+            ["cross-validate", "--data", str(tmp_path / "x.pos")]
+            + ["--folds", "2", "--run-folds", "5"]
+        )
+
+    err = capsys.readouterr().err
+    assert "usage: sentiment-lstm cross-validate" in err
+    assert "sentiment-lstm cross-validate: error: --run-folds (5)" in err
 
 
 def test_predict_missing_model(tmp_path, capsys):

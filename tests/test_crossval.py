@@ -263,3 +263,15 @@ def test_cli_output_json_folder_rejected_before_training(tiny_posneg, tmp_path, 
     assert status == 2
     assert "is a folder; name a file in it" in captured.err
     assert "fold" not in captured.out
+
+
+def test_cli_failed_run_prints_no_table(tmp_path, capsys):
+    source = tmp_path / "tiny.csv"
+    source.write_text("text,label\ngreat,pos\nawful,neg\nfine,pos\n")
+
+    status = main(["-q", "cross-validate", "--data", str(source), "--folds", "2"])
+
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "lower --folds" in captured.err
+    assert captured.out == ""

@@ -61,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(args.verbose, args.quiet)
     try:
-        return args.handler(args, parser) or 0
+        # Usage errors of a command print that command's usage line.
+        return args.handler(args, args.command_parser) or 0
     except CommandError as err:
         print(f"sentiment-lstm {args.command}: error: {err}", file=sys.stderr)
         return 2 if err.usage else 1

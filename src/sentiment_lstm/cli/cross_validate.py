@@ -112,7 +112,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_data_options(parser)
     add_model_options(parser)
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, command_parser=parser)
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -155,10 +155,18 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             f"such as {args.output_json / 'cross-validation.json'}",
             usage=True,
         )
-    print(f"{'fold':>4}  {'accuracy':>8}  {'macro F1':>8}  {'seconds':>7}  best epochs")
-    sys.stdout.flush()
+    header_printed = False
 
     def print_fold(fold) -> None:
+        # The header waits for the first fold, so a run that fails before
+        # any fold ends prints nothing to stdout.
+        nonlocal header_printed
+        if not header_printed:
+            print(
+                f"{'fold':>4}  {'accuracy':>8}  {'macro F1':>8}  {'seconds':>7}  "
+                "best epochs"
+            )
+            header_printed = True
         print(
             f"{fold.fold:>4}  {100 * fold.accuracy:>8.2f}  "
             f"{100 * fold.macro_f1:>8.2f}  {fold.seconds:>7.1f}  "

@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_backend_option(parser)
     add_data_options(parser, format_flags=("--data-format",))
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, command_parser=parser)
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -69,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_backend_option(parser)
     _add_throughput_options(parser)
     add_data_options(parser, labels=False, format_flags=("--input-format",))
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, command_parser=parser)
 
 
 def _add_throughput_options(parser: argparse.ArgumentParser) -> None:

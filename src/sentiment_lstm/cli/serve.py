@@ -75,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="log one line per request (default: off, for throughput)",
     )
     _add_limit_options(parser.add_argument_group("request limits"))
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, command_parser=parser)
 
 
 def _add_limit_options(limits: argparse._ArgumentGroup) -> None:

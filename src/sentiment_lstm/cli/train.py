@@ -102,6 +102,16 @@ def layer_list(text: str) -> tuple[int, ...]:
     return layers
 
 
+def folder_path(text: str) -> Path:
+    """Parse a folder path for argparse; an empty one is refused, not read as '.'."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "expected a folder path, got an empty string; write . for the "
+            "current folder"
+        )
+    return Path(text)
+
+
 def vocabulary_size(text: str) -> int:
     """Parse a vocabulary size for argparse: <pad>, <unk> and at least one word."""
     value = positive_int(text)
@@ -443,7 +453,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--output-dir",
         "--output_dir",
-        type=Path,
+        type=folder_path,
         help="model directory to write (default: models/<data>-<architecture>)",
     )
     parser.add_argument(
@@ -483,7 +493,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="validation accuracy a model must reach before it is saved "
         "(default: 0, always save the best)",
     )
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, command_parser=parser)
 
 
 def default_output_dir(data: str, architecture_name: str) -> Path:
