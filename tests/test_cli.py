@@ -279,7 +279,7 @@ def test_predict_stdin(trained):
 
 
 def test_predict_into_closed_pipe(trained, tmp_path):
-    # A reader that stops early, as "| head -1" does: no traceback.
+    # The reader stops after one line, as "| head -1" does.
     _, model_dir = trained
     source = tmp_path / "many.txt"
     source.write_text("great fun and a warm heart\n" * 20_000)
@@ -299,7 +299,7 @@ def test_predict_into_closed_pipe(trained, tmp_path):
     assert "Traceback" not in stderr
 
 
-def test_predict_unknown_extension_names_its_option(trained, tmp_path, capsys):
+def test_predict_unknown_extension_hint(trained, tmp_path, capsys):
     _, model_dir = trained
     source = tmp_path / "reviews"
     source.write_text("text\ngreat fun\n")
@@ -332,15 +332,21 @@ def test_train_rejects_flag_values(tmp_path, capsys, flag, value, message):
     assert message in capsys.readouterr().err
 
 
+def train_tiny(root, output_dir, *extra: str) -> int:
+    """Run train on the tiny corpus with TRAIN_ARGS and extra flags."""
+    return main(
+        ["train", "--data", str(root / "tiny.pos"), "--output-dir", str(output_dir)]
+        + TRAIN_ARGS
+        + list(extra)
+    )
+
+
 def test_train_output_dir_is_a_file(trained, tmp_path, capsys):
     root, _ = trained
     occupied = tmp_path / "model.csv"
     occupied.write_text("not a folder\n")
 
-    status = main(
-        ["train", "--data", str(root / "tiny.pos"), "--output-dir", str(occupied)]
-        + TRAIN_ARGS
-    )
+    status = train_tiny(root, occupied)
 
     assert status == 2
     assert "is a file, not a folder" in capsys.readouterr().err
@@ -349,12 +355,9 @@ def test_train_output_dir_is_a_file(trained, tmp_path, capsys):
 
 def test_train_divergence_stops_with_advice(trained, tmp_path, capsys):
     root, _ = trained
-    arguments = TRAIN_ARGS + ["--learning_rate", "1e30", "--num_epochs", "1"]
 
-    status = main(
-        ["train", "--data", str(root / "tiny.pos")]
-        + ["--output-dir", str(tmp_path / "model")]
-        + arguments
+    status = train_tiny(
+        root, tmp_path / "model", "--learning_rate", "1e30", "--num_epochs", "1"
     )
 
     assert status == 1
@@ -368,28 +371,28 @@ def test_failed_run_keeps_earlier_metrics(trained, tmp_path):
     shutil.copytree(model_dir, folder)
     before = (folder / "metrics.json").read_text()
 
-    status = main(
-        ["train", "--data", str(root / "tiny.pos"), "--output-dir", str(folder)]
-        + TRAIN_ARGS
-        # a rate this small leaves the model at chance, far below the bar
-        + ["--learning_rate", "1e-9", "--num_epochs", "1"]
-        + ["--required-acc-checkpoint", "0.99"]
+    # A learning rate this small leaves the model at chance, far below 0.99.
+    status = train_tiny(
+        root,
+        folder,
+        "--learning_rate",
+        "1e-9",
+        "--num_epochs",
+        "1",
+        "--required-acc-checkpoint",
+        "0.99",
     )
 
     assert status == 1
     assert (folder / "metrics.json").read_text() == before
 
 
-def test_train_model_too_large_for_memory(trained, tmp_path, capsys):
+def test_train_model_too_large(trained, tmp_path, capsys):
     root, _ = trained
-    # hundreds of terabytes: the allocation fails at once, nothing is touched
-    arguments = TRAIN_ARGS + ["--embedding_size", str(10**12)]
 
-    status = main(
-        ["train", "--data", str(root / "tiny.pos")]
-        + ["--output-dir", str(tmp_path / "m")]
-        + arguments
-    )
+    # The table would take hundreds of terabytes, so the allocation fails at
+    # once and no memory is touched.
+    status = train_tiny(root, tmp_path / "m", "--embedding_size", str(10**12))
 
     assert status == 1
     assert "does not fit in memory" in capsys.readouterr().err
@@ -414,17 +417,13 @@ def test_train_one_class_rejected(tmp_path, capsys):
 def test_train_empty_vocabulary_rejected(trained, tmp_path, capsys):
     root, _ = trained
 
-    status = main(
-        ["train", "--data", str(root / "tiny.pos")]
-        + ["--output-dir", str(tmp_path / "m"), "--min-frequency", "100000"]
-        + TRAIN_ARGS
-    )
+    status = train_tiny(root, tmp_path / "m", "--min-frequency", "100000")
 
     assert status == 1
     assert "lower --min-frequency" in capsys.readouterr().err
 
 
-def test_command_usage_errors_show_the_command(capsys, tmp_path):
+def test_usage_error_names_command(capsys, tmp_path):
     with pytest.raises(SystemExit):
         main(
             ["cross-validate", "--data", str(tmp_path / "x.pos")]
@@ -519,19 +518,12 @@ def test_evaluate_test_split(trained, capsys):
     assert report["reviews"] == 10
 
 
-def test_evaluate_split_with_separate_test_file(trained, tmp_path, capsys):
+def test_evaluate_split_separate_test_file(trained, tmp_path, capsys):
     root, _ = trained
     test_file = tmp_path / "test.csv"
     test_file.write_text("text,label\ngreat fun,pos\nboring mess,neg\n")
     model_dir = tmp_path / "model"
-    assert (
-        main(
-            ["train", "--data", str(root / "tiny.pos"), "--output-dir", str(model_dir)]
-            + ["--test-data", str(test_file)]
-            + TRAIN_ARGS
-        )
-        == 0
-    )
+    assert train_tiny(root, model_dir, "--test-data", str(test_file)) == 0
     capsys.readouterr()
     evaluate = ["evaluate", "--model", str(model_dir), "--format", "json"]
 
@@ -539,7 +531,7 @@ def test_evaluate_split_with_separate_test_file(trained, tmp_path, capsys):
     assert status == 2
     assert f"evaluate it with --data {test_file}" in capsys.readouterr().err
 
-    # no test part was cut from the main data, so train is as large as at training
+    # No test part was cut from the main data, so train has its training size.
     main(evaluate + ["--data", str(root / "tiny.pos"), "--split", "train"])
     captured = capsys.readouterr()
     training = json.loads((model_dir / "training.json").read_text())

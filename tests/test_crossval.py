@@ -253,7 +253,7 @@ def test_train_rejects_contextual_inputs(tiny_posneg, tmp_path, capsys):
     assert "cannot be saved for prediction" in capsys.readouterr().err
 
 
-def test_cli_output_json_folder_rejected_before_training(tiny_posneg, tmp_path, capsys):
+def test_cli_output_json_folder_rejected(tiny_posneg, tmp_path, capsys):
     status = main(
         ["-q", "cross-validate", "--data", str(tiny_posneg), "--folds", "2"]
         + ["--output-json", str(tmp_path)]

@@ -272,8 +272,8 @@ def test_parallel_batches_match_sequential(exported):
     assert np.array_equal(actual, expected, equal_nan=True)
 
 
-def test_submitted_chunks_score_like_one_call(exported):
-    # Two chunks queued before either result is read, as file scoring does.
+def test_submitted_chunks_match_one_call(exported):
+    # File scoring queues two chunks before it reads either result.
     reviews = [REVIEWS[i % len(REVIEWS)] + " fun" * (i % 7) for i in range(120)]
     model = SentimentModel.load(exported, backend="onnx", threads=2)
     first = model.encoder.encode_batch(reviews[:70] + [""])
@@ -294,17 +294,17 @@ def test_submitted_chunks_score_like_one_call(exported):
     assert np.isnan(pending_first.result()[-1])
 
 
-def test_submit_scores_at_once_without_parallel_batches(exported):
+def test_submit_without_thread_pool(exported):
     model, backend = recording_model(exported)
 
     pending = model.submit_token_ids([[2, 3], [4]], batch_size=1)
 
-    # the recording backend has no parallel_batches, so both passes ran
+    # The recording backend has no parallel_batches, so both passes ran.
     assert len(backend.shapes) == 2
     assert pending.result().shape == (2,)
 
 
-def test_tokenizer_from_another_model_rejected(tmp_path):
+def test_foreign_tokenizer_rejected(tmp_path):
     model_dir = write_model_dir(tmp_path / "model")
     other = TextEncoder.build(["a film", "another film"], TextEncoderConfig())
     other.save(model_dir)
@@ -316,7 +316,7 @@ def test_tokenizer_from_another_model_rejected(tmp_path):
     assert not (model_dir / "model.onnx").exists()
 
 
-def test_missing_tokenizer_says_to_copy_the_folder(tmp_path):
+def test_missing_tokenizer_message(tmp_path):
     model_dir = write_model_dir(tmp_path / "model")
     (model_dir / "tokenizer.json").unlink()
 

@@ -537,7 +537,7 @@ def test_read_error_restores_interpreter(model, tmp_path):
 
 
 class SettingsBackend:
-    """Wraps a backend and records the interpreter settings during passes."""
+    """Backend wrapper that records the interpreter settings during passes."""
 
     def __init__(self, backend) -> None:
         self.name = backend.name
@@ -559,7 +559,7 @@ def test_interpreter_tuned_only_while_scoring(model_dir, tmp_path):
     ]
     before = sys.getswitchinterval()
 
-    # two runs at once: the settings come back only when both have ended
+    # Two runs at once: the settings are restored only when both have ended.
     threads = [
         threading.Thread(
             target=score_file,

@@ -167,7 +167,7 @@ def build_onnx_model(
         return graph.node("Gather", [flat, reverse_flat], stem, axis=0)
 
     def run_direction(steps: str, table: np.ndarray | None, lstm_weights: str) -> str:
-        """Scan one direction over ``steps``: token ids with a table, else gates."""
+        """Run one direction's Scan over token ids with a table, else over gates."""
         recurrent = weights[f"{lstm_weights}.weight_hh_l0"]
         body = _cell_body(recurrent.T.copy(), hidden, graph.name("cell"), table)
         _, _, outputs = graph.nodes_with_outputs(
@@ -342,7 +342,7 @@ def build_onnx_model(
 def _cell_body(
     recurrent_t: np.ndarray, hidden: int, name: str, table: np.ndarray | None
 ) -> onnx.GraphProto:
-    """Build the Scan body of one LSTM step: h, c and the step in; h, c, h out.
+    """Build the Scan body of one LSTM step, from h, c and the step to h, c, h.
 
     ``recurrent_t`` is the transposed ``weight_hh`` of shape
     ``[hidden, 4 * hidden]``, gates in PyTorch's order: input, forget, cell,

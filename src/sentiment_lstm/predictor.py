@@ -225,7 +225,9 @@ class PendingScores:
         self._parts.append((rows, probabilities))
 
     def result(self) -> np.ndarray:
-        """Wait for every batch; return P(positive) per review, NaN if no tokens.
+        """Return P(positive) per review once every batch is scored.
+
+        A review without tokens gets NaN.
 
         Raises:
             Exception: Whatever a forward pass raised.

@@ -83,7 +83,7 @@ PREVIEW_CHARACTERS = 60
 
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _SCAN_BLOCK_BYTES = 1 << 20
-# Chunks queued for scoring while the oldest one is written.
+# Newer chunks that stay queued for scoring while the oldest one is written.
 _SCORING_CHUNKS = 1
 # Bad rows quoted in the warning when rows are left out.
 _LOGGED_BAD_ROWS = 5
@@ -515,8 +515,8 @@ class _JsonlReader(_Reader):
                 try:
                     self._choose_keys(record, number)
                 except DataError as err:
-                    # The keys come from the first record with a text field;
-                    # the records before it keep their place, unscored.
+                    # The keys come from the first record that has a text field.
+                    # Records before it keep their place, unscored.
                     first_failure = first_failure or err
             if self._text_key is None:
                 keys = ", ".join(repr(key) for key in record) or "none"
@@ -877,10 +877,10 @@ _saved_gc_enabled = True
 
 @contextlib.contextmanager
 def _scoring_runtime() -> Iterator[None]:
-    """Tune the interpreter while any scoring run is in progress.
+    """Lower the GIL switch interval and pause the garbage collector during runs.
 
-    Lowers ``sys.getswitchinterval()`` to ``SWITCH_INTERVAL_SECONDS`` and
-    pauses the cyclic garbage collector. The collector would otherwise walk
+    Sets ``sys.getswitchinterval()`` to at most ``SWITCH_INTERVAL_SECONDS``
+    and disables the cyclic garbage collector. The collector would otherwise walk
     every live object again and again as the rows of each chunk are
     allocated. The rows, token lists and scores hold no reference cycles, so
     reference counting frees them. Both settings are restored when the last

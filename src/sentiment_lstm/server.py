@@ -411,9 +411,10 @@ def check_limits(reviews: list[str], limits: ServerLimits) -> None:
 
 
 def _check_unicode(review: str, index: int) -> None:
-    """Reject a review with an unpaired surrogate, which no UTF-8 text holds.
+    """Raise a validation error for a review with an unpaired surrogate.
 
-    JSON can spell one (``"\\udc80"``), but the reply could not echo it.
+    JSON can encode one as ``"\\udc80"``, but UTF-8 cannot, so the response
+    could not repeat the review.
     """
     try:
         review.encode("utf-8")
@@ -431,7 +432,10 @@ def _check_unicode(review: str, index: int) -> None:
 
 
 def _json_safe(value: Any) -> Any:
-    """Spell out the non-finite numbers of a validation error, which JSON lacks."""
+    """Return error details with non-finite numbers as strings.
+
+    JSON has no literal for infinity or NaN.
+    """
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, dict):

@@ -49,7 +49,7 @@ CHECKPOINT_FORMAT_VERSION = 1
 
 
 class DivergenceError(ValueError):
-    """The training loss stopped being a finite number."""
+    """Error for a training loss that is no longer a finite number."""
 
 
 class CheckpointError(ValueError):
@@ -545,10 +545,9 @@ def train(
         train_loss = total_loss / len(train_split)
         if not math.isfinite(train_loss):
             raise DivergenceError(
-                f"the training loss became {train_loss} in epoch {epoch}, so the "
-                f"weights are no longer numbers; lower the learning rate (now "
-                f"{config.learning_rate:g}) or clip the gradients "
-                "(--max-grad-norm)"
+                f"training failed: the loss became {train_loss} in epoch {epoch}; "
+                f"lower the learning rate (now {config.learning_rate:g}) or clip "
+                "the gradients with --max-grad-norm"
             )
         metrics = EpochMetrics(
             epoch=epoch,

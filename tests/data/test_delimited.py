@@ -324,7 +324,7 @@ def test_text_after_closing_quote(tmp_path: Path) -> None:
     assert [example.text for example in result.examples] == ["fine"]
 
 
-def test_unclosed_quote_reports_the_lines_it_swallowed(tmp_path: Path) -> None:
+def test_unclosed_quote_reports_line_span(tmp_path: Path) -> None:
     rows = [f"review {i},pos" for i in range(1, 40)]
     rows[9] = '"opens a quote,pos'
     rows[29] = '"closed" here,neg'
@@ -343,7 +343,7 @@ def test_unclosed_quote_at_end_of_file(tmp_path: Path) -> None:
         read_examples(path)
 
 
-def test_field_longer_than_csv_default_limit(tmp_path: Path) -> None:
+def test_field_over_csv_default_limit(tmp_path: Path) -> None:
     review = "great fun " * 20_000
     path = write(tmp_path / "reviews.csv", f'review,label\n"{review}",pos\n')
 

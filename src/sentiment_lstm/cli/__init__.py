@@ -70,8 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        # The reader of stdout has gone, as with "| head". Point stdout at
-        # the null device so the flush at exit does not fail a second time.
+        # The process reading stdout has exited, as with "| head". Point stdout
+        # at the null device so the flush at exit does not fail a second time.
         null = os.open(os.devnull, os.O_WRONLY)
         os.dup2(null, sys.stdout.fileno())
         return BROKEN_PIPE_STATUS

@@ -114,7 +114,7 @@ def read_options_from_args(
 
 
 def finite_float(text: str) -> float:
-    """Parse a finite number for argparse; nan and inf are rejected."""
+    """Parse a finite number for argparse, rejecting nan and inf."""
     try:
         value = float(text)
     except ValueError as err:

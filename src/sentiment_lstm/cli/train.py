@@ -103,7 +103,10 @@ def layer_list(text: str) -> tuple[int, ...]:
 
 
 def folder_path(text: str) -> Path:
-    """Parse a folder path for argparse; an empty one is refused, not read as '.'."""
+    """Parse a folder path for argparse, rejecting the empty string.
+
+    ``Path("")`` would otherwise mean the current folder.
+    """
     if not text.strip():
         raise argparse.ArgumentTypeError(
             "expected a folder path, got an empty string; write . for the "
@@ -562,7 +565,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except (DataError, ValueError) as err:
         raise CommandError(str(err)) from err
     except RuntimeError as err:
-        # PyTorch's CPU allocator reports a failed allocation this way.
+        # NOTE: this matches the text of PyTorch's CPU allocator error, which
+        # a later release may change; other failures keep their traceback.
         if "DefaultCPUAllocator" not in str(err):
             raise
         raise CommandError(
