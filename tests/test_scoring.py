@@ -587,11 +587,11 @@ def test_first_chunk_is_small(model, tmp_path, monkeypatch):
     texts = [REVIEWS[i % len(REVIEWS)] for i in range(13)]
     source = write_csv(tmp_path / "in.csv", ["text"], [[text] for text in texts])
     sizes = []
-    encode_batch = model.encoder.encode_batch
+    encode_packed = model.encoder.encode_packed
     monkeypatch.setattr(
         model.encoder,
-        "encode_batch",
-        lambda batch: sizes.append(len(batch)) or encode_batch(batch),
+        "encode_packed",
+        lambda batch: sizes.append(len(batch)) or encode_packed(batch),
     )
 
     score_file(model, source, tmp_path / "out.csv", chunk_rows=5)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,6 +21,7 @@ from sentiment_lstm.text import (
     PAD_TOKEN,
     UNK_INDEX,
     UNK_TOKEN,
+    PackedTokenIds,
     TextEncoder,
     TextEncoderConfig,
     TextEncoderError,
@@ -775,6 +777,7 @@ def test_ascii_shortcut_every_character(lowercase):
     assert [encoder.encode(text) for text in texts] == _through_tokenizer(
         encoder, texts
     )
+    assert list(encoder.encode_packed(texts)) == _through_tokenizer(encoder, texts)
 
 
 @settings(max_examples=500, deadline=None)
@@ -814,6 +817,75 @@ def test_ascii_shortcut_real_reviews(rt_polarity_dir, netflix_csv):
     ascii_texts = [text for text in texts if text.isascii()]
     assert len(ascii_texts) > 10_000
     assert encoder.encode_batch(texts) == _through_tokenizer(encoder, texts)
+    assert list(encoder.encode_packed(texts)) == _through_tokenizer(encoder, texts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.sampled_from(_ASCII_PIECES + ["é", "日本", "’"]), max_size=12).map(
+            "".join
+        ),
+        max_size=8,
+    ),
+    st.booleans(),
+)
+def test_encode_packed_property(texts, lowercase):
+    encoder = _ENCODER_FOR_PROPERTIES if lowercase else _ENCODER_CASED
+    packed = encoder.encode_packed(texts)
+    assert len(packed) == len(texts)
+    assert list(packed) == _through_tokenizer(encoder, texts)
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [
+        ["a<br", ">b"],
+        ["a<br", "/>b"],
+        ["<BR", " />"],
+        ["x..", "..y"],
+        ["it'", "s"],
+        ["it", "'s"],
+        ["a", "", " ", "\n", "b"],
+        ["\x00", "a\x00b", "\x00"],
+        [""],
+        ["   "],
+    ],
+)
+def test_encode_packed_texts_stay_apart(texts):
+    encoder = _encoder()
+    assert list(encoder.encode_packed(texts)) == [
+        encoder.encode(text) for text in texts
+    ]
+
+
+def test_encode_packed_truncates():
+    encoder = _encoder(max_length=3)
+    texts = ["one two three four five", "Отличный фильм a b c d", "a b"]
+    packed = encoder.encode_packed(texts)
+    assert packed.lengths.tolist() == [3, 3, 2]
+    assert list(packed) == encoder.encode_batch(texts)
+
+
+def test_encode_packed_empty_and_bad_input():
+    encoder = _encoder()
+    assert len(encoder.encode_packed([])) == 0
+    with pytest.raises(TypeError, match="single str"):
+        encoder.encode_packed("great film")
+    with pytest.raises(TypeError, match="index 2"):
+        encoder.encode_packed(["ok", "fine", 3])
+
+
+def test_packed_token_ids_from_lists_and_padding():
+    packed = PackedTokenIds.from_lists([[5, 6, 7], [], [8], [9, 10]])
+    assert len(packed) == 4
+    assert packed[0] == [5, 6, 7]
+    assert packed[1] == []
+    assert packed[-1] == [9, 10]
+    assert list(packed) == [[5, 6, 7], [], [8], [9, 10]]
+    padded = packed.padded(np.array([3, 2, 0]), pad_index=0)
+    assert padded.tolist() == [[9, 10, 0], [8, 0, 0], [5, 6, 7]]
+    assert PackedTokenIds.from_lists(packed) is packed
 
 
 def test_loaded_encoder_with_other_pipeline_skips_shortcut(tmp_path, caplog):
@@ -831,6 +903,7 @@ def test_loaded_encoder_with_other_pipeline_skips_shortcut(tmp_path, caplog):
     assert loaded._ascii is None
     assert "normalizer differs" in caplog.text
     assert loaded.tokenize("a<br>b") == ["a", "<", "br", ">", "b"]
+    assert list(loaded.encode_packed(["a<br>b"])) == loaded.encode_batch(["a<br>b"])
     assert encoder.tokenize("a<br>b") == ["a", "b"]
 
 

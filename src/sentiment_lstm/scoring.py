@@ -1,7 +1,7 @@
 """Scoring of review files in bounded memory: ``score_file(model, input, output)``.
 
 A CSV, TSV, JSON Lines or plain text file is read in chunks of rows. Each
-chunk is tokenized in one ``encode_batch`` call and scored in batches of
+chunk is tokenized in one ``encode_packed`` call and scored in batches of
 similar length. With ONNX Runtime the batches are queued on the model's
 threads, and the main thread reads and tokenizes the next chunk while they
 run. A chunk is written once its scores are in. At most two chunks are held
@@ -928,7 +928,7 @@ def _encoded_chunks(
         except (OSError, UnicodeDecodeError) as err:
             # UnicodeDecodeError only if the file changed after the encoding scan.
             raise DataError(f"{reader.source}: cannot read the file: {err}") from err
-        yield chunk, model.encoder.encode_batch(chunk.texts_to_score())
+        yield chunk, model.encoder.encode_packed(chunk.texts_to_score())
 
 
 def _log_summary(path: Path, summary: ScoringSummary) -> None:

@@ -15,11 +15,13 @@ import logging
 import operator
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import WordLevel
 
@@ -86,6 +88,66 @@ _TOKEN_PATTERN = (
 # give the same ids, character by character and on the real data sets.
 _ASCII_WHITESPACE = "\t\n\x0b\x0c\r "
 _ASCII_LINE_BREAK = re.compile(rf"<br[{_ASCII_WHITESPACE}]*/?>", re.IGNORECASE)
+# The same whitespace as a lookup table over bytes; bytes.split() splits on
+# exactly these six.
+_SPACE_BYTES = np.zeros(256, dtype=bool)
+_SPACE_BYTES[list(_ASCII_WHITESPACE.encode("ascii"))] = True
+
+
+@dataclass(frozen=True)
+class PackedTokenIds:
+    """The token ids of many texts, stored in one array.
+
+    Text ``i`` has the ids ``flat[starts[i] : starts[i] + lengths[i]]``.
+    Indexing returns one text's ids as a list, so a ``PackedTokenIds`` also
+    serves where the lists of :meth:`TextEncoder.encode_batch` are expected.
+
+    Attributes:
+        flat: Int64 ids of all texts.
+        starts: Int64 offset of each text's first id in ``flat``.
+        lengths: Int64 number of ids of each text.
+    """
+
+    flat: np.ndarray
+    starts: np.ndarray
+    lengths: np.ndarray
+
+    @classmethod
+    def from_lists(cls, token_ids: Sequence[Sequence[int]]) -> PackedTokenIds:
+        """Pack id lists, one per text."""
+        if isinstance(token_ids, PackedTokenIds):
+            return token_ids
+        lengths = np.fromiter(map(len, token_ids), dtype=np.int64, count=len(token_ids))
+        flat = np.fromiter(
+            chain.from_iterable(token_ids), dtype=np.int64, count=int(lengths.sum())
+        )
+        return cls(flat, np.cumsum(lengths) - lengths, lengths)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, index: int) -> list[int]:
+        start = int(self.starts[index])
+        return self.flat[start : start + int(self.lengths[index])].tolist()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (self[index] for index in range(len(self)))
+
+    def padded(self, rows: np.ndarray, pad_index: int) -> np.ndarray:
+        """Return the ids of ``rows`` right-padded to the longest of them.
+
+        Args:
+            rows: Indices of texts with at least one id each.
+            pad_index: Id that fills the places after a text's end.
+
+        Returns:
+            Int64 array of shape ``(len(rows), max length of rows)``.
+        """
+        lengths = self.lengths[rows]
+        positions = np.arange(int(lengths.max()))
+        inside = positions < lengths[:, None]
+        index = np.where(inside, self.starts[rows][:, None] + positions, 0)
+        return np.where(inside, self.flat[index], pad_index)
 
 
 class TextEncoderError(ValueError):
@@ -368,6 +430,54 @@ class TextEncoder:
                 ids[index] = token_ids
         return ids
 
+    def encode_packed(self, texts: Sequence[str]) -> PackedTokenIds:
+        """Encode many texts at once into one array.
+
+        Gives the ids of :meth:`encode_batch`, stored as
+        :class:`PackedTokenIds`. ASCII texts are tokenized together, with
+        NumPy operations over all their characters, which takes about half
+        the time of :meth:`encode_batch` on reviews.
+
+        Args:
+            texts: Raw texts.
+
+        Raises:
+            TypeError: If ``texts`` is a single str or contains a non-str item.
+        """
+        if isinstance(texts, str):
+            raise TypeError(
+                "texts must be a sequence of str, got a single str; "
+                "call encode() or wrap it in a list"
+            )
+        batch = list(texts)
+        if self._ascii is None:
+            return PackedTokenIds.from_lists(self.encode_batch(batch))
+        try:
+            is_ascii = np.fromiter(
+                map(str.isascii, batch), dtype=bool, count=len(batch)
+            )
+        except TypeError:
+            for index, text in enumerate(batch):
+                _require_str(text, index)
+            raise
+        if is_ascii.all():
+            flat, counts = self._ascii.encode_many(batch)
+            lengths = np.minimum(counts, self._config.max_length)
+            return PackedTokenIds(flat, np.cumsum(counts) - counts, lengths)
+        ascii_rows = np.flatnonzero(is_ascii)
+        other_rows = np.flatnonzero(~is_ascii)
+        flat, counts = self._ascii.encode_many([batch[row] for row in ascii_rows])
+        others = PackedTokenIds.from_lists(
+            self._encode_with_tokenizer([batch[row] for row in other_rows])
+        )
+        starts = np.empty(len(batch), dtype=np.int64)
+        lengths = np.empty(len(batch), dtype=np.int64)
+        starts[ascii_rows] = np.cumsum(counts) - counts
+        lengths[ascii_rows] = np.minimum(counts, self._config.max_length)
+        starts[other_rows] = others.starts + len(flat)
+        lengths[other_rows] = others.lengths
+        return PackedTokenIds(np.concatenate([flat, others.flat]), starts, lengths)
+
     def _encode_with_tokenizer(self, batch: list[str]) -> list[list[int]]:
         # encode_batch_fast skips computing offsets. Older tokenizers
         # releases lack it and fall back to encode_batch.
@@ -502,12 +612,23 @@ class _AsciiShortcut:
 
     def __init__(self, vocabulary: list[str], config: TextEncoderConfig) -> None:
         self._ids = {token: index for index, token in enumerate(vocabulary)}
+        self._byte_ids = {
+            token.encode("ascii"): index
+            for token, index in self._ids.items()
+            if token.isascii()
+        }
         self._lowercase = config.lowercase
         self._max_length = config.max_length
+        letters = "abcdefghijklmnopqrstuvwxyz"
+        word_chars = letters + "0123456789"
+        if not config.lowercase:
+            word_chars += letters.upper()
         word = "[a-z0-9]" if config.lowercase else "[A-Za-z0-9]"
         self._token = re.compile(
             rf"{word}+(?:'{word}+)*|\.{{2,}}|[^{_ASCII_WHITESPACE}]"
         )
+        self._word_bytes = np.zeros(256, dtype=bool)
+        self._word_bytes[list(word_chars.encode("ascii"))] = True
 
     def tokenize(self, text: str) -> list[str]:
         """Tokens of an ASCII text; the caller checks ``text.isascii()``."""
@@ -522,6 +643,53 @@ class _AsciiShortcut:
         lookup = self._ids.get
         tokens = self.tokenize(text)[: self._max_length]
         return [lookup(token, UNK_INDEX) for token in tokens]
+
+    def encode_many(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Ids of ASCII texts, untruncated, in one array, and each one's count.
+
+        Finds the tokens of all texts at once with the rules of ``self._token``
+        over the bytes of the joined texts, then looks them up. Gives what
+        :meth:`tokenize` gives each text.
+        """
+        if not texts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        # NUL stops a line-break tag from running across two texts; every
+        # joining NUL becomes a space below, while NULs inside a text stay.
+        joined = "\0".join(texts)
+        if self._lowercase:
+            joined = joined.lower()
+        if "<" in joined:
+            # Same-length blanks keep every text's offset.
+            joined = _ASCII_LINE_BREAK.sub(_blank, joined)
+        chars = np.frombuffer(joined.encode("ascii"), dtype=np.uint8).copy()
+        sizes = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+        ends = np.cumsum(sizes + 1) - 1
+        chars[ends[:-1]] = ord(" ")
+        space = _SPACE_BYTES[chars]
+        word = self._word_bytes[chars]
+        dot = chars == ord(".")
+        # An apostrophe between two word characters is inside a word.
+        in_word = word.copy()
+        in_word[1:-1] |= (chars[1:-1] == ord("'")) & word[:-2] & word[2:]
+        continues = np.zeros(len(chars), dtype=bool)
+        continues[1:] = (in_word[1:] & in_word[:-1]) | (dot[1:] & dot[:-1])
+        token_starts = np.flatnonzero(~space & ~continues)
+        # A space before each token that follows another without one lets
+        # bytes.split() cut out the tokens.
+        cuts = token_starts[token_starts > 0]
+        cuts = cuts[~space[cuts - 1]]
+        tokens = np.insert(chars, cuts, ord(" ")).tobytes().split()
+        ids = np.fromiter(
+            map(self._byte_ids.get, tokens, repeat(UNK_INDEX)),
+            dtype=np.int64,
+            count=len(tokens),
+        )
+        counts = np.diff(np.searchsorted(token_starts, ends), prepend=0)
+        return ids, counts
+
+
+def _blank(match: re.Match[str]) -> str:
+    return " " * (match.end() - match.start())
 
 
 def _build_normalizer(config: TextEncoderConfig) -> normalizers.Normalizer:

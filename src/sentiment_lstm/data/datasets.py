@@ -1,14 +1,11 @@
 """Named data sets: the rt-polarity download, its cache and local copies."""
 
 import hashlib
-import http.client
 import logging
 import os
 import shutil
 import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 import uuid
 import zlib
 from pathlib import Path, PurePosixPath
@@ -222,6 +219,12 @@ def _use_local_copy(source: Path, target: Path) -> Path:
 
 
 def _download(url: str, target: Path) -> Path:
+    # Imported here: http.client and urllib.request cost every command about
+    # 25 ms at start, and only this download needs them.
+    import http.client
+    import urllib.error
+    import urllib.request
+
     logger.info("downloading rt-polarity from %s", url)
     with tempfile.TemporaryFile() as archive_file:
         try:
