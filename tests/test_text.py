@@ -762,6 +762,13 @@ def _through_tokenizer(encoder: TextEncoder, texts: list[str]) -> list[list[int]
     return encoder._encode_with_tokenizer(texts)
 
 
+def _packed(encoder: TextEncoder, texts: list[str]) -> list[list[int]]:
+    """encode_packed() through its NumPy route, however few the texts."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(text_module, "_PACKED_MIN_TEXTS", 0)
+        return list(encoder.encode_packed(texts))
+
+
 @pytest.mark.parametrize("lowercase", [True, False])
 def test_ascii_shortcut_every_character(lowercase):
     texts = []
@@ -777,7 +784,7 @@ def test_ascii_shortcut_every_character(lowercase):
     assert [encoder.encode(text) for text in texts] == _through_tokenizer(
         encoder, texts
     )
-    assert list(encoder.encode_packed(texts)) == _through_tokenizer(encoder, texts)
+    assert _packed(encoder, texts) == _through_tokenizer(encoder, texts)
 
 
 @settings(max_examples=500, deadline=None)
@@ -817,7 +824,7 @@ def test_ascii_shortcut_real_reviews(rt_polarity_dir, netflix_csv):
     ascii_texts = [text for text in texts if text.isascii()]
     assert len(ascii_texts) > 10_000
     assert encoder.encode_batch(texts) == _through_tokenizer(encoder, texts)
-    assert list(encoder.encode_packed(texts)) == _through_tokenizer(encoder, texts)
+    assert _packed(encoder, texts) == _through_tokenizer(encoder, texts)
 
 
 @settings(max_examples=300, deadline=None)
@@ -832,9 +839,7 @@ def test_ascii_shortcut_real_reviews(rt_polarity_dir, netflix_csv):
 )
 def test_encode_packed_property(texts, lowercase):
     encoder = _ENCODER_FOR_PROPERTIES if lowercase else _ENCODER_CASED
-    packed = encoder.encode_packed(texts)
-    assert len(packed) == len(texts)
-    assert list(packed) == _through_tokenizer(encoder, texts)
+    assert _packed(encoder, texts) == _through_tokenizer(encoder, texts)
 
 
 @pytest.mark.parametrize(
@@ -854,17 +859,16 @@ def test_encode_packed_property(texts, lowercase):
 )
 def test_encode_packed_texts_stay_apart(texts):
     encoder = _encoder()
-    assert list(encoder.encode_packed(texts)) == [
-        encoder.encode(text) for text in texts
-    ]
+    assert _packed(encoder, texts) == [encoder.encode(text) for text in texts]
 
 
 def test_encode_packed_truncates():
     encoder = _encoder(max_length=3)
-    texts = ["one two three four five", "Отличный фильм a b c d", "a b"]
+    texts = ["one two three four five", "Отличный фильм a b c d", "a b"] * 10
     packed = encoder.encode_packed(texts)
-    assert packed.lengths.tolist() == [3, 3, 2]
+    assert packed.lengths.tolist() == [3, 3, 2] * 10
     assert list(packed) == encoder.encode_batch(texts)
+    assert list(encoder.encode_packed(texts[:3])) == encoder.encode_batch(texts[:3])
 
 
 def test_encode_packed_empty_and_bad_input():
@@ -873,7 +877,7 @@ def test_encode_packed_empty_and_bad_input():
     with pytest.raises(TypeError, match="single str"):
         encoder.encode_packed("great film")
     with pytest.raises(TypeError, match="index 2"):
-        encoder.encode_packed(["ok", "fine", 3])
+        encoder.encode_packed(["ok", "fine", 3] + ["ok"] * 30)
 
 
 def test_packed_token_ids_from_lists_and_padding():
@@ -903,7 +907,7 @@ def test_loaded_encoder_with_other_pipeline_skips_shortcut(tmp_path, caplog):
     assert loaded._ascii is None
     assert "normalizer differs" in caplog.text
     assert loaded.tokenize("a<br>b") == ["a", "<", "br", ">", "b"]
-    assert list(loaded.encode_packed(["a<br>b"])) == loaded.encode_batch(["a<br>b"])
+    assert _packed(loaded, ["a<br>b"]) == loaded.encode_batch(["a<br>b"])
     assert encoder.tokenize("a<br>b") == ["a", "b"]
 
 

@@ -53,6 +53,7 @@ from sentiment_lstm.predictor import EMPTY_REVIEW, PendingScores
 
 if TYPE_CHECKING:
     from sentiment_lstm.predictor import SentimentModel
+    from sentiment_lstm.text import PackedTokenIds
 
 logger = logging.getLogger(__name__)
 
@@ -917,7 +918,7 @@ def _progress_bar(progress: bool | None) -> Any:
 
 def _encoded_chunks(
     reader: _Reader, model: SentimentModel, chunk_rows: int
-) -> Iterator[tuple[_Chunk, list[list[int]]]]:
+) -> Iterator[tuple[_Chunk, PackedTokenIds]]:
     """Yield each chunk with the token ids of its texts."""
     chunks = reader.chunks(chunk_rows)
     while True:

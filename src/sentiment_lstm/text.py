@@ -43,6 +43,11 @@ CONFIG_FILENAME = "text_encoder.json"
 # chunks of 4096 by about 60 MiB.
 _ENCODE_CHUNK_SIZE = 4096
 
+# encode_packed() encodes fewer texts one by one: the NumPy route costs about
+# 40 microseconds per call whatever the number of texts, and breaks even with
+# the one-by-one route at about 20 reviews.
+_PACKED_MIN_TEXTS = 20
+
 # Increase when the normaliser, the pre-tokenizer or either file layout changes
 # in a way that would give a saved vocabulary different ids.
 FORMAT_VERSION = 1
@@ -84,8 +89,11 @@ _TOKEN_PATTERN = (
 # one below, where whitespace is what the pattern's \s matches in ASCII. On
 # 100,000 reviews (95% ASCII) the shortcut took 0.7 s of CPU time against
 # 3.5 s for encode_batch_fast (tokenizers 0.23.3), most of which goes to
-# building an Encoding object per text. tests/test_text.py checks that both
-# give the same ids, character by character and on the real data sets.
+# building an Encoding object per text. For many texts at once,
+# encode_packed() applies the same rules to the bytes of all of them with
+# NumPy: 0.3 s on those reviews in chunks of 8192. tests/test_text.py checks
+# that all routes give the same ids, character by character and on the real
+# data sets.
 _ASCII_WHITESPACE = "\t\n\x0b\x0c\r "
 _ASCII_LINE_BREAK = re.compile(rf"<br[{_ASCII_WHITESPACE}]*/?>", re.IGNORECASE)
 # The same whitespace as a lookup table over bytes; bytes.split() splits on
@@ -215,8 +223,9 @@ class TextEncoder:
        way. :meth:`tokenize` does not truncate.
 
     ``tokenizer.json`` holds this whole pipeline. Texts that are pure ASCII,
-    most reviews, are encoded by a few lines of Python with ``re`` instead,
-    which give the same ids several times faster (see ``_AsciiShortcut``).
+    most reviews, are encoded by a few lines of Python with ``re`` or NumPy
+    instead, which give the same ids several times faster (see
+    ``_AsciiShortcut``).
     An encoder loaded from files whose pipeline differs from this version's
     runs every text through ``tokenizer.json``.
 
@@ -436,7 +445,8 @@ class TextEncoder:
         Gives the ids of :meth:`encode_batch`, stored as
         :class:`PackedTokenIds`. ASCII texts are tokenized together, with
         NumPy operations over all their characters, which takes about half
-        the time of :meth:`encode_batch` on reviews.
+        the time of :meth:`encode_batch` on many reviews. Fewer than 20 texts
+        are encoded one by one.
 
         Args:
             texts: Raw texts.
@@ -450,7 +460,7 @@ class TextEncoder:
                 "call encode() or wrap it in a list"
             )
         batch = list(texts)
-        if self._ascii is None:
+        if self._ascii is None or len(batch) < _PACKED_MIN_TEXTS:
             return PackedTokenIds.from_lists(self.encode_batch(batch))
         try:
             is_ascii = np.fromiter(
