@@ -96,7 +96,7 @@ _TOKEN_PATTERN = (
 # data sets.
 _ASCII_WHITESPACE = "\t\n\x0b\x0c\r "
 _ASCII_LINE_BREAK = re.compile(rf"<br[{_ASCII_WHITESPACE}]*/?>", re.IGNORECASE)
-# The same whitespace as a lookup table over bytes; bytes.split() splits on
+# The same whitespace as a lookup table over bytes. bytes.split() splits on
 # exactly these six.
 _SPACE_BYTES = np.zeros(256, dtype=bool)
 _SPACE_BYTES[list(_ASCII_WHITESPACE.encode("ascii"))] = True
@@ -655,11 +655,11 @@ class _AsciiShortcut:
         return [lookup(token, UNK_INDEX) for token in tokens]
 
     def encode_many(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Ids of ASCII texts, untruncated, in one array, and each one's count.
+        """Return the untruncated ids of ASCII texts in one array, and their counts.
 
-        Finds the tokens of all texts at once with the rules of ``self._token``
-        over the bytes of the joined texts, then looks them up. Gives what
-        :meth:`tokenize` gives each text.
+        Finds the tokens of all texts at once by applying the rules of
+        ``self._token`` to the bytes of the joined texts, then looks them up.
+        Each text gets the tokens that :meth:`tokenize` gives it.
         """
         if not texts:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
