@@ -862,6 +862,22 @@ def test_encode_packed_texts_stay_apart(texts):
     assert _packed(encoder, texts) == [encoder.encode(text) for text in texts]
 
 
+def test_encode_packed_small_groups(monkeypatch):
+    monkeypatch.setattr(text_module, "_PACKED_GROUP_CHARS", 8)
+    calls = []
+    encode_group = text_module._AsciiShortcut._encode_group
+    monkeypatch.setattr(
+        text_module._AsciiShortcut,
+        "_encode_group",
+        lambda self, group: calls.append(len(group)) or encode_group(self, group),
+    )
+    encoder = _encoder(max_length=5)
+    texts = ["a b", "", "great film, isn't it", "x", "...", "it's"] * 5
+    assert list(encoder.encode_packed(texts)) == encoder.encode_batch(texts)
+    assert len(calls) > 5
+    assert sum(calls) == len(texts)
+
+
 def test_encode_packed_truncates():
     encoder = _encoder(max_length=3)
     texts = ["one two three four five", "Отличный фильм a b c d", "a b"] * 10

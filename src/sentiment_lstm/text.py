@@ -48,6 +48,11 @@ _ENCODE_CHUNK_SIZE = 4096
 # the one-by-one route at about 20 reviews.
 _PACKED_MIN_TEXTS = 20
 
+# encode_packed() joins ASCII texts in groups of at most this many characters.
+# The group's tokens exist as bytes objects at once, about 40 bytes each, so
+# this bounds that memory to tens of MiB whatever the chunk of texts.
+_PACKED_GROUP_CHARS = 1 << 20
+
 # Increase when the normaliser, the pre-tokenizer or either file layout changes
 # in a way that would give a saved vocabulary different ids.
 FORMAT_VERSION = 1
@@ -657,12 +662,32 @@ class _AsciiShortcut:
     def encode_many(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Return the untruncated ids of ASCII texts in one array, and their counts.
 
-        Finds the tokens of all texts at once by applying the rules of
+        Finds the tokens of many texts at once by applying the rules of
         ``self._token`` to the bytes of the joined texts, then looks them up.
-        Each text gets the tokens that :meth:`tokenize` gives it.
+        Each text gets the tokens that :meth:`tokenize` gives it. Texts are
+        joined in groups of at most ``_PACKED_GROUP_CHARS`` characters, or one
+        text when it is longer.
         """
         if not texts:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        ends = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
+        ids = []
+        counts = []
+        start = 0
+        while start < len(texts):
+            offset = int(ends[start - 1]) if start else 0
+            stop = int(np.searchsorted(ends, offset + _PACKED_GROUP_CHARS, "right"))
+            stop = max(stop, start + 1)
+            group_ids, group_counts = self._encode_group(texts[start:stop])
+            ids.append(group_ids)
+            counts.append(group_counts)
+            start = stop
+        if len(ids) == 1:
+            return ids[0], counts[0]
+        return np.concatenate(ids), np.concatenate(counts)
+
+    def _encode_group(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Return what :meth:`encode_many` returns, for one non-empty group."""
         # NUL stops a line-break tag from running across two texts; every
         # joining NUL becomes a space below, while NULs inside a text stay.
         joined = "\0".join(texts)
