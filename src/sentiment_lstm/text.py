@@ -688,8 +688,8 @@ class _AsciiShortcut:
 
     def _encode_group(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Return what :meth:`encode_many` returns, for one non-empty group."""
-        # NUL stops a line-break tag from running across two texts; every
-        # joining NUL becomes a space below, while NULs inside a text stay.
+        # NUL stops a line-break tag from running across two texts. Each
+        # joining NUL becomes a space below, but NULs inside a text stay.
         joined = "\0".join(texts)
         if self._lowercase:
             joined = joined.lower()
@@ -700,6 +700,8 @@ class _AsciiShortcut:
         sizes = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
         ends = np.cumsum(sizes + 1) - 1
         chars[ends[:-1]] = ord(" ")
+
+        # Classify the bytes and find where each token starts.
         space = _SPACE_BYTES[chars]
         word = self._word_bytes[chars]
         dot = chars == ord(".")
@@ -709,6 +711,7 @@ class _AsciiShortcut:
         continues = np.zeros(len(chars), dtype=bool)
         continues[1:] = (in_word[1:] & in_word[:-1]) | (dot[1:] & dot[:-1])
         token_starts = np.flatnonzero(~space & ~continues)
+
         # A space before each token that follows another without one lets
         # bytes.split() cut out the tokens.
         cuts = token_starts[token_starts > 0]
@@ -719,6 +722,9 @@ class _AsciiShortcut:
             dtype=np.int64,
             count=len(tokens),
         )
+
+        # Text i owns the tokens that start before its end and after the
+        # previous text's end.
         counts = np.diff(np.searchsorted(token_starts, ends), prepend=0)
         return ids, counts
 
