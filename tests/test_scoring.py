@@ -222,6 +222,26 @@ def test_bad_row_skipped(model, tmp_path):
     assert summary.left_out == 1
 
 
+@pytest.mark.parametrize("suffix, delimiter", [(".csv", ","), (".tsv", "\t")])
+def test_carriage_return_in_field(model, tmp_path, suffix, delimiter):
+    texts = ["great film\rreally", "plain one", "dull\r"]
+    source = tmp_path / f"in{suffix}"
+    with open(source, "w", encoding="utf-8", newline="") as stream:
+        writer = csv.writer(stream, delimiter=delimiter)
+        writer.writerow(["id", "text"])
+        writer.writerows([[str(index), text] for index, text in enumerate(texts)])
+
+    score_file(model, source, tmp_path / f"out{suffix}", chunk_rows=2)
+    rows = read_csv(tmp_path / f"out{suffix}", delimiter=delimiter)
+
+    assert [row["text"] for row in rows] == texts
+    assert [row["id"] for row in rows] == ["0", "1", "2"]
+    assert all(row["label"] for row in rows)
+    # A row without a carriage return keeps the usual minimal quoting.
+    lines = (tmp_path / f"out{suffix}").read_bytes().decode("utf-8").split("\n")
+    assert lines[2].startswith(f"1{delimiter}plain one{delimiter}")
+
+
 def test_tsv(model, tmp_path):
     source = tmp_path / "in.tsv"
     source.write_text("id\ttext\n1\tgreat, fun\n2\t\n3\tdull mess\n")

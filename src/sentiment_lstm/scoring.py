@@ -663,10 +663,18 @@ class _DelimitedWriter:
     def __init__(self, stream: TextIO, delimiter: str, reader: _Reader) -> None:
         dialect = csv.excel_tab if delimiter == "\t" else csv.excel
         self._csv = csv.writer(stream, dialect, lineterminator="\n")
-        self._csv.writerow([*reader.fields, *reader.score_fields])
+        # Python 3.11's csv module quotes a field with a line break only when
+        # the line terminator contains that character, so with "\n" a bare
+        # "\r" would go out unquoted and split the row for every reader.
+        # Rows with a "\r" are written with every field quoted instead.
+        self._quote_all = csv.writer(
+            stream, dialect, lineterminator="\n", quoting=csv.QUOTE_ALL
+        )
+        header = [*reader.fields, *reader.score_fields]
+        self._writer_for(header).writerow(header)
 
     def write(self, chunk: _Chunk, scores: _Scores) -> None:
-        self._csv.writerows(
+        rows = (
             record + [positive, negative, label, error]
             for record, positive, negative, label, error in zip(
                 chunk.records,
@@ -676,6 +684,17 @@ class _DelimitedWriter:
                 scores.errors,
             )
         )
+        fields = itertools.chain(
+            itertools.chain.from_iterable(chunk.records), scores.errors
+        )
+        if "\r" not in "".join(fields):
+            self._csv.writerows(rows)
+            return
+        for row in rows:
+            self._writer_for(row).writerow(row)
+
+    def _writer_for(self, row: list[str]) -> Any:
+        return self._quote_all if any("\r" in field for field in row) else self._csv
 
 
 class _JsonlWriter:

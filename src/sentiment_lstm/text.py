@@ -17,7 +17,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
-from itertools import chain, repeat
+from itertools import chain, compress, repeat
 from pathlib import Path
 from typing import Any
 
@@ -476,19 +476,20 @@ class TextEncoder:
                 _require_str(text, index)
             raise
         if is_ascii.all():
-            flat, counts = self._ascii.encode_many(batch)
-            lengths = np.minimum(counts, self._config.max_length)
-            return PackedTokenIds(flat, np.cumsum(counts) - counts, lengths)
+            flat, lengths = self._ascii.encode_many(batch)
+            return PackedTokenIds(flat, np.cumsum(lengths) - lengths, lengths)
         ascii_rows = np.flatnonzero(is_ascii)
         other_rows = np.flatnonzero(~is_ascii)
-        flat, counts = self._ascii.encode_many([batch[row] for row in ascii_rows])
+        flat, ascii_lengths = self._ascii.encode_many(
+            [batch[row] for row in ascii_rows]
+        )
         others = PackedTokenIds.from_lists(
             self._encode_with_tokenizer([batch[row] for row in other_rows])
         )
         starts = np.empty(len(batch), dtype=np.int64)
         lengths = np.empty(len(batch), dtype=np.int64)
-        starts[ascii_rows] = np.cumsum(counts) - counts
-        lengths[ascii_rows] = np.minimum(counts, self._config.max_length)
+        starts[ascii_rows] = np.cumsum(ascii_lengths) - ascii_lengths
+        lengths[ascii_rows] = ascii_lengths
         starts[other_rows] = others.starts + len(flat)
         lengths[other_rows] = others.lengths
         return PackedTokenIds(np.concatenate([flat, others.flat]), starts, lengths)
@@ -660,13 +661,13 @@ class _AsciiShortcut:
         return [lookup(token, UNK_INDEX) for token in tokens]
 
     def encode_many(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Return the untruncated ids of ASCII texts in one array, and their counts.
+        """Return the ids of ASCII texts in one array, and each text's count.
 
         Finds the tokens of many texts at once by applying the rules of
-        ``self._token`` to the bytes of the joined texts, then looks them up.
-        Each text gets the tokens that :meth:`tokenize` gives it. Texts are
-        joined in groups of at most ``_PACKED_GROUP_CHARS`` characters, or one
-        text when it is longer.
+        ``self._token`` to the bytes of the joined texts, keeps the first
+        ``max_length`` of each text, and looks them up. Each text gets the ids
+        that :meth:`encode` gives it. Texts are joined in groups of at most
+        ``_PACKED_GROUP_CHARS`` characters, or one text when it is longer.
         """
         if not texts:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
@@ -717,15 +718,20 @@ class _AsciiShortcut:
         cuts = token_starts[token_starts > 0]
         cuts = cuts[~space[cuts - 1]]
         tokens = np.insert(chars, cuts, ord(" ")).tobytes().split()
+
+        # Text i owns the tokens that start before its end and after the
+        # previous text's end.
+        counts = np.diff(np.searchsorted(token_starts, ends), prepend=0)
+        if counts.max() > self._max_length:
+            first = np.repeat(np.cumsum(counts) - counts, counts)
+            kept = np.arange(len(tokens)) - first < self._max_length
+            tokens = list(compress(tokens, kept.tolist()))
+            counts = np.minimum(counts, self._max_length)
         ids = np.fromiter(
             map(self._byte_ids.get, tokens, repeat(UNK_INDEX)),
             dtype=np.int64,
             count=len(tokens),
         )
-
-        # Text i owns the tokens that start before its end and after the
-        # previous text's end.
-        counts = np.diff(np.searchsorted(token_starts, ends), prepend=0)
         return ids, counts
 
 
