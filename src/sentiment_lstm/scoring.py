@@ -31,6 +31,7 @@ import gc
 import itertools
 import json
 import logging
+import operator
 import os
 import sys
 import threading
@@ -687,7 +688,7 @@ class _DelimitedWriter:
         fields = itertools.chain(
             itertools.chain.from_iterable(chunk.records), scores.errors
         )
-        if "\r" not in "".join(fields):
+        if not any(map(operator.contains, fields, itertools.repeat("\r"))):
             self._csv.writerows(rows)
             return
         for row in rows:
