@@ -278,6 +278,51 @@ def test_predict_stdin(trained):
     assert "empty review" in lines[1]
 
 
+def test_predict_stdin_cp1252_and_bad_byte(trained):
+    _, model_dir = trained
+    completed = subprocess.run(
+        [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+        + ["--model", str(model_dir), "--format", "jsonl"],
+        input=b"caf\xe9 \x92 great\nbad \x81 byte\n",
+        capture_output=True,
+        check=True,
+    )
+    rows = [json.loads(line) for line in completed.stdout.decode().splitlines()]
+
+    assert rows[0]["text"] == "caf\u00e9 \u2019 great"
+    assert rows[0]["label"] in ("positive", "negative")
+    assert rows[1]["text"] == "bad \ufffd byte"
+    assert rows[1]["label"] is None
+    assert rows[1]["error"] == "byte 0x81 is invalid in cp1252"
+
+
+def test_predict_stdin_utf16_rejected(trained):
+    _, model_dir = trained
+    completed = subprocess.run(
+        [sys.executable, "-m", "sentiment_lstm", "predict", "--model", str(model_dir)],
+        input="great fun\n".encode("utf-16"),
+        capture_output=True,
+    )
+
+    assert completed.returncode == 1
+    assert "stdin: the text is UTF-16" in completed.stderr.decode()
+
+
+def test_predict_output_dash_is_stdout(trained, tmp_path, capsys, monkeypatch):
+    _, model_dir = trained
+    monkeypatch.chdir(tmp_path)
+    status = main(
+        ["predict", "--model", str(model_dir), "--format", "csv", "--output", "-"]
+        + ["great\rfun", "dull mess"]
+    )
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out, newline="")))
+
+    assert status == 0
+    assert not (tmp_path / "-").exists()
+    assert [row[0] for row in rows] == ["text", "great\rfun", "dull mess"]
+    assert rows[1][3] in ("positive", "negative")
+
+
 def test_predict_into_closed_pipe(trained, tmp_path):
     # The reader stops after one line, as "| head -1" does.
     _, model_dir = trained

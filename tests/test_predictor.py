@@ -202,6 +202,18 @@ def test_empty_reviews_keep_place(exported):
     assert predictions[0].positive + predictions[0].negative == pytest.approx(1.0)
 
 
+def test_predict_takes_generator(exported):
+    model = SentimentModel.load(exported)
+    reviews = REVIEWS * 10
+
+    predictions = model.predict(review for review in reviews)
+
+    assert [p.text for p in predictions] == reviews
+    assert [p.positive for p in predictions] == [
+        p.positive for p in model.predict(reviews)
+    ]
+
+
 def test_single_string_rejected(exported):
     with pytest.raises(TypeError, match="list of reviews"):
         SentimentModel.load(exported).predict("great fun")

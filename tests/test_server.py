@@ -452,6 +452,20 @@ def test_openapi_docs(client):
     assert "/health" in schema["paths"]
 
 
+def test_openapi_422_matches_both_error_bodies(client):
+    schema = client.get("/openapi.json").json()
+    response = schema["paths"]["/predict"]["post"]["responses"]["422"]
+    choices = response["content"]["application/json"]["schema"]["anyOf"]
+    names = {choice["$ref"].rsplit("/", 1)[-1] for choice in choices}
+
+    assert names == {"LimitError", "ValidationFailure"}
+    failure = client.post("/predict", json={"reviews": 5}).json()
+    assert set(failure) == set(
+        schema["components"]["schemas"]["ValidationFailure"]["properties"]
+    )
+    assert {"loc", "msg", "type"} <= set(failure["detail"][0])
+
+
 def test_concurrent_results_match(server):
     url, _ = server
     rng = random.Random(7)
@@ -592,6 +606,25 @@ def test_onnx_without_export_exits(model_dir):
 
     assert result.returncode == 1
     assert str(model_dir / "model.onnx") in result.stderr.strip().splitlines()[-1]
+
+
+def test_port_in_use_exits(model_dir):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = subprocess.run(
+            serve_command(model_dir, port),
+            capture_output=True,
+            text=True,
+            timeout=STARTUP_SECONDS,
+        )
+
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert f"could not start on 127.0.0.1:{port}" in last_line
+    assert "--port" in last_line
+    assert "address already in use" in result.stderr
 
 
 def test_bad_port_rejected(model_dir):

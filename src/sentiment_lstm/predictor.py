@@ -17,7 +17,7 @@ import math
 import os
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -318,11 +318,12 @@ class SentimentModel:
             model_config=config.model,
         )
 
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+    def predict_proba(self, texts: Iterable[str], batch_size: int = 256) -> np.ndarray:
         """Return P(positive) per review, NaN where a review has no tokens.
 
         Args:
-            texts: Reviews in any order; the result keeps that order.
+            texts: Reviews in any order, in a list or any other iterable; the
+                result keeps that order.
             batch_size: Reviews per forward pass.
         """
         if isinstance(texts, str):
@@ -474,16 +475,20 @@ class SentimentModel:
                 )
             return self._executor
 
-    def predict(self, texts: Sequence[str], batch_size: int = 256) -> list[Prediction]:
+    def predict(self, texts: Iterable[str], batch_size: int = 256) -> list[Prediction]:
         """Score reviews; an empty one gets a Prediction with ``error`` set.
 
         Args:
-            texts: Reviews in any order; the result keeps that order.
+            texts: Reviews in any order, in a list or any other iterable; the
+                result keeps that order.
             batch_size: Reviews per forward pass.
 
         Returns:
             One Prediction per review.
         """
+        if isinstance(texts, str):
+            raise TypeError("predict takes a list of reviews, not a single string")
+        texts = list(texts)
         positive = self.predict_proba(texts, batch_size)
         predictions = []
         for text, probability in zip(texts, positive.tolist()):

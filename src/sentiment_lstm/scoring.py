@@ -660,42 +660,60 @@ def _format_scores(positive: Sequence[float], errors: Sequence[str | None]) -> _
     return _Scores(positive_text, negative_text, labels, reasons, unscored)
 
 
-class _DelimitedWriter:
-    def __init__(self, stream: TextIO, delimiter: str, reader: _Reader) -> None:
+class DelimitedRowWriter:
+    """Write CSV or TSV rows with "\n" line ends, quoting fields as needed.
+
+    Python 3.11's csv module quotes a field with a line break only when the
+    line terminator contains that character, so with "\n" a bare "\r" would
+    go out unquoted and split the row for every reader. A row with a "\r" in
+    any field is therefore written with every field quoted; other rows get
+    the usual minimal quoting.
+
+    Args:
+        stream: Text stream opened with ``newline=""``.
+        delimiter: ``","`` or ``"\t"``.
+    """
+
+    def __init__(self, stream: TextIO, delimiter: str) -> None:
         dialect = csv.excel_tab if delimiter == "\t" else csv.excel
-        self._csv = csv.writer(stream, dialect, lineterminator="\n")
-        # Python 3.11's csv module quotes a field with a line break only when
-        # the line terminator contains that character, so with "\n" a bare
-        # "\r" would go out unquoted and split the row for every reader.
-        # Rows with a "\r" are written with every field quoted instead.
+        self._minimal = csv.writer(stream, dialect, lineterminator="\n")
         self._quote_all = csv.writer(
             stream, dialect, lineterminator="\n", quoting=csv.QUOTE_ALL
         )
-        header = [*reader.fields, *reader.score_fields]
-        self._writer_for(header).writerow(header)
 
-    def write(self, chunk: _Chunk, scores: _Scores) -> None:
-        rows = (
-            record + [positive, negative, label, error]
-            for record, positive, negative, label, error in zip(
-                chunk.records,
-                scores.positive,
-                scores.negative,
-                scores.labels,
-                scores.errors,
-            )
-        )
-        fields = itertools.chain(
-            itertools.chain.from_iterable(chunk.records), scores.errors
-        )
+    def writerow(self, row: Sequence[str]) -> None:
+        """Write one row of str fields."""
+        has_return = any(map(operator.contains, row, itertools.repeat("\r")))
+        (self._quote_all if has_return else self._minimal).writerow(row)
+
+    def writerows(self, rows: list[list[str]]) -> None:
+        """Write rows of str fields."""
+        fields = itertools.chain.from_iterable(rows)
         if not any(map(operator.contains, fields, itertools.repeat("\r"))):
-            self._csv.writerows(rows)
+            self._minimal.writerows(rows)
             return
         for row in rows:
-            self._writer_for(row).writerow(row)
+            self.writerow(row)
 
-    def _writer_for(self, row: list[str]) -> Any:
-        return self._quote_all if any("\r" in field for field in row) else self._csv
+
+class _DelimitedWriter:
+    def __init__(self, stream: TextIO, delimiter: str, reader: _Reader) -> None:
+        self._rows = DelimitedRowWriter(stream, delimiter)
+        self._rows.writerow([*reader.fields, *reader.score_fields])
+
+    def write(self, chunk: _Chunk, scores: _Scores) -> None:
+        self._rows.writerows(
+            [
+                record + [positive, negative, label, error]
+                for record, positive, negative, label, error in zip(
+                    chunk.records,
+                    scores.positive,
+                    scores.negative,
+                    scores.labels,
+                    scores.errors,
+                )
+            ]
+        )
 
 
 class _JsonlWriter:

@@ -149,6 +149,20 @@ class LimitError(BaseModel):
     index: int | None = None
 
 
+class ValidationErrorItem(BaseModel):
+    """One way in which a request body does not match the schema."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationFailure(BaseModel):
+    """Body of a 422 response to a request body that does not match the schema."""
+
+    detail: list[ValidationErrorItem]
+
+
 class RequestLimitExceeded(Exception):
     """A request broke one of the :class:`ServerLimits`.
 
@@ -556,7 +570,14 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
     @app.post(
         "/predict",
         response_model=PredictResponse,
-        responses={413: {"model": LimitError}, 422: {"model": LimitError}},
+        responses={
+            413: {"model": LimitError, "description": "Request body too large"},
+            422: {
+                "model": LimitError | ValidationFailure,
+                "description": "Over a limit, or a body that does not match the "
+                "schema",
+            },
+        },
         summary="Score reviews",
     )
     async def predict(body: PredictRequest) -> Response:

@@ -8,7 +8,6 @@ so scoring one review with an exported model starts without PyTorch.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from collections.abc import Sequence
@@ -53,8 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--output",
         type=Path,
-        help="write results to this file instead of stdout; it appears only "
-        "when scoring succeeds",
+        help="write results to this file instead of stdout ('-' means stdout); "
+        "it appears only when scoring succeeds",
     )
     parser.add_argument(
         "--format",
@@ -125,21 +124,55 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Score the reviews and write one result per review, in input order."""
     if args.reviews and args.input:
         parser.error("give reviews as arguments or with --input, not both")
+    if args.output == Path("-"):
+        args.output = None
 
     model = load_model(args.model, args.backend)
 
     if args.input:
         return _run_input_file(args, model)
     if args.reviews:
-        texts = list(args.reviews)
+        predictions = model.predict(list(args.reviews), batch_size=args.batch_size)
     elif sys.stdin.isatty():
         parser.error("give reviews as arguments, with --input FILE, or on stdin")
     else:
-        texts = _read_stdin_lines(sys.stdin)
-
-    predictions = model.predict(texts, batch_size=args.batch_size)
+        predictions = _predict_stdin(model, args.batch_size)
     _write_predictions_to_output(args, predictions)
     return 0
+
+
+def _predict_stdin(model, batch_size: int) -> list:
+    """Score stdin, one review per line, decoded as text files are.
+
+    A line with a byte that its encoding cannot decode is not scored. Its
+    result names the byte, as for a line of a file.
+    """
+    from sentiment_lstm.data import DataError
+    from sentiment_lstm.data.decoding import decode_bytes, invalid_byte_reason
+    from sentiment_lstm.predictor import Prediction
+    from sentiment_lstm.scoring import OUTPUT_ERRORS
+
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:
+        # A text stream without bytes underneath, as in embedding programs.
+        return model.predict(_split_lines(sys.stdin.read()), batch_size=batch_size)
+    try:
+        decoded = decode_bytes(stream.read(), "stdin")
+    except DataError as err:
+        raise CommandError(str(err)) from err
+    texts = _split_lines(decoded.text)
+    reasons = [invalid_byte_reason(text, decoded) for text in texts]
+    if not any(reasons):
+        return model.predict(texts, batch_size=batch_size)
+    if hasattr(sys.stdout, "reconfigure"):
+        # The escaped bytes of the unscored lines are written as U+FFFD.
+        sys.stdout.reconfigure(errors=OUTPUT_ERRORS)
+    scorable = [text if reason is None else "" for text, reason in zip(texts, reasons)]
+    predictions = model.predict(scorable, batch_size=batch_size)
+    for index, reason in enumerate(reasons):
+        if reason is not None:
+            predictions[index] = Prediction(texts[index], None, None, None, reason)
+    return predictions
 
 
 def _run_input_file(args: argparse.Namespace, model) -> int:
@@ -184,22 +217,24 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
 
 
 def _write_predictions_to_output(args: argparse.Namespace, predictions) -> None:
-    from sentiment_lstm.scoring import output_format_for
+    from sentiment_lstm.scoring import OUTPUT_ERRORS, output_format_for
 
     output_format = args.output_format or output_format_for(args.output)
     if args.output is None:
         write_predictions(predictions, output_format, sys.stdout)
         return
     try:
-        with open(args.output, "w", encoding="utf-8", newline="") as stream:
+        with open(
+            args.output, "w", encoding="utf-8", errors=OUTPUT_ERRORS, newline=""
+        ) as stream:
             write_predictions(predictions, output_format, stream)
     except OSError as err:
         raise CommandError(f"{args.output}: cannot write the output: {err}") from err
 
 
-def _read_stdin_lines(stream: TextIO) -> list[str]:
+def _split_lines(text: str) -> list[str]:
     """Return one review per line, keeping empty lines so rows never shift."""
-    lines = stream.read().split("\n")
+    lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return [line.rstrip("\r") for line in lines]
@@ -209,14 +244,13 @@ def write_predictions(
     predictions: Sequence, output_format: str, stream: TextIO
 ) -> None:
     """Write predictions as text lines, JSON lines, or CSV or TSV rows."""
-    from sentiment_lstm.scoring import format_line
+    from sentiment_lstm.scoring import DelimitedRowWriter, format_line
 
     if output_format == "jsonl":
         for prediction in predictions:
             stream.write(json.dumps(prediction.to_dict(), ensure_ascii=False) + "\n")
     elif output_format in ("csv", "tsv"):
-        dialect = csv.excel_tab if output_format == "tsv" else csv.excel
-        writer = csv.writer(stream, dialect, lineterminator="\n")
+        writer = DelimitedRowWriter(stream, "\t" if output_format == "tsv" else ",")
         writer.writerow(["text", "positive", "negative", "label", "error"])
         for prediction in predictions:
             writer.writerow(_csv_row(prediction))

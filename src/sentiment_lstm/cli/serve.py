@@ -65,9 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threads",
         type=positive_int,
         default=1,
-        help="ONNX Runtime threads per forward pass; 1 leaves the other cores "
-        "to concurrent requests and avoids idle threads spinning (default: 1; "
-        "the torch backend keeps PyTorch's own setting)",
+        help="ONNX Runtime forward passes that run at once, each on one "
+        "thread; 1 leaves the other cores to the web server and other "
+        "processes (default: 1; the torch backend keeps PyTorch's own setting)",
     )
     parser.add_argument(
         "--access-log",
@@ -166,6 +166,15 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         # lines share its format and stream.
         log_config=None,
     )
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    except SystemExit as exit_:
+        # uvicorn logs why it could not start, then exits with a status.
+        if exit_.code in (None, 0):
+            raise
+        raise CommandError(
+            f"the server could not start on {host}:{args.port} (see the error "
+            "above); if the port is in use, choose another with --port"
+        ) from None
     logger.info("server on port %d stopped", args.port)
     return 0

@@ -59,8 +59,22 @@ def decode_file(path: Path, *, log_fallback: bool = True) -> DecodedText:
         data = path.read_bytes()
     except OSError as err:
         raise DataError(f"{path}: cannot read the file: {err}") from err
+    return decode_bytes(data, str(path), log_fallback=log_fallback)
+
+
+def decode_bytes(data: bytes, source: str, *, log_fallback: bool = True) -> DecodedText:
+    """Decode the bytes of a whole file or stream by the rules of ``decode_file``.
+
+    Args:
+        data: The bytes.
+        source: Name of the file or stream, for messages.
+        log_fallback: Whether to log at INFO that the bytes are decoded as cp1252.
+
+    Raises:
+        DataError: If the bytes start with a UTF-16 BOM.
+    """
     if data.startswith(_UTF16_BOMS):
-        raise DataError(f"{path}: the file is UTF-16; save it as UTF-8 and try again")
+        raise DataError(f"{source}: the text is UTF-16; save it as UTF-8 and try again")
     if data.startswith(codecs.BOM_UTF8):
         body = data[len(codecs.BOM_UTF8) :]
         return DecodedText(body.decode("utf-8", "surrogateescape"), "utf-8-sig")
@@ -68,7 +82,7 @@ def decode_file(path: Path, *, log_fallback: bool = True) -> DecodedText:
         return DecodedText(data.decode("utf-8"), "utf-8")
     except UnicodeDecodeError:
         if log_fallback:
-            logger.info("%s is not valid UTF-8, so it is decoded as cp1252", path)
+            logger.info("%s is not valid UTF-8, so it is decoded as cp1252", source)
     return DecodedText(data.decode("cp1252", "surrogateescape"), "cp1252")
 
 
