@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -686,10 +686,15 @@ class DelimitedRowWriter:
         has_return = any(map(operator.contains, row, itertools.repeat("\r")))
         (self._quote_all if has_return else self._minimal).writerow(row)
 
-    def writerows(self, rows: list[list[str]]) -> None:
-        """Write rows of str fields."""
-        fields = itertools.chain.from_iterable(rows)
-        if not any(map(operator.contains, fields, itertools.repeat("\r"))):
+    def writerows(
+        self, rows: Iterable[Sequence[str]], *, may_have_return: bool = True
+    ) -> None:
+        """Write rows of str fields.
+
+        A caller that has checked that no field contains "\r" passes
+        ``may_have_return=False``, which writes all rows in one call.
+        """
+        if not may_have_return:
             self._minimal.writerows(rows)
             return
         for row in rows:
@@ -702,8 +707,12 @@ class _DelimitedWriter:
         self._rows.writerow([*reader.fields, *reader.score_fields])
 
     def write(self, chunk: _Chunk, scores: _Scores) -> None:
+        # Only the input's fields and the error messages can hold a "\r".
+        fields = itertools.chain(
+            itertools.chain.from_iterable(chunk.records), scores.errors
+        )
         self._rows.writerows(
-            [
+            (
                 record + [positive, negative, label, error]
                 for record, positive, negative, label, error in zip(
                     chunk.records,
@@ -712,7 +721,8 @@ class _DelimitedWriter:
                     scores.labels,
                     scores.errors,
                 )
-            ]
+            ),
+            may_have_return=any(map(operator.contains, fields, itertools.repeat("\r"))),
         )
 
 
