@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -276,6 +277,27 @@ def test_predict_stdin(trained):
 
     assert len(lines) == 3
     assert "empty review" in lines[1]
+
+
+def test_torch_info_logs_hidden(capsys):
+    from sentiment_lstm.cli import configure_logging
+
+    root = logging.getLogger()
+    torch_logger = logging.getLogger("torch")
+    saved = (root.level, list(root.handlers), torch_logger.level)
+    try:
+        root.handlers.clear()
+        configure_logging(verbose=True, quiet=False)
+        logging.getLogger("torch._subclasses.fake_tensor").info("cache stats")
+        logging.getLogger("sentiment_lstm").info("own line")
+    finally:
+        root.handlers[:] = saved[1]
+        root.setLevel(saved[0])
+        torch_logger.setLevel(saved[2])
+    err = capsys.readouterr().err
+
+    assert "own line" in err
+    assert "cache stats" not in err
 
 
 def test_predict_stdin_cp1252_and_bad_byte(trained):

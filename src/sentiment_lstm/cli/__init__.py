@@ -53,6 +53,10 @@ def configure_logging(verbose: bool, quiet: bool) -> None:
     elif quiet:
         level = logging.WARNING
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    # PyTorch sets its own loggers to WARNING once its import completes. An
+    # import cut short by Ctrl-C skips that, and its exit hooks would then
+    # print statistics at INFO through the handler above.
+    logging.getLogger("torch").setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
