@@ -452,7 +452,7 @@ def test_openapi_docs(client):
     assert "/health" in schema["paths"]
 
 
-def test_openapi_422_matches_both_error_bodies(client):
+def test_openapi_422_both_bodies(client):
     schema = client.get("/openapi.json").json()
     response = schema["paths"]["/predict"]["post"]["responses"]["422"]
     choices = response["content"]["application/json"]["schema"]["anyOf"]

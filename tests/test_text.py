@@ -866,10 +866,13 @@ def test_encode_packed_small_groups(monkeypatch):
     monkeypatch.setattr(text_module, "_PACKED_GROUP_CHARS", 8)
     calls = []
     encode_group = text_module._AsciiShortcut._encode_group
+
+    def recording_encode_group(self, group, sizes):
+        calls.append(len(group))
+        return encode_group(self, group, sizes)
+
     monkeypatch.setattr(
-        text_module._AsciiShortcut,
-        "_encode_group",
-        lambda self, group: calls.append(len(group)) or encode_group(self, group),
+        text_module._AsciiShortcut, "_encode_group", recording_encode_group
     )
     encoder = _encoder(max_length=5)
     texts = ["a b", "", "great film, isn't it", "x", "...", "it's"] * 5
@@ -887,7 +890,7 @@ def test_encode_packed_truncates():
     assert list(encoder.encode_packed(texts[:3])) == encoder.encode_batch(texts[:3])
 
 
-def test_encode_packed_empty_and_bad_input():
+def test_encode_packed_bad_input():
     encoder = _encoder()
     assert len(encoder.encode_packed([])) == 0
     with pytest.raises(TypeError, match="single str"):
@@ -896,7 +899,7 @@ def test_encode_packed_empty_and_bad_input():
         encoder.encode_packed(["ok", "fine", 3] + ["ok"] * 30)
 
 
-def test_packed_token_ids_from_lists_and_padding():
+def test_packed_ids_lists_and_padding():
     packed = PackedTokenIds.from_lists([[5, 6, 7], [], [8], [9, 10]])
     assert len(packed) == 4
     assert packed[0] == [5, 6, 7]

@@ -660,6 +660,19 @@ def _format_scores(positive: Sequence[float], errors: Sequence[str | None]) -> _
     return _Scores(positive_text, negative_text, labels, reasons, unscored)
 
 
+def _scored_rows(
+    chunk: _Chunk, scores: _Scores
+) -> Iterator[tuple[Any, str, str, str, str]]:
+    """Yield (record, positive, negative, label, error) for each row of a chunk."""
+    return zip(
+        chunk.records,
+        scores.positive,
+        scores.negative,
+        scores.labels,
+        scores.errors,
+    )
+
+
 class DelimitedRowWriter:
     """Write CSV or TSV rows with "\n" line ends, quoting fields as needed.
 
@@ -707,19 +720,15 @@ class _DelimitedWriter:
         self._rows.writerow([*reader.fields, *reader.score_fields])
 
     def write(self, chunk: _Chunk, scores: _Scores) -> None:
-        # Only the input's fields and the error messages can hold a "\r".
+        # Only the input's fields and the error messages can contain a "\r".
         fields = itertools.chain(
             itertools.chain.from_iterable(chunk.records), scores.errors
         )
         self._rows.writerows(
             (
                 record + [positive, negative, label, error]
-                for record, positive, negative, label, error in zip(
-                    chunk.records,
-                    scores.positive,
-                    scores.negative,
-                    scores.labels,
-                    scores.errors,
+                for record, positive, negative, label, error in _scored_rows(
+                    chunk, scores
                 )
             ),
             may_have_return=any(map(operator.contains, fields, itertools.repeat("\r"))),
@@ -747,13 +756,7 @@ class _JsonlWriter:
         # keys when it reads its first record.
         names = [json.dumps(name) for name in self._reader.score_fields]
         lines = []
-        for record, positive, negative, label, error in zip(
-            chunk.records,
-            scores.positive,
-            scores.negative,
-            scores.labels,
-            scores.errors,
-        ):
+        for record, positive, negative, label, error in _scored_rows(chunk, scores):
             if error:
                 added = (
                     f"{names[0]}: null, {names[1]}: null, {names[2]}: null, "

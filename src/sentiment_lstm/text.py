@@ -421,12 +421,7 @@ class TextEncoder:
         Raises:
             TypeError: If ``texts`` is a single str or contains a non-str item.
         """
-        if isinstance(texts, str):
-            raise TypeError(
-                "texts must be a sequence of str, got a single str; "
-                "call encode() or wrap it in a list"
-            )
-        batch = list(texts)
+        batch = _text_list(texts)
         ids: list[list[int]] = []
         others: list[int] = []
         ascii_encode = self._ascii.encode if self._ascii is not None else None
@@ -459,12 +454,7 @@ class TextEncoder:
         Raises:
             TypeError: If ``texts`` is a single str or contains a non-str item.
         """
-        if isinstance(texts, str):
-            raise TypeError(
-                "texts must be a sequence of str, got a single str; "
-                "call encode() or wrap it in a list"
-            )
-        batch = list(texts)
+        batch = _text_list(texts)
         if self._ascii is None or len(batch) < _PACKED_MIN_TEXTS:
             return PackedTokenIds.from_lists(self.encode_batch(batch))
         try:
@@ -671,7 +661,8 @@ class _AsciiShortcut:
         """
         if not texts:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        ends = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
+        sizes = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+        ends = np.cumsum(sizes)
         ids = []
         counts = []
         start = 0
@@ -679,7 +670,9 @@ class _AsciiShortcut:
             offset = int(ends[start - 1]) if start else 0
             stop = int(np.searchsorted(ends, offset + _PACKED_GROUP_CHARS, "right"))
             stop = max(stop, start + 1)
-            group_ids, group_counts = self._encode_group(texts[start:stop])
+            group_ids, group_counts = self._encode_group(
+                texts[start:stop], sizes[start:stop]
+            )
             ids.append(group_ids)
             counts.append(group_counts)
             start = stop
@@ -687,8 +680,13 @@ class _AsciiShortcut:
             return ids[0], counts[0]
         return np.concatenate(ids), np.concatenate(counts)
 
-    def _encode_group(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Return what :meth:`encode_many` returns, for one non-empty group."""
+    def _encode_group(
+        self, texts: list[str], sizes: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return what :meth:`encode_many` returns, for one non-empty group.
+
+        ``sizes`` contains the length of each text in characters.
+        """
         # NUL stops a line-break tag from running across two texts. Each
         # joining NUL becomes a space below, but NULs inside a text stay.
         joined = "\0".join(texts)
@@ -698,7 +696,6 @@ class _AsciiShortcut:
             # Same-length blanks keep every text's offset.
             joined = _ASCII_LINE_BREAK.sub(_blank, joined)
         chars = np.frombuffer(joined.encode("ascii"), dtype=np.uint8).copy()
-        sizes = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
         ends = np.cumsum(sizes + 1) - 1
         chars[ends[:-1]] = ord(" ")
 
@@ -723,9 +720,11 @@ class _AsciiShortcut:
         # previous text's end.
         counts = np.diff(np.searchsorted(token_starts, ends), prepend=0)
         if counts.max() > self._max_length:
-            first = np.repeat(np.cumsum(counts) - counts, counts)
-            kept = np.arange(len(tokens)) - first < self._max_length
-            tokens = list(compress(tokens, kept.tolist()))
+            # A token's place in its own text is its index minus the index
+            # of that text's first token.
+            text_first_token = np.repeat(np.cumsum(counts) - counts, counts)
+            place = np.arange(len(tokens)) - text_first_token
+            tokens = list(compress(tokens, (place < self._max_length).tolist()))
             counts = np.minimum(counts, self._max_length)
         ids = np.fromiter(
             map(self._byte_ids.get, tokens, repeat(UNK_INDEX)),
@@ -733,6 +732,16 @@ class _AsciiShortcut:
             count=len(tokens),
         )
         return ids, counts
+
+
+def _text_list(texts: Sequence[str]) -> list[str]:
+    """Return the texts of a batch as a list, rejecting a single str."""
+    if isinstance(texts, str):
+        raise TypeError(
+            "texts must be a sequence of str, got a single str; "
+            "call encode() or wrap it in a list"
+        )
+    return list(texts)
 
 
 def _blank(match: re.Match[str]) -> str:
