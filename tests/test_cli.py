@@ -264,6 +264,72 @@ def test_predict_input_file(trained, tmp_path, capsys):
     assert [row["text"] for row in rows] == ["great fun, truly", "dull, boring mess"]
 
 
+def test_predict_folder_keeps_unscorable_files_in_place(trained, tmp_path, capsys):
+    _, model_dir = trained
+    for name in ("pos", "neg"):
+        (tmp_path / "reviews" / name).mkdir(parents=True)
+    (tmp_path / "reviews" / "neg" / "a.txt").write_text("a dull , boring mess\n")
+    (tmp_path / "reviews" / "neg" / "b.txt").write_text("  \n")
+    (tmp_path / "reviews" / "pos" / "a.txt").write_bytes(b"great \x81 fun\n")
+    (tmp_path / "reviews" / "pos" / "b.txt").write_text("a wonderful , moving film")
+
+    status = main(
+        ["predict", "--model", str(model_dir), "--input", str(tmp_path / "reviews")]
+        + ["--format", "csv"]
+    )
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+
+    assert status == 0
+    assert [(row["file"][-9:], row["line"], row["error"]) for row in rows] == [
+        ("neg/a.txt", "1", ""),
+        ("neg/b.txt", "1", "empty review: no text to score"),
+        ("pos/a.txt", "1", "byte 0x81 is invalid in cp1252"),
+        ("pos/b.txt", "1", ""),
+    ]
+    assert [row["label"] for row in rows] == ["negative", "", "", "positive"]
+    assert rows[2]["text"] == "great \ufffd fun"
+    assert len(rows[0]["positive"].split(".")[1]) == 6
+
+
+def test_predict_posneg_lines_name_file_and_line(trained, tmp_path, capsys):
+    _, model_dir = trained
+    (tmp_path / "r.pos").write_text("a wonderful , moving film\n\ngreat fun\n")
+    (tmp_path / "r.neg").write_text("a dull , boring mess\n")
+
+    status = main(
+        ["predict", "--model", str(model_dir), "--input", str(tmp_path / "r.pos")]
+    )
+    lines = capsys.readouterr().out.splitlines()
+
+    assert status == 0
+    assert [line.split("  ")[0] for line in lines] == [
+        f"{tmp_path / 'r.neg'}:1",
+        f"{tmp_path / 'r.pos'}:1",
+        f"{tmp_path / 'r.pos'}:2",
+        f"{tmp_path / 'r.pos'}:3",
+    ]
+    assert lines[2].endswith("(empty review: no text to score)")
+
+
+def test_predict_jsonl_matches_scored_files(trained, tmp_path, capsys):
+    _, model_dir = trained
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text('text\ngreat fun\n""\n')
+    main(
+        ["predict", "--model", str(model_dir), "--input", str(reviews), "--format"]
+        + ["jsonl"]
+    )
+    from_file = capsys.readouterr().out.splitlines()
+
+    main(["predict", "--model", str(model_dir), "--format", "jsonl", "great fun", ""])
+    from_arguments = capsys.readouterr().out.splitlines()
+
+    assert from_arguments[0] == from_file[0]
+    assert from_arguments[1] == from_file[1]
+    assert '"positive": 0.' in from_arguments[0]
+    assert len(from_arguments[0].split('"positive": ')[1].split(",")[0]) == 8
+
+
 def test_predict_stdin(trained):
     _, model_dir = trained
     completed = subprocess.run(

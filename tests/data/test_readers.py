@@ -63,3 +63,45 @@ def test_all_rows_bad(tmp_path: Path) -> None:
 
     with pytest.raises(DataError, match=r"no reviews found \(1 bad rows"):
         read_examples(path, ReadOptions(skip_bad_rows=True))
+
+
+def test_read_texts_keeps_unscored_in_place(tmp_path: Path) -> None:
+    (tmp_path / "r.neg").write_bytes(b"bad\n\n")
+    (tmp_path / "r.pos").write_bytes(b"  \nfine \x81 film\ngood\n")
+
+    result = read_texts(tmp_path / "r.pos", ReadOptions(keep_unscored=True))
+
+    assert [(e.text, e.source[-5:], e.line) for e in result.examples] == [
+        ("bad", "r.neg", 1),
+        ("good", "r.pos", 3),
+    ]
+    assert [
+        (row.text, row.source[-5:], row.line, row.reason, row.position)
+        for row in result.unscored
+    ] == [
+        ("", "r.neg", 2, "empty review", 1),
+        ("", "r.pos", 1, "empty review", 1),
+        ("fine \udc81 film", "r.pos", 2, "byte 0x81 is invalid in cp1252", 1),
+    ]
+    assert result.bad_rows == []
+
+
+def test_read_texts_keeps_a_folder_of_unscored_files(tmp_path: Path) -> None:
+    for name in ("pos", "neg"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "a.txt").write_text(" \n", encoding="utf-8")
+
+    result = read_texts(tmp_path, ReadOptions(keep_unscored=True))
+
+    assert result.examples == []
+    assert [row.source[-9:] for row in result.unscored] == ["neg/a.txt", "pos/a.txt"]
+
+
+def test_keep_unscored_needs_prediction_input(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.csv"
+    path.write_text("text,label\n,1\ngood,1\n", encoding="utf-8")
+
+    with pytest.raises(DataError, match="line 2: empty review"):
+        read_examples(path, ReadOptions(keep_unscored=True))
+    kept = read_texts(path, ReadOptions(keep_unscored=True))
+    assert [row.line for row in kept.unscored] == [2]

@@ -8,9 +8,11 @@ so scoring one review with an exported model starts without PyTorch.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from itertools import repeat
 from pathlib import Path
 from typing import TextIO
 
@@ -207,27 +209,61 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
 
     # Pos/neg pairs and folders of review files are read whole.
     try:
-        read = read_texts(args.input, options)
+        read = read_texts(args.input, dataclasses.replace(options, keep_unscored=True))
     except DataError as err:
         raise CommandError(str(err)) from err
     texts = [example.text for example in read.examples]
     predictions = model.predict(texts, batch_size=args.batch_size)
-    _write_predictions_to_output(args, predictions)
+    if read.unscored and args.output is None and hasattr(sys.stdout, "reconfigure"):
+        # The escaped bytes of unscored reviews are written as U+FFFD.
+        sys.stdout.reconfigure(errors=OUTPUT_ERRORS)
+    _write_predictions_to_output(args, *_in_reading_order(read, predictions))
     return 0
 
 
-def _write_predictions_to_output(args: argparse.Namespace, predictions) -> None:
+def _in_reading_order(read, predictions: list) -> tuple[list, list[tuple[str, int]]]:
+    """Return the results of scored and unscored reviews, and their file and line.
+
+    ``predictions`` are those of ``read.examples``; each unscored review gets
+    a result with its reason, in the place it was read.
+    """
+    from sentiment_lstm.predictor import EMPTY_REVIEW, Prediction
+
+    unscored = iter(read.unscored)
+    pending = next(unscored, None)
+    results = []
+    origins = []
+    for index, (example, prediction) in enumerate(
+        [*zip(read.examples, predictions), (None, None)]
+    ):
+        while pending is not None and pending.position == index:
+            # The same reason as for an empty review from any other input.
+            reason = pending.reason if pending.text else EMPTY_REVIEW
+            results.append(Prediction(pending.text, None, None, None, reason))
+            origins.append((pending.source, pending.line))
+            pending = next(unscored, None)
+        if example is not None:
+            results.append(prediction)
+            origins.append((example.source, example.line))
+    return results, origins
+
+
+def _write_predictions_to_output(
+    args: argparse.Namespace,
+    predictions: Sequence,
+    origins: Sequence[tuple[str, int]] | None = None,
+) -> None:
     from sentiment_lstm.scoring import OUTPUT_ERRORS, output_format_for
 
     output_format = args.output_format or output_format_for(args.output)
     if args.output is None:
-        write_predictions(predictions, output_format, sys.stdout)
+        write_predictions(predictions, output_format, sys.stdout, origins)
         return
     try:
         with open(
             args.output, "w", encoding="utf-8", errors=OUTPUT_ERRORS, newline=""
         ) as stream:
-            write_predictions(predictions, output_format, stream)
+            write_predictions(predictions, output_format, stream, origins)
     except OSError as err:
         raise CommandError(f"{args.output}: cannot write the output: {err}") from err
 
@@ -241,24 +277,39 @@ def _split_lines(text: str) -> list[str]:
 
 
 def write_predictions(
-    predictions: Sequence, output_format: str, stream: TextIO
+    predictions: Sequence,
+    output_format: str,
+    stream: TextIO,
+    origins: Sequence[tuple[str, int]] | None = None,
 ) -> None:
-    """Write predictions as text lines, JSON lines, or CSV or TSV rows."""
+    """Write predictions as text lines, JSON lines, or CSV or TSV rows.
+
+    Scores have 6 decimals, as in scored files. With ``origins``, the
+    (file, line) each review was read from, every result starts with them:
+    ``file`` and ``line`` columns or keys, or ``file:line`` in text lines.
+    """
     from sentiment_lstm.scoring import DelimitedRowWriter, format_line
 
+    located = zip(predictions, origins if origins is not None else repeat(None))
     if output_format == "jsonl":
-        for prediction in predictions:
-            stream.write(json.dumps(prediction.to_dict(), ensure_ascii=False) + "\n")
+        for prediction, origin in located:
+            stream.write(_json_line(prediction, origin) + "\n")
     elif output_format in ("csv", "tsv"):
         writer = DelimitedRowWriter(stream, "\t" if output_format == "tsv" else ",")
-        writer.writerow(["text", "positive", "negative", "label", "error"])
-        for prediction in predictions:
-            writer.writerow(_csv_row(prediction))
+        header = ["text", "positive", "negative", "label", "error"]
+        writer.writerow(header if origins is None else ["file", "line", *header])
+        for prediction, origin in located:
+            row = _csv_row(prediction)
+            writer.writerow(
+                row if origin is None else [origin[0], str(origin[1]), *row]
+            )
     else:
-        for prediction in predictions:
+        for prediction, origin in located:
             line = format_line(
                 prediction.text, prediction.positive, prediction.label, prediction.error
             )
+            if origin is not None:
+                line = f"{origin[0]}:{origin[1]}  {line}"
             stream.write(line + "\n")
 
 
@@ -272,3 +323,29 @@ def _csv_row(prediction) -> list[str]:
         prediction.label,
         "",
     ]
+
+
+def _json_line(prediction, origin: tuple[str, int] | None) -> str:
+    """Return one result as a JSON object, keys in the order of scored files."""
+    members = []
+    if origin is not None:
+        members += [f'"file": {_json_string(origin[0])}', f'"line": {origin[1]}']
+    members.append(f'"text": {_json_string(prediction.text)}')
+    if prediction.error is None:
+        members += [
+            f'"positive": {prediction.positive:.6f}',
+            f'"negative": {prediction.negative:.6f}',
+            f'"label": "{prediction.label}"',
+        ]
+    else:
+        members += [
+            '"positive": null',
+            '"negative": null',
+            '"label": null',
+            f'"error": {_json_string(prediction.error)}',
+        ]
+    return "{" + ", ".join(members) + "}"
+
+
+def _json_string(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)

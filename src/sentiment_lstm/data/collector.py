@@ -11,6 +11,7 @@ from sentiment_lstm.data.records import (
     Example,
     ReadResult,
     StarRule,
+    UnscoredRow,
 )
 
 logger = logging.getLogger(__name__)
@@ -33,10 +34,12 @@ class ExampleCollector:
     case it is stored and reported by ``result``.
     """
 
-    def __init__(self, skip_bad_rows: bool) -> None:
+    def __init__(self, skip_bad_rows: bool, keep_unscored: bool = False) -> None:
         self.skip_bad_rows = skip_bad_rows
+        self.keep_unscored = keep_unscored
         self.examples: list[Example] = []
         self.bad_rows: list[BadRow] = []
+        self.unscored: list[UnscoredRow] = []
         self.left_out_by_stars = 0
         self.files: set[Path] = set()
         self.ignored_label_count = 0
@@ -65,6 +68,28 @@ class ExampleCollector:
         if not self.skip_bad_rows:
             raise DataError(f"{source} line {line}: {reason}; {fix}")
         self.bad_rows.append(BadRow(source=source, line=line, reason=reason))
+
+    def reject_unscorable(
+        self, source: str, line: int, text: str, reason: str, fix: str
+    ) -> None:
+        """Keep a review that cannot be scored, or treat it as a bad row.
+
+        With ``keep_unscored`` the review is stored in its place among the
+        examples; otherwise it goes to :meth:`reject`.
+
+        Args:
+            source: File of the review.
+            line: 1-based line where the review starts.
+            text: The review as read.
+            reason: Why it cannot be scored.
+            fix: What the user can do, for :meth:`reject`.
+        """
+        if not self.keep_unscored:
+            self.reject(source, line, reason, fix)
+            return
+        self.unscored.append(
+            UnscoredRow(source, line, text, reason, position=len(self.examples))
+        )
 
     def ignore_label(self, source: str, line: int, reason: str) -> None:
         """Count a row of prediction input whose label is unusable and kept as None."""
@@ -118,7 +143,13 @@ class ExampleCollector:
                 star_rule.negative_max,
                 star_rule.positive_min,
             )
-        if not self.examples:
+        if self.unscored:
+            logger.warning(
+                "%d reviews of %s cannot be scored; their results give the reason",
+                len(self.unscored),
+                path,
+            )
+        if not self.examples and not self.unscored:
             raise DataError(
                 f"{path}: no reviews found ({len(self.bad_rows)} bad rows, "
                 f"{self.left_out_by_stars} left out by the star cut-offs); "
@@ -137,4 +168,5 @@ class ExampleCollector:
             bad_rows=self.bad_rows,
             left_out_by_stars=self.left_out_by_stars,
             files=sorted(self.files),
+            unscored=self.unscored,
         )

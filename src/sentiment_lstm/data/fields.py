@@ -66,8 +66,15 @@ def add_record(
     Raises:
         DataError: If the record is bad and bad rows are not skipped.
     """
-    for value in (text, label):
-        reason = invalid_byte_reason(value, decoded) if isinstance(value, str) else None
+    if isinstance(text, str):
+        reason = invalid_byte_reason(text, decoded)
+        if reason is not None:
+            collector.reject_unscorable(
+                source, line, text.strip(), reason, ENCODING_FIX
+            )
+            return
+    if isinstance(label, str):
+        reason = invalid_byte_reason(label, decoded)
         if reason is not None:
             collector.reject(source, line, reason, ENCODING_FIX)
             return
@@ -88,7 +95,7 @@ def add_record(
         return
     stripped = text.strip()
     if not stripped:
-        collector.reject(source, line, "empty review", EMPTY_FIX)
+        collector.reject_unscorable(source, line, "", "empty review", EMPTY_FIX)
         return
 
     if columns.label is None:

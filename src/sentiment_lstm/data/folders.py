@@ -53,12 +53,18 @@ def _read_review_file(path: Path, label: int, collector: ExampleCollector) -> st
     source = str(path)
     reason = invalid_byte_reason(decoded.text, decoded)
     if reason is not None:
-        collector.reject(source, 1, reason, ENCODING_FIX)
+        collector.reject_unscorable(
+            source, 1, decoded.text.strip(), reason, ENCODING_FIX
+        )
         return decoded.encoding
     text = decoded.text.strip()
     if not text:
-        collector.reject(
-            source, 1, "empty review", f"remove the file, or use {SKIP_HINT}"
+        collector.reject_unscorable(
+            source,
+            1,
+            "",
+            "empty review",
+            f"remove the file, or use {SKIP_HINT}",
         )
         return decoded.encoding
     collector.add(text, label, source, 1)

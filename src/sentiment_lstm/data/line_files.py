@@ -78,11 +78,13 @@ def read_line_file(path: Path, label: int | None, collector: ExampleCollector) -
     for number, line in enumerate(split_lines(decoded.text), start=1):
         reason = invalid_byte_reason(line, decoded)
         if reason is not None:
-            collector.reject(source, number, reason, ENCODING_FIX)
+            collector.reject_unscorable(
+                source, number, line.strip(), reason, ENCODING_FIX
+            )
             continue
         text = line.strip()
         if not text:
-            collector.reject(source, number, "empty review", EMPTY_FIX)
+            collector.reject_unscorable(source, number, "", "empty review", EMPTY_FIX)
             continue
         collector.add(text, label, source, number)
 

@@ -134,7 +134,9 @@ def read_examples(path: str | Path, options: ReadOptions = ReadOptions()) -> Rea
     _check_options(path, data_format, options)
     logger.info("reading %s as %s", path, data_format)
 
-    collector = ExampleCollector(options.skip_bad_rows)
+    collector = ExampleCollector(
+        options.skip_bad_rows, options.keep_unscored and not options.require_labels
+    )
     if data_format == "posneg":
         read_posneg(path, collector)
     elif data_format == "folder":

@@ -91,6 +91,11 @@ class ReadOptions:
             is missing, invalid or between the star cut-offs gives label None
             instead of a bad row or a left-out row. Pos/neg files and folders
             still give labels.
+        keep_unscored: Whether to keep prediction input that cannot be scored,
+            an empty review or one with an invalid byte, in
+            ``ReadResult.unscored`` instead of treating it as a bad row.
+            ``read_texts`` honours it; ``read_examples`` ignores it unless
+            ``require_labels`` is False.
     """
 
     format: str | None = None
@@ -100,6 +105,7 @@ class ReadOptions:
     star_rule: StarRule = StarRule()
     skip_bad_rows: bool = False
     require_labels: bool = True
+    keep_unscored: bool = False
 
     def __post_init__(self) -> None:
         if self.format is not None and self.format not in FORMATS:
@@ -126,6 +132,28 @@ class BadRow:
     reason: str
 
 
+@dataclass(frozen=True)
+class UnscoredRow:
+    """A review of prediction input that is kept but cannot be scored.
+
+    Attributes:
+        source: Path of the file the review came from.
+        line: 1-based line where the review starts in that file.
+        text: The review without surrounding whitespace, as examples are
+            stored: empty, or with escaped bytes (U+DC80 to U+DCFF) in place
+            of invalid ones.
+        reason: Why it cannot be scored.
+        position: Number of examples read before it, so that
+            ``examples[position]`` is the first example after it.
+    """
+
+    source: str
+    line: int
+    text: str
+    reason: str
+    position: int
+
+
 @dataclass
 class ReadResult:
     """Examples read from a path and what was left out.
@@ -137,9 +165,12 @@ class ReadResult:
         left_out_by_stars: Number of rows whose rating fell between the star
             cut-offs.
         files: Every file read, sorted, for fingerprinting.
+        unscored: Reviews kept without a score, in reading order. Filled only
+            with ``keep_unscored``.
     """
 
     examples: list[Example]
     bad_rows: list[BadRow] = field(default_factory=list)
     left_out_by_stars: int = 0
     files: list[Path] = field(default_factory=list)
+    unscored: list[UnscoredRow] = field(default_factory=list)
