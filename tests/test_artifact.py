@@ -83,6 +83,25 @@ def test_unknown_format_version(saved):
         artifact.load_config(saved)
 
 
+@pytest.mark.parametrize(
+    "labels, num_classes",
+    [
+        (["bad", "good"], 2),
+        (["positive", "negative"], 2),
+        (["negative", "neutral", "positive"], 2),
+        (["negative", "positive"], 3),
+    ],
+)
+def test_unusable_labels(saved, labels, num_classes):
+    values = json.loads((saved / "config.json").read_text())
+    values["labels"] = labels
+    values["model"]["num_classes"] = num_classes
+    (saved / "config.json").write_text(json.dumps(values))
+
+    with pytest.raises(ArtifactError, match=r"expected labels \['negative', 'pos"):
+        artifact.load_config(saved)
+
+
 def test_missing_directory(tmp_path):
     with pytest.raises(ArtifactError, match="not found"):
         artifact.load_config(tmp_path / "nowhere")

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -264,7 +265,7 @@ def test_predict_input_file(trained, tmp_path, capsys):
     assert [row["text"] for row in rows] == ["great fun, truly", "dull, boring mess"]
 
 
-def test_predict_folder_keeps_unscorable_files_in_place(trained, tmp_path, capsys):
+def test_predict_folder_unscorable_in_place(trained, tmp_path, capsys):
     _, model_dir = trained
     for name in ("pos", "neg"):
         (tmp_path / "reviews" / name).mkdir(parents=True)
@@ -291,7 +292,7 @@ def test_predict_folder_keeps_unscorable_files_in_place(trained, tmp_path, capsy
     assert len(rows[0]["positive"].split(".")[1]) == 6
 
 
-def test_predict_posneg_lines_name_file_and_line(trained, tmp_path, capsys):
+def test_predict_posneg_file_and_line(trained, tmp_path, capsys):
     _, model_dir = trained
     (tmp_path / "r.pos").write_text("a wonderful , moving film\n\ngreat fun\n")
     (tmp_path / "r.neg").write_text("a dull , boring mess\n")
@@ -311,7 +312,7 @@ def test_predict_posneg_lines_name_file_and_line(trained, tmp_path, capsys):
     assert lines[2].endswith("(empty review: no text to score)")
 
 
-def test_predict_jsonl_matches_scored_files(trained, tmp_path, capsys):
+def test_predict_jsonl_matches_file_scoring(trained, tmp_path, capsys):
     _, model_dir = trained
     reviews = tmp_path / "reviews.csv"
     reviews.write_text('text\ngreat fun\n""\n')
@@ -430,6 +431,66 @@ def test_predict_into_closed_pipe(trained, tmp_path):
     assert b"great fun and a warm heart" in first_line
     assert process.returncode == 141
     assert "Traceback" not in stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_full_disk_under_stdout(trained, command):
+    root, model_dir = trained
+    arguments = (
+        ["great fun"] if command == "predict" else ["--data", str(root / "tiny.pos")]
+    )
+    with open("/dev/full", "w") as full:
+        completed = subprocess.run(
+            [sys.executable, "-m", "sentiment_lstm", "-q", command]
+            + ["--model", str(model_dir), *arguments],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+
+    assert completed.returncode == 1
+    assert "cannot write the output: No space left on device" in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert "Exception ignored" not in completed.stderr
+
+
+@pytest.mark.parametrize("source", ["arguments", "file"])
+def test_output_into_missing_folder(trained, tmp_path, capsys, source):
+    _, model_dir = trained
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text("text\ngreat fun\n")
+    output = tmp_path / "missing" / "scored.csv"
+    reviews_given = (
+        ["great fun"] if source == "arguments" else ["--input", str(reviews)]
+    )
+
+    status = main(
+        ["predict", "--model", str(model_dir), *reviews_given, "--output", str(output)]
+    )
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert f"the folder {output.parent} does not exist" in error
+    assert ".tmp" not in error
+
+
+def test_unreadable_model_file(trained, capsys, monkeypatch):
+    from sentiment_lstm import artifact
+
+    _, model_dir = trained
+
+    def deny_permission(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    # The tests may run as root, which reads any file whatever its mode.
+    monkeypatch.setattr(artifact, "_read_json", deny_permission)
+    status = main(["predict", "--model", str(model_dir), "great fun"])
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert "config.json: Permission denied; check the file's permissions" in error
 
 
 def test_predict_unknown_extension_hint(trained, tmp_path, capsys):
@@ -649,6 +710,22 @@ def test_evaluate_test_split(trained, capsys):
     report = json.loads(capsys.readouterr().out)
 
     assert report["reviews"] == 10
+
+
+def test_evaluate_split_of_too_few_reviews(trained, tmp_path, capsys):
+    _, model_dir = trained
+    data = tmp_path / "small.csv"
+    data.write_text("text,label\ngreat fun,positive\ndull,negative\nbad,negative\n")
+
+    status = main(
+        ["evaluate", "--model", str(model_dir), "--data", str(data)]
+        + ["--split", "test"]
+    )
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert "cannot split a stratified test part" in error
+    assert "or use --split all" in error
 
 
 def test_evaluate_split_separate_test_file(trained, tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import onnx
@@ -32,11 +33,15 @@ from sentiment_lstm.model import (
     merge_ensemble,
 )
 from sentiment_lstm.predictor import (
+    METADATA_ENCODER_SHA256,
     METADATA_FORMAT_VERSION,
     METADATA_LABELS,
+    METADATA_MODEL_SHA256,
     METADATA_PACKAGE_VERSION,
     METADATA_WEIGHTS_SHA256,
+    encoder_sha256,
     file_sha256,
+    model_config_sha256,
 )
 from tests.test_predictor import write_model_dir
 
@@ -263,6 +268,10 @@ def test_graph_metadata(exported):
     assert metadata[METADATA_WEIGHTS_SHA256] == file_sha256(
         directory / "model.safetensors"
     )
+    assert metadata[METADATA_MODEL_SHA256] == model_config_sha256(
+        artifact.load_config(directory)
+    )
+    assert metadata[METADATA_ENCODER_SHA256] == encoder_sha256(directory)
 
 
 def test_probabilities_sum_to_one(exported):
@@ -332,10 +341,53 @@ def test_cli_parity_failure(tmp_path, capsys, monkeypatch):
 
     assert status == 1
     assert "differ by more than 1e-05" in captured.err
-    assert "no model.onnx was written" in captured.err
+    assert "no new model.onnx was written" in captured.err
     assert captured.out.count("FAILED") == 4
-    assert not (directory / "model.onnx").exists()
+    assert (directory / "model.onnx").read_bytes() == b"an older export"
     assert not list(directory.glob(".model-*"))
+
+
+def test_cli_export_without_onnxruntime(tmp_path, capsys, monkeypatch):
+    directory = write_model_dir(tmp_path / "model")
+    (directory / "model.onnx").write_bytes(b"an older export")
+    # None in sys.modules makes the import raise ImportError.
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+
+    status = main(["export", "--model", str(directory)])
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert "needs ONNX Runtime" in error
+    assert "pip install 'sentiment-lstm[train]'" in error
+    assert "Traceback" not in error
+    assert (directory / "model.onnx").read_bytes() == b"an older export"
+
+
+def test_cli_export_onnx_path_is_folder(tmp_path, capsys):
+    directory = write_model_dir(tmp_path / "model")
+    (directory / "model.onnx").mkdir()
+
+    status = main(["export", "--model", str(directory)])
+
+    assert status == 1
+    assert "a folder has that name" in capsys.readouterr().err
+    assert not list(directory.glob(".model-*"))
+
+
+def test_cli_export_read_only_folder(tmp_path, capsys, monkeypatch):
+    directory = write_model_dir(tmp_path / "model")
+
+    def deny_permission(**kwargs):
+        raise PermissionError(13, "Permission denied", str(kwargs["dir"]))
+
+    # The tests may run as root, which can write to any folder.
+    monkeypatch.setattr(export_module_under_test.tempfile, "mkstemp", deny_permission)
+    status = main(["export", "--model", str(directory)])
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert f"cannot write {directory / 'model.onnx'}: Permission denied" in error
+    assert "Traceback" not in error
 
 
 def test_cli_export_missing_model(tmp_path, capsys):

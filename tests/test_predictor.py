@@ -160,6 +160,40 @@ def test_onnx_from_other_weights(tmp_path):
         SentimentModel.load(other, backend="onnx")
 
 
+def _onnx_only_copy(source: Path, directory: Path) -> Path:
+    directory.mkdir()
+    for path in source.iterdir():
+        if path.name != artifact.WEIGHTS_FILE:
+            (directory / path.name).write_bytes(path.read_bytes())
+    return directory
+
+
+def test_onnx_only_from_other_network(tmp_path, exported):
+    other = write_model_dir(tmp_path / "other", bidirectional=True)
+    export_model(other)
+    directory = _onnx_only_copy(exported, tmp_path / "onnx-only")
+    (directory / artifact.ONNX_FILE).write_bytes(
+        (other / artifact.ONNX_FILE).read_bytes()
+    )
+
+    with pytest.raises(ArtifactError, match="network with other settings"):
+        SentimentModel.load(directory, backend="onnx")
+
+
+def test_onnx_only_with_other_tokenizer(tmp_path, exported):
+    directory = _onnx_only_copy(exported, tmp_path / "onnx-only")
+    tokenizer_path = directory / "tokenizer.json"
+    tokenizer = json.loads(tokenizer_path.read_text())
+    vocabulary = tokenizer["model"]["vocab"]
+    # The same words with two ids swapped, as another training run could give.
+    first, second = sorted(vocabulary, key=vocabulary.get)[-2:]
+    vocabulary[first], vocabulary[second] = vocabulary[second], vocabulary[first]
+    tokenizer_path.write_text(json.dumps(tokenizer))
+
+    with pytest.raises(ArtifactError, match="another tokenizer"):
+        SentimentModel.load(directory, backend="onnx")
+
+
 def test_onnx_without_weights_file(tmp_path, exported):
     directory = tmp_path / "onnx-only"
     directory.mkdir()
@@ -343,6 +377,22 @@ def test_invalid_batch_size(exported):
         model.score_token_ids([[2]], batch_size=0)
     with pytest.raises(ValueError, match="max_batch_tokens must be at least 1"):
         model.submit_token_ids([[2]], max_batch_tokens=0)
+
+
+@pytest.mark.parametrize("value", [1.5, "8", None, True])
+def test_batch_size_of_another_type(exported, value):
+    model = SentimentModel.load(exported)
+
+    with pytest.raises(TypeError, match=f"batch_size must be an int, got .*{value!r}"):
+        model.predict(["great fun"], batch_size=value)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_threads_of_another_type(exported, backend):
+    with pytest.raises(TypeError, match="threads must be an int, got str '2'"):
+        SentimentModel.load(exported, backend=backend, threads="2")
+    with pytest.raises(ValueError, match="threads must be at least 1, got 0"):
+        SentimentModel.load(exported, backend=backend, threads=0)
 
 
 def test_physical_core_count():

@@ -293,6 +293,59 @@ def test_jsonl_empty_object_record(model, tmp_path):
     assert records[1]["error"] == "missing text field 'text'"
 
 
+@pytest.mark.parametrize("chunk_rows", [1, 2, 100])
+def test_jsonl_empty_lines_in_place(model, tmp_path, chunk_rows):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "great fun", "id": 1}\n\n  \n{"text": "dull"}\n\n')
+
+    summary = score_file(model, source, tmp_path / "out.jsonl", chunk_rows=chunk_rows)
+    records = [json.loads(line) for line in (tmp_path / "out.jsonl").open()]
+
+    assert [record.get("text") for record in records] == [
+        "great fun",
+        None,
+        None,
+        "dull",
+        None,
+    ]
+    assert records[1] == {
+        "positive": None,
+        "negative": None,
+        "label": None,
+        "error": "empty line",
+    }
+    assert records[3]["label"] in ("positive", "negative")
+    assert summary.unscored == 3
+    assert summary.left_out == 0
+
+
+@pytest.mark.parametrize("delimiter", [",", "\t"])
+def test_delimited_empty_lines_in_place(model, tmp_path, delimiter):
+    source = tmp_path / "in.csv"
+    source.write_text(
+        f"id{delimiter}text\n1{delimiter}great fun\n\n2{delimiter}dull\n\n"
+    )
+
+    data_format = "csv" if delimiter == "," else "tsv"
+    output = tmp_path / f"out.{data_format}"
+
+    summary = score_file(
+        model,
+        source,
+        output,
+        options=ReadOptions(format=data_format, require_labels=False),
+    )
+    rows = read_csv(output, delimiter)
+
+    assert [(row["id"], row["text"], row["error"]) for row in rows] == [
+        ("1", "great fun", ""),
+        ("", "", "empty line"),
+        ("2", "dull", ""),
+        ("", "", "empty line"),
+    ]
+    assert summary.unscored == 2
+
+
 def test_jsonl_first_record_without_text(model, tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_text('{"id": 1}\n{"id": 2, "text": "great fun"}\n{"id": 3}\n')

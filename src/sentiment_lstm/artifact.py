@@ -115,6 +115,14 @@ def load_config(directory: Path) -> ArtifactConfig:
         raise ArtifactError(f"{path}: missing the 'model' object")
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
         raise ArtifactError(f"{path}: 'labels' must be a list of label names")
+    # Training gives output 0 to negative reviews and output 1 to positive ones.
+    classes = model.get("num_classes", 2)
+    if labels != ["negative", "positive"] or classes != 2:
+        raise ArtifactError(
+            f"{path}: expected labels ['negative', 'positive'] for a network of "
+            f"2 outputs, got labels {labels} and num_classes {classes!r}; copy "
+            "the model folder again or retrain"
+        )
     return ArtifactConfig(model=model, labels=tuple(labels), format_version=version)
 
 
@@ -189,6 +197,11 @@ def load_metadata(directory: Path) -> dict[str, Any]:
 
 def _require_directory(directory: Path) -> Path:
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ArtifactError(
+            f"{directory} is a file, not a model directory; pass the "
+            "--output-dir of a finished 'sentiment-lstm train' run"
+        )
     if not directory.is_dir():
         raise ArtifactError(
             f"model directory {directory} not found; pass the --output-dir of "

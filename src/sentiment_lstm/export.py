@@ -35,13 +35,17 @@ from sentiment_lstm.predictor import (
     INPUT_LENGTHS,
     INPUT_TOKEN_IDS,
     METADATA_FORMAT_VERSION,
+    METADATA_ENCODER_SHA256,
     METADATA_LABELS,
+    METADATA_MODEL_SHA256,
     METADATA_PACKAGE_VERSION,
     METADATA_WEIGHTS_SHA256,
     OUTPUT_PROBABILITIES,
     OnnxBackend,
     TorchBackend,
+    encoder_sha256,
     file_sha256,
+    model_config_sha256,
 )
 
 logger = logging.getLogger(__name__)
@@ -281,9 +285,10 @@ def export_model(
     """Export a model directory to ``model.onnx`` beside its weights.
 
     The file is written under a temporary name, checked for parity with
-    PyTorch and only then renamed. If the check fails, neither the new file
-    nor an older ``model.onnx`` is left in the directory, so that no backend
-    loads an unchecked export.
+    PyTorch and only then renamed. If the export fails, the temporary file is
+    removed and an older ``model.onnx`` stays as it was: loading checks its
+    weights checksum, so an export of other weights is never used with
+    these.
 
     Args:
         directory: A model directory written by ``sentiment-lstm train``.
@@ -299,6 +304,13 @@ def export_model(
         ParityError: If the exported graph does not match PyTorch.
     """
     directory = Path(directory)
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as err:
+        raise ExportError(
+            f"the export's parity check needs ONNX Runtime, which failed to import "
+            f"({err}); install it with: pip install 'sentiment-lstm[train]'"
+        ) from err
     config = artifact.load_config(directory)
     # model.onnx is of no use without the tokenizer that feeds it
     artifact.load_matching_encoder(directory, config)
@@ -315,11 +327,23 @@ def export_model(
         METADATA_PACKAGE_VERSION: __version__,
         METADATA_LABELS: json.dumps(list(config.labels)),
         METADATA_WEIGHTS_SHA256: file_sha256(directory / artifact.WEIGHTS_FILE),
+        METADATA_MODEL_SHA256: model_config_sha256(config),
+        METADATA_ENCODER_SHA256: encoder_sha256(directory),
     }
     final_path = directory / artifact.ONNX_FILE
-    handle, temporary_name = tempfile.mkstemp(
-        dir=directory, prefix=".model-", suffix=".onnx.tmp"
-    )
+    if final_path.is_dir():
+        raise ExportError(
+            f"cannot write {final_path}: a folder has that name; move it away"
+        )
+    try:
+        handle, temporary_name = tempfile.mkstemp(
+            dir=directory, prefix=".model-", suffix=".onnx.tmp"
+        )
+    except OSError as err:
+        raise ExportError(
+            f"cannot write {final_path}: {err.strerror}; export into a model "
+            "directory you can write to, e.g. a copy of it"
+        ) from err
     os.close(handle)
     temporary = Path(temporary_name)
     try:
@@ -328,14 +352,10 @@ def export_model(
         require_parity(results, tolerance)
         os.chmod(temporary, DEFAULT_FILE_MODE)
         os.replace(temporary, final_path)
-    except BaseException:
+    except OSError as err:
+        raise ExportError(f"cannot write {final_path}: {err}") from err
+    finally:
         temporary.unlink(missing_ok=True)
-        if final_path.exists():
-            logger.warning(
-                "removing %s, which this export could not replace", final_path
-            )
-            final_path.unlink()
-        raise
     logger.debug("wrote %s (opset %d)", final_path, opset)
     return ExportResult(
         path=final_path, opset=opset, parity=tuple(results), tolerance=tolerance

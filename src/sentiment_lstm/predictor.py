@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from sentiment_lstm import artifact
+from sentiment_lstm import text as text_module
 from sentiment_lstm.text import PackedTokenIds, TextEncoder
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ METADATA_FORMAT_VERSION = "sentiment_lstm.format_version"
 METADATA_PACKAGE_VERSION = "sentiment_lstm.version"
 METADATA_LABELS = "sentiment_lstm.labels"
 METADATA_WEIGHTS_SHA256 = "sentiment_lstm.weights_sha256"
+METADATA_MODEL_SHA256 = "sentiment_lstm.model_config_sha256"
+METADATA_ENCODER_SHA256 = "sentiment_lstm.encoder_sha256"
 
 # Maximum padded tokens per forward pass. The LSTM's buffers grow with batch
 # times sequence length (ONNX Runtime keeps 4 x hidden floats of input gates
@@ -170,6 +173,8 @@ class OnnxBackend:
             ) from err
 
         self.path = Path(path)
+        if threads is not None:
+            _check_count("threads", threads)
         self.threads = threads or physical_core_count()
         self.parallel_batches = self.threads
         options = onnxruntime.SessionOptions()
@@ -180,6 +185,9 @@ class OnnxBackend:
             onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         )
         options.log_severity_level = 3
+        # Warnings of the runtime itself, such as a telemetry id that cannot be
+        # stored under a user without a home folder, would otherwise print.
+        onnxruntime.set_default_logger_severity(3)
         try:
             self.session = onnxruntime.InferenceSession(
                 str(self.path), options, providers=["CPUExecutionProvider"]
@@ -287,22 +295,21 @@ class SentimentModel:
                 does not belong to the weights beside it; the message names
                 the file.
             ImportError: If the chosen backend's runtime is not installed.
-            ValueError: If ``backend`` is not one of ``BACKEND_CHOICES``.
+            TypeError: If ``threads`` is not an int.
+            ValueError: If ``backend`` is not one of ``BACKEND_CHOICES``, or
+                ``threads`` is below 1.
         """
         if backend not in BACKEND_CHOICES:
             raise ValueError(
                 f"backend must be one of {', '.join(BACKEND_CHOICES)}, "
                 f"got {backend!r}"
             )
+        if threads is not None:
+            _check_count("threads", threads)
         directory = Path(directory)
         config = artifact.load_config(directory)
         encoder = artifact.load_matching_encoder(directory, config)
         metadata = artifact.load_metadata(directory)
-        if "positive" not in config.labels or "negative" not in config.labels:
-            raise artifact.ArtifactError(
-                f"{directory / artifact.CONFIG_FILE}: labels must include "
-                f"'negative' and 'positive', got {list(config.labels)}"
-            )
         chosen = _choose_backend(directory, backend)
         if chosen == "onnx":
             scorer: Backend = _load_onnx_backend(directory, config, threads)
@@ -410,8 +417,7 @@ class SentimentModel:
             ("batch_size", batch_size),
             ("max_batch_tokens", max_batch_tokens),
         ):
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
+            _check_count(name, value)
         packed = PackedTokenIds.from_lists(token_ids)
         lengths = packed.lengths
         scorable = np.flatnonzero(lengths)
@@ -522,12 +528,44 @@ def physical_core_count() -> int:
     return len(cores) or 1
 
 
+def _check_count(name: str, value: object) -> None:
+    """Raise unless value is an int of at least 1.
+
+    Raises:
+        TypeError: If value is not an int (a bool is not one).
+        ValueError: If value is below 1.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+
+
 def file_sha256(path: Path) -> str:
     """Return the hex SHA-256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def model_config_sha256(config: artifact.ArtifactConfig) -> str:
+    """Return the hex SHA-256 of the network settings in ``config.json``."""
+    canonical = json.dumps(config.model, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def encoder_sha256(directory: Path) -> str:
+    """Return the hex SHA-256 of the text encoder's files in a model directory.
+
+    Raises:
+        OSError: If a file cannot be read.
+    """
+    digest = hashlib.sha256()
+    for name in (text_module.CONFIG_FILENAME, text_module.TOKENIZER_FILENAME):
+        digest.update(name.encode("ascii") + b"\0")
+        digest.update(bytes.fromhex(file_sha256(directory / name)))
     return digest.hexdigest()
 
 
@@ -604,6 +642,21 @@ def _check_onnx_metadata(
     if weights_path.is_file() and expected_sha256 != file_sha256(weights_path):
         raise artifact.ArtifactError(
             f"{onnx_path} was exported from other weights than {weights_path}; {fix}"
+        )
+    # Exports of earlier versions lack these two keys and are not checked.
+    expected_sha256 = metadata.get(METADATA_MODEL_SHA256)
+    if expected_sha256 is not None and expected_sha256 != model_config_sha256(config):
+        raise artifact.ArtifactError(
+            f"{onnx_path} was exported from a network with other settings than "
+            f"those in {directory / artifact.CONFIG_FILE}, so it belongs to "
+            f"another model; copy the whole model folder again, or {fix}"
+        )
+    expected_sha256 = metadata.get(METADATA_ENCODER_SHA256)
+    if expected_sha256 is not None and expected_sha256 != encoder_sha256(directory):
+        raise artifact.ArtifactError(
+            f"{onnx_path} was exported with another tokenizer than the one in "
+            f"{directory}, so it belongs to another model; copy the whole model "
+            f"folder again, or {fix}"
         )
 
 

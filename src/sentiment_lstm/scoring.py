@@ -43,12 +43,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from sentiment_lstm.data.collector import EMPTY_FIX, SKIP_HINT
+from sentiment_lstm.data.collector import SKIP_HINT
 from sentiment_lstm.data.columns import choose_columns
 from sentiment_lstm.data.decoding import DecodedText, invalid_byte_reason
 from sentiment_lstm.data.delimited import parsed_rows, read_header, strict_reader
 from sentiment_lstm.data.fields import json_type_name
-from sentiment_lstm.data.readers import detect_format
+from sentiment_lstm.data.readers import detect_format, require_regular_file
 from sentiment_lstm.data.records import DataError, ReadOptions
 from sentiment_lstm.predictor import EMPTY_REVIEW, PendingScores
 
@@ -80,6 +80,9 @@ SCORE_FIELDS = ("positive", "negative", "label", "error")
 SCORE_FIELD_PREFIX = "predicted_"
 # Column of the review in the output of a plain text input file.
 LINES_TEXT_FIELD = "text"
+
+# Error of a row that is an empty line of a CSV, TSV or JSONL file.
+EMPTY_LINE = "empty line"
 
 PREVIEW_CHARACTERS = 60
 
@@ -303,8 +306,7 @@ def _check_input(path: Path, data_format: str, options: ReadOptions) -> None:
             f"{path}: --text-column only applies to CSV, TSV and JSONL files, not "
             "to a plain text file; remove it"
         )
-    if not path.is_file():
-        raise DataError(f"{path}: file not found; pass an existing {data_format} file")
+    require_regular_file(path, data_format)
 
 
 # ---------------------------------------------------------------------------
@@ -425,21 +427,29 @@ class _DelimitedReader(_Reader):
 
     def chunks(self, chunk_rows: int) -> Iterator[_Chunk]:
         text_index = self._text_index
+        width = len(self.fields)
         rows = parsed_rows(
             self._csv,
-            len(self.fields),
+            width,
             self._delimiter,
             self.source,
             self.bad_rows.reject,
+            keep_empty=True,
         )
         limits = _chunk_limits(chunk_rows)
         limit = next(limits)
         chunk = _Chunk()
         for _, row in rows:
-            text = row[text_index]
+            if row:
+                text = row[text_index]
+                error = self._byte_error(text)
+            else:
+                # An empty line keeps its place as a row of empty fields.
+                row = [""] * width
+                text, error = "", EMPTY_LINE
             chunk.records.append(row)
             chunk.texts.append(text)
-            chunk.errors.append(self._byte_error(text))
+            chunk.errors.append(error)
             if len(chunk.records) == limit:
                 yield chunk
                 chunk = _Chunk()
@@ -484,56 +494,23 @@ class _JsonlReader(_Reader):
         self.fields = None
         self.score_fields = SCORE_FIELDS
         self._text_key: str | None = None
+        self._decode = json.JSONDecoder().decode
 
     def chunks(self, chunk_rows: int) -> Iterator[_Chunk]:
-        decode = json.JSONDecoder().decode
         limits = _chunk_limits(chunk_rows)
         limit = next(limits)
         chunk = _Chunk()
-        first_failure: DataError | None = None
+        self._first_failure: DataError | None = None
         for number, line in enumerate(self.stream, start=1):
             line = _strip_line_end(line)
-            if not line.strip():
-                self.bad_rows.reject(number, "empty line", EMPTY_FIX)
-                continue
-            try:
-                record = decode(line)
-            except json.JSONDecodeError as err:
-                self.bad_rows.reject(
-                    number,
-                    f"invalid JSON: {err.msg} at column {err.colno}",
-                    f"fix the line, or use {SKIP_HINT}",
-                )
-                continue
-            if type(record) is not dict:
-                self.bad_rows.reject(
-                    number,
-                    f"expected a JSON object, found a JSON {json_type_name(record)}",
-                    f'write one object per line such as {{"text": "..."}}, '
-                    f"or use {SKIP_HINT}",
-                )
-                continue
-            if self._text_key is None:
-                try:
-                    self._choose_keys(record, number)
-                except DataError as err:
-                    # The keys come from the first record that has a text field.
-                    # Records before it keep their place, unscored.
-                    first_failure = first_failure or err
-            if self._text_key is None:
-                keys = ", ".join(repr(key) for key in record) or "none"
-                text, error = "", f"no text field among the keys: {keys}"
-            elif not self._score_keys.isdisjoint(record):
-                clashing = sorted(self._score_keys.intersection(record))
-                self.bad_rows.reject(
-                    number,
-                    f"the record already has the key {clashing[0]!r}, which the "
-                    "scores would overwrite",
-                    f"rename that key, or use {SKIP_HINT}",
-                )
-                continue
+            if line.strip():
+                parsed = self._parse(number, line)
+                if parsed is None:
+                    continue
+                text, error = parsed
             else:
-                text, error = self._text_of(record)
+                # An empty line keeps its place as a record with scores only.
+                line, text, error = "{}", "", EMPTY_LINE
             chunk.records.append(line)
             chunk.texts.append(text)
             chunk.errors.append(error)
@@ -541,10 +518,50 @@ class _JsonlReader(_Reader):
                 yield chunk
                 chunk = _Chunk()
                 limit = next(limits)
-        if self._text_key is None and first_failure is not None:
-            raise first_failure
+        if self._text_key is None and self._first_failure is not None:
+            raise self._first_failure
         if chunk.records:
             yield chunk
+
+    def _parse(self, number: int, line: str) -> tuple[str, str | None] | None:
+        """Return the text and error of a record, or None for a bad row."""
+        try:
+            record = self._decode(line)
+        except json.JSONDecodeError as err:
+            self.bad_rows.reject(
+                number,
+                f"invalid JSON: {err.msg} at column {err.colno}",
+                f"fix the line, or use {SKIP_HINT}",
+            )
+            return None
+        if type(record) is not dict:
+            self.bad_rows.reject(
+                number,
+                f"expected a JSON object, found a JSON {json_type_name(record)}",
+                f'write one object per line such as {{"text": "..."}}, '
+                f"or use {SKIP_HINT}",
+            )
+            return None
+        if self._text_key is None:
+            try:
+                self._choose_keys(record, number)
+            except DataError as err:
+                # The keys come from the first record that has a text field.
+                # Records before it keep their place, unscored.
+                self._first_failure = self._first_failure or err
+        if self._text_key is None:
+            keys = ", ".join(repr(key) for key in record) or "none"
+            return "", f"no text field among the keys: {keys}"
+        if not self._score_keys.isdisjoint(record):
+            clashing = sorted(self._score_keys.intersection(record))
+            self.bad_rows.reject(
+                number,
+                f"the record already has the key {clashing[0]!r}, which the "
+                "scores would overwrite",
+                f"rename that key, or use {SKIP_HINT}",
+            )
+            return None
+        return self._text_of(record)
 
     def _choose_keys(self, record: dict[str, Any], number: int) -> None:
         keys = list(record)
@@ -847,9 +864,19 @@ def _write_output(path: Path, write: Any) -> _Counts:
             ) as stream:
                 return write(stream)
         except OSError as err:
-            raise DataError(f"{path}: cannot write the output: {err}") from err
+            raise DataError(output_error_message(path, err)) from err
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
     return _write_atomically(target, write)
+
+
+def output_error_message(path: Path, err: OSError) -> str:
+    """Describe a failed write of the output file, without temporary names."""
+    if not path.parent.is_dir():
+        return (
+            f"{path}: cannot write the output: the folder {path.parent} does not "
+            "exist; create it or choose another --output"
+        )
+    return f"{path}: cannot write the output: {err.strerror or err}"
 
 
 def _write_atomically(path: Path, write: Any) -> _Counts:
@@ -864,7 +891,7 @@ def _write_atomically(path: Path, write: Any) -> _Counts:
         os.replace(temporary, path)
     except OSError as err:
         temporary.unlink(missing_ok=True)
-        raise DataError(f"{path}: cannot write the output: {err}") from err
+        raise DataError(output_error_message(path, err)) from err
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

@@ -1,5 +1,6 @@
 """Tests for format detection, read options and the read entry points."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,16 @@ def test_empty_column_option() -> None:
 
 
 def test_csv_format_needs_file(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="file not found"):
+    with pytest.raises(DataError, match="is a folder; pass a csv file"):
         read_examples(tmp_path, ReadOptions(format="csv"))
+
+
+def test_csv_format_rejects_pipe(tmp_path: Path) -> None:
+    pipe = tmp_path / "reviews.csv"
+    os.mkfifo(pipe)
+
+    with pytest.raises(DataError, match="not a regular file .* cannot be read twice"):
+        read_examples(pipe, ReadOptions(format="csv"))
 
 
 def test_folder_prefers_review_layout(tmp_path: Path) -> None:
@@ -103,5 +112,5 @@ def test_keep_unscored_needs_prediction_input(tmp_path: Path) -> None:
 
     with pytest.raises(DataError, match="line 2: empty review"):
         read_examples(path, ReadOptions(keep_unscored=True))
-    kept = read_texts(path, ReadOptions(keep_unscored=True))
-    assert [row.line for row in kept.unscored] == [2]
+    result = read_texts(path, ReadOptions(keep_unscored=True))
+    assert [row.line for row in result.unscored] == [2]

@@ -9,6 +9,7 @@ serving commands start fast.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -66,7 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose, args.quiet)
     try:
         # Usage errors of a command print that command's usage line.
-        return args.handler(args, args.command_parser) or 0
+        status = args.handler(args, args.command_parser) or 0
+        # A full disk under a redirected stdout shows here, not at exit.
+        sys.stdout.flush()
+        return status
     except CommandError as err:
         print(f"sentiment-lstm {args.command}: error: {err}", file=sys.stderr)
         return 2 if err.usage else 1
@@ -79,3 +83,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         null = os.open(os.devnull, os.O_WRONLY)
         os.dup2(null, sys.stdout.fileno())
         return BROKEN_PIPE_STATUS
+    except OSError as err:
+        # A file the command needs cannot be read, or stdout cannot be written.
+        print(
+            f"sentiment-lstm {args.command}: error: {_os_error_message(err)}",
+            file=sys.stderr,
+        )
+        _silence_failed_stdout()
+        return 1
+
+
+# Errors that a write to a full or failing disk gives, often without a file.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
+def _os_error_message(err: OSError) -> str:
+    """Describe an OSError by its file, if any, its reason and a fix."""
+    reason = err.strerror or str(err)
+    if err.filename is None and err.errno in _WRITE_ERRNOS:
+        return f"cannot write the output: {reason}"
+    if err.filename is None:
+        return reason
+    message = f"{err.filename}: {reason}"
+    if isinstance(err, PermissionError):
+        message += "; check the file's permissions"
+    return message
+
+
+def _silence_failed_stdout() -> None:
+    """Point stdout at the null device if it cannot take the buffered output."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())

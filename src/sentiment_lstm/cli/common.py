@@ -84,8 +84,9 @@ def add_data_options(
         skip_help = (
             "leave out rows that do not parse (a CSV row with the wrong number "
             "of fields, a line that is not a JSON object) and report how many, "
-            "instead of stopping at the first; rows with empty text or "
-            "undecodable bytes are always kept, marked in the error column"
+            "instead of stopping at the first; empty lines and rows with empty "
+            "text or undecodable bytes are always kept, marked in the error "
+            "column"
         )
     group.add_argument("--skip-bad-rows", action="store_true", help=skip_help)
 

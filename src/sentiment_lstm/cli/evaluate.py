@@ -97,14 +97,24 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 "--split all",
                 usage=True,
             )
-        parts = split_examples(
-            examples,
-            seed=training.get("seed", 0),
-            validation_fraction=(
-                0.0 if separate["validation"] else split.get("validation_fraction", 0.1)
-            ),
-            test_fraction=0.0 if separate["test"] else split.get("test_fraction", 0.1),
-        )
+        try:
+            parts = split_examples(
+                examples,
+                seed=training.get("seed", 0),
+                validation_fraction=(
+                    0.0
+                    if separate["validation"]
+                    else split.get("validation_fraction", 0.1)
+                ),
+                test_fraction=(
+                    0.0 if separate["test"] else split.get("test_fraction", 0.1)
+                ),
+            )
+        except DataError as err:
+            raise CommandError(
+                f"{err}; --split {args.split} needs the data the model was "
+                "trained on, or use --split all"
+            ) from err
         examples = dict(zip(SPLIT_CHOICES[1:], parts))[args.split]
         fingerprint = model.metadata.get("data", {}).get("fingerprint")
         # With separate files the fingerprint covers them too, so it cannot

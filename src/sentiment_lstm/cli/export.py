@@ -19,8 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Write MODEL/model.onnx, which ONNX Runtime scores without "
         "PyTorch. Inputs token_ids (int64, batch x sequence) and lengths (int64, "
         "batch), output probabilities (batch x 2: negative, positive). The "
-        "export scores random batches with PyTorch and ONNX Runtime and fails, "
-        "leaving no model.onnx, if they differ by more than 1e-5.",
+        "export scores random batches with PyTorch and ONNX Runtime and fails "
+        "if they differ by more than 1e-5; a failed export leaves any earlier "
+        "model.onnx as it was.",
     )
     parser.add_argument(
         "--model", required=True, type=Path, help="model directory from train"
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except ImportError as err:
         raise CommandError(
             f"exporting needs PyTorch, onnx and onnxruntime ({err}); install them "
-            "with: pip install 'sentiment-lstm[train,serve]'"
+            "with: pip install 'sentiment-lstm[train]'"
         ) from err
 
     try:
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except ParityError as err:
         _print_parity(err.results, err.tolerance)
         raise CommandError(
-            f"{err}, so no model.onnx was written to {args.model}; the model "
+            f"{err}, so no new model.onnx was written to {args.model}; the model "
             "still scores with --backend torch"
         ) from err
     except (ArtifactError, ExportError) as err:

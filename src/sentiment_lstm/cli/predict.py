@@ -253,7 +253,11 @@ def _write_predictions_to_output(
     predictions: Sequence,
     origins: Sequence[tuple[str, int]] | None = None,
 ) -> None:
-    from sentiment_lstm.scoring import OUTPUT_ERRORS, output_format_for
+    from sentiment_lstm.scoring import (
+        OUTPUT_ERRORS,
+        output_error_message,
+        output_format_for,
+    )
 
     output_format = args.output_format or output_format_for(args.output)
     if args.output is None:
@@ -265,7 +269,7 @@ def _write_predictions_to_output(
         ) as stream:
             write_predictions(predictions, output_format, stream, origins)
     except OSError as err:
-        raise CommandError(f"{args.output}: cannot write the output: {err}") from err
+        raise CommandError(output_error_message(args.output, err)) from err
 
 
 def _split_lines(text: str) -> list[str]:

@@ -109,12 +109,16 @@ def parsed_rows(
     delimiter: str,
     source: str,
     reject: Callable[[int, str, str], None],
+    *,
+    keep_empty: bool = False,
 ) -> Iterator[tuple[int, list[str]]]:
     """Yield (line, row) for each record of a ``csv.reader`` after the header.
 
     The line is the physical line where the record starts. A record that does
     not parse or has another number of fields than ``width`` goes to
-    ``reject(line, reason, fix)`` instead, which raises or counts it.
+    ``reject(line, reason, fix)`` instead, which raises or counts it. So does
+    an empty line, unless ``keep_empty`` is set: it is then yielded as an
+    empty row.
 
     Raises:
         DataError: If the csv module fails before reaching a new record.
@@ -142,6 +146,9 @@ def parsed_rows(
                 "field with quotes in it must be in double quotes with the "
                 f'quotes inside doubled ("" for "), or use {SKIP_HINT}',
             )
+            continue
+        if not row and keep_empty:
+            yield start, row
             continue
         if not row:
             reject(start, "empty line", EMPTY_FIX)

@@ -106,8 +106,28 @@ def _check_options(path: Path, data_format: str, options: ReadOptions) -> None:
         raise DataError(f"data path not found: {path}; pass an existing file or folder")
     if data_format == "folder" and not path.is_dir():
         raise DataError(f"{path}: the folder format needs a folder; pass one")
-    if data_format in (*_TABULAR_FORMATS, "lines") and not path.is_file():
-        raise DataError(f"{path}: file not found; pass an existing {data_format} file")
+    if data_format in (*_TABULAR_FORMATS, "lines"):
+        require_regular_file(path, data_format)
+
+
+def require_regular_file(path: Path, data_format: str) -> None:
+    """Raise unless path is a regular file, naming what it is instead.
+
+    Raises:
+        DataError: If path is missing, a folder, or a pipe or device, whose
+            contents cannot be read twice (once to detect the encoding).
+    """
+    if path.is_file():
+        return
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; pass a {data_format} file")
+    if path.exists():
+        raise DataError(
+            f"{path}: not a regular file (a pipe or a device), which cannot be "
+            "read twice to detect its encoding; save the reviews to a file "
+            "first, or pipe one review per line to predict's stdin"
+        )
+    raise DataError(f"{path}: file not found; pass an existing {data_format} file")
 
 
 def read_examples(path: str | Path, options: ReadOptions = ReadOptions()) -> ReadResult:
