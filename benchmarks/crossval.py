@@ -40,6 +40,7 @@ sys.path.insert(0, str(REPO_ROOT / "src"))
 import baselines  # noqa: E402
 
 from sentiment_lstm.cli import build_parser  # noqa: E402
+from sentiment_lstm.cli.cross_validate import format_spread  # noqa: E402
 from sentiment_lstm.cli.train import resolve_options  # noqa: E402
 from sentiment_lstm.crossval import (  # noqa: E402
     CrossValidationConfig,
@@ -175,10 +176,8 @@ def format_table(report: dict) -> str:
         cpu = "n/a" if cpu is None else f"{cpu:.0f}"
         lines.append(
             f"| {name} "
-            f"| {100 * summary['accuracy_mean']:.2f} ± "
-            f"{100 * summary['accuracy_std']:.2f} "
-            f"| {100 * summary['macro_f1_mean']:.2f} ± "
-            f"{100 * summary['macro_f1_std']:.2f} "
+            f"| {format_spread(summary['accuracy_mean'], summary['accuracy_std'])} "
+            f"| {format_spread(summary['macro_f1_mean'], summary['macro_f1_std'])} "
             f"| {summary['seconds_mean']:.0f} "
             f"| {cpu} "
             f"| {summary['shared_seconds_per_fold']:.0f} "
@@ -310,8 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         summary = values["summary"]
         print(
-            f"{name}: {100 * summary['accuracy_mean']:.2f} ± "
-            f"{100 * summary['accuracy_std']:.2f} "
+            f"{name}: "
+            f"{format_spread(summary['accuracy_mean'], summary['accuracy_std'])} "
             f"({summary['seconds_mean']:.0f} s per fold, "
             f"{time.perf_counter() - started:.0f} s in all)",
             flush=True,

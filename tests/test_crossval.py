@@ -1,17 +1,26 @@
 """Stratified k-fold cross-validation, its command and the protocol order."""
 
+import csv
 import json
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from sentiment_lstm import crossval, training
 from sentiment_lstm.cli import main
+from sentiment_lstm.cli.common import CommandError
+from sentiment_lstm.cli.cross_validate import write_output_json
 from sentiment_lstm.crossval import (
     CrossValidationConfig,
     CrossValidationResult,
     FoldResult,
+    check_validation_splits,
     cross_validate,
     protocol_folds,
 )
@@ -21,6 +30,8 @@ from sentiment_lstm.training import TrainingConfig
 from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
 
 SMALL_MODEL = {"embedding_dim": 8, "hidden_dim": 8}
+# Flags of a quick cross-validate run: one epoch of a tiny network.
+QUICK_FLAGS = ["--num-epochs", "1", "--lstm-units", "8", "--embedding-size", "8"]
 FAST_TRAINING = TrainingConfig(num_epochs=2, batch_size=8, learning_rate=0.01)
 
 
@@ -275,3 +286,266 @@ def test_cli_failed_run_prints_no_table(tmp_path, capsys):
     assert status == 1
     assert "lower --folds" in captured.err
     assert captured.out == ""
+
+
+def unwritable_folder(tmp_path: Path) -> Path:
+    """A folder in which this process cannot create files."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "read-only"
+        folder.mkdir()
+        folder.chmod(0o555)
+        return folder
+    # root may write to any folder whatever its mode, but not create files
+    # in /proc.
+    if Path("/proc/self").is_dir():
+        return Path("/proc")
+    pytest.skip("running as root without /proc: no folder is unwritable")
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("afile/cv.json", "afile is not a folder"),
+        ("afile/sub/cv.json", "afile is not a folder"),
+        ("unwritable", "cannot create files in"),
+    ],
+)
+def test_cli_output_json_checked_before_training(
+    tiny_posneg, tmp_path, capsys, name, message
+):
+    (tmp_path / "afile").write_text("not a folder\n")
+    if name == "unwritable":
+        output = unwritable_folder(tmp_path) / "cv.json"
+    else:
+        output = tmp_path / name
+
+    status = main(
+        ["-q", "cross-validate", "--data", str(tiny_posneg), "--folds", "2"]
+        + QUICK_FLAGS
+        + ["--output-json", str(output)]
+    )
+
+    captured = capsys.readouterr()
+    assert status == 2
+    assert f"--output-json {output}" in captured.err
+    assert message in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+    assert captured.out == ""
+
+
+def test_cli_output_json_creates_missing_folders(tiny_posneg, tmp_path, capsys):
+    output = tmp_path / "new" / "sub" / "cv.json"
+
+    status = main(
+        ["-q", "cross-validate", "--data", str(tiny_posneg), "--folds", "2"]
+        + ["--run-folds", "1", *QUICK_FLAGS, "--output-json", str(output)]
+    )
+
+    assert status == 0
+    assert len(json.loads(output.read_text())["folds"]) == 1
+
+
+def test_write_output_json_replaces_file(tmp_path):
+    output = tmp_path / "cv.json"
+    output.write_text("old\n")
+    link = tmp_path / "link.json"
+    link.symlink_to(output)
+
+    write_output_json(output, '{"new": 1}\n')
+    write_output_json(link, '{"newer": 2}\n')
+
+    assert output.read_text() == '{"newer": 2}\n'
+    assert link.is_symlink()
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "cv.json",
+        "link.json",
+    ]
+
+
+def test_write_output_json_failure_saves_elsewhere(tmp_path, monkeypatch):
+    (tmp_path / "afile").write_text("not a folder\n")
+    temporary = tmp_path / "temporary"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    text = '{"folds": []}\n'
+
+    with pytest.raises(CommandError) as raised:
+        write_output_json(tmp_path / "afile" / "cv.json", text)
+
+    message = str(raised.value)
+    saved = list(temporary.iterdir())
+    assert f"cannot write --output-json {tmp_path / 'afile' / 'cv.json'}" in message
+    assert len(saved) == 1
+    assert f"saved to {saved[0]} instead" in message
+    assert saved[0].read_text() == text
+    assert "\n" not in message
+
+
+def test_write_output_json_failure_prints_json(tmp_path, monkeypatch, capsys):
+    (tmp_path / "afile").write_text("not a folder\n")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "afile" / "tmp"))
+    text = '{"folds": []}\n'
+
+    with pytest.raises(CommandError, match="printed to stdout instead"):
+        write_output_json(tmp_path / "afile" / "cv.json", text)
+
+    assert capsys.readouterr().out == text
+
+
+def test_cli_original_project_flags_run(tiny_posneg, capsys, caplog):
+    caplog.set_level(logging.WARNING)
+
+    status = main(
+        ["-q", "cross-validate", "--data", str(tiny_posneg), "--folds", "2"]
+        + ["--run-folds", "1", "--num_epoch", "1", "--batch_size", "32"]
+        + ["--learning_rate", "0.0005", "--architecture", "bi_directional"]
+        + ["--lstm_units", "8", "--dropout_keep_prob", "0.5"]
+        + ["--embedding_size", "8", "--required_acc_checkpoint", "0.7"]
+    )
+
+    warnings = [record.getMessage() for record in caplog.records]
+    assert status == 0
+    assert "mean" in capsys.readouterr().out
+    assert any(
+        "--required-acc-checkpoint 0.7 is ignored" in warning
+        and "saves no model" in warning
+        for warning in warnings
+    )
+
+
+@pytest.mark.parametrize(
+    "flags, hint",
+    [
+        (["--output-dir", "models/x"], "--output-json"),
+        (["--output_dir=models/x"], "--output-json"),
+        (["--resume"], "--run-folds"),
+        (["--validation-data", "v.csv"], "--validation-fraction"),
+        (["--test-data", "t.csv"], "sentiment-lstm evaluate"),
+        (["--test-fraction", "0.2"], "--folds"),
+    ],
+)
+def test_cli_train_only_flags_rejected(tiny_posneg, capsys, flags, hint):
+    with pytest.raises(SystemExit) as raised:
+        main(["cross-validate", "--data", str(tiny_posneg), *flags])
+
+    err = capsys.readouterr().err
+    assert raised.value.code == 2
+    assert "unrecognized arguments" not in err
+    assert f"{flags[0].split('=')[0]}" in err
+    assert "does not apply to cross-validate" in err
+    assert hint in err
+
+
+@pytest.mark.parametrize("folds", ["0", "-1", "1"])
+def test_cli_folds_below_two_rejected(tiny_posneg, capsys, folds):
+    with pytest.raises(SystemExit):
+        main(["cross-validate", "--data", str(tiny_posneg), "--folds", folds])
+
+    assert f"expected at least 2 folds, got {folds}" in capsys.readouterr().err
+
+
+def write_six_rows(tmp_path: Path) -> Path:
+    """A CSV of 3 positive and 3 negative reviews."""
+    source = tmp_path / "six.csv"
+    with source.open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["text", "label"])
+        writer.writerows([text, "pos"] for text in POSITIVE_REVIEWS[:3])
+        writer.writerows([text, "neg"] for text in NEGATIVE_REVIEWS[:3])
+    return source
+
+
+def test_cli_tiny_training_parts_rejected(tmp_path, capsys):
+    source = write_six_rows(tmp_path)
+
+    status = main(
+        ["-q", "cross-validate", "--data", str(source), "--folds", "3", *QUICK_FLAGS]
+    )
+
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "too small for a stratified --validation-fraction split" in captured.err
+    assert "training part of 4 (2 negative, 2 positive)" in captured.err
+    assert "--validation-fraction 0.1 holds out 1 example" in captured.err
+    assert "a --validation-fraction above 0.25" in captured.err
+    assert "test_size" not in captured.err
+    assert captured.out == ""
+
+
+def test_cli_tiny_data_runs_with_suggested_fraction(tmp_path, capsys):
+    source = write_six_rows(tmp_path)
+
+    status = main(
+        ["-q", "cross-validate", "--data", str(source), "--folds", "3"]
+        + ["--validation-fraction", "0.3", "--run-folds", "1", *QUICK_FLAGS]
+    )
+
+    assert status == 0
+    assert "mean" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.1, 0.25, 0.3, 0.5, 0.75, 0.9])
+def test_validation_split_check_matches_sklearn(fraction):
+    config = CrossValidationConfig(folds=2, validation_fraction=fraction)
+    for negative in range(1, 8):
+        for positive in range(1, 8):
+            labels = np.array([0] * negative + [1] * positive)
+            indices = np.arange(len(labels))
+            try:
+                train_test_split(
+                    indices, test_size=fraction, stratify=labels, random_state=0
+                )
+                sklearn_splits = True
+            except ValueError:
+                sklearn_splits = False
+            try:
+                check_validation_splits(labels, [(indices, indices[:0])], config)
+                check_passes = True
+            except ValueError:
+                check_passes = False
+
+            assert check_passes == sklearn_splits, (negative, positive, fraction)
+
+
+def test_validation_split_suggested_folds_work():
+    labels = np.array([0] * 30 + [1] * 30)
+    config = CrossValidationConfig(folds=2, validation_fraction=0.02)
+
+    with pytest.raises(ValueError) as raised:
+        check_validation_splits(labels, protocol_folds(labels, 2), config)
+
+    suggested = re.search(r"--folds (\d+)", str(raised.value))
+    assert suggested is not None
+    folds = int(suggested.group(1))
+    more_folds = CrossValidationConfig(folds=folds, validation_fraction=0.02)
+    check_validation_splits(labels, protocol_folds(labels, folds), more_folds)
+
+
+def test_summary_std_undefined_for_one_fold():
+    folds = [FoldResult(1, 0.7, 0.6, 10.0, 5.0, [1], [1], 0.5)]
+
+    summary = CrossValidationResult(folds, 0.0, {}).summary()
+
+    assert summary["accuracy_mean"] == pytest.approx(0.7)
+    assert summary["accuracy_std"] is None
+    assert summary["macro_f1_std"] is None
+    assert summary["seconds_std"] is None
+    assert summary["cpu_seconds_std"] is None
+
+
+def test_cli_one_fold_prints_std_not_available(tiny_posneg, tmp_path, capsys):
+    output = tmp_path / "cv.json"
+
+    status = main(
+        ["-q", "cross-validate", "--data", str(tiny_posneg), "--folds", "3"]
+        + ["--run-folds", "1", *QUICK_FLAGS, "--output-json", str(output)]
+    )
+
+    mean_line = capsys.readouterr().out.splitlines()[2]
+    summary = json.loads(output.read_text())["summary"]
+    assert status == 0
+    assert mean_line.startswith("mean")
+    assert mean_line.count("± n/a") == 2
+    assert "± 0.00" not in mean_line
+    assert summary["accuracy_std"] is None
+    assert summary["macro_f1_std"] is None

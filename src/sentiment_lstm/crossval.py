@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -128,13 +129,17 @@ class CrossValidationResult:
     shared_seconds: float
     settings: dict[str, Any]
 
-    def summary(self) -> dict[str, float]:
-        """Return mean and sample standard deviation of accuracy, F1 and times."""
-        values: dict[str, float] = {}
+    def summary(self) -> dict[str, float | None]:
+        """Return mean and sample standard deviation of accuracy, F1 and times.
+
+        Each standard deviation is None (null in JSON) for a single fold,
+        where it is undefined.
+        """
+        values: dict[str, float | None] = {}
         for name in ("accuracy", "macro_f1", "seconds", "cpu_seconds"):
             mean, std = mean_and_std([getattr(fold, name) for fold in self.folds])
             values[f"{name}_mean"] = mean
-            values[f"{name}_std"] = std
+            values[f"{name}_std"] = std if len(self.folds) > 1 else None
         values["shared_seconds_per_fold"] = self.shared_seconds / max(
             1, len(self.folds)
         )
@@ -147,6 +152,94 @@ class CrossValidationResult:
             "shared_seconds": self.shared_seconds,
             "summary": self.summary(),
         }
+
+
+def check_validation_splits(
+    labels: np.ndarray,
+    folds: Sequence[tuple[np.ndarray, np.ndarray]],
+    cv_config: CrossValidationConfig,
+) -> None:
+    """Check that each training part allows a stratified validation split.
+
+    The conditions are those of scikit-learn's ``train_test_split`` with
+    ``test_size=validation_fraction`` and ``stratify``: each class needs 2
+    examples in the part, and each side of the split needs at least one
+    example per class, 2 in all.
+
+    Args:
+        labels: Label of each example, 0 or 1.
+        folds: The ``(train_indices, test_indices)`` pairs to run.
+        cv_config: Fold count and validation share.
+
+    Raises:
+        ValueError: Naming the smallest training part that cannot be split,
+            why, and the flag values or data that would make it work.
+    """
+    failures = []
+    for train_indices, _ in folds:
+        counts = np.bincount(labels[train_indices], minlength=2)
+        reason = _split_problem(counts, cv_config.validation_fraction)
+        if reason is not None:
+            failures.append((int(counts.sum()), counts, reason))
+    if not failures:
+        return
+    size, counts, reason = min(failures, key=lambda failure: failure[0])
+    raise ValueError(
+        f"{cv_config.folds} folds of {len(labels)} examples leave a training "
+        f"part of {size} ({counts[0]} negative, {counts[1]} positive), too "
+        f"small for a stratified --validation-fraction split: {reason}; use "
+        + _split_fixes(labels, counts, cv_config)
+    )
+
+
+def _split_problem(class_counts: np.ndarray, fraction: float) -> str | None:
+    """Return why a stratified split of a part with these counts fails, or None."""
+    size = int(class_counts.sum())
+    # train_test_split rounds the held-out count up and keeps the rest.
+    held_out = math.ceil(fraction * size)
+    if class_counts.min() < 2:
+        return f"a class has {class_counts.min()} example(s) and needs 2"
+    if held_out < 2:
+        return (
+            f"--validation-fraction {fraction:g} holds out {held_out} "
+            "example(s), fewer than one per class"
+        )
+    if size - held_out < 2:
+        return (
+            f"--validation-fraction {fraction:g} leaves {size - held_out} "
+            "example(s) to train on, fewer than one per class"
+        )
+    return None
+
+
+def _split_fixes(
+    labels: np.ndarray, counts: np.ndarray, cv_config: CrossValidationConfig
+) -> str:
+    """List the flag changes and data that make such a part splittable."""
+    fraction = cv_config.validation_fraction
+    size = int(counts.sum())
+    fixes = []
+    if counts.min() >= 2:
+        if math.ceil(fraction * size) < 2:
+            # Rounded up, so that any value above it holds out 2 examples.
+            fixes.append(
+                f"a --validation-fraction above {math.ceil(1000 / size) / 1000:g}"
+            )
+        else:
+            fixes.append("a smaller --validation-fraction")
+    # More folds give larger training parts. StratifiedKFold (scikit-learn
+    # 1.9) puts at most ceil(c / folds) examples of a class of c into a test
+    # fold, so the first fold count whose smallest possible parts pass works.
+    class_counts = np.bincount(labels, minlength=2)
+    for more_folds in range(cv_config.folds + 1, int(class_counts.min()) + 1):
+        smallest_part = class_counts - np.ceil(class_counts / more_folds).astype(int)
+        if _split_problem(smallest_part, fraction) is None:
+            fixes.append(f"--folds {more_folds}")
+            break
+    fixes.append("more data")
+    if len(fixes) == 1:
+        return fixes[0]
+    return ", ".join(fixes[:-1]) + f" or {fixes[-1]}"
 
 
 def protocol_folds(
@@ -197,8 +290,9 @@ def cross_validate(
         The per-fold results and the shared setup time.
 
     Raises:
-        ValueError: If texts and labels differ in length or a class has fewer
-            examples than there are folds.
+        ValueError: If texts and labels differ in length, a class has fewer
+            examples than there are folds, or a training part is too small
+            for a stratified validation split.
     """
     labels_array = np.asarray(labels, dtype=np.int64)
     if len(texts) != len(labels_array):
@@ -209,15 +303,18 @@ def cross_validate(
             f"{cv_config.folds} stratified folds need at least {cv_config.folds} "
             f"examples of each class, got {counts.tolist()}; lower --folds"
         )
+    folds = protocol_folds(labels_array, cv_config.folds, cv_config.seed)
+    if cv_config.run_folds is not None:
+        folds = folds[: cv_config.run_folds]
+    # Every fold to run is checked before any training, so that no fold's
+    # validation split fails after earlier folds have trained.
+    check_validation_splits(labels_array, folds, cv_config)
     texts = list(texts)
 
     started = time.perf_counter()
     factory = InputFactory(embedding_config, encoder_config, texts)
     shared_seconds = time.perf_counter() - started
 
-    folds = protocol_folds(labels_array, cv_config.folds, cv_config.seed)
-    if cv_config.run_folds is not None:
-        folds = folds[: cv_config.run_folds]
     results = []
     for number, (train_indices, test_indices) in enumerate(folds, start=1):
         logger.info("fold %d of %d", number, cv_config.folds)

@@ -5,23 +5,89 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from sentiment_lstm.cli.common import (
     CommandError,
     add_data_options,
     positive_int,
+    probability,
     read_options_from_args,
 )
 from sentiment_lstm.cli.train import add_model_options, resolve_options
+from sentiment_lstm.files import write_text_atomic
 
 logger = logging.getLogger(__name__)
+
+# Flags of 'train' that have no meaning in cross-validation, with the reason
+# and what to use instead. They are rejected with that text rather than with
+# argparse's "unrecognized arguments".
+TRAIN_ONLY_FLAGS: dict[tuple[str, ...], tuple[str, int | str]] = {
+    ("--output-dir", "--output_dir"): (
+        "cross-validate saves no model; write its results with --output-json "
+        "FILE, or save a model with 'sentiment-lstm train --output-dir'",
+        "?",
+    ),
+    ("--resume",): (
+        "cross-validate writes no checkpoints to resume from; run it again, or "
+        "run the first N folds with --run-folds N",
+        0,
+    ),
+    ("--validation-data",): (
+        "each training part holds out its own stratified --validation-fraction "
+        "to pick the best epoch; a separate validation file is not supported",
+        "?",
+    ),
+    ("--test-data",): (
+        "each fold is the test data in turn; to score a separate file, save a "
+        "model with 'sentiment-lstm train' and run 'sentiment-lstm evaluate'",
+        "?",
+    ),
+    ("--test-fraction",): (
+        "each fold is the test data in turn, so the test share is 1/--folds; "
+        "set --folds instead",
+        "?",
+    ),
+}
+
+
+class TrainOnlyFlag(argparse.Action):
+    """Reject a ``train`` flag that does not apply here, with the reason."""
+
+    def __init__(
+        self,
+        option_strings: Sequence[str],
+        dest: str,
+        reason: str,
+        nargs: int | str = "?",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(option_strings, dest, nargs=nargs, **kwargs)
+        self.reason = reason
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        raise argparse.ArgumentError(
+            self, f"does not apply to cross-validate: {self.reason}"
+        )
 
 
 def folds_count(text: str) -> int:
     """Parse a number of folds of at least 2 for argparse."""
-    value = positive_int(text)
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from err
     if value < 2:
         raise argparse.ArgumentTypeError(f"expected at least 2 folds, got {value}")
     return value
@@ -49,8 +115,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "training part, a stratified --validation-fraction picks the best "
         "epoch and stops training; the test fold is scored once, after "
         "training. Prints per-fold accuracy, macro F1 and seconds, then the "
-        "mean and sample standard deviation. Takes the model and training "
-        "flags of 'train'.",
+        "mean and sample standard deviation (n/a for one fold). Takes the "
+        "data-reading, preset, text, embedding, model and training flags of "
+        "'train', and ignores --required-acc-checkpoint, because it saves no "
+        "model. --output-dir, --resume, --validation-data, --test-data and "
+        "--test-fraction do not apply.",
     )
     parser.add_argument(
         "--data",
@@ -112,7 +181,115 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_data_options(parser)
     add_model_options(parser)
+    parser.add_argument(
+        "--required-acc-checkpoint",
+        "--required_acc_checkpoint",
+        type=probability,
+        metavar="ACCURACY",
+        help="accepted so that 'train' commands run unchanged, and ignored: "
+        "cross-validate saves no model for an accuracy to gate",
+    )
+    for flags, (reason, nargs) in TRAIN_ONLY_FLAGS.items():
+        parser.add_argument(
+            *flags,
+            action=TrainOnlyFlag,
+            reason=reason,
+            nargs=nargs,
+            dest=argparse.SUPPRESS,
+            default=argparse.SUPPRESS,
+            help=argparse.SUPPRESS,
+        )
     parser.set_defaults(handler=run, command_parser=parser)
+
+
+def check_output_json(path: Path) -> None:
+    """Raise CommandError unless the results JSON can be written to ``path``.
+
+    Runs before any training, so that a bad path costs no training time.
+    Missing parent folders are allowed, because the write creates them, but
+    the nearest existing one must be a folder that accepts new files.
+    """
+    if path.is_dir():
+        raise CommandError(
+            f"--output-json {path} is a folder; name a file in it, "
+            f"such as {path / 'cross-validation.json'}",
+            usage=True,
+        )
+    folder = path.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise CommandError(
+            f"--output-json {path}: {folder} is not a folder; name a path "
+            "under an existing folder",
+            usage=True,
+        )
+    # os.access reports every folder writable for root, even /proc, which
+    # accepts no new files, so the check creates a file instead.
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".sentiment-lstm-"):
+            pass
+    except OSError as err:
+        raise CommandError(
+            f"--output-json {path}: cannot create files in {folder} "
+            f"({err.strerror or err}); name a file in a folder you can write to",
+            usage=True,
+        ) from err
+
+
+def write_output_json(path: Path, text: str) -> None:
+    """Write the results JSON to ``path``, creating missing parent folders.
+
+    A regular file is replaced atomically. A path that exists but is not a
+    regular file, such as /dev/stdout, is written in place.
+
+    Raises:
+        CommandError: If the write fails. The message names the file in the
+            temporary folder that contains the JSON instead. If that write
+            fails too, the JSON is printed to stdout and the message reports that.
+    """
+    try:
+        if path.exists() and not path.is_file():
+            path.write_text(text, encoding="utf-8")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # resolve() writes through a symbolic link instead of replacing it
+            write_text_atomic(path.resolve(), text)
+    except OSError as err:
+        failure = f"cannot write --output-json {path}: {err}"
+    else:
+        return
+    saved = _save_in_temporary_folder(text)
+    if saved is None:
+        print(text, end="")
+        raise CommandError(f"{failure}; the results JSON was printed to stdout instead")
+    raise CommandError(f"{failure}; the results JSON was saved to {saved} instead")
+
+
+def _save_in_temporary_folder(text: str) -> Path | None:
+    """Write text to a new file in the temporary folder and return its path.
+
+    Returns None if the file cannot be created or written.
+    """
+    try:
+        handle, name = tempfile.mkstemp(
+            prefix="sentiment-lstm-cross-validation-", suffix=".json"
+        )
+    except OSError:
+        return None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+    except OSError:
+        Path(name).unlink(missing_ok=True)
+        return None
+    return Path(name)
+
+
+def format_spread(mean: float, std: float | None) -> str:
+    """Format a mean and standard deviation as percentages, with n/a for None."""
+    spread = "n/a" if std is None else f"{100 * std:.2f}"
+    return f"{100 * mean:.2f} ± {spread}"
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -123,6 +300,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.run_folds is not None and args.run_folds > args.folds:
         parser.error(
             f"--run-folds ({args.run_folds}) cannot exceed --folds ({args.folds})"
+        )
+    if args.output_json is not None:
+        check_output_json(args.output_json)
+    if args.required_acc_checkpoint is not None:
+        logger.warning(
+            "--required-acc-checkpoint %g is ignored: cross-validate saves no "
+            "model, so no accuracy gates a save",
+            args.required_acc_checkpoint,
         )
     options = resolve_options(args)
     if args.threads is not None:
@@ -149,12 +334,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except DataError as err:
         raise CommandError(str(err)) from err
 
-    if args.output_json is not None and args.output_json.is_dir():
-        raise CommandError(
-            f"--output-json {args.output_json} is a folder; name a file in it, "
-            f"such as {args.output_json / 'cross-validation.json'}",
-            usage=True,
-        )
     header_printed = False
 
     def print_fold(fold) -> None:
@@ -193,11 +372,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     summary = result.summary()
     print(
-        f"mean  {100 * summary['accuracy_mean']:.2f} ± "
-        f"{100 * summary['accuracy_std']:.2f}  "
-        f"F1 {100 * summary['macro_f1_mean']:.2f} ± "
-        f"{100 * summary['macro_f1_std']:.2f}  "
-        f"{summary['seconds_mean']:.1f} s per fold"
+        f"mean  {format_spread(summary['accuracy_mean'], summary['accuracy_std'])}"
+        f"  F1 {format_spread(summary['macro_f1_mean'], summary['macro_f1_std'])}"
+        f"  {summary['seconds_mean']:.1f} s per fold"
     )
     if result.shared_seconds >= 0.05:
         print(
@@ -208,9 +385,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         values = result.to_dict()
         values["settings"]["data"] = args.data
         values["settings"]["preset"] = args.preset
-        args.output_json.parent.mkdir(parents=True, exist_ok=True)
-        args.output_json.write_text(
-            json.dumps(values, indent=2, default=str) + "\n", encoding="utf-8"
+        write_output_json(
+            args.output_json, json.dumps(values, indent=2, default=str) + "\n"
         )
         logger.info("wrote %s", args.output_json)
     return 0
