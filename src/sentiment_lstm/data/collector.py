@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 SKIP_HINT = "--skip-bad-rows to leave such rows out"
 
 # Fixes for reasons that every reader can find.
-ENCODING_FIX = f"save the file as UTF-8, or use {SKIP_HINT}"
+ENCODING_FIX = f"remove the byte or save the file as UTF-8, or use {SKIP_HINT}"
 EMPTY_FIX = f"remove the row, or use {SKIP_HINT}"
 
 # Number of bad rows quoted in the warning when rows are skipped.
