@@ -791,3 +791,19 @@ def test_utf16_without_bom_rejected(model, tmp_path):
 
     with pytest.raises(DataError, match="UTF-16 .*without a byte order mark"):
         score_file(model, source, tmp_path / "out.csv")
+
+
+def test_carriage_return_text_lines(model, tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_bytes(b"great fun\ra dull \x85 mess\r\rlast")
+
+    score_file(model, source, tmp_path / "out.csv")
+    rows = read_csv(tmp_path / "out.csv")
+
+    assert [row["text"] for row in rows] == [
+        "great fun",
+        "a dull \u2026 mess",
+        "",
+        "last",
+    ]
+    assert [bool(row["error"]) for row in rows] == [False, False, True, False]

@@ -20,7 +20,7 @@ Input is read with the conventions of :mod:`sentiment_lstm.data`: UTF-8 with or
 without BOM, also with a few invalid bytes, else cp1252 (see
 :class:`sentiment_lstm.data.decoding.EncodingScan`); text column detection by
 :func:`sentiment_lstm.data.columns.choose_columns`; lines split on ``"\\n"``
-only. Output is UTF-8.
+only, or on ``"\\r"`` in a plain text file without ``"\\n"``. Output is UTF-8.
 """
 
 from __future__ import annotations
@@ -384,8 +384,16 @@ def _open_input(path: Path, data_format: str, scan: _InputScan) -> TextIO:
     # that only the rows that contain them fail.
     encoding = scan.encoding
     # The csv module needs newline="" to see line breaks inside quoted fields;
-    # other formats split on "\n" only, as split_lines does.
+    # other formats split on "\n" only, as split_lines does, and a plain text
+    # file with old Mac OS line ends on "\r", as split_line_file does.
     newline = "" if data_format in ("csv", "tsv") else "\n"
+    if data_format == "lines" and scan.carriage_returns_only:
+        logger.info(
+            "%s has no \\n line ends but has \\r, so its lines are split at "
+            "\\r (old Mac OS line ends)",
+            path,
+        )
+        newline = "\r"
     try:
         return open(
             path, encoding=encoding.name, errors=encoding.errors, newline=newline

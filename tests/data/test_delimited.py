@@ -372,3 +372,29 @@ def test_explicit_format_overrides_extension(tmp_path: Path) -> None:
     result = read_examples(path, ReadOptions(format="csv"))
 
     assert result.examples[0].label == 1
+
+
+@pytest.mark.parametrize("ending", ["\n", "\n\n\n", "\r\n\r\n"])
+@pytest.mark.parametrize("delimiter", [",", "\t"])
+def test_blank_lines_at_end_ignored(
+    tmp_path: Path, ending: str, delimiter: str
+) -> None:
+    suffix = "csv" if delimiter == "," else "tsv"
+    text = f"text{delimiter}label\na{delimiter}1\nb{delimiter}0\n"
+    path = write(tmp_path / f"reviews.{suffix}", text + ending)
+
+    result = read_examples(path)
+
+    assert [example.text for example in result.examples] == ["a", "b"]
+    assert result.bad_rows == []
+
+
+def test_blank_line_before_bad_record_reported_first(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", 'text,label\na,1\n\n"open,0\n\n')
+
+    result = read_examples(path, ReadOptions(skip_bad_rows=True))
+
+    assert [(row.line, row.reason[:14]) for row in result.bad_rows] == [
+        (3, "empty line"),
+        (4, "invalid record"),
+    ]

@@ -212,3 +212,68 @@ def test_empty_pair_has_no_reviews(tmp_path: Path) -> None:
 
     with pytest.raises(DataError, match="no reviews found"):
         read_examples(pos)
+
+
+def test_carriage_return_line_ends(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pos = write_pair(
+        tmp_path,
+        neg=b"bad .\nworse .\n",
+        pos="good \u0085 fun .\rgreat \u2028 cast .\rfine .\r".encode("utf-8"),
+    )
+
+    with caplog.at_level(logging.INFO, logger="sentiment_lstm.data"):
+        result = read_examples(pos)
+
+    positives = [example for example in result.examples if example.label == 1]
+    assert [example.text for example in positives] == [
+        "good \u0085 fun .",
+        "great \u2028 cast .",
+        "fine .",
+    ]
+    assert [example.line for example in positives] == [1, 2, 3]
+    assert "lines are split at \\r" in caplog.text
+
+
+def test_carriage_return_kept_with_line_feeds(tmp_path: Path) -> None:
+    pos = write_pair(tmp_path, neg=b"bad .\n", pos=b"good \r fun .\nfine .\n")
+
+    result = read_examples(pos)
+
+    assert [example.text for example in result.examples] == [
+        "bad .",
+        "good \r fun .",
+        "fine .",
+    ]
+
+
+def test_carriage_return_text_lines(tmp_path: Path) -> None:
+    path = tmp_path / "input.txt"
+    path.write_bytes(b"loved it\rhated it")
+
+    result = read_texts(path)
+
+    assert [example.text for example in result.examples] == ["loved it", "hated it"]
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\n\n", b"\n \n\t\n", b"\r\n\r\n"])
+def test_blank_lines_at_end_ignored(tmp_path: Path, ending: bytes) -> None:
+    pos = write_pair(tmp_path, neg=b"bad .\n" + ending, pos=b"good .\nfine ." + ending)
+
+    result = read_examples(pos)
+
+    assert [example.text for example in result.examples] == [
+        "bad .",
+        "good .",
+        "fine .",
+    ]
+    assert result.bad_rows == []
+
+
+def test_blank_line_before_last_review_is_bad(tmp_path: Path) -> None:
+    pos = write_pair(tmp_path, neg=b"bad .\n\nworse .\n\n", pos=b"good .\n")
+
+    result = read_examples(pos, ReadOptions(skip_bad_rows=True))
+
+    assert [(row.line, row.reason) for row in result.bad_rows] == [(2, "empty review")]

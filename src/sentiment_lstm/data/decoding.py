@@ -344,3 +344,41 @@ def split_lines(text: str) -> list[str]:
     if lines[-1] == "":
         lines.pop()
     return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def split_line_file(text: str, source: str) -> list[str]:
+    """Split the text of a file with one review per line into its lines.
+
+    Lines end at "\\n", with the "\\r" of CRLF removed (see ``split_lines``). A
+    file without any "\\n" but with "\\r" has old Mac OS line ends, and its lines
+    end at "\\r" instead. U+0085, U+2028 and other line separators stay inside
+    the reviews either way.
+    """
+    if "\n" in text or "\r" not in text:
+        return split_lines(text)
+    logger.info(
+        "%s has no \\n line ends but has \\r, so its lines are split at \\r "
+        "(old Mac OS line ends)",
+        source,
+    )
+    lines = text.split("\r")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def without_final_blank_lines(lines: list[str], source: str) -> list[str]:
+    """Return lines without the empty or whitespace-only lines at the end.
+
+    Blank lines after the last record are formatting, such as the extra
+    newline that many editors add, and hold no record. The count removed is
+    logged at DEBUG.
+    """
+    end = len(lines)
+    while end > 0 and not lines[end - 1].strip():
+        end -= 1
+    if end < len(lines):
+        logger.debug(
+            "ignored %d blank lines at the end of %s", len(lines) - end, source
+        )
+    return lines[:end]

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ from sentiment_lstm.data.columns import Columns, choose_columns
 from sentiment_lstm.data.decoding import decode_file
 from sentiment_lstm.data.fields import MISSING, add_record
 from sentiment_lstm.data.records import DataError, ReadOptions
+
+logger = logging.getLogger(__name__)
 
 
 def read_delimited(
@@ -116,21 +119,36 @@ def parsed_rows(
 
     The line is the physical line where the record starts. A record that does
     not parse or has another number of fields than ``width`` goes to
-    ``reject(line, reason, fix)`` instead, which raises or counts it. So does
-    an empty line, unless ``keep_empty`` is set: it is then yielded as an
-    empty row.
+    ``reject(line, reason, fix)`` instead, which raises or counts it. With
+    ``keep_empty`` an empty line is yielded as an empty row. Otherwise an empty
+    line between records goes to ``reject``, and empty lines after the last
+    record are ignored, because they hold no record.
 
     Raises:
         DataError: If the csv module fails before reaching a new record.
     """
     separator = "tabs" if delimiter == "\t" else "commas"
+    # Empty lines wait here until a later record shows that they are not at the
+    # end of the file.
+    empty_lines: list[int] = []
+
+    def reject_empty_lines() -> None:
+        for empty_line in empty_lines:
+            reject(empty_line, "empty line", EMPTY_FIX)
+        empty_lines.clear()
+
     while True:
         start = reader.line_num + 1
         try:
             row = next(reader)
         except StopIteration:
+            if empty_lines:
+                logger.debug(
+                    "ignored %d empty lines at the end of %s", len(empty_lines), source
+                )
             return
         except csv.Error as err:
+            reject_empty_lines()
             if reader.line_num < start:
                 raise DataError(f"{source} line {start}: {err}") from err
             # The record may have run on over several lines before failing.
@@ -151,8 +169,9 @@ def parsed_rows(
             yield start, row
             continue
         if not row:
-            reject(start, "empty line", EMPTY_FIX)
+            empty_lines.append(start)
             continue
+        reject_empty_lines()
         if len(row) != width:
             reject(
                 start,

@@ -3,7 +3,12 @@
 from pathlib import Path
 
 from sentiment_lstm.data.collector import EMPTY_FIX, ENCODING_FIX, ExampleCollector
-from sentiment_lstm.data.decoding import decode_file, invalid_byte_reason, split_lines
+from sentiment_lstm.data.decoding import (
+    decode_file,
+    invalid_byte_reason,
+    split_line_file,
+    without_final_blank_lines,
+)
 from sentiment_lstm.data.records import DataError
 
 
@@ -60,8 +65,11 @@ def find_posneg_pair(path: Path) -> tuple[Path, Path]:
 def read_line_file(path: Path, label: int | None, collector: ExampleCollector) -> None:
     """Read a file with one review per line into collector.
 
-    Lines are split on "\\n" only (see ``split_lines``). An empty or
-    whitespace-only line and a line with an invalid byte are bad rows.
+    Lines are split on "\\n" only, or on "\\r" in a file without any "\\n"
+    (see ``split_line_file``). An empty or whitespace-only line and a line with
+    an invalid byte are bad rows. Blank lines at the end of the file are
+    ignored, except in prediction input that keeps unscored rows, where every
+    line keeps its place as file scoring does.
 
     Args:
         path: File to read.
@@ -75,7 +83,10 @@ def read_line_file(path: Path, label: int | None, collector: ExampleCollector) -
     collector.add_file(path)
     decoded = decode_file(path)
     source = str(path)
-    for number, line in enumerate(split_lines(decoded.text), start=1):
+    lines = split_line_file(decoded.text, source)
+    if not collector.keep_unscored:
+        lines = without_final_blank_lines(lines, source)
+    for number, line in enumerate(lines, start=1):
         reason = invalid_byte_reason(line, decoded)
         if reason is not None:
             collector.reject_unscorable(
