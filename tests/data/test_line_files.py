@@ -277,3 +277,47 @@ def test_blank_line_before_last_review_is_bad(tmp_path: Path) -> None:
     result = read_examples(pos, ReadOptions(skip_bad_rows=True))
 
     assert [(row.line, row.reason) for row in result.bad_rows] == [(2, "empty review")]
+
+
+def test_upper_case_suffixes(tmp_path: Path) -> None:
+    (tmp_path / "UP.NEG").write_bytes(b"bad .\n")
+    (tmp_path / "UP.POS").write_bytes(b"good .\n")
+
+    for given in ("UP.POS", "UP.NEG", "UP", "."):
+        result = read_examples(tmp_path / given)
+
+        assert [example.label for example in result.examples] == [0, 1]
+        assert result.files == [tmp_path / "UP.NEG", tmp_path / "UP.POS"]
+
+
+def test_mixed_case_suffixes(tmp_path: Path) -> None:
+    (tmp_path / "r.neg").write_bytes(b"bad .\n")
+    (tmp_path / "r.Pos").write_bytes(b"good .\n")
+
+    result = read_examples(tmp_path / "r.Pos")
+
+    assert [Path(example.source).name for example in result.examples] == [
+        "r.neg",
+        "r.Pos",
+    ]
+
+
+def test_upper_case_pair_missing_partner(tmp_path: Path) -> None:
+    (tmp_path / "UP.POS").write_bytes(b"good .\n")
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(tmp_path / "UP.POS")
+
+    message = str(excinfo.value)
+    assert "needs both UP.POS and UP.NEG" in message
+    assert f"{tmp_path / 'UP.NEG'} was not found" in message
+
+
+def test_pair_folder_ignores_subfolders(tmp_path: Path) -> None:
+    (tmp_path / "x.pos").mkdir()
+    (tmp_path / "x.neg").mkdir()
+
+    with pytest.raises(DataError, match="cannot detect the data format"):
+        read_examples(tmp_path)
+    with pytest.raises(DataError, match="found: none"):
+        read_examples(tmp_path, ReadOptions(format="posneg"))
