@@ -398,3 +398,71 @@ def test_blank_line_before_bad_record_reported_first(tmp_path: Path) -> None:
         (3, "empty line"),
         (4, "invalid record"),
     ]
+
+
+def test_star_range_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = write(tmp_path / "reviews.csv", "text,stars\na,1\nb,2\nc,5\nd,4.5\n")
+
+    with caplog.at_level(logging.INFO, logger="sentiment_lstm.data"):
+        read_examples(path, ReadOptions(stars=True))
+
+    assert f"star ratings in {path} range from 1 to 5" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_ratings_above_five_stars_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = "".join(f"review {stars},{stars}\n" for stars in range(1, 11))
+    path = write(tmp_path / "reviews.csv", "content,rating\n" + rows)
+
+    with caplog.at_level(logging.INFO, logger="sentiment_lstm.data"):
+        read_examples(path, ReadOptions(stars=True))
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "5 ratings in" in warnings[0]
+    assert "above 5 stars (the highest is 10)" in warnings[0]
+    assert "(negative up to 2, positive from 4)" in warnings[0]
+    assert "--negative-max-stars and --positive-min-stars" in warnings[0]
+    assert "range from 1 to 10" in caplog.text
+
+
+def test_ten_star_cutoffs_not_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = "".join(f"review {stars},{stars}\n" for stars in range(1, 11))
+    path = write(tmp_path / "reviews.csv", "content,rating\n" + rows)
+    options = ReadOptions(
+        stars=True, star_rule=StarRule(negative_max=4, positive_min=7)
+    )
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm.data"):
+        read_examples(path, options)
+
+    assert caplog.records == []
+
+
+def test_negative_ratings_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(tmp_path / "reviews.csv", "text,stars\na,-1\nb,0\nc,5\nd,-5\n")
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm.data"):
+        result = read_examples(path, ReadOptions(stars=True))
+
+    assert [example.label for example in result.examples] == [0, 0, 1, 0]
+    assert "2 ratings in" in caplog.text
+    assert "below 0 stars (the lowest is -5)" in caplog.text
+
+
+def test_ratings_of_prediction_input_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(tmp_path / "reviews.csv", "text,stars\na,1\nb,7\n")
+
+    with caplog.at_level(logging.INFO, logger="sentiment_lstm.data"):
+        read_texts(path, ReadOptions(stars=True))
+
+    assert "range from 1 to 7" in caplog.text
+    assert "above 5 stars" in caplog.text

@@ -1,10 +1,12 @@
 """Collection of examples and bad rows during one read, with its log summary."""
 
 import logging
+import math
 from collections import Counter
 from pathlib import Path
 
 from sentiment_lstm.data.records import (
+    FIVE_STAR_MAX,
     LABEL_NAMES,
     BadRow,
     DataError,
@@ -44,6 +46,7 @@ class ExampleCollector:
         self.files: set[Path] = set()
         self.ignored_label_count = 0
         self.ignored_label_rows: list[str] = []
+        self.ratings = RatingRange()
 
     def add_file(self, path: Path) -> None:
         """Record a file as read, for the fingerprint."""
@@ -126,6 +129,7 @@ class ExampleCollector:
                 min(len(self.bad_rows), _LOGGED_BAD_ROWS),
                 first_rows,
             )
+        self.ratings.log(path, star_rule)
         if self.ignored_label_count:
             logger.warning(
                 "read %d rows of %s without their labels, which are unusable; "
@@ -170,3 +174,61 @@ class ExampleCollector:
             files=sorted(self.files),
             unscored=self.unscored,
         )
+
+
+class RatingRange:
+    """Lowest and highest star rating read, and the ratings off a 5-star scale."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.lowest = math.inf
+        self.highest = -math.inf
+        self.below_zero = 0
+        self.above_five_stars = 0
+
+    def add(self, value: float) -> None:
+        """Count one rating."""
+        self.count += 1
+        self.lowest = min(self.lowest, value)
+        self.highest = max(self.highest, value)
+        if value < 0:
+            self.below_zero += 1
+        if value > FIVE_STAR_MAX:
+            self.above_five_stars += 1
+
+    def log(self, path: Path, star_rule: StarRule) -> None:
+        """Log the range at INFO, and warn about ratings the cut-offs do not fit.
+
+        Ratings above 5 are warned about only while the positive cut-off is on
+        a 5-star scale, because cut-offs moved above 5 mean that the user has
+        set them for a larger scale.
+        """
+        if not self.count:
+            return
+        logger.info(
+            "star ratings in %s range from %g to %g", path, self.lowest, self.highest
+        )
+        if self.above_five_stars and star_rule.positive_min <= FIVE_STAR_MAX:
+            logger.warning(
+                "%d ratings in %s are above %d stars (the highest is %g), but the "
+                "star cut-offs (negative up to %g, positive from %g) are for a "
+                "%d-star scale, so they all count as positive; for another scale "
+                "set --negative-max-stars and --positive-min-stars",
+                self.above_five_stars,
+                path,
+                FIVE_STAR_MAX,
+                self.highest,
+                star_rule.negative_max,
+                star_rule.positive_min,
+                FIVE_STAR_MAX,
+            )
+        if self.below_zero:
+            logger.warning(
+                "%d ratings in %s are below 0 stars (the lowest is %g), which no "
+                "star scale has; they are labelled by the cut-offs like other "
+                "ratings (negative up to %g), so check the rating column",
+                self.below_zero,
+                path,
+                self.lowest,
+                star_rule.negative_max,
+            )

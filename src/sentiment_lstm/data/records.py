@@ -39,6 +39,10 @@ class Example:
     line: int
 
 
+# Highest rating of the 5-star scale that the default star cut-offs are for.
+FIVE_STAR_MAX = 5
+
+
 @dataclass(frozen=True)
 class StarRule:
     """Cut-offs that turn star ratings into labels.
