@@ -359,21 +359,25 @@ class _BadRows:
         self.source = source
         self.skip = skip
         self.count = 0
+        # Physical lines spanned by the rows left out.
+        self.lines = 0
         self.first: list[str] = []
 
-    def reject(self, line: int, reason: str, fix: str) -> None:
+    def reject(self, line: int, reason: str, fix: str, *, lines: int = 1) -> None:
         if not self.skip:
             raise DataError(f"{self.source} line {line}: {reason}; {fix}")
         self.count += 1
+        self.lines += lines
         if len(self.first) < _LOGGED_BAD_ROWS:
             self.first.append(f"line {line}: {reason}")
 
     def log_summary(self) -> None:
         if self.count:
             logger.warning(
-                "left out %d bad rows of %s; the first %d: %s",
+                "left out %d bad rows of %s spanning %d lines; the first %d: %s",
                 self.count,
                 self.source,
+                self.lines,
                 len(self.first),
                 "; ".join(self.first),
             )

@@ -466,3 +466,41 @@ def test_ratings_of_prediction_input_logged(
 
     assert "range from 1 to 7" in caplog.text
     assert "above 5 stars" in caplog.text
+
+
+def test_unclosed_quote_counts_lost_lines(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = [f"review {i},pos" for i in range(1, 41)]
+    rows[11] = '"opens a quote,pos'
+    path = write(tmp_path / "reviews.csv", "review,label\n" + "\n".join(rows) + "\n")
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm.data"):
+        result = read_examples(path, ReadOptions(skip_bad_rows=True))
+
+    assert len(result.examples) == 11
+    assert [(row.line, row.lines) for row in result.bad_rows] == [(13, 29)]
+    assert result.bad_lines == 29
+    assert "left out 1 bad rows of" in caplog.text
+    assert "spanning 29 lines" in caplog.text
+    assert "lines 13 to 41: invalid record" in caplog.text
+
+
+def test_long_bad_row_after_first_five_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = [f"review {i},pos" for i in range(1, 31)]
+    for index in range(6):
+        rows[index] = f"bad {index},meh"
+    rows[20] = '"opens a quote,pos'
+    path = write(tmp_path / "reviews.csv", "review,label\n" + "\n".join(rows) + "\n")
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm.data"):
+        result = read_examples(path, ReadOptions(skip_bad_rows=True))
+
+    assert len(result.bad_rows) == 7
+    assert result.bad_lines == 6 + 10
+    assert "left out 7 bad rows" in caplog.text
+    assert "spanning 16 lines" in caplog.text
+    assert "the longest: " in caplog.text
+    assert "lines 22 to 31" in caplog.text

@@ -56,7 +56,9 @@ class ExampleCollector:
         """Store one example."""
         self.examples.append(Example(text=text, label=label, source=source, line=line))
 
-    def reject(self, source: str, line: int, reason: str, fix: str) -> None:
+    def reject(
+        self, source: str, line: int, reason: str, fix: str, *, lines: int = 1
+    ) -> None:
         """Store a bad row, or raise for it unless bad rows are skipped.
 
         Args:
@@ -64,13 +66,16 @@ class ExampleCollector:
             line: 1-based line where the row starts.
             reason: What is wrong with the row, with the value found.
             fix: What the user can do, ending with the --skip-bad-rows hint.
+            lines: Physical lines that the row spans.
 
         Raises:
             DataError: If bad rows are not skipped.
         """
         if not self.skip_bad_rows:
             raise DataError(f"{source} line {line}: {reason}; {fix}")
-        self.bad_rows.append(BadRow(source=source, line=line, reason=reason))
+        self.bad_rows.append(
+            BadRow(source=source, line=line, reason=reason, lines=lines)
+        )
 
     def reject_unscorable(
         self, source: str, line: int, text: str, reason: str, fix: str
@@ -118,17 +123,7 @@ class ExampleCollector:
             DataError: If no example was read.
         """
         if self.bad_rows:
-            first_rows = "; ".join(
-                f"{row.source} line {row.line}: {row.reason}"
-                for row in self.bad_rows[:_LOGGED_BAD_ROWS]
-            )
-            logger.warning(
-                "left out %d bad rows of %s; the first %d: %s",
-                len(self.bad_rows),
-                path,
-                min(len(self.bad_rows), _LOGGED_BAD_ROWS),
-                first_rows,
-            )
+            _log_bad_rows(self.bad_rows, path)
         self.ratings.log(path, star_rule)
         if self.ignored_label_count:
             logger.warning(
@@ -232,3 +227,32 @@ class RatingRange:
                 self.lowest,
                 star_rule.negative_max,
             )
+
+
+def _log_bad_rows(bad_rows: list[BadRow], path: Path) -> None:
+    """Warn how many bad rows were left out, the lines they span and the first few.
+
+    A bad row after the first few that spans more than one line is named too,
+    because an unclosed quote there can hide many reviews.
+    """
+    first_rows = "; ".join(
+        _describe_bad_row(row) for row in bad_rows[:_LOGGED_BAD_ROWS]
+    )
+    longest = max(bad_rows, key=lambda row: row.lines)
+    if longest.lines > 1 and longest not in bad_rows[:_LOGGED_BAD_ROWS]:
+        first_rows += f"; the longest: {_describe_bad_row(longest)}"
+    logger.warning(
+        "left out %d bad rows of %s spanning %d lines; the first %d: %s",
+        len(bad_rows),
+        path,
+        sum(row.lines for row in bad_rows),
+        min(len(bad_rows), _LOGGED_BAD_ROWS),
+        first_rows,
+    )
+
+
+def _describe_bad_row(row: BadRow) -> str:
+    if row.lines == 1:
+        return f"{row.source} line {row.line}: {row.reason}"
+    last = row.line + row.lines - 1
+    return f"{row.source} lines {row.line} to {last}: {row.reason}"

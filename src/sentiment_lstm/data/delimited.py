@@ -46,8 +46,8 @@ def read_delimited(
     text_index = header.index(columns.text)
     label_index = None if columns.label is None else header.index(columns.label)
 
-    def reject(line: int, reason: str, fix: str) -> None:
-        collector.reject(source, line, reason, fix)
+    def reject(line: int, reason: str, fix: str, *, lines: int = 1) -> None:
+        collector.reject(source, line, reason, fix, lines=lines)
 
     for line, row in parsed_rows(reader, len(header), delimiter, source, reject):
         add_record(
@@ -111,7 +111,7 @@ def parsed_rows(
     width: int,
     delimiter: str,
     source: str,
-    reject: Callable[[int, str, str], None],
+    reject: Callable[..., None],
     *,
     keep_empty: bool = False,
 ) -> Iterator[tuple[int, list[str]]]:
@@ -119,7 +119,8 @@ def parsed_rows(
 
     The line is the physical line where the record starts. A record that does
     not parse or has another number of fields than ``width`` goes to
-    ``reject(line, reason, fix)`` instead, which raises or counts it. With
+    ``reject(line, reason, fix, lines=lines)`` instead, which raises or counts
+    it; ``lines`` is the number of physical lines the record spans. With
     ``keep_empty`` an empty line is yielded as an empty row. Otherwise an empty
     line between records goes to ``reject``, and empty lines after the last
     record are ignored, because they hold no record.
@@ -163,6 +164,7 @@ def parsed_rows(
                 "check for an unclosed quote or text after a closing quote; a "
                 "field with quotes in it must be in double quotes with the "
                 f'quotes inside doubled ("" for "), or use {SKIP_HINT}',
+                lines=reader.line_num - start + 1,
             )
             continue
         if not row and keep_empty:
@@ -179,6 +181,7 @@ def parsed_rows(
                 f"put fields that contain {separator}, quotes or line breaks in "
                 f'double quotes and double the quotes inside ("" for "), '
                 f"or use {SKIP_HINT}",
+                lines=reader.line_num - start + 1,
             )
             continue
         yield start, row
