@@ -374,6 +374,71 @@ def test_explicit_format_overrides_extension(tmp_path: Path) -> None:
     assert result.examples[0].label == 1
 
 
+@pytest.mark.parametrize(
+    ("header", "role", "name", "positions"),
+    [
+        ("text,label,text", "text", "text", "1 and 3"),
+        ("text,label,label", "label", "label", "2 and 3"),
+        ("review,text,stars,text,text", "text", "text", "2, 4 and 5"),
+    ],
+)
+def test_duplicate_column_rejected(
+    tmp_path: Path, header: str, role: str, name: str, positions: str
+) -> None:
+    width = header.count(",") + 1
+    path = write(tmp_path / "reviews.csv", f"{header}\n" + ",".join(["1"] * width))
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(path)
+
+    message = str(excinfo.value)
+    assert f"the {role} column {name!r} is ambiguous" in message
+    assert f"at positions {positions}" in message
+    assert f"--{role}-column" in message
+
+
+def test_named_duplicate_column_rejected(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "body,label,body\ngood,1,bad\n")
+
+    with pytest.raises(DataError, match="'body' is ambiguous.*positions 1 and 3"):
+        read_examples(path, ReadOptions(text_column="body"))
+
+
+def test_exact_case_column_wins(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "Text,text,label\nwrong,right,1\n")
+
+    result = read_examples(path)
+
+    assert result.examples[0].text == "right"
+
+
+def test_column_matching_two_ignoring_case(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "Text,text,label\nwrong,right,1\n")
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(path, ReadOptions(text_column="TEXT"))
+
+    message = str(excinfo.value)
+    assert "the text column 'TEXT' is ambiguous: 2 columns match it" in message
+    assert "'Text' at position 1 and 'text' at position 2" in message
+    assert "not found" not in message
+
+
+def test_detected_column_matching_two_ignoring_case(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "Review,REVIEW,label\na,b,1\n")
+
+    with pytest.raises(DataError, match="the text column 'review' is ambiguous"):
+        read_examples(path)
+
+
+def test_unused_duplicate_column_allowed(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "id,text,id,label\n1,good,2,1\n")
+
+    result = read_examples(path)
+
+    assert result.examples[0].text == "good"
+
+
 @pytest.mark.parametrize("ending", ["\n", "\n\n\n", "\r\n\r\n"])
 @pytest.mark.parametrize("delimiter", [",", "\t"])
 def test_blank_lines_at_end_ignored(

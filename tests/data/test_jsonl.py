@@ -132,3 +132,12 @@ def test_jsonl_blank_lines_at_end_ignored(tmp_path: Path) -> None:
 
     assert [example.line for example in result.examples] == [1, 3]
     assert [(row.line, row.reason) for row in result.bad_rows] == [(2, "empty line")]
+
+
+def test_jsonl_exact_case_key_wins(tmp_path: Path) -> None:
+    record = {"Text": "wrong", "text": "right", "label": 1}
+    path = write_lines(tmp_path / "reviews.jsonl", [json.dumps(record)])
+
+    result = read_examples(path)
+
+    assert result.examples[0].text == "right"
