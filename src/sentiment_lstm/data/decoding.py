@@ -89,6 +89,9 @@ def check_nul_bytes(sample: bytes, source: str) -> None:
     UTF-16 text of Latin letters has a NUL byte at every other position. Without
     a BOM it is valid UTF-8, so it would be read as letters and NULs.
 
+    NOTE: UTF-16 text without a BOM in scripts beyond Latin-1, such as Chinese,
+    has few NUL bytes, so it passes this check and is then decoded as cp1252.
+
     Args:
         sample: The first bytes of the file, ``NUL_SAMPLE_BYTES`` or fewer.
         source: The file or stream, for the message.
