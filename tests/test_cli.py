@@ -724,7 +724,7 @@ def test_evaluate_split_of_too_few_reviews(trained, tmp_path, capsys):
     error = capsys.readouterr().err
 
     assert status == 1
-    assert "cannot split a stratified test part" in error
+    assert "cannot split stratified test and validation parts off 3 reviews" in error
     assert "or use --split all" in error
 
 

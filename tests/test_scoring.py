@@ -748,3 +748,62 @@ def test_jsonl_later_key_clash(model, tmp_path):
 
     with pytest.raises(DataError, match="line 2: the record already has the key"):
         score_file(model, source, tmp_path / "out.jsonl")
+
+
+def test_stray_byte_in_utf8_input(model, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_bytes(
+        "text,id\ncaf\u00e9 fun,1\n".encode("utf-8")
+        + b"na\xefve plot,2\n"
+        + "cr\u00e8me br\u00fbl\u00e9e,3\n".encode("utf-8")
+    )
+
+    summary = score_file(model, source, tmp_path / "out.csv")
+    rows = read_csv(tmp_path / "out.csv")
+
+    assert detect_encoding(source) == "utf-8"
+    assert summary.encoding == "utf-8"
+    assert [row["text"] for row in rows] == [
+        "caf\u00e9 fun",
+        "na\ufffdve plot",
+        "cr\u00e8me br\u00fbl\u00e9e",
+    ]
+    assert [row["error"] for row in rows] == [
+        "",
+        "byte 0xef is invalid in UTF-8",
+        "",
+    ]
+
+
+def test_nul_byte_row_unscored(model, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_bytes(b"text,id\ngreat fun,1\nbad\x00 movie,2\n")
+
+    score_file(model, source, tmp_path / "out.csv")
+    rows = read_csv(tmp_path / "out.csv")
+
+    assert [row["error"] for row in rows] == ["", "byte 0x00 (NUL) is invalid in text"]
+
+
+def test_utf16_without_bom_rejected(model, tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_bytes("great fun\na dull mess\n".encode("utf-16-le"))
+
+    with pytest.raises(DataError, match="UTF-16 .*without a byte order mark"):
+        score_file(model, source, tmp_path / "out.csv")
+
+
+def test_carriage_return_text_lines(model, tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_bytes(b"great fun\ra dull \x85 mess\r\rlast")
+
+    score_file(model, source, tmp_path / "out.csv")
+    rows = read_csv(tmp_path / "out.csv")
+
+    assert [row["text"] for row in rows] == [
+        "great fun",
+        "a dull \u2026 mess",
+        "",
+        "last",
+    ]
+    assert [bool(row["error"]) for row in rows] == [False, False, True, False]

@@ -17,9 +17,10 @@ With ``skip_bad_rows`` they are left out and counted instead, as the training
 readers do.
 
 Input is read with the conventions of :mod:`sentiment_lstm.data`: UTF-8 with or
-without BOM, else cp1252; text column detection by
+without BOM, also with a few invalid bytes, else cp1252 (see
+:class:`sentiment_lstm.data.decoding.EncodingScan`); text column detection by
 :func:`sentiment_lstm.data.columns.choose_columns`; lines split on ``"\\n"``
-only. Output is UTF-8.
+only, or on ``"\\r"`` in a plain text file without ``"\\n"``. Output is UTF-8.
 """
 
 from __future__ import annotations
@@ -45,7 +46,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from sentiment_lstm.data.collector import SKIP_HINT
 from sentiment_lstm.data.columns import choose_columns
-from sentiment_lstm.data.decoding import DecodedText, invalid_byte_reason
+from sentiment_lstm.data.decoding import (
+    DecodedText,
+    Encoding,
+    EncodingScan,
+    invalid_byte_reason,
+)
 from sentiment_lstm.data.delimited import parsed_rows, read_header, strict_reader
 from sentiment_lstm.data.fields import json_type_name
 from sentiment_lstm.data.readers import detect_format, require_regular_file
@@ -86,7 +92,6 @@ EMPTY_LINE = "empty line"
 
 PREVIEW_CHARACTERS = 60
 
-_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _SCAN_BLOCK_BYTES = 1 << 20
 # Newer chunks that stay queued for scoring while the oldest one is written.
 _SCORING_CHUNKS = 1
@@ -144,34 +149,44 @@ def output_format_for(path: Path | None) -> str:
 def detect_encoding(path: Path) -> str:
     """Find the encoding of a data file by the rules of ``decode_file``.
 
-    A UTF-8 BOM means ``utf-8-sig``. Otherwise a file that is valid UTF-8
-    throughout is ``utf-8``, and any other file is ``cp1252``. The file is read
-    in 1 MiB blocks, so memory does not grow with its size.
+    A UTF-8 BOM means ``utf-8-sig``. Otherwise a file that is valid UTF-8, or
+    whose invalid bytes are fewer than its valid multi-byte UTF-8 characters,
+    is ``utf-8``, and any other file is ``cp1252`` (see ``EncodingScan``). The
+    file is read in 1 MiB blocks, so memory does not grow with its size.
 
     Raises:
-        DataError: If the file is UTF-16 or cannot be read.
+        DataError: If the file is UTF-16, with or without a BOM, is binary, or
+            cannot be read.
     """
+    return _scan_input(path).encoding.name
+
+
+@dataclass(frozen=True)
+class _InputScan:
+    """What the scan of an input file found before it is read for scoring.
+
+    Attributes:
+        encoding: Codec and error handler to open the file with.
+        carriage_returns_only: Whether the file has "\\r" but no "\\n" bytes,
+            so a plain text file's lines end at "\\r" (old Mac OS line ends).
+    """
+
+    encoding: Encoding
+    carriage_returns_only: bool
+
+
+def _scan_input(path: Path) -> _InputScan:
+    scan = EncodingScan(str(path))
     try:
         with open(path, "rb") as stream:
-            head = stream.read(len(codecs.BOM_UTF8))
-            if head.startswith(_UTF16_BOMS):
-                raise DataError(
-                    f"{path}: the file is UTF-16; save it as UTF-8 and try again"
-                )
-            if head == codecs.BOM_UTF8:
-                return "utf-8-sig"
-            decoder = codecs.getincrementaldecoder("utf-8")()
-            try:
-                decoder.decode(head)
-                for block in iter(lambda: stream.read(_SCAN_BLOCK_BYTES), b""):
-                    decoder.decode(block)
-                decoder.decode(b"", final=True)
-            except UnicodeDecodeError:
-                logger.info("%s is not valid UTF-8, so it is decoded as cp1252", path)
-                return "cp1252"
+            for block in iter(lambda: stream.read(_SCAN_BLOCK_BYTES), b""):
+                scan.feed(block)
     except OSError as err:
         raise DataError(f"{path}: cannot read the file: {err}") from err
-    return "utf-8"
+    return _InputScan(
+        scan.result(),
+        scan.has_carriage_return and not scan.has_line_feed,
+    )
 
 
 def score_file(
@@ -229,8 +244,9 @@ def score_file(
             "(an .jsonl output path or --format jsonl)"
         )
 
-    encoding = detect_encoding(input_path)
-    with _open_input(input_path, data_format, encoding) as stream:
+    scan = _scan_input(input_path)
+    encoding = scan.encoding
+    with _open_input(input_path, data_format, scan) as stream:
         reader = _make_reader(input_path, data_format, encoding, stream, options)
         if output_path is None:
             counts = _run(
@@ -250,7 +266,7 @@ def score_file(
         scored=counts.rows - counts.unscored,
         unscored=counts.unscored,
         left_out=reader.bad_rows.count,
-        encoding=encoding,
+        encoding=encoding.name,
         seconds=time.perf_counter() - started,
     )
     _log_summary(input_path, summary)
@@ -343,35 +359,49 @@ class _BadRows:
         self.source = source
         self.skip = skip
         self.count = 0
+        # Physical lines spanned by the rows left out.
+        self.lines = 0
         self.first: list[str] = []
 
-    def reject(self, line: int, reason: str, fix: str) -> None:
+    def reject(self, line: int, reason: str, fix: str, *, lines: int = 1) -> None:
         if not self.skip:
             raise DataError(f"{self.source} line {line}: {reason}; {fix}")
         self.count += 1
+        self.lines += lines
         if len(self.first) < _LOGGED_BAD_ROWS:
             self.first.append(f"line {line}: {reason}")
 
     def log_summary(self) -> None:
         if self.count:
             logger.warning(
-                "left out %d bad rows of %s; the first %d: %s",
+                "left out %d bad rows of %s spanning %d lines; the first %d: %s",
                 self.count,
                 self.source,
+                self.lines,
                 len(self.first),
                 "; ".join(self.first),
             )
 
 
-def _open_input(path: Path, data_format: str, encoding: str) -> TextIO:
-    # Strict UTF-8 once the scan found it valid; otherwise undecodable bytes
-    # become lone surrogates, so that only the rows that contain them fail.
-    errors = "strict" if encoding == "utf-8" else "surrogateescape"
+def _open_input(path: Path, data_format: str, scan: _InputScan) -> TextIO:
+    # Undecodable bytes become lone surrogates where the scan found any, so
+    # that only the rows that contain them fail.
+    encoding = scan.encoding
     # The csv module needs newline="" to see line breaks inside quoted fields;
-    # other formats split on "\n" only, as split_lines does.
+    # other formats split on "\n" only, as split_lines does, and a plain text
+    # file with old Mac OS line ends on "\r", as split_line_file does.
     newline = "" if data_format in ("csv", "tsv") else "\n"
+    if data_format == "lines" and scan.carriage_returns_only:
+        logger.info(
+            "%s has no \\n line ends but has \\r, so its lines are split at "
+            "\\r (old Mac OS line ends)",
+            path,
+        )
+        newline = "\r"
     try:
-        return open(path, encoding=encoding, errors=errors, newline=newline)
+        return open(
+            path, encoding=encoding.name, errors=encoding.errors, newline=newline
+        )
     except OSError as err:
         raise DataError(f"{path}: cannot read the file: {err}") from err
 
@@ -389,20 +419,19 @@ class _Reader:
     fields: list[str] | None
     score_fields: tuple[str, ...]
 
-    def __init__(self, path: Path, encoding: str, stream: TextIO, skip: bool) -> None:
+    def __init__(
+        self, path: Path, encoding: Encoding, stream: TextIO, skip: bool
+    ) -> None:
         self.source = str(path)
         self.stream = stream
         self.bad_rows = _BadRows(self.source, skip)
-        # invalid_byte_reason reads only the encoding of a DecodedText.
-        self._decoded = DecodedText(text="", encoding=encoding)
-        self._check_bytes = self._decoded.may_contain_invalid_bytes
+        # invalid_byte_reason reads only the encoding and errors of a DecodedText.
+        self._decoded = DecodedText("", encoding.name, encoding.errors)
 
     def chunks(self, chunk_rows: int) -> Iterator[_Chunk]:
         raise NotImplementedError
 
     def _byte_error(self, text: str) -> str | None:
-        if not self._check_bytes:
-            return None
         return invalid_byte_reason(text, self._decoded)
 
 
@@ -412,7 +441,7 @@ class _DelimitedReader(_Reader):
     def __init__(
         self,
         path: Path,
-        encoding: str,
+        encoding: Encoding,
         stream: TextIO,
         options: ReadOptions,
         delimiter: str,
@@ -461,7 +490,7 @@ class _DelimitedReader(_Reader):
 class _LinesReader(_Reader):
     """Plain text with one review per line; every line is a row."""
 
-    def __init__(self, path: Path, encoding: str, stream: TextIO) -> None:
+    def __init__(self, path: Path, encoding: Encoding, stream: TextIO) -> None:
         super().__init__(path, encoding, stream, skip=False)
         self.fields = [LINES_TEXT_FIELD]
         self.score_fields = SCORE_FIELDS
@@ -487,7 +516,7 @@ class _JsonlReader(_Reader):
     """JSON Lines; the text key is chosen from the first valid record."""
 
     def __init__(
-        self, path: Path, encoding: str, stream: TextIO, options: ReadOptions
+        self, path: Path, encoding: Encoding, stream: TextIO, options: ReadOptions
     ) -> None:
         super().__init__(path, encoding, stream, options.skip_bad_rows)
         self._options = options
@@ -596,7 +625,11 @@ def _chunk_limits(chunk_rows: int) -> Iterator[int]:
 
 
 def _make_reader(
-    path: Path, data_format: str, encoding: str, stream: TextIO, options: ReadOptions
+    path: Path,
+    data_format: str,
+    encoding: Encoding,
+    stream: TextIO,
+    options: ReadOptions,
 ) -> _Reader:
     if data_format == "lines":
         return _LinesReader(path, encoding, stream)

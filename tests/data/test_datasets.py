@@ -308,3 +308,13 @@ def test_resolve_missing_path(tmp_path: Path) -> None:
     message = str(excinfo.value)
     assert "data path not found" in message
     assert "rt-polarity" in message
+
+
+def test_resolve_empty_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The current folder contains data that an empty path must not pick up.
+    (tmp_path / "r.pos").write_text("good\n", encoding="utf-8")
+    (tmp_path / "r.neg").write_text("bad\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+
+    with pytest.raises(DataError, match=r"the data path is empty \(''\)"):
+        resolve_data("")

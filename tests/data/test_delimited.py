@@ -372,3 +372,200 @@ def test_explicit_format_overrides_extension(tmp_path: Path) -> None:
     result = read_examples(path, ReadOptions(format="csv"))
 
     assert result.examples[0].label == 1
+
+
+@pytest.mark.parametrize(
+    ("header", "role", "name", "positions"),
+    [
+        ("text,label,text", "text", "text", "1 and 3"),
+        ("text,label,label", "label", "label", "2 and 3"),
+        ("review,text,stars,text,text", "text", "text", "2, 4 and 5"),
+    ],
+)
+def test_duplicate_column_rejected(
+    tmp_path: Path, header: str, role: str, name: str, positions: str
+) -> None:
+    width = header.count(",") + 1
+    path = write(tmp_path / "reviews.csv", f"{header}\n" + ",".join(["1"] * width))
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(path)
+
+    message = str(excinfo.value)
+    assert f"the {role} column {name!r} is ambiguous" in message
+    assert f"at positions {positions}" in message
+    assert f"--{role}-column" in message
+
+
+def test_named_duplicate_column_rejected(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "body,label,body\ngood,1,bad\n")
+
+    with pytest.raises(DataError, match="'body' is ambiguous.*positions 1 and 3"):
+        read_examples(path, ReadOptions(text_column="body"))
+
+
+def test_exact_case_column_wins(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "Text,text,label\nwrong,right,1\n")
+
+    result = read_examples(path)
+
+    assert result.examples[0].text == "right"
+
+
+def test_column_matching_two_ignoring_case(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "Text,text,label\nwrong,right,1\n")
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(path, ReadOptions(text_column="TEXT"))
+
+    message = str(excinfo.value)
+    assert "the text column 'TEXT' is ambiguous: 2 columns match it" in message
+    assert "'Text' at position 1 and 'text' at position 2" in message
+    assert "not found" not in message
+
+
+def test_detected_column_matching_two_ignoring_case(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "Review,REVIEW,label\na,b,1\n")
+
+    with pytest.raises(DataError, match="the text column 'review' is ambiguous"):
+        read_examples(path)
+
+
+def test_unused_duplicate_column_allowed(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "id,text,id,label\n1,good,2,1\n")
+
+    result = read_examples(path)
+
+    assert result.examples[0].text == "good"
+
+
+@pytest.mark.parametrize("ending", ["\n", "\n\n\n", "\r\n\r\n"])
+@pytest.mark.parametrize("delimiter", [",", "\t"])
+def test_blank_lines_at_end_ignored(
+    tmp_path: Path, ending: str, delimiter: str
+) -> None:
+    suffix = "csv" if delimiter == "," else "tsv"
+    text = f"text{delimiter}label\na{delimiter}1\nb{delimiter}0\n"
+    path = write(tmp_path / f"reviews.{suffix}", text + ending)
+
+    result = read_examples(path)
+
+    assert [example.text for example in result.examples] == ["a", "b"]
+    assert result.bad_rows == []
+
+
+def test_blank_line_before_bad_record_reported_first(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", 'text,label\na,1\n\n"open,0\n\n')
+
+    result = read_examples(path, ReadOptions(skip_bad_rows=True))
+
+    assert [(row.line, row.reason[:14]) for row in result.bad_rows] == [
+        (3, "empty line"),
+        (4, "invalid record"),
+    ]
+
+
+def test_star_range_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = write(tmp_path / "reviews.csv", "text,stars\na,1\nb,2\nc,5\nd,4.5\n")
+
+    with caplog.at_level(logging.INFO, logger="sentiment_lstm.data"):
+        read_examples(path, ReadOptions(stars=True))
+
+    assert f"star ratings in {path} range from 1 to 5" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_ratings_above_five_stars_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = "".join(f"review {stars},{stars}\n" for stars in range(1, 11))
+    path = write(tmp_path / "reviews.csv", "content,rating\n" + rows)
+
+    with caplog.at_level(logging.INFO, logger="sentiment_lstm.data"):
+        read_examples(path, ReadOptions(stars=True))
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "5 ratings in" in warnings[0]
+    assert "above 5 stars (the highest is 10)" in warnings[0]
+    assert "(negative up to 2, positive from 4)" in warnings[0]
+    assert "--negative-max-stars and --positive-min-stars" in warnings[0]
+    assert "range from 1 to 10" in caplog.text
+
+
+def test_ten_star_cutoffs_not_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = "".join(f"review {stars},{stars}\n" for stars in range(1, 11))
+    path = write(tmp_path / "reviews.csv", "content,rating\n" + rows)
+    options = ReadOptions(
+        stars=True, star_rule=StarRule(negative_max=4, positive_min=7)
+    )
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm.data"):
+        read_examples(path, options)
+
+    assert caplog.records == []
+
+
+def test_negative_ratings_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(tmp_path / "reviews.csv", "text,stars\na,-1\nb,0\nc,5\nd,-5\n")
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm.data"):
+        result = read_examples(path, ReadOptions(stars=True))
+
+    assert [example.label for example in result.examples] == [0, 0, 1, 0]
+    assert "2 ratings in" in caplog.text
+    assert "below 0 stars (the lowest is -5)" in caplog.text
+
+
+def test_ratings_of_prediction_input_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(tmp_path / "reviews.csv", "text,stars\na,1\nb,7\n")
+
+    with caplog.at_level(logging.INFO, logger="sentiment_lstm.data"):
+        read_texts(path, ReadOptions(stars=True))
+
+    assert "range from 1 to 7" in caplog.text
+    assert "above 5 stars" in caplog.text
+
+
+def test_unclosed_quote_counts_lost_lines(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = [f"review {i},pos" for i in range(1, 41)]
+    rows[11] = '"opens a quote,pos'
+    path = write(tmp_path / "reviews.csv", "review,label\n" + "\n".join(rows) + "\n")
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm.data"):
+        result = read_examples(path, ReadOptions(skip_bad_rows=True))
+
+    assert len(result.examples) == 11
+    assert [(row.line, row.lines) for row in result.bad_rows] == [(13, 29)]
+    assert result.bad_lines == 29
+    assert "left out 1 bad rows of" in caplog.text
+    assert "spanning 29 lines" in caplog.text
+    assert "lines 13 to 41: invalid record" in caplog.text
+
+
+def test_long_bad_row_after_first_five_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = [f"review {i},pos" for i in range(1, 31)]
+    for index in range(6):
+        rows[index] = f"bad {index},meh"
+    rows[20] = '"opens a quote,pos'
+    path = write(tmp_path / "reviews.csv", "review,label\n" + "\n".join(rows) + "\n")
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm.data"):
+        result = read_examples(path, ReadOptions(skip_bad_rows=True))
+
+    assert len(result.bad_rows) == 7
+    assert result.bad_lines == 6 + 10
+    assert "left out 7 bad rows" in caplog.text
+    assert "spanning 16 lines" in caplog.text
+    assert "the longest: " in caplog.text
+    assert "lines 22 to 31" in caplog.text

@@ -121,3 +121,23 @@ def test_jsonl_without_labels(tmp_path: Path) -> None:
     result = read_texts(path)
 
     assert [example.label for example in result.examples] == [None, None]
+
+
+def test_jsonl_blank_lines_at_end_ignored(tmp_path: Path) -> None:
+    lines = ['{"text": "good", "label": 1}', "", '{"text": "bad", "label": 0}']
+    path = tmp_path / "reviews.jsonl"
+    path.write_text("\n".join(lines) + "\n\n  \n\n", encoding="utf-8")
+
+    result = read_examples(path, ReadOptions(skip_bad_rows=True))
+
+    assert [example.line for example in result.examples] == [1, 3]
+    assert [(row.line, row.reason) for row in result.bad_rows] == [(2, "empty line")]
+
+
+def test_jsonl_exact_case_key_wins(tmp_path: Path) -> None:
+    record = {"Text": "wrong", "text": "right", "label": 1}
+    path = write_lines(tmp_path / "reviews.jsonl", [json.dumps(record)])
+
+    result = read_examples(path)
+
+    assert result.examples[0].text == "right"

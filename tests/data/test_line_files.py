@@ -212,3 +212,112 @@ def test_empty_pair_has_no_reviews(tmp_path: Path) -> None:
 
     with pytest.raises(DataError, match="no reviews found"):
         read_examples(pos)
+
+
+def test_carriage_return_line_ends(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pos = write_pair(
+        tmp_path,
+        neg=b"bad .\nworse .\n",
+        pos="good \u0085 fun .\rgreat \u2028 cast .\rfine .\r".encode("utf-8"),
+    )
+
+    with caplog.at_level(logging.INFO, logger="sentiment_lstm.data"):
+        result = read_examples(pos)
+
+    positives = [example for example in result.examples if example.label == 1]
+    assert [example.text for example in positives] == [
+        "good \u0085 fun .",
+        "great \u2028 cast .",
+        "fine .",
+    ]
+    assert [example.line for example in positives] == [1, 2, 3]
+    assert "lines are split at \\r" in caplog.text
+
+
+def test_carriage_return_kept_with_line_feeds(tmp_path: Path) -> None:
+    pos = write_pair(tmp_path, neg=b"bad .\n", pos=b"good \r fun .\nfine .\n")
+
+    result = read_examples(pos)
+
+    assert [example.text for example in result.examples] == [
+        "bad .",
+        "good \r fun .",
+        "fine .",
+    ]
+
+
+def test_carriage_return_text_lines(tmp_path: Path) -> None:
+    path = tmp_path / "input.txt"
+    path.write_bytes(b"loved it\rhated it")
+
+    result = read_texts(path)
+
+    assert [example.text for example in result.examples] == ["loved it", "hated it"]
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\n\n", b"\n \n\t\n", b"\r\n\r\n"])
+def test_blank_lines_at_end_ignored(tmp_path: Path, ending: bytes) -> None:
+    pos = write_pair(tmp_path, neg=b"bad .\n" + ending, pos=b"good .\nfine ." + ending)
+
+    result = read_examples(pos)
+
+    assert [example.text for example in result.examples] == [
+        "bad .",
+        "good .",
+        "fine .",
+    ]
+    assert result.bad_rows == []
+
+
+def test_blank_line_before_last_review_is_bad(tmp_path: Path) -> None:
+    pos = write_pair(tmp_path, neg=b"bad .\n\nworse .\n\n", pos=b"good .\n")
+
+    result = read_examples(pos, ReadOptions(skip_bad_rows=True))
+
+    assert [(row.line, row.reason) for row in result.bad_rows] == [(2, "empty review")]
+
+
+def test_upper_case_suffixes(tmp_path: Path) -> None:
+    (tmp_path / "UP.NEG").write_bytes(b"bad .\n")
+    (tmp_path / "UP.POS").write_bytes(b"good .\n")
+
+    for given in ("UP.POS", "UP.NEG", "UP", "."):
+        result = read_examples(tmp_path / given)
+
+        assert [example.label for example in result.examples] == [0, 1]
+        assert result.files == [tmp_path / "UP.NEG", tmp_path / "UP.POS"]
+
+
+def test_mixed_case_suffixes(tmp_path: Path) -> None:
+    (tmp_path / "r.neg").write_bytes(b"bad .\n")
+    (tmp_path / "r.Pos").write_bytes(b"good .\n")
+
+    result = read_examples(tmp_path / "r.Pos")
+
+    assert [Path(example.source).name for example in result.examples] == [
+        "r.neg",
+        "r.Pos",
+    ]
+
+
+def test_upper_case_pair_missing_partner(tmp_path: Path) -> None:
+    (tmp_path / "UP.POS").write_bytes(b"good .\n")
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(tmp_path / "UP.POS")
+
+    message = str(excinfo.value)
+    assert "needs both UP.POS and UP.NEG" in message
+    assert f"{tmp_path / 'UP.NEG'} was not found" in message
+
+
+def test_pair_folder_ignores_subfolders(tmp_path: Path) -> None:
+    (tmp_path / "x.pos").mkdir()
+    (tmp_path / "x.neg").mkdir()
+
+    with pytest.raises(DataError, match="cannot detect the data format"):
+        read_examples(tmp_path)
+    with pytest.raises(DataError, match="found: none"):
+        read_examples(tmp_path, ReadOptions(format="posneg"))

@@ -114,3 +114,9 @@ def test_keep_unscored_needs_prediction_input(tmp_path: Path) -> None:
         read_examples(path, ReadOptions(keep_unscored=True))
     result = read_texts(path, ReadOptions(keep_unscored=True))
     assert [row.line for row in result.unscored] == [2]
+
+
+@pytest.mark.parametrize("path", ["", "  "])
+def test_empty_data_path(path: str) -> None:
+    with pytest.raises(DataError, match="the data path is empty"):
+        read_examples(path)

@@ -57,3 +57,17 @@ def test_netflix_line_numbers(real_netflix_csv: Path) -> None:
 
     assert len(result.examples) == 3749
     assert mismatched == []
+
+
+def test_rt_polarity_decoded_as_cp1252(real_rt_polarity: Path) -> None:
+    result = read_examples(real_rt_polarity)
+    expected = []
+    for name in ("rt-polarity.neg", "rt-polarity.pos"):
+        data = (real_rt_polarity / name).read_bytes()
+        expected += [line.strip() for line in data.decode("cp1252").split("\n")[:-1]]
+    texts = [example.text for example in result.examples]
+
+    assert texts == expected
+    assert sum("\u00e9" in text for text in texts) > 0
+    assert sum("\u2026" in text for text in texts) > 0
+    assert sum("\u2013" in text for text in texts) > 0

@@ -109,7 +109,89 @@ def test_class_too_small() -> None:
 
     message = str(excinfo.value)
     assert "30 negative, 1 positive" in message
-    assert "add examples of the smaller class" in message
+    assert "the positive class has only 1 review" in message
+    assert "add positive reviews" in message
+
+
+def test_small_balanced_data_message() -> None:
+    with pytest.raises(DataError) as excinfo:
+        split_examples(make_examples(5, 5), seed=0)
+
+    message = str(excinfo.value)
+    assert "stratified test and validation parts off 10 reviews" in message
+    assert "(5 negative, 5 positive)" in message
+    assert "--test-fraction 0.1 gives 1 and --validation-fraction 0.1 gives 1" in (
+        message
+    )
+    assert "each part needs at least 2, one of each class" in message
+    assert "use at least 15 reviews" in message
+    assert "raise --test-fraction and --validation-fraction to 0.15" in message
+    assert "pass separate --test-data and --validation-data files" in message
+    assert "smaller class" not in message
+    assert "test_size" not in message
+
+
+def test_small_test_part_message() -> None:
+    with pytest.raises(DataError) as excinfo:
+        split_examples(make_examples(5, 5), seed=0, validation_fraction=0.2)
+
+    message = str(excinfo.value)
+    assert "a stratified test part off 10 reviews" in message
+    assert "--test-fraction 0.1 gives 1, but the part needs at least 2" in message
+    assert "raise --test-fraction to 0.15" in message
+    assert "pass a separate --test-data file" in message
+    assert "set --test-fraction 0 to test on nothing" in message
+
+
+def test_small_validation_part_message() -> None:
+    with pytest.raises(DataError) as excinfo:
+        split_examples(make_examples(2, 2), seed=0, test_fraction=0)
+
+    message = str(excinfo.value)
+    assert "a stratified validation part off 4 reviews" in message
+    assert "--validation-fraction 0.1 gives 1" in message
+    assert "raise --validation-fraction to 0.38" in message
+    assert "pass a separate --validation-data file" in message
+    assert "--validation-fraction 0 " not in message
+
+
+@pytest.mark.parametrize(
+    ("negatives", "positives", "fractions"),
+    [
+        (8, 7, {}),
+        (5, 5, {"test_fraction": 0.15, "validation_fraction": 0.15}),
+        (2, 2, {"test_fraction": 0, "validation_fraction": 0.38}),
+    ],
+)
+def test_suggested_sizes_split(
+    negatives: int, positives: int, fractions: dict[str, float]
+) -> None:
+    train, validation, test = split_examples(
+        make_examples(negatives, positives), seed=0, **fractions
+    )
+
+    assert {example.label for example in validation} == {0, 1}
+    assert len(train) >= 2
+
+
+def test_class_too_small_after_test_part() -> None:
+    with pytest.raises(DataError) as excinfo:
+        split_examples(
+            make_examples(3, 3), seed=0, test_fraction=0.6, validation_fraction=0.3
+        )
+
+    message = str(excinfo.value)
+    assert "validation part off 2 reviews left after the test part" in message
+    assert "class has only 1 review" in message
+
+
+def test_fraction_not_suggested_when_no_training_left() -> None:
+    with pytest.raises(DataError) as excinfo:
+        split_examples(make_examples(1, 1), seed=0)
+
+    message = str(excinfo.value)
+    assert "use at least 15 reviews" in message
+    assert "raise --test-fraction" not in message
 
 
 def test_unlabelled_example_rejected() -> None:

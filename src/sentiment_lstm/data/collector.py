@@ -1,10 +1,12 @@
 """Collection of examples and bad rows during one read, with its log summary."""
 
 import logging
+import math
 from collections import Counter
 from pathlib import Path
 
 from sentiment_lstm.data.records import (
+    FIVE_STAR_MAX,
     LABEL_NAMES,
     BadRow,
     DataError,
@@ -20,7 +22,7 @@ logger = logging.getLogger(__name__)
 SKIP_HINT = "--skip-bad-rows to leave such rows out"
 
 # Fixes for reasons that every reader can find.
-ENCODING_FIX = f"save the file as UTF-8, or use {SKIP_HINT}"
+ENCODING_FIX = f"remove the byte or save the file as UTF-8, or use {SKIP_HINT}"
 EMPTY_FIX = f"remove the row, or use {SKIP_HINT}"
 
 # Number of bad rows quoted in the warning when rows are skipped.
@@ -44,6 +46,7 @@ class ExampleCollector:
         self.files: set[Path] = set()
         self.ignored_label_count = 0
         self.ignored_label_rows: list[str] = []
+        self.ratings = RatingRange()
 
     def add_file(self, path: Path) -> None:
         """Record a file as read, for the fingerprint."""
@@ -53,7 +56,9 @@ class ExampleCollector:
         """Store one example."""
         self.examples.append(Example(text=text, label=label, source=source, line=line))
 
-    def reject(self, source: str, line: int, reason: str, fix: str) -> None:
+    def reject(
+        self, source: str, line: int, reason: str, fix: str, *, lines: int = 1
+    ) -> None:
         """Store a bad row, or raise for it unless bad rows are skipped.
 
         Args:
@@ -61,13 +66,16 @@ class ExampleCollector:
             line: 1-based line where the row starts.
             reason: What is wrong with the row, with the value found.
             fix: What the user can do, ending with the --skip-bad-rows hint.
+            lines: Physical lines that the row spans.
 
         Raises:
             DataError: If bad rows are not skipped.
         """
         if not self.skip_bad_rows:
             raise DataError(f"{source} line {line}: {reason}; {fix}")
-        self.bad_rows.append(BadRow(source=source, line=line, reason=reason))
+        self.bad_rows.append(
+            BadRow(source=source, line=line, reason=reason, lines=lines)
+        )
 
     def reject_unscorable(
         self, source: str, line: int, text: str, reason: str, fix: str
@@ -115,17 +123,8 @@ class ExampleCollector:
             DataError: If no example was read.
         """
         if self.bad_rows:
-            first_rows = "; ".join(
-                f"{row.source} line {row.line}: {row.reason}"
-                for row in self.bad_rows[:_LOGGED_BAD_ROWS]
-            )
-            logger.warning(
-                "left out %d bad rows of %s; the first %d: %s",
-                len(self.bad_rows),
-                path,
-                min(len(self.bad_rows), _LOGGED_BAD_ROWS),
-                first_rows,
-            )
+            _log_bad_rows(self.bad_rows, path)
+        self.ratings.log(path, star_rule)
         if self.ignored_label_count:
             logger.warning(
                 "read %d rows of %s without their labels, which are unusable; "
@@ -170,3 +169,90 @@ class ExampleCollector:
             files=sorted(self.files),
             unscored=self.unscored,
         )
+
+
+class RatingRange:
+    """Lowest and highest star rating read, and the ratings off a 5-star scale."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.lowest = math.inf
+        self.highest = -math.inf
+        self.below_zero = 0
+        self.above_five_stars = 0
+
+    def add(self, value: float) -> None:
+        """Count one rating."""
+        self.count += 1
+        self.lowest = min(self.lowest, value)
+        self.highest = max(self.highest, value)
+        if value < 0:
+            self.below_zero += 1
+        if value > FIVE_STAR_MAX:
+            self.above_five_stars += 1
+
+    def log(self, path: Path, star_rule: StarRule) -> None:
+        """Log the range at INFO, and warn about ratings the cut-offs do not fit.
+
+        Ratings above 5 are warned about only while the positive cut-off is on
+        a 5-star scale, because cut-offs moved above 5 mean that the user has
+        set them for a larger scale.
+        """
+        if not self.count:
+            return
+        logger.info(
+            "star ratings in %s range from %g to %g", path, self.lowest, self.highest
+        )
+        if self.above_five_stars and star_rule.positive_min <= FIVE_STAR_MAX:
+            logger.warning(
+                "%d ratings in %s are above %d stars (the highest is %g), but the "
+                "star cut-offs (negative up to %g, positive from %g) are for a "
+                "%d-star scale, so they all count as positive; for another scale "
+                "set --negative-max-stars and --positive-min-stars",
+                self.above_five_stars,
+                path,
+                FIVE_STAR_MAX,
+                self.highest,
+                star_rule.negative_max,
+                star_rule.positive_min,
+                FIVE_STAR_MAX,
+            )
+        if self.below_zero:
+            logger.warning(
+                "%d ratings in %s are below 0 stars (the lowest is %g), which no "
+                "star scale has; they are labelled by the cut-offs like other "
+                "ratings (negative up to %g), so check the rating column",
+                self.below_zero,
+                path,
+                self.lowest,
+                star_rule.negative_max,
+            )
+
+
+def _log_bad_rows(bad_rows: list[BadRow], path: Path) -> None:
+    """Warn how many bad rows were left out, the lines they span and the first few.
+
+    A bad row after the first few that spans more than one line is named too,
+    because an unclosed quote there can hide many reviews.
+    """
+    first_rows = "; ".join(
+        _describe_bad_row(row) for row in bad_rows[:_LOGGED_BAD_ROWS]
+    )
+    longest = max(bad_rows, key=lambda row: row.lines)
+    if longest.lines > 1 and longest not in bad_rows[:_LOGGED_BAD_ROWS]:
+        first_rows += f"; the longest: {_describe_bad_row(longest)}"
+    logger.warning(
+        "left out %d bad rows of %s spanning %d lines; the first %d: %s",
+        len(bad_rows),
+        path,
+        sum(row.lines for row in bad_rows),
+        min(len(bad_rows), _LOGGED_BAD_ROWS),
+        first_rows,
+    )
+
+
+def _describe_bad_row(row: BadRow) -> str:
+    if row.lines == 1:
+        return f"{row.source} line {row.line}: {row.reason}"
+    last = row.line + row.lines - 1
+    return f"{row.source} lines {row.line} to {last}: {row.reason}"

@@ -25,22 +25,64 @@ class Columns:
     label: str | None
 
 
-def _match_named(requested: str, names: list[str]) -> str | None:
-    if requested in names:
-        return requested
-    normalised = requested.strip().lower()
-    matches = [name for name in names if name.strip().lower() == normalised]
-    return matches[0] if len(matches) == 1 else None
+def _positions(indices: list[int]) -> str:
+    """Name 0-based column indices as 1-based positions, e.g. "1 and 3"."""
+    numbers = [str(index + 1) for index in indices]
+    if len(numbers) == 1:
+        return numbers[0]
+    return ", ".join(numbers[:-1]) + " and " + numbers[-1]
 
 
-def _detect(candidates: tuple[str, ...], names: list[str]) -> str | None:
-    normalised = {}
-    for name in names:
-        normalised.setdefault(name.strip().lower(), name)
-    for candidate in candidates:
-        if candidate in normalised:
-            return normalised[candidate]
-    return None
+def _find(
+    role: str, wanted: str, names: list[str], source: str, *, named: bool
+) -> str | None:
+    """Find the column named wanted, preferring an exact match.
+
+    Without an exact match, a name that matches when case and surrounding
+    spaces are ignored is used.
+
+    Args:
+        role: "text" or "label", for messages.
+        wanted: The name looked for.
+        names: Column names in file order.
+        source: File, for messages.
+        named: Whether the user passed wanted with --text-column or
+            --label-column, for the fix in messages.
+
+    Returns:
+        The name as spelled in names, or None if no name matches.
+
+    Raises:
+        DataError: If wanted occurs more than once, or two or more names match
+            it when case is ignored, so the column is ambiguous.
+    """
+    flag = f"--{role}-column"
+    exact = [index for index, name in enumerate(names) if name == wanted]
+    if len(exact) > 1:
+        fix = "rename all but one of them"
+        if not named:
+            fix += f", or pass {flag} with a column whose name is unique"
+        raise DataError(
+            f"{source}: the {role} column {wanted!r} is ambiguous: the header has "
+            f"it {len(exact)} times, at positions {_positions(exact)}; {fix}"
+        )
+    if exact:
+        return wanted
+
+    normalised = wanted.strip().lower()
+    loose = [
+        index for index, name in enumerate(names) if name.strip().lower() == normalised
+    ]
+    if len(loose) > 1:
+        listed = " and ".join(
+            f"{names[index]!r} at position {index + 1}" for index in loose
+        )
+        raise DataError(
+            f"{source}: the {role} column {wanted!r} is ambiguous: {len(loose)} "
+            f"columns match it when case is ignored, {listed}; pass {flag} with "
+            "the exact name of one of them, or rename the others"
+        )
+    return names[loose[0]] if loose else None
 
 
 def _missing_column(
@@ -58,10 +100,30 @@ def _missing_column(
     )
 
 
+def _choose(
+    role: str,
+    requested: str | None,
+    candidates: tuple[str, ...],
+    names: list[str],
+    source: str,
+) -> str | None:
+    """Find the column the user requested, else the first candidate present."""
+    if requested is not None:
+        return _find(role, requested, names, source, named=True)
+    for candidate in candidates:
+        found = _find(role, candidate, names, source, named=False)
+        if found is not None:
+            return found
+    return None
+
+
 def choose_columns(
     names: list[str], options: ReadOptions, source: str, where: str
 ) -> Columns:
     """Choose the text and label columns among the names of a header or record.
+
+    A name matches exactly, or else when case and surrounding spaces are
+    ignored, so with the header ``Text,text`` the text column is ``text``.
 
     Args:
         names: Column names of the CSV/TSV header, or keys of the first JSONL
@@ -75,23 +137,17 @@ def choose_columns(
 
     Raises:
         DataError: If a named column is missing, no text column is found, no label
-            column is found while labels are required, or both are the same column.
+            column is found while labels are required, both are the same column,
+            or the chosen name occurs more than once or matches more than one
+            column when case is ignored.
     """
-    if options.text_column is not None:
-        text = _match_named(options.text_column, names)
-    else:
-        text = _detect(TEXT_COLUMN_NAMES, names)
+    text = _choose("text", options.text_column, TEXT_COLUMN_NAMES, names, source)
     if text is None:
         raise _missing_column("text", options.text_column, names, source, where)
 
-    if options.label_column is not None:
-        label = _match_named(options.label_column, names)
-        if label is None:
-            raise _missing_column("label", options.label_column, names, source, where)
-    else:
-        label = _detect(LABEL_COLUMN_NAMES, names)
-        if label is None and options.require_labels:
-            raise _missing_column("label", None, names, source, where)
+    label = _choose("label", options.label_column, LABEL_COLUMN_NAMES, names, source)
+    if label is None and (options.label_column is not None or options.require_labels):
+        raise _missing_column("label", options.label_column, names, source, where)
 
     if label == text:
         raise DataError(

@@ -306,9 +306,14 @@ def resolve_data(path_or_name: str, *, cache_dir: Path | None = None) -> Path:
         The path to read.
 
     Raises:
-        DataError: If the path does not exist and is not a data set name, or the
-            data set cannot be fetched.
+        DataError: If the path is empty, does not exist and is not a data set
+            name, or the data set cannot be fetched.
     """
+    if not path_or_name.strip():
+        raise DataError(
+            f"the data path is empty ({path_or_name!r}); pass an existing file or "
+            f"folder, or a data set name: {', '.join(DATASET_NAMES)}"
+        )
     path = Path(path_or_name)
     if path.exists() or is_posneg_stem(path):
         return path

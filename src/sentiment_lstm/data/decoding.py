@@ -1,4 +1,10 @@
-"""Decoding of data files: UTF-8 with or without BOM, else cp1252."""
+"""Decoding of data files: UTF-8 with or without BOM, else cp1252.
+
+``EncodingScan`` chooses the encoding of a file without a BOM. A valid UTF-8
+file is UTF-8. So is a file with fewer invalid bytes than valid multi-byte
+UTF-8 characters, because then one stray byte makes only its own row bad. Any
+other file is cp1252.
+"""
 
 import codecs
 import logging
@@ -13,8 +19,46 @@ logger = logging.getLogger(__name__)
 # With errors="surrogateescape", a byte that the codec cannot decode becomes the
 # lone surrogate U+DC00 + byte, so the reader can name the line that contains it.
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+# An escaped byte or a NUL character, the first of which invalid_byte_reason
+# reports.
+_INVALID_CHARACTER = re.compile("[\x00\udc80-\udcff]")
 
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+# Bytes at the start of a file that are checked for the NUL bytes of UTF-16.
+NUL_SAMPLE_BYTES = 4096
+
+SAVE_AS_UTF8_FIX = "save it as UTF-8 and try again"
+
+NUL_REASON = "byte 0x00 (NUL) is invalid in text"
+
+
+class EncodingError(DataError):
+    """A file that is not text in a supported encoding, such as UTF-16.
+
+    Attributes:
+        source: The file or stream.
+        reason: What is wrong with the whole file, without the file name.
+    """
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}; {SAVE_AS_UTF8_FIX}")
+        self.source = source
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """Codec and error handler for decoding a file, as ``open`` takes them.
+
+    Attributes:
+        name: "utf-8-sig", "utf-8" or "cp1252".
+        errors: "strict" when every byte of the file is valid in ``name``, else
+            "surrogateescape".
+    """
+
+    name: str
+    errors: str = "strict"
 
 
 @dataclass(frozen=True)
@@ -25,35 +69,211 @@ class DecodedText:
         text: Decoded text. Bytes invalid in ``encoding`` are lone surrogates
             U+DC80 to U+DCFF (see ``invalid_byte_reason``).
         encoding: "utf-8-sig", "utf-8" or "cp1252".
+        errors: "strict" if no byte was invalid in ``encoding``, else
+            "surrogateescape".
     """
 
     text: str
     encoding: str
+    errors: str = "strict"
 
     @property
     def may_contain_invalid_bytes(self) -> bool:
         """Whether the decoder escaped invalid bytes instead of failing."""
-        return self.encoding != "utf-8"
+        return self.errors != "strict"
+
+
+def check_nul_bytes(sample: bytes, source: str) -> None:
+    """Raise if the start of a file has the NUL bytes of UTF-16 or of binary data.
+
+    UTF-16 text of Latin letters has a NUL byte at every other position. Without
+    a BOM it is valid UTF-8, so it would be read as letters and NULs.
+
+    NOTE: UTF-16 text without a BOM in scripts beyond Latin-1, such as Chinese,
+    has few NUL bytes, so it passes this check and is then decoded as cp1252.
+
+    Args:
+        sample: The first bytes of the file, ``NUL_SAMPLE_BYTES`` or fewer.
+        source: The file or stream, for the message.
+
+    Raises:
+        EncodingError: If a quarter or more of the even or of the odd positions
+            of sample hold NUL bytes, and at least two do.
+    """
+    even = sample[0::2].count(0)
+    odd = sample[1::2].count(0)
+    positions = len(sample) // 2
+    if max(even, odd) < 2 or max(even, odd) * 4 < positions:
+        return
+    counted = f"{even + odd} of the first {len(sample)} bytes are NUL"
+    if min(even, odd) * 4 >= positions:
+        raise EncodingError(
+            source, f"{counted}, so it looks like a binary file, not text"
+        )
+    order = "little-endian" if odd > even else "big-endian"
+    raise EncodingError(
+        source,
+        f"the text looks like UTF-16 ({order}) without a byte order mark: "
+        f"{counted}, at alternating positions",
+    )
+
+
+class EncodingScan:
+    """Choice of the encoding of a file from its bytes, fed block by block.
+
+    A file that starts with a UTF-8 BOM is UTF-8. Otherwise a file that is valid
+    UTF-8 is UTF-8. A file with bytes that are invalid in UTF-8 is still UTF-8
+    if they are fewer than its valid multi-byte UTF-8 characters, and cp1252
+    otherwise. Invalid bytes are then escaped (errors="surrogateescape"), so
+    that only the rows that contain them are bad.
+
+    Attributes:
+        has_line_feed: Whether a "\\n" byte was seen.
+        has_carriage_return: Whether a "\\r" byte was seen.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.has_line_feed = False
+        self.has_carriage_return = False
+        self._started = False
+        self._utf8_bom = False
+        # A strict decoder checks the blocks until the first invalid byte, and
+        # an escaping one counts invalid bytes from that block on.
+        self._strict = codecs.getincrementaldecoder("utf-8")()
+        self._escaping: codecs.IncrementalDecoder | None = None
+        self._invalid_bytes = 0
+        self._multibyte_characters = 0
+
+    def feed(self, block: bytes) -> None:
+        """Scan the next block of the file.
+
+        Raises:
+            EncodingError: If the file starts with a UTF-16 BOM, or its first
+                block looks like UTF-16 without a BOM or like binary data.
+        """
+        if not self._started:
+            self._started = True
+            if block.startswith(_UTF16_BOMS):
+                raise EncodingError(self.source, "the text is UTF-16")
+            check_nul_bytes(block[:NUL_SAMPLE_BYTES], self.source)
+            if block.startswith(codecs.BOM_UTF8):
+                self._utf8_bom = True
+        self.has_line_feed = self.has_line_feed or b"\n" in block
+        self.has_carriage_return = self.has_carriage_return or b"\r" in block
+        if self._utf8_bom:
+            return
+        if self._escaping is not None:
+            self._count(self._escaping.decode(block))
+            return
+        pending = self._strict.getstate()[0]
+        try:
+            self._strict.decode(block)
+        except UnicodeDecodeError:
+            self._count_from_here(pending, block, final=False)
+            return
+        # In valid UTF-8 each multi-byte character has one lead byte.
+        self._multibyte_characters += _count_lead_bytes(block)
+
+    def result(self, *, log: bool = True) -> Encoding:
+        """Return the encoding chosen for the bytes fed so far.
+
+        Args:
+            log: Whether to log at INFO why a file that is not valid UTF-8 is
+                decoded as it is. Readers of many small files pass False and
+                log a count instead.
+        """
+        if self._utf8_bom:
+            return Encoding("utf-8-sig", "surrogateescape")
+        if self._escaping is not None:
+            self._count(self._escaping.decode(b"", final=True))
+        else:
+            pending = self._strict.getstate()[0]
+            try:
+                self._strict.decode(b"", final=True)
+            except UnicodeDecodeError:
+                # The file ends inside a multi-byte sequence.
+                self._count_from_here(pending, b"", final=True)
+        invalid = self._invalid_bytes
+        multibyte = self._multibyte_characters
+        if invalid == 0:
+            logger.debug("%s is valid UTF-8", self.source)
+            return Encoding("utf-8")
+        if invalid < multibyte:
+            if log:
+                logger.info(
+                    "%s is not valid UTF-8 (invalid bytes: %d, valid multi-byte "
+                    "UTF-8 characters: %d), but its valid characters outnumber "
+                    "its invalid bytes, so it is decoded as UTF-8 and only the "
+                    "rows with invalid bytes are reported",
+                    self.source,
+                    invalid,
+                    multibyte,
+                )
+            return Encoding("utf-8", "surrogateescape")
+        if log:
+            logger.info(
+                "%s is not valid UTF-8 (invalid bytes: %d, valid multi-byte "
+                "UTF-8 characters: %d), so it is decoded as cp1252",
+                self.source,
+                invalid,
+                multibyte,
+            )
+        return Encoding("cp1252", "surrogateescape")
+
+    def _count_from_here(self, pending: bytes, block: bytes, *, final: bool) -> None:
+        """Switch to the escaping decoder at the block with the first invalid byte.
+
+        Args:
+            pending: Bytes of an unfinished character that the strict decoder
+                held back from the block before. Its lead byte was counted
+                there, so that count is taken back.
+            block: The block with the invalid byte.
+            final: Whether block is the end of the file.
+        """
+        self._multibyte_characters -= _count_lead_bytes(pending)
+        self._escaping = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+        self._count(self._escaping.decode(pending + block, final=final))
+
+    def _count(self, text: str) -> None:
+        if text.isascii():
+            return
+        invalid = len(_ESCAPED_BYTE.findall(text))
+        non_ascii = len(text) - len(text.encode("ascii", "ignore"))
+        self._invalid_bytes += invalid
+        self._multibyte_characters += non_ascii - invalid
+
+
+# Bytes that start a multi-byte UTF-8 sequence (0xC0 and up; 0xC0, 0xC1 and
+# 0xF5 and up never occur in valid UTF-8).
+_LEAD_BYTES = bytes(range(0xC0, 0x100))
+
+
+def _count_lead_bytes(data: bytes) -> int:
+    return len(data) - len(data.translate(None, _LEAD_BYTES))
 
 
 def decode_file(path: Path, *, log_fallback: bool = True) -> DecodedText:
     """Read a file and decode it as a whole.
 
-    A file that starts with a UTF-8 BOM is UTF-8 and the BOM is removed. Otherwise
-    a file that is valid UTF-8 throughout is UTF-8, and any other file is cp1252.
-    Bytes that are invalid in the chosen encoding (in cp1252: 0x81, 0x8D, 0x8F,
-    0x90 and 0x9D) are kept as escapes, so that only their rows are bad.
+    A file that starts with a UTF-8 BOM is UTF-8 and the BOM is removed. Any
+    other file is decoded as ``EncodingScan`` chooses: UTF-8 if valid or mostly
+    valid, else cp1252. Bytes that are invalid in the chosen encoding (in
+    cp1252: 0x81, 0x8D, 0x8F, 0x90 and 0x9D) are kept as escapes, so that only
+    their rows are bad.
 
     Args:
         path: File to read.
-        log_fallback: Whether to log at INFO that a file is decoded as cp1252.
-            Readers of many small files pass False and log a count instead.
+        log_fallback: Whether to log at INFO why a file that is not valid UTF-8
+            is decoded as it is. Readers of many small files pass False and log
+            a count instead.
 
     Returns:
         The decoded text and its encoding.
 
     Raises:
-        DataError: If the file is UTF-16 or cannot be read.
+        EncodingError: If the file is UTF-16, with or without a BOM, or binary.
+        DataError: If the file cannot be read.
     """
     try:
         data = path.read_bytes()
@@ -68,36 +288,49 @@ def decode_bytes(data: bytes, source: str, *, log_fallback: bool = True) -> Deco
     Args:
         data: The bytes.
         source: Name of the file or stream, for messages.
-        log_fallback: Whether to log at INFO that the bytes are decoded as cp1252.
+        log_fallback: Whether to log at INFO why bytes that are not valid UTF-8
+            are decoded as they are.
 
     Raises:
-        DataError: If the bytes start with a UTF-16 BOM.
+        EncodingError: If the bytes are UTF-16, with or without a BOM, or binary.
     """
     if data.startswith(_UTF16_BOMS):
-        raise DataError(f"{source}: the text is UTF-16; save it as UTF-8 and try again")
+        raise EncodingError(source, "the text is UTF-16")
+    check_nul_bytes(data[:NUL_SAMPLE_BYTES], source)
     if data.startswith(codecs.BOM_UTF8):
         body = data[len(codecs.BOM_UTF8) :]
-        return DecodedText(body.decode("utf-8", "surrogateescape"), "utf-8-sig")
+        return DecodedText(
+            body.decode("utf-8", "surrogateescape"), "utf-8-sig", "surrogateescape"
+        )
     try:
         return DecodedText(data.decode("utf-8"), "utf-8")
     except UnicodeDecodeError:
-        if log_fallback:
-            logger.info("%s is not valid UTF-8, so it is decoded as cp1252", source)
-    return DecodedText(data.decode("cp1252", "surrogateescape"), "cp1252")
+        pass
+    scan = EncodingScan(source)
+    scan.feed(data)
+    encoding = scan.result(log=log_fallback)
+    return DecodedText(
+        data.decode(encoding.name, encoding.errors), encoding.name, encoding.errors
+    )
 
 
 def invalid_byte_reason(text: str, decoded: DecodedText) -> str | None:
     """Describe the first invalid byte in text, a part of decoded.
+
+    A NUL byte is invalid in every encoding, because text files do not contain
+    it.
 
     Returns:
         A reason such as "byte 0x81 is invalid in cp1252", or None if text has no
         invalid byte.
     """
     if not decoded.may_contain_invalid_bytes:
-        return None
-    match = _ESCAPED_BYTE.search(text)
+        return NUL_REASON if "\x00" in text else None
+    match = _INVALID_CHARACTER.search(text)
     if match is None:
         return None
+    if match.group() == "\x00":
+        return NUL_REASON
     byte = ord(match.group()) - 0xDC00
     encoding = "cp1252" if decoded.encoding == "cp1252" else "UTF-8"
     return f"byte 0x{byte:02x} is invalid in {encoding}"
@@ -114,3 +347,41 @@ def split_lines(text: str) -> list[str]:
     if lines[-1] == "":
         lines.pop()
     return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def split_line_file(text: str, source: str) -> list[str]:
+    """Split the text of a file with one review per line into its lines.
+
+    Lines end at "\\n", with the "\\r" of CRLF removed (see ``split_lines``). A
+    file without any "\\n" but with "\\r" has old Mac OS line ends, and its lines
+    end at "\\r" instead. U+0085, U+2028 and other line separators stay inside
+    the reviews either way.
+    """
+    if "\n" in text or "\r" not in text:
+        return split_lines(text)
+    logger.info(
+        "%s has no \\n line ends but has \\r, so its lines are split at \\r "
+        "(old Mac OS line ends)",
+        source,
+    )
+    lines = text.split("\r")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def without_final_blank_lines(lines: list[str], source: str) -> list[str]:
+    """Return lines without the empty or whitespace-only lines at the end.
+
+    Blank lines after the last record are formatting, such as the extra
+    newline that many editors add, and hold no record. The count removed is
+    logged at DEBUG.
+    """
+    end = len(lines)
+    while end > 0 and not lines[end - 1].strip():
+        end -= 1
+    if end < len(lines):
+        logger.debug(
+            "ignored %d blank lines at the end of %s", len(lines) - end, source
+        )
+    return lines[:end]

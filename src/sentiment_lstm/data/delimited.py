@@ -2,6 +2,7 @@
 
 import csv
 import io
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ from sentiment_lstm.data.columns import Columns, choose_columns
 from sentiment_lstm.data.decoding import decode_file
 from sentiment_lstm.data.fields import MISSING, add_record
 from sentiment_lstm.data.records import DataError, ReadOptions
+
+logger = logging.getLogger(__name__)
 
 
 def read_delimited(
@@ -43,8 +46,8 @@ def read_delimited(
     text_index = header.index(columns.text)
     label_index = None if columns.label is None else header.index(columns.label)
 
-    def reject(line: int, reason: str, fix: str) -> None:
-        collector.reject(source, line, reason, fix)
+    def reject(line: int, reason: str, fix: str, *, lines: int = 1) -> None:
+        collector.reject(source, line, reason, fix, lines=lines)
 
     for line, row in parsed_rows(reader, len(header), delimiter, source, reject):
         add_record(
@@ -108,7 +111,7 @@ def parsed_rows(
     width: int,
     delimiter: str,
     source: str,
-    reject: Callable[[int, str, str], None],
+    reject: Callable[..., None],
     *,
     keep_empty: bool = False,
 ) -> Iterator[tuple[int, list[str]]]:
@@ -116,21 +119,37 @@ def parsed_rows(
 
     The line is the physical line where the record starts. A record that does
     not parse or has another number of fields than ``width`` goes to
-    ``reject(line, reason, fix)`` instead, which raises or counts it. So does
-    an empty line, unless ``keep_empty`` is set: it is then yielded as an
-    empty row.
+    ``reject(line, reason, fix, lines=lines)`` instead, which raises or counts
+    it; ``lines`` is the number of physical lines the record spans. With
+    ``keep_empty`` an empty line is yielded as an empty row. Otherwise an empty
+    line between records goes to ``reject``, and empty lines after the last
+    record are ignored, because they hold no record.
 
     Raises:
         DataError: If the csv module fails before reaching a new record.
     """
     separator = "tabs" if delimiter == "\t" else "commas"
+    # Empty lines wait here until a later record shows that they are not at the
+    # end of the file.
+    empty_lines: list[int] = []
+
+    def reject_empty_lines() -> None:
+        for empty_line in empty_lines:
+            reject(empty_line, "empty line", EMPTY_FIX)
+        empty_lines.clear()
+
     while True:
         start = reader.line_num + 1
         try:
             row = next(reader)
         except StopIteration:
+            if empty_lines:
+                logger.debug(
+                    "ignored %d empty lines at the end of %s", len(empty_lines), source
+                )
             return
         except csv.Error as err:
+            reject_empty_lines()
             if reader.line_num < start:
                 raise DataError(f"{source} line {start}: {err}") from err
             # The record may have run on over several lines before failing.
@@ -145,14 +164,16 @@ def parsed_rows(
                 "check for an unclosed quote or text after a closing quote; a "
                 "field with quotes in it must be in double quotes with the "
                 f'quotes inside doubled ("" for "), or use {SKIP_HINT}',
+                lines=reader.line_num - start + 1,
             )
             continue
         if not row and keep_empty:
             yield start, row
             continue
         if not row:
-            reject(start, "empty line", EMPTY_FIX)
+            empty_lines.append(start)
             continue
+        reject_empty_lines()
         if len(row) != width:
             reject(
                 start,
@@ -160,6 +181,7 @@ def parsed_rows(
                 f"put fields that contain {separator}, quotes or line breaks in "
                 f'double quotes and double the quotes inside ("" for "), '
                 f"or use {SKIP_HINT}",
+                lines=reader.line_num - start + 1,
             )
             continue
         yield start, row

@@ -117,7 +117,9 @@ def add_record(
         return
     try:
         if options.stars:
-            parsed = parse_rating(label, options.star_rule).label
+            rating = parse_rating(label, options.star_rule)
+            collector.ratings.add(rating.value)
+            parsed = rating.label
         else:
             parsed = parse_label(label)
     except LabelError as err:
@@ -150,6 +152,7 @@ def _optional_label(
     except LabelError as err:
         collector.ignore_label(source, line, err.reason)
         return None
+    collector.ratings.add(rating.value)
     if rating.label is None:
         collector.ignore_label(
             source, line, f"rating {rating.value:g} is between the star cut-offs"

@@ -8,7 +8,11 @@ import logging
 from pathlib import Path
 
 from sentiment_lstm.data.collector import ENCODING_FIX, SKIP_HINT, ExampleCollector
-from sentiment_lstm.data.decoding import decode_file, invalid_byte_reason
+from sentiment_lstm.data.decoding import (
+    EncodingError,
+    decode_file,
+    invalid_byte_reason,
+)
 from sentiment_lstm.data.records import DataError
 
 logger = logging.getLogger(__name__)
@@ -46,11 +50,24 @@ def _log_ignored(
     logger.log(level, "ignored in %s, which only uses %s: %s", folder, used, listed)
 
 
-def _read_review_file(path: Path, label: int, collector: ExampleCollector) -> str:
-    """Add the review in path to collector and return the encoding of the file."""
+def _read_review_file(
+    path: Path, label: int, collector: ExampleCollector
+) -> str | None:
+    """Add the review in path to collector and return the encoding of the file.
+
+    A file that is not text, such as UTF-16, is a bad row and returns None.
+    """
     collector.add_file(path)
-    decoded = decode_file(path, log_fallback=False)
     source = str(path)
+    try:
+        decoded = decode_file(path, log_fallback=False)
+    except EncodingError as err:
+        # One file of many in another encoding is a bad row like an invalid
+        # byte, so that --skip-bad-rows can leave it out.
+        collector.reject_unscorable(
+            source, 1, "", err.reason, f"save the file as UTF-8, or use {SKIP_HINT}"
+        )
+        return None
     reason = invalid_byte_reason(decoded.text, decoded)
     if reason is not None:
         collector.reject_unscorable(
@@ -77,7 +94,8 @@ def read_review_folders(path: Path, collector: ExampleCollector) -> None:
     Files are read in name order, neg/ before pos/ and train/ before test/.
     Other folders and files, such as unsup/ in aclImdb, are ignored with an INFO
     log line, or a WARNING for those inside pos/ and neg/. Each file is one
-    review, with line number 1.
+    review, with line number 1. A file that is UTF-16 or binary is a bad row,
+    so that bad rows can be skipped.
 
     Args:
         path: A review folder, or a folder with train/ and test/ review folders.

@@ -10,7 +10,12 @@ from sentiment_lstm.data.collector import (
     ExampleCollector,
 )
 from sentiment_lstm.data.columns import Columns, choose_columns
-from sentiment_lstm.data.decoding import decode_file, invalid_byte_reason, split_lines
+from sentiment_lstm.data.decoding import (
+    decode_file,
+    invalid_byte_reason,
+    split_lines,
+    without_final_blank_lines,
+)
 from sentiment_lstm.data.fields import MISSING, add_record, json_type_name
 from sentiment_lstm.data.records import ReadOptions
 
@@ -20,7 +25,8 @@ def read_jsonl(path: Path, options: ReadOptions, collector: ExampleCollector) ->
 
     The text and label fields are chosen from the keys of the first valid record.
     A line that is empty, invalid JSON or not an object is a bad row, and so is a
-    later record that lacks the text field.
+    later record that lacks the text field. Blank lines after the last record
+    are ignored.
 
     Args:
         path: File to read.
@@ -36,7 +42,8 @@ def read_jsonl(path: Path, options: ReadOptions, collector: ExampleCollector) ->
     source = str(path)
     columns: Columns | None = None
 
-    for number, line in enumerate(split_lines(decoded.text), start=1):
+    lines = split_lines(decoded.text)
+    for number, line in enumerate(without_final_blank_lines(lines, source), start=1):
         if not line.strip():
             collector.reject(source, number, "empty line", EMPTY_FIX)
             continue

@@ -3,8 +3,57 @@
 from pathlib import Path
 
 from sentiment_lstm.data.collector import EMPTY_FIX, ENCODING_FIX, ExampleCollector
-from sentiment_lstm.data.decoding import decode_file, invalid_byte_reason, split_lines
+from sentiment_lstm.data.decoding import (
+    decode_file,
+    invalid_byte_reason,
+    split_line_file,
+    without_final_blank_lines,
+)
 from sentiment_lstm.data.records import DataError
+
+POSNEG_SUFFIXES = (".neg", ".pos")
+
+
+def _with_suffix_case_of(suffix: str, model: str) -> str:
+    """Spell suffix, ".neg" or ".pos", in the letter case of model, e.g. ".NEG"."""
+    if model.isupper():
+        return suffix.upper()
+    if model[1:2].isupper():
+        return suffix[:2].upper() + suffix[2:]
+    return suffix
+
+
+def _find_partner(folder: Path, stem: str, suffix: str, given: str) -> Path | None:
+    """Find the regular file stem + suffix in folder, ignoring the suffix's case.
+
+    Of several matches (such as x.neg and x.NEG), the one spelled in the case of
+    the suffix given by the user wins. None if there is no unique match.
+    """
+    preferred = folder / (stem + _with_suffix_case_of(suffix, given))
+    if preferred.is_file():
+        return preferred
+    try:
+        matches = [
+            item
+            for item in folder.iterdir()
+            if item.name[: len(stem)] == stem
+            and item.name[len(stem) :].lower() == suffix
+            and item.is_file()
+        ]
+    except OSError:
+        return None
+    return matches[0] if len(matches) == 1 else None
+
+
+def posneg_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Return the regular *.neg and *.pos files in folder, sorted; case is ignored."""
+    negatives: list[Path] = []
+    positives: list[Path] = []
+    for item in sorted(folder.iterdir()):
+        suffix = item.suffix.lower()
+        if suffix in POSNEG_SUFFIXES and item.is_file():
+            (negatives if suffix == ".neg" else positives).append(item)
+    return negatives, positives
 
 
 def is_posneg_stem(path: Path) -> bool:
@@ -12,17 +61,21 @@ def is_posneg_stem(path: Path) -> bool:
     if not path.name:
         return False
     return any(
-        path.with_name(path.name + suffix).is_file() for suffix in (".pos", ".neg")
+        _find_partner(path.parent, path.name, suffix, suffix) is not None
+        for suffix in POSNEG_SUFFIXES
     )
 
 
 def find_posneg_pair(path: Path) -> tuple[Path, Path]:
     """Find the negative and positive file of a pos/neg pair.
 
+    The suffixes .pos and .neg match in any letter case, as in format
+    detection, and the files are returned as they are named in the folder.
+
     Args:
         path: Either file of the pair (``x.pos`` or ``x.neg``), their common stem
             (``x``), or a folder that contains exactly one ``*.pos`` and one
-            ``*.neg`` file.
+            ``*.neg`` regular file.
 
     Returns:
         The ``.neg`` file and the ``.pos`` file.
@@ -31,8 +84,7 @@ def find_posneg_pair(path: Path) -> tuple[Path, Path]:
         DataError: If the pair is incomplete or the folder is ambiguous.
     """
     if path.is_dir():
-        negatives = sorted(item for item in path.glob("*.neg") if item.is_file())
-        positives = sorted(item for item in path.glob("*.pos") if item.is_file())
+        negatives, positives = posneg_files(path)
         if len(negatives) != 1 or len(positives) != 1:
             found = [item.name for item in negatives + positives] or ["none"]
             raise DataError(
@@ -41,17 +93,23 @@ def find_posneg_pair(path: Path) -> tuple[Path, Path]:
             )
         return negatives[0], positives[0]
 
-    if path.suffix.lower() in (".pos", ".neg"):
-        negative = path.with_suffix(".neg")
-        positive = path.with_suffix(".pos")
+    if path.suffix.lower() in POSNEG_SUFFIXES:
+        stem, given = path.stem, path.suffix
     else:
-        negative = path.with_name(path.name + ".neg")
-        positive = path.with_name(path.name + ".pos")
-    missing = [str(item) for item in (negative, positive) if not item.is_file()]
-    if missing:
+        stem, given = path.name, ".pos"
+    negative = _find_partner(path.parent, stem, ".neg", given)
+    positive = _find_partner(path.parent, stem, ".pos", given)
+    if negative is None or positive is None:
+        negative_name = stem + _with_suffix_case_of(".neg", given)
+        positive_name = stem + _with_suffix_case_of(".pos", given)
+        missing = [
+            str(path.parent / name)
+            for name, found in ((negative_name, negative), (positive_name, positive))
+            if found is None
+        ]
         verb = "was" if len(missing) == 1 else "were"
         raise DataError(
-            f"{path}: pos/neg data needs both {positive.name} and {negative.name} "
+            f"{path}: pos/neg data needs both {positive_name} and {negative_name} "
             f"side by side, but {' and '.join(missing)} {verb} not found"
         )
     return negative, positive
@@ -60,8 +118,11 @@ def find_posneg_pair(path: Path) -> tuple[Path, Path]:
 def read_line_file(path: Path, label: int | None, collector: ExampleCollector) -> None:
     """Read a file with one review per line into collector.
 
-    Lines are split on "\\n" only (see ``split_lines``). An empty or
-    whitespace-only line and a line with an invalid byte are bad rows.
+    Lines are split on "\\n" only, or on "\\r" in a file without any "\\n"
+    (see ``split_line_file``). An empty or whitespace-only line and a line with
+    an invalid byte are bad rows. Blank lines at the end of the file are
+    ignored, except in prediction input that keeps unscored rows, where every
+    line keeps its place as file scoring does.
 
     Args:
         path: File to read.
@@ -75,7 +136,10 @@ def read_line_file(path: Path, label: int | None, collector: ExampleCollector) -
     collector.add_file(path)
     decoded = decode_file(path)
     source = str(path)
-    for number, line in enumerate(split_lines(decoded.text), start=1):
+    lines = split_line_file(decoded.text, source)
+    if not collector.keep_unscored:
+        lines = without_final_blank_lines(lines, source)
+    for number, line in enumerate(lines, start=1):
         reason = invalid_byte_reason(line, decoded)
         if reason is not None:
             collector.reject_unscorable(

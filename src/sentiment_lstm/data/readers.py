@@ -8,7 +8,12 @@ from sentiment_lstm.data.collector import ExampleCollector
 from sentiment_lstm.data.delimited import read_delimited
 from sentiment_lstm.data.folders import find_review_folders, read_review_folders
 from sentiment_lstm.data.jsonl import read_jsonl
-from sentiment_lstm.data.line_files import is_posneg_stem, read_line_file, read_posneg
+from sentiment_lstm.data.line_files import (
+    is_posneg_stem,
+    posneg_files,
+    read_line_file,
+    read_posneg,
+)
 from sentiment_lstm.data.records import DataError, ReadOptions, ReadResult
 
 logger = logging.getLogger(__name__)
@@ -34,6 +39,23 @@ _FORMAT_DESCRIPTIONS = {
 }
 
 
+def data_path(path: str | Path) -> Path:
+    """Return path as a Path, rejecting an empty string.
+
+    ``Path("")`` is the current folder, which is not what an empty --data
+    means.
+
+    Raises:
+        DataError: If path is empty or only whitespace.
+    """
+    if isinstance(path, str) and not path.strip():
+        raise DataError(
+            f"the data path is empty ({path!r}); pass a file or folder, or a data "
+            "set name"
+        )
+    return Path(path)
+
+
 def detect_format(path: Path, format_option: str = "--data-format") -> str:
     """Detect the data format of path from its extension or folder layout.
 
@@ -51,7 +73,8 @@ def detect_format(path: Path, format_option: str = "--data-format") -> str:
     if path.is_dir():
         if find_review_folders(path):
             return "folder"
-        if any(path.glob("*.pos")) or any(path.glob("*.neg")):
+        negatives, positives = posneg_files(path)
+        if negatives or positives:
             return "posneg"
         raise DataError(
             f"{path}: cannot detect the data format of this folder; expected pos/ "
@@ -149,7 +172,7 @@ def read_examples(path: str | Path, options: ReadOptions = ReadOptions()) -> Rea
             the first bad row unless ``options.skip_bad_rows`` is set. The message
             names the file, the line and the fix.
     """
-    path = Path(path)
+    path = data_path(path)
     data_format = options.format or detect_format(path)
     _check_options(path, data_format, options)
     logger.info("reading %s as %s", path, data_format)

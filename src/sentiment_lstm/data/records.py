@@ -39,6 +39,10 @@ class Example:
     line: int
 
 
+# Highest rating of the 5-star scale that the default star cut-offs are for.
+FIVE_STAR_MAX = 5
+
+
 @dataclass(frozen=True)
 class StarRule:
     """Cut-offs that turn star ratings into labels.
@@ -125,11 +129,21 @@ class ReadOptions:
 
 @dataclass(frozen=True)
 class BadRow:
-    """A record left out of a read, with the reason."""
+    """A record left out of a read, with the reason.
+
+    Attributes:
+        source: Path of the file the record came from.
+        line: 1-based line where the record starts in that file.
+        reason: What is wrong with the record.
+        lines: Physical lines that the record spans. A CSV record with an
+            unclosed quote runs on to the end of the file or to the next quote,
+            so all the rows on those lines are lost with it.
+    """
 
     source: str
     line: int
     reason: str
+    lines: int = 1
 
 
 @dataclass(frozen=True)
@@ -162,6 +176,7 @@ class ReadResult:
         examples: Examples in reading order, which is the same for every read
             of the same files.
         bad_rows: Rows left out as invalid. Filled only with ``skip_bad_rows``.
+            ``bad_lines`` gives the physical lines they span.
         left_out_by_stars: Number of rows whose rating fell between the star
             cut-offs.
         files: Every file read, sorted, for fingerprinting.
@@ -174,3 +189,12 @@ class ReadResult:
     left_out_by_stars: int = 0
     files: list[Path] = field(default_factory=list)
     unscored: list[UnscoredRow] = field(default_factory=list)
+
+    @property
+    def bad_lines(self) -> int:
+        """Physical lines spanned by the bad rows left out.
+
+        It exceeds ``len(bad_rows)`` when a record with an unclosed quote
+        swallowed the lines after it.
+        """
+        return sum(row.lines for row in self.bad_rows)

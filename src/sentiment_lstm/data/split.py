@@ -1,6 +1,7 @@
 """Seeded, stratified split into train, validation and test examples."""
 
 import logging
+import math
 from collections import Counter
 
 import numpy as np
@@ -23,6 +24,140 @@ def _describe_counts(examples: list[Example]) -> str:
     )
 
 
+def _smallest_total(fraction: float, classes: int) -> int:
+    """Return the fewest reviews whose fraction rounds to one per class or more."""
+    total = max(1, math.floor((classes - 0.5) / fraction))
+    while round(total * fraction) < classes:
+        total += 1
+    return total
+
+
+def _smallest_fraction(total: int, classes: int) -> float:
+    """Return the smallest fraction, in hundredths, of total that rounds to
+    one review per class or more."""
+    hundredths = math.ceil((classes - 0.5) / total * 100)
+    while round(total * hundredths / 100) < classes:
+        hundredths += 1
+    return hundredths / 100
+
+
+def _part_size(total: int, fraction: float) -> int:
+    """Return the size of a held-out part: at least 1 for a fraction above 0."""
+    return max(1, round(total * fraction)) if fraction > 0 else 0
+
+
+def _check_part_sizes(
+    examples: list[Example], validation_fraction: float, test_fraction: float
+) -> None:
+    """Raise unless each held-out part can get one review of each class.
+
+    The message names the reviews, the fractions and the fixes that the train
+    command accepts. A validation fraction of 0 is not among them, because
+    train needs validation reviews to pick the best epoch.
+
+    Raises:
+        DataError: If a part with a fraction above 0 is smaller than the number
+            of classes.
+    """
+    total = len(examples)
+    classes = len({example.label for example in examples})
+    fractions = {"test": test_fraction, "validation": validation_fraction}
+    small = [
+        part
+        for part, fraction in fractions.items()
+        if fraction > 0 and _part_size(total, fraction) < classes
+    ]
+    if not small:
+        return
+
+    sizes = " and ".join(
+        f"--{part}-fraction {fractions[part]:g} gives "
+        f"{_part_size(total, fractions[part])}"
+        for part in small
+    )
+    needed = max(_smallest_total(fractions[part], classes) for part in small)
+    fixes = [f"use at least {needed} reviews"]
+    larger = _smallest_fraction(total, classes)
+    raised = {**fractions, **{part: larger for part in small}}
+    training = total - sum(_part_size(total, value) for value in raised.values())
+    if sum(raised.values()) < 1 and training >= classes:
+        flags = " and ".join(f"--{part}-fraction" for part in small)
+        fixes.append(f"raise {flags} to {larger:g}")
+    files = " and ".join(f"--{part}-data" for part in small)
+    if len(small) == 1:
+        fixes.append(f"pass a separate {files} file")
+        parts = f"a stratified {small[0]} part"
+        needs = "the part needs"
+    else:
+        fixes.append(f"pass separate {files} files")
+        parts = f"stratified {' and '.join(small)} parts"
+        needs = "each part needs"
+    if small == ["test"]:
+        fixes.append("set --test-fraction 0 to test on nothing")
+    raise DataError(
+        f"cannot split {parts} off {total} reviews ({_describe_counts(examples)}): "
+        f"{sizes}, but {needs} at least {classes}, one of each class; "
+        f"{_join_fixes(fixes)}"
+    )
+
+
+def _check_part(
+    examples: list[Example], count: int, part: str, *, total: int, fraction: float
+) -> None:
+    """Raise unless a stratified part of count examples can be split off.
+
+    scikit-learn needs at least two examples of each class, and one of each
+    class left for training. ``_check_part_sizes`` has already made sure that
+    the part can hold one of each class.
+
+    Args:
+        examples: The examples to split the part off.
+        count: Size of the part.
+        part: "test" or "validation".
+        total: Number of examples before any part was split off.
+        fraction: The part's fraction of total.
+
+    Raises:
+        DataError: If a class or the rest is too small.
+    """
+    counts = Counter(example.label for example in examples)
+    classes = len(counts)
+    flag = f"--{part}-fraction"
+    separate = [f"pass a separate --{part}-data file"]
+    if part == "test":
+        separate.append("set --test-fraction 0 to test on nothing")
+    reviews = f"{len(examples)} reviews"
+    if len(examples) < total:
+        reviews += " left after the test part"
+    cannot = (
+        f"cannot split a stratified {part} part off {reviews} "
+        f"({_describe_counts(examples)})"
+    )
+
+    label, smallest = min(counts.items(), key=lambda item: item[1])
+    if smallest < 2:
+        name = LABEL_NAMES[label]
+        raise DataError(
+            f"{cannot}: the {name} class has only {smallest} review, but a "
+            "stratified split needs at least 2 of each class, one for the "
+            f"{part} part and one for training; "
+            f"{_join_fixes([f'add {name} reviews', *separate])}"
+        )
+    if len(examples) - count < classes:
+        raise DataError(
+            f"{cannot}: {flag} {fraction:g} gives {count}, which leaves "
+            f"{len(examples) - count} for training, fewer than one of each class; "
+            f"{_join_fixes([f'lower {flag}', 'use more reviews', *separate])}"
+        )
+
+
+def _join_fixes(fixes: list[str]) -> str:
+    """Join fixes as alternatives: "a, b, or c"."""
+    if len(fixes) == 1:
+        return fixes[0]
+    return ", ".join(fixes[:-1]) + ", or " + fixes[-1]
+
+
 def _split_off(
     examples: list[Example], count: int, seed: int, part: str
 ) -> tuple[list[Example], list[Example]]:
@@ -38,10 +173,10 @@ def _split_off(
             indices, test_size=count, random_state=seed, shuffle=True, stratify=labels
         )
     except ValueError as err:
+        # _check_part rejects every case known to fail; this is for the rest.
         raise DataError(
-            f"cannot split a stratified {part} part of {count} examples off "
-            f"{len(examples)} examples ({_describe_counts(examples)}): {err}; "
-            f"add examples of the smaller class, or set the {part} fraction to 0"
+            f"cannot split a stratified {part} part of {count} reviews off "
+            f"{len(examples)} reviews ({_describe_counts(examples)}): {err}"
         ) from err
     remaining = [examples[i] for i in remaining_indices]
     return remaining, [examples[i] for i in split_indices]
@@ -98,14 +233,21 @@ def split_examples(
     train = list(examples)
     test: list[Example] = []
     validation: list[Example] = []
-    test_count = round(total * test_fraction)
+    _check_part_sizes(examples, validation_fraction, test_fraction)
     if test_fraction > 0:
-        train, test = _split_off(train, max(1, test_count), seed, "test")
-    validation_count = round(total * validation_fraction)
+        test_count = _part_size(total, test_fraction)
+        _check_part(train, test_count, "test", total=total, fraction=test_fraction)
+        train, test = _split_off(train, test_count, seed, "test")
     if validation_fraction > 0:
-        train, validation = _split_off(
-            train, max(1, validation_count), seed, "validation"
+        validation_count = _part_size(total, validation_fraction)
+        _check_part(
+            train,
+            validation_count,
+            "validation",
+            total=total,
+            fraction=validation_fraction,
         )
+        train, validation = _split_off(train, validation_count, seed, "validation")
 
     logger.info(
         "split %d examples with seed %d: train %d (%s), validation %d, test %d",
