@@ -780,3 +780,38 @@ def test_version_matches_installed_metadata(capsys):
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.strip() == f"sentiment-lstm {__version__}"
     assert metadata.version("sentiment-lstm") == __version__
+
+
+@pytest.mark.parametrize("flag", ["--text-column", "--label-column"])
+@pytest.mark.parametrize("value", ["", " "])
+def test_train_rejects_empty_column(trained, tmp_path, capsys, flag, value):
+    root, _ = trained
+    data = tmp_path / "reviews.csv"
+    data.write_text("text,label\ngreat fun,positive\ndull,negative\n")
+
+    status = main(
+        ["train", "--data", str(data), "--output-dir", str(tmp_path / "m")]
+        + [flag, value]
+    )
+    error = capsys.readouterr().err
+
+    assert status == 2
+    assert f"{flag} {value!r} is empty" in error
+    assert "Traceback" not in error
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+@pytest.mark.parametrize("flag", ["--negative-max-stars", "--positive-min-stars"])
+def test_star_cutoff_needs_stars(trained, tmp_path, capsys, command, flag):
+    root, model_dir = trained
+    model = ["--model", str(model_dir)] if command == "evaluate" else []
+    output = ["--output-dir", str(tmp_path / "m")] if command == "train" else []
+
+    status = main(
+        [command, "--data", str(root / "tiny.pos"), *model, *output, flag, "3"]
+    )
+
+    assert status == 2
+    assert f"{flag} 3 applies only with --stars" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
