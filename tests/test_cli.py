@@ -1,5 +1,6 @@
 """The command line end to end, on a tiny corpus written by the tests."""
 
+import contextlib
 import csv
 import io
 import json
@@ -179,7 +180,8 @@ def test_required_accuracy_not_reached(tmp_path, tiny_posneg, capsys):
 
     assert status == 1
     assert "no model was saved" in capsys.readouterr().err
-    assert not (tmp_path / "m" / "model.safetensors").exists()
+    # the run created the folder and left it empty, so it is removed again
+    assert not (tmp_path / "m").exists()
 
 
 def test_missing_data_file(tmp_path, capsys):
@@ -815,3 +817,120 @@ def test_star_cutoff_needs_stars(trained, tmp_path, capsys, command, flag):
     assert status == 2
     assert f"{flag} 3 applies only with --stars" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_train_output_dir_below_a_file(tmp_path, tiny_posneg, capsys):
+    occupied = tmp_path / "afile"
+    occupied.write_text("x\n")
+
+    status = main(
+        ["train", "--data", str(tiny_posneg), "--output-dir", str(occupied / "sub")]
+    )
+    error = capsys.readouterr().err
+
+    assert status == 2
+    assert f"{occupied} is a file, not a folder" in error
+    assert occupied.read_text() == "x\n"
+
+
+def test_train_output_dir_name_too_long(tmp_path, tiny_posneg, capsys):
+    output = tmp_path / "parent" / ("n" * 300)
+
+    status = main(["train", "--data", str(tiny_posneg), "--output-dir", str(output)])
+    error = capsys.readouterr().err
+
+    assert status == 2
+    assert f"cannot write to --output-dir {output}: File name too long" in error
+    assert "use a shorter folder name" in error
+    # the parent folder was created for this run, so it is removed again
+    assert not (tmp_path / "parent").exists()
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(path, options):
+    """Mount a tmpfs at path for the test; skip where mounting is not allowed."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root and the mount command")
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+@contextlib.contextmanager
+def read_only_folder(path):
+    """Make path a folder this process cannot write to."""
+    if os.geteuid() == 0:
+        # root writes through file permissions, but not to a read-only mount
+        with mounted_tmpfs(path, "ro,size=1m"):
+            yield path
+        return
+    path.mkdir()
+    path.chmod(0o555)
+    try:
+        yield path
+    finally:
+        path.chmod(0o755)
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_train_read_only_output_dir(trained, tmp_path, capsys, caplog, inside):
+    root, _ = trained
+    caplog.set_level("INFO")
+    with read_only_folder(tmp_path / "ro") as folder:
+        output = folder / "model" if inside else folder
+        status = train_tiny(root, output)
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert f"cannot write to --output-dir {output}: " in error
+    assert "choose a folder" in error
+    # the check runs before the data is read, so no epoch is wasted
+    assert "epoch_nr" not in caplog.text
+    assert "reading" not in caplog.text
+
+
+def test_train_full_disk_while_saving(trained, tmp_path, capsys):
+    root, _ = trained
+    # 16 KiB takes the write check but not the model's files
+    with mounted_tmpfs(tmp_path / "full", "size=16k") as folder:
+        status = train_tiny(root, folder / "model", "--num_epoch", "1")
+        left = sorted(path.name for path in folder.iterdir())
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert f"cannot save to {folder / 'model'}: " in error
+    assert "No space left on device" in error
+    assert "no model was saved; free some space" in error
+    assert "Traceback" not in error
+    assert left == []
+
+
+def test_train_keeps_existing_empty_output_dir(trained, tmp_path, capsys):
+    root, _ = trained
+    folder = tmp_path / "mine"
+    folder.mkdir()
+
+    status = train_tiny(
+        root,
+        folder,
+        "--num_epoch",
+        "1",
+        "--required-acc-checkpoint",
+        "1.0",
+        "--learning_rate",
+        "1e-9",
+    )
+
+    assert status == 1
+    assert "no model was saved" in capsys.readouterr().err
+    # the folder was there before the run, so it stays
+    assert folder.is_dir()

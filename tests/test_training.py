@@ -1,5 +1,8 @@
+import errno
 import functools
 import json
+import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -16,6 +19,7 @@ from sentiment_lstm.training import (
     build_optimizer,
     class_weight_tensor,
     load_checkpoint,
+    save_checkpoint,
     train,
     train_ensemble,
 )
@@ -491,3 +495,24 @@ def test_ensemble_in_processes_rejects_checkpoints(tmp_path):
         train_ensemble(new_model, *splits, config, checkpoint_dir=tmp_path, workers=2)
     with pytest.raises(ValueError, match="workers must be at least 1"):
         train_ensemble(new_model, *splits, config, workers=0)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_checkpoint_on_full_disk_raises_os_error(tmp_path):
+    folder = tmp_path / "full"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(folder)],
+        capture_output=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs")
+    try:
+        with pytest.raises(OSError) as error_info:
+            save_checkpoint(folder / "checkpoint.pt", {"weights": torch.zeros(100_000)})
+        left = list(folder.iterdir())
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+    assert error_info.value.errno == errno.ENOSPC
+    assert left == []

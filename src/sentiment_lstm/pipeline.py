@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 from sentiment_lstm import artifact
 from sentiment_lstm.data import (
@@ -28,6 +29,7 @@ from sentiment_lstm.data import (
     split_examples,
 )
 from sentiment_lstm.embeddings import EmbeddingConfig, EmbeddingError, InputFactory
+from sentiment_lstm.files import write_text_atomic
 from sentiment_lstm.model import ModelConfig, SentimentLSTM, count_parameters
 from sentiment_lstm.text import TextEncoderConfig
 from sentiment_lstm.training import (
@@ -96,6 +98,24 @@ class TrainOutcome:
     saved: bool
     output_dir: Path
     ensemble: EnsembleResult | None = None
+
+
+@dataclass
+class SaveRecord:
+    """Files that a training run has written to its output folder so far.
+
+    Attributes:
+        model_epoch: Epoch of the last model this run saved, if any.
+        checkpoint_epoch: Epoch of the resumable checkpoint this run wrote
+            last; None once training ends and the checkpoint is removed.
+    """
+
+    model_epoch: int | None = None
+    checkpoint_epoch: int | None = None
+
+
+class SaveError(OSError):
+    """Error for a failed write to the output folder, naming what it still contains."""
 
 
 def load_splits(spec: DataSpec, seed: int) -> Splits:
@@ -168,6 +188,7 @@ def train_model(
     show_progress: bool | None = None,
     embedding_config: EmbeddingConfig = EmbeddingConfig(),
     resume: bool = False,
+    record: SaveRecord | None = None,
 ) -> TrainOutcome:
     """Build the vocabulary, train, and save the best model to ``output_dir``.
 
@@ -190,6 +211,8 @@ def train_model(
             compute them for new text.
         resume: Continue the interrupted run whose checkpoint is in
             ``output_dir``.
+        record: Updated as the run saves models and checkpoints, so that a
+            caller can tell what an interrupted run left behind.
 
     Returns:
         The training result and whether a model reached the required accuracy.
@@ -199,6 +222,8 @@ def train_model(
             or a vectors file is invalid.
         CheckpointError: If ``resume`` is set and the checkpoint is missing or
             comes from other settings or data.
+        SaveError: If writing to ``output_dir`` fails, for example on a full
+            disk.
     """
     if embedding_config.source == "minilm-contextual":
         raise EmbeddingError(
@@ -231,7 +256,60 @@ def train_model(
     embedding_values = dataclasses.asdict(embedding_config)
     embedding_values.pop("cache_dir")
     base_metadata["embeddings"] = embedding_values
-    output_dir.mkdir(parents=True, exist_ok=True)
+    run_identity = {
+        "model": model_config.to_dict(),
+        "data": base_metadata["data"],
+        "embeddings": embedding_values,
+    }
+    record = record if record is not None else SaveRecord()
+    encoded = (train_split, validation_split, test_split)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if training_config.ensemble_size > 1:
+            return _train_ensemble_model(
+                lambda: factory.make_model(prepared, model_options or {}),
+                encoded,
+                output_dir,
+                encoder=encoder,
+                base_metadata=base_metadata,
+                training_config=training_config,
+                run_identity=run_identity,
+                resume=resume,
+                show_progress=show_progress,
+            )
+        return _train_single_model(
+            model,
+            encoded,
+            output_dir,
+            encoder=encoder,
+            base_metadata=base_metadata,
+            training_config=training_config,
+            run_identity=run_identity,
+            resume=resume,
+            show_progress=show_progress,
+            record=record,
+        )
+    except (OSError, SafetensorError) as err:
+        # Training itself reads no files, so these come from writing.
+        raise SaveError(_save_failure_message(output_dir, err, record)) from err
+
+
+def _train_single_model(
+    model: SentimentLSTM,
+    encoded: tuple[EncodedSplit, EncodedSplit, EncodedSplit | None],
+    output_dir: Path,
+    *,
+    encoder: Any,
+    base_metadata: dict[str, Any],
+    training_config: TrainingConfig,
+    run_identity: dict[str, Any],
+    resume: bool,
+    show_progress: bool | None,
+    record: SaveRecord,
+) -> TrainOutcome:
+    """Train one network, saving each new best model and a checkpoint per epoch."""
+    train_split, validation_split, test_split = encoded
+    model_config = model.config
     saved = False
 
     def save_checkpoint(metrics: EpochMetrics, current: SentimentLSTM) -> None:
@@ -251,6 +329,7 @@ def train_model(
             metadata=metadata,
         )
         saved = True
+        record.model_epoch = metrics.epoch
         logger.info(
             "saved model of epoch %d (val_acc %.3f) to %s",
             metrics.epoch,
@@ -258,32 +337,18 @@ def train_model(
             output_dir,
         )
 
-    def write_history(history: list[EpochMetrics]) -> None:
+    def end_epoch(history: list[EpochMetrics]) -> None:
+        # train() writes the epoch's checkpoint before it calls this
+        record.checkpoint_epoch = history[-1].epoch
         # Until this run saves a model, the folder's metrics.json may belong
         # to the weights of an earlier run, so it is left alone.
         if not saved:
             return
         values = {"epochs": [dataclasses.asdict(m) for m in history]}
-        path = output_dir / HISTORY_FILE
-        path.write_text(json.dumps(values, indent=2) + "\n", encoding="utf-8")
-
-    run_identity = {
-        "model": model_config.to_dict(),
-        "data": base_metadata["data"],
-        "embeddings": embedding_values,
-    }
-    if training_config.ensemble_size > 1:
-        return _train_ensemble_model(
-            lambda: factory.make_model(prepared, model_options or {}),
-            (train_split, validation_split, test_split),
-            output_dir,
-            encoder=encoder,
-            base_metadata=base_metadata,
-            training_config=training_config,
-            run_identity=run_identity,
-            resume=resume,
-            show_progress=show_progress,
+        write_text_atomic(
+            output_dir / HISTORY_FILE, json.dumps(values, indent=2) + "\n"
         )
+
     checkpoint_path = output_dir / CHECKPOINT_FILE
     if resume:
         # the artifact saved before the interruption stays valid
@@ -295,13 +360,14 @@ def train_model(
         training_config,
         test_split=test_split,
         on_checkpoint=save_checkpoint,
-        on_epoch_end=write_history,
+        on_epoch_end=end_epoch,
         show_progress=show_progress,
         checkpoint_path=checkpoint_path,
         resume=resume,
         run_identity=run_identity,
     )
     checkpoint_path.unlink(missing_ok=True)
+    record.checkpoint_epoch = None
     best = result.best
     history_values = {
         "best_epoch": result.best_epoch,
@@ -309,15 +375,15 @@ def train_model(
         "epochs": [dataclasses.asdict(m) for m in result.history],
     }
     if saved:
-        (output_dir / HISTORY_FILE).write_text(
-            json.dumps(history_values, indent=2) + "\n", encoding="utf-8"
+        write_text_atomic(
+            output_dir / HISTORY_FILE, json.dumps(history_values, indent=2) + "\n"
         )
         # the saved metadata gains the full history once training has ended
         metadata_path = output_dir / artifact.METADATA_FILE
         metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
         metadata["history"] = history_values
-        metadata_path.write_text(
-            json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        write_text_atomic(
+            metadata_path, json.dumps(metadata, indent=2, sort_keys=True) + "\n"
         )
     test_text = (
         f", test_acc {best.test_accuracy:.3f}" if best.test_accuracy is not None else ""
@@ -329,6 +395,30 @@ def train_model(
         test_text,
     )
     return TrainOutcome(result=result, saved=saved, output_dir=output_dir)
+
+
+def _save_failure_message(output_dir: Path, err: Exception, record: SaveRecord) -> str:
+    """Describe a failed write to the output folder and what the folder keeps."""
+    if isinstance(err, OSError) and err.strerror:
+        reason = err.strerror
+    else:
+        reason = str(err)
+    if record.model_epoch is not None:
+        kept_model = f"it keeps the model of epoch {record.model_epoch}"
+    elif (output_dir / artifact.WEIGHTS_FILE).is_file():
+        kept_model = "it keeps the model that was there before this run"
+    else:
+        kept_model = "no model was saved"
+    if record.checkpoint_epoch is not None:
+        return (
+            f"cannot save to {output_dir}: {reason}; {kept_model}, and its "
+            f"{CHECKPOINT_FILE} contains epoch {record.checkpoint_epoch}, so free "
+            "some space and repeat the command with --resume"
+        )
+    return (
+        f"cannot save to {output_dir}: {reason}; {kept_model}; free some space or "
+        "choose another --output-dir, then train again"
+    )
 
 
 def _train_ensemble_model(
@@ -390,8 +480,8 @@ def _train_ensemble_model(
     )
     saved = ensemble.validation_accuracy >= training_config.required_accuracy
     if saved:
-        (output_dir / HISTORY_FILE).write_text(
-            json.dumps(history_values, indent=2) + "\n", encoding="utf-8"
+        write_text_atomic(
+            output_dir / HISTORY_FILE, json.dumps(history_values, indent=2) + "\n"
         )
         metadata = dict(
             base_metadata,

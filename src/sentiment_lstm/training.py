@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import io
 import logging
 import math
 import multiprocessing
@@ -806,12 +807,18 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # torch.save reports a failed write, such as a full disk, as a RuntimeError
+    # without the reason, so the state is serialised in memory and written
+    # here, where a failed write raises OSError with its errno.
+    # NOTE: this keeps a second copy of the checkpoint in memory while saving.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     handle, temporary = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
     )
-    os.close(handle)
     try:
-        torch.save(state, temporary)
+        with os.fdopen(handle, "wb") as file:
+            file.write(buffer.getbuffer())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

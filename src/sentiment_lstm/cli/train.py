@@ -22,6 +22,12 @@ from sentiment_lstm.cli.common import (
     read_options_from_args,
     seed_value,
 )
+from sentiment_lstm.cli.train_output import (
+    check_resume_checkpoint,
+    interruption_message,
+    prepare_output_dir,
+    remove_empty_folders,
+)
 from sentiment_lstm.presets import PRESETS, describe_presets
 
 logger = logging.getLogger(__name__)
@@ -509,10 +515,7 @@ def default_output_dir(data: str, architecture_name: str) -> Path:
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Train and save; exit status 1 if no epoch reached the required accuracy."""
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    from sentiment_lstm.data import DataError
-    from sentiment_lstm.pipeline import DataSpec, load_splits, train_model
+    from sentiment_lstm.pipeline import DataSpec, SaveRecord
 
     if args.validation_data is None and args.validation_fraction == 0:
         parser.error(
@@ -532,15 +535,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             "'sentiment-lstm cross-validate', or use --embeddings minilm",
             usage=True,
         )
-    output_dir = args.output_dir or default_output_dir(
-        args.data, options.values["architecture"]
+    output_dir = Path(
+        args.output_dir or default_output_dir(args.data, options.values["architecture"])
     )
-    if Path(output_dir).exists() and not Path(output_dir).is_dir():
-        raise CommandError(
-            f"--output-dir {output_dir} is a file, not a folder; "
-            "name a new or existing folder",
-            usage=True,
-        )
     spec = DataSpec(
         data=args.data,
         read_options=read_options_from_args(args),
@@ -549,11 +546,49 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         validation_fraction=args.validation_fraction,
         test_fraction=args.test_fraction,
     )
+    if args.resume:
+        check_resume_checkpoint(output_dir, options.training_config.ensemble_size)
+
+    created = prepare_output_dir(output_dir)
+    record = SaveRecord()
+    try:
+        outcome = _train(args, spec, options, output_dir, record)
+        best = outcome.result.best
+        if not outcome.saved:
+            raise CommandError(
+                f"no epoch reached the required validation accuracy "
+                f"{args.required_acc_checkpoint:g} (best "
+                f"{best.validation_accuracy:.3f} at epoch "
+                f"{outcome.result.best_epoch}), so no model was saved; "
+                "lower --required-acc-checkpoint or train longer"
+            )
+    except KeyboardInterrupt:
+        # main() prints the message and exits with status 130
+        raise KeyboardInterrupt(interruption_message(output_dir, record)) from None
+    finally:
+        # only folders that this run created, and only if they are empty
+        remove_empty_folders(created)
+    logger.info("model saved to %s", output_dir)
+    return 0
+
+
+def _train(
+    args: argparse.Namespace,
+    spec: Any,
+    options: RunOptions,
+    output_dir: Path,
+    record: Any,
+) -> Any:
+    """Read the data and train, turning expected failures into CommandError."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from sentiment_lstm.data import DataError
+    from sentiment_lstm.pipeline import SaveError, load_splits, train_model
 
     try:
         splits = load_splits(spec, seed=args.seed)
         with logging_redirect_tqdm():
-            outcome = train_model(
+            return train_model(
                 splits,
                 output_dir,
                 encoder_config=options.encoder_config,
@@ -561,8 +596,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 training_config=options.training_config,
                 embedding_config=options.embedding_config,
                 resume=args.resume,
+                record=record,
             )
-    except (DataError, ValueError) as err:
+    except (DataError, ValueError, SaveError) as err:
         raise CommandError(str(err)) from err
     except RuntimeError as err:
         # NOTE: this matches the text of PyTorch's CPU allocator error, which
@@ -573,14 +609,3 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             f"the model does not fit in memory ({err}); lower --lstm-units, "
             "--embedding-size or --max-vocab-size"
         ) from err
-
-    best = outcome.result.best
-    if not outcome.saved:
-        raise CommandError(
-            f"no epoch reached the required validation accuracy "
-            f"{args.required_acc_checkpoint:g} (best {best.validation_accuracy:.3f} "
-            f"at epoch {outcome.result.best_epoch}), so no model was saved; "
-            "lower --required-acc-checkpoint or train longer"
-        )
-    logger.info("model saved to %s", output_dir)
-    return 0
