@@ -518,6 +518,9 @@ def test_predict_unknown_extension_hint(trained, tmp_path, capsys):
         ("--max-vocab-size", "2", "expected at least 3"),
         ("--negative-max-stars", "nan", "expected a finite number"),
         ("--output-dir", "", "got an empty string"),
+        ("--max-length", str(2**64), "expected at most 1,000,000 tokens"),
+        ("--num-layers", str(10**20), "expected at most 100 layers"),
+        ("--num-layers", "100000", "expected at most 100 layers, got 100,000"),
     ],
 )
 def test_train_rejects_flag_values(tmp_path, capsys, flag, value, message):
@@ -555,10 +558,60 @@ def test_train_divergence_stops_with_advice(trained, tmp_path, capsys):
     status = train_tiny(
         root, tmp_path / "model", "--learning_rate", "1e30", "--num_epochs", "1"
     )
+    error = capsys.readouterr().err
 
     assert status == 1
-    assert "lower the learning rate" in capsys.readouterr().err
+    assert "the run used --learning-rate 1e+30 (default 0.0005)" in error
     assert not (tmp_path / "model" / "model.safetensors").exists()
+
+
+# A scale of 1e308 overflows the float32 word vectors, which NumPy warns about.
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.parametrize(
+    ("flag", "value", "named"),
+    [
+        ("--weight-decay", "1e308", "--weight-decay 1e+308 (default 0.01)"),
+        ("--nb-init-scale", "1e308", "--nb-init-scale 1e+308 (default 0)"),
+    ],
+)
+def test_train_divergence_names_changed_flag(
+    trained, tmp_path, capsys, flag, value, named
+):
+    root, _ = trained
+
+    status = train_tiny(
+        root,
+        tmp_path / "model",
+        "--learning_rate",
+        "0.0005",
+        "--num_epochs",
+        "1",
+        flag,
+        value,
+    )
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert "the loss became nan in epoch 1" in error
+    assert f"the run used {named}; move it towards the default" in error
+    assert "--learning-rate" not in error
+    # clipping is on by default, so the message must not suggest turning it on
+    assert "gradients are already clipped to norm 5" in error
+    assert "clip the gradients with" not in error
+
+
+def test_train_divergence_at_defaults(tmp_path, capsys):
+    from sentiment_lstm.cli.train import DEFAULTS, divergence_message
+    from sentiment_lstm.training import DivergenceError
+
+    error = DivergenceError("training failed", epoch=2, loss=float("inf"))
+
+    message = divergence_message(error, dict(DEFAULTS))
+
+    assert message.startswith("training failed: the loss became inf in epoch 2")
+    assert "the run used the default settings" in message
+    assert "lower the learning rate with --learning-rate (now 0.0005)" in message
+    assert "already clipped to norm 5" in message
 
 
 def test_failed_run_keeps_earlier_metrics(trained, tmp_path):
@@ -583,15 +636,29 @@ def test_failed_run_keeps_earlier_metrics(trained, tmp_path):
     assert (folder / "metrics.json").read_text() == before
 
 
-def test_train_model_too_large(trained, tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--embedding_size", str(10**12)], "--embedding-size 1000000000000"),
+        # beyond a 64-bit integer, which PyTorch cannot even take as a size
+        (["--lstm_units", str(10**20)], f"--lstm-units {10**20}"),
+        (["--num-layers", "100", "--lstm_units", "100000"], "--num-layers 100"),
+    ],
+)
+def test_train_model_too_large(trained, tmp_path, capsys, flags, named):
     root, _ = trained
 
-    # The table would take hundreds of terabytes, so the allocation fails at
-    # once and no memory is touched.
-    status = train_tiny(root, tmp_path / "m", "--embedding_size", str(10**12))
+    # Each model would take terabytes, so the estimate rejects it before any
+    # of it is allocated.
+    status = train_tiny(root, tmp_path / "m", *flags)
+    error = capsys.readouterr().err
 
     assert status == 1
-    assert "does not fit in memory" in capsys.readouterr().err
+    assert "the model does not fit in memory" in error
+    assert named in error
+    assert "is available; lower --lstm-units, --num-layers" in error
+    assert "Traceback" not in error
+    assert not (tmp_path / "m").exists()
 
 
 def test_train_one_class_rejected(tmp_path, capsys):

@@ -30,15 +30,23 @@ from sentiment_lstm.data import (
 )
 from sentiment_lstm.embeddings import EmbeddingConfig, EmbeddingError, InputFactory
 from sentiment_lstm.files import write_text_atomic
-from sentiment_lstm.model import ModelConfig, SentimentLSTM, count_parameters
+from sentiment_lstm.model import (
+    ModelConfig,
+    SentimentLSTM,
+    count_parameters,
+    parameter_count,
+)
 from sentiment_lstm.text import TextEncoderConfig
 from sentiment_lstm.training import (
     EncodedSplit,
     EnsembleResult,
     EpochMetrics,
+    ModelSizeError,
     TrainingConfig,
     TrainingResult,
     accuracy,
+    available_memory,
+    estimate_training_memory,
     member_checkpoint,
     seed_everything,
     train,
@@ -222,6 +230,8 @@ def train_model(
             or a vectors file is invalid.
         CheckpointError: If ``resume`` is set and the checkpoint is missing or
             comes from other settings or data.
+        ModelSizeError: If training the network would take more memory than
+            is available.
         SaveError: If writing to ``output_dir`` fails, for example on a full
             disk.
     """
@@ -247,6 +257,7 @@ def train_model(
     validation_split = encode(encoder, splits.validation)
     test_split = encode(encoder, splits.test) if splits.test else None
 
+    _check_model_fits(prepared, model_options or {}, train_split, training_config)
     model = factory.make_model(prepared, model_options or {})
     model_config = model.config
     _log_summary(splits, encoder, model, training_config)
@@ -395,6 +406,49 @@ def _train_single_model(
         test_text,
     )
     return TrainOutcome(result=result, saved=saved, output_dir=output_dir)
+
+
+def _check_model_fits(
+    prepared: Any,
+    model_options: dict[str, Any],
+    train_split: EncodedSplit,
+    training_config: TrainingConfig,
+) -> None:
+    """Reject a network whose training would not fit in the available memory.
+
+    Runs before the network is built, so a size such as ``--num-layers
+    100000`` fails at once instead of filling the memory.
+
+    Raises:
+        ModelSizeError: If the estimate exceeds the memory available.
+    """
+    options = dict(model_options)
+    if prepared.embedding_dim is not None:
+        options["embedding_dim"] = prepared.embedding_dim
+    config = ModelConfig(vocab_size=prepared.encoder.vocab_size, **options)
+    batch_size = min(training_config.batch_size, len(train_split))
+    max_tokens = max(train_split.lengths, default=1)
+    needed = estimate_training_memory(
+        config, batch_size, max_tokens, training_config.freeze_embeddings
+    )
+    available = available_memory()
+    if available is None or needed <= available:
+        return
+    raise ModelSizeError(
+        f"the model does not fit in memory: training it takes at least "
+        f"{_gibibytes(needed)} ({parameter_count(config):,} parameters from "
+        f"--lstm-units {config.hidden_dim}, --num-layers {config.num_layers}, "
+        f"--embedding-size {config.embedding_dim} and {config.vocab_size:,} "
+        f"vocabulary entries, and the activations of {batch_size} reviews of up "
+        f"to {max_tokens} tokens), but {_gibibytes(available)} is available; "
+        "lower --lstm-units, --num-layers, --embedding-size, --max-vocab-size "
+        "or --batch-size"
+    )
+
+
+def _gibibytes(size: int) -> str:
+    value = size / 2**30
+    return f"{value:.1f} GiB" if value < 1e6 else f"{value:.3g} GiB"
 
 
 def _save_failure_message(output_dir: Path, err: Exception, record: SaveRecord) -> str:

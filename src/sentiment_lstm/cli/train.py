@@ -121,6 +121,33 @@ def folder_path(text: str) -> Path:
     return Path(text)
 
 
+# Upper bounds of two size flags, far above useful values. --max-length must
+# fit the machine integers of the tokenizers library (2**64 overflows them),
+# and a mistyped --num-layers such as 100000 fails here at once instead of
+# after the data is read. The memory of the whole network is estimated once
+# the vocabulary is built.
+MAX_LENGTH_LIMIT = 1_000_000
+NUM_LAYERS_LIMIT = 100
+
+
+def max_length_value(text: str) -> int:
+    """Parse --max-length for argparse: 1 to MAX_LENGTH_LIMIT tokens."""
+    return _at_most(positive_int(text), MAX_LENGTH_LIMIT, "tokens")
+
+
+def num_layers_value(text: str) -> int:
+    """Parse --num-layers for argparse: 1 to NUM_LAYERS_LIMIT layers."""
+    return _at_most(positive_int(text), NUM_LAYERS_LIMIT, "layers")
+
+
+def _at_most(value: int, limit: int, unit: str) -> int:
+    if value > limit:
+        raise argparse.ArgumentTypeError(
+            f"expected at most {limit:,} {unit}, got {value:,}"
+        )
+    return value
+
+
 def vocabulary_size(text: str) -> int:
     """Parse a vocabulary size for argparse: <pad>, <unk> and at least one word."""
     value = positive_int(text)
@@ -163,9 +190,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     text = parser.add_argument_group("text")
     text.add_argument(
         "--max-length",
-        type=positive_int,
-        help="tokens kept per review; longer reviews keep their first "
-        f"MAX_LENGTH tokens, in training and prediction alike {_default('max_length')}",
+        type=max_length_value,
+        help=f"tokens kept per review, at most {MAX_LENGTH_LIMIT:,}; longer reviews "
+        "keep their first MAX_LENGTH tokens, in training and prediction alike "
+        + _default("max_length"),
     )
     text.add_argument(
         "--min-frequency",
@@ -234,8 +262,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--num-layers",
         "--num_layers",
-        type=positive_int,
-        help=f"stacked LSTM layers {_default('num_layers')}",
+        type=num_layers_value,
+        help=f"stacked LSTM layers, at most {NUM_LAYERS_LIMIT} "
+        + _default("num_layers"),
     )
     model.add_argument(
         "--embedding-size",
@@ -584,6 +613,7 @@ def _train(
 
     from sentiment_lstm.data import DataError
     from sentiment_lstm.pipeline import SaveError, load_splits, train_model
+    from sentiment_lstm.training import DivergenceError
 
     try:
         splits = load_splits(spec, seed=args.seed)
@@ -598,6 +628,8 @@ def _train(
                 resume=args.resume,
                 record=record,
             )
+    except DivergenceError as err:
+        raise CommandError(divergence_message(err, options.values)) from err
     except (DataError, ValueError, SaveError) as err:
         raise CommandError(str(err)) from err
     except RuntimeError as err:
@@ -607,5 +639,45 @@ def _train(
             raise
         raise CommandError(
             f"the model does not fit in memory ({err}); lower --lstm-units, "
-            "--embedding-size or --max-vocab-size"
+            "--num-layers, --embedding-size or --max-vocab-size"
         ) from err
+
+
+# Flags whose values can make the loss diverge, in the order they are named.
+DIVERGENCE_FLAGS = {
+    "learning_rate": "--learning-rate",
+    "weight_decay": "--weight-decay",
+    "nb_init_scale": "--nb-init-scale",
+    "max_grad_norm": "--max-grad-norm",
+}
+
+
+def divergence_message(err: Any, values: dict[str, Any]) -> str:
+    """Explain a diverged run by the settings that differ from the defaults.
+
+    Args:
+        err: The ``DivergenceError``, with the epoch and the loss.
+        values: The resolved flag values of the run.
+    """
+    changed = [
+        f"{flag} {values[name]:g} (default {DEFAULTS[name]:g})"
+        for name, flag in DIVERGENCE_FLAGS.items()
+        if values[name] != DEFAULTS[name]
+    ]
+    if changed:
+        if len(changed) == 1:
+            advice = f"the run used {changed[0]}; move it towards the default"
+        else:
+            advice = (
+                f"the run used {', '.join(changed)}; move them towards the " "defaults"
+            )
+    else:
+        advice = (
+            "the run used the default settings; lower the learning rate with "
+            f"--learning-rate (now {values['learning_rate']:g})"
+        )
+    clipping = f"gradients are already clipped to norm {values['max_grad_norm']:g}"
+    return (
+        f"training failed: the loss became {err.loss} in epoch {err.epoch}; "
+        f"{advice}. The {clipping} (--max-grad-norm)"
+    )
