@@ -1001,3 +1001,48 @@ def test_train_keeps_existing_empty_output_dir(trained, tmp_path, capsys):
     assert "no model was saved" in capsys.readouterr().err
     # the folder was there before the run, so it stays
     assert folder.is_dir()
+
+
+def test_validation_file_same_as_data_warns(trained, tmp_path, caplog):
+    root, _ = trained
+    caplog.set_level("INFO")
+
+    status = train_tiny(
+        root,
+        tmp_path / "m",
+        "--num_epoch",
+        "1",
+        "--validation-data",
+        str(root / "tiny.pos"),
+        "--test-data",
+        str(root / "tiny.neg"),
+    )
+
+    assert status == 0
+    assert f"--validation-data {root / 'tiny.pos'} is the same data as --data" in (
+        caplog.text
+    )
+    assert "validation part: the 96 reviews of --validation-data" in caplog.text
+    assert "test part: the 96 reviews of --test-data" in caplog.text
+    assert "examples: 96 train, 96 validation, 96 test" in caplog.text
+    assert "validation 0" not in caplog.text
+    assert "test 0" not in caplog.text
+
+
+def test_validation_copy_and_one_class_warn(trained, tmp_path, caplog):
+    from tests.conftest import POSITIVE_REVIEWS
+
+    root, _ = trained
+    copy = tmp_path / "copy.csv"
+    rows = ["text,label"] + [f'"{review}",positive' for review in POSITIVE_REVIEWS]
+    copy.write_text("\n".join(rows) + "\n")
+    caplog.set_level("WARNING")
+
+    status = train_tiny(
+        root, tmp_path / "m", "--num_epoch", "1", "--validation-data", str(copy)
+    )
+
+    assert status == 0
+    assert f"8 of the 8 reviews of --validation-data {copy} also occur" in caplog.text
+    assert f"--validation-data {copy} has only positive reviews" in caplog.text
+    assert "measures one class" in caplog.text

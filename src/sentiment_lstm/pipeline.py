@@ -126,8 +126,19 @@ class SaveError(OSError):
     """Error for a failed write to the output folder, naming what it still contains."""
 
 
+# A held-out file that shares at least this share of its reviews with the
+# training part gets a warning, because it is then mostly the training data
+# again.
+HELD_OUT_OVERLAP_WARNING_SHARE = 0.5
+
+
 def load_splits(spec: DataSpec, seed: int) -> Splits:
     """Read the data and split it into train, validation and test.
+
+    A part given as its own file (``validation_data``, ``test_data``) is not
+    cut from the main data. Such a file gets a warning when it is the main
+    data file, when most of its reviews also occur in the training part, or
+    when it contains one class only.
 
     Args:
         spec: Data locations and split sizes.
@@ -140,20 +151,34 @@ def load_splits(spec: DataSpec, seed: int) -> Splits:
     reads = [main]
     validation_fraction = 0.0 if spec.validation_data else spec.validation_fraction
     test_fraction = 0.0 if spec.test_data else spec.test_fraction
-    train_part, validation, test = split_examples(
-        main.examples,
-        seed=seed,
-        validation_fraction=validation_fraction,
-        test_fraction=test_fraction,
-    )
-    if spec.validation_data:
-        extra = _read(spec.validation_data, spec.read_options)
+    if validation_fraction == 0 and test_fraction == 0:
+        # both held-out parts come from files, so nothing is split off
+        train_part, validation, test = list(main.examples), [], []
+    else:
+        train_part, validation, test = split_examples(
+            main.examples,
+            seed=seed,
+            validation_fraction=validation_fraction,
+            test_fraction=test_fraction,
+        )
+    held_out_files = {"validation": spec.validation_data, "test": spec.test_data}
+    for part, source in held_out_files.items():
+        if not source:
+            continue
+        extra = _read(source, spec.read_options)
         reads.append(extra)
-        validation = extra.examples
-    if spec.test_data:
-        extra = _read(spec.test_data, spec.read_options)
-        reads.append(extra)
-        test = extra.examples
+        if part == "validation":
+            validation = extra.examples
+        else:
+            test = extra.examples
+        logger.info(
+            "%s part: the %d reviews of --%s-data %s",
+            part,
+            len(extra.examples),
+            part,
+            source,
+        )
+        _check_held_out_file(part, source, extra, main, train_part)
     present = {example.label for example in train_part}
     if len(present) < 2:
         only = LABEL_NAMES[present.pop()] if present else "no"
@@ -169,6 +194,54 @@ def load_splits(spec: DataSpec, seed: int) -> Splits:
 def _read(path_or_name: str, options: ReadOptions) -> ReadResult:
     # the readers log what they read, skipped and left out
     return read_examples(resolve_data(path_or_name), options)
+
+
+def _check_held_out_file(
+    part: str,
+    source: str,
+    held_out: ReadResult,
+    main: ReadResult,
+    train_part: list[Example],
+) -> None:
+    """Warn when a held-out file cannot measure what its accuracy claims."""
+    flag = f"--{part}-data"
+    same_files = {file.resolve() for file in held_out.files} == {
+        file.resolve() for file in main.files
+    }
+    if same_files or data_fingerprint(held_out.files) == data_fingerprint(main.files):
+        logger.warning(
+            "%s %s is the same data as --data, so the model trains on the "
+            "reviews that measure it and the %s accuracy means little; give "
+            "reviews the model does not train on",
+            flag,
+            source,
+            part,
+        )
+    else:
+        training_texts = {example.text for example in train_part}
+        shared = sum(example.text in training_texts for example in held_out.examples)
+        share = shared / max(1, len(held_out.examples))
+        if shared and share >= HELD_OUT_OVERLAP_WARNING_SHARE:
+            logger.warning(
+                "%d of the %d reviews of %s %s also occur in the training part, "
+                "so the %s accuracy is mostly measured on training reviews; "
+                "give reviews the model does not train on",
+                shared,
+                len(held_out.examples),
+                flag,
+                source,
+                part,
+            )
+    labels = {example.label for example in held_out.examples}
+    if len(labels) == 1:
+        logger.warning(
+            "%s %s has only %s reviews, so the %s accuracy measures one class "
+            "and says little about the model; add reviews of both classes",
+            flag,
+            source,
+            LABEL_NAMES[labels.pop()],
+            part,
+        )
 
 
 def encode(
