@@ -886,6 +886,178 @@ def test_star_cutoff_needs_stars(trained, tmp_path, capsys, command, flag):
     assert not (tmp_path / "m").exists()
 
 
+def write_star_reviews(path):
+    """Write 80 reviews rated 1 to 5 stars in a CSV file."""
+    from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
+
+    rows = ["review,stars,title"]
+    for index in range(16):
+        for stars in range(1, 6):
+            source = POSITIVE_REVIEWS if stars >= 3 else NEGATIVE_REVIEWS
+            text = source[index % len(source)]
+            rows.append(f'"{text} {index}",{stars},"title {index} {stars}"')
+    path.write_text("\n".join(rows) + "\n")
+
+
+@pytest.fixture(scope="module")
+def star_model(tmp_path_factory):
+    """A model trained on star ratings with the default cut-offs."""
+    root = tmp_path_factory.mktemp("stars")
+    data = root / "stars.csv"
+    write_star_reviews(data)
+    model_dir = root / "model"
+    status = main(
+        ["train", "--data", str(data), "--stars", "--output-dir", str(model_dir)]
+        + TRAIN_ARGS
+    )
+    assert status == 0
+    return data, model_dir
+
+
+def evaluate_split(model_dir, data, *flags):
+    return main(
+        ["evaluate", "--model", str(model_dir), "--data", str(data)]
+        + ["--split", "test", "--format", "json", *flags]
+    )
+
+
+def test_training_records_read_options(star_model):
+    _, model_dir = star_model
+    data = json.loads((model_dir / "training.json").read_text())["data"]
+
+    assert data["read_options"] == {
+        "format": "csv",
+        "text_column": None,
+        "label_column": None,
+        "stars": True,
+        "negative_max_stars": 2,
+        "positive_min_stars": 4,
+        "skip_bad_rows": False,
+    }
+    assert len(data["examples_fingerprint"]) == 64
+    # without separate validation or test files, both cover the same file
+    assert data["data_files_fingerprint"] == data["fingerprint"]
+
+
+def test_evaluate_split_with_training_options(star_model, capsys):
+    data, model_dir = star_model
+    training = json.loads((model_dir / "training.json").read_text())
+
+    status = evaluate_split(model_dir, data, "--stars")
+    captured = capsys.readouterr()
+
+    assert status == 0
+    assert json.loads(captured.out)["reviews"] == (
+        training["data"]["split_sizes"]["test"]
+    )
+    assert "differs" not in captured.err
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (
+            ["--stars", "--negative-max-stars", "3"],
+            "--negative-max-stars 3 (training: 2)",
+        ),
+        (
+            ["--stars", "--positive-min-stars", "3"],
+            "--positive-min-stars 3 (training: 4)",
+        ),
+        (
+            ["--stars", "--text-column", "title"],
+            "--text-column 'title' (training: not given)",
+        ),
+    ],
+)
+def test_evaluate_split_rejects_other_read_options(star_model, capsys, flags, named):
+    data, model_dir = star_model
+
+    status = evaluate_split(model_dir, data, *flags)
+    captured = capsys.readouterr()
+
+    assert status == 2
+    assert "--split test cannot recreate the model's test part" in captured.err
+    assert named in captured.err
+    assert "or use --split all" in captured.err
+    assert captured.out == ""
+
+
+def test_read_option_differences_wording():
+    from sentiment_lstm.data import ReadOptions, StarRule
+    from sentiment_lstm.provenance import (
+        read_option_differences,
+        read_options_record,
+    )
+
+    saved = read_options_record(ReadOptions(stars=True), "csv")
+    current = read_options_record(
+        ReadOptions(
+            text_column="body",
+            star_rule=StarRule(negative_max=3, positive_min=4),
+            skip_bad_rows=True,
+        ),
+        "tsv",
+    )
+
+    # without --stars now, the cut-offs are not compared
+    assert read_option_differences(saved, current) == [
+        "--data-format tsv (training: csv)",
+        "--text-column 'body' (training: not given)",
+        "no --stars (training: with it)",
+        "--skip-bad-rows given (training: without it)",
+    ]
+    assert read_option_differences(saved, saved) == []
+
+
+def test_evaluate_split_other_format_spelling(star_model, tmp_path, capsys):
+    # The same reviews read through other options give the same split.
+    data, model_dir = star_model
+    renamed = tmp_path / "stars.txt"
+    renamed.write_bytes(data.read_bytes())
+    flags = ["--stars", "--text-column", "REVIEW", "--label-column", "stars"]
+
+    status = evaluate_split(model_dir, renamed, *flags, "--data-format", "csv")
+    captured = capsys.readouterr()
+
+    assert status == 0
+    assert "cannot recreate" not in captured.err
+    assert "differs" not in captured.err
+
+
+def test_evaluate_split_model_without_read_options(star_model, tmp_path, capsys):
+    # Models saved before the read options were recorded are evaluated as
+    # before: only the data files are compared.
+    data, model_dir = star_model
+    old_model = tmp_path / "old"
+    shutil.copytree(model_dir, old_model)
+    metadata_path = old_model / "training.json"
+    metadata = json.loads(metadata_path.read_text())
+    del metadata["data"]["read_options"]
+    del metadata["data"]["examples_fingerprint"]
+    metadata_path.write_text(json.dumps(metadata))
+
+    status = evaluate_split(old_model, data, "--stars", "--negative-max-stars", "3")
+    captured = capsys.readouterr()
+
+    assert status == 0
+    assert json.loads(captured.out)["reviews"] > 0
+    assert "cannot recreate" not in captured.err
+
+
+def test_evaluate_split_changed_file_warns(star_model, tmp_path, caplog, capsys):
+    data, model_dir = star_model
+    changed = tmp_path / "changed.csv"
+    changed.write_text(data.read_text() + '"one more great film",5,"extra"\n')
+    caplog.set_level("WARNING")
+
+    status = evaluate_split(model_dir, changed, "--stars")
+    capsys.readouterr()
+
+    assert status == 0
+    assert "--split test does not recreate its test split" in caplog.text
+
+
 def test_train_output_dir_below_a_file(tmp_path, tiny_posneg, capsys):
     occupied = tmp_path / "afile"
     occupied.write_text("x\n")

@@ -28,6 +28,7 @@ from sentiment_lstm.data import (
     resolve_data,
     split_examples,
 )
+from sentiment_lstm.data.readers import detect_format
 from sentiment_lstm.embeddings import EmbeddingConfig, EmbeddingError, InputFactory
 from sentiment_lstm.files import write_text_atomic
 from sentiment_lstm.model import (
@@ -36,6 +37,7 @@ from sentiment_lstm.model import (
     count_parameters,
     parameter_count,
 )
+from sentiment_lstm.provenance import examples_fingerprint, read_options_record
 from sentiment_lstm.text import TextEncoderConfig
 from sentiment_lstm.training import (
     EncodedSplit,
@@ -86,13 +88,18 @@ class DataSpec:
 
 @dataclass
 class Splits:
-    """The three splits and what reading them found."""
+    """The three splits and what reading them found.
+
+    Attributes:
+        data_format: The format ``spec.data`` was read as, given or detected.
+    """
 
     train: list[Example]
     validation: list[Example]
     test: list[Example]
     reads: list[ReadResult] = field(default_factory=list)
     spec: DataSpec | None = None
+    data_format: str | None = None
 
     def files(self) -> list[Path]:
         return sorted({path for read in self.reads for path in read.files})
@@ -147,7 +154,10 @@ def load_splits(spec: DataSpec, seed: int) -> Splits:
     Returns:
         The splits, with what each read skipped or left out.
     """
-    main = _read(spec.data, spec.read_options)
+    path = resolve_data(spec.data)
+    # the readers log what they read, skipped and left out
+    main = read_examples(path, spec.read_options)
+    data_format = spec.read_options.format or detect_format(path)
     reads = [main]
     validation_fraction = 0.0 if spec.validation_data else spec.validation_fraction
     test_fraction = 0.0 if spec.test_data else spec.test_fraction
@@ -188,7 +198,7 @@ def load_splits(spec: DataSpec, seed: int) -> Splits:
             "negative ones; check the label column, the --stars cut-offs, or "
             "whether bad rows were left out"
         )
-    return Splits(train_part, validation, test, reads, spec)
+    return Splits(train_part, validation, test, reads, spec, data_format)
 
 
 def _read(path_or_name: str, options: ReadOptions) -> ReadResult:
@@ -676,6 +686,17 @@ def _base_metadata(
     files = splits.files()
     spec = splits.spec
     split_values = {}
+    data_values: dict[str, Any] = {
+        "files": [str(path) for path in files],
+        "fingerprint": data_fingerprint(files),
+        "split_sizes": {
+            "train": len(splits.train),
+            "validation": len(splits.validation),
+            "test": len(splits.test),
+        },
+        "bad_rows_skipped": sum(len(read.bad_rows) for read in splits.reads),
+        "left_out_by_stars": sum(read.left_out_by_stars for read in splits.reads),
+    }
     if spec is not None:
         split_values = {
             "data": spec.data,
@@ -684,19 +705,19 @@ def _base_metadata(
             "validation_fraction": spec.validation_fraction,
             "test_fraction": spec.test_fraction,
         }
+    if spec is not None and splits.reads and splits.data_format is not None:
+        # evaluate --split compares these with its own read of --data
+        data_values["read_options"] = read_options_record(
+            spec.read_options, splits.data_format
+        )
+        data_values["examples_fingerprint"] = examples_fingerprint(
+            splits.reads[0].examples
+        )
+        # "fingerprint" covers separate validation and test files too
+        data_values["data_files_fingerprint"] = data_fingerprint(splits.reads[0].files)
     return {
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "data": {
-            "files": [str(path) for path in files],
-            "fingerprint": data_fingerprint(files),
-            "split_sizes": {
-                "train": len(splits.train),
-                "validation": len(splits.validation),
-                "test": len(splits.test),
-            },
-            "bad_rows_skipped": sum(len(read.bad_rows) for read in splits.reads),
-            "left_out_by_stars": sum(read.left_out_by_stars for read in splits.reads),
-        },
+        "data": data_values,
         "split": split_values,
         "text_encoder": dataclasses.asdict(encoder.config),
         "vocab_size": encoder.vocab_size,
