@@ -1218,3 +1218,52 @@ def test_validation_copy_and_one_class_warn(trained, tmp_path, caplog):
     assert f"8 of the 8 reviews of --validation-data {copy} also occur" in caplog.text
     assert f"--validation-data {copy} has only positive reviews" in caplog.text
     assert "measures one class" in caplog.text
+
+
+def run_in_terminal(arguments):
+    """Run the command line with stderr on a 120-column terminal; return stderr."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sentiment_lstm", *arguments],
+            stdout=subprocess.DEVNULL,
+            stderr=terminal,
+        )
+        os.close(terminal)
+        output = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:
+                # Linux reports the closed terminal as an I/O error
+                break
+            if not chunk:
+                break
+            output += chunk
+        process.wait(timeout=120)
+    finally:
+        os.close(controller)
+    return output.decode("utf-8", "replace")
+
+
+def test_evaluate_progress_bar_on_terminal(trained, tmp_path):
+    _, model_dir = trained
+    reviews = tmp_path / "many.csv"
+    rows = ["text,label"] + ["great fun,positive", "dull mess,negative"] * 10_000
+    reviews.write_text("\n".join(rows) + "\n")
+    command = ["evaluate", "--model", str(model_dir), "--data", str(reviews)]
+
+    default = run_in_terminal(command)
+    hidden = run_in_terminal([*command, "--no-progress"])
+    quiet = run_in_terminal(["-q", *command])
+
+    assert "scoring: 100%" in default
+    assert "20000/20000" in default
+    assert "scoring" not in hidden
+    assert "scoring" not in quiet

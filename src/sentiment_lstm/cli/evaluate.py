@@ -20,6 +20,9 @@ from sentiment_lstm.cli.predict import add_backend_option, load_model
 logger = logging.getLogger(__name__)
 
 SPLIT_CHOICES = ("all", "train", "validation", "test")
+# Reviews encoded and scored between updates of the progress bar, as many as
+# predict's default --chunk-size.
+SCORING_CHUNK_REVIEWS = 8192
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,6 +62,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=256,
         help="reviews per forward pass (default: 256)",
     )
+    parser.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="hide the progress bar, which is shown while scoring on a terminal",
+    )
     add_backend_option(parser)
     add_data_options(parser, format_flags=("--data-format",))
     parser.set_defaults(handler=run, command_parser=parser)
@@ -85,9 +94,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not examples:
         raise CommandError(f"no labelled reviews to evaluate in {args.data}")
 
-    probabilities = model.predict_proba(
-        [example.text for example in examples], batch_size=args.batch_size
-    )
+    probabilities = _score(model, examples, args)
     labels = [example.label for example in examples]
     scored = [i for i, p in enumerate(probabilities) if p == p]
     unscored = len(examples) - len(scored)
@@ -233,3 +240,25 @@ def _changed_read(
     if differences:
         message += f"; the read options differ too: {'; '.join(differences)}"
     return message
+
+
+def _score(model: Any, examples: list[Any], args: argparse.Namespace) -> Any:
+    """Return P(positive) per example, with a progress bar on a terminal."""
+    import numpy as np
+
+    from sentiment_lstm.scoring import progress_bar
+
+    texts = [example.text for example in examples]
+    show = None if args.progress and not args.quiet else False
+    bar = progress_bar(show, total=len(texts))
+    chunks = []
+    try:
+        for start in range(0, len(texts), SCORING_CHUNK_REVIEWS):
+            chunk = texts[start : start + SCORING_CHUNK_REVIEWS]
+            chunks.append(model.predict_proba(chunk, batch_size=args.batch_size))
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
+    return np.concatenate(chunks) if chunks else np.zeros(0)
