@@ -1,6 +1,7 @@
 """The command line end to end, on a tiny corpus written by the tests."""
 
 import csv
+import errno
 import io
 import json
 import logging
@@ -9,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 
@@ -179,7 +181,8 @@ def test_required_accuracy_not_reached(tmp_path, tiny_posneg, capsys):
 
     assert status == 1
     assert "no model was saved" in capsys.readouterr().err
-    assert not (tmp_path / "m" / "model.safetensors").exists()
+    # the run created the folder and left it empty, so it is removed again
+    assert not (tmp_path / "m").exists()
 
 
 def test_missing_data_file(tmp_path, capsys):
@@ -516,6 +519,9 @@ def test_predict_unknown_extension_hint(trained, tmp_path, capsys):
         ("--max-vocab-size", "2", "expected at least 3"),
         ("--negative-max-stars", "nan", "expected a finite number"),
         ("--output-dir", "", "got an empty string"),
+        ("--max-length", str(2**64), "expected at most 1,000,000 tokens"),
+        ("--num-layers", str(10**20), "expected at most 100 layers"),
+        ("--num-layers", "100000", "expected at most 100 layers, got 100,000"),
     ],
 )
 def test_train_rejects_flag_values(tmp_path, capsys, flag, value, message):
@@ -553,10 +559,60 @@ def test_train_divergence_stops_with_advice(trained, tmp_path, capsys):
     status = train_tiny(
         root, tmp_path / "model", "--learning_rate", "1e30", "--num_epochs", "1"
     )
+    error = capsys.readouterr().err
 
     assert status == 1
-    assert "lower the learning rate" in capsys.readouterr().err
+    assert "the run used --learning-rate 1e+30 (default 0.0005)" in error
     assert not (tmp_path / "model" / "model.safetensors").exists()
+
+
+# A scale of 1e308 overflows the float32 word vectors, which NumPy warns about.
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.parametrize(
+    ("flag", "value", "named"),
+    [
+        ("--weight-decay", "1e308", "--weight-decay 1e+308 (default 0.01)"),
+        ("--nb-init-scale", "1e308", "--nb-init-scale 1e+308 (default 0)"),
+    ],
+)
+def test_train_divergence_names_changed_flag(
+    trained, tmp_path, capsys, flag, value, named
+):
+    root, _ = trained
+
+    status = train_tiny(
+        root,
+        tmp_path / "model",
+        "--learning_rate",
+        "0.0005",
+        "--num_epochs",
+        "1",
+        flag,
+        value,
+    )
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert "the loss became nan in epoch 1" in error
+    assert f"the run used {named}; move it towards the default" in error
+    assert "--learning-rate" not in error
+    # clipping is on by default, so the message must not suggest turning it on
+    assert "gradients are already clipped to norm 5" in error
+    assert "clip the gradients with" not in error
+
+
+def test_train_divergence_at_defaults(tmp_path, capsys):
+    from sentiment_lstm.cli.train import DEFAULTS, divergence_message
+    from sentiment_lstm.training import DivergenceError
+
+    error = DivergenceError("training failed", epoch=2, loss=float("inf"))
+
+    message = divergence_message(error, dict(DEFAULTS))
+
+    assert message.startswith("training failed: the loss became inf in epoch 2")
+    assert "the run used the default settings" in message
+    assert "lower the learning rate with --learning-rate (now 0.0005)" in message
+    assert "already clipped to norm 5" in message
 
 
 def test_failed_run_keeps_earlier_metrics(trained, tmp_path):
@@ -581,15 +637,29 @@ def test_failed_run_keeps_earlier_metrics(trained, tmp_path):
     assert (folder / "metrics.json").read_text() == before
 
 
-def test_train_model_too_large(trained, tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--embedding_size", str(10**12)], "--embedding-size 1000000000000"),
+        # beyond a 64-bit integer, which PyTorch cannot even take as a size
+        (["--lstm_units", str(10**20)], f"--lstm-units {10**20}"),
+        (["--num-layers", "100", "--lstm_units", "100000"], "--num-layers 100"),
+    ],
+)
+def test_train_model_too_large(trained, tmp_path, capsys, flags, named):
     root, _ = trained
 
-    # The table would take hundreds of terabytes, so the allocation fails at
-    # once and no memory is touched.
-    status = train_tiny(root, tmp_path / "m", "--embedding_size", str(10**12))
+    # Each model would take terabytes, so the estimate rejects it before any
+    # of it is allocated.
+    status = train_tiny(root, tmp_path / "m", *flags)
+    error = capsys.readouterr().err
 
     assert status == 1
-    assert "does not fit in memory" in capsys.readouterr().err
+    assert "the model does not fit in memory" in error
+    assert named in error
+    assert "is available; lower --lstm-units, --num-layers" in error
+    assert "Traceback" not in error
+    assert not (tmp_path / "m").exists()
 
 
 def test_train_one_class_rejected(tmp_path, capsys):
@@ -780,3 +850,424 @@ def test_version_matches_installed_metadata(capsys):
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.strip() == f"sentiment-lstm {__version__}"
     assert metadata.version("sentiment-lstm") == __version__
+
+
+@pytest.mark.parametrize("flag", ["--text-column", "--label-column"])
+@pytest.mark.parametrize("value", ["", " "])
+def test_train_rejects_empty_column(trained, tmp_path, capsys, flag, value):
+    root, _ = trained
+    data = tmp_path / "reviews.csv"
+    data.write_text("text,label\ngreat fun,positive\ndull,negative\n")
+
+    status = main(
+        ["train", "--data", str(data), "--output-dir", str(tmp_path / "m")]
+        + [flag, value]
+    )
+    error = capsys.readouterr().err
+
+    assert status == 2
+    assert f"{flag} {value!r} is empty" in error
+    assert "Traceback" not in error
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+@pytest.mark.parametrize("flag", ["--negative-max-stars", "--positive-min-stars"])
+def test_star_cutoff_needs_stars(trained, tmp_path, capsys, command, flag):
+    root, model_dir = trained
+    model = ["--model", str(model_dir)] if command == "evaluate" else []
+    output = ["--output-dir", str(tmp_path / "m")] if command == "train" else []
+
+    status = main(
+        [command, "--data", str(root / "tiny.pos"), *model, *output, flag, "3"]
+    )
+
+    assert status == 2
+    assert f"{flag} 3 applies only with --stars" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
+def write_star_reviews(path):
+    """Write 80 reviews rated 1 to 5 stars in a CSV file."""
+    from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
+
+    rows = ["review,stars,title"]
+    for index in range(16):
+        for stars in range(1, 6):
+            source = POSITIVE_REVIEWS if stars >= 3 else NEGATIVE_REVIEWS
+            text = source[index % len(source)]
+            rows.append(f'"{text} {index}",{stars},"title {index} {stars}"')
+    path.write_text("\n".join(rows) + "\n")
+
+
+@pytest.fixture(scope="module")
+def star_model(tmp_path_factory):
+    """A model trained on star ratings with the default cut-offs."""
+    root = tmp_path_factory.mktemp("stars")
+    data = root / "stars.csv"
+    write_star_reviews(data)
+    model_dir = root / "model"
+    status = main(
+        ["train", "--data", str(data), "--stars", "--output-dir", str(model_dir)]
+        + TRAIN_ARGS
+    )
+    assert status == 0
+    return data, model_dir
+
+
+def evaluate_split(model_dir, data, *flags):
+    return main(
+        ["evaluate", "--model", str(model_dir), "--data", str(data)]
+        + ["--split", "test", "--format", "json", *flags]
+    )
+
+
+def test_training_records_read_options(star_model):
+    _, model_dir = star_model
+    data = json.loads((model_dir / "training.json").read_text())["data"]
+
+    assert data["read_options"] == {
+        "format": "csv",
+        "text_column": None,
+        "label_column": None,
+        "stars": True,
+        "negative_max_stars": 2,
+        "positive_min_stars": 4,
+        "skip_bad_rows": False,
+    }
+    assert len(data["examples_fingerprint"]) == 64
+    # without separate validation or test files, both cover the same file
+    assert data["data_files_fingerprint"] == data["fingerprint"]
+
+
+def test_evaluate_split_with_training_options(star_model, capsys):
+    data, model_dir = star_model
+    training = json.loads((model_dir / "training.json").read_text())
+
+    status = evaluate_split(model_dir, data, "--stars")
+    captured = capsys.readouterr()
+
+    assert status == 0
+    assert json.loads(captured.out)["reviews"] == (
+        training["data"]["split_sizes"]["test"]
+    )
+    assert "differs" not in captured.err
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (
+            ["--stars", "--negative-max-stars", "3"],
+            "--negative-max-stars 3 (training: 2)",
+        ),
+        (
+            ["--stars", "--positive-min-stars", "3"],
+            "--positive-min-stars 3 (training: 4)",
+        ),
+        (
+            ["--stars", "--text-column", "title"],
+            "--text-column 'title' (training: not given)",
+        ),
+    ],
+)
+def test_evaluate_split_rejects_other_read_options(star_model, capsys, flags, named):
+    data, model_dir = star_model
+
+    status = evaluate_split(model_dir, data, *flags)
+    captured = capsys.readouterr()
+
+    assert status == 2
+    assert "--split test cannot recreate the model's test part" in captured.err
+    assert named in captured.err
+    assert "or use --split all" in captured.err
+    assert captured.out == ""
+
+
+def test_read_option_differences_wording():
+    from sentiment_lstm.data import ReadOptions, StarRule
+    from sentiment_lstm.provenance import (
+        read_option_differences,
+        read_options_record,
+    )
+
+    saved = read_options_record(ReadOptions(stars=True), "csv")
+    current = read_options_record(
+        ReadOptions(
+            text_column="body",
+            star_rule=StarRule(negative_max=3, positive_min=4),
+            skip_bad_rows=True,
+        ),
+        "tsv",
+    )
+
+    # without --stars now, the cut-offs are not compared
+    assert read_option_differences(saved, current) == [
+        "--data-format tsv (training: csv)",
+        "--text-column 'body' (training: not given)",
+        "no --stars (training: with it)",
+        "--skip-bad-rows given (training: without it)",
+    ]
+    assert read_option_differences(saved, saved) == []
+
+
+def test_evaluate_split_other_format_spelling(star_model, tmp_path, capsys):
+    # The same reviews read through other options give the same split.
+    data, model_dir = star_model
+    renamed = tmp_path / "stars.txt"
+    renamed.write_bytes(data.read_bytes())
+    flags = ["--stars", "--text-column", "REVIEW", "--label-column", "stars"]
+
+    status = evaluate_split(model_dir, renamed, *flags, "--data-format", "csv")
+    captured = capsys.readouterr()
+
+    assert status == 0
+    assert "cannot recreate" not in captured.err
+    assert "differs" not in captured.err
+
+
+def test_evaluate_split_model_without_read_options(star_model, tmp_path, capsys):
+    # Models saved before the read options were recorded are evaluated as
+    # before: only the data files are compared.
+    data, model_dir = star_model
+    old_model = tmp_path / "old"
+    shutil.copytree(model_dir, old_model)
+    metadata_path = old_model / "training.json"
+    metadata = json.loads(metadata_path.read_text())
+    del metadata["data"]["read_options"]
+    del metadata["data"]["examples_fingerprint"]
+    metadata_path.write_text(json.dumps(metadata))
+
+    status = evaluate_split(old_model, data, "--stars", "--negative-max-stars", "3")
+    captured = capsys.readouterr()
+
+    assert status == 0
+    assert json.loads(captured.out)["reviews"] > 0
+    assert "cannot recreate" not in captured.err
+
+
+def test_evaluate_split_changed_file_warns(star_model, tmp_path, caplog, capsys):
+    data, model_dir = star_model
+    changed = tmp_path / "changed.csv"
+    changed.write_text(data.read_text() + '"one more great film",5,"extra"\n')
+    caplog.set_level("WARNING")
+
+    status = evaluate_split(model_dir, changed, "--stars")
+    capsys.readouterr()
+
+    assert status == 0
+    assert "--split test does not recreate its test split" in caplog.text
+
+
+def test_train_output_dir_below_a_file(tmp_path, tiny_posneg, capsys):
+    occupied = tmp_path / "afile"
+    occupied.write_text("x\n")
+
+    status = main(
+        ["train", "--data", str(tiny_posneg), "--output-dir", str(occupied / "sub")]
+    )
+    error = capsys.readouterr().err
+
+    assert status == 2
+    assert f"{occupied} is a file, not a folder" in error
+    assert occupied.read_text() == "x\n"
+
+
+def test_train_output_dir_name_too_long(tmp_path, tiny_posneg, capsys):
+    output = tmp_path / "parent" / ("n" * 300)
+
+    status = main(["train", "--data", str(tiny_posneg), "--output-dir", str(output)])
+    error = capsys.readouterr().err
+
+    assert status == 2
+    assert f"cannot write to --output-dir {output}: File name too long" in error
+    assert "use a shorter folder name" in error
+    # the parent folder was created for this run, so it is removed again
+    assert not (tmp_path / "parent").exists()
+
+
+def make_read_only(folder, monkeypatch):
+    """Make new folders and files under folder fail as on a read-only file system.
+
+    Root writes through file permissions, so the failure is injected where
+    the output folder is created and probed.
+    """
+    from sentiment_lstm.cli import train_output
+
+    folder.mkdir()
+    real_mkdir = Path.mkdir
+    real_mkstemp = train_output.tempfile.mkstemp
+
+    def refuse_read_only(path):
+        if Path(path).is_relative_to(folder):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    def mkdir(path, *args, **kwargs):
+        refuse_read_only(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    def mkstemp(*args, **kwargs):
+        refuse_read_only(kwargs["dir"])
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    monkeypatch.setattr(train_output.tempfile, "mkstemp", mkstemp)
+    return folder
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_train_read_only_output_dir(
+    trained, tmp_path, capsys, caplog, monkeypatch, inside
+):
+    root, _ = trained
+    caplog.set_level("INFO")
+    folder = make_read_only(tmp_path / "ro", monkeypatch)
+    output = folder / "model" if inside else folder
+
+    status = train_tiny(root, output)
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert f"cannot write to --output-dir {output}: Read-only file system" in error
+    assert "choose a folder" in error
+    # the check runs before the data is read, so no epoch is wasted
+    assert "epoch_nr" not in caplog.text
+    assert "reading" not in caplog.text
+
+
+def test_train_full_disk_while_saving(trained, tmp_path, capsys, monkeypatch):
+    from sentiment_lstm import artifact, training
+
+    root, _ = trained
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    # The write check passes; the model and checkpoint writes then fail.
+    monkeypatch.setattr(artifact, "save_artifact", full_disk)
+    monkeypatch.setattr(training, "save_checkpoint", full_disk)
+    status = train_tiny(root, tmp_path / "out" / "model", "--num_epoch", "1")
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert f"cannot save to {tmp_path / 'out' / 'model'}: " in error
+    assert "No space left on device" in error
+    assert "no model was saved; free some space" in error
+    assert "Traceback" not in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_keeps_existing_empty_output_dir(trained, tmp_path, capsys):
+    root, _ = trained
+    folder = tmp_path / "mine"
+    folder.mkdir()
+
+    status = train_tiny(
+        root,
+        folder,
+        "--num_epoch",
+        "1",
+        "--required-acc-checkpoint",
+        "1.0",
+        "--learning_rate",
+        "1e-9",
+    )
+
+    assert status == 1
+    assert "no model was saved" in capsys.readouterr().err
+    # the folder was there before the run, so it stays
+    assert folder.is_dir()
+
+
+def test_validation_file_same_as_data_warns(trained, tmp_path, caplog):
+    root, _ = trained
+    caplog.set_level("INFO")
+
+    status = train_tiny(
+        root,
+        tmp_path / "m",
+        "--num_epoch",
+        "1",
+        "--validation-data",
+        str(root / "tiny.pos"),
+        "--test-data",
+        str(root / "tiny.neg"),
+    )
+
+    assert status == 0
+    assert f"--validation-data {root / 'tiny.pos'} is the same data as --data" in (
+        caplog.text
+    )
+    assert "validation part: the 96 reviews of --validation-data" in caplog.text
+    assert "test part: the 96 reviews of --test-data" in caplog.text
+    assert "examples: 96 train, 96 validation, 96 test" in caplog.text
+    assert "validation 0" not in caplog.text
+    assert "test 0" not in caplog.text
+
+
+def test_validation_copy_and_one_class_warn(trained, tmp_path, caplog):
+    from tests.conftest import POSITIVE_REVIEWS
+
+    root, _ = trained
+    copy = tmp_path / "copy.csv"
+    rows = ["text,label"] + [f'"{review}",positive' for review in POSITIVE_REVIEWS]
+    copy.write_text("\n".join(rows) + "\n")
+    caplog.set_level("WARNING")
+
+    status = train_tiny(
+        root, tmp_path / "m", "--num_epoch", "1", "--validation-data", str(copy)
+    )
+
+    assert status == 0
+    assert f"8 of the 8 reviews of --validation-data {copy} also occur" in caplog.text
+    assert f"--validation-data {copy} has only positive reviews" in caplog.text
+    assert "measures one class" in caplog.text
+
+
+def run_in_terminal(arguments):
+    """Run the command line with stderr on a 120-column terminal; return stderr."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sentiment_lstm", *arguments],
+            stdout=subprocess.DEVNULL,
+            stderr=terminal,
+        )
+        os.close(terminal)
+        output = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:
+                # Linux reports the closed terminal as an I/O error
+                break
+            if not chunk:
+                break
+            output += chunk
+        process.wait(timeout=120)
+    finally:
+        os.close(controller)
+    return output.decode("utf-8", "replace")
+
+
+def test_evaluate_progress_bar_on_terminal(trained, tmp_path):
+    _, model_dir = trained
+    reviews = tmp_path / "many.csv"
+    rows = ["text,label"] + ["great fun,positive", "dull mess,negative"] * 10_000
+    reviews.write_text("\n".join(rows) + "\n")
+    command = ["evaluate", "--model", str(model_dir), "--data", str(reviews)]
+
+    default = run_in_terminal(command)
+    hidden = run_in_terminal([*command, "--no-progress"])
+    quiet = run_in_terminal(["-q", *command])
+
+    assert "scoring: 100%" in default
+    assert "20000/20000" in default
+    assert "scoring" not in hidden
+    assert "scoring" not in quiet

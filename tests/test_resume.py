@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -130,11 +131,78 @@ def test_resume_matches_uninterrupted(corpus, tmp_path):
     assert not (resumed / "checkpoint.pt").exists()
 
 
-def test_resume_without_checkpoint_fails(corpus, tmp_path, capsys):
+def test_resume_without_checkpoint_fails(corpus, tmp_path, capsys, caplog):
+    caplog.set_level("INFO")
     status = main(train_args(corpus, tmp_path / "fresh", "--resume"))
 
     assert status == 1
     assert "no checkpoint to resume" in capsys.readouterr().err
+    # the check runs before the data is read, and creates no folder
+    assert "reading" not in caplog.text
+    assert not (tmp_path / "fresh").exists()
+
+
+def interrupt_when(command: list[str], ready) -> tuple[int, str]:
+    """Start command, send SIGINT once ready() is true; return status and stderr."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV, text=True
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while not ready():
+            if process.poll() is not None:
+                pytest.fail(f"training ended (status {process.returncode}) first")
+            if time.monotonic() > deadline:
+                pytest.fail("the run did not get ready within 120 s")
+            time.sleep(0.01)
+        os.kill(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.returncode, stderr
+
+
+def test_interrupt_before_first_epoch(corpus, tmp_path):
+    output_dir = tmp_path / "new" / "model"
+
+    # the folder is created and checked before the data is read
+    status, stderr = interrupt_when(
+        train_command(corpus, output_dir), output_dir.exists
+    )
+
+    assert status == 130
+    assert stderr.strip().endswith(
+        "interrupted before the first epoch finished; no model was saved"
+    )
+    # both folders were created by the run and left empty
+    assert not (tmp_path / "new").exists()
+
+
+def test_interrupt_after_checkpoint_says_how_to_resume(corpus, tmp_path):
+    output_dir = tmp_path / "run"
+    checkpoint = output_dir / "checkpoint.pt"
+
+    status, stderr = interrupt_when(
+        train_command(corpus, output_dir), checkpoint.exists
+    )
+
+    assert status == 130
+    assert re.search(
+        rf"interrupted( after epoch \d finished)?; the model of epoch \d is saved "
+        rf"in {re.escape(str(output_dir))}; to continue, repeat the command with "
+        rf"--resume, which starts from {re.escape(str(checkpoint))}$",
+        stderr.strip(),
+    ), stderr
+    assert "Traceback" not in stderr
+    assert checkpoint.is_file()
+    assert (output_dir / "model.safetensors").is_file()
+    resumed = subprocess.run(
+        train_command(corpus, output_dir, "--resume"), env=ENV, capture_output=True
+    )
+    assert resumed.returncode == 0
+    assert not checkpoint.exists()
 
 
 def test_resume_with_other_flags_fails(corpus, tmp_path, capsys):

@@ -1,21 +1,33 @@
+import dataclasses
+import errno
 import functools
 import json
+import os
 
 import numpy as np
 import pytest
 import torch
 
-from sentiment_lstm.model import ModelConfig, SentimentLSTM
+from sentiment_lstm.model import (
+    ModelConfig,
+    SentimentLSTM,
+    count_parameters,
+    parameter_count,
+)
 from sentiment_lstm.training import (
     CheckpointError,
+    DivergenceError,
     EncodedSplit,
     EpochMetrics,
     LearningRateSchedule,
     TrainingConfig,
     accuracy,
+    available_memory,
     build_optimizer,
     class_weight_tensor,
+    estimate_training_memory,
     load_checkpoint,
+    save_checkpoint,
     train,
     train_ensemble,
 )
@@ -491,3 +503,102 @@ def test_ensemble_in_processes_rejects_checkpoints(tmp_path):
         train_ensemble(new_model, *splits, config, checkpoint_dir=tmp_path, workers=2)
     with pytest.raises(ValueError, match="workers must be at least 1"):
         train_ensemble(new_model, *splits, config, workers=0)
+
+
+@pytest.mark.parametrize(
+    ("max_grad_norm", "advice"),
+    [
+        (5.0, "gradients are already clipped to norm 5"),
+        (None, "or clip the gradients with max_grad_norm"),
+    ],
+)
+def test_divergence_error_advice(max_grad_norm, advice):
+    config = TrainingConfig(
+        num_epochs=1,
+        batch_size=16,
+        optimizer="adamw",
+        weight_decay=1e308,
+        max_grad_norm=max_grad_norm,
+    )
+
+    with pytest.raises(DivergenceError) as error_info:
+        train(new_model(), toy_split(64, 1), toy_split(16, 2), config)
+
+    error = error_info.value
+    assert error.epoch == 1
+    assert not np.isfinite(error.loss)
+    assert "lower the learning rate (now 0.0005)" in str(error)
+    assert "or the weight decay (now 1e+308)" in str(error)
+    assert advice in str(error)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"num_layers": 3},
+        {"bidirectional": True},
+        {"bidirectional": True, "num_layers": 2, "hidden_dim": 5},
+        {"embedding_dim": 7, "hidden_dim": 11, "num_classes": 3},
+    ],
+)
+def test_parameter_count_matches_built_model(overrides):
+    model = new_model(**overrides)
+
+    assert parameter_count(model.config) == count_parameters(model)
+
+
+def test_training_memory_grows_with_size():
+    config = ModelConfig(vocab_size=1000, embedding_dim=16, hidden_dim=16)
+    base = estimate_training_memory(config, batch_size=32, max_tokens=50)
+    deeper = dataclasses.replace(config, num_layers=4)
+    wider = dataclasses.replace(config, hidden_dim=64)
+
+    # 1000 x 16 embedding + LSTM + classifier, five copies of 4 bytes each
+    assert base >= 5 * 4 * parameter_count(config)
+    assert estimate_training_memory(deeper, 32, 50) > base
+    assert estimate_training_memory(wider, 32, 50) > base
+    assert estimate_training_memory(config, 64, 50) > base
+    assert estimate_training_memory(config, 32, 100) > base
+    # a frozen embedding has no gradients and no optimiser state
+    assert estimate_training_memory(config, 32, 50, freeze_embeddings=True) == (
+        base - 3 * 4 * 1000 * 16
+    )
+
+
+def test_available_memory_is_positive():
+    available = available_memory()
+
+    assert available is None or available > 0
+
+
+class _FullDisk:
+    """A file whose writes fail as on a full disk."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stream.close()
+        return False
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_checkpoint_on_full_disk_raises_os_error(tmp_path, monkeypatch):
+    from sentiment_lstm import training
+
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(
+        training.os, "fdopen", lambda handle, mode: _FullDisk(real_fdopen(handle, mode))
+    )
+
+    with pytest.raises(OSError) as error_info:
+        save_checkpoint(tmp_path / "checkpoint.pt", {"weights": torch.zeros(100)})
+
+    assert error_info.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []

@@ -248,6 +248,23 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def parameter_count(config: ModelConfig) -> int:
+    """Return the number of parameters of a ``SentimentLSTM``, without building it.
+
+    Each LSTM layer and direction has input and recurrent weights and two bias
+    vectors for its four gates, as ``torch.nn.LSTM`` stores them.
+    """
+    directions = 2 if config.bidirectional else 1
+    hidden = config.hidden_dim
+    gates = directions * 4 * hidden
+    total = config.vocab_size * config.embedding_dim
+    # the first layer reads word vectors, the others the previous layer's output
+    total += gates * (config.embedding_dim + hidden + 2)
+    total += (config.num_layers - 1) * gates * (config.output_dim + hidden + 2)
+    total += config.output_dim * config.num_classes + config.num_classes
+    return total
+
+
 class FeatureTableLSTM(SentimentLSTM):
     """A :class:`SentimentLSTM` whose input vectors come from a fixed table.
 

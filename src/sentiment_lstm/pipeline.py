@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 from sentiment_lstm import artifact
 from sentiment_lstm.data import (
@@ -27,16 +28,27 @@ from sentiment_lstm.data import (
     resolve_data,
     split_examples,
 )
+from sentiment_lstm.data.readers import detect_format
 from sentiment_lstm.embeddings import EmbeddingConfig, EmbeddingError, InputFactory
-from sentiment_lstm.model import ModelConfig, SentimentLSTM, count_parameters
+from sentiment_lstm.files import write_text_atomic
+from sentiment_lstm.model import (
+    ModelConfig,
+    SentimentLSTM,
+    count_parameters,
+    parameter_count,
+)
+from sentiment_lstm.provenance import examples_fingerprint, read_options_record
 from sentiment_lstm.text import TextEncoderConfig
 from sentiment_lstm.training import (
     EncodedSplit,
     EnsembleResult,
     EpochMetrics,
+    ModelSizeError,
     TrainingConfig,
     TrainingResult,
     accuracy,
+    available_memory,
+    estimate_training_memory,
     member_checkpoint,
     seed_everything,
     train,
@@ -76,13 +88,18 @@ class DataSpec:
 
 @dataclass
 class Splits:
-    """The three splits and what reading them found."""
+    """The three splits and what reading them found.
+
+    Attributes:
+        data_format: The format ``spec.data`` was read as, given or detected.
+    """
 
     train: list[Example]
     validation: list[Example]
     test: list[Example]
     reads: list[ReadResult] = field(default_factory=list)
     spec: DataSpec | None = None
+    data_format: str | None = None
 
     def files(self) -> list[Path]:
         return sorted({path for read in self.reads for path in read.files})
@@ -98,8 +115,37 @@ class TrainOutcome:
     ensemble: EnsembleResult | None = None
 
 
+@dataclass
+class SaveRecord:
+    """Files that a training run has written to its output folder so far.
+
+    Attributes:
+        model_epoch: Epoch of the last model this run saved, if any.
+        checkpoint_epoch: Epoch of the resumable checkpoint this run wrote
+            last; None once training ends and the checkpoint is removed.
+    """
+
+    model_epoch: int | None = None
+    checkpoint_epoch: int | None = None
+
+
+class SaveError(OSError):
+    """Error for a failed write to the output folder, naming what it still contains."""
+
+
+# A held-out file that shares at least this share of its reviews with the
+# training part gets a warning, because it is then mostly the training data
+# again.
+HELD_OUT_OVERLAP_WARNING_SHARE = 0.5
+
+
 def load_splits(spec: DataSpec, seed: int) -> Splits:
     """Read the data and split it into train, validation and test.
+
+    A part given as its own file (``validation_data``, ``test_data``) is not
+    cut from the main data. Such a file gets a warning when it is the main
+    data file, when most of its reviews also occur in the training part, or
+    when it contains one class only.
 
     Args:
         spec: Data locations and split sizes.
@@ -108,24 +154,41 @@ def load_splits(spec: DataSpec, seed: int) -> Splits:
     Returns:
         The splits, with what each read skipped or left out.
     """
-    main = _read(spec.data, spec.read_options)
+    path = resolve_data(spec.data)
+    # the readers log what they read, skipped and left out
+    main = read_examples(path, spec.read_options)
+    data_format = spec.read_options.format or detect_format(path)
     reads = [main]
     validation_fraction = 0.0 if spec.validation_data else spec.validation_fraction
     test_fraction = 0.0 if spec.test_data else spec.test_fraction
-    train_part, validation, test = split_examples(
-        main.examples,
-        seed=seed,
-        validation_fraction=validation_fraction,
-        test_fraction=test_fraction,
-    )
-    if spec.validation_data:
-        extra = _read(spec.validation_data, spec.read_options)
+    if validation_fraction == 0 and test_fraction == 0:
+        # both held-out parts come from files, so nothing is split off
+        train_part, validation, test = list(main.examples), [], []
+    else:
+        train_part, validation, test = split_examples(
+            main.examples,
+            seed=seed,
+            validation_fraction=validation_fraction,
+            test_fraction=test_fraction,
+        )
+    held_out_files = {"validation": spec.validation_data, "test": spec.test_data}
+    for part, source in held_out_files.items():
+        if not source:
+            continue
+        extra = _read(source, spec.read_options)
         reads.append(extra)
-        validation = extra.examples
-    if spec.test_data:
-        extra = _read(spec.test_data, spec.read_options)
-        reads.append(extra)
-        test = extra.examples
+        if part == "validation":
+            validation = extra.examples
+        else:
+            test = extra.examples
+        logger.info(
+            "%s part: the %d reviews of --%s-data %s",
+            part,
+            len(extra.examples),
+            part,
+            source,
+        )
+        _check_held_out_file(part, source, extra, main, train_part)
     present = {example.label for example in train_part}
     if len(present) < 2:
         only = LABEL_NAMES[present.pop()] if present else "no"
@@ -135,12 +198,60 @@ def load_splits(spec: DataSpec, seed: int) -> Splits:
             "negative ones; check the label column, the --stars cut-offs, or "
             "whether bad rows were left out"
         )
-    return Splits(train_part, validation, test, reads, spec)
+    return Splits(train_part, validation, test, reads, spec, data_format)
 
 
 def _read(path_or_name: str, options: ReadOptions) -> ReadResult:
     # the readers log what they read, skipped and left out
     return read_examples(resolve_data(path_or_name), options)
+
+
+def _check_held_out_file(
+    part: str,
+    source: str,
+    held_out: ReadResult,
+    main: ReadResult,
+    train_part: list[Example],
+) -> None:
+    """Warn when a held-out file cannot measure what its accuracy claims."""
+    flag = f"--{part}-data"
+    same_files = {file.resolve() for file in held_out.files} == {
+        file.resolve() for file in main.files
+    }
+    if same_files or data_fingerprint(held_out.files) == data_fingerprint(main.files):
+        logger.warning(
+            "%s %s is the same data as --data, so the model trains on the "
+            "reviews that measure it and the %s accuracy means little; give "
+            "reviews the model does not train on",
+            flag,
+            source,
+            part,
+        )
+    else:
+        training_texts = {example.text for example in train_part}
+        shared = sum(example.text in training_texts for example in held_out.examples)
+        share = shared / max(1, len(held_out.examples))
+        if shared and share >= HELD_OUT_OVERLAP_WARNING_SHARE:
+            logger.warning(
+                "%d of the %d reviews of %s %s also occur in the training part, "
+                "so the %s accuracy is mostly measured on training reviews; "
+                "give reviews the model does not train on",
+                shared,
+                len(held_out.examples),
+                flag,
+                source,
+                part,
+            )
+    labels = {example.label for example in held_out.examples}
+    if len(labels) == 1:
+        logger.warning(
+            "%s %s has only %s reviews, so the %s accuracy measures one class "
+            "and says little about the model; add reviews of both classes",
+            flag,
+            source,
+            LABEL_NAMES[labels.pop()],
+            part,
+        )
 
 
 def encode(
@@ -168,6 +279,7 @@ def train_model(
     show_progress: bool | None = None,
     embedding_config: EmbeddingConfig = EmbeddingConfig(),
     resume: bool = False,
+    record: SaveRecord | None = None,
 ) -> TrainOutcome:
     """Build the vocabulary, train, and save the best model to ``output_dir``.
 
@@ -190,6 +302,8 @@ def train_model(
             compute them for new text.
         resume: Continue the interrupted run whose checkpoint is in
             ``output_dir``.
+        record: Updated as the run saves models and checkpoints, so that a
+            caller can tell what an interrupted run left behind.
 
     Returns:
         The training result and whether a model reached the required accuracy.
@@ -199,6 +313,10 @@ def train_model(
             or a vectors file is invalid.
         CheckpointError: If ``resume`` is set and the checkpoint is missing or
             comes from other settings or data.
+        ModelSizeError: If training the network would take more memory than
+            is available.
+        SaveError: If writing to ``output_dir`` fails, for example on a full
+            disk.
     """
     if embedding_config.source == "minilm-contextual":
         raise EmbeddingError(
@@ -222,6 +340,7 @@ def train_model(
     validation_split = encode(encoder, splits.validation)
     test_split = encode(encoder, splits.test) if splits.test else None
 
+    _check_model_fits(prepared, model_options or {}, train_split, training_config)
     model = factory.make_model(prepared, model_options or {})
     model_config = model.config
     _log_summary(splits, encoder, model, training_config)
@@ -231,7 +350,60 @@ def train_model(
     embedding_values = dataclasses.asdict(embedding_config)
     embedding_values.pop("cache_dir")
     base_metadata["embeddings"] = embedding_values
-    output_dir.mkdir(parents=True, exist_ok=True)
+    run_identity = {
+        "model": model_config.to_dict(),
+        "data": base_metadata["data"],
+        "embeddings": embedding_values,
+    }
+    record = record if record is not None else SaveRecord()
+    encoded = (train_split, validation_split, test_split)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if training_config.ensemble_size > 1:
+            return _train_ensemble_model(
+                lambda: factory.make_model(prepared, model_options or {}),
+                encoded,
+                output_dir,
+                encoder=encoder,
+                base_metadata=base_metadata,
+                training_config=training_config,
+                run_identity=run_identity,
+                resume=resume,
+                show_progress=show_progress,
+            )
+        return _train_single_model(
+            model,
+            encoded,
+            output_dir,
+            encoder=encoder,
+            base_metadata=base_metadata,
+            training_config=training_config,
+            run_identity=run_identity,
+            resume=resume,
+            show_progress=show_progress,
+            record=record,
+        )
+    except (OSError, SafetensorError) as err:
+        # Training itself reads no files, so these come from writing.
+        raise SaveError(_save_failure_message(output_dir, err, record)) from err
+
+
+def _train_single_model(
+    model: SentimentLSTM,
+    encoded: tuple[EncodedSplit, EncodedSplit, EncodedSplit | None],
+    output_dir: Path,
+    *,
+    encoder: Any,
+    base_metadata: dict[str, Any],
+    training_config: TrainingConfig,
+    run_identity: dict[str, Any],
+    resume: bool,
+    show_progress: bool | None,
+    record: SaveRecord,
+) -> TrainOutcome:
+    """Train one network, saving each new best model and a checkpoint per epoch."""
+    train_split, validation_split, test_split = encoded
+    model_config = model.config
     saved = False
 
     def save_checkpoint(metrics: EpochMetrics, current: SentimentLSTM) -> None:
@@ -251,6 +423,7 @@ def train_model(
             metadata=metadata,
         )
         saved = True
+        record.model_epoch = metrics.epoch
         logger.info(
             "saved model of epoch %d (val_acc %.3f) to %s",
             metrics.epoch,
@@ -258,32 +431,18 @@ def train_model(
             output_dir,
         )
 
-    def write_history(history: list[EpochMetrics]) -> None:
+    def end_epoch(history: list[EpochMetrics]) -> None:
+        # train() writes the epoch's checkpoint before it calls this
+        record.checkpoint_epoch = history[-1].epoch
         # Until this run saves a model, the folder's metrics.json may belong
         # to the weights of an earlier run, so it is left alone.
         if not saved:
             return
         values = {"epochs": [dataclasses.asdict(m) for m in history]}
-        path = output_dir / HISTORY_FILE
-        path.write_text(json.dumps(values, indent=2) + "\n", encoding="utf-8")
-
-    run_identity = {
-        "model": model_config.to_dict(),
-        "data": base_metadata["data"],
-        "embeddings": embedding_values,
-    }
-    if training_config.ensemble_size > 1:
-        return _train_ensemble_model(
-            lambda: factory.make_model(prepared, model_options or {}),
-            (train_split, validation_split, test_split),
-            output_dir,
-            encoder=encoder,
-            base_metadata=base_metadata,
-            training_config=training_config,
-            run_identity=run_identity,
-            resume=resume,
-            show_progress=show_progress,
+        write_text_atomic(
+            output_dir / HISTORY_FILE, json.dumps(values, indent=2) + "\n"
         )
+
     checkpoint_path = output_dir / CHECKPOINT_FILE
     if resume:
         # the artifact saved before the interruption stays valid
@@ -295,13 +454,14 @@ def train_model(
         training_config,
         test_split=test_split,
         on_checkpoint=save_checkpoint,
-        on_epoch_end=write_history,
+        on_epoch_end=end_epoch,
         show_progress=show_progress,
         checkpoint_path=checkpoint_path,
         resume=resume,
         run_identity=run_identity,
     )
     checkpoint_path.unlink(missing_ok=True)
+    record.checkpoint_epoch = None
     best = result.best
     history_values = {
         "best_epoch": result.best_epoch,
@@ -309,15 +469,15 @@ def train_model(
         "epochs": [dataclasses.asdict(m) for m in result.history],
     }
     if saved:
-        (output_dir / HISTORY_FILE).write_text(
-            json.dumps(history_values, indent=2) + "\n", encoding="utf-8"
+        write_text_atomic(
+            output_dir / HISTORY_FILE, json.dumps(history_values, indent=2) + "\n"
         )
         # the saved metadata gains the full history once training has ended
         metadata_path = output_dir / artifact.METADATA_FILE
         metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
         metadata["history"] = history_values
-        metadata_path.write_text(
-            json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        write_text_atomic(
+            metadata_path, json.dumps(metadata, indent=2, sort_keys=True) + "\n"
         )
     test_text = (
         f", test_acc {best.test_accuracy:.3f}" if best.test_accuracy is not None else ""
@@ -329,6 +489,73 @@ def train_model(
         test_text,
     )
     return TrainOutcome(result=result, saved=saved, output_dir=output_dir)
+
+
+def _check_model_fits(
+    prepared: Any,
+    model_options: dict[str, Any],
+    train_split: EncodedSplit,
+    training_config: TrainingConfig,
+) -> None:
+    """Reject a network whose training would not fit in the available memory.
+
+    Runs before the network is built, so a size such as ``--num-layers
+    100000`` fails at once instead of filling the memory.
+
+    Raises:
+        ModelSizeError: If the estimate exceeds the memory available.
+    """
+    options = dict(model_options)
+    if prepared.embedding_dim is not None:
+        options["embedding_dim"] = prepared.embedding_dim
+    config = ModelConfig(vocab_size=prepared.encoder.vocab_size, **options)
+    batch_size = min(training_config.batch_size, len(train_split))
+    max_tokens = max(train_split.lengths, default=1)
+    needed = estimate_training_memory(
+        config, batch_size, max_tokens, training_config.freeze_embeddings
+    )
+    available = available_memory()
+    if available is None or needed <= available:
+        return
+    raise ModelSizeError(
+        f"the model does not fit in memory: training it takes at least "
+        f"{_gibibytes(needed)} ({parameter_count(config):,} parameters from "
+        f"--lstm-units {config.hidden_dim}, --num-layers {config.num_layers}, "
+        f"--embedding-size {config.embedding_dim} and {config.vocab_size:,} "
+        f"vocabulary entries, and the activations of {batch_size} reviews of up "
+        f"to {max_tokens} tokens), but {_gibibytes(available)} is available; "
+        "lower --lstm-units, --num-layers, --embedding-size, --max-vocab-size "
+        "or --batch-size"
+    )
+
+
+def _gibibytes(size: int) -> str:
+    value = size / 2**30
+    return f"{value:.1f} GiB" if value < 1e6 else f"{value:.3g} GiB"
+
+
+def _save_failure_message(output_dir: Path, err: Exception, record: SaveRecord) -> str:
+    """Describe a failed write to the output folder and what the folder keeps."""
+    if isinstance(err, OSError) and err.strerror:
+        reason = err.strerror
+    else:
+        reason = str(err)
+    if record.model_epoch is not None:
+        kept_model = f"it keeps the model of epoch {record.model_epoch}"
+    elif (output_dir / artifact.WEIGHTS_FILE).is_file():
+        kept_model = "it keeps the model that was there before this run"
+    else:
+        kept_model = "no model was saved"
+    if record.checkpoint_epoch is not None:
+        return (
+            f"cannot save to {output_dir}: {reason}; {kept_model}, and its "
+            f"{CHECKPOINT_FILE} contains epoch {record.checkpoint_epoch}, so free "
+            "some space and repeat the command with --resume"
+        )
+    return (
+        f"cannot save to {output_dir}: {reason}; {kept_model}; free some space or "
+        "choose another --output-dir, then train again"
+    )
 
 
 def _train_ensemble_model(
@@ -390,8 +617,8 @@ def _train_ensemble_model(
     )
     saved = ensemble.validation_accuracy >= training_config.required_accuracy
     if saved:
-        (output_dir / HISTORY_FILE).write_text(
-            json.dumps(history_values, indent=2) + "\n", encoding="utf-8"
+        write_text_atomic(
+            output_dir / HISTORY_FILE, json.dumps(history_values, indent=2) + "\n"
         )
         metadata = dict(
             base_metadata,
@@ -459,6 +686,17 @@ def _base_metadata(
     files = splits.files()
     spec = splits.spec
     split_values = {}
+    data_values: dict[str, Any] = {
+        "files": [str(path) for path in files],
+        "fingerprint": data_fingerprint(files),
+        "split_sizes": {
+            "train": len(splits.train),
+            "validation": len(splits.validation),
+            "test": len(splits.test),
+        },
+        "bad_rows_skipped": sum(len(read.bad_rows) for read in splits.reads),
+        "left_out_by_stars": sum(read.left_out_by_stars for read in splits.reads),
+    }
     if spec is not None:
         split_values = {
             "data": spec.data,
@@ -467,19 +705,19 @@ def _base_metadata(
             "validation_fraction": spec.validation_fraction,
             "test_fraction": spec.test_fraction,
         }
+    if spec is not None and splits.reads and splits.data_format is not None:
+        # evaluate --split compares these with its own read of --data
+        data_values["read_options"] = read_options_record(
+            spec.read_options, splits.data_format
+        )
+        data_values["examples_fingerprint"] = examples_fingerprint(
+            splits.reads[0].examples
+        )
+        # "fingerprint" covers separate validation and test files too
+        data_values["data_files_fingerprint"] = data_fingerprint(splits.reads[0].files)
     return {
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "data": {
-            "files": [str(path) for path in files],
-            "fingerprint": data_fingerprint(files),
-            "split_sizes": {
-                "train": len(splits.train),
-                "validation": len(splits.validation),
-                "test": len(splits.test),
-            },
-            "bad_rows_skipped": sum(len(read.bad_rows) for read in splits.reads),
-            "left_out_by_stars": sum(read.left_out_by_stars for read in splits.reads),
-        },
+        "data": data_values,
         "split": split_values,
         "text_encoder": dataclasses.asdict(encoder.config),
         "vocab_size": encoder.vocab_size,

@@ -943,7 +943,7 @@ def _run(
     """Score all chunks of reader into stream."""
     counts = _Counts()
     writer = None
-    bar = _progress_bar(progress)
+    bar = progress_bar(progress)
     # The next chunk is queued for scoring before this one is written, so
     # the model's threads keep working while the main thread writes.
     pending: deque[tuple[_Chunk, PendingScores]] = deque()
@@ -1017,14 +1017,20 @@ def _scoring_runtime() -> Iterator[None]:
                     gc.enable()
 
 
-def _progress_bar(progress: bool | None) -> Any:
+def progress_bar(progress: bool | None, total: int | None = None) -> Any:
+    """Return a tqdm bar of scored rows on stderr, or None when hidden.
+
+    Args:
+        progress: Show the bar; None shows it only when stderr is a terminal.
+        total: Rows to score, if known.
+    """
     if progress is None:
         progress = sys.stderr.isatty()
     if not progress:
         return None
     from tqdm import tqdm
 
-    return tqdm(unit=" rows", desc="scoring", file=sys.stderr)
+    return tqdm(total=total, unit=" rows", desc="scoring", file=sys.stderr)
 
 
 def _encoded_chunks(

@@ -74,8 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as err:
         print(f"sentiment-lstm {args.command}: error: {err}", file=sys.stderr)
         return 2 if err.usage else 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        # a command may say what it saved before the interruption
+        print(str(err) or "interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The process reading stdout has exited, as with "| head". Point stdout

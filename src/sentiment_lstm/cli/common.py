@@ -61,19 +61,21 @@ def add_data_options(
             help="the label column holds star ratings: low ratings are negative, "
             "high ones positive, the middle is left out",
         )
+        # The cut-offs default to None, so that giving one without --stars
+        # can be rejected; read_options_from_args fills in StarRule's values.
         group.add_argument(
             "--negative-max-stars",
             type=finite_float,
-            default=2,
             metavar="STARS",
-            help="with --stars, ratings up to this are negative (default: 2)",
+            help="with --stars, ratings up to this are negative "
+            f"(default: {StarRule().negative_max:g})",
         )
         group.add_argument(
             "--positive-min-stars",
             type=finite_float,
-            default=4,
             metavar="STARS",
-            help="with --stars, ratings from this up are positive (default: 4)",
+            help="with --stars, ratings from this up are positive "
+            f"(default: {StarRule().positive_min:g})",
         )
     if labels:
         skip_help = (
@@ -94,24 +96,60 @@ def add_data_options(
 def read_options_from_args(
     args: argparse.Namespace, *, require_labels: bool = True
 ) -> ReadOptions:
-    """Build ReadOptions from parsed arguments, validating the star cut-offs."""
-    negative_max = getattr(args, "negative_max_stars", 2)
-    positive_min = getattr(args, "positive_min_stars", 4)
+    """Build ReadOptions from parsed arguments, validating columns and cut-offs.
+
+    Raises:
+        CommandError: If a column name is empty, a star cut-off is given
+            without ``--stars``, or the cut-offs overlap.
+    """
+    text_column = args.text_column
+    label_column = getattr(args, "label_column", None)
+    for flag, value in (
+        ("--text-column", text_column),
+        ("--label-column", label_column),
+    ):
+        if value is not None and not value.strip():
+            raise CommandError(
+                f"{flag} {value!r} is empty; name a column of the file, or leave "
+                "the flag out to detect the column",
+                usage=True,
+            )
+    stars = getattr(args, "stars", False)
+    cut_offs = {
+        "--negative-max-stars": getattr(args, "negative_max_stars", None),
+        "--positive-min-stars": getattr(args, "positive_min_stars", None),
+    }
+    for flag, value in cut_offs.items():
+        if value is not None and not stars:
+            raise CommandError(
+                f"{flag} {value:g} applies only with --stars; add --stars if the "
+                "label column holds star ratings, or leave the flag out",
+                usage=True,
+            )
+    negative_max = cut_offs["--negative-max-stars"]
+    positive_min = cut_offs["--positive-min-stars"]
+    if negative_max is None:
+        negative_max = StarRule().negative_max
+    if positive_min is None:
+        positive_min = StarRule().positive_min
     if negative_max >= positive_min:
         raise CommandError(
             f"--negative-max-stars ({negative_max:g}) must be below "
             f"--positive-min-stars ({positive_min:g})",
             usage=True,
         )
-    return ReadOptions(
-        format=args.data_format,
-        text_column=args.text_column,
-        label_column=getattr(args, "label_column", None),
-        stars=getattr(args, "stars", False),
-        star_rule=StarRule(negative_max=negative_max, positive_min=positive_min),
-        skip_bad_rows=args.skip_bad_rows,
-        require_labels=require_labels,
-    )
+    try:
+        return ReadOptions(
+            format=args.data_format,
+            text_column=text_column,
+            label_column=label_column,
+            stars=stars,
+            star_rule=StarRule(negative_max=negative_max, positive_min=positive_min),
+            skip_bad_rows=args.skip_bad_rows,
+            require_labels=require_labels,
+        )
+    except DataError as err:
+        raise CommandError(str(err), usage=True) from err
 
 
 def finite_float(text: str) -> float:

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from sentiment_lstm.cli.common import (
     CommandError,
@@ -19,6 +20,9 @@ from sentiment_lstm.cli.predict import add_backend_option, load_model
 logger = logging.getLogger(__name__)
 
 SPLIT_CHOICES = ("all", "train", "validation", "test")
+# Reviews encoded and scored between updates of the progress bar, as many as
+# predict's default --chunk-size.
+SCORING_CHUNK_REVIEWS = 8192
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,6 +62,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=256,
         help="reviews per forward pass (default: 256)",
     )
+    parser.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="hide the progress bar, which is shown while scoring on a terminal",
+    )
     add_backend_option(parser)
     add_data_options(parser, format_flags=("--data-format",))
     parser.set_defaults(handler=run, command_parser=parser)
@@ -65,77 +75,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Score the labelled reviews and print the report."""
-    from sentiment_lstm.data import (
-        DataError,
-        data_fingerprint,
-        read_examples,
-        resolve_data,
-        split_examples,
-    )
+    from sentiment_lstm.data import DataError, read_examples, resolve_data
+    from sentiment_lstm.data.readers import detect_format
     from sentiment_lstm.metrics import classification_report, format_report
 
     model = load_model(args.model, args.backend)
 
+    options = read_options_from_args(args)
     try:
-        read = read_examples(resolve_data(args.data), read_options_from_args(args))
+        path = resolve_data(args.data)
+        read = read_examples(path, options)
+        data_format = options.format or detect_format(path)
     except DataError as err:
         raise CommandError(str(err)) from err
     examples = read.examples
     if args.split != "all":
-        training = model.metadata.get("training", {})
-        split = model.metadata.get("split", {})
-        # Parts given as their own files at training were not cut from --data.
-        separate = {
-            "validation": split.get("validation_data"),
-            "test": split.get("test_data"),
-        }
-        if separate.get(args.split):
-            raise CommandError(
-                f"the model's {args.split} part was the file "
-                f"{separate[args.split]} (--{args.split}-data), not a part of "
-                f"--data; evaluate it with --data {separate[args.split]} "
-                "--split all",
-                usage=True,
-            )
-        try:
-            parts = split_examples(
-                examples,
-                seed=training.get("seed", 0),
-                validation_fraction=(
-                    0.0
-                    if separate["validation"]
-                    else split.get("validation_fraction", 0.1)
-                ),
-                test_fraction=(
-                    0.0 if separate["test"] else split.get("test_fraction", 0.1)
-                ),
-            )
-        except DataError as err:
-            raise CommandError(
-                f"{err}; --split {args.split} needs the data the model was "
-                "trained on, or use --split all"
-            ) from err
-        examples = dict(zip(SPLIT_CHOICES[1:], parts))[args.split]
-        fingerprint = model.metadata.get("data", {}).get("fingerprint")
-        # With separate files the fingerprint covers them too, so it cannot
-        # be compared with --data alone.
-        if (
-            fingerprint
-            and not any(separate.values())
-            and fingerprint != data_fingerprint(read.files)
-        ):
-            logger.warning(
-                "--data differs from the data the model was trained on, so "
-                "--split %s does not recreate its %s split",
-                args.split,
-                args.split,
-            )
+        examples = _model_split_part(args, model.metadata, read, options, data_format)
     if not examples:
         raise CommandError(f"no labelled reviews to evaluate in {args.data}")
 
-    probabilities = model.predict_proba(
-        [example.text for example in examples], batch_size=args.batch_size
-    )
+    probabilities = _score(model, examples, args)
     labels = [example.label for example in examples]
     scored = [i for i, p in enumerate(probabilities) if p == p]
     unscored = len(examples) - len(scored)
@@ -157,3 +116,149 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     else:
         print(format_report(report))
     return 0
+
+
+def _model_split_part(
+    args: argparse.Namespace,
+    metadata: dict[str, Any],
+    read: Any,
+    options: Any,
+    data_format: str,
+) -> list[Any]:
+    """Recreate the model's split of ``--data`` and return the part asked for.
+
+    Raises:
+        CommandError: If the part was a file of its own at training, the data
+            is too small to split, or the data files are the training ones but
+            the read options give other reviews.
+    """
+    from sentiment_lstm.data import DataError, data_fingerprint, split_examples
+    from sentiment_lstm.provenance import (
+        examples_fingerprint,
+        read_option_differences,
+        read_options_record,
+    )
+
+    training = metadata.get("training", {})
+    split = metadata.get("split", {})
+    data = metadata.get("data", {})
+    # Parts given as their own files at training were not cut from --data.
+    separate = {
+        "validation": split.get("validation_data"),
+        "test": split.get("test_data"),
+    }
+    if separate.get(args.split):
+        raise CommandError(
+            f"the model's {args.split} part was the file "
+            f"{separate[args.split]} (--{args.split}-data), not a part of "
+            f"--data; evaluate it with --data {separate[args.split]} "
+            "--split all",
+            usage=True,
+        )
+
+    # Models saved before the read was recorded lack these values, and only
+    # the data files can be compared for them.
+    saved_options = data.get("read_options")
+    saved_examples = data.get("examples_fingerprint")
+    saved_files = data.get("data_files_fingerprint")
+    problem = None
+    if saved_options is not None and saved_examples and saved_files:
+        if examples_fingerprint(read.examples) != saved_examples:
+            current = read_options_record(options, data_format)
+            differences = read_option_differences(saved_options, current)
+            problem = _changed_read(args.split, differences, saved_files, read.files)
+    else:
+        fingerprint = data.get("fingerprint")
+        # With separate files the fingerprint covers them too, so it cannot
+        # be compared with --data alone.
+        if (
+            fingerprint
+            and not any(separate.values())
+            and fingerprint != data_fingerprint(read.files)
+        ):
+            problem = (
+                f"--data differs from the data the model was trained on, so "
+                f"--split {args.split} does not recreate its {args.split} split"
+            )
+
+    try:
+        parts = split_examples(
+            read.examples,
+            seed=training.get("seed", 0),
+            validation_fraction=(
+                0.0 if separate["validation"] else split.get("validation_fraction", 0.1)
+            ),
+            test_fraction=(
+                0.0 if separate["test"] else split.get("test_fraction", 0.1)
+            ),
+        )
+    except DataError as err:
+        raise CommandError(
+            f"{err}; --split {args.split} needs the data the model was "
+            "trained on, or use --split all"
+        ) from err
+    if problem is not None:
+        logger.warning("%s", problem)
+    return dict(zip(SPLIT_CHOICES[1:], parts))[args.split]
+
+
+def _changed_read(
+    split: str, differences: list[str], saved_files: str, files: list[Any]
+) -> str:
+    """Describe why ``--data`` gave other reviews than at training.
+
+    Returns:
+        A warning for changed data files or a changed reader.
+
+    Raises:
+        CommandError: If the data files are the same but the read options
+            differ, because the requested part would then hold other
+            reviews, often ones the model was trained on.
+    """
+    from sentiment_lstm.data import data_fingerprint
+
+    if data_fingerprint(files) == saved_files:
+        if differences:
+            raise CommandError(
+                f"--split {split} cannot recreate the model's {split} part, "
+                "because the read options differ from training: "
+                f"{'; '.join(differences)}. Other options read other reviews, "
+                "and so give another split; repeat the read options of "
+                "training, or use --split all",
+                usage=True,
+            )
+        return (
+            f"the reviews read from --data differ from those the model was "
+            "trained on, although the files and read options are the same, so "
+            f"--split {split} may not recreate its {split} split; a different "
+            "sentiment-lstm version may read the files differently"
+        )
+    message = (
+        f"--data differs from the data the model was trained on, so "
+        f"--split {split} does not recreate its {split} split"
+    )
+    if differences:
+        message += f"; the read options differ too: {'; '.join(differences)}"
+    return message
+
+
+def _score(model: Any, examples: list[Any], args: argparse.Namespace) -> Any:
+    """Return P(positive) per example, with a progress bar on a terminal."""
+    import numpy as np
+
+    from sentiment_lstm.scoring import progress_bar
+
+    texts = [example.text for example in examples]
+    show = None if args.progress and not args.quiet else False
+    bar = progress_bar(show, total=len(texts))
+    chunks = []
+    try:
+        for start in range(0, len(texts), SCORING_CHUNK_REVIEWS):
+            chunk = texts[start : start + SCORING_CHUNK_REVIEWS]
+            chunks.append(model.predict_proba(chunk, batch_size=args.batch_size))
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
+    return np.concatenate(chunks) if chunks else np.zeros(0)

@@ -22,6 +22,12 @@ from sentiment_lstm.cli.common import (
     read_options_from_args,
     seed_value,
 )
+from sentiment_lstm.cli.train_output import (
+    check_resume_checkpoint,
+    interruption_message,
+    prepare_output_dir,
+    remove_empty_folders,
+)
 from sentiment_lstm.presets import PRESETS, describe_presets
 
 logger = logging.getLogger(__name__)
@@ -115,6 +121,33 @@ def folder_path(text: str) -> Path:
     return Path(text)
 
 
+# Upper bounds of two size flags, far above useful values. --max-length must
+# fit the machine integers of the tokenizers library (2**64 overflows them),
+# and a mistyped --num-layers such as 100000 fails here at once instead of
+# after the data is read. The memory of the whole network is estimated once
+# the vocabulary is built.
+MAX_LENGTH_LIMIT = 1_000_000
+NUM_LAYERS_LIMIT = 100
+
+
+def max_length_value(text: str) -> int:
+    """Parse --max-length for argparse: 1 to MAX_LENGTH_LIMIT tokens."""
+    return _at_most(positive_int(text), MAX_LENGTH_LIMIT, "tokens")
+
+
+def num_layers_value(text: str) -> int:
+    """Parse --num-layers for argparse: 1 to NUM_LAYERS_LIMIT layers."""
+    return _at_most(positive_int(text), NUM_LAYERS_LIMIT, "layers")
+
+
+def _at_most(value: int, limit: int, unit: str) -> int:
+    if value > limit:
+        raise argparse.ArgumentTypeError(
+            f"expected at most {limit:,} {unit}, got {value:,}"
+        )
+    return value
+
+
 def vocabulary_size(text: str) -> int:
     """Parse a vocabulary size for argparse: <pad>, <unk> and at least one word."""
     value = positive_int(text)
@@ -157,9 +190,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     text = parser.add_argument_group("text")
     text.add_argument(
         "--max-length",
-        type=positive_int,
-        help="tokens kept per review; longer reviews keep their first "
-        f"MAX_LENGTH tokens, in training and prediction alike {_default('max_length')}",
+        type=max_length_value,
+        help=f"tokens kept per review, at most {MAX_LENGTH_LIMIT:,}; longer reviews "
+        "keep their first MAX_LENGTH tokens, in training and prediction alike "
+        + _default("max_length"),
     )
     text.add_argument(
         "--min-frequency",
@@ -228,8 +262,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--num-layers",
         "--num_layers",
-        type=positive_int,
-        help=f"stacked LSTM layers {_default('num_layers')}",
+        type=num_layers_value,
+        help=f"stacked LSTM layers, at most {NUM_LAYERS_LIMIT} "
+        + _default("num_layers"),
     )
     model.add_argument(
         "--embedding-size",
@@ -509,10 +544,7 @@ def default_output_dir(data: str, architecture_name: str) -> Path:
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Train and save; exit status 1 if no epoch reached the required accuracy."""
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    from sentiment_lstm.data import DataError
-    from sentiment_lstm.pipeline import DataSpec, load_splits, train_model
+    from sentiment_lstm.pipeline import DataSpec, SaveRecord
 
     if args.validation_data is None and args.validation_fraction == 0:
         parser.error(
@@ -532,15 +564,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             "'sentiment-lstm cross-validate', or use --embeddings minilm",
             usage=True,
         )
-    output_dir = args.output_dir or default_output_dir(
-        args.data, options.values["architecture"]
+    output_dir = Path(
+        args.output_dir or default_output_dir(args.data, options.values["architecture"])
     )
-    if Path(output_dir).exists() and not Path(output_dir).is_dir():
-        raise CommandError(
-            f"--output-dir {output_dir} is a file, not a folder; "
-            "name a new or existing folder",
-            usage=True,
-        )
     spec = DataSpec(
         data=args.data,
         read_options=read_options_from_args(args),
@@ -549,11 +575,50 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         validation_fraction=args.validation_fraction,
         test_fraction=args.test_fraction,
     )
+    if args.resume:
+        check_resume_checkpoint(output_dir, options.training_config.ensemble_size)
+
+    created = prepare_output_dir(output_dir)
+    record = SaveRecord()
+    try:
+        outcome = _train(args, spec, options, output_dir, record)
+        best = outcome.result.best
+        if not outcome.saved:
+            raise CommandError(
+                f"no epoch reached the required validation accuracy "
+                f"{args.required_acc_checkpoint:g} (best "
+                f"{best.validation_accuracy:.3f} at epoch "
+                f"{outcome.result.best_epoch}), so no model was saved; "
+                "lower --required-acc-checkpoint or train longer"
+            )
+    except KeyboardInterrupt:
+        # main() prints the message and exits with status 130
+        raise KeyboardInterrupt(interruption_message(output_dir, record)) from None
+    finally:
+        # only folders that this run created, and only if they are empty
+        remove_empty_folders(created)
+    logger.info("model saved to %s", output_dir)
+    return 0
+
+
+def _train(
+    args: argparse.Namespace,
+    spec: Any,
+    options: RunOptions,
+    output_dir: Path,
+    record: Any,
+) -> Any:
+    """Read the data and train, turning expected failures into CommandError."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from sentiment_lstm.data import DataError
+    from sentiment_lstm.pipeline import SaveError, load_splits, train_model
+    from sentiment_lstm.training import DivergenceError
 
     try:
         splits = load_splits(spec, seed=args.seed)
         with logging_redirect_tqdm():
-            outcome = train_model(
+            return train_model(
                 splits,
                 output_dir,
                 encoder_config=options.encoder_config,
@@ -561,8 +626,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 training_config=options.training_config,
                 embedding_config=options.embedding_config,
                 resume=args.resume,
+                record=record,
             )
-    except (DataError, ValueError) as err:
+    except DivergenceError as err:
+        raise CommandError(divergence_message(err, options.values)) from err
+    except (DataError, ValueError, SaveError) as err:
         raise CommandError(str(err)) from err
     except RuntimeError as err:
         # NOTE: this matches the text of PyTorch's CPU allocator error, which
@@ -571,16 +639,45 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             raise
         raise CommandError(
             f"the model does not fit in memory ({err}); lower --lstm-units, "
-            "--embedding-size or --max-vocab-size"
+            "--num-layers, --embedding-size or --max-vocab-size"
         ) from err
 
-    best = outcome.result.best
-    if not outcome.saved:
-        raise CommandError(
-            f"no epoch reached the required validation accuracy "
-            f"{args.required_acc_checkpoint:g} (best {best.validation_accuracy:.3f} "
-            f"at epoch {outcome.result.best_epoch}), so no model was saved; "
-            "lower --required-acc-checkpoint or train longer"
+
+# Flags whose values can make the loss diverge, in the order they are named.
+DIVERGENCE_FLAGS = {
+    "learning_rate": "--learning-rate",
+    "weight_decay": "--weight-decay",
+    "nb_init_scale": "--nb-init-scale",
+    "max_grad_norm": "--max-grad-norm",
+}
+
+
+def divergence_message(err: Any, values: dict[str, Any]) -> str:
+    """Explain a diverged run by the settings that differ from the defaults.
+
+    Args:
+        err: The ``DivergenceError``, with the epoch and the loss.
+        values: The resolved flag values of the run.
+    """
+    changed = [
+        f"{flag} {values[name]:g} (default {DEFAULTS[name]:g})"
+        for name, flag in DIVERGENCE_FLAGS.items()
+        if values[name] != DEFAULTS[name]
+    ]
+    if changed:
+        if len(changed) == 1:
+            advice = f"the run used {changed[0]}; move it towards the default"
+        else:
+            advice = (
+                f"the run used {', '.join(changed)}; move them towards the " "defaults"
+            )
+    else:
+        advice = (
+            "the run used the default settings; lower the learning rate with "
+            f"--learning-rate (now {values['learning_rate']:g})"
         )
-    logger.info("model saved to %s", output_dir)
-    return 0
+    clipping = f"gradients are already clipped to norm {values['max_grad_norm']:g}"
+    return (
+        f"training failed: the loss became {err.loss} in epoch {err.epoch}; "
+        f"{advice}. The {clipping} (--max-grad-norm)"
+    )

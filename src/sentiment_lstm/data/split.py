@@ -249,13 +249,12 @@ def split_examples(
         )
         train, validation = _split_off(train, validation_count, seed, "validation")
 
-    logger.info(
-        "split %d examples with seed %d: train %d (%s), validation %d, test %d",
-        total,
-        seed,
-        len(train),
-        _describe_counts(train),
-        len(validation),
-        len(test),
-    )
+    # A part with fraction 0 is left out of the line, because it is empty or
+    # a caller fills it from a file of its own and logs that.
+    parts = [f"train {len(train)} ({_describe_counts(train)})"]
+    if validation_fraction > 0:
+        parts.append(f"validation {len(validation)}")
+    if test_fraction > 0:
+        parts.append(f"test {len(test)}")
+    logger.info("split %d examples with seed %d: %s", total, seed, ", ".join(parts))
     return train, validation, test

@@ -1,0 +1,171 @@
+"""The output folder of ``train``: checked before training, tidied after a failure.
+
+``train`` creates and test-writes its folder before it reads any data, so an
+unwritable path fails at once instead of after an epoch. Folders that the run
+created and left empty are removed again, and an interrupted run reports
+what it saved and how to continue.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from sentiment_lstm.cli.common import CommandError
+
+# Files that train --resume continues from: checkpoint.pt of a single network,
+# checkpoint-member<N>.pt of ensemble members.
+CHECKPOINT_PATTERN = "checkpoint*.pt"
+
+_FIXES_BY_ERRNO = {
+    errno.EACCES: "choose a folder you can write to, or change its permissions",
+    errno.EPERM: "choose a folder you can write to, or change its permissions",
+    errno.EROFS: "choose a folder on a writable disk",
+    errno.ENOSPC: "free some space, or choose a folder on another disk",
+    errno.EDQUOT: "free some space, or choose a folder on another disk",
+    errno.ENAMETOOLONG: "use a shorter folder name",
+}
+
+
+def prepare_output_dir(path: Path) -> list[Path]:
+    """Create ``path`` where missing and check that a file can be written in it.
+
+    Args:
+        path: The ``--output-dir`` of the run.
+
+    Returns:
+        The folders this call created, outermost first, so that
+        :func:`remove_empty_folders` can undo them.
+
+    Raises:
+        CommandError: If a part of the path is a file, or the folder cannot be
+            created or written. The message names the path, the reason and a
+            fix.
+    """
+    blocking = _file_in_path(path)
+    if blocking == path:
+        raise CommandError(
+            f"--output-dir {path} is a file, not a folder; name a new or "
+            "existing folder",
+            usage=True,
+        )
+    if blocking is not None:
+        raise CommandError(
+            f"--output-dir {path}: {blocking} is a file, not a folder; name a "
+            "folder path",
+            usage=True,
+        )
+    created: list[Path] = []
+    try:
+        for folder in _missing_folders(path):
+            folder.mkdir()
+            created.append(folder)
+        handle, probe = tempfile.mkstemp(dir=path, prefix=".write-check-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as err:
+        remove_empty_folders(created)
+        fix = _FIXES_BY_ERRNO.get(err.errno, "choose another --output-dir")
+        raise CommandError(
+            f"cannot write to --output-dir {path}: {err.strerror or err}; {fix}",
+            usage=err.errno == errno.ENAMETOOLONG,
+        ) from err
+    return created
+
+
+def remove_empty_folders(created: list[Path]) -> None:
+    """Remove the folders of ``created`` that are empty, innermost first.
+
+    A folder that contains anything, or cannot be removed, stays.
+    """
+    for folder in reversed(created):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def check_resume_checkpoint(path: Path, ensemble_size: int) -> None:
+    """Reject ``--resume`` before any data is read when there is no checkpoint.
+
+    Raises:
+        CommandError: If the checkpoint that the run would continue is missing.
+    """
+    # imported here, because PyTorch would slow down --help
+    from sentiment_lstm.pipeline import CHECKPOINT_FILE
+    from sentiment_lstm.training import member_checkpoint
+
+    if ensemble_size == 1:
+        checkpoint = path / CHECKPOINT_FILE
+    else:
+        checkpoint = member_checkpoint(path, 0)
+    if not checkpoint.is_file():
+        raise CommandError(
+            f"no checkpoint to resume at {checkpoint}; the run finished or "
+            "never completed an epoch, so train without --resume"
+        )
+
+
+def interruption_message(path: Path, record: Any) -> str:
+    """Say what an interrupted run saved in ``path`` and how to continue.
+
+    Args:
+        path: The output folder.
+        record: The run's ``pipeline.SaveRecord``.
+    """
+    from sentiment_lstm.artifact import WEIGHTS_FILE
+
+    checkpoints = _checkpoints(path)
+    if record.checkpoint_epoch is not None:
+        head = f"interrupted after epoch {record.checkpoint_epoch} finished"
+    elif checkpoints:
+        head = "interrupted"
+    else:
+        head = "interrupted before the first epoch finished"
+    if record.model_epoch is not None:
+        model = f"the model of epoch {record.model_epoch} is saved in {path}"
+    elif (path / WEIGHTS_FILE).is_file():
+        model = f"{path} keeps the model it held before this run"
+    else:
+        model = "no model was saved"
+    if not checkpoints:
+        return f"{head}; {model}"
+    if len(checkpoints) == 1:
+        source = str(checkpoints[0])
+    else:
+        source = f"the {len(checkpoints)} checkpoints in {path}"
+    return (
+        f"{head}; {model}; to continue, repeat the command with --resume, "
+        f"which starts from {source}"
+    )
+
+
+def _checkpoints(path: Path) -> list[Path]:
+    try:
+        return sorted(path.glob(CHECKPOINT_PATTERN))
+    except OSError:
+        return []
+
+
+def _file_in_path(path: Path) -> Path | None:
+    """Return the first part of ``path``, from the full path up, that is a file."""
+    for part in (path, *path.parents):
+        # os.path.isfile returns False where the path cannot be examined
+        if os.path.isfile(part):
+            return part
+    return None
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """Return the folders of ``path`` that do not exist yet, outermost first."""
+    missing = []
+    for part in (path, *path.parents):
+        # os.path.lexists returns False for a name the system rejects, such
+        # as one that is too long; mkdir then reports why
+        if os.path.lexists(part):
+            break
+        missing.append(part)
+    return missing[::-1]

@@ -1,0 +1,109 @@
+"""Records of the reviews a model was trained on, and their comparison.
+
+``train`` saves the read options and a fingerprint of the reviews read from
+``--data`` in ``training.json``. ``evaluate --split`` compares them with its
+own read, because the split is recreated from the reviews: other star
+cut-offs or another column give other reviews, and so another split.
+
+This module imports no PyTorch, so serving installs can evaluate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Any
+
+from sentiment_lstm.data import Example, ReadOptions
+
+# Command line flag of each recorded read option, for messages.
+READ_OPTION_FLAGS = {
+    "format": "--data-format",
+    "text_column": "--text-column",
+    "label_column": "--label-column",
+    "stars": "--stars",
+    "negative_max_stars": "--negative-max-stars",
+    "positive_min_stars": "--positive-min-stars",
+    "skip_bad_rows": "--skip-bad-rows",
+}
+# Options that matter only when star ratings are read.
+_STAR_OPTIONS = ("negative_max_stars", "positive_min_stars")
+_BOOLEAN_OPTIONS = ("stars", "skip_bad_rows")
+
+
+def read_options_record(options: ReadOptions, data_format: str) -> dict[str, Any]:
+    """Return the read options that decide which reviews are read, as JSON values.
+
+    Args:
+        options: The options of the read.
+        data_format: The format the data was read as, detected or given.
+    """
+    return {
+        "format": data_format,
+        "text_column": options.text_column,
+        "label_column": options.label_column,
+        "stars": options.stars,
+        "negative_max_stars": options.star_rule.negative_max,
+        "positive_min_stars": options.star_rule.positive_min,
+        "skip_bad_rows": options.skip_bad_rows,
+    }
+
+
+def examples_fingerprint(examples: Iterable[Example]) -> str:
+    """Return the SHA-256 of the reviews' texts and labels, in reading order.
+
+    Equal fingerprints mean equal examples, so the same seed and fractions
+    split them the same way. File names and line numbers are left out, so a
+    copy of the data under another name matches.
+    """
+    digest = hashlib.sha256()
+    for example in examples:
+        # The byte count before each text keeps the encoding unambiguous.
+        text = example.text.encode("utf-8", "surrogatepass")
+        digest.update(f"{example.label} {len(text)}\n".encode("ascii"))
+        digest.update(text)
+    return digest.hexdigest()
+
+
+def read_option_differences(
+    saved: dict[str, Any], current: dict[str, Any]
+) -> list[str]:
+    """Describe each read option that differs from the saved one.
+
+    Columns left to detection are recorded as None, so naming the detected
+    column explicitly counts as a difference here. Callers compare
+    :func:`examples_fingerprint` first and only describe options when the
+    reviews differ.
+
+    Returns:
+        One phrase per option, such as ``--negative-max-stars 3 (training: 2)``.
+    """
+    differences = []
+    for name, flag in READ_OPTION_FLAGS.items():
+        if name not in saved:
+            continue
+        if name in _STAR_OPTIONS and not (saved.get("stars") and current.get("stars")):
+            continue
+        before, now = saved[name], current.get(name)
+        if before == now:
+            continue
+        if name in _BOOLEAN_OPTIONS:
+            differences.append(
+                f"{flag} given (training: without it)"
+                if now
+                else f"no {flag} (training: with it)"
+            )
+        else:
+            shown = f"{_show(name, now)} (training: {_show(name, before)})"
+            differences.append(f"{flag} {shown}")
+    return differences
+
+
+def _show(name: str, value: Any) -> str:
+    if value is None:
+        return "not given"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if name in ("text_column", "label_column"):
+        return repr(value)
+    return str(value)
