@@ -334,6 +334,23 @@ def test_predict_jsonl_matches_file_scoring(trained, tmp_path, capsys):
     assert len(from_arguments[0].split('"positive": ')[1].split(",")[0]) == 8
 
 
+@pytest.mark.parametrize("flag", ["--input", "--output", "--model"])
+def test_predict_empty_path_rejected(trained, capsys, flag):
+    _, model_dir = trained
+    arguments = {"--model": str(model_dir), "--input": None, "--output": None}
+    arguments[flag] = ""
+    command = ["predict"]
+    for name, value in arguments.items():
+        if value is not None:
+            command += [name, value]
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(command + ["great fun"])
+
+    assert exit_info.value.code == 2
+    assert f"argument {flag}: expected a path, got ''" in capsys.readouterr().err
+
+
 def test_predict_stdin(trained):
     _, model_dir = trained
     completed = subprocess.run(

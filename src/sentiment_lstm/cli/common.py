@@ -190,6 +190,20 @@ def probability(text: str) -> float:
     return value
 
 
+def path_argument(text: str) -> Path:
+    """Parse a file or folder path for argparse, rejecting an empty one.
+
+    ``Path("")`` is the current folder, so an empty value, such as an unset
+    shell variable, would otherwise name it without a word.
+    """
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            f"expected a path, got {text!r}; check the variable or quoting that "
+            "gave it"
+        )
+    return Path(text)
+
+
 def positive_int(text: str) -> int:
     """Parse an integer of at least 1 for argparse."""
     try:

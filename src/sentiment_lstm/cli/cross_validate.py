@@ -15,6 +15,7 @@ from typing import Any
 from sentiment_lstm.cli.common import (
     CommandError,
     add_data_options,
+    path_argument,
     positive_int,
     probability,
     read_options_from_args,
@@ -161,13 +162,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--output-json",
-        type=Path,
+        type=path_argument,
         metavar="FILE",
         help="write the settings, per-fold results and summary as JSON",
     )
     parser.add_argument(
         "--feature-cache",
-        type=Path,
+        type=path_argument,
         metavar="DIR",
         help="folder of the contextual MiniLM feature cache "
         "(default: $SENTIMENT_LSTM_CACHE/features, else "

@@ -6,12 +6,12 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 from sentiment_lstm.cli.common import (
     CommandError,
     add_data_options,
+    path_argument,
     positive_int,
     read_options_from_args,
 )
@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "confusion matrix and ROC-AUC of a model on labelled reviews.",
     )
     parser.add_argument(
-        "--model", required=True, type=Path, help="model directory from train"
+        "--model", required=True, type=path_argument, help="model directory from train"
     )
     parser.add_argument(
         "--data",

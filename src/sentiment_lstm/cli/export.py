@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
-from sentiment_lstm.cli.common import CommandError
+from sentiment_lstm.cli.common import CommandError, path_argument
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "model.onnx as it was.",
     )
     parser.add_argument(
-        "--model", required=True, type=Path, help="model directory from train"
+        "--model", required=True, type=path_argument, help="model directory from train"
     )
     parser.set_defaults(handler=run, command_parser=parser)
 

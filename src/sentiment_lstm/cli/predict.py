@@ -19,6 +19,7 @@ from typing import TextIO
 from sentiment_lstm.cli.common import (
     CommandError,
     add_data_options,
+    path_argument,
     positive_int,
     read_options_from_args,
 )
@@ -44,16 +45,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     parser.add_argument("reviews", nargs="*", metavar="REVIEW", help="review text")
     parser.add_argument(
-        "--model", required=True, type=Path, help="model directory from train"
+        "--model", required=True, type=path_argument, help="model directory from train"
     )
     parser.add_argument(
         "--input",
-        type=Path,
+        type=path_argument,
         help="file of reviews (CSV, TSV, JSONL, pos/neg, folder, or one per line)",
     )
     parser.add_argument(
         "--output",
-        type=Path,
+        type=path_argument,
         help="write results to this file instead of stdout ('-' means stdout); "
         "it appears only when scoring succeeds",
     )

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
-from sentiment_lstm.cli.common import CommandError, positive_int
+from sentiment_lstm.cli.common import CommandError, path_argument, positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
 
     parser.add_argument(
-        "--model", required=True, type=Path, help="model directory from train"
+        "--model", required=True, type=path_argument, help="model directory from train"
     )
     parser.add_argument(
         "--host",

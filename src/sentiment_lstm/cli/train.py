@@ -16,6 +16,7 @@ from sentiment_lstm.cli.common import (
     fraction,
     keep_probability,
     non_negative_int,
+    path_argument,
     positive_float,
     positive_int,
     probability,
@@ -218,7 +219,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     embeddings.add_argument(
         "--pretrained-vectors",
-        type=Path,
+        type=path_argument,
         metavar="FILE",
         help="GloVe or word2vec text file (optionally .gz) whose vectors start "
         "the rows of the vocabulary words it contains; the file's dimension "
