@@ -276,6 +276,7 @@ def test_predict_folder_unscorable_in_place(trained, tmp_path, capsys):
     (tmp_path / "reviews" / "neg" / "b.txt").write_text("  \n")
     (tmp_path / "reviews" / "pos" / "a.txt").write_bytes(b"great \x81 fun\n")
     (tmp_path / "reviews" / "pos" / "b.txt").write_text("a wonderful , moving film")
+    (tmp_path / "reviews" / "pos" / "c.txt").write_bytes("great fun".encode("utf-16"))
 
     status = main(
         ["predict", "--model", str(model_dir), "--input", str(tmp_path / "reviews")]
@@ -289,8 +290,9 @@ def test_predict_folder_unscorable_in_place(trained, tmp_path, capsys):
         ("neg/b.txt", "1", "empty review: no text to score"),
         ("pos/a.txt", "1", "byte 0x81 is invalid in cp1252"),
         ("pos/b.txt", "1", ""),
+        ("pos/c.txt", "1", "the text is UTF-16"),
     ]
-    assert [row["label"] for row in rows] == ["negative", "", "", "positive"]
+    assert [row["label"] for row in rows] == ["negative", "", "", "positive", ""]
     assert rows[2]["text"] == "great \ufffd fun"
     assert len(rows[0]["positive"].split(".")[1]) == 6
 

@@ -161,8 +161,12 @@ def test_summary_uses_sample_std():
 
 
 def test_too_few_examples_for_folds():
-    with pytest.raises(ValueError, match="lower --folds"):
+    with pytest.raises(ValueError, match="got 1 negative and 2 positive; add reviews"):
         cross_validate(["a", "b", "c"], [0, 1, 1], cv_config=CrossValidationConfig())
+    with pytest.raises(ValueError, match="lower --folds to 3 or add reviews"):
+        cross_validate(
+            ["a"] * 7, [0, 0, 0, 1, 1, 1, 1], cv_config=CrossValidationConfig()
+        )
 
 
 def test_config_rejects_bad_values():
@@ -284,7 +288,7 @@ def test_cli_failed_run_prints_no_table(tmp_path, capsys):
 
     captured = capsys.readouterr()
     assert status == 1
-    assert "lower --folds" in captured.err
+    assert "got 1 negative and 2 positive; add reviews" in captured.err
     assert captured.out == ""
 
 

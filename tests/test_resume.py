@@ -145,7 +145,14 @@ def test_resume_without_checkpoint_fails(corpus, tmp_path, capsys, caplog):
 def interrupt_when(command: list[str], ready) -> tuple[int, str]:
     """Start command, send SIGINT once ready() is true; return status and stderr."""
     process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV, text=True
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=ENV,
+        text=True,
+        # A shell starts background jobs with SIGINT ignored, and the child
+        # would inherit that; restore the default so Python handles it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     try:

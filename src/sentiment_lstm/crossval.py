@@ -299,9 +299,17 @@ def cross_validate(
         raise ValueError(f"{len(texts)} texts but {len(labels_array)} labels")
     counts = np.bincount(labels_array, minlength=2)
     if counts.min() < cv_config.folds:
+        smallest = int(counts.min())
+        # 2 folds is the fewest, so below that only more reviews help.
+        fix = (
+            f"lower --folds to {max(smallest, 2)} or add reviews of the smaller class"
+            if smallest >= 2
+            else f"add reviews of the smaller class, to at least {cv_config.folds}"
+        )
         raise ValueError(
             f"{cv_config.folds} stratified folds need at least {cv_config.folds} "
-            f"examples of each class, got {counts.tolist()}; lower --folds"
+            f"examples of each class, got {counts[0]} negative and {counts[1]} "
+            f"positive; {fix}"
         )
     folds = protocol_folds(labels_array, cv_config.folds, cv_config.seed)
     if cv_config.run_folds is not None:

@@ -28,12 +28,13 @@ def test_csv_format_needs_file(tmp_path: Path) -> None:
         read_examples(tmp_path, ReadOptions(format="csv"))
 
 
-def test_csv_format_rejects_pipe(tmp_path: Path) -> None:
+@pytest.mark.parametrize("data_format", ["csv", None])
+def test_pipe_rejected(tmp_path: Path, data_format: str | None) -> None:
     pipe = tmp_path / "reviews.csv"
     os.mkfifo(pipe)
 
     with pytest.raises(DataError, match="not a regular file .* cannot be read twice"):
-        read_examples(pipe, ReadOptions(format="csv"))
+        read_examples(pipe, ReadOptions(format=data_format))
 
 
 def test_folder_prefers_review_layout(tmp_path: Path) -> None:

@@ -228,6 +228,7 @@ def _in_reading_order(read, predictions: list) -> tuple[list, list[tuple[str, in
     ``predictions`` are those of ``read.examples``; each unscored review gets
     a result with its reason, in the place it was read.
     """
+    from sentiment_lstm.data.collector import EMPTY_REVIEW_REASON
     from sentiment_lstm.predictor import EMPTY_REVIEW, Prediction
 
     unscored = iter(read.unscored)
@@ -239,7 +240,11 @@ def _in_reading_order(read, predictions: list) -> tuple[list, list[tuple[str, in
     ):
         while pending is not None and pending.position == index:
             # The same reason as for an empty review from any other input.
-            reason = pending.reason if pending.text else EMPTY_REVIEW
+            reason = (
+                EMPTY_REVIEW
+                if pending.reason == EMPTY_REVIEW_REASON
+                else pending.reason
+            )
             results.append(Prediction(pending.text, None, None, None, reason))
             origins.append((pending.source, pending.line))
             pending = next(unscored, None)

@@ -579,9 +579,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.resume:
         check_resume_checkpoint(output_dir, options.training_config.ensemble_size)
 
-    created = prepare_output_dir(output_dir)
     record = SaveRecord()
+    created: list[Path] = []
     try:
+        created = prepare_output_dir(output_dir)
         outcome = _train(args, spec, options, output_dir, record)
         best = outcome.result.best
         if not outcome.saved:

@@ -73,6 +73,10 @@ def prepare_output_dir(path: Path) -> list[Path]:
             f"cannot write to --output-dir {path}: {err.strerror or err}; {fix}",
             usage=err.errno == errno.ENAMETOOLONG,
         ) from err
+    except BaseException:
+        # A Ctrl-C here leaves no folder behind either.
+        remove_empty_folders(created)
+        raise
     return created
 
 

@@ -25,6 +25,9 @@ SKIP_HINT = "--skip-bad-rows to leave such rows out"
 ENCODING_FIX = f"remove the byte or save the file as UTF-8, or use {SKIP_HINT}"
 EMPTY_FIX = f"remove the row, or use {SKIP_HINT}"
 
+# Reason of a review with no text but whitespace.
+EMPTY_REVIEW_REASON = "empty review"
+
 # Number of bad rows quoted in the warning when rows are skipped.
 _LOGGED_BAD_ROWS = 5
 

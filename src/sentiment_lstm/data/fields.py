@@ -2,6 +2,7 @@
 
 from sentiment_lstm.data.collector import (
     EMPTY_FIX,
+    EMPTY_REVIEW_REASON,
     ENCODING_FIX,
     SKIP_HINT,
     ExampleCollector,
@@ -95,7 +96,7 @@ def add_record(
         return
     stripped = text.strip()
     if not stripped:
-        collector.reject_unscorable(source, line, "", "empty review", EMPTY_FIX)
+        collector.reject_unscorable(source, line, "", EMPTY_REVIEW_REASON, EMPTY_FIX)
         return
 
     if columns.label is None:

@@ -7,7 +7,12 @@ folder may instead contain train/ and test/ review folders, and both are read.
 import logging
 from pathlib import Path
 
-from sentiment_lstm.data.collector import ENCODING_FIX, SKIP_HINT, ExampleCollector
+from sentiment_lstm.data.collector import (
+    EMPTY_REVIEW_REASON,
+    ENCODING_FIX,
+    SKIP_HINT,
+    ExampleCollector,
+)
 from sentiment_lstm.data.decoding import (
     EncodingError,
     decode_file,
@@ -80,7 +85,7 @@ def _read_review_file(
             source,
             1,
             "",
-            "empty review",
+            EMPTY_REVIEW_REASON,
             f"remove the file, or use {SKIP_HINT}",
         )
         return decoded.encoding

@@ -2,7 +2,12 @@
 
 from pathlib import Path
 
-from sentiment_lstm.data.collector import EMPTY_FIX, ENCODING_FIX, ExampleCollector
+from sentiment_lstm.data.collector import (
+    EMPTY_FIX,
+    EMPTY_REVIEW_REASON,
+    ENCODING_FIX,
+    ExampleCollector,
+)
 from sentiment_lstm.data.decoding import (
     decode_file,
     invalid_byte_reason,
@@ -148,7 +153,9 @@ def read_line_file(path: Path, label: int | None, collector: ExampleCollector) -
             continue
         text = line.strip()
         if not text:
-            collector.reject_unscorable(source, number, "", "empty review", EMPTY_FIX)
+            collector.reject_unscorable(
+                source, number, "", EMPTY_REVIEW_REASON, EMPTY_FIX
+            )
             continue
         collector.add(text, label, source, number)
 

@@ -92,6 +92,9 @@ def detect_format(path: Path, format_option: str = "--data-format") -> str:
         return data_format
     if is_posneg_stem(path):
         return "posneg"
+    if path.exists():
+        # A pipe or a device: the same message as with the format given.
+        require_regular_file(path, "data")
     raise DataError(
         f"data path not found: {path}; pass an existing file or folder, or the "
         "common stem of x.pos and x.neg"
