@@ -1117,16 +1117,16 @@ def make_read_only(folder, monkeypatch):
     real_mkdir = Path.mkdir
     real_mkstemp = train_output.tempfile.mkstemp
 
-    def refuse_read_only(path):
+    def fail_read_only(path):
         if Path(path).is_relative_to(folder):
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
 
     def mkdir(path, *args, **kwargs):
-        refuse_read_only(path)
+        fail_read_only(path)
         return real_mkdir(path, *args, **kwargs)
 
     def mkstemp(*args, **kwargs):
-        refuse_read_only(kwargs["dir"])
+        fail_read_only(kwargs["dir"])
         return real_mkstemp(*args, **kwargs)
 
     monkeypatch.setattr(Path, "mkdir", mkdir)

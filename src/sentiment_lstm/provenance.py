@@ -94,8 +94,9 @@ def read_option_differences(
                 else f"no {flag} (training: with it)"
             )
         else:
-            shown = f"{_show(name, now)} (training: {_show(name, before)})"
-            differences.append(f"{flag} {shown}")
+            differences.append(
+                f"{flag} {_show(name, now)} (training: {_show(name, before)})"
+            )
     return differences
 
 

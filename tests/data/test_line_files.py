@@ -128,11 +128,11 @@ def test_final_newline_is_not_a_row(tmp_path: Path) -> None:
     assert result.bad_rows == []
 
 
-@pytest.mark.parametrize("given", ["reviews.pos", "reviews.neg", "reviews", "."])
-def test_pair_path_forms(tmp_path: Path, given: str) -> None:
+@pytest.mark.parametrize("path_form", ["reviews.pos", "reviews.neg", "reviews", "."])
+def test_pair_path_forms(tmp_path: Path, path_form: str) -> None:
     write_pair(tmp_path, neg=b"bad .\n", pos=b"good .\n")
 
-    result = read_examples(tmp_path / given)
+    result = read_examples(tmp_path / path_form)
 
     assert [example.label for example in result.examples] == [0, 1]
     assert result.files == [tmp_path / "reviews.neg", tmp_path / "reviews.pos"]
@@ -283,8 +283,8 @@ def test_upper_case_suffixes(tmp_path: Path) -> None:
     (tmp_path / "UP.NEG").write_bytes(b"bad .\n")
     (tmp_path / "UP.POS").write_bytes(b"good .\n")
 
-    for given in ("UP.POS", "UP.NEG", "UP", "."):
-        result = read_examples(tmp_path / given)
+    for path_form in ("UP.POS", "UP.NEG", "UP", "."):
+        result = read_examples(tmp_path / path_form)
 
         assert [example.label for example in result.examples] == [0, 1]
         assert result.files == [tmp_path / "UP.NEG", tmp_path / "UP.POS"]

@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sentiment-lstm {args.command}: error: {err}", file=sys.stderr)
         return 2 if err.usage else 1
     except KeyboardInterrupt as err:
-        # a command may say what it saved before the interruption
+        # The message, if any, names what the command saved before the interruption.
         print(str(err) or "interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:

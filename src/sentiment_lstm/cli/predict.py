@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections import deque
 from collections.abc import Sequence
 from itertools import repeat
 from pathlib import Path
@@ -231,26 +232,23 @@ def _in_reading_order(read, predictions: list) -> tuple[list, list[tuple[str, in
     from sentiment_lstm.data.collector import EMPTY_REVIEW_REASON
     from sentiment_lstm.predictor import EMPTY_REVIEW, Prediction
 
-    unscored = iter(read.unscored)
-    pending = next(unscored, None)
+    unscored = deque(read.unscored)
     results = []
     origins = []
-    for index, (example, prediction) in enumerate(
-        [*zip(read.examples, predictions), (None, None)]
-    ):
-        while pending is not None and pending.position == index:
+
+    def add_unscored_before(position: int) -> None:
+        while unscored and unscored[0].position == position:
+            row = unscored.popleft()
             # The same reason as for an empty review from any other input.
-            reason = (
-                EMPTY_REVIEW
-                if pending.reason == EMPTY_REVIEW_REASON
-                else pending.reason
-            )
-            results.append(Prediction(pending.text, None, None, None, reason))
-            origins.append((pending.source, pending.line))
-            pending = next(unscored, None)
-        if example is not None:
-            results.append(prediction)
-            origins.append((example.source, example.line))
+            reason = EMPTY_REVIEW if row.reason == EMPTY_REVIEW_REASON else row.reason
+            results.append(Prediction(row.text, None, None, None, reason))
+            origins.append((row.source, row.line))
+
+    for index, (example, prediction) in enumerate(zip(read.examples, predictions)):
+        add_unscored_before(index)
+        results.append(prediction)
+        origins.append((example.source, example.line))
+    add_unscored_before(len(read.examples))
     return results, origins
 
 

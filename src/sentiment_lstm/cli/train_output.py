@@ -114,7 +114,7 @@ def check_resume_checkpoint(path: Path, ensemble_size: int) -> None:
 
 
 def interruption_message(path: Path, record: Any) -> str:
-    """Say what an interrupted run saved in ``path`` and how to continue.
+    """Return a message naming what an interrupted run saved in ``path`` and how to continue.
 
     Args:
         path: The output folder.

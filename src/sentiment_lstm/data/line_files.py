@@ -28,13 +28,16 @@ def _with_suffix_case_of(suffix: str, model: str) -> str:
     return suffix
 
 
-def _find_partner(folder: Path, stem: str, suffix: str, given: str) -> Path | None:
+def _find_partner(
+    folder: Path, stem: str, suffix: str, user_suffix: str
+) -> Path | None:
     """Find the regular file stem + suffix in folder, ignoring the suffix's case.
 
-    Of several matches (such as x.neg and x.NEG), the one spelled in the case of
-    the suffix given by the user wins. None if there is no unique match.
+    Of several matches (such as x.neg and x.NEG), the one in the letter case of
+    ``user_suffix``, the suffix of the path the user passed, wins. Returns None
+    if there is no unique match.
     """
-    preferred = folder / (stem + _with_suffix_case_of(suffix, given))
+    preferred = folder / (stem + _with_suffix_case_of(suffix, user_suffix))
     if preferred.is_file():
         return preferred
     try:
@@ -99,14 +102,14 @@ def find_posneg_pair(path: Path) -> tuple[Path, Path]:
         return negatives[0], positives[0]
 
     if path.suffix.lower() in POSNEG_SUFFIXES:
-        stem, given = path.stem, path.suffix
+        stem, user_suffix = path.stem, path.suffix
     else:
-        stem, given = path.name, ".pos"
-    negative = _find_partner(path.parent, stem, ".neg", given)
-    positive = _find_partner(path.parent, stem, ".pos", given)
+        stem, user_suffix = path.name, ".pos"
+    negative = _find_partner(path.parent, stem, ".neg", user_suffix)
+    positive = _find_partner(path.parent, stem, ".pos", user_suffix)
     if negative is None or positive is None:
-        negative_name = stem + _with_suffix_case_of(".neg", given)
-        positive_name = stem + _with_suffix_case_of(".pos", given)
+        negative_name = stem + _with_suffix_case_of(".neg", user_suffix)
+        positive_name = stem + _with_suffix_case_of(".pos", user_suffix)
         missing = [
             str(path.parent / name)
             for name, found in ((negative_name, negative), (positive_name, positive))
