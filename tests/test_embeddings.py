@@ -3,6 +3,7 @@
 import gzip
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -208,6 +209,20 @@ def test_training_ids_encoded_once():
     assert reused.encode_training(texts) is reused.train_token_ids
     assert fresh.train_token_ids is None
     assert fresh.encode_training(texts) == expected
+
+
+def test_factory_nb_init_rejects_scale_beyond_float32():
+    factory = InputFactory(EmbeddingConfig(nb_init_scale=1e308), TextEncoderConfig())
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(EmbeddingError) as caught:
+            factory.build(["a good film", "a bad film"], [1, 0])
+
+    message = str(caught.value)
+    assert message.startswith("invalid --nb-init-scale 1e+308:")
+    assert "(0.693)" in message
+    assert "pass a scale below 4.91e+38, such as 0.1" in message
 
 
 def test_factory_nb_init_needs_labels():

@@ -826,7 +826,18 @@ class InputFactory:
             ratios = naive_bayes_ratios(
                 prepared.train_token_ids, train_labels, encoder.vocab_size
             )
-            prepared.first_column = self.config.nb_init_scale * ratios
+            with np.errstate(over="ignore"):
+                first_column = self.config.nb_init_scale * ratios
+            largest = float(np.abs(ratios).max(initial=0.0))
+            limit = float(np.finfo(np.float32).max)
+            if not np.all(np.abs(first_column) <= limit):
+                raise EmbeddingError(
+                    f"invalid --nb-init-scale {self.config.nb_init_scale!r}: the "
+                    f"word whose naive Bayes ratio is furthest from 0 ({largest:.3g}) "
+                    "would start beyond the largest float32 value; pass a scale "
+                    f"below {limit / largest:.3g}, such as 0.1"
+                )
+            prepared.first_column = first_column
         return prepared
 
     def make_model(

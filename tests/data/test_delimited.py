@@ -439,7 +439,7 @@ def test_unused_duplicate_column_allowed(tmp_path: Path) -> None:
     assert result.examples[0].text == "good"
 
 
-@pytest.mark.parametrize("ending", ["\n", "\n\n\n", "\r\n\r\n"])
+@pytest.mark.parametrize("ending", ["\n", "\n\n\n", "\r\n\r\n", "   \n", "\n \n\n"])
 @pytest.mark.parametrize("delimiter", [",", "\t"])
 def test_blank_lines_at_end_ignored(
     tmp_path: Path, ending: str, delimiter: str
@@ -452,6 +452,15 @@ def test_blank_lines_at_end_ignored(
 
     assert [example.text for example in result.examples] == ["a", "b"]
     assert result.bad_rows == []
+
+
+def test_line_of_spaces_between_records_is_empty_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "text,label\na,1\n   \nb,0\n")
+
+    result = read_examples(path, ReadOptions(skip_bad_rows=True))
+
+    assert [example.text for example in result.examples] == ["a", "b"]
+    assert [(row.line, row.reason) for row in result.bad_rows] == [(3, "empty line")]
 
 
 def test_blank_line_before_bad_record_reported_first(tmp_path: Path) -> None:

@@ -123,7 +123,8 @@ def parsed_rows(
     it; ``lines`` is the number of physical lines the record spans. With
     ``keep_empty`` an empty line is yielded as an empty row. Otherwise an empty
     line between records goes to ``reject``, and empty lines after the last
-    record are ignored, because they hold no record.
+    record are ignored, because they hold no record. Without ``keep_empty``, a
+    line of spaces in a file of two or more columns counts as empty.
 
     Raises:
         DataError: If the csv module fails before reaching a new record.
@@ -170,7 +171,9 @@ def parsed_rows(
         if not row and keep_empty:
             yield start, row
             continue
-        if not row:
+        if not row or (
+            not keep_empty and _is_blank_line(row, width, reader.line_num - start)
+        ):
             empty_lines.append(start)
             continue
         reject_empty_lines()
@@ -185,3 +188,8 @@ def parsed_rows(
             )
             continue
         yield start, row
+
+
+def _is_blank_line(row: list[str], width: int, extra_lines: int) -> bool:
+    """Whether a record is one physical line of spaces in a multi-column file."""
+    return width > 1 and extra_lines == 0 and len(row) == 1 and not row[0].strip()
