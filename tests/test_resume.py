@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from safetensors.numpy import load_file
 
 from sentiment_lstm.cli import main
@@ -222,3 +223,43 @@ def test_resume_with_other_flags_fails(corpus, tmp_path, capsys):
 
     assert status == 1
     assert "training.learning_rate" in capsys.readouterr().err
+
+
+def test_resume_checkpoint_without_newer_data_fields(corpus, tmp_path, caplog):
+    output_dir = tmp_path / "run"
+    checkpoint = output_dir / "checkpoint.pt"
+    kill_after_first_checkpoint(train_command(corpus, output_dir), checkpoint)
+    # what an earlier version wrote: no record of the read options
+    state = load_checkpoint(checkpoint)
+    data = state["identity"]["data"]
+    for key in ("read_options", "examples_fingerprint", "data_files_fingerprint"):
+        del data[key]
+    torch.save(state, checkpoint)
+    caplog.set_level("INFO", logger="sentiment_lstm.training")
+
+    status = main(train_args(corpus, output_dir, "--resume"))
+
+    assert status == 0
+    assert (
+        "did not record data.data_files_fingerprint, data.examples_fingerprint, "
+        "data.read_options; resuming without comparing them" in caplog.text
+    )
+    assert (output_dir / "model.safetensors").is_file()
+
+
+def test_resume_checkpoint_without_newer_fields_still_compares_others(
+    corpus, tmp_path, capsys
+):
+    output_dir = tmp_path / "run"
+    checkpoint = output_dir / "checkpoint.pt"
+    kill_after_first_checkpoint(train_command(corpus, output_dir), checkpoint)
+    state = load_checkpoint(checkpoint)
+    del state["identity"]["data"]["read_options"]
+    torch.save(state, checkpoint)
+
+    status = main(train_args(corpus, output_dir, "--resume", "--seed", "6"))
+
+    assert status == 1
+    error = capsys.readouterr().err
+    assert "training.seed" in error
+    assert "read_options" not in error

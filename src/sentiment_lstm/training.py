@@ -967,10 +967,31 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def _check_identity(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
+    """Raise CheckpointError if the run that saved ``path`` had other settings.
+
+    A setting that the checkpoint does not record at all, in a section it has,
+    comes from a newer version of the package than the one that wrote it and
+    is not compared; the log names it.
+    """
+    unrecorded = sorted(
+        f"{section}.{key}"
+        for section, values in current.items()
+        if isinstance(values, dict) and isinstance(saved.get(section), dict)
+        for key in values
+        if key not in saved[section]
+    )
+    if unrecorded:
+        logger.info(
+            "the checkpoint %s was written by an earlier version that did not "
+            "record %s; resuming without comparing them",
+            path,
+            ", ".join(unrecorded),
+        )
     differences = sorted(
         f"{section}.{key}"
         for section in sorted(set(saved) | set(current))
         for key in _differing_keys(saved.get(section), current.get(section))
+        if f"{section}.{key}" not in unrecorded
     )
     if differences:
         raise CheckpointError(
