@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# The package turns ONNX Runtime's telemetry off before it imports it; test
+# modules that import onnxruntime themselves need the same before collection.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The real data sets live beside the repository in CI and development machines.

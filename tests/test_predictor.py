@@ -553,3 +553,62 @@ def test_cli_predict_imports_light(exported):
     )
 
     assert "MODULES False False" in completed.stdout
+
+
+def _predict_in_fresh_home(model_dir: Path, home: Path, **env: str) -> None:
+    """Run ``predict`` in a child process whose home and cache are ``home``."""
+    child_env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")
+    }
+    child_env.update(HOME=str(home), **env)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sentiment_lstm",
+            "predict",
+            "--model",
+            str(model_dir),
+            "--backend",
+            "onnx",
+            "a fine film",
+        ],
+        check=True,
+        env=child_env,
+        capture_output=True,
+    )
+
+
+def _files_under(folder: Path) -> list[str]:
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
+
+
+def test_onnx_runtime_telemetry_off_by_default(exported, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+
+    _predict_in_fresh_home(exported, home)
+
+    assert _files_under(home) == []
+
+
+def _onnxruntime_version() -> tuple[int, ...]:
+    import onnxruntime
+
+    return tuple(int(part) for part in onnxruntime.__version__.split(".")[:2])
+
+
+@pytest.mark.skipif(
+    _onnxruntime_version() < (1, 29),
+    reason="ONNX Runtime records telemetry on Linux from 1.29 on",
+)
+def test_onnx_runtime_telemetry_left_to_user(exported, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+
+    _predict_in_fresh_home(exported, home, ORT_DISABLE_TELEMETRY="0")
+
+    # ONNX Runtime keeps its telemetry device id in the home folder
+    assert any(name.endswith("deviceid") for name in _files_under(home))

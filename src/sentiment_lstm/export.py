@@ -45,6 +45,7 @@ from sentiment_lstm.predictor import (
     TorchBackend,
     encoder_sha256,
     file_sha256,
+    import_onnxruntime,
     model_config_sha256,
 )
 
@@ -305,7 +306,7 @@ def export_model(
     """
     directory = Path(directory)
     try:
-        import onnxruntime  # noqa: F401
+        import_onnxruntime()
     except ImportError as err:
         raise ExportError(
             f"the export's parity check needs ONNX Runtime, which failed to import "

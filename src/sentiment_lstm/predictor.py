@@ -165,7 +165,7 @@ class OnnxBackend:
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
         try:
-            import onnxruntime
+            onnxruntime = import_onnxruntime()
         except ImportError as err:
             raise ImportError(
                 f"the onnx backend needs onnxruntime, which failed to import "
@@ -185,8 +185,7 @@ class OnnxBackend:
             onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         )
         options.log_severity_level = 3
-        # Warnings of the runtime itself, such as a telemetry id that cannot be
-        # stored under a user without a home folder, would otherwise print.
+        # Warnings of the runtime itself would otherwise print on stderr.
         onnxruntime.set_default_logger_severity(3)
         try:
             self.session = onnxruntime.InferenceSession(
@@ -215,6 +214,24 @@ class OnnxBackend:
         """Run one forward pass; safe to call from several threads at once."""
         feed = {INPUT_TOKEN_IDS: token_ids, INPUT_LENGTHS: lengths}
         return self.session.run([OUTPUT_PROBABILITIES], feed)[0]
+
+
+def import_onnxruntime() -> Any:
+    """Import onnxruntime with its usage telemetry off, unless the user chose.
+
+    ONNX Runtime 1.29 and later record usage telemetry on Linux as well, and
+    keep a device id and an event store under ``~/.cache/Microsoft``. Scoring
+    reviews should report nothing to anyone by default, so
+    ``ORT_DISABLE_TELEMETRY`` is set to 1 when it is not set already. It must
+    be set before the first import of onnxruntime in the process.
+
+    Raises:
+        ImportError: If onnxruntime is not installed.
+    """
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime
+
+    return onnxruntime
 
 
 class PendingScores:
@@ -583,7 +600,7 @@ def _choose_backend(directory: Path, backend: str) -> str:
     if not onnx_path.is_file():
         return "torch"
     try:
-        import onnxruntime  # noqa: F401
+        import_onnxruntime()
     except ImportError as err:
         logger.info(
             "%s exists but onnxruntime failed to import (%s), so PyTorch scores",
