@@ -578,3 +578,23 @@ def test_long_bad_row_after_first_five_named(
     assert "spanning 16 lines" in caplog.text
     assert "the longest: " in caplog.text
     assert "lines 22 to 31" in caplog.text
+
+
+def test_field_over_size_limit_named(tmp_path: Path) -> None:
+    from sentiment_lstm.data.delimited import FIELD_SIZE_LIMIT
+
+    long_review = "a" * (FIELD_SIZE_LIMIT + 1)
+    path = write(
+        tmp_path / "reviews.csv", f'text,label\ngood,1\n"{long_review}",0\nbad,0\n'
+    )
+
+    result = read_examples(path, ReadOptions(skip_bad_rows=True))
+
+    assert [example.text for example in result.examples] == ["good", "bad"]
+    [bad] = result.bad_rows
+    assert bad.line == 3
+    assert bad.reason == (
+        "a field is longer than 16,777,216 characters, the most a review may have"
+    )
+    with pytest.raises(DataError, match="a quote that is never closed"):
+        read_examples(path)

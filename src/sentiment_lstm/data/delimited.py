@@ -159,14 +159,24 @@ def parsed_rows(
                 if reader.line_num > start
                 else ""
             )
-            reject(
-                start,
-                f"invalid record: {err}{span}",
-                "check for an unclosed quote or text after a closing quote; a "
-                "field with quotes in it must be in double quotes with the "
-                f'quotes inside doubled ("" for "), or use {SKIP_HINT}',
-                lines=reader.line_num - start + 1,
-            )
+            if "field larger than field limit" in str(err):
+                reason = (
+                    f"a field is longer than {FIELD_SIZE_LIMIT:,} characters, the "
+                    f"most a review may have{span}"
+                )
+                fix = (
+                    "this is most often a quote that is never closed, which runs "
+                    "the lines after it into one field; close the quote, shorten "
+                    f"the review, or use {SKIP_HINT}"
+                )
+            else:
+                reason = f"invalid record: {err}{span}"
+                fix = (
+                    "check for an unclosed quote or text after a closing quote; "
+                    "a field with quotes in it must be in double quotes with the "
+                    f'quotes inside doubled ("" for "), or use {SKIP_HINT}'
+                )
+            reject(start, reason, fix, lines=reader.line_num - start + 1)
             continue
         if not row and keep_empty:
             yield start, row
