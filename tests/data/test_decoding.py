@@ -39,6 +39,41 @@ def test_utf16_without_bom_rejected(tmp_path: Path, codec: str, order: str) -> N
     assert "save it as UTF-8" in message
 
 
+CHINESE = ["这部电影非常好看", "演员表演出色，故事感人", "剧情糟糕，演技很差"]
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n"])
+@pytest.mark.parametrize(
+    ("codec", "order"), [("utf-16-le", "little-endian"), ("utf-16-be", "big-endian")]
+)
+def test_utf16_chinese_without_bom_rejected(
+    tmp_path: Path, codec: str, order: str, line_end: str
+) -> None:
+    text = "".join(f"{line}{line_end}" for line in CHINESE)
+    pos = write_pair(tmp_path, lines(NEGATIVE).encode("utf-8"), text.encode(codec))
+    # few NUL bytes: only the line breaks have one
+    assert pos.read_bytes().count(0) == len(CHINESE) * len(line_end)
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(pos)
+
+    message = str(excinfo.value)
+    assert message.startswith(f"{pos}: ")
+    assert f"looks like UTF-16 ({order}) without a byte order mark" in message
+    assert "3 of its line breaks in the first" in message
+    assert "save it as UTF-8" in message
+
+
+def test_nul_after_one_line_feed_stays_a_bad_row(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.csv"
+    path.write_bytes(b"text,label\ngood,1\n\x00bad,0\nfine,1\n")
+
+    result = read_examples(path, ReadOptions(skip_bad_rows=True))
+
+    assert [example.text for example in result.examples] == ["good", "fine"]
+    assert [row.line for row in result.bad_rows] == [3]
+
+
 def test_utf16_csv_without_bom_rejected(tmp_path: Path) -> None:
     path = tmp_path / "reviews.csv"
     path.write_bytes("text,label\ngreat,1\nbad,0\n".encode("utf-16-le"))

@@ -87,10 +87,9 @@ def check_nul_bytes(sample: bytes, source: str) -> None:
     """Raise if the start of a file has the NUL bytes of UTF-16 or of binary data.
 
     UTF-16 text of Latin letters has a NUL byte at every other position. Without
-    a BOM it is valid UTF-8, so it would be read as letters and NULs.
-
-    NOTE: UTF-16 text without a BOM in scripts beyond Latin-1, such as Chinese,
-    has few NUL bytes, so it passes this check and is then decoded as cp1252.
+    a BOM it is valid UTF-8, so it would be read as letters and NULs. Text in
+    scripts such as Chinese has few NUL bytes in UTF-16, but each of its line
+    breaks is a NUL and a line feed side by side, which 8-bit text never has.
 
     Args:
         sample: The first bytes of the file, ``NUL_SAMPLE_BYTES`` or fewer.
@@ -98,12 +97,14 @@ def check_nul_bytes(sample: bytes, source: str) -> None:
 
     Raises:
         EncodingError: If a quarter or more of the even or of the odd positions
-            of sample hold NUL bytes, and at least two do.
+            of sample hold NUL bytes, and at least two do; or if the sample
+            decodes as UTF-16 and has two or more UTF-16 line feeds.
     """
     even = sample[0::2].count(0)
     odd = sample[1::2].count(0)
     positions = len(sample) // 2
     if max(even, odd) < 2 or max(even, odd) * 4 < positions:
+        _check_utf16_line_feeds(sample, source)
         return
     counted = f"{even + odd} of the first {len(sample)} bytes are NUL"
     if min(even, odd) * 4 >= positions:
@@ -116,6 +117,35 @@ def check_nul_bytes(sample: bytes, source: str) -> None:
         f"the text looks like UTF-16 ({order}) without a byte order mark: "
         f"{counted}, at alternating positions",
     )
+
+
+def _check_utf16_line_feeds(sample: bytes, source: str) -> None:
+    """Raise if sample is UTF-16 text with line feeds but few NUL bytes."""
+    if sample.count(0) == 0:
+        return
+    units = sample[: len(sample) // 2 * 2]
+    for codec, order, line_feed in (
+        ("utf-16-le", "little-endian", b"\n\x00"),
+        ("utf-16-be", "big-endian", b"\x00\n"),
+    ):
+        line_feeds = sum(
+            1
+            for start in range(0, len(units), 2)
+            if units[start : start + 2] == line_feed
+        )
+        if line_feeds < 2:
+            continue
+        try:
+            # the sample may end inside a surrogate pair
+            codecs.getincrementaldecoder(codec)().decode(units)
+        except UnicodeDecodeError:
+            continue
+        raise EncodingError(
+            source,
+            f"the text looks like UTF-16 ({order}) without a byte order mark: "
+            f"{line_feeds} of its line breaks in the first {len(sample)} bytes "
+            "are UTF-16 line feeds",
+        )
 
 
 class EncodingScan:
