@@ -589,7 +589,6 @@ def test_train_divergence_stops_with_advice(trained, tmp_path, capsys):
     ("flag", "value", "named"),
     [
         ("--weight-decay", "1e308", "--weight-decay 1e+308 (default 0.01)"),
-        ("--nb-init-scale", "1e30", "--nb-init-scale 1e+30 (default 0)"),
     ],
 )
 def test_train_divergence_names_changed_flag(
@@ -616,6 +615,21 @@ def test_train_divergence_names_changed_flag(
     # clipping is on by default, so the message must not suggest turning it on
     assert "gradients are already clipped to norm 5" in error
     assert "clip the gradients with" not in error
+
+
+def test_train_nb_init_scale_beyond_float32(trained, tmp_path, capsys):
+    root, _ = trained
+
+    status = train_tiny(
+        root, tmp_path / "model", "--num_epochs", "1", "--nb-init-scale", "1e308"
+    )
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert "invalid --nb-init-scale 1e+308:" in error
+    assert "would start beyond the largest float32 value" in error
+    assert "overflow" not in error
+    assert not (tmp_path / "model").exists()
 
 
 def test_train_divergence_at_defaults(tmp_path, capsys):
