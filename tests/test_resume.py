@@ -180,7 +180,10 @@ def test_interrupt_before_first_epoch(corpus, tmp_path):
         train_command(corpus, output_dir), output_dir.exists
     )
 
-    assert status == 130
+    # Python 3.11 ends the process with SIGINT instead of the status 130 that
+    # main() returns when the Ctrl-C lands in an exec() of a library's import
+    # code; a shell reports both as 130.
+    assert status in (130, -signal.SIGINT)
     assert stderr.strip().endswith(
         "interrupted before the first epoch finished; no model was saved"
     )

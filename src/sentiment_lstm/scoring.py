@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from sentiment_lstm import interrupts
 from sentiment_lstm.data.collector import SKIP_HINT
 from sentiment_lstm.data.columns import choose_columns
 from sentiment_lstm.data.decoding import (
@@ -960,6 +961,7 @@ def _run(
     try:
         with _scoring_runtime():
             for chunk, token_ids in _encoded_chunks(reader, model, chunk_rows):
+                interrupts.check()
                 if writer is None:
                     writer = _make_writer(output_format, stream, reader)
                 pending.append((chunk, model.submit_token_ids(token_ids, batch_size)))

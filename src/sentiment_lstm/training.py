@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from sentiment_lstm import interrupts
 from sentiment_lstm.batching import (
     POOL_BATCHES,
     bucketed_batches,
@@ -614,6 +615,7 @@ def train(
         )
         learning_rate = schedule.current
         for indices in progress:
+            interrupts.check()
             ids, lengths = pad_batch(train_split.token_ids, indices, pad_index)
             targets = labels[indices]
 

@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from sentiment_lstm import __version__
+from sentiment_lstm import __version__, interrupts
 from sentiment_lstm.cli import cross_validate, evaluate, export, predict, serve, train
 from sentiment_lstm.cli.common import CommandError
 
@@ -67,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose, args.quiet)
     try:
         # Usage errors of a command print that command's usage line.
-        status = args.handler(args, args.command_parser) or 0
+        with interrupts.remembering_interrupts():
+            status = args.handler(args, args.command_parser) or 0
         # A full disk under a redirected stdout shows here, not at exit.
         sys.stdout.flush()
         return status

@@ -1,0 +1,42 @@
+"""A Ctrl-C that library code swallows is raised again at the next step."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from sentiment_lstm import interrupts
+
+
+def send_ctrl_c() -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+    # the handler runs in the main thread at the next bytecode
+    time.sleep(0.5)
+
+
+def test_swallowed_interrupt_raised_again():
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    with interrupts.remembering_interrupts():
+        interrupts.check()
+        try:
+            send_ctrl_c()
+        except KeyboardInterrupt:
+            pass  # what some import code of libraries does
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.check()
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    interrupts.check()
+
+
+def test_ignored_interrupt_stays_ignored():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with interrupts.remembering_interrupts():
+            send_ctrl_c()
+            interrupts.check()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
