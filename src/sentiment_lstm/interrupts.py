@@ -1,12 +1,12 @@
-"""A Ctrl-C that a library cannot lose.
+"""Ctrl-C handling that library code cannot defeat.
 
-Python raises KeyboardInterrupt wherever the main thread happens to be when
-SIGINT arrives. During the imports at the start of a command that can be
-inside a library's own import code, and some of it lets the exception go:
-the command then ran to the end as if Ctrl-C had not been pressed. While the
-command line runs, :func:`remembering_interrupts` installs a handler that
-also records the signal, and the long loops call :func:`check` at each step
-to raise it again.
+Python raises KeyboardInterrupt wherever the main thread is when SIGINT
+arrives. At the start of a command that is often inside the import code of a
+library, and some of that code catches the exception and carries on, so the
+command ran to the end as if Ctrl-C had not been pressed. While the command
+line runs, :func:`remembering_interrupts` installs a handler that also records
+the signal, and the long loops call :func:`check` at each step to raise it
+again.
 
 Outside the command line nothing is installed and :func:`check` does nothing.
 """
@@ -30,10 +30,10 @@ def _on_interrupt(signum: int, frame: FrameType | None) -> None:
 
 @contextlib.contextmanager
 def remembering_interrupts() -> Iterator[None]:
-    """Record Ctrl-C for :func:`check` while the block runs.
+    """Record each Ctrl-C for :func:`check` while the block runs.
 
     The handler is installed only in the main thread and only where SIGINT
-    has Python's default handler; an ignored SIGINT stays ignored.
+    has Python's default handler, so an ignored SIGINT stays ignored.
     """
     global _pending
     if (
@@ -52,7 +52,7 @@ def remembering_interrupts() -> Iterator[None]:
 
 
 def check() -> None:
-    """Raise KeyboardInterrupt if a Ctrl-C arrived and was lost on the way.
+    """Raise KeyboardInterrupt if a Ctrl-C arrived and library code caught it.
 
     Raises:
         KeyboardInterrupt: If SIGINT arrived inside :func:`remembering_interrupts`.
