@@ -317,6 +317,62 @@ def test_predict_posneg_file_and_line(trained, tmp_path, capsys):
     assert lines[2].endswith("(empty review: no text to score)")
 
 
+@pytest.mark.parametrize(
+    ("input_name", "output_name"),
+    [
+        ("r.pos", "r.pos"),
+        ("r.pos", "r.neg"),
+        ("folder", "folder/pos/1.txt"),
+    ],
+)
+def test_predict_output_among_inputs_rejected(
+    trained, tmp_path, capsys, input_name, output_name
+):
+    _, model_dir = trained
+    (tmp_path / "r.pos").write_text("a wonderful , moving film\n")
+    (tmp_path / "r.neg").write_text("a dull , boring mess\n")
+    (tmp_path / "folder" / "pos").mkdir(parents=True)
+    (tmp_path / "folder" / "neg").mkdir()
+    (tmp_path / "folder" / "pos" / "1.txt").write_text("great fun\n")
+    (tmp_path / "folder" / "neg" / "1.txt").write_text("a dull mess\n")
+    output = tmp_path / output_name
+    before = output.read_text()
+
+    status = main(
+        ["predict", "--model", str(model_dir), "--input", str(tmp_path / input_name)]
+        + ["--output", str(output)]
+    )
+    err = capsys.readouterr().err
+
+    assert status == 1
+    assert f"the output {output} is the input file" in err
+    assert output.read_text() == before
+
+
+def test_predict_failed_write_keeps_output(trained, tmp_path, capsys, monkeypatch):
+    from sentiment_lstm.cli import predict as predict_command
+
+    _, model_dir = trained
+    output = tmp_path / "scored.csv"
+    output.write_text("earlier results\n")
+    write_predictions = predict_command.write_predictions
+
+    def write_then_fail(predictions, output_format, stream, origins=None):
+        write_predictions(predictions, output_format, stream, origins)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(predict_command, "write_predictions", write_then_fail)
+    status = main(
+        ["predict", "--model", str(model_dir), "--output", str(output), "great fun"]
+    )
+    err = capsys.readouterr().err
+
+    assert status == 1
+    assert "No space left on device" in err
+    assert output.read_text() == "earlier results\n"
+    assert [path.name for path in tmp_path.iterdir()] == ["scored.csv"]
+
+
 def test_predict_jsonl_matches_file_scoring(trained, tmp_path, capsys):
     _, model_dir = trained
     reviews = tmp_path / "reviews.csv"

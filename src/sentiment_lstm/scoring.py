@@ -39,10 +39,10 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from sentiment_lstm.data.collector import SKIP_HINT
 from sentiment_lstm.data.columns import choose_columns
@@ -63,6 +63,8 @@ if TYPE_CHECKING:
     from sentiment_lstm.text import PackedTokenIds
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Input formats that score_file streams; pos/neg pairs and folders are read
 # whole by sentiment_lstm.data.read_texts instead.
@@ -253,7 +255,7 @@ def score_file(
                 model, reader, output, output_format, chunk_rows, batch_size, progress
             )
         else:
-            counts = _write_output(
+            counts = write_output(
                 output_path,
                 lambda out: _run(
                     model, reader, out, output_format, chunk_rows, batch_size, progress
@@ -296,14 +298,19 @@ def _check_arguments(
     for name, value in (("chunk_rows", chunk_rows), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if output_path is not None and _same_file(input_path, output_path):
+    if output_path is not None and same_file(input_path, output_path):
         raise ValueError(
             f"the output {output_path} is the input file; write the scores to "
             "another path"
         )
 
 
-def _same_file(first: Path, second: Path) -> bool:
+def same_file(first: Path, second: Path) -> bool:
+    """Return whether ``second`` exists and is the same file as ``first``.
+
+    Links and other spellings of a path are resolved, so a hard or symbolic
+    link to the input counts as the input.
+    """
     try:
         return second.exists() and os.path.samefile(first, second)
     except OSError:
@@ -882,13 +889,17 @@ def _make_writer(output_format: str, stream: TextIO, reader: _Reader) -> Any:
     return _DelimitedWriter(stream, "\t" if output_format == "tsv" else ",", reader)
 
 
-def _write_output(path: Path, write: Any) -> _Counts:
-    """Run write(stream) on the output path.
+def write_output(path: Path, write: Callable[[TextIO], T]) -> T:
+    """Run write(stream) on the output path and return its result.
 
     A regular file is written under a temporary name and renamed when
     complete. A symbolic link is followed, so the file it points to gets the
     scores and the link stays. A device or a named pipe, such as /dev/stdout,
     cannot be renamed over and is written in place.
+
+    Raises:
+        DataError: If the output cannot be written; the message names the
+            path, not the temporary name.
     """
     if path.exists() and not path.is_file():
         try:
@@ -912,7 +923,7 @@ def output_error_message(path: Path, err: OSError) -> str:
     return f"{path}: cannot write the output: {err.strerror or err}"
 
 
-def _write_atomically(path: Path, write: Any) -> _Counts:
+def _write_atomically(path: Path, write: Callable[[TextIO], T]) -> T:
     """Run write(stream) on a temporary file beside path, then rename it to path."""
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
@@ -920,7 +931,7 @@ def _write_atomically(path: Path, write: Any) -> _Counts:
         with open(
             temporary, "x", encoding="utf-8", errors=OUTPUT_ERRORS, newline=""
         ) as stream:
-            counts = write(stream)
+            result = write(stream)
         os.replace(temporary, path)
     except OSError as err:
         temporary.unlink(missing_ok=True)
@@ -928,7 +939,7 @@ def _write_atomically(path: Path, write: Any) -> _Counts:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    return counts
+    return result
 
 
 def _run(

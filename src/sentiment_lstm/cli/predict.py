@@ -214,6 +214,7 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
         read = read_texts(args.input, dataclasses.replace(options, keep_unscored=True))
     except DataError as err:
         raise CommandError(str(err)) from err
+    _reject_output_among_inputs(args.output, read.files)
     texts = [example.text for example in read.examples]
     predictions = model.predict(texts, batch_size=args.batch_size)
     if read.unscored and args.output is None and hasattr(sys.stdout, "reconfigure"):
@@ -221,6 +222,24 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
         sys.stdout.reconfigure(errors=OUTPUT_ERRORS)
     _write_predictions_to_output(args, *_in_reading_order(read, predictions))
     return 0
+
+
+def _reject_output_among_inputs(output: Path | None, inputs: Sequence[Path]) -> None:
+    """Raise if the output path is one of the files that the reviews came from.
+
+    The output replaces its path only after scoring, but it would still
+    replace the reviews of that input file with their scores.
+    """
+    from sentiment_lstm.scoring import same_file
+
+    if output is None:
+        return
+    for path in inputs:
+        if same_file(path, output):
+            raise CommandError(
+                f"the output {output} is the input file {path}; write the scores "
+                "to another path"
+            )
 
 
 def _in_reading_order(read, predictions: list) -> tuple[list, list[tuple[str, int]]]:
@@ -257,23 +276,24 @@ def _write_predictions_to_output(
     predictions: Sequence,
     origins: Sequence[tuple[str, int]] | None = None,
 ) -> None:
-    from sentiment_lstm.scoring import (
-        OUTPUT_ERRORS,
-        output_error_message,
-        output_format_for,
-    )
+    from sentiment_lstm.data import DataError
+    from sentiment_lstm.scoring import output_format_for, write_output
 
     output_format = args.output_format or output_format_for(args.output)
     if args.output is None:
         write_predictions(predictions, output_format, sys.stdout, origins)
         return
+    # The results go to a temporary file that replaces the output only when
+    # complete, so a failed or interrupted write leaves an earlier file whole.
     try:
-        with open(
-            args.output, "w", encoding="utf-8", errors=OUTPUT_ERRORS, newline=""
-        ) as stream:
-            write_predictions(predictions, output_format, stream, origins)
-    except OSError as err:
-        raise CommandError(output_error_message(args.output, err)) from err
+        write_output(
+            args.output,
+            lambda stream: write_predictions(
+                predictions, output_format, stream, origins
+            ),
+        )
+    except DataError as err:
+        raise CommandError(str(err)) from err
 
 
 def _split_lines(text: str) -> list[str]:
