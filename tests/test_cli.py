@@ -7,8 +7,10 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -509,6 +511,32 @@ def test_predict_into_closed_pipe(trained, tmp_path):
     assert b"great fun and a warm heart" in first_line
     assert process.returncode == 141
     assert "Traceback" not in stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
+def test_predict_sigterm_removes_partial_output(trained, tmp_path):
+    _, model_dir = trained
+    source = tmp_path / "many.txt"
+    source.write_text("great fun and a warm heart\n" * 50_000)
+    output = tmp_path / "scored.csv"
+    # One review per forward pass keeps the run going for seconds.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+        + ["--model", str(model_dir), "--input", str(source)]
+        + ["--output", str(output), "--batch-size", "1"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".scored.csv.*")) and process.poll() is None:
+        assert time.monotonic() < deadline, "no temporary output file appeared"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 143
+    assert stderr.strip() == "terminated"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["many.txt"]
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
