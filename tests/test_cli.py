@@ -802,6 +802,43 @@ def test_usage_error_names_command(capsys, tmp_path):
     assert "sentiment-lstm cross-validate: error: --run-folds (5)" in err
 
 
+# Runs the command line as a serving install without PyTorch would.
+WITHOUT_TORCH_SCRIPT = """
+import importlib.abc
+import sys
+
+class BlockTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, BlockTorch())
+from sentiment_lstm.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("command", ["train", "cross-validate"])
+def test_training_command_without_torch(trained, tmp_path, command):
+    root, _ = trained
+    completed = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TORCH_SCRIPT, command]
+        + ["--data", str(root / "tiny.pos")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+
+    assert completed.returncode == 1
+    assert "Traceback" not in completed.stderr
+    assert completed.stderr.startswith(
+        f"sentiment-lstm {command}: error: {command} needs PyTorch"
+    )
+    assert "pip install 'sentiment-lstm[train]'" in completed.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_predict_missing_model(tmp_path, capsys):
     status = main(["predict", "--model", str(tmp_path / "nowhere"), "good"])
 
