@@ -177,14 +177,15 @@ class _InputScan:
     carriage_returns_only: bool
 
 
-def _scan_input(path: Path) -> _InputScan:
-    scan = EncodingScan(str(path))
+def _scan_input(path: Path, source: str | None = None) -> _InputScan:
+    source = source or str(path)
+    scan = EncodingScan(source)
     try:
         with open(path, "rb") as stream:
             for block in iter(lambda: stream.read(_SCAN_BLOCK_BYTES), b""):
                 scan.feed(block)
     except OSError as err:
-        raise DataError(f"{path}: cannot read the file: {err}") from err
+        raise DataError(f"{source}: cannot read the file: {err}") from err
     return _InputScan(
         scan.result(),
         scan.has_carriage_return and not scan.has_line_feed,
@@ -201,6 +202,7 @@ def score_file(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool | None = None,
+    source: str | None = None,
 ) -> ScoringSummary:
     """Score every review of a CSV, TSV, JSONL or plain text file.
 
@@ -221,6 +223,8 @@ def score_file(
         batch_size: Reviews per forward pass.
         progress: Show a progress bar of rows on stderr. Default: only when
             stderr is a terminal.
+        source: Name of the input in messages and logs, such as ``stdin``
+            for a temporary copy of it. Default: ``input_path``.
 
     Returns:
         Counts of the rows written, scored and left out.
@@ -246,10 +250,11 @@ def score_file(
             "(an .jsonl output path or --format jsonl)"
         )
 
-    scan = _scan_input(input_path)
+    source = source or str(input_path)
+    scan = _scan_input(input_path, source)
     encoding = scan.encoding
-    with _open_input(input_path, data_format, scan) as stream:
-        reader = _make_reader(input_path, data_format, encoding, stream, options)
+    with _open_input(input_path, data_format, scan, source) as stream:
+        reader = _make_reader(source, data_format, encoding, stream, options)
         if output_path is None:
             counts = _run(
                 model, reader, output, output_format, chunk_rows, batch_size, progress
@@ -271,7 +276,7 @@ def score_file(
         encoding=encoding.name,
         seconds=time.perf_counter() - started,
     )
-    _log_summary(input_path, summary)
+    _log_summary(source, summary)
     return summary
 
 
@@ -390,7 +395,7 @@ class _BadRows:
             )
 
 
-def _open_input(path: Path, data_format: str, scan: _InputScan) -> TextIO:
+def _open_input(path: Path, data_format: str, scan: _InputScan, source: str) -> TextIO:
     # Undecodable bytes become lone surrogates where the scan found any, so
     # that only the rows that contain them fail.
     encoding = scan.encoding
@@ -402,7 +407,7 @@ def _open_input(path: Path, data_format: str, scan: _InputScan) -> TextIO:
         logger.info(
             "%s has no \\n line ends but has \\r, so its lines are split at "
             "\\r (old Mac OS line ends)",
-            path,
+            source,
         )
         newline = "\r"
     try:
@@ -410,7 +415,7 @@ def _open_input(path: Path, data_format: str, scan: _InputScan) -> TextIO:
             path, encoding=encoding.name, errors=encoding.errors, newline=newline
         )
     except OSError as err:
-        raise DataError(f"{path}: cannot read the file: {err}") from err
+        raise DataError(f"{source}: cannot read the file: {err}") from err
 
 
 class _Reader:
@@ -427,9 +432,9 @@ class _Reader:
     score_fields: tuple[str, ...]
 
     def __init__(
-        self, path: Path, encoding: Encoding, stream: TextIO, skip: bool
+        self, source: str, encoding: Encoding, stream: TextIO, skip: bool
     ) -> None:
-        self.source = str(path)
+        self.source = source
         self.stream = stream
         self.bad_rows = _BadRows(self.source, skip)
         # invalid_byte_reason reads only the encoding and errors of a DecodedText.
@@ -447,13 +452,13 @@ class _DelimitedReader(_Reader):
 
     def __init__(
         self,
-        path: Path,
+        source: str,
         encoding: Encoding,
         stream: TextIO,
         options: ReadOptions,
         delimiter: str,
     ) -> None:
-        super().__init__(path, encoding, stream, options.skip_bad_rows)
+        super().__init__(source, encoding, stream, options.skip_bad_rows)
         self._csv = strict_reader(stream, delimiter)
         self._delimiter = delimiter
         header, columns = read_header(self._csv, options, self.source)
@@ -497,8 +502,8 @@ class _DelimitedReader(_Reader):
 class _LinesReader(_Reader):
     """Plain text with one review per line; every line is a row."""
 
-    def __init__(self, path: Path, encoding: Encoding, stream: TextIO) -> None:
-        super().__init__(path, encoding, stream, skip=False)
+    def __init__(self, source: str, encoding: Encoding, stream: TextIO) -> None:
+        super().__init__(source, encoding, stream, skip=False)
         self.fields = [LINES_TEXT_FIELD]
         self.score_fields = SCORE_FIELDS
 
@@ -523,9 +528,9 @@ class _JsonlReader(_Reader):
     """JSON Lines; the text key is chosen from the first valid record."""
 
     def __init__(
-        self, path: Path, encoding: Encoding, stream: TextIO, options: ReadOptions
+        self, source: str, encoding: Encoding, stream: TextIO, options: ReadOptions
     ) -> None:
-        super().__init__(path, encoding, stream, options.skip_bad_rows)
+        super().__init__(source, encoding, stream, options.skip_bad_rows)
         self._options = options
         self.fields = None
         self.score_fields = SCORE_FIELDS
@@ -632,18 +637,18 @@ def _chunk_limits(chunk_rows: int) -> Iterator[int]:
 
 
 def _make_reader(
-    path: Path,
+    source: str,
     data_format: str,
     encoding: Encoding,
     stream: TextIO,
     options: ReadOptions,
 ) -> _Reader:
     if data_format == "lines":
-        return _LinesReader(path, encoding, stream)
+        return _LinesReader(source, encoding, stream)
     if data_format == "jsonl":
-        return _JsonlReader(path, encoding, stream, options)
+        return _JsonlReader(source, encoding, stream, options)
     delimiter = "\t" if data_format == "tsv" else ","
-    return _DelimitedReader(path, encoding, stream, options, delimiter)
+    return _DelimitedReader(source, encoding, stream, options, delimiter)
 
 
 def _strip_line_end(line: str) -> str:
@@ -1060,13 +1065,13 @@ def _encoded_chunks(
         yield chunk, model.encoder.encode_packed(chunk.texts_to_score())
 
 
-def _log_summary(path: Path, summary: ScoringSummary) -> None:
+def _log_summary(source: str, summary: ScoringSummary) -> None:
     rate = summary.rows / summary.seconds if summary.seconds > 0 else 0.0
     logger.info(
         "scored %d of %d rows of %s in %.1f s (%.0f rows/s)",
         summary.scored,
         summary.rows,
-        path,
+        source,
         summary.seconds,
         rate,
     )
@@ -1074,5 +1079,5 @@ def _log_summary(path: Path, summary: ScoringSummary) -> None:
         logger.warning(
             "%d rows of %s were not scored; their error column gives the reason",
             summary.unscored,
-            path,
+            source,
         )

@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import sys
+import tempfile
 from collections import deque
 from collections.abc import Sequence
 from itertools import repeat
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from sentiment_lstm.cli.common import (
     CommandError,
@@ -29,6 +31,8 @@ OUTPUT_FORMATS = ("text", "jsonl", "csv", "tsv")
 BACKEND_CHOICES = ("auto", "torch", "onnx")
 # Formats of --input that are scored chunk by chunk; the others are read whole.
 STREAMED_INPUT_FORMATS = ("csv", "tsv", "jsonl", "lines")
+# Bytes of stdin copied to its temporary file at a time.
+STDIN_COPY_BYTES = 1 << 20
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,8 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="score reviews with a trained model",
         description="Print how positive and negative each review is. Reviews "
         "come from the arguments, from --input, or one per line from stdin. A "
-        "CSV, TSV, JSONL or .txt --input is scored in chunks, so files of any "
-        "size fit in memory: every row comes out in input order with its other "
+        "CSV, TSV, JSONL or .txt --input, and stdin, are scored in chunks, so "
+        "inputs of any size fit in memory: every row comes out in input order with its other "
         "columns, plus positive, negative, label and error columns. A row whose "
         "text cannot be scored keeps its place, with the reason in error.",
     )
@@ -137,46 +141,60 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return _run_input_file(args, model)
     if args.reviews:
         predictions = model.predict(list(args.reviews), batch_size=args.batch_size)
-    elif sys.stdin.isatty():
+        _write_predictions_to_output(args, predictions)
+        return 0
+    if sys.stdin.isatty():
         parser.error("give reviews as arguments, with --input FILE, or on stdin")
-    else:
-        predictions = _predict_stdin(model, args.batch_size)
-    _write_predictions_to_output(args, predictions)
-    return 0
-
-
-def _predict_stdin(model, batch_size: int) -> list:
-    """Score stdin, one review per line, decoded as text files are.
-
-    A line with a byte that its encoding cannot decode is not scored. Its
-    result names the byte, as for a line of a file.
-    """
-    from sentiment_lstm.data import DataError
-    from sentiment_lstm.data.decoding import decode_bytes, invalid_byte_reason
-    from sentiment_lstm.predictor import Prediction
-    from sentiment_lstm.scoring import OUTPUT_ERRORS
-
     stream = getattr(sys.stdin, "buffer", None)
     if stream is None:
         # A text stream without bytes underneath, as in embedding programs.
-        return model.predict(_split_lines(sys.stdin.read()), batch_size=batch_size)
-    try:
-        decoded = decode_bytes(stream.read(), "stdin")
-    except DataError as err:
-        raise CommandError(str(err)) from err
-    texts = _split_lines(decoded.text)
-    reasons = [invalid_byte_reason(text, decoded) for text in texts]
-    if not any(reasons):
-        return model.predict(texts, batch_size=batch_size)
-    if hasattr(sys.stdout, "reconfigure"):
-        # The escaped bytes of the unscored lines are written as U+FFFD.
-        sys.stdout.reconfigure(errors=OUTPUT_ERRORS)
-    scorable = [text if reason is None else "" for text, reason in zip(texts, reasons)]
-    predictions = model.predict(scorable, batch_size=batch_size)
-    for index, reason in enumerate(reasons):
-        if reason is not None:
-            predictions[index] = Prediction(texts[index], None, None, None, reason)
-    return predictions
+        texts = _split_lines(sys.stdin.read())
+        _write_predictions_to_output(
+            args, model.predict(texts, batch_size=args.batch_size)
+        )
+        return 0
+    _score_stdin(args, model, stream)
+    return 0
+
+
+def _score_stdin(args: argparse.Namespace, model, stream: BinaryIO) -> None:
+    """Score stdin, one review per line, in chunks as a text file is scored.
+
+    The encoding is chosen from all of the bytes, as for a file, so stdin is
+    first copied to a file in a new temporary folder that only this user can
+    read. Memory use then stays flat however much is piped in.
+    """
+    from sentiment_lstm.data import DataError, ReadOptions
+    from sentiment_lstm.scoring import OUTPUT_ERRORS, score_file
+
+    with tempfile.TemporaryDirectory(prefix="sentiment-lstm-stdin-") as folder:
+        copy = Path(folder) / "stdin.txt"
+        try:
+            with open(copy, "wb") as spool:
+                shutil.copyfileobj(stream, spool, STDIN_COPY_BYTES)
+        except OSError as err:
+            raise CommandError(
+                f"cannot copy stdin to a temporary file in {folder}: "
+                f"{err.strerror or err}; set TMPDIR to a folder with more free "
+                "space, or pass the reviews with --input FILE"
+            ) from err
+        if args.output is None and hasattr(sys.stdout, "reconfigure"):
+            # Undecodable input bytes are written as U+FFFD, as in files.
+            sys.stdout.reconfigure(errors=OUTPUT_ERRORS)
+        try:
+            score_file(
+                model,
+                copy,
+                args.output if args.output is not None else sys.stdout,
+                output_format=args.output_format,
+                options=ReadOptions(format="lines", require_labels=False),
+                chunk_rows=args.chunk_size,
+                batch_size=args.batch_size,
+                progress=None if args.progress and args.output else False,
+                source="stdin",
+            )
+        except (DataError, ValueError) as err:
+            raise CommandError(str(err)) from err
 
 
 def _run_input_file(args: argparse.Namespace, model) -> int:
