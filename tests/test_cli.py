@@ -1411,3 +1411,33 @@ def test_evaluate_progress_bar_on_terminal(trained, tmp_path):
     assert "20000/20000" in default
     assert "scoring" not in hidden
     assert "scoring" not in quiet
+
+
+@pytest.mark.parametrize(
+    ("arguments", "quiet", "verbose"),
+    [
+        (["-q", "evaluate"], True, False),
+        (["evaluate", "-q"], True, False),
+        (["evaluate", "--verbose"], False, True),
+        (["-q", "evaluate", "-v"], True, True),
+        (["evaluate"], False, False),
+    ],
+)
+def test_logging_flags_after_command(arguments, quiet, verbose):
+    from sentiment_lstm.cli import build_parser
+
+    args = build_parser().parse_args(arguments + ["--model", "m", "--data", "d"])
+
+    assert args.quiet is quiet
+    assert args.verbose is verbose
+
+
+def test_evaluate_quiet_after_command(trained, capsys):
+    root, model_dir = trained
+    status = main(
+        ["evaluate", "--model", str(model_dir), "--data", str(root / "tiny.pos")]
+        + ["-q"]
+    )
+
+    assert status == 0
+    assert "accuracy:" in capsys.readouterr().out

@@ -47,17 +47,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--version", action="version", version=f"%(prog)s {__version__}"
     )
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log debugging details"
-    )
-    parser.add_argument(
-        "-q", "--quiet", action="store_true", help="log warnings and errors only"
-    )
+    _add_logging_options(parser, default=False)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for command in COMMANDS:
         command.register(subparsers)
+    # -v and -q also work after the command's name. Their default there is
+    # SUPPRESS, so that leaving them out keeps a value given before it.
+    for command_parser in subparsers.choices.values():
+        _add_logging_options(command_parser, default=argparse.SUPPRESS)
     return parser
+
+
+def _add_logging_options(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="log debugging details",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default,
+        help="log warnings and errors only",
+    )
 
 
 def configure_logging(verbose: bool, quiet: bool) -> None:
