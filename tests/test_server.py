@@ -346,6 +346,34 @@ def test_malformed_json(client):
 
 
 @pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content-Type": "text/plain"},
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        {},
+    ],
+)
+def test_body_not_sent_as_json(client, headers):
+    response = client.post(
+        "/predict", content=b'{"reviews": ["great fun"]}', headers=headers
+    )
+
+    assert response.status_code == 415
+    assert "Content-Type: application/json" in response.json()["detail"]
+
+
+def test_json_media_type_with_parameters(client):
+    response = client.post(
+        "/predict",
+        content=b'{"reviews": ["great fun"]}',
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
+
+    assert response.status_code == 200
+    assert response.json()["predictions"][0]["text"] == "great fun"
+
+
+@pytest.mark.parametrize(
     ("body", "error_type", "location"),
     [
         ({"reviews": [1, "fine"]}, "string_type", ["body", "reviews", 0]),
@@ -450,6 +478,13 @@ def test_openapi_docs(client):
     assert "text/html" in docs.headers["content-type"]
     assert "/predict" in schema["paths"]
     assert "/health" in schema["paths"]
+
+
+def test_openapi_documents_415(client):
+    schema = client.get("/openapi.json").json()
+    responses = schema["paths"]["/predict"]["post"]["responses"]
+
+    assert "415" in responses
 
 
 def test_openapi_422_both_bodies(client):

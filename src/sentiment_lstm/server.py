@@ -149,6 +149,12 @@ class LimitError(BaseModel):
     index: int | None = None
 
 
+class MediaTypeError(BaseModel):
+    """Body of a response to a request body that is not sent as JSON."""
+
+    detail: str
+
+
 class ValidationErrorItem(BaseModel):
     """One way in which a request body does not match the schema."""
 
@@ -535,6 +541,12 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
 
     @app.exception_handler(RequestValidationError)
     async def validation_failed(request: Request, error: RequestValidationError):
+        if isinstance(getattr(error, "body", None), bytes):
+            # FastAPI parses a body as JSON only under a JSON Content-Type and
+            # otherwise validates the raw bytes, and its error would only state
+            # that the body is not an object.
+            content_type = request.headers.get("content-type")
+            return _unsupported_media_type(request, content_type)
         logger.warning(
             "%s %s from %s rejected with 422: %d validation errors, first: %s",
             request.method,
@@ -572,6 +584,10 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
         response_model=PredictResponse,
         responses={
             413: {"model": LimitError, "description": "Request body too large"},
+            415: {
+                "model": MediaTypeError,
+                "description": "Body not sent as Content-Type: application/json",
+            },
             422: {
                 "model": LimitError | ValidationFailure,
                 "description": "Over a limit, or a body that does not match the "
@@ -616,6 +632,23 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _unsupported_media_type(request: Request, content_type: str | None) -> Response:
+    received = "no Content-Type" if not content_type else repr(content_type[:100])
+    detail = (
+        f"the request body must be JSON sent with Content-Type: application/json, "
+        f"got {received}; add that header, with curl for example "
+        "-H 'Content-Type: application/json'"
+    )
+    logger.warning(
+        "%s %s from %s rejected with 415: %s",
+        request.method,
+        request.url.path,
+        _client(request.scope),
+        detail,
+    )
+    return JSONResponse({"detail": detail}, status_code=415)
 
 
 def _first_error(error: RequestValidationError) -> str:
