@@ -145,6 +145,15 @@ def test_health(client):
     assert response.json()["model_loaded"] is True
 
 
+@pytest.mark.parametrize("path", ["/health", "/info", "/metrics"])
+def test_head_request_answered(client, path):
+    response = client.head(path)
+
+    assert response.status_code == 200
+    assert response.content == b""
+    assert response.headers["content-type"] == client.get(path).headers["content-type"]
+
+
 def test_info_describes_model(client, model_dir):
     config = json.loads((model_dir / "config.json").read_text())
     training = json.loads((model_dir / "training.json").read_text())

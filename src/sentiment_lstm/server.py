@@ -64,6 +64,11 @@ KNOWN_PATHS = frozenset(
 # one-review request by about a fifth (benchmarks/http_load.py).
 INLINE_MAX_CHARS = 1_000
 
+# Methods of the read-only endpoints. HTTP has a HEAD request wherever it has
+# a GET, and health checkers and monitors send it. uvicorn leaves the body out
+# of a response to HEAD.
+READ_METHODS = ["GET", "HEAD"]
+
 # Latency buckets in seconds, from 1 ms to 10 s.
 LATENCY_BUCKETS = (
     0.001,
@@ -609,12 +614,12 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
         payload = {"predictions": [prediction.to_dict() for prediction in predictions]}
         return JSONResponse(payload)
 
-    @app.get("/health", summary="Liveness")
+    @app.api_route("/health", methods=READ_METHODS, summary="Liveness")
     async def health() -> dict[str, Any]:
         """Report that the server runs and its model is loaded."""
         return {"status": "ok", "model_loaded": True, "backend": model.backend.name}
 
-    @app.get("/info", summary="Model details")
+    @app.api_route("/info", methods=READ_METHODS, summary="Model details")
     async def model_info() -> dict[str, Any]:
         """Describe the model, its training and the limits of this server."""
         return dict(
@@ -626,7 +631,7 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             },
         )
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.api_route("/metrics", methods=READ_METHODS, summary="Prometheus metrics")
     async def prometheus_metrics() -> Response:
         """Return request, review and latency metrics in Prometheus text format."""
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
