@@ -774,6 +774,41 @@ def test_cli_stdin_matches_input_file(model_dir, tmp_path):
     assert len(outputs[1].splitlines()) == len(REVIEWS) + 3
 
 
+def test_cli_stdin_input_format_csv(model_dir):
+    completed = subprocess.run(
+        [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+        + ["--model", str(model_dir), "--input-format", "csv", "--format", "csv"],
+        input=b'id,text\n1,great fun\n2,"a dull,\nboring mess"\n',
+        capture_output=True,
+        check=True,
+    )
+    rows = list(csv.DictReader(io.StringIO(completed.stdout.decode(), newline="")))
+
+    assert [row["id"] for row in rows] == ["1", "2"]
+    assert [row["text"] for row in rows] == ["great fun", "a dull,\nboring mess"]
+    assert all(row["label"] in ("positive", "negative") for row in rows)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--input-format", "posneg"], "stdin cannot be read as posneg"),
+        (["--text-column", "review"], "stdin: --text-column only applies"),
+    ],
+)
+def test_cli_stdin_options_rejected(model_dir, arguments, message):
+    completed = subprocess.run(
+        [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+        + ["--model", str(model_dir), *arguments],
+        input=b"great fun\n",
+        capture_output=True,
+    )
+
+    assert completed.returncode in (1, 2)
+    assert message in completed.stderr.decode()
+    assert completed.stdout == b""
+
+
 def test_cli_jsonl_to_csv_error(model_dir, tmp_path, capsys):
     source = tmp_path / "reviews.jsonl"
     source.write_text('{"text": "great fun"}\n')

@@ -242,15 +242,15 @@ def score_file(
     output_format = output_format or output_format_for(output_path)
     _check_arguments(input_path, output_path, output_format, chunk_rows, batch_size)
     data_format = options.format or detect_format(input_path, "--input-format")
-    _check_input(input_path, data_format, options)
+    source = source or str(input_path)
+    _check_input(input_path, data_format, options, source)
     if data_format == "jsonl" and output_format in ("csv", "tsv"):
         raise ValueError(
-            f"JSONL input {input_path} cannot be written as {output_format}, "
+            f"JSONL input {source} cannot be written as {output_format}, "
             "because its records may have different keys; write JSONL output "
             "(an .jsonl output path or --format jsonl)"
         )
 
-    source = source or str(input_path)
     scan = _scan_input(input_path, source)
     encoding = scan.encoding
     with _open_input(input_path, data_format, scan, source) as stream:
@@ -322,16 +322,18 @@ def same_file(first: Path, second: Path) -> bool:
         return False
 
 
-def _check_input(path: Path, data_format: str, options: ReadOptions) -> None:
+def _check_input(
+    path: Path, data_format: str, options: ReadOptions, source: str
+) -> None:
     if data_format not in STREAM_FORMATS:
         raise ValueError(
-            f"{path}: streaming scoring reads {', '.join(STREAM_FORMATS)} files, "
+            f"{source}: streaming scoring reads {', '.join(STREAM_FORMATS)} files, "
             f"not {data_format}; read it with sentiment_lstm.data.read_texts "
             "and call SentimentModel.predict"
         )
     if data_format == "lines" and options.text_column is not None:
         raise DataError(
-            f"{path}: --text-column only applies to CSV, TSV and JSONL files, not "
+            f"{source}: --text-column only applies to CSV, TSV and JSONL files, not "
             "to a plain text file; remove it"
         )
     require_regular_file(path, data_format)

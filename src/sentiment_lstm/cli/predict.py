@@ -158,14 +158,28 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _score_stdin(args: argparse.Namespace, model, stream: BinaryIO) -> None:
-    """Score stdin, one review per line, in chunks as a text file is scored.
+    """Score stdin in chunks, as a file of --input-format (default: lines) is.
 
     The encoding is chosen from all of the bytes, as for a file, so stdin is
     first copied to a file in a new temporary folder that only this user can
     read. Memory use then stays flat however much is piped in.
     """
-    from sentiment_lstm.data import DataError, ReadOptions
+    from sentiment_lstm.data import DataError
     from sentiment_lstm.scoring import OUTPUT_ERRORS, score_file
+
+    try:
+        options = read_options_from_args(args, require_labels=False)
+    except DataError as err:
+        raise CommandError(str(err)) from err
+    if options.format is None:
+        options = dataclasses.replace(options, format="lines")
+    if options.format not in STREAMED_INPUT_FORMATS:
+        raise CommandError(
+            f"stdin cannot be read as {options.format}; pipe CSV, TSV, JSONL or "
+            "one review per line with --input-format csv, tsv, jsonl or lines, "
+            "or pass the files with --input",
+            usage=True,
+        )
 
     with tempfile.TemporaryDirectory(prefix="sentiment-lstm-stdin-") as folder:
         copy = Path(folder) / "stdin.txt"
@@ -187,7 +201,7 @@ def _score_stdin(args: argparse.Namespace, model, stream: BinaryIO) -> None:
                 copy,
                 args.output if args.output is not None else sys.stdout,
                 output_format=args.output_format,
-                options=ReadOptions(format="lines", require_labels=False),
+                options=options,
                 chunk_rows=args.chunk_size,
                 batch_size=args.batch_size,
                 progress=None if args.progress and args.output else False,
