@@ -618,6 +618,8 @@ def test_missing_model_exits(tmp_path):
         ("model.safetensors", b"not safetensors"),
         ("config.json", b"{truncated"),
         ("tokenizer.json", b"[]"),
+        ("training.json", b'{"history": 5}'),
+        ("training.json", b'{"data": ["fingerprint"]}'),
     ],
 )
 def test_broken_model_exits(tmp_path, model_dir, name, content):
@@ -632,6 +634,20 @@ def test_broken_model_exits(tmp_path, model_dir, name, content):
     assert last_line.startswith("sentiment-lstm serve: error:")
     assert str(broken / name) in last_line
     assert "Traceback" not in result.stderr
+
+
+def test_info_with_odd_epoch_history(tmp_path, model_dir):
+    from sentiment_lstm.server import describe_model
+
+    copy = tmp_path / "copy"
+    shutil.copytree(model_dir, copy)
+    metadata = json.loads((copy / "training.json").read_text())
+    metadata["history"]["epochs"] = 3
+    (copy / "training.json").write_text(json.dumps(metadata))
+
+    info = describe_model(SentimentModel.load(copy))
+
+    assert info["training"]["epochs_trained"] == 0
 
 
 def test_missing_file_exits(tmp_path, model_dir):

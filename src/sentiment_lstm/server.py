@@ -485,6 +485,7 @@ def describe_model(model: SentimentModel) -> dict[str, Any]:
     metadata = model.metadata
     history = metadata.get("history") or {}
     data = metadata.get("data") or {}
+    epochs = history.get("epochs")
     return {
         "version": __version__,
         "backend": model.backend.name,
@@ -495,7 +496,7 @@ def describe_model(model: SentimentModel) -> dict[str, Any]:
         "training": {
             "created_at": metadata.get("created_at"),
             "best_epoch": metadata.get("best_epoch"),
-            "epochs_trained": len(history.get("epochs") or []),
+            "epochs_trained": len(epochs) if isinstance(epochs, list) else 0,
             "stopped_early": history.get("stopped_early"),
             "split_sizes": data.get("split_sizes"),
             "data_fingerprint": data.get("fingerprint"),
