@@ -7,8 +7,10 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -317,6 +319,62 @@ def test_predict_posneg_file_and_line(trained, tmp_path, capsys):
     assert lines[2].endswith("(empty review: no text to score)")
 
 
+@pytest.mark.parametrize(
+    ("input_name", "output_name"),
+    [
+        ("r.pos", "r.pos"),
+        ("r.pos", "r.neg"),
+        ("folder", "folder/pos/1.txt"),
+    ],
+)
+def test_predict_output_among_inputs_rejected(
+    trained, tmp_path, capsys, input_name, output_name
+):
+    _, model_dir = trained
+    (tmp_path / "r.pos").write_text("a wonderful , moving film\n")
+    (tmp_path / "r.neg").write_text("a dull , boring mess\n")
+    (tmp_path / "folder" / "pos").mkdir(parents=True)
+    (tmp_path / "folder" / "neg").mkdir()
+    (tmp_path / "folder" / "pos" / "1.txt").write_text("great fun\n")
+    (tmp_path / "folder" / "neg" / "1.txt").write_text("a dull mess\n")
+    output = tmp_path / output_name
+    before = output.read_text()
+
+    status = main(
+        ["predict", "--model", str(model_dir), "--input", str(tmp_path / input_name)]
+        + ["--output", str(output)]
+    )
+    err = capsys.readouterr().err
+
+    assert status == 1
+    assert f"the output {output} is the input file" in err
+    assert output.read_text() == before
+
+
+def test_predict_failed_write_keeps_output(trained, tmp_path, capsys, monkeypatch):
+    from sentiment_lstm.cli import predict as predict_command
+
+    _, model_dir = trained
+    output = tmp_path / "scored.csv"
+    output.write_text("earlier results\n")
+    write_predictions = predict_command.write_predictions
+
+    def write_then_fail(predictions, output_format, stream, origins=None):
+        write_predictions(predictions, output_format, stream, origins)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(predict_command, "write_predictions", write_then_fail)
+    status = main(
+        ["predict", "--model", str(model_dir), "--output", str(output), "great fun"]
+    )
+    err = capsys.readouterr().err
+
+    assert status == 1
+    assert "No space left on device" in err
+    assert output.read_text() == "earlier results\n"
+    assert [path.name for path in tmp_path.iterdir()] == ["scored.csv"]
+
+
 def test_predict_jsonl_matches_file_scoring(trained, tmp_path, capsys):
     _, model_dir = trained
     reviews = tmp_path / "reviews.csv"
@@ -453,6 +511,32 @@ def test_predict_into_closed_pipe(trained, tmp_path):
     assert b"great fun and a warm heart" in first_line
     assert process.returncode == 141
     assert "Traceback" not in stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
+def test_predict_sigterm_removes_partial_output(trained, tmp_path):
+    _, model_dir = trained
+    source = tmp_path / "many.txt"
+    source.write_text("great fun and a warm heart\n" * 50_000)
+    output = tmp_path / "scored.csv"
+    # One review per forward pass keeps the run going for seconds.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+        + ["--model", str(model_dir), "--input", str(source)]
+        + ["--output", str(output), "--batch-size", "1"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".scored.csv.*")) and process.poll() is None:
+        assert time.monotonic() < deadline, "no temporary output file appeared"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 143
+    assert stderr.strip() == "terminated"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["many.txt"]
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
@@ -728,6 +812,43 @@ def test_usage_error_names_command(capsys, tmp_path):
     err = capsys.readouterr().err
     assert "usage: sentiment-lstm cross-validate" in err
     assert "sentiment-lstm cross-validate: error: --run-folds (5)" in err
+
+
+# Runs the command line as a serving install without PyTorch would.
+WITHOUT_TORCH_SCRIPT = """
+import importlib.abc
+import sys
+
+class BlockTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, BlockTorch())
+from sentiment_lstm.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("command", ["train", "cross-validate"])
+def test_training_command_without_torch(trained, tmp_path, command):
+    root, _ = trained
+    completed = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TORCH_SCRIPT, command]
+        + ["--data", str(root / "tiny.pos")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+
+    assert completed.returncode == 1
+    assert "Traceback" not in completed.stderr
+    assert completed.stderr.startswith(
+        f"sentiment-lstm {command}: error: {command} needs PyTorch"
+    )
+    assert "pip install 'sentiment-lstm[train]'" in completed.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_predict_missing_model(tmp_path, capsys):
@@ -1302,3 +1423,33 @@ def test_evaluate_progress_bar_on_terminal(trained, tmp_path):
     assert "20000/20000" in default
     assert "scoring" not in hidden
     assert "scoring" not in quiet
+
+
+@pytest.mark.parametrize(
+    ("arguments", "quiet", "verbose"),
+    [
+        (["-q", "evaluate"], True, False),
+        (["evaluate", "-q"], True, False),
+        (["evaluate", "--verbose"], False, True),
+        (["-q", "evaluate", "-v"], True, True),
+        (["evaluate"], False, False),
+    ],
+)
+def test_logging_flags_after_command(arguments, quiet, verbose):
+    from sentiment_lstm.cli import build_parser
+
+    args = build_parser().parse_args(arguments + ["--model", "m", "--data", "d"])
+
+    assert args.quiet is quiet
+    assert args.verbose is verbose
+
+
+def test_evaluate_quiet_after_command(trained, capsys):
+    root, model_dir = trained
+    status = main(
+        ["evaluate", "--model", str(model_dir), "--data", str(root / "tiny.pos")]
+        + ["-q"]
+    )
+
+    assert status == 0
+    assert "accuracy:" in capsys.readouterr().out

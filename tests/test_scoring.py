@@ -7,6 +7,7 @@ import gc
 import io
 import json
 import os
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -704,6 +705,108 @@ def test_cli_backends_same_file(model_dir, tmp_path):
         scores[backend] = np.array([float(row["positive"]) for row in read_csv(output)])
 
     assert np.max(np.abs(scores["onnx"] - scores["torch"])) <= 1e-5
+
+
+# Runs predict and writes the process's peak resident memory in KiB to stderr
+# after it. VmHWM counts from the exec, unlike ru_maxrss, which a child
+# inherits from its parent.
+PEAK_MEMORY_SCRIPT = """
+import sys
+
+from sentiment_lstm.cli import main
+
+status = main(sys.argv[1:])
+with open("/proc/self/status") as status_file:
+    peak = next(line for line in status_file if line.startswith("VmHWM:"))
+print(peak.split()[1], file=sys.stderr)
+sys.exit(status)
+"""
+
+
+def stdin_peak_memory_kib(model_dir: Path, source: Path) -> int:
+    with open(source, "rb") as stdin:
+        completed = subprocess.run(
+            [sys.executable, "-c", PEAK_MEMORY_SCRIPT, "-q", "predict"]
+            + ["--model", str(model_dir), "--format", "jsonl"],
+            stdin=stdin,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=True,
+        )
+    return int(completed.stderr.split()[-1])
+
+
+@pytest.mark.skipif(
+    not os.path.exists("/proc/self/status"), reason="reads VmHWM from Linux /proc"
+)
+def test_cli_stdin_memory_flat(model_dir, tmp_path):
+    small = tmp_path / "small.txt"
+    small.write_text("".join(f"great fun {i % 97}\n" for i in range(5_000)))
+    large = tmp_path / "large.txt"
+    large.write_text("".join(f"great fun {i % 97}\n" for i in range(500_000)))
+
+    growth = stdin_peak_memory_kib(model_dir, large) - stdin_peak_memory_kib(
+        model_dir, small
+    )
+
+    # Holding all 500,000 results at once took about 170 MiB more.
+    assert growth < 64 * 1024, growth
+
+
+def test_cli_stdin_matches_input_file(model_dir, tmp_path):
+    source = tmp_path / "reviews.txt"
+    source.write_bytes(
+        "\n".join([*REVIEWS, "", "caf\u00e9 \u2019 great"]).encode("cp1252")
+        + b"\nbad \x81 byte\n"
+    )
+    command = [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+    command += ["--model", str(model_dir), "--format", "jsonl"]
+    outputs = []
+    for arguments, stdin_path in ((["--input", str(source)], os.devnull), ([], source)):
+        with open(stdin_path, "rb") as stdin:
+            completed = subprocess.run(
+                command + arguments, stdin=stdin, capture_output=True, check=True
+            )
+        outputs.append(completed.stdout.decode("utf-8"))
+
+    assert outputs[0] == outputs[1]
+    assert len(outputs[1].splitlines()) == len(REVIEWS) + 3
+
+
+def test_cli_stdin_input_format_csv(model_dir):
+    completed = subprocess.run(
+        [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+        + ["--model", str(model_dir), "--input-format", "csv", "--format", "csv"],
+        input=b'id,text\n1,great fun\n2,"a dull,\nboring mess"\n',
+        capture_output=True,
+        check=True,
+    )
+    rows = list(csv.DictReader(io.StringIO(completed.stdout.decode(), newline="")))
+
+    assert [row["id"] for row in rows] == ["1", "2"]
+    assert [row["text"] for row in rows] == ["great fun", "a dull,\nboring mess"]
+    assert all(row["label"] in ("positive", "negative") for row in rows)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--input-format", "posneg"], "stdin cannot be read as posneg"),
+        (["--text-column", "review"], "stdin: --text-column only applies"),
+    ],
+)
+def test_cli_stdin_options_rejected(model_dir, arguments, message):
+    completed = subprocess.run(
+        [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+        + ["--model", str(model_dir), *arguments],
+        input=b"great fun\n",
+        capture_output=True,
+    )
+
+    assert completed.returncode in (1, 2)
+    assert message in completed.stderr.decode()
+    assert completed.stdout == b""
 
 
 def test_cli_jsonl_to_csv_error(model_dir, tmp_path, capsys):

@@ -145,6 +145,15 @@ def test_health(client):
     assert response.json()["model_loaded"] is True
 
 
+@pytest.mark.parametrize("path", ["/health", "/info", "/metrics"])
+def test_head_request_answered(client, path):
+    response = client.head(path)
+
+    assert response.status_code == 200
+    assert response.content == b""
+    assert response.headers["content-type"] == client.get(path).headers["content-type"]
+
+
 def test_info_describes_model(client, model_dir):
     config = json.loads((model_dir / "config.json").read_text())
     training = json.loads((model_dir / "training.json").read_text())
@@ -346,6 +355,34 @@ def test_malformed_json(client):
 
 
 @pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content-Type": "text/plain"},
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        {},
+    ],
+)
+def test_body_not_sent_as_json(client, headers):
+    response = client.post(
+        "/predict", content=b'{"reviews": ["great fun"]}', headers=headers
+    )
+
+    assert response.status_code == 415
+    assert "Content-Type: application/json" in response.json()["detail"]
+
+
+def test_json_media_type_with_parameters(client):
+    response = client.post(
+        "/predict",
+        content=b'{"reviews": ["great fun"]}',
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
+
+    assert response.status_code == 200
+    assert response.json()["predictions"][0]["text"] == "great fun"
+
+
+@pytest.mark.parametrize(
     ("body", "error_type", "location"),
     [
         ({"reviews": [1, "fine"]}, "string_type", ["body", "reviews", 0]),
@@ -450,6 +487,13 @@ def test_openapi_docs(client):
     assert "text/html" in docs.headers["content-type"]
     assert "/predict" in schema["paths"]
     assert "/health" in schema["paths"]
+
+
+def test_openapi_documents_415(client):
+    schema = client.get("/openapi.json").json()
+    responses = schema["paths"]["/predict"]["post"]["responses"]
+
+    assert "415" in responses
 
 
 def test_openapi_422_both_bodies(client):
@@ -574,6 +618,8 @@ def test_missing_model_exits(tmp_path):
         ("model.safetensors", b"not safetensors"),
         ("config.json", b"{truncated"),
         ("tokenizer.json", b"[]"),
+        ("training.json", b'{"history": 5}'),
+        ("training.json", b'{"data": ["fingerprint"]}'),
     ],
 )
 def test_broken_model_exits(tmp_path, model_dir, name, content):
@@ -588,6 +634,20 @@ def test_broken_model_exits(tmp_path, model_dir, name, content):
     assert last_line.startswith("sentiment-lstm serve: error:")
     assert str(broken / name) in last_line
     assert "Traceback" not in result.stderr
+
+
+def test_info_with_odd_epoch_history(tmp_path, model_dir):
+    from sentiment_lstm.server import describe_model
+
+    copy = tmp_path / "copy"
+    shutil.copytree(model_dir, copy)
+    metadata = json.loads((copy / "training.json").read_text())
+    metadata["history"]["epochs"] = 3
+    (copy / "training.json").write_text(json.dumps(metadata))
+
+    info = describe_model(SentimentModel.load(copy))
+
+    assert info["training"]["epochs_trained"] == 0
 
 
 def test_missing_file_exits(tmp_path, model_dir):

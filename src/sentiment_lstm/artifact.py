@@ -31,6 +31,9 @@ ARTIFACT_FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "training.json"
+# Sections of training.json that the server's /info and evaluate --split read
+# as JSON objects.
+METADATA_SECTIONS = ("data", "history", "split", "training")
 ONNX_FILE = "model.onnx"
 
 
@@ -191,8 +194,23 @@ def load_weights(directory: Path) -> dict[str, np.ndarray]:
 
 
 def load_metadata(directory: Path) -> dict[str, Any]:
-    """Read ``training.json``."""
-    return _read_json(_require_file(directory, METADATA_FILE))
+    """Read ``training.json``.
+
+    Raises:
+        ArtifactError: If the file is missing or not a JSON object, or one of
+            ``METADATA_SECTIONS`` is there but not a JSON object.
+    """
+    path = _require_file(directory, METADATA_FILE)
+    metadata = _read_json(path)
+    for key in METADATA_SECTIONS:
+        value = metadata.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise ArtifactError(
+                f"{path}: {key!r} must be a JSON object, found "
+                f"{type(value).__name__} {value!r:.60}; copy the whole model "
+                "directory again, or retrain"
+            )
+    return metadata
 
 
 def _require_directory(directory: Path) -> Path:

@@ -39,10 +39,10 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from sentiment_lstm import interrupts
 from sentiment_lstm.data.collector import SKIP_HINT
@@ -64,6 +64,8 @@ if TYPE_CHECKING:
     from sentiment_lstm.text import PackedTokenIds
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Input formats that score_file streams; pos/neg pairs and folders are read
 # whole by sentiment_lstm.data.read_texts instead.
@@ -176,14 +178,15 @@ class _InputScan:
     carriage_returns_only: bool
 
 
-def _scan_input(path: Path) -> _InputScan:
-    scan = EncodingScan(str(path))
+def _scan_input(path: Path, source: str | None = None) -> _InputScan:
+    source = source or str(path)
+    scan = EncodingScan(source)
     try:
         with open(path, "rb") as stream:
             for block in iter(lambda: stream.read(_SCAN_BLOCK_BYTES), b""):
                 scan.feed(block)
     except OSError as err:
-        raise DataError(f"{path}: cannot read the file: {err}") from err
+        raise DataError(f"{source}: cannot read the file: {err}") from err
     return _InputScan(
         scan.result(),
         scan.has_carriage_return and not scan.has_line_feed,
@@ -200,6 +203,7 @@ def score_file(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool | None = None,
+    source: str | None = None,
 ) -> ScoringSummary:
     """Score every review of a CSV, TSV, JSONL or plain text file.
 
@@ -220,6 +224,8 @@ def score_file(
         batch_size: Reviews per forward pass.
         progress: Show a progress bar of rows on stderr. Default: only when
             stderr is a terminal.
+        source: Name of the input in messages and logs, such as ``stdin``
+            for a temporary copy of it. Default: ``input_path``.
 
     Returns:
         Counts of the rows written, scored and left out.
@@ -237,24 +243,25 @@ def score_file(
     output_format = output_format or output_format_for(output_path)
     _check_arguments(input_path, output_path, output_format, chunk_rows, batch_size)
     data_format = options.format or detect_format(input_path, "--input-format")
-    _check_input(input_path, data_format, options)
+    source = source or str(input_path)
+    _check_input(input_path, data_format, options, source)
     if data_format == "jsonl" and output_format in ("csv", "tsv"):
         raise ValueError(
-            f"JSONL input {input_path} cannot be written as {output_format}, "
+            f"JSONL input {source} cannot be written as {output_format}, "
             "because its records may have different keys; write JSONL output "
             "(an .jsonl output path or --format jsonl)"
         )
 
-    scan = _scan_input(input_path)
+    scan = _scan_input(input_path, source)
     encoding = scan.encoding
-    with _open_input(input_path, data_format, scan) as stream:
-        reader = _make_reader(input_path, data_format, encoding, stream, options)
+    with _open_input(input_path, data_format, scan, source) as stream:
+        reader = _make_reader(source, data_format, encoding, stream, options)
         if output_path is None:
             counts = _run(
                 model, reader, output, output_format, chunk_rows, batch_size, progress
             )
         else:
-            counts = _write_output(
+            counts = write_output(
                 output_path,
                 lambda out: _run(
                     model, reader, out, output_format, chunk_rows, batch_size, progress
@@ -270,7 +277,7 @@ def score_file(
         encoding=encoding.name,
         seconds=time.perf_counter() - started,
     )
-    _log_summary(input_path, summary)
+    _log_summary(source, summary)
     return summary
 
 
@@ -297,30 +304,37 @@ def _check_arguments(
     for name, value in (("chunk_rows", chunk_rows), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if output_path is not None and _same_file(input_path, output_path):
+    if output_path is not None and same_file(input_path, output_path):
         raise ValueError(
             f"the output {output_path} is the input file; write the scores to "
             "another path"
         )
 
 
-def _same_file(first: Path, second: Path) -> bool:
+def same_file(first: Path, second: Path) -> bool:
+    """Return whether ``second`` exists and is the same file as ``first``.
+
+    Links and other spellings of a path are resolved, so a hard or symbolic
+    link to the input counts as the input.
+    """
     try:
         return second.exists() and os.path.samefile(first, second)
     except OSError:
         return False
 
 
-def _check_input(path: Path, data_format: str, options: ReadOptions) -> None:
+def _check_input(
+    path: Path, data_format: str, options: ReadOptions, source: str
+) -> None:
     if data_format not in STREAM_FORMATS:
         raise ValueError(
-            f"{path}: streaming scoring reads {', '.join(STREAM_FORMATS)} files, "
+            f"{source}: streaming scoring reads {', '.join(STREAM_FORMATS)} files, "
             f"not {data_format}; read it with sentiment_lstm.data.read_texts "
             "and call SentimentModel.predict"
         )
     if data_format == "lines" and options.text_column is not None:
         raise DataError(
-            f"{path}: --text-column only applies to CSV, TSV and JSONL files, not "
+            f"{source}: --text-column only applies to CSV, TSV and JSONL files, not "
             "to a plain text file; remove it"
         )
     require_regular_file(path, data_format)
@@ -384,7 +398,7 @@ class _BadRows:
             )
 
 
-def _open_input(path: Path, data_format: str, scan: _InputScan) -> TextIO:
+def _open_input(path: Path, data_format: str, scan: _InputScan, source: str) -> TextIO:
     # Undecodable bytes become lone surrogates where the scan found any, so
     # that only the rows that contain them fail.
     encoding = scan.encoding
@@ -396,7 +410,7 @@ def _open_input(path: Path, data_format: str, scan: _InputScan) -> TextIO:
         logger.info(
             "%s has no \\n line ends but has \\r, so its lines are split at "
             "\\r (old Mac OS line ends)",
-            path,
+            source,
         )
         newline = "\r"
     try:
@@ -404,7 +418,7 @@ def _open_input(path: Path, data_format: str, scan: _InputScan) -> TextIO:
             path, encoding=encoding.name, errors=encoding.errors, newline=newline
         )
     except OSError as err:
-        raise DataError(f"{path}: cannot read the file: {err}") from err
+        raise DataError(f"{source}: cannot read the file: {err}") from err
 
 
 class _Reader:
@@ -421,9 +435,9 @@ class _Reader:
     score_fields: tuple[str, ...]
 
     def __init__(
-        self, path: Path, encoding: Encoding, stream: TextIO, skip: bool
+        self, source: str, encoding: Encoding, stream: TextIO, skip: bool
     ) -> None:
-        self.source = str(path)
+        self.source = source
         self.stream = stream
         self.bad_rows = _BadRows(self.source, skip)
         # invalid_byte_reason reads only the encoding and errors of a DecodedText.
@@ -441,13 +455,13 @@ class _DelimitedReader(_Reader):
 
     def __init__(
         self,
-        path: Path,
+        source: str,
         encoding: Encoding,
         stream: TextIO,
         options: ReadOptions,
         delimiter: str,
     ) -> None:
-        super().__init__(path, encoding, stream, options.skip_bad_rows)
+        super().__init__(source, encoding, stream, options.skip_bad_rows)
         self._csv = strict_reader(stream, delimiter)
         self._delimiter = delimiter
         header, columns = read_header(self._csv, options, self.source)
@@ -491,8 +505,8 @@ class _DelimitedReader(_Reader):
 class _LinesReader(_Reader):
     """Plain text with one review per line; every line is a row."""
 
-    def __init__(self, path: Path, encoding: Encoding, stream: TextIO) -> None:
-        super().__init__(path, encoding, stream, skip=False)
+    def __init__(self, source: str, encoding: Encoding, stream: TextIO) -> None:
+        super().__init__(source, encoding, stream, skip=False)
         self.fields = [LINES_TEXT_FIELD]
         self.score_fields = SCORE_FIELDS
 
@@ -517,9 +531,9 @@ class _JsonlReader(_Reader):
     """JSON Lines; the text key is chosen from the first valid record."""
 
     def __init__(
-        self, path: Path, encoding: Encoding, stream: TextIO, options: ReadOptions
+        self, source: str, encoding: Encoding, stream: TextIO, options: ReadOptions
     ) -> None:
-        super().__init__(path, encoding, stream, options.skip_bad_rows)
+        super().__init__(source, encoding, stream, options.skip_bad_rows)
         self._options = options
         self.fields = None
         self.score_fields = SCORE_FIELDS
@@ -626,18 +640,18 @@ def _chunk_limits(chunk_rows: int) -> Iterator[int]:
 
 
 def _make_reader(
-    path: Path,
+    source: str,
     data_format: str,
     encoding: Encoding,
     stream: TextIO,
     options: ReadOptions,
 ) -> _Reader:
     if data_format == "lines":
-        return _LinesReader(path, encoding, stream)
+        return _LinesReader(source, encoding, stream)
     if data_format == "jsonl":
-        return _JsonlReader(path, encoding, stream, options)
+        return _JsonlReader(source, encoding, stream, options)
     delimiter = "\t" if data_format == "tsv" else ","
-    return _DelimitedReader(path, encoding, stream, options, delimiter)
+    return _DelimitedReader(source, encoding, stream, options, delimiter)
 
 
 def _strip_line_end(line: str) -> str:
@@ -883,13 +897,17 @@ def _make_writer(output_format: str, stream: TextIO, reader: _Reader) -> Any:
     return _DelimitedWriter(stream, "\t" if output_format == "tsv" else ",", reader)
 
 
-def _write_output(path: Path, write: Any) -> _Counts:
-    """Run write(stream) on the output path.
+def write_output(path: Path, write: Callable[[TextIO], T]) -> T:
+    """Run write(stream) on the output path and return its result.
 
     A regular file is written under a temporary name and renamed when
     complete. A symbolic link is followed, so the file it points to gets the
     scores and the link stays. A device or a named pipe, such as /dev/stdout,
     cannot be renamed over and is written in place.
+
+    Raises:
+        DataError: If the output cannot be written; the message names the
+            path, not the temporary name.
     """
     if path.exists() and not path.is_file():
         try:
@@ -913,7 +931,7 @@ def output_error_message(path: Path, err: OSError) -> str:
     return f"{path}: cannot write the output: {err.strerror or err}"
 
 
-def _write_atomically(path: Path, write: Any) -> _Counts:
+def _write_atomically(path: Path, write: Callable[[TextIO], T]) -> T:
     """Run write(stream) on a temporary file beside path, then rename it to path."""
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
@@ -921,7 +939,7 @@ def _write_atomically(path: Path, write: Any) -> _Counts:
         with open(
             temporary, "x", encoding="utf-8", errors=OUTPUT_ERRORS, newline=""
         ) as stream:
-            counts = write(stream)
+            result = write(stream)
         os.replace(temporary, path)
     except OSError as err:
         temporary.unlink(missing_ok=True)
@@ -929,7 +947,7 @@ def _write_atomically(path: Path, write: Any) -> _Counts:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    return counts
+    return result
 
 
 def _run(
@@ -1051,13 +1069,13 @@ def _encoded_chunks(
         yield chunk, model.encoder.encode_packed(chunk.texts_to_score())
 
 
-def _log_summary(path: Path, summary: ScoringSummary) -> None:
+def _log_summary(source: str, summary: ScoringSummary) -> None:
     rate = summary.rows / summary.seconds if summary.seconds > 0 else 0.0
     logger.info(
         "scored %d of %d rows of %s in %.1f s (%.0f rows/s)",
         summary.scored,
         summary.rows,
-        path,
+        source,
         summary.seconds,
         rate,
     )
@@ -1065,5 +1083,5 @@ def _log_summary(path: Path, summary: ScoringSummary) -> None:
         logger.warning(
             "%d rows of %s were not scored; their error column gives the reason",
             summary.unscored,
-            path,
+            source,
         )

@@ -64,6 +64,11 @@ KNOWN_PATHS = frozenset(
 # one-review request by about a fifth (benchmarks/http_load.py).
 INLINE_MAX_CHARS = 1_000
 
+# Methods of the read-only endpoints. HTTP has a HEAD request wherever it has
+# a GET, and health checkers and monitors send it. uvicorn leaves the body out
+# of a response to HEAD.
+READ_METHODS = ["GET", "HEAD"]
+
 # Latency buckets in seconds, from 1 ms to 10 s.
 LATENCY_BUCKETS = (
     0.001,
@@ -147,6 +152,12 @@ class LimitError(BaseModel):
     maximum: int
     value: int
     index: int | None = None
+
+
+class MediaTypeError(BaseModel):
+    """Body of a response to a request body that is not sent as JSON."""
+
+    detail: str
 
 
 class ValidationErrorItem(BaseModel):
@@ -474,6 +485,7 @@ def describe_model(model: SentimentModel) -> dict[str, Any]:
     metadata = model.metadata
     history = metadata.get("history") or {}
     data = metadata.get("data") or {}
+    epochs = history.get("epochs")
     return {
         "version": __version__,
         "backend": model.backend.name,
@@ -484,7 +496,7 @@ def describe_model(model: SentimentModel) -> dict[str, Any]:
         "training": {
             "created_at": metadata.get("created_at"),
             "best_epoch": metadata.get("best_epoch"),
-            "epochs_trained": len(history.get("epochs") or []),
+            "epochs_trained": len(epochs) if isinstance(epochs, list) else 0,
             "stopped_early": history.get("stopped_early"),
             "split_sizes": data.get("split_sizes"),
             "data_fingerprint": data.get("fingerprint"),
@@ -535,6 +547,12 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
 
     @app.exception_handler(RequestValidationError)
     async def validation_failed(request: Request, error: RequestValidationError):
+        if isinstance(getattr(error, "body", None), bytes):
+            # FastAPI parses a body as JSON only under a JSON Content-Type and
+            # otherwise validates the raw bytes, and its error would only state
+            # that the body is not an object.
+            content_type = request.headers.get("content-type")
+            return _unsupported_media_type(request, content_type)
         logger.warning(
             "%s %s from %s rejected with 422: %d validation errors, first: %s",
             request.method,
@@ -572,6 +590,10 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
         response_model=PredictResponse,
         responses={
             413: {"model": LimitError, "description": "Request body too large"},
+            415: {
+                "model": MediaTypeError,
+                "description": "Body not sent as Content-Type: application/json",
+            },
             422: {
                 "model": LimitError | ValidationFailure,
                 "description": "Over a limit, or a body that does not match the "
@@ -593,12 +615,12 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
         payload = {"predictions": [prediction.to_dict() for prediction in predictions]}
         return JSONResponse(payload)
 
-    @app.get("/health", summary="Liveness")
+    @app.api_route("/health", methods=READ_METHODS, summary="Liveness")
     async def health() -> dict[str, Any]:
         """Report that the server runs and its model is loaded."""
         return {"status": "ok", "model_loaded": True, "backend": model.backend.name}
 
-    @app.get("/info", summary="Model details")
+    @app.api_route("/info", methods=READ_METHODS, summary="Model details")
     async def model_info() -> dict[str, Any]:
         """Describe the model, its training and the limits of this server."""
         return dict(
@@ -610,12 +632,29 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             },
         )
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.api_route("/metrics", methods=READ_METHODS, summary="Prometheus metrics")
     async def prometheus_metrics() -> Response:
         """Return request, review and latency metrics in Prometheus text format."""
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _unsupported_media_type(request: Request, content_type: str | None) -> Response:
+    received = "no Content-Type" if not content_type else repr(content_type[:100])
+    detail = (
+        f"the request body must be JSON sent with Content-Type: application/json, "
+        f"got {received}; add that header, with curl for example "
+        "-H 'Content-Type: application/json'"
+    )
+    logger.warning(
+        "%s %s from %s rejected with 415: %s",
+        request.method,
+        request.url.path,
+        _client(request.scope),
+        detail,
+    )
+    return JSONResponse({"detail": detail}, status_code=415)
 
 
 def _first_error(error: RequestValidationError) -> str:

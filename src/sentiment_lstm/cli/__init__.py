@@ -9,11 +9,14 @@ serving commands start fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 from sentiment_lstm import __version__, interrupts
 from sentiment_lstm.cli import cross_validate, evaluate, export, predict, serve, train
@@ -22,6 +25,17 @@ from sentiment_lstm.cli.common import CommandError
 COMMANDS = (train, predict, evaluate, serve, cross_validate, export)
 # Exit status after stdout was closed early: a shell's status for SIGPIPE.
 BROKEN_PIPE_STATUS = 128 + 13
+# Exit status after Ctrl-C, and after SIGTERM (from kill, timeout or
+# docker stop), as a shell reports a process that the signal ended.
+INTERRUPTED_STATUS = 128 + signal.SIGINT
+TERMINATED_STATUS = 128 + signal.SIGTERM
+# Commands in which SIGTERM raises KeyboardInterrupt, so that their temporary
+# files are removed. train and cross-validate keep Python's default action,
+# which ends them at once: an ensemble trained in worker processes would
+# otherwise wait for every queued member before it stops, because
+# ProcessPoolExecutor's exit waits for its tasks and SIGTERM reaches only the
+# main process.
+SIGTERM_INTERRUPTS = frozenset(("predict", "evaluate", "export", "serve"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,17 +47,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--version", action="version", version=f"%(prog)s {__version__}"
     )
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log debugging details"
-    )
-    parser.add_argument(
-        "-q", "--quiet", action="store_true", help="log warnings and errors only"
-    )
+    _add_logging_options(parser, default=False)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for command in COMMANDS:
         command.register(subparsers)
+    # -v and -q also work after the command's name. Their default there is
+    # SUPPRESS, so that leaving them out keeps a value given before it.
+    for command_parser in subparsers.choices.values():
+        _add_logging_options(command_parser, default=argparse.SUPPRESS)
     return parser
+
+
+def _add_logging_options(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="log debugging details",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default,
+        help="log warnings and errors only",
+    )
 
 
 def configure_logging(verbose: bool, quiet: bool) -> None:
@@ -65,6 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbose, args.quiet)
+    if args.command not in SIGTERM_INTERRUPTS:
+        return _run_command(args, threading.Event())
+    with _sigterm_as_interrupt() as terminated:
+        return _run_command(args, terminated)
+
+
+def _run_command(args: argparse.Namespace, terminated: threading.Event) -> int:
+    """Run the chosen subcommand and turn its expected failures into one line."""
     try:
         # Usage errors of a command print that command's usage line.
         with interrupts.remembering_interrupts():
@@ -77,8 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2 if err.usage else 1
     except KeyboardInterrupt as err:
         # The message, if any, names what the command saved before the interruption.
+        if terminated.is_set():
+            print(str(err) or "terminated", file=sys.stderr)
+            return TERMINATED_STATUS
         print(str(err) or "interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED_STATUS
     except BrokenPipeError:
         # The process reading stdout has exited, as with "| head". Point stdout
         # at the null device so the flush at exit does not fail a second time.
@@ -93,6 +134,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         _silence_failed_stdout()
         return 1
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[threading.Event]:
+    """Raise KeyboardInterrupt on SIGTERM while a command runs, as Ctrl-C does.
+
+    Python's default action for SIGTERM ends the process at once, which would
+    leave the temporary file of a half-written output behind. The yielded
+    event is set once SIGTERM has arrived. Only the main thread can set a signal
+    handler, and a SIGTERM that the parent process set to be ignored stays
+    ignored.
+    """
+    terminated = threading.Event()
+
+    def interrupt(signal_number: int, frame: object) -> None:
+        terminated.set()
+        raise KeyboardInterrupt
+
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield terminated
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield terminated
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # Errors that a write to a full or failing disk gives, often without a file.

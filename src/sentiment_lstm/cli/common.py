@@ -23,6 +23,18 @@ class CommandError(Exception):
         self.usage = usage
 
 
+def missing_training_packages(command: str, err: ImportError) -> CommandError:
+    """Describe in one line that a command needs the ``train`` extra.
+
+    A serving install (``pip install 'sentiment-lstm[serve]'``) has no PyTorch,
+    so the training code fails to import there.
+    """
+    return CommandError(
+        f"{command} needs PyTorch, which failed to import ({err}); install it "
+        "with: pip install 'sentiment-lstm[train]'"
+    )
+
+
 def add_data_options(
     parser: argparse.ArgumentParser,
     *,

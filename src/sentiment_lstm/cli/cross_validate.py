@@ -15,6 +15,7 @@ from typing import Any
 from sentiment_lstm.cli.common import (
     CommandError,
     add_data_options,
+    missing_training_packages,
     path_argument,
     positive_int,
     probability,
@@ -295,7 +296,10 @@ def format_spread(mean: float, std: float | None) -> str:
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run the folds, print the table, write the JSON; exit status 0."""
-    from sentiment_lstm.crossval import CrossValidationConfig, cross_validate
+    try:
+        from sentiment_lstm.crossval import CrossValidationConfig, cross_validate
+    except ImportError as err:
+        raise missing_training_packages("cross-validate", err) from err
     from sentiment_lstm.data import DataError, read_examples, resolve_data
 
     if args.run_folds is not None and args.run_folds > args.folds:

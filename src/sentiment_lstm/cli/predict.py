@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import sys
+import tempfile
 from collections import deque
 from collections.abc import Sequence
 from itertools import repeat
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from sentiment_lstm.cli.common import (
     CommandError,
@@ -29,6 +31,8 @@ OUTPUT_FORMATS = ("text", "jsonl", "csv", "tsv")
 BACKEND_CHOICES = ("auto", "torch", "onnx")
 # Formats of --input that are scored chunk by chunk; the others are read whole.
 STREAMED_INPUT_FORMATS = ("csv", "tsv", "jsonl", "lines")
+# Bytes of stdin copied to its temporary file at a time.
+STDIN_COPY_BYTES = 1 << 20
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,8 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="score reviews with a trained model",
         description="Print how positive and negative each review is. Reviews "
         "come from the arguments, from --input, or one per line from stdin. A "
-        "CSV, TSV, JSONL or .txt --input is scored in chunks, so files of any "
-        "size fit in memory: every row comes out in input order with its other "
+        "CSV, TSV, JSONL or .txt --input, and stdin, are scored in chunks, so "
+        "inputs of any size fit in memory: every row comes out in input order with its other "
         "columns, plus positive, negative, label and error columns. A row whose "
         "text cannot be scored keeps its place, with the reason in error.",
     )
@@ -137,46 +141,74 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return _run_input_file(args, model)
     if args.reviews:
         predictions = model.predict(list(args.reviews), batch_size=args.batch_size)
-    elif sys.stdin.isatty():
+        _write_predictions_to_output(args, predictions)
+        return 0
+    if sys.stdin.isatty():
         parser.error("give reviews as arguments, with --input FILE, or on stdin")
-    else:
-        predictions = _predict_stdin(model, args.batch_size)
-    _write_predictions_to_output(args, predictions)
-    return 0
-
-
-def _predict_stdin(model, batch_size: int) -> list:
-    """Score stdin, one review per line, decoded as text files are.
-
-    A line with a byte that its encoding cannot decode is not scored. Its
-    result names the byte, as for a line of a file.
-    """
-    from sentiment_lstm.data import DataError
-    from sentiment_lstm.data.decoding import decode_bytes, invalid_byte_reason
-    from sentiment_lstm.predictor import Prediction
-    from sentiment_lstm.scoring import OUTPUT_ERRORS
-
     stream = getattr(sys.stdin, "buffer", None)
     if stream is None:
         # A text stream without bytes underneath, as in embedding programs.
-        return model.predict(_split_lines(sys.stdin.read()), batch_size=batch_size)
+        texts = _split_lines(sys.stdin.read())
+        _write_predictions_to_output(
+            args, model.predict(texts, batch_size=args.batch_size)
+        )
+        return 0
+    _score_stdin(args, model, stream)
+    return 0
+
+
+def _score_stdin(args: argparse.Namespace, model, stream: BinaryIO) -> None:
+    """Score stdin in chunks, as a file of --input-format (default: lines) is.
+
+    The encoding is chosen from all of the bytes, as for a file, so stdin is
+    first copied to a file in a new temporary folder that only this user can
+    read. Memory use then stays flat however much is piped in.
+    """
+    from sentiment_lstm.data import DataError
+    from sentiment_lstm.scoring import OUTPUT_ERRORS, score_file
+
     try:
-        decoded = decode_bytes(stream.read(), "stdin")
+        options = read_options_from_args(args, require_labels=False)
     except DataError as err:
         raise CommandError(str(err)) from err
-    texts = _split_lines(decoded.text)
-    reasons = [invalid_byte_reason(text, decoded) for text in texts]
-    if not any(reasons):
-        return model.predict(texts, batch_size=batch_size)
-    if hasattr(sys.stdout, "reconfigure"):
-        # The escaped bytes of the unscored lines are written as U+FFFD.
-        sys.stdout.reconfigure(errors=OUTPUT_ERRORS)
-    scorable = [text if reason is None else "" for text, reason in zip(texts, reasons)]
-    predictions = model.predict(scorable, batch_size=batch_size)
-    for index, reason in enumerate(reasons):
-        if reason is not None:
-            predictions[index] = Prediction(texts[index], None, None, None, reason)
-    return predictions
+    if options.format is None:
+        options = dataclasses.replace(options, format="lines")
+    if options.format not in STREAMED_INPUT_FORMATS:
+        raise CommandError(
+            f"stdin cannot be read as {options.format}; pipe CSV, TSV, JSONL or "
+            "one review per line with --input-format csv, tsv, jsonl or lines, "
+            "or pass the files with --input",
+            usage=True,
+        )
+
+    with tempfile.TemporaryDirectory(prefix="sentiment-lstm-stdin-") as folder:
+        copy = Path(folder) / "stdin.txt"
+        try:
+            with open(copy, "wb") as spool:
+                shutil.copyfileobj(stream, spool, STDIN_COPY_BYTES)
+        except OSError as err:
+            raise CommandError(
+                f"cannot copy stdin to a temporary file in {folder}: "
+                f"{err.strerror or err}; set TMPDIR to a folder with more free "
+                "space, or pass the reviews with --input FILE"
+            ) from err
+        if args.output is None and hasattr(sys.stdout, "reconfigure"):
+            # Undecodable input bytes are written as U+FFFD, as in files.
+            sys.stdout.reconfigure(errors=OUTPUT_ERRORS)
+        try:
+            score_file(
+                model,
+                copy,
+                args.output if args.output is not None else sys.stdout,
+                output_format=args.output_format,
+                options=options,
+                chunk_rows=args.chunk_size,
+                batch_size=args.batch_size,
+                progress=None if args.progress and args.output else False,
+                source="stdin",
+            )
+        except (DataError, ValueError) as err:
+            raise CommandError(str(err)) from err
 
 
 def _run_input_file(args: argparse.Namespace, model) -> int:
@@ -214,6 +246,7 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
         read = read_texts(args.input, dataclasses.replace(options, keep_unscored=True))
     except DataError as err:
         raise CommandError(str(err)) from err
+    _reject_output_among_inputs(args.output, read.files)
     texts = [example.text for example in read.examples]
     predictions = model.predict(texts, batch_size=args.batch_size)
     if read.unscored and args.output is None and hasattr(sys.stdout, "reconfigure"):
@@ -221,6 +254,24 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
         sys.stdout.reconfigure(errors=OUTPUT_ERRORS)
     _write_predictions_to_output(args, *_in_reading_order(read, predictions))
     return 0
+
+
+def _reject_output_among_inputs(output: Path | None, inputs: Sequence[Path]) -> None:
+    """Raise if the output path is one of the files that the reviews came from.
+
+    The output replaces its path only after scoring, but it would still
+    replace the reviews of that input file with their scores.
+    """
+    from sentiment_lstm.scoring import same_file
+
+    if output is None:
+        return
+    for path in inputs:
+        if same_file(path, output):
+            raise CommandError(
+                f"the output {output} is the input file {path}; write the scores "
+                "to another path"
+            )
 
 
 def _in_reading_order(read, predictions: list) -> tuple[list, list[tuple[str, int]]]:
@@ -257,23 +308,24 @@ def _write_predictions_to_output(
     predictions: Sequence,
     origins: Sequence[tuple[str, int]] | None = None,
 ) -> None:
-    from sentiment_lstm.scoring import (
-        OUTPUT_ERRORS,
-        output_error_message,
-        output_format_for,
-    )
+    from sentiment_lstm.data import DataError
+    from sentiment_lstm.scoring import output_format_for, write_output
 
     output_format = args.output_format or output_format_for(args.output)
     if args.output is None:
         write_predictions(predictions, output_format, sys.stdout, origins)
         return
+    # The results go to a temporary file that replaces the output only when
+    # complete, so a failed or interrupted write leaves an earlier file whole.
     try:
-        with open(
-            args.output, "w", encoding="utf-8", errors=OUTPUT_ERRORS, newline=""
-        ) as stream:
-            write_predictions(predictions, output_format, stream, origins)
-    except OSError as err:
-        raise CommandError(output_error_message(args.output, err)) from err
+        write_output(
+            args.output,
+            lambda stream: write_predictions(
+                predictions, output_format, stream, origins
+            ),
+        )
+    except DataError as err:
+        raise CommandError(str(err)) from err
 
 
 def _split_lines(text: str) -> list[str]:

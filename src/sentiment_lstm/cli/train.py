@@ -15,6 +15,7 @@ from sentiment_lstm.cli.common import (
     finite_float,
     fraction,
     keep_probability,
+    missing_training_packages,
     non_negative_int,
     path_argument,
     positive_float,
@@ -545,7 +546,10 @@ def default_output_dir(data: str, architecture_name: str) -> Path:
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Train and save; exit status 1 if no epoch reached the required accuracy."""
-    from sentiment_lstm.pipeline import DataSpec, SaveRecord
+    try:
+        from sentiment_lstm.pipeline import DataSpec, SaveRecord
+    except ImportError as err:
+        raise missing_training_packages("train", err) from err
 
     if args.validation_data is None and args.validation_fraction == 0:
         parser.error(
