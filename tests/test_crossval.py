@@ -139,6 +139,31 @@ def test_parallel_members_match_sequential(one_torch_thread):
     assert runs[2].settings["cross_validation"]["parallel_members"] == 2
 
 
+def test_parallel_members_log_epoch_lines(one_torch_thread, caplog):
+    texts, labels = corpus()
+    config = TrainingConfig(
+        num_epochs=2, batch_size=8, learning_rate=0.01, ensemble_size=2
+    )
+
+    with caplog.at_level(logging.INFO):
+        cross_validate(
+            texts,
+            labels,
+            cv_config=CrossValidationConfig(folds=3, run_folds=1, parallel_members=2),
+            model_options=SMALL_MODEL,
+            training_config=config,
+        )
+
+    messages = [record.getMessage() for record in caplog.records]
+    for member in (1, 2):
+        for epoch in (1, 2):
+            line_start = f"member {member} of 2: epoch_nr: {epoch}, train_loss: "
+            assert any(message.startswith(line_start) for message in messages), (
+                line_start,
+                messages,
+            )
+
+
 @pytest.mark.parametrize("workers", [0, -1, 1.5, True])
 def test_parallel_members_rejects(workers):
     with pytest.raises(ValueError, match="parallel_members must be an integer"):
