@@ -222,3 +222,60 @@ def test_resume_with_other_flags_fails(corpus, tmp_path, capsys):
 
     assert status == 1
     assert "training.learning_rate" in capsys.readouterr().err
+
+
+# Runs train after a Ctrl-C that arrives inside a weakref callback while
+# scikit-learn is imported, where Python would drop the KeyboardInterrupt.
+INTERRUPT_DURING_IMPORT = """
+import os
+import signal
+import sys
+import weakref
+
+
+def interrupt(reference):
+    os.kill(os.getpid(), signal.SIGINT)
+    # loop iterations give Python the chance to run the SIGINT handler here
+    for _ in range(10_000):
+        pass
+
+
+class InterruptWhileImporting:
+    def find_spec(self, name, path=None, target=None):
+        if name == "sklearn":
+            sys.meta_path.remove(self)
+            anchor = type("Anchor", (), {})()
+            reference = weakref.ref(anchor, interrupt)
+            del anchor
+        return None
+
+
+sys.meta_path.insert(0, InterruptWhileImporting())
+from sentiment_lstm.cli import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_interrupt_during_imports_stops(corpus, tmp_path):
+    output_dir = tmp_path / "run"
+
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            INTERRUPT_DURING_IMPORT,
+            "-q",
+            *train_args(corpus, output_dir),
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+    assert completed.returncode == 130, completed.stderr
+    assert completed.stderr.strip().endswith("interrupted"), completed.stderr
+    assert "Exception ignored" not in completed.stderr
+    assert not output_dir.exists()

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from sentiment_lstm.data import DataError, ReadOptions, StarRule
@@ -21,6 +25,37 @@ class CommandError(Exception):
     def __init__(self, message: str, usage: bool = False) -> None:
         super().__init__(message)
         self.usage = usage
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold back Ctrl-C (SIGINT) until the block ends, then raise KeyboardInterrupt.
+
+    Python drops a KeyboardInterrupt raised inside a weakref callback, such as
+    those of the import lock, with an "Exception ignored" message. A Ctrl-C
+    during the seconds that PyTorch and scikit-learn take to import could
+    thus be lost, and the command would run to its end. Outside the main
+    thread, or where SIGINT has a handler other than Python's default one,
+    the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    received: list[int] = []
+
+    def hold_back(signal_number: int, frame: object) -> None:
+        received.append(signal_number)
+
+    signal.signal(signal.SIGINT, hold_back)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if received:
+        raise KeyboardInterrupt
 
 
 def add_data_options(

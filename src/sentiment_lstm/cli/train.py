@@ -14,6 +14,7 @@ from sentiment_lstm.cli.common import (
     add_data_options,
     finite_float,
     fraction,
+    interrupts_deferred,
     keep_probability,
     non_negative_int,
     path_argument,
@@ -543,8 +544,23 @@ def default_output_dir(data: str, architecture_name: str) -> Path:
     return Path("models") / f"{stem}-{architecture_name}"
 
 
+def import_training_modules() -> None:
+    """Import PyTorch, scikit-learn and the training code, holding back Ctrl-C.
+
+    ``train`` and ``cross-validate`` call this first, so that a Ctrl-C during
+    these slow imports raises KeyboardInterrupt once they end instead of
+    being lost (see :func:`interrupts_deferred`).
+    """
+    with interrupts_deferred():
+        import sklearn.model_selection  # noqa: F401
+
+        import sentiment_lstm.crossval  # noqa: F401
+        import sentiment_lstm.pipeline  # noqa: F401
+
+
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Train and save; exit status 1 if no epoch reached the required accuracy."""
+    import_training_modules()
     from sentiment_lstm.pipeline import DataSpec, SaveRecord
 
     if args.validation_data is None and args.validation_fraction == 0:
