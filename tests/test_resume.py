@@ -279,3 +279,28 @@ def test_interrupt_during_imports_stops(corpus, tmp_path):
     assert completed.stderr.strip().endswith("interrupted"), completed.stderr
     assert "Exception ignored" not in completed.stderr
     assert not output_dir.exists()
+
+
+def test_resume_keeps_earlier_model_unclaimed(corpus, tmp_path, capsys):
+    output_dir = tmp_path / "run"
+    subprocess.run(
+        train_command(corpus, output_dir, "--num-epochs", "1"), check=True, env=ENV
+    )
+    earlier = {
+        name: (output_dir / name).read_bytes()
+        for name in ("model.safetensors", "training.json", "metrics.json")
+    }
+    # a learning rate this small keeps validation accuracy far below 0.99
+    never_saves = ["--learning-rate", "1e-9", "--required-acc-checkpoint", "0.99"]
+    kill_after_first_checkpoint(
+        train_command(corpus, output_dir, *never_saves), output_dir / "checkpoint.pt"
+    )
+
+    status = main(train_args(corpus, output_dir, *never_saves, "--resume"))
+
+    assert status == 1
+    assert "no epoch reached the required validation accuracy" in (
+        capsys.readouterr().err
+    )
+    for name, content in earlier.items():
+        assert (output_dir / name).read_bytes() == content, name
