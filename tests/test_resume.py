@@ -304,3 +304,22 @@ def test_resume_keeps_earlier_model_unclaimed(corpus, tmp_path, capsys):
     )
     for name, content in earlier.items():
         assert (output_dir / name).read_bytes() == content, name
+
+
+def test_resume_with_relative_data_path(corpus, tmp_path):
+    output_dir = tmp_path / "run"
+    kill_after_first_checkpoint(
+        train_command(corpus, output_dir), output_dir / "checkpoint.pt"
+    )
+
+    # the same files, named relative to the working folder this time
+    resumed = subprocess.run(
+        train_command(Path(corpus.name), output_dir, "--resume"),
+        cwd=corpus.parent,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert not (output_dir / "checkpoint.pt").exists()

@@ -351,9 +351,14 @@ def train_model(
     embedding_values = dataclasses.asdict(embedding_config)
     embedding_values.pop("cache_dir")
     base_metadata["embeddings"] = embedding_values
+    # The data's paths are left out, because the same files reached by another
+    # path train the same model. The fingerprints compare their contents.
+    data_identity = {
+        key: value for key, value in base_metadata["data"].items() if key != "files"
+    }
     run_identity = {
         "model": model_config.to_dict(),
-        "data": base_metadata["data"],
+        "data": data_identity,
         "embeddings": embedding_values,
     }
     record = record if record is not None else SaveRecord()
