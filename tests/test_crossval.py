@@ -317,6 +317,28 @@ def test_cli_failed_run_prints_no_table(tmp_path, capsys):
     assert captured.out == ""
 
 
+def test_cli_empty_vocabulary_rejected(tiny_posneg, capsys):
+    status = main(
+        [
+            "-q",
+            "cross-validate",
+            "--data",
+            str(tiny_posneg),
+            "--folds",
+            "2",
+            "--min-frequency",
+            "100000",
+            *QUICK_FLAGS,
+        ]
+    )
+
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "fold 1 occurs --min-frequency 100000 times" in captured.err
+    assert "lower --min-frequency" in captured.err
+    assert captured.out == ""
+
+
 def unwritable_folder(tmp_path: Path) -> Path:
     """A folder in which this process cannot create files."""
     if os.geteuid() != 0:
