@@ -85,8 +85,18 @@ def test_csv_relative_path_in_message(
             "|",
             "separated by vertical bars, not tabs; save it with tabs between the fields",
         ),
-        ("tabs.csv", "\t", "separated by tabs, not commas; pass --data-format tsv"),
-        ("commas.tsv", ",", "separated by commas, not tabs; pass --data-format csv"),
+        (
+            "tabs.csv",
+            "\t",
+            "separated by tabs, not commas; pass --data-format tsv, or --input-format "
+            "tsv to predict",
+        ),
+        (
+            "commas.tsv",
+            ",",
+            "separated by commas, not tabs; pass --data-format csv, or --input-format "
+            "csv to predict",
+        ),
     ],
 )
 def test_other_separator_named(

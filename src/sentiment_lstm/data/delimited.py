@@ -116,10 +116,11 @@ def read_header(
 
 
 # Separators that a one-column header may reveal, with the fix for each: the
-# separator's name and the option that reads such a file, if any.
+# separator's name and the format that reads such a file, if any. predict
+# names the format option --input-format, the other commands --data-format.
 _OTHER_SEPARATORS = {
-    ",": ("commas", "--data-format csv"),
-    "\t": ("tabs", "--data-format tsv"),
+    ",": ("commas", "csv"),
+    "\t": ("tabs", "tsv"),
     ";": ("semicolons", None),
     "|": ("vertical bars", None),
 }
@@ -134,15 +135,17 @@ def _other_separator_fix(header: list[str], delimiter: str) -> str | None:
     """
     if len(header) != 1:
         return None
-    for separator, (name, option) in _OTHER_SEPARATORS.items():
+    for separator, (name, data_format) in _OTHER_SEPARATORS.items():
         if separator == delimiter or separator not in header[0]:
             continue
         expected = "tabs" if delimiter == "\t" else "commas"
-        fix = (
-            f"pass {option}"
-            if option is not None
-            else f"save it with {expected} between the fields"
-        )
+        if data_format is None:
+            fix = f"save it with {expected} between the fields"
+        else:
+            fix = (
+                f"pass --data-format {data_format}, or --input-format "
+                f"{data_format} to predict"
+            )
         return f"so the fields seem to be separated by {name}, not {expected}; {fix}"
     return None
 
