@@ -139,6 +139,31 @@ def test_parallel_members_match_sequential(one_torch_thread):
     assert runs[2].settings["cross_validation"]["parallel_members"] == 2
 
 
+def test_parallel_members_log_epoch_lines(one_torch_thread, caplog):
+    texts, labels = corpus()
+    config = TrainingConfig(
+        num_epochs=2, batch_size=8, learning_rate=0.01, ensemble_size=2
+    )
+
+    with caplog.at_level(logging.INFO):
+        cross_validate(
+            texts,
+            labels,
+            cv_config=CrossValidationConfig(folds=3, run_folds=1, parallel_members=2),
+            model_options=SMALL_MODEL,
+            training_config=config,
+        )
+
+    messages = [record.getMessage() for record in caplog.records]
+    for member in (1, 2):
+        for epoch in (1, 2):
+            line_start = f"member {member} of 2: epoch_nr: {epoch}, train_loss: "
+            assert any(message.startswith(line_start) for message in messages), (
+                line_start,
+                messages,
+            )
+
+
 @pytest.mark.parametrize("workers", [0, -1, 1.5, True])
 def test_parallel_members_rejects(workers):
     with pytest.raises(ValueError, match="parallel_members must be an integer"):
@@ -289,6 +314,28 @@ def test_cli_failed_run_prints_no_table(tmp_path, capsys):
     captured = capsys.readouterr()
     assert status == 1
     assert "got 1 negative and 2 positive; add reviews" in captured.err
+    assert captured.out == ""
+
+
+def test_cli_empty_vocabulary_rejected(tiny_posneg, capsys):
+    status = main(
+        [
+            "-q",
+            "cross-validate",
+            "--data",
+            str(tiny_posneg),
+            "--folds",
+            "2",
+            "--min-frequency",
+            "100000",
+            *QUICK_FLAGS,
+        ]
+    )
+
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "fold 1 occurs --min-frequency 100000 times" in captured.err
+    assert "lower --min-frequency" in captured.err
     assert captured.out == ""
 
 

@@ -92,6 +92,28 @@ def test_bad_number_names_line_number(tmp_path):
         read_vectors(path)
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e40"])
+def test_non_finite_value_rejected(tmp_path, value):
+    path = write_vectors(tmp_path / "v.txt", ["good 1 2 3", f"bad 1 {value} 3"])
+
+    with pytest.raises(EmbeddingError) as raised:
+        read_vectors(path)
+
+    message = str(raised.value)
+    assert message.startswith(f"{path}:2: value '{value}'"), message
+    assert "'bad' is not a finite float32 number" in message
+
+
+def test_byte_order_mark_not_in_word(tmp_path):
+    path = tmp_path / "v.txt"
+    path.write_text("good 1 2 3\nbad 3 2 1\n", encoding="utf-8-sig")
+
+    vectors = read_vectors(path)
+
+    assert sorted(vectors.vectors) == ["bad", "good"]
+    assert vectors.vectors["good"].tolist() == [1.0, 2.0, 3.0]
+
+
 def test_empty_line_rejected(tmp_path):
     path = write_vectors(tmp_path / "v.txt", ["good 1 2 3", "", "bad 1 2 3"])
 

@@ -40,3 +40,22 @@ def test_ignored_interrupt_stays_ignored():
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_deferred_interrupt_raised_after_block():
+    finished = False
+
+    with interrupts.remembering_interrupts():
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts.deferred():
+                send_ctrl_c()
+                finished = True
+
+    assert finished
+
+
+def test_deferred_outside_command_line_does_nothing():
+    with interrupts.deferred():
+        interrupts.check()
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -386,6 +386,12 @@ def _run_fold(
     seed_everything(training_config.seed)
     fit_texts = [texts[i] for i in fit_indices]
     prepared = factory.build(fit_texts, labels[fit_indices].tolist())
+    if factory.config.source == "random" and prepared.encoder.vocab_size <= 2:
+        raise ValueError(
+            f"no word of the training part of fold {number} occurs "
+            f"--min-frequency {factory.encoder_config.min_frequency} times, so "
+            "the vocabulary would be only <pad> and <unk>; lower --min-frequency"
+        )
 
     def encode(indices: np.ndarray) -> EncodedSplit:
         token_ids = prepared.encoder.encode_batch([texts[i] for i in indices])

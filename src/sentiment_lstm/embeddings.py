@@ -153,12 +153,24 @@ def read_vectors(path: str | Path, words: Iterable[str] | None = None) -> WordVe
                 duplicates += 1
                 continue
             try:
-                vectors[word] = np.array(fields[-dim:], dtype=np.float32)
+                # an overflow gives inf, which the check below reports
+                with np.errstate(over="ignore"):
+                    vector = np.array(fields[-dim:], dtype=np.float32)
             except ValueError as err:
                 raise EmbeddingError(
                     f"{path}:{line_number}: invalid number in the vector of "
                     f"{word!r} ({err}); fix or remove the line"
                 ) from err
+            if not np.isfinite(vector).all():
+                # nan, inf or a value beyond float32, which would make the
+                # training loss nan from the first batch
+                position = int(np.flatnonzero(~np.isfinite(vector))[0])
+                raise EmbeddingError(
+                    f"{path}:{line_number}: value {fields[-dim + position]!r} in "
+                    f"the vector of {word!r} is not a finite float32 number; fix "
+                    "or remove the line"
+                )
+            vectors[word] = vector
     if dim is None:
         raise EmbeddingError(f"{path}: the file has no vectors")
     if header_count is not None and header_count != total:
@@ -178,9 +190,11 @@ def read_vectors(path: str | Path, words: Iterable[str] | None = None) -> WordVe
 
 
 def _open_text(path: Path) -> io.TextIOBase:
+    # utf-8-sig removes a byte order mark, which would otherwise join the
+    # first word
     if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", newline="\n")
-    return path.open("r", encoding="utf-8", newline="\n")
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="\n")
+    return path.open("r", encoding="utf-8-sig", newline="\n")
 
 
 def _all_ints(fields: Sequence[str]) -> bool:

@@ -1,12 +1,18 @@
-"""Ctrl-C handling that library code cannot defeat.
+"""Ctrl-C and SIGTERM handling that library code cannot defeat.
 
 Python raises KeyboardInterrupt wherever the main thread is when SIGINT
 arrives. At the start of a command that is often inside the import code of a
-library, and some of that code catches the exception and carries on, so the
-command ran to the end as if Ctrl-C had not been pressed. While the command
-line runs, :func:`remembering_interrupts` installs a handler that also records
-the signal, and the long loops call :func:`check` at each step to raise it
-again.
+library. Python drops a KeyboardInterrupt raised in a weakref callback, such
+as those of the import lock, with an "Exception ignored" message, and some
+library code catches the exception and carries on. The command then ran to
+the end as if Ctrl-C had not been pressed.
+
+While the command line runs, :func:`remembering_interrupts` installs a
+handler that also records the signal. The slow imports run inside
+:func:`deferred`, which holds Ctrl-C back until they end, and the long loops
+call :func:`check` at each step to raise an interrupt that was caught on the
+way. :func:`sigterm_as_interrupt` turns SIGTERM into KeyboardInterrupt too,
+so that commands clean up after ``kill``, ``timeout`` or ``docker stop``.
 
 Outside the command line nothing is installed and :func:`check` does nothing.
 """
@@ -20,12 +26,14 @@ from collections.abc import Iterator
 from types import FrameType
 
 _pending = False
+_deferring = False
 
 
 def _on_interrupt(signum: int, frame: FrameType | None) -> None:
     global _pending
     _pending = True
-    raise KeyboardInterrupt
+    if not _deferring:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
@@ -51,6 +59,28 @@ def remembering_interrupts() -> Iterator[None]:
         _pending = False
 
 
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Hold back Ctrl-C until the block ends, then raise KeyboardInterrupt.
+
+    Only inside :func:`remembering_interrupts`; elsewhere the block runs
+    unchanged.
+
+    Raises:
+        KeyboardInterrupt: After the block, if Ctrl-C arrived before or in it.
+    """
+    global _deferring
+    if signal.getsignal(signal.SIGINT) is not _on_interrupt:
+        yield
+        return
+    _deferring = True
+    try:
+        yield
+    finally:
+        _deferring = False
+    check()
+
+
 def check() -> None:
     """Raise KeyboardInterrupt if a Ctrl-C arrived and library code caught it.
 
@@ -59,3 +89,32 @@ def check() -> None:
     """
     if _pending:
         raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[threading.Event]:
+    """Raise KeyboardInterrupt on SIGTERM while the block runs, as Ctrl-C does.
+
+    Python's default action for SIGTERM ends the process at once, which would
+    leave the temporary file of a half-written output behind. The yielded
+    event is set once SIGTERM has arrived. Only the main thread can set a
+    signal handler, and a SIGTERM that the parent process set to be ignored
+    stays ignored.
+    """
+    terminated = threading.Event()
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        terminated.set()
+        raise KeyboardInterrupt
+
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield terminated
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield terminated
+    finally:
+        signal.signal(signal.SIGTERM, previous)

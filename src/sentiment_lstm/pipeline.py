@@ -49,6 +49,7 @@ from sentiment_lstm.training import (
     accuracy,
     available_memory,
     estimate_training_memory,
+    load_checkpoint,
     member_checkpoint,
     seed_everything,
     train,
@@ -350,9 +351,14 @@ def train_model(
     embedding_values = dataclasses.asdict(embedding_config)
     embedding_values.pop("cache_dir")
     base_metadata["embeddings"] = embedding_values
+    # The data's paths are left out, because the same files reached by another
+    # path train the same model. The fingerprints compare their contents.
+    data_identity = {
+        key: value for key, value in base_metadata["data"].items() if key != "files"
+    }
     run_identity = {
         "model": model_config.to_dict(),
-        "data": base_metadata["data"],
+        "data": data_identity,
         "embeddings": embedding_values,
     }
     record = record if record is not None else SaveRecord()
@@ -445,8 +451,8 @@ def _train_single_model(
 
     checkpoint_path = output_dir / CHECKPOINT_FILE
     if resume:
-        # the artifact saved before the interruption stays valid
-        saved = (output_dir / artifact.WEIGHTS_FILE).is_file()
+        _resume_save_state(checkpoint_path, training_config, record)
+        saved = record.model_epoch is not None
     result = train(
         model,
         train_split,
@@ -489,6 +495,21 @@ def _train_single_model(
         test_text,
     )
     return TrainOutcome(result=result, saved=saved, output_dir=output_dir)
+
+
+def _resume_save_state(
+    checkpoint_path: Path, training_config: TrainingConfig, record: SaveRecord
+) -> None:
+    """Record the model that the interrupted run saved, if it saved one.
+
+    The run saved its best epoch once that epoch reached the required
+    accuracy, and always before it wrote the epoch's checkpoint. A model
+    found in the folder otherwise comes from an earlier run, so it must
+    neither count as this run's model nor get this run's metrics.
+    """
+    state = load_checkpoint(checkpoint_path)
+    if float(state["best_accuracy"]) >= training_config.required_accuracy:
+        record.model_epoch = int(state["best_epoch"])
 
 
 def _check_model_fits(

@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from logging.handlers import QueueHandler, QueueListener
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -865,19 +866,75 @@ def _train_members_in_processes(
     count = config.ensemble_size
     workers = min(workers, count)
     logger.info("training %d ensemble members, %d at a time", count, workers)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [
-            pool.submit(
-                _train_member,
-                build_model,
-                train_split,
-                validation_split,
-                dataclasses.replace(config, seed=config.seed + member),
-                test_split,
-            )
-            for member in range(count)
-        ]
-        return [future.result() for future in futures]
+    # A spawned process starts without logging handlers, so the members' log
+    # records, epoch lines included, come back through a queue and are handled
+    # here as if logged in this process.
+    records = context.Queue()
+    listener = QueueListener(records, _ForwardedRecordHandler())
+    listener.start()
+    try:
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=_forward_worker_logs,
+            initargs=(records, logging.getLogger(__name__).getEffectiveLevel()),
+        ) as pool:
+            futures = [
+                pool.submit(
+                    _train_member,
+                    build_model,
+                    train_split,
+                    validation_split,
+                    dataclasses.replace(config, seed=config.seed + member),
+                    test_split,
+                    f"member {member + 1} of {count}",
+                )
+                for member in range(count)
+            ]
+            return [future.result() for future in futures]
+    finally:
+        listener.stop()
+
+
+class _ForwardedRecordHandler(logging.Handler):
+    """Hand a log record from a member process to the logger of its name here."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logging.getLogger(record.name).handle(record)
+
+
+class _MemberPrefix(logging.Filter):
+    """Start each log message of a member process with the member it trains."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.member = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.member:
+            record.msg = f"{self.member}: {record.getMessage()}"
+            record.args = None
+        return True
+
+
+# The prefix filter of a member process, set by _forward_worker_logs.
+_member_prefix: _MemberPrefix | None = None
+
+
+def _forward_worker_logs(records: Any, level: int) -> None:
+    """Send the log records of a member process to the parent's queue.
+
+    Args:
+        records: The queue that the parent's listener reads.
+        level: The parent's effective level, so that ``-q`` quiets members too.
+    """
+    global _member_prefix
+    _member_prefix = _MemberPrefix()
+    handler = QueueHandler(records)
+    handler.addFilter(_member_prefix)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
 
 
 def _train_member(
@@ -886,8 +943,14 @@ def _train_member(
     validation_split: EncodedSplit,
     config: TrainingConfig,
     test_split: EncodedSplit | None,
+    member: str = "",
 ) -> TrainingResult:
-    """Train one member in a worker process, as the sequential loop does."""
+    """Train one member in a worker process, as the sequential loop does.
+
+    ``member``, such as "member 2 of 5", starts each of its log messages.
+    """
+    if _member_prefix is not None:
+        _member_prefix.member = member
     torch.set_num_threads(1)
     seed_everything(config.seed)
     model = build_model()

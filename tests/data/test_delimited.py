@@ -72,6 +72,48 @@ def test_csv_relative_path_in_message(
         read_examples("reviews.csv")
 
 
+@pytest.mark.parametrize(
+    "name, separator, expected",
+    [
+        (
+            "semi.csv",
+            ";",
+            "separated by semicolons, not commas; save it with commas between the fields",
+        ),
+        (
+            "bars.tsv",
+            "|",
+            "separated by vertical bars, not tabs; save it with tabs between the fields",
+        ),
+        (
+            "tabs.csv",
+            "\t",
+            "separated by tabs, not commas; pass --data-format tsv, or --input-format "
+            "tsv to predict",
+        ),
+        (
+            "commas.tsv",
+            ",",
+            "separated by commas, not tabs; pass --data-format csv, or --input-format "
+            "csv to predict",
+        ),
+    ],
+)
+def test_other_separator_named(
+    tmp_path: Path, name: str, separator: str, expected: str
+) -> None:
+    rows = ["text", "label"], ["great film", "positive"], ["dull film", "negative"]
+    path = write(tmp_path / name, "".join(separator.join(row) + "\n" for row in rows))
+
+    with pytest.raises(DataError) as raised:
+        read_examples(path)
+
+    message = str(raised.value)
+    header = f"text{separator}label"
+    assert message.startswith(f"{path}: the header is one column, {header!r}, ")
+    assert message.endswith(expected)
+
+
 def test_tsv_file(tmp_path: Path) -> None:
     text = 'text\tlabel\nfine, with a comma\t1\n"tab\tinside"\t0\nno quote " here\t1\n'
     path = write(tmp_path / "reviews.tsv", text)

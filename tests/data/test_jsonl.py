@@ -90,6 +90,42 @@ def test_jsonl_missing_field_error(tmp_path: Path) -> None:
     assert "pass --label-column" in message
 
 
+@pytest.mark.parametrize("first", ['{"text": "no label"}', '{"label": 1}'])
+def test_jsonl_first_record_bad_row(tmp_path: Path, first: str) -> None:
+    lines = [first, '{"text": "good", "label": 1}', '{"text": "dull", "label": 0}']
+    path = write_lines(tmp_path / "reviews.jsonl", lines)
+
+    result = read_examples(path, ReadOptions(skip_bad_rows=True))
+
+    assert [example.line for example in result.examples] == [2, 3]
+    assert [row.line for row in result.bad_rows] == [1]
+    assert result.bad_rows[0].reason.startswith("missing ")
+
+
+def test_jsonl_first_record_error_line(tmp_path: Path) -> None:
+    lines = ['{"text": "no label"}', '{"text": "good", "label": 1}']
+    path = write_lines(tmp_path / "reviews.jsonl", lines)
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(path, ReadOptions(label_column="label"))
+
+    message = str(excinfo.value)
+    assert message.startswith(f"{path} line 1: missing label in field 'label'")
+    assert "--skip-bad-rows" in message
+
+
+def test_jsonl_field_missing_everywhere(tmp_path: Path) -> None:
+    lines = ['{"text": "good"}', '{"text": "dull"}']
+    path = write_lines(tmp_path / "reviews.jsonl", lines)
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(path, ReadOptions(skip_bad_rows=True))
+
+    message = str(excinfo.value)
+    assert "no label column found" in message
+    assert "the record on line 1 has fields: 'text'" in message
+
+
 def test_jsonl_named_fields(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "reviews.jsonl", ['{"body": "good", "mood": "pos"}'])
 

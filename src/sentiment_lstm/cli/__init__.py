@@ -9,14 +9,13 @@ serving commands start fast.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from sentiment_lstm import __version__, interrupts
 from sentiment_lstm.cli import cross_validate, evaluate, export, predict, serve, train
@@ -97,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose, args.quiet)
     if args.command not in SIGTERM_INTERRUPTS:
         return _run_command(args, threading.Event())
-    with _sigterm_as_interrupt() as terminated:
+    with interrupts.sigterm_as_interrupt() as terminated:
         return _run_command(args, terminated)
 
 
@@ -134,35 +133,6 @@ def _run_command(args: argparse.Namespace, terminated: threading.Event) -> int:
         )
         _silence_failed_stdout()
         return 1
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[threading.Event]:
-    """Raise KeyboardInterrupt on SIGTERM while a command runs, as Ctrl-C does.
-
-    Python's default action for SIGTERM ends the process at once, which would
-    leave the temporary file of a half-written output behind. The yielded
-    event is set once SIGTERM has arrived. Only the main thread can set a signal
-    handler, and a SIGTERM that the parent process set to be ignored stays
-    ignored.
-    """
-    terminated = threading.Event()
-
-    def interrupt(signal_number: int, frame: object) -> None:
-        terminated.set()
-        raise KeyboardInterrupt
-
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
-    ):
-        yield terminated
-        return
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield terminated
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 # Errors that a write to a full or failing disk gives, often without a file.

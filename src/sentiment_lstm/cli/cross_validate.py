@@ -21,7 +21,11 @@ from sentiment_lstm.cli.common import (
     probability,
     read_options_from_args,
 )
-from sentiment_lstm.cli.train import add_model_options, resolve_options
+from sentiment_lstm.cli.train import (
+    add_model_options,
+    import_training_modules,
+    resolve_options,
+)
 from sentiment_lstm.files import write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -297,6 +301,7 @@ def format_spread(mean: float, std: float | None) -> str:
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run the folds, print the table, write the JSON; exit status 0."""
     try:
+        import_training_modules()
         from sentiment_lstm.crossval import CrossValidationConfig, cross_validate
     except ImportError as err:
         raise missing_training_packages("cross-validate", err) from err

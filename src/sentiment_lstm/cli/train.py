@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sentiment_lstm import interrupts
 from sentiment_lstm.cli.common import (
     CommandError,
     add_data_options,
@@ -544,9 +545,27 @@ def default_output_dir(data: str, architecture_name: str) -> Path:
     return Path("models") / f"{stem}-{architecture_name}"
 
 
+def import_training_modules() -> None:
+    """Import PyTorch, scikit-learn and the training code, holding back Ctrl-C.
+
+    ``train`` and ``cross-validate`` call this first, so that a Ctrl-C during
+    these slow imports raises KeyboardInterrupt once they end instead of
+    being lost (see :func:`sentiment_lstm.interrupts.deferred`).
+    """
+    with interrupts.deferred():
+        import sklearn.model_selection  # noqa: F401
+
+        # Creating a PyTorch optimizer imports torch._dynamo (about 1 s here).
+        import torch._dynamo  # noqa: F401
+
+        import sentiment_lstm.crossval  # noqa: F401
+        import sentiment_lstm.pipeline  # noqa: F401
+
+
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Train and save; exit status 1 if no epoch reached the required accuracy."""
     try:
+        import_training_modules()
         from sentiment_lstm.pipeline import DataSpec, SaveRecord
     except ImportError as err:
         raise missing_training_packages("train", err) from err

@@ -85,6 +85,10 @@ def _find(
     return names[loose[0]] if loose else None
 
 
+class MissingColumnError(DataError):
+    """A header or record without the text or label column that is needed."""
+
+
 def _missing_column(
     role: str, requested: str | None, names: list[str], source: str, where: str
 ) -> DataError:
@@ -94,7 +98,7 @@ def _missing_column(
         problem = f"no {role} column found (looked for {', '.join(candidates)})"
     else:
         problem = f"{role} column {requested!r} not found"
-    return DataError(
+    return MissingColumnError(
         f"{source}: {problem}; {where}: {listed}; "
         f"pass --{role}-column with one of them"
     )

@@ -103,7 +103,51 @@ def read_header(
         ) from None
     except csv.Error as err:
         raise DataError(f"{source} line 1: invalid header row: {err}") from err
-    return header, choose_columns(header, options, source, "the header has columns")
+    try:
+        columns = choose_columns(header, options, source, "the header has columns")
+    except DataError as err:
+        separator_fix = _other_separator_fix(header, reader.dialect.delimiter)
+        if separator_fix is None:
+            raise
+        raise DataError(
+            f"{source}: the header is one column, {header[0]!r}, {separator_fix}"
+        ) from err
+    return header, columns
+
+
+# Separators that a one-column header may reveal, with the fix for each: the
+# separator's name and the format that reads such a file, if any. predict
+# names the format option --input-format, the other commands --data-format.
+_OTHER_SEPARATORS = {
+    ",": ("commas", "csv"),
+    "\t": ("tabs", "tsv"),
+    ";": ("semicolons", None),
+    "|": ("vertical bars", None),
+}
+
+
+def _other_separator_fix(header: list[str], delimiter: str) -> str | None:
+    """Explain a one-column header that contains another separator, or None.
+
+    A file separated by semicolons, such as a CSV export of a spreadsheet set
+    to a European locale, or a TSV file named .csv, has one column per row
+    when read with the wrong separator.
+    """
+    if len(header) != 1:
+        return None
+    for separator, (name, data_format) in _OTHER_SEPARATORS.items():
+        if separator == delimiter or separator not in header[0]:
+            continue
+        expected = "tabs" if delimiter == "\t" else "commas"
+        if data_format is None:
+            fix = f"save it with {expected} between the fields"
+        else:
+            fix = (
+                f"pass --data-format {data_format}, or --input-format "
+                f"{data_format} to predict"
+            )
+        return f"so the fields seem to be separated by {name}, not {expected}; {fix}"
+    return None
 
 
 def parsed_rows(

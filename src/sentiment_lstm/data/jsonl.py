@@ -9,7 +9,7 @@ from sentiment_lstm.data.collector import (
     SKIP_HINT,
     ExampleCollector,
 )
-from sentiment_lstm.data.columns import Columns, choose_columns
+from sentiment_lstm.data.columns import Columns, MissingColumnError, choose_columns
 from sentiment_lstm.data.decoding import (
     decode_file,
     invalid_byte_reason,
@@ -19,14 +19,18 @@ from sentiment_lstm.data.decoding import (
 from sentiment_lstm.data.fields import MISSING, add_record, json_type_name
 from sentiment_lstm.data.records import ReadOptions
 
+# Records that may lack the text or label field before the first one that
+# has both. If this many lack them, the file is taken to lack the field.
+COLUMN_SEARCH_RECORDS = 100
+
 
 def read_jsonl(path: Path, options: ReadOptions, collector: ExampleCollector) -> None:
     """Read a JSON Lines file into collector.
 
-    The text and label fields are chosen from the keys of the first valid record.
-    A line that is empty, invalid JSON or not an object is a bad row, and so is a
-    later record that lacks the text field. Blank lines after the last record
-    are ignored.
+    The text and label fields are chosen from the keys of the first record
+    that has them. A line that is empty, invalid JSON or not an object is a bad
+    row, and so is a record that lacks the text field or a needed label, before
+    or after that record. Blank lines after the last record are ignored.
 
     Args:
         path: File to read.
@@ -34,13 +38,30 @@ def read_jsonl(path: Path, options: ReadOptions, collector: ExampleCollector) ->
         collector: Receiver of examples and bad rows.
 
     Raises:
-        DataError: If a named or required field is missing from the first record,
-            or on the first bad row unless bad rows are skipped.
+        DataError: If a named or required field is missing from every record,
+            or from the first ``COLUMN_SEARCH_RECORDS`` records, or on the first
+            bad row unless bad rows are skipped.
     """
     collector.add_file(path)
     decoded = decode_file(path)
     source = str(path)
     columns: Columns | None = None
+    # Records read before one has the text and label fields, and the error of
+    # the first of them.
+    waiting: list[tuple[int, dict]] = []
+    first_error: MissingColumnError | None = None
+
+    def add(record: dict, chosen: Columns, line: int) -> None:
+        add_record(
+            record.get(chosen.text, MISSING),
+            MISSING if chosen.label is None else record.get(chosen.label, MISSING),
+            columns=chosen,
+            options=options,
+            decoded=decoded,
+            collector=collector,
+            source=source,
+            line=line,
+        )
 
     lines = split_lines(decoded.text)
     for number, line in enumerate(without_final_blank_lines(lines, source), start=1):
@@ -72,16 +93,25 @@ def read_jsonl(path: Path, options: ReadOptions, collector: ExampleCollector) ->
             continue
 
         if columns is None:
-            columns = choose_columns(
-                list(record), options, source, f"the record on line {number} has fields"
-            )
-        add_record(
-            record.get(columns.text, MISSING),
-            MISSING if columns.label is None else record.get(columns.label, MISSING),
-            columns=columns,
-            options=options,
-            decoded=decoded,
-            collector=collector,
-            source=source,
-            line=number,
-        )
+            waiting.append((number, record))
+            try:
+                columns = choose_columns(
+                    list(record),
+                    options,
+                    source,
+                    f"the record on line {number} has fields",
+                )
+            except MissingColumnError as err:
+                # The record may only lack its own text or label, which is a
+                # bad row, so a later record may still name the columns.
+                first_error = first_error or err
+                if len(waiting) >= COLUMN_SEARCH_RECORDS:
+                    raise first_error from None
+                continue
+            for waiting_number, waiting_record in waiting:
+                add(waiting_record, columns, waiting_number)
+            waiting.clear()
+            continue
+        add(record, columns, number)
+    if columns is None and first_error is not None:
+        raise first_error
