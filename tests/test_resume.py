@@ -229,11 +229,13 @@ def test_resume_checkpoint_without_newer_data_fields(corpus, tmp_path, caplog):
     output_dir = tmp_path / "run"
     checkpoint = output_dir / "checkpoint.pt"
     kill_after_first_checkpoint(train_command(corpus, output_dir), checkpoint)
-    # what an earlier version wrote: no record of the read options
+    # what an earlier version wrote: no record of the read options, and the
+    # data paths as typed
     state = load_checkpoint(checkpoint)
     data = state["identity"]["data"]
     for key in ("read_options", "examples_fingerprint", "data_files_fingerprint"):
         del data[key]
+    data["files"] = ["elsewhere/corpus.pos", "elsewhere/corpus.neg"]
     torch.save(state, checkpoint)
     caplog.set_level("INFO", logger="sentiment_lstm.training")
 

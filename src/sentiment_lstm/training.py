@@ -1034,9 +1034,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def _check_identity(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
     """Raise CheckpointError if the run that saved ``path`` had other settings.
 
-    A setting that the checkpoint does not record at all, in a section it has,
-    comes from a newer version of the package than the one that wrote it and
-    is not compared; the log names it.
+    Versions of the package differ in what they record. A setting that the
+    checkpoint does not record at all, in a section it has, comes from a newer
+    version than the one that wrote it and is not compared; the log names it.
+    A setting that only the checkpoint records, such as the data paths that
+    earlier versions kept, is no longer compared either.
     """
     unrecorded = sorted(
         f"{section}.{key}"
@@ -1045,6 +1047,19 @@ def _check_identity(saved: dict[str, Any], current: dict[str, Any], path: Path) 
         for key in values
         if key not in saved[section]
     )
+    no_longer_compared = sorted(
+        f"{section}.{key}"
+        for section, values in saved.items()
+        if isinstance(values, dict) and isinstance(current.get(section), dict)
+        for key in values
+        if key not in current[section]
+    )
+    if no_longer_compared:
+        logger.debug(
+            "not comparing %s of the checkpoint %s",
+            ", ".join(no_longer_compared),
+            path,
+        )
     if unrecorded:
         logger.info(
             "the checkpoint %s was written by an earlier version that did not "
@@ -1056,7 +1071,7 @@ def _check_identity(saved: dict[str, Any], current: dict[str, Any], path: Path) 
         f"{section}.{key}"
         for section in sorted(set(saved) | set(current))
         for key in _differing_keys(saved.get(section), current.get(section))
-        if f"{section}.{key}" not in unrecorded
+        if f"{section}.{key}" not in unrecorded + no_longer_compared
     )
     if differences:
         raise CheckpointError(
