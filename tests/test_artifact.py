@@ -1,9 +1,13 @@
 import json
+import os
+import signal
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from sentiment_lstm import artifact
+from sentiment_lstm import artifact, interrupts
 from sentiment_lstm.artifact import ArtifactConfig, ArtifactError
 from sentiment_lstm.text import TextEncoder, TextEncoderConfig
 
@@ -126,3 +130,37 @@ def test_files_readable_by_others(saved):
     # a server often runs under another account than the one that trained
     for path in saved.iterdir():
         assert path.stat().st_mode & 0o044 == 0o044, path.name
+
+
+def test_ctrl_c_while_renaming_waits_for_all_files(saved, monkeypatch):
+    renamed = []
+    real_replace = os.replace
+
+    def replace_then_interrupt(source, target):
+        real_replace(source, target)
+        if Path(target).parent != saved:
+            return  # a rename inside the staging folder
+        renamed.append(Path(target).name)
+        if len(renamed) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # the handler runs here
+
+    monkeypatch.setattr(artifact.os, "replace", replace_then_interrupt)
+    new_weights = {"layer.weight": np.full((2, 3), 9.0, dtype=np.float32)}
+
+    with interrupts.remembering_interrupts():
+        with pytest.raises(KeyboardInterrupt):
+            artifact.save_artifact(
+                saved,
+                config=ArtifactConfig(
+                    model={"vocab_size": 8}, labels=("negative", "positive")
+                ),
+                encoder=artifact.load_encoder(saved),
+                weights=new_weights,
+                metadata={"note": "new"},
+            )
+
+    assert len(renamed) == len(list(saved.iterdir()))
+    assert artifact.load_config(saved).model == {"vocab_size": 8}
+    assert artifact.load_weights(saved)["layer.weight"].tolist() == [[9.0] * 3] * 2
+    assert artifact.load_metadata(saved) == {"note": "new"}

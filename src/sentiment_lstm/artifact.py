@@ -24,6 +24,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from sentiment_lstm import interrupts
 from sentiment_lstm.files import DEFAULT_FILE_MODE
 from sentiment_lstm.text import TextEncoder, TextEncoderError
 
@@ -61,7 +62,8 @@ def save_artifact(
     """Write a complete model directory, replacing any model already there.
 
     Each file is written under a temporary name and then renamed, so an
-    interrupted save leaves either the old file or the new one.
+    interrupted save leaves either the old file or the new one. A Ctrl-C
+    under the command line waits until all files are renamed.
 
     Args:
         directory: Created if missing.
@@ -86,14 +88,18 @@ def save_artifact(
         )
         _write_json(staging_path / CONFIG_FILE, config_values)
         _write_json(staging_path / METADATA_FILE, metadata)
-        for written in staging_path.iterdir():
-            # safetensors writes owner-only files; give them the usual mode
-            os.chmod(written, DEFAULT_FILE_MODE)
-            os.replace(written, directory / written.name)
-    # A model.onnx left from an earlier model would no longer match the weights.
-    stale_onnx = directory / ONNX_FILE
-    if stale_onnx.exists():
-        stale_onnx.unlink()
+        # A Ctrl-C waits until every file is in place, so that the folder
+        # never mixes the new weights with the old settings.
+        with interrupts.deferred():
+            for written in staging_path.iterdir():
+                # safetensors writes owner-only files; give them the usual mode
+                os.chmod(written, DEFAULT_FILE_MODE)
+                os.replace(written, directory / written.name)
+            # A model.onnx left from an earlier model would no longer match
+            # the weights.
+            stale_onnx = directory / ONNX_FILE
+            if stale_onnx.exists():
+                stale_onnx.unlink()
 
 
 def load_config(directory: Path) -> ArtifactConfig:
