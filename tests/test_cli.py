@@ -156,6 +156,49 @@ def test_pooling_default(flags, expected):
     assert resolve_options(args).model_options["pooling"] == expected
 
 
+@pytest.mark.parametrize(
+    ("flags", "warning"),
+    [
+        (
+            ["--warmup-fraction", "0.2", "--lr-schedule", "constant"],
+            "--warmup-fraction 0.2 has no effect with --lr-schedule constant",
+        ),
+        (
+            ["--minilm-layers", "1,2"],
+            "--minilm-layers has no effect with --embeddings random",
+        ),
+    ],
+)
+def test_unused_flag_warned(flags, warning, caplog):
+    from sentiment_lstm.cli import build_parser
+    from sentiment_lstm.cli.train import resolve_options
+
+    args = build_parser().parse_args(["train", "--data", "reviews.csv", *flags])
+    resolve_options(args)
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(warning)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--warmup-fraction", "0.2"],
+        ["--lr-schedule", "constant"],
+        ["--minilm-layers", "1,2", "--embeddings", "minilm-contextual"],
+    ],
+)
+def test_used_flag_not_warned(flags, caplog):
+    from sentiment_lstm.cli import build_parser
+    from sentiment_lstm.cli.train import resolve_options
+
+    args = build_parser().parse_args(["train", "--data", "reviews.csv", *flags])
+    resolve_options(args)
+
+    assert [r for r in caplog.records if r.levelname == "WARNING"] == []
+
+
 def test_unknown_architecture_rejected(tiny_posneg, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--data", str(tiny_posneg), "--architecture", "sideways"])

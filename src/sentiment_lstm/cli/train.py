@@ -387,6 +387,29 @@ class RunOptions:
     values: dict[str, Any]
 
 
+def _warn_unused_flags(args: argparse.Namespace, values: dict[str, Any]) -> None:
+    """Log a warning for each flag given that the other settings leave unused."""
+    if (
+        getattr(args, "warmup_fraction", None) is not None
+        and values["lr_schedule"] != "cosine"
+    ):
+        logger.warning(
+            "--warmup-fraction %g has no effect with --lr-schedule %s; only the "
+            "cosine schedule warms up",
+            values["warmup_fraction"],
+            values["lr_schedule"],
+        )
+    if (
+        getattr(args, "minilm_layers", None) is not None
+        and values["embeddings"] != "minilm-contextual"
+    ):
+        logger.warning(
+            "--minilm-layers has no effect with --embeddings %s; only "
+            "minilm-contextual averages MiniLM's layers",
+            values["embeddings"],
+        )
+
+
 def resolve_options(
     args: argparse.Namespace, *, required_accuracy: float = 0.0
 ) -> RunOptions:
@@ -415,6 +438,7 @@ def resolve_options(
         values["pooling"] = DEFAULT_POOLING[values["architecture"]]
     if args.preset:
         logger.info("preset %s: %s", args.preset, PRESETS[args.preset].summary)
+    _warn_unused_flags(args, values)
 
     try:
         embedding_config = EmbeddingConfig(
