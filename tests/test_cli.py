@@ -394,6 +394,31 @@ def test_predict_output_among_inputs_rejected(
     assert output.read_text() == before
 
 
+def test_predict_json_output_name_rejected(trained, tmp_path, capsys):
+    _, model_dir = trained
+    output = tmp_path / "scores.json"
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--model", str(model_dir), "--output", str(output), "fine"])
+
+    assert exit_info.value.code == 2
+    assert "name the file .jsonl, or add --format jsonl" in capsys.readouterr().err
+    assert not output.exists()
+
+
+def test_predict_json_output_name_with_format(trained, tmp_path):
+    _, model_dir = trained
+    output = tmp_path / "scores.json"
+
+    status = main(
+        ["predict", "--model", str(model_dir), "--output", str(output)]
+        + ["--format", "jsonl", "fine"]
+    )
+
+    assert status == 0
+    assert json.loads(output.read_text())["text"] == "fine"
+
+
 def test_predict_failed_write_keeps_output(trained, tmp_path, capsys, monkeypatch):
     from sentiment_lstm.cli import predict as predict_command
 

@@ -134,6 +134,16 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("give reviews as arguments or with --input, not both")
     if args.output == Path("-"):
         args.output = None
+    if (
+        args.output is not None
+        and args.output_format is None
+        and args.output.suffix.lower() == ".json"
+    ):
+        parser.error(
+            f"--output {args.output}: results are written as one JSON object per "
+            "line (JSON Lines), not as one JSON document; name the file .jsonl, "
+            "or add --format jsonl to write JSON lines to this name"
+        )
 
     model = load_model(args.model, args.backend)
 
