@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,15 @@ def tiny_posneg(tmp_path: Path) -> Path:
         "\n".join(NEGATIVE_REVIEWS * 6) + "\n", encoding="utf-8"
     )
     return tmp_path / "tiny.pos"
+
+
+@pytest.fixture
+def python_sigint_handler():
+    """Give SIGINT Python's own handler for the test, as in a terminal.
+
+    A shell starts background jobs, such as a test run under nohup, with
+    SIGINT ignored, and the command line then leaves Ctrl-C alone.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

@@ -132,7 +132,9 @@ def test_files_readable_by_others(saved):
         assert path.stat().st_mode & 0o044 == 0o044, path.name
 
 
-def test_ctrl_c_while_renaming_waits_for_all_files(saved, monkeypatch):
+def test_ctrl_c_while_renaming_waits_for_all_files(
+    saved, monkeypatch, python_sigint_handler
+):
     renamed = []
     real_replace = os.replace
 

@@ -15,9 +15,7 @@ def send_ctrl_c() -> None:
     time.sleep(0.5)
 
 
-def test_swallowed_interrupt_raised_again():
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-
+def test_swallowed_interrupt_raised_again(python_sigint_handler):
     with interrupts.remembering_interrupts():
         interrupts.check()
         try:
@@ -42,7 +40,7 @@ def test_ignored_interrupt_stays_ignored():
         signal.signal(signal.SIGINT, previous)
 
 
-def test_deferred_interrupt_raised_after_block():
+def test_deferred_interrupt_raised_after_block(python_sigint_handler):
     finished = False
 
     with interrupts.remembering_interrupts():
@@ -54,7 +52,7 @@ def test_deferred_interrupt_raised_after_block():
     assert finished
 
 
-def test_deferred_outside_command_line_does_nothing():
+def test_deferred_outside_command_line_does_nothing(python_sigint_handler):
     with interrupts.deferred():
         interrupts.check()
 
