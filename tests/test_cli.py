@@ -199,6 +199,38 @@ def test_used_flag_not_warned(flags, caplog):
     assert [r for r in caplog.records if r.levelname == "WARNING"] == []
 
 
+def test_fraction_beside_held_out_file_warned(caplog):
+    from sentiment_lstm.cli import build_parser
+    from sentiment_lstm.cli.train import fill_held_out_fractions
+
+    args = build_parser().parse_args(
+        ["train", "--data", "reviews.csv", "--validation-data", "held.csv"]
+        + ["--validation-fraction", "0.3"]
+    )
+    fill_held_out_fractions(args)
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "--validation-fraction 0.3 has no effect with --validation-data, which "
+        "replaces the validation split"
+    ]
+    assert args.validation_fraction == 0.3
+    assert args.test_fraction == 0.1
+
+
+def test_default_fractions_not_warned(caplog):
+    from sentiment_lstm.cli import build_parser
+    from sentiment_lstm.cli.train import fill_held_out_fractions
+
+    args = build_parser().parse_args(
+        ["train", "--data", "reviews.csv", "--test-data", "held.csv"]
+    )
+    fill_held_out_fractions(args)
+
+    assert [r for r in caplog.records if r.levelname == "WARNING"] == []
+    assert (args.validation_fraction, args.test_fraction) == (0.1, 0.1)
+
+
 def test_unknown_architecture_rejected(tiny_posneg, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--data", str(tiny_posneg), "--architecture", "sideways"])

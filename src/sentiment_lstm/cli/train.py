@@ -540,13 +540,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     split.add_argument(
         "--validation-fraction",
         type=fraction,
-        default=0.1,
+        default=None,
         help="share of --data held out for validation (default: 0.1)",
     )
     split.add_argument(
         "--test-fraction",
         type=fraction,
-        default=0.1,
+        default=None,
         help="share of --data held out for testing; 0 for none (default: 0.1)",
     )
     add_model_options(parser)
@@ -586,6 +586,32 @@ def import_training_modules() -> None:
         import sentiment_lstm.pipeline  # noqa: F401
 
 
+# Share of --data held out for validation, and for testing, by default.
+DEFAULT_HELD_OUT_FRACTION = 0.1
+
+
+def fill_held_out_fractions(args: argparse.Namespace) -> None:
+    """Fill in the split fractions that were not given.
+
+    A fraction given beside the separate file that replaces its split, such
+    as --validation-fraction with --validation-data, is logged as a warning.
+    """
+    for part, data in (("validation", args.validation_data), ("test", args.test_data)):
+        name = f"{part}_fraction"
+        given = getattr(args, name)
+        if given is None:
+            setattr(args, name, DEFAULT_HELD_OUT_FRACTION)
+        elif data is not None:
+            logger.warning(
+                "--%s-fraction %g has no effect with --%s-data, which replaces "
+                "the %s split",
+                part,
+                given,
+                part,
+                part,
+            )
+
+
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Train and save; exit status 1 if no epoch reached the required accuracy."""
     try:
@@ -593,6 +619,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from sentiment_lstm.pipeline import DataSpec, SaveRecord
     except ImportError as err:
         raise missing_training_packages("train", err) from err
+
+    fill_held_out_fractions(args)
 
     if args.validation_data is None and args.validation_fraction == 0:
         parser.error(
