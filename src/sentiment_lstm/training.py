@@ -1034,9 +1034,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def _check_identity(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
     """Raise CheckpointError if the run that saved ``path`` had other settings.
 
-    Versions of the package differ in what they record. A setting that the
-    checkpoint does not record at all, in a section it has, comes from a newer
-    version than the one that wrote it and is not compared; the log names it.
+    Versions of the package differ in what they record. When a section of the
+    checkpoint lacks a setting, the setting is newer than the version that
+    wrote the checkpoint, so it is not compared, and the log names it.
     A setting that only the checkpoint records, such as the data paths that
     earlier versions kept, is no longer compared either.
     """

@@ -245,5 +245,5 @@ def parsed_rows(
 
 
 def _is_blank_line(row: list[str], width: int, extra_lines: int) -> bool:
-    """Whether a record is one physical line of spaces in a multi-column file."""
+    """Return whether a record is one line of spaces in a multi-column file."""
     return width > 1 and extra_lines == 0 and len(row) == 1 and not row[0].strip()
