@@ -1521,3 +1521,20 @@ def test_evaluate_quiet_after_command(trained, capsys):
 
     assert status == 0
     assert "accuracy:" in capsys.readouterr().out
+
+
+def test_evaluate_split_test_fraction_zero(trained, tmp_path, capsys):
+    root, _ = trained
+    model_dir = tmp_path / "model"
+    assert train_tiny(root, model_dir, "--test-fraction", "0") == 0
+    capsys.readouterr()
+
+    status = main(
+        ["evaluate", "--model", str(model_dir), "--data", str(root / "tiny.pos")]
+        + ["--split", "test"]
+    )
+    error = capsys.readouterr().err
+
+    assert status == 2
+    assert "trained with --test-fraction 0" in error
+    assert "no labelled reviews to evaluate" not in error
