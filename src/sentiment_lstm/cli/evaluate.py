@@ -99,7 +99,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     scored = [i for i, p in enumerate(probabilities) if p == p]
     unscored = len(examples) - len(scored)
     if unscored:
-        logger.warning("%d reviews have no tokens and are not scored", unscored)
+        if unscored == 1:
+            logger.warning("1 review has no tokens and is not scored")
+        else:
+            logger.warning("%d reviews have no tokens and are not scored", unscored)
     report = classification_report(
         [labels[i] for i in scored],
         [float(probabilities[i]) for i in scored],
