@@ -1553,3 +1553,41 @@ def test_evaluate_quiet_after_command(trained, capsys):
 
     assert status == 0
     assert "accuracy:" in capsys.readouterr().out
+
+
+def test_evaluate_split_test_fraction_zero(trained, tmp_path, capsys):
+    root, _ = trained
+    model_dir = tmp_path / "model"
+    assert train_tiny(root, model_dir, "--test-fraction", "0") == 0
+    capsys.readouterr()
+
+    status = main(
+        ["evaluate", "--model", str(model_dir), "--data", str(root / "tiny.pos")]
+        + ["--split", "test"]
+    )
+    error = capsys.readouterr().err
+
+    assert status == 2
+    assert "trained with --test-fraction 0" in error
+    assert "no labelled reviews to evaluate" not in error
+
+
+def test_evaluate_unscored_review_counted(trained, tmp_path, capsys, caplog):
+    _, model_dir = trained
+    data = tmp_path / "labelled.csv"
+    # Normalisation turns "<br />" into a space, so that review has no tokens.
+    data.write_text(
+        'text,label\n"<br />",positive\ngreat fun,positive\ndull,negative\n'
+    )
+
+    status = main(
+        ["evaluate", "--model", str(model_dir), "--data", str(data)]
+        + ["--format", "json", "--no-progress"]
+    )
+    report = json.loads(capsys.readouterr().out)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+    assert status == 0
+    assert report["unscored_reviews"] == 1
+    assert report["reviews"] == 2
+    assert "1 review has no tokens and is not scored" in warnings

@@ -602,3 +602,20 @@ def test_checkpoint_on_full_disk_raises_os_error(tmp_path, monkeypatch):
 
     assert error_info.value.errno == errno.ENOSPC
     assert list(tmp_path.iterdir()) == []
+
+
+def test_accuracy_tie_counts_positive():
+    from sentiment_lstm.metrics import classification_report
+
+    config = ModelConfig(vocab_size=VOCAB_SIZE, embedding_dim=4, hidden_dim=3)
+    model = SentimentLSTM(config)
+    # Equal logits give P(positive) = 0.5 exactly for every review.
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.zero_()
+    split = EncodedSplit([[GOOD, 5], [BAD], [4, 6, 7]], np.array([1, 1, 0]))
+
+    report = classification_report(split.labels, [0.5, 0.5, 0.5])
+
+    assert accuracy(model, split) == pytest.approx(2 / 3)
+    assert accuracy(model, split) == pytest.approx(report["accuracy"])

@@ -1122,4 +1122,7 @@ def accuracy(model: SentimentLSTM, split: EncodedSplit, batch_size: int = 256) -
     if len(split) == 0:
         return math.nan
     probabilities = predict_probabilities(model, split.token_ids, batch_size)
-    return float((probabilities.argmax(axis=1) == split.labels).mean())
+    # predict and evaluate label a review positive at P(positive) >= 0.5, so
+    # an exact tie counts as positive here too, where argmax would pick class 0.
+    predicted = (probabilities[:, 1] >= 0.5).astype(np.int64)
+    return float((predicted == split.labels).mean())

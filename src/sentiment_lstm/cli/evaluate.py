@@ -99,7 +99,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     scored = [i for i, p in enumerate(probabilities) if p == p]
     unscored = len(examples) - len(scored)
     if unscored:
-        logger.warning("%d reviews have no tokens and are not scored", unscored)
+        if unscored == 1:
+            logger.warning("1 review has no tokens and is not scored")
+        else:
+            logger.warning("%d reviews have no tokens and are not scored", unscored)
     report = classification_report(
         [labels[i] for i in scored],
         [float(probabilities[i]) for i in scored],
@@ -128,9 +131,10 @@ def _model_split_part(
     """Recreate the model's split of ``--data`` and return the part asked for.
 
     Raises:
-        CommandError: If the part was a file of its own at training, the data
-            is too small to split, or the data files are the training ones but
-            the read options give other reviews.
+        CommandError: If the part was a file of its own at training, or
+            training left it out with a fraction of 0. Also if the data is too
+            small to split, or the data files are the training ones but the
+            read options give other reviews.
     """
     from sentiment_lstm.data import DataError, data_fingerprint, split_examples
     from sentiment_lstm.provenance import (
@@ -199,7 +203,15 @@ def _model_split_part(
         ) from err
     if problem is not None:
         logger.warning("%s", problem)
-    return dict(zip(SPLIT_CHOICES[1:], parts))[args.split]
+    part = dict(zip(SPLIT_CHOICES[1:], parts))[args.split]
+    if not part and split.get(f"{args.split}_fraction") == 0:
+        raise CommandError(
+            f"the model has no {args.split} part, because it was trained with "
+            f"--{args.split}-fraction 0; evaluate other labelled reviews with "
+            "--split all",
+            usage=True,
+        )
+    return part
 
 
 def _changed_read(
