@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -354,6 +355,54 @@ def test_malformed_json(client):
     assert response.json()["detail"][0]["type"] == "json_invalid"
 
 
+def test_json_error_context_kept(client):
+    response = client.post(
+        "/predict",
+        content=b'{"reviews": ["fine"],,}',
+        headers={"Content-Type": "application/json"},
+    )
+    first = response.json()["detail"][0]
+
+    assert response.status_code == 422
+    assert first["ctx"] == {
+        "error": "Expecting property name enclosed in double quotes"
+    }
+
+
+def test_validation_error_leaves_out_the_value(client, server):
+    _, log = server
+    review = "a long review that should not come back " * 4
+    response = client.post("/predict", json={"reviews": review})
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+
+    assert response.status_code == 422
+    assert review not in response.text
+    assert set(response.json()["detail"][0]) <= set(
+        schema["ValidationErrorItem"]["properties"]
+    )
+    assert "rejected with 422" in log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("raw", "offset"),
+    [
+        (b'{"reviews": ["caf\xe9 au lait"]}', 17),
+        (b'{"reviews": ["fine", "\xff\xfe"]}', 22),
+    ],
+)
+def test_body_not_utf8(client, server, raw, offset):
+    _, log = server
+    response = client.post(
+        "/predict", content=raw, headers={"Content-Type": "application/json"}
+    )
+    detail = response.json()["detail"]
+
+    assert response.status_code == 400
+    assert f"not valid UTF-8: byte 0x{raw[offset]:02x} at offset {offset}" in detail
+    assert "encoded as UTF-8" in detail
+    assert f"rejected with 400: {detail}" in log.read_text()
+
+
 @pytest.mark.parametrize(
     "headers",
     [
@@ -487,6 +536,20 @@ def test_openapi_docs(client):
     assert "text/html" in docs.headers["content-type"]
     assert "/predict" in schema["paths"]
     assert "/health" in schema["paths"]
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_pages_work_offline(client, page):
+    html = client.get(page).text
+    assets = re.findall(r"(?:src|href)=['\"]([^'\"]+)['\"]", html)
+    assets += re.findall(r"url: ?['\"]([^'\"]+)['\"]", html)
+    scripts = [asset for asset in assets if asset.endswith(".js")]
+
+    assert scripts
+    assert "/openapi.json" in assets or 'spec-url="/openapi.json"' in html
+    for asset in assets:
+        assert asset.startswith("/"), asset
+        assert client.get(asset).status_code == 200, asset
 
 
 def test_openapi_documents_415(client):

@@ -8,7 +8,8 @@ the model, builds the app and runs it on uvicorn. Endpoints:
 - ``GET /health``: liveness and the loaded backend;
 - ``GET /info``: model configuration, labels, training metrics and versions;
 - ``GET /metrics``: Prometheus text format;
-- ``GET /docs`` and ``GET /openapi.json``: the OpenAPI description.
+- ``GET /docs``, ``GET /redoc`` and ``GET /openapi.json``: the OpenAPI
+  description.
 
 A request over a limit (body size, reviews per request, characters per
 review) gets a JSON error that names the limit, its maximum and the value
@@ -29,7 +30,9 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -39,6 +42,7 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sentiment_lstm import __version__
 from sentiment_lstm.predictor import SentimentModel
@@ -155,7 +159,7 @@ class LimitError(BaseModel):
 
 
 class MediaTypeError(BaseModel):
-    """Body of a response to a request body that is not sent as JSON."""
+    """Body of a response to a body not sent as JSON or not encoded as UTF-8."""
 
     detail: str
 
@@ -166,6 +170,7 @@ class ValidationErrorItem(BaseModel):
     loc: list[str | int]
     msg: str
     type: str
+    ctx: dict[str, Any] | None = None
 
 
 class ValidationFailure(BaseModel):
@@ -522,7 +527,9 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
     metrics = ServerMetrics()
     info = describe_model(model)
 
-    app = FastAPI(
+    # The documentation pages load Swagger UI and ReDoc from files installed
+    # with the package, not from a CDN, so that they work offline.
+    app = FastAPIOffline(
         title="sentiment-lstm",
         version=__version__,
         description=(
@@ -561,12 +568,16 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             len(error.errors()),
             _first_error(error),
         )
-        # A body such as {"reviews": 1e999} parses to infinity, which the
-        # default handler would fail to write back as JSON.
         return JSONResponse(
-            {"detail": _json_safe(jsonable_encoder(error.errors()))},
+            {"detail": [_error_item(item) for item in error.errors()]},
             status_code=422,
         )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException):
+        if isinstance(error.__cause__, UnicodeDecodeError):
+            return _undecodable_body(request, error.__cause__)
+        return await http_exception_handler(request, error)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, error: Exception):
@@ -589,6 +600,7 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
         "/predict",
         response_model=PredictResponse,
         responses={
+            400: {"model": MediaTypeError, "description": "Body not valid UTF-8"},
             413: {"model": LimitError, "description": "Request body too large"},
             415: {
                 "model": MediaTypeError,
@@ -655,6 +667,34 @@ def _unsupported_media_type(request: Request, content_type: str | None) -> Respo
         detail,
     )
     return JSONResponse({"detail": detail}, status_code=415)
+
+
+def _error_item(error: dict[str, Any]) -> dict[str, Any]:
+    """Return one validation error as the response states it.
+
+    The value that failed is left out: a review can be long, and the client
+    has it already. Non-finite numbers in the context become strings, since
+    JSON has no literal for them.
+    """
+    item = {key: error[key] for key in ("loc", "msg", "type") if key in error}
+    if error.get("ctx"):
+        item["ctx"] = _json_safe(jsonable_encoder(error["ctx"]))
+    return item
+
+
+def _undecodable_body(request: Request, error: UnicodeDecodeError) -> Response:
+    detail = (
+        f"the request body is not valid UTF-8: byte 0x{error.object[error.start]:02x} "
+        f"at offset {error.start}; send the JSON encoded as UTF-8"
+    )
+    logger.warning(
+        "%s %s from %s rejected with 400: %s",
+        request.method,
+        request.url.path,
+        _client(request.scope),
+        detail,
+    )
+    return JSONResponse({"detail": detail}, status_code=400)
 
 
 def _first_error(error: RequestValidationError) -> str:
