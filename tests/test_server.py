@@ -698,3 +698,14 @@ def test_bad_port_rejected(model_dir):
 
     assert result.returncode == 2
     assert "70000" in result.stderr
+
+
+@pytest.mark.parametrize("host", ["", "  "])
+def test_empty_host_rejected(host, capsys):
+    # uvicorn listens on every interface for an empty host, so an unset
+    # variable in --host "$HOST" would expose the service.
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["serve", "--model", "m", "--host", host])
+
+    assert exit_info.value.code == 2
+    assert "argument --host" in capsys.readouterr().err

@@ -30,6 +30,20 @@ def port_number(text: str) -> int:
     return value
 
 
+def host_address(text: str) -> str:
+    """Parse the address to listen on for argparse, rejecting an empty one.
+
+    uvicorn passes an empty host to asyncio, which then listens on every
+    interface, so an unset shell variable would expose the service.
+    """
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            f"expected a host name or IP address, got {text!r}; check the "
+            "variable or quoting that gave it, or leave --host out for 127.0.0.1"
+        )
+    return text
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``serve`` subcommand."""
     parser = subparsers.add_parser(
@@ -46,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--host",
+        type=host_address,
         default="127.0.0.1",
         help="address to listen on; 0.0.0.0 listens on every interface "
         "(default: 127.0.0.1, this machine only)",
