@@ -709,3 +709,17 @@ def test_empty_host_rejected(host, capsys):
 
     assert exit_info.value.code == 2
     assert "argument --host" in capsys.readouterr().err
+
+
+def test_serve_without_torch_names_fix_once(model_dir, capsys, monkeypatch):
+    # None in sys.modules makes the import raise ImportError, as in a serving
+    # install. The model has no model.onnx, so only PyTorch can score it.
+    monkeypatch.setitem(sys.modules, "torch", None)
+
+    status = main(["serve", "--model", str(model_dir), "--port", str(free_port())])
+    lines = capsys.readouterr().err.strip().splitlines()
+
+    assert status == 1
+    assert len(lines) == 1
+    assert lines[0].startswith("sentiment-lstm serve: error: cannot load")
+    assert lines[0].count("sentiment-lstm export") == 1

@@ -134,10 +134,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except ArtifactError as err:
         raise CommandError(str(err)) from err
     except ImportError as err:
+        # The backends' import errors already name the package and the fix.
         raise CommandError(
-            f"cannot load {args.model} with the {args.backend} backend: {err}; "
-            "export the model to ONNX with 'sentiment-lstm export' for an install "
-            "without PyTorch, or install PyTorch"
+            f"cannot load {args.model} with the {args.backend} backend: {err}"
         ) from err
 
     try:
