@@ -27,6 +27,7 @@ from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
 MAX_REVIEW_CHARS = 200
 MAX_REVIEWS = 20
 MAX_BODY_BYTES = 8192
+BODY_TIMEOUT = 2
 STARTUP_SECONDS = 60
 
 TRAIN_ARGS = [
@@ -110,6 +111,8 @@ def server(model_dir, tmp_path_factory):
         str(MAX_REVIEWS),
         "--max-body-bytes",
         str(MAX_BODY_BYTES),
+        "--body-timeout",
+        str(BODY_TIMEOUT),
     )
     with open(log, "wb") as stream:
         process = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT)
@@ -170,6 +173,7 @@ def test_info_describes_model(client, model_dir):
         "max_review_chars": MAX_REVIEW_CHARS,
         "max_reviews": MAX_REVIEWS,
         "max_body_bytes": MAX_BODY_BYTES,
+        "body_timeout": BODY_TIMEOUT,
     }
 
 
@@ -341,6 +345,61 @@ def test_chunked_body_over_limit(client):
     assert response.status_code == 413
     assert error["limit"] == "max_body_bytes"
     assert error["value"] > MAX_BODY_BYTES
+
+
+def read_response(connection: socket.socket) -> bytes:
+    """Read until the server closes the connection."""
+    received = b""
+    while chunk := connection.recv(65536):
+        received += chunk
+    return received
+
+
+def test_stalled_body_times_out(server):
+    url, log = server
+    port = int(url.rsplit(":", 1)[1])
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    )
+
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        # A client that sends part of its body and then nothing more.
+        connection.sendall(head + b'{"reviews": ["fi')
+        connection.settimeout(BODY_TIMEOUT + 30)
+        started = time.monotonic()
+        raw = read_response(connection)
+        waited = time.monotonic() - started
+    status_line, _, rest = raw.partition(b"\r\n")
+    error = json.loads(rest.partition(b"\r\n\r\n")[2])
+
+    assert status_line == b"HTTP/1.1 408 Request Timeout"
+    assert error["limit"] == "body_timeout"
+    assert error["maximum"] == BODY_TIMEOUT
+    assert error["value"] == BODY_TIMEOUT
+    assert "16 bytes" in error["detail"]
+    assert "--body-timeout" in error["detail"]
+    assert BODY_TIMEOUT - 0.5 <= waited < BODY_TIMEOUT + 20
+    assert "rejected with 408" in log.read_text()
+
+
+def test_slow_body_within_timeout(server):
+    url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+    body = json.dumps({"reviews": ["fine"]}).encode()
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(head + body[:5])
+        time.sleep(BODY_TIMEOUT / 4)
+        connection.sendall(body[5:])
+        connection.settimeout(30)
+        raw = read_response(connection)
+
+    assert raw.startswith(b"HTTP/1.1 200 OK")
 
 
 def test_malformed_json(client):
@@ -587,6 +646,7 @@ def test_serve_defaults():
     assert args.max_review_chars == 10_000
     assert args.max_reviews == 256
     assert args.max_body_bytes == 1024 * 1024
+    assert args.body_timeout == 60
     assert args.access_log is False
     assert args.threads == 1
 

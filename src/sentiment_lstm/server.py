@@ -13,11 +13,13 @@ the model, builds the app and runs it on uvicorn. Endpoints:
 A request over a limit (body size, reviews per request, characters per
 review) gets a JSON error that names the limit, its maximum and the value
 received. The body size is checked from ``Content-Length`` and again while the
-body is read, before any JSON parsing.
+body is read, before any JSON parsing. A body that does not arrive in full
+within the body timeout gets 408.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -48,6 +50,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_REVIEW_CHARS = 10_000
 DEFAULT_MAX_REVIEWS = 256
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# Seconds from the end of the request headers until the whole body must have
+# arrived. At 256 kbit/s a body of the default maximum size takes about 33 s.
+DEFAULT_BODY_TIMEOUT = 60
 
 # Paths that get their own metrics label. Any other path is counted as
 # "other", so that scans of random URLs cannot create unbounded label values.
@@ -102,14 +107,22 @@ class ServerLimits:
             review. A longer review gets 422 naming its index.
         max_reviews: Reviews allowed in one request (422 above it).
         max_body_bytes: Bytes allowed in a request body (413 above it).
+        body_timeout: Seconds allowed to receive a request body, counted from
+            the end of its headers (408 after it).
     """
 
     max_review_chars: int = DEFAULT_MAX_REVIEW_CHARS
     max_reviews: int = DEFAULT_MAX_REVIEWS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    body_timeout: int = DEFAULT_BODY_TIMEOUT
 
     def __post_init__(self) -> None:
-        for name in ("max_review_chars", "max_reviews", "max_body_bytes"):
+        for name in (
+            "max_review_chars",
+            "max_reviews",
+            "max_body_bytes",
+            "body_timeout",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -303,12 +316,15 @@ class BodySizeLimitMiddleware:
     A declared ``Content-Length`` over the limit is rejected without reading
     the body. Otherwise the body is read in full, counting bytes as they
     arrive (which also catches chunked bodies without a length), and then
-    handed on to the application.
+    handed on to the application. A body that is still incomplete
+    ``body_timeout`` seconds after the headers gets 408, so that a client
+    that stops sending does not hold its connection and buffer for ever.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -322,8 +338,15 @@ class BodySizeLimitMiddleware:
 
         chunks = []
         received = 0
+        deadline = time.monotonic() + self.body_timeout
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(
+                    receive(), timeout=deadline - time.monotonic()
+                )
+            except asyncio.TimeoutError:
+                await self._reject_slow(scope, send, received)
+                return
             if message["type"] == "http.disconnect":
                 logger.info("client %s disconnected while sending", _client(scope))
                 return
@@ -347,6 +370,24 @@ class BodySizeLimitMiddleware:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+    async def _reject_slow(self, scope: Scope, send: Send, received: int) -> None:
+        error = RequestLimitExceeded(
+            f"request body timed out: {received} bytes arrived in "
+            f"{self.body_timeout} seconds (--body-timeout), fewer than the "
+            "whole body; send the body without pauses",
+            status_code=408,
+            limit="body_timeout",
+            maximum=self.body_timeout,
+            # The seconds waited, in the unit of the maximum.
+            value=self.body_timeout,
+        )
+        _log_rejection(scope, error)
+        # The rest of the body may still arrive, so the connection is closed.
+        response = JSONResponse(
+            error.to_dict(), status_code=408, headers={"Connection": "close"}
+        )
+        await response(scope, _no_receive, send)
 
     async def _reject(self, scope: Scope, send: Send, size: int, what: str) -> None:
         error = RequestLimitExceeded(
@@ -529,7 +570,8 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             "Scores how positive and negative reviews are with an LSTM model. "
             f"Limits: {limits.max_reviews} reviews per request, "
             f"{limits.max_review_chars} characters per review, "
-            f"{limits.max_body_bytes} bytes per request body."
+            f"{limits.max_body_bytes} bytes per request body, received within "
+            f"{limits.body_timeout} seconds."
         ),
     )
     app.state.model = model
@@ -537,7 +579,11 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
     app.state.metrics = metrics
     # Starlette runs the middleware added last first, so metrics also count
     # the 413 responses of the body size check.
-    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=limits.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_body_bytes=limits.max_body_bytes,
+        body_timeout=limits.body_timeout,
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.exception_handler(RequestLimitExceeded)
@@ -589,6 +635,10 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
         "/predict",
         response_model=PredictResponse,
         responses={
+            408: {
+                "model": LimitError,
+                "description": "Request body not received within the body timeout",
+            },
             413: {"model": LimitError, "description": "Request body too large"},
             415: {
                 "model": MediaTypeError,
@@ -629,6 +679,7 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
                 "max_review_chars": limits.max_review_chars,
                 "max_reviews": limits.max_reviews,
                 "max_body_bytes": limits.max_body_bytes,
+                "body_timeout": limits.body_timeout,
             },
         )
 

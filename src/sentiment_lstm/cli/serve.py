@@ -15,6 +15,7 @@ BACKEND_CHOICES = ("auto", "torch", "onnx")
 DEFAULT_MAX_REVIEW_CHARS = 10_000
 DEFAULT_MAX_REVIEWS = 256
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_BODY_TIMEOUT = 60
 
 
 def port_number(text: str) -> int:
@@ -118,6 +119,14 @@ def _add_limit_options(limits: argparse._ArgumentGroup) -> None:
         help="bytes allowed in a request body; larger ones get HTTP 413 "
         f"(default: {DEFAULT_MAX_BODY_BYTES}, 1 MiB)",
     )
+    limits.add_argument(
+        "--body-timeout",
+        type=positive_int,
+        default=DEFAULT_BODY_TIMEOUT,
+        metavar="SECONDS",
+        help="seconds allowed to receive a request body after its headers; "
+        f"a slower body gets HTTP 408 (default: {DEFAULT_BODY_TIMEOUT})",
+    )
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -153,12 +162,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         max_review_chars=args.max_review_chars,
         max_reviews=args.max_reviews,
         max_body_bytes=args.max_body_bytes,
+        body_timeout=args.body_timeout,
     )
     app = create_app(model, limits)
     host = f"[{args.host}]" if ":" in args.host else args.host
     logger.info(
         "serving %s with the %s backend on http://%s:%d (API docs at /docs); "
-        "limits: %d reviews per request, %d characters per review, %d body bytes",
+        "limits: %d reviews per request, %d characters per review, %d body bytes, "
+        "%d s body timeout",
         args.model,
         model.backend.name,
         host,
@@ -166,6 +177,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         limits.max_reviews,
         limits.max_review_chars,
         limits.max_body_bytes,
+        limits.body_timeout,
     )
     config = uvicorn.Config(
         app,
