@@ -696,6 +696,36 @@ def test_broken_model_exits(tmp_path, model_dir, name, content):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("dropout", "0.5"),
+        ("pad_index", "0"),
+        ("bidirectional", "yes"),
+        ("hidden_dim", True),
+        ("vocab_size", None),
+    ],
+)
+def test_edited_config_exits(tmp_path, model_dir, key, value):
+    edited = tmp_path / "edited"
+    shutil.copytree(model_dir, edited)
+    config = json.loads((edited / "config.json").read_text())
+    if value is None:
+        del config["model"][key]
+    else:
+        config["model"][key] = value
+    (edited / "config.json").write_text(json.dumps(config))
+
+    result = run_serve(edited)
+    lines = result.stderr.strip().splitlines()
+
+    assert result.returncode == 1
+    assert len(lines) == 1
+    assert lines[0].startswith("sentiment-lstm serve: error:")
+    assert str(edited / "config.json") in lines[0]
+    assert key in lines[0]
+
+
 def test_info_with_odd_epoch_history(tmp_path, model_dir):
     from sentiment_lstm.server import describe_model
 
