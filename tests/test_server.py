@@ -283,6 +283,24 @@ def test_too_many_reviews(client):
     assert str(MAX_REVIEWS + 1) in body["detail"]
 
 
+def test_many_wrong_items_counted_first(client):
+    # A body of small wrong items would otherwise get one validation error
+    # per item, which took seconds to write out for a 1 MiB body.
+    count = MAX_BODY_BYTES // 3
+    raw = b'{"reviews": [' + b",".join([b"1"] * count) + b"]}"
+
+    response = client.post(
+        "/predict", content=raw, headers={"Content-Type": "application/json"}
+    )
+    error = response.json()
+
+    assert len(raw) <= MAX_BODY_BYTES
+    assert response.status_code == 422
+    assert error["limit"] == "max_reviews"
+    assert error["maximum"] == MAX_REVIEWS
+    assert error["value"] == count
+
+
 def test_review_too_long(client):
     reviews = ["short", "ok", "x" * (MAX_REVIEW_CHARS + 1)]
 

@@ -40,7 +40,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sentiment_lstm import __version__
 from sentiment_lstm.predictor import SentimentModel
@@ -128,15 +128,38 @@ class ServerLimits:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
-class PredictRequest(BaseModel):
-    """Body of ``POST /predict``."""
+def predict_request_model(max_reviews: int) -> type[BaseModel]:
+    """Build the body model of ``POST /predict`` for one server's review limit.
 
-    model_config = ConfigDict(extra="forbid")
+    The reviews are counted before pydantic validates each one. Otherwise a
+    1 MiB body such as ``[1, 1, ...]`` got one validation error per item,
+    half a million of them, which blocked the event loop for seconds.
 
-    reviews: list[str] = Field(
-        description="Review texts to score; the response keeps their order.",
-        examples=[["a gorgeous, witty film", "dull and far too long"]],
-    )
+    Raises:
+        RequestLimitExceeded: From validation, with status 422, when the body
+            has more than ``max_reviews`` reviews.
+    """
+
+    class PredictRequest(BaseModel):
+        """Body of ``POST /predict``."""
+
+        model_config = ConfigDict(extra="forbid")
+
+        reviews: list[str] = Field(
+            description="Review texts to score; the response keeps their order.",
+            examples=[["a gorgeous, witty film", "dull and far too long"]],
+        )
+
+        @field_validator("reviews", mode="before")
+        @classmethod
+        def count_reviews(cls, value: Any) -> Any:
+            # pydantic re-raises exceptions other than ValueError and
+            # AssertionError unchanged, so the app's handler of this one runs.
+            if isinstance(value, list) and len(value) > max_reviews:
+                raise too_many_reviews(len(value), max_reviews)
+            return value
+
+    return PredictRequest
 
 
 class PredictionItem(BaseModel):
@@ -439,6 +462,19 @@ def _log_rejection(scope: Scope, error: RequestLimitExceeded) -> None:
     )
 
 
+def too_many_reviews(count: int, max_reviews: int) -> RequestLimitExceeded:
+    """Return the error for a request with ``count`` reviews, above the limit."""
+    return RequestLimitExceeded(
+        f"too many reviews: the request has {count}, above the limit "
+        f"of {max_reviews} per request (--max-reviews); split them "
+        "over several requests",
+        status_code=422,
+        limit="max_reviews",
+        maximum=max_reviews,
+        value=count,
+    )
+
+
 def check_limits(reviews: list[str], limits: ServerLimits) -> None:
     """Raise if a request has too many reviews or a review is too long.
 
@@ -451,15 +487,7 @@ def check_limits(reviews: list[str], limits: ServerLimits) -> None:
             the value received and, for a long review, its index.
     """
     if len(reviews) > limits.max_reviews:
-        raise RequestLimitExceeded(
-            f"too many reviews: the request has {len(reviews)}, above the limit "
-            f"of {limits.max_reviews} per request (--max-reviews); split them "
-            "over several requests",
-            status_code=422,
-            limit="max_reviews",
-            maximum=limits.max_reviews,
-            value=len(reviews),
-        )
+        raise too_many_reviews(len(reviews), limits.max_reviews)
     for index, review in enumerate(reviews):
         if not review.isascii():
             _check_unicode(review, index)
@@ -560,6 +588,7 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
         The application, ready for uvicorn or any other ASGI server.
     """
     limits = limits or ServerLimits()
+    request_model = predict_request_model(limits.max_reviews)
     metrics = ServerMetrics()
     info = describe_model(model)
 
@@ -631,7 +660,23 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             status_code=500,
         )
 
-    @app.post(
+    async def predict(body: Any) -> Response:
+        """Score each review; an empty review gets ``error`` instead of a score."""
+        check_limits(body.reviews, limits)
+        if sum(map(len, body.reviews)) <= INLINE_MAX_CHARS:
+            predictions = model.predict(body.reviews)
+        else:
+            predictions = await run_in_threadpool(model.predict, body.reviews)
+        scored = sum(1 for prediction in predictions if prediction.error is None)
+        metrics.reviews_scored.inc(scored)
+        metrics.reviews_unscored.inc(len(predictions) - scored)
+        payload = {"predictions": [prediction.to_dict() for prediction in predictions]}
+        return JSONResponse(payload)
+
+    # FastAPI reads the body model from the annotation when the route is
+    # added. The model is built for this app's limits, so it is set here.
+    predict.__annotations__["body"] = request_model
+    app.post(
         "/predict",
         response_model=PredictResponse,
         responses={
@@ -651,19 +696,7 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             },
         },
         summary="Score reviews",
-    )
-    async def predict(body: PredictRequest) -> Response:
-        """Score each review; an empty review gets ``error`` instead of a score."""
-        check_limits(body.reviews, limits)
-        if sum(map(len, body.reviews)) <= INLINE_MAX_CHARS:
-            predictions = model.predict(body.reviews)
-        else:
-            predictions = await run_in_threadpool(model.predict, body.reviews)
-        scored = sum(1 for prediction in predictions if prediction.error is None)
-        metrics.reviews_scored.inc(scored)
-        metrics.reviews_unscored.inc(len(predictions) - scored)
-        payload = {"predictions": [prediction.to_dict() for prediction in predictions]}
-        return JSONResponse(payload)
+    )(predict)
 
     @app.api_route("/health", methods=READ_METHODS, summary="Liveness")
     async def health() -> dict[str, Any]:
