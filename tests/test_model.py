@@ -142,6 +142,10 @@ def test_embedding_dropout_only_in_training():
         ({"dropout": 1.0}, "dropout"),
         ({"pooling": "sum"}, "pooling"),
         ({"pad_index": VOCAB_SIZE}, "pad_index"),
+        ({"pad_index": "0"}, "pad_index must be an integer"),
+        ({"hidden_dim": True}, "hidden_dim"),
+        ({"dropout": "0.5"}, "dropout"),
+        ({"bidirectional": "yes"}, "bidirectional"),
     ],
 )
 def test_config_rejects_invalid_values(overrides, message):
@@ -153,6 +157,14 @@ def test_config_dict_round_trip():
     config = ModelConfig(vocab_size=VOCAB_SIZE, bidirectional=True, num_layers=2)
 
     assert ModelConfig.from_dict(config.to_dict()) == config
+
+
+def test_config_rejects_missing_keys():
+    values = dataclasses.asdict(ModelConfig(vocab_size=VOCAB_SIZE))
+    del values["vocab_size"]
+
+    with pytest.raises(ValueError, match="missing model config keys: vocab_size"):
+        ModelConfig.from_dict(values)
 
 
 def test_config_rejects_unknown_keys():

@@ -28,6 +28,7 @@ from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
 MAX_REVIEW_CHARS = 200
 MAX_REVIEWS = 20
 MAX_BODY_BYTES = 8192
+BODY_TIMEOUT = 2
 STARTUP_SECONDS = 60
 
 TRAIN_ARGS = [
@@ -111,6 +112,8 @@ def server(model_dir, tmp_path_factory):
         str(MAX_REVIEWS),
         "--max-body-bytes",
         str(MAX_BODY_BYTES),
+        "--body-timeout",
+        str(BODY_TIMEOUT),
     )
     with open(log, "wb") as stream:
         process = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT)
@@ -171,6 +174,7 @@ def test_info_describes_model(client, model_dir):
         "max_review_chars": MAX_REVIEW_CHARS,
         "max_reviews": MAX_REVIEWS,
         "max_body_bytes": MAX_BODY_BYTES,
+        "body_timeout": BODY_TIMEOUT,
     }
 
 
@@ -280,6 +284,24 @@ def test_too_many_reviews(client):
     assert str(MAX_REVIEWS + 1) in body["detail"]
 
 
+def test_many_wrong_items_counted_first(client):
+    # A body of small wrong items would otherwise get one validation error
+    # per item, which took seconds to write out for a 1 MiB body.
+    count = MAX_BODY_BYTES // 3
+    raw = b'{"reviews": [' + b",".join([b"1"] * count) + b"]}"
+
+    response = client.post(
+        "/predict", content=raw, headers={"Content-Type": "application/json"}
+    )
+    error = response.json()
+
+    assert len(raw) <= MAX_BODY_BYTES
+    assert response.status_code == 422
+    assert error["limit"] == "max_reviews"
+    assert error["maximum"] == MAX_REVIEWS
+    assert error["value"] == count
+
+
 def test_review_too_long(client):
     reviews = ["short", "ok", "x" * (MAX_REVIEW_CHARS + 1)]
 
@@ -342,6 +364,61 @@ def test_chunked_body_over_limit(client):
     assert response.status_code == 413
     assert error["limit"] == "max_body_bytes"
     assert error["value"] > MAX_BODY_BYTES
+
+
+def read_response(connection: socket.socket) -> bytes:
+    """Read until the server closes the connection."""
+    received = b""
+    while chunk := connection.recv(65536):
+        received += chunk
+    return received
+
+
+def test_stalled_body_times_out(server):
+    url, log = server
+    port = int(url.rsplit(":", 1)[1])
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    )
+
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        # A client that sends part of its body and then nothing more.
+        connection.sendall(head + b'{"reviews": ["fi')
+        connection.settimeout(BODY_TIMEOUT + 30)
+        started = time.monotonic()
+        raw = read_response(connection)
+        waited = time.monotonic() - started
+    status_line, _, rest = raw.partition(b"\r\n")
+    error = json.loads(rest.partition(b"\r\n\r\n")[2])
+
+    assert status_line == b"HTTP/1.1 408 Request Timeout"
+    assert error["limit"] == "body_timeout"
+    assert error["maximum"] == BODY_TIMEOUT
+    assert error["value"] == BODY_TIMEOUT
+    assert "16 bytes" in error["detail"]
+    assert "--body-timeout" in error["detail"]
+    assert BODY_TIMEOUT - 0.5 <= waited < BODY_TIMEOUT + 20
+    assert "rejected with 408" in log.read_text()
+
+
+def test_slow_body_within_timeout(server):
+    url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+    body = json.dumps({"reviews": ["fine"]}).encode()
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(head + body[:5])
+        time.sleep(BODY_TIMEOUT / 4)
+        connection.sendall(body[5:])
+        connection.settimeout(30)
+        raw = read_response(connection)
+
+    assert raw.startswith(b"HTTP/1.1 200 OK")
 
 
 def test_malformed_json(client):
@@ -650,6 +727,7 @@ def test_serve_defaults():
     assert args.max_review_chars == 10_000
     assert args.max_reviews == 256
     assert args.max_body_bytes == 1024 * 1024
+    assert args.body_timeout == 60
     assert args.access_log is False
     assert args.threads == 1
 
@@ -697,6 +775,36 @@ def test_broken_model_exits(tmp_path, model_dir, name, content):
     assert last_line.startswith("sentiment-lstm serve: error:")
     assert str(broken / name) in last_line
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("dropout", "0.5"),
+        ("pad_index", "0"),
+        ("bidirectional", "yes"),
+        ("hidden_dim", True),
+        ("vocab_size", None),
+    ],
+)
+def test_edited_config_exits(tmp_path, model_dir, key, value):
+    edited = tmp_path / "edited"
+    shutil.copytree(model_dir, edited)
+    config = json.loads((edited / "config.json").read_text())
+    if value is None:
+        del config["model"][key]
+    else:
+        config["model"][key] = value
+    (edited / "config.json").write_text(json.dumps(config))
+
+    result = run_serve(edited)
+    lines = result.stderr.strip().splitlines()
+
+    assert result.returncode == 1
+    assert len(lines) == 1
+    assert lines[0].startswith("sentiment-lstm serve: error:")
+    assert str(edited / "config.json") in lines[0]
+    assert key in lines[0]
 
 
 def test_info_with_odd_epoch_history(tmp_path, model_dir):
@@ -761,3 +869,28 @@ def test_bad_port_rejected(model_dir):
 
     assert result.returncode == 2
     assert "70000" in result.stderr
+
+
+@pytest.mark.parametrize("host", ["", "  "])
+def test_empty_host_rejected(host, capsys):
+    # uvicorn listens on every interface for an empty host, so an unset
+    # variable in --host "$HOST" would expose the service.
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["serve", "--model", "m", "--host", host])
+
+    assert exit_info.value.code == 2
+    assert "argument --host" in capsys.readouterr().err
+
+
+def test_serve_without_torch_names_fix_once(model_dir, capsys, monkeypatch):
+    # None in sys.modules makes the import raise ImportError, as in a serving
+    # install. The model has no model.onnx, so only PyTorch can score it.
+    monkeypatch.setitem(sys.modules, "torch", None)
+
+    status = main(["serve", "--model", str(model_dir), "--port", str(free_port())])
+    lines = capsys.readouterr().err.strip().splitlines()
+
+    assert status == 1
+    assert len(lines) == 1
+    assert lines[0].startswith("sentiment-lstm serve: error: cannot load")
+    assert lines[0].count("sentiment-lstm export") == 1

@@ -57,17 +57,24 @@ class ModelConfig:
             "num_classes": self.num_classes,
         }
         for name, value in positive.items():
-            if not isinstance(value, int) or value < 1:
+            if not _is_int(value) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.bidirectional, bool):
+            raise ValueError(
+                f"bidirectional must be true or false, got {self.bidirectional!r}"
+            )
         for name in ("dropout", "embedding_dropout"):
             value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
+            number = _is_int(value) or isinstance(value, float)
+            if not number or not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {value!r}")
         if self.pooling not in POOLING_CHOICES:
             raise ValueError(
                 f"pooling must be one of {', '.join(POOLING_CHOICES)}, "
                 f"got {self.pooling!r}"
             )
+        if not _is_int(self.pad_index):
+            raise ValueError(f"pad_index must be an integer, got {self.pad_index!r}")
         if not 0 <= self.pad_index < self.vocab_size:
             raise ValueError(
                 f"pad_index {self.pad_index} is outside the vocabulary "
@@ -84,12 +91,25 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
-        """Build a config from saved values, rejecting unknown keys."""
-        known = {field.name for field in dataclasses.fields(cls)}
+        """Build a config from saved values, rejecting unknown and missing keys."""
+        fields = dataclasses.fields(cls)
+        known = {field.name for field in fields}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        missing = [
+            field.name
+            for field in fields
+            if field.default is dataclasses.MISSING and field.name not in values
+        ]
+        if missing:
+            raise ValueError(f"missing model config keys: {', '.join(missing)}")
         return cls(**values)
+
+
+def _is_int(value: Any) -> bool:
+    # bool is a subclass of int, but true as a size is a mistake.
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def reverse_within_lengths(lengths: torch.Tensor, seq_len: int) -> torch.Tensor:

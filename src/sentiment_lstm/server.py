@@ -14,11 +14,13 @@ the model, builds the app and runs it on uvicorn. Endpoints:
 A request over a limit (body size, reviews per request, characters per
 review) gets a JSON error that names the limit, its maximum and the value
 received. The body size is checked from ``Content-Length`` and again while the
-body is read, before any JSON parsing.
+body is read, before any JSON parsing. A body that does not arrive in full
+within the body timeout gets 408.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -41,7 +43,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sentiment_lstm import __version__
@@ -52,6 +54,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_REVIEW_CHARS = 10_000
 DEFAULT_MAX_REVIEWS = 256
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# Seconds from the end of the request headers until the whole body must have
+# arrived. At 256 kbit/s a body of the default maximum size takes about 33 s.
+DEFAULT_BODY_TIMEOUT = 60
 
 # Paths that get their own metrics label. Any other path is counted as
 # "other", so that scans of random URLs cannot create unbounded label values.
@@ -106,28 +111,59 @@ class ServerLimits:
             review. A longer review gets 422 naming its index.
         max_reviews: Reviews allowed in one request (422 above it).
         max_body_bytes: Bytes allowed in a request body (413 above it).
+        body_timeout: Seconds allowed to receive a request body, counted from
+            the end of its headers (408 after it).
     """
 
     max_review_chars: int = DEFAULT_MAX_REVIEW_CHARS
     max_reviews: int = DEFAULT_MAX_REVIEWS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    body_timeout: int = DEFAULT_BODY_TIMEOUT
 
     def __post_init__(self) -> None:
-        for name in ("max_review_chars", "max_reviews", "max_body_bytes"):
+        for name in (
+            "max_review_chars",
+            "max_reviews",
+            "max_body_bytes",
+            "body_timeout",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
-class PredictRequest(BaseModel):
-    """Body of ``POST /predict``."""
+def predict_request_model(max_reviews: int) -> type[BaseModel]:
+    """Build the body model of ``POST /predict`` for one server's review limit.
 
-    model_config = ConfigDict(extra="forbid")
+    The reviews are counted before pydantic validates each one. Otherwise a
+    1 MiB body such as ``[1, 1, ...]`` got one validation error per item,
+    half a million of them, which blocked the event loop for seconds.
 
-    reviews: list[str] = Field(
-        description="Review texts to score; the response keeps their order.",
-        examples=[["a gorgeous, witty film", "dull and far too long"]],
-    )
+    Raises:
+        RequestLimitExceeded: From validation, with status 422, when the body
+            has more than ``max_reviews`` reviews.
+    """
+
+    class PredictRequest(BaseModel):
+        """Body of ``POST /predict``."""
+
+        model_config = ConfigDict(extra="forbid")
+
+        reviews: list[str] = Field(
+            description="Review texts to score; the response keeps their order.",
+            examples=[["a gorgeous, witty film", "dull and far too long"]],
+        )
+
+        @field_validator("reviews", mode="before")
+        @classmethod
+        def count_reviews(cls, value: Any) -> Any:
+            # pydantic re-raises exceptions other than ValueError and
+            # AssertionError unchanged, so the app's handler of this one runs.
+            if isinstance(value, list) and len(value) > max_reviews:
+                raise too_many_reviews(len(value), max_reviews)
+            return value
+
+    return PredictRequest
 
 
 class PredictionItem(BaseModel):
@@ -308,12 +344,15 @@ class BodySizeLimitMiddleware:
     A declared ``Content-Length`` over the limit is rejected without reading
     the body. Otherwise the body is read in full, counting bytes as they
     arrive (which also catches chunked bodies without a length), and then
-    handed on to the application.
+    handed on to the application. A body that is still incomplete
+    ``body_timeout`` seconds after the headers gets 408, so that a client
+    that stops sending does not hold its connection and buffer for ever.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -327,8 +366,15 @@ class BodySizeLimitMiddleware:
 
         chunks = []
         received = 0
+        deadline = time.monotonic() + self.body_timeout
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(
+                    receive(), timeout=deadline - time.monotonic()
+                )
+            except asyncio.TimeoutError:
+                await self._reject_slow(scope, send, received)
+                return
             if message["type"] == "http.disconnect":
                 logger.info("client %s disconnected while sending", _client(scope))
                 return
@@ -352,6 +398,24 @@ class BodySizeLimitMiddleware:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+    async def _reject_slow(self, scope: Scope, send: Send, received: int) -> None:
+        error = RequestLimitExceeded(
+            f"request body timed out: {received} bytes arrived in "
+            f"{self.body_timeout} seconds (--body-timeout), fewer than the "
+            "whole body; send the body without pauses",
+            status_code=408,
+            limit="body_timeout",
+            maximum=self.body_timeout,
+            # The seconds waited, in the unit of the maximum.
+            value=self.body_timeout,
+        )
+        _log_rejection(scope, error)
+        # The rest of the body may still arrive, so the connection is closed.
+        response = JSONResponse(
+            error.to_dict(), status_code=408, headers={"Connection": "close"}
+        )
+        await response(scope, _no_receive, send)
 
     async def _reject(self, scope: Scope, send: Send, size: int, what: str) -> None:
         error = RequestLimitExceeded(
@@ -403,6 +467,19 @@ def _log_rejection(scope: Scope, error: RequestLimitExceeded) -> None:
     )
 
 
+def too_many_reviews(count: int, max_reviews: int) -> RequestLimitExceeded:
+    """Return the error for a request with ``count`` reviews, above the limit."""
+    return RequestLimitExceeded(
+        f"too many reviews: the request has {count}, above the limit "
+        f"of {max_reviews} per request (--max-reviews); split them "
+        "over several requests",
+        status_code=422,
+        limit="max_reviews",
+        maximum=max_reviews,
+        value=count,
+    )
+
+
 def check_limits(reviews: list[str], limits: ServerLimits) -> None:
     """Raise if a request has too many reviews or a review is too long.
 
@@ -415,15 +492,7 @@ def check_limits(reviews: list[str], limits: ServerLimits) -> None:
             the value received and, for a long review, its index.
     """
     if len(reviews) > limits.max_reviews:
-        raise RequestLimitExceeded(
-            f"too many reviews: the request has {len(reviews)}, above the limit "
-            f"of {limits.max_reviews} per request (--max-reviews); split them "
-            "over several requests",
-            status_code=422,
-            limit="max_reviews",
-            maximum=limits.max_reviews,
-            value=len(reviews),
-        )
+        raise too_many_reviews(len(reviews), limits.max_reviews)
     for index, review in enumerate(reviews):
         if not review.isascii():
             _check_unicode(review, index)
@@ -524,6 +593,7 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
         The application, ready for uvicorn or any other ASGI server.
     """
     limits = limits or ServerLimits()
+    request_model = predict_request_model(limits.max_reviews)
     metrics = ServerMetrics()
     info = describe_model(model)
 
@@ -536,7 +606,8 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             "Scores how positive and negative reviews are with an LSTM model. "
             f"Limits: {limits.max_reviews} reviews per request, "
             f"{limits.max_review_chars} characters per review, "
-            f"{limits.max_body_bytes} bytes per request body."
+            f"{limits.max_body_bytes} bytes per request body, received within "
+            f"{limits.body_timeout} seconds."
         ),
     )
     app.state.model = model
@@ -544,7 +615,11 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
     app.state.metrics = metrics
     # Starlette runs the middleware added last first, so metrics also count
     # the 413 responses of the body size check.
-    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=limits.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_body_bytes=limits.max_body_bytes,
+        body_timeout=limits.body_timeout,
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.exception_handler(RequestLimitExceeded)
@@ -596,11 +671,31 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             status_code=500,
         )
 
-    @app.post(
+    async def predict(body: Any) -> Response:
+        """Score each review; an empty review gets ``error`` instead of a score."""
+        check_limits(body.reviews, limits)
+        if sum(map(len, body.reviews)) <= INLINE_MAX_CHARS:
+            predictions = model.predict(body.reviews)
+        else:
+            predictions = await run_in_threadpool(model.predict, body.reviews)
+        scored = sum(1 for prediction in predictions if prediction.error is None)
+        metrics.reviews_scored.inc(scored)
+        metrics.reviews_unscored.inc(len(predictions) - scored)
+        payload = {"predictions": [prediction.to_dict() for prediction in predictions]}
+        return JSONResponse(payload)
+
+    # FastAPI reads the body model from the annotation when the route is
+    # added. The model is built for this app's limits, so it is set here.
+    predict.__annotations__["body"] = request_model
+    app.post(
         "/predict",
         response_model=PredictResponse,
         responses={
             400: {"model": MediaTypeError, "description": "Body not valid UTF-8"},
+            408: {
+                "model": LimitError,
+                "description": "Request body not received within the body timeout",
+            },
             413: {"model": LimitError, "description": "Request body too large"},
             415: {
                 "model": MediaTypeError,
@@ -613,19 +708,7 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             },
         },
         summary="Score reviews",
-    )
-    async def predict(body: PredictRequest) -> Response:
-        """Score each review; an empty review gets ``error`` instead of a score."""
-        check_limits(body.reviews, limits)
-        if sum(map(len, body.reviews)) <= INLINE_MAX_CHARS:
-            predictions = model.predict(body.reviews)
-        else:
-            predictions = await run_in_threadpool(model.predict, body.reviews)
-        scored = sum(1 for prediction in predictions if prediction.error is None)
-        metrics.reviews_scored.inc(scored)
-        metrics.reviews_unscored.inc(len(predictions) - scored)
-        payload = {"predictions": [prediction.to_dict() for prediction in predictions]}
-        return JSONResponse(payload)
+    )(predict)
 
     @app.api_route("/health", methods=READ_METHODS, summary="Liveness")
     async def health() -> dict[str, Any]:
@@ -641,6 +724,7 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
                 "max_review_chars": limits.max_review_chars,
                 "max_reviews": limits.max_reviews,
                 "max_body_bytes": limits.max_body_bytes,
+                "body_timeout": limits.body_timeout,
             },
         )
 

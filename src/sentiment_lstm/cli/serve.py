@@ -15,6 +15,7 @@ BACKEND_CHOICES = ("auto", "torch", "onnx")
 DEFAULT_MAX_REVIEW_CHARS = 10_000
 DEFAULT_MAX_REVIEWS = 256
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_BODY_TIMEOUT = 60
 
 
 def port_number(text: str) -> int:
@@ -28,6 +29,20 @@ def port_number(text: str) -> int:
             f"expected a port number from 1 to 65535, got {value}"
         )
     return value
+
+
+def host_address(text: str) -> str:
+    """Parse the address to listen on for argparse, rejecting an empty one.
+
+    uvicorn passes an empty host to asyncio, which then listens on every
+    interface, so an unset shell variable would expose the service.
+    """
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            f"expected a host name or IP address, got {text!r}; check the "
+            "variable or quoting that gave it, or leave --host out for 127.0.0.1"
+        )
+    return text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,6 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--host",
+        type=host_address,
         default="127.0.0.1",
         help="address to listen on; 0.0.0.0 listens on every interface "
         "(default: 127.0.0.1, this machine only)",
@@ -103,6 +119,14 @@ def _add_limit_options(limits: argparse._ArgumentGroup) -> None:
         help="bytes allowed in a request body; larger ones get HTTP 413 "
         f"(default: {DEFAULT_MAX_BODY_BYTES}, 1 MiB)",
     )
+    limits.add_argument(
+        "--body-timeout",
+        type=positive_int,
+        default=DEFAULT_BODY_TIMEOUT,
+        metavar="SECONDS",
+        help="seconds allowed to receive a request body after its headers; "
+        f"a slower body gets HTTP 408 (default: {DEFAULT_BODY_TIMEOUT})",
+    )
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -119,10 +143,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except ArtifactError as err:
         raise CommandError(str(err)) from err
     except ImportError as err:
+        # The backends' import errors already name the package and the fix.
         raise CommandError(
-            f"cannot load {args.model} with the {args.backend} backend: {err}; "
-            "export the model to ONNX with 'sentiment-lstm export' for an install "
-            "without PyTorch, or install PyTorch"
+            f"cannot load {args.model} with the {args.backend} backend: {err}"
         ) from err
 
     try:
@@ -139,12 +162,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         max_review_chars=args.max_review_chars,
         max_reviews=args.max_reviews,
         max_body_bytes=args.max_body_bytes,
+        body_timeout=args.body_timeout,
     )
     app = create_app(model, limits)
     host = f"[{args.host}]" if ":" in args.host else args.host
     logger.info(
         "serving %s with the %s backend on http://%s:%d (API docs at /docs); "
-        "limits: %d reviews per request, %d characters per review, %d body bytes",
+        "limits: %d reviews per request, %d characters per review, %d body bytes, "
+        "%d s body timeout",
         args.model,
         model.backend.name,
         host,
@@ -152,6 +177,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         limits.max_reviews,
         limits.max_review_chars,
         limits.max_body_bytes,
+        limits.body_timeout,
     )
     config = uvicorn.Config(
         app,
