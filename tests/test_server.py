@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import random
@@ -478,6 +479,48 @@ def test_body_not_utf8(client, server, raw, offset):
     assert f"not valid UTF-8: byte 0x{raw[offset]:02x} at offset {offset}" in detail
     assert "encoded as UTF-8" in detail
     assert f"rejected with 400: {detail}" in log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'{"reviews": ' + b"[" * 3500 + b"]" * 3500 + b"}", "RecursionError"),
+        (b'{"reviews": ["fine"], "n": ' + b"9" * 5000 + b"}", "ValueError"),
+    ],
+)
+def test_json_python_cannot_parse(client, server, raw, reason):
+    _, log = server
+    response = client.post(
+        "/predict", content=raw, headers={"Content-Type": "application/json"}
+    )
+    detail = response.json()["detail"]
+
+    assert response.status_code == 400
+    assert f"could not be parsed as JSON: {reason}" in detail
+    assert f"rejected with 400: {detail}" in log.read_text()
+
+
+def test_compressed_body_rejected(client):
+    body = gzip.compress(b'{"reviews": ["great fun"]}')
+    response = client.post(
+        "/predict",
+        content=body,
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+
+    assert response.status_code == 415
+    assert "Content-Encoding 'gzip' is not supported" in response.json()["detail"]
+
+
+def test_many_unknown_fields_one_error(client):
+    body = {"reviews": ["fine"]} | {f"key{number}": 1 for number in range(500)}
+    response = client.post("/predict", json=body)
+    detail = response.json()["detail"]
+
+    assert response.status_code == 422
+    assert len(detail) == 1
+    assert detail[0]["type"] == "extra_forbidden"
+    assert detail[0]["msg"].startswith("500 unknown fields, first key0, key1, key2")
 
 
 @pytest.mark.parametrize(
