@@ -682,6 +682,49 @@ def test_output_into_missing_folder(trained, tmp_path, capsys, source):
     assert ".tmp" not in error
 
 
+@pytest.mark.parametrize("source", ["arguments", "file"])
+def test_output_below_a_file(trained, tmp_path, capsys, source):
+    _, model_dir = trained
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text("text\ngreat fun\n")
+    output = reviews / "sub" / "scored.csv"
+    reviews_given = (
+        ["great fun"] if source == "arguments" else ["--input", str(reviews)]
+    )
+
+    status = main(
+        ["predict", "--model", str(model_dir), *reviews_given, "--output", str(output)]
+    )
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert f"{reviews} is a file, not a folder; choose another --output" in error
+    assert ".tmp" not in error
+    assert reviews.read_text() == "text\ngreat fun\n"
+
+
+@pytest.mark.parametrize("source", ["arguments", "file"])
+def test_output_is_a_folder(trained, tmp_path, capsys, source):
+    _, model_dir = trained
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text("text\ngreat fun\n")
+    output = tmp_path / "results"
+    output.mkdir()
+    reviews_given = (
+        ["great fun"] if source == "arguments" else ["--input", str(reviews)]
+    )
+
+    status = main(
+        ["predict", "--model", str(model_dir), *reviews_given, "--output", str(output)]
+    )
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert f"{output}: cannot write the output: it is a folder" in error
+    assert f"such as {output / 'scores.csv'}" in error
+    assert list(output.iterdir()) == []
+
+
 def test_unreadable_model_file(trained, capsys, monkeypatch):
     from sentiment_lstm import artifact
 

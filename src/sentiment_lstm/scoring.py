@@ -923,6 +923,19 @@ def write_output(path: Path, write: Callable[[TextIO], T]) -> T:
 
 def output_error_message(path: Path, err: OSError) -> str:
     """Describe a failed write of the output file, without temporary names."""
+    if path.is_dir():
+        return (
+            f"{path}: cannot write the output: it is a folder; name a file, "
+            f"such as {path / 'scores.csv'}"
+        )
+    # The nearest existing path above the output: a folder, or a file that
+    # stands where a folder of the output path should be.
+    nearest = next((parent for parent in path.parents if parent.exists()), None)
+    if nearest is not None and not nearest.is_dir():
+        return (
+            f"{path}: cannot write the output: {nearest} is a file, not a "
+            "folder; choose another --output"
+        )
     if not path.parent.is_dir():
         return (
             f"{path}: cannot write the output: the folder {path.parent} does not "
@@ -942,12 +955,19 @@ def _write_atomically(path: Path, write: Callable[[TextIO], T]) -> T:
             result = write(stream)
         os.replace(temporary, path)
     except OSError as err:
-        temporary.unlink(missing_ok=True)
+        _remove_temporary(temporary)
         raise DataError(output_error_message(path, err)) from err
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        _remove_temporary(temporary)
         raise
     return result
+
+
+def _remove_temporary(path: Path) -> None:
+    # A temporary file that could not be created, such as one below a regular
+    # file, fails to unlink with errors other than FileNotFoundError.
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 def _run(
