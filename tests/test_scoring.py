@@ -347,6 +347,34 @@ def test_delimited_empty_lines_in_place(model, tmp_path, delimiter):
     assert summary.unscored == 2
 
 
+@pytest.mark.parametrize("delimiter", [",", "\t"])
+def test_delimited_blank_lines_in_place(model, tmp_path, delimiter):
+    source = tmp_path / "in.csv"
+    source.write_text(
+        f"id{delimiter}text\n1{delimiter}great fun\n   \n2{delimiter}dull\n \n"
+    )
+
+    data_format = "csv" if delimiter == "," else "tsv"
+    output = tmp_path / f"out.{data_format}"
+
+    summary = score_file(
+        model,
+        source,
+        output,
+        options=ReadOptions(format=data_format, require_labels=False),
+    )
+    rows = read_csv(output, delimiter)
+
+    assert [(row["id"], row["text"], row["error"]) for row in rows] == [
+        ("1", "great fun", ""),
+        ("", "", "empty line"),
+        ("2", "dull", ""),
+        ("", "", "empty line"),
+    ]
+    assert summary.unscored == 2
+    assert summary.left_out == 0
+
+
 def test_jsonl_first_record_without_text(model, tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_text('{"id": 1}\n{"id": 2, "text": "great fun"}\n{"id": 3}\n')

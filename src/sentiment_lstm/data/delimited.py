@@ -164,11 +164,11 @@ def parsed_rows(
     The line is the physical line where the record starts. A record that does
     not parse or has another number of fields than ``width`` goes to
     ``reject(line, reason, fix, lines=lines)`` instead, which raises or counts
-    it; ``lines`` is the number of physical lines the record spans. With
+    it; ``lines`` is the number of physical lines the record spans. A line of
+    spaces in a file of two or more columns counts as empty. With
     ``keep_empty`` an empty line is yielded as an empty row. Otherwise an empty
     line between records goes to ``reject``, and empty lines after the last
-    record are ignored, because they hold no record. Without ``keep_empty``, a
-    line of spaces in a file of two or more columns counts as empty.
+    record are ignored, because they hold no record.
 
     Raises:
         DataError: If the csv module fails before reaching a new record.
@@ -222,8 +222,10 @@ def parsed_rows(
                 )
             reject(start, reason, fix, lines=reader.line_num - start + 1)
             continue
-        if not row and keep_empty:
-            yield start, row
+        if keep_empty and (
+            not row or _is_blank_line(row, width, reader.line_num - start)
+        ):
+            yield start, []
             continue
         if not row or (
             not keep_empty and _is_blank_line(row, width, reader.line_num - start)
