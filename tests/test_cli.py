@@ -565,6 +565,34 @@ def test_predict_stdin_cp1252_and_bad_byte(trained):
     assert rows[1]["error"] == "byte 0x81 is invalid in cp1252"
 
 
+@pytest.mark.parametrize("source", ["arguments", "file", "posneg"])
+def test_predict_ascii_stdout(trained, tmp_path, source):
+    _, model_dir = trained
+    reviews = tmp_path / "reviews.txt"
+    reviews.write_text("caf\u00e9 \U0001f600 great\n", encoding="utf-8")
+    pair = tmp_path / "pair.pos"
+    pair.write_text("caf\u00e9 \U0001f600 great\n", encoding="utf-8")
+    (tmp_path / "pair.neg").write_text("dull mess\n", encoding="utf-8")
+    reviews_given = {
+        "arguments": ["caf\u00e9 \U0001f600 great"],
+        "file": ["--input", str(reviews)],
+        "posneg": ["--input", str(pair)],
+    }[source]
+    completed = subprocess.run(
+        [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+        + ["--model", str(model_dir), "--format", "csv", *reviews_given],
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+    )
+    rows = list(csv.DictReader(io.StringIO(completed.stdout.decode("ascii"))))
+
+    assert completed.returncode == 0, completed.stderr.decode()
+    assert b"Traceback" not in completed.stderr
+    texts = [row["text"] for row in rows]
+    assert "caf? ? great" in texts
+    assert rows[texts.index("caf? ? great")]["label"] in ("positive", "negative")
+
+
 def test_predict_stdin_utf16_rejected(trained):
     _, model_dir = trained
     completed = subprocess.run(

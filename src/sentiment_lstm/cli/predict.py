@@ -146,6 +146,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
 
     model = load_model(args.model, args.backend)
+    if args.output is None:
+        _replace_unencodable_on_stdout()
 
     if args.input:
         return _run_input_file(args, model)
@@ -167,6 +169,19 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def _replace_unencodable_on_stdout() -> None:
+    """Make stdout replace what it cannot encode instead of raising.
+
+    Undecodable input bytes, kept as lone surrogates, become U+FFFD. Characters
+    that a non-UTF-8 stdout encoding lacks, as under an ASCII or Latin-1
+    locale, become "?".
+    """
+    from sentiment_lstm.scoring import OUTPUT_ERRORS
+
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors=OUTPUT_ERRORS)
+
+
 def _score_stdin(args: argparse.Namespace, model, stream: BinaryIO) -> None:
     """Score stdin in chunks, as a file of --input-format (default: lines) is.
 
@@ -175,7 +190,7 @@ def _score_stdin(args: argparse.Namespace, model, stream: BinaryIO) -> None:
     read. Memory use then stays flat however much is piped in.
     """
     from sentiment_lstm.data import DataError
-    from sentiment_lstm.scoring import OUTPUT_ERRORS, score_file
+    from sentiment_lstm.scoring import score_file
 
     try:
         options = read_options_from_args(args, require_labels=False)
@@ -202,9 +217,6 @@ def _score_stdin(args: argparse.Namespace, model, stream: BinaryIO) -> None:
                 f"{err.strerror or err}; set TMPDIR to a folder with more free "
                 "space, or pass the reviews with --input FILE"
             ) from err
-        if args.output is None and hasattr(sys.stdout, "reconfigure"):
-            # Undecodable input bytes are written as U+FFFD, as in files.
-            sys.stdout.reconfigure(errors=OUTPUT_ERRORS)
         try:
             score_file(
                 model,
@@ -224,7 +236,7 @@ def _score_stdin(args: argparse.Namespace, model, stream: BinaryIO) -> None:
 def _run_input_file(args: argparse.Namespace, model) -> int:
     from sentiment_lstm.data import DataError, read_texts
     from sentiment_lstm.data.readers import detect_format
-    from sentiment_lstm.scoring import OUTPUT_ERRORS, score_file
+    from sentiment_lstm.scoring import score_file
 
     try:
         options = read_options_from_args(args, require_labels=False)
@@ -233,9 +245,6 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
         raise CommandError(str(err)) from err
 
     if data_format in STREAMED_INPUT_FORMATS:
-        if args.output is None and hasattr(sys.stdout, "reconfigure"):
-            # Undecodable input bytes are written as U+FFFD, as in files.
-            sys.stdout.reconfigure(errors=OUTPUT_ERRORS)
         try:
             score_file(
                 model,
@@ -259,9 +268,6 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
     _reject_output_among_inputs(args.output, read.files)
     texts = [example.text for example in read.examples]
     predictions = model.predict(texts, batch_size=args.batch_size)
-    if read.unscored and args.output is None and hasattr(sys.stdout, "reconfigure"):
-        # The escaped bytes of unscored reviews are written as U+FFFD.
-        sys.stdout.reconfigure(errors=OUTPUT_ERRORS)
     _write_predictions_to_output(args, *_in_reading_order(read, predictions))
     return 0
 
