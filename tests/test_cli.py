@@ -526,6 +526,25 @@ def test_predict_stdin(trained):
     assert "empty review" in lines[1]
 
 
+def test_predict_input_dash_is_stdin(trained, tmp_path):
+    _, model_dir = trained
+    completed = subprocess.run(
+        [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+        + ["--model", str(model_dir), "--input", "-", "--input-format", "csv"]
+        + ["--format", "csv"],
+        input="id,text\n1,great fun\n2,boring mess\n",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    rows = list(csv.DictReader(io.StringIO(completed.stdout)))
+
+    assert completed.returncode == 0, completed.stderr
+    assert [row["id"] for row in rows] == ["1", "2"]
+    assert [row["text"] for row in rows] == ["great fun", "boring mess"]
+    assert rows[0]["label"] in ("positive", "negative")
+
+
 def test_torch_info_logs_hidden(capsys):
     from sentiment_lstm.cli import configure_logging
 

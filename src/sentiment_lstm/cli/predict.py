@@ -55,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--input",
         type=path_argument,
-        help="file of reviews (CSV, TSV, JSONL, pos/neg, folder, or one per line)",
+        help="file of reviews (CSV, TSV, JSONL, pos/neg, folder, or one per line); "
+        "'-' means stdin",
     )
     parser.add_argument(
         "--output",
@@ -132,6 +133,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Score the reviews and write one result per review, in input order."""
     if args.reviews and args.input:
         parser.error("give reviews as arguments or with --input, not both")
+    if args.input == Path("-"):
+        # "-" is stdin, as it is stdout for --output.
+        args.input = None
     if args.output == Path("-"):
         args.output = None
     if (
