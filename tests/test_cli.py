@@ -1615,6 +1615,27 @@ def test_evaluate_progress_bar_on_terminal(trained, tmp_path):
     assert "scoring" not in quiet
 
 
+def test_predict_progress_bar_on_terminal(trained, tmp_path):
+    _, model_dir = trained
+    reviews = tmp_path / "many.csv"
+    rows = ["text"] + ["great fun", "dull mess"] * 10_000
+    reviews.write_text("\n".join(rows) + "\n")
+    output = tmp_path / "scored.csv"
+    command = ["predict", "--model", str(model_dir), "--input", str(reviews)]
+    command += ["--output", str(output)]
+
+    default = run_in_terminal(command)
+    hidden = run_in_terminal([*command, "--no-progress"])
+    quiet = run_in_terminal(["-q", *command])
+    quiet_after_command = run_in_terminal([*command, "-q"])
+
+    assert "scoring: 20000 rows" in default
+    assert "scoring" not in hidden
+    assert "scoring" not in quiet
+    assert "scoring" not in quiet_after_command
+    assert len(output.read_text().splitlines()) == 20_001
+
+
 @pytest.mark.parametrize(
     ("arguments", "quiet", "verbose"),
     [

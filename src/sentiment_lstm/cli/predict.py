@@ -230,11 +230,22 @@ def _score_stdin(args: argparse.Namespace, model, stream: BinaryIO) -> None:
                 options=options,
                 chunk_rows=args.chunk_size,
                 batch_size=args.batch_size,
-                progress=None if args.progress and args.output else False,
+                progress=_progress_setting(args),
                 source="stdin",
             )
         except (DataError, ValueError) as err:
             raise CommandError(str(err)) from err
+
+
+def _progress_setting(args: argparse.Namespace) -> bool | None:
+    """Return score_file's progress argument: None (on a terminal) or False.
+
+    The bar is hidden when the results go to stdout, and with --no-progress
+    or -q, as in evaluate.
+    """
+    if args.progress and args.output is not None and not args.quiet:
+        return None
+    return False
 
 
 def _run_input_file(args: argparse.Namespace, model) -> int:
@@ -258,7 +269,7 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
                 options=options,
                 chunk_rows=args.chunk_size,
                 batch_size=args.batch_size,
-                progress=None if args.progress and args.output else False,
+                progress=_progress_setting(args),
             )
         except (DataError, ValueError) as err:
             raise CommandError(str(err)) from err
