@@ -394,6 +394,26 @@ def test_predict_posneg_file_and_line(trained, tmp_path, capsys):
     assert lines[2].endswith("(empty review: no text to score)")
 
 
+def test_predict_lone_posneg_file_hint(trained, tmp_path, capsys):
+    _, model_dir = trained
+    lone = tmp_path / "r.pos"
+    lone.write_text("a wonderful , moving film\ngreat fun\n")
+    command = ["predict", "--model", str(model_dir), "--input", str(lone)]
+
+    status = main(command)
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert f"{tmp_path / 'r.neg'} was not found" in error
+    assert f"to score {lone} alone, one review a line, add --input-format lines" in error
+
+    status = main([*command, "--input-format", "lines"])
+    lines = capsys.readouterr().out.splitlines()
+
+    assert status == 0
+    assert len(lines) == 2
+
+
 @pytest.mark.parametrize(
     ("input_name", "output_name"),
     [

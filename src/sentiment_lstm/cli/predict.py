@@ -275,6 +275,8 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
             raise CommandError(str(err)) from err
         return 0
 
+    if data_format == "posneg" and args.input.is_file():
+        _require_posneg_partner(args.input)
     # Pos/neg pairs and folders of review files are read whole.
     try:
         read = read_texts(args.input, dataclasses.replace(options, keep_unscored=True))
@@ -285,6 +287,20 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
     predictions = model.predict(texts, batch_size=args.batch_size)
     _write_predictions_to_output(args, *_in_reading_order(read, predictions))
     return 0
+
+
+def _require_posneg_partner(path: Path) -> None:
+    """Raise if a .pos or .neg file lacks its partner, naming the flag to read it alone."""
+    from sentiment_lstm.data import DataError
+    from sentiment_lstm.data.line_files import find_posneg_pair
+
+    try:
+        find_posneg_pair(path)
+    except DataError as err:
+        raise CommandError(
+            f"{err}; to score {path} alone, one review a line, add "
+            "--input-format lines"
+        ) from err
 
 
 def _reject_output_among_inputs(output: Path | None, inputs: Sequence[Path]) -> None:
