@@ -405,7 +405,7 @@ def test_predict_lone_posneg_file_hint(trained, tmp_path, capsys):
 
     assert status == 1
     assert f"{tmp_path / 'r.neg'} was not found" in error
-    assert f"to score {lone} alone, one review a line, add --input-format lines" in error
+    assert f"to score {lone} alone, one review a line, add --input-format" in error
 
     status = main([*command, "--input-format", "lines"])
     lines = capsys.readouterr().out.splitlines()

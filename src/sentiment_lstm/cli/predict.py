@@ -290,7 +290,7 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
 
 
 def _require_posneg_partner(path: Path) -> None:
-    """Raise if a .pos or .neg file lacks its partner, naming the flag to read it alone."""
+    """Raise if a .pos or .neg file lacks its partner, naming the way to score it."""
     from sentiment_lstm.data import DataError
     from sentiment_lstm.data.line_files import find_posneg_pair
 
