@@ -6,6 +6,7 @@ import csv
 import gc
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -221,6 +222,48 @@ def test_bad_row_skipped(model, tmp_path):
 
     assert [row["id"] for row in rows] == ["1", "3"]
     assert summary.left_out == 1
+
+
+def test_one_row_warnings_singular(model, tmp_path, caplog):
+    source = tmp_path / "in.csv"
+    source.write_text("id,text\n1,great fun\n2,dull,extra\n3,\n")
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        score_file(
+            model,
+            source,
+            tmp_path / "out.csv",
+            options=ReadOptions(skip_bad_rows=True, require_labels=False),
+        )
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+    assert warnings == [
+        f"left out 1 bad row of {source}: line 3: expected 2 fields as in the "
+        "header, found 3",
+        f"1 row of {source} was not scored; its error column gives the reason",
+    ]
+
+
+def test_many_row_warnings_plural(model, tmp_path, caplog):
+    source = tmp_path / "in.csv"
+    rows = [f"{i},dull,extra" for i in range(7)] + ["7,", "8,"]
+    source.write_text("id,text\n" + "\n".join(rows) + "\n")
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        score_file(
+            model,
+            source,
+            tmp_path / "out.csv",
+            options=ReadOptions(skip_bad_rows=True, require_labels=False),
+        )
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+    assert warnings[0].startswith(
+        f"left out 7 bad rows of {source} spanning 7 lines; the first 5: line 2: "
+    )
+    assert warnings[1] == (
+        f"2 rows of {source} were not scored; their error column gives the reason"
+    )
 
 
 @pytest.mark.parametrize("suffix, delimiter", [(".csv", ","), (".tsv", "\t")])

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from sentiment_lstm import interrupts
-from sentiment_lstm.data.collector import SKIP_HINT
+from sentiment_lstm.data.collector import SKIP_HINT, left_out_message
 from sentiment_lstm.data.columns import choose_columns
 from sentiment_lstm.data.decoding import (
     DecodedText,
@@ -389,12 +389,8 @@ class _BadRows:
     def log_summary(self) -> None:
         if self.count:
             logger.warning(
-                "left out %d bad rows of %s spanning %d lines; the first %d: %s",
-                self.count,
-                self.source,
-                self.lines,
-                len(self.first),
-                "; ".join(self.first),
+                "%s",
+                left_out_message(self.count, self.source, self.lines, self.first),
             )
 
 
@@ -1099,7 +1095,11 @@ def _log_summary(source: str, summary: ScoringSummary) -> None:
         summary.seconds,
         rate,
     )
-    if summary.unscored:
+    if summary.unscored == 1:
+        logger.warning(
+            "1 row of %s was not scored; its error column gives the reason", source
+        )
+    elif summary.unscored:
         logger.warning(
             "%d rows of %s were not scored; their error column gives the reason",
             summary.unscored,

@@ -597,7 +597,7 @@ def test_unclosed_quote_counts_lost_lines(
     assert len(result.examples) == 11
     assert [(row.line, row.lines) for row in result.bad_rows] == [(13, 29)]
     assert result.bad_lines == 29
-    assert "left out 1 bad rows of" in caplog.text
+    assert "left out 1 bad row of" in caplog.text
     assert "spanning 29 lines" in caplog.text
     assert "lines 13 to 41: invalid record" in caplog.text
 
