@@ -924,8 +924,8 @@ def output_error_message(path: Path, err: OSError) -> str:
             f"{path}: cannot write the output: it is a folder; name a file, "
             f"such as {path / 'scores.csv'}"
         )
-    # The nearest existing path above the output: a folder, or a file that
-    # stands where a folder of the output path should be.
+    # The nearest existing path above the output: a folder, or a file where
+    # the output path needs a folder.
     nearest = next((parent for parent in path.parents if parent.exists()), None)
     if nearest is not None and not nearest.is_dir():
         return (
