@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import stat
 import subprocess
 import sys
 import threading
@@ -467,6 +468,19 @@ def test_output_through_symlink(model, tmp_path):
 
     assert link.is_symlink()
     assert read_csv(target)[0]["text"] == "great fun"
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640])
+def test_output_keeps_its_permissions(model, tmp_path, mode):
+    source = write_csv(tmp_path / "in.csv", ["text"], [["great fun"]])
+    output = tmp_path / "out.csv"
+    output.write_text("old\n")
+    output.chmod(mode)
+
+    score_file(model, source, output)
+
+    assert stat.S_IMODE(output.stat().st_mode) == mode
+    assert read_csv(output)[0]["text"] == "great fun"
 
 
 def test_output_to_named_pipe(model, tmp_path):

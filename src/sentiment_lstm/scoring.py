@@ -34,6 +34,7 @@ import json
 import logging
 import operator
 import os
+import stat
 import sys
 import threading
 import time
@@ -943,11 +944,16 @@ def output_error_message(path: Path, err: OSError) -> str:
 def _write_atomically(path: Path, write: Callable[[TextIO], T]) -> T:
     """Run write(stream) on a temporary file beside path, then rename it to path."""
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    earlier_mode = _file_mode(path)
     try:
-        # Mode "x" creates the file with the usual umask permissions.
+        # Mode "x" creates the file with the usual umask permissions. A file
+        # that it replaces keeps its own, set before any result is written, so
+        # that private results stay private.
         with open(
             temporary, "x", encoding="utf-8", errors=OUTPUT_ERRORS, newline=""
         ) as stream:
+            if earlier_mode is not None:
+                os.chmod(stream.fileno(), earlier_mode)
             result = write(stream)
         os.replace(temporary, path)
     except OSError as err:
@@ -957,6 +963,14 @@ def _write_atomically(path: Path, write: Callable[[TextIO], T]) -> T:
         _remove_temporary(temporary)
         raise
     return result
+
+
+def _file_mode(path: Path) -> int | None:
+    """Return the permission bits of an existing file, or None."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return None
 
 
 def _remove_temporary(path: Path) -> None:
