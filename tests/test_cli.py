@@ -681,7 +681,8 @@ def test_predict_into_closed_pipe(trained, tmp_path):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
-def test_predict_sigterm_removes_partial_output(trained, tmp_path):
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGHUP])
+def test_predict_sigterm_removes_partial_output(trained, tmp_path, signal_number):
     _, model_dir = trained
     source = tmp_path / "many.txt"
     source.write_text("great fun and a warm heart\n" * 50_000)
@@ -698,10 +699,10 @@ def test_predict_sigterm_removes_partial_output(trained, tmp_path):
     while not list(tmp_path.glob(".scored.csv.*")) and process.poll() is None:
         assert time.monotonic() < deadline, "no temporary output file appeared"
         time.sleep(0.01)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal_number)
     _, stderr = process.communicate(timeout=120)
 
-    assert process.returncode == 143
+    assert process.returncode == 128 + signal_number
     assert stderr.strip() == "terminated"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["many.txt"]
 
