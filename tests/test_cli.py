@@ -1723,3 +1723,19 @@ def test_evaluate_unscored_review_counted(trained, tmp_path, capsys, caplog):
     assert report["unscored_reviews"] == 1
     assert report["reviews"] == 2
     assert "1 review has no tokens and is not scored" in warnings
+
+
+def test_evaluate_no_review_has_tokens(trained, tmp_path, capsys):
+    _, model_dir = trained
+    data = tmp_path / "labelled.csv"
+    data.write_text('text,label\n"<br />",positive\n" <br/> ",negative\n')
+
+    status = main(
+        ["evaluate", "--model", str(model_dir), "--data", str(data)]
+        + ["--no-progress"]
+    )
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert f"none of the 2 reviews of {data} can be scored" in error
+    assert "Traceback" not in error
