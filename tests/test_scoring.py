@@ -483,6 +483,20 @@ def test_output_keeps_its_permissions(model, tmp_path, mode):
     assert read_csv(output)[0]["text"] == "great fun"
 
 
+@pytest.mark.parametrize("stem", ["r" * 247, "\u00e9" * 123])
+def test_output_name_near_length_limit(model, tmp_path, stem):
+    source = write_csv(tmp_path / "in.csv", ["text"], [["great fun"]])
+    # 251 bytes of stem and extension, within the 255 of a file name.
+    output = tmp_path / f"{stem}.csv"
+
+    score_file(model, source, output)
+
+    assert read_csv(output)[0]["text"] == "great fun"
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        [output.name, "in.csv"]
+    )
+
+
 def test_output_to_named_pipe(model, tmp_path):
     source = write_csv(tmp_path / "in.csv", ["text"], [["great fun"], ["dull"]])
     pipe = tmp_path / "scores.csv"

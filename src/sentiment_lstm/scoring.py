@@ -943,7 +943,7 @@ def output_error_message(path: Path, err: OSError) -> str:
 
 def _write_atomically(path: Path, write: Callable[[TextIO], T]) -> T:
     """Run write(stream) on a temporary file beside path, then rename it to path."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    temporary = path.with_name(_temporary_name(path.name))
     earlier_mode = _file_mode(path)
     try:
         # Mode "x" creates the file with the usual umask permissions. A file
@@ -963,6 +963,27 @@ def _write_atomically(path: Path, write: Callable[[TextIO], T]) -> T:
         _remove_temporary(temporary)
         raise
     return result
+
+
+# The maximum length of a file name in bytes (NAME_MAX) on common Linux file
+# systems such as ext4, XFS and Btrfs.
+_MAX_NAME_BYTES = 255
+
+
+def _temporary_name(name: str) -> str:
+    """Return a hidden, unique name for the temporary file of output ``name``.
+
+    The output's name is cut so that the temporary name fits in
+    ``_MAX_NAME_BYTES`` even when the output's own name is close to it.
+    """
+    suffix = f".{uuid.uuid4().hex[:12]}.tmp"
+    encoding = sys.getfilesystemencoding()
+    room = _MAX_NAME_BYTES - len("." + suffix)
+    encoded = os.fsencode(name)
+    if len(encoded) > room:
+        # A character cut in two is dropped.
+        name = encoded[:room].decode(encoding, "ignore")
+    return f".{name}{suffix}"
 
 
 def _file_mode(path: Path) -> int | None:
