@@ -263,6 +263,26 @@ def test_missing_text_column(tmp_path: Path) -> None:
     assert "pass --text-column" in message
 
 
+def test_headerless_file_hint(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "a gorgeous film\na dull mess\n")
+
+    with pytest.raises(DataError) as excinfo:
+        read_texts(path)
+
+    message = str(excinfo.value)
+    assert "the header has columns: 'a gorgeous film'" in message
+    assert "if line 1 is a review rather than column names, add a header" in message
+
+
+def test_named_text_column_no_header_hint(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "title,label\nsome review,1\n")
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(path, ReadOptions(text_column="body"))
+
+    assert "add a header" not in str(excinfo.value)
+
+
 def test_missing_named_label_column(tmp_path: Path) -> None:
     path = write(tmp_path / "reviews.csv", "text,label\nsome review,1\n")
 

@@ -86,7 +86,18 @@ def _find(
 
 
 class MissingColumnError(DataError):
-    """A header or record without the text or label column that is needed."""
+    """A header or record without the text or label column that is needed.
+
+    Attributes:
+        role: "text" or "label".
+        detected: Whether the column was looked for by its common names,
+            because the user named none.
+    """
+
+    def __init__(self, message: str, role: str, detected: bool) -> None:
+        super().__init__(message)
+        self.role = role
+        self.detected = detected
 
 
 def _missing_column(
@@ -100,7 +111,9 @@ def _missing_column(
         problem = f"{role} column {requested!r} not found"
     return MissingColumnError(
         f"{source}: {problem}; {where}: {listed}; "
-        f"pass --{role}-column with one of them"
+        f"pass --{role}-column with one of them",
+        role,
+        detected=requested is None,
     )
 
 

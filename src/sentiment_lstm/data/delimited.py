@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sentiment_lstm.data.collector import EMPTY_FIX, SKIP_HINT, ExampleCollector
-from sentiment_lstm.data.columns import Columns, choose_columns
+from sentiment_lstm.data.columns import Columns, MissingColumnError, choose_columns
 from sentiment_lstm.data.decoding import decode_file
 from sentiment_lstm.data.fields import MISSING, add_record
 from sentiment_lstm.data.records import DataError, ReadOptions
@@ -107,11 +107,17 @@ def read_header(
         columns = choose_columns(header, options, source, "the header has columns")
     except DataError as err:
         separator_fix = _other_separator_fix(header, reader.dialect.delimiter)
-        if separator_fix is None:
-            raise
-        raise DataError(
-            f"{source}: the header is one column, {header[0]!r}, {separator_fix}"
-        ) from err
+        if separator_fix is not None:
+            raise DataError(
+                f"{source}: the header is one column, {header[0]!r}, {separator_fix}"
+            ) from err
+        if isinstance(err, MissingColumnError) and err.role == "text" and err.detected:
+            # A file of reviews saved without a header row starts with a review.
+            raise DataError(
+                f"{err}; or, if line 1 is a review rather than column names, add "
+                "a header line such as 'text' above it"
+            ) from err
+        raise
     return header, columns
 
 
