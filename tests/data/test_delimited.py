@@ -274,6 +274,18 @@ def test_headerless_file_hint(tmp_path: Path) -> None:
     assert "if line 1 is a review rather than column names, add a header" in message
 
 
+@pytest.mark.parametrize("first_line", ["", "   ", ","])
+def test_empty_header_row(tmp_path: Path, first_line: str) -> None:
+    path = write(tmp_path / "reviews.csv", f"{first_line}\ntext,label\nfun,pos\n")
+
+    with pytest.raises(DataError) as excinfo:
+        read_texts(path)
+
+    message = str(excinfo.value)
+    assert f"{path} line 1: the header row is empty" in message
+    assert "remove the empty lines above it" in message
+
+
 def test_named_text_column_no_header_hint(tmp_path: Path) -> None:
     path = write(tmp_path / "reviews.csv", "title,label\nsome review,1\n")
 

@@ -103,6 +103,11 @@ def read_header(
         ) from None
     except csv.Error as err:
         raise DataError(f"{source} line 1: invalid header row: {err}") from err
+    if not any(name.strip() for name in header):
+        raise DataError(
+            f"{source} line 1: the header row is empty; the first line must name "
+            "the columns, so remove the empty lines above it"
+        )
     try:
         columns = choose_columns(header, options, source, "the header has columns")
     except DataError as err:
