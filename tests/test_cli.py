@@ -1739,3 +1739,45 @@ def test_evaluate_no_review_has_tokens(trained, tmp_path, capsys):
     assert status == 1
     assert f"none of the 2 reviews of {data} can be scored" in error
     assert "Traceback" not in error
+
+
+def test_evaluate_on_predict_output_rejected(trained, tmp_path, capsys):
+    _, model_dir = trained
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text("text\ngreat fun\ndull mess\nwonderful music\n")
+    scored = tmp_path / "scored.csv"
+    command = ["evaluate", "--model", str(model_dir), "--data", str(scored)]
+    command += ["--no-progress", "--format", "json"]
+
+    status = main(
+        ["predict", "--model", str(model_dir), "--input", str(reviews)]
+        + ["--output", str(scored)]
+    )
+    assert status == 0
+    status = main(command)
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert "seems to hold the predicted labels that 'sentiment-lstm" in error
+    assert "pass --label-column with the column of true labels" in error
+
+    status = main([*command, "--label-column", "label"])
+    report = json.loads(capsys.readouterr().out)
+
+    assert status == 0
+    assert report["accuracy"] == 1.0
+
+    # Scoring the scored file again is still allowed.
+    status = main(
+        ["predict", "--model", str(model_dir), "--input", str(scored)]
+        + ["--format", "csv"]
+    )
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+
+    assert status == 0
+    assert [row["text"] for row in rows] == [
+        "great fun",
+        "dull mess",
+        "wonderful music",
+    ]
+    assert [row["predicted_label"] for row in rows] == [row["label"] for row in rows]

@@ -10,6 +10,9 @@ logger = logging.getLogger(__name__)
 # Column names tried in this order when the user names no column; case is ignored.
 TEXT_COLUMN_NAMES = ("text", "review", "content", "sentence", "comment", "body")
 LABEL_COLUMN_NAMES = ("label", "sentiment", "polarity", "score", "rating", "stars")
+# Columns that 'sentiment-lstm predict' appends to each row it scores, as
+# sentiment_lstm.scoring.SCORE_FIELDS names them.
+PREDICTION_COLUMN_NAMES = ("positive", "negative", "label", "error")
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,19 @@ def choose_columns(
     if label is None and (options.label_column is not None or options.require_labels):
         raise _missing_column("label", options.label_column, names, source, where)
 
+    if (
+        options.require_labels
+        and options.label_column is None
+        and label == "label"
+        and set(PREDICTION_COLUMN_NAMES).issubset(names)
+    ):
+        raise DataError(
+            f"{source}: the label column 'label' seems to hold the predicted "
+            "labels that 'sentiment-lstm predict' writes, because positive, "
+            "negative and error columns come with it, and a model measured "
+            "against its own predictions scores 100%; pass --label-column with "
+            "the column of true labels, or --label-column label to use it anyway"
+        )
     if label == text:
         raise DataError(
             f"{source}: column {text!r} was chosen as both text and label column; "
