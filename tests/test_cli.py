@@ -1741,11 +1741,12 @@ def test_evaluate_no_review_has_tokens(trained, tmp_path, capsys):
     assert "Traceback" not in error
 
 
-def test_evaluate_on_predict_output_rejected(trained, tmp_path, capsys):
+@pytest.mark.parametrize("extension", [".csv", ".jsonl"])
+def test_evaluate_on_predict_output_rejected(trained, tmp_path, capsys, extension):
     _, model_dir = trained
     reviews = tmp_path / "reviews.csv"
     reviews.write_text("text\ngreat fun\ndull mess\nwonderful music\n")
-    scored = tmp_path / "scored.csv"
+    scored = tmp_path / f"scored{extension}"
     command = ["evaluate", "--model", str(model_dir), "--data", str(scored)]
     command += ["--no-progress", "--format", "json"]
 
@@ -1770,9 +1771,10 @@ def test_evaluate_on_predict_output_rejected(trained, tmp_path, capsys):
     # Scoring the scored file again is still allowed.
     status = main(
         ["predict", "--model", str(model_dir), "--input", str(scored)]
-        + ["--format", "csv"]
+        + ["--format", "jsonl"]
     )
-    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    lines = capsys.readouterr().out.splitlines()
+    rows = [json.loads(line) for line in lines]
 
     assert status == 0
     assert [row["text"] for row in rows] == [

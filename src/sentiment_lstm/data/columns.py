@@ -10,9 +10,10 @@ logger = logging.getLogger(__name__)
 # Column names tried in this order when the user names no column; case is ignored.
 TEXT_COLUMN_NAMES = ("text", "review", "content", "sentence", "comment", "body")
 LABEL_COLUMN_NAMES = ("label", "sentiment", "polarity", "score", "rating", "stars")
-# Columns that 'sentiment-lstm predict' appends to each row it scores, as
-# sentiment_lstm.scoring.SCORE_FIELDS names them.
-PREDICTION_COLUMN_NAMES = ("positive", "negative", "label", "error")
+# Columns that 'sentiment-lstm predict' adds to each row it scores, as
+# sentiment_lstm.scoring.SCORE_FIELDS names them. Its JSONL records have an
+# "error" key only where a row is not scored.
+PREDICTION_COLUMN_NAMES = ("positive", "negative", "label")
 
 
 @dataclass(frozen=True)
@@ -177,8 +178,8 @@ def choose_columns(
     ):
         raise DataError(
             f"{source}: the label column 'label' seems to hold the predicted "
-            "labels that 'sentiment-lstm predict' writes, because positive, "
-            "negative and error columns come with it, and a model measured "
+            "labels that 'sentiment-lstm predict' writes, because positive and "
+            "negative columns come with it, and a model measured "
             "against its own predictions scores 100%; pass --label-column with "
             "the column of true labels, or --label-column label to use it anyway"
         )
