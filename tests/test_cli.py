@@ -394,6 +394,26 @@ def test_predict_posneg_file_and_line(trained, tmp_path, capsys):
     assert lines[2].endswith("(empty review: no text to score)")
 
 
+def test_predict_lone_posneg_file_hint(trained, tmp_path, capsys):
+    _, model_dir = trained
+    lone = tmp_path / "r.pos"
+    lone.write_text("a wonderful , moving film\ngreat fun\n")
+    command = ["predict", "--model", str(model_dir), "--input", str(lone)]
+
+    status = main(command)
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert f"{tmp_path / 'r.neg'} was not found" in error
+    assert f"to score {lone} alone, one review a line, add --input-format" in error
+
+    status = main([*command, "--input-format", "lines"])
+    lines = capsys.readouterr().out.splitlines()
+
+    assert status == 0
+    assert len(lines) == 2
+
+
 @pytest.mark.parametrize(
     ("input_name", "output_name"),
     [
@@ -526,6 +546,25 @@ def test_predict_stdin(trained):
     assert "empty review" in lines[1]
 
 
+def test_predict_input_dash_is_stdin(trained, tmp_path):
+    _, model_dir = trained
+    completed = subprocess.run(
+        [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+        + ["--model", str(model_dir), "--input", "-", "--input-format", "csv"]
+        + ["--format", "csv"],
+        input="id,text\n1,great fun\n2,boring mess\n",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    rows = list(csv.DictReader(io.StringIO(completed.stdout)))
+
+    assert completed.returncode == 0, completed.stderr
+    assert [row["id"] for row in rows] == ["1", "2"]
+    assert [row["text"] for row in rows] == ["great fun", "boring mess"]
+    assert rows[0]["label"] in ("positive", "negative")
+
+
 def test_torch_info_logs_hidden(capsys):
     from sentiment_lstm.cli import configure_logging
 
@@ -563,6 +602,34 @@ def test_predict_stdin_cp1252_and_bad_byte(trained):
     assert rows[1]["text"] == "bad \ufffd byte"
     assert rows[1]["label"] is None
     assert rows[1]["error"] == "byte 0x81 is invalid in cp1252"
+
+
+@pytest.mark.parametrize("source", ["arguments", "file", "posneg"])
+def test_predict_ascii_stdout(trained, tmp_path, source):
+    _, model_dir = trained
+    reviews = tmp_path / "reviews.txt"
+    reviews.write_text("caf\u00e9 \U0001f600 great\n", encoding="utf-8")
+    pair = tmp_path / "pair.pos"
+    pair.write_text("caf\u00e9 \U0001f600 great\n", encoding="utf-8")
+    (tmp_path / "pair.neg").write_text("dull mess\n", encoding="utf-8")
+    reviews_given = {
+        "arguments": ["caf\u00e9 \U0001f600 great"],
+        "file": ["--input", str(reviews)],
+        "posneg": ["--input", str(pair)],
+    }[source]
+    completed = subprocess.run(
+        [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+        + ["--model", str(model_dir), "--format", "csv", *reviews_given],
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+    )
+    rows = list(csv.DictReader(io.StringIO(completed.stdout.decode("ascii"))))
+
+    assert completed.returncode == 0, completed.stderr.decode()
+    assert b"Traceback" not in completed.stderr
+    texts = [row["text"] for row in rows]
+    assert "caf? ? great" in texts
+    assert rows[texts.index("caf? ? great")]["label"] in ("positive", "negative")
 
 
 def test_predict_stdin_utf16_rejected(trained):
@@ -614,7 +681,8 @@ def test_predict_into_closed_pipe(trained, tmp_path):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
-def test_predict_sigterm_removes_partial_output(trained, tmp_path):
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGHUP])
+def test_predict_sigterm_removes_partial_output(trained, tmp_path, signal_number):
     _, model_dir = trained
     source = tmp_path / "many.txt"
     source.write_text("great fun and a warm heart\n" * 50_000)
@@ -631,10 +699,10 @@ def test_predict_sigterm_removes_partial_output(trained, tmp_path):
     while not list(tmp_path.glob(".scored.csv.*")) and process.poll() is None:
         assert time.monotonic() < deadline, "no temporary output file appeared"
         time.sleep(0.01)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal_number)
     _, stderr = process.communicate(timeout=120)
 
-    assert process.returncode == 143
+    assert process.returncode == 128 + signal_number
     assert stderr.strip() == "terminated"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["many.txt"]
 
@@ -680,6 +748,49 @@ def test_output_into_missing_folder(trained, tmp_path, capsys, source):
     assert status == 1
     assert f"the folder {output.parent} does not exist" in error
     assert ".tmp" not in error
+
+
+@pytest.mark.parametrize("source", ["arguments", "file"])
+def test_output_below_a_file(trained, tmp_path, capsys, source):
+    _, model_dir = trained
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text("text\ngreat fun\n")
+    output = reviews / "sub" / "scored.csv"
+    reviews_given = (
+        ["great fun"] if source == "arguments" else ["--input", str(reviews)]
+    )
+
+    status = main(
+        ["predict", "--model", str(model_dir), *reviews_given, "--output", str(output)]
+    )
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert f"{reviews} is a file, not a folder; choose another --output" in error
+    assert ".tmp" not in error
+    assert reviews.read_text() == "text\ngreat fun\n"
+
+
+@pytest.mark.parametrize("source", ["arguments", "file"])
+def test_output_is_a_folder(trained, tmp_path, capsys, source):
+    _, model_dir = trained
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text("text\ngreat fun\n")
+    output = tmp_path / "results"
+    output.mkdir()
+    reviews_given = (
+        ["great fun"] if source == "arguments" else ["--input", str(reviews)]
+    )
+
+    status = main(
+        ["predict", "--model", str(model_dir), *reviews_given, "--output", str(output)]
+    )
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert f"{output}: cannot write the output: it is a folder" in error
+    assert f"such as {output / 'scores.csv'}" in error
+    assert list(output.iterdir()) == []
 
 
 def test_unreadable_model_file(trained, capsys, monkeypatch):
@@ -1525,6 +1636,27 @@ def test_evaluate_progress_bar_on_terminal(trained, tmp_path):
     assert "scoring" not in quiet
 
 
+def test_predict_progress_bar_on_terminal(trained, tmp_path):
+    _, model_dir = trained
+    reviews = tmp_path / "many.csv"
+    rows = ["text"] + ["great fun", "dull mess"] * 10_000
+    reviews.write_text("\n".join(rows) + "\n")
+    output = tmp_path / "scored.csv"
+    command = ["predict", "--model", str(model_dir), "--input", str(reviews)]
+    command += ["--output", str(output)]
+
+    default = run_in_terminal(command)
+    hidden = run_in_terminal([*command, "--no-progress"])
+    quiet = run_in_terminal(["-q", *command])
+    quiet_after_command = run_in_terminal([*command, "-q"])
+
+    assert "scoring: 20000 rows" in default
+    assert "scoring" not in hidden
+    assert "scoring" not in quiet
+    assert "scoring" not in quiet_after_command
+    assert len(output.read_text().splitlines()) == 20_001
+
+
 @pytest.mark.parametrize(
     ("arguments", "quiet", "verbose"),
     [
@@ -1591,3 +1723,63 @@ def test_evaluate_unscored_review_counted(trained, tmp_path, capsys, caplog):
     assert report["unscored_reviews"] == 1
     assert report["reviews"] == 2
     assert "1 review has no tokens and is not scored" in warnings
+
+
+def test_evaluate_no_review_has_tokens(trained, tmp_path, capsys):
+    _, model_dir = trained
+    data = tmp_path / "labelled.csv"
+    data.write_text('text,label\n"<br />",positive\n" <br/> ",negative\n')
+
+    status = main(
+        ["evaluate", "--model", str(model_dir), "--data", str(data)]
+        + ["--no-progress"]
+    )
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert f"none of the 2 reviews of {data} can be scored" in error
+    assert "Traceback" not in error
+
+
+@pytest.mark.parametrize("extension", [".csv", ".jsonl"])
+def test_evaluate_on_predict_output_rejected(trained, tmp_path, capsys, extension):
+    _, model_dir = trained
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text("text\ngreat fun\ndull mess\nwonderful music\n")
+    scored = tmp_path / f"scored{extension}"
+    command = ["evaluate", "--model", str(model_dir), "--data", str(scored)]
+    command += ["--no-progress", "--format", "json"]
+
+    status = main(
+        ["predict", "--model", str(model_dir), "--input", str(reviews)]
+        + ["--output", str(scored)]
+    )
+    assert status == 0
+    status = main(command)
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert "seems to hold the predicted labels that 'sentiment-lstm" in error
+    assert "pass --label-column with the column of true labels" in error
+
+    status = main([*command, "--label-column", "label"])
+    report = json.loads(capsys.readouterr().out)
+
+    assert status == 0
+    assert report["accuracy"] == 1.0
+
+    # Scoring the scored file again is still allowed.
+    status = main(
+        ["predict", "--model", str(model_dir), "--input", str(scored)]
+        + ["--format", "jsonl"]
+    )
+    lines = capsys.readouterr().out.splitlines()
+    rows = [json.loads(line) for line in lines]
+
+    assert status == 0
+    assert [row["text"] for row in rows] == [
+        "great fun",
+        "dull mess",
+        "wonderful music",
+    ]
+    assert [row["predicted_label"] for row in rows] == [row["label"] for row in rows]

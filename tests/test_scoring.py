@@ -6,7 +6,9 @@ import csv
 import gc
 import io
 import json
+import logging
 import os
+import stat
 import subprocess
 import sys
 import threading
@@ -223,6 +225,48 @@ def test_bad_row_skipped(model, tmp_path):
     assert summary.left_out == 1
 
 
+def test_one_row_warnings_singular(model, tmp_path, caplog):
+    source = tmp_path / "in.csv"
+    source.write_text("id,text\n1,great fun\n2,dull,extra\n3,\n")
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        score_file(
+            model,
+            source,
+            tmp_path / "out.csv",
+            options=ReadOptions(skip_bad_rows=True, require_labels=False),
+        )
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+    assert warnings == [
+        f"left out 1 bad row of {source}: line 3: expected 2 fields as in the "
+        "header, found 3",
+        f"1 row of {source} was not scored; its error column gives the reason",
+    ]
+
+
+def test_many_row_warnings_plural(model, tmp_path, caplog):
+    source = tmp_path / "in.csv"
+    rows = [f"{i},dull,extra" for i in range(7)] + ["7,", "8,"]
+    source.write_text("id,text\n" + "\n".join(rows) + "\n")
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        score_file(
+            model,
+            source,
+            tmp_path / "out.csv",
+            options=ReadOptions(skip_bad_rows=True, require_labels=False),
+        )
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+    assert warnings[0].startswith(
+        f"left out 7 bad rows of {source} spanning 7 lines; the first 5: line 2: "
+    )
+    assert warnings[1] == (
+        f"2 rows of {source} were not scored; their error column gives the reason"
+    )
+
+
 @pytest.mark.parametrize("suffix, delimiter", [(".csv", ","), (".tsv", "\t")])
 def test_carriage_return_in_field(model, tmp_path, suffix, delimiter):
     texts = ["great film\rreally", "plain one", "dull\r"]
@@ -347,6 +391,34 @@ def test_delimited_empty_lines_in_place(model, tmp_path, delimiter):
     assert summary.unscored == 2
 
 
+@pytest.mark.parametrize("delimiter", [",", "\t"])
+def test_delimited_blank_lines_in_place(model, tmp_path, delimiter):
+    source = tmp_path / "in.csv"
+    source.write_text(
+        f"id{delimiter}text\n1{delimiter}great fun\n   \n2{delimiter}dull\n \n"
+    )
+
+    data_format = "csv" if delimiter == "," else "tsv"
+    output = tmp_path / f"out.{data_format}"
+
+    summary = score_file(
+        model,
+        source,
+        output,
+        options=ReadOptions(format=data_format, require_labels=False),
+    )
+    rows = read_csv(output, delimiter)
+
+    assert [(row["id"], row["text"], row["error"]) for row in rows] == [
+        ("1", "great fun", ""),
+        ("", "", "empty line"),
+        ("2", "dull", ""),
+        ("", "", "empty line"),
+    ]
+    assert summary.unscored == 2
+    assert summary.left_out == 0
+
+
 def test_jsonl_first_record_without_text(model, tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_text('{"id": 1}\n{"id": 2, "text": "great fun"}\n{"id": 3}\n')
@@ -396,6 +468,33 @@ def test_output_through_symlink(model, tmp_path):
 
     assert link.is_symlink()
     assert read_csv(target)[0]["text"] == "great fun"
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640])
+def test_output_keeps_its_permissions(model, tmp_path, mode):
+    source = write_csv(tmp_path / "in.csv", ["text"], [["great fun"]])
+    output = tmp_path / "out.csv"
+    output.write_text("old\n")
+    output.chmod(mode)
+
+    score_file(model, source, output)
+
+    assert stat.S_IMODE(output.stat().st_mode) == mode
+    assert read_csv(output)[0]["text"] == "great fun"
+
+
+@pytest.mark.parametrize("stem", ["r" * 247, "\u00e9" * 123])
+def test_output_name_near_length_limit(model, tmp_path, stem):
+    source = write_csv(tmp_path / "in.csv", ["text"], [["great fun"]])
+    # 251 bytes of stem and extension, within the 255 of a file name.
+    output = tmp_path / f"{stem}.csv"
+
+    score_file(model, source, output)
+
+    assert read_csv(output)[0]["text"] == "great fun"
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        [output.name, "in.csv"]
+    )
 
 
 def test_output_to_named_pipe(model, tmp_path):

@@ -11,8 +11,9 @@ While the command line runs, :func:`remembering_interrupts` installs a
 handler that also records the signal. The slow imports run inside
 :func:`deferred`, which holds Ctrl-C back until they end, and the long loops
 call :func:`check` at each step to raise an interrupt that was caught on the
-way. :func:`sigterm_as_interrupt` turns SIGTERM into KeyboardInterrupt too,
-so that commands clean up after ``kill``, ``timeout`` or ``docker stop``.
+way. :func:`sigterm_as_interrupt` turns SIGTERM, and SIGHUP where asked, into
+KeyboardInterrupt too, so that commands clean up after ``kill``, ``timeout``,
+``docker stop`` or a closed terminal.
 
 Outside the command line nothing is installed and :func:`check` does nothing.
 """
@@ -91,30 +92,53 @@ def check() -> None:
         raise KeyboardInterrupt
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[threading.Event]:
-    """Raise KeyboardInterrupt on SIGTERM while the block runs, as Ctrl-C does.
+class Termination:
+    """The SIGTERM or SIGHUP that arrived while a command ran, if any.
 
-    Python's default action for SIGTERM ends the process at once, which would
-    leave the temporary file of a half-written output behind. The yielded
-    event is set once SIGTERM has arrived. Only the main thread can set a
-    signal handler, and a SIGTERM that the parent process set to be ignored
-    stays ignored.
+    Attributes:
+        signal_number: The signal's number, or None before one arrives.
     """
-    terminated = threading.Event()
+
+    def __init__(self) -> None:
+        self.signal_number: int | None = None
+
+    def is_set(self) -> bool:
+        """Return whether a termination signal has arrived."""
+        return self.signal_number is not None
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt(*, hangup: bool = False) -> Iterator[Termination]:
+    """Raise KeyboardInterrupt on SIGTERM, and with ``hangup`` on SIGHUP too.
+
+    Python's default action for these signals ends the process at once, which
+    would leave the temporary file of a half-written output behind. SIGHUP
+    arrives when the command's terminal closes, such as on a lost SSH
+    connection; Windows has no SIGHUP. The yielded Termination records the
+    signal once one has arrived. Only the main thread can set a signal
+    handler, and a signal that the parent process set to be ignored, as nohup
+    does with SIGHUP, stays ignored.
+    """
+    terminated = Termination()
+    names = ("SIGTERM", "SIGHUP") if hangup else ("SIGTERM",)
+    termination_signals = [
+        getattr(signal, name) for name in names if hasattr(signal, name)
+    ]
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
-        terminated.set()
+        terminated.signal_number = signum
         raise KeyboardInterrupt
 
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
-    ):
+    if threading.current_thread() is not threading.main_thread():
         yield terminated
         return
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {
+        signum: signal.signal(signum, interrupt)
+        for signum in termination_signals
+        if signal.getsignal(signum) is signal.SIG_DFL
+    }
     try:
         yield terminated
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -34,6 +34,7 @@ import json
 import logging
 import operator
 import os
+import stat
 import sys
 import threading
 import time
@@ -45,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from sentiment_lstm import interrupts
-from sentiment_lstm.data.collector import SKIP_HINT
+from sentiment_lstm.data.collector import SKIP_HINT, left_out_message
 from sentiment_lstm.data.columns import choose_columns
 from sentiment_lstm.data.decoding import (
     DecodedText,
@@ -389,12 +390,8 @@ class _BadRows:
     def log_summary(self) -> None:
         if self.count:
             logger.warning(
-                "left out %d bad rows of %s spanning %d lines; the first %d: %s",
-                self.count,
-                self.source,
-                self.lines,
-                len(self.first),
-                "; ".join(self.first),
+                "%s",
+                left_out_message(self.count, self.source, self.lines, self.first),
             )
 
 
@@ -923,6 +920,19 @@ def write_output(path: Path, write: Callable[[TextIO], T]) -> T:
 
 def output_error_message(path: Path, err: OSError) -> str:
     """Describe a failed write of the output file, without temporary names."""
+    if path.is_dir():
+        return (
+            f"{path}: cannot write the output: it is a folder; name a file, "
+            f"such as {path / 'scores.csv'}"
+        )
+    # The nearest existing path above the output: a folder, or a file where
+    # the output path needs a folder.
+    nearest = next((parent for parent in path.parents if parent.exists()), None)
+    if nearest is not None and not nearest.is_dir():
+        return (
+            f"{path}: cannot write the output: {nearest} is a file, not a "
+            "folder; choose another --output"
+        )
     if not path.parent.is_dir():
         return (
             f"{path}: cannot write the output: the folder {path.parent} does not "
@@ -933,21 +943,62 @@ def output_error_message(path: Path, err: OSError) -> str:
 
 def _write_atomically(path: Path, write: Callable[[TextIO], T]) -> T:
     """Run write(stream) on a temporary file beside path, then rename it to path."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    temporary = path.with_name(_temporary_name(path.name))
+    earlier_mode = _file_mode(path)
     try:
-        # Mode "x" creates the file with the usual umask permissions.
+        # Mode "x" creates the file with the usual umask permissions. A file
+        # that it replaces keeps its own, set before any result is written, so
+        # that private results stay private.
         with open(
             temporary, "x", encoding="utf-8", errors=OUTPUT_ERRORS, newline=""
         ) as stream:
+            if earlier_mode is not None:
+                os.chmod(stream.fileno(), earlier_mode)
             result = write(stream)
         os.replace(temporary, path)
     except OSError as err:
-        temporary.unlink(missing_ok=True)
+        _remove_temporary(temporary)
         raise DataError(output_error_message(path, err)) from err
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        _remove_temporary(temporary)
         raise
     return result
+
+
+# The maximum length of a file name in bytes (NAME_MAX) on common Linux file
+# systems such as ext4, XFS and Btrfs.
+_MAX_NAME_BYTES = 255
+
+
+def _temporary_name(name: str) -> str:
+    """Return a hidden, unique name for the temporary file of output ``name``.
+
+    The output's name is cut so that the temporary name fits in
+    ``_MAX_NAME_BYTES`` even when the output's own name is close to it.
+    """
+    suffix = f".{uuid.uuid4().hex[:12]}.tmp"
+    encoding = sys.getfilesystemencoding()
+    room = _MAX_NAME_BYTES - len("." + suffix)
+    encoded = os.fsencode(name)
+    if len(encoded) > room:
+        # A character cut in two is dropped.
+        name = encoded[:room].decode(encoding, "ignore")
+    return f".{name}{suffix}"
+
+
+def _file_mode(path: Path) -> int | None:
+    """Return the permission bits of an existing file, or None."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return None
+
+
+def _remove_temporary(path: Path) -> None:
+    # A temporary file that could not be created, such as one below a regular
+    # file, fails to unlink with errors other than FileNotFoundError.
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 def _run(
@@ -1079,7 +1130,11 @@ def _log_summary(source: str, summary: ScoringSummary) -> None:
         summary.seconds,
         rate,
     )
-    if summary.unscored:
+    if summary.unscored == 1:
+        logger.warning(
+            "1 row of %s was not scored; its error column gives the reason", source
+        )
+    elif summary.unscored:
         logger.warning(
             "%d rows of %s were not scored; their error column gives the reason",
             summary.unscored,

@@ -263,6 +263,38 @@ def test_missing_text_column(tmp_path: Path) -> None:
     assert "pass --text-column" in message
 
 
+def test_headerless_file_hint(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "a gorgeous film\na dull mess\n")
+
+    with pytest.raises(DataError) as excinfo:
+        read_texts(path)
+
+    message = str(excinfo.value)
+    assert "the header has columns: 'a gorgeous film'" in message
+    assert "if line 1 is a review rather than column names, add a header" in message
+
+
+@pytest.mark.parametrize("first_line", ["", "   ", ","])
+def test_empty_header_row(tmp_path: Path, first_line: str) -> None:
+    path = write(tmp_path / "reviews.csv", f"{first_line}\ntext,label\nfun,pos\n")
+
+    with pytest.raises(DataError) as excinfo:
+        read_texts(path)
+
+    message = str(excinfo.value)
+    assert f"{path} line 1: the header row is empty" in message
+    assert "remove the empty lines above it" in message
+
+
+def test_named_text_column_no_header_hint(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "title,label\nsome review,1\n")
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(path, ReadOptions(text_column="body"))
+
+    assert "add a header" not in str(excinfo.value)
+
+
 def test_missing_named_label_column(tmp_path: Path) -> None:
     path = write(tmp_path / "reviews.csv", "text,label\nsome review,1\n")
 
@@ -597,7 +629,7 @@ def test_unclosed_quote_counts_lost_lines(
     assert len(result.examples) == 11
     assert [(row.line, row.lines) for row in result.bad_rows] == [(13, 29)]
     assert result.bad_lines == 29
-    assert "left out 1 bad rows of" in caplog.text
+    assert "left out 1 bad row of" in caplog.text
     assert "spanning 29 lines" in caplog.text
     assert "lines 13 to 41: invalid record" in caplog.text
 

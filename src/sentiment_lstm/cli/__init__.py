@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Sequence
 
 from sentiment_lstm import __version__, interrupts
@@ -24,10 +23,10 @@ from sentiment_lstm.cli.common import CommandError
 COMMANDS = (train, predict, evaluate, serve, cross_validate, export)
 # Exit status after stdout was closed early: a shell's status for SIGPIPE.
 BROKEN_PIPE_STATUS = 128 + 13
-# Exit status after Ctrl-C, and after SIGTERM (from kill, timeout or
-# docker stop), as a shell reports a process that the signal ended.
+# Exit status after Ctrl-C, as a shell reports a process that the signal
+# ended. SIGTERM (from kill, timeout or docker stop) and SIGHUP give
+# 128 + their number in the same way.
 INTERRUPTED_STATUS = 128 + signal.SIGINT
-TERMINATED_STATUS = 128 + signal.SIGTERM
 # Commands in which SIGTERM raises KeyboardInterrupt, so that their temporary
 # files are removed. train and cross-validate keep Python's default action,
 # which ends them at once: an ensemble trained in worker processes would
@@ -35,6 +34,11 @@ TERMINATED_STATUS = 128 + signal.SIGTERM
 # ProcessPoolExecutor's exit waits for its tasks and SIGTERM reaches only the
 # main process.
 SIGTERM_INTERRUPTS = frozenset(("predict", "evaluate", "export", "serve"))
+# Commands in which SIGHUP, sent when their terminal closes, does the same.
+# serve leaves signals to uvicorn, which handles SIGINT and SIGTERM only
+# (uvicorn.server.HANDLED_SIGNALS in uvicorn 0.55), so a SIGHUP there would
+# interrupt its event loop mid-step.
+SIGHUP_INTERRUPTS = frozenset(("predict", "evaluate", "export"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,12 +99,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(args.verbose, args.quiet)
     if args.command not in SIGTERM_INTERRUPTS:
-        return _run_command(args, threading.Event())
-    with interrupts.sigterm_as_interrupt() as terminated:
+        return _run_command(args, interrupts.Termination())
+    hangup = args.command in SIGHUP_INTERRUPTS
+    with interrupts.sigterm_as_interrupt(hangup=hangup) as terminated:
         return _run_command(args, terminated)
 
 
-def _run_command(args: argparse.Namespace, terminated: threading.Event) -> int:
+def _run_command(
+    args: argparse.Namespace, terminated: interrupts.Termination
+) -> int:
     """Run the chosen subcommand and turn its expected failures into one line."""
     try:
         # Usage errors of a command print that command's usage line.
@@ -116,7 +123,7 @@ def _run_command(args: argparse.Namespace, terminated: threading.Event) -> int:
         # The message, if any, names what the command saved before the interruption.
         if terminated.is_set():
             print(str(err) or "terminated", file=sys.stderr)
-            return TERMINATED_STATUS
+            return 128 + terminated.signal_number
         print(str(err) or "interrupted", file=sys.stderr)
         return INTERRUPTED_STATUS
     except BrokenPipeError:

@@ -98,6 +98,13 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     labels = [example.label for example in examples]
     scored = [i for i, p in enumerate(probabilities) if p == p]
     unscored = len(examples) - len(scored)
+    if not scored:
+        raise CommandError(
+            f"none of the {len(examples)} reviews of {args.data} can be scored, "
+            "because each is empty once normalised (HTML line breaks and spaces "
+            "alone have no tokens); check that the text column holds the reviews, "
+            "or pass --text-column"
+        )
     if unscored:
         if unscored == 1:
             logger.warning("1 review has no tokens and is not scored")

@@ -55,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--input",
         type=path_argument,
-        help="file of reviews (CSV, TSV, JSONL, pos/neg, folder, or one per line)",
+        help="file of reviews (CSV, TSV, JSONL, pos/neg, folder, or one per line); "
+        "'-' means stdin",
     )
     parser.add_argument(
         "--output",
@@ -132,6 +133,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Score the reviews and write one result per review, in input order."""
     if args.reviews and args.input:
         parser.error("give reviews as arguments or with --input, not both")
+    if args.input == Path("-"):
+        # "-" is stdin, as it is stdout for --output.
+        args.input = None
     if args.output == Path("-"):
         args.output = None
     if (
@@ -146,6 +150,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
 
     model = load_model(args.model, args.backend)
+    if args.output is None:
+        _replace_unencodable_on_stdout()
 
     if args.input:
         return _run_input_file(args, model)
@@ -167,6 +173,19 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def _replace_unencodable_on_stdout() -> None:
+    """Make stdout replace what it cannot encode instead of raising.
+
+    Undecodable input bytes, kept as lone surrogates, become U+FFFD. Characters
+    that a non-UTF-8 stdout encoding lacks, as under an ASCII or Latin-1
+    locale, become "?".
+    """
+    from sentiment_lstm.scoring import OUTPUT_ERRORS
+
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors=OUTPUT_ERRORS)
+
+
 def _score_stdin(args: argparse.Namespace, model, stream: BinaryIO) -> None:
     """Score stdin in chunks, as a file of --input-format (default: lines) is.
 
@@ -175,7 +194,7 @@ def _score_stdin(args: argparse.Namespace, model, stream: BinaryIO) -> None:
     read. Memory use then stays flat however much is piped in.
     """
     from sentiment_lstm.data import DataError
-    from sentiment_lstm.scoring import OUTPUT_ERRORS, score_file
+    from sentiment_lstm.scoring import score_file
 
     try:
         options = read_options_from_args(args, require_labels=False)
@@ -202,9 +221,6 @@ def _score_stdin(args: argparse.Namespace, model, stream: BinaryIO) -> None:
                 f"{err.strerror or err}; set TMPDIR to a folder with more free "
                 "space, or pass the reviews with --input FILE"
             ) from err
-        if args.output is None and hasattr(sys.stdout, "reconfigure"):
-            # Undecodable input bytes are written as U+FFFD, as in files.
-            sys.stdout.reconfigure(errors=OUTPUT_ERRORS)
         try:
             score_file(
                 model,
@@ -214,17 +230,28 @@ def _score_stdin(args: argparse.Namespace, model, stream: BinaryIO) -> None:
                 options=options,
                 chunk_rows=args.chunk_size,
                 batch_size=args.batch_size,
-                progress=None if args.progress and args.output else False,
+                progress=_progress_setting(args),
                 source="stdin",
             )
         except (DataError, ValueError) as err:
             raise CommandError(str(err)) from err
 
 
+def _progress_setting(args: argparse.Namespace) -> bool | None:
+    """Return score_file's progress argument: None (on a terminal) or False.
+
+    The bar is hidden when the results go to stdout, and with --no-progress
+    or -q, as in evaluate.
+    """
+    if args.progress and args.output is not None and not args.quiet:
+        return None
+    return False
+
+
 def _run_input_file(args: argparse.Namespace, model) -> int:
     from sentiment_lstm.data import DataError, read_texts
     from sentiment_lstm.data.readers import detect_format
-    from sentiment_lstm.scoring import OUTPUT_ERRORS, score_file
+    from sentiment_lstm.scoring import score_file
 
     try:
         options = read_options_from_args(args, require_labels=False)
@@ -233,9 +260,6 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
         raise CommandError(str(err)) from err
 
     if data_format in STREAMED_INPUT_FORMATS:
-        if args.output is None and hasattr(sys.stdout, "reconfigure"):
-            # Undecodable input bytes are written as U+FFFD, as in files.
-            sys.stdout.reconfigure(errors=OUTPUT_ERRORS)
         try:
             score_file(
                 model,
@@ -245,12 +269,14 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
                 options=options,
                 chunk_rows=args.chunk_size,
                 batch_size=args.batch_size,
-                progress=None if args.progress and args.output else False,
+                progress=_progress_setting(args),
             )
         except (DataError, ValueError) as err:
             raise CommandError(str(err)) from err
         return 0
 
+    if data_format == "posneg" and args.input.is_file():
+        _require_posneg_partner(args.input)
     # Pos/neg pairs and folders of review files are read whole.
     try:
         read = read_texts(args.input, dataclasses.replace(options, keep_unscored=True))
@@ -259,11 +285,22 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
     _reject_output_among_inputs(args.output, read.files)
     texts = [example.text for example in read.examples]
     predictions = model.predict(texts, batch_size=args.batch_size)
-    if read.unscored and args.output is None and hasattr(sys.stdout, "reconfigure"):
-        # The escaped bytes of unscored reviews are written as U+FFFD.
-        sys.stdout.reconfigure(errors=OUTPUT_ERRORS)
     _write_predictions_to_output(args, *_in_reading_order(read, predictions))
     return 0
+
+
+def _require_posneg_partner(path: Path) -> None:
+    """Raise if a .pos or .neg file lacks its partner, naming the way to score it."""
+    from sentiment_lstm.data import DataError
+    from sentiment_lstm.data.line_files import find_posneg_pair
+
+    try:
+        find_posneg_pair(path)
+    except DataError as err:
+        raise CommandError(
+            f"{err}; to score {path} alone, one review a line, add "
+            "--input-format lines"
+        ) from err
 
 
 def _reject_output_among_inputs(output: Path | None, inputs: Sequence[Path]) -> None:

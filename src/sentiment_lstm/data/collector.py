@@ -145,7 +145,11 @@ class ExampleCollector:
                 star_rule.negative_max,
                 star_rule.positive_min,
             )
-        if self.unscored:
+        if len(self.unscored) == 1:
+            logger.warning(
+                "1 review of %s cannot be scored; its result gives the reason", path
+            )
+        elif self.unscored:
             logger.warning(
                 "%d reviews of %s cannot be scored; their results give the reason",
                 len(self.unscored),
@@ -238,19 +242,35 @@ def _log_bad_rows(bad_rows: list[BadRow], path: Path) -> None:
     A bad row after the first few that spans more than one line is named too,
     because an unclosed quote there can hide many reviews.
     """
-    first_rows = "; ".join(
-        _describe_bad_row(row) for row in bad_rows[:_LOGGED_BAD_ROWS]
+    described = [_describe_bad_row(row) for row in bad_rows[:_LOGGED_BAD_ROWS]]
+    message = left_out_message(
+        len(bad_rows), path, sum(row.lines for row in bad_rows), described
     )
     longest = max(bad_rows, key=lambda row: row.lines)
     if longest.lines > 1 and longest not in bad_rows[:_LOGGED_BAD_ROWS]:
-        first_rows += f"; the longest: {_describe_bad_row(longest)}"
-    logger.warning(
-        "left out %d bad rows of %s spanning %d lines; the first %d: %s",
-        len(bad_rows),
-        path,
-        sum(row.lines for row in bad_rows),
-        min(len(bad_rows), _LOGGED_BAD_ROWS),
-        first_rows,
+        message += f"; the longest: {_describe_bad_row(longest)}"
+    logger.warning("%s", message)
+
+
+def left_out_message(
+    count: int, source: object, lines: int, described: list[str]
+) -> str:
+    """Describe the bad rows left out of a file: how many, their lines, the first few.
+
+    Args:
+        count: Bad rows left out.
+        source: The file, as named in messages.
+        lines: Physical lines that the bad rows span.
+        described: Descriptions of the first few rows.
+    """
+    rows = "; ".join(described)
+    if count == 1:
+        span = "" if lines == 1 else f" spanning {lines} lines"
+        return f"left out 1 bad row of {source}{span}: {rows}"
+    first = f"; the first {len(described)}" if count > len(described) else ""
+    return (
+        f"left out {count} bad rows of {source} spanning {lines} lines{first}: "
+        f"{rows}"
     )
 
 

@@ -10,6 +10,10 @@ logger = logging.getLogger(__name__)
 # Column names tried in this order when the user names no column; case is ignored.
 TEXT_COLUMN_NAMES = ("text", "review", "content", "sentence", "comment", "body")
 LABEL_COLUMN_NAMES = ("label", "sentiment", "polarity", "score", "rating", "stars")
+# Columns that 'sentiment-lstm predict' adds to each row it scores, as
+# sentiment_lstm.scoring.SCORE_FIELDS names them. Its JSONL records have an
+# "error" key only where a row is not scored.
+PREDICTION_COLUMN_NAMES = ("positive", "negative", "label")
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,18 @@ def _find(
 
 
 class MissingColumnError(DataError):
-    """A header or record without the text or label column that is needed."""
+    """A header or record without the text or label column that is needed.
+
+    Attributes:
+        role: "text" or "label".
+        detected: Whether the column was looked for by its common names,
+            because the user named none.
+    """
+
+    def __init__(self, message: str, role: str, detected: bool) -> None:
+        super().__init__(message)
+        self.role = role
+        self.detected = detected
 
 
 def _missing_column(
@@ -100,7 +115,9 @@ def _missing_column(
         problem = f"{role} column {requested!r} not found"
     return MissingColumnError(
         f"{source}: {problem}; {where}: {listed}; "
-        f"pass --{role}-column with one of them"
+        f"pass --{role}-column with one of them",
+        role,
+        detected=requested is None,
     )
 
 
@@ -153,6 +170,19 @@ def choose_columns(
     if label is None and (options.label_column is not None or options.require_labels):
         raise _missing_column("label", options.label_column, names, source, where)
 
+    if (
+        options.require_labels
+        and options.label_column is None
+        and label == "label"
+        and set(PREDICTION_COLUMN_NAMES).issubset(names)
+    ):
+        raise DataError(
+            f"{source}: the label column 'label' seems to hold the predicted "
+            "labels that 'sentiment-lstm predict' writes, because positive and "
+            "negative columns come with it, and a model measured "
+            "against its own predictions scores 100%; pass --label-column with "
+            "the column of true labels, or --label-column label to use it anyway"
+        )
     if label == text:
         raise DataError(
             f"{source}: column {text!r} was chosen as both text and label column; "

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sentiment_lstm.data.collector import EMPTY_FIX, SKIP_HINT, ExampleCollector
-from sentiment_lstm.data.columns import Columns, choose_columns
+from sentiment_lstm.data.columns import Columns, MissingColumnError, choose_columns
 from sentiment_lstm.data.decoding import decode_file
 from sentiment_lstm.data.fields import MISSING, add_record
 from sentiment_lstm.data.records import DataError, ReadOptions
@@ -103,15 +103,26 @@ def read_header(
         ) from None
     except csv.Error as err:
         raise DataError(f"{source} line 1: invalid header row: {err}") from err
+    if not any(name.strip() for name in header):
+        raise DataError(
+            f"{source} line 1: the header row is empty; the first line must name "
+            "the columns, so remove the empty lines above it"
+        )
     try:
         columns = choose_columns(header, options, source, "the header has columns")
     except DataError as err:
         separator_fix = _other_separator_fix(header, reader.dialect.delimiter)
-        if separator_fix is None:
-            raise
-        raise DataError(
-            f"{source}: the header is one column, {header[0]!r}, {separator_fix}"
-        ) from err
+        if separator_fix is not None:
+            raise DataError(
+                f"{source}: the header is one column, {header[0]!r}, {separator_fix}"
+            ) from err
+        if isinstance(err, MissingColumnError) and err.role == "text" and err.detected:
+            # A file of reviews saved without a header row starts with a review.
+            raise DataError(
+                f"{err}; or, if line 1 is a review rather than column names, add "
+                "a header line such as 'text' above it"
+            ) from err
+        raise
     return header, columns
 
 
@@ -164,11 +175,11 @@ def parsed_rows(
     The line is the physical line where the record starts. A record that does
     not parse or has another number of fields than ``width`` goes to
     ``reject(line, reason, fix, lines=lines)`` instead, which raises or counts
-    it; ``lines`` is the number of physical lines the record spans. With
+    it; ``lines`` is the number of physical lines the record spans. A line of
+    spaces in a file of two or more columns counts as empty. With
     ``keep_empty`` an empty line is yielded as an empty row. Otherwise an empty
     line between records goes to ``reject``, and empty lines after the last
-    record are ignored, because they hold no record. Without ``keep_empty``, a
-    line of spaces in a file of two or more columns counts as empty.
+    record are ignored, because they hold no record.
 
     Raises:
         DataError: If the csv module fails before reaching a new record.
@@ -222,8 +233,10 @@ def parsed_rows(
                 )
             reject(start, reason, fix, lines=reader.line_num - start + 1)
             continue
-        if not row and keep_empty:
-            yield start, row
+        if keep_empty and (
+            not row or _is_blank_line(row, width, reader.line_num - start)
+        ):
+            yield start, []
             continue
         if not row or (
             not keep_empty and _is_blank_line(row, width, reader.line_num - start)
