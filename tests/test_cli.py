@@ -1731,8 +1731,7 @@ def test_evaluate_no_review_has_tokens(trained, tmp_path, capsys):
     data.write_text('text,label\n"<br />",positive\n" <br/> ",negative\n')
 
     status = main(
-        ["evaluate", "--model", str(model_dir), "--data", str(data)]
-        + ["--no-progress"]
+        ["evaluate", "--model", str(model_dir), "--data", str(data)] + ["--no-progress"]
     )
     error = capsys.readouterr().err
 

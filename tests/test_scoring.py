@@ -513,6 +513,14 @@ def test_output_to_named_pipe(model, tmp_path):
     assert len(received[0].splitlines()) == 3
 
 
+def test_jsonl_cr_line_ends_named(model, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b'{"text": "great fun"}\r{"text": "dull"}\r')
+
+    with pytest.raises(DataError, match=r"line 1: invalid JSON.*old Mac line ends"):
+        score_file(model, source, tmp_path / "out.jsonl")
+
+
 def test_jsonl_invalid_line(model, tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_text('{"text": "great fun"}\n{"text": \n["not", "an object"]\n')

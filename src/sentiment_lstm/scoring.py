@@ -56,6 +56,7 @@ from sentiment_lstm.data.decoding import (
 )
 from sentiment_lstm.data.delimited import parsed_rows, read_header, strict_reader
 from sentiment_lstm.data.fields import json_type_name
+from sentiment_lstm.data.jsonl import invalid_json_row
 from sentiment_lstm.data.readers import detect_format, require_regular_file
 from sentiment_lstm.data.records import DataError, ReadOptions
 from sentiment_lstm.predictor import EMPTY_REVIEW, PendingScores
@@ -569,11 +570,7 @@ class _JsonlReader(_Reader):
         try:
             record = self._decode(line)
         except json.JSONDecodeError as err:
-            self.bad_rows.reject(
-                number,
-                f"invalid JSON: {err.msg} at column {err.colno}",
-                f"fix the line, or use {SKIP_HINT}",
-            )
+            self.bad_rows.reject(number, *invalid_json_row(err, line))
             return None
         if type(record) is not dict:
             self.bad_rows.reject(

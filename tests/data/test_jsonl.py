@@ -50,6 +50,14 @@ def test_jsonl_invalid_line(tmp_path: Path) -> None:
         read_examples(path)
 
 
+def test_jsonl_cr_line_ends_named(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.jsonl"
+    path.write_bytes(b'{"text": "good", "label": 1}\r{"text": "bad", "label": 0}\r')
+
+    with pytest.raises(DataError, match=r"line 1: invalid JSON.*old Mac line ends"):
+        read_examples(path)
+
+
 def test_jsonl_bad_rows_skipped(tmp_path: Path) -> None:
     lines = [
         '{"text": "good", "label": 1}',

@@ -105,9 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_command(args, terminated)
 
 
-def _run_command(
-    args: argparse.Namespace, terminated: interrupts.Termination
-) -> int:
+def _run_command(args: argparse.Namespace, terminated: interrupts.Termination) -> int:
     """Run the chosen subcommand and turn its expected failures into one line."""
     try:
         # Usage errors of a command print that command's usage line.

@@ -24,6 +24,22 @@ from sentiment_lstm.data.records import ReadOptions
 COLUMN_SEARCH_RECORDS = 100
 
 
+def invalid_json_row(err: json.JSONDecodeError, line: str) -> tuple[str, str]:
+    """Return the reason and fix for a JSON Lines line that does not parse.
+
+    Raw carriage returns are whitespace in JSON, so a file whose lines end in
+    a carriage return alone reads as one line of several records.
+    """
+    reason = f"invalid JSON: {err.msg} at column {err.colno}"
+    if "\r" in line:
+        return reason, (
+            "the line contains carriage returns (CR) without line feeds, as "
+            "in files with old Mac line ends; convert the line ends to LF or "
+            f"CRLF, or use {SKIP_HINT}"
+        )
+    return reason, f"fix the line, or use {SKIP_HINT}"
+
+
 def read_jsonl(path: Path, options: ReadOptions, collector: ExampleCollector) -> None:
     """Read a JSON Lines file into collector.
 
@@ -75,12 +91,7 @@ def read_jsonl(path: Path, options: ReadOptions, collector: ExampleCollector) ->
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            collector.reject(
-                source,
-                number,
-                f"invalid JSON: {err.msg} at column {err.colno}",
-                f"fix the line, or use {SKIP_HINT}",
-            )
+            collector.reject(source, number, *invalid_json_row(err, line))
             continue
         if not isinstance(record, dict):
             collector.reject(
