@@ -419,7 +419,6 @@ def test_predict_lone_posneg_file_hint(trained, tmp_path, capsys):
     [
         ("r.pos", "r.pos"),
         ("r.pos", "r.neg"),
-        ("folder", "folder/pos/1.txt"),
     ],
 )
 def test_predict_output_among_inputs_rejected(
@@ -444,6 +443,31 @@ def test_predict_output_among_inputs_rejected(
     assert status == 1
     assert f"the output {output} is the input file" in err
     assert output.read_text() == before
+
+
+@pytest.mark.parametrize("output_name", ["pos/1.txt", "pos/scores.csv", "scores.csv"])
+def test_predict_output_in_input_folder_rejected(
+    trained, tmp_path, capsys, output_name
+):
+    _, model_dir = trained
+    folder = tmp_path / "folder"
+    (folder / "pos").mkdir(parents=True)
+    (folder / "neg").mkdir()
+    (folder / "pos" / "1.txt").write_text("great fun\n")
+    (folder / "neg" / "1.txt").write_text("a dull mess\n")
+    output = folder / output_name
+    files_before = sorted(folder.rglob("*"))
+
+    status = main(
+        ["predict", "--model", str(model_dir), "--input", str(folder)]
+        + ["--output", str(output)]
+    )
+    err = capsys.readouterr().err
+
+    assert status == 1
+    assert f"the output {output} is inside the input folder {folder}" in err
+    assert sorted(folder.rglob("*")) == files_before
+    assert (folder / "pos" / "1.txt").read_text() == "great fun\n"
 
 
 def test_predict_json_output_name_rejected(trained, tmp_path, capsys):

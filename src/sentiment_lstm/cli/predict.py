@@ -277,6 +277,8 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
 
     if data_format == "posneg" and args.input.is_file():
         _require_posneg_partner(args.input)
+    if args.input.is_dir():
+        _reject_output_in_folder(args.output, args.input)
     # Pos/neg pairs and folders of review files are read whole.
     try:
         read = read_texts(args.input, dataclasses.replace(options, keep_unscored=True))
@@ -301,6 +303,18 @@ def _require_posneg_partner(path: Path) -> None:
             f"{err}; to score {path} alone, one review a line, add "
             "--input-format lines"
         ) from err
+
+
+def _reject_output_in_folder(output: Path | None, folder: Path) -> None:
+    """Raise if the output path lies in the folder of review files being read."""
+    if output is None or str(output) == "-":
+        return
+    if output.resolve().is_relative_to(folder.resolve()):
+        raise CommandError(
+            f"the output {output} is inside the input folder {folder}, so the "
+            "next run on that folder would read the scores as a review; write "
+            "them outside the folder"
+        )
 
 
 def _reject_output_among_inputs(output: Path | None, inputs: Sequence[Path]) -> None:
