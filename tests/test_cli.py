@@ -893,6 +893,40 @@ def test_train_one_class_rejected(tmp_path, capsys):
     assert not (tmp_path / "m").exists()
 
 
+def test_train_small_class_in_held_out_parts(tmp_path, capsys):
+    # At the stratified share, a part of 10 of these 103 reviews would get
+    # 0.29 negative ones.
+    source = tmp_path / "reviews.csv"
+    source.write_text(
+        "text,label\n"
+        + "".join(f"a fine film {i},pos\n" for i in range(100))
+        + "".join(f"a dull film {i},neg\n" for i in range(3))
+    )
+    model_dir = tmp_path / "m"
+    status = main(
+        ["train", "--data", str(source), "--output-dir", str(model_dir)] + TRAIN_ARGS
+    )
+    assert status == 0
+
+    for part in ("validation", "test"):
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(model_dir),
+                "--data",
+                str(source),
+                "--split",
+                part,
+                "--format",
+                "json",
+            ]
+        )
+        report = json.loads(capsys.readouterr().out)
+        assert report["reviews"] == 10, part
+        assert report["per_class"]["negative"]["support"] == 1, part
+
+
 def test_train_empty_vocabulary_rejected(trained, tmp_path, capsys):
     root, _ = trained
 
