@@ -1,6 +1,7 @@
 """Reader for JSON Lines files: one JSON object per line."""
 
 import json
+from collections import Counter
 from pathlib import Path
 
 from sentiment_lstm.data.collector import (
@@ -22,6 +23,24 @@ from sentiment_lstm.data.records import ReadOptions
 # Records that may lack the text or label field before the first one that
 # has both. If this many lack them, the file is taken to lack the field.
 COLUMN_SEARCH_RECORDS = 100
+
+
+class _Record(dict):
+    """A JSON object, with the count of each key that occurs more than once.
+
+    ``json.loads`` keeps the last value of a repeated key without a word, so
+    a record such as ``{"label": 1, "label": 0}`` would get label 0.
+    """
+
+    repeated_keys: dict[str, int] = {}
+
+
+def _record_from_pairs(pairs: list[tuple[str, object]]) -> _Record:
+    record = _Record(pairs)
+    if len(record) < len(pairs):
+        counts = Counter(key for key, _ in pairs)
+        record.repeated_keys = {key: n for key, n in counts.items() if n > 1}
+    return record
 
 
 def read_jsonl(path: Path, options: ReadOptions, collector: ExampleCollector) -> None:
@@ -48,10 +67,20 @@ def read_jsonl(path: Path, options: ReadOptions, collector: ExampleCollector) ->
     columns: Columns | None = None
     # Records read before one has the text and label fields, and the error of
     # the first of them.
-    waiting: list[tuple[int, dict]] = []
+    waiting: list[tuple[int, _Record]] = []
     first_error: MissingColumnError | None = None
 
-    def add(record: dict, chosen: Columns, line: int) -> None:
+    def add(record: _Record, chosen: Columns, line: int) -> None:
+        for field in (chosen.text, chosen.label):
+            if field in record.repeated_keys:
+                collector.reject(
+                    source,
+                    line,
+                    f"the field {field!r} occurs {record.repeated_keys[field]} "
+                    "times in the record",
+                    f"keep one of them, or use {SKIP_HINT}",
+                )
+                return
         add_record(
             record.get(chosen.text, MISSING),
             MISSING if chosen.label is None else record.get(chosen.label, MISSING),
@@ -73,7 +102,7 @@ def read_jsonl(path: Path, options: ReadOptions, collector: ExampleCollector) ->
             collector.reject(source, number, reason, ENCODING_FIX)
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=_record_from_pairs)
         except json.JSONDecodeError as err:
             collector.reject(
                 source,
