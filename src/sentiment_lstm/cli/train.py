@@ -223,7 +223,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--pretrained-vectors",
         type=path_argument,
         metavar="FILE",
-        help="GloVe or word2vec text file (optionally .gz) whose vectors start "
+        help="GloVe or word2vec text file (optionally gzipped) whose vectors start "
         "the rows of the vocabulary words it contains; the file's dimension "
         "replaces --embedding-size (default: none)",
     )
