@@ -3,6 +3,7 @@
 import logging
 import math
 from collections import Counter
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -178,13 +179,13 @@ def _split_off(
             f"cannot split a stratified {part} part of {count} reviews off "
             f"{len(examples)} reviews ({_describe_counts(examples)}): {err}"
         ) from err
-    _add_missing_classes(list(labels), remaining_indices, split_indices, part)
+    add_missing_classes(labels, remaining_indices, split_indices, part)
     remaining = [examples[i] for i in remaining_indices]
     return remaining, [examples[i] for i in split_indices]
 
 
-def _add_missing_classes(
-    labels: list[int],
+def add_missing_classes(
+    labels: Sequence[int],
     remaining_indices: np.ndarray,
     split_indices: np.ndarray,
     part: str,
@@ -195,10 +196,16 @@ def _add_missing_classes(
     negative reviews of 103 with a part of 10, would leave an accuracy that
     measures one class. For each missing class, the first of its reviews in
     the shuffled remaining order swaps places with the last held-out review
-    of the part's largest class. ``_check_part_sizes`` and ``_check_part``
-    make sure that the part has room for every class and that each class
-    keeps a review outside it. Splits that already have every class are left
-    as scikit-learn made them.
+    of the part's largest class. The caller makes sure that the part has room
+    for every class and that each class keeps a review outside it, as
+    ``_check_part_sizes`` and ``_check_part`` do here. Splits that already
+    have every class are left as scikit-learn made them.
+
+    Args:
+        labels: Label of each example that the indices point to.
+        remaining_indices: Indices kept for training, in shuffled order.
+        split_indices: Indices of the held-out part.
+        part: Name of the part, for the log line.
 
     NOTE: for a model saved by a version without this swap, ``evaluate
     --split`` re-creates another split in these cases only.
