@@ -267,6 +267,34 @@ def test_resume_checkpoint_without_newer_fields_still_compares_others(
     assert "read_options" not in error
 
 
+def test_resume_with_other_max_length_fails(corpus, tmp_path, capsys):
+    output_dir = tmp_path / "run"
+    kill_after_first_checkpoint(
+        train_command(corpus, output_dir), output_dir / "checkpoint.pt"
+    )
+
+    status = main(train_args(corpus, output_dir, "--resume", "--max-length", "3"))
+
+    assert status == 1
+    assert "text_encoder.max_length" in capsys.readouterr().err
+    assert (output_dir / "checkpoint.pt").is_file()
+
+
+def test_resume_checkpoint_without_text_encoder_section(corpus, tmp_path, caplog):
+    output_dir = tmp_path / "run"
+    checkpoint = output_dir / "checkpoint.pt"
+    kill_after_first_checkpoint(train_command(corpus, output_dir), checkpoint)
+    state = load_checkpoint(checkpoint)
+    del state["identity"]["text_encoder"]
+    torch.save(state, checkpoint)
+    caplog.set_level("INFO", logger="sentiment_lstm.training")
+
+    status = main(train_args(corpus, output_dir, "--resume"))
+
+    assert status == 0
+    assert "did not record text_encoder; resuming without comparing" in caplog.text
+
+
 # Runs train after a Ctrl-C that arrives inside a weakref callback while
 # scikit-learn is imported, where Python would drop the KeyboardInterrupt.
 INTERRUPT_DURING_IMPORT = """

@@ -360,6 +360,8 @@ def train_model(
         "model": model_config.to_dict(),
         "data": data_identity,
         "embeddings": embedding_values,
+        # --max-length changes the training token ids but not the vocabulary
+        "text_encoder": base_metadata["text_encoder"],
     }
     record = record if record is not None else SaveRecord()
     encoded = (train_split, validation_split, test_split)
