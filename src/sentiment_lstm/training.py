@@ -31,6 +31,7 @@ from sentiment_lstm.batching import (
     pad_batch,
     sorted_batches,
 )
+from sentiment_lstm.data.records import LABEL_NAMES
 from sentiment_lstm.model import (
     ModelConfig,
     SentimentLSTM,
@@ -392,8 +393,9 @@ def class_weight_tensor(
                 else "consider --class-weights balanced"
             )
             logger.warning(
-                "class %d has %d of %d training examples (%.1f%%, under %d%%); %s",
-                index,
+                "the %s class has %d of %d training examples (%.1f%%, under %d%%); "
+                "%s",
+                LABEL_NAMES[index] if index < len(LABEL_NAMES) else index,
                 count,
                 total,
                 100 * share,
