@@ -1510,6 +1510,44 @@ def test_validation_copy_and_one_class_warn(trained, tmp_path, caplog):
     assert "measures one class" in caplog.text
 
 
+def test_held_out_posneg_beside_star_csv(trained, tmp_path, caplog):
+    from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
+
+    root, _ = trained
+    stars = tmp_path / "stars.csv"
+    rows = ["Review,Rating"]
+    rows += [f'"{review} {i}",5' for i in range(3) for review in POSITIVE_REVIEWS]
+    rows += [f'"{review} {i}",1' for i in range(3) for review in NEGATIVE_REVIEWS]
+    stars.write_text("\n".join(rows) + "\n")
+    caplog.set_level("INFO")
+    column_flags = ["--text-column", "Review", "--label-column", "Rating", "--stars"]
+
+    status = main(
+        ["train", "--data", str(stars), "--output-dir", str(tmp_path / "m")]
+        + TRAIN_ARGS
+        + column_flags
+        + ["--validation-data", str(root / "tiny.pos")]
+    )
+    assert status == 0
+    assert "validation part: the 96 reviews of --validation-data" in caplog.text
+    caplog.clear()
+
+    status = train_tiny(root, tmp_path / "n", "--test-data", str(stars), *column_flags)
+    assert status == 0
+    assert "test part: the 48 reviews of --test-data" in caplog.text
+
+
+def test_column_flags_without_tabular_file_rejected(trained, tmp_path, capsys):
+    root, _ = trained
+
+    status = train_tiny(root, tmp_path / "m", "--stars")
+
+    assert status == 1
+    assert "--stars only applies to CSV, TSV and JSONL files" in (
+        capsys.readouterr().err
+    )
+
+
 def run_in_terminal(arguments):
     """Run the command line with stderr on a 120-column terminal; return stderr."""
     import fcntl

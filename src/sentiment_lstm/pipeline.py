@@ -156,9 +156,18 @@ def load_splits(spec: DataSpec, seed: int) -> Splits:
         The splits, with what each read skipped or left out.
     """
     path = resolve_data(spec.data)
+    held_out_files = {"validation": spec.validation_data, "test": spec.test_data}
+    held_out_paths = {
+        part: resolve_data(source) for part, source in held_out_files.items() if source
+    }
+    main_options, *held_out_options = _read_options_by_file(
+        [path, *held_out_paths.values()], spec.read_options
+    )
+    options_by_part = dict(zip(held_out_paths, held_out_options))
+    spec = dataclasses.replace(spec, read_options=main_options)
     # the readers log what they read, skipped and left out
-    main = read_examples(path, spec.read_options)
-    data_format = spec.read_options.format or detect_format(path)
+    main = read_examples(path, main_options)
+    data_format = main_options.format or detect_format(path)
     reads = [main]
     validation_fraction = 0.0 if spec.validation_data else spec.validation_fraction
     test_fraction = 0.0 if spec.test_data else spec.test_fraction
@@ -172,11 +181,10 @@ def load_splits(spec: DataSpec, seed: int) -> Splits:
             validation_fraction=validation_fraction,
             test_fraction=test_fraction,
         )
-    held_out_files = {"validation": spec.validation_data, "test": spec.test_data}
-    for part, source in held_out_files.items():
-        if not source:
-            continue
-        extra = _read(source, spec.read_options)
+    for part, held_out_path in held_out_paths.items():
+        source = held_out_files[part]
+        # the readers log what they read, skipped and left out
+        extra = read_examples(held_out_path, options_by_part[part])
         reads.append(extra)
         if part == "validation":
             validation = extra.examples
@@ -202,9 +210,29 @@ def load_splits(spec: DataSpec, seed: int) -> Splits:
     return Splits(train_part, validation, test, reads, spec, data_format)
 
 
-def _read(path_or_name: str, options: ReadOptions) -> ReadResult:
-    # the readers log what they read, skipped and left out
-    return read_examples(resolve_data(path_or_name), options)
+# Formats whose files name their columns, so that the column and star
+# options apply to them.
+TABULAR_FORMATS = ("csv", "tsv", "jsonl")
+
+
+def _read_options_by_file(paths: list[Path], options: ReadOptions) -> list[ReadOptions]:
+    """Return the read options of each of --data and the held-out files.
+
+    The column and star options apply to the CSV, TSV and JSONL files among
+    them, so that a pos/neg file or a folder can hold out reviews for a CSV
+    file, or the reverse. When none of the files has such a format, every
+    file keeps the options, so that reading rejects them with the reason.
+    """
+    formats = [options.format or detect_format(path) for path in paths]
+    if not any(data_format in TABULAR_FORMATS for data_format in formats):
+        return [options] * len(paths)
+    without_columns = dataclasses.replace(
+        options, text_column=None, label_column=None, stars=False
+    )
+    return [
+        options if data_format in TABULAR_FORMATS else without_columns
+        for data_format in formats
+    ]
 
 
 def _check_held_out_file(
