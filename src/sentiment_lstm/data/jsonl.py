@@ -111,6 +111,15 @@ def read_jsonl(path: Path, options: ReadOptions, collector: ExampleCollector) ->
                 f"fix the line, or use {SKIP_HINT}",
             )
             continue
+        except ValueError as err:
+            # an integer of more digits than sys.get_int_max_str_digits()
+            collector.reject(
+                source,
+                number,
+                f"invalid JSON: {err}",
+                f"fix the line, or use {SKIP_HINT}",
+            )
+            continue
         if not isinstance(record, dict):
             collector.reject(
                 source,
