@@ -239,3 +239,18 @@ def test_jsonl_number_too_long_is_bad_row(tmp_path: Path) -> None:
 
     assert [example.text for example in result.examples] == ["great", "awful"]
     assert [row.line for row in result.bad_rows] == [2]
+
+
+def test_jsonl_deep_nesting_is_bad_row(tmp_path: Path) -> None:
+    lines = [
+        '{"text": "great", "label": 1}',
+        '{"text": "deep", "label": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"text": "awful", "label": 0}',
+    ]
+    path = write_lines(tmp_path / "reviews.jsonl", lines)
+
+    result = read_examples(path, ReadOptions(skip_bad_rows=True))
+
+    assert [example.text for example in result.examples] == ["great", "awful"]
+    assert [row.line for row in result.bad_rows] == [2]
+    assert "nested too deeply" in result.bad_rows[0].reason

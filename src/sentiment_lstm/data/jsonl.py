@@ -120,6 +120,14 @@ def read_jsonl(path: Path, options: ReadOptions, collector: ExampleCollector) ->
                 f"fix the line, or use {SKIP_HINT}",
             )
             continue
+        except RecursionError:
+            collector.reject(
+                source,
+                number,
+                "invalid JSON: arrays or objects nested too deeply to parse",
+                f"fix the line, or use {SKIP_HINT}",
+            )
+            continue
         if not isinstance(record, dict):
             collector.reject(
                 source,
