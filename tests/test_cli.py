@@ -1372,6 +1372,39 @@ def test_train_output_dir_name_too_long(tmp_path, tiny_posneg, capsys):
     assert not (tmp_path / "parent").exists()
 
 
+def test_train_keeps_other_model_files(trained, tmp_path, capsys):
+    root, _ = trained
+    folder = tmp_path / "minilm"
+    folder.mkdir()
+    other_config = '{"model_type": "bert", "hidden_size": 384}\n'
+    (folder / "config.json").write_text(other_config)
+    (folder / "tokenizer.json").write_text('{"version": "1.0"}\n')
+
+    status = train_tiny(root, folder, "--num_epoch", "1")
+    error = capsys.readouterr().err
+
+    assert status == 2
+    assert f"--output-dir {folder} contains config.json, tokenizer.json" in error
+    assert "not a sentiment-lstm model" in error
+    assert (folder / "config.json").read_text() == other_config
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "config.json",
+        "tokenizer.json",
+    ]
+
+
+def test_train_replaces_earlier_model(trained, tmp_path):
+    root, _ = trained
+    folder = tmp_path / "model"
+    assert train_tiny(root, folder, "--num_epoch", "1") == 0
+    first = (folder / "model.safetensors").read_bytes()
+
+    status = train_tiny(root, folder, "--num_epoch", "1", "--seed", "4")
+
+    assert status == 0
+    assert (folder / "model.safetensors").read_bytes() != first
+
+
 def make_read_only(folder, monkeypatch):
     """Make new folders and files under folder fail as on a read-only file system.
 
