@@ -105,7 +105,9 @@ def sigterm_as_interrupt() -> Iterator[threading.Event]:
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         terminated.set()
-        raise KeyboardInterrupt
+        # As with Ctrl-C, deferred() holds it back, and check() raises it
+        # again if library code catches the exception.
+        _on_interrupt(signum, frame)
 
     if (
         threading.current_thread() is not threading.main_thread()
