@@ -1543,6 +1543,38 @@ def test_validation_copy_and_one_class_warn(trained, tmp_path, caplog):
     assert "measures one class" in caplog.text
 
 
+def test_test_file_same_as_validation_warns(trained, tmp_path, caplog):
+    from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
+
+    root, _ = trained
+    held_out = tmp_path / "held_out.csv"
+    rows = ["text,label"]
+    rows += [f'"{review} again",positive' for review in POSITIVE_REVIEWS]
+    rows += [f'"{review} again",negative' for review in NEGATIVE_REVIEWS]
+    held_out.write_text("\n".join(rows) + "\n")
+    copy = tmp_path / "copy.csv"
+    copy.write_text(held_out.read_text())
+    caplog.set_level("WARNING")
+
+    status = train_tiny(
+        root,
+        tmp_path / "m",
+        "--num_epoch",
+        "1",
+        "--validation-data",
+        str(held_out),
+        "--test-data",
+        str(copy),
+    )
+
+    assert status == 0
+    assert (
+        f"16 of the 16 reviews of --test-data {copy} also occur in "
+        f"--validation-data {held_out}"
+    ) in caplog.text
+    assert "the test accuracy is not measured on unseen reviews" in caplog.text
+
+
 def test_held_out_posneg_beside_star_csv(trained, tmp_path, caplog):
     from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
 

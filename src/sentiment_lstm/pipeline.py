@@ -198,6 +198,8 @@ def load_splits(spec: DataSpec, seed: int) -> Splits:
             source,
         )
         _check_held_out_file(part, source, extra, main, train_part)
+    if spec.validation_data and spec.test_data:
+        _check_test_file_against_validation(spec, validation, test)
     present = {example.label for example in train_part}
     if len(present) < 2:
         only = LABEL_NAMES[present.pop()] if present else "no"
@@ -281,6 +283,29 @@ def _check_held_out_file(
             LABEL_NAMES[labels.pop()],
             part,
         )
+
+
+def _check_test_file_against_validation(
+    spec: DataSpec, validation: list[Example], test: list[Example]
+) -> None:
+    """Warn when the test file mostly repeats the validation file.
+
+    The validation reviews pick the best epoch, so test accuracy on them
+    overstates how the model does on new reviews.
+    """
+    validation_texts = {example.text for example in validation}
+    shared = sum(example.text in validation_texts for example in test)
+    if not shared or shared / len(test) < HELD_OUT_OVERLAP_WARNING_SHARE:
+        return
+    logger.warning(
+        "%d of the %d reviews of --test-data %s also occur in --validation-data "
+        "%s, which picks the best epoch, so the test accuracy is not measured "
+        "on unseen reviews; give test reviews of their own",
+        shared,
+        len(test),
+        spec.test_data,
+        spec.validation_data,
+    )
 
 
 def encode(
