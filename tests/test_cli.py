@@ -744,6 +744,22 @@ def train_tiny(root, output_dir, *extra: str) -> int:
     )
 
 
+def test_train_threads_flag(trained, tmp_path):
+    import torch
+
+    root, _ = trained
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        status = train_tiny(root, tmp_path / "m", "--num_epoch", "1", "--threads", "1")
+        used = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(threads)
+
+    assert status == 0
+    assert used == 1
+
+
 def test_train_output_dir_is_a_file(trained, tmp_path, capsys):
     root, _ = trained
     occupied = tmp_path / "model.csv"

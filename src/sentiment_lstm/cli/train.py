@@ -551,6 +551,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_model_options(parser)
     parser.add_argument(
+        "--threads",
+        type=positive_int,
+        help="CPU threads of PyTorch; 1 is often faster while other jobs share "
+        "the cores (default: PyTorch's choice, usually one per core)",
+    )
+    parser.add_argument(
         "--required-acc-checkpoint",
         "--required_acc_checkpoint",
         type=probability,
@@ -633,6 +639,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             f"--test-fraction ({args.test_fraction:g}) must stay below 1"
         )
     options = resolve_options(args, required_accuracy=args.required_acc_checkpoint)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if options.embedding_config.source == "minilm-contextual":
         raise CommandError(
             "--embeddings minilm-contextual cannot be saved for prediction, "
