@@ -744,6 +744,46 @@ def train_tiny(root, output_dir, *extra: str) -> int:
     )
 
 
+def test_large_test_fraction_beside_validation_file(trained, tmp_path, caplog):
+    root, _ = trained
+    caplog.set_level("INFO")
+
+    status = train_tiny(
+        root,
+        tmp_path / "m",
+        "--num_epoch",
+        "1",
+        "--validation-data",
+        str(root / "tiny.pos"),
+        "--test-fraction",
+        "0.9",
+    )
+
+    assert status == 0
+    assert "train 10 (5 negative, 5 positive), test 86" in caplog.text
+
+
+def test_training_part_without_a_class(tmp_path, capsys):
+    source = tmp_path / "reviews.csv"
+    source.write_text(
+        "text,label\n"
+        + "".join(f"a dull film {i},neg\n" for i in range(2))
+        + "".join(f"a fine film {i},pos\n" for i in range(18))
+    )
+
+    status = main(
+        ["train", "--data", str(source), "--output-dir", str(tmp_path / "m")]
+        + TRAIN_ARGS
+        + ["--seed", "0", "--test-fraction", "0.9"]
+        + ["--validation-data", str(source)]
+    )
+
+    error = capsys.readouterr().err
+    assert status == 1
+    assert f"the training part of {source} has only positive reviews (2)" in error
+    assert "lower --validation-fraction or --test-fraction" in error
+
+
 def test_train_threads_flag(trained, tmp_path):
     import torch
 
@@ -904,8 +944,10 @@ def test_train_one_class_rejected(tmp_path, capsys):
         + TRAIN_ARGS
     )
 
+    error = capsys.readouterr().err
     assert status == 1
-    assert "has only positive reviews" in capsys.readouterr().err
+    assert f"{source} has only positive reviews (20)" in error
+    assert "training part" not in error
     assert not (tmp_path / "m").exists()
 
 

@@ -167,6 +167,14 @@ def load_splits(spec: DataSpec, seed: int) -> Splits:
     spec = dataclasses.replace(spec, read_options=main_options)
     # the readers log what they read, skipped and left out
     main = read_examples(path, main_options)
+    present = {example.label for example in main.examples}
+    if len(present) < 2:
+        raise DataError(
+            f"{spec.data} has only {LABEL_NAMES[present.pop()]} reviews "
+            f"({len(main.examples)}), and a classifier needs both positive and "
+            "negative ones; check the label column, the --stars cut-offs, or "
+            "whether bad rows were left out"
+        )
     data_format = main_options.format or detect_format(path)
     reads = [main]
     validation_fraction = 0.0 if spec.validation_data else spec.validation_fraction
@@ -202,12 +210,12 @@ def load_splits(spec: DataSpec, seed: int) -> Splits:
         _check_test_file_against_validation(spec, validation, test)
     present = {example.label for example in train_part}
     if len(present) < 2:
+        # Large held-out fractions can take every review of a small class.
         only = LABEL_NAMES[present.pop()] if present else "no"
         raise DataError(
             f"the training part of {spec.data} has only {only} reviews "
             f"({len(train_part)}), and a classifier needs both positive and "
-            "negative ones; check the label column, the --stars cut-offs, or "
-            "whether bad rows were left out"
+            "negative ones; lower --validation-fraction or --test-fraction"
         )
     return Splits(train_part, validation, test, reads, spec, data_format)
 

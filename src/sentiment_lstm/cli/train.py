@@ -633,7 +633,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             "--validation-fraction 0 leaves no reviews to pick the best epoch; "
             "give --validation-data or a fraction above 0"
         )
-    if args.validation_fraction + args.test_fraction >= 1:
+    # A fraction beside the file that replaces its split splits nothing off.
+    validation_share = 0.0 if args.validation_data else args.validation_fraction
+    test_share = 0.0 if args.test_data else args.test_fraction
+    if validation_share + test_share >= 1:
         parser.error(
             f"--validation-fraction ({args.validation_fraction:g}) plus "
             f"--test-fraction ({args.test_fraction:g}) must stay below 1"
