@@ -784,6 +784,22 @@ def test_training_part_without_a_class(tmp_path, capsys):
     assert "lower --validation-fraction or --test-fraction" in error
 
 
+def test_max_vocab_size_counts_special_tokens(trained, tmp_path, capsys):
+    root, _ = trained
+
+    status = train_tiny(
+        root, tmp_path / "m", "--num_epoch", "1", "--max-vocab-size", "10"
+    )
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+
+    assert status == 0
+    assert config["model"]["vocab_size"] == 10
+    assert "vocabulary entries to keep, counting <pad> and <unk>" in help_text
+
+
 def test_train_threads_flag(trained, tmp_path):
     import torch
 

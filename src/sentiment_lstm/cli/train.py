@@ -207,7 +207,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     text.add_argument(
         "--max-vocab-size",
         type=vocabulary_size,
-        help="keep only this many most frequent words (default: no limit)",
+        help="vocabulary entries to keep, counting <pad> and <unk>, so the "
+        "MAX_VOCAB_SIZE - 2 most frequent words stay (default: no limit)",
     )
 
     embeddings = parser.add_argument_group("embeddings")
