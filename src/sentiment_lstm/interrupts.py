@@ -105,7 +105,7 @@ def sigterm_as_interrupt() -> Iterator[threading.Event]:
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         terminated.set()
-        # As with Ctrl-C, deferred() holds it back, and check() raises it
+        # As with Ctrl-C, deferred() defers it, and check() raises it
         # again if library code catches the exception.
         _on_interrupt(signum, frame)
 

@@ -40,7 +40,7 @@ DOWNLOAD_TIMEOUT_S = 60
 # The real files are about 0.6 MB each. The limit keeps a corrupt or hostile
 # archive from filling memory before the checksum rejects it.
 _MAX_MEMBER_BYTES = 64 * 2**20
-# The archive holds the two members, compressed, and a few headers. A larger
+# The archive contains the two members, compressed, and a few headers. A larger
 # response stops the download instead of filling the disk.
 _MAX_DOWNLOAD_BYTES = 2 * _MAX_MEMBER_BYTES + 2**20
 
