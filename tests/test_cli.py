@@ -879,6 +879,78 @@ def train_tiny(root, output_dir, *extra: str) -> int:
     )
 
 
+def test_large_test_fraction_beside_validation_file(trained, tmp_path, caplog):
+    root, _ = trained
+    caplog.set_level("INFO")
+
+    status = train_tiny(
+        root,
+        tmp_path / "m",
+        "--num_epoch",
+        "1",
+        "--validation-data",
+        str(root / "tiny.pos"),
+        "--test-fraction",
+        "0.9",
+    )
+
+    assert status == 0
+    assert "train 10 (5 negative, 5 positive), test 86" in caplog.text
+
+
+def test_training_part_without_a_class(tmp_path, capsys):
+    source = tmp_path / "reviews.csv"
+    source.write_text(
+        "text,label\n"
+        + "".join(f"a dull film {i},neg\n" for i in range(2))
+        + "".join(f"a fine film {i},pos\n" for i in range(18))
+    )
+
+    status = main(
+        ["train", "--data", str(source), "--output-dir", str(tmp_path / "m")]
+        + TRAIN_ARGS
+        + ["--seed", "0", "--test-fraction", "0.9"]
+        + ["--validation-data", str(source)]
+    )
+
+    error = capsys.readouterr().err
+    assert status == 1
+    assert f"the training part of {source} has only positive reviews (2)" in error
+    assert "lower --validation-fraction or --test-fraction" in error
+
+
+def test_max_vocab_size_counts_special_tokens(trained, tmp_path, capsys):
+    root, _ = trained
+
+    status = train_tiny(
+        root, tmp_path / "m", "--num_epoch", "1", "--max-vocab-size", "10"
+    )
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+
+    assert status == 0
+    assert config["model"]["vocab_size"] == 10
+    assert "vocabulary entries to keep, counting <pad> and <unk>" in help_text
+
+
+def test_train_threads_flag(trained, tmp_path):
+    import torch
+
+    root, _ = trained
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        status = train_tiny(root, tmp_path / "m", "--num_epoch", "1", "--threads", "1")
+        used = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(threads)
+
+    assert status == 0
+    assert used == 1
+
+
 def test_train_output_dir_is_a_file(trained, tmp_path, capsys):
     root, _ = trained
     occupied = tmp_path / "model.csv"
@@ -1023,9 +1095,45 @@ def test_train_one_class_rejected(tmp_path, capsys):
         + TRAIN_ARGS
     )
 
+    error = capsys.readouterr().err
     assert status == 1
-    assert "has only positive reviews" in capsys.readouterr().err
+    assert f"{source} has only positive reviews (20)" in error
+    assert "training part" not in error
     assert not (tmp_path / "m").exists()
+
+
+def test_train_small_class_in_held_out_parts(tmp_path, capsys):
+    # At the stratified share, a part of 10 of these 103 reviews would get
+    # 0.29 negative ones.
+    source = tmp_path / "reviews.csv"
+    source.write_text(
+        "text,label\n"
+        + "".join(f"a fine film {i},pos\n" for i in range(100))
+        + "".join(f"a dull film {i},neg\n" for i in range(3))
+    )
+    model_dir = tmp_path / "m"
+    status = main(
+        ["train", "--data", str(source), "--output-dir", str(model_dir)] + TRAIN_ARGS
+    )
+    assert status == 0
+
+    for part in ("validation", "test"):
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(model_dir),
+                "--data",
+                str(source),
+                "--split",
+                part,
+                "--format",
+                "json",
+            ]
+        )
+        report = json.loads(capsys.readouterr().out)
+        assert report["reviews"] == 10, part
+        assert report["per_class"]["negative"]["support"] == 1, part
 
 
 def test_train_empty_vocabulary_rejected(trained, tmp_path, capsys):
@@ -1473,6 +1581,39 @@ def test_train_output_dir_name_too_long(tmp_path, tiny_posneg, capsys):
     assert not (tmp_path / "parent").exists()
 
 
+def test_train_keeps_other_model_files(trained, tmp_path, capsys):
+    root, _ = trained
+    folder = tmp_path / "minilm"
+    folder.mkdir()
+    other_config = '{"model_type": "bert", "hidden_size": 384}\n'
+    (folder / "config.json").write_text(other_config)
+    (folder / "tokenizer.json").write_text('{"version": "1.0"}\n')
+
+    status = train_tiny(root, folder, "--num_epoch", "1")
+    error = capsys.readouterr().err
+
+    assert status == 2
+    assert f"--output-dir {folder} contains config.json, tokenizer.json" in error
+    assert "not a sentiment-lstm model" in error
+    assert (folder / "config.json").read_text() == other_config
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "config.json",
+        "tokenizer.json",
+    ]
+
+
+def test_train_replaces_earlier_model(trained, tmp_path):
+    root, _ = trained
+    folder = tmp_path / "model"
+    assert train_tiny(root, folder, "--num_epoch", "1") == 0
+    first = (folder / "model.safetensors").read_bytes()
+
+    status = train_tiny(root, folder, "--num_epoch", "1", "--seed", "4")
+
+    assert status == 0
+    assert (folder / "model.safetensors").read_bytes() != first
+
+
 def make_read_only(folder, monkeypatch):
     """Make new folders and files under folder fail as on a read-only file system.
 
@@ -1609,6 +1750,76 @@ def test_validation_copy_and_one_class_warn(trained, tmp_path, caplog):
     assert f"8 of the 8 reviews of --validation-data {copy} also occur" in caplog.text
     assert f"--validation-data {copy} has only positive reviews" in caplog.text
     assert "measures one class" in caplog.text
+
+
+def test_test_file_same_as_validation_warns(trained, tmp_path, caplog):
+    from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
+
+    root, _ = trained
+    held_out = tmp_path / "held_out.csv"
+    rows = ["text,label"]
+    rows += [f'"{review} again",positive' for review in POSITIVE_REVIEWS]
+    rows += [f'"{review} again",negative' for review in NEGATIVE_REVIEWS]
+    held_out.write_text("\n".join(rows) + "\n")
+    copy = tmp_path / "copy.csv"
+    copy.write_text(held_out.read_text())
+    caplog.set_level("WARNING")
+
+    status = train_tiny(
+        root,
+        tmp_path / "m",
+        "--num_epoch",
+        "1",
+        "--validation-data",
+        str(held_out),
+        "--test-data",
+        str(copy),
+    )
+
+    assert status == 0
+    assert (
+        f"16 of the 16 reviews of --test-data {copy} also occur in "
+        f"--validation-data {held_out}"
+    ) in caplog.text
+    assert "the test accuracy is not measured on unseen reviews" in caplog.text
+
+
+def test_held_out_posneg_beside_star_csv(trained, tmp_path, caplog):
+    from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
+
+    root, _ = trained
+    stars = tmp_path / "stars.csv"
+    rows = ["Review,Rating"]
+    rows += [f'"{review} {i}",5' for i in range(3) for review in POSITIVE_REVIEWS]
+    rows += [f'"{review} {i}",1' for i in range(3) for review in NEGATIVE_REVIEWS]
+    stars.write_text("\n".join(rows) + "\n")
+    caplog.set_level("INFO")
+    column_flags = ["--text-column", "Review", "--label-column", "Rating", "--stars"]
+
+    status = main(
+        ["train", "--data", str(stars), "--output-dir", str(tmp_path / "m")]
+        + TRAIN_ARGS
+        + column_flags
+        + ["--validation-data", str(root / "tiny.pos")]
+    )
+    assert status == 0
+    assert "validation part: the 96 reviews of --validation-data" in caplog.text
+    caplog.clear()
+
+    status = train_tiny(root, tmp_path / "n", "--test-data", str(stars), *column_flags)
+    assert status == 0
+    assert "test part: the 48 reviews of --test-data" in caplog.text
+
+
+def test_column_flags_without_tabular_file_rejected(trained, tmp_path, capsys):
+    root, _ = trained
+
+    status = train_tiny(root, tmp_path / "m", "--stars")
+
+    assert status == 1
+    assert "--stars only applies to CSV, TSV and JSONL files" in (
+        capsys.readouterr().err
+    )
 
 
 def run_in_terminal(arguments):

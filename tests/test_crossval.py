@@ -100,6 +100,31 @@ def test_test_fold_never_trains(monkeypatch):
     assert [fold.sizes["test"] for fold in result.folds] == [16, 16, 16]
 
 
+def test_small_class_in_every_validation_part(monkeypatch):
+    # A validation part of 5 of these 44-review training parts would get
+    # 0.45 negative reviews at the stratified share.
+    texts = [f"dull {i}" for i in range(6)] + [f"fine {i}" for i in range(60)]
+    labels = [0] * 6 + [1] * 60
+    validation_labels = []
+    real_train = training.train
+
+    def recording_train(model, train_split, validation_split, config, **kwargs):
+        validation_labels.append(sorted(validation_split.labels.tolist()))
+        return real_train(model, train_split, validation_split, config, **kwargs)
+
+    monkeypatch.setattr(training, "train", recording_train)
+
+    cross_validate(
+        texts,
+        labels,
+        cv_config=CrossValidationConfig(folds=3),
+        model_options=SMALL_MODEL,
+        training_config=FAST_TRAINING,
+    )
+
+    assert validation_labels == [[0, 1, 1, 1, 1]] * 3
+
+
 def test_run_folds_limits_folds():
     texts, labels = corpus()
 

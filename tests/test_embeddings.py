@@ -129,6 +129,67 @@ def test_binary_file_rejected(tmp_path):
         read_vectors(path)
 
 
+@pytest.mark.parametrize("name", ["v.txt.GZ", "v.vec"])
+def test_gzip_found_by_content(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(gzip.compress("\n".join(VECTOR_LINES).encode() + b"\n"))
+
+    vectors = read_vectors(path)
+
+    assert vectors.total == 4
+    assert vectors.vectors["good"].tolist() == [0.5, 0.25, -1.0]
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"\x1f\x8b\x08\x00garbage" * 10, "invalid gzip data"),
+        (gzip.compress(b"good 1 2 3\n" * 1000)[:-30], "truncated"),
+    ],
+    ids=["garbage", "truncated"],
+)
+def test_broken_gzip_rejected(tmp_path, content, reason):
+    path = tmp_path / "v.txt.gz"
+    path.write_bytes(content)
+
+    with pytest.raises(EmbeddingError) as excinfo:
+        read_vectors(path)
+
+    message = str(excinfo.value)
+    assert str(path) in message
+    assert reason in message
+
+
+def test_plain_text_named_gz_read(tmp_path):
+    path = write_vectors(tmp_path / "v.txt", VECTOR_LINES).rename(tmp_path / "v.gz")
+
+    vectors = read_vectors(path)
+
+    assert vectors.total == 4
+
+
+def test_header_dimension_mismatch_rejected(tmp_path):
+    path = write_vectors(tmp_path / "v.txt", VECTOR_LINES[:2], "2 2")
+
+    with pytest.raises(EmbeddingError) as excinfo:
+        read_vectors(path)
+
+    message = str(excinfo.value)
+    assert "v.txt:2:" in message
+    assert "the word2vec header gives dimension 2" in message
+    assert "the line has a word and 3 values" in message
+
+
+def test_no_vocabulary_word_found_warns(tmp_path, caplog):
+    path = write_vectors(tmp_path / "v.txt", ["zzz 1 2 3"])
+    factory = InputFactory(EmbeddingConfig(vectors_path=str(path)), TextEncoderConfig())
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm.embeddings"):
+        factory.build(["a good film", "a bad film"])
+
+    assert "none of the 6 vocabulary words has a vector in" in caplog.text
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(EmbeddingError, match="vectors file not found"):
         read_vectors(tmp_path / "none.txt")

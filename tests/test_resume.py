@@ -143,8 +143,10 @@ def test_resume_without_checkpoint_fails(corpus, tmp_path, capsys, caplog):
     assert not (tmp_path / "fresh").exists()
 
 
-def interrupt_when(command: list[str], ready) -> tuple[int, str]:
-    """Start command, send SIGINT once ready() is true; return status and stderr."""
+def interrupt_when(
+    command: list[str], ready, signal_number: int = signal.SIGINT
+) -> tuple[int, str]:
+    """Start command, send the signal once ready() is true; return status and stderr."""
     process = subprocess.Popen(
         command,
         stdout=subprocess.DEVNULL,
@@ -163,7 +165,7 @@ def interrupt_when(command: list[str], ready) -> tuple[int, str]:
             if time.monotonic() > deadline:
                 pytest.fail("the run did not get ready within 120 s")
             time.sleep(0.01)
-        os.kill(process.pid, signal.SIGINT)
+        os.kill(process.pid, signal_number)
         _, stderr = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
@@ -211,6 +213,35 @@ def test_interrupt_after_checkpoint_says_how_to_resume(corpus, tmp_path):
     )
     assert resumed.returncode == 0
     assert not checkpoint.exists()
+
+
+def test_sigterm_before_first_epoch_removes_folder(corpus, tmp_path):
+    output_dir = tmp_path / "new" / "model"
+
+    status, stderr = interrupt_when(
+        train_command(corpus, output_dir), output_dir.exists, signal.SIGTERM
+    )
+
+    assert status == 143
+    assert stderr.strip().endswith(
+        "interrupted before the first epoch finished; no model was saved"
+    )
+    assert not (tmp_path / "new").exists()
+
+
+def test_sigterm_after_checkpoint_says_how_to_resume(corpus, tmp_path):
+    output_dir = tmp_path / "run"
+    checkpoint = output_dir / "checkpoint.pt"
+
+    status, stderr = interrupt_when(
+        train_command(corpus, output_dir), checkpoint.exists, signal.SIGTERM
+    )
+
+    assert status == 143
+    assert "to continue, repeat the command with --resume" in stderr
+    assert "Traceback" not in stderr
+    assert checkpoint.is_file()
+    assert not [path.name for path in output_dir.iterdir() if path.name[0] == "."]
 
 
 def test_resume_with_other_flags_fails(corpus, tmp_path, capsys):
@@ -265,6 +296,34 @@ def test_resume_checkpoint_without_newer_fields_still_compares_others(
     error = capsys.readouterr().err
     assert "training.seed" in error
     assert "read_options" not in error
+
+
+def test_resume_with_other_max_length_fails(corpus, tmp_path, capsys):
+    output_dir = tmp_path / "run"
+    kill_after_first_checkpoint(
+        train_command(corpus, output_dir), output_dir / "checkpoint.pt"
+    )
+
+    status = main(train_args(corpus, output_dir, "--resume", "--max-length", "3"))
+
+    assert status == 1
+    assert "text_encoder.max_length" in capsys.readouterr().err
+    assert (output_dir / "checkpoint.pt").is_file()
+
+
+def test_resume_checkpoint_without_text_encoder_section(corpus, tmp_path, caplog):
+    output_dir = tmp_path / "run"
+    checkpoint = output_dir / "checkpoint.pt"
+    kill_after_first_checkpoint(train_command(corpus, output_dir), checkpoint)
+    state = load_checkpoint(checkpoint)
+    del state["identity"]["text_encoder"]
+    torch.save(state, checkpoint)
+    caplog.set_level("INFO", logger="sentiment_lstm.training")
+
+    status = main(train_args(corpus, output_dir, "--resume"))
+
+    assert status == 0
+    assert "did not record text_encoder; resuming without comparing" in caplog.text
 
 
 # Runs train after a Ctrl-C that arrives inside a weakref callback while

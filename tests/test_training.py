@@ -259,7 +259,7 @@ def test_minority_class_warning(caplog):
         weights = class_weight_tensor(labels, 2, "none")
 
     assert weights.tolist() == [1.0, 1.0]
-    assert "class 1 has 1 of 10 training examples" in caplog.text
+    assert "the positive class has 1 of 10 training examples" in caplog.text
     assert "--class-weights balanced" in caplog.text
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from sentiment_lstm.data.split import add_missing_classes
 from sentiment_lstm.embeddings import EmbeddingConfig, InputFactory
 from sentiment_lstm.metrics import classification_report, mean_and_std
 from sentiment_lstm.text import TextEncoderConfig
@@ -381,6 +382,7 @@ def _run_fold(
         random_state=cv_config.seed,
         shuffle=True,
     )
+    add_missing_classes(labels, fit_indices, validation_indices, "validation")
 
     # The vocabulary comes from the fitting part alone.
     seed_everything(training_config.seed)

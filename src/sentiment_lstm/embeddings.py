@@ -25,6 +25,7 @@ import logging
 import os
 import tempfile
 import time
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -80,8 +81,8 @@ def read_vectors(path: str | Path, words: Iterable[str] | None = None) -> WordVe
     a header the dimension is the number of values on the first line. A word
     may itself contain spaces (some GloVe files have such entries), so the
     last ``dim`` fields of a line are the vector and the rest is the word.
-    Files ending in ``.gz`` are decompressed while reading. The first of
-    several vectors of the same word is kept.
+    A file that starts with the gzip signature is decompressed while reading,
+    whatever its name. The first of several vectors of the same word is kept.
 
     Args:
         path: The vectors file.
@@ -92,8 +93,10 @@ def read_vectors(path: str | Path, words: Iterable[str] | None = None) -> WordVe
         The vectors kept, the dimension and the number of vectors in the file.
 
     Raises:
-        EmbeddingError: If the file is missing, binary, not UTF-8, or has a
-            malformed line; the message names the file and the line number.
+        EmbeddingError: If the file is missing, binary, not UTF-8, broken
+            gzip data, or has a malformed line, such as a first vector whose
+            size differs from the word2vec header. The message names the file
+            and the line number.
     """
     path = Path(path)
     if not path.is_file():
@@ -106,7 +109,8 @@ def read_vectors(path: str | Path, words: Iterable[str] | None = None) -> WordVe
     total = 0
     header_count: int | None = None
     duplicates = 0
-    with _open_text(path) as stream:
+    compressed = _is_gzip(path)
+    with _open_text(path, compressed) as stream:
         line_number = 0
         while True:
             line_number += 1
@@ -116,6 +120,18 @@ def read_vectors(path: str | Path, words: Iterable[str] | None = None) -> WordVe
                 raise EmbeddingError(
                     f"{path}:{line_number}: not UTF-8 text ({err}); binary word2vec "
                     "files are not supported, so save the vectors in the text format"
+                ) from err
+            except EOFError as err:
+                raise EmbeddingError(
+                    f"{path}: the gzip data is truncated{_after_line(line_number)} "
+                    f"({err}); download or compress the file again"
+                ) from err
+            except (OSError, zlib.error) as err:
+                if not compressed:
+                    raise
+                raise EmbeddingError(
+                    f"{path}: invalid gzip data{_after_line(line_number)} ({err}); "
+                    "download or compress the file again"
                 ) from err
             if not line:
                 break
@@ -133,6 +149,8 @@ def read_vectors(path: str | Path, words: Iterable[str] | None = None) -> WordVe
                     f"{path}:{line_number}: empty line; each line must be a word "
                     "followed by its vector"
                 )
+            if header_count is not None and line_number == 2:
+                _check_header_dimension(path, fields, dim)
             if dim is None:
                 dim = len(fields) - 1
                 if dim < 1:
@@ -189,12 +207,48 @@ def read_vectors(path: str | Path, words: Iterable[str] | None = None) -> WordVe
     return WordVectors(vectors=vectors, dim=dim, total=total, path=path)
 
 
-def _open_text(path: Path) -> io.TextIOBase:
+GZIP_SIGNATURE = b"\x1f\x8b"
+
+
+def _after_line(line_number: int) -> str:
+    """Name the last complete line before line_number, if there is one."""
+    return f" after line {line_number - 1}" if line_number > 1 else ""
+
+
+def _is_gzip(path: Path) -> bool:
+    with path.open("rb") as stream:
+        return stream.read(len(GZIP_SIGNATURE)) == GZIP_SIGNATURE
+
+
+def _open_text(path: Path, compressed: bool) -> io.TextIOBase:
     # utf-8-sig removes a byte order mark, which would otherwise join the
     # first word
-    if path.suffix == ".gz":
+    if compressed:
         return gzip.open(path, "rt", encoding="utf-8-sig", newline="\n")
     return path.open("r", encoding="utf-8-sig", newline="\n")
+
+
+def _check_header_dimension(path: Path, fields: list[str], dim: int) -> None:
+    """Reject a first vector line that has another size than the header gives.
+
+    Otherwise each line with more values would pass, its extra values read as
+    part of the word, so that no vocabulary word would be found.
+    """
+    values = len(fields) - 1
+    if values == dim or not all(_is_float(field) for field in fields[1:]):
+        return
+    raise EmbeddingError(
+        f"{path}:2: the word2vec header gives dimension {dim}, but the line has "
+        f"a word and {values} values; fix the header's second number"
+    )
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _all_ints(fields: Sequence[str]) -> bool:
@@ -830,6 +884,14 @@ class InputFactory:
                 encoder.vocab_size,
                 vectors.path,
             )
+            if not len(rows):
+                logger.warning(
+                    "none of the %d vocabulary words has a vector in %s, so the "
+                    "embedding starts random; check that the file's words are "
+                    "of the reviews' language and split as the tokenizer splits",
+                    encoder.vocab_size,
+                    vectors.path,
+                )
             prepared = PreparedInputs(encoder, matrix, rows, vectors.dim)
         if self.config.nb_init_scale:
             if train_labels is None:

@@ -127,7 +127,9 @@ def sigterm_as_interrupt(*, hangup: bool = False) -> Iterator[Termination]:
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         terminated.signal_number = signum
-        raise KeyboardInterrupt
+        # As with Ctrl-C, deferred() defers it, and check() raises it
+        # again if library code catches the exception.
+        _on_interrupt(signum, frame)
 
     if threading.current_thread() is not threading.main_thread():
         yield terminated

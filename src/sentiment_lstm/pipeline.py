@@ -156,9 +156,26 @@ def load_splits(spec: DataSpec, seed: int) -> Splits:
         The splits, with what each read skipped or left out.
     """
     path = resolve_data(spec.data)
+    held_out_files = {"validation": spec.validation_data, "test": spec.test_data}
+    held_out_paths = {
+        part: resolve_data(source) for part, source in held_out_files.items() if source
+    }
+    main_options, *held_out_options = _read_options_by_file(
+        [path, *held_out_paths.values()], spec.read_options
+    )
+    options_by_part = dict(zip(held_out_paths, held_out_options))
+    spec = dataclasses.replace(spec, read_options=main_options)
     # the readers log what they read, skipped and left out
-    main = read_examples(path, spec.read_options)
-    data_format = spec.read_options.format or detect_format(path)
+    main = read_examples(path, main_options)
+    present = {example.label for example in main.examples}
+    if len(present) < 2:
+        raise DataError(
+            f"{spec.data} has only {LABEL_NAMES[present.pop()]} reviews "
+            f"({len(main.examples)}), and a classifier needs both positive and "
+            "negative ones; check the label column, the --stars cut-offs, or "
+            "whether bad rows were left out"
+        )
+    data_format = main_options.format or detect_format(path)
     reads = [main]
     validation_fraction = 0.0 if spec.validation_data else spec.validation_fraction
     test_fraction = 0.0 if spec.test_data else spec.test_fraction
@@ -172,11 +189,10 @@ def load_splits(spec: DataSpec, seed: int) -> Splits:
             validation_fraction=validation_fraction,
             test_fraction=test_fraction,
         )
-    held_out_files = {"validation": spec.validation_data, "test": spec.test_data}
-    for part, source in held_out_files.items():
-        if not source:
-            continue
-        extra = _read(source, spec.read_options)
+    for part, held_out_path in held_out_paths.items():
+        source = held_out_files[part]
+        # the readers log what they read, skipped and left out
+        extra = read_examples(held_out_path, options_by_part[part])
         reads.append(extra)
         if part == "validation":
             validation = extra.examples
@@ -190,21 +206,43 @@ def load_splits(spec: DataSpec, seed: int) -> Splits:
             source,
         )
         _check_held_out_file(part, source, extra, main, train_part)
+    if spec.validation_data and spec.test_data:
+        _check_test_file_against_validation(spec, validation, test)
     present = {example.label for example in train_part}
     if len(present) < 2:
+        # Large held-out fractions can take every review of a small class.
         only = LABEL_NAMES[present.pop()] if present else "no"
         raise DataError(
             f"the training part of {spec.data} has only {only} reviews "
             f"({len(train_part)}), and a classifier needs both positive and "
-            "negative ones; check the label column, the --stars cut-offs, or "
-            "whether bad rows were left out"
+            "negative ones; lower --validation-fraction or --test-fraction"
         )
     return Splits(train_part, validation, test, reads, spec, data_format)
 
 
-def _read(path_or_name: str, options: ReadOptions) -> ReadResult:
-    # the readers log what they read, skipped and left out
-    return read_examples(resolve_data(path_or_name), options)
+# Formats whose files name their columns, so that the column and star
+# options apply to them.
+TABULAR_FORMATS = ("csv", "tsv", "jsonl")
+
+
+def _read_options_by_file(paths: list[Path], options: ReadOptions) -> list[ReadOptions]:
+    """Return the read options of each of --data and the held-out files.
+
+    The column and star options apply to the CSV, TSV and JSONL files among
+    them, so that a pos/neg file or a folder can hold out reviews for a CSV
+    file, or the reverse. When none of the files has such a format, every
+    file keeps the options, so that reading rejects them with the reason.
+    """
+    formats = [options.format or detect_format(path) for path in paths]
+    if not any(data_format in TABULAR_FORMATS for data_format in formats):
+        return [options] * len(paths)
+    without_columns = dataclasses.replace(
+        options, text_column=None, label_column=None, stars=False
+    )
+    return [
+        options if data_format in TABULAR_FORMATS else without_columns
+        for data_format in formats
+    ]
 
 
 def _check_held_out_file(
@@ -253,6 +291,29 @@ def _check_held_out_file(
             LABEL_NAMES[labels.pop()],
             part,
         )
+
+
+def _check_test_file_against_validation(
+    spec: DataSpec, validation: list[Example], test: list[Example]
+) -> None:
+    """Warn when the test file mostly repeats the validation file.
+
+    The validation reviews pick the best epoch, so test accuracy on them
+    overstates how the model does on new reviews.
+    """
+    validation_texts = {example.text for example in validation}
+    shared = sum(example.text in validation_texts for example in test)
+    if not shared or shared / len(test) < HELD_OUT_OVERLAP_WARNING_SHARE:
+        return
+    logger.warning(
+        "%d of the %d reviews of --test-data %s also occur in --validation-data "
+        "%s, which picks the best epoch, so the test accuracy is not measured "
+        "on unseen reviews; give test reviews of their own",
+        shared,
+        len(test),
+        spec.test_data,
+        spec.validation_data,
+    )
 
 
 def encode(
@@ -360,6 +421,8 @@ def train_model(
         "model": model_config.to_dict(),
         "data": data_identity,
         "embeddings": embedding_values,
+        # --max-length changes the training token ids but not the vocabulary
+        "text_encoder": base_metadata["text_encoder"],
     }
     record = record if record is not None else SaveRecord()
     encoded = (train_split, validation_split, test_split)

@@ -31,6 +31,7 @@ from sentiment_lstm.batching import (
     pad_batch,
     sorted_batches,
 )
+from sentiment_lstm.data.records import LABEL_NAMES
 from sentiment_lstm.model import (
     ModelConfig,
     SentimentLSTM,
@@ -392,8 +393,9 @@ def class_weight_tensor(
                 else "consider --class-weights balanced"
             )
             logger.warning(
-                "class %d has %d of %d training examples (%.1f%%, under %d%%); %s",
-                index,
+                "the %s class has %d of %d training examples (%.1f%%, under %d%%); "
+                "%s",
+                LABEL_NAMES[index] if index < len(LABEL_NAMES) else index,
                 count,
                 total,
                 100 * share,
@@ -1034,13 +1036,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def _check_identity(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
     """Raise CheckpointError if the run that saved ``path`` had other settings.
 
-    Versions of the package differ in what they record. When a section of the
-    checkpoint lacks a setting, the setting is newer than the version that
+    Versions of the package differ in what they record. When the checkpoint
+    lacks a setting or a whole section, it is newer than the version that
     wrote the checkpoint, so it is not compared, and the log names it.
     A setting that only the checkpoint records, such as the data paths that
     earlier versions kept, is no longer compared either.
     """
-    unrecorded = sorted(
+    unrecorded_sections = sorted(set(current) - set(saved))
+    unrecorded = unrecorded_sections + sorted(
         f"{section}.{key}"
         for section, values in current.items()
         if isinstance(values, dict) and isinstance(saved.get(section), dict)
@@ -1070,6 +1073,7 @@ def _check_identity(saved: dict[str, Any], current: dict[str, Any], path: Path) 
     differences = sorted(
         f"{section}.{key}"
         for section in sorted(set(saved) | set(current))
+        if section not in unrecorded_sections
         for key in _differing_keys(saved.get(section), current.get(section))
         if f"{section}.{key}" not in unrecorded + no_longer_compared
     )

@@ -173,6 +173,21 @@ def test_http_error(tmp_path: Path, file_server: FileServer) -> None:
         fetch_rt_polarity(tmp_path / "cache", url=url)
 
 
+def test_oversized_download_rejected(
+    tmp_path: Path, file_server: FileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(datasets, "_MAX_DOWNLOAD_BYTES", 1000)
+    file_server.files[ARCHIVE_PATH] = b"x" * 5000
+
+    with pytest.raises(DataError) as excinfo:
+        fetch_rt_polarity(tmp_path / "cache", url=file_server.url(ARCHIVE_PATH))
+
+    message = str(excinfo.value)
+    assert "the response is larger than 1000 bytes" in message
+    assert datasets.RT_POLARITY_ENV in message
+    assert not (tmp_path / "cache" / "rt-polarity").exists()
+
+
 def test_not_an_archive(tmp_path: Path, file_server: FileServer) -> None:
     file_server.files[ARCHIVE_PATH] = b"<html>moved</html>"
 

@@ -672,3 +672,32 @@ def test_field_over_size_limit_named(tmp_path: Path) -> None:
     )
     with pytest.raises(DataError, match="a quote that is never closed"):
         read_examples(path)
+
+
+@pytest.mark.parametrize(
+    ("first_line", "value"),
+    [
+        ("a gripping film,1", "1"),
+        ("a dull mess,negative", "negative"),
+        ('"a dull, slow mess",2', "2"),
+    ],
+)
+def test_headerless_csv_explained(tmp_path: Path, first_line: str, value: str) -> None:
+    path = write(tmp_path / "reviews.csv", first_line + "\nanother film,0\n")
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(path)
+
+    message = str(excinfo.value)
+    assert message.startswith(f"{path}: no text column found")
+    assert f"the header has the value {value!r}, so the file seems to have" in message
+    assert "add a first line that names the columns, such as text,label" in message
+
+
+def test_header_without_label_values_not_explained(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "title,verdict\nanother film,0\n")
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(path)
+
+    assert "seems to have no header" not in str(excinfo.value)

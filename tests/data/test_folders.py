@@ -127,3 +127,24 @@ def test_folder_format_needs_layout(tmp_path: Path) -> None:
 
     with pytest.raises(DataError, match="expected pos/ and neg/ subfolders"):
         read_examples(tmp_path, ReadOptions(format="folder"))
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        (1, "1 review file under {root} is not valid UTF-8, so it was decoded"),
+        (2, "2 review files under {root} are not valid UTF-8, so they were decoded"),
+    ],
+)
+def test_cp1252_files_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, files: int, expected: str
+) -> None:
+    write_reviews(tmp_path, {"neg/1_1.txt": "Awful."})
+    (tmp_path / "pos").mkdir()
+    for number in range(files):
+        (tmp_path / "pos" / f"{number}_9.txt").write_bytes(b"Caf\xe9 fun.")
+
+    with caplog.at_level(logging.INFO, logger="sentiment_lstm.data"):
+        read_examples(tmp_path)
+
+    assert expected.format(root=tmp_path) in caplog.text

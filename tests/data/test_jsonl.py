@@ -185,3 +185,80 @@ def test_jsonl_exact_case_key_wins(tmp_path: Path) -> None:
     result = read_examples(path)
 
     assert result.examples[0].text == "right"
+
+
+def test_jsonl_duplicate_label_key(tmp_path: Path) -> None:
+    lines = [
+        '{"text": "great", "label": 1}',
+        '{"text": "awful", "label": 1, "label": 0}',
+    ]
+    path = write_lines(tmp_path / "reviews.jsonl", lines)
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(path)
+
+    message = str(excinfo.value)
+    assert "reviews.jsonl line 2:" in message
+    assert "the field 'label' occurs 2 times in the record" in message
+    assert "--skip-bad-rows" in message
+
+
+def test_jsonl_duplicate_text_key_skipped(tmp_path: Path) -> None:
+    lines = [
+        '{"text": "great", "text": "awful", "label": 1}',
+        '{"text": "dire", "label": 0}',
+        '{"text": "lovely", "label": 1, "at": 1, "at": 2}',
+    ]
+    path = write_lines(tmp_path / "reviews.jsonl", lines)
+
+    result = read_examples(path, ReadOptions(skip_bad_rows=True))
+
+    assert [example.text for example in result.examples] == ["dire", "lovely"]
+    assert [row.line for row in result.bad_rows] == [1]
+    assert "the field 'text' occurs 2 times" in result.bad_rows[0].reason
+
+
+def test_jsonl_rating_beyond_float_is_bad_row(tmp_path: Path) -> None:
+    lines = [
+        '{"text": "great", "score": 5}',
+        '{"text": "huge", "score": 1' + "0" * 400 + "}",
+    ]
+    path = write_lines(tmp_path / "reviews.jsonl", lines)
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(path, ReadOptions(stars=True))
+
+    message = str(excinfo.value)
+    assert "reviews.jsonl line 2: invalid rating" in message
+    assert "--skip-bad-rows" in message
+
+
+def test_jsonl_number_too_long_is_bad_row(tmp_path: Path) -> None:
+    lines = [
+        '{"text": "great", "score": 5}',
+        '{"text": "huger", "score": 1' + "0" * 5000 + "}",
+        '{"text": "awful", "score": 1}',
+    ]
+    path = write_lines(tmp_path / "reviews.jsonl", lines)
+
+    with pytest.raises(DataError, match=r"reviews\.jsonl line 2: invalid JSON"):
+        read_examples(path, ReadOptions(stars=True))
+    result = read_examples(path, ReadOptions(stars=True, skip_bad_rows=True))
+
+    assert [example.text for example in result.examples] == ["great", "awful"]
+    assert [row.line for row in result.bad_rows] == [2]
+
+
+def test_jsonl_deep_nesting_is_bad_row(tmp_path: Path) -> None:
+    lines = [
+        '{"text": "great", "label": 1}',
+        '{"text": "deep", "label": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"text": "awful", "label": 0}',
+    ]
+    path = write_lines(tmp_path / "reviews.jsonl", lines)
+
+    result = read_examples(path, ReadOptions(skip_bad_rows=True))
+
+    assert [example.text for example in result.examples] == ["great", "awful"]
+    assert [row.line for row in result.bad_rows] == [2]
+    assert "nested too deeply" in result.bad_rows[0].reason

@@ -201,3 +201,32 @@ def test_unlabelled_example_rejected() -> None:
 
     with pytest.raises(DataError, match="input.txt line 4: the example has no label"):
         split_examples(examples, seed=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_small_class_in_every_part(seed: int) -> None:
+    # 10 reviews of 103 hold 0.29 negative ones at the stratified share
+    train, validation, test = split_examples(make_examples(3, 100), seed=seed)
+
+    assert Counter(e.label for e in test) == {0: 1, 1: 9}
+    assert Counter(e.label for e in validation) == {0: 1, 1: 9}
+    assert Counter(e.label for e in train) == {0: 1, 1: 82}
+
+
+def test_small_class_split_is_seeded() -> None:
+    examples = make_examples(3, 100)
+
+    first = split_examples(examples, seed=4)
+    second = split_examples(examples, seed=4)
+
+    assert first == second
+
+
+def test_small_class_swap_logged(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO")
+
+    split_examples(make_examples(3, 100), seed=0)
+
+    assert "the stratified test part of 10 reviews had no negative review" in (
+        caplog.text
+    )

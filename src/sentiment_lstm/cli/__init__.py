@@ -28,12 +28,13 @@ BROKEN_PIPE_STATUS = 128 + 13
 # 128 + their number in the same way.
 INTERRUPTED_STATUS = 128 + signal.SIGINT
 # Commands in which SIGTERM raises KeyboardInterrupt, so that their temporary
-# files are removed. train and cross-validate keep Python's default action,
-# which ends them at once: an ensemble trained in worker processes would
-# otherwise wait for every queued member before it stops, because
-# ProcessPoolExecutor's exit waits for its tasks and SIGTERM reaches only the
-# main process.
-SIGTERM_INTERRUPTS = frozenset(("predict", "evaluate", "export", "serve"))
+# files are removed, and train reports what it saved and removes a folder it
+# created and left empty. train runs ensemble members one after another in
+# its own process. cross-validate keeps Python's default action, which ends
+# it at once: an ensemble trained in worker processes would otherwise wait
+# for every queued member before it stops, because ProcessPoolExecutor's
+# exit waits for its tasks and SIGTERM reaches only the main process.
+SIGTERM_INTERRUPTS = frozenset(("train", "predict", "evaluate", "export", "serve"))
 # Commands in which SIGHUP, sent when their terminal closes, does the same.
 # serve leaves signals to uvicorn, which handles SIGINT and SIGTERM only
 # (uvicorn.server.HANDLED_SIGNALS in uvicorn 0.55), so a SIGHUP there would

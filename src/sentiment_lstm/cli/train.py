@@ -207,7 +207,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     text.add_argument(
         "--max-vocab-size",
         type=vocabulary_size,
-        help="keep only this many most frequent words (default: no limit)",
+        help="vocabulary entries to keep, counting <pad> and <unk>, so the "
+        "MAX_VOCAB_SIZE - 2 most frequent words stay (default: no limit)",
     )
 
     embeddings = parser.add_argument_group("embeddings")
@@ -223,7 +224,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--pretrained-vectors",
         type=path_argument,
         metavar="FILE",
-        help="GloVe or word2vec text file (optionally .gz) whose vectors start "
+        help="GloVe or word2vec text file (optionally gzipped) whose vectors start "
         "the rows of the vocabulary words it contains; the file's dimension "
         "replaces --embedding-size (default: none)",
     )
@@ -551,6 +552,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_model_options(parser)
     parser.add_argument(
+        "--threads",
+        type=positive_int,
+        help="CPU threads of PyTorch; 1 is often faster while other jobs share "
+        "the cores (default: PyTorch's choice, usually one per core)",
+    )
+    parser.add_argument(
         "--required-acc-checkpoint",
         "--required_acc_checkpoint",
         type=probability,
@@ -627,12 +634,19 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             "--validation-fraction 0 leaves no reviews to pick the best epoch; "
             "give --validation-data or a fraction above 0"
         )
-    if args.validation_fraction + args.test_fraction >= 1:
+    # A fraction beside the file that replaces its split splits nothing off.
+    validation_share = 0.0 if args.validation_data else args.validation_fraction
+    test_share = 0.0 if args.test_data else args.test_fraction
+    if validation_share + test_share >= 1:
         parser.error(
             f"--validation-fraction ({args.validation_fraction:g}) plus "
             f"--test-fraction ({args.test_fraction:g}) must stay below 1"
         )
     options = resolve_options(args, required_accuracy=args.required_acc_checkpoint)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if options.embedding_config.source == "minilm-contextual":
         raise CommandError(
             "--embeddings minilm-contextual cannot be saved for prediction, "

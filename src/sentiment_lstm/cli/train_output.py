@@ -9,6 +9,7 @@ what it saved and how to continue.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -19,6 +20,19 @@ from sentiment_lstm.cli.common import CommandError
 # Files that train --resume continues from: checkpoint.pt of a single network,
 # checkpoint-member<N>.pt of ensemble members.
 CHECKPOINT_PATTERN = "checkpoint*.pt"
+
+# Files of a model directory that a run replaces. Other tools use some of
+# these names too, such as the config.json and tokenizer.json of a Hugging
+# Face model.
+MODEL_FILES = (
+    "config.json",
+    "metrics.json",
+    "model.onnx",
+    "model.safetensors",
+    "text_encoder.json",
+    "tokenizer.json",
+    "training.json",
+)
 
 _FIXES_BY_ERRNO = {
     errno.EACCES: "choose a folder you can write to, or change its permissions",
@@ -41,10 +55,12 @@ def prepare_output_dir(path: Path) -> list[Path]:
         :func:`remove_empty_folders` can undo them.
 
     Raises:
-        CommandError: If a part of the path is a file, or the folder cannot be
-            created or written. The message names the path, the reason and a
-            fix.
+        CommandError: If a part of the path is a file, the folder contains
+            files of a model directory but no sentiment-lstm model, or the
+            folder cannot be created or written. The message names the path,
+            the reason and a fix.
     """
+    _check_no_other_model(path)
     blocking = _file_in_path(path)
     if blocking == path:
         raise CommandError(
@@ -78,6 +94,37 @@ def prepare_output_dir(path: Path) -> list[Path]:
         remove_empty_folders(created)
         raise
     return created
+
+
+def _check_no_other_model(path: Path) -> None:
+    """Reject a folder whose model files belong to something else.
+
+    A run replaces the files of ``MODEL_FILES``, which is what retraining
+    into a model directory expects. In any other folder those names are
+    another tool's files, so they are left alone.
+    """
+    if not path.is_dir():
+        return
+    present = [name for name in MODEL_FILES if (path / name).exists()]
+    if not present or _is_model_config(path / "config.json"):
+        return
+    raise CommandError(
+        f"--output-dir {path} contains {', '.join(present)} but not a "
+        "sentiment-lstm model, and training would replace these files; "
+        "choose a new or empty folder, or a sentiment-lstm model directory",
+        usage=True,
+    )
+
+
+def _is_model_config(path: Path) -> bool:
+    """Return whether ``path`` is the config.json of a sentiment-lstm model."""
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(values, dict) and {"format_version", "labels", "model"} <= set(
+        values
+    )
 
 
 def remove_empty_folders(created: list[Path]) -> None:

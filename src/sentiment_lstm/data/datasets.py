@@ -40,6 +40,9 @@ DOWNLOAD_TIMEOUT_S = 60
 # The real files are about 0.6 MB each. The limit keeps a corrupt or hostile
 # archive from filling memory before the checksum rejects it.
 _MAX_MEMBER_BYTES = 64 * 2**20
+# The archive contains the two members, compressed, and a few headers. A larger
+# response stops the download instead of filling the disk.
+_MAX_DOWNLOAD_BYTES = 2 * _MAX_MEMBER_BYTES + 2**20
 
 _LOCAL_COPY_HINT = (
     f"set {RT_POLARITY_ENV} to a local copy (a folder containing rt-polarity.pos "
@@ -229,7 +232,7 @@ def _download(url: str, target: Path) -> Path:
     with tempfile.TemporaryFile() as archive_file:
         try:
             with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-                shutil.copyfileobj(response, archive_file)
+                complete = _copy_at_most(response, archive_file, _MAX_DOWNLOAD_BYTES)
         except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
             raise DataError(
                 f"failed to download rt-polarity from {url}: {err}; {_LOCAL_COPY_HINT}"
@@ -239,12 +242,29 @@ def _download(url: str, target: Path) -> Path:
                 f"invalid download URL {url!r}: {err}; set {RT_POLARITY_URL_ENV} to "
                 f"an http or https URL, or {_LOCAL_COPY_HINT}"
             ) from err
+        if not complete:
+            raise DataError(
+                f"failed to download rt-polarity from {url}: the response is "
+                f"larger than {_MAX_DOWNLOAD_BYTES} bytes, far more than the "
+                f"archive; check the URL, or {_LOCAL_COPY_HINT}"
+            )
         size = archive_file.tell()
         logger.info("downloaded %d bytes from %s", size, url)
         archive_file.seek(0)
         files = _extract_members(archive_file, url)
     _install(files, target)
     return target
+
+
+def _copy_at_most(source: BinaryIO, target: BinaryIO, limit: int) -> bool:
+    """Copy source to target; return False, early, once it passes limit bytes."""
+    copied = 0
+    while chunk := source.read(2**16):
+        copied += len(chunk)
+        if copied > limit:
+            return False
+        target.write(chunk)
+    return True
 
 
 def fetch_rt_polarity(

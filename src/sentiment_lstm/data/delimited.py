@@ -11,6 +11,7 @@ from sentiment_lstm.data.collector import EMPTY_FIX, SKIP_HINT, ExampleCollector
 from sentiment_lstm.data.columns import Columns, MissingColumnError, choose_columns
 from sentiment_lstm.data.decoding import decode_file
 from sentiment_lstm.data.fields import MISSING, add_record
+from sentiment_lstm.data.labels import LabelError, parse_label
 from sentiment_lstm.data.records import DataError, ReadOptions
 
 logger = logging.getLogger(__name__)
@@ -116,6 +117,13 @@ def read_header(
             raise DataError(
                 f"{source}: the header is one column, {header[0]!r}, {separator_fix}"
             ) from err
+        value = _label_like_value(header)
+        if isinstance(err, MissingColumnError) and value is not None:
+            raise DataError(
+                f"{err}. But the header has the value {value!r}, so the file seems "
+                "to have no header row: add a first line that names the columns, "
+                "such as text,label"
+            ) from err
         if isinstance(err, MissingColumnError) and err.role == "text" and err.detected:
             # A file of reviews saved without a header row starts with a review.
             raise DataError(
@@ -124,6 +132,27 @@ def read_header(
             ) from err
         raise
     return header, columns
+
+
+def _label_like_value(header: list[str]) -> str | None:
+    """Return the first header field that reads as a label or a number, if any.
+
+    Column names are rarely such values, so one of them means that the first
+    line is most likely a review with its label.
+    """
+    for field_value in header:
+        try:
+            parse_label(field_value)
+        except LabelError:
+            pass
+        else:
+            return field_value
+        try:
+            float(field_value)
+        except ValueError:
+            continue
+        return field_value
+    return None
 
 
 # Separators that a one-column header may reveal, with the fix for each: the

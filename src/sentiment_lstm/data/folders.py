@@ -141,7 +141,12 @@ def read_review_folders(path: Path, collector: ExampleCollector) -> None:
             for file in files:
                 if _read_review_file(file, label, collector) == "cp1252":
                     cp1252_files += 1
-    if cp1252_files:
+    if cp1252_files == 1:
+        logger.info(
+            "1 review file under %s is not valid UTF-8, so it was decoded as cp1252",
+            path,
+        )
+    elif cp1252_files:
         logger.info(
             "%d review files under %s are not valid UTF-8, so they were decoded "
             "as cp1252",

@@ -1,6 +1,7 @@
 """Reader for JSON Lines files: one JSON object per line."""
 
 import json
+from collections import Counter
 from pathlib import Path
 
 from sentiment_lstm.data.collector import (
@@ -24,20 +25,46 @@ from sentiment_lstm.data.records import ReadOptions
 COLUMN_SEARCH_RECORDS = 100
 
 
-def invalid_json_row(err: json.JSONDecodeError, line: str) -> tuple[str, str]:
+def invalid_json_row(err: ValueError | RecursionError, line: str) -> tuple[str, str]:
     """Return the reason and fix for a JSON Lines line that does not parse.
 
-    Raw carriage returns are whitespace in JSON, so a file whose lines end in
-    a carriage return alone reads as one line of several records.
+    Besides syntax errors, Python's json module raises ValueError for an
+    integer of more digits than ``sys.get_int_max_str_digits()`` and
+    RecursionError for arrays or objects nested too deeply. Raw carriage
+    returns are whitespace in JSON, so a file whose lines end in a carriage
+    return alone reads as one line of several records.
     """
+    fix = f"fix the line, or use {SKIP_HINT}"
+    if isinstance(err, RecursionError):
+        return "invalid JSON: arrays or objects nested too deeply to parse", fix
+    if not isinstance(err, json.JSONDecodeError):
+        return f"invalid JSON: {err}", fix
     reason = f"invalid JSON: {err.msg} at column {err.colno}"
     if "\r" in line:
-        return reason, (
+        fix = (
             "the line contains carriage returns (CR) without line feeds, as "
             "in files with old Mac line ends; convert the line ends to LF or "
             f"CRLF, or use {SKIP_HINT}"
         )
-    return reason, f"fix the line, or use {SKIP_HINT}"
+    return reason, fix
+
+
+class _Record(dict):
+    """A JSON object, with the count of each key that occurs more than once.
+
+    ``json.loads`` keeps the last value of a repeated key without a word, so
+    a record such as ``{"label": 1, "label": 0}`` would get label 0.
+    """
+
+    repeated_keys: dict[str, int] = {}
+
+
+def _record_from_pairs(pairs: list[tuple[str, object]]) -> _Record:
+    record = _Record(pairs)
+    if len(record) < len(pairs):
+        counts = Counter(key for key, _ in pairs)
+        record.repeated_keys = {key: n for key, n in counts.items() if n > 1}
+    return record
 
 
 def read_jsonl(path: Path, options: ReadOptions, collector: ExampleCollector) -> None:
@@ -64,10 +91,20 @@ def read_jsonl(path: Path, options: ReadOptions, collector: ExampleCollector) ->
     columns: Columns | None = None
     # Records read before one has the text and label fields, and the error of
     # the first of them.
-    waiting: list[tuple[int, dict]] = []
+    waiting: list[tuple[int, _Record]] = []
     first_error: MissingColumnError | None = None
 
-    def add(record: dict, chosen: Columns, line: int) -> None:
+    def add(record: _Record, chosen: Columns, line: int) -> None:
+        for field in (chosen.text, chosen.label):
+            if field in record.repeated_keys:
+                collector.reject(
+                    source,
+                    line,
+                    f"the field {field!r} occurs {record.repeated_keys[field]} "
+                    "times in the record",
+                    f"keep one of them, or use {SKIP_HINT}",
+                )
+                return
         add_record(
             record.get(chosen.text, MISSING),
             MISSING if chosen.label is None else record.get(chosen.label, MISSING),
@@ -89,8 +126,8 @@ def read_jsonl(path: Path, options: ReadOptions, collector: ExampleCollector) ->
             collector.reject(source, number, reason, ENCODING_FIX)
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
+            record = json.loads(line, object_pairs_hook=_record_from_pairs)
+        except (ValueError, RecursionError) as err:
             collector.reject(source, number, *invalid_json_row(err, line))
             continue
         if not isinstance(record, dict):

@@ -99,7 +99,11 @@ def parse_rating(value: object, rule: StarRule) -> Rating:
     """
     number = math.nan
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            # a JSON integer beyond the float range
+            number = math.inf
     elif isinstance(value, str):
         try:
             number = float(value.strip())

@@ -3,6 +3,7 @@
 import logging
 import math
 from collections import Counter
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -178,8 +179,64 @@ def _split_off(
             f"cannot split a stratified {part} part of {count} reviews off "
             f"{len(examples)} reviews ({_describe_counts(examples)}): {err}"
         ) from err
+    add_missing_classes(labels, remaining_indices, split_indices, part)
     remaining = [examples[i] for i in remaining_indices]
     return remaining, [examples[i] for i in split_indices]
+
+
+def add_missing_classes(
+    labels: Sequence[int],
+    remaining_indices: np.ndarray,
+    split_indices: np.ndarray,
+    part: str,
+) -> None:
+    """Give the held-out part at least one review of each class, in place.
+
+    A class whose stratified share of the part rounds to 0, such as 3
+    negative reviews of 103 with a part of 10, would leave an accuracy that
+    measures one class. For each missing class, the first of its reviews in
+    the shuffled remaining order swaps places with the last held-out review
+    of the part's largest class. The caller makes sure that the part has room
+    for every class and that each class keeps a review outside it, as
+    ``_check_part_sizes`` and ``_check_part`` do here. Splits that already
+    have every class are left as scikit-learn made them.
+
+    Args:
+        labels: Label of each example that the indices point to.
+        remaining_indices: Indices kept for training, in shuffled order.
+        split_indices: Indices of the held-out part.
+        part: Name of the part, for the log line.
+
+    NOTE: for a model saved by a version without this swap, ``evaluate
+    --split`` re-creates another split in these cases only.
+    """
+    part_counts = Counter(labels[i] for i in split_indices)
+    for label in sorted(set(labels) - set(part_counts)):
+        largest = max(part_counts, key=lambda known: (part_counts[known], -known))
+        moved_in = next(
+            position
+            for position, index in enumerate(remaining_indices)
+            if labels[index] == label
+        )
+        moved_out = max(
+            position
+            for position, index in enumerate(split_indices)
+            if labels[index] == largest
+        )
+        remaining_indices[moved_in], split_indices[moved_out] = (
+            split_indices[moved_out],
+            remaining_indices[moved_in],
+        )
+        part_counts[largest] -= 1
+        part_counts[label] += 1
+        logger.info(
+            "the stratified %s part of %d reviews had no %s review, so one was "
+            "swapped in from the training part for a %s one",
+            part,
+            len(split_indices),
+            LABEL_NAMES[label],
+            LABEL_NAMES[largest],
+        )
 
 
 def split_examples(
