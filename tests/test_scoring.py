@@ -513,6 +513,33 @@ def test_output_to_named_pipe(model, tmp_path):
     assert len(received[0].splitlines()) == 3
 
 
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ('{"text": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+        ('{"text": "fine", "n": ' + "9" * 5000 + "}", "Exceeds the limit"),
+    ],
+)
+def test_jsonl_line_python_cannot_parse(model, tmp_path, line, reason):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "great fun"}\n' + line + '\n{"text": "dull"}\n')
+    output = tmp_path / "out.jsonl"
+
+    with pytest.raises(DataError, match=rf"in\.jsonl line 2: invalid JSON: .*{reason}"):
+        score_file(model, source, output)
+
+    summary = score_file(
+        model,
+        source,
+        output,
+        options=ReadOptions(skip_bad_rows=True, require_labels=False),
+    )
+    texts = [json.loads(row)["text"] for row in output.read_text().splitlines()]
+
+    assert summary.left_out == 1
+    assert texts == ["great fun", "dull"]
+
+
 def test_jsonl_cr_line_ends_named(model, tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_bytes(b'{"text": "great fun"}\r{"text": "dull"}\r')

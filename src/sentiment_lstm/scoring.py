@@ -569,7 +569,7 @@ class _JsonlReader(_Reader):
         """Return the text and error of a record, or None for a bad row."""
         try:
             record = self._decode(line)
-        except json.JSONDecodeError as err:
+        except (ValueError, RecursionError) as err:
             self.bad_rows.reject(number, *invalid_json_row(err, line))
             return None
         if type(record) is not dict:
