@@ -98,6 +98,19 @@ def test_non_text_file_ignored_with_warning(
     assert "notes.md" in caplog.text
 
 
+def test_hidden_files_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    write_reviews(tmp_path, {"pos/a.txt": "good", "neg/b.txt": "bad"})
+    (tmp_path / "pos" / "._a.txt").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00")
+    (tmp_path / "neg" / ".draft.txt").write_text("not finished")
+
+    with caplog.at_level(logging.INFO, logger="sentiment_lstm.data"):
+        result = read_examples(tmp_path)
+
+    assert [example.text for example in result.examples] == ["bad", "good"]
+    assert "._a.txt" in caplog.text
+    assert ".draft.txt" in caplog.text
+
+
 def test_empty_review_file(tmp_path: Path) -> None:
     write_reviews(tmp_path, {"pos/a.txt": "good", "neg/b.txt": " \n"})
 

@@ -132,12 +132,21 @@ def read_review_folders(path: Path, collector: ExampleCollector) -> None:
             class_folder = folder / name
             files = []
             skipped = []
+            hidden = []
             for item in sorted(class_folder.iterdir()):
-                if item.is_file() and item.suffix == ".txt":
+                if item.name.startswith("."):
+                    hidden.append(item.name)
+                elif item.is_file() and item.suffix == ".txt":
                     files.append(item)
                 else:
                     skipped.append(item.name)
             _log_ignored(class_folder, skipped, "*.txt files", logging.WARNING)
+            # macOS writes a hidden "._" file of metadata beside each file it
+            # copies to some drives and archives; a file such as "._1.txt" is
+            # not a review.
+            _log_ignored(
+                class_folder, hidden, "files whose names do not start with '.'"
+            )
             for file in files:
                 if _read_review_file(file, label, collector) == "cp1252":
                     cp1252_files += 1
