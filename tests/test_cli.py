@@ -951,6 +951,22 @@ def test_train_threads_flag(trained, tmp_path):
     assert used == 1
 
 
+@pytest.mark.parametrize(
+    ("epochs", "shown"), [("1", "up to 1 epoch"), ("2", "up to 2 epochs")]
+)
+def test_train_log_counts_epochs(trained, tmp_path, caplog, epochs, shown):
+    root, _ = trained
+
+    with caplog.at_level(logging.INFO, logger="sentiment_lstm"):
+        status = train_tiny(root, tmp_path / "m", "--num_epoch", epochs)
+    summary = [
+        r.getMessage() for r in caplog.records if "steps per epoch" in r.getMessage()
+    ]
+
+    assert status == 0
+    assert summary[0].endswith(shown)
+
+
 def test_train_output_dir_is_a_file(trained, tmp_path, capsys):
     root, _ = trained
     occupied = tmp_path / "model.csv"

@@ -749,7 +749,7 @@ def _log_summary(
     steps = -(-len(splits.train) // config.batch_size)
     logger.info(
         "examples: %d train, %d validation, %d test; vocabulary: %d tokens; "
-        "parameters: %d; batch size %d, %d steps per epoch, up to %d epochs",
+        "parameters: %d; batch size %d, %d steps per epoch, up to %d epoch%s",
         len(splits.train),
         len(splits.validation),
         len(splits.test),
@@ -758,6 +758,7 @@ def _log_summary(
         config.batch_size,
         steps,
         config.num_epochs,
+        "" if config.num_epochs == 1 else "s",
     )
 
 

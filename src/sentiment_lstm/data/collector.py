@@ -156,8 +156,9 @@ class ExampleCollector:
                 path,
             )
         if not self.examples and not self.unscored:
+            bad = len(self.bad_rows)
             raise DataError(
-                f"{path}: no reviews found ({len(self.bad_rows)} bad rows, "
+                f"{path}: no reviews found ({bad} bad row{'' if bad == 1 else 's'}, "
                 f"{self.left_out_by_stars} left out by the star cut-offs); "
                 "check the path and the format"
             )

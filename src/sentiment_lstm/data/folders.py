@@ -142,7 +142,7 @@ def read_review_folders(path: Path, collector: ExampleCollector) -> None:
                     skipped.append(item.name)
             _log_ignored(class_folder, skipped, "*.txt files", logging.WARNING)
             # macOS writes a hidden "._" file of metadata beside each file it
-            # copies to some drives and archives; a file such as "._1.txt" is
+            # copies to some drives and archives, and a file such as "._1.txt" is
             # not a review.
             _log_ignored(
                 class_folder, hidden, "files whose names do not start with '.'"
