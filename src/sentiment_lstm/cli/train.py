@@ -426,7 +426,11 @@ def resolve_options(
     Raises:
         CommandError: If a combination of flags is invalid.
     """
-    from sentiment_lstm.embeddings import EmbeddingConfig, EmbeddingError
+    from sentiment_lstm.embeddings import (
+        EmbeddingConfig,
+        EmbeddingError,
+        minilm_model_dir,
+    )
     from sentiment_lstm.text import TextEncoderConfig
     from sentiment_lstm.training import TrainingConfig
 
@@ -455,6 +459,14 @@ def resolve_options(
         )
     except EmbeddingError as err:
         raise CommandError(str(err), usage=True) from err
+    if embedding_config.source != "random":
+        # Fail before the data is read and split, not when the model is built.
+        try:
+            minilm_model_dir()
+        except EmbeddingError as err:
+            raise CommandError(
+                f"--embeddings {embedding_config.source}: {err}"
+            ) from err
     encoder_config = TextEncoderConfig(
         max_length=values["max_length"],
         min_frequency=values["min_frequency"],
