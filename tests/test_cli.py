@@ -754,20 +754,24 @@ def test_full_disk_under_stdout(trained, command):
     assert "Exception ignored" not in completed.stderr
 
 
+def predict_to_output(model_dir, reviews, source, output, capsys) -> tuple[int, str]:
+    """Run predict on the reviews file or on one review given as an argument."""
+    reviews_given = (
+        ["great fun"] if source == "arguments" else ["--input", str(reviews)]
+    )
+    status = main(
+        ["predict", "--model", str(model_dir), *reviews_given, "--output", str(output)]
+    )
+    return status, capsys.readouterr().err
+
+
 @pytest.mark.parametrize("source", ["arguments", "file"])
 def test_output_into_missing_folder(trained, tmp_path, capsys, source):
     _, model_dir = trained
     reviews = tmp_path / "reviews.csv"
     reviews.write_text("text\ngreat fun\n")
     output = tmp_path / "missing" / "scored.csv"
-    reviews_given = (
-        ["great fun"] if source == "arguments" else ["--input", str(reviews)]
-    )
-
-    status = main(
-        ["predict", "--model", str(model_dir), *reviews_given, "--output", str(output)]
-    )
-    error = capsys.readouterr().err
+    status, error = predict_to_output(model_dir, reviews, source, output, capsys)
 
     assert status == 1
     assert f"the folder {output.parent} does not exist" in error
@@ -780,14 +784,7 @@ def test_output_below_a_file(trained, tmp_path, capsys, source):
     reviews = tmp_path / "reviews.csv"
     reviews.write_text("text\ngreat fun\n")
     output = reviews / "sub" / "scored.csv"
-    reviews_given = (
-        ["great fun"] if source == "arguments" else ["--input", str(reviews)]
-    )
-
-    status = main(
-        ["predict", "--model", str(model_dir), *reviews_given, "--output", str(output)]
-    )
-    error = capsys.readouterr().err
+    status, error = predict_to_output(model_dir, reviews, source, output, capsys)
 
     assert status == 1
     assert f"{reviews} is a file, not a folder; choose another --output" in error
@@ -802,14 +799,7 @@ def test_output_is_a_folder(trained, tmp_path, capsys, source):
     reviews.write_text("text\ngreat fun\n")
     output = tmp_path / "results"
     output.mkdir()
-    reviews_given = (
-        ["great fun"] if source == "arguments" else ["--input", str(reviews)]
-    )
-
-    status = main(
-        ["predict", "--model", str(model_dir), *reviews_given, "--output", str(output)]
-    )
-    error = capsys.readouterr().err
+    status, error = predict_to_output(model_dir, reviews, source, output, capsys)
 
     assert status == 1
     assert f"{output}: cannot write the output: it is a folder" in error
