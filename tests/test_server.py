@@ -249,6 +249,40 @@ def test_onnx_backend(model_dir, tmp_path):
         assert served["label"] == local.label
 
 
+def test_max_connections(model_dir, tmp_path):
+    port = free_port()
+    log = tmp_path / "server.log"
+    with open(log, "wb") as stream:
+        process = subprocess.Popen(
+            serve_command(model_dir, port, "--max-connections", "2"),
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(process, url, log)
+        # Lets the server see that the health checks' connections closed.
+        time.sleep(0.5)
+        with (
+            httpx.Client(base_url=url) as first,
+            httpx.Client(base_url=url) as second,
+            httpx.Client(base_url=url) as third,
+        ):
+            # Each client keeps its connection open after its request.
+            statuses = [
+                client.get("/health").status_code for client in (first, second, third)
+            ]
+            second.close()
+            time.sleep(0.5)
+            after_close = third.get("/health").status_code
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+    assert statuses == [200, 200, 503]
+    assert after_close == 200
+
+
 def test_empty_review_flagged(client):
     predictions = post_reviews(client, ["", "   ", "great"]).json()["predictions"]
 
@@ -771,6 +805,7 @@ def test_serve_defaults():
     assert args.max_reviews == 256
     assert args.max_body_bytes == 1024 * 1024
     assert args.body_timeout == 60
+    assert args.max_connections is None
     assert args.access_log is False
     assert args.threads == 1
 

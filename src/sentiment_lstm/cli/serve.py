@@ -127,6 +127,14 @@ def _add_limit_options(limits: argparse._ArgumentGroup) -> None:
         help="seconds allowed to receive a request body after its headers; "
         f"a slower body gets HTTP 408 (default: {DEFAULT_BODY_TIMEOUT})",
     )
+    limits.add_argument(
+        "--max-connections",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="connections served at once; a request on a further connection, or "
+        "beyond N requests in progress, gets HTTP 503 (default: no limit)",
+    )
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -187,6 +195,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         # httptools when they are installed.
         workers=None,
         access_log=args.access_log,
+        # uvicorn answers 503 once the open connections, this one included,
+        # reach limit_concurrency, so N connections need a limit of N + 1.
+        limit_concurrency=(
+            None if args.max_connections is None else args.max_connections + 1
+        ),
         # None keeps the logging set up by the command line, so uvicorn's
         # lines share its format and stream.
         log_config=None,
