@@ -702,9 +702,3 @@ def test_header_without_label_values_not_explained(tmp_path: Path) -> None:
 
     assert "seems to have no header" not in str(excinfo.value)
 
-
-def test_no_reviews_one_bad_row(tmp_path: Path) -> None:
-    path = write(tmp_path / "reviews.csv", "text,label\ngood,maybe\n")
-
-    with pytest.raises(DataError, match=r"no reviews found \(1 bad row, 0 left out"):
-        read_examples(path, ReadOptions(skip_bad_rows=True))

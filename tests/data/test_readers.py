@@ -72,7 +72,7 @@ def test_all_rows_bad(tmp_path: Path) -> None:
     path = tmp_path / "reviews.csv"
     path.write_text("text,label\n,1\n", encoding="utf-8")
 
-    with pytest.raises(DataError, match=r"no reviews found \(1 bad rows"):
+    with pytest.raises(DataError, match=r"no reviews found \(1 bad row, "):
         read_examples(path, ReadOptions(skip_bad_rows=True))
 
 
