@@ -1601,6 +1601,17 @@ def test_train_output_dir_name_too_long(tmp_path, tiny_posneg, capsys):
     assert not (tmp_path / "parent").exists()
 
 
+def test_output_dir_too_long_existing_parent(tmp_path, tiny_posneg, capsys):
+    output = tmp_path / ("n" * 300)
+
+    status = main(["train", "--data", str(tiny_posneg), "--output-dir", str(output)])
+    error = capsys.readouterr().err
+
+    assert status == 2
+    assert f"cannot write to --output-dir {output}: File name too long" in error
+    assert "use a shorter folder name" in error
+
+
 def test_train_keeps_other_model_files(trained, tmp_path, capsys):
     root, _ = trained
     folder = tmp_path / "minilm"

@@ -384,6 +384,8 @@ def unwritable_folder(tmp_path: Path) -> Path:
         ("afile/cv.json", "afile is not a folder"),
         ("afile/sub/cv.json", "afile is not a folder"),
         ("unwritable", "cannot create files in"),
+        ("n" * 300 + ".json", "File name too long; name another file"),
+        ("n" * 300 + "/cv.json", "File name too long; name another file"),
     ],
 )
 def test_cli_output_json_checked_before_training(

@@ -215,15 +215,24 @@ def check_output_json(path: Path) -> None:
     Missing parent folders are allowed, because the write creates them, but
     the nearest existing one must be a folder that accepts new files.
     """
-    if path.is_dir():
+    try:
+        path_is_folder = path.is_dir()
+        folder = path.absolute().parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+    except OSError as err:
+        # Path.is_dir and Path.exists raise for a name that is too long or a
+        # folder that cannot be searched.
+        raise CommandError(
+            f"--output-json {path}: {err.strerror or err}; name another file",
+            usage=True,
+        ) from err
+    if path_is_folder:
         raise CommandError(
             f"--output-json {path} is a folder; name a file in it, "
             f"such as {path / 'cross-validation.json'}",
             usage=True,
         )
-    folder = path.absolute().parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
     if not folder.is_dir():
         raise CommandError(
             f"--output-json {path}: {folder} is not a folder; name a path "

@@ -103,7 +103,9 @@ def _check_no_other_model(path: Path) -> None:
     into a model directory expects. In any other folder those names are
     another tool's files, so they are left alone.
     """
-    if not path.is_dir():
+    # Path.is_dir raises for a name that is too long, but os.path.isdir
+    # returns False, so prepare_output_dir reports the error with its fix.
+    if not os.path.isdir(path):
         return
     present = [name for name in MODEL_FILES if (path / name).exists()]
     if not present or _is_model_config(path / "config.json"):
