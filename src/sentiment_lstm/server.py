@@ -813,9 +813,12 @@ def _unreadable_body(request: Request, error: BaseException) -> Response:
     else:
         # Python's json module raises these for nesting deeper than its
         # recursion limit and for integers of more than 4,300 digits.
+        # The text after a semicolon advises sys.set_int_max_str_digits(),
+        # which only the server could call.
+        reason = str(error).split(";")[0][:200]
         detail = (
             f"the request body could not be parsed as JSON: "
-            f"{type(error).__name__}: {str(error)[:200]}; send a JSON object "
+            f"{type(error).__name__}: {reason}; send a JSON object "
             'such as {"reviews": ["a review"]}'
         )
     logger.warning(

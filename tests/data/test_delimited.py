@@ -701,4 +701,3 @@ def test_header_without_label_values_not_explained(tmp_path: Path) -> None:
         read_examples(path)
 
     assert "seems to have no header" not in str(excinfo.value)
-

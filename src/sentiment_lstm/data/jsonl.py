@@ -38,7 +38,9 @@ def invalid_json_row(err: ValueError | RecursionError, line: str) -> tuple[str, 
     if isinstance(err, RecursionError):
         return "invalid JSON: arrays or objects nested too deeply to parse", fix
     if not isinstance(err, json.JSONDecodeError):
-        return f"invalid JSON: {err}", fix
+        # Python's message ends in advice to call sys.set_int_max_str_digits(),
+        # which a user of the command line cannot follow.
+        return f"invalid JSON: {str(err).split(';')[0]}", fix
     reason = f"invalid JSON: {err.msg} at column {err.colno}"
     if "\r" in line:
         fix = (
