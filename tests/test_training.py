@@ -360,7 +360,7 @@ def test_resume_rejects_other_settings(tmp_path):
         checkpoint_path=path,
     )
 
-    with pytest.raises(CheckpointError, match="training.batch_size"):
+    with pytest.raises(CheckpointError, match="training.batch_size was 16, now 8"):
         train(
             new_model(),
             train_split,

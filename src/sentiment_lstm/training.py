@@ -1078,11 +1078,24 @@ def _check_identity(saved: dict[str, Any], current: dict[str, Any], path: Path) 
         if f"{section}.{key}" not in unrecorded + no_longer_compared
     )
     if differences:
+        changes = "; ".join(
+            f"{name} was {_setting(saved, name)}, now {_setting(current, name)}"
+            for name in differences
+        )
         raise CheckpointError(
             f"the checkpoint {path} comes from a run with other settings "
-            f"({', '.join(differences)} differ); resume with the flags and data "
-            "of the interrupted run, or train without --resume"
+            f"({changes}); resume with the flags and data of the interrupted "
+            "run, or train without --resume"
         )
+
+
+def _setting(identity: dict[str, Any], name: str) -> str:
+    """Return the value of a ``section.key`` setting for a message, shortened."""
+    section, _, key = name.partition(".")
+    values = identity.get(section)
+    value = values.get(key, "unset") if isinstance(values, dict) else values
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _differing_keys(saved: Any, current: Any) -> list[str]:
