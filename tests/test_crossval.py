@@ -381,8 +381,8 @@ def unwritable_folder(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     "name, message",
     [
-        ("afile/cv.json", "afile is not a folder"),
-        ("afile/sub/cv.json", "afile is not a folder"),
+        ("afile/cv.json", "afile is a file, not a folder"),
+        ("afile/sub/cv.json", "afile is a file, not a folder"),
         ("unwritable", "cannot create files in"),
         ("n" * 300 + ".json", "File name too long; name another file"),
         ("n" * 300 + "/cv.json", "File name too long; name another file"),

@@ -235,8 +235,8 @@ def check_output_json(path: Path) -> None:
         )
     if not folder.is_dir():
         raise CommandError(
-            f"--output-json {path}: {folder} is not a folder; name a path "
-            "under an existing folder",
+            f"--output-json {path}: {folder} is a file, not a folder; name a "
+            "path that does not pass through a file",
             usage=True,
         )
     # os.access reports every folder writable for root, even /proc, which
