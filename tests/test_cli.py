@@ -656,6 +656,31 @@ def test_predict_ascii_stdout(trained, tmp_path, source):
     assert rows[texts.index("caf? ? great")]["label"] in ("positive", "negative")
 
 
+def test_predict_argument_under_c_locale(trained):
+    _, model_dir = trained
+    command = [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+    command += ["--model", str(model_dir), "--format", "csv", "caf\u00e9 great"]
+    # Without locale coercion and UTF-8 mode, Python decodes arguments as
+    # ASCII and keeps the bytes of "\u00e9" as two lone surrogates.
+    c_locale = {"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    utf8 = subprocess.run(
+        command,
+        capture_output=True,
+        env={**os.environ, "PYTHONUTF8": "1"},
+    )
+    ascii_only = subprocess.run(
+        command,
+        capture_output=True,
+        env={**os.environ, **c_locale},
+    )
+    utf8_row = next(csv.DictReader(io.StringIO(utf8.stdout.decode("utf-8"))))
+    c_row = next(csv.DictReader(io.StringIO(ascii_only.stdout.decode("ascii"))))
+
+    assert ascii_only.returncode == 0, ascii_only.stderr.decode()
+    assert c_row["text"] == "caf? great"
+    assert c_row["positive"] == utf8_row["positive"]
+
+
 def test_predict_stdin_utf16_rejected(trained):
     _, model_dir = trained
     completed = subprocess.run(

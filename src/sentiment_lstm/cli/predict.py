@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -156,7 +157,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.input:
         return _run_input_file(args, model)
     if args.reviews:
-        predictions = model.predict(list(args.reviews), batch_size=args.batch_size)
+        reviews = [_utf8_argument(review) for review in args.reviews]
+        predictions = model.predict(reviews, batch_size=args.batch_size)
         _write_predictions_to_output(args, predictions)
         return 0
     if sys.stdin.isatty():
@@ -303,6 +305,19 @@ def _require_posneg_partner(path: Path) -> None:
             f"{err}; to score {path} alone, one review a line, add "
             "--input-format lines"
         ) from err
+
+
+def _utf8_argument(text: str) -> str:
+    """Return a command-line argument read as UTF-8 where the locale could not.
+
+    Under a non-UTF-8 locale such as C without Python's UTF-8 mode, Python
+    keeps each byte it cannot decode as a lone surrogate, which the encoder
+    would turn into U+FFFD.
+    """
+    try:
+        return os.fsencode(text).decode("utf-8")
+    except UnicodeError:
+        return text
 
 
 def _reject_output_in_folder(output: Path | None, folder: Path) -> None:
