@@ -253,6 +253,19 @@ def test_single_string_rejected(exported):
         SentimentModel.load(exported).predict("great fun")
 
 
+@pytest.mark.parametrize("texts", [b"great fun", bytearray(b"great fun")])
+@pytest.mark.parametrize("method", ["predict", "predict_proba"])
+def test_single_bytes_rejected(exported, texts, method):
+    model = SentimentModel.load(exported)
+
+    with pytest.raises(TypeError) as raised:
+        getattr(model, method)(texts)
+
+    message = str(raised.value)
+    assert type(texts).__name__ in message
+    assert "decode it to str and wrap it in a list" in message
+
+
 class RecordingBackend:
     """Scores every review 0.75 positive and records each batch's shape."""
 

@@ -350,8 +350,7 @@ class SentimentModel:
                 result keeps that order.
             batch_size: Reviews per forward pass.
         """
-        if isinstance(texts, str):
-            raise TypeError("predict takes a list of reviews, not a single string")
+        _reject_single_text(texts)
         return self.score_token_ids(self.encoder.encode_packed(list(texts)), batch_size)
 
     def score_token_ids(
@@ -509,8 +508,7 @@ class SentimentModel:
         Returns:
             One Prediction per review.
         """
-        if isinstance(texts, str):
-            raise TypeError("predict takes a list of reviews, not a single string")
+        _reject_single_text(texts)
         texts = list(texts)
         positive = self.predict_proba(texts, batch_size)
         predictions = []
@@ -543,6 +541,21 @@ def physical_core_count() -> int:
             return len(cpus) or 1
         cores.add((package, core))
     return len(cores) or 1
+
+
+def _reject_single_text(texts: object) -> None:
+    """Raise TypeError for one text passed where a list of reviews belongs.
+
+    Iterating over a str gives its characters and over bytes gives ints, so
+    either would otherwise be scored or rejected one item at a time.
+    """
+    if isinstance(texts, str):
+        raise TypeError("predict takes a list of reviews, not a single string")
+    if isinstance(texts, (bytes, bytearray)):
+        raise TypeError(
+            f"predict takes a list of reviews as str, got {type(texts).__name__}; "
+            "decode it to str and wrap it in a list"
+        )
 
 
 def _check_count(name: str, value: object) -> None:
