@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+import sentiment_lstm
 from sentiment_lstm import crossval, training
 from sentiment_lstm.cli import main
 from sentiment_lstm.cli.common import CommandError
@@ -24,8 +26,9 @@ from sentiment_lstm.crossval import (
     cross_validate,
     protocol_folds,
 )
-from sentiment_lstm.data import read_examples
+from sentiment_lstm.data import ReadOptions, StarRule, read_examples
 from sentiment_lstm.predictor import physical_core_count
+from sentiment_lstm.provenance import examples_fingerprint
 from sentiment_lstm.training import TrainingConfig
 from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
 
@@ -625,3 +628,38 @@ def test_cli_one_fold_prints_std_not_available(tiny_posneg, tmp_path, capsys):
     assert "± 0.00" not in mean_line
     assert summary["accuracy_std"] is None
     assert summary["macro_f1_std"] is None
+
+
+def test_cli_json_records_read_options(tmp_path, capsys):
+    data = tmp_path / "stars.csv"
+    rows = ["review,stars"]
+    for index in range(12):
+        for stars in (1, 2, 4, 5):
+            source = POSITIVE_REVIEWS if stars >= 4 else NEGATIVE_REVIEWS
+            rows.append(f'"{source[index % len(source)]} {index}",{stars}')
+    data.write_text("\n".join(rows) + "\n")
+    output = tmp_path / "cv.json"
+
+    status = main(
+        ["-q", "cross-validate", "--data", str(data), "--stars"]
+        + ["--negative-max-stars", "1", "--folds", "3", "--run-folds", "1"]
+        + [*QUICK_FLAGS, "--threads", "1", "--output-json", str(output)]
+    )
+
+    settings = json.loads(output.read_text())["settings"]
+    read = read_examples(data, ReadOptions(stars=True, star_rule=StarRule(negative_max=1)))
+    assert status == 0
+    assert settings["examples"] == 36
+    assert settings["read_options"] == {
+        "format": "csv",
+        "text_column": None,
+        "label_column": None,
+        "stars": True,
+        "negative_max_stars": 1,
+        "positive_min_stars": 4,
+        "skip_bad_rows": False,
+    }
+    assert settings["examples_fingerprint"] == examples_fingerprint(read.examples)
+    assert settings["torch_threads"] == 1
+    assert settings["versions"]["sentiment-lstm"] == sentiment_lstm.__version__
+    assert settings["versions"]["torch"] == torch.__version__
