@@ -1960,6 +1960,33 @@ def test_evaluate_unscored_review_counted(trained, tmp_path, capsys, caplog):
     assert "1 review has no tokens and is not scored" in warnings
 
 
+def test_evaluate_text_shows_unscored(trained, tmp_path, capsys):
+    _, model_dir = trained
+    data = tmp_path / "labelled.csv"
+    data.write_text(
+        'text,label\n"<br />",positive\ngreat fun,positive\ndull,negative\n'
+    )
+
+    status = main(
+        ["-q", "evaluate", "--model", str(model_dir), "--data", str(data)]
+        + ["--no-progress"]
+    )
+    lines = capsys.readouterr().out.splitlines()
+
+    assert status == 0
+    assert lines[0] == "reviews:  2"
+    assert lines[1] == "unscored: 1 without tokens, left out of the figures below"
+
+
+def test_evaluate_text_without_unscored(trained, capsys):
+    root, model_dir = trained
+
+    main(["evaluate", "--model", str(model_dir), "--data", str(root / "tiny.pos")])
+    out = capsys.readouterr().out
+
+    assert "unscored" not in out
+
+
 def test_evaluate_no_review_has_tokens(trained, tmp_path, capsys):
     _, model_dir = trained
     data = tmp_path / "labelled.csv"
