@@ -103,6 +103,41 @@ def test_test_fold_never_trains(monkeypatch):
     assert [fold.sizes["test"] for fold in result.folds] == [16, 16, 16]
 
 
+def test_test_fold_leaves_out_reviews_without_tokens(monkeypatch, caplog):
+    texts, labels = corpus()
+    # Normalisation turns "<br />" into a space, so these have no tokens.
+    texts += ["<br />"] * 6
+    labels += [0, 1] * 3
+    scored_counts = []
+    real_report = crossval.classification_report
+
+    def recording_report(fold_labels, probabilities, *args):
+        scored_counts.append(len(fold_labels))
+        return real_report(fold_labels, probabilities, *args)
+
+    monkeypatch.setattr(crossval, "classification_report", recording_report)
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm.crossval"):
+        result = cross_validate(
+            texts,
+            labels,
+            cv_config=CrossValidationConfig(folds=3, validation_fraction=0.25),
+            model_options=SMALL_MODEL,
+            training_config=FAST_TRAINING,
+        )
+
+    folds = protocol_folds(labels, 3, 0)
+    empty = [sum(texts[i] == "<br />" for i in test) for _, test in folds]
+    warnings = [record.getMessage() for record in caplog.records]
+    assert sum(empty) == 6
+    assert [fold.sizes["test"] for fold in result.folds] == [18, 18, 18]
+    assert scored_counts == [18 - count for count in empty]
+    for number, count in enumerate(empty, start=1):
+        if count:
+            expected = f"fold {number}: {count} test reviews have no tokens"
+            assert any(message.startswith(expected) for message in warnings)
+
+
 def test_small_class_in_every_validation_part(monkeypatch):
     # A validation part of 5 of these 44-review training parts would get
     # 0.45 negative reviews at the stratified share.
