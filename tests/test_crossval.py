@@ -368,6 +368,25 @@ def test_cli_output_json_folder_rejected(tiny_posneg, tmp_path, capsys):
     assert "fold" not in captured.out
 
 
+@pytest.mark.parametrize("name", ["tiny.pos", "tiny.neg", "link.json"])
+def test_cli_output_json_data_file_rejected(tiny_posneg, capsys, name):
+    folder = tiny_posneg.parent
+    (folder / "link.json").symlink_to(folder / "tiny.neg")
+    contents = {path.name: path.read_bytes() for path in folder.glob("tiny.*")}
+
+    status = main(
+        ["-q", "cross-validate", "--data", str(tiny_posneg), "--folds", "2"]
+        + [*QUICK_FLAGS, "--output-json", str(folder / name)]
+    )
+
+    captured = capsys.readouterr()
+    assert status == 2
+    assert f"--output-json {folder / name} is the data file" in captured.err
+    assert "fold" not in captured.out
+    for path in folder.glob("tiny.*"):
+        assert path.read_bytes() == contents[path.name]
+
+
 def test_cli_failed_run_prints_no_table(tmp_path, capsys):
     source = tmp_path / "tiny.csv"
     source.write_text("text,label\ngreat,pos\nawful,neg\nfine,pos\n")

@@ -246,6 +246,22 @@ def check_output_json(path: Path) -> None:
         ) from err
 
 
+def reject_output_json_among_data(path: Path, data_files: Sequence[Path]) -> None:
+    """Raise CommandError if ``path`` is one of the files the reviews came from.
+
+    The results JSON would otherwise replace that data file after the run.
+    """
+    from sentiment_lstm.scoring import same_file
+
+    for data_file in data_files:
+        if same_file(data_file, path):
+            raise CommandError(
+                f"--output-json {path} is the data file {data_file}, which the "
+                "results would replace; name another file",
+                usage=True,
+            )
+
+
 def write_output_json(path: Path, text: str) -> None:
     """Write the results JSON to ``path``, creating missing parent folders.
 
@@ -366,10 +382,13 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     read_options = read_options_from_args(args)
     try:
         path = resolve_data(args.data)
-        examples = read_examples(path, read_options).examples
+        read = read_examples(path, read_options)
         data_format = read_options.format or detect_format(path)
     except DataError as err:
         raise CommandError(str(err)) from err
+    examples = read.examples
+    if args.output_json is not None:
+        reject_output_json_among_data(args.output_json, read.files)
 
     header_printed = False
 
