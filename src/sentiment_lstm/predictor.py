@@ -289,6 +289,7 @@ class SentimentModel:
         self.model_config = model_config or {}
         self._positive_index = self.labels.index("positive")
         self._executor: ThreadPoolExecutor | None = None
+        self._executor_pid: int | None = None
         self._executor_lock = threading.Lock()
 
     @classmethod
@@ -491,10 +492,13 @@ class SentimentModel:
 
     def _thread_pool(self, workers: int) -> ThreadPoolExecutor:
         with self._executor_lock:
-            if self._executor is None:
+            # A process forked from this one inherits the pool but none of its
+            # threads, so batches submitted to it there would never run.
+            if self._executor is None or self._executor_pid != os.getpid():
                 self._executor = ThreadPoolExecutor(
                     max_workers=workers, thread_name_prefix="sentiment-lstm-scorer"
                 )
+                self._executor_pid = os.getpid()
             return self._executor
 
     def predict(self, texts: Iterable[str], batch_size: int = 256) -> list[Prediction]:
