@@ -701,7 +701,8 @@ def test_cli_json_records_read_options(tmp_path, capsys):
     )
 
     settings = json.loads(output.read_text())["settings"]
-    read = read_examples(data, ReadOptions(stars=True, star_rule=StarRule(negative_max=1)))
+    options = ReadOptions(stars=True, star_rule=StarRule(negative_max=1))
+    read = read_examples(data, options)
     assert status == 0
     assert settings["examples"] == 36
     assert settings["read_options"] == {

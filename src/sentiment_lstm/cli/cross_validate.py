@@ -441,7 +441,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         values = result.to_dict()
         values["settings"]["data"] = args.data
         values["settings"]["preset"] = args.preset
-        values["settings"].update(collect_provenance(examples, read_options, data_format))
+        provenance = collect_provenance(examples, read_options, data_format)
+        values["settings"].update(provenance)
         write_output_json(
             args.output_json, json.dumps(values, indent=2, default=str) + "\n"
         )
