@@ -2016,6 +2016,72 @@ def test_evaluate_unscored_review_counted(trained, tmp_path, capsys, caplog):
     assert "1 review has no tokens and is not scored" in warnings
 
 
+def test_evaluate_text_shows_unscored(trained, tmp_path, capsys):
+    _, model_dir = trained
+    data = tmp_path / "labelled.csv"
+    data.write_text(
+        'text,label\n"<br />",positive\ngreat fun,positive\ndull,negative\n'
+    )
+
+    status = main(
+        ["-q", "evaluate", "--model", str(model_dir), "--data", str(data)]
+        + ["--no-progress"]
+    )
+    lines = capsys.readouterr().out.splitlines()
+
+    assert status == 0
+    assert lines[0] == "reviews:  2"
+    assert lines[1] == "unscored: 1 without tokens, left out of the figures below"
+
+
+def test_evaluate_text_without_unscored(trained, capsys):
+    root, model_dir = trained
+
+    main(["evaluate", "--model", str(model_dir), "--data", str(root / "tiny.pos")])
+    out = capsys.readouterr().out
+
+    assert "unscored" not in out
+
+
+def test_train_test_accuracy_matches_evaluate(tmp_path, capsys):
+    from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
+
+    rows = ["text,label"]
+    for index in range(6):
+        rows += [f'"{text} {index}",positive' for text in POSITIVE_REVIEWS]
+        rows += [f'"{text} {index}",negative' for text in NEGATIVE_REVIEWS]
+    data = tmp_path / "reviews.csv"
+    data.write_text("\n".join(rows) + "\n")
+    # Normalisation turns "<br />" into a space, so two of these six reviews
+    # have no tokens, one of each class.
+    test_data = tmp_path / "test.csv"
+    test_data.write_text(
+        "text,label\n"
+        + f'"{POSITIVE_REVIEWS[0]}",positive\n"{POSITIVE_REVIEWS[1]}",positive\n'
+        + f'"{NEGATIVE_REVIEWS[0]}",negative\n"{NEGATIVE_REVIEWS[1]}",negative\n'
+        + '"<br />",positive\n"<br />",negative\n'
+    )
+    model_dir = tmp_path / "model"
+    status = main(
+        ["train", "--data", str(data), "--test-data", str(test_data)]
+        + ["--output-dir", str(model_dir), *TRAIN_ARGS]
+    )
+    assert status == 0
+    capsys.readouterr()
+
+    status = main(
+        ["evaluate", "--model", str(model_dir), "--data", str(test_data)]
+        + ["--format", "json", "--no-progress"]
+    )
+    report = json.loads(capsys.readouterr().out)
+    history = json.loads((model_dir / "training.json").read_text())["history"]
+    best = history["epochs"][history["best_epoch"] - 1]
+
+    assert status == 0
+    assert report["unscored_reviews"] == 2
+    assert best["test_accuracy"] == pytest.approx(report["accuracy"])
+
+
 def test_evaluate_no_review_has_tokens(trained, tmp_path, capsys):
     _, model_dir = trained
     data = tmp_path / "labelled.csv"

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+import sentiment_lstm
 from sentiment_lstm import crossval, training
 from sentiment_lstm.cli import main
 from sentiment_lstm.cli.common import CommandError
@@ -24,8 +26,9 @@ from sentiment_lstm.crossval import (
     cross_validate,
     protocol_folds,
 )
-from sentiment_lstm.data import read_examples
+from sentiment_lstm.data import ReadOptions, StarRule, read_examples
 from sentiment_lstm.predictor import physical_core_count
+from sentiment_lstm.provenance import examples_fingerprint
 from sentiment_lstm.training import TrainingConfig
 from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
 
@@ -98,6 +101,41 @@ def test_test_fold_never_trains(monkeypatch):
     assert [call[2] for call in calls] == [None, None, None]
     assert [call[0] + call[1] for call in calls] == [32, 32, 32]
     assert [fold.sizes["test"] for fold in result.folds] == [16, 16, 16]
+
+
+def test_test_fold_leaves_out_reviews_without_tokens(monkeypatch, caplog):
+    texts, labels = corpus()
+    # Normalisation turns "<br />" into a space, so these have no tokens.
+    texts += ["<br />"] * 6
+    labels += [0, 1] * 3
+    scored_counts = []
+    real_report = crossval.classification_report
+
+    def recording_report(fold_labels, probabilities, *args):
+        scored_counts.append(len(fold_labels))
+        return real_report(fold_labels, probabilities, *args)
+
+    monkeypatch.setattr(crossval, "classification_report", recording_report)
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm.crossval"):
+        result = cross_validate(
+            texts,
+            labels,
+            cv_config=CrossValidationConfig(folds=3, validation_fraction=0.25),
+            model_options=SMALL_MODEL,
+            training_config=FAST_TRAINING,
+        )
+
+    folds = protocol_folds(labels, 3, 0)
+    empty = [sum(texts[i] == "<br />" for i in test) for _, test in folds]
+    warnings = [record.getMessage() for record in caplog.records]
+    assert sum(empty) == 6
+    assert [fold.sizes["test"] for fold in result.folds] == [18, 18, 18]
+    assert scored_counts == [18 - count for count in empty]
+    for number, count in enumerate(empty, start=1):
+        if count:
+            expected = f"fold {number}: {count} test reviews have no tokens"
+            assert any(message.startswith(expected) for message in warnings)
 
 
 def test_small_class_in_every_validation_part(monkeypatch):
@@ -328,6 +366,25 @@ def test_cli_output_json_folder_rejected(tiny_posneg, tmp_path, capsys):
     assert status == 2
     assert "is a folder; name a file in it" in captured.err
     assert "fold" not in captured.out
+
+
+@pytest.mark.parametrize("name", ["tiny.pos", "tiny.neg", "link.json"])
+def test_cli_output_json_data_file_rejected(tiny_posneg, capsys, name):
+    folder = tiny_posneg.parent
+    (folder / "link.json").symlink_to(folder / "tiny.neg")
+    contents = {path.name: path.read_bytes() for path in folder.glob("tiny.*")}
+
+    status = main(
+        ["-q", "cross-validate", "--data", str(tiny_posneg), "--folds", "2"]
+        + [*QUICK_FLAGS, "--output-json", str(folder / name)]
+    )
+
+    captured = capsys.readouterr()
+    assert status == 2
+    assert f"--output-json {folder / name} is the data file" in captured.err
+    assert "fold" not in captured.out
+    for path in folder.glob("tiny.*"):
+        assert path.read_bytes() == contents[path.name]
 
 
 def test_cli_failed_run_prints_no_table(tmp_path, capsys):
@@ -627,3 +684,39 @@ def test_cli_one_fold_prints_std_not_available(tiny_posneg, tmp_path, capsys):
     assert "± 0.00" not in mean_line
     assert summary["accuracy_std"] is None
     assert summary["macro_f1_std"] is None
+
+
+def test_cli_json_records_read_options(tmp_path, capsys):
+    data = tmp_path / "stars.csv"
+    rows = ["review,stars"]
+    for index in range(12):
+        for stars in (1, 2, 4, 5):
+            source = POSITIVE_REVIEWS if stars >= 4 else NEGATIVE_REVIEWS
+            rows.append(f'"{source[index % len(source)]} {index}",{stars}')
+    data.write_text("\n".join(rows) + "\n")
+    output = tmp_path / "cv.json"
+
+    status = main(
+        ["-q", "cross-validate", "--data", str(data), "--stars"]
+        + ["--negative-max-stars", "1", "--folds", "3", "--run-folds", "1"]
+        + [*QUICK_FLAGS, "--threads", "1", "--output-json", str(output)]
+    )
+
+    settings = json.loads(output.read_text())["settings"]
+    options = ReadOptions(stars=True, star_rule=StarRule(negative_max=1))
+    read = read_examples(data, options)
+    assert status == 0
+    assert settings["examples"] == 36
+    assert settings["read_options"] == {
+        "format": "csv",
+        "text_column": None,
+        "label_column": None,
+        "stars": True,
+        "negative_max_stars": 1,
+        "positive_min_stars": 4,
+        "skip_bad_rows": False,
+    }
+    assert settings["examples_fingerprint"] == examples_fingerprint(read.examples)
+    assert settings["torch_threads"] == 1
+    assert settings["versions"]["sentiment-lstm"] == sentiment_lstm.__version__
+    assert settings["versions"]["torch"] == torch.__version__

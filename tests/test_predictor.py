@@ -253,6 +253,19 @@ def test_single_string_rejected(exported):
         SentimentModel.load(exported).predict("great fun")
 
 
+@pytest.mark.parametrize("texts", [b"great fun", bytearray(b"great fun")])
+@pytest.mark.parametrize("method", ["predict", "predict_proba"])
+def test_single_bytes_rejected(exported, texts, method):
+    model = SentimentModel.load(exported)
+
+    with pytest.raises(TypeError) as raised:
+        getattr(model, method)(texts)
+
+    message = str(raised.value)
+    assert type(texts).__name__ in message
+    assert "decode it to str and wrap it in a list" in message
+
+
 class RecordingBackend:
     """Scores every review 0.75 positive and records each batch's shape."""
 
@@ -404,6 +417,59 @@ def test_physical_core_count():
 def test_onnx_threads(exported):
     assert OnnxBackend(exported / "model.onnx").threads == physical_core_count()
     assert OnnxBackend(exported / "model.onnx", threads=1).threads == 1
+
+
+# Scores with two ONNX Runtime threads, forks, and scores again in the child.
+# It runs in a process of its own, so that no thread of the test run is
+# forked, and prints the child's scores, or "timed out".
+FORK_SCRIPT = textwrap.dedent("""
+    import json
+    import os
+    import sys
+    import time
+
+    from sentiment_lstm.predictor import SentimentModel
+
+    model = SentimentModel.load(sys.argv[1], backend="onnx", threads=2)
+    reviews = json.loads(sys.argv[2])
+    print(json.dumps(model.predict_proba(reviews).tolist()), flush=True)
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(read_end)
+        scores = model.predict_proba(reviews).tolist()
+        os.write(write_end, json.dumps(scores).encode())
+        os._exit(0)
+    os.close(write_end)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        finished, _ = os.waitpid(child, os.WNOHANG)
+        if finished:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, 9)
+        os.waitpid(child, 0)
+        print("timed out")
+        raise SystemExit(0)
+    print(os.read(read_end, 1 << 20).decode())
+    """)
+
+
+def test_onnx_predicts_in_forked_child(exported):
+    completed = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT, str(exported), json.dumps(REVIEWS * 5)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
+    lines = completed.stdout.splitlines()
+
+    assert lines[1] != "timed out"
+    # Empty reviews score NaN, which assert_array_equal counts as equal.
+    np.testing.assert_array_equal(json.loads(lines[1]), json.loads(lines[0]))
 
 
 # A child process that cannot import PyTorch or the training code.

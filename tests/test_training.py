@@ -181,6 +181,28 @@ def test_empty_validation_split_rejected():
         )
 
 
+def test_validation_without_tokens_rejected():
+    message = "none of the 2 validation reviews has a token"
+    with pytest.raises(ValueError, match=message):
+        train(
+            new_model(),
+            toy_split(10, 1),
+            EncodedSplit([[], []], np.array([0, 1])),
+            TrainingConfig(),
+        )
+
+
+def test_accuracy_leaves_out_reviews_without_tokens():
+    model = new_model()
+    split = toy_split(20, 2)
+    with_empty = EncodedSplit(
+        split.token_ids + [[], []], np.concatenate([split.labels, [0, 1]])
+    )
+
+    assert accuracy(model, with_empty) == accuracy(model, split)
+    assert np.isnan(accuracy(model, EncodedSplit([[]], np.array([1]))))
+
+
 @pytest.mark.parametrize(
     "field, value",
     [

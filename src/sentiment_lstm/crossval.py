@@ -412,10 +412,20 @@ def _run_fold(
         show_progress=False,
         workers=cv_config.parallel_members,
     )
+    # Reviews without tokens get no score, as in evaluate.
+    scorable = np.flatnonzero(test_split.lengths)
+    if len(scorable) < len(test_split):
+        logger.warning(
+            "fold %d: %d test reviews have no tokens and are not scored",
+            number,
+            len(test_split) - len(scorable),
+        )
     probabilities = predict_probabilities(
-        ensemble.model, test_split.token_ids, training_config.eval_batch_size
+        ensemble.model,
+        [test_split.token_ids[index] for index in scorable],
+        training_config.eval_batch_size,
     )
-    report = classification_report(test_split.labels, probabilities[:, 1])
+    report = classification_report(test_split.labels[scorable], probabilities[:, 1])
     return FoldResult(
         fold=number,
         accuracy=report["accuracy"],

@@ -78,8 +78,14 @@ def format_report(report: dict[str, Any]) -> str:
     """Render a classification report as an aligned text table."""
     names = report["confusion_matrix"]["labels"]
     width = max(len(name) for name in names + ["predicted"]) + 2
-    lines = [
-        f"reviews:  {report['reviews']}",
+    lines = [f"reviews:  {report['reviews']}"]
+    # evaluate adds the count of reviews that it could not score
+    unscored = report.get("unscored_reviews", 0)
+    if unscored:
+        lines.append(
+            f"unscored: {unscored} without tokens, left out of the figures below"
+        )
+    lines += [
         f"accuracy: {report['accuracy']:.4f}",
         f"macro F1: {report['macro_f1']:.4f}",
         "ROC-AUC:  "

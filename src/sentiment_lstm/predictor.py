@@ -289,6 +289,7 @@ class SentimentModel:
         self.model_config = model_config or {}
         self._positive_index = self.labels.index("positive")
         self._executor: ThreadPoolExecutor | None = None
+        self._executor_pid: int | None = None
         self._executor_lock = threading.Lock()
 
     @classmethod
@@ -350,8 +351,7 @@ class SentimentModel:
                 result keeps that order.
             batch_size: Reviews per forward pass.
         """
-        if isinstance(texts, str):
-            raise TypeError("predict takes a list of reviews, not a single string")
+        _reject_single_text(texts)
         return self.score_token_ids(self.encoder.encode_packed(list(texts)), batch_size)
 
     def score_token_ids(
@@ -492,10 +492,13 @@ class SentimentModel:
 
     def _thread_pool(self, workers: int) -> ThreadPoolExecutor:
         with self._executor_lock:
-            if self._executor is None:
+            # A process forked from this one inherits the pool but none of its
+            # threads, so batches submitted to it there would never run.
+            if self._executor is None or self._executor_pid != os.getpid():
                 self._executor = ThreadPoolExecutor(
                     max_workers=workers, thread_name_prefix="sentiment-lstm-scorer"
                 )
+                self._executor_pid = os.getpid()
             return self._executor
 
     def predict(self, texts: Iterable[str], batch_size: int = 256) -> list[Prediction]:
@@ -509,8 +512,7 @@ class SentimentModel:
         Returns:
             One Prediction per review.
         """
-        if isinstance(texts, str):
-            raise TypeError("predict takes a list of reviews, not a single string")
+        _reject_single_text(texts)
         texts = list(texts)
         positive = self.predict_proba(texts, batch_size)
         predictions = []
@@ -543,6 +545,21 @@ def physical_core_count() -> int:
             return len(cpus) or 1
         cores.add((package, core))
     return len(cores) or 1
+
+
+def _reject_single_text(texts: object) -> None:
+    """Raise TypeError for one text passed where a list of reviews belongs.
+
+    Iterating over a str gives its characters and over bytes gives ints, so
+    either would otherwise be scored or rejected one item at a time.
+    """
+    if isinstance(texts, str):
+        raise TypeError("predict takes a list of reviews, not a single string")
+    if isinstance(texts, (bytes, bytearray)):
+        raise TypeError(
+            f"predict takes a list of reviews as str, got {type(texts).__name__}; "
+            "decode it to str and wrap it in a list"
+        )
 
 
 def _check_count(name: str, value: object) -> None:

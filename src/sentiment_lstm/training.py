@@ -542,7 +542,8 @@ def train(
         The model with its best weights loaded, and the per-epoch history.
 
     Raises:
-        ValueError: If the training or validation split is empty.
+        ValueError: If the training or validation split is empty, or no
+            validation review has a token.
         CheckpointError: If ``resume`` is set and the checkpoint is missing,
             unreadable or from a run with other settings.
     """
@@ -552,6 +553,13 @@ def train(
         raise ValueError(
             "the validation split is empty; raise --validation-fraction "
             "or pass --validation-data"
+        )
+    if not any(validation_split.lengths):
+        # accuracy() leaves such reviews out, so no epoch could be picked.
+        raise ValueError(
+            f"none of the {len(validation_split)} validation reviews has a "
+            "token, so they cannot pick the best epoch; check the validation "
+            "data's text column"
         )
     if resume and checkpoint_path is None:
         raise ValueError("resume needs a checkpoint_path")
@@ -1135,11 +1143,18 @@ def predict_probabilities(
 
 
 def accuracy(model: SentimentLSTM, split: EncodedSplit, batch_size: int = 256) -> float:
-    """Return the share of ``split`` that ``model`` labels correctly."""
-    if len(split) == 0:
+    """Return the share of ``split`` that ``model`` labels correctly.
+
+    Reviews without tokens are left out, as ``evaluate`` leaves them out,
+    because a saved model gives them no score. Returns NaN when no
+    review has tokens.
+    """
+    scorable = np.flatnonzero(split.lengths)
+    if len(scorable) == 0:
         return math.nan
-    probabilities = predict_probabilities(model, split.token_ids, batch_size)
+    token_ids = [split.token_ids[index] for index in scorable]
+    probabilities = predict_probabilities(model, token_ids, batch_size)
     # predict and evaluate label a review positive at P(positive) >= 0.5, so
     # an exact tie counts as positive here too, where argmax would pick class 0.
     predicted = (probabilities[:, 1] >= 0.5).astype(np.int64)
-    return float((predicted == split.labels).mean())
+    return float((predicted == split.labels[scorable]).mean())

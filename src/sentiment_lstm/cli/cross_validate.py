@@ -10,7 +10,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sentiment_lstm.cli.common import (
     CommandError,
@@ -27,6 +27,9 @@ from sentiment_lstm.cli.train import (
     resolve_options,
 )
 from sentiment_lstm.files import write_text_atomic
+
+if TYPE_CHECKING:
+    from sentiment_lstm.data import Example, ReadOptions
 
 logger = logging.getLogger(__name__)
 
@@ -252,6 +255,22 @@ def check_output_json(path: Path) -> None:
         ) from err
 
 
+def reject_output_json_among_data(path: Path, data_files: Sequence[Path]) -> None:
+    """Raise CommandError if ``path`` is one of the files the reviews came from.
+
+    The results JSON would otherwise replace that data file after the run.
+    """
+    from sentiment_lstm.scoring import same_file
+
+    for data_file in data_files:
+        if same_file(data_file, path):
+            raise CommandError(
+                f"--output-json {path} is the data file {data_file}, which the "
+                "results would replace; name another file",
+                usage=True,
+            )
+
+
 def write_output_json(path: Path, text: str) -> None:
     """Write the results JSON to ``path``, creating missing parent folders.
 
@@ -301,6 +320,28 @@ def _save_in_temporary_folder(text: str) -> Path | None:
     return Path(name)
 
 
+def collect_provenance(
+    examples: Sequence[Example], read_options: ReadOptions, data_format: str
+) -> dict[str, Any]:
+    """Return the results JSON's record of the reviews read and the software.
+
+    The read options and the fingerprint of the reviews tell which reviews
+    were split into folds, such as those left by other ``--stars`` cut-offs.
+    The PyTorch thread count and package versions can change the last digits.
+    """
+    import torch
+
+    from sentiment_lstm.pipeline import package_versions
+    from sentiment_lstm.provenance import examples_fingerprint, read_options_record
+
+    return {
+        "read_options": read_options_record(read_options, data_format),
+        "examples_fingerprint": examples_fingerprint(examples),
+        "torch_threads": torch.get_num_threads(),
+        "versions": package_versions(),
+    }
+
+
 def format_spread(mean: float, std: float | None) -> str:
     """Format a mean and standard deviation as percentages, with n/a for None."""
     spread = "n/a" if std is None else f"{100 * std:.2f}"
@@ -315,6 +356,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except ImportError as err:
         raise missing_training_packages("cross-validate", err) from err
     from sentiment_lstm.data import DataError, read_examples, resolve_data
+    from sentiment_lstm.data.readers import detect_format
 
     if args.run_folds is not None and args.run_folds > args.folds:
         parser.error(
@@ -346,12 +388,16 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         run_folds=args.run_folds,
         parallel_members=parallel_members,
     )
+    read_options = read_options_from_args(args)
     try:
-        examples = read_examples(
-            resolve_data(args.data), read_options_from_args(args)
-        ).examples
+        path = resolve_data(args.data)
+        read = read_examples(path, read_options)
+        data_format = read_options.format or detect_format(path)
     except DataError as err:
         raise CommandError(str(err)) from err
+    examples = read.examples
+    if args.output_json is not None:
+        reject_output_json_among_data(args.output_json, read.files)
 
     header_printed = False
 
@@ -404,6 +450,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         values = result.to_dict()
         values["settings"]["data"] = args.data
         values["settings"]["preset"] = args.preset
+        provenance = collect_provenance(examples, read_options, data_format)
+        values["settings"].update(provenance)
         write_output_json(
             args.output_json, json.dumps(values, indent=2, default=str) + "\n"
         )
