@@ -701,3 +701,17 @@ def test_header_without_label_values_not_explained(tmp_path: Path) -> None:
         read_examples(path)
 
     assert "seems to have no header" not in str(excinfo.value)
+
+
+def test_predict_output_header_not_explained(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "scores.csv",
+        "comment_text,positive,negative,label\ngood film,0.9,0.1,positive\n",
+    )
+
+    with pytest.raises(DataError) as excinfo:
+        read_texts(path)
+
+    message = str(excinfo.value)
+    assert "no text column found" in message
+    assert "seems to have no header" not in message

@@ -138,8 +138,13 @@ def _label_like_value(header: list[str]) -> str | None:
     """Return the first header field that reads as a label or a number, if any.
 
     Column names are rarely such values, so one of them means that the first
-    line is most likely a review with its label.
+    line is most likely a review with its label. The exception is the
+    positive and negative score columns that 'sentiment-lstm predict' adds,
+    which a review row would not hold both of.
     """
+    names = {name.strip().lower() for name in header}
+    if {"positive", "negative"} <= names:
+        return None
     for field_value in header:
         try:
             parse_label(field_value)
