@@ -470,6 +470,7 @@ def test_predict_output_in_input_folder_rejected(
 
     assert status == 1
     assert f"the output {output} is inside the input folder {folder}" in err
+    assert "if it were a .txt file in pos/ or neg/" in err
     assert sorted(folder.rglob("*")) == files_before
     assert (folder / "pos" / "1.txt").read_text() == "great fun\n"
 

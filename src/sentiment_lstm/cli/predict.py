@@ -326,9 +326,10 @@ def _reject_output_in_folder(output: Path | None, folder: Path) -> None:
         return
     if output.resolve().is_relative_to(folder.resolve()):
         raise CommandError(
-            f"the output {output} is inside the input folder {folder}, so the "
-            "next run on that folder would read the scores as a review; write "
-            "them outside the folder"
+            f"the output {output} is inside the input folder {folder}, where a "
+            "later run would read it as a review if it were a .txt file in pos/ "
+            "or neg/, and list it as ignored otherwise; write the scores outside "
+            "the folder"
         )
 
 
