@@ -109,6 +109,7 @@ def test_hidden_files_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
     assert [example.text for example in result.examples] == ["bad", "good"]
     assert "._a.txt" in caplog.text
     assert ".draft.txt" in caplog.text
+    assert "only uses *.txt files whose names do not start with '.'" in caplog.text
 
 
 def test_empty_review_file(tmp_path: Path) -> None:

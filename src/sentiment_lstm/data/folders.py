@@ -145,7 +145,7 @@ def read_review_folders(path: Path, collector: ExampleCollector) -> None:
             # copies to some drives and archives, and a file such as "._1.txt" is
             # not a review.
             _log_ignored(
-                class_folder, hidden, "files whose names do not start with '.'"
+                class_folder, hidden, "*.txt files whose names do not start with '.'"
             )
             for file in files:
                 if _read_review_file(file, label, collector) == "cp1252":
