@@ -518,6 +518,33 @@ def test_jsonl_line_python_cannot_parse(model, tmp_path, line, reason):
     assert texts == ["great fun", "dull"]
 
 
+def test_jsonl_repeated_text_key_is_bad_row(model, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        '{"text": "great fun"}\n'
+        '{"text": "great fun", "text": "dull"}\n'
+        '{"text": "dull", "id": 1, "id": 2}\n'
+    )
+    output = tmp_path / "out.jsonl"
+
+    with pytest.raises(
+        DataError, match=r"line 2: the field 'text' occurs 2 times in the record"
+    ):
+        score_file(model, source, output)
+
+    summary = score_file(
+        model,
+        source,
+        output,
+        options=ReadOptions(skip_bad_rows=True, require_labels=False),
+    )
+    records = [json.loads(row) for row in output.read_text().splitlines()]
+
+    assert summary.left_out == 1
+    assert [record["text"] for record in records] == ["great fun", "dull"]
+    assert records[1]["id"] == 2
+
+
 def test_jsonl_cr_line_ends_named(model, tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_bytes(b'{"text": "great fun"}\r{"text": "dull"}\r')

@@ -56,7 +56,7 @@ from sentiment_lstm.data.decoding import (
 )
 from sentiment_lstm.data.delimited import parsed_rows, read_header, strict_reader
 from sentiment_lstm.data.fields import json_type_name
-from sentiment_lstm.data.jsonl import invalid_json_row
+from sentiment_lstm.data.jsonl import invalid_json_row, record_from_pairs
 from sentiment_lstm.data.readers import detect_format, require_regular_file
 from sentiment_lstm.data.records import DataError, ReadOptions
 from sentiment_lstm.predictor import EMPTY_REVIEW, PendingScores
@@ -536,7 +536,8 @@ class _JsonlReader(_Reader):
         self.fields = None
         self.score_fields = SCORE_FIELDS
         self._text_key: str | None = None
-        self._decode = json.JSONDecoder().decode
+        # The hook records repeated keys, of which json.loads keeps the last value.
+        self._decode = json.JSONDecoder(object_pairs_hook=record_from_pairs).decode
 
     def chunks(self, chunk_rows: int) -> Iterator[_Chunk]:
         limits = _chunk_limits(chunk_rows)
@@ -572,7 +573,7 @@ class _JsonlReader(_Reader):
         except (ValueError, RecursionError) as err:
             self.bad_rows.reject(number, *invalid_json_row(err, line))
             return None
-        if type(record) is not dict:
+        if not isinstance(record, dict):
             self.bad_rows.reject(
                 number,
                 f"expected a JSON object, found a JSON {json_type_name(record)}",
@@ -597,6 +598,14 @@ class _JsonlReader(_Reader):
                 f"the record already has the key {clashing[0]!r}, which the "
                 "scores would overwrite",
                 f"rename that key, or use {SKIP_HINT}",
+            )
+            return None
+        repeats = record.repeated_keys.get(self._text_key)
+        if repeats:
+            self.bad_rows.reject(
+                number,
+                f"the field {self._text_key!r} occurs {repeats} times in the record",
+                f"keep one of them, or use {SKIP_HINT}",
             )
             return None
         return self._text_of(record)

@@ -61,7 +61,8 @@ class _Record(dict):
     repeated_keys: dict[str, int] = {}
 
 
-def _record_from_pairs(pairs: list[tuple[str, object]]) -> _Record:
+def record_from_pairs(pairs: list[tuple[str, object]]) -> _Record:
+    """Build a JSON object for ``json.loads``'s ``object_pairs_hook``."""
     record = _Record(pairs)
     if len(record) < len(pairs):
         counts = Counter(key for key, _ in pairs)
@@ -128,7 +129,7 @@ def read_jsonl(path: Path, options: ReadOptions, collector: ExampleCollector) ->
             collector.reject(source, number, reason, ENCODING_FIX)
             continue
         try:
-            record = json.loads(line, object_pairs_hook=_record_from_pairs)
+            record = json.loads(line, object_pairs_hook=record_from_pairs)
         except (ValueError, RecursionError) as err:
             collector.reject(source, number, *invalid_json_row(err, line))
             continue
