@@ -139,6 +139,31 @@ def test_test_fold_leaves_out_reviews_without_tokens(monkeypatch, caplog):
             assert any(message.startswith(expected) for message in warnings)
 
 
+def test_one_review_without_tokens_singular(caplog):
+    texts, labels = corpus()
+    texts.append("<br />")
+    labels.append(0)
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm.crossval"):
+        cross_validate(
+            texts,
+            labels,
+            cv_config=CrossValidationConfig(folds=3, validation_fraction=0.25),
+            model_options=SMALL_MODEL,
+            training_config=FAST_TRAINING,
+        )
+
+    folds = protocol_folds(labels, 3, 0)
+    number = next(
+        number
+        for number, (_, test) in enumerate(folds, start=1)
+        if len(texts) - 1 in test
+    )
+    warnings = [record.getMessage() for record in caplog.records]
+    expected = f"fold {number}: 1 test review has no tokens and is not scored"
+    assert expected in warnings
+
+
 def test_small_class_in_every_validation_part(monkeypatch):
     # A validation part of 5 of these 44-review training parts would get
     # 0.45 negative reviews at the stratified share.

@@ -414,11 +414,14 @@ def _run_fold(
     )
     # Reviews without tokens get no score, as in evaluate.
     scorable = np.flatnonzero(test_split.lengths)
-    if len(scorable) < len(test_split):
+    unscored = len(test_split) - len(scorable)
+    if unscored == 1:
+        logger.warning("fold %d: 1 test review has no tokens and is not scored", number)
+    elif unscored:
         logger.warning(
             "fold %d: %d test reviews have no tokens and are not scored",
             number,
-            len(test_split) - len(scorable),
+            unscored,
         )
     probabilities = predict_probabilities(
         ensemble.model,
