@@ -458,6 +458,19 @@ def test_output_keeps_its_permissions(model, tmp_path, mode):
     assert read_csv(output)[0]["text"] == "great fun"
 
 
+def test_output_name_too_long(model, tmp_path):
+    source = write_csv(tmp_path / "in.csv", ["text"], [["great fun"]])
+    output = tmp_path / f"{'r' * 300}.csv"
+
+    with pytest.raises(DataError) as error:
+        score_file(model, source, output)
+
+    message = str(error.value)
+    assert message.startswith(f"{output}: cannot write the output: ")
+    assert message.endswith("; choose another --output")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in.csv"]
+
+
 @pytest.mark.parametrize("stem", ["r" * 247, "\u00e9" * 123])
 def test_output_name_near_length_limit(model, tmp_path, stem):
     source = write_csv(tmp_path / "in.csv", ["text"], [["great fun"]])

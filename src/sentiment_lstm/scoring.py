@@ -912,7 +912,16 @@ def write_output(path: Path, write: Callable[[TextIO], T]) -> T:
         DataError: If the output cannot be written; the message names the
             path, not the temporary name.
     """
-    if path.exists() and not path.is_file():
+    try:
+        in_place = path.exists() and not path.is_file()
+    except OSError as err:
+        # Path.exists raises for a name that is too long or a folder that
+        # cannot be searched.
+        raise DataError(
+            f"{path}: cannot write the output: {err.strerror or err}; choose "
+            "another --output"
+        ) from err
+    if in_place:
         try:
             with open(
                 path, "w", encoding="utf-8", errors=OUTPUT_ERRORS, newline=""
