@@ -558,6 +558,20 @@ def test_many_unknown_fields_one_error(client):
     assert detail[0]["msg"].startswith("500 unknown fields, first key0, key1, key2")
 
 
+def test_many_unknown_surrogate_fields(client):
+    # JSON can escape an unpaired surrogate in a key, but UTF-8 cannot encode it.
+    keys = ", ".join(f'"\\udc8{number:x}": 1' for number in range(12))
+    raw = ('{"reviews": ["fine"], ' + keys + "}").encode()
+    response = client.post(
+        "/predict", content=raw, headers={"Content-Type": "application/json"}
+    )
+    detail = response.json()["detail"]
+
+    assert response.status_code == 422
+    assert detail[0]["type"] == "extra_forbidden"
+    assert detail[0]["msg"].startswith("12 unknown fields, first \\udc80, \\udc81")
+
+
 @pytest.mark.parametrize(
     "headers",
     [

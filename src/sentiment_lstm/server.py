@@ -178,10 +178,14 @@ def predict_request_model(max_reviews: int) -> type[BaseModel]:
                 return value
             unknown = [key for key in value if key != "reviews"]
             if len(unknown) > MAX_UNKNOWN_FIELDS:
+                # pydantic cannot format a message with an unpaired surrogate,
+                # which a JSON key may escape, so such names are shown escaped.
+                names = ", ".join(unknown[:3])[:200]
+                names = names.encode("utf-8", "backslashreplace").decode("utf-8")
                 raise PydanticCustomError(
                     "extra_forbidden",
                     "{count} unknown fields, first {names}; send only 'reviews'",
-                    {"count": len(unknown), "names": ", ".join(unknown[:3])[:200]},
+                    {"count": len(unknown), "names": names},
                 )
             return value
 
