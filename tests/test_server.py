@@ -176,6 +176,7 @@ def test_info_describes_model(client, model_dir):
         "max_reviews": MAX_REVIEWS,
         "max_body_bytes": MAX_BODY_BYTES,
         "body_timeout": BODY_TIMEOUT,
+        "max_connections": None,
     }
 
 
@@ -275,12 +276,14 @@ def test_max_connections(model_dir, tmp_path):
             second.close()
             time.sleep(0.5)
             after_close = third.get("/health").status_code
+            limits = first.get("/info").json()["limits"]
     finally:
         process.terminate()
         process.wait(timeout=10)
 
     assert statuses == [200, 200, 503]
     assert after_close == 200
+    assert limits["max_connections"] == 2
 
 
 def test_empty_review_flagged(client):

@@ -114,12 +114,16 @@ class ServerLimits:
         max_body_bytes: Bytes allowed in a request body (413 above it).
         body_timeout: Seconds allowed to receive a request body, counted from
             the end of its headers (408 after it).
+        max_connections: Connections served at once, or None for no limit.
+            uvicorn enforces it with a 503 before the application runs, so
+            the application only reports it in ``GET /info``.
     """
 
     max_review_chars: int = DEFAULT_MAX_REVIEW_CHARS
     max_reviews: int = DEFAULT_MAX_REVIEWS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     body_timeout: int = DEFAULT_BODY_TIMEOUT
+    max_connections: int | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -127,8 +131,11 @@ class ServerLimits:
             "max_reviews",
             "max_body_bytes",
             "body_timeout",
+            "max_connections",
         ):
             value = getattr(self, name)
+            if name == "max_connections" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
@@ -758,6 +765,7 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
                 "max_reviews": limits.max_reviews,
                 "max_body_bytes": limits.max_body_bytes,
                 "body_timeout": limits.body_timeout,
+                "max_connections": limits.max_connections,
             },
         )
 
