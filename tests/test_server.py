@@ -550,6 +550,33 @@ def test_compressed_body_rejected(client):
     assert "Content-Encoding 'gzip' is not supported" in response.json()["detail"]
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "br", "identity, gzip"])
+def test_encoded_plain_body_rejected(client, server, encoding):
+    # The body is plain JSON, so only the header says that it is encoded.
+    response = client.post(
+        "/predict",
+        content=b'{"reviews": ["great fun"]}',
+        headers={"Content-Type": "application/json", "Content-Encoding": encoding},
+    )
+    _, log = server
+
+    assert response.status_code == 415
+    assert f"Content-Encoding {encoding!r} is not supported" in response.json()[
+        "detail"
+    ]
+    assert "rejected with 415: Content-Encoding" in log.read_text()
+
+
+def test_identity_encoding_accepted(client):
+    response = client.post(
+        "/predict",
+        content=b'{"reviews": ["great fun"]}',
+        headers={"Content-Type": "application/json", "Content-Encoding": "identity"},
+    )
+
+    assert response.status_code == 200
+
+
 def test_many_unknown_fields_one_error(client):
     body = {"reviews": ["fine"]} | {f"key{number}": 1 for number in range(500)}
     response = client.post("/predict", json=body)

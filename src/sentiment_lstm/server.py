@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -500,6 +500,29 @@ def _log_rejection(scope: Scope, error: RequestLimitExceeded) -> None:
     )
 
 
+class UnsupportedContentEncoding(Exception):
+    """A request body sent with a Content-Encoding other than identity."""
+
+    def __init__(self, encoding: str) -> None:
+        super().__init__(encoding)
+        self.encoding = encoding
+
+
+def require_identity_encoding(request: Request) -> None:
+    """Reject a request body sent with a Content-Encoding other than identity.
+
+    The server does not decompress bodies. A compressed body fails to parse
+    as JSON anyway, but a plain body sent with such a header would otherwise
+    be scored as sent.
+
+    Raises:
+        UnsupportedContentEncoding: For any Content-Encoding but identity.
+    """
+    encoding = request.headers.get("content-encoding", "identity").strip()
+    if encoding.lower() != "identity":
+        raise UnsupportedContentEncoding(encoding)
+
+
 def too_many_reviews(count: int, max_reviews: int) -> RequestLimitExceeded:
     """Return the error for a request with ``count`` reviews, above the limit."""
     return RequestLimitExceeded(
@@ -660,6 +683,12 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
         _log_rejection(request.scope, error)
         return JSONResponse(error.to_dict(), status_code=error.status_code)
 
+    @app.exception_handler(UnsupportedContentEncoding)
+    async def encoding_unsupported(
+        request: Request, error: UnsupportedContentEncoding
+    ):
+        return _unsupported_encoding(request, error.encoding)
+
     @app.exception_handler(RequestValidationError)
     async def validation_failed(request: Request, error: RequestValidationError):
         if isinstance(getattr(error, "body", None), bytes):
@@ -748,6 +777,7 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             },
         },
         summary="Score reviews",
+        dependencies=[Depends(require_identity_encoding)],
     )(predict)
 
     @app.api_route("/health", methods=READ_METHODS, summary="Liveness")
@@ -807,16 +837,26 @@ def _error_item(error: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
+def _unsupported_encoding(request: Request, encoding: str) -> Response:
+    detail = (
+        f"Content-Encoding {encoding[:50]!r} is not supported; send the "
+        "request body uncompressed"
+    )
+    logger.warning(
+        "%s %s from %s rejected with 415: %s",
+        request.method,
+        request.url.path,
+        _client(request.scope),
+        detail,
+    )
+    return JSONResponse({"detail": detail}, status_code=415)
+
+
 def _unreadable_body(request: Request, error: BaseException) -> Response:
     encoding = request.headers.get("content-encoding", "identity").strip()
-    status = 400
     if encoding.lower() != "identity":
-        status = 415
-        detail = (
-            f"Content-Encoding {encoding[:50]!r} is not supported; send the "
-            "request body uncompressed"
-        )
-    elif isinstance(error, UnicodeDecodeError):
+        return _unsupported_encoding(request, encoding)
+    if isinstance(error, UnicodeDecodeError):
         detail = (
             f"the request body is not valid UTF-8: byte "
             f"0x{error.object[error.start]:02x} at offset {error.start}; send "
@@ -834,14 +874,13 @@ def _unreadable_body(request: Request, error: BaseException) -> Response:
             'such as {"reviews": ["a review"]}'
         )
     logger.warning(
-        "%s %s from %s rejected with %d: %s",
+        "%s %s from %s rejected with 400: %s",
         request.method,
         request.url.path,
         _client(request.scope),
-        status,
         detail,
     )
-    return JSONResponse({"detail": detail}, status_code=status)
+    return JSONResponse({"detail": detail}, status_code=400)
 
 
 def _first_error(error: RequestValidationError) -> str:
