@@ -183,20 +183,38 @@ def predict_request_model(max_reviews: int) -> type[BaseModel]:
             # block the event loop for about 2 s and answer with 9 MB.
             if not isinstance(value, dict):
                 return value
+            _check_field_names(value)
             unknown = [key for key in value if key != "reviews"]
             if len(unknown) > MAX_UNKNOWN_FIELDS:
-                # pydantic cannot format a message with an unpaired surrogate,
-                # which a JSON key may escape, so such names are shown escaped.
-                names = ", ".join(unknown[:3])[:200]
-                names = names.encode("utf-8", "backslashreplace").decode("utf-8")
                 raise PydanticCustomError(
                     "extra_forbidden",
                     "{count} unknown fields, first {names}; send only 'reviews'",
-                    {"count": len(unknown), "names": names},
+                    {"count": len(unknown), "names": ", ".join(unknown[:3])[:200]},
                 )
             return value
 
     return PredictRequest
+
+
+def _check_field_names(body: dict[str, Any]) -> None:
+    """Raise a validation error for a field name with an unpaired surrogate.
+
+    JSON can escape one in a key as ``"\\udc80"``, but pydantic cannot
+    validate or name such a key, and UTF-8 cannot encode it.
+    """
+    for name in body:
+        if name.isascii():
+            continue
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            escaped = name.encode("utf-8", "backslashreplace").decode("utf-8")
+            raise PydanticCustomError(
+                "unicode_surrogate",
+                "field name '{name}' has an unpaired UTF-16 surrogate; send "
+                "only 'reviews'",
+                {"name": escaped[:100]},
+            ) from None
 
 
 class PredictionItem(BaseModel):
