@@ -786,7 +786,7 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             415: {
                 "model": MediaTypeError,
                 "description": "Body not sent as Content-Type: application/json, "
-                "or compressed",
+                "or sent with a Content-Encoding other than identity",
             },
             422: {
                 "model": LimitError | ValidationFailure,
