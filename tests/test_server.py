@@ -559,11 +559,10 @@ def test_encoded_plain_body_rejected(client, server, encoding):
         headers={"Content-Type": "application/json", "Content-Encoding": encoding},
     )
     _, log = server
+    detail = response.json()["detail"]
 
     assert response.status_code == 415
-    assert f"Content-Encoding {encoding!r} is not supported" in response.json()[
-        "detail"
-    ]
+    assert f"Content-Encoding {encoding!r} is not supported" in detail
     assert "rejected with 415: Content-Encoding" in log.read_text()
 
 
