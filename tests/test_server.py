@@ -176,6 +176,7 @@ def test_info_describes_model(client, model_dir):
         "max_reviews": MAX_REVIEWS,
         "max_body_bytes": MAX_BODY_BYTES,
         "body_timeout": BODY_TIMEOUT,
+        "max_connections": None,
     }
 
 
@@ -275,12 +276,14 @@ def test_max_connections(model_dir, tmp_path):
             second.close()
             time.sleep(0.5)
             after_close = third.get("/health").status_code
+            limits = first.get("/info").json()["limits"]
     finally:
         process.terminate()
         process.wait(timeout=10)
 
     assert statuses == [200, 200, 503]
     assert after_close == 200
+    assert limits["max_connections"] == 2
 
 
 def test_empty_review_flagged(client):
@@ -547,6 +550,32 @@ def test_compressed_body_rejected(client):
     assert "Content-Encoding 'gzip' is not supported" in response.json()["detail"]
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "br", "identity, gzip"])
+def test_encoded_plain_body_rejected(client, server, encoding):
+    # The body is plain JSON, so only the header says that it is encoded.
+    response = client.post(
+        "/predict",
+        content=b'{"reviews": ["great fun"]}',
+        headers={"Content-Type": "application/json", "Content-Encoding": encoding},
+    )
+    _, log = server
+    detail = response.json()["detail"]
+
+    assert response.status_code == 415
+    assert f"Content-Encoding {encoding!r} is not supported" in detail
+    assert "rejected with 415: Content-Encoding" in log.read_text()
+
+
+def test_identity_encoding_accepted(client):
+    response = client.post(
+        "/predict",
+        content=b'{"reviews": ["great fun"]}',
+        headers={"Content-Type": "application/json", "Content-Encoding": "identity"},
+    )
+
+    assert response.status_code == 200
+
+
 def test_many_unknown_fields_one_error(client):
     body = {"reviews": ["fine"]} | {f"key{number}": 1 for number in range(500)}
     response = client.post("/predict", json=body)
@@ -556,6 +585,32 @@ def test_many_unknown_fields_one_error(client):
     assert len(detail) == 1
     assert detail[0]["type"] == "extra_forbidden"
     assert detail[0]["msg"].startswith("500 unknown fields, first key0, key1, key2")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        '"\\udc80": 1',
+        '"ok \\ud800": 1, "b": 2',
+        ", ".join(f'"\\udc8{number:x}": 1' for number in range(12)),
+    ],
+)
+def test_surrogate_field_name_rejected(client, fields):
+    # JSON can escape an unpaired surrogate in a key, but UTF-8 cannot encode it.
+    raw = ('{"reviews": ["fine"], ' + fields + "}").encode()
+    response = client.post(
+        "/predict", content=raw, headers={"Content-Type": "application/json"}
+    )
+    detail = response.json()["detail"]
+
+    assert response.status_code == 422
+    assert len(detail) == 1
+    assert detail[0]["type"] == "unicode_surrogate"
+    assert detail[0]["loc"] == ["body"]
+    assert "has an unpaired UTF-16 surrogate" in detail[0]["msg"]
+    assert "field name '" in detail[0]["msg"]
+    assert "\\ud" in detail[0]["msg"]
+    assert "\\\\ud" not in detail[0]["msg"]
 
 
 @pytest.mark.parametrize(

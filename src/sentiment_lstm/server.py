@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -114,12 +114,16 @@ class ServerLimits:
         max_body_bytes: Bytes allowed in a request body (413 above it).
         body_timeout: Seconds allowed to receive a request body, counted from
             the end of its headers (408 after it).
+        max_connections: Connections served at once, or None for no limit.
+            uvicorn enforces it with a 503 before the application runs, so
+            the application only reports it in ``GET /info``.
     """
 
     max_review_chars: int = DEFAULT_MAX_REVIEW_CHARS
     max_reviews: int = DEFAULT_MAX_REVIEWS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     body_timeout: int = DEFAULT_BODY_TIMEOUT
+    max_connections: int | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -127,8 +131,11 @@ class ServerLimits:
             "max_reviews",
             "max_body_bytes",
             "body_timeout",
+            "max_connections",
         ):
             value = getattr(self, name)
+            if name == "max_connections" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
@@ -176,6 +183,7 @@ def predict_request_model(max_reviews: int) -> type[BaseModel]:
             # block the event loop for about 2 s and answer with 9 MB.
             if not isinstance(value, dict):
                 return value
+            _check_field_names(value)
             unknown = [key for key in value if key != "reviews"]
             if len(unknown) > MAX_UNKNOWN_FIELDS:
                 raise PydanticCustomError(
@@ -186,6 +194,27 @@ def predict_request_model(max_reviews: int) -> type[BaseModel]:
             return value
 
     return PredictRequest
+
+
+def _check_field_names(body: dict[str, Any]) -> None:
+    """Raise a validation error for a field name with an unpaired surrogate.
+
+    JSON can escape one in a key as ``"\\udc80"``, but pydantic cannot
+    validate or name such a key, and UTF-8 cannot encode it.
+    """
+    for name in body:
+        if name.isascii():
+            continue
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            escaped = name.encode("utf-8", "backslashreplace").decode("utf-8")
+            raise PydanticCustomError(
+                "unicode_surrogate",
+                "field name '{name}' has an unpaired UTF-16 surrogate; send "
+                "only 'reviews'",
+                {"name": escaped[:100]},
+            ) from None
 
 
 class PredictionItem(BaseModel):
@@ -489,6 +518,29 @@ def _log_rejection(scope: Scope, error: RequestLimitExceeded) -> None:
     )
 
 
+class UnsupportedContentEncoding(Exception):
+    """A request body sent with a Content-Encoding other than identity."""
+
+    def __init__(self, encoding: str) -> None:
+        super().__init__(encoding)
+        self.encoding = encoding
+
+
+def require_identity_encoding(request: Request) -> None:
+    """Reject a request body sent with a Content-Encoding other than identity.
+
+    The server does not decompress bodies. A compressed body fails to parse
+    as JSON anyway, but a plain body sent with such a header would otherwise
+    be scored as sent.
+
+    Raises:
+        UnsupportedContentEncoding: For any Content-Encoding but identity.
+    """
+    encoding = request.headers.get("content-encoding", "identity").strip()
+    if encoding.lower() != "identity":
+        raise UnsupportedContentEncoding(encoding)
+
+
 def too_many_reviews(count: int, max_reviews: int) -> RequestLimitExceeded:
     """Return the error for a request with ``count`` reviews, above the limit."""
     return RequestLimitExceeded(
@@ -649,6 +701,12 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
         _log_rejection(request.scope, error)
         return JSONResponse(error.to_dict(), status_code=error.status_code)
 
+    @app.exception_handler(UnsupportedContentEncoding)
+    async def encoding_unsupported(
+        request: Request, error: UnsupportedContentEncoding
+    ):
+        return _unsupported_encoding(request, error.encoding)
+
     @app.exception_handler(RequestValidationError)
     async def validation_failed(request: Request, error: RequestValidationError):
         if isinstance(getattr(error, "body", None), bytes):
@@ -728,7 +786,7 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             415: {
                 "model": MediaTypeError,
                 "description": "Body not sent as Content-Type: application/json, "
-                "or compressed",
+                "or sent with a Content-Encoding other than identity",
             },
             422: {
                 "model": LimitError | ValidationFailure,
@@ -737,6 +795,7 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             },
         },
         summary="Score reviews",
+        dependencies=[Depends(require_identity_encoding)],
     )(predict)
 
     @app.api_route("/health", methods=READ_METHODS, summary="Liveness")
@@ -754,6 +813,7 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
                 "max_reviews": limits.max_reviews,
                 "max_body_bytes": limits.max_body_bytes,
                 "body_timeout": limits.body_timeout,
+                "max_connections": limits.max_connections,
             },
         )
 
@@ -795,16 +855,26 @@ def _error_item(error: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
+def _unsupported_encoding(request: Request, encoding: str) -> Response:
+    detail = (
+        f"Content-Encoding {encoding[:50]!r} is not supported; send the "
+        "request body uncompressed"
+    )
+    logger.warning(
+        "%s %s from %s rejected with 415: %s",
+        request.method,
+        request.url.path,
+        _client(request.scope),
+        detail,
+    )
+    return JSONResponse({"detail": detail}, status_code=415)
+
+
 def _unreadable_body(request: Request, error: BaseException) -> Response:
     encoding = request.headers.get("content-encoding", "identity").strip()
-    status = 400
     if encoding.lower() != "identity":
-        status = 415
-        detail = (
-            f"Content-Encoding {encoding[:50]!r} is not supported; send the "
-            "request body uncompressed"
-        )
-    elif isinstance(error, UnicodeDecodeError):
+        return _unsupported_encoding(request, encoding)
+    if isinstance(error, UnicodeDecodeError):
         detail = (
             f"the request body is not valid UTF-8: byte "
             f"0x{error.object[error.start]:02x} at offset {error.start}; send "
@@ -822,14 +892,13 @@ def _unreadable_body(request: Request, error: BaseException) -> Response:
             'such as {"reviews": ["a review"]}'
         )
     logger.warning(
-        "%s %s from %s rejected with %d: %s",
+        "%s %s from %s rejected with 400: %s",
         request.method,
         request.url.path,
         _client(request.scope),
-        status,
         detail,
     )
-    return JSONResponse({"detail": detail}, status_code=status)
+    return JSONResponse({"detail": detail}, status_code=400)
 
 
 def _first_error(error: RequestValidationError) -> str:

@@ -171,6 +171,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         max_reviews=args.max_reviews,
         max_body_bytes=args.max_body_bytes,
         body_timeout=args.body_timeout,
+        max_connections=args.max_connections,
     )
     app = create_app(model, limits)
     host = f"[{args.host}]" if ":" in args.host else args.host
@@ -198,7 +199,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         # uvicorn answers 503 once the open connections, this one included,
         # reach limit_concurrency, so N connections need a limit of N + 1.
         limit_concurrency=(
-            None if args.max_connections is None else args.max_connections + 1
+            None if limits.max_connections is None else limits.max_connections + 1
         ),
         # None keeps the logging set up by the command line, so uvicorn's
         # lines share its format and stream.
