@@ -526,12 +526,14 @@ class UnsupportedContentEncoding(Exception):
         self.encoding = encoding
 
 
-def require_identity_encoding(request: Request) -> None:
+async def require_identity_encoding(request: Request) -> None:
     """Reject a request body sent with a Content-Encoding other than identity.
 
     The server does not decompress bodies. A compressed body fails to parse
     as JSON anyway, but a plain body sent with such a header would otherwise
-    be scored as sent.
+    be scored as sent. The check is a coroutine because FastAPI runs a plain
+    function dependency in its thread pool, and that hand-over more than
+    doubled the p99 latency of /predict under 16 concurrent clients.
 
     Raises:
         UnsupportedContentEncoding: For any Content-Encoding but identity.
@@ -702,9 +704,7 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
         return JSONResponse(error.to_dict(), status_code=error.status_code)
 
     @app.exception_handler(UnsupportedContentEncoding)
-    async def encoding_unsupported(
-        request: Request, error: UnsupportedContentEncoding
-    ):
+    async def encoding_unsupported(request: Request, error: UnsupportedContentEncoding):
         return _unsupported_encoding(request, error.encoding)
 
     @app.exception_handler(RequestValidationError)
