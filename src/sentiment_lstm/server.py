@@ -149,8 +149,9 @@ def predict_request_model(max_reviews: int) -> type[BaseModel]:
     """Build the body model of ``POST /predict`` for one server's review limit.
 
     The reviews are counted before pydantic validates each one. Otherwise a
-    1 MiB body such as ``[1, 1, ...]`` got one validation error per item,
-    half a million of them, which blocked the event loop for seconds.
+    1 MiB body such as ``{"reviews": [1, 1, ...]}`` would get one validation
+    error per item, half a million of them, and block the event loop for
+    seconds.
 
     Raises:
         RequestLimitExceeded: From validation, with status 422, when the body
@@ -180,7 +181,7 @@ def predict_request_model(max_reviews: int) -> type[BaseModel]:
         @classmethod
         def reject_many_unknown_fields(cls, value: Any) -> Any:
             # One error per unknown field would make a body of 87,000 keys
-            # block the event loop for about 2 s and answer with 9 MB.
+            # block the event loop for about 2 s and return 9 MB of errors.
             if not isinstance(value, dict):
                 return value
             _check_field_names(value)
@@ -246,7 +247,7 @@ class LimitError(BaseModel):
 
 
 class MediaTypeError(BaseModel):
-    """Body of a response to a body not sent as JSON or not encoded as UTF-8."""
+    """Body of a 400 or 415 response: a request body that cannot be read as JSON."""
 
     detail: str
 

@@ -196,7 +196,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         # httptools when they are installed.
         workers=None,
         access_log=args.access_log,
-        # uvicorn answers 503 once the open connections, this one included,
+        # uvicorn returns 503 once the open connections, this one included,
         # reach limit_concurrency, so N connections need a limit of N + 1.
         limit_concurrency=(
             None if limits.max_connections is None else limits.max_connections + 1
