@@ -621,7 +621,7 @@ def test_cli_predict_imports_light(exported):
     assert "MODULES False False" in completed.stdout
 
 
-# ONNX Runtime records no telemetry where one of these says a CI job runs.
+# ONNX Runtime records no telemetry where one of these variables marks a CI job.
 CI_VARIABLES = (
     "CI",
     "TF_BUILD",

@@ -9,7 +9,7 @@ the end as if Ctrl-C had not been pressed.
 
 While the command line runs, :func:`remembering_interrupts` installs a
 handler that also records the signal. The slow imports run inside
-:func:`deferred`, which holds Ctrl-C back until they end, and the long loops
+:func:`deferred`, which defers Ctrl-C until they end, and the long loops
 call :func:`check` at each step to raise an interrupt that was caught on the
 way. :func:`sigterm_as_interrupt` turns SIGTERM, and SIGHUP where asked, into
 KeyboardInterrupt too, so that commands clean up after ``kill``, ``timeout``,

@@ -56,7 +56,11 @@ from sentiment_lstm.data.decoding import (
 )
 from sentiment_lstm.data.delimited import parsed_rows, read_header, strict_reader
 from sentiment_lstm.data.fields import json_type_name
-from sentiment_lstm.data.jsonl import invalid_json_row, record_from_pairs
+from sentiment_lstm.data.jsonl import (
+    invalid_json_row,
+    record_from_pairs,
+    repeated_field_row,
+)
 from sentiment_lstm.data.readers import detect_format, require_regular_file
 from sentiment_lstm.data.records import DataError, ReadOptions
 from sentiment_lstm.predictor import EMPTY_REVIEW, PendingScores
@@ -600,12 +604,9 @@ class _JsonlReader(_Reader):
                 f"rename that key, or use {SKIP_HINT}",
             )
             return None
-        repeats = record.repeated_keys.get(self._text_key)
-        if repeats:
+        if self._text_key in record.repeated_keys:
             self.bad_rows.reject(
-                number,
-                f"the field {self._text_key!r} occurs {repeats} times in the record",
-                f"keep one of them, or use {SKIP_HINT}",
+                number, *repeated_field_row(self._text_key, record.repeated_keys)
             )
             return None
         return self._text_of(record)

@@ -64,7 +64,7 @@ def test_utf16_chinese_without_bom_rejected(
     assert "save it as UTF-8" in message
 
 
-def test_nul_after_one_line_feed_stays_a_bad_row(tmp_path: Path) -> None:
+def test_nul_after_line_feed_bad_row(tmp_path: Path) -> None:
     path = tmp_path / "reviews.csv"
     path.write_bytes(b"text,label\ngood,1\n\x00bad,0\nfine,1\n")
 

@@ -61,6 +61,14 @@ class _Record(dict):
     repeated_keys: dict[str, int] = {}
 
 
+def repeated_field_row(field: str, repeated_keys: dict[str, int]) -> tuple[str, str]:
+    """Return the reason and fix for a record that repeats ``field``."""
+    return (
+        f"the field {field!r} occurs {repeated_keys[field]} times in the record",
+        f"keep one of them, or use {SKIP_HINT}",
+    )
+
+
 def record_from_pairs(pairs: list[tuple[str, object]]) -> _Record:
     """Build a JSON object for ``json.loads``'s ``object_pairs_hook``."""
     record = _Record(pairs)
@@ -101,11 +109,7 @@ def read_jsonl(path: Path, options: ReadOptions, collector: ExampleCollector) ->
         for field in (chosen.text, chosen.label):
             if field in record.repeated_keys:
                 collector.reject(
-                    source,
-                    line,
-                    f"the field {field!r} occurs {record.repeated_keys[field]} "
-                    "times in the record",
-                    f"keep one of them, or use {SKIP_HINT}",
+                    source, line, *repeated_field_row(field, record.repeated_keys)
                 )
                 return
         add_record(
