@@ -9,6 +9,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +32,8 @@ MAX_REVIEW_CHARS = 200
 MAX_REVIEWS = 20
 MAX_BODY_BYTES = 8192
 BODY_TIMEOUT = 2
+MAX_HEADER_BYTES = 2048
+HEADER_TIMEOUT = 1
 STARTUP_SECONDS = 60
 
 TRAIN_ARGS = [
@@ -116,6 +119,10 @@ def server(model_dir, tmp_path_factory):
         str(MAX_BODY_BYTES),
         "--body-timeout",
         str(BODY_TIMEOUT),
+        "--max-header-bytes",
+        str(MAX_HEADER_BYTES),
+        "--header-timeout",
+        str(HEADER_TIMEOUT),
     )
     with open(log, "wb") as stream:
         process = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT)
@@ -178,6 +185,8 @@ def test_info_describes_model(client, model_dir):
         "max_body_bytes": MAX_BODY_BYTES,
         "body_timeout": BODY_TIMEOUT,
         "max_connections": None,
+        "max_header_bytes": MAX_HEADER_BYTES,
+        "header_timeout": HEADER_TIMEOUT,
     }
 
 
@@ -271,20 +280,31 @@ def test_max_connections(model_dir, tmp_path):
             httpx.Client(base_url=url) as third,
         ):
             # Each client keeps its connection open after its request.
-            statuses = [
-                client.get("/health").status_code for client in (first, second, third)
-            ]
+            responses = [client.get("/health") for client in (first, second, third)]
             second.close()
             time.sleep(0.5)
             after_close = third.get("/health").status_code
             limits = first.get("/info").json()["limits"]
+            metrics = first.get("/metrics").text
     finally:
         process.terminate()
         process.wait(timeout=10)
+    busy = responses[2]
+    error = busy.json()
 
-    assert statuses == [200, 200, 503]
+    assert [response.status_code for response in responses] == [200, 200, 503]
+    assert busy.headers["content-type"] == "application/json"
+    assert busy.headers["retry-after"] == "1"
+    assert error["limit"] == "max_connections"
+    assert error["maximum"] == 2
+    assert error["value"] == 3
+    assert "--max-connections" in error["detail"]
     assert after_close == 200
     assert limits["max_connections"] == 2
+    assert (
+        'sentiment_lstm_http_requests_total{endpoint="/health",method="GET",'
+        'status="503"} 1.0' in metrics
+    )
 
 
 def test_empty_review_flagged(client):
@@ -458,6 +478,225 @@ def test_slow_body_within_timeout(server):
         raw = read_response(connection)
 
     assert raw.startswith(b"HTTP/1.1 200 OK")
+
+
+def split_response(raw: bytes) -> tuple[bytes, dict]:
+    """Return the status line and the JSON body of a raw HTTP response."""
+    status_line, _, rest = raw.partition(b"\r\n")
+    return status_line, json.loads(rest.partition(b"\r\n\r\n")[2])
+
+
+def header_rejections(client: httpx.Client, limit: str) -> float:
+    name = f'sentiment_lstm_http_header_rejections_total{{limit="{limit}"}}'
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def test_headers_over_limit_rejected(server, client):
+    url, log = server
+    port = int(url.rsplit(":", 1)[1])
+    before = header_rejections(client, "max_header_bytes")
+    head = (
+        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: "
+        + b"a" * MAX_HEADER_BYTES
+        + b"\r\n\r\n"
+    )
+
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(head)
+        connection.settimeout(30)
+        status_line, error = split_response(read_response(connection))
+
+    assert status_line == b"HTTP/1.1 431 Request Header Fields Too Large"
+    assert error["limit"] == "max_header_bytes"
+    assert error["maximum"] == MAX_HEADER_BYTES
+    # The target, then each header's name and value with ": " and "\r\n".
+    host_line = len("Host") + len("127.0.0.1") + 4
+    long_line = len("X-Long") + MAX_HEADER_BYTES + 4
+    assert error["value"] == len("/health") + host_line + long_line
+    assert "--max-header-bytes" in error["detail"]
+    assert header_rejections(client, "max_header_bytes") == before + 1
+    assert "rejected with 431" in log.read_text()
+
+
+def test_headers_below_limit_accepted(server):
+    url, _ = server
+    # The request line and the Host header take the rest of the limit.
+    padding = "a" * (MAX_HEADER_BYTES - 200)
+
+    response = httpx.get(f"{url}/health", headers={"X-Padding": padding})
+
+    assert response.status_code == 200
+
+
+def test_endless_headers_cut_off(server):
+    url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+    chunk = b"a" * 65536
+    answer = b""
+
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Endless: ")
+        connection.settimeout(0)
+        # Sends up to 64 MiB of one header, until the server answers.
+        for _ in range(1024):
+            try:
+                answer += connection.recv(65536)
+            except BlockingIOError:
+                pass
+            if answer:
+                break
+            try:
+                connection.send(chunk)
+            except BlockingIOError:
+                time.sleep(0.01)
+        connection.settimeout(30)
+        raw = answer + read_response(connection)
+    status_line, error = split_response(raw)
+
+    assert status_line == b"HTTP/1.1 431 Request Header Fields Too Large"
+    # The server stops within one read of the socket (at most 256 KiB) past
+    # the limit, however much more the client sends.
+    assert MAX_HEADER_BYTES < error["value"] <= MAX_HEADER_BYTES + 256 * 1024
+
+
+def test_slow_headers_time_out(server, client):
+    url, log = server
+    port = int(url.rsplit(":", 1)[1])
+    before = header_rejections(client, "header_timeout")
+    head = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        started = time.monotonic()
+        connection.settimeout(HEADER_TIMEOUT / 5)
+        answer = b""
+        # One byte at a time, never the whole head within the timeout.
+        for byte in head[:-1]:
+            connection.sendall(bytes([byte]))
+            try:
+                answer = connection.recv(65536)
+            except TimeoutError:
+                continue
+            break
+        connection.settimeout(30)
+        raw = answer + read_response(connection)
+        waited = time.monotonic() - started
+    status_line, error = split_response(raw)
+
+    assert status_line == b"HTTP/1.1 408 Request Timeout"
+    assert error["limit"] == "header_timeout"
+    assert error["maximum"] == HEADER_TIMEOUT
+    assert "--header-timeout" in error["detail"]
+    assert HEADER_TIMEOUT - 0.2 <= waited < HEADER_TIMEOUT + 10
+    assert header_rejections(client, "header_timeout") == before + 1
+    assert "rejected with 408: request headers timed out" in log.read_text()
+
+
+def test_quiet_connection_closed(server):
+    url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.settimeout(HEADER_TIMEOUT + 10)
+        started = time.monotonic()
+        received = connection.recv(65536)
+        waited = time.monotonic() - started
+
+    assert received == b""
+    assert HEADER_TIMEOUT - 0.2 <= waited < HEADER_TIMEOUT + 10
+
+
+def read_one_response(connection: socket.socket) -> bytes:
+    """Read one response with a Content-Length from a kept-alive connection."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += connection.recv(65536)
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = int(re.search(rb"content-length: (\d+)", head, re.IGNORECASE).group(1))
+    while len(body) < length:
+        body += connection.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def test_header_clock_restarts_after_response(server):
+    url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+    head = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.settimeout(30)
+        connection.sendall(head)
+        first = read_one_response(connection)
+        # Longer than the header timeout in all, but each head arrives in time.
+        time.sleep(HEADER_TIMEOUT * 0.6)
+        connection.sendall(head)
+        second = read_one_response(connection)
+        time.sleep(HEADER_TIMEOUT * 0.6)
+        connection.sendall(head[:10])
+        time.sleep(HEADER_TIMEOUT * 0.6)
+        connection.sendall(head[10:])
+        third = read_response(connection)
+
+    assert first.startswith(b"HTTP/1.1 200 OK")
+    assert second.startswith(b"HTTP/1.1 200 OK")
+    # The third head took longer than the header timeout from the end of
+    # the second response.
+    assert third.startswith(b"HTTP/1.1 408 Request Timeout")
+
+
+def test_slow_body_not_cut_by_header_timeout(server):
+    url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+    body = json.dumps({"reviews": ["fine"]}).encode()
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    assert HEADER_TIMEOUT * 1.5 < BODY_TIMEOUT
+
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(head + body[:5])
+        time.sleep(HEADER_TIMEOUT * 1.5)
+        connection.sendall(body[5:])
+        connection.settimeout(30)
+        raw = read_response(connection)
+
+    assert raw.startswith(b"HTTP/1.1 200 OK")
+
+
+def test_shutdown_does_not_wait_for_stalled_body(model_dir, tmp_path):
+    port = free_port()
+    log = tmp_path / "server.log"
+    with open(log, "wb") as stream:
+        process = subprocess.Popen(
+            serve_command(model_dir, port, "--shutdown-timeout", "1"),
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(process, url, log)
+        with socket.create_connection(("127.0.0.1", port)) as connection:
+            # A body that stalls; the default body timeout is 60 s.
+            connection.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+            )
+            time.sleep(0.5)
+            started = time.monotonic()
+            process.terminate()
+            status = process.wait(timeout=30)
+            stopped_after = time.monotonic() - started
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    # Like every command that SIGTERM stops, serve exits with 128 + 15.
+    assert status == 128 + signal.SIGTERM
+    assert stopped_after < 10
 
 
 def test_malformed_json(client):
@@ -877,6 +1116,9 @@ def test_serve_defaults():
     assert args.max_body_bytes == 1024 * 1024
     assert args.body_timeout == 60
     assert args.max_connections is None
+    assert args.max_header_bytes == 16 * 1024
+    assert args.header_timeout == 10
+    assert args.shutdown_timeout == 5
     assert args.access_log is False
     assert args.threads == 1
 

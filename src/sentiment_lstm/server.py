@@ -15,7 +15,9 @@ A request over a limit (body size, reviews per request, characters per
 review) gets a JSON error that names the limit, its maximum and the value
 received. The body size is checked from ``Content-Length`` and again while the
 body is read, before any JSON parsing. A body that does not arrive in full
-within the body timeout gets 408.
+within the body timeout gets 408. The limits on request headers and open
+connections need the HTTP protocol's help; ``sentiment-lstm serve`` runs
+uvicorn with the protocol of :mod:`sentiment_lstm.http_protocol`.
 """
 
 from __future__ import annotations
@@ -58,6 +60,15 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 # Seconds from the end of the request headers until the whole body must have
 # arrived. At 256 kbit/s a body of the default maximum size takes about 33 s.
 DEFAULT_BODY_TIMEOUT = 60
+# Bytes of a request line and its headers, as uvicorn allows with its h11
+# protocol; a typical /predict request has a few hundred.
+DEFAULT_MAX_HEADER_BYTES = 16 * 1024
+# Seconds for a request line and its headers to arrive.
+DEFAULT_HEADER_TIMEOUT = 10
+
+# Key in a request scope's "extensions" by which the HTTP protocol marks a
+# request over the connection limit; the value holds "maximum" and "value".
+OVER_CAPACITY = "sentiment_lstm.over_capacity"
 
 # Paths that get their own metrics label. Any other path is counted as
 # "other", so that scans of random URLs cannot create unbounded label values.
@@ -115,8 +126,14 @@ class ServerLimits:
         body_timeout: Seconds allowed to receive a request body, counted from
             the end of its headers (408 after it).
         max_connections: Connections served at once, or None for no limit.
-            uvicorn enforces it with a 503 before the application runs, so
-            the application only reports it in ``GET /info``.
+            The HTTP protocol marks a request over it, and the application
+            sends 503.
+        max_header_bytes: Bytes allowed in a request line and its headers.
+        header_timeout: Seconds allowed for a request line and its headers
+            to arrive.
+
+    The HTTP protocol of :mod:`sentiment_lstm.http_protocol` enforces the
+    last three; the application reports them in ``GET /info``.
     """
 
     max_review_chars: int = DEFAULT_MAX_REVIEW_CHARS
@@ -124,6 +141,8 @@ class ServerLimits:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     body_timeout: int = DEFAULT_BODY_TIMEOUT
     max_connections: int | None = None
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    header_timeout: int = DEFAULT_HEADER_TIMEOUT
 
     def __post_init__(self) -> None:
         for name in (
@@ -132,6 +151,8 @@ class ServerLimits:
             "max_body_bytes",
             "body_timeout",
             "max_connections",
+            "max_header_bytes",
+            "header_timeout",
         ):
             value = getattr(self, name)
             if name == "max_connections" and value is None:
@@ -345,6 +366,13 @@ class ServerMetrics:
             "Reviews returned with an error instead of a score (no tokens).",
             registry=self.registry,
         )
+        self.header_rejections = Counter(
+            "sentiment_lstm_http_header_rejections",
+            "Requests answered before their headers were complete, by the limit "
+            "they broke (max_header_bytes or header_timeout).",
+            ("limit",),
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         """Return every metric in the Prometheus text exposition format."""
@@ -388,6 +416,40 @@ class MetricsMiddleware:
             # disconnected, is counted with status "none".
             label = "none" if status is None else str(status)
             self.metrics.requests.labels(endpoint, scope["method"], label).inc()
+
+
+class CapacityMiddleware:
+    """Sends 503 to a request that arrived over the connection limit.
+
+    The HTTP protocol counts the open connections and marks such a request
+    in its scope; this middleware responds in JSON before the body is read,
+    and closes the connection.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        mark = scope.get("extensions", {}).get(OVER_CAPACITY)
+        if scope["type"] != "http" or mark is None:
+            await self.app(scope, receive, send)
+            return
+        error = RequestLimitExceeded(
+            f"server busy: {mark['value']} connections or requests at once, "
+            f"above the limit of {mark['maximum']} (--max-connections); retry "
+            "in a moment",
+            status_code=503,
+            limit="max_connections",
+            maximum=mark["maximum"],
+            value=mark["value"],
+        )
+        _log_rejection(scope, error)
+        response = JSONResponse(
+            error.to_dict(),
+            status_code=503,
+            headers={"Connection": "close", "Retry-After": "1"},
+        )
+        await response(scope, _no_receive, send)
 
 
 class BodySizeLimitMiddleware:
@@ -684,19 +746,23 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             f"Limits: {limits.max_reviews} reviews per request, "
             f"{limits.max_review_chars} characters per review, "
             f"{limits.max_body_bytes} bytes per request body, received within "
-            f"{limits.body_timeout} seconds."
+            f"{limits.body_timeout} seconds, and {limits.max_header_bytes} bytes "
+            f"of request headers, received within {limits.header_timeout} "
+            "seconds."
         ),
     )
     app.state.model = model
     app.state.limits = limits
     app.state.metrics = metrics
     # Starlette runs the middleware added last first, so metrics also count
-    # the 413 responses of the body size check.
+    # the 503 responses over the connection limit and the 413 responses of
+    # the body size check.
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_body_bytes=limits.max_body_bytes,
         body_timeout=limits.body_timeout,
     )
+    app.add_middleware(CapacityMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.exception_handler(RequestLimitExceeded)
@@ -781,7 +847,8 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             },
             408: {
                 "model": LimitError,
-                "description": "Request body not received within the body timeout",
+                "description": "Request headers or body not received within "
+                "their timeout",
             },
             413: {"model": LimitError, "description": "Request body too large"},
             415: {
@@ -793,6 +860,12 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
                 "model": LimitError | ValidationFailure,
                 "description": "Over a limit, or a body that does not match the "
                 "schema",
+            },
+            431: {"model": LimitError, "description": "Request headers too large"},
+            503: {
+                "model": LimitError,
+                "description": "More connections or requests at once than "
+                "--max-connections allows",
             },
         },
         summary="Score reviews",
@@ -815,6 +888,8 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
                 "max_body_bytes": limits.max_body_bytes,
                 "body_timeout": limits.body_timeout,
                 "max_connections": limits.max_connections,
+                "max_header_bytes": limits.max_header_bytes,
+                "header_timeout": limits.header_timeout,
             },
         )
 

@@ -16,6 +16,11 @@ DEFAULT_MAX_REVIEW_CHARS = 10_000
 DEFAULT_MAX_REVIEWS = 256
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_BODY_TIMEOUT = 60
+DEFAULT_MAX_HEADER_BYTES = 16 * 1024
+DEFAULT_HEADER_TIMEOUT = 10
+# Seconds that requests in progress get to finish after SIGTERM or Ctrl-C,
+# within the 10 s that docker stop waits before it kills the process.
+DEFAULT_SHUTDOWN_TIMEOUT = 5
 
 
 def port_number(text: str) -> int:
@@ -89,6 +94,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="log one line per request (default: off, for throughput)",
     )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=positive_int,
+        default=DEFAULT_SHUTDOWN_TIMEOUT,
+        metavar="SECONDS",
+        help="seconds that requests in progress get to finish after SIGTERM or "
+        "Ctrl-C; the rest are cancelled (default: "
+        f"{DEFAULT_SHUTDOWN_TIMEOUT}, within docker stop's 10)",
+    )
     _add_limit_options(parser.add_argument_group("request limits"))
     parser.set_defaults(handler=run, command_parser=parser)
 
@@ -128,6 +142,23 @@ def _add_limit_options(limits: argparse._ArgumentGroup) -> None:
         f"a slower body gets HTTP 408 (default: {DEFAULT_BODY_TIMEOUT})",
     )
     limits.add_argument(
+        "--max-header-bytes",
+        type=positive_int,
+        default=DEFAULT_MAX_HEADER_BYTES,
+        metavar="BYTES",
+        help="bytes allowed in a request line and its headers; larger ones get "
+        f"HTTP 431 (default: {DEFAULT_MAX_HEADER_BYTES}, 16 KiB)",
+    )
+    limits.add_argument(
+        "--header-timeout",
+        type=positive_int,
+        default=DEFAULT_HEADER_TIMEOUT,
+        metavar="SECONDS",
+        help="seconds allowed to receive a request line and its headers, from "
+        "the moment the connection opens or the previous response was sent; "
+        f"slower ones get HTTP 408 (default: {DEFAULT_HEADER_TIMEOUT})",
+    )
+    limits.add_argument(
         "--max-connections",
         type=positive_int,
         default=None,
@@ -159,11 +190,12 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         import uvicorn
 
+        from sentiment_lstm.http_protocol import limited_protocol
         from sentiment_lstm.server import ServerLimits, create_app
     except ImportError as err:
         raise CommandError(
-            f"serving needs FastAPI, uvicorn and prometheus-client ({err}); "
-            "install them with: pip install 'sentiment-lstm[serve]'"
+            f"serving needs FastAPI, uvicorn with httptools and prometheus-client "
+            f"({err}); install them with: pip install 'sentiment-lstm[serve]'"
         ) from err
 
     limits = ServerLimits(
@@ -172,13 +204,22 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         max_body_bytes=args.max_body_bytes,
         body_timeout=args.body_timeout,
         max_connections=args.max_connections,
+        max_header_bytes=args.max_header_bytes,
+        header_timeout=args.header_timeout,
     )
     app = create_app(model, limits)
+    header_rejections = app.state.metrics.header_rejections
+    protocol = limited_protocol(
+        max_header_bytes=limits.max_header_bytes,
+        header_timeout=limits.header_timeout,
+        max_connections=limits.max_connections,
+        on_rejected=lambda limit: header_rejections.labels(limit).inc(),
+    )
     host = f"[{args.host}]" if ":" in args.host else args.host
     logger.info(
         "serving %s with the %s backend on http://%s:%d (API docs at /docs); "
         "limits: %d reviews per request, %d characters per review, %d body bytes, "
-        "%d s body timeout",
+        "%d s body timeout, %d header bytes, %d s header timeout",
         args.model,
         model.backend.name,
         host,
@@ -187,20 +228,22 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         limits.max_review_chars,
         limits.max_body_bytes,
         limits.body_timeout,
+        limits.max_header_bytes,
+        limits.header_timeout,
     )
     config = uvicorn.Config(
         app,
         host=args.host,
         port=args.port,
-        # One process: the model is loaded once, and uvicorn picks uvloop and
-        # httptools when they are installed.
+        # One process: the model is loaded once, and uvicorn picks uvloop
+        # when it is installed.
         workers=None,
+        # httptools' protocol with limits on headers and connections; the
+        # service has no WebSocket endpoints.
+        http=protocol,
+        ws="none",
         access_log=args.access_log,
-        # uvicorn returns 503 once the open connections, this one included,
-        # reach limit_concurrency, so N connections need a limit of N + 1.
-        limit_concurrency=(
-            None if limits.max_connections is None else limits.max_connections + 1
-        ),
+        timeout_graceful_shutdown=args.shutdown_timeout,
         # None keeps the logging set up by the command line, so uvicorn's
         # lines share its format and stream.
         log_config=None,
