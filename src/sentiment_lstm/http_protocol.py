@@ -4,10 +4,10 @@ uvicorn's httptools protocol reads a request's headers for as long as the
 client sends them, however large they grow and however slowly they come. On
 uvicorn 0.55 one header of 400 MB took the server from 133 to 846 MB of
 memory, and a client that sends a byte every few seconds keeps its
-connection open for ever. The application cannot help, because it receives a request
-only once the headers are complete, so the protocol class made by
-:func:`limited_protocol` responds to these cases itself, with the JSON error body
-of the application's other limits:
+connection open for ever. The application cannot help, because it receives
+a request only once the headers are complete, so the protocol class made by
+:func:`limited_protocol` responds to these cases itself, with the JSON error
+body of the application's other limits:
 
 * headers larger than ``max_header_bytes`` get 431, and the connection
   closes;
