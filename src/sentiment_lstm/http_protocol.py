@@ -78,7 +78,7 @@ def limited_protocol(
     class LimitedHttpToolsProtocol(HttpToolsProtocol):
         """uvicorn's httptools protocol with the limits of ``limited_protocol``."""
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
             self._head_timer: asyncio.TimerHandle | None = None
             self._rejected = False
