@@ -5,7 +5,9 @@ Measures, for a unidirectional and a bidirectional model:
 * file scoring throughput: ``sentiment-lstm predict --input X.csv --output
   Y.csv`` on 100,000 reviews, as reviews per second of the whole process
   (start, model load, read, tokenize, score, write), per backend, and for
-  PyTorch also limited to one thread (``OMP_NUM_THREADS=1``);
+  PyTorch also limited to one thread (``OMP_NUM_THREADS=1``). Each variant
+  runs ``--rounds`` times (5), in turn with the others, and the run with the
+  median wall time is reported, with the range and the ratio of each round;
 * one-review latency inside one process: p50 and p99 of 1,000
   ``SentimentModel.predict(["..."])`` calls after a warm-up, per backend;
 * cold start: wall time of ``sentiment-lstm predict --model M "one review"``
@@ -39,7 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -81,6 +83,9 @@ class ThroughputResult:
     peak_rss_mib: float
     load_before: float
     load_after: float
+    runs: int = 1
+    min_wall_seconds: float = 0.0
+    max_wall_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -266,6 +271,23 @@ def measure_throughput(
         peak_rss_mib=child.peak_rss_mib,
         load_before=before,
         load_after=after,
+        min_wall_seconds=child.wall_seconds,
+        max_wall_seconds=child.wall_seconds,
+    )
+
+
+def median_run(runs: Sequence[ThroughputResult]) -> ThroughputResult:
+    """Return the run with the median wall time, with the range of all runs.
+
+    With an even number of runs, the faster of the two middle ones.
+    """
+    ordered = sorted(runs, key=lambda run: run.wall_seconds)
+    middle = ordered[(len(ordered) - 1) // 2]
+    return replace(
+        middle,
+        runs=len(runs),
+        min_wall_seconds=ordered[0].wall_seconds,
+        max_wall_seconds=ordered[-1].wall_seconds,
     )
 
 
@@ -354,6 +376,7 @@ def machine_lines() -> list[str]:
 def markdown_report(
     models: dict[str, Path],
     throughput: list[ThroughputResult],
+    rounds: dict[tuple[str, str], list[ThroughputResult]],
     latency: list[LatencyResult],
     cold: list[ColdStartResult],
     big: ThroughputResult | None,
@@ -368,14 +391,19 @@ def markdown_report(
     lines += [
         f"## File scoring, {throughput[0].rows:,} reviews, CSV to CSV",
         "",
-        "| model | backend | reviews/s | wall s | CPU s | peak RSS MiB | load before/after |",
-        "|---|---|---:|---:|---:|---:|---|",
+        f"The run with the median wall time of {throughput[0].runs}, the "
+        "variants taking turns.",
+        "",
+        "| model | backend | reviews/s | wall s | range s | CPU s | peak RSS MiB "
+        "| load before/after |",
+        "|---|---|---:|---:|---|---:|---:|---|",
     ]
     for result in throughput:
         lines.append(
             f"| {result.model} | {result.backend} | {result.reviews_per_second:,.0f} "
-            f"| {result.wall_seconds:.1f} | {result.cpu_seconds:.1f} "
-            f"| {result.peak_rss_mib:.0f} "
+            f"| {result.wall_seconds:.2f} "
+            f"| {result.min_wall_seconds:.2f}-{result.max_wall_seconds:.2f} "
+            f"| {result.cpu_seconds:.1f} | {result.peak_rss_mib:.0f} "
             f"| {result.load_before:.2f} / {result.load_after:.2f} |"
         )
     lines.append("")
@@ -388,9 +416,14 @@ def markdown_report(
             torch_result = by_backend[variant]
             speedup = onnx.reviews_per_second / torch_result.reviews_per_second
             cpu_ratio = torch_result.cpu_seconds / onnx.cpu_seconds
+            per_round = ", ".join(
+                f"{other.wall_seconds / own.wall_seconds:.2f}"
+                for own, other in zip(rounds[name, "onnx"], rounds[name, variant])
+            )
             lines.append(
                 f"- {name}: ONNX Runtime scores {speedup:.2f}x as many reviews/s "
-                f"as {variant} and uses {cpu_ratio:.2f}x less CPU time"
+                f"as {variant} at the medians (round by round: {per_round}) and "
+                f"uses {cpu_ratio:.2f}x less CPU time"
             )
     lines.append("")
 
@@ -444,6 +477,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--bi-model", type=Path, help="bidirectional model dir")
     parser.add_argument("--rows", type=int, default=100_000, help="throughput rows")
     parser.add_argument(
+        "--rounds", type=int, default=5, help="runs of each throughput variant"
+    )
+    parser.add_argument(
         "--big-rows",
         type=int,
         default=1_000_000,
@@ -465,15 +501,24 @@ def run(args: argparse.Namespace, workdir: Path) -> str:
     pool = review_pool(data_dir)
     reviews = write_sample(pool, args.rows, workdir / "reviews.csv", SEED)
 
-    throughput = []
-    for name, directory in models.items():
-        for variant in (*BACKENDS, TORCH_ONE_THREAD):
-            logger.info("scoring %d reviews: %s model, %s", args.rows, name, variant)
-            throughput.append(
-                measure_throughput(
-                    name, directory, variant, reviews, args.rows, workdir
+    rounds: dict[tuple[str, str], list[ThroughputResult]] = {}
+    for number in range(1, args.rounds + 1):
+        for name, directory in models.items():
+            for variant in (*BACKENDS, TORCH_ONE_THREAD):
+                logger.info(
+                    "round %d of %d, scoring %d reviews: %s model, %s",
+                    number,
+                    args.rounds,
+                    args.rows,
+                    name,
+                    variant,
                 )
-            )
+                rounds.setdefault((name, variant), []).append(
+                    measure_throughput(
+                        name, directory, variant, reviews, args.rows, workdir
+                    )
+                )
+    throughput = [median_run(runs) for runs in rounds.values()]
 
     latency = []
     cold = []
@@ -494,10 +539,13 @@ def run(args: argparse.Namespace, workdir: Path) -> str:
         big_file.unlink()
 
     command = "python benchmarks/inference.py " + " ".join(sys.argv[1:])
-    report = markdown_report(models, throughput, latency, cold, big, command.strip())
+    report = markdown_report(
+        models, throughput, rounds, latency, cold, big, command.strip()
+    )
     if args.json:
         results = {
             "throughput": [asdict(r) for r in throughput],
+            "throughput_runs": [asdict(r) for runs in rounds.values() for r in runs],
             "latency": [asdict(r) for r in latency],
             "cold_start": [asdict(r) for r in cold],
             "big": asdict(big) if big else None,
@@ -510,6 +558,8 @@ def run(args: argparse.Namespace, workdir: Path) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     args = parse_args(argv)
+    if args.rounds < 1:
+        raise SystemExit(f"--rounds must be at least 1, got {args.rounds}")
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
         print(run(args, args.workdir.resolve()))
