@@ -25,6 +25,7 @@ from sentiment_lstm.training import (
     available_memory,
     build_optimizer,
     class_weight_tensor,
+    correct_count,
     estimate_training_memory,
     load_checkpoint,
     save_checkpoint,
@@ -641,3 +642,12 @@ def test_accuracy_tie_counts_positive():
 
     assert accuracy(model, split) == pytest.approx(2 / 3)
     assert accuracy(model, split) == pytest.approx(report["accuracy"])
+
+
+def test_correct_count_breaks_ties_as_predict_does():
+    # Equal logits mean P(positive) = 0.5, which predict labels positive.
+    logits = torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, -1.0], [-1.0, 2.0]])
+    targets = torch.tensor([1, 1, 0, 1])
+
+    assert correct_count(logits, targets) == 4
+    assert correct_count(logits, torch.tensor([0, 0, 0, 0])) == 1

@@ -644,7 +644,7 @@ def train(
             schedule.after_step()
 
             total_loss += loss.item() * len(indices)
-            correct += int((logits.argmax(dim=1) == targets).sum())
+            correct += correct_count(logits.detach(), targets)
         progress.close()
 
         # evaluate
@@ -1140,6 +1140,20 @@ def predict_probabilities(
         logits = model(torch.from_numpy(ids), torch.from_numpy(batch_lengths))
         probabilities[indices] = torch.softmax(logits, dim=1).numpy()
     return probabilities
+
+
+def correct_count(logits: torch.Tensor, targets: torch.Tensor) -> int:
+    """Return how many rows of (batch, classes) logits give their target label.
+
+    With two classes a row is positive when P(positive) >= 0.5, as in predict
+    and evaluate, so an exact tie counts as positive, where argmax would pick
+    class 0.
+    """
+    if logits.shape[1] == 2:
+        predicted = (logits[:, 1] >= logits[:, 0]).long()
+    else:
+        predicted = logits.argmax(dim=1)
+    return int((predicted == targets).sum())
 
 
 def accuracy(model: SentimentLSTM, split: EncodedSplit, batch_size: int = 256) -> float:
