@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import inspect
 import json
@@ -20,10 +21,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from sentiment_lstm.cli import build_parser, main
 from sentiment_lstm.export import export_model
+from sentiment_lstm.http_protocol import limited_protocol
 from sentiment_lstm.predictor import SentimentModel
 from sentiment_lstm.server import INLINE_MAX_CHARS, create_app
 from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
@@ -606,6 +609,111 @@ def test_quiet_connection_closed(server):
 
     assert received == b""
     assert HEADER_TIMEOUT - 0.2 <= waited < HEADER_TIMEOUT + 10
+
+
+def test_request_after_oversized_head_dropped(server, client):
+    url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+    unanswered = 'sentiment_lstm_http_requests_total{endpoint="/info",method="GET",status="none"}'
+    oversized = (
+        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: "
+        + b"a" * MAX_HEADER_BYTES
+        + b"\r\n\r\n"
+    )
+    pipelined = b"GET /info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        # Both requests arrive in one read, so the parser reaches the second
+        # one after the first is rejected.
+        connection.sendall(oversized + pipelined)
+        connection.settimeout(30)
+        raw = read_response(connection)
+    # Gives a request that reached the application time to see the
+    # disconnect and be counted.
+    time.sleep(1)
+    metrics = client.get("/metrics").text
+
+    assert raw.startswith(b"HTTP/1.1 431 Request Header Fields Too Large")
+    assert raw.count(b"HTTP/1.1 ") == 1
+    assert unanswered not in metrics
+
+
+def test_invalid_bytes_over_limit_not_counted(server, client):
+    url, log = server
+    port = int(url.rsplit(":", 1)[1])
+    before = header_rejections(client, "max_header_bytes")
+    logged_before = log.read_text().count("rejected with 431")
+
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(b"\x00" * (MAX_HEADER_BYTES + 100))
+        connection.settimeout(30)
+        raw = read_response(connection)
+
+    assert raw.startswith(b"HTTP/1.1 400 Bad Request")
+    assert raw.count(b"HTTP/1.1 ") == 1
+    assert header_rejections(client, "max_header_bytes") == before
+    assert log.read_text().count("rejected with 431") == logged_before
+
+
+def run_protocol_server(app, port: int, **limits) -> tuple:
+    """Start uvicorn with ``limited_protocol`` in a thread; return (server, thread)."""
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        http=limited_protocol(**limits),
+        ws="none",
+        lifespan="off",
+        log_config=None,
+    )
+    uvicorn_server = uvicorn.Server(config)
+    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while not uvicorn_server.started:
+        assert thread.is_alive(), "uvicorn exited before it started"
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    return uvicorn_server, thread
+
+
+async def sleeping_app(scope, receive, send) -> None:
+    """Send 200 after sleeping the seconds in the X-Sleep header (0 without one)."""
+    await receive()
+    await asyncio.sleep(float(dict(scope["headers"]).get(b"x-sleep", b"0")))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", b"2")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_pipelined_request_outlives_header_timeout():
+    port = free_port()
+    uvicorn_server, thread = run_protocol_server(
+        sleeping_app, port, max_header_bytes=MAX_HEADER_BYTES, header_timeout=1
+    )
+    fast = b"GET /fast HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    slow = (
+        b"GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Sleep: 2\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as connection:
+            # The second request is complete before the response to the
+            # first is sent, and its response takes longer than the header
+            # timeout.
+            connection.sendall(fast + slow)
+            connection.settimeout(30)
+            raw = read_response(connection)
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(timeout=10)
+
+    assert raw.count(b"HTTP/1.1 200 OK") == 2
 
 
 def read_one_response(connection: socket.socket) -> bytes:

@@ -95,9 +95,12 @@ def limited_protocol(
             if self._awaiting_head:
                 self._head_bytes += len(data)
             super().data_received(data)
+            # uvicorn has already sent its own 400 and closed the transport
+            # when the bytes are not HTTP, so no 431 follows.
             if (
                 self._awaiting_head
                 and not self._rejected
+                and not self.transport.is_closing()
                 and self._head_bytes > max_header_bytes
             ):
                 self._reject(
@@ -112,6 +115,10 @@ def limited_protocol(
                 )
 
         def on_headers_complete(self) -> None:
+            if self._rejected:
+                # A request pipelined behind a rejected one in the same read
+                # must not reach the application.
+                return
             self._awaiting_head = False
             self._cancel_head_timer()
             size = len(self.url) + sum(
@@ -155,7 +162,16 @@ def limited_protocol(
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            if self._awaiting_head and not self.transport.is_closing():
+            # uvicorn may have just started a pipelined request, and the
+            # clock for the next head starts only once its response is sent.
+            request_in_progress = (
+                self.cycle is not None and not self.cycle.response_complete
+            )
+            if (
+                self._awaiting_head
+                and not request_in_progress
+                and not self.transport.is_closing()
+            ):
                 self._arm_head_timer()
 
         def _await_head(self) -> None:
