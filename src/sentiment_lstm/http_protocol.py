@@ -24,7 +24,8 @@ body of the application's other limits:
 Memory stays bounded while headers arrive: bytes are counted as they are
 received, so an incomplete head is cut off after at most ``max_header_bytes``
 plus one read from the socket. A head that arrives complete in one read is
-measured exactly (request line and header lines).
+measured from its parsed request line and header lines, which leaves out any
+spaces and tabs around header values.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 # Bytes of a header line beyond its name and value: ": " and "\r\n".
 _HEADER_LINE_OVERHEAD = 4
+# Bytes of a head beyond the method, target and version: the two spaces and
+# "HTTP/" of the request line, its "\r\n" and the empty line that ends the head.
+_HEAD_OVERHEAD = len(b"  HTTP/\r\n\r\n")
 # Seconds that a rejected connection stays open, its input read and dropped,
 # after the error response. A client still sending its headers would
 # otherwise get a connection reset instead of the response.
@@ -121,7 +125,12 @@ def limited_protocol(
                 return
             self._awaiting_head = False
             self._cancel_head_timer()
-            size = len(self.url) + sum(
+            request_line = (
+                len(self.parser.get_method())
+                + len(self.url)
+                + len(self.parser.get_http_version())
+            )
+            size = request_line + _HEAD_OVERHEAD + sum(
                 len(name) + len(value) + _HEADER_LINE_OVERHEAD
                 for name, value in self.headers
             )
