@@ -782,6 +782,26 @@ def test_header_clock_restarts_after_response(server):
     assert third.startswith(b"HTTP/1.1 408 Request Timeout")
 
 
+def test_partial_pipelined_head_times_out(server):
+    url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+    head = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        # The start of the second head comes in the same read as the first
+        # request, and the rest never comes.
+        connection.sendall(head + head[:10])
+        connection.settimeout(30)
+        first = read_one_response(connection)
+        second = read_response(connection)
+
+    assert first.startswith(b"HTTP/1.1 200 OK")
+    # Without a response, the client could not tell this from a server that
+    # went away.
+    assert second.startswith(b"HTTP/1.1 408 Request Timeout")
+    assert split_response(second)[1]["limit"] == "header_timeout"
+
+
 def test_slow_body_not_cut_by_header_timeout(server):
     url, _ = server
     port = int(url.rsplit(":", 1)[1])

@@ -183,9 +183,14 @@ def limited_protocol(
             ):
                 self._arm_head_timer()
 
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._head_started = True
+
         def _await_head(self) -> None:
             self._awaiting_head = True
             self._head_bytes = 0
+            self._head_started = False
 
         def _arm_head_timer(self) -> None:
             self._cancel_head_timer()
@@ -202,14 +207,21 @@ def limited_protocol(
             self._head_timer = None
             if not self._awaiting_head or self._rejected or self.transport.is_closing():
                 return
-            if self._head_bytes == 0:
+            if self._head_bytes == 0 and not self._head_started:
                 # Nothing of a request arrived: close without a response, as
                 # uvicorn does with a quiet connection between requests.
                 self.transport.close()
                 return
+            # Bytes that came in the same read as the end of the previous
+            # request are parsed but not counted.
+            received = (
+                f"{self._head_bytes} bytes"
+                if self._head_bytes
+                else "the start of a request"
+            )
             self._reject(
                 408,
-                f"request headers timed out: {self._head_bytes} bytes arrived in "
+                f"request headers timed out: {received} arrived in "
                 f"{header_timeout:g} seconds (--header-timeout), without the end "
                 "of the headers; send the whole request without pauses",
                 limit="header_timeout",
