@@ -593,6 +593,38 @@ def test_endless_headers_cut_off(server):
     assert MAX_HEADER_BYTES < error["value"] <= MAX_HEADER_BYTES + 256 * 1024
 
 
+def test_endless_trailer_cut_off(server):
+    url, log = server
+    port = int(url.rsplit(":", 1)[1])
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    body = b'{"reviews": ["fine"]}'
+    chunk = b"a" * 65536
+    closed = False
+
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        # A whole chunked body, then a trailer field that never ends.
+        connection.sendall(head + b"%x\r\n" % len(body) + body + b"\r\n0\r\nX-Endless: ")
+        connection.settimeout(5)
+        # Sends up to 32 MiB of the trailer, until the server closes.
+        for _ in range(512):
+            try:
+                connection.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+        if not closed:
+            try:
+                closed = connection.recv(65536) == b""
+            except ConnectionResetError:
+                closed = True
+
+    assert closed
+    assert "request trailers too large" in log.read_text()
+
+
 def test_slow_headers_time_out(server, client):
     url, log = server
     port = int(url.rsplit(":", 1)[1])

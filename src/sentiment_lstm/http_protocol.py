@@ -10,7 +10,9 @@ a request only once the headers are complete, so the protocol class made by
 body of the application's other limits:
 
 * headers larger than ``max_header_bytes`` get 431, and the connection
-  closes;
+  closes. Trailer fields after a chunked body have the same limit, but the
+  application already has the request then, so the connection closes
+  without a response;
 * headers still incomplete ``header_timeout`` seconds after the connection
   opened, or after the previous response on it, get 408; a connection that
   sent nothing in that time is closed without a response. Between requests,
@@ -98,7 +100,25 @@ def limited_protocol(
                 return
             if self._awaiting_head:
                 self._head_bytes += len(data)
+            trailer_before = self._chunk_header_last
             super().data_received(data)
+            if trailer_before and self._chunk_header_last and not self._rejected:
+                # Nothing of a chunk's data arrived in this read, so it held
+                # only the trailer fields after the last chunk, which the parser
+                # buffers like headers.
+                self._trailer_bytes += len(data)
+                if self._trailer_bytes > max_header_bytes:
+                    self._reject(
+                        431,
+                        f"request trailers too large: {self._trailer_bytes} bytes "
+                        f"arrived after the last chunk, above the limit of "
+                        f"{max_header_bytes} bytes (--max-header-bytes); send "
+                        "fewer or shorter trailer fields",
+                        limit="max_header_bytes",
+                        maximum=max_header_bytes,
+                        value=self._trailer_bytes,
+                    )
+                    return
             # uvicorn has already sent its own 400 and closed the transport
             # when the bytes are not HTTP, so no 431 follows.
             if (
@@ -157,7 +177,11 @@ def limited_protocol(
                     }
             super().on_headers_complete()
 
+        def on_chunk_header(self) -> None:
+            self._chunk_header_last = True
+
         def on_body(self, body: bytes) -> None:
+            self._chunk_header_last = False
             if not self._rejected:
                 super().on_body(body)
 
@@ -190,6 +214,10 @@ def limited_protocol(
         def _await_head(self) -> None:
             self._awaiting_head = True
             self._head_bytes = 0
+            # True from a chunk's header until its first data byte, so for
+            # ever after the last chunk, whose size is 0.
+            self._chunk_header_last = False
+            self._trailer_bytes = 0
             self._head_started = False
 
         def _arm_head_timer(self) -> None:
