@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import inspect
 import json
@@ -20,10 +21,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from sentiment_lstm.cli import build_parser, main
 from sentiment_lstm.export import export_model
+from sentiment_lstm.http_protocol import limited_protocol
 from sentiment_lstm.predictor import SentimentModel
 from sentiment_lstm.server import INLINE_MAX_CHARS, create_app
 from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
@@ -512,10 +515,9 @@ def test_headers_over_limit_rejected(server, client):
     assert status_line == b"HTTP/1.1 431 Request Header Fields Too Large"
     assert error["limit"] == "max_header_bytes"
     assert error["maximum"] == MAX_HEADER_BYTES
-    # The target, then each header's name and value with ": " and "\r\n".
-    host_line = len("Host") + len("127.0.0.1") + 4
-    long_line = len("X-Long") + MAX_HEADER_BYTES + 4
-    assert error["value"] == len("/health") + host_line + long_line
+    # Every byte of the head: the request line, each header line and the
+    # empty line that ends the head.
+    assert error["value"] == len(head)
     assert "--max-header-bytes" in error["detail"]
     assert header_rejections(client, "max_header_bytes") == before + 1
     assert "rejected with 431" in log.read_text()
@@ -529,6 +531,35 @@ def test_headers_below_limit_accepted(server):
     response = httpx.get(f"{url}/health", headers={"X-Padding": padding})
 
     assert response.status_code == 200
+
+
+def head_of_size(size: int) -> bytes:
+    """Return a GET /health head of exactly ``size`` bytes."""
+    start = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Pad: "
+    end = b"\r\n\r\n"
+    return start + b"a" * (size - len(start) - len(end)) + end
+
+
+@pytest.mark.parametrize(
+    ("size", "status_line"),
+    [
+        (MAX_HEADER_BYTES, b"HTTP/1.1 200 OK"),
+        (MAX_HEADER_BYTES + 1, b"HTTP/1.1 431 Request Header Fields Too Large"),
+    ],
+)
+def test_header_limit_counts_request_line(server, size, status_line):
+    url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+    head = head_of_size(size)
+    assert len(head) == size
+
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        # The whole head in one read, so the server measures the parsed head.
+        connection.sendall(head)
+        connection.settimeout(30)
+        raw = read_response(connection)
+
+    assert raw.startswith(status_line)
 
 
 def test_endless_headers_cut_off(server):
@@ -560,6 +591,38 @@ def test_endless_headers_cut_off(server):
     # The server stops within one read of the socket (at most 256 KiB) past
     # the limit, however much more the client sends.
     assert MAX_HEADER_BYTES < error["value"] <= MAX_HEADER_BYTES + 256 * 1024
+
+
+def test_endless_trailer_cut_off(server):
+    url, log = server
+    port = int(url.rsplit(":", 1)[1])
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    body = b'{"reviews": ["fine"]}'
+    chunk = b"a" * 65536
+    closed = False
+
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        # A whole chunked body, then a trailer field that never ends.
+        connection.sendall(head + b"%x\r\n" % len(body) + body + b"\r\n0\r\nX-Endless: ")
+        connection.settimeout(5)
+        # Sends up to 32 MiB of the trailer, until the server closes.
+        for _ in range(512):
+            try:
+                connection.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+        if not closed:
+            try:
+                closed = connection.recv(65536) == b""
+            except ConnectionResetError:
+                closed = True
+
+    assert closed
+    assert "request trailers too large" in log.read_text()
 
 
 def test_slow_headers_time_out(server, client):
@@ -608,6 +671,111 @@ def test_quiet_connection_closed(server):
     assert HEADER_TIMEOUT - 0.2 <= waited < HEADER_TIMEOUT + 10
 
 
+def test_request_after_oversized_head_dropped(server, client):
+    url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+    unanswered = 'sentiment_lstm_http_requests_total{endpoint="/info",method="GET",status="none"}'
+    oversized = (
+        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: "
+        + b"a" * MAX_HEADER_BYTES
+        + b"\r\n\r\n"
+    )
+    pipelined = b"GET /info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        # Both requests arrive in one read, so the parser reaches the second
+        # one after the first is rejected.
+        connection.sendall(oversized + pipelined)
+        connection.settimeout(30)
+        raw = read_response(connection)
+    # Gives a request that reached the application time to see the
+    # disconnect and be counted.
+    time.sleep(1)
+    metrics = client.get("/metrics").text
+
+    assert raw.startswith(b"HTTP/1.1 431 Request Header Fields Too Large")
+    assert raw.count(b"HTTP/1.1 ") == 1
+    assert unanswered not in metrics
+
+
+def test_invalid_bytes_over_limit_not_counted(server, client):
+    url, log = server
+    port = int(url.rsplit(":", 1)[1])
+    before = header_rejections(client, "max_header_bytes")
+    logged_before = log.read_text().count("rejected with 431")
+
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(b"\x00" * (MAX_HEADER_BYTES + 100))
+        connection.settimeout(30)
+        raw = read_response(connection)
+
+    assert raw.startswith(b"HTTP/1.1 400 Bad Request")
+    assert raw.count(b"HTTP/1.1 ") == 1
+    assert header_rejections(client, "max_header_bytes") == before
+    assert log.read_text().count("rejected with 431") == logged_before
+
+
+def run_protocol_server(app, port: int, **limits) -> tuple:
+    """Start uvicorn with ``limited_protocol`` in a thread; return (server, thread)."""
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        http=limited_protocol(**limits),
+        ws="none",
+        lifespan="off",
+        log_config=None,
+    )
+    uvicorn_server = uvicorn.Server(config)
+    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while not uvicorn_server.started:
+        assert thread.is_alive(), "uvicorn exited before it started"
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    return uvicorn_server, thread
+
+
+async def sleeping_app(scope, receive, send) -> None:
+    """Send 200 after sleeping the seconds in the X-Sleep header (0 without one)."""
+    await receive()
+    await asyncio.sleep(float(dict(scope["headers"]).get(b"x-sleep", b"0")))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", b"2")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_pipelined_request_outlives_header_timeout():
+    port = free_port()
+    uvicorn_server, thread = run_protocol_server(
+        sleeping_app, port, max_header_bytes=MAX_HEADER_BYTES, header_timeout=1
+    )
+    fast = b"GET /fast HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    slow = (
+        b"GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Sleep: 2\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as connection:
+            # The second request is complete before the response to the
+            # first is sent, and its response takes longer than the header
+            # timeout.
+            connection.sendall(fast + slow)
+            connection.settimeout(30)
+            raw = read_response(connection)
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(timeout=10)
+
+    assert raw.count(b"HTTP/1.1 200 OK") == 2
+
+
 def read_one_response(connection: socket.socket) -> bytes:
     """Read one response with a Content-Length from a kept-alive connection."""
     received = b""
@@ -644,6 +812,26 @@ def test_header_clock_restarts_after_response(server):
     # The third head took longer than the header timeout from the end of
     # the second response.
     assert third.startswith(b"HTTP/1.1 408 Request Timeout")
+
+
+def test_partial_pipelined_head_times_out(server):
+    url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+    head = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        # The start of the second head comes in the same read as the first
+        # request, and the rest never comes.
+        connection.sendall(head + head[:10])
+        connection.settimeout(30)
+        first = read_one_response(connection)
+        second = read_response(connection)
+
+    assert first.startswith(b"HTTP/1.1 200 OK")
+    # Without a response, the client could not tell this from a server that
+    # went away.
+    assert second.startswith(b"HTTP/1.1 408 Request Timeout")
+    assert split_response(second)[1]["limit"] == "header_timeout"
 
 
 def test_slow_body_not_cut_by_header_timeout(server):

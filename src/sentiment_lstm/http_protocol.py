@@ -10,7 +10,9 @@ a request only once the headers are complete, so the protocol class made by
 body of the application's other limits:
 
 * headers larger than ``max_header_bytes`` get 431, and the connection
-  closes;
+  closes. Trailer fields after a chunked body have the same limit, but the
+  application already has the request then, so the connection closes
+  without a response;
 * headers still incomplete ``header_timeout`` seconds after the connection
   opened, or after the previous response on it, get 408; a connection that
   sent nothing in that time is closed without a response. Between requests,
@@ -24,7 +26,8 @@ body of the application's other limits:
 Memory stays bounded while headers arrive: bytes are counted as they are
 received, so an incomplete head is cut off after at most ``max_header_bytes``
 plus one read from the socket. A head that arrives complete in one read is
-measured exactly (request line and header lines).
+measured from its parsed request line and header lines, which leaves out any
+spaces and tabs around header values.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ logger = logging.getLogger(__name__)
 
 # Bytes of a header line beyond its name and value: ": " and "\r\n".
 _HEADER_LINE_OVERHEAD = 4
+# Bytes of a head beyond the method, target and version: the two spaces and
+# "HTTP/" of the request line, its "\r\n" and the empty line that ends the head.
+_HEAD_OVERHEAD = len(b"  HTTP/\r\n\r\n")
 # Seconds that a rejected connection stays open, its input read and dropped,
 # after the error response. A client still sending its headers would
 # otherwise get a connection reset instead of the response.
@@ -94,10 +100,31 @@ def limited_protocol(
                 return
             if self._awaiting_head:
                 self._head_bytes += len(data)
+            trailer_before = self._chunk_header_last
             super().data_received(data)
+            if trailer_before and self._chunk_header_last and not self._rejected:
+                # Nothing of a chunk's data arrived in this read, so it held
+                # only the trailer fields after the last chunk, which the parser
+                # buffers like headers.
+                self._trailer_bytes += len(data)
+                if self._trailer_bytes > max_header_bytes:
+                    self._reject(
+                        431,
+                        f"request trailers too large: {self._trailer_bytes} bytes "
+                        f"arrived after the last chunk, above the limit of "
+                        f"{max_header_bytes} bytes (--max-header-bytes); send "
+                        "fewer or shorter trailer fields",
+                        limit="max_header_bytes",
+                        maximum=max_header_bytes,
+                        value=self._trailer_bytes,
+                    )
+                    return
+            # uvicorn has already sent its own 400 and closed the transport
+            # when the bytes are not HTTP, so no 431 follows.
             if (
                 self._awaiting_head
                 and not self._rejected
+                and not self.transport.is_closing()
                 and self._head_bytes > max_header_bytes
             ):
                 self._reject(
@@ -112,9 +139,18 @@ def limited_protocol(
                 )
 
         def on_headers_complete(self) -> None:
+            if self._rejected:
+                # A request pipelined behind a rejected one in the same read
+                # must not reach the application.
+                return
             self._awaiting_head = False
             self._cancel_head_timer()
-            size = len(self.url) + sum(
+            request_line = (
+                len(self.parser.get_method())
+                + len(self.url)
+                + len(self.parser.get_http_version())
+            )
+            size = request_line + _HEAD_OVERHEAD + sum(
                 len(name) + len(value) + _HEADER_LINE_OVERHEAD
                 for name, value in self.headers
             )
@@ -141,7 +177,11 @@ def limited_protocol(
                     }
             super().on_headers_complete()
 
+        def on_chunk_header(self) -> None:
+            self._chunk_header_last = True
+
         def on_body(self, body: bytes) -> None:
+            self._chunk_header_last = False
             if not self._rejected:
                 super().on_body(body)
 
@@ -155,12 +195,30 @@ def limited_protocol(
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            if self._awaiting_head and not self.transport.is_closing():
+            # uvicorn may have just started a pipelined request, and the
+            # clock for the next head starts only once its response is sent.
+            request_in_progress = (
+                self.cycle is not None and not self.cycle.response_complete
+            )
+            if (
+                self._awaiting_head
+                and not request_in_progress
+                and not self.transport.is_closing()
+            ):
                 self._arm_head_timer()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._head_started = True
 
         def _await_head(self) -> None:
             self._awaiting_head = True
             self._head_bytes = 0
+            # True from a chunk's header until its first data byte, so for
+            # ever after the last chunk, whose size is 0.
+            self._chunk_header_last = False
+            self._trailer_bytes = 0
+            self._head_started = False
 
         def _arm_head_timer(self) -> None:
             self._cancel_head_timer()
@@ -177,14 +235,21 @@ def limited_protocol(
             self._head_timer = None
             if not self._awaiting_head or self._rejected or self.transport.is_closing():
                 return
-            if self._head_bytes == 0:
+            if self._head_bytes == 0 and not self._head_started:
                 # Nothing of a request arrived: close without a response, as
                 # uvicorn does with a quiet connection between requests.
                 self.transport.close()
                 return
+            # Bytes that came in the same read as the end of the previous
+            # request are parsed but not counted.
+            received = (
+                f"{self._head_bytes} bytes"
+                if self._head_bytes
+                else "the start of a request"
+            )
             self._reject(
                 408,
-                f"request headers timed out: {self._head_bytes} bytes arrived in "
+                f"request headers timed out: {received} arrived in "
                 f"{header_timeout:g} seconds (--header-timeout), without the end "
                 "of the headers; send the whole request without pauses",
                 limit="header_timeout",

@@ -368,8 +368,8 @@ class ServerMetrics:
         )
         self.header_rejections = Counter(
             "sentiment_lstm_http_header_rejections",
-            "Requests answered before their headers were complete, by the limit "
-            "they broke (max_header_bytes or header_timeout).",
+            "Requests that the HTTP protocol rejected for their headers or trailer "
+            "fields, by the limit they broke (max_header_bytes or header_timeout).",
             ("limit",),
             registry=self.registry,
         )
