@@ -283,10 +283,10 @@ def test_max_connections(model_dir, tmp_path):
             httpx.Client(base_url=url) as third,
         ):
             # Each client keeps its connection open after its request.
-            responses = [client.get("/health") for client in (first, second, third)]
+            responses = [client.get("/info") for client in (first, second, third)]
             second.close()
             time.sleep(0.5)
-            after_close = third.get("/health").status_code
+            after_close = third.get("/info").status_code
             limits = first.get("/info").json()["limits"]
             metrics = first.get("/metrics").text
     finally:
@@ -305,7 +305,7 @@ def test_max_connections(model_dir, tmp_path):
     assert after_close == 200
     assert limits["max_connections"] == 2
     assert (
-        'sentiment_lstm_http_requests_total{endpoint="/health",method="GET",'
+        'sentiment_lstm_http_requests_total{endpoint="/info",method="GET",'
         'status="503"} 1.0' in metrics
     )
 
@@ -606,7 +606,9 @@ def test_endless_trailer_cut_off(server):
 
     with socket.create_connection(("127.0.0.1", port)) as connection:
         # A whole chunked body, then a trailer field that never ends.
-        connection.sendall(head + b"%x\r\n" % len(body) + body + b"\r\n0\r\nX-Endless: ")
+        connection.sendall(
+            head + b"%x\r\n" % len(body) + body + b"\r\n0\r\nX-Endless: "
+        )
         connection.settimeout(5)
         # Sends up to 32 MiB of the trailer, until the server closes.
         for _ in range(512):
@@ -877,14 +879,104 @@ def test_shutdown_does_not_wait_for_stalled_body(model_dir, tmp_path):
             process.terminate()
             status = process.wait(timeout=30)
             stopped_after = time.monotonic() - started
+            connection.settimeout(10)
+            status_line, error = split_response(read_response(connection))
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+    text = log.read_text()
 
     # Like every command that SIGTERM stops, serve exits with 128 + 15.
     assert status == 128 + signal.SIGTERM
     assert stopped_after < 10
+    assert status_line == b"HTTP/1.1 503 Service Unavailable"
+    assert "--shutdown-timeout" in error["detail"]
+    assert "cancelled with 503" in text
+    assert "Traceback" not in text
+
+
+def test_health_and_metrics_served_over_connection_limit(model_dir, tmp_path):
+    port = free_port()
+    log = tmp_path / "server.log"
+    with open(log, "wb") as stream:
+        process = subprocess.Popen(
+            serve_command(model_dir, port, "--max-connections", "1"),
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(process, url, log)
+        time.sleep(0.5)
+        with (
+            httpx.Client(base_url=url) as first,
+            httpx.Client(base_url=url) as second,
+        ):
+            first.get("/health")
+            statuses = {
+                path: second.get(path).status_code
+                for path in ("/health", "/metrics", "/info")
+            }
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+    assert statuses == {"/health": 200, "/metrics": 200, "/info": 503}
+
+
+def test_rejected_connection_frees_its_place(model_dir, tmp_path):
+    port = free_port()
+    log = tmp_path / "server.log"
+    with open(log, "wb") as stream:
+        process = subprocess.Popen(
+            serve_command(
+                model_dir, port, "--max-connections", "1", "--max-header-bytes", "1024"
+            ),
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(process, url, log)
+        time.sleep(0.5)
+        with socket.create_connection(("127.0.0.1", port)) as rejected:
+            rejected.sendall(
+                b"GET /info HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: "
+                + b"a" * 2048
+                + b"\r\n\r\n"
+            )
+            rejected.settimeout(10)
+            answer = rejected.recv(65536)
+            # The rejected connection is still open, lingering, while the
+            # next request arrives.
+            info = httpx.get(f"{url}/info").status_code
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+    assert answer.startswith(b"HTTP/1.1 431")
+    assert info == 200
+
+
+def test_head_request_over_header_limit_has_no_body(server):
+    url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+    head = (
+        b"HEAD /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: "
+        + b"a" * MAX_HEADER_BYTES
+        + b"\r\n\r\n"
+    )
+
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(head)
+        connection.settimeout(30)
+        raw = read_response(connection)
+    response_head, _, body = raw.partition(b"\r\n\r\n")
+
+    assert response_head.startswith(b"HTTP/1.1 431")
+    assert int(re.search(rb"content-length: (\d+)", response_head).group(1)) > 0
+    assert body == b""
 
 
 def test_malformed_json(client):

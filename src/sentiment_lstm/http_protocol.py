@@ -150,9 +150,13 @@ def limited_protocol(
                 + len(self.url)
                 + len(self.parser.get_http_version())
             )
-            size = request_line + _HEAD_OVERHEAD + sum(
-                len(name) + len(value) + _HEADER_LINE_OVERHEAD
-                for name, value in self.headers
+            size = (
+                request_line
+                + _HEAD_OVERHEAD
+                + sum(
+                    len(name) + len(value) + _HEADER_LINE_OVERHEAD
+                    for name, value in self.headers
+                )
             )
             if size > max_header_bytes:
                 self._reject(
@@ -242,11 +246,12 @@ def limited_protocol(
                 return
             # Bytes that came in the same read as the end of the previous
             # request are parsed but not counted.
-            received = (
-                f"{self._head_bytes} bytes"
-                if self._head_bytes
-                else "the start of a request"
-            )
+            if self._head_bytes == 1:
+                received = "1 byte"
+            elif self._head_bytes:
+                received = f"{self._head_bytes} bytes"
+            else:
+                received = "the start of a request"
             self._reject(
                 408,
                 f"request headers timed out: {received} arrived in "
@@ -280,14 +285,25 @@ def limited_protocol(
                 self.transport.close()
                 return
             # Ends the response, but keeps reading until the client closes
-            # its side or the linger time is up.
+            # its side or the linger time is up. A connection that only waits
+            # to close does not count against max_connections.
             self.transport.write_eof()
+            self.connections.discard(self)
             self._head_timer = self.loop.call_later(
                 LINGER_SECONDS, self.transport.close
             )
 
         def _response_bytes(self, status: int, body: bytes) -> bytes:
-            """Return a whole HTTP response that closes the connection."""
+            """Return a whole HTTP response that closes the connection.
+
+            The response to a HEAD request states the body's length but
+            leaves the body out.
+            """
+            # The parser has read the method once it reports the target.
+            if getattr(self, "url", b"") and self.parser.get_method() == b"HEAD":
+                content = b""
+            else:
+                content = body
             phrase = HTTPStatus(status).phrase
             lines = [f"HTTP/1.1 {status} {phrase}\r\n".encode("ascii")]
             for name, value in self.server_state.default_headers:
@@ -297,7 +313,7 @@ def limited_protocol(
                 b"content-length: %d\r\n" % len(body),
                 b"connection: close\r\n",
                 b"\r\n",
-                body,
+                content,
             ]
             return b"".join(lines)
 

@@ -67,8 +67,11 @@ DEFAULT_MAX_HEADER_BYTES = 16 * 1024
 DEFAULT_HEADER_TIMEOUT = 10
 
 # Key in a request scope's "extensions" by which the HTTP protocol marks a
-# request over the connection limit; the value holds "maximum" and "value".
+# request over the connection limit; the value has "maximum" and "value".
 OVER_CAPACITY = "sentiment_lstm.over_capacity"
+# Paths served even over the connection limit: they take no body and little
+# work, and health checks and metric scrapes matter most under load.
+CAPACITY_EXEMPT_PATHS = frozenset(("/health", "/metrics"))
 
 # Paths that get their own metrics label. Any other path is counted as
 # "other", so that scans of random URLs cannot create unbounded label values.
@@ -404,6 +407,13 @@ class MetricsMiddleware:
         self.metrics.in_progress.inc()
         try:
             await self.app(scope, receive, send_with_status)
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still in progress when its shutdown
+            # timeout ends; nothing else cancels a request's task.
+            if status is not None:
+                raise
+            status = 503
+            await _send_shutdown_error(scope, send)
         except Exception:
             # Starlette's outermost middleware turns the error into a 500.
             if status is None:
@@ -418,12 +428,32 @@ class MetricsMiddleware:
             self.metrics.requests.labels(endpoint, scope["method"], label).inc()
 
 
+async def _send_shutdown_error(scope: Scope, send: Send) -> None:
+    """Send 503 for a request that the server cancelled as it shut down."""
+    detail = (
+        "server shutting down: the request did not finish within the shutdown "
+        "timeout (--shutdown-timeout); send it again once the server is back"
+    )
+    logger.warning(
+        "%s %s from %s cancelled with 503: %s",
+        scope["method"],
+        scope["path"],
+        _client(scope),
+        detail,
+    )
+    response = JSONResponse(
+        {"detail": detail}, status_code=503, headers={"Connection": "close"}
+    )
+    await response(scope, _no_receive, send)
+
+
 class CapacityMiddleware:
     """Sends 503 to a request that arrived over the connection limit.
 
     The HTTP protocol counts the open connections and marks such a request
-    in its scope; this middleware responds in JSON before the body is read,
-    and closes the connection.
+    in its scope. This middleware then responds in JSON before the body is
+    read, and closes the connection. ``/health`` and ``/metrics`` are served
+    even then.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -431,7 +461,11 @@ class CapacityMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         mark = scope.get("extensions", {}).get(OVER_CAPACITY)
-        if scope["type"] != "http" or mark is None:
+        if (
+            scope["type"] != "http"
+            or mark is None
+            or scope["path"] in CAPACITY_EXEMPT_PATHS
+        ):
             await self.app(scope, receive, send)
             return
         error = RequestLimitExceeded(

@@ -108,7 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_limit_options(limits: argparse._ArgumentGroup) -> None:
-    """Add the options that bound one request's size."""
+    """Add the options that bound requests: sizes, timeouts and connections."""
     limits.add_argument(
         "--max-review-chars",
         type=positive_int,
@@ -163,8 +163,9 @@ def _add_limit_options(limits: argparse._ArgumentGroup) -> None:
         type=positive_int,
         default=None,
         metavar="N",
-        help="connections served at once; a request on a further connection, or "
-        "beyond N requests in progress, gets HTTP 503 (default: no limit)",
+        help="connections open at once; while more are open, or N requests are "
+        "in progress, every request but /health and /metrics gets HTTP 503 "
+        "(default: no limit)",
     )
 
 
@@ -219,7 +220,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     logger.info(
         "serving %s with the %s backend on http://%s:%d (API docs at /docs); "
         "limits: %d reviews per request, %d characters per review, %d body bytes, "
-        "%d s body timeout, %d header bytes, %d s header timeout",
+        "%d s body timeout, %d header bytes, %d s header timeout, %s; "
+        "%d s shutdown timeout",
         args.model,
         model.backend.name,
         host,
@@ -230,6 +232,12 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         limits.body_timeout,
         limits.max_header_bytes,
         limits.header_timeout,
+        (
+            "no connection limit"
+            if limits.max_connections is None
+            else f"{limits.max_connections} connections"
+        ),
+        args.shutdown_timeout,
     )
     config = uvicorn.Config(
         app,
