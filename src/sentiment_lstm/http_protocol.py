@@ -71,9 +71,9 @@ def limited_protocol(
         max_header_bytes: Bytes allowed in a request's line and headers.
         header_timeout: Seconds allowed for a request's line and headers to
             arrive.
-        max_connections: Connections served at once, or None for no limit.
+        max_connections: Connections open at once, or None for no limit.
         on_rejected: Called with the name of the limit (``max_header_bytes``
-            or ``header_timeout``) each time the protocol responds to a request
+            or ``header_timeout``) each time the protocol rejects a request
             itself.
     """
 
