@@ -571,7 +571,7 @@ def test_endless_headers_cut_off(server):
     with socket.create_connection(("127.0.0.1", port)) as connection:
         connection.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Endless: ")
         connection.settimeout(0)
-        # Sends up to 64 MiB of one header, until the server answers.
+        # Sends up to 64 MiB of one header, until the server responds.
         for _ in range(1024):
             try:
                 answer += connection.recv(65536)
