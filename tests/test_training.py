@@ -651,3 +651,34 @@ def test_correct_count_breaks_ties_as_predict_does():
 
     assert correct_count(logits, targets) == 4
     assert correct_count(logits, torch.tensor([0, 0, 0, 0])) == 1
+
+
+def test_reviews_without_tokens_left_out_of_training(caplog):
+    split = toy_split(96, 1)
+    # Three reviews that normalise to nothing, with either label.
+    with_empty = EncodedSplit(
+        split.token_ids + [[], [], []], np.concatenate([split.labels, [1, 0, 1]])
+    )
+    config = TrainingConfig(num_epochs=2, batch_size=16, learning_rate=0.01)
+
+    with caplog.at_level("WARNING"):
+        kept = train_ensemble(new_model, with_empty, toy_split(20, 2), config)
+    plain = train_ensemble(new_model, split, toy_split(20, 2), config)
+
+    kept_history = kept.members[0].history
+    plain_history = plain.members[0].history
+    assert [m.train_loss for m in kept_history] == [m.train_loss for m in plain_history]
+    assert [m.train_accuracy for m in kept_history] == [
+        m.train_accuracy for m in plain_history
+    ]
+    for name, tensor in plain.model.state_dict().items():
+        assert torch.equal(kept.model.state_dict()[name], tensor)
+    assert "3 of the 99 training reviews have no tokens" in caplog.text
+
+
+def test_training_reviews_all_without_tokens_rejected():
+    empty = EncodedSplit([[], []], np.array([0, 1]))
+    config = TrainingConfig(num_epochs=1, batch_size=16)
+
+    with pytest.raises(ValueError, match="none of the 2 training reviews has a token"):
+        train(new_model(), empty, toy_split(20, 2), config)

@@ -216,6 +216,15 @@ class EncodedSplit:
     def lengths(self) -> list[int]:
         return [len(ids) for ids in self.token_ids]
 
+    def with_tokens(self) -> EncodedSplit:
+        """Return the split without the reviews that have no tokens."""
+        keep = [index for index, length in enumerate(self.lengths) if length]
+        if len(keep) == len(self):
+            return self
+        return EncodedSplit(
+            [self.token_ids[index] for index in keep], self.labels[keep]
+        )
+
 
 @dataclass
 class EpochMetrics:
@@ -523,7 +532,8 @@ def train(
 
     Args:
         model: A freshly initialised network.
-        train_split: Reviews to learn from.
+        train_split: Reviews to learn from. Reviews without tokens are left
+            out.
         validation_split: Reviews that pick the best epoch and stop training.
         config: Optimisation settings.
         test_split: Reviews only reported on, never used for any decision.
@@ -543,12 +553,21 @@ def train(
 
     Raises:
         ValueError: If the training or validation split is empty, or no
-            validation review has a token.
+            training or no validation review has a token.
         CheckpointError: If ``resume`` is set and the checkpoint is missing,
             unreadable or from a run with other settings.
     """
     if len(train_split) == 0:
         raise ValueError("the training split is empty; give more reviews")
+    # A review without tokens would be a batch row of padding alone, and a
+    # saved model gives such reviews no score.
+    with_tokens = train_split.with_tokens()
+    if len(with_tokens) == 0:
+        raise ValueError(
+            f"none of the {len(train_split)} training reviews has a token; "
+            "check the training data's text column"
+        )
+    train_split = with_tokens
     if len(validation_split) == 0:
         raise ValueError(
             "the validation split is empty; raise --validation-fraction "
@@ -753,6 +772,21 @@ def member_checkpoint(directory: Path, member: int) -> Path:
     return Path(directory) / f"checkpoint-member{member}.pt"
 
 
+def _warn_about_reviews_without_tokens(train_split: EncodedSplit) -> None:
+    """Log how many training reviews :func:`train` leaves out for having no tokens."""
+    empty = len(train_split) - len(train_split.with_tokens())
+    if empty == 0 or empty == len(train_split):
+        return
+    logger.warning(
+        "%d of the %d training reviews %s no tokens (such as a review of HTML line "
+        "breaks alone) and %s left out of training",
+        empty,
+        len(train_split),
+        "has" if empty == 1 else "have",
+        "is" if empty == 1 else "are",
+    )
+
+
 def train_ensemble(
     build_model: Callable[[], SentimentLSTM],
     train_split: EncodedSplit,
@@ -803,6 +837,7 @@ def train_ensemble(
     started = time.perf_counter()
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    _warn_about_reviews_without_tokens(train_split)
     if workers > 1 and checkpoint_dir is not None:
         raise ValueError(
             "members trained in parallel write no checkpoints; pass workers=1 "
