@@ -57,3 +57,37 @@ def test_deferred_outside_command_line_does_nothing(python_sigint_handler):
         interrupts.check()
 
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize("moment", ["mkdir", "mkstemp"])
+def test_interrupt_while_creating_output_dir_leaves_nothing(
+    python_sigint_handler, tmp_path, monkeypatch, moment
+):
+    from pathlib import Path
+
+    from sentiment_lstm.cli import train_output
+
+    # Ctrl-C arrives right after a folder or the probe file is created.
+    if moment == "mkdir":
+        real = Path.mkdir
+
+        def interrupted(self, *args, **kwargs):
+            real(self, *args, **kwargs)
+            send_ctrl_c()
+
+        monkeypatch.setattr(Path, "mkdir", interrupted)
+    else:
+        real = train_output.tempfile.mkstemp
+
+        def interrupted(*args, **kwargs):
+            created = real(*args, **kwargs)
+            send_ctrl_c()
+            return created
+
+        monkeypatch.setattr(train_output.tempfile, "mkstemp", interrupted)
+
+    with interrupts.remembering_interrupts():
+        with pytest.raises(KeyboardInterrupt):
+            train_output.prepare_output_dir(tmp_path / "new" / "model")
+
+    assert list(tmp_path.iterdir()) == []

@@ -686,7 +686,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     record = SaveRecord()
     created: list[Path] = []
     try:
-        created = prepare_output_dir(output_dir)
+        prepare_output_dir(output_dir, created)
         outcome = _train(args, spec, options, output_dir, record)
         best = outcome.result.best
         if not outcome.saved:

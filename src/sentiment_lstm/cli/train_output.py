@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from sentiment_lstm import interrupts
 from sentiment_lstm.cli.common import CommandError
 
 # Files that train --resume continues from: checkpoint.pt of a single network,
@@ -44,11 +45,14 @@ _FIXES_BY_ERRNO = {
 }
 
 
-def prepare_output_dir(path: Path) -> list[Path]:
+def prepare_output_dir(path: Path, created: list[Path] | None = None) -> list[Path]:
     """Create ``path`` where missing and check that a file can be written in it.
 
     Args:
         path: The ``--output-dir`` of the run.
+        created: A list to record the created folders in as they are made.
+            A caller that cleans up after an interrupt passes its own, which
+            is complete whenever the interrupt comes.
 
     Returns:
         The folders this call created, outermost first, so that
@@ -74,14 +78,19 @@ def prepare_output_dir(path: Path) -> list[Path]:
             "folder path",
             usage=True,
         )
-    created: list[Path] = []
+    created = [] if created is None else created
     try:
+        # A Ctrl-C or SIGTERM is held back while a folder is created and
+        # recorded, and while the probe file exists, so that the cleanup
+        # below knows every folder and finds them empty.
         for folder in _missing_folders(path):
-            folder.mkdir()
-            created.append(folder)
-        handle, probe = tempfile.mkstemp(dir=path, prefix=".write-check-")
-        os.close(handle)
-        os.unlink(probe)
+            with interrupts.deferred():
+                folder.mkdir()
+                created.append(folder)
+        with interrupts.deferred():
+            handle, probe = tempfile.mkstemp(dir=path, prefix=".write-check-")
+            os.close(handle)
+            os.unlink(probe)
     except OSError as err:
         remove_empty_folders(created)
         fix = _FIXES_BY_ERRNO.get(err.errno, "choose another --output-dir")
