@@ -82,7 +82,7 @@ def prepare_output_dir(path: Path, created: list[Path] | None = None) -> list[Pa
     try:
         # A Ctrl-C or SIGTERM is held back while a folder is created and
         # recorded, and while the probe file exists, so that the cleanup
-        # below knows every folder and finds them empty.
+        # below has every folder on its list and finds them empty.
         for folder in _missing_folders(path):
             with interrupts.deferred():
                 folder.mkdir()
