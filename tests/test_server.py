@@ -1584,6 +1584,26 @@ def test_empty_host_rejected(host, capsys):
     assert "argument --host" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1:8000", "localhost:8000", "http://127.0.0.1", "0.0.0.0/0"]
+)
+def test_url_or_port_in_host_rejected(host, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["serve", "--model", "m", "--host", host])
+    error = capsys.readouterr().err
+
+    assert exit_info.value.code == 2
+    assert "argument --host" in error
+    assert "the port with --port" in error
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "::", "localhost"])
+def test_plain_host_accepted(host):
+    args = build_parser().parse_args(["serve", "--model", "m", "--host", host])
+
+    assert args.host == host
+
+
 def test_serve_without_torch_names_fix_once(model_dir, capsys, monkeypatch):
     # None in sys.modules makes the import raise ImportError, as in a serving
     # install. The model has no model.onnx, so only PyTorch can score it.
