@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from safetensors.numpy import save_file
 
 from sentiment_lstm import artifact, interrupts
 from sentiment_lstm.artifact import ArtifactConfig, ArtifactError
@@ -69,6 +70,19 @@ def test_corrupt_weights_are_named(saved):
 
     with pytest.raises(ArtifactError, match=r"model\.safetensors"):
         artifact.load_weights(saved)
+
+
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf, -np.inf])
+def test_non_finite_weights_rejected(saved, bad_value):
+    weights = {"layer.weight": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    weights["layer.weight"][1, 2] = bad_value
+    save_file(weights, str(saved / "model.safetensors"))
+
+    with pytest.raises(ArtifactError) as error:
+        artifact.load_weights(saved)
+
+    assert "'layer.weight' has 1 of 6 values NaN or infinite" in str(error.value)
+    assert "model.safetensors" in str(error.value)
 
 
 def test_corrupt_config_is_named(saved):

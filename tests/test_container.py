@@ -93,6 +93,24 @@ def ignore_patterns() -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
+def test_build_backend_reads_license_string():
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    requires = pyproject["build-system"]["requires"]
+    minimum = [
+        int(requirement.split(">=")[1].split(".")[0])
+        for requirement in requires
+        if requirement.startswith("setuptools>=")
+    ]
+
+    # setuptools reads a license given as an SPDX string (PEP 639) from
+    # version 77.0.0 on (its changelog). setuptools 66 rejects the whole
+    # pyproject.toml.
+    assert isinstance(pyproject["project"]["license"], str)
+    assert minimum
+    assert minimum[0] >= 77
+
+
 def test_base_image():
     (base,) = instructions("FROM")
 

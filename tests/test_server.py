@@ -627,6 +627,37 @@ def test_endless_trailer_cut_off(server):
     assert "request trailers too large" in log.read_text()
 
 
+@pytest.mark.parametrize("whole_request_at_once", [True, False])
+def test_large_trailer_in_one_read_rejected(server, whole_request_at_once):
+    url, log = server
+    port = int(url.rsplit(":", 1)[1])
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    body = b'{"reviews": ["fine"]}'
+    chunked_body = b"%x\r\n" % len(body) + body + b"\r\n0\r\n"
+    # Complete trailer fields, twice the limit, that reach the server in one
+    # read, so they are parsed whole before the read is counted.
+    trailer = b"X-Large: " + b"a" * (2 * MAX_HEADER_BYTES) + b"\r\n\r\n"
+    rejections_before = log.read_text().count("request trailers too large")
+
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        if whole_request_at_once:
+            connection.sendall(head + chunked_body + trailer)
+        else:
+            connection.sendall(head + chunked_body)
+            time.sleep(0.2)
+            connection.sendall(trailer)
+        connection.settimeout(30)
+        raw = read_response(connection)
+
+    # The application already has the request, so no response can follow.
+    assert raw == b""
+    rejections = log.read_text().count("request trailers too large")
+    assert rejections == rejections_before + 1
+
+
 def test_slow_headers_time_out(server, client):
     url, log = server
     port = int(url.rsplit(":", 1)[1])
@@ -1551,6 +1582,26 @@ def test_empty_host_rejected(host, capsys):
 
     assert exit_info.value.code == 2
     assert "argument --host" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1:8000", "localhost:8000", "http://127.0.0.1", "0.0.0.0/0"]
+)
+def test_url_or_port_in_host_rejected(host, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["serve", "--model", "m", "--host", host])
+    error = capsys.readouterr().err
+
+    assert exit_info.value.code == 2
+    assert "argument --host" in error
+    assert "the port with --port" in error
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "::", "localhost"])
+def test_plain_host_accepted(host):
+    args = build_parser().parse_args(["serve", "--model", "m", "--host", host])
+
+    assert args.host == host
 
 
 def test_serve_without_torch_names_fix_once(model_dir, capsys, monkeypatch):

@@ -188,15 +188,30 @@ def _encoder_kind(directory: Path) -> str | None:
 
 
 def load_weights(directory: Path) -> dict[str, np.ndarray]:
-    """Read ``model.safetensors`` as NumPy arrays."""
+    """Read ``model.safetensors`` as NumPy arrays, rejecting NaN or infinity.
+
+    A network with such a weight outputs NaN, which predict would report as
+    an empty review.
+    """
     path = _require_file(directory, WEIGHTS_FILE)
     try:
-        return load_file(str(path))
+        weights = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise ArtifactError(
             f"{path} is corrupt or not a safetensors file ({err}); "
             "retrain or copy the model directory again"
         ) from err
+    for name, values in weights.items():
+        if not np.issubdtype(values.dtype, np.floating):
+            continue
+        non_finite = int(np.count_nonzero(~np.isfinite(values)))
+        if non_finite:
+            raise ArtifactError(
+                f"{path}: tensor {name!r} has {non_finite} of {values.size} "
+                "values NaN or infinite, so the weights are corrupt; retrain "
+                "or copy the model directory again"
+            )
+    return weights
 
 
 def load_metadata(directory: Path) -> dict[str, Any]:

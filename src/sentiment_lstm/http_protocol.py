@@ -108,16 +108,7 @@ def limited_protocol(
                 # buffers like headers.
                 self._trailer_bytes += len(data)
                 if self._trailer_bytes > max_header_bytes:
-                    self._reject(
-                        431,
-                        f"request trailers too large: {self._trailer_bytes} bytes "
-                        f"arrived after the last chunk, above the limit of "
-                        f"{max_header_bytes} bytes (--max-header-bytes); send "
-                        "fewer or shorter trailer fields",
-                        limit="max_header_bytes",
-                        maximum=max_header_bytes,
-                        value=self._trailer_bytes,
-                    )
+                    self._reject_trailers(self._trailer_bytes, "arrived")
                     return
             # uvicorn has already sent its own 400 and closed the transport
             # when the bytes are not HTTP, so no 431 follows.
@@ -137,6 +128,21 @@ def limited_protocol(
                     maximum=max_header_bytes,
                     value=self._head_bytes,
                 )
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            if self._rejected:
+                return
+            if self._chunk_header_last and not self._awaiting_head:
+                # A trailer field. Trailers that end in the read that brought
+                # them are parsed whole before data_received can count them,
+                # so their parsed size is checked here.
+                self._trailer_field_bytes += (
+                    len(name) + len(value) + _HEADER_LINE_OVERHEAD
+                )
+                if self._trailer_field_bytes > max_header_bytes:
+                    self._reject_trailers(self._trailer_field_bytes, "parsed")
+                    return
+            super().on_header(name, value)
 
         def on_headers_complete(self) -> None:
             if self._rejected:
@@ -222,6 +228,7 @@ def limited_protocol(
             # ever after the last chunk, whose size is 0.
             self._chunk_header_last = False
             self._trailer_bytes = 0
+            self._trailer_field_bytes = 0
             self._head_started = False
 
         def _arm_head_timer(self) -> None:
@@ -260,6 +267,17 @@ def limited_protocol(
                 limit="header_timeout",
                 maximum=header_timeout,
                 value=header_timeout,
+            )
+
+        def _reject_trailers(self, size: int, measured_as: str) -> None:
+            self._reject(
+                431,
+                f"request trailers too large: {size} bytes {measured_as} after "
+                f"the last chunk, above the limit of {max_header_bytes} bytes "
+                "(--max-header-bytes); send fewer or shorter trailer fields",
+                limit="max_header_bytes",
+                maximum=max_header_bytes,
+                value=size,
             )
 
         def _reject(self, status: int, detail: str, **fields: Any) -> None:

@@ -876,8 +876,9 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
         responses={
             400: {
                 "model": MediaTypeError,
-                "description": "Body not valid UTF-8, or JSON that Python cannot "
-                "parse",
+                "description": "Body not valid UTF-8, or valid JSON that Python's "
+                "reader rejects: nested too deep, or an integer of more than "
+                "4,300 digits",
             },
             408: {
                 "model": LimitError,
@@ -892,8 +893,8 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             },
             422: {
                 "model": LimitError | ValidationFailure,
-                "description": "Over a limit, or a body that does not match the "
-                "schema",
+                "description": "Over a limit, invalid JSON, or a body that does "
+                "not match the schema",
             },
             431: {"model": LimitError, "description": "Request headers too large"},
             503: {

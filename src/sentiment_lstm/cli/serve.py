@@ -37,7 +37,8 @@ def port_number(text: str) -> int:
 
 
 def host_address(text: str) -> str:
-    """Parse the address to listen on for argparse, rejecting an empty one.
+    """Parse the address to listen on for argparse, rejecting an empty one,
+    a URL and a host:port pair.
 
     uvicorn passes an empty host to asyncio, which then listens on every
     interface, so an unset shell variable would expose the service.
@@ -46,6 +47,13 @@ def host_address(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"expected a host name or IP address, got {text!r}; check the "
             "variable or quoting that gave it, or leave --host out for 127.0.0.1"
+        )
+    # One colon is a host:port pair, because an IPv6 address has at least two.
+    if "/" in text or text.count(":") == 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a host name or IP address, got {text!r}, which looks like "
+            "a URL or host:port; pass the address alone, such as 127.0.0.1, and "
+            "the port with --port"
         )
     return text
 
