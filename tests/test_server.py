@@ -1127,6 +1127,29 @@ def test_identity_encoding_accepted(client):
     assert response.status_code == 200
 
 
+def test_repeated_reviews_field_rejected(client):
+    response = client.post(
+        "/predict",
+        content=b'{"reviews": ["great fun"], "reviews": ["dull", "slow"]}',
+        headers={"Content-Type": "application/json"},
+    )
+    (error,) = response.json()["detail"]
+
+    assert response.status_code == 422
+    assert error["loc"] == ["body", "reviews"]
+    assert error["type"] == "repeated_field"
+    assert "appears 2 times" in error["msg"]
+
+
+def test_word_reviews_inside_a_review_accepted(client):
+    body = {"reviews": ['the "reviews" were wrong', 'more "reviews"']}
+
+    response = client.post("/predict", json=body)
+
+    assert response.status_code == 200
+    assert len(response.json()["predictions"]) == 2
+
+
 def test_many_unknown_fields_one_error(client):
     body = {"reviews": ["fine"]} | {f"key{number}": 1 for number in range(500)}
     response = client.post("/predict", json=body)

@@ -23,6 +23,7 @@ uvicorn with the protocol of :mod:`sentiment_lstm.http_protocol`.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import time
@@ -640,6 +641,43 @@ async def require_identity_encoding(request: Request) -> None:
         raise UnsupportedContentEncoding(encoding)
 
 
+async def reject_repeated_reviews_field(request: Request) -> None:
+    """Reject a body that gives the ``reviews`` field more than once.
+
+    Python's JSON reader keeps the last value of a repeated key, so the
+    reviews of the earlier ones would be dropped without a word. The body is
+    parsed again, keeping every key, only when ``"reviews"`` occurs in it more
+    than once. Inside a JSON string the quotes would be escaped, so a review
+    that mentions the word does not trigger it.
+
+    Raises:
+        RequestValidationError: If the top-level object repeats ``reviews``.
+    """
+    body = await request.body()
+    if body.count(b'"reviews"') < 2:
+        return
+    try:
+        pairs = json.loads(body, object_pairs_hook=lambda pairs: pairs)
+    except (ValueError, RecursionError):
+        # FastAPI has parsed the body already, so this does not happen.
+        return
+    if not isinstance(pairs, list):
+        return
+    count = sum(1 for key, _ in pairs if key == "reviews")
+    if count > 1:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("body", "reviews"),
+                    "msg": f"the field 'reviews' appears {count} times, and "
+                    "only the last would be scored; send one 'reviews' list "
+                    "with all the reviews",
+                    "type": "repeated_field",
+                }
+            ]
+        )
+
+
 def too_many_reviews(count: int, max_reviews: int) -> RequestLimitExceeded:
     """Return the error for a request with ``count`` reviews, above the limit."""
     return RequestLimitExceeded(
@@ -904,7 +942,10 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             },
         },
         summary="Score reviews",
-        dependencies=[Depends(require_identity_encoding)],
+        dependencies=[
+            Depends(require_identity_encoding),
+            Depends(reject_repeated_reviews_field),
+        ],
     )(predict)
 
     @app.api_route("/health", methods=READ_METHODS, summary="Liveness")

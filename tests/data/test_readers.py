@@ -148,3 +148,14 @@ def test_keep_unscored_needs_prediction_input(tmp_path: Path) -> None:
 def test_empty_data_path(path: str) -> None:
     with pytest.raises(DataError, match="the data path is empty"):
         read_examples(path)
+
+
+def test_file_without_label_column_logged_plainly(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "reviews.csv"
+    path.write_text("text\ngreat fun\n", encoding="utf-8")
+
+    with caplog.at_level(logging.INFO, logger="sentiment_lstm"):
+        read_texts(path)
+
+    assert "text column 'text', no label column" in caplog.text
+    assert "None" not in caplog.text

@@ -272,7 +272,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             raise
         raise CommandError(
             f"the server could not start on {host}:{args.port} (see the error "
-            "above); if the port is in use, choose another with --port"
+            "above); if the port is in use, choose another with --port, and if "
+            "the address is not one of this machine's, choose another --host"
         ) from None
     logger.info("server on port %d stopped", args.port)
     return 0

@@ -189,6 +189,11 @@ def choose_columns(
             "pass --text-column and --label-column with two different columns"
         )
     if label is None:
-        logger.info("%s has no label column, so its reviews have no labels", source)
-    logger.info("%s: text column %r, label column %r", source, text, label)
+        logger.info(
+            "%s: text column %r, no label column, so its reviews have no labels",
+            source,
+            text,
+        )
+    else:
+        logger.info("%s: text column %r, label column %r", source, text, label)
     return Columns(text=text, label=label)
