@@ -56,6 +56,11 @@ _HEAD_OVERHEAD = len(b"  HTTP/\r\n\r\n")
 LINGER_SECONDS = 2.0
 
 
+def _fields_size(fields: list[tuple[bytes, bytes]]) -> int:
+    """Return the bytes of header lines, from their names and values."""
+    return sum(len(name) + len(value) + _HEADER_LINE_OVERHEAD for name, value in fields)
+
+
 def limited_protocol(
     *,
     max_header_bytes: int,
@@ -129,21 +134,6 @@ def limited_protocol(
                     value=self._head_bytes,
                 )
 
-        def on_header(self, name: bytes, value: bytes) -> None:
-            if self._rejected:
-                return
-            if self._chunk_header_last and not self._awaiting_head:
-                # A trailer field. Trailers that end in the read that brought
-                # them are parsed whole before data_received can count them,
-                # so their parsed size is checked here.
-                self._trailer_field_bytes += (
-                    len(name) + len(value) + _HEADER_LINE_OVERHEAD
-                )
-                if self._trailer_field_bytes > max_header_bytes:
-                    self._reject_trailers(self._trailer_field_bytes, "parsed")
-                    return
-            super().on_header(name, value)
-
         def on_headers_complete(self) -> None:
             if self._rejected:
                 # A request pipelined behind a rejected one in the same read
@@ -156,14 +146,8 @@ def limited_protocol(
                 + len(self.url)
                 + len(self.parser.get_http_version())
             )
-            size = (
-                request_line
-                + _HEAD_OVERHEAD
-                + sum(
-                    len(name) + len(value) + _HEADER_LINE_OVERHEAD
-                    for name, value in self.headers
-                )
-            )
+            size = request_line + _HEAD_OVERHEAD + _fields_size(self.headers)
+            self._head_fields = len(self.headers)
             if size > max_header_bytes:
                 self._reject(
                     431,
@@ -198,6 +182,14 @@ def limited_protocol(
         def on_message_complete(self) -> None:
             if self._rejected:
                 return
+            # uvicorn adds the trailer fields of a chunked body to the header
+            # list. Trailers that end in the read that brought them are
+            # parsed whole before data_received can count them, so their
+            # parsed size is checked here.
+            trailer = _fields_size(self.headers[self._head_fields :])
+            if trailer > max_header_bytes:
+                self._reject_trailers(trailer, "parsed")
+                return
             super().on_message_complete()
             # Bytes from here on belong to the next request's head. Its clock
             # starts once the response to this one is sent.
@@ -228,7 +220,7 @@ def limited_protocol(
             # ever after the last chunk, whose size is 0.
             self._chunk_header_last = False
             self._trailer_bytes = 0
-            self._trailer_field_bytes = 0
+            self._head_fields = 0
             self._head_started = False
 
         def _arm_head_timer(self) -> None:
