@@ -180,3 +180,67 @@ def test_ctrl_c_while_renaming_waits_for_all_files(
     assert artifact.load_config(saved).model == {"vocab_size": 8}
     assert artifact.load_weights(saved)["layer.weight"].tolist() == [[9.0] * 3] * 2
     assert artifact.load_metadata(saved) == {"note": "new"}
+
+
+def test_saved_files_recorded_in_config(saved):
+    files = json.loads((saved / "config.json").read_text())["files"]
+
+    assert sorted(files) == ["model.safetensors", "text_encoder.json", "tokenizer.json"]
+    artifact.check_saved_files(saved, artifact.load_config(saved))
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "tokenizer.json"])
+def test_changed_file_rejected(saved, tmp_path, name):
+    # The same kind of file from another model: valid, but not this model's.
+    other = tmp_path / "other"
+    encoder = TextEncoder.build(["a fine film", "a poor film"], TextEncoderConfig())
+    artifact.save_artifact(
+        other,
+        config=ArtifactConfig(model={"vocab_size": 7}, labels=("negative", "positive")),
+        encoder=encoder,
+        weights={"layer.weight": np.ones((2, 3), dtype=np.float32)},
+        metadata={},
+    )
+    (saved / name).write_bytes((other / name).read_bytes())
+
+    with pytest.raises(ArtifactError, match=f"{name} is not the file saved"):
+        artifact.check_saved_files(saved, artifact.load_config(saved))
+
+
+def test_model_without_file_digests_loads(saved):
+    config_path = saved / "config.json"
+    values = json.loads(config_path.read_text())
+    del values["files"]
+    config_path.write_text(json.dumps(values))
+    (saved / "tokenizer.json").write_text(
+        (saved / "tokenizer.json").read_text().replace('"good"', '"great"')
+    )
+
+    config = artifact.load_config(saved)
+
+    assert config.files is None
+    artifact.check_saved_files(saved, config)
+
+
+def test_absent_weights_not_checked(saved):
+    (saved / "model.safetensors").unlink()
+
+    artifact.check_saved_files(saved, artifact.load_config(saved))
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        ["model.safetensors"],
+        {"../secret": "0" * 64},
+        {"model.safetensors": "not a digest"},
+    ],
+)
+def test_bad_file_digests_rejected(saved, files):
+    config_path = saved / "config.json"
+    values = json.loads(config_path.read_text())
+    values["files"] = files
+    config_path.write_text(json.dumps(values))
+
+    with pytest.raises(ArtifactError, match="'files' must map file names"):
+        artifact.load_config(saved)

@@ -194,6 +194,19 @@ def test_onnx_only_with_other_tokenizer(tmp_path, exported):
         SentimentModel.load(directory, backend="onnx")
 
 
+def test_torch_backend_with_other_tokenizer(unexported):
+    tokenizer_path = unexported / "tokenizer.json"
+    tokenizer = json.loads(tokenizer_path.read_text())
+    vocabulary = tokenizer["model"]["vocab"]
+    # Same size, so only the saved SHA-256 tells the files apart.
+    first, second = sorted(vocabulary, key=vocabulary.get)[-2:]
+    vocabulary[first], vocabulary[second] = vocabulary[second], vocabulary[first]
+    tokenizer_path.write_text(json.dumps(tokenizer))
+
+    with pytest.raises(ArtifactError, match="tokenizer.json is not the file saved"):
+        SentimentModel.load(unexported, backend="torch")
+
+
 def test_onnx_without_weights_file(tmp_path, exported):
     directory = tmp_path / "onnx-only"
     directory.mkdir()

@@ -2,7 +2,8 @@
 
 A model directory holds only data, never pickled code:
 
-- ``config.json``: format version, label names, model hyperparameters;
+- ``config.json``: format version, label names, model hyperparameters, and
+  the SHA-256 of the weights and text encoder files saved with them;
 - ``model.safetensors``: the weights;
 - ``tokenizer.json`` and ``text_encoder.json``: the text encoder;
 - ``training.json``: how the model was made (data fingerprint, split sizes,
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from sentiment_lstm import interrupts
-from sentiment_lstm.files import DEFAULT_FILE_MODE
+from sentiment_lstm.files import DEFAULT_FILE_MODE, file_sha256
 from sentiment_lstm.text import TextEncoder, TextEncoderError
 
 ARTIFACT_FORMAT_VERSION = 1
@@ -36,6 +38,10 @@ METADATA_FILE = "training.json"
 # as JSON objects.
 METADATA_SECTIONS = ("data", "history", "split", "training")
 ONNX_FILE = "model.onnx"
+# Key of config.json that maps the weights and text encoder files to their
+# SHA-256. Models saved before it was added lack it and are not checked.
+FILES_KEY = "files"
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 class ArtifactError(ValueError):
@@ -49,6 +55,8 @@ class ArtifactConfig:
     model: dict[str, Any]
     labels: tuple[str, ...]
     format_version: int = ARTIFACT_FORMAT_VERSION
+    # File name to the SHA-256 it was saved with; None for older models.
+    files: dict[str, str] | None = None
 
 
 def save_artifact(
@@ -74,11 +82,6 @@ def save_artifact(
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    config_values = {
-        "format_version": config.format_version,
-        "labels": list(config.labels),
-        "model": config.model,
-    }
     with tempfile.TemporaryDirectory(dir=directory, prefix=".saving-") as staging:
         staging_path = Path(staging)
         encoder.save(staging_path)
@@ -86,6 +89,16 @@ def save_artifact(
             {name: np.ascontiguousarray(array) for name, array in weights.items()},
             str(staging_path / WEIGHTS_FILE),
         )
+        config_values = {
+            "format_version": config.format_version,
+            "labels": list(config.labels),
+            "model": config.model,
+            # The weights and the encoder, written above, must stay together.
+            FILES_KEY: {
+                written.name: file_sha256(written)
+                for written in sorted(staging_path.iterdir())
+            },
+        }
         _write_json(staging_path / CONFIG_FILE, config_values)
         _write_json(staging_path / METADATA_FILE, metadata)
         # A Ctrl-C waits until every file is in place, so that the folder
@@ -132,7 +145,55 @@ def load_config(directory: Path) -> ArtifactConfig:
             f"2 outputs, got labels {labels} and num_classes {classes!r}; copy "
             "the model folder again or retrain"
         )
-    return ArtifactConfig(model=model, labels=tuple(labels), format_version=version)
+    return ArtifactConfig(
+        model=model,
+        labels=tuple(labels),
+        format_version=version,
+        files=_read_file_digests(values, path),
+    )
+
+
+def _read_file_digests(values: dict[str, Any], path: Path) -> dict[str, str] | None:
+    """Return the ``files`` entry of config.json, or None where it is absent."""
+    files = values.get(FILES_KEY)
+    if files is None:
+        return None
+    valid = isinstance(files, dict) and all(
+        isinstance(name, str)
+        and name == Path(name).name
+        and name not in ("", ".", "..")
+        and isinstance(digest, str)
+        and _SHA256_HEX.fullmatch(digest)
+        for name, digest in files.items()
+    )
+    if not valid:
+        raise ArtifactError(
+            f"{path}: '{FILES_KEY}' must map file names of the model folder to "
+            "SHA-256 digests; copy the model folder again or retrain"
+        )
+    return files
+
+
+def check_saved_files(directory: Path, config: ArtifactConfig) -> None:
+    """Check the weights and text encoder files against their saved SHA-256.
+
+    A file that is absent is not checked, because a deployment that scores
+    with ``model.onnx`` may leave out the weights; the loaders report the
+    files they need.
+
+    Raises:
+        ArtifactError: If a file differs from the one saved with the model,
+            because it was edited or copied from another model.
+    """
+    for name, digest in (config.files or {}).items():
+        path = Path(directory) / name
+        if path.is_file() and file_sha256(path) != digest:
+            raise ArtifactError(
+                f"{path} is not the file saved with this model: its SHA-256 "
+                f"differs from the one in {Path(directory) / CONFIG_FILE}, so it "
+                "was changed or copied from another model; copy the whole model "
+                "folder again, or retrain"
+            )
 
 
 def load_encoder(directory: Path) -> TextEncoder:

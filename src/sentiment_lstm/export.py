@@ -323,6 +323,7 @@ def export_model(
             f"{directory / artifact.WEIGHTS_FILE} does not match "
             f"{directory / artifact.CONFIG_FILE}: {err}"
         ) from err
+    artifact.check_saved_files(directory, config)
     metadata = {
         METADATA_FORMAT_VERSION: str(config.format_version),
         METADATA_PACKAGE_VERSION: __version__,

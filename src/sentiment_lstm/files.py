@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -50,3 +51,12 @@ def write_text_atomic(path: Path, content: str) -> None:
     """Write UTF-8 text to ``path`` through a temporary file and a rename."""
     with atomic_path(path) as temporary:
         temporary.write_text(content, encoding="utf-8")
+
+
+def file_sha256(path: Path) -> str:
+    """Return the hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -27,6 +27,7 @@ import numpy as np
 
 from sentiment_lstm import artifact
 from sentiment_lstm import text as text_module
+from sentiment_lstm.files import file_sha256
 from sentiment_lstm.text import PackedTokenIds, TextEncoder
 
 logger = logging.getLogger(__name__)
@@ -309,9 +310,10 @@ class SentimentModel:
                 keeps PyTorch's own thread setting.
 
         Raises:
-            ArtifactError: If a file is missing or corrupt, or ``model.onnx``
-                does not belong to the weights beside it; the message names
-                the file.
+            ArtifactError: If a file is missing or corrupt, ``model.onnx``
+                does not belong to the weights beside it, or the weights or
+                text encoder differ from those saved with the model; the
+                message names the file.
             ImportError: If the chosen backend's runtime is not installed.
             TypeError: If ``threads`` is not an int.
             ValueError: If ``backend`` is not one of ``BACKEND_CHOICES``, or
@@ -333,6 +335,8 @@ class SentimentModel:
             scorer: Backend = _load_onnx_backend(directory, config, threads)
         else:
             scorer = _load_torch_backend(directory, config)
+        # After the loaders, which name a missing or corrupt file more exactly.
+        artifact.check_saved_files(directory, config)
         logger.debug("loaded %s with the %s backend", directory, scorer.name)
         return cls(
             encoder,
@@ -573,15 +577,6 @@ def _check_count(name: str, value: object) -> None:
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if value < 1:
         raise ValueError(f"{name} must be at least 1, got {value}")
-
-
-def file_sha256(path: Path) -> str:
-    """Return the hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def model_config_sha256(config: artifact.ArtifactConfig) -> str:
