@@ -177,8 +177,8 @@ def _read_file_digests(values: dict[str, Any], path: Path) -> dict[str, str] | N
 def check_saved_files(directory: Path, config: ArtifactConfig) -> None:
     """Check the weights and text encoder files against their saved SHA-256.
 
-    A file that is absent is not checked, because a deployment that scores
-    with ``model.onnx`` may leave out the weights; the loaders report the
+    A file that is absent is not checked. A deployment that scores with
+    ``model.onnx`` may leave out the weights, and the loaders report the
     files they need.
 
     Raises:
