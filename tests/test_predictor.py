@@ -180,28 +180,30 @@ def test_onnx_only_from_other_network(tmp_path, exported):
         SentimentModel.load(directory, backend="onnx")
 
 
-def test_onnx_only_with_other_tokenizer(tmp_path, exported):
-    directory = _onnx_only_copy(exported, tmp_path / "onnx-only")
+def swap_two_token_ids(directory: Path) -> None:
+    """Swap the ids of two words in tokenizer.json, keeping its size.
+
+    Another training run on the same words could give such a tokenizer.
+    """
     tokenizer_path = directory / "tokenizer.json"
     tokenizer = json.loads(tokenizer_path.read_text())
     vocabulary = tokenizer["model"]["vocab"]
-    # The same words with two ids swapped, as another training run could give.
     first, second = sorted(vocabulary, key=vocabulary.get)[-2:]
     vocabulary[first], vocabulary[second] = vocabulary[second], vocabulary[first]
     tokenizer_path.write_text(json.dumps(tokenizer))
+
+
+def test_onnx_only_with_other_tokenizer(tmp_path, exported):
+    directory = _onnx_only_copy(exported, tmp_path / "onnx-only")
+    swap_two_token_ids(directory)
 
     with pytest.raises(ArtifactError, match="another tokenizer"):
         SentimentModel.load(directory, backend="onnx")
 
 
 def test_torch_backend_with_other_tokenizer(unexported):
-    tokenizer_path = unexported / "tokenizer.json"
-    tokenizer = json.loads(tokenizer_path.read_text())
-    vocabulary = tokenizer["model"]["vocab"]
     # Same size, so only the saved SHA-256 tells the files apart.
-    first, second = sorted(vocabulary, key=vocabulary.get)[-2:]
-    vocabulary[first], vocabulary[second] = vocabulary[second], vocabulary[first]
-    tokenizer_path.write_text(json.dumps(tokenizer))
+    swap_two_token_ids(unexported)
 
     with pytest.raises(ArtifactError, match="tokenizer.json is not the file saved"):
         SentimentModel.load(unexported, backend="torch")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import inspect
 import json
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -91,6 +93,36 @@ def wait_until_healthy(process: subprocess.Popen, url: str, log: Path) -> None:
     pytest.fail(f"server not healthy after {STARTUP_SECONDS} s:\n{log.read_text()}")
 
 
+@contextlib.contextmanager
+def running_server(
+    model_dir: Path, log: Path, *extra: str
+) -> Iterator[tuple[subprocess.Popen, str]]:
+    """Run ``sentiment-lstm serve`` until the block ends; yield (process, url).
+
+    The server's output goes to ``log``. A server still running at the end
+    gets SIGTERM.
+    """
+    port = free_port()
+    with open(log, "wb") as stream:
+        process = subprocess.Popen(
+            serve_command(model_dir, port, *extra),
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(process, url, log)
+        yield process, url
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     """Train a tiny model once for the whole module."""
@@ -109,11 +141,10 @@ def model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(model_dir, tmp_path_factory):
     """Run ``sentiment-lstm serve`` with small limits; yield (url, log path)."""
-    port = free_port()
     log = tmp_path_factory.mktemp("server-log") / "server.log"
-    command = serve_command(
+    with running_server(
         model_dir,
-        port,
+        log,
         "--max-review-chars",
         str(MAX_REVIEW_CHARS),
         "--max-reviews",
@@ -126,20 +157,8 @@ def server(model_dir, tmp_path_factory):
         str(MAX_HEADER_BYTES),
         "--header-timeout",
         str(HEADER_TIMEOUT),
-    )
-    with open(log, "wb") as stream:
-        process = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(process, url, log)
+    ) as (_, url):
         yield url, log
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture
@@ -240,22 +259,12 @@ def test_onnx_backend(model_dir, tmp_path):
     export_model(exported)
     reviews = POSITIVE_REVIEWS[:3] + NEGATIVE_REVIEWS[:3]
     expected = SentimentModel.load(model_dir, backend="torch").predict(reviews)
-    port = free_port()
-    log = tmp_path / "server.log"
-    with open(log, "wb") as stream:
-        process = subprocess.Popen(
-            serve_command(exported, port, "--backend", "onnx"),
-            stdout=stream,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(process, url, log)
+    with running_server(exported, tmp_path / "server.log", "--backend", "onnx") as (
+        _,
+        url,
+    ):
         backend = httpx.get(f"{url}/health").json()["backend"]
         response = httpx.post(f"{url}/predict", json={"reviews": reviews}, timeout=30)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
     assert backend == "onnx"
     for served, local in zip(response.json()["predictions"], expected, strict=True):
@@ -264,17 +273,8 @@ def test_onnx_backend(model_dir, tmp_path):
 
 
 def test_max_connections(model_dir, tmp_path):
-    port = free_port()
     log = tmp_path / "server.log"
-    with open(log, "wb") as stream:
-        process = subprocess.Popen(
-            serve_command(model_dir, port, "--max-connections", "2"),
-            stdout=stream,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(process, url, log)
+    with running_server(model_dir, log, "--max-connections", "2") as (process, url):
         # Lets the server see that the health checks' connections closed.
         time.sleep(0.5)
         with (
@@ -289,9 +289,6 @@ def test_max_connections(model_dir, tmp_path):
             after_close = third.get("/info").status_code
             limits = first.get("/info").json()["limits"]
             metrics = first.get("/metrics").text
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
     busy = responses[2]
     error = busy.json()
 
@@ -428,6 +425,14 @@ def test_chunked_body_over_limit(client):
     assert error["value"] > MAX_BODY_BYTES
 
 
+def send_and_read(port: int, data: bytes) -> bytes:
+    """Send raw bytes to the server on ``port`` and read until it closes."""
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(data)
+        connection.settimeout(30)
+        return read_response(connection)
+
+
 def read_response(connection: socket.socket) -> bytes:
     """Read until the server closes the connection."""
     received = b""
@@ -464,7 +469,11 @@ def test_stalled_body_times_out(server):
     assert "rejected with 408" in log.read_text()
 
 
-def test_slow_body_within_timeout(server):
+# A pause within the body timeout, and one longer than the header timeout,
+# whose clock stops once the headers are complete.
+@pytest.mark.parametrize("pause", [BODY_TIMEOUT / 4, HEADER_TIMEOUT * 1.5])
+def test_slow_body_within_timeout(server, pause):
+    assert pause < BODY_TIMEOUT
     url, _ = server
     port = int(url.rsplit(":", 1)[1])
     body = json.dumps({"reviews": ["fine"]}).encode()
@@ -475,7 +484,7 @@ def test_slow_body_within_timeout(server):
 
     with socket.create_connection(("127.0.0.1", port)) as connection:
         connection.sendall(head + body[:5])
-        time.sleep(BODY_TIMEOUT / 4)
+        time.sleep(pause)
         connection.sendall(body[5:])
         connection.settimeout(30)
         raw = read_response(connection)
@@ -507,10 +516,7 @@ def test_headers_over_limit_rejected(server, client):
         + b"\r\n\r\n"
     )
 
-    with socket.create_connection(("127.0.0.1", port)) as connection:
-        connection.sendall(head)
-        connection.settimeout(30)
-        status_line, error = split_response(read_response(connection))
+    status_line, error = split_response(send_and_read(port, head))
 
     assert status_line == b"HTTP/1.1 431 Request Header Fields Too Large"
     assert error["limit"] == "max_header_bytes"
@@ -553,11 +559,8 @@ def test_header_limit_counts_request_line(server, size, status_line):
     head = head_of_size(size)
     assert len(head) == size
 
-    with socket.create_connection(("127.0.0.1", port)) as connection:
-        # The whole head in one read, so the server measures the parsed head.
-        connection.sendall(head)
-        connection.settimeout(30)
-        raw = read_response(connection)
+    # The whole head in one read, so the server measures the parsed head.
+    raw = send_and_read(port, head)
 
     assert raw.startswith(status_line)
 
@@ -593,13 +596,17 @@ def test_endless_headers_cut_off(server):
     assert MAX_HEADER_BYTES < error["value"] <= MAX_HEADER_BYTES + 256 * 1024
 
 
+# The head of a /predict request with a chunked body.
+CHUNKED_HEAD = (
+    b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+)
+
+
 def test_endless_trailer_cut_off(server):
     url, log = server
     port = int(url.rsplit(":", 1)[1])
-    head = (
-        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-    )
+    head = CHUNKED_HEAD
     body = b'{"reviews": ["fine"]}'
     chunk = b"a" * 65536
     closed = False
@@ -631,10 +638,7 @@ def test_endless_trailer_cut_off(server):
 def test_large_trailer_in_one_read_rejected(server, whole_request_at_once):
     url, log = server
     port = int(url.rsplit(":", 1)[1])
-    head = (
-        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-    )
+    head = CHUNKED_HEAD
     body = b'{"reviews": ["fine"]}'
     chunked_body = b"%x\r\n" % len(body) + body + b"\r\n0\r\n"
     # Complete trailer fields, twice the limit, that reach the server in one
@@ -867,38 +871,10 @@ def test_partial_pipelined_head_times_out(server):
     assert split_response(second)[1]["limit"] == "header_timeout"
 
 
-def test_slow_body_not_cut_by_header_timeout(server):
-    url, _ = server
-    port = int(url.rsplit(":", 1)[1])
-    body = json.dumps({"reviews": ["fine"]}).encode()
-    head = (
-        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
-    )
-    assert HEADER_TIMEOUT * 1.5 < BODY_TIMEOUT
-
-    with socket.create_connection(("127.0.0.1", port)) as connection:
-        connection.sendall(head + body[:5])
-        time.sleep(HEADER_TIMEOUT * 1.5)
-        connection.sendall(body[5:])
-        connection.settimeout(30)
-        raw = read_response(connection)
-
-    assert raw.startswith(b"HTTP/1.1 200 OK")
-
-
 def test_shutdown_does_not_wait_for_stalled_body(model_dir, tmp_path):
-    port = free_port()
     log = tmp_path / "server.log"
-    with open(log, "wb") as stream:
-        process = subprocess.Popen(
-            serve_command(model_dir, port, "--shutdown-timeout", "1"),
-            stdout=stream,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(process, url, log)
+    with running_server(model_dir, log, "--shutdown-timeout", "1") as (process, url):
+        port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port)) as connection:
             # A body that stalls; the default body timeout is 60 s.
             connection.sendall(
@@ -912,10 +888,6 @@ def test_shutdown_does_not_wait_for_stalled_body(model_dir, tmp_path):
             stopped_after = time.monotonic() - started
             connection.settimeout(10)
             status_line, error = split_response(read_response(connection))
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     text = log.read_text()
 
     # Like every command that SIGTERM stops, serve exits with 128 + 15.
@@ -928,17 +900,8 @@ def test_shutdown_does_not_wait_for_stalled_body(model_dir, tmp_path):
 
 
 def test_health_and_metrics_served_over_connection_limit(model_dir, tmp_path):
-    port = free_port()
     log = tmp_path / "server.log"
-    with open(log, "wb") as stream:
-        process = subprocess.Popen(
-            serve_command(model_dir, port, "--max-connections", "1"),
-            stdout=stream,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(process, url, log)
+    with running_server(model_dir, log, "--max-connections", "1") as (process, url):
         time.sleep(0.5)
         with (
             httpx.Client(base_url=url) as first,
@@ -949,27 +912,16 @@ def test_health_and_metrics_served_over_connection_limit(model_dir, tmp_path):
                 path: second.get(path).status_code
                 for path in ("/health", "/metrics", "/info")
             }
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
     assert statuses == {"/health": 200, "/metrics": 200, "/info": 503}
 
 
 def test_rejected_connection_frees_its_place(model_dir, tmp_path):
-    port = free_port()
     log = tmp_path / "server.log"
-    with open(log, "wb") as stream:
-        process = subprocess.Popen(
-            serve_command(
-                model_dir, port, "--max-connections", "1", "--max-header-bytes", "1024"
-            ),
-            stdout=stream,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(process, url, log)
+    with running_server(
+        model_dir, log, "--max-connections", "1", "--max-header-bytes", "1024"
+    ) as (process, url):
+        port = int(url.rsplit(":", 1)[1])
         time.sleep(0.5)
         with socket.create_connection(("127.0.0.1", port)) as rejected:
             rejected.sendall(
@@ -982,9 +934,6 @@ def test_rejected_connection_frees_its_place(model_dir, tmp_path):
             # The rejected connection is still open, lingering, while the
             # next request arrives.
             info = httpx.get(f"{url}/info").status_code
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
     assert answer.startswith(b"HTTP/1.1 431")
     assert info == 200
@@ -999,10 +948,7 @@ def test_head_request_over_header_limit_has_no_body(server):
         + b"\r\n\r\n"
     )
 
-    with socket.create_connection(("127.0.0.1", port)) as connection:
-        connection.sendall(head)
-        connection.settimeout(30)
-        raw = read_response(connection)
+    raw = send_and_read(port, head)
     response_head, _, body = raw.partition(b"\r\n\r\n")
 
     assert response_head.startswith(b"HTTP/1.1 431")
