@@ -202,7 +202,7 @@ def test_onnx_only_with_other_tokenizer(tmp_path, exported):
 
 
 def test_torch_backend_with_other_tokenizer(unexported):
-    # Same size, so only the saved SHA-256 tells the files apart.
+    # The size stays the same, so only the saved SHA-256 differs.
     swap_two_token_ids(unexported)
 
     with pytest.raises(ArtifactError, match="tokenizer.json is not the file saved"):

@@ -662,17 +662,19 @@ def test_reviews_without_tokens_left_out_of_training(caplog):
     config = TrainingConfig(num_epochs=2, batch_size=16, learning_rate=0.01)
 
     with caplog.at_level("WARNING"):
-        kept = train_ensemble(new_model, with_empty, toy_split(20, 2), config)
+        filtered = train_ensemble(new_model, with_empty, toy_split(20, 2), config)
     plain = train_ensemble(new_model, split, toy_split(20, 2), config)
 
-    kept_history = kept.members[0].history
+    filtered_history = filtered.members[0].history
     plain_history = plain.members[0].history
-    assert [m.train_loss for m in kept_history] == [m.train_loss for m in plain_history]
-    assert [m.train_accuracy for m in kept_history] == [
+    assert [m.train_loss for m in filtered_history] == [
+        m.train_loss for m in plain_history
+    ]
+    assert [m.train_accuracy for m in filtered_history] == [
         m.train_accuracy for m in plain_history
     ]
     for name, tensor in plain.model.state_dict().items():
-        assert torch.equal(kept.model.state_dict()[name], tensor)
+        assert torch.equal(filtered.model.state_dict()[name], tensor)
     assert "3 of the 99 training reviews have no tokens" in caplog.text
 
 

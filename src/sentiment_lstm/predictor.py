@@ -312,7 +312,7 @@ class SentimentModel:
         Raises:
             ArtifactError: If a file is missing or corrupt, ``model.onnx``
                 does not belong to the weights beside it, or the weights or
-                text encoder differ from those saved with the model; the
+                text encoder differ from those saved with the model. The
                 message names the file.
             ImportError: If the chosen backend's runtime is not installed.
             TypeError: If ``threads`` is not an int.
