@@ -1087,6 +1087,17 @@ def test_repeated_reviews_field_rejected(client):
     assert "appears 2 times" in error["msg"]
 
 
+def test_repeated_reviews_field_in_utf16_rejected(client):
+    body = '{"reviews": ["great fun"], "reviews": ["dull"]}'.encode("utf-16")
+
+    response = client.post(
+        "/predict", content=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "repeated_field"
+
+
 def test_word_reviews_inside_a_review_accepted(client):
     body = {"reviews": ['the "reviews" were wrong', 'more "reviews"']}
 
@@ -1380,7 +1391,7 @@ def test_logs_startup_and_errors(client, server, model_dir):
 
     text = log.read_text()
 
-    assert f"serving {model_dir} with the torch backend" in text
+    assert f"starting to serve {model_dir} with the torch backend" in text
     assert "http://127.0.0.1:" in text
     assert "rejected with 422: too many reviews" in text
 

@@ -660,18 +660,25 @@ async def reject_repeated_reviews_field(request: Request) -> None:
 
     Python's JSON reader keeps the last value of a repeated key, so the
     reviews of the earlier ones would be dropped without a word. The body is
-    parsed again, keeping every key, only when ``"reviews"`` occurs in it more
-    than once. Inside a JSON string the quotes would be escaped, so a review
-    that mentions the word does not trigger it.
+    parsed again, keeping every key, only when ``"reviews"`` occurs in it
+    more than once, in any of the encodings that the JSON parser reads.
+    Inside a JSON string the quotes would be escaped, so a review that
+    mentions the word does not trigger it.
 
     Raises:
         RequestValidationError: If the top-level object repeats ``reviews``.
     """
     body = await request.body()
-    if body.count(b'"reviews"') < 2:
+    try:
+        # JSON may come as UTF-16 or UTF-32, which the server also reads.
+        text = body.decode(json.detect_encoding(body))
+    except UnicodeDecodeError:
+        # The JSON parser has reported it already.
+        return
+    if text.count('"reviews"') < 2:
         return
     try:
-        pairs = json.loads(body, object_pairs_hook=lambda pairs: pairs)
+        pairs = json.loads(text, object_pairs_hook=lambda pairs: pairs)
     except (ValueError, RecursionError):
         # FastAPI has parsed the body already, so this does not happen.
         return

@@ -226,7 +226,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     )
     host = f"[{args.host}]" if ":" in args.host else args.host
     logger.info(
-        "serving %s with the %s backend on http://%s:%d (API docs at /docs); "
+        "starting to serve %s with the %s backend on http://%s:%d (API docs at "
+        "/docs); "
         "limits: %d reviews per request, %d characters per review, %d body bytes, "
         "%d s body timeout, %d header bytes, %d s header timeout, %s; "
         "%d s shutdown timeout",
