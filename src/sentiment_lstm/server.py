@@ -668,17 +668,23 @@ async def reject_repeated_reviews_field(request: Request) -> None:
     Raises:
         RequestValidationError: If the top-level object repeats ``reviews``.
     """
-    body = await request.body()
+    body: bytes | str = await request.body()
+    encoding = json.detect_encoding(body)
+    if encoding == "utf-8":
+        # Nearly every body, searched without decoding it.
+        if body.count(b'"reviews"') < 2:
+            return
+    else:
+        # UTF-16 or UTF-32, which the JSON parser also reads.
+        try:
+            body = body.decode(encoding)
+        except UnicodeDecodeError:
+            # The JSON parser has rejected such a body already.
+            return
+        if body.count('"reviews"') < 2:
+            return
     try:
-        # JSON may come as UTF-16 or UTF-32, which the server also reads.
-        text = body.decode(json.detect_encoding(body))
-    except UnicodeDecodeError:
-        # The JSON parser has reported it already.
-        return
-    if text.count('"reviews"') < 2:
-        return
-    try:
-        pairs = json.loads(text, object_pairs_hook=lambda pairs: pairs)
+        pairs = json.loads(body, object_pairs_hook=lambda pairs: pairs)
     except (ValueError, RecursionError):
         # FastAPI has parsed the body already, so this does not happen.
         return
@@ -995,6 +1001,19 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
     return app
 
 
+def _detail_response(request: Request, status: int, detail: str) -> Response:
+    """Log a rejected request and return its ``{"detail": ...}`` JSON error."""
+    logger.warning(
+        "%s %s from %s rejected with %d: %s",
+        request.method,
+        request.url.path,
+        _client(request.scope),
+        status,
+        detail,
+    )
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
 def _unsupported_media_type(request: Request, content_type: str | None) -> Response:
     received = "no Content-Type" if not content_type else repr(content_type[:100])
     detail = (
@@ -1002,14 +1021,7 @@ def _unsupported_media_type(request: Request, content_type: str | None) -> Respo
         f"got {received}; add that header, with curl for example "
         "-H 'Content-Type: application/json'"
     )
-    logger.warning(
-        "%s %s from %s rejected with 415: %s",
-        request.method,
-        request.url.path,
-        _client(request.scope),
-        detail,
-    )
-    return JSONResponse({"detail": detail}, status_code=415)
+    return _detail_response(request, 415, detail)
 
 
 def _error_item(error: dict[str, Any]) -> dict[str, Any]:
@@ -1030,14 +1042,7 @@ def _unsupported_encoding(request: Request, encoding: str) -> Response:
         f"Content-Encoding {encoding[:50]!r} is not supported; send the "
         "request body uncompressed"
     )
-    logger.warning(
-        "%s %s from %s rejected with 415: %s",
-        request.method,
-        request.url.path,
-        _client(request.scope),
-        detail,
-    )
-    return JSONResponse({"detail": detail}, status_code=415)
+    return _detail_response(request, 415, detail)
 
 
 def _unreadable_body(request: Request, error: BaseException) -> Response:
@@ -1061,14 +1066,7 @@ def _unreadable_body(request: Request, error: BaseException) -> Response:
             f"{type(error).__name__}: {reason}; send a JSON object "
             'such as {"reviews": ["a review"]}'
         )
-    logger.warning(
-        "%s %s from %s rejected with 400: %s",
-        request.method,
-        request.url.path,
-        _client(request.scope),
-        detail,
-    )
-    return JSONResponse({"detail": detail}, status_code=400)
+    return _detail_response(request, 400, detail)
 
 
 def _first_error(error: RequestValidationError) -> str:

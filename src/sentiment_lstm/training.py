@@ -774,7 +774,7 @@ def member_checkpoint(directory: Path, member: int) -> Path:
 
 def _warn_about_reviews_without_tokens(train_split: EncodedSplit) -> None:
     """Log how many training reviews :func:`train` leaves out for having no tokens."""
-    empty = len(train_split) - len(train_split.with_tokens())
+    empty = train_split.lengths.count(0)
     if empty == 0 or empty == len(train_split):
         return
     logger.warning(

@@ -37,8 +37,9 @@ def port_number(text: str) -> int:
 
 
 def host_address(text: str) -> str:
-    """Parse the address to listen on for argparse, rejecting an empty one,
-    a URL and a host:port pair.
+    """Parse the address to listen on for argparse, rejecting unusable ones.
+
+    An empty address, a URL and a host:port pair are rejected.
 
     uvicorn passes an empty host to asyncio, which then listens on every
     interface, so an unset shell variable would expose the service.
