@@ -1,11 +1,11 @@
 # Serving image: ONNX Runtime, FastAPI and uvicorn, without PyTorch.
-#   docker build --build-arg MODEL_DIR=models/rt-polarity -t sentiment-lstm-serve .
+#   docker build --build-arg MODEL_DIR=models/rt -t sentiment-lstm-serve .
 #   docker run -p 8000:8000 sentiment-lstm-serve
 # MODEL_DIR must be inside the build context and contain model.onnx
 # (from 'sentiment-lstm export'), because the image has no PyTorch.
 FROM python:3.11-slim
 
-ARG MODEL_DIR=models/model
+ARG MODEL_DIR=models/rt-polarity
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -120,7 +120,7 @@ def test_base_image():
 def test_model_arg_default():
     arguments = [i.arguments for i in instructions("ARG")]
 
-    assert f"{MODEL_ARG}=models/model" in arguments
+    assert f"{MODEL_ARG}=models/rt-polarity" in arguments
 
 
 def test_copy_sources_exist():
@@ -150,7 +150,7 @@ def test_dockerignore_keeps_sources():
 
     for copy in instructions("COPY"):
         for source in copy_parts(copy)[0]:
-            name = "models/model" if is_model_arg(source) else source
+            name = "models/rt-polarity" if is_model_arg(source) else source
             for pattern in patterns:
                 assert not fnmatch.fnmatch(name, pattern), f"{pattern} drops {name}"
 

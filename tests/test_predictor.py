@@ -10,6 +10,8 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnx.numpy_helper
 import pytest
 import torch
 
@@ -17,6 +19,7 @@ from sentiment_lstm import artifact
 from sentiment_lstm.artifact import ArtifactConfig, ArtifactError, save_artifact
 from sentiment_lstm.cli import main
 from sentiment_lstm.export import export_model
+from sentiment_lstm.files import file_sha256
 from sentiment_lstm.model import ModelConfig, SentimentLSTM
 from sentiment_lstm.predictor import (
     EMPTY_REVIEW,
@@ -168,6 +171,14 @@ def _onnx_only_copy(source: Path, directory: Path) -> Path:
     return directory
 
 
+def drop_file_digests(directory: Path) -> None:
+    """Make config.json look as it did before it recorded file digests."""
+    config_path = directory / artifact.CONFIG_FILE
+    values = json.loads(config_path.read_text())
+    del values[artifact.FILES_KEY]
+    config_path.write_text(json.dumps(values))
+
+
 def test_onnx_only_from_other_network(tmp_path, exported):
     other = write_model_dir(tmp_path / "other", bidirectional=True)
     export_model(other)
@@ -175,8 +186,70 @@ def test_onnx_only_from_other_network(tmp_path, exported):
     (directory / artifact.ONNX_FILE).write_bytes(
         (other / artifact.ONNX_FILE).read_bytes()
     )
+    unrecorded = _onnx_only_copy(directory, tmp_path / "unrecorded")
+    drop_file_digests(unrecorded)
 
+    with pytest.raises(ArtifactError, match="model.onnx is not the file .* export"):
+        SentimentModel.load(directory, backend="onnx")
+    # The ONNX metadata catches it in models saved without file digests.
     with pytest.raises(ArtifactError, match="network with other settings"):
+        SentimentModel.load(unrecorded, backend="onnx")
+
+
+def test_export_records_onnx_digest(exported):
+    config = artifact.load_config(exported)
+
+    assert config.files[artifact.ONNX_FILE] == file_sha256(
+        exported / artifact.ONNX_FILE
+    )
+    assert artifact.WEIGHTS_FILE in config.files
+
+
+def _edit_classifier_bias(onnx_path: Path) -> None:
+    """Change the classifier bias in model.onnx, keeping it a valid model."""
+    model = onnx.load(str(onnx_path))
+    (bias,) = [t for t in model.graph.initializer if "classifier_bias" in t.name]
+    values = onnx.numpy_helper.to_array(bias) + np.float32(5.0)
+    bias.CopyFrom(onnx.numpy_helper.from_array(values, bias.name))
+    onnx.save(model, str(onnx_path))
+
+
+def test_edited_onnx_rejected(tmp_path, exported):
+    directory = _onnx_only_copy(exported, tmp_path / "edited")
+    _edit_classifier_bias(directory / artifact.ONNX_FILE)
+
+    with pytest.raises(ArtifactError, match="run 'sentiment-lstm export --model"):
+        SentimentModel.load(directory, backend="onnx")
+
+
+def test_edited_onnx_ignored_by_torch_and_replaced_by_export(tmp_path, exported):
+    directory = tmp_path / "edited"
+    directory.mkdir()
+    for path in exported.iterdir():
+        (directory / path.name).write_bytes(path.read_bytes())
+    _edit_classifier_bias(directory / artifact.ONNX_FILE)
+
+    torch_scores = SentimentModel.load(directory, backend="torch").predict_proba(
+        REVIEWS
+    )
+    export_model(directory)
+    onnx_scores = SentimentModel.load(directory, backend="onnx").predict_proba(REVIEWS)
+
+    scored = ~np.isnan(torch_scores)
+    assert np.max(np.abs(onnx_scores[scored] - torch_scores[scored])) <= 1e-5
+
+
+def test_onnx_backend_names_changed_weights(tmp_path, exported):
+    directory = tmp_path / "changed"
+    directory.mkdir()
+    for path in exported.iterdir():
+        (directory / path.name).write_bytes(path.read_bytes())
+    other = write_model_dir(tmp_path / "other", seed=3)
+    (directory / artifact.WEIGHTS_FILE).write_bytes(
+        (other / artifact.WEIGHTS_FILE).read_bytes()
+    )
+
+    with pytest.raises(ArtifactError, match="model.safetensors is not the file saved"):
         SentimentModel.load(directory, backend="onnx")
 
 
@@ -196,9 +269,14 @@ def swap_two_token_ids(directory: Path) -> None:
 def test_onnx_only_with_other_tokenizer(tmp_path, exported):
     directory = _onnx_only_copy(exported, tmp_path / "onnx-only")
     swap_two_token_ids(directory)
+    unrecorded = _onnx_only_copy(directory, tmp_path / "unrecorded")
+    drop_file_digests(unrecorded)
 
-    with pytest.raises(ArtifactError, match="another tokenizer"):
+    with pytest.raises(ArtifactError, match="tokenizer.json is not the file saved"):
         SentimentModel.load(directory, backend="onnx")
+    # The ONNX metadata catches it in models saved without file digests.
+    with pytest.raises(ArtifactError, match="another tokenizer"):
+        SentimentModel.load(unrecorded, backend="onnx")
 
 
 def test_torch_backend_with_other_tokenizer(unexported):

@@ -30,7 +30,7 @@ from sentiment_lstm.cli import build_parser, main
 from sentiment_lstm.export import export_model
 from sentiment_lstm.http_protocol import limited_protocol
 from sentiment_lstm.predictor import SentimentModel
-from sentiment_lstm.server import INLINE_MAX_CHARS, create_app
+from sentiment_lstm.server import INLINE_MAX_CHARS, create_app, top_level_keys
 from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
 
 MAX_REVIEW_CHARS = 200
@@ -409,6 +409,78 @@ def test_body_over_content_length(client):
     assert error["value"] == MAX_BODY_BYTES + 1
 
 
+def send_whole_request(port: int, head: bytes, body_parts: Iterator[bytes]) -> bytes:
+    """Send a request in full, as most clients do, then read the response."""
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.settimeout(30)
+        connection.sendall(head)
+        for part in body_parts:
+            connection.sendall(part)
+        return read_response(connection)
+
+
+def test_large_body_sent_in_full_gets_413(server):
+    url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+    size = 8 * 2**20
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % size
+    )
+    parts = (b" " * 65536 for _ in range(size // 65536))
+
+    status_line, error = split_response(send_whole_request(port, head, parts))
+
+    assert status_line == b"HTTP/1.1 413 Request Entity Too Large"
+    assert error["limit"] == "max_body_bytes"
+    assert error["value"] == size
+
+
+def test_large_chunked_body_sent_in_full_gets_413(server):
+    url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+    chunk = b"a" * 65536
+    parts = [b"%x\r\n" % len(chunk) + chunk + b"\r\n"] * 128 + [b"0\r\n\r\n"]
+
+    response = send_whole_request(port, CHUNKED_HEAD, iter(parts))
+
+    assert response.startswith(b"HTTP/1.1 413 ")
+    assert b'"limit":"max_body_bytes"' in response
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"FOO / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,
+        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Length: 5\r\nContent-Length: 7\r\n\r\nhello",
+    ],
+    ids=["unknown method", "HTTP/2 preface", "TLS handshake", "two lengths"],
+)
+def test_invalid_http_gets_json_400(server, request_bytes):
+    url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+    before = metric_value(url, "sentiment_lstm_http_invalid_requests_total")
+
+    response = send_and_read(port, request_bytes)
+    head, _, body = response.partition(b"\r\n\r\n")
+
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"content-type: application/json" in head
+    assert json.loads(body)["detail"].startswith("invalid HTTP request")
+    after = metric_value(url, "sentiment_lstm_http_invalid_requests_total")
+    assert after == before + 1
+
+
+def metric_value(url: str, name: str) -> float:
+    """Return the value of an unlabelled metric from the server's /metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    (line,) = [line for line in text.splitlines() if line.startswith(name + " ")]
+    return float(line.split()[1])
+
+
 def test_chunked_body_over_limit(client):
     chunks = [b'{"reviews": ["'] + [b"a" * 1024] * 9 + [b'"]}']
 
@@ -747,7 +819,7 @@ def test_invalid_bytes_over_limit_not_counted(server, client):
         raw = read_response(connection)
 
     assert raw.startswith(b"HTTP/1.1 400 Bad Request")
-    assert raw.count(b"HTTP/1.1 ") == 1
+    assert raw.count(b"HTTP/1.1 4") == 1
     assert header_rejections(client, "max_header_bytes") == before
     assert log.read_text().count("rejected with 431") == logged_before
 
@@ -899,6 +971,21 @@ def test_shutdown_does_not_wait_for_stalled_body(model_dir, tmp_path):
     assert "Traceback" not in text
 
 
+def test_sighup_shuts_down_gracefully(model_dir, tmp_path):
+    log = tmp_path / "server.log"
+    with running_server(model_dir, log) as (process, url):
+        with httpx.Client(base_url=url, timeout=30) as http:
+            before = post_reviews(http, [POSITIVE_REVIEWS[0]])
+        process.send_signal(signal.SIGHUP)
+        status = process.wait(timeout=30)
+    text = log.read_text()
+
+    assert before.status_code == 200
+    assert status == 128 + signal.SIGHUP
+    assert "Shutting down" in text
+    assert "Traceback" not in text
+
+
 def test_health_and_metrics_served_over_connection_limit(model_dir, tmp_path):
     log = tmp_path / "server.log"
     with running_server(model_dir, log, "--max-connections", "1") as (process, url):
@@ -1015,6 +1102,52 @@ def test_body_not_utf8(client, server, raw, offset):
     assert f"rejected with 400: {detail}" in log.read_text()
 
 
+def test_body_not_utf32(client):
+    head = '{"reviews": ["caf'.encode("utf-32-le")
+    # 0x110000 is above the last Unicode code point.
+    raw = head + b"\x00\x00\x11\x00" + '"]}'.encode("utf-32-le")
+
+    response = client.post(
+        "/predict", content=raw, headers={"Content-Type": "application/json"}
+    )
+    detail = response.json()["detail"]
+
+    assert response.status_code == 400
+    assert f"not valid UTF-32-LE: bytes 00001100 at offset {len(head)}" in detail
+
+
+def test_empty_json_body_named(client):
+    response = client.post(
+        "/predict", content=b"", headers={"Content-Type": "application/json"}
+    )
+    (error,) = response.json()["detail"]
+
+    assert response.status_code == 422
+    assert error["loc"] == ["body"]
+    assert error["msg"].startswith("the request body is empty")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b'{"reviews": ["great fun"]}', gzip.compress(b'{"reviews": ["great fun"]}')],
+    ids=["plain", "gzip"],
+)
+def test_transfer_coding_besides_chunked_rejected(server, payload):
+    url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\n"
+        b"Transfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n"
+    )
+    body = b"%x\r\n" % len(payload) + payload + b"\r\n0\r\n\r\n"
+
+    status_line, error = split_response(send_and_read(port, head + body))
+
+    assert status_line == b"HTTP/1.1 501 Not Implemented"
+    assert "Transfer-Encoding 'gzip, chunked' is not supported" in error["detail"]
+
+
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
@@ -1096,6 +1229,59 @@ def test_repeated_reviews_field_in_utf16_rejected(client):
 
     assert response.status_code == 422
     assert response.json()["detail"][0]["type"] == "repeated_field"
+
+
+@pytest.mark.parametrize(
+    "key", ["review\\u0073", "\\u0072eviews", "\\u0072\\u0065views"]
+)
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+def test_escaped_repeated_reviews_field_rejected(client, key, encoding):
+    body = f'{{"reviews": ["great fun"], "{key}": ["dull"]}}'.encode(encoding)
+
+    response = client.post(
+        "/predict", content=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "repeated_field"
+
+
+def test_escapes_and_nested_reviews_keys_accepted(client):
+    body = {
+        "reviews": ["caf\u00e9 au lait, a charming film", "dull"],
+    }
+    raw = json.dumps(body, ensure_ascii=True)[:-1] + ', "extra": null}'
+    nested = '{"reviews": ["fine"], "x": [{"reviews": 1}, {"reviews": 2}]}'
+
+    escaped = client.post(
+        "/predict",
+        content=json.dumps(body, ensure_ascii=True).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with_extra = client.post(
+        "/predict", content=raw.encode(), headers={"Content-Type": "application/json"}
+    )
+    with_nested = client.post(
+        "/predict",
+        content=nested.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert escaped.status_code == 200
+    assert [item["text"] for item in escaped.json()["predictions"]] == body["reviews"]
+    # Unknown fields are rejected by the schema, not as a repeated field.
+    assert with_extra.json()["detail"][0]["type"] == "extra_forbidden"
+    assert with_nested.json()["detail"][0]["type"] == "extra_forbidden"
+
+
+def test_top_level_keys_reads_only_top_level():
+    text = ' {"a": {"reviews": 1, "b": [{"reviews": 2}]}, "review\\u0073": "x"} '
+
+    assert top_level_keys(text) == ["a", "reviews"]
+    assert top_level_keys("[1, 2]") == []
+    assert top_level_keys("{}") == []
+    assert top_level_keys('{"a": 1') == []
+    assert top_level_keys('{"a": 1, "a": 2}') == ["a", "a"]
 
 
 def test_word_reviews_inside_a_review_accepted(client):

@@ -3,7 +3,8 @@
 A model directory holds only data, never pickled code:
 
 - ``config.json``: format version, label names, model hyperparameters, and
-  the SHA-256 of the weights and text encoder files saved with them;
+  the SHA-256 of the weights and text encoder files saved with them, and of
+  ``model.onnx`` once ``sentiment-lstm export`` has written it;
 - ``model.safetensors``: the weights;
 - ``tokenizer.json`` and ``text_encoder.json``: the text encoder;
 - ``training.json``: how the model was made (data fingerprint, split sizes,
@@ -27,7 +28,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from sentiment_lstm import interrupts
-from sentiment_lstm.files import DEFAULT_FILE_MODE, file_sha256
+from sentiment_lstm.files import DEFAULT_FILE_MODE, file_sha256, write_text_atomic
 from sentiment_lstm.text import TextEncoder, TextEncoderError
 
 ARTIFACT_FORMAT_VERSION = 1
@@ -38,8 +39,9 @@ METADATA_FILE = "training.json"
 # as JSON objects.
 METADATA_SECTIONS = ("data", "history", "split", "training")
 ONNX_FILE = "model.onnx"
-# Key of config.json that maps the weights and text encoder files to their
-# SHA-256. Models saved before it was added lack it and are not checked.
+# Key of config.json that maps the weights, text encoder and ONNX files to
+# their SHA-256. Models saved before it was added lack it and are not checked,
+# and models exported before model.onnx was added to it lack that entry.
 FILES_KEY = "files"
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -174,26 +176,57 @@ def _read_file_digests(values: dict[str, Any], path: Path) -> dict[str, str] | N
     return files
 
 
-def check_saved_files(directory: Path, config: ArtifactConfig) -> None:
-    """Check the weights and text encoder files against their saved SHA-256.
+def check_saved_files(
+    directory: Path, config: ArtifactConfig, *, skip: tuple[str, ...] = ()
+) -> None:
+    """Check the model's files against the SHA-256 recorded in ``config.json``.
 
     A file that is absent is not checked. A deployment that scores with
     ``model.onnx`` may leave out the weights, and the loaders report the
     files they need.
 
+    Args:
+        directory: The model directory.
+        config: Its ``config.json``.
+        skip: Names of files not to check, such as ``model.onnx`` where the
+            caller does not read it.
+
     Raises:
         ArtifactError: If a file differs from the one saved with the model,
             because it was edited or copied from another model.
     """
+    directory = Path(directory)
     for name, digest in (config.files or {}).items():
-        path = Path(directory) / name
-        if path.is_file() and file_sha256(path) != digest:
-            raise ArtifactError(
-                f"{path} is not the file saved with this model: its SHA-256 "
-                f"differs from the one in {Path(directory) / CONFIG_FILE}, so it "
-                "was changed or copied from another model; copy the whole model "
-                "folder again, or retrain"
-            )
+        path = directory / name
+        if name in skip or not path.is_file() or file_sha256(path) == digest:
+            continue
+        if name == ONNX_FILE:
+            written_by = "'sentiment-lstm export' wrote"
+            fix = f"run 'sentiment-lstm export --model {directory}' again"
+        else:
+            written_by = "saved with this model"
+            fix = "copy the whole model folder again, or retrain"
+        raise ArtifactError(
+            f"{path} is not the file {written_by}: its SHA-256 differs from the "
+            f"one in {directory / CONFIG_FILE}, so it was changed or copied from "
+            f"another model; {fix}"
+        )
+
+
+def record_file_digest(directory: Path, name: str, digest: str) -> None:
+    """Add or replace one file's SHA-256 in ``config.json``.
+
+    ``config.json`` is replaced through a temporary file, so an interrupted
+    update leaves the old one.
+
+    Raises:
+        ArtifactError: If ``config.json`` is missing or not a JSON object.
+        OSError: If it cannot be written.
+    """
+    path = _require_file(directory, CONFIG_FILE)
+    values = _read_json(path)
+    values[FILES_KEY] = {**(values.get(FILES_KEY) or {}), name: digest}
+    write_text_atomic(path, _json_text(values))
 
 
 def load_encoder(directory: Path) -> TextEncoder:
@@ -331,7 +364,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, values: dict[str, Any]) -> None:
-    path.write_text(
-        json.dumps(values, indent=2, sort_keys=True, allow_nan=False) + "\n",
-        encoding="utf-8",
-    )
+    path.write_text(_json_text(values), encoding="utf-8")
+
+
+def _json_text(values: dict[str, Any]) -> str:
+    return json.dumps(values, indent=2, sort_keys=True, allow_nan=False) + "\n"

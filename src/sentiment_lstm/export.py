@@ -27,7 +27,7 @@ import onnx
 import torch
 from torch import nn
 
-from sentiment_lstm import __version__, artifact
+from sentiment_lstm import __version__, artifact, interrupts
 from sentiment_lstm.files import DEFAULT_FILE_MODE
 from sentiment_lstm.model import FeatureTableLSTM, SentimentLSTM
 from sentiment_lstm.onnx_graph import build_onnx_model
@@ -286,10 +286,10 @@ def export_model(
     """Export a model directory to ``model.onnx`` beside its weights.
 
     The file is written under a temporary name, checked for parity with
-    PyTorch and only then renamed. If the export fails, the temporary file is
-    removed and an older ``model.onnx`` stays as it was: loading checks its
-    weights checksum, so an export of other weights is never used with
-    these.
+    PyTorch and only then renamed, and its SHA-256 is added to
+    ``config.json``. If the export fails, the temporary file is removed and
+    an older ``model.onnx`` stays as it was: loading checks its weights
+    checksum, so an export of other weights is never used with these.
 
     Args:
         directory: A model directory written by ``sentiment-lstm train``.
@@ -323,7 +323,8 @@ def export_model(
             f"{directory / artifact.WEIGHTS_FILE} does not match "
             f"{directory / artifact.CONFIG_FILE}: {err}"
         ) from err
-    artifact.check_saved_files(directory, config)
+    # The model.onnx there now, if any, is about to be replaced.
+    artifact.check_saved_files(directory, config, skip=(artifact.ONNX_FILE,))
     metadata = {
         METADATA_FORMAT_VERSION: str(config.format_version),
         METADATA_PACKAGE_VERSION: __version__,
@@ -353,7 +354,12 @@ def export_model(
         results = check_parity(module, temporary)
         require_parity(results, tolerance)
         os.chmod(temporary, DEFAULT_FILE_MODE)
-        os.replace(temporary, final_path)
+        digest = file_sha256(temporary)
+        # Loading compares model.onnx with the SHA-256 in config.json, so a
+        # Ctrl-C waits until both are in place.
+        with interrupts.deferred():
+            os.replace(temporary, final_path)
+            artifact.record_file_digest(directory, artifact.ONNX_FILE, digest)
     except OSError as err:
         raise ExportError(f"cannot write {final_path}: {err}") from err
     finally:

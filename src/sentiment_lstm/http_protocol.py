@@ -23,6 +23,16 @@ body of the application's other limits:
   with 503. uvicorn's own ``limit_concurrency`` responds in plain text, and
   before the application's metrics can count it.
 
+Bytes that do not parse as HTTP/1.1 (an HTTP/2 preface, a TLS handshake, two
+Content-Length headers) get a JSON 400 instead of uvicorn's plain-text one.
+
+The protocol also keeps a connection open for a moment when the application
+responds before the request body has arrived in full, as with a 413 for a
+body over ``--max-body-bytes``, and closes it after the response. A client
+that sends its whole body before it reads the response would otherwise get a
+connection reset instead of the response, because a socket closed with
+unread input resets the connection.
+
 Memory stays bounded while headers arrive: bytes are counted as they are
 received, so an incomplete head is cut off after at most ``max_header_bytes``
 plus one read from the socket. A head that arrives complete in one read is
@@ -50,10 +60,19 @@ _HEADER_LINE_OVERHEAD = 4
 # Bytes of a head beyond the method, target and version: the two spaces and
 # "HTTP/" of the request line, its "\r\n" and the empty line that ends the head.
 _HEAD_OVERHEAD = len(b"  HTTP/\r\n\r\n")
-# Seconds that a rejected connection stays open, its input read and dropped,
-# after the error response. A client still sending its headers would
-# otherwise get a connection reset instead of the response.
+INVALID_REQUEST_DETAIL = (
+    "invalid HTTP request: the bytes received do not parse as an HTTP/1.1 "
+    "request; send HTTP/1.1 without TLS, with one Content-Length or "
+    "Transfer-Encoding: chunked"
+)
+# Seconds that a connection closing with input still arriving stays open
+# after the response, its input read and dropped, and waits for more of it.
+# A client still sending its headers or body would otherwise get a
+# connection reset instead of the response.
 LINGER_SECONDS = 2.0
+# Seconds after the response that such a connection closes at the latest,
+# while its input keeps arriving.
+MAX_LINGER_SECONDS = 10.0
 
 
 def _fields_size(fields: list[tuple[bytes, bytes]]) -> int:
@@ -67,6 +86,7 @@ def limited_protocol(
     header_timeout: float,
     max_connections: int | None = None,
     on_rejected: Callable[[str], None] | None = None,
+    on_invalid: Callable[[], None] | None = None,
 ) -> type[asyncio.Protocol]:
     """Return a uvicorn protocol class that enforces the given limits.
 
@@ -80,6 +100,8 @@ def limited_protocol(
         on_rejected: Called with the name of the limit (``max_header_bytes``
             or ``header_timeout``) each time the protocol rejects a request
             itself.
+        on_invalid: Called each time bytes that do not parse as an HTTP/1.1
+            request get a 400.
     """
 
     def rejected(limit: str) -> None:
@@ -93,6 +115,8 @@ def limited_protocol(
             super().connection_made(transport)
             self._head_timer: asyncio.TimerHandle | None = None
             self._rejected = False
+            self._linger_deadline: float | None = None
+            self._request_complete = True
             self._await_head()
             self._arm_head_timer()
 
@@ -102,6 +126,7 @@ def limited_protocol(
 
         def data_received(self, data: bytes) -> None:
             if self._rejected:
+                self._extend_linger()
                 return
             if self._awaiting_head:
                 self._head_bytes += len(data)
@@ -115,8 +140,8 @@ def limited_protocol(
                 if self._trailer_bytes > max_header_bytes:
                     self._reject_trailers(self._trailer_bytes, "arrived")
                     return
-            # uvicorn has already sent its own 400 and closed the transport
-            # when the bytes are not HTTP, so no 431 follows.
+            # Bytes that are not HTTP have already got a 400, so no 431
+            # follows.
             if (
                 self._awaiting_head
                 and not self._rejected
@@ -170,6 +195,10 @@ def limited_protocol(
                         "value": load,
                     }
             super().on_headers_complete()
+            # The request's cycle closes the connection after a response
+            # with "Connection: close"; through this wrapper it lingers while
+            # the body still arrives.
+            self.cycle.transport = _LingeringClose(self.transport, self)
 
         def on_chunk_header(self) -> None:
             self._chunk_header_last = True
@@ -190,6 +219,7 @@ def limited_protocol(
             if trailer > max_header_bytes:
                 self._reject_trailers(trailer, "parsed")
                 return
+            self._request_complete = True
             super().on_message_complete()
             # Bytes from here on belong to the next request's head. Its clock
             # starts once the response to this one is sent.
@@ -197,6 +227,11 @@ def limited_protocol(
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
+            if self._linger_deadline is not None:
+                # uvicorn has armed its keep-alive timeout, which would cut
+                # the linger short.
+                self._unset_keepalive_if_required()
+                return
             # uvicorn may have just started a pipelined request, and the
             # clock for the next head starts only once its response is sent.
             request_in_progress = (
@@ -212,6 +247,22 @@ def limited_protocol(
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._head_started = True
+            self._request_complete = False
+
+        def close_after_response(self) -> None:
+            """Close the connection, lingering if the request body is incomplete."""
+            response_sent = self.cycle is not None and self.cycle.response_complete
+            if (
+                self._request_complete
+                or not response_sent
+                or self.transport.is_closing()
+            ):
+                self.transport.close()
+                return
+            self._rejected = True
+            self._awaiting_head = False
+            self._cancel_head_timer()
+            self._linger()
 
         def _await_head(self) -> None:
             self._awaiting_head = True
@@ -272,36 +323,60 @@ def limited_protocol(
                 value=size,
             )
 
+        def send_400_response(self, msg: str) -> None:
+            # uvicorn calls this, after logging a warning, when the bytes
+            # received do not parse as HTTP/1.1. Its own 400 is plain text.
+            if on_invalid is not None:
+                on_invalid()
+            self._send_error(400, {"detail": INVALID_REQUEST_DETAIL})
+
         def _reject(self, status: int, detail: str, **fields: Any) -> None:
-            """Send a JSON error response, stop parsing and close the connection."""
-            self._rejected = True
-            self._awaiting_head = False
-            self._cancel_head_timer()
+            """Count and log a broken limit, then send its error and close."""
             rejected(fields["limit"])
             client = f"{self.client[0]}:{self.client[1]}" if self.client else "unknown"
             logger.warning(
                 "request from %s rejected with %d: %s", client, status, detail
             )
+            self._send_error(status, {"detail": detail, **fields})
 
+        def _send_error(self, status: int, content: dict[str, Any]) -> None:
+            """Send a JSON error response, stop parsing and close the connection."""
+            self._rejected = True
+            self._awaiting_head = False
+            self._cancel_head_timer()
             if self.cycle is not None and not self.cycle.response_complete:
                 # A response to an earlier request on this connection is still
                 # being written; another one cannot go out in between.
                 self.transport.close()
                 return
-            body = json.dumps({"detail": detail, **fields}).encode("utf-8")
+            body = json.dumps(content).encode("utf-8")
             self.transport.write(self._response_bytes(status, body))
+            self._linger()
 
+        def _linger(self) -> None:
+            """End the response, then read and drop input until the client is done.
+
+            The connection closes when the client closes its side, when no
+            input has come for ``LINGER_SECONDS``, or ``MAX_LINGER_SECONDS``
+            after the response, whichever is first. A connection that only
+            waits to close does not count against max_connections.
+            """
             if not self.transport.can_write_eof():
                 self.transport.close()
                 return
-            # Ends the response, but keeps reading until the client closes
-            # its side or the linger time is up. A connection that only waits
-            # to close does not count against max_connections.
             self.transport.write_eof()
             self.connections.discard(self)
+            self._linger_deadline = self.loop.time() + MAX_LINGER_SECONDS
             self._head_timer = self.loop.call_later(
                 LINGER_SECONDS, self.transport.close
             )
+
+        def _extend_linger(self) -> None:
+            if self._linger_deadline is None or self.transport.is_closing():
+                return
+            self._cancel_head_timer()
+            close_at = min(self.loop.time() + LINGER_SECONDS, self._linger_deadline)
+            self._head_timer = self.loop.call_at(close_at, self.transport.close)
 
         def _response_bytes(self, status: int, body: bytes) -> bytes:
             """Return a whole HTTP response that closes the connection.
@@ -328,3 +403,21 @@ def limited_protocol(
             return b"".join(lines)
 
     return LimitedHttpToolsProtocol
+
+
+class _LingeringClose:
+    """A connection's transport as one request sees it.
+
+    Everything goes to the transport, except that closing it calls the
+    protocol's ``close_after_response``.
+    """
+
+    def __init__(self, transport: asyncio.Transport, protocol: Any) -> None:
+        self._transport = transport
+        self._protocol = protocol
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def close(self) -> None:
+        self._protocol.close_after_response()

@@ -335,8 +335,9 @@ class SentimentModel:
             scorer: Backend = _load_onnx_backend(directory, config, threads)
         else:
             scorer = _load_torch_backend(directory, config)
-        # After the loaders, which name a missing or corrupt file more exactly.
-        artifact.check_saved_files(directory, config)
+            # After the loader, which names a missing or corrupt file more
+            # exactly. PyTorch does not read model.onnx.
+            artifact.check_saved_files(directory, config, skip=(artifact.ONNX_FILE,))
         logger.debug("loaded %s with the %s backend", directory, scorer.name)
         return cls(
             encoder,
@@ -638,6 +639,9 @@ def _load_onnx_backend(
     directory: Path, config: artifact.ArtifactConfig, threads: int | None
 ) -> OnnxBackend:
     backend = OnnxBackend(directory / artifact.ONNX_FILE, threads=threads)
+    # After ONNX Runtime, which names a corrupt model.onnx more exactly, and
+    # before the metadata, which would blame model.onnx for changed weights.
+    artifact.check_saved_files(directory, config)
     _check_onnx_metadata(directory, backend, config)
     return backend
 

@@ -36,10 +36,9 @@ INTERRUPTED_STATUS = 128 + signal.SIGINT
 # exit waits for its tasks and SIGTERM reaches only the main process.
 SIGTERM_INTERRUPTS = frozenset(("train", "predict", "evaluate", "export", "serve"))
 # Commands in which SIGHUP, sent when their terminal closes, does the same.
-# serve leaves signals to uvicorn, which handles SIGINT and SIGTERM only
-# (uvicorn.server.HANDLED_SIGNALS in uvicorn 0.55), so a SIGHUP there would
-# interrupt its event loop mid-step.
-SIGHUP_INTERRUPTS = frozenset(("predict", "evaluate", "export"))
+# While serve runs uvicorn, it hands SIGHUP to uvicorn's graceful shutdown
+# like SIGTERM, and the exception follows once uvicorn has stopped.
+SIGHUP_INTERRUPTS = frozenset(("predict", "evaluate", "export", "serve"))
 
 
 def build_parser() -> argparse.ArgumentParser:

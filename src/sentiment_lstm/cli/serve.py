@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
+import threading
+from collections.abc import Iterator
 
 from sentiment_lstm.cli.common import CommandError, path_argument, positive_int
 
@@ -218,12 +222,13 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         header_timeout=args.header_timeout,
     )
     app = create_app(model, limits)
-    header_rejections = app.state.metrics.header_rejections
+    metrics = app.state.metrics
     protocol = limited_protocol(
         max_header_bytes=limits.max_header_bytes,
         header_timeout=limits.header_timeout,
         max_connections=limits.max_connections,
-        on_rejected=lambda limit: header_rejections.labels(limit).inc(),
+        on_rejected=lambda limit: metrics.header_rejections.labels(limit).inc(),
+        on_invalid=metrics.invalid_requests.inc,
     )
     host = f"[{args.host}]" if ":" in args.host else args.host
     logger.info(
@@ -267,7 +272,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         log_config=None,
     )
     try:
-        uvicorn.Server(config).run()
+        _hangup_server_class(uvicorn.Server)(config).run()
     except SystemExit as exit_:
         # uvicorn logs why it could not start, then exits with a status.
         if exit_.code in (None, 0):
@@ -279,3 +284,35 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         ) from None
     logger.info("server on port %d stopped", args.port)
     return 0
+
+
+def _hangup_server_class(server_class: type) -> type:
+    """Return a subclass of uvicorn's Server that also shuts down on SIGHUP.
+
+    uvicorn shuts down gracefully on SIGINT and SIGTERM only, and SIGHUP
+    arrives when the terminal that started the server closes. A SIGHUP that
+    the parent set to be ignored, as nohup does, stays ignored.
+    """
+
+    class HangupServer(server_class):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn sends itself the signals it caught once it has shut
+            # down and restored the handlers, so the SIGHUP handler must be
+            # restored first, inside uvicorn's block.
+            with super().capture_signals():
+                hangup = getattr(signal, "SIGHUP", None)
+                if (
+                    hangup is None
+                    or threading.current_thread() is not threading.main_thread()
+                    or signal.getsignal(hangup) in (signal.SIG_IGN, None)
+                ):
+                    yield
+                    return
+                previous = signal.signal(hangup, self.handle_exit)
+                try:
+                    yield
+                finally:
+                    signal.signal(hangup, previous)
+
+    return HangupServer
