@@ -1131,8 +1131,8 @@ def _unsupported_encoding(request: Request, encoding: str) -> Response:
 
 
 def _unsupported_transfer_coding(request: Request, codings: str) -> Response:
-    # 501, as RFC 9112 (section 6.1) asks for a transfer coding that the
-    # server does not understand.
+    # 501, which RFC 9112 (section 6.1) recommends for a transfer coding
+    # that the server does not understand.
     detail = (
         f"Transfer-Encoding {codings[:50]!r} is not supported; send the "
         "request body as is or with Transfer-Encoding: chunked alone"
