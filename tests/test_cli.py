@@ -2087,6 +2087,47 @@ def test_train_test_accuracy_matches_evaluate(tmp_path, capsys):
     assert best["test_accuracy"] == pytest.approx(report["accuracy"])
 
 
+def test_train_warns_about_reviews_without_tokens(tmp_path, caplog):
+    from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
+
+    rows = ["text,label"]
+    for index in range(6):
+        rows += [f'"{text} {index}",positive' for text in POSITIVE_REVIEWS]
+        rows += [f'"{text} {index}",negative' for text in NEGATIVE_REVIEWS]
+    rows += ['"<br /><br />",positive'] * 4
+    data = tmp_path / "reviews.csv"
+    data.write_text("\n".join(rows) + "\n")
+    caplog.set_level("WARNING")
+
+    status = main(
+        ["train", "--data", str(data), "--output-dir", str(tmp_path / "model")]
+        + ["--validation-fraction", "0.2", "--test-fraction", "0"]
+        + [*TRAIN_ARGS]
+    )
+    warnings = [r.getMessage() for r in caplog.records if "no tokens" in r.getMessage()]
+
+    assert status == 0
+    assert len(warnings) == 1
+    assert "training reviews have no tokens" in warnings[0]
+    assert "left out of training" in warnings[0]
+
+
+def test_predict_arguments_warn_about_file_options(trained, caplog, capsys):
+    _, model_dir = trained
+    status = main(
+        ["predict", "--model", str(model_dir), "--text-column", "review"]
+        + ["--skip-bad-rows", "great fun"]
+    )
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+    assert status == 0
+    assert "great fun" in capsys.readouterr().out
+    assert warnings == [
+        "--text-column and --skip-bad-rows have no effect on reviews given as "
+        "arguments; they apply to --input and stdin"
+    ]
+
+
 def test_evaluate_no_review_has_tokens(trained, tmp_path, capsys):
     _, model_dir = trained
     data = tmp_path / "labelled.csv"

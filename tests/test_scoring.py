@@ -1005,6 +1005,64 @@ def test_jsonl_later_key_clash(model, tmp_path):
         score_file(model, source, tmp_path / "out.jsonl")
 
 
+def test_jsonl_both_score_key_forms_rejected(model, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        '{"text": "good film", "label": "positive", "predicted_label": "x"}\n'
+    )
+
+    with pytest.raises(DataError, match="keys named like both"):
+        score_file(model, source, tmp_path / "out.jsonl")
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_jsonl_clash_before_first_text_record(model, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": 1, "label": "positive"}\n{"text": "a gorgeous film"}\n')
+
+    summary = score_file(model, source, tmp_path / "out.jsonl")
+    lines = (tmp_path / "out.jsonl").read_text().splitlines()
+    first = json.loads(lines[0], object_pairs_hook=lambda pairs: pairs)
+
+    assert summary.rows == 2
+    # The record's own label stays, once, and the scores get their own keys.
+    assert [key for key, _ in first].count("label") == 1
+    assert dict(first)["label"] == "positive"
+    assert (
+        dict(first)["predicted_error"] == "no text field among the keys: 'id', 'label'"
+    )
+    assert json.loads(lines[1])["predicted_label"] in ("positive", "negative")
+
+
+def test_bare_carriage_return_row_left_out_whole(model, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_bytes(b"id,text\n1,great\rfun\n2,dull\r3,x\n4,fine film\n")
+
+    with pytest.raises(DataError, match=r"line 2: a carriage return"):
+        score_file(model, source, tmp_path / "out.csv")
+    summary = score_file(
+        model,
+        source,
+        tmp_path / "out.csv",
+        options=ReadOptions(skip_bad_rows=True, require_labels=False),
+    )
+    rows = read_csv(tmp_path / "out.csv")
+
+    assert [row["id"] for row in rows] == ["4"]
+    assert summary.left_out == 2
+
+
+def test_old_mac_line_ends_scored(model, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_bytes(b'id,text\r1,great fun\r2,"dull\rslow"\r')
+
+    score_file(model, source, tmp_path / "out.csv")
+    rows = read_csv(tmp_path / "out.csv")
+
+    assert [row["text"] for row in rows] == ["great fun", "dull\rslow"]
+    assert all(row["label"] for row in rows)
+
+
 def test_stray_byte_in_utf8_input(model, tmp_path):
     source = tmp_path / "in.csv"
     source.write_bytes(

@@ -54,6 +54,7 @@ from sentiment_lstm.training import (
     seed_everything,
     train,
     train_ensemble,
+    warn_about_reviews_without_tokens,
 )
 
 logger = logging.getLogger(__name__)
@@ -516,6 +517,7 @@ def _train_single_model(
     if resume:
         _resume_save_state(checkpoint_path, training_config, record)
         saved = record.model_epoch is not None
+    warn_about_reviews_without_tokens(train_split)
     result = train(
         model,
         train_split,

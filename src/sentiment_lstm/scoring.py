@@ -404,11 +404,12 @@ def _open_input(path: Path, data_format: str, scan: _InputScan, source: str) -> 
     # Undecodable bytes become lone surrogates where the scan found any, so
     # that only the rows that contain them fail.
     encoding = scan.encoding
-    # The csv module needs newline="" to see line breaks inside quoted fields;
-    # other formats split on "\n" only, as split_lines does, and a plain text
-    # file with old Mac OS line ends on "\r", as split_line_file does.
-    newline = "" if data_format in ("csv", "tsv") else "\n"
-    if data_format == "lines" and scan.carriage_returns_only:
+    # Every format splits on "\n" only, as split_lines and csv_newline do,
+    # and a file with old Mac OS line ends on "\r", as split_line_file does.
+    newline = "\n"
+    if data_format in ("csv", "tsv") and scan.carriage_returns_only:
+        newline = ""
+    elif data_format == "lines" and scan.carriage_returns_only:
         logger.info(
             "%s has no \\n line ends but has \\r, so its lines are split at "
             "\\r (old Mac OS line ends)",
@@ -530,7 +531,11 @@ class _LinesReader(_Reader):
 
 
 class _JsonlReader(_Reader):
-    """JSON Lines; the text key is chosen from the first valid record."""
+    """JSON Lines.
+
+    The score keys are named from the first valid record and the text key
+    is chosen from the first record that has a text field.
+    """
 
     def __init__(
         self, source: str, encoding: Encoding, stream: TextIO, options: ReadOptions
@@ -539,6 +544,7 @@ class _JsonlReader(_Reader):
         self._options = options
         self.fields = None
         self.score_fields = SCORE_FIELDS
+        self._score_keys: frozenset[str] | None = None
         self._text_key: str | None = None
         # The hook records repeated keys, of which json.loads keeps the last value.
         self._decode = json.JSONDecoder(object_pairs_hook=record_from_pairs).decode
@@ -585,16 +591,18 @@ class _JsonlReader(_Reader):
                 f"or use {SKIP_HINT}",
             )
             return None
+        if self._score_keys is None:
+            # Raises DataError when the record has keys named like both the
+            # score keys and their prefixed form, as a CSV header would.
+            self.score_fields = _score_fields(list(record), self.source, "keys")
+            self._score_keys = frozenset(self.score_fields)
         if self._text_key is None:
             try:
-                self._choose_keys(record, number)
+                self._text_key = self._choose_text_key(record, number)
             except DataError as err:
-                # The keys come from the first record that has a text field.
-                # Records before it keep their place, unscored.
+                # The text key comes from the first record that has a text
+                # field. Records before it keep their place, unscored.
                 self._first_failure = self._first_failure or err
-        if self._text_key is None:
-            keys = ", ".join(repr(key) for key in record) or "none"
-            return "", f"no text field among the keys: {keys}"
         if not self._score_keys.isdisjoint(record):
             clashing = sorted(self._score_keys.intersection(record))
             self.bad_rows.reject(
@@ -604,6 +612,9 @@ class _JsonlReader(_Reader):
                 f"rename that key, or use {SKIP_HINT}",
             )
             return None
+        if self._text_key is None:
+            keys = ", ".join(repr(key) for key in record) or "none"
+            return "", f"no text field among the keys: {keys}"
         if self._text_key in record.repeated_keys:
             self.bad_rows.reject(
                 number, *repeated_field_row(self._text_key, record.repeated_keys)
@@ -611,14 +622,14 @@ class _JsonlReader(_Reader):
             return None
         return self._text_of(record)
 
-    def _choose_keys(self, record: dict[str, Any], number: int) -> None:
-        keys = list(record)
+    def _choose_text_key(self, record: dict[str, Any], number: int) -> str:
         columns = choose_columns(
-            keys, self._options, self.source, f"the record on line {number} has fields"
+            list(record),
+            self._options,
+            self.source,
+            f"the record on line {number} has fields",
         )
-        self._text_key = columns.text
-        self.score_fields = _score_fields(keys, self.source)
-        self._score_keys = frozenset(self.score_fields)
+        return columns.text
 
     def _text_of(self, record: dict[str, Any]) -> tuple[str, str | None]:
         key = self._text_key
@@ -666,22 +677,29 @@ def _strip_line_end(line: str) -> str:
     return line
 
 
-def _score_fields(names: Sequence[str], source: str) -> tuple[str, ...]:
-    """Name the appended columns so that none replaces an input column."""
+def _score_fields(
+    names: Sequence[str], source: str, noun: str = "columns"
+) -> tuple[str, ...]:
+    """Name the appended columns so that none replaces an input column.
+
+    ``noun`` is what the messages call the names: columns, or keys of JSON
+    records.
+    """
     input_names = set(names)
     if input_names.isdisjoint(SCORE_FIELDS):
         return SCORE_FIELDS
     prefixed = tuple(SCORE_FIELD_PREFIX + name for name in SCORE_FIELDS)
     if not input_names.isdisjoint(prefixed):
         raise DataError(
-            f"{source}: the input has columns named like both "
+            f"{source}: the input has {noun} named like both "
             f"{', '.join(SCORE_FIELDS)} and {', '.join(prefixed)}, so the scores "
-            "have no free column names; rename one of those columns"
+            f"have no free {noun}; rename one of those {noun}"
         )
     logger.info(
-        "%s already has a column named like a score column, so the scores are "
-        "written as %s",
+        "%s already has %s named like the score %s, so the scores are written " "as %s",
         source,
+        noun,
+        noun,
         ", ".join(prefixed),
     )
     return prefixed

@@ -772,7 +772,7 @@ def member_checkpoint(directory: Path, member: int) -> Path:
     return Path(directory) / f"checkpoint-member{member}.pt"
 
 
-def _warn_about_reviews_without_tokens(train_split: EncodedSplit) -> None:
+def warn_about_reviews_without_tokens(train_split: EncodedSplit) -> None:
     """Log how many training reviews :func:`train` leaves out for having no tokens."""
     empty = train_split.lengths.count(0)
     if empty == 0 or empty == len(train_split):
@@ -837,7 +837,7 @@ def train_ensemble(
     started = time.perf_counter()
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    _warn_about_reviews_without_tokens(train_split)
+    warn_about_reviews_without_tokens(train_split)
     if workers > 1 and checkpoint_dir is not None:
         raise ValueError(
             "members trained in parallel write no checkpoints; pass workers=1 "

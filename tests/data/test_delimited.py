@@ -715,3 +715,32 @@ def test_predict_output_header_not_explained(tmp_path: Path) -> None:
     message = str(excinfo.value)
     assert "no text column found" in message
     assert "seems to have no header" not in message
+
+
+def test_bare_carriage_return_fails_whole_record(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "reviews.csv",
+        "text,label\ngood\rfilm,positive\n1,2\rdull,negative\nfine film,positive\n",
+    )
+
+    with pytest.raises(DataError, match=r"line 2: a carriage return \("):
+        read_examples(path)
+    result = read_examples(path, ReadOptions(skip_bad_rows=True))
+
+    assert [example.text for example in result.examples] == ["fine film"]
+    assert [example.line for example in result.examples] == [4]
+    assert [row.line for row in result.bad_rows] == [2, 3]
+
+
+def test_old_mac_line_ends_csv(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "reviews.csv",
+        'text,label\rgood film,positive\r"two\rlines",negative\r',
+    )
+
+    result = read_examples(path)
+
+    assert [example.text for example in result.examples] == [
+        "good film",
+        "two\rlines",
+    ]

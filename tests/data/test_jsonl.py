@@ -50,6 +50,23 @@ def test_jsonl_invalid_line(tmp_path: Path) -> None:
         read_examples(path)
 
 
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ('{"text": "tab\there", "label": 1}', "Invalid control character at column 14"),
+        ('{"text": "open, "label": 1}', "Expecting ',' delimiter at column 18"),
+        ('{"text": "never closed', "Unterminated string starting at column 10"),
+    ],
+)
+def test_jsonl_error_column_worded(tmp_path: Path, line: str, reason: str) -> None:
+    path = write_lines(tmp_path / "reviews.jsonl", [line])
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(path)
+
+    assert f"line 1: invalid JSON: {reason};" in str(excinfo.value)
+
+
 def test_jsonl_cr_line_ends_named(tmp_path: Path) -> None:
     path = tmp_path / "reviews.jsonl"
     path.write_bytes(b'{"text": "good", "label": 1}\r{"text": "bad", "label": 0}\r')

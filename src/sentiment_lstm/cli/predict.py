@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import sys
@@ -27,6 +28,8 @@ from sentiment_lstm.cli.common import (
     positive_int,
     read_options_from_args,
 )
+
+logger = logging.getLogger(__name__)
 
 OUTPUT_FORMATS = ("text", "jsonl", "csv", "tsv")
 BACKEND_CHOICES = ("auto", "torch", "onnx")
@@ -157,6 +160,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.input:
         return _run_input_file(args, model)
     if args.reviews:
+        _warn_about_file_options(args)
         reviews = [_utf8_argument(review) for review in args.reviews]
         predictions = model.predict(reviews, batch_size=args.batch_size)
         _write_predictions_to_output(args, predictions)
@@ -173,6 +177,26 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return 0
     _score_stdin(args, model, stream)
     return 0
+
+
+def _warn_about_file_options(args: argparse.Namespace) -> None:
+    """Warn about options that only reading --input or stdin uses."""
+    given = [
+        flag
+        for flag, value in (
+            ("--input-format", args.data_format),
+            ("--text-column", args.text_column),
+            ("--skip-bad-rows", args.skip_bad_rows),
+        )
+        if value
+    ]
+    if given:
+        logger.warning(
+            "%s %s no effect on reviews given as arguments; %s to --input " "and stdin",
+            " and ".join(given),
+            "has" if len(given) == 1 else "have",
+            "it applies" if len(given) == 1 else "they apply",
+        )
 
 
 def _replace_unencodable_on_stdout() -> None:

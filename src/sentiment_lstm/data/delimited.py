@@ -40,8 +40,9 @@ def read_delimited(
     collector.add_file(path)
     decoded = decode_file(path)
     source = str(path)
-    # newline="" keeps the line breaks inside quoted fields for the csv module.
-    reader = strict_reader(io.StringIO(decoded.text, newline=""), delimiter)
+    reader = strict_reader(
+        io.StringIO(decoded.text, newline=csv_newline(decoded.text)), delimiter
+    )
 
     header, columns = read_header(reader, options, source)
     text_index = header.index(columns.text)
@@ -63,6 +64,17 @@ def read_delimited(
         )
 
 
+def csv_newline(text: str) -> str:
+    """Return the ``newline`` to read a CSV or TSV text with.
+
+    Lines split on "\\n" only, so that a "\\r" inside a field that is not in
+    quotes makes its record fail as a whole instead of splitting it in two.
+    A file without "\\n", such as one with old Mac OS line ends, splits on
+    "\\r" too. Line breaks inside quoted fields are kept either way.
+    """
+    return "\n" if "\n" in text else ""
+
+
 # The maximum field length the csv module accepts, in characters. Its default
 # of 131,072 is shorter than some reviews; a limit still stops an unclosed
 # quote from reading a whole large file into one field.
@@ -78,8 +90,8 @@ def strict_reader(lines: Iterable[str], delimiter: str) -> Any:
     field size limit is raised to ``FIELD_SIZE_LIMIT`` if it is lower.
 
     Args:
-        lines: Lines with their line breaks, e.g. a file opened with
-            ``newline=""``.
+        lines: Lines with their line breaks, such as a file opened with
+            ``newline=csv_newline(text)``.
         delimiter: "," or "\\t".
     """
     if csv.field_size_limit() < FIELD_SIZE_LIMIT:
@@ -257,6 +269,15 @@ def parsed_rows(
                     "this is most often a quote that is never closed, which runs "
                     "the lines after it into one field; close the quote, shorten "
                     f"the review, or use {SKIP_HINT}"
+                )
+            elif "new-line character seen in unquoted field" in str(err):
+                reason = (
+                    'a carriage return ("\\r") inside a field that is not in '
+                    f"double quotes{span}"
+                )
+                fix = (
+                    'put the field in double quotes, remove the "\\r", '
+                    f"or use {SKIP_HINT}"
                 )
             else:
                 reason = f"invalid record: {err}{span}"

@@ -41,7 +41,10 @@ def invalid_json_row(err: ValueError | RecursionError, line: str) -> tuple[str, 
         # Python's message ends in advice to call sys.set_int_max_str_digits(),
         # which a user of the command line cannot follow.
         return f"invalid JSON: {str(err).split(';')[0]}", fix
-    reason = f"invalid JSON: {err.msg} at column {err.colno}"
+    # Some of Python's messages end in "at", such as "Invalid control
+    # character at" and "Unterminated string starting at".
+    message = err.msg.removesuffix(" at")
+    reason = f"invalid JSON: {message} at column {err.colno}"
     if "\r" in line:
         fix = (
             "the line contains carriage returns (CR) without line feeds, as "
