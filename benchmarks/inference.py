@@ -40,12 +40,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_name
 
 logger = logging.getLogger(__name__)
 
@@ -350,16 +351,6 @@ def measure_cold_start(
 
 
 def machine_lines() -> list[str]:
-    model_name = platform.processor() or "unknown"
-    try:
-        lscpu = subprocess.run(
-            ["lscpu"], capture_output=True, text=True, check=True
-        ).stdout
-        for line in lscpu.splitlines():
-            if line.startswith("Model name:"):
-                model_name = line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
     from sentiment_lstm.predictor import physical_core_count
 
     versions = ", ".join(
@@ -367,7 +358,7 @@ def machine_lines() -> list[str]:
         for package in ("onnxruntime", "torch", "tokenizers", "numpy")
     )
     return [
-        f"- CPU: {model_name}, {physical_core_count()} physical cores, "
+        f"- CPU: {cpu_name()}, {physical_core_count()} physical cores, "
         f"{os.cpu_count()} logical CPUs",
         f"- Python {platform.python_version()}; {versions}",
     ]
