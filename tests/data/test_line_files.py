@@ -67,6 +67,29 @@ def test_crlf_line_ends(tmp_path: Path) -> None:
     assert result.examples[1].line == 2
 
 
+def test_lone_carriage_returns_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pos = write_pair(
+        tmp_path,
+        neg=b"bad .\r\nworse .\r\n",
+        pos=b"good .\rfine .\nwarm .\r\r\nnice\rcast\rplot .\n",
+    )
+    caplog.set_level(logging.WARNING)
+
+    result = read_examples(pos)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+    assert [example.text for example in result.examples][2:] == [
+        "good .\rfine .",
+        "warm .",
+        "nice\rcast\rplot .",
+    ]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"2 lines of {tmp_path / 'reviews.pos'} contain")
+    assert "convert them to \\n" in warnings[0]
+
+
 def test_undefined_cp1252_byte_names_line(tmp_path: Path) -> None:
     pos = write_pair(tmp_path, neg=b"bad \x85 .\n", pos=b"good .\nodd \x81 byte .\n")
 

@@ -388,7 +388,10 @@ def split_line_file(text: str, source: str) -> list[str]:
     the reviews either way.
     """
     if "\n" in text or "\r" not in text:
-        return split_lines(text)
+        lines = split_lines(text)
+        if text.count("\r") > text.count("\r\n"):
+            _warn_about_carriage_returns(lines, source)
+        return lines
     logger.info(
         "%s has no \\n line ends but has \\r, so its lines are split at \\r "
         "(old Mac OS line ends)",
@@ -398,6 +401,21 @@ def split_line_file(text: str, source: str) -> list[str]:
     if lines[-1] == "":
         lines.pop()
     return lines
+
+
+def _warn_about_carriage_returns(lines: list[str], source: str) -> None:
+    """Warn about lines that keep a "\\r" inside, which may be line breaks."""
+    # A "\\r" next to the line end goes with the whitespace around the review.
+    count = sum("\r" in line.strip() for line in lines)
+    if count:
+        logger.warning(
+            "%d %s of %s a carriage return (\\r) that does not end the line, "
+            "which stays inside the review; if these are line breaks, convert "
+            "them to \\n",
+            count,
+            "line" if count == 1 else "lines",
+            f"{source} contains" if count == 1 else f"{source} contain",
+        )
 
 
 def without_final_blank_lines(lines: list[str], source: str) -> list[str]:
