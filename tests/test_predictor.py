@@ -163,6 +163,13 @@ def test_onnx_from_other_weights(tmp_path):
         SentimentModel.load(other, backend="onnx")
 
 
+def _copy_model(source: Path, directory: Path) -> Path:
+    directory.mkdir()
+    for path in source.iterdir():
+        (directory / path.name).write_bytes(path.read_bytes())
+    return directory
+
+
 def _onnx_only_copy(source: Path, directory: Path) -> Path:
     directory.mkdir()
     for path in source.iterdir():
@@ -223,10 +230,7 @@ def test_edited_onnx_rejected(tmp_path, exported):
 
 
 def test_edited_onnx_ignored_by_torch_and_replaced_by_export(tmp_path, exported):
-    directory = tmp_path / "edited"
-    directory.mkdir()
-    for path in exported.iterdir():
-        (directory / path.name).write_bytes(path.read_bytes())
+    directory = _copy_model(exported, tmp_path / "edited")
     _edit_classifier_bias(directory / artifact.ONNX_FILE)
 
     torch_scores = SentimentModel.load(directory, backend="torch").predict_proba(
@@ -240,10 +244,7 @@ def test_edited_onnx_ignored_by_torch_and_replaced_by_export(tmp_path, exported)
 
 
 def test_onnx_backend_names_changed_weights(tmp_path, exported):
-    directory = tmp_path / "changed"
-    directory.mkdir()
-    for path in exported.iterdir():
-        (directory / path.name).write_bytes(path.read_bytes())
+    directory = _copy_model(exported, tmp_path / "changed")
     other = write_model_dir(tmp_path / "other", seed=3)
     (directory / artifact.WEIGHTS_FILE).write_bytes(
         (other / artifact.WEIGHTS_FILE).read_bytes()
