@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 import sys
 
 import numpy as np
@@ -326,6 +327,17 @@ def test_cli_export_replaces_file(tmp_path):
 
     assert status == 0
     assert onnx.load(str(directory / "model.onnx")).graph.input
+
+
+def test_export_keeps_config_permissions(tmp_path):
+    directory = write_model_dir(tmp_path / "model")
+    config_path = directory / "config.json"
+    config_path.chmod(0o600)
+
+    export_model(directory)
+
+    assert stat.S_IMODE(config_path.stat().st_mode) == 0o600
+    assert "model.onnx" in json.loads(config_path.read_text())["files"]
 
 
 def test_cli_parity_failure(tmp_path, capsys, monkeypatch):

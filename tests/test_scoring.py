@@ -1063,6 +1063,35 @@ def test_old_mac_line_ends_scored(model, tmp_path):
     assert all(row["label"] for row in rows)
 
 
+def test_text_file_carriage_returns_warned(model, tmp_path, caplog):
+    source = tmp_path / "in.txt"
+    source.write_bytes(b"great fun\rawful mess\nok film\r\ndull\r\n")
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        summary = score_file(model, source, tmp_path / "out.jsonl")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+    assert summary.rows == 3
+    assert warnings == [
+        f"1 line of {source} contains a carriage return (\\r) that does not end "
+        "the line, which stays inside the review; if these are line breaks, "
+        "convert them to \\n"
+    ]
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 8192])
+def test_jsonl_score_keys_independent_of_chunks(model, tmp_path, chunk_rows):
+    source = tmp_path / "in.jsonl"
+    source.write_text('\n\n\n{"text": "great movie", "label": "positive"}\n')
+
+    score_file(model, source, tmp_path / "out.jsonl", chunk_rows=chunk_rows)
+    records = [json.loads(line) for line in (tmp_path / "out.jsonl").open()]
+
+    assert len(records) == 4
+    assert all("predicted_label" in record for record in records)
+    assert not any("error" in record for record in records)
+
+
 def test_stray_byte_in_utf8_input(model, tmp_path):
     source = tmp_path / "in.csv"
     source.write_bytes(

@@ -28,6 +28,7 @@ from fastapi.testclient import TestClient
 
 from sentiment_lstm.cli import build_parser, main
 from sentiment_lstm.export import export_model
+from sentiment_lstm import http_protocol
 from sentiment_lstm.http_protocol import limited_protocol
 from sentiment_lstm.predictor import SentimentModel
 from sentiment_lstm.server import INLINE_MAX_CHARS, create_app, top_level_keys
@@ -40,6 +41,10 @@ BODY_TIMEOUT = 2
 MAX_HEADER_BYTES = 2048
 HEADER_TIMEOUT = 1
 STARTUP_SECONDS = 60
+CHUNKED_HEAD = (
+    b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+)
 
 TRAIN_ARGS = [
     "--num-epochs",
@@ -456,13 +461,26 @@ def test_large_chunked_body_sent_in_full_gets_413(server):
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,
         b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         b"Content-Length: 5\r\nContent-Length: 7\r\n\r\nhello",
+        CHUNKED_HEAD + b"ZZ\r\n{}\r\n0\r\n\r\n",
+        CHUNKED_HEAD + b"2\r\n{}XX0\r\n\r\n",
+        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: gzip\r\n\r\n{}",
     ],
-    ids=["unknown method", "HTTP/2 preface", "TLS handshake", "two lengths"],
+    ids=[
+        "unknown method",
+        "HTTP/2 preface",
+        "TLS handshake",
+        "two lengths",
+        "invalid chunk size",
+        "chunk without line end",
+        "gzip without chunked",
+    ],
 )
 def test_invalid_http_gets_json_400(server, request_bytes):
-    url, _ = server
+    url, log = server
     port = int(url.rsplit(":", 1)[1])
     before = metric_value(url, "sentiment_lstm_http_invalid_requests_total")
+    disconnects_before = log.read_text().count("disconnected while sending")
 
     response = send_and_read(port, request_bytes)
     head, _, body = response.partition(b"\r\n\r\n")
@@ -472,6 +490,8 @@ def test_invalid_http_gets_json_400(server, request_bytes):
     assert json.loads(body)["detail"].startswith("invalid HTTP request")
     after = metric_value(url, "sentiment_lstm_http_invalid_requests_total")
     assert after == before + 1
+    # The server closed the connection, not the client.
+    assert log.read_text().count("disconnected while sending") == disconnects_before
 
 
 def metric_value(url: str, name: str) -> float:
@@ -669,10 +689,6 @@ def test_endless_headers_cut_off(server):
 
 
 # The head of a /predict request with a chunked body.
-CHUNKED_HEAD = (
-    b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-    b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-)
 
 
 def test_endless_trailer_cut_off(server):
@@ -681,7 +697,6 @@ def test_endless_trailer_cut_off(server):
     head = CHUNKED_HEAD
     body = b'{"reviews": ["fine"]}'
     chunk = b"a" * 65536
-    closed = False
 
     with socket.create_connection(("127.0.0.1", port)) as connection:
         # A whole chunked body, then a trailer field that never ends.
@@ -689,20 +704,15 @@ def test_endless_trailer_cut_off(server):
             head + b"%x\r\n" % len(body) + body + b"\r\n0\r\nX-Endless: "
         )
         connection.settimeout(5)
-        # Sends up to 32 MiB of the trailer, until the server closes.
+        # Sends 32 MiB of the trailer, which the server reads and drops
+        # after its response.
         for _ in range(512):
-            try:
-                connection.sendall(chunk)
-            except (BrokenPipeError, ConnectionResetError):
-                closed = True
-                break
-        if not closed:
-            try:
-                closed = connection.recv(65536) == b""
-            except ConnectionResetError:
-                closed = True
+            connection.sendall(chunk)
+        connection.settimeout(30)
+        raw = read_response(connection)
 
-    assert closed
+    assert raw.startswith(b"HTTP/1.1 431 Request Header Fields Too Large")
+    assert split_response(raw)[1]["limit"] == "max_header_bytes"
     assert "request trailers too large" in log.read_text()
 
 
@@ -728,8 +738,10 @@ def test_large_trailer_in_one_read_rejected(server, whole_request_at_once):
         connection.settimeout(30)
         raw = read_response(connection)
 
-    # The application already has the request, so no response can follow.
-    assert raw == b""
+    # The application has the request but has not responded, so it reads a
+    # disconnect and the protocol responds.
+    assert raw.startswith(b"HTTP/1.1 431 Request Header Fields Too Large")
+    assert raw.count(b"HTTP/1.1 4") == 1
     rejections = log.read_text().count("request trailers too large")
     assert rejections == rejections_before + 1
 
@@ -883,6 +895,34 @@ def test_pipelined_request_outlives_header_timeout():
         thread.join(timeout=10)
 
     assert raw.count(b"HTTP/1.1 200 OK") == 2
+
+
+def test_lingering_connections_bounded(monkeypatch):
+    monkeypatch.setattr(http_protocol, "MAX_LINGERING_CONNECTIONS", 2)
+    port = free_port()
+    uvicorn_server, thread = run_protocol_server(
+        sleeping_app, port, max_header_bytes=MAX_HEADER_BYTES, header_timeout=5
+    )
+    oversized = b"GET / HTTP/1.1\r\nX-Long: " + b"a" * (2 * MAX_HEADER_BYTES)
+    clients = []
+    try:
+        open_before = len(os.listdir("/proc/self/fd"))
+        for _ in range(5):
+            connection = socket.create_connection(("127.0.0.1", port))
+            clients.append(connection)
+            connection.sendall(oversized)
+            connection.settimeout(30)
+            assert read_response(connection).startswith(b"HTTP/1.1 431 ")
+        # The client sockets stay open: 5 of them, and on the server's side
+        # only the 2 connections that linger.
+        open_after = len(os.listdir("/proc/self/fd"))
+    finally:
+        for connection in clients:
+            connection.close()
+        uvicorn_server.should_exit = True
+        thread.join(timeout=10)
+
+    assert open_after - open_before == 5 + 2
 
 
 def read_one_response(connection: socket.socket) -> bytes:
@@ -1087,6 +1127,7 @@ def test_validation_error_leaves_out_the_value(client, server):
     [
         (b'{"reviews": ["caf\xe9 au lait"]}', 17),
         (b'{"reviews": ["fine", "\xff\xfe"]}', 22),
+        (b'\xef\xbb\xbf{"reviews": ["a\xff"]}', 18),
     ],
 )
 def test_body_not_utf8(client, server, raw, offset):
@@ -1116,9 +1157,14 @@ def test_body_not_utf32(client):
     assert f"not valid UTF-32-LE: bytes 00001100 at offset {len(head)}" in detail
 
 
-def test_empty_json_body_named(client):
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"   \n", b"\xef\xbb\xbf", "\ufeff ".encode("utf-16")],
+    ids=["nothing", "spaces", "UTF-8 BOM", "UTF-16 BOM and space"],
+)
+def test_empty_json_body_named(client, body):
     response = client.post(
-        "/predict", content=b"", headers={"Content-Type": "application/json"}
+        "/predict", content=body, headers={"Content-Type": "application/json"}
     )
     (error,) = response.json()["detail"]
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,7 +218,7 @@ def record_file_digest(directory: Path, name: str, digest: str) -> None:
     """Add or replace one file's SHA-256 in ``config.json``.
 
     ``config.json`` is replaced through a temporary file, so an interrupted
-    update leaves the old one.
+    update leaves the old one, and keeps its permissions.
 
     Raises:
         ArtifactError: If ``config.json`` is missing or not a JSON object.
@@ -226,7 +227,8 @@ def record_file_digest(directory: Path, name: str, digest: str) -> None:
     path = _require_file(directory, CONFIG_FILE)
     values = _read_json(path)
     values[FILES_KEY] = {**(values.get(FILES_KEY) or {}), name: digest}
-    write_text_atomic(path, _json_text(values))
+    mode = stat.S_IMODE(path.stat().st_mode)
+    write_text_atomic(path, _json_text(values), mode)
 
 
 def load_encoder(directory: Path) -> TextEncoder:

@@ -23,7 +23,7 @@ DEFAULT_FILE_MODE = _default_file_mode()
 
 
 @contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
+def atomic_path(path: Path, mode: int = DEFAULT_FILE_MODE) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` that replaces it on success.
 
     A crash or an exception leaves ``path`` as it was and removes the
@@ -31,6 +31,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
     Args:
         path: The file to create or replace.
+        mode: Permission bits of the new file.
     """
     path = Path(path)
     handle, name = tempfile.mkstemp(
@@ -40,16 +41,16 @@ def atomic_path(path: Path) -> Iterator[Path]:
     temporary = Path(name)
     try:
         yield temporary
-        os.chmod(temporary, DEFAULT_FILE_MODE)
+        os.chmod(temporary, mode)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
 
 
-def write_text_atomic(path: Path, content: str) -> None:
+def write_text_atomic(path: Path, content: str, mode: int = DEFAULT_FILE_MODE) -> None:
     """Write UTF-8 text to ``path`` through a temporary file and a rename."""
-    with atomic_path(path) as temporary:
+    with atomic_path(path, mode) as temporary:
         temporary.write_text(content, encoding="utf-8")
 
 

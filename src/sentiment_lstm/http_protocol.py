@@ -10,9 +10,9 @@ a request only once the headers are complete, so the protocol class made by
 body of the application's other limits:
 
 * headers larger than ``max_header_bytes`` get 431, and the connection
-  closes. Trailer fields after a chunked body have the same limit, but the
-  application already has the request then, so the connection closes
-  without a response;
+  closes. Trailer fields after a chunked body have the same limit. The
+  application already has the request then, so it reads a disconnect, and
+  the 431 goes out unless it has started its own response;
 * headers still incomplete ``header_timeout`` seconds after the connection
   opened, or after the previous response on it, get 408; a connection that
   sent nothing in that time is closed without a response. Between requests,
@@ -51,7 +51,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from sentiment_lstm.server import OVER_CAPACITY
+from sentiment_lstm.server import OVER_CAPACITY, PROTOCOL_ERROR
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,10 @@ LINGER_SECONDS = 2.0
 # Seconds after the response that such a connection closes at the latest,
 # while its input keeps arriving.
 MAX_LINGER_SECONDS = 10.0
+# Connections that may linger at once. Lingering connections do not count
+# against max_connections, so past this many the next one closes at once,
+# and its client may get a connection reset instead of the response.
+MAX_LINGERING_CONNECTIONS = 100
 
 
 def _fields_size(fields: list[tuple[bytes, bytes]]) -> int:
@@ -108,6 +112,8 @@ def limited_protocol(
         if on_rejected is not None:
             on_rejected(limit)
 
+    lingering: set[asyncio.Protocol] = set()
+
     class LimitedHttpToolsProtocol(HttpToolsProtocol):
         """uvicorn's httptools protocol with the limits of ``limited_protocol``."""
 
@@ -122,6 +128,7 @@ def limited_protocol(
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel_head_timer()
+            lingering.discard(self)
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
@@ -324,31 +331,51 @@ def limited_protocol(
             )
 
         def send_400_response(self, msg: str) -> None:
-            # uvicorn calls this, after logging a warning, when the bytes
-            # received do not parse as HTTP/1.1. Its own 400 is plain text.
+            # uvicorn calls this, after logging a warning without the client,
+            # when the bytes received do not parse as HTTP/1.1, such as a
+            # chunked body with an invalid chunk size. Its own 400 is plain
+            # text.
             if on_invalid is not None:
                 on_invalid()
+            logger.warning(
+                "request from %s rejected with 400: %s",
+                self._client_name(),
+                INVALID_REQUEST_DETAIL,
+            )
             self._send_error(400, {"detail": INVALID_REQUEST_DETAIL})
 
         def _reject(self, status: int, detail: str, **fields: Any) -> None:
             """Count and log a broken limit, then send its error and close."""
             rejected(fields["limit"])
-            client = f"{self.client[0]}:{self.client[1]}" if self.client else "unknown"
             logger.warning(
-                "request from %s rejected with %d: %s", client, status, detail
+                "request from %s rejected with %d: %s",
+                self._client_name(),
+                status,
+                detail,
             )
             self._send_error(status, {"detail": detail, **fields})
+
+        def _client_name(self) -> str:
+            return f"{self.client[0]}:{self.client[1]}" if self.client else "unknown"
 
         def _send_error(self, status: int, content: dict[str, Any]) -> None:
             """Send a JSON error response, stop parsing and close the connection."""
             self._rejected = True
             self._awaiting_head = False
             self._cancel_head_timer()
-            if self.cycle is not None and not self.cycle.response_complete:
-                # A response to an earlier request on this connection is still
-                # being written; another one cannot go out in between.
-                self.transport.close()
-                return
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                if cycle.response_started:
+                    # The application is writing its response, and another
+                    # one cannot go out in between.
+                    self.transport.close()
+                    return
+                # The application has the request but has not responded, as
+                # when the body fails to parse. It now reads a disconnect,
+                # and uvicorn drops anything it sends.
+                cycle.scope.setdefault("extensions", {})[PROTOCOL_ERROR] = status
+                cycle.disconnected = True
+                cycle.message_event.set()
             body = json.dumps(content).encode("utf-8")
             self.transport.write(self._response_bytes(status, body))
             self._linger()
@@ -359,13 +386,18 @@ def limited_protocol(
             The connection closes when the client closes its side, when no
             input has come for ``LINGER_SECONDS``, or ``MAX_LINGER_SECONDS``
             after the response, whichever is first. A connection that only
-            waits to close does not count against max_connections.
+            waits to close does not count against max_connections, and when
+            ``MAX_LINGERING_CONNECTIONS`` already wait, it closes at once.
             """
-            if not self.transport.can_write_eof():
+            if (
+                not self.transport.can_write_eof()
+                or len(lingering) >= MAX_LINGERING_CONNECTIONS
+            ):
                 self.transport.close()
                 return
             self.transport.write_eof()
             self.connections.discard(self)
+            lingering.add(self)
             self._linger_deadline = self.loop.time() + MAX_LINGER_SECONDS
             self._head_timer = self.loop.call_later(
                 LINGER_SECONDS, self.transport.close

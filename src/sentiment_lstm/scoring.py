@@ -53,6 +53,7 @@ from sentiment_lstm.data.decoding import (
     Encoding,
     EncodingScan,
     invalid_byte_reason,
+    warn_about_carriage_returns,
 )
 from sentiment_lstm.data.delimited import parsed_rows, read_header, strict_reader
 from sentiment_lstm.data.fields import json_type_name
@@ -178,10 +179,12 @@ class _InputScan:
         encoding: Codec and error handler to open the file with.
         carriage_returns_only: Whether the file has "\\r" but no "\\n" bytes,
             so a plain text file's lines end at "\\r" (old Mac OS line ends).
+        lone_carriage_returns: "\\r" bytes not followed by "\\n".
     """
 
     encoding: Encoding
     carriage_returns_only: bool
+    lone_carriage_returns: int
 
 
 def _scan_input(path: Path, source: str | None = None) -> _InputScan:
@@ -196,6 +199,7 @@ def _scan_input(path: Path, source: str | None = None) -> _InputScan:
     return _InputScan(
         scan.result(),
         scan.has_carriage_return and not scan.has_line_feed,
+        scan.lone_carriage_returns,
     )
 
 
@@ -261,7 +265,15 @@ def score_file(
     scan = _scan_input(input_path, source)
     encoding = scan.encoding
     with _open_input(input_path, data_format, scan, source) as stream:
-        reader = _make_reader(source, data_format, encoding, stream, options)
+        reader = _make_reader(
+            source,
+            data_format,
+            encoding,
+            stream,
+            options,
+            count_carriage_returns=scan.lone_carriage_returns > 0
+            and not scan.carriage_returns_only,
+        )
         if output_path is None:
             counts = _run(
                 model, reader, output, output_format, chunk_rows, batch_size, progress
@@ -506,28 +518,51 @@ class _DelimitedReader(_Reader):
 
 
 class _LinesReader(_Reader):
-    """Plain text with one review per line; every line is a row."""
+    """Plain text with one review per line; every line is a row.
 
-    def __init__(self, source: str, encoding: Encoding, stream: TextIO) -> None:
+    With ``count_carriage_returns``, which the caller sets when the scan
+    found a "\\r" without a "\\n" after it, the lines that keep one inside
+    are counted and a warning names them at the end.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        encoding: Encoding,
+        stream: TextIO,
+        count_carriage_returns: bool = False,
+    ) -> None:
         super().__init__(source, encoding, stream, skip=False)
         self.fields = [LINES_TEXT_FIELD]
         self.score_fields = SCORE_FIELDS
+        self._count_carriage_returns = count_carriage_returns
 
     def chunks(self, chunk_rows: int) -> Iterator[_Chunk]:
         limits = _chunk_limits(chunk_rows)
         limit = next(limits)
         chunk = _Chunk()
+        carriage_returns = 0
         for line in self.stream:
             line = _strip_line_end(line)
             chunk.records.append([line])
             chunk.texts.append(line)
             chunk.errors.append(self._byte_error(line))
             if len(chunk.records) == limit:
+                if self._count_carriage_returns:
+                    carriage_returns += _lines_with_carriage_return(chunk.texts)
                 yield chunk
                 chunk = _Chunk()
                 limit = next(limits)
+        if self._count_carriage_returns:
+            carriage_returns += _lines_with_carriage_return(chunk.texts)
+            warn_about_carriage_returns(carriage_returns, self.source)
         if chunk.records:
             yield chunk
+
+
+def _lines_with_carriage_return(texts: list[str]) -> int:
+    # A "\\r" next to the line end goes with the whitespace around the review.
+    return sum("\r" in text.strip() for text in texts)
 
 
 class _JsonlReader(_Reader):
@@ -567,7 +602,9 @@ class _JsonlReader(_Reader):
             chunk.records.append(line)
             chunk.texts.append(text)
             chunk.errors.append(error)
-            if len(chunk.records) == limit:
+            # The empty lines before the first record wait for it, so that
+            # they are written with the score keys it names.
+            if len(chunk.records) >= limit and self._score_keys is not None:
                 yield chunk
                 chunk = _Chunk()
                 limit = next(limits)
@@ -660,9 +697,12 @@ def _make_reader(
     encoding: Encoding,
     stream: TextIO,
     options: ReadOptions,
+    count_carriage_returns: bool = False,
 ) -> _Reader:
     if data_format == "lines":
-        return _LinesReader(source, encoding, stream)
+        return _LinesReader(
+            source, encoding, stream, count_carriage_returns=count_carriage_returns
+        )
     if data_format == "jsonl":
         return _JsonlReader(source, encoding, stream, options)
     delimiter = "\t" if data_format == "tsv" else ","

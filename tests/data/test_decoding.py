@@ -236,3 +236,13 @@ def test_utf16_file_in_folder_is_bad_row(tmp_path: Path) -> None:
         ("u16.txt", 1),
     ]
     assert result.bad_rows[1].reason == "the text is UTF-16"
+
+
+def test_scan_counts_lone_carriage_returns() -> None:
+    scan = EncodingScan("reviews.txt")
+
+    # The CRLF between the two blocks is one line end, not a lone "\r".
+    scan.feed(b"one\rtwo\r\nthree\r")
+    scan.feed(b"\nfour\r\r")
+
+    assert scan.lone_carriage_returns == 3

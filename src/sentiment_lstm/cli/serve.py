@@ -112,8 +112,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=DEFAULT_SHUTDOWN_TIMEOUT,
         metavar="SECONDS",
-        help="seconds that requests in progress get to finish after SIGTERM or "
-        "Ctrl-C; the rest are cancelled (default: "
+        help="seconds that requests in progress get to finish after SIGTERM, "
+        "Ctrl-C or SIGHUP; the rest are cancelled (default: "
         f"{DEFAULT_SHUTDOWN_TIMEOUT}, within docker stop's 10)",
     )
     _add_limit_options(parser.add_argument_group("request limits"))

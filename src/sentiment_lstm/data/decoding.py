@@ -160,12 +160,15 @@ class EncodingScan:
     Attributes:
         has_line_feed: Whether a "\\n" byte was seen.
         has_carriage_return: Whether a "\\r" byte was seen.
+        lone_carriage_returns: "\\r" bytes not followed by "\\n".
     """
 
     def __init__(self, source: str) -> None:
         self.source = source
         self.has_line_feed = False
         self.has_carriage_return = False
+        self.lone_carriage_returns = 0
+        self._ends_in_carriage_return = False
         self._started = False
         self._utf8_bom = False
         # A strict decoder checks the blocks until the first invalid byte, and
@@ -191,6 +194,11 @@ class EncodingScan:
                 self._utf8_bom = True
         self.has_line_feed = self.has_line_feed or b"\n" in block
         self.has_carriage_return = self.has_carriage_return or b"\r" in block
+        self.lone_carriage_returns += block.count(b"\r") - block.count(b"\r\n")
+        if self._ends_in_carriage_return and block.startswith(b"\n"):
+            # A CRLF split between two blocks.
+            self.lone_carriage_returns -= 1
+        self._ends_in_carriage_return = block.endswith(b"\r")
         if self._utf8_bom:
             return
         if self._escaping is not None:
@@ -390,7 +398,11 @@ def split_line_file(text: str, source: str) -> list[str]:
     if "\n" in text or "\r" not in text:
         lines = split_lines(text)
         if text.count("\r") > text.count("\r\n"):
-            _warn_about_carriage_returns(lines, source)
+            # A "\\r" next to the line end goes with the whitespace around the
+            # review.
+            warn_about_carriage_returns(
+                sum("\r" in line.strip() for line in lines), source
+            )
         return lines
     logger.info(
         "%s has no \\n line ends but has \\r, so its lines are split at \\r "
@@ -403,10 +415,8 @@ def split_line_file(text: str, source: str) -> list[str]:
     return lines
 
 
-def _warn_about_carriage_returns(lines: list[str], source: str) -> None:
-    """Warn about lines that keep a "\\r" inside, which may be line breaks."""
-    # A "\\r" next to the line end goes with the whitespace around the review.
-    count = sum("\r" in line.strip() for line in lines)
+def warn_about_carriage_returns(count: int, source: str) -> None:
+    """Warn about ``count`` lines that keep a "\\r" inside, maybe line breaks."""
     if count:
         logger.warning(
             "%d %s of %s a carriage return (\\r) that does not end the line, "

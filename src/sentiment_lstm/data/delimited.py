@@ -64,6 +64,21 @@ def read_delimited(
         )
 
 
+CARRIAGE_RETURN_REASON = (
+    'a carriage return ("\\r") inside a field that is not in double quotes'
+)
+CARRIAGE_RETURN_FIX = (
+    'put the field in double quotes or remove the "\\r"; if the lines of the '
+    'file end in "\\r" alone (old Mac OS line ends), convert them to "\\n"'
+)
+
+
+def _is_carriage_return_error(err: csv.Error) -> bool:
+    # The csv module's message for a "\r" that is not followed by "\n" in a
+    # line that continues (Python 3.11).
+    return "new-line character seen in unquoted field" in str(err)
+
+
 def csv_newline(text: str) -> str:
     """Return the ``newline`` to read a CSV or TSV text with.
 
@@ -115,6 +130,11 @@ def read_header(
             f"{source}: the file is empty; expected a header row with column names"
         ) from None
     except csv.Error as err:
+        if _is_carriage_return_error(err):
+            raise DataError(
+                f"{source} line 1: invalid header row: {CARRIAGE_RETURN_REASON}; "
+                f"{CARRIAGE_RETURN_FIX}"
+            ) from err
         raise DataError(f"{source} line 1: invalid header row: {err}") from err
     if not any(name.strip() for name in header):
         raise DataError(
@@ -270,15 +290,9 @@ def parsed_rows(
                     "the lines after it into one field; close the quote, shorten "
                     f"the review, or use {SKIP_HINT}"
                 )
-            elif "new-line character seen in unquoted field" in str(err):
-                reason = (
-                    'a carriage return ("\\r") inside a field that is not in '
-                    f"double quotes{span}"
-                )
-                fix = (
-                    'put the field in double quotes, remove the "\\r", '
-                    f"or use {SKIP_HINT}"
-                )
+            elif _is_carriage_return_error(err):
+                reason = f"{CARRIAGE_RETURN_REASON}{span}"
+                fix = f"{CARRIAGE_RETURN_FIX}, or use {SKIP_HINT}"
             else:
                 reason = f"invalid record: {err}{span}"
                 fix = (
