@@ -20,8 +20,8 @@ COPY pyproject.toml README.md ./
 COPY src ./src
 RUN pip install ".[serve]"
 
-# Training writes some model files with mode 0600, so --chmod (a BuildKit
-# feature) lets the app user read them. Root keeps ownership, so the server
+# --chmod (a BuildKit feature) lets the app user read the model whatever the
+# file modes in the build context. Root keeps ownership, so the server
 # cannot change its model.
 COPY --chown=root:app --chmod=750 ${MODEL_DIR} /model
 

@@ -10,7 +10,9 @@ on the same machine, so its CPU time competes with the server's. The run stops
 on its own after ``--time-limit`` seconds even if requests remain, and exits
 with status 1 if any request failed or did not run.
 
-Usage:
+Usage, with a model exported by ``sentiment-lstm export`` for the onnx
+backend::
+
     python benchmarks/http_load.py --model models/rt-polarity --backend onnx
 """
 
@@ -236,6 +238,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, type=Path, help="model directory")
     parser.add_argument(
+        "--port",
+        type=int,
+        help="port on 127.0.0.1 for the server (default: one that is free)",
+    )
+    parser.add_argument(
         "--backend",
         choices=("auto", "torch", "onnx"),
         default="auto",
@@ -278,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     reviews = read_reviews(args.data)
     random.Random(args.seed).shuffle(reviews)
-    port = free_port()
+    port = args.port or free_port()
     url = f"http://127.0.0.1:{port}"
 
     with tempfile.TemporaryDirectory() as scratch:

@@ -1103,6 +1103,7 @@ def test_failed_run_keeps_earlier_metrics(trained, tmp_path):
         "1",
         "--required-acc-checkpoint",
         "0.99",
+        "--overwrite",
     )
 
     assert status == 1
@@ -1669,10 +1670,26 @@ def test_train_replaces_earlier_model(trained, tmp_path):
     assert train_tiny(root, folder, "--num_epoch", "1") == 0
     first = (folder / "model.safetensors").read_bytes()
 
-    status = train_tiny(root, folder, "--num_epoch", "1", "--seed", "4")
+    status = train_tiny(root, folder, "--num_epoch", "1", "--seed", "4", "--overwrite")
 
     assert status == 0
     assert (folder / "model.safetensors").read_bytes() != first
+
+
+def test_train_keeps_earlier_model_without_overwrite(trained, tmp_path, capsys):
+    root, _ = trained
+    folder = tmp_path / "model"
+    assert train_tiny(root, folder, "--num_epoch", "1") == 0
+    first = (folder / "model.safetensors").read_bytes()
+    capsys.readouterr()
+
+    status = train_tiny(root, folder, "--num_epoch", "1", "--seed", "4")
+    err = capsys.readouterr().err
+
+    assert status == 2
+    assert f"--output-dir {folder} already contains a sentiment-lstm model" in err
+    assert "pass --overwrite" in err
+    assert (folder / "model.safetensors").read_bytes() == first
 
 
 def make_read_only(folder, monkeypatch):

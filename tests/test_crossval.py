@@ -390,8 +390,12 @@ def test_train_rejects_contextual_inputs(
         ]
     )
 
+    err = capsys.readouterr().err
+
     assert status == 2
-    assert "cannot be saved for prediction" in capsys.readouterr().err
+    assert "cannot be saved for prediction" in err
+    # The message names the flag that was given.
+    assert f"{flags[0]} minilm-contextual" in err
 
 
 def test_cli_output_json_folder_rejected(tiny_posneg, tmp_path, capsys):
@@ -435,6 +439,34 @@ def test_cli_failed_run_prints_no_table(tmp_path, capsys):
     assert status == 1
     assert "got 1 negative and 2 positive; add reviews" in captured.err
     assert captured.out == ""
+
+
+def test_cli_interrupt_names_finished_folds(tiny_posneg, capsys, caplog, monkeypatch):
+    from sentiment_lstm import crossval
+
+    real_cross_validate = crossval.cross_validate
+
+    def interrupted_after_first_fold(*args, on_fold, **kwargs):
+        def fold_then_interrupt(result):
+            on_fold(result)
+            raise KeyboardInterrupt
+
+        return real_cross_validate(*args, on_fold=fold_then_interrupt, **kwargs)
+
+    monkeypatch.setattr(crossval, "cross_validate", interrupted_after_first_fold)
+
+    status = main(
+        ["cross-validate", "--data", str(tiny_posneg), "--folds", "3", *QUICK_FLAGS]
+    )
+    out = capsys.readouterr().out
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+    assert status == 130
+    assert out.splitlines()[1].startswith("   1")
+    assert any(
+        message.startswith("interrupted after 1 of 3 folds, whose results are above")
+        for message in warnings
+    )
 
 
 def test_cli_empty_vocabulary_rejected(tiny_posneg, capsys):

@@ -395,7 +395,8 @@ def test_resume_keeps_earlier_model_unclaimed(corpus, tmp_path, capsys):
     # a learning rate this small keeps validation accuracy far below 0.99
     never_saves = ["--learning-rate", "1e-9", "--required-acc-checkpoint", "0.99"]
     kill_after_first_checkpoint(
-        train_command(corpus, output_dir, *never_saves), output_dir / "checkpoint.pt"
+        train_command(corpus, output_dir, *never_saves, "--overwrite"),
+        output_dir / "checkpoint.pt",
     )
 
     status = main(train_args(corpus, output_dir, *never_saves, "--resume"))

@@ -438,9 +438,9 @@ def limited_protocol(
 
 
 class _LingeringClose:
-    """A connection's transport as one request sees it.
+    """A wrapper of a connection's transport, given to one request's cycle.
 
-    Everything goes to the transport, except that closing it calls the
+    Every attribute is the transport's, except that ``close`` calls the
     protocol's ``close_after_response``.
     """
 

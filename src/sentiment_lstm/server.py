@@ -71,9 +71,9 @@ DEFAULT_HEADER_TIMEOUT = 10
 # request over the connection limit; the value has "maximum" and "value".
 OVER_CAPACITY = "sentiment_lstm.over_capacity"
 # Key in a request scope's "extensions" by which the HTTP protocol marks a
-# request that it answered itself, with the status as the value, after the
-# application received it: its body did not parse as HTTP. The application
-# then reads a disconnect.
+# request that it sent an error response to itself, after the application
+# received it, because the body did not parse as HTTP. The value is the
+# status, and the application then reads a disconnect.
 PROTOCOL_ERROR = "sentiment_lstm.protocol_error"
 # Paths served even over the connection limit: they take no body and little
 # work, and health checks and metric scrapes matter most under load.
@@ -944,7 +944,7 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
         if any(item.get("type") == "json_invalid" for item in error.errors()):
             if _is_blank(await request.body()):
                 # FastAPI parses a body of spaces or a byte order mark alone
-                # as JSON, and its error would only say "Expecting value".
+                # as JSON, and its error message is only "Expecting value".
                 error = RequestValidationError(
                     [{"loc": ("body",), "msg": EMPTY_BODY_MESSAGE, "type": "missing"}]
                 )

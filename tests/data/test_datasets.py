@@ -284,6 +284,18 @@ def test_local_copy_missing(tmp_path: Path) -> None:
         fetch_rt_polarity(tmp_path / "cache", local_copy=tmp_path / "nowhere")
 
 
+def test_relative_local_copy_named_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    with pytest.raises(DataError) as excinfo:
+        fetch_rt_polarity(tmp_path / "cache", local_copy=Path("../nowhere"))
+
+    assert "../nowhere (relative to the current folder, so " in str(excinfo.value)
+    assert str(tmp_path / ".." / "nowhere") in str(excinfo.value)
+
+
 def test_resolve_existing_path(tmp_path: Path) -> None:
     path = tmp_path / "reviews.csv"
     path.write_text("text,label\n", encoding="utf-8")

@@ -105,6 +105,22 @@ def prepare_output_dir(path: Path, created: list[Path] | None = None) -> list[Pa
     return created
 
 
+def check_no_saved_model(path: Path) -> None:
+    """Reject an --output-dir that contains a sentiment-lstm model already.
+
+    Raises:
+        CommandError: If ``path`` contains the ``config.json`` of a model.
+            The message gives the flag that replaces it.
+    """
+    if os.path.isdir(path) and _is_model_config(path / "config.json"):
+        raise CommandError(
+            f"--output-dir {path} already contains a sentiment-lstm model; pass "
+            "--overwrite to replace it with the new one once that is saved, "
+            "or choose another --output-dir",
+            usage=True,
+        )
+
+
 def _check_no_other_model(path: Path) -> None:
     """Reject a folder whose model files belong to something else.
 

@@ -139,7 +139,7 @@ class ExampleCollector:
             )
         if self.left_out_by_stars:
             logger.info(
-                "left out %d rows of %s with a rating between %g and %g stars",
+                "left out %d rows of %s with a rating above %g and below %g stars",
                 self.left_out_by_stars,
                 path,
                 star_rule.negative_max,

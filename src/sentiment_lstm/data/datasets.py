@@ -216,8 +216,14 @@ def _use_local_copy(source: Path, target: Path) -> Path:
             raise DataError(f"{source}: cannot read the archive: {err}") from err
         _install(files, target)
         return target
+    relative = (
+        ""
+        if source.is_absolute()
+        else f" (relative to the current folder, so {source.absolute()})"
+    )
     raise DataError(
-        f"local copy of rt-polarity not found: {source}; {_LOCAL_COPY_HINT}"
+        f"local copy of rt-polarity not found: {source}{relative}; "
+        f"{_LOCAL_COPY_HINT}"
     )
 
 
