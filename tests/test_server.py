@@ -897,6 +897,23 @@ def test_pipelined_request_outlives_header_timeout():
     assert raw.count(b"HTTP/1.1 200 OK") == 2
 
 
+def test_invalid_bytes_behind_pipelined_requests_not_answered_first():
+    port = free_port()
+    uvicorn_server, thread = run_protocol_server(
+        sleeping_app, port, max_header_bytes=MAX_HEADER_BYTES, header_timeout=5
+    )
+    slow = b"GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Sleep: 0.5\r\n\r\n"
+    fast = b"GET /fast HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    try:
+        # A 400 sent now would read as the response to the first request.
+        raw = send_and_read(port, slow + fast + b"\x16\x03\x01garbage")
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(timeout=10)
+
+    assert not raw.startswith(b"HTTP/1.1 400")
+
+
 def test_lingering_connections_bounded(monkeypatch):
     monkeypatch.setattr(http_protocol, "MAX_LINGERING_CONNECTIONS", 2)
     port = free_port()

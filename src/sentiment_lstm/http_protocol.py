@@ -365,9 +365,10 @@ def limited_protocol(
             self._cancel_head_timer()
             cycle = self.cycle
             if cycle is not None and not cycle.response_complete:
-                if cycle.response_started:
-                    # The application is writing its response, and another
-                    # one cannot go out in between.
+                if cycle.response_started or self.pipeline:
+                    # The application is writing a response, or will once an
+                    # earlier pipelined request is done, and another one
+                    # cannot go out in between.
                     self.transport.close()
                     return
                 # The application has the request but has not responded, as
