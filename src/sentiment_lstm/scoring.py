@@ -736,7 +736,7 @@ def _score_fields(
             f"have no free {noun}; rename one of those {noun}"
         )
     logger.info(
-        "%s already has %s named like the score %s, so the scores are written " "as %s",
+        "%s already has %s named like the score %s, so the scores are written as %s",
         source,
         noun,
         noun,

@@ -190,13 +190,15 @@ def _warn_about_file_options(args: argparse.Namespace) -> None:
         )
         if value
     ]
-    if given:
-        logger.warning(
-            "%s %s no effect on reviews given as arguments; %s to --input " "and stdin",
-            " and ".join(given),
-            "has" if len(given) == 1 else "have",
-            "it applies" if len(given) == 1 else "they apply",
-        )
+    if not given:
+        return
+    names = given[0] if len(given) == 1 else f"{', '.join(given[:-1])} and {given[-1]}"
+    logger.warning(
+        "%s %s no effect on reviews given as arguments; %s to --input and stdin",
+        names,
+        "has" if len(given) == 1 else "have",
+        "it applies" if len(given) == 1 else "they apply",
+    )
 
 
 def _replace_unencodable_on_stdout() -> None:
