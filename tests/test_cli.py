@@ -1676,6 +1676,42 @@ def test_train_replaces_earlier_model(trained, tmp_path):
     assert (folder / "model.safetensors").read_bytes() != first
 
 
+def test_train_threads_above_cpus_rejected(tmp_path, capsys):
+    too_many = str((os.cpu_count() or 1) + 1)
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--data", str(tmp_path / "x.csv"), "--threads", too_many])
+
+    assert exit_info.value.code == 2
+    assert "the logical CPUs of this machine" in capsys.readouterr().err
+
+
+def test_train_keeps_interrupted_run_without_resume(trained, tmp_path, capsys):
+    root, _ = trained
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "checkpoint.pt").write_bytes(b"an interrupted run")
+
+    status = train_tiny(root, folder, "--num_epoch", "1")
+    err = capsys.readouterr().err
+
+    assert status == 2
+    assert "contains the checkpoint of an interrupted run; pass --resume" in err
+    assert (folder / "checkpoint.pt").read_bytes() == b"an interrupted run"
+
+
+def test_finished_run_removes_member_checkpoints(trained, tmp_path):
+    root, _ = trained
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "checkpoint-member0.pt").write_bytes(b"an older ensemble run")
+
+    status = train_tiny(root, folder, "--num_epoch", "1", "--overwrite")
+
+    assert status == 0
+    assert not list(folder.glob("checkpoint*.pt"))
+
+
 def test_train_keeps_earlier_model_without_overwrite(trained, tmp_path, capsys):
     root, _ = trained
     folder = tmp_path / "model"

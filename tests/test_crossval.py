@@ -464,7 +464,7 @@ def test_cli_interrupt_names_finished_folds(tiny_posneg, capsys, caplog, monkeyp
     assert status == 130
     assert out.splitlines()[1].startswith("   1")
     assert any(
-        message.startswith("interrupted after 1 of 3 folds, whose results are above")
+        message.startswith("stopped after 1 of 3 folds, whose results are above")
         for message in warnings
     )
 

@@ -50,7 +50,6 @@ from sentiment_lstm.training import (
     available_memory,
     estimate_training_memory,
     load_checkpoint,
-    member_checkpoint,
     seed_everything,
     train,
     train_ensemble,
@@ -531,7 +530,7 @@ def _train_single_model(
         resume=resume,
         run_identity=run_identity,
     )
-    checkpoint_path.unlink(missing_ok=True)
+    remove_checkpoints(output_dir)
     record.checkpoint_epoch = None
     best = result.best
     history_values = {
@@ -560,6 +559,18 @@ def _train_single_model(
         test_text,
     )
     return TrainOutcome(result=result, saved=saved, output_dir=output_dir)
+
+
+def remove_checkpoints(output_dir: Path) -> None:
+    """Remove every resumable checkpoint of a finished run from ``output_dir``.
+
+    Checkpoints of a single model and of ensemble members are both removed,
+    so that ``--resume`` cannot continue an older run of the other kind over
+    the finished model.
+    """
+    (output_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+    for path in output_dir.glob("checkpoint-member*.pt"):
+        path.unlink(missing_ok=True)
 
 
 def _resume_save_state(
@@ -724,8 +735,7 @@ def _train_ensemble_model(
             },
             metadata=metadata,
         )
-    for index in range(training_config.ensemble_size):
-        member_checkpoint(output_dir, index).unlink(missing_ok=True)
+    remove_checkpoints(output_dir)
     test_text = "" if test_accuracy is None else f", test_acc {test_accuracy:.3f}"
     logger.info(
         "merged ensemble of %d: val_acc %.3f%s%s",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 
 from sentiment_lstm.data import DataError, ReadOptions, StarRule
@@ -224,6 +225,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from err
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
+def thread_count(text: str) -> int:
+    """Parse a thread count from 1 to the logical CPUs of this machine for argparse."""
+    value = positive_int(text)
+    cpus = os.cpu_count() or 1
+    if value > cpus:
+        raise argparse.ArgumentTypeError(
+            f"expected at most {cpus}, the logical CPUs of this machine, got {value}"
+        )
     return value
 
 

@@ -18,6 +18,7 @@ from sentiment_lstm.cli.common import (
     missing_training_packages,
     path_argument,
     positive_int,
+    thread_count,
     probability,
     read_options_from_args,
 )
@@ -156,12 +157,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--threads",
-        type=positive_int,
+        type=thread_count,
         default=1,
-        help="CPU threads of PyTorch (default: 1). On 2 idle cores, 2 threads "
-        "trained the default model 5-8%% faster, but while other jobs share "
-        "the cores, more threads than free cores can slow training down "
-        "several times over",
+        help="CPU threads of PyTorch, at most the logical CPUs (default: 1, "
+        "because more threads than free cores slow training down several "
+        "times over while other jobs share the cores; more threads give the "
+        "same model)",
     )
     parser.add_argument(
         "--parallel-members",
@@ -440,8 +441,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         raise CommandError(str(err)) from err
     except KeyboardInterrupt:
         logger.warning(
-            "interrupted after %d of %d folds%s; cross-validate cannot resume, "
-            "so run it again, with --run-folds for fewer folds",
+            "stopped after %d of %d folds%s; cross-validate cannot resume a run, "
+            "so the next run starts from the first fold (--run-folds N runs "
+            "only the first N)",
             folds_done,
             cv_config.run_folds or cv_config.folds,
             ", whose results are above" if folds_done else "",

@@ -21,6 +21,7 @@ from sentiment_lstm.cli.common import (
     path_argument,
     positive_float,
     positive_int,
+    thread_count,
     probability,
     read_options_from_args,
     seed_value,
@@ -576,12 +577,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_options(parser)
     parser.add_argument(
         "--threads",
-        type=positive_int,
+        type=thread_count,
         default=1,
-        help="CPU threads of PyTorch (default: 1). On 2 idle cores, 2 threads "
-        "trained the default model 5-8%% faster, but while other jobs share "
-        "the cores, more threads than free cores can slow training down "
-        "several times over",
+        help="CPU threads of PyTorch, at most the logical CPUs (default: 1, "
+        "because more threads than free cores slow training down several "
+        "times over while other jobs share the cores; more threads give the "
+        "same model)",
     )
     parser.add_argument(
         "--required-acc-checkpoint",

@@ -106,19 +106,33 @@ def prepare_output_dir(path: Path, created: list[Path] | None = None) -> list[Pa
 
 
 def check_no_saved_model(path: Path) -> None:
-    """Reject an --output-dir that contains a sentiment-lstm model already.
+    """Reject an --output-dir that contains a model or an interrupted run.
 
     Raises:
-        CommandError: If ``path`` contains the ``config.json`` of a model.
-            The message gives the flag that replaces it.
+        CommandError: If ``path`` contains the ``config.json`` of a model or
+            a resumable checkpoint. The message gives the flags that replace
+            the model or continue the run.
     """
-    if os.path.isdir(path) and _is_model_config(path / "config.json"):
-        raise CommandError(
-            f"--output-dir {path} already contains a sentiment-lstm model; pass "
-            "--overwrite to replace it with the new one once that is saved, "
-            "or choose another --output-dir",
-            usage=True,
-        )
+    if not os.path.isdir(path):
+        return
+    has_model = _is_model_config(path / "config.json")
+    has_checkpoint = any(path.glob("checkpoint*.pt"))
+    if has_checkpoint and has_model:
+        found = "a sentiment-lstm model and the checkpoint of an interrupted run"
+        options = "--resume to continue that run, --overwrite to start a new one"
+    elif has_checkpoint:
+        found = "the checkpoint of an interrupted run"
+        options = "--resume to continue it, --overwrite to start a new one"
+    elif has_model:
+        found = "a sentiment-lstm model"
+        options = "--overwrite to replace it with the new one once that is saved"
+    else:
+        return
+    raise CommandError(
+        f"--output-dir {path} already contains {found}; pass {options}, or "
+        "choose another --output-dir",
+        usage=True,
+    )
 
 
 def _check_no_other_model(path: Path) -> None:
