@@ -1643,6 +1643,20 @@ def test_output_dir_too_long_existing_parent(tmp_path, tiny_posneg, capsys):
     assert "use a shorter folder name" in error
 
 
+def test_train_names_unreadable_model_config(trained, tmp_path, capsys):
+    root, model_dir = trained
+    folder = tmp_path / "damaged"
+    shutil.copytree(model_dir, folder)
+    (folder / "config.json").write_text('{"format_version": 1, "labels": [\n')
+
+    status = train_tiny(root, folder, "--num_epoch", "1", "--overwrite")
+    error = capsys.readouterr().err
+
+    assert status == 2
+    assert "a config.json that cannot be read (JSONDecodeError: " in error
+    assert "--overwrite does not apply" in error
+
+
 def test_train_keeps_other_model_files(trained, tmp_path, capsys):
     root, _ = trained
     folder = tmp_path / "minilm"

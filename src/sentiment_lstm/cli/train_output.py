@@ -149,12 +149,29 @@ def _check_no_other_model(path: Path) -> None:
     present = [name for name in MODEL_FILES if (path / name).exists()]
     if not present or _is_model_config(path / "config.json"):
         return
+    reason = _unreadable_config_reason(path / "config.json")
+    found = (
+        f"a config.json that cannot be read ({reason})"
+        if reason is not None
+        else "not a sentiment-lstm model"
+    )
     raise CommandError(
-        f"--output-dir {path} contains {', '.join(present)} but not a "
-        "sentiment-lstm model, and training would replace these files; "
+        f"--output-dir {path} contains {', '.join(present)} but {found}, and "
+        "training would replace these files, so --overwrite does not apply; "
         "choose a new or empty folder, or a sentiment-lstm model directory",
         usage=True,
     )
+
+
+def _unreadable_config_reason(path: Path) -> str | None:
+    """Return why a config.json that exists cannot be read, or None."""
+    if not os.path.lexists(path):
+        return None
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        return f"{type(err).__name__}: {err}"[:200]
+    return None
 
 
 def _is_model_config(path: Path) -> bool:
