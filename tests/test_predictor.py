@@ -229,7 +229,7 @@ def test_edited_onnx_rejected(tmp_path, exported):
         SentimentModel.load(directory, backend="onnx")
 
 
-def test_edited_onnx_ignored_by_torch_and_replaced_by_export(tmp_path, exported):
+def test_export_replaces_edited_onnx(tmp_path, exported):
     directory = _copy_model(exported, tmp_path / "edited")
     _edit_classifier_bias(directory / artifact.ONNX_FILE)
 

@@ -1103,7 +1103,7 @@ EMPTY_BODY_MESSAGE = (
 
 
 def _is_blank(body: bytes) -> bool:
-    """Return whether a body holds only whitespace and a byte order mark."""
+    """Return whether a body contains nothing but whitespace and byte order marks."""
     try:
         text = body.decode(json.detect_encoding(body))
     except UnicodeDecodeError:

@@ -239,6 +239,19 @@ def thread_count(text: str) -> int:
     return value
 
 
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--threads``, the PyTorch threads of ``train`` and ``cross-validate``."""
+    parser.add_argument(
+        "--threads",
+        type=thread_count,
+        default=1,
+        help="CPU threads of PyTorch, at most the logical CPUs (default: 1, "
+        "because more threads than free cores slow training down several "
+        "times over while other jobs share the cores; more threads give the "
+        "same model)",
+    )
+
+
 def non_negative_int(text: str) -> int:
     """Parse an integer of at least 0 for argparse."""
     try:

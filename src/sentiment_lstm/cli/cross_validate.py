@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sentiment_lstm.cli.common import (
+    add_threads_option,
     CommandError,
     add_data_options,
     missing_training_packages,
     path_argument,
     positive_int,
-    thread_count,
     probability,
     read_options_from_args,
 )
@@ -155,15 +155,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="share of each training part held out to pick the best epoch "
         "(default: 0.1)",
     )
-    parser.add_argument(
-        "--threads",
-        type=thread_count,
-        default=1,
-        help="CPU threads of PyTorch, at most the logical CPUs (default: 1, "
-        "because more threads than free cores slow training down several "
-        "times over while other jobs share the cores; more threads give the "
-        "same model)",
-    )
+    add_threads_option(parser)
     parser.add_argument(
         "--parallel-members",
         type=positive_int,

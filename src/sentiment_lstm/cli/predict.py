@@ -181,7 +181,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def _warn_about_file_options(args: argparse.Namespace) -> None:
     """Warn about options that only reading --input or stdin uses."""
-    given = [
+    ignored = [
         flag
         for flag, value in (
             ("--input-format", args.data_format),
@@ -190,14 +190,18 @@ def _warn_about_file_options(args: argparse.Namespace) -> None:
         )
         if value
     ]
-    if not given:
+    if not ignored:
         return
-    names = given[0] if len(given) == 1 else f"{', '.join(given[:-1])} and {given[-1]}"
+    names = (
+        ignored[0]
+        if len(ignored) == 1
+        else f"{', '.join(ignored[:-1])} and {ignored[-1]}"
+    )
     logger.warning(
         "%s %s no effect on reviews given as arguments; %s to --input and stdin",
         names,
-        "has" if len(given) == 1 else "have",
-        "it applies" if len(given) == 1 else "they apply",
+        "has" if len(ignored) == 1 else "have",
+        "it applies" if len(ignored) == 1 else "they apply",
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from sentiment_lstm import interrupts
 from sentiment_lstm.cli.common import (
+    add_threads_option,
     CommandError,
     add_data_options,
     finite_float,
@@ -21,7 +22,6 @@ from sentiment_lstm.cli.common import (
     path_argument,
     positive_float,
     positive_int,
-    thread_count,
     probability,
     read_options_from_args,
     seed_value,
@@ -575,15 +575,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="share of --data held out for testing; 0 for none (default: 0.1)",
     )
     add_model_options(parser)
-    parser.add_argument(
-        "--threads",
-        type=thread_count,
-        default=1,
-        help="CPU threads of PyTorch, at most the logical CPUs (default: 1, "
-        "because more threads than free cores slow training down several "
-        "times over while other jobs share the cores; more threads give the "
-        "same model)",
-    )
+    add_threads_option(parser)
     parser.add_argument(
         "--required-acc-checkpoint",
         "--required_acc_checkpoint",
