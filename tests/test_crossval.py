@@ -469,6 +469,77 @@ def test_cli_interrupt_names_finished_folds(tiny_posneg, capsys, caplog, monkeyp
     )
 
 
+def test_cli_interrupt_writes_finished_folds_to_output_json(
+    tiny_posneg, tmp_path, capsys, caplog, monkeypatch
+):
+    from sentiment_lstm import crossval
+
+    real_cross_validate = crossval.cross_validate
+
+    def interrupted_after_first_fold(*args, on_fold, **kwargs):
+        def fold_then_interrupt(result):
+            on_fold(result)
+            raise KeyboardInterrupt
+
+        return real_cross_validate(*args, on_fold=fold_then_interrupt, **kwargs)
+
+    monkeypatch.setattr(crossval, "cross_validate", interrupted_after_first_fold)
+    output = tmp_path / "cv.json"
+
+    status = main(
+        ["cross-validate", "--data", str(tiny_posneg), "--folds", "3", *QUICK_FLAGS]
+        + ["--output-json", str(output)]
+    )
+    out = capsys.readouterr().out
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    values = json.loads(output.read_text())
+
+    assert status == 130
+    assert values["complete"] is False
+    assert [fold["fold"] for fold in values["folds"]] == [1]
+    accuracy = float(out.splitlines()[1].split()[1])
+    assert 100 * values["folds"][0]["accuracy"] == pytest.approx(accuracy, abs=0.01)
+    assert values["summary"]["accuracy_std"] is None
+    assert values["settings"]["cross_validation"]["folds"] == 3
+    assert values["settings"]["data"] == str(tiny_posneg)
+    assert any(
+        f'whose results are above and in {output} ("complete": false)' in message
+        for message in warnings
+    )
+
+
+def test_cli_interrupt_before_any_fold_writes_no_json(
+    tiny_posneg, tmp_path, monkeypatch
+):
+    from sentiment_lstm import crossval
+
+    def interrupted_at_once(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(crossval, "_run_fold", interrupted_at_once)
+    output = tmp_path / "cv.json"
+
+    status = main(
+        ["-q", "cross-validate", "--data", str(tiny_posneg), "--folds", "3"]
+        + [*QUICK_FLAGS, "--output-json", str(output)]
+    )
+
+    assert status == 130
+    assert not output.exists()
+
+
+def test_finished_run_json_is_complete(tiny_posneg, tmp_path):
+    output = tmp_path / "cv.json"
+
+    status = main(
+        ["-q", "cross-validate", "--data", str(tiny_posneg), "--folds", "2"]
+        + [*QUICK_FLAGS, "--output-json", str(output)]
+    )
+
+    assert status == 0
+    assert json.loads(output.read_text())["complete"] is True
+
+
 def test_cli_empty_vocabulary_rejected(tiny_posneg, capsys):
     status = main(
         [

@@ -2,7 +2,9 @@ import dataclasses
 import errno
 import functools
 import json
+import multiprocessing
 import os
+import time
 
 import numpy as np
 import pytest
@@ -383,7 +385,7 @@ def test_resume_rejects_other_settings(tmp_path):
         checkpoint_path=path,
     )
 
-    with pytest.raises(CheckpointError, match="training.batch_size was 16, now 8"):
+    with pytest.raises(CheckpointError, match="--batch-size was 16, now 8"):
         train(
             new_model(),
             train_split,
@@ -392,6 +394,63 @@ def test_resume_rejects_other_settings(tmp_path):
             checkpoint_path=path,
             resume=True,
         )
+
+
+def test_resume_mismatch_names_flags_and_data(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    train_split, validation = toy_split(32, 1), toy_split(10, 2)
+    config = TrainingConfig(num_epochs=1, batch_size=16)
+
+    def identity(dropout, bidirectional, fingerprint):
+        return {
+            "model": {"dropout": dropout, "bidirectional": bidirectional},
+            "data": {"fingerprint": fingerprint},
+        }
+
+    train(
+        new_model(),
+        train_split,
+        validation,
+        config,
+        checkpoint_path=path,
+        run_identity=identity(0.5, False, "a"),
+    )
+
+    with pytest.raises(CheckpointError) as caught:
+        train(
+            new_model(),
+            train_split,
+            validation,
+            config,
+            checkpoint_path=path,
+            resume=True,
+            run_identity=identity(0.3, True, "b"),
+        )
+
+    message = str(caught.value)
+    assert "the contents of the data files changed" in message
+    assert "--architecture was 'unidirectional', now 'bidirectional'" in message
+    assert "--dropout-keep-prob was 0.5, now 0.7" in message
+    assert "model." not in message and "data." not in message
+
+
+@pytest.mark.parametrize("damage", ["random bytes", "truncated"])
+def test_unreadable_checkpoint_error(tmp_path, damage):
+    path = tmp_path / "checkpoint.pt"
+    if damage == "random bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(1000))
+    else:
+        save_checkpoint(path, {"format_version": 1, "weights": torch.zeros(1000)})
+        path.write_bytes(path.read_bytes()[:500])
+
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+
+    message = str(caught.value)
+    assert message.startswith(f"cannot read the checkpoint {path}: ")
+    assert message.endswith("; delete it and train without --resume")
+    assert "weights_only" not in message
+    assert "\n" not in message
 
 
 def test_resume_without_checkpoint(tmp_path):
@@ -516,6 +575,34 @@ def test_ensemble_in_processes_matches_sequential(one_torch_thread):
     assert [m.best_epoch for m in parallel.members] == [
         m.best_epoch for m in sequential.members
     ]
+
+
+class FirstMemberFailsOthersHang:
+    """Builds a network for an ensemble member in a worker process.
+
+    The first member (seed 0) fails at once; every other member sleeps far
+    longer than the test waits, as a long training would.
+    """
+
+    def __call__(self) -> SentimentLSTM:
+        if torch.initial_seed() == 0:
+            raise ValueError("first member failed")
+        time.sleep(600)
+        return new_model()
+
+
+def test_ensemble_in_processes_stops_queued_members_on_failure(one_torch_thread):
+    config = TrainingConfig(num_epochs=1, ensemble_size=4)
+    splits = (toy_split(16, 1), toy_split(8, 2))
+    started = time.monotonic()
+
+    with pytest.raises(ValueError, match="first member failed"):
+        train_ensemble(FirstMemberFailsOthersHang(), *splits, config, workers=2)
+
+    # The workers' start-up (importing PyTorch) takes a few seconds; waiting
+    # for the sleeping members would take 30 minutes.
+    assert time.monotonic() - started < 120
+    assert not multiprocessing.active_children()
 
 
 def test_ensemble_in_processes_rejects_checkpoints(tmp_path):

@@ -124,11 +124,13 @@ class CrossValidationResult:
         shared_seconds: Wall time spent once before the folds, such as
             computing the contextual feature cache or reading a vectors file.
         settings: The configurations of the run, JSON-serialisable.
+        complete: False when the run was interrupted before its last fold.
     """
 
     folds: list[FoldResult]
     shared_seconds: float
     settings: dict[str, Any]
+    complete: bool = True
 
     def summary(self) -> dict[str, float | None]:
         """Return mean and sample standard deviation of accuracy, F1 and times.
@@ -148,11 +150,24 @@ class CrossValidationResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "complete": self.complete,
             "settings": self.settings,
             "folds": [dataclasses.asdict(fold) for fold in self.folds],
             "shared_seconds": self.shared_seconds,
             "summary": self.summary(),
         }
+
+
+class CrossValidationInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during the folds, with the folds that finished.
+
+    Attributes:
+        partial: The result of the finished folds, ``complete`` False.
+    """
+
+    def __init__(self, partial: CrossValidationResult) -> None:
+        super().__init__()
+        self.partial = partial
 
 
 def check_validation_splits(
@@ -294,6 +309,8 @@ def cross_validate(
         ValueError: If texts and labels differ in length, a class has fewer
             examples than there are folds, or a training part is too small
             for a stratified validation split.
+        CrossValidationInterrupted: On Ctrl-C during the folds, carrying the
+            results of those that finished.
     """
     labels_array = np.asarray(labels, dtype=np.int64)
     if len(texts) != len(labels_array):
@@ -324,7 +341,48 @@ def cross_validate(
     factory = InputFactory(embedding_config, encoder_config, texts)
     shared_seconds = time.perf_counter() - started
 
-    results = []
+    settings = {
+        "cross_validation": dataclasses.asdict(cv_config),
+        "text_encoder": dataclasses.asdict(encoder_config),
+        "embeddings": dataclasses.asdict(embedding_config),
+        "model": dict(model_options or {}),
+        "training": training_config.to_dict(),
+        "examples": len(texts),
+    }
+    results: list[FoldResult] = []
+    try:
+        _run_folds(
+            results,
+            folds,
+            texts,
+            labels_array,
+            factory=factory,
+            cv_config=cv_config,
+            model_options=model_options or {},
+            training_config=training_config,
+            on_fold=on_fold,
+        )
+    except KeyboardInterrupt as err:
+        partial = CrossValidationResult(
+            list(results), shared_seconds, settings, complete=False
+        )
+        raise CrossValidationInterrupted(partial) from err
+    return CrossValidationResult(results, shared_seconds, settings)
+
+
+def _run_folds(
+    results: list[FoldResult],
+    folds: Sequence[tuple[np.ndarray, np.ndarray]],
+    texts: list[str],
+    labels_array: np.ndarray,
+    *,
+    factory: InputFactory,
+    cv_config: CrossValidationConfig,
+    model_options: dict[str, Any],
+    training_config: TrainingConfig,
+    on_fold: FoldCallback | None,
+) -> None:
+    """Run the folds in order, appending each result to ``results``."""
     for number, (train_indices, test_indices) in enumerate(folds, start=1):
         logger.info("fold %d of %d", number, cv_config.folds)
         result = _run_fold(
@@ -335,7 +393,7 @@ def cross_validate(
             test_indices,
             factory=factory,
             cv_config=cv_config,
-            model_options=model_options or {},
+            model_options=model_options,
             training_config=training_config,
         )
         logger.info(
@@ -349,16 +407,6 @@ def cross_validate(
         results.append(result)
         if on_fold is not None:
             on_fold(result)
-
-    settings = {
-        "cross_validation": dataclasses.asdict(cv_config),
-        "text_encoder": dataclasses.asdict(encoder_config),
-        "embeddings": dataclasses.asdict(embedding_config),
-        "model": dict(model_options or {}),
-        "training": training_config.to_dict(),
-        "examples": len(texts),
-    }
-    return CrossValidationResult(results, shared_seconds, settings)
 
 
 def _run_fold(

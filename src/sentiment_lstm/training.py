@@ -9,6 +9,7 @@ import logging
 import math
 import multiprocessing
 import os
+import pickle
 import sys
 import tempfile
 import time
@@ -936,7 +937,18 @@ def _train_members_in_processes(
                 )
                 for member in range(count)
             ]
-            return [future.result() for future in futures]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                # Ctrl-C, SIGTERM or a failed member: the pool's exit would
+                # wait for every member still queued, and a worker hears no
+                # signal sent to this process alone, so stop the workers here.
+                # The pool then fails the queued members itself; cancelling
+                # them first can hang its exit (Python 3.11 raises
+                # InvalidStateError in its management thread).
+                for process in context.active_children():
+                    process.terminate()
+                raise
     finally:
         listener.stop()
 
@@ -1062,9 +1074,17 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for a damaged file
+    except pickle.UnpicklingError as err:
+        # PyTorch's text here suggests loading with weights_only=False, which
+        # could run code from the file.
         raise CheckpointError(
-            f"cannot read the checkpoint {path}: {err}; delete it and train "
+            f"cannot read the checkpoint {path}: it is damaged or was not "
+            "written by sentiment-lstm train; delete it and train without --resume"
+        ) from err
+    except Exception as err:  # torch raises several types for a damaged file
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+        raise CheckpointError(
+            f"cannot read the checkpoint {path}: {reason}; delete it and train "
             "without --resume"
         ) from err
     version = state.get("format_version") if isinstance(state, dict) else None
@@ -1122,8 +1142,7 @@ def _check_identity(saved: dict[str, Any], current: dict[str, Any], path: Path) 
     )
     if differences:
         changes = "; ".join(
-            f"{name} was {_setting(saved, name)}, now {_setting(current, name)}"
-            for name in differences
+            _setting_change(name, saved, current) for name in differences
         )
         raise CheckpointError(
             f"the checkpoint {path} comes from a run with other settings "
@@ -1132,13 +1151,85 @@ def _check_identity(saved: dict[str, Any], current: dict[str, Any], path: Path) 
         )
 
 
-def _setting(identity: dict[str, Any], name: str) -> str:
-    """Return the value of a ``section.key`` setting for a message, shortened."""
+# The name in messages of each setting that a checkpoint records: the train
+# flag that sets it, with the flag's spelling of the recorded value where the
+# two differ.
+_SETTING_NAMES: dict[str, tuple[str, Callable[[Any], Any] | None]] = {
+    "training.num_epochs": ("--num-epochs", None),
+    "training.batch_size": ("--batch-size", None),
+    "training.learning_rate": ("--learning-rate", None),
+    "training.required_accuracy": ("--required-acc-checkpoint", None),
+    "training.patience": ("--patience", None),
+    "training.seed": ("--seed", None),
+    "training.max_grad_norm": ("--max-grad-norm", None),
+    "training.weight_decay": ("--weight-decay", None),
+    "training.optimizer": ("--optimizer", None),
+    "training.lr_schedule": ("--lr-schedule", None),
+    "training.warmup_fraction": ("--warmup-fraction", None),
+    "training.class_weights": ("--class-weights", None),
+    "training.freeze_embeddings": ("--freeze-embeddings", None),
+    "training.ensemble_size": ("--ensemble-size", None),
+    "model.embedding_dim": ("--embedding-size", None),
+    "model.hidden_dim": ("--lstm-units", None),
+    "model.num_layers": ("--num-layers", None),
+    "model.bidirectional": (
+        "--architecture",
+        lambda value: "bidirectional" if value else "unidirectional",
+    ),
+    "model.dropout": ("--dropout-keep-prob", lambda value: float(f"{1 - value:.6g}")),
+    "model.embedding_dropout": ("--embedding-dropout", None),
+    "model.pooling": ("--pooling", None),
+    "model.vocab_size": ("the vocabulary size", None),
+    "model.num_classes": ("the number of classes", None),
+    "text_encoder.max_length": ("--max-length", None),
+    "text_encoder.min_frequency": ("--min-frequency", None),
+    "text_encoder.max_vocab_size": ("--max-vocab-size", None),
+    "embeddings.source": ("--embeddings", None),
+    "embeddings.vectors_path": ("--pretrained-vectors", None),
+    "embeddings.minilm_layers": ("--minilm-layers", None),
+    "embeddings.nb_init_scale": ("--nb-init-scale", None),
+}
+
+# Recorded facts of the data whose values, mostly hashes, say nothing to a
+# reader.
+_DATA_FACTS = {
+    "data.fingerprint": "the contents of the data files",
+    "data.data_files_fingerprint": "the contents of the --data files",
+    "data.examples_fingerprint": "the reviews read",
+    "data.read_options": "the reading flags (--format, the columns, --stars)",
+    "data.split_sizes": "the split sizes",
+    "data.bad_rows_skipped": "the number of rows skipped as bad",
+    "data.left_out_by_stars": "the number of reviews left out by --stars",
+}
+
+_UNSET = object()
+
+
+def _setting_change(name: str, saved: dict[str, Any], current: dict[str, Any]) -> str:
+    """Describe how a ``section.key`` setting differs, naming its train flag."""
+    if name in _DATA_FACTS:
+        return f"{_DATA_FACTS[name]} changed"
+    label, spell = _SETTING_NAMES.get(name, (name, None))
+
+    def text(value: Any) -> str:
+        if value is _UNSET:
+            return "unset"
+        if spell is not None:
+            try:
+                value = spell(value)
+            except (TypeError, ValueError):
+                pass
+        written = repr(value)
+        return written if len(written) <= 60 else written[:57] + "..."
+
+    return f"{label} was {text(_setting(saved, name))}, now {text(_setting(current, name))}"
+
+
+def _setting(identity: dict[str, Any], name: str) -> Any:
+    """Return the value of a ``section.key`` setting, or _UNSET."""
     section, _, key = name.partition(".")
-    values = identity.get(section)
-    value = values.get(key, "unset") if isinstance(values, dict) else values
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    values = identity.get(section, _UNSET)
+    return values.get(key, _UNSET) if isinstance(values, dict) else values
 
 
 def _differing_keys(saved: Any, current: Any) -> list[str]:

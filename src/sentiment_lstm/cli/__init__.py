@@ -28,13 +28,13 @@ BROKEN_PIPE_STATUS = 128 + 13
 # 128 + their number in the same way.
 INTERRUPTED_STATUS = 128 + signal.SIGINT
 # Commands in which SIGTERM raises KeyboardInterrupt, so that their temporary
-# files are removed, and train reports what it saved and removes a folder it
-# created and left empty. train runs ensemble members one after another in
-# its own process. cross-validate keeps Python's default action, which ends
-# it at once: an ensemble trained in worker processes would otherwise wait
-# for every queued member before it stops, because ProcessPoolExecutor's
-# exit waits for its tasks and SIGTERM reaches only the main process.
-SIGTERM_INTERRUPTS = frozenset(("train", "predict", "evaluate", "export", "serve"))
+# files are removed, train reports what it saved and removes a folder it
+# created and left empty, and cross-validate writes the folds that finished.
+# Ensemble members that cross-validate trains in worker processes are
+# stopped by the main process, which alone receives a SIGTERM from kill.
+SIGTERM_INTERRUPTS = frozenset(
+    ("train", "cross-validate", "predict", "evaluate", "export", "serve")
+)
 # Commands in which SIGHUP, sent when their terminal closes, does the same.
 # While serve runs uvicorn, it hands SIGHUP to uvicorn's graceful shutdown
 # like SIGTERM, and the exception follows once uvicorn has stopped.

@@ -30,6 +30,7 @@ from sentiment_lstm.cli.train import (
 from sentiment_lstm.files import write_text_atomic
 
 if TYPE_CHECKING:
+    from sentiment_lstm.crossval import CrossValidationResult
     from sentiment_lstm.data import Example, ReadOptions
 
 logger = logging.getLogger(__name__)
@@ -431,14 +432,25 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
     except (DataError, ValueError) as err:
         raise CommandError(str(err)) from err
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        where = ""
+        if folds_done:
+            where = ", whose results are above"
+            partial = getattr(err, "partial", None)
+            if args.output_json is not None and partial is not None:
+                try:
+                    save_results(args, partial, examples, read_options, data_format)
+                except CommandError as failure:
+                    logger.error("%s", failure)
+                else:
+                    where += f' and in {args.output_json} ("complete": false)'
         logger.warning(
             "stopped after %d of %d folds%s; cross-validate cannot resume a run, "
             "so the next run starts from the first fold (--run-folds N runs "
             "only the first N)",
             folds_done,
             cv_config.run_folds or cv_config.folds,
-            ", whose results are above" if folds_done else "",
+            where,
         )
         raise
 
@@ -454,13 +466,28 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             f"({summary['shared_seconds_per_fold']:.1f} s per fold run)"
         )
     if args.output_json is not None:
-        values = result.to_dict()
-        values["settings"]["data"] = args.data
-        values["settings"]["preset"] = args.preset
-        provenance = collect_provenance(examples, read_options, data_format)
-        values["settings"].update(provenance)
-        write_output_json(
-            args.output_json, json.dumps(values, indent=2, default=str) + "\n"
-        )
+        save_results(args, result, examples, read_options, data_format)
         logger.info("wrote %s", args.output_json)
     return 0
+
+
+def save_results(
+    args: argparse.Namespace,
+    result: CrossValidationResult,
+    examples: Sequence[Example],
+    read_options: ReadOptions,
+    data_format: str,
+) -> None:
+    """Write the results of the folds run, with the settings, to --output-json.
+
+    Raises:
+        CommandError: If the file cannot be written (see write_output_json).
+    """
+    values = result.to_dict()
+    values["settings"]["data"] = args.data
+    values["settings"]["preset"] = args.preset
+    provenance = collect_provenance(examples, read_options, data_format)
+    values["settings"].update(provenance)
+    write_output_json(
+        args.output_json, json.dumps(values, indent=2, default=str) + "\n"
+    )
