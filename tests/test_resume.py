@@ -229,6 +229,41 @@ def test_sigterm_before_first_epoch_removes_folder(corpus, tmp_path):
     assert not (tmp_path / "new").exists()
 
 
+def test_second_run_into_a_busy_folder_fails(corpus, tmp_path, capsys):
+    output_dir = tmp_path / "run"
+    checkpoint = output_dir / "checkpoint.pt"
+    first = subprocess.Popen(
+        train_command(corpus, output_dir, "--num-epochs", "200"),
+        stdout=subprocess.DEVNULL,
+        env=ENV,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not checkpoint.exists():
+            if first.poll() is not None:
+                pytest.fail(f"training ended (status {first.returncode}) first")
+            if time.monotonic() > deadline:
+                pytest.fail("no checkpoint appeared within 120 s")
+            time.sleep(0.01)
+        for flag in ("--overwrite", "--resume"):
+            status = main(train_args(corpus, output_dir, flag))
+
+            assert status == 1
+            assert capsys.readouterr().err.strip().endswith(
+                f"--output-dir {output_dir} is in use by another train run; "
+                "wait for it to finish, or choose another --output-dir"
+            )
+        assert first.poll() is None
+    finally:
+        first.kill()
+        first.wait()
+
+    # the lock went with the process that held it
+    status = main(train_args(corpus, output_dir, "--overwrite"))
+    assert status == 0
+    assert (output_dir / "model.safetensors").is_file()
+
+
 def test_sigterm_after_checkpoint_says_how_to_resume(corpus, tmp_path):
     output_dir = tmp_path / "run"
     checkpoint = output_dir / "checkpoint.pt"

@@ -634,6 +634,30 @@ def test_unclosed_quote_counts_lost_lines(
     assert "lines 13 to 41: invalid record" in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        ('"a fine\nmulti-line\nreview",maybe', "unknown label 'maybe'"),
+        ('"a fine\nmulti-line\nreview",', "missing label in field 'label'"),
+        ('"\n\n ",pos', "empty review"),
+    ],
+)
+def test_bad_multi_line_record_counts_its_lines(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, record: str, reason: str
+) -> None:
+    text = f"review,label\ngood,pos\n{record}\nbad,neg\n"
+    path = write(tmp_path / "reviews.csv", text)
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm.data"):
+        result = read_examples(path, ReadOptions(skip_bad_rows=True))
+
+    assert [example.text for example in result.examples] == ["good", "bad"]
+    assert [(row.line, row.lines) for row in result.bad_rows] == [(3, 3)]
+    assert result.bad_lines == 3
+    assert "left out 1 bad row of" in caplog.text
+    assert f"spanning 3 lines: {path} lines 3 to 5: {reason}" in caplog.text
+
+
 def test_long_bad_row_after_first_five_named(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -30,6 +30,7 @@ from sentiment_lstm.cli.train_output import (
     check_no_saved_model,
     check_resume_checkpoint,
     interruption_message,
+    output_dir_lock,
     prepare_output_dir,
     remove_empty_folders,
 )
@@ -694,16 +695,18 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         validation_fraction=args.validation_fraction,
         test_fraction=args.test_fraction,
     )
-    if args.resume:
-        check_resume_checkpoint(output_dir, options.training_config.ensemble_size)
-    elif not args.overwrite:
-        check_no_saved_model(output_dir)
-
     record = SaveRecord()
     created: list[Path] = []
     try:
         prepare_output_dir(output_dir, created)
-        outcome = _train(args, spec, options, output_dir, record)
+        with output_dir_lock(output_dir):
+            if args.resume:
+                check_resume_checkpoint(
+                    output_dir, options.training_config.ensemble_size
+                )
+            elif not args.overwrite:
+                check_no_saved_model(output_dir)
+            outcome = _train(args, spec, options, output_dir, record)
         best = outcome.result.best
         if not outcome.saved:
             raise CommandError(

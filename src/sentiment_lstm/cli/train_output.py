@@ -8,10 +8,13 @@ what it saved and how to continue.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
+import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +106,44 @@ def prepare_output_dir(path: Path, created: list[Path] | None = None) -> list[Pa
         remove_empty_folders(created)
         raise
     return created
+
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def output_dir_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on the folder ``path`` for a run.
+
+    Two runs into one folder would otherwise both pass the start-up checks,
+    and the later save would replace the earlier run's model. The lock is
+    ``flock`` on the folder itself, so no lock file is left behind, and the
+    system releases it when the process ends, however it ends. Where
+    ``flock`` is missing (Windows) or refused (some network file systems),
+    the run goes on without a lock.
+
+    Raises:
+        CommandError: If another process holds the lock.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CommandError(
+                f"--output-dir {path} is in use by another train run; wait for "
+                "it to finish, or choose another --output-dir"
+            ) from None
+        except OSError as err:
+            logger.debug("cannot lock %s (%s); training without a lock", path, err)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def check_no_saved_model(path: Path) -> None:

@@ -81,7 +81,14 @@ class ExampleCollector:
         )
 
     def reject_unscorable(
-        self, source: str, line: int, text: str, reason: str, fix: str
+        self,
+        source: str,
+        line: int,
+        text: str,
+        reason: str,
+        fix: str,
+        *,
+        lines: int = 1,
     ) -> None:
         """Keep a review that cannot be scored, or treat it as a bad row.
 
@@ -94,9 +101,10 @@ class ExampleCollector:
             text: The review as read.
             reason: Why it cannot be scored.
             fix: What the user can do, for :meth:`reject`.
+            lines: Physical lines that the review spans, for :meth:`reject`.
         """
         if not self.keep_unscored:
-            self.reject(source, line, reason, fix)
+            self.reject(source, line, reason, fix, lines=lines)
             return
         self.unscored.append(
             UnscoredRow(source, line, text, reason, position=len(self.examples))

@@ -61,6 +61,7 @@ def read_delimited(
             collector=collector,
             source=source,
             line=line,
+            lines=reader.line_num - line + 1,
         )
 
 

@@ -50,6 +50,7 @@ def add_record(
     collector: ExampleCollector,
     source: str,
     line: int,
+    lines: int = 1,
 ) -> None:
     """Add one CSV/TSV/JSONL record to collector as an example or a bad row.
 
@@ -63,6 +64,7 @@ def add_record(
         collector: Receiver of the example or bad row.
         source: File of the record.
         line: 1-based line where the record starts.
+        lines: Physical lines that the record spans, for the bad-row summary.
 
     Raises:
         DataError: If the record is bad and bad rows are not skipped.
@@ -71,18 +73,22 @@ def add_record(
         reason = invalid_byte_reason(text, decoded)
         if reason is not None:
             collector.reject_unscorable(
-                source, line, text.strip(), reason, ENCODING_FIX
+                source, line, text.strip(), reason, ENCODING_FIX, lines=lines
             )
             return
     if isinstance(label, str):
         reason = invalid_byte_reason(label, decoded)
         if reason is not None:
-            collector.reject(source, line, reason, ENCODING_FIX)
+            collector.reject(source, line, reason, ENCODING_FIX, lines=lines)
             return
 
     if text is MISSING or text is None:
         collector.reject(
-            source, line, f"missing text field {columns.text!r}", EMPTY_FIX
+            source,
+            line,
+            f"missing text field {columns.text!r}",
+            EMPTY_FIX,
+            lines=lines,
         )
         return
     if not isinstance(text, str):
@@ -92,11 +98,14 @@ def add_record(
             f"text field {columns.text!r} is a JSON {json_type_name(text)}, "
             "not a string",
             f"store the review as a JSON string, or use {SKIP_HINT}",
+            lines=lines,
         )
         return
     stripped = text.strip()
     if not stripped:
-        collector.reject_unscorable(source, line, "", EMPTY_REVIEW_REASON, EMPTY_FIX)
+        collector.reject_unscorable(
+            source, line, "", EMPTY_REVIEW_REASON, EMPTY_FIX, lines=lines
+        )
         return
 
     if columns.label is None:
@@ -114,6 +123,7 @@ def add_record(
             line,
             f"missing label in field {columns.label!r}",
             f"add {expected}, or use {SKIP_HINT}",
+            lines=lines,
         )
         return
     try:
@@ -124,7 +134,7 @@ def add_record(
         else:
             parsed = parse_label(label)
     except LabelError as err:
-        collector.reject(source, line, err.reason, err.fix)
+        collector.reject(source, line, err.reason, err.fix, lines=lines)
         return
     if parsed is None:
         collector.leave_out_by_stars()
