@@ -249,9 +249,13 @@ def test_second_run_into_a_busy_folder_fails(corpus, tmp_path, capsys):
             status = main(train_args(corpus, output_dir, flag))
 
             assert status == 1
-            assert capsys.readouterr().err.strip().endswith(
-                f"--output-dir {output_dir} is in use by another train run; "
-                "wait for it to finish, or choose another --output-dir"
+            assert (
+                capsys.readouterr()
+                .err.strip()
+                .endswith(
+                    f"--output-dir {output_dir} is in use by another train run; "
+                    "wait for it to finish, or choose another --output-dir"
+                )
             )
         assert first.poll() is None
     finally:

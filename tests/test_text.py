@@ -159,6 +159,25 @@ def test_whitespace_variants_split():
     assert _encoder().tokenize(text) == ["a", "b", "c", "d", "e", "f", "g"]
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("gre\u00adat film", ["great", "film"]),
+        ("great\u200bfilm", ["great", "film"]),
+        ("word\u2060joiner", ["wordjoiner"]),
+        ("\ufeffgreat", ["great"]),
+        ("\u200b\u00ad\ufeff", []),
+        (
+            "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",
+            # the zero-width non-joiner is kept, as a token of its own
+            ["\u0645\u06cc", "\u200c", "\u062e\u0648\u0627\u0647\u0645"],
+        ),
+    ],
+)
+def test_invisible_characters(text, expected):
+    assert _encoder().tokenize(text) == expected
+
+
 def test_emoji_kept():
     encoder = _encoder()
     assert encoder.tokenize("loved it 😍👍🏽") == ["loved", "it", "😍", "👍🏽"]
@@ -928,6 +947,31 @@ def test_loaded_encoder_with_other_pipeline_skips_shortcut(tmp_path, caplog):
     assert loaded.tokenize("a<br>b") == ["a", "<", "br", ">", "b"]
     assert _packed(loaded, ["a<br>b"]) == loaded.encode_batch(["a<br>b"])
     assert encoder.tokenize("a<br>b") == ["a", "b"]
+
+
+def test_load_earlier_normalizer_keeps_its_ids(tmp_path, caplog):
+    encoder = _save_valid(tmp_path)
+    path = tmp_path / text_module.TOKENIZER_FILENAME
+    document = json.loads(path.read_text(encoding="utf-8"))
+    # what builds before the handling of invisible characters saved
+    steps = document["normalizer"]["normalizers"]
+    document["normalizer"]["normalizers"] = [
+        step
+        for step in steps
+        if not any(code in json.dumps(step) for code in ("u00ad", "u200b"))
+    ]
+    assert len(document["normalizer"]["normalizers"]) == len(steps) - 2
+    path.write_text(json.dumps(document), encoding="utf-8")
+
+    loaded = TextEncoder.load(tmp_path)
+
+    assert "differs" not in caplog.text
+    assert loaded._ascii is not None
+    assert loaded.tokenize("gre\u00adat") == ["gre", "\u00ad", "at"]
+    assert encoder.tokenize("gre\u00adat") == ["great"]
+    texts = ["a great film", "gre\u00adat"]
+    assert _packed(loaded, texts) == loaded.encode_batch(texts)
+    assert loaded.encode("a great film") == encoder.encode("a great film")
 
 
 def test_loaded_encoder_keeps_shortcut(tmp_path):

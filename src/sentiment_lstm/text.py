@@ -63,6 +63,14 @@ _HTML_LINE_BREAK = r"(?i)<br\s*/?>"
 # apostrophe U+FF07 to ASCII, but U+2019, U+2018, U+02BC and U+2032 survive it.
 _APOSTROPHES = "[\u2019\u2018\u02bc\uff07\u2032]"
 _DOUBLE_QUOTES = "[\u201c\u201d]"
+# Invisible characters that text copied from web pages carries inside words.
+# A soft hyphen (U+00AD) marks where a word may be hyphenated. The word
+# joiner (U+2060) and the zero-width no-break space (U+FEFF, a byte order mark
+# inside text) forbid a break. All three are removed, so the word stays whole. A zero-width space (U+200B) marks a break between words and becomes
+# a space. NFKC keeps all four. The zero-width joiner and non-joiner stay,
+# because emoji sequences and several scripts need them.
+_INSIDE_WORD_INVISIBLES = "[\u00ad\u2060\ufeff]"
+_ZERO_WIDTH_SPACE = "\u200b"
 
 # Letters, combining marks and digits, except Han ideographs.
 _WORD_CHAR = r"[\p{L}\p{M}\p{N}&&[^\p{Han}]]"
@@ -594,7 +602,7 @@ class TextEncoder:
         encoder._vocabulary = vocabulary
         encoder._config = config
         encoder._tokenizer = tokenizer
-        same = _check_pipeline(tokenizer, _build_tokenizer(vocabulary, config))
+        same = _check_pipeline(tokenizer, vocabulary, config, tokenizer_path)
         encoder._ascii = _AsciiShortcut(vocabulary, config) if same else None
         logger.debug(
             "loaded text encoder (%d tokens) from %s", len(vocabulary), directory
@@ -748,9 +756,22 @@ def _blank(match: re.Match[str]) -> str:
     return " " * (match.end() - match.start())
 
 
-def _build_normalizer(config: TextEncoderConfig) -> normalizers.Normalizer:
-    steps = [
-        normalizers.NFKC(),
+def _build_normalizer(
+    config: TextEncoderConfig, *, invisibles: bool = True
+) -> normalizers.Normalizer:
+    """Return the normaliser of new encoders.
+
+    ``invisibles=False`` leaves out the handling of invisible characters,
+    which gives the normaliser that encoders saved by earlier builds contain,
+    so that :meth:`TextEncoder.load` can recognise it.
+    """
+    steps = [normalizers.NFKC()]
+    if invisibles:
+        steps += [
+            normalizers.Replace(Regex(_INSIDE_WORD_INVISIBLES), ""),
+            normalizers.Replace(Regex(_ZERO_WIDTH_SPACE), " "),
+        ]
+    steps += [
         normalizers.Replace(Regex(_HTML_LINE_BREAK), " "),
         normalizers.Replace(Regex(_APOSTROPHES), "'"),
         normalizers.Replace(Regex(_DOUBLE_QUOTES), '"'),
@@ -767,12 +788,14 @@ def _build_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
     return pre_tokenizers.Split(Regex(_TOKEN_PATTERN), behavior="removed", invert=True)
 
 
-def _build_tokenizer(vocabulary: list[str], config: TextEncoderConfig) -> Tokenizer:
+def _build_tokenizer(
+    vocabulary: list[str], config: TextEncoderConfig, *, invisibles: bool = True
+) -> Tokenizer:
     model = WordLevel(
         {token: index for index, token in enumerate(vocabulary)}, unk_token=UNK_TOKEN
     )
     tokenizer = Tokenizer(model)
-    tokenizer.normalizer = _build_normalizer(config)
+    tokenizer.normalizer = _build_normalizer(config, invisibles=invisibles)
     tokenizer.pre_tokenizer = _build_pre_tokenizer()
     tokenizer.enable_truncation(config.max_length, direction="right")
     return tokenizer
@@ -966,14 +989,28 @@ def _validate_tokenizer(
     return checked
 
 
-def _check_pipeline(loaded: Tokenizer, rebuilt: Tokenizer) -> bool:
-    """Return whether a loaded tokenizer normalises and splits as this module.
+def _check_pipeline(
+    loaded: Tokenizer, vocabulary: list[str], config: TextEncoderConfig, path: Path
+) -> bool:
+    """Return whether a loaded tokenizer splits ASCII text as this module does.
 
-    Logs a warning for each part that differs.
+    Logs a warning for each part that differs. A normaliser of an earlier
+    build, which keeps invisible characters, treats ASCII text the same and
+    is only reported at DEBUG level.
     """
     saved_document = json.loads(loaded.to_str())
-    current_document = json.loads(rebuilt.to_str())
+    current_document = json.loads(_build_tokenizer(vocabulary, config).to_str())
+    earlier_normalizer = json.loads(
+        _build_tokenizer(vocabulary, config, invisibles=False).to_str()
+    )["normalizer"]
     same = True
+    if saved_document.get("normalizer") == earlier_normalizer:
+        logger.debug(
+            "%s comes from an earlier build, which keeps soft hyphens and "
+            "zero-width spaces in words; it is used as saved, so ids match training",
+            path,
+        )
+        saved_document["normalizer"] = current_document["normalizer"]
     for part in ("normalizer", "pre_tokenizer"):
         if saved_document.get(part) != current_document.get(part):
             same = False

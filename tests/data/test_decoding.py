@@ -246,3 +246,59 @@ def test_scan_counts_lone_carriage_returns() -> None:
     scan.feed(b"\nfour\r\r")
 
     assert scan.lone_carriage_returns == 3
+
+
+@pytest.mark.parametrize(
+    ("compress", "kind", "tool"),
+    [
+        ("gzip", "gzip-compressed", "gunzip"),
+        ("bz2", "bzip2-compressed", "bunzip2"),
+        ("lzma", "xz-compressed", "unxz"),
+        ("zip", "a zip archive", "unzip"),
+    ],
+)
+@pytest.mark.parametrize("name", ["reviews.csv", "reviews.jsonl", "reviews.txt"])
+def test_compressed_file_named(tmp_path: Path, compress, kind, tool, name) -> None:
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+
+    text = b"text,label\ngood film,pos\nbad film,neg\n"
+    path = tmp_path / name
+    if compress == "zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("reviews.csv", text)
+    else:
+        module = {"gzip": gzip, "bz2": bz2, "lzma": lzma}[compress]
+        path.write_bytes(module.compress(text))
+
+    with pytest.raises(DataError) as excinfo:
+        read_texts(path)
+
+    assert str(excinfo.value) == (
+        f"{path}: the file is {kind}, not text; unpack it first (for example "
+        f"with {tool}) and pass the text file"
+    )
+
+
+def test_text_starting_like_bzip2_magic_is_text(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.txt"
+    path.write_text("BZh what a film\nBZh2 was fine\n", encoding="utf-8")
+
+    texts = [example.text for example in read_texts(path).examples]
+
+    assert texts == ["BZh what a film", "BZh2 was fine"]
+
+
+@pytest.mark.parametrize("codec", ["utf-32", "utf-32-le", "utf-32-be"])
+def test_utf32_with_bom_named(tmp_path: Path, codec: str) -> None:
+    path = tmp_path / "reviews.csv"
+    bom = {"utf-32-le": "\ufeff", "utf-32-be": "\ufeff"}.get(codec, "")
+    path.write_bytes((bom + "text\ngood film\n").encode(codec))
+
+    with pytest.raises(DataError, match="the text is UTF-32; save it as UTF-8"):
+        read_texts(path)
+
+    with pytest.raises(DataError, match="the text is UTF-32"):
+        decode_bytes(path.read_bytes(), str(path))

@@ -471,6 +471,28 @@ def test_duplicate_column_rejected(
     assert f"--{role}-column" in message
 
 
+@pytest.mark.parametrize(
+    ("header", "options"),
+    [
+        ("text,label,label", ReadOptions(require_labels=False)),
+        ("text,Label,LABEL", ReadOptions(require_labels=False)),
+        ("label,other", ReadOptions(require_labels=False, text_column="label")),
+    ],
+)
+def test_prediction_input_leaves_out_unclear_label(
+    tmp_path: Path, header: str, options: ReadOptions
+) -> None:
+    width = header.count(",") + 1
+    path = write(
+        tmp_path / "reviews.csv", f"{header}\n" + ",".join(["good"] * width) + "\n"
+    )
+
+    result = read_examples(path, options)
+
+    assert [example.text for example in result.examples] == ["good"]
+    assert result.examples[0].label is None
+
+
 def test_named_duplicate_column_rejected(tmp_path: Path) -> None:
     path = write(tmp_path / "reviews.csv", "body,label,body\ngood,1,bad\n")
 

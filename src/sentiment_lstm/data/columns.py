@@ -166,7 +166,23 @@ def choose_columns(
     if text is None:
         raise _missing_column("text", options.text_column, names, source, where)
 
-    label = _choose("label", options.label_column, LABEL_COLUMN_NAMES, names, source)
+    optional_label = not options.require_labels and options.label_column is None
+    try:
+        label = _choose(
+            "label", options.label_column, LABEL_COLUMN_NAMES, names, source
+        )
+    except DataError:
+        if not optional_label:
+            raise
+        # Prediction input needs no labels, so an unclear label column is
+        # left out instead of stopping the run.
+        logger.info(
+            "%s: more than one column could be the label column, so none is used",
+            source,
+        )
+        label = None
+    if optional_label and label is not None and label == text:
+        label = None
     if label is None and (options.label_column is not None or options.require_labels):
         raise _missing_column("label", options.label_column, names, source, where)
 

@@ -24,6 +24,18 @@ _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 _INVALID_CHARACTER = re.compile("[\x00\udc80-\udcff]")
 
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+# The UTF-32 little-endian BOM starts with the UTF-16 one, so it is checked first.
+_UTF32_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
+
+# The first bytes of compressed files and archives, and the tool that unpacks
+# each. None of them starts a text file.
+_COMPRESSED_MAGIC = (
+    (b"\x1f\x8b", "gzip-compressed", "gunzip"),
+    (b"BZh", "bzip2-compressed", "bunzip2"),
+    (b"\xfd7zXZ\x00", "xz-compressed", "unxz"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed", "unzstd"),
+    (b"PK\x03\x04", "a zip archive", "unzip"),
+)
 
 # Bytes at the start of a file that are checked for the NUL bytes of UTF-16.
 NUL_SAMPLE_BYTES = 4096
@@ -41,10 +53,33 @@ class EncodingError(DataError):
         reason: What is wrong with the whole file, without the file name.
     """
 
-    def __init__(self, source: str, reason: str) -> None:
-        super().__init__(f"{source}: {reason}; {SAVE_AS_UTF8_FIX}")
+    def __init__(self, source: str, reason: str, fix: str = SAVE_AS_UTF8_FIX) -> None:
+        super().__init__(f"{source}: {reason}; {fix}")
         self.source = source
         self.reason = reason
+
+
+def check_file_start(start: bytes, source: str) -> None:
+    """Raise if a file starts as UTF-32 or UTF-16 text or as compressed data.
+
+    Args:
+        start: The first bytes of the file, at least 6 where it has them.
+        source: The file or stream, for messages.
+
+    Raises:
+        EncodingError: Naming the encoding or the compression, with the fix.
+    """
+    if start.startswith(_UTF32_BOMS):
+        raise EncodingError(source, "the text is UTF-32")
+    if start.startswith(_UTF16_BOMS):
+        raise EncodingError(source, "the text is UTF-16")
+    for magic, kind, tool in _COMPRESSED_MAGIC:
+        if start.startswith(magic) and (magic != b"BZh" or start[3:4].isdigit()):
+            raise EncodingError(
+                source,
+                f"the file is {kind}, not text",
+                f"unpack it first (for example with {tool}) and pass the text file",
+            )
 
 
 @dataclass(frozen=True)
@@ -187,8 +222,7 @@ class EncodingScan:
         """
         if not self._started:
             self._started = True
-            if block.startswith(_UTF16_BOMS):
-                raise EncodingError(self.source, "the text is UTF-16")
+            check_file_start(block, self.source)
             check_nul_bytes(block[:NUL_SAMPLE_BYTES], self.source)
             if block.startswith(codecs.BOM_UTF8):
                 self._utf8_bom = True
@@ -332,8 +366,7 @@ def decode_bytes(data: bytes, source: str, *, log_fallback: bool = True) -> Deco
     Raises:
         EncodingError: If the bytes are UTF-16, with or without a BOM, or binary.
     """
-    if data.startswith(_UTF16_BOMS):
-        raise EncodingError(source, "the text is UTF-16")
+    check_file_start(data, source)
     check_nul_bytes(data[:NUL_SAMPLE_BYTES], source)
     if data.startswith(codecs.BOM_UTF8):
         body = data[len(codecs.BOM_UTF8) :]
