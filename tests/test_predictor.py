@@ -143,6 +143,68 @@ def test_corrupt_onnx(unexported, backend):
     assert "corrupt" in str(error.value)
 
 
+@pytest.mark.parametrize("backend", ["auto", "onnx"])
+@pytest.mark.parametrize("kind", ["folder", "looping link"])
+def test_onnx_path_not_a_file(tmp_path, exported, backend, kind):
+    directory = _copy_model(exported, tmp_path / "model")
+    onnx_path = directory / artifact.ONNX_FILE
+    onnx_path.unlink()
+    if kind == "folder":
+        onnx_path.mkdir()
+    else:
+        onnx_path.symlink_to(onnx_path.name)
+
+    with pytest.raises(ArtifactError) as error:
+        SentimentModel.load(directory, backend=backend)
+
+    expected = "a folder" if kind == "folder" else "a broken or looping link"
+    assert str(error.value).startswith(f"{onnx_path} is {expected}, not a file; ")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files without permission")
+def test_unreadable_onnx_named(tmp_path, exported):
+    directory = _copy_model(exported, tmp_path / "model")
+    onnx_path = directory / artifact.ONNX_FILE
+    onnx_path.chmod(0)
+
+    with pytest.raises(ArtifactError) as error:
+        SentimentModel.load(directory)
+
+    assert str(error.value) == (
+        f"cannot read {onnx_path}: Permission denied; check the file's permissions"
+    )
+
+
+def test_auto_without_any_runtime_names_onnxruntime(exported, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    monkeypatch.setitem(sys.modules, "torch", None)
+
+    with pytest.raises(ImportError) as error:
+        SentimentModel.load(exported)
+
+    message = str(error.value)
+    assert message.startswith(f"{exported / artifact.ONNX_FILE} needs onnxruntime")
+    assert message.endswith("pip install 'sentiment-lstm[serve]'")
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (None, "is not a sentiment-lstm model directory: it has none of"),
+        ('{"model_type": "bert"}', "is not the config of a sentiment-lstm model"),
+        ('{"format_version": "1", "model": {}, "labels": []}', 'version "1"'),
+    ],
+)
+def test_not_a_model_folder(tmp_path, config, expected):
+    directory = tmp_path / "folder"
+    directory.mkdir()
+    if config is not None:
+        (directory / artifact.CONFIG_FILE).write_text(config)
+
+    with pytest.raises(ArtifactError, match=expected):
+        SentimentModel.load(directory)
+
+
 def test_empty_onnx_file(unexported):
     (unexported / artifact.ONNX_FILE).write_bytes(b"")
 

@@ -1528,6 +1528,21 @@ def test_openapi_docs(client):
     assert "/health" in schema["paths"]
 
 
+def test_openapi_operation_ids_unique(client):
+    schema = client.get("/openapi.json").json()
+    operations = [
+        (path, method, operation["operationId"])
+        for path, methods in schema["paths"].items()
+        for method, operation in methods.items()
+    ]
+    ids = [operation_id for _, _, operation_id in operations]
+
+    assert len(ids) == len(set(ids)), operations
+    assert {method for _, method, _ in operations} == {"get", "post"}
+    for path in ("/health", "/info", "/metrics"):
+        assert client.head(path).status_code == 200
+
+
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
 def test_docs_pages_work_offline(client, page):
     html = client.get(page).text

@@ -125,12 +125,27 @@ def load_config(directory: Path) -> ArtifactConfig:
         ArtifactError: If the directory or file is missing, is not valid JSON,
             or comes from an unsupported format version.
     """
+    path = _require_directory(directory) / CONFIG_FILE
+    if not os.path.lexists(path):
+        model_files = (WEIGHTS_FILE, ONNX_FILE)
+        if not any(os.path.lexists(Path(directory) / name) for name in model_files):
+            raise ArtifactError(
+                f"{directory} is not a sentiment-lstm model directory: it has "
+                f"none of {CONFIG_FILE}, {WEIGHTS_FILE} and {ONNX_FILE}; pass "
+                "the --output-dir of a finished 'sentiment-lstm train' run"
+            )
     values = _read_json(_require_file(directory, CONFIG_FILE))
-    path = Path(directory) / CONFIG_FILE
     version = values.get("format_version")
+    if version is None and "model" not in values and "labels" not in values:
+        raise ArtifactError(
+            f"{path} is not the config of a sentiment-lstm model (it has none "
+            "of the keys format_version, model and labels), so "
+            f"{directory} is another tool's folder; pass the --output-dir of a "
+            "finished 'sentiment-lstm train' run"
+        )
     if version != ARTIFACT_FORMAT_VERSION:
         raise ArtifactError(
-            f"{path}: format version {version!r} is not supported "
+            f"{path}: format version {json.dumps(version)} is not supported "
             f"(this sentiment-lstm reads version {ARTIFACT_FORMAT_VERSION}); "
             "retrain the model or install the matching sentiment-lstm version"
         )

@@ -11,6 +11,7 @@ only when the PyTorch backend is chosen, so an install with only
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import math
@@ -188,6 +189,15 @@ class OnnxBackend:
         options.log_severity_level = 3
         # Warnings of the runtime itself would otherwise print on stderr.
         onnxruntime.set_default_logger_severity(3)
+        try:
+            # ONNX Runtime reports an unreadable file as a corrupt model.
+            with open(self.path, "rb"):
+                pass
+        except OSError as err:
+            raise artifact.ArtifactError(
+                f"cannot read {self.path}: {err.strerror or err}; check the "
+                "file's permissions"
+            ) from err
         try:
             self.session = onnxruntime.InferenceSession(
                 str(self.path), options, providers=["CPUExecutionProvider"]
@@ -603,6 +613,12 @@ def _choose_backend(directory: Path, backend: str) -> str:
     if backend == "torch":
         return "torch"
     onnx_path = directory / artifact.ONNX_FILE
+    if os.path.lexists(onnx_path) and not onnx_path.is_file():
+        kind = "a folder" if onnx_path.is_dir() else "a broken or looping link"
+        raise artifact.ArtifactError(
+            f"{onnx_path} is {kind}, not a file; move it away, then "
+            f"{_EXPORT_HINT.format(directory=directory)} again"
+        )
     if backend == "onnx":
         if not onnx_path.is_file():
             raise artifact.ArtifactError(
@@ -615,6 +631,12 @@ def _choose_backend(directory: Path, backend: str) -> str:
     try:
         import_onnxruntime()
     except ImportError as err:
+        if importlib.util.find_spec("torch") is None:
+            raise ImportError(
+                f"{onnx_path} needs onnxruntime, which failed to import ({err}), "
+                "and PyTorch, the other backend, is not installed either; "
+                "install onnxruntime with: pip install 'sentiment-lstm[serve]'"
+            ) from err
         logger.info(
             "%s exists but onnxruntime failed to import (%s), so PyTorch scores",
             onnx_path,

@@ -104,7 +104,9 @@ def _show(name: str, value: Any) -> str:
     if value is None:
         return "not given"
     if isinstance(value, float):
-        return f"{value:g}"
+        # the shortest form, unless it would round the value
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
     if name in ("text_column", "label_column"):
         return repr(value)
     return str(value)

@@ -65,6 +65,11 @@ def test_train_and_test_both_read(
     assert result.files == sorted(result.files)
     assert "unsup" in caplog.text
     assert "imdb.vocab" in caplog.text
+    assert (
+        f"the reviews of train/ and test/ are read as one set; to keep test/ as "
+        f"the test split in train, pass --data {tmp_path / 'train'} --test-data "
+        f"{tmp_path / 'test'}" in caplog.text
+    )
 
 
 def test_train_folder_directly(tmp_path: Path) -> None:

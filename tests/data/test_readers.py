@@ -159,3 +159,39 @@ def test_file_without_label_column_logged_plainly(tmp_path: Path, caplog) -> Non
 
     assert "text column 'text', no label column" in caplog.text
     assert "None" not in caplog.text
+
+
+@pytest.mark.parametrize("label", ["１", "1_0", "٠", ".5", "0x1"])
+def test_label_outside_ascii_decimal_rejected(label: str) -> None:
+    from sentiment_lstm.data.labels import LabelError, parse_label
+
+    with pytest.raises(LabelError, match="unknown label"):
+        parse_label(label)
+
+
+@pytest.mark.parametrize(("label", "expected"), [("1", 1), (" 0.0 ", 0), ("+1", 1)])
+def test_label_ascii_numbers_accepted(label: str, expected: int) -> None:
+    from sentiment_lstm.data.labels import parse_label
+
+    assert parse_label(label) == expected
+
+
+@pytest.mark.parametrize("rating", ["1_0", "５", "4 stars"])
+def test_rating_outside_ascii_decimal_rejected(rating: str) -> None:
+    from sentiment_lstm.data.labels import LabelError, parse_rating
+    from sentiment_lstm.data.records import StarRule
+
+    with pytest.raises(LabelError, match="invalid rating"):
+        parse_rating(rating, StarRule())
+
+
+def test_read_option_differences_keep_exact_cut_offs() -> None:
+    from sentiment_lstm.provenance import read_option_differences
+
+    saved = {"stars": True, "negative_max_stars": 2.5, "positive_min_stars": 2.5000001}
+    current = {"stars": True, "negative_max_stars": 2.0, "positive_min_stars": 4.0}
+
+    differences = read_option_differences(saved, current)
+
+    assert "--negative-max-stars 2 (training: 2.5)" in differences
+    assert "--positive-min-stars 4 (training: 2.5000001)" in differences

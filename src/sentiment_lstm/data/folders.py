@@ -120,6 +120,15 @@ def read_review_folders(path: Path, collector: ExampleCollector) -> None:
         used = {folder.name for folder in folders}
         ignored = sorted(item.name for item in path.iterdir() if item.name not in used)
         _log_ignored(path, ignored, " and ".join(f"{name}/" for name in sorted(used)))
+    if len(folders) > 1:
+        logger.info(
+            "%s: the reviews of %s are read as one set; to keep test/ as the "
+            "test split in train, pass --data %s --test-data %s",
+            path,
+            " and ".join(f"{folder.name}/" for folder in folders),
+            folders[0],
+            folders[1],
+        )
 
     cp1252_files = 0
     for folder in folders:

@@ -1,6 +1,7 @@
 """Parsing of label cells and star ratings into label indices."""
 
 import math
+import re
 from dataclasses import dataclass
 
 from sentiment_lstm.data.collector import SKIP_HINT
@@ -72,16 +73,26 @@ def parse_label(value: object) -> int:
         word = value.strip().lower()
         if word in _LABEL_WORDS:
             return _LABEL_WORDS[word]
-        try:
-            number = float(word)
-        except ValueError:
-            number = math.nan
+        number = _ascii_number(word)
         if number in (0.0, 1.0):
             return int(number)
     raise LabelError(
         f"unknown label {show_value(value)}",
         f"allowed: {ALLOWED_LABELS}; use --stars for ratings, or {SKIP_HINT}",
     )
+
+
+# A number in ASCII decimal notation, as spreadsheets write them. Python's
+# float() also reads "1_0" as 10 and digits of other scripts, such as the
+# full-width "１", which a label or rating cell should not hold.
+_ASCII_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+
+
+def _ascii_number(text: str) -> float:
+    """Return the number that ``text`` (stripped) spells, or NaN if it is none."""
+    if not _ASCII_NUMBER.fullmatch(text):
+        return math.nan
+    return float(text)
 
 
 def parse_rating(value: object, rule: StarRule) -> Rating:
@@ -105,10 +116,7 @@ def parse_rating(value: object, rule: StarRule) -> Rating:
             # a JSON integer beyond the float range
             number = math.inf
     elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            number = math.nan
+        number = _ascii_number(value.strip())
     if not math.isfinite(number):
         raise LabelError(
             f"invalid rating {show_value(value)}",
