@@ -50,6 +50,10 @@ def read_csv(path: Path, delimiter: str = ",") -> list[dict[str, str]]:
         return list(csv.DictReader(stream, delimiter=delimiter))
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
     with open(path, "w", encoding="utf-8", newline="") as stream:
         writer = csv.writer(stream)
@@ -77,6 +81,66 @@ def test_csv_keeps_rows_across_chunks(model, tmp_path):
     assert [row["stars"] for row in rows] == [str(i % 5) for i in range(23)]
     expected = expected_positive(model, texts)
     assert [float(row["positive"]) for row in rows] == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".txt", ".jsonl"])
+def test_chunks_end_at_character_budget(model, tmp_path, monkeypatch, suffix):
+    texts = [REVIEWS[i % len(REVIEWS)] * (1 + i % 3) for i in range(40)]
+    source = tmp_path / f"in{suffix}"
+    if suffix == ".csv":
+        write_csv(source, ["text"], [[text] for text in texts])
+    elif suffix == ".txt":
+        source.write_text("\n".join(texts) + "\n")
+    else:
+        source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    monkeypatch.setattr(scoring, "CHUNK_CHARS", 200)
+    chunk_sizes = []
+    real_encoded_chunks = scoring._encoded_chunks
+
+    def recording(reader, scorer, chunk_rows):
+        for chunk, token_ids in real_encoded_chunks(reader, scorer, chunk_rows):
+            chunk_sizes.append((len(chunk.records), chunk.chars))
+            yield chunk, token_ids
+
+    monkeypatch.setattr(scoring, "_encoded_chunks", recording)
+
+    summary = score_file(model, source, tmp_path / "out.jsonl")
+    rows = read_jsonl(tmp_path / "out.jsonl")
+
+    assert summary.rows == 40
+    assert [row["text"] for row in rows] == texts
+    expected = expected_positive(model, texts)
+    assert [row["positive"] for row in rows] == pytest.approx(expected, abs=1e-6)
+    assert len(chunk_sizes) > 1
+    assert sum(rows for rows, _ in chunk_sizes) == 40
+    # a chunk stops at the first row that takes it to the budget
+    longest = max(len(text) for text in texts)
+    assert all(chars < 200 + longest for _, chars in chunk_sizes)
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl"])
+def test_review_over_field_limit_marked(model, tmp_path, suffix):
+    from sentiment_lstm.data.delimited import FIELD_SIZE_LIMIT
+
+    long_review = "great " * (FIELD_SIZE_LIMIT // 6 + 1)
+    texts = ["a fine film", long_review, "a dull film"]
+    source = tmp_path / f"in{suffix}"
+    if suffix == ".txt":
+        source.write_text("\n".join(texts) + "\n")
+    else:
+        source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+
+    summary = score_file(model, source, tmp_path / "out.jsonl")
+    rows = read_jsonl(tmp_path / "out.jsonl")
+
+    assert summary.unscored == 1
+    assert [row["text"] for row in rows] == texts
+    assert rows[1]["error"] == (
+        f"the review is longer than {FIELD_SIZE_LIMIT:,} characters, the most a "
+        "review may have"
+    )
+    assert rows[1]["positive"] is None
+    assert rows[2]["positive"] is not None
 
 
 def test_csv_output_columns(model, tmp_path):

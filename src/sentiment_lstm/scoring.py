@@ -55,7 +55,12 @@ from sentiment_lstm.data.decoding import (
     invalid_byte_reason,
     warn_about_carriage_returns,
 )
-from sentiment_lstm.data.delimited import parsed_rows, read_header, strict_reader
+from sentiment_lstm.data.delimited import (
+    FIELD_SIZE_LIMIT,
+    parsed_rows,
+    read_header,
+    strict_reader,
+)
 from sentiment_lstm.data.fields import json_type_name
 from sentiment_lstm.data.jsonl import (
     invalid_json_row,
@@ -89,6 +94,10 @@ OUTPUT_EXTENSIONS = {
 DEFAULT_CHUNK_ROWS = 8192
 # Rows of the first chunk, which the model waits for before it starts.
 FIRST_CHUNK_ROWS = 1024
+# A chunk also ends once its reviews reach this many characters, so that a
+# file of long reviews takes no more memory than one of short ones. Chunks
+# of rt-polarity's 8,192 rows hold about 1 million characters.
+CHUNK_CHARS = 2**22
 DEFAULT_BATCH_SIZE = 256
 
 SCORE_FIELDS = ("positive", "negative", "label", "error")
@@ -99,6 +108,10 @@ LINES_TEXT_FIELD = "text"
 
 # Error of a row that is an empty line of a CSV, TSV or JSONL file.
 EMPTY_LINE = "empty line"
+# Why a review of a text or JSONL file over the CSV field limit is not scored.
+# Its tokens would take about 10 bytes a character, and the model reads only
+# the first --max-length tokens anyway.
+TOO_LONG = f"the review is longer than {FIELD_SIZE_LIMIT:,} characters, the most a review may have"
 
 PREVIEW_CHARACTERS = 60
 
@@ -376,6 +389,18 @@ class _Chunk:
     records: list[Any] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     errors: list[str | None] = field(default_factory=list)
+    chars: int = 0
+
+    def add(self, record: Any, text: str, error: str | None) -> None:
+        """Append one row."""
+        self.records.append(record)
+        self.texts.append(text)
+        self.errors.append(error)
+        self.chars += len(text)
+
+    def full(self, limit: int) -> bool:
+        """Return whether the chunk has ``limit`` rows or ``CHUNK_CHARS`` characters."""
+        return len(self.records) >= limit or self.chars >= CHUNK_CHARS
 
     def texts_to_score(self) -> list[str]:
         """Return the texts with unscorable rows blanked, so they get no tokens."""
@@ -461,7 +486,10 @@ class _Reader:
     def chunks(self, chunk_rows: int) -> Iterator[_Chunk]:
         raise NotImplementedError
 
-    def _byte_error(self, text: str) -> str | None:
+    def _text_error(self, text: str) -> str | None:
+        """Return why a review cannot be scored: its length or invalid bytes."""
+        if len(text) > FIELD_SIZE_LIMIT:
+            return TOO_LONG
         return invalid_byte_reason(text, self._decoded)
 
 
@@ -501,15 +529,13 @@ class _DelimitedReader(_Reader):
         for _, row in rows:
             if row:
                 text = row[text_index]
-                error = self._byte_error(text)
+                error = self._text_error(text)
             else:
                 # An empty line keeps its place as a row of empty fields.
                 row = [""] * width
                 text, error = "", EMPTY_LINE
-            chunk.records.append(row)
-            chunk.texts.append(text)
-            chunk.errors.append(error)
-            if len(chunk.records) == limit:
+            chunk.add(row, text, error)
+            if chunk.full(limit):
                 yield chunk
                 chunk = _Chunk()
                 limit = next(limits)
@@ -544,10 +570,8 @@ class _LinesReader(_Reader):
         carriage_returns = 0
         for line in self.stream:
             line = _strip_line_end(line)
-            chunk.records.append([line])
-            chunk.texts.append(line)
-            chunk.errors.append(self._byte_error(line))
-            if len(chunk.records) == limit:
+            chunk.add([line], line, self._text_error(line))
+            if chunk.full(limit):
                 if self._count_carriage_returns:
                     carriage_returns += _lines_with_carriage_return(chunk.texts)
                 yield chunk
@@ -599,12 +623,10 @@ class _JsonlReader(_Reader):
             else:
                 # An empty line keeps its place as a record with scores only.
                 line, text, error = "{}", "", EMPTY_LINE
-            chunk.records.append(line)
-            chunk.texts.append(text)
-            chunk.errors.append(error)
+            chunk.add(line, text, error)
             # The empty lines before the first record wait for it, so that
             # they are written with the score keys it names.
-            if len(chunk.records) >= limit and self._score_keys is not None:
+            if chunk.full(limit) and self._score_keys is not None:
                 yield chunk
                 chunk = _Chunk()
                 limit = next(limits)
@@ -678,7 +700,7 @@ class _JsonlReader(_Reader):
                 json.dumps(value, ensure_ascii=False),
                 f"text field {key!r} is a JSON {json_type_name(value)}, not a string",
             )
-        return value, self._byte_error(value)
+        return value, self._text_error(value)
 
 
 def _chunk_limits(chunk_rows: int) -> Iterator[int]:

@@ -96,8 +96,8 @@ def _add_throughput_options(parser: argparse.ArgumentParser) -> None:
         "--chunk-size",
         type=positive_int,
         default=8192,
-        help="rows of --input read and scored at a time; memory grows with it "
-        "(default: 8192)",
+        help="rows of --input read and scored at a time, fewer where they "
+        "pass 4 million characters; memory grows with it (default: 8192)",
     )
     group.add_argument(
         "--no-progress",
