@@ -16,9 +16,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --system --no-create-home --shell /usr/sbin/nologin app
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md serve-constraints.txt ./
 COPY src ./src
-RUN pip install ".[serve]"
+RUN pip install --constraint serve-constraints.txt ".[serve]"
 
 # --chmod (a BuildKit feature) lets the app user read the model whatever the
 # file modes in the build context. Root keeps ownership, so the server

@@ -159,9 +159,27 @@ def test_installs_serve_extra_only():
     installs = [i for i in instructions("RUN") if "pip install" in i.arguments]
 
     assert len(installs) == 1
-    assert ".[serve]" in installs[0].arguments
+    arguments = shlex.split(installs[0].arguments)
+    assert ".[serve]" in arguments
     assert "torch" not in installs[0].arguments
-    assert "train" not in installs[0].arguments
+    assert not [word for word in arguments if "train]" in word or "train," in word]
+
+
+def test_install_uses_tested_versions():
+    (install,) = [i for i in instructions("RUN") if "pip install" in i.arguments]
+    arguments = shlex.split(install.arguments)
+    constraints = arguments[arguments.index("--constraint") + 1]
+    pins = {
+        line.split("==")[0]: line.split("==")[1]
+        for line in (REPO_ROOT / constraints).read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+
+    assert constraints in [
+        source for copy in instructions("COPY") for source in copy_parts(copy)[0]
+    ]
+    for name in ("uvicorn", "httptools", "fastapi", "onnxruntime"):
+        assert pins[name].count(".") >= 1, name
 
 
 def test_runs_as_non_root():

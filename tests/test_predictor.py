@@ -205,6 +205,21 @@ def test_not_a_model_folder(tmp_path, config, expected):
         SentimentModel.load(directory)
 
 
+def test_edited_encoder_config_named(tmp_path, exported):
+    directory = _copy_model(exported, tmp_path / "model")
+    path = directory / "text_encoder.json"
+    values = json.loads(path.read_text())
+    values["config"]["max_length"] = 4
+    path.write_text(json.dumps(values))
+
+    with pytest.raises(ArtifactError) as error:
+        SentimentModel.load(directory)
+
+    assert str(error.value).startswith(
+        f"{path} is not the file saved with this model: its SHA-256 differs"
+    )
+
+
 def test_empty_onnx_file(unexported):
     (unexported / artifact.ONNX_FILE).write_bytes(b"")
 

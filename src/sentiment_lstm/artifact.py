@@ -276,7 +276,16 @@ def load_matching_encoder(directory: Path, config: ArtifactConfig) -> TextEncode
         ArtifactError: If the encoder is missing or corrupt, or its vocabulary
             size is not the ``vocab_size`` in ``config.json``.
     """
-    encoder = load_encoder(directory)
+    try:
+        encoder = load_encoder(directory)
+    except ArtifactError:
+        # An edited or swapped encoder file fails the loader's own checks
+        # first, which may blame the other file of the pair; the recorded
+        # digests name the file that changed.
+        check_saved_files(
+            directory, config, skip=(WEIGHTS_FILE, METADATA_FILE, ONNX_FILE)
+        )
+        raise
     expected = config.model.get("vocab_size")
     if expected is not None and encoder.vocab_size != expected:
         raise ArtifactError(
