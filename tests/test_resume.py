@@ -132,6 +132,18 @@ def test_resume_matches_uninterrupted(corpus, tmp_path):
     assert not (resumed / "checkpoint.pt").exists()
 
 
+def test_resume_with_overwrite_rejected(corpus, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(train_args(corpus, tmp_path / "run", "--resume", "--overwrite"))
+
+    assert exit_info.value.code == 2
+    assert (
+        "--resume continues the interrupted run and --overwrite starts a new one; "
+        "pass only one of them" in capsys.readouterr().err
+    )
+    assert not (tmp_path / "run").exists()
+
+
 def test_resume_without_checkpoint_fails(corpus, tmp_path, capsys, caplog):
     caplog.set_level("INFO")
     status = main(train_args(corpus, tmp_path / "fresh", "--resume"))

@@ -370,6 +370,7 @@ def test_jsonl_adds_keys(model, tmp_path):
         '{"id": 3}',
         '{"id": 4, "text": 17}',
         '{"id": 5, "text": "a dull mess"}',
+        '{"id": 6, "text": null}',
     ]
     source = tmp_path / "in.jsonl"
     source.write_text("\n".join(lines) + "\n")
@@ -378,7 +379,7 @@ def test_jsonl_adds_keys(model, tmp_path):
     written = (tmp_path / "out.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in written]
 
-    assert [record["id"] for record in records] == [1, 2, 3, 4, 5]
+    assert [record["id"] for record in records] == [1, 2, 3, 4, 5, 6]
     assert written[0].startswith(
         '{"id": 1, "text": "great fun", "meta": {"stars": 4.50'
     )
@@ -389,7 +390,8 @@ def test_jsonl_adds_keys(model, tmp_path):
     assert records[1]["positive"] is None
     assert records[2]["error"] == "missing text field 'text'"
     assert "is a JSON number, not a string" in records[3]["error"]
-    assert summary.unscored == 3
+    assert records[5]["error"] == "text field 'text' is null"
+    assert summary.unscored == 4
 
 
 def test_jsonl_empty_object_record(model, tmp_path):

@@ -761,7 +761,7 @@ def _log_summary(
     steps = -(-len(splits.train) // config.batch_size)
     logger.info(
         "examples: %d train, %d validation, %d test; vocabulary: %d tokens; "
-        "parameters: %d; batch size %d, %d steps per epoch, up to %d epoch%s",
+        "parameters: %d; batch size %d, %d step%s per epoch, up to %d epoch%s",
         len(splits.train),
         len(splits.validation),
         len(splits.test),
@@ -769,6 +769,7 @@ def _log_summary(
         count_parameters(model),
         config.batch_size,
         steps,
+        "" if steps == 1 else "s",
         config.num_epochs,
         "" if config.num_epochs == 1 else "s",
     )

@@ -693,6 +693,8 @@ class _JsonlReader(_Reader):
     def _text_of(self, record: dict[str, Any]) -> tuple[str, str | None]:
         key = self._text_key
         value = record.get(key)
+        if value is None and key in record:
+            return "", f"text field {key!r} is null"
         if value is None:
             return "", f"missing text field {key!r}"
         if not isinstance(value, str):

@@ -167,3 +167,39 @@ def test_cp1252_files_counted(
         read_examples(tmp_path)
 
     assert expected.format(root=tmp_path) in caplog.text
+
+
+def test_txt_names_that_are_not_files_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_reviews(
+        tmp_path,
+        {
+            "pos/1.txt": "great fun",
+            "pos/UPPER.TXT": "fine work",
+            "neg/1.txt": "dull mess",
+            "neg/notes.md": "not a review",
+        },
+    )
+    (tmp_path / "pos" / "folder.txt").mkdir()
+    (tmp_path / "neg" / "broken.txt").symlink_to(tmp_path / "missing")
+
+    with caplog.at_level(logging.INFO, logger="sentiment_lstm.data"):
+        result = read_examples(tmp_path)
+
+    assert sorted(example.text for example in result.examples) == [
+        "dull mess",
+        "fine work",
+        "great fun",
+    ]
+    assert (
+        f"ignored in {tmp_path / 'pos'}, because they are folders, broken links "
+        "or other non-files: folder.txt" in caplog.text
+    )
+    assert (
+        f"ignored in {tmp_path / 'neg'}, because they are folders, broken links "
+        "or other non-files: broken.txt" in caplog.text
+    )
+    assert f"ignored in {tmp_path / 'neg'}, which only uses *.txt files: notes.md" in (
+        caplog.text
+    )

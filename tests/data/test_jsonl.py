@@ -279,3 +279,13 @@ def test_jsonl_deep_nesting_is_bad_row(tmp_path: Path) -> None:
     assert [example.text for example in result.examples] == ["great", "awful"]
     assert [row.line for row in result.bad_rows] == [2]
     assert "nested too deeply" in result.bad_rows[0].reason
+
+
+def test_jsonl_null_text_named(tmp_path: Path) -> None:
+    path = write_lines(
+        tmp_path / "reviews.jsonl",
+        ['{"text": "good", "label": 1}', '{"text": null, "label": 0}'],
+    )
+
+    with pytest.raises(DataError, match="line 2: text field 'text' is null"):
+        read_examples(path)

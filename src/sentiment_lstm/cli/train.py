@@ -651,6 +651,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     fill_held_out_fractions(args)
 
+    if args.resume and args.overwrite:
+        parser.error(
+            "--resume continues the interrupted run and --overwrite starts a new "
+            "one; pass only one of them"
+        )
     if args.validation_data is None and args.validation_fraction == 0:
         parser.error(
             "--validation-fraction 0 leaves no reviews to pick the best epoch; "

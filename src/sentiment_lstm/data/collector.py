@@ -147,8 +147,8 @@ class ExampleCollector:
             )
         if self.left_out_by_stars:
             logger.info(
-                "left out %d rows of %s with a rating above %g and below %g stars",
-                self.left_out_by_stars,
+                "left out %s of %s with a rating above %g and below %g stars",
+                _count(self.left_out_by_stars, "row"),
                 path,
                 star_rule.negative_max,
                 star_rule.positive_min,
@@ -221,12 +221,13 @@ class RatingRange:
         )
         if self.above_five_stars and star_rule.positive_min <= FIVE_STAR_MAX:
             logger.warning(
-                "%d ratings in %s are above %d stars (the highest is %g), but the "
+                "%s in %s %s above %d stars (the highest is %g), but the "
                 "star cut-offs (negative up to %g, positive from %g) are for a "
-                "%d-star scale, so they all count as positive; for another scale "
+                "%d-star scale, so they count as positive; for another scale "
                 "set --negative-max-stars and --positive-min-stars",
-                self.above_five_stars,
+                _count(self.above_five_stars, "rating"),
                 path,
+                "is" if self.above_five_stars == 1 else "are",
                 FIVE_STAR_MAX,
                 self.highest,
                 star_rule.negative_max,
@@ -235,14 +236,20 @@ class RatingRange:
             )
         if self.below_zero:
             logger.warning(
-                "%d ratings in %s are below 0 stars (the lowest is %g), which no "
-                "star scale has; they are labelled by the cut-offs like other "
-                "ratings (negative up to %g), so check the rating column",
-                self.below_zero,
+                "%s in %s %s below 0 stars (the lowest is %g), which no "
+                "star scale has; such ratings are labelled by the cut-offs like "
+                "other ratings (negative up to %g), so check the rating column",
+                _count(self.below_zero, "rating"),
                 path,
+                "is" if self.below_zero == 1 else "are",
                 self.lowest,
                 star_rule.negative_max,
             )
+
+
+def _count(number: int, noun: str) -> str:
+    """Return "1 row" or "3 rows": the number and the noun in the right form."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _log_bad_rows(bad_rows: list[BadRow], path: Path) -> None:

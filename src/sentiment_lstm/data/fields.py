@@ -86,7 +86,11 @@ def add_record(
         collector.reject(
             source,
             line,
-            f"missing text field {columns.text!r}",
+            (
+                f"missing text field {columns.text!r}"
+                if text is MISSING
+                else f"text field {columns.text!r} is null"
+            ),
             EMPTY_FIX,
             lines=lines,
         )

@@ -49,10 +49,17 @@ def _log_ignored(
 ) -> None:
     if not ignored:
         return
-    listed = ", ".join(ignored[:_LOGGED_NAMES])
-    if len(ignored) > _LOGGED_NAMES:
-        listed += f" and {len(ignored) - _LOGGED_NAMES} more"
-    logger.log(level, "ignored in %s, which only uses %s: %s", folder, used, listed)
+    logger.log(
+        level, "ignored in %s, which only uses %s: %s", folder, used, _listed(ignored)
+    )
+
+
+def _listed(names: list[str]) -> str:
+    """Join the first few names, with a count of the rest."""
+    listed = ", ".join(names[:_LOGGED_NAMES])
+    if len(names) > _LOGGED_NAMES:
+        listed += f" and {len(names) - _LOGGED_NAMES} more"
+    return listed
 
 
 def _read_review_file(
@@ -142,14 +149,24 @@ def read_review_folders(path: Path, collector: ExampleCollector) -> None:
             files = []
             skipped = []
             hidden = []
+            not_files = []
             for item in sorted(class_folder.iterdir()):
                 if item.name.startswith("."):
                     hidden.append(item.name)
-                elif item.is_file() and item.suffix == ".txt":
+                elif item.suffix.lower() != ".txt":
+                    skipped.append(item.name)
+                elif item.is_file():
                     files.append(item)
                 else:
-                    skipped.append(item.name)
+                    not_files.append(item.name)
             _log_ignored(class_folder, skipped, "*.txt files", logging.WARNING)
+            if not_files:
+                logger.warning(
+                    "ignored in %s, because they are folders, broken links or "
+                    "other non-files: %s",
+                    class_folder,
+                    _listed(not_files),
+                )
             # macOS writes a hidden "._" file of metadata beside each file it
             # copies to some drives and archives, and a file such as "._1.txt" is
             # not a review.
