@@ -285,8 +285,13 @@ def test_bad_row_skipped(model, tmp_path):
     )
     rows = read_csv(tmp_path / "out.csv")
 
-    assert [row["id"] for row in rows] == ["1", "3"]
-    assert summary.left_out == 1
+    assert [row["id"] for row in rows] == ["1", "", "3"]
+    assert rows[1]["text"] == ""
+    assert rows[1]["positive"] == ""
+    assert rows[1]["error"] == "line 3: expected 2 fields as in the header, found 3"
+    assert rows[2]["positive"] != ""
+    assert summary.unparsed == 1
+    assert summary.unscored == 1
 
 
 def test_one_row_warnings_singular(model, tmp_path, caplog):
@@ -303,9 +308,10 @@ def test_one_row_warnings_singular(model, tmp_path, caplog):
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
 
     assert warnings == [
-        f"left out 1 bad row of {source}: line 3: expected 2 fields as in the "
-        "header, found 3",
-        f"1 row of {source} was not scored; its error column gives the reason",
+        f"1 row of {source} did not parse; each was written in its place with "
+        "empty fields and the reason as its error: line 3: expected 2 fields as "
+        "in the header, found 3",
+        f"2 rows of {source} were not scored; their error column gives the reason",
     ]
 
 
@@ -324,10 +330,11 @@ def test_many_row_warnings_plural(model, tmp_path, caplog):
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
 
     assert warnings[0].startswith(
-        f"left out 7 bad rows of {source} spanning 7 lines; the first 5: line 2: "
+        f"7 rows of {source} did not parse; each was written in its place with "
+        "empty fields and the reason as its error (the first 5): line 2: "
     )
     assert warnings[1] == (
-        f"2 rows of {source} were not scored; their error column gives the reason"
+        f"9 rows of {source} were not scored; their error column gives the reason"
     )
 
 
@@ -427,7 +434,7 @@ def test_jsonl_empty_lines_in_place(model, tmp_path, chunk_rows):
     }
     assert records[3]["label"] in ("positive", "negative")
     assert summary.unscored == 3
-    assert summary.left_out == 0
+    assert summary.unparsed == 0
 
 
 @pytest.mark.parametrize("blank", ["", "   "])
@@ -457,7 +464,7 @@ def test_delimited_blank_lines_in_place(model, tmp_path, delimiter, blank):
         ("", "", "empty line"),
     ]
     assert summary.unscored == 2
-    assert summary.left_out == 0
+    assert summary.unparsed == 0
 
 
 def test_jsonl_first_record_without_text(model, tmp_path):
@@ -591,10 +598,11 @@ def test_jsonl_line_python_cannot_parse(model, tmp_path, line, reason):
         output,
         options=ReadOptions(skip_bad_rows=True, require_labels=False),
     )
-    texts = [json.loads(row)["text"] for row in output.read_text().splitlines()]
+    records = [json.loads(row) for row in output.read_text().splitlines()]
 
-    assert summary.left_out == 1
-    assert texts == ["great fun", "dull"]
+    assert summary.unparsed == 1
+    assert [record.get("text") for record in records] == ["great fun", None, "dull"]
+    assert records[1]["error"].startswith("line 2: invalid JSON")
 
 
 def test_jsonl_repeated_text_key_is_bad_row(model, tmp_path):
@@ -619,9 +627,10 @@ def test_jsonl_repeated_text_key_is_bad_row(model, tmp_path):
     )
     records = [json.loads(row) for row in output.read_text().splitlines()]
 
-    assert summary.left_out == 1
-    assert [record["text"] for record in records] == ["great fun", "dull"]
-    assert records[1]["id"] == 2
+    assert summary.unparsed == 1
+    assert [record.get("text") for record in records] == ["great fun", None, "dull"]
+    assert records[1]["error"].startswith("line 2: the field 'text' occurs 2 times")
+    assert records[2]["id"] == 2
 
 
 def test_jsonl_cr_line_ends_named(model, tmp_path):
@@ -645,8 +654,8 @@ def test_jsonl_invalid_line(model, tmp_path):
         tmp_path / "out.jsonl",
         options=ReadOptions(skip_bad_rows=True, require_labels=False),
     )
-    assert summary.rows == 1
-    assert summary.left_out == 2
+    assert summary.rows == 3
+    assert summary.unparsed == 2
 
 
 def test_jsonl_to_csv_rejected(model, tmp_path):
@@ -1100,7 +1109,7 @@ def test_jsonl_clash_before_first_text_record(model, tmp_path):
     assert json.loads(lines[1])["predicted_label"] in ("positive", "negative")
 
 
-def test_bare_carriage_return_row_left_out_whole(model, tmp_path):
+def test_bare_carriage_return_row_kept_whole(model, tmp_path):
     source = tmp_path / "in.csv"
     source.write_bytes(b"id,text\n1,great\rfun\n2,dull\r3,x\n4,fine film\n")
 
@@ -1114,8 +1123,9 @@ def test_bare_carriage_return_row_left_out_whole(model, tmp_path):
     )
     rows = read_csv(tmp_path / "out.csv")
 
-    assert [row["id"] for row in rows] == ["4"]
-    assert summary.left_out == 2
+    assert [row["id"] for row in rows] == ["", "", "4"]
+    assert [row["error"][:7] for row in rows] == ["line 2:", "line 3:", ""]
+    assert summary.unparsed == 2
 
 
 def test_old_mac_line_ends_scored(model, tmp_path):

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from sentiment_lstm import interrupts
-from sentiment_lstm.data.collector import SKIP_HINT, left_out_message
+from sentiment_lstm.data.collector import SKIP_HINT
 from sentiment_lstm.data.columns import choose_columns
 from sentiment_lstm.data.decoding import (
     DecodedText,
@@ -108,9 +108,9 @@ LINES_TEXT_FIELD = "text"
 
 # Error of a row that is an empty line of a CSV, TSV or JSONL file.
 EMPTY_LINE = "empty line"
-# Why a review of a text or JSONL file over the CSV field limit is not scored.
-# Its tokens would take about 10 bytes a character, and the model reads only
-# the first --max-length tokens anyway.
+# The error of a review of a text or JSONL file over the CSV field limit.
+# Tokenizing it would take about 10 bytes a character, and the model reads
+# only the first --max-length tokens anyway.
 TOO_LONG = f"the review is longer than {FIELD_SIZE_LIMIT:,} characters, the most a review may have"
 
 PREVIEW_CHARACTERS = 60
@@ -149,7 +149,8 @@ class ScoringSummary:
         rows: Rows written, scored or not.
         scored: Rows with scores.
         unscored: Rows written with an ``error`` instead of scores.
-        left_out: Rows that did not parse and were left out (``skip_bad_rows``).
+        unparsed: Rows that did not parse, written in their place with empty
+            fields and the reason in ``error`` (``skip_bad_rows``).
         encoding: Encoding the input was decoded with.
         seconds: Wall-clock time from opening the input to closing the output.
     """
@@ -157,7 +158,7 @@ class ScoringSummary:
     rows: int
     scored: int
     unscored: int
-    left_out: int
+    unparsed: int
     encoding: str
     seconds: float
 
@@ -304,7 +305,7 @@ def score_file(
         rows=counts.rows,
         scored=counts.rows - counts.unscored,
         unscored=counts.unscored,
-        left_out=reader.bad_rows.count,
+        unparsed=reader.bad_rows.count,
         encoding=encoding.name,
         seconds=time.perf_counter() - started,
     )
@@ -411,30 +412,47 @@ class _Chunk:
 
 
 class _BadRows:
-    """Rows that do not parse: raised at once, or counted with ``skip_bad_rows``."""
+    """Rows that do not parse: raised at once, or counted with ``skip_bad_rows``.
+
+    With ``skip_bad_rows`` the reader writes each such row in its place, with
+    empty fields and :attr:`last_error` as its error.
+    """
 
     def __init__(self, source: str, skip: bool) -> None:
         self.source = source
         self.skip = skip
         self.count = 0
-        # Physical lines spanned by the rows left out.
+        # Physical lines spanned by the rows that did not parse.
         self.lines = 0
         self.first: list[str] = []
+        self.last_error = ""
 
     def reject(self, line: int, reason: str, fix: str, *, lines: int = 1) -> None:
         if not self.skip:
             raise DataError(f"{self.source} line {line}: {reason}; {fix}")
         self.count += 1
         self.lines += lines
+        self.last_error = f"line {line}: {reason}"
         if len(self.first) < _LOGGED_BAD_ROWS:
-            self.first.append(f"line {line}: {reason}")
+            self.first.append(self.last_error)
 
     def log_summary(self) -> None:
-        if self.count:
-            logger.warning(
-                "%s",
-                left_out_message(self.count, self.source, self.lines, self.first),
-            )
+        if not self.count:
+            return
+        rows = "1 row" if self.count == 1 else f"{self.count} rows"
+        span = "" if self.lines == self.count else f", spanning {self.lines} lines,"
+        first = (
+            "" if self.count <= len(self.first) else f" (the first {len(self.first)})"
+        )
+        logger.warning(
+            "%s of %s%s did not parse; each was written in its place with empty "
+            "fields and the reason as its error%s: %s",
+            rows,
+            self.source,
+            span,
+            first,
+            "; ".join(self.first),
+        )
 
 
 def _open_input(path: Path, data_format: str, scan: _InputScan, source: str) -> TextIO:
@@ -515,13 +533,13 @@ class _DelimitedReader(_Reader):
     def chunks(self, chunk_rows: int) -> Iterator[_Chunk]:
         text_index = self._text_index
         width = len(self.fields)
+
+        def reject(line: int, reason: str, fix: str, *, lines: int = 1) -> None:
+            self.bad_rows.reject(line, reason, fix, lines=lines)
+            chunk.add([""] * width, "", self.bad_rows.last_error)
+
         rows = parsed_rows(
-            self._csv,
-            width,
-            self._delimiter,
-            self.source,
-            self.bad_rows.reject,
-            keep_empty=True,
+            self._csv, width, self._delimiter, self.source, reject, keep_empty=True
         )
         limits = _chunk_limits(chunk_rows)
         limit = next(limits)
@@ -618,8 +636,10 @@ class _JsonlReader(_Reader):
             if line.strip():
                 parsed = self._parse(number, line)
                 if parsed is None:
-                    continue
-                text, error = parsed
+                    # With --skip-bad-rows: a record of the scores and the reason.
+                    line, text, error = "{}", "", self.bad_rows.last_error
+                else:
+                    text, error = parsed
             else:
                 # An empty line keeps its place as a record with scores only.
                 line, text, error = "{}", "", EMPTY_LINE

@@ -97,8 +97,9 @@ def add_data_options(
         )
     else:
         skip_help = (
-            "leave out rows that do not parse (a CSV row with the wrong number "
-            "of fields, a line that is not a JSON object) and report how many, "
+            "write rows that do not parse (a CSV row with the wrong number of "
+            "fields, a line that is not a JSON object) in their place with empty "
+            "fields and the reason in the error column, and report how many, "
             "instead of stopping at the first; empty lines and rows with empty "
             "text or undecodable bytes are always kept, marked in the error "
             "column"
