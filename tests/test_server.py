@@ -621,6 +621,21 @@ def test_headers_over_limit_rejected(server, client):
     assert "rejected with 431" in log.read_text()
 
 
+def test_long_url_over_header_limit_named(server):
+    url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+    target = b"/health?" + b"a" * MAX_HEADER_BYTES
+    head = b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+    status_line, error = split_response(send_and_read(port, head))
+
+    assert status_line == b"HTTP/1.1 431 Request Header Fields Too Large"
+    request_line = b"GET " + target + b" HTTP/1.1"
+    assert (
+        f"of which the request line takes {len(request_line)}; send a shorter URL"
+    ) in error["detail"]
+
+
 def test_headers_below_limit_accepted(server):
     url, _ = server
     # The request line and the Host header take the rest of the limit.
@@ -1829,7 +1844,8 @@ def test_empty_host_rejected(host, capsys):
 
 
 @pytest.mark.parametrize(
-    "host", ["127.0.0.1:8000", "localhost:8000", "http://127.0.0.1", "0.0.0.0/0"]
+    "host",
+    ["127.0.0.1:8000", "localhost:8000", "http://127.0.0.1", "0.0.0.0/0", "[::1]:8000"],
 )
 def test_url_or_port_in_host_rejected(host, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -1846,6 +1862,13 @@ def test_plain_host_accepted(host):
     args = build_parser().parse_args(["serve", "--model", "m", "--host", host])
 
     assert args.host == host
+
+
+@pytest.mark.parametrize(("host", "address"), [("[::1]", "::1"), ("[::]", "::")])
+def test_bracketed_ipv6_host_unwrapped(host, address):
+    args = build_parser().parse_args(["serve", "--model", "m", "--host", host])
+
+    assert args.host == address
 
 
 def test_serve_without_torch_names_fix_once(model_dir, capsys, monkeypatch):

@@ -159,8 +159,9 @@ def limited_protocol(
                     431,
                     f"request headers too large: {self._head_bytes} bytes arrived "
                     f"without the end of the headers, above the limit of "
-                    f"{max_header_bytes} bytes (--max-header-bytes); send fewer "
-                    "or shorter headers",
+                    f"{max_header_bytes} bytes (--max-header-bytes) for the "
+                    "request line and headers together; send a shorter URL or "
+                    "fewer or shorter headers",
                     limit="max_header_bytes",
                     maximum=max_header_bytes,
                     value=self._head_bytes,
@@ -184,8 +185,10 @@ def limited_protocol(
                 self._reject(
                     431,
                     f"request headers too large: {size} bytes, above the limit of "
-                    f"{max_header_bytes} bytes (--max-header-bytes); send fewer "
-                    "or shorter headers",
+                    f"{max_header_bytes} bytes (--max-header-bytes) for the "
+                    "request line and headers together, of which the request "
+                    f"line takes {request_line + len(b'  HTTP/')}; send a shorter "
+                    "URL or fewer or shorter headers",
                     limit="max_header_bytes",
                     maximum=max_header_bytes,
                     value=size,

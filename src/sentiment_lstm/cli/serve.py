@@ -53,13 +53,17 @@ def host_address(text: str) -> str:
             f"expected a host name or IP address, got {text!r}; check the "
             "variable or quoting that gave it, or leave --host out for 127.0.0.1"
         )
-    # One colon is a host:port pair, because an IPv6 address has at least two.
-    if "/" in text or text.count(":") == 1:
+    # One colon is a host:port pair, because an IPv6 address has at least two,
+    # and so is an IPv6 address in brackets followed by a port.
+    if "/" in text or text.count(":") == 1 or "]:" in text:
         raise argparse.ArgumentTypeError(
             f"expected a host name or IP address, got {text!r}, which looks like "
             "a URL or host:port; pass the address alone, such as 127.0.0.1, and "
             "the port with --port"
         )
+    # URLs write an IPv6 address in brackets, which the socket does not take.
+    if text.startswith("[") and text.endswith("]"):
+        return text[1:-1]
     return text
 
 
