@@ -441,7 +441,8 @@ def test_cli_failed_run_prints_no_table(tmp_path, capsys):
     assert captured.out == ""
 
 
-def test_cli_interrupt_names_finished_folds(tiny_posneg, capsys, caplog, monkeypatch):
+def interrupt_after_first_fold(monkeypatch) -> None:
+    """Make cross-validate raise KeyboardInterrupt once the first fold is reported."""
     from sentiment_lstm import crossval
 
     real_cross_validate = crossval.cross_validate
@@ -454,6 +455,10 @@ def test_cli_interrupt_names_finished_folds(tiny_posneg, capsys, caplog, monkeyp
         return real_cross_validate(*args, on_fold=fold_then_interrupt, **kwargs)
 
     monkeypatch.setattr(crossval, "cross_validate", interrupted_after_first_fold)
+
+
+def test_cli_interrupt_names_finished_folds(tiny_posneg, capsys, caplog, monkeypatch):
+    interrupt_after_first_fold(monkeypatch)
 
     status = main(
         ["cross-validate", "--data", str(tiny_posneg), "--folds", "3", *QUICK_FLAGS]
@@ -472,18 +477,7 @@ def test_cli_interrupt_names_finished_folds(tiny_posneg, capsys, caplog, monkeyp
 def test_cli_interrupt_writes_finished_folds_to_output_json(
     tiny_posneg, tmp_path, capsys, caplog, monkeypatch
 ):
-    from sentiment_lstm import crossval
-
-    real_cross_validate = crossval.cross_validate
-
-    def interrupted_after_first_fold(*args, on_fold, **kwargs):
-        def fold_then_interrupt(result):
-            on_fold(result)
-            raise KeyboardInterrupt
-
-        return real_cross_validate(*args, on_fold=fold_then_interrupt, **kwargs)
-
-    monkeypatch.setattr(crossval, "cross_validate", interrupted_after_first_fold)
+    interrupt_after_first_fold(monkeypatch)
     output = tmp_path / "cv.json"
 
     status = main(

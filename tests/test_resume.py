@@ -96,16 +96,21 @@ def epochs_without_time(model_dir: Path) -> list[dict]:
     ]
 
 
+def wait_for_checkpoint(process: subprocess.Popen, checkpoint: Path) -> None:
+    """Wait up to 120 s for a training process to write its first checkpoint."""
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists():
+        if process.poll() is not None:
+            pytest.fail(f"training ended (status {process.returncode}) first")
+        if time.monotonic() > deadline:
+            pytest.fail("no checkpoint appeared within 120 s")
+        time.sleep(0.01)
+
+
 def kill_after_first_checkpoint(command: list[str], checkpoint: Path) -> None:
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=ENV)
-    deadline = time.monotonic() + 120
     try:
-        while not checkpoint.exists():
-            if process.poll() is not None:
-                pytest.fail(f"training ended (status {process.returncode}) first")
-            if time.monotonic() > deadline:
-                pytest.fail("no checkpoint appeared within 120 s")
-            time.sleep(0.01)
+        wait_for_checkpoint(process, checkpoint)
         os.kill(process.pid, signal.SIGKILL)
     finally:
         process.wait()
@@ -250,13 +255,7 @@ def test_second_run_into_a_busy_folder_fails(corpus, tmp_path, capsys):
         env=ENV,
     )
     try:
-        deadline = time.monotonic() + 120
-        while not checkpoint.exists():
-            if first.poll() is not None:
-                pytest.fail(f"training ended (status {first.returncode}) first")
-            if time.monotonic() > deadline:
-                pytest.fail("no checkpoint appeared within 120 s")
-            time.sleep(0.01)
+        wait_for_checkpoint(first, checkpoint)
         for flag in ("--overwrite", "--resume"):
             status = main(train_args(corpus, output_dir, flag))
 
