@@ -1554,8 +1554,8 @@ def test_openapi_operation_ids_unique(client):
 
     assert len(ids) == len(set(ids)), operations
     assert {method for _, method, _ in operations} == {"get", "post"}
-    for path in ("/health", "/info", "/metrics"):
-        assert client.head(path).status_code == 200
+    for path in ("/health", "/info", "/metrics", "/docs", "/redoc", "/openapi.json"):
+        assert client.head(path).status_code == 200, path
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])

@@ -37,6 +37,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -899,6 +900,11 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             "seconds."
         ),
     )
+    # The documentation pages answer HEAD as /openapi.json does. Their routes
+    # are not in the OpenAPI schema, so no operation id repeats.
+    for route in app.routes:
+        if isinstance(route, APIRoute) and "GET" in route.methods:
+            route.methods.add("HEAD")
     app.state.model = model
     app.state.limits = limits
     app.state.metrics = metrics
