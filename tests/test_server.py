@@ -1832,7 +1832,7 @@ def test_bad_port_rejected(model_dir):
     assert "70000" in result.stderr
 
 
-@pytest.mark.parametrize("host", ["", "  "])
+@pytest.mark.parametrize("host", ["", "  ", "[]", "[ ]"])
 def test_empty_host_rejected(host, capsys):
     # uvicorn listens on every interface for an empty host, so an unset
     # variable in --host "$HOST" would expose the service.
@@ -1862,6 +1862,15 @@ def test_plain_host_accepted(host):
     args = build_parser().parse_args(["serve", "--model", "m", "--host", host])
 
     assert args.host == host
+
+
+@pytest.mark.parametrize("host", ["[[::1]]", "::1]", "[::1"])
+def test_stray_brackets_in_host_rejected(host, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["serve", "--model", "m", "--host", host])
+
+    assert exit_info.value.code == 2
+    assert "one pair of brackets or none" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("host", "address"), [("[::1]", "::1"), ("[::]", "::")])
