@@ -670,11 +670,6 @@ class _JsonlReader(_Reader):
                 f"or use {SKIP_HINT}",
             )
             return None
-        if self._score_keys is None:
-            # Raises DataError when the record has keys named like both the
-            # score keys and their prefixed form, as a CSV header would.
-            self.score_fields = _score_fields(list(record), self.source, "keys")
-            self._score_keys = frozenset(self.score_fields)
         if self._text_key is None:
             try:
                 self._text_key = self._choose_text_key(record, number)
@@ -682,6 +677,18 @@ class _JsonlReader(_Reader):
                 # The text key comes from the first record that has a text
                 # field. Records before it keep their place, unscored.
                 self._first_failure = self._first_failure or err
+        if self._text_key is not None and self._text_key in record.repeated_keys:
+            # Checked before the record can name the score keys: a bad row
+            # does not choose them.
+            self.bad_rows.reject(
+                number, *repeated_field_row(self._text_key, record.repeated_keys)
+            )
+            return None
+        if self._score_keys is None:
+            # Raises DataError when the record has keys named like both the
+            # score keys and their prefixed form, as a CSV header would.
+            self.score_fields = _score_fields(list(record), self.source, "keys")
+            self._score_keys = frozenset(self.score_fields)
         if not self._score_keys.isdisjoint(record):
             clashing = sorted(self._score_keys.intersection(record))
             self.bad_rows.reject(
@@ -694,11 +701,6 @@ class _JsonlReader(_Reader):
         if self._text_key is None:
             keys = ", ".join(repr(key) for key in record) or "none"
             return "", f"no text field among the keys: {keys}"
-        if self._text_key in record.repeated_keys:
-            self.bad_rows.reject(
-                number, *repeated_field_row(self._text_key, record.repeated_keys)
-            )
-            return None
         return self._text_of(record)
 
     def _choose_text_key(self, record: dict[str, Any], number: int) -> str:

@@ -255,6 +255,7 @@ def test_scan_counts_lone_carriage_returns() -> None:
         ("bz2", "bzip2-compressed", "bunzip2"),
         ("lzma", "xz-compressed", "unxz"),
         ("zip", "a zip archive", "unzip"),
+        ("empty bz2", "bzip2-compressed", "bunzip2"),
     ],
 )
 @pytest.mark.parametrize("name", ["reviews.csv", "reviews.jsonl", "reviews.txt"])
@@ -269,6 +270,8 @@ def test_compressed_file_named(tmp_path: Path, compress, kind, tool, name) -> No
     if compress == "zip":
         with zipfile.ZipFile(path, "w") as archive:
             archive.writestr("reviews.csv", text)
+    elif compress == "empty bz2":
+        path.write_bytes(bz2.compress(b""))
     else:
         module = {"gzip": gzip, "bz2": bz2, "lzma": lzma}[compress]
         path.write_bytes(module.compress(text))
@@ -282,13 +285,25 @@ def test_compressed_file_named(tmp_path: Path, compress, kind, tool, name) -> No
     )
 
 
-def test_text_starting_like_bzip2_magic_is_text(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"BZh what a film\nBZh2 was fine\n",
+        b"BZh9 good\nawful\n",
+        b"(\xb5/\xfd good film caf\xe9\nawful\n",
+        b"\x1f\x8b fine\nawful\n",
+    ],
+)
+def test_text_starting_like_compressed_magic_is_text(
+    tmp_path: Path, data: bytes
+) -> None:
     path = tmp_path / "reviews.txt"
-    path.write_text("BZh what a film\nBZh2 was fine\n", encoding="utf-8")
+    path.write_bytes(data)
 
     texts = [example.text for example in read_texts(path).examples]
 
-    assert texts == ["BZh what a film", "BZh2 was fine"]
+    assert len(texts) == 2
+    assert texts[-1] in ("awful", "BZh2 was fine")
 
 
 @pytest.mark.parametrize("codec", ["utf-32", "utf-32-le", "utf-32-be"])
@@ -302,3 +317,12 @@ def test_utf32_with_bom_named(tmp_path: Path, codec: str) -> None:
 
     with pytest.raises(DataError, match="the text is UTF-32"):
         decode_bytes(path.read_bytes(), str(path))
+
+
+def test_zstd_frame_named(tmp_path: Path) -> None:
+    # the magic number, a frame header and the start of a compressed block
+    path = tmp_path / "reviews.csv"
+    path.write_bytes(b"\x28\xb5\x2f\xfd\x24\x1f\xf9\x00\x00\x10text,label")
+
+    with pytest.raises(DataError, match="the file is zstd-compressed, not text"):
+        read_texts(path)

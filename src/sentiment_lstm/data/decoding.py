@@ -27,14 +27,27 @@ _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 # The UTF-32 little-endian BOM starts with the UTF-16 one, so it is checked first.
 _UTF32_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
 
-# The first bytes of compressed files and archives, and the tool that unpacks
-# each. None of them starts a text file.
+# The first bytes of compressed files and archives, as a pattern, and the
+# tool that unpacks each. Each pattern holds control bytes that text does not
+# start with: gzip's magic and its one compression method (8); bzip2's "BZh",
+# the block size and the magic number of a block or of the stream's end; the
+# NUL of xz's magic; zip's 3 and 4.
 _COMPRESSED_MAGIC = (
-    (b"\x1f\x8b", "gzip-compressed", "gunzip"),
-    (b"BZh", "bzip2-compressed", "bunzip2"),
-    (b"\xfd7zXZ\x00", "xz-compressed", "unxz"),
-    (b"\x28\xb5\x2f\xfd", "zstd-compressed", "unzstd"),
-    (b"PK\x03\x04", "a zip archive", "unzip"),
+    (re.compile(rb"\x1f\x8b\x08"), "gzip-compressed", "gunzip"),
+    (
+        re.compile(rb"BZh[1-9](?:1AY&SY|\x17rE8P\x90)"),
+        "bzip2-compressed",
+        "bunzip2",
+    ),
+    (re.compile(rb"\xfd7zXZ\x00"), "xz-compressed", "unxz"),
+    (re.compile(rb"PK\x03\x04"), "a zip archive", "unzip"),
+    # zstd's magic is printable in cp1252 ("(µ/ý"), so a control byte in
+    # the sample must confirm it.
+    (
+        re.compile(rb"\x28\xb5\x2f\xfd.*[\x00-\x08\x0e-\x1f]", re.DOTALL),
+        "zstd-compressed",
+        "unzstd",
+    ),
 )
 
 # Bytes at the start of a file that are checked for the NUL bytes of UTF-16.
@@ -74,7 +87,7 @@ def check_file_start(start: bytes, source: str) -> None:
     if start.startswith(_UTF16_BOMS):
         raise EncodingError(source, "the text is UTF-16")
     for magic, kind, tool in _COMPRESSED_MAGIC:
-        if start.startswith(magic) and (magic != b"BZh" or start[3:4].isdigit()):
+        if magic.match(start, 0, NUL_SAMPLE_BYTES):
             raise EncodingError(
                 source,
                 f"the file is {kind}, not text",
