@@ -633,6 +633,30 @@ def test_jsonl_repeated_text_key_is_bad_row(model, tmp_path):
     assert records[2]["id"] == 2
 
 
+def test_jsonl_bad_first_record_does_not_name_score_keys(model, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        '{"text": "a", "text": "b"}\n'
+        '{"text": "good film", "label": 1}\n'
+        '{"text": "bad film", "label": 0}\n'
+    )
+    output = tmp_path / "out.jsonl"
+
+    summary = score_file(
+        model,
+        source,
+        output,
+        options=ReadOptions(skip_bad_rows=True, require_labels=False),
+    )
+    records = [json.loads(row) for row in output.read_text().splitlines()]
+
+    assert summary.unparsed == 1
+    assert summary.scored == 2
+    assert records[0]["predicted_error"].startswith("line 1: the field 'text'")
+    assert [record.get("label") for record in records] == [None, 1, 0]
+    assert all(record["predicted_positive"] is not None for record in records[1:])
+
+
 def test_jsonl_cr_line_ends_named(model, tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_bytes(b'{"text": "great fun"}\r{"text": "dull"}\r')
