@@ -158,7 +158,36 @@ def test_onnx_path_not_a_file(tmp_path, exported, backend, kind):
         SentimentModel.load(directory, backend=backend)
 
     expected = "a folder" if kind == "folder" else "a broken or looping link"
-    assert str(error.value).startswith(f"{onnx_path} is {expected}, not a file; ")
+    assert str(error.value).startswith(
+        f"{onnx_path} is {expected}, not a regular file; "
+    )
+
+
+@pytest.mark.parametrize("kind", ["folder", "looping link"])
+def test_config_not_a_file(tmp_path, exported, kind):
+    directory = _copy_model(exported, tmp_path / "model")
+    config = directory / artifact.CONFIG_FILE
+    config.unlink()
+    if kind == "folder":
+        config.mkdir()
+    else:
+        config.symlink_to(config.name)
+
+    with pytest.raises(ArtifactError) as error:
+        SentimentModel.load(directory)
+
+    expected = "a folder" if kind == "folder" else "a broken or looping link"
+    assert str(error.value).startswith(f"{config} is {expected}, not a regular file")
+
+
+def test_onnx_fifo_named(tmp_path, exported):
+    directory = _copy_model(exported, tmp_path / "model")
+    onnx_path = directory / artifact.ONNX_FILE
+    onnx_path.unlink()
+    os.mkfifo(onnx_path)
+
+    with pytest.raises(ArtifactError, match="is a pipe, socket or device, not a"):
+        SentimentModel.load(directory)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files without permission")
@@ -193,6 +222,9 @@ def test_auto_without_any_runtime_names_onnxruntime(exported, monkeypatch):
         (None, "is not a sentiment-lstm model directory: it has none of"),
         ('{"model_type": "bert"}', "is not the config of a sentiment-lstm model"),
         ('{"format_version": "1", "model": {}, "labels": []}', 'version "1"'),
+        ('{"labels": ["a", "b"]}', r"has no format_version\), so"),
+        ("[]", "must hold a JSON object, found an array; copy"),
+        ("null", "must hold a JSON object, found null; copy"),
     ],
 )
 def test_not_a_model_folder(tmp_path, config, expected):
@@ -534,14 +566,23 @@ def test_submit_without_thread_pool(exported):
     assert pending.result().shape == (2,)
 
 
-def test_foreign_tokenizer_rejected(tmp_path):
+@pytest.mark.parametrize("digests", [True, False])
+def test_foreign_tokenizer_rejected(tmp_path, digests):
     model_dir = write_model_dir(tmp_path / "model")
     other = TextEncoder.build(["a film", "another film"], TextEncoderConfig())
     other.save(model_dir)
+    if not digests:
+        # a model saved before file digests were recorded
+        drop_file_digests(model_dir)
+    expected = (
+        "text_encoder.json is not the file saved with this model"
+        if digests
+        else "the tokenizer files belong to another model"
+    )
 
-    with pytest.raises(ArtifactError, match="belong to another model"):
+    with pytest.raises(ArtifactError, match=expected):
         SentimentModel.load(model_dir, backend="torch")
-    with pytest.raises(ArtifactError, match="belong to another model"):
+    with pytest.raises(ArtifactError, match=expected):
         export_model(model_dir)
     assert not (model_dir / "model.onnx").exists()
 

@@ -136,12 +136,12 @@ def load_config(directory: Path) -> ArtifactConfig:
             )
     values = _read_json(_require_file(directory, CONFIG_FILE))
     version = values.get("format_version")
-    if version is None and "model" not in values and "labels" not in values:
+    if version is None:
         raise ArtifactError(
-            f"{path} is not the config of a sentiment-lstm model (it has none "
-            "of the keys format_version, model and labels), so "
-            f"{directory} is another tool's folder; pass the --output-dir of a "
-            "finished 'sentiment-lstm train' run"
+            f"{path} is not the config of a sentiment-lstm model (it has no "
+            f"format_version), so {directory} is another tool's folder or a "
+            "damaged one; pass the --output-dir of a finished 'sentiment-lstm "
+            "train' run"
         )
     if version != ARTIFACT_FORMAT_VERSION:
         raise ArtifactError(
@@ -276,16 +276,11 @@ def load_matching_encoder(directory: Path, config: ArtifactConfig) -> TextEncode
         ArtifactError: If the encoder is missing or corrupt, or its vocabulary
             size is not the ``vocab_size`` in ``config.json``.
     """
-    try:
-        encoder = load_encoder(directory)
-    except ArtifactError:
-        # An edited or swapped encoder file fails the loader's own checks
-        # first, which may blame the other file of the pair; the recorded
-        # digests name the file that changed.
-        check_saved_files(
-            directory, config, skip=(WEIGHTS_FILE, METADATA_FILE, ONNX_FILE)
-        )
-        raise
+    # The recorded digests name an edited or swapped encoder file. They are
+    # checked first, because the loader's own checks may blame the other file
+    # of the pair, or warn about a pipeline that the edit changed.
+    check_saved_files(directory, config, skip=(WEIGHTS_FILE, METADATA_FILE, ONNX_FILE))
+    encoder = load_encoder(directory)
     expected = config.model.get("vocab_size")
     if expected is not None and encoder.vocab_size != expected:
         raise ArtifactError(
@@ -369,8 +364,22 @@ def _require_directory(directory: Path) -> Path:
     return directory
 
 
+def not_a_file_kind(path: Path) -> str:
+    """Name what a path that exists but is no regular file is, for messages."""
+    if not path.exists():
+        return "a broken or looping link"
+    if path.is_dir():
+        return "a folder"
+    return "a pipe, socket or device"
+
+
 def _require_file(directory: Path, name: str) -> Path:
     path = _require_directory(directory) / name
+    if os.path.lexists(path) and not path.is_file():
+        raise ArtifactError(
+            f"{path} is {not_a_file_kind(path)}, not a regular file; copy the "
+            "whole model folder again, or retrain"
+        )
     if not path.is_file():
         raise ArtifactError(
             f"{path} is missing; the model directory is incomplete, so retrain "
@@ -385,7 +394,12 @@ def _read_json(path: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ArtifactError(f"{path} is not valid JSON: {err}") from err
     if not isinstance(values, dict):
-        raise ArtifactError(f"{path} must hold a JSON object")
+        names = {list: "an array", str: "a string", bool: "a boolean"}
+        found = "null" if values is None else names.get(type(values), "a number")
+        raise ArtifactError(
+            f"{path} must hold a JSON object, found {found}; copy the whole "
+            "model folder again, or retrain"
+        )
     return values
 
 

@@ -614,9 +614,9 @@ def _choose_backend(directory: Path, backend: str) -> str:
         return "torch"
     onnx_path = directory / artifact.ONNX_FILE
     if os.path.lexists(onnx_path) and not onnx_path.is_file():
-        kind = "a folder" if onnx_path.is_dir() else "a broken or looping link"
+        kind = artifact.not_a_file_kind(onnx_path)
         raise artifact.ArtifactError(
-            f"{onnx_path} is {kind}, not a file; move it away, then "
+            f"{onnx_path} is {kind}, not a regular file; move it away, then "
             f"{_EXPORT_HINT.format(directory=directory)} again"
         )
     if backend == "onnx":
