@@ -880,6 +880,10 @@ def test_predict_unknown_extension_hint(trained, tmp_path, capsys):
         ("--max-length", str(2**64), "expected at most 1,000,000 tokens"),
         ("--num-layers", str(10**20), "expected at most 100 layers"),
         ("--num-layers", "100000", "expected at most 100 layers, got 100,000"),
+        ("--negative-max-stars", "1_0", "expected a number, got '1_0'"),
+        ("--negative-max-stars", "\uff12", "expected a number, got '\uff12'"),
+        ("--batch-size", "\u0668", "expected an integer, got '\u0668'"),
+        ("--seed", "1_000", "expected an integer, got '1_000'"),
     ],
 )
 def test_train_rejects_flag_values(tmp_path, capsys, flag, value, message):
@@ -2252,3 +2256,14 @@ def test_evaluate_on_predict_output_rejected(trained, tmp_path, capsys, extensio
         "wonderful music",
     ]
     assert [row["predicted_label"] for row in rows] == [row["label"] for row in rows]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [(" 7 ", 7.0), ("+2.5", 2.5), ("1e-3", 0.001), (".5", 0.5)]
+)
+def test_ascii_numbers_accepted(text, expected):
+    from sentiment_lstm.cli.common import ascii_float, ascii_int
+
+    assert ascii_float(text) == expected
+    if float(text).is_integer() and "e" not in text and "." not in text:
+        assert ascii_int(text) == int(expected)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 from pathlib import Path
 
 from sentiment_lstm.data import DataError, ReadOptions, StarRule
@@ -166,10 +167,43 @@ def read_options_from_args(
         raise CommandError(str(err), usage=True) from err
 
 
+# Numbers as options are written: ASCII digits, without the "_" separators
+# and the digits of other scripts that Python's int() and float() also read,
+# so that "1_0" is not taken for 10. float() still reads nan and inf, which
+# finite_float rejects by name.
+_ASCII_INT = re.compile(r"\s*[+-]?\d+\s*", re.ASCII)
+_ASCII_FLOAT = re.compile(
+    r"\s*[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)\s*",
+    re.ASCII | re.IGNORECASE,
+)
+
+
+def ascii_int(text: str) -> int:
+    """Return the integer that ``text`` spells in ASCII digits.
+
+    Raises:
+        ValueError: For anything else, as ``int`` does.
+    """
+    if not _ASCII_INT.fullmatch(text):
+        raise ValueError(f"invalid integer {text!r}")
+    return int(text)
+
+
+def ascii_float(text: str) -> float:
+    """Return the number that ``text`` spells in ASCII decimal notation.
+
+    Raises:
+        ValueError: For anything else, as ``float`` does.
+    """
+    if not _ASCII_FLOAT.fullmatch(text):
+        raise ValueError(f"invalid number {text!r}")
+    return float(text)
+
+
 def finite_float(text: str) -> float:
     """Parse a finite number for argparse, rejecting nan and inf."""
     try:
-        value = float(text)
+        value = ascii_float(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from err
     if not math.isfinite(value):
@@ -221,7 +255,7 @@ def path_argument(text: str) -> Path:
 def positive_int(text: str) -> int:
     """Parse an integer of at least 1 for argparse."""
     try:
-        value = int(text)
+        value = ascii_int(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from err
     if value < 1:
@@ -256,7 +290,7 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
 def non_negative_int(text: str) -> int:
     """Parse an integer of at least 0 for argparse."""
     try:
-        value = int(text)
+        value = ascii_int(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from err
     if value < 0:
@@ -275,7 +309,7 @@ def positive_float(text: str) -> float:
 def seed_value(text: str) -> int:
     """Parse a random seed, an integer from 0 to 2**32 - 1, for argparse."""
     try:
-        value = int(text)
+        value = ascii_int(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from err
     if not 0 <= value < 2**32:

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sentiment_lstm.cli.common import (
-    add_threads_option,
     CommandError,
+    add_threads_option,
+    ascii_float,
+    ascii_int,
     add_data_options,
     missing_training_packages,
     path_argument,
@@ -96,7 +98,7 @@ class TrainOnlyFlag(argparse.Action):
 def folds_count(text: str) -> int:
     """Parse a number of folds of at least 2 for argparse."""
     try:
-        value = int(text)
+        value = ascii_int(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from err
     if value < 2:
@@ -107,7 +109,7 @@ def folds_count(text: str) -> int:
 def open_fraction(text: str) -> float:
     """Parse a number strictly between 0 and 1 for argparse."""
     try:
-        value = float(text)
+        value = ascii_float(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from err
     if not 0.0 < value < 1.0:

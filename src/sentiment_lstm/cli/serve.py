@@ -9,7 +9,12 @@ import signal
 import threading
 from collections.abc import Iterator
 
-from sentiment_lstm.cli.common import CommandError, path_argument, positive_int
+from sentiment_lstm.cli.common import (
+    CommandError,
+    ascii_int,
+    path_argument,
+    positive_int,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +35,7 @@ DEFAULT_SHUTDOWN_TIMEOUT = 5
 def port_number(text: str) -> int:
     """Parse a TCP port number in [1, 65535] for argparse."""
     try:
-        value = int(text)
+        value = ascii_int(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from err
     if not 1 <= value <= 65535:
