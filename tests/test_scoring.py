@@ -308,10 +308,10 @@ def test_one_row_warnings_singular(model, tmp_path, caplog):
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
 
     assert warnings == [
-        f"1 row of {source} did not parse; each was written in its place with "
+        f"1 row of {source} did not parse; it was written in its place with "
         "empty fields and the reason as its error: line 3: expected 2 fields as "
         "in the header, found 3",
-        f"2 rows of {source} were not scored; their error column gives the reason",
+        f"2 rows of {source} were not scored; the reasons are in the error column",
     ]
 
 
@@ -334,7 +334,7 @@ def test_many_row_warnings_plural(model, tmp_path, caplog):
         "empty fields and the reason as its error (the first 5): line 2: "
     )
     assert warnings[1] == (
-        f"9 rows of {source} were not scored; their error column gives the reason"
+        f"9 rows of {source} were not scored; the reasons are in the error column"
     )
 
 

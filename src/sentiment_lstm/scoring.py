@@ -108,6 +108,8 @@ LINES_TEXT_FIELD = "text"
 
 # Error of a row that is an empty line of a CSV, TSV or JSONL file.
 EMPTY_LINE = "empty line"
+# What --skip-bad-rows does to a row that does not parse when a file is scored.
+SCORING_SKIP_HINT = "--skip-bad-rows to write such rows in place with their error"
 # The error of a review of a text or JSONL file over the CSV field limit.
 # Tokenizing it would take about 10 bytes a character, and the model reads
 # only the first --max-length tokens anyway.
@@ -309,7 +311,7 @@ def score_file(
         encoding=encoding.name,
         seconds=time.perf_counter() - started,
     )
-    _log_summary(source, summary)
+    _log_summary(source, summary, output_format)
     return summary
 
 
@@ -429,6 +431,8 @@ class _BadRows:
 
     def reject(self, line: int, reason: str, fix: str, *, lines: int = 1) -> None:
         if not self.skip:
+            # The readers' fixes offer --skip-bad-rows as training reads it.
+            fix = fix.replace(SKIP_HINT, SCORING_SKIP_HINT)
             raise DataError(f"{self.source} line {line}: {reason}; {fix}")
         self.count += 1
         self.lines += lines
@@ -439,15 +443,17 @@ class _BadRows:
     def log_summary(self) -> None:
         if not self.count:
             return
-        rows = "1 row" if self.count == 1 else f"{self.count} rows"
         span = "" if self.lines == self.count else f", spanning {self.lines} lines,"
         first = (
             "" if self.count <= len(self.first) else f" (the first {len(self.first)})"
         )
+        if self.count == 1:
+            written = "1 row of %s%s did not parse; it was written"
+        else:
+            written = f"{self.count} rows of %s%s did not parse; each was written"
         logger.warning(
-            "%s of %s%s did not parse; each was written in its place with empty "
-            "fields and the reason as its error%s: %s",
-            rows,
+            written + " in its place with empty fields and the reason as its "
+            "error%s: %s",
             self.source,
             span,
             first,
@@ -667,7 +673,7 @@ class _JsonlReader(_Reader):
                 number,
                 f"expected a JSON object, found a JSON {json_type_name(record)}",
                 f'write one object per line such as {{"text": "..."}}, '
-                f"or use {SKIP_HINT}",
+                f"or use {SCORING_SKIP_HINT}",
             )
             return None
         if self._text_key is None:
@@ -695,7 +701,7 @@ class _JsonlReader(_Reader):
                 number,
                 f"the record already has the key {clashing[0]!r}, which the "
                 "scores would overwrite",
-                f"rename that key, or use {SKIP_HINT}",
+                f"rename that key, or use {SCORING_SKIP_HINT}",
             )
             return None
         if self._text_key is None:
@@ -1240,7 +1246,7 @@ def _encoded_chunks(
         yield chunk, model.encoder.encode_packed(chunk.texts_to_score())
 
 
-def _log_summary(source: str, summary: ScoringSummary) -> None:
+def _log_summary(source: str, summary: ScoringSummary, output_format: str) -> None:
     rate = summary.rows / summary.seconds if summary.seconds > 0 else 0.0
     logger.info(
         "scored %d of %d rows of %s in %.1f s (%.0f rows/s)",
@@ -1250,13 +1256,13 @@ def _log_summary(source: str, summary: ScoringSummary) -> None:
         summary.seconds,
         rate,
     )
+    where = "in the output" if output_format == "text" else "in the error column"
     if summary.unscored == 1:
-        logger.warning(
-            "1 row of %s was not scored; its error column gives the reason", source
-        )
+        logger.warning("1 row of %s was not scored; the reason is %s", source, where)
     elif summary.unscored:
         logger.warning(
-            "%d rows of %s were not scored; their error column gives the reason",
+            "%d rows of %s were not scored; the reasons are %s",
             summary.unscored,
             source,
+            where,
         )

@@ -317,7 +317,8 @@ def parsed_rows(
         if len(row) != width:
             reject(
                 start,
-                f"expected {width} fields as in the header, found {len(row)}",
+                f"expected {width} field{'' if width == 1 else 's'} as in the "
+                f"header, found {len(row)}",
                 f"put fields that contain {separator}, quotes or line breaks in "
                 f'double quotes and double the quotes inside ("" for "), '
                 f"or use {SKIP_HINT}",
