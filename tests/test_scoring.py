@@ -118,6 +118,30 @@ def test_chunks_end_at_character_budget(model, tmp_path, monkeypatch, suffix):
     assert all(chars < 200 + longest for _, chars in chunk_sizes)
 
 
+def test_chunks_count_other_columns(model, tmp_path, monkeypatch):
+    texts = [REVIEWS[i % len(REVIEWS)] for i in range(12)]
+    source = write_csv(
+        tmp_path / "in.csv", ["text", "notes"], [[t, "x" * 100] for t in texts]
+    )
+    monkeypatch.setattr(scoring, "CHUNK_CHARS", 250)
+    chunk_rows = []
+    real_encoded_chunks = scoring._encoded_chunks
+
+    def recording(reader, scorer, rows):
+        for chunk, token_ids in real_encoded_chunks(reader, scorer, rows):
+            chunk_rows.append(len(chunk.records))
+            yield chunk, token_ids
+
+    monkeypatch.setattr(scoring, "_encoded_chunks", recording)
+
+    score_file(model, source, tmp_path / "out.csv")
+
+    assert [row["text"] for row in read_csv(tmp_path / "out.csv")] == texts
+    # each row holds more than 100 characters, so a chunk ends after 3 rows
+    assert max(chunk_rows) <= 3
+    assert sum(chunk_rows) == 12
+
+
 @pytest.mark.parametrize("suffix", [".txt", ".jsonl"])
 def test_review_over_field_limit_marked(model, tmp_path, suffix):
     from sentiment_lstm.data.delimited import FIELD_SIZE_LIMIT

@@ -94,9 +94,9 @@ OUTPUT_EXTENSIONS = {
 DEFAULT_CHUNK_ROWS = 8192
 # Rows of the first chunk, which the model waits for before it starts.
 FIRST_CHUNK_ROWS = 1024
-# A chunk also ends once its reviews reach this many characters, so that a
-# file of long reviews takes no more memory than one of short ones. Chunks
-# of rt-polarity's 8,192 rows hold about 1 million characters.
+# A chunk also ends once its rows reach this many characters, so that a
+# file of long reviews or wide rows takes no more memory than one of short
+# ones. Chunks of rt-polarity's 8,192 rows hold about 1 million characters.
 CHUNK_CHARS = 2**22
 DEFAULT_BATCH_SIZE = 256
 
@@ -387,6 +387,7 @@ class _Chunk:
             TSV and plain text, the line itself for JSONL.
         texts: The review of each row as found, for previews.
         errors: Why a row cannot be scored, or None.
+        chars: Characters of the rows, all their fields counted.
     """
 
     records: list[Any] = field(default_factory=list)
@@ -394,12 +395,14 @@ class _Chunk:
     errors: list[str | None] = field(default_factory=list)
     chars: int = 0
 
-    def add(self, record: Any, text: str, error: str | None) -> None:
-        """Append one row."""
+    def add(
+        self, record: Any, text: str, error: str | None, size: int | None = None
+    ) -> None:
+        """Append one row; ``size`` is its characters, by default the review's."""
         self.records.append(record)
         self.texts.append(text)
         self.errors.append(error)
-        self.chars += len(text)
+        self.chars += len(text) if size is None else size
 
     def full(self, limit: int) -> bool:
         """Return whether the chunk has ``limit`` rows or ``CHUNK_CHARS`` characters."""
@@ -558,7 +561,7 @@ class _DelimitedReader(_Reader):
                 # An empty line keeps its place as a row of empty fields.
                 row = [""] * width
                 text, error = "", EMPTY_LINE
-            chunk.add(row, text, error)
+            chunk.add(row, text, error, sum(map(len, row)))
             if chunk.full(limit):
                 yield chunk
                 chunk = _Chunk()
@@ -649,7 +652,7 @@ class _JsonlReader(_Reader):
             else:
                 # An empty line keeps its place as a record with scores only.
                 line, text, error = "{}", "", EMPTY_LINE
-            chunk.add(line, text, error)
+            chunk.add(line, text, error, max(len(line), len(text)))
             # The empty lines before the first record wait for it, so that
             # they are written with the score keys it names.
             if chunk.full(limit) and self._score_keys is not None:
