@@ -149,6 +149,30 @@ def test_resume_with_overwrite_rejected(corpus, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(
+    ("saved", "extra", "expected"),
+    [
+        ("checkpoint-member0.pt", (), "trained an ensemble; resume with the"),
+        (
+            "checkpoint.pt",
+            ("--ensemble-size", "2"),
+            "trained a single network; resume without --ensemble-size",
+        ),
+    ],
+)
+def test_resume_with_other_ensemble_size_named(
+    corpus, tmp_path, capsys, saved, extra, expected
+):
+    output_dir = tmp_path / "run"
+    output_dir.mkdir()
+    (output_dir / saved).write_bytes(b"")
+
+    status = main(train_args(corpus, output_dir, "--resume", *extra))
+
+    assert status == 1
+    assert expected in capsys.readouterr().err
+
+
 def test_resume_without_checkpoint_fails(corpus, tmp_path, capsys, caplog):
     caplog.set_level("INFO")
     status = main(train_args(corpus, tmp_path / "fresh", "--resume"))

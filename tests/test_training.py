@@ -404,7 +404,8 @@ def test_resume_mismatch_names_flags_and_data(tmp_path):
     def identity(dropout, bidirectional, fingerprint):
         return {
             "model": {"dropout": dropout, "bidirectional": bidirectional},
-            "data": {"fingerprint": fingerprint},
+            "data": {"fingerprint": fingerprint, "data_files_fingerprint": fingerprint},
+            "embeddings": {"vectors_path": None if fingerprint == "a" else "v.txt"},
         }
 
     train(
@@ -428,27 +429,34 @@ def test_resume_mismatch_names_flags_and_data(tmp_path):
         )
 
     message = str(caught.value)
-    assert "the contents of the data files changed" in message
+    assert "the data files (their names or contents) changed" in message
     assert "--architecture was 'unidirectional', now 'bidirectional'" in message
     assert "--dropout-keep-prob was 0.5, now 0.7" in message
+    assert message.count("the data files (their names or contents) changed") == 1
+    assert "--pretrained-vectors was not given, now 'v.txt'" in message
     assert "model." not in message and "data." not in message
 
 
-@pytest.mark.parametrize("damage", ["random bytes", "truncated"])
+@pytest.mark.parametrize("damage", ["random bytes", "truncated", "empty"])
 def test_unreadable_checkpoint_error(tmp_path, damage):
     path = tmp_path / "checkpoint.pt"
     if damage == "random bytes":
         path.write_bytes(np.random.default_rng(0).bytes(1000))
-    else:
+    elif damage == "truncated":
         save_checkpoint(path, {"format_version": 1, "weights": torch.zeros(1000)})
         path.write_bytes(path.read_bytes()[:500])
+    else:
+        path.write_bytes(b"")
 
     with pytest.raises(CheckpointError) as caught:
         load_checkpoint(path)
 
     message = str(caught.value)
-    assert message.startswith(f"cannot read the checkpoint {path}: ")
-    assert message.endswith("; delete it and train without --resume")
+    assert message.startswith(f"cannot read the checkpoint {path} (")
+    assert "): it is damaged or was not written by sentiment-lstm train" in message
+    assert message.endswith(
+        "; start the run again with --overwrite instead of --resume"
+    )
     assert "weights_only" not in message
     assert "\n" not in message
 

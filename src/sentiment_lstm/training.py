@@ -9,7 +9,6 @@ import logging
 import math
 import multiprocessing
 import os
-import pickle
 import sys
 import tempfile
 import time
@@ -1074,24 +1073,20 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        # PyTorch's text here suggests loading with weights_only=False, which
-        # could run code from the file.
-        raise CheckpointError(
-            f"cannot read the checkpoint {path}: it is damaged or was not "
-            "written by sentiment-lstm train; delete it and train without --resume"
-        ) from err
     except Exception as err:  # torch raises several types for a damaged file
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+        # PyTorch's own text is left out: for a file that does not unpickle it
+        # suggests weights_only=False, which could run code from the file.
         raise CheckpointError(
-            f"cannot read the checkpoint {path}: {reason}; delete it and train "
-            "without --resume"
+            f"cannot read the checkpoint {path} ({type(err).__name__}): it is "
+            "damaged or was not written by sentiment-lstm train; start the run "
+            "again with --overwrite instead of --resume"
         ) from err
     version = state.get("format_version") if isinstance(state, dict) else None
     if version != CHECKPOINT_FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format {version!r}, expected "
-            f"{CHECKPOINT_FORMAT_VERSION}; delete it and train without --resume"
+            f"{CHECKPOINT_FORMAT_VERSION}; start the run again with --overwrite "
+            "instead of --resume"
         )
     return state
 
@@ -1141,8 +1136,9 @@ def _check_identity(saved: dict[str, Any], current: dict[str, Any], path: Path) 
         if f"{section}.{key}" not in unrecorded + no_longer_compared
     )
     if differences:
+        # dict.fromkeys drops a phrase that two recorded facts share
         changes = "; ".join(
-            _setting_change(name, saved, current) for name in differences
+            dict.fromkeys(_setting_change(name, saved, current) for name in differences)
         )
         raise CheckpointError(
             f"the checkpoint {path} comes from a run with other settings "
@@ -1159,7 +1155,7 @@ _SETTING_NAMES: dict[str, tuple[str, Callable[[Any], Any] | None]] = {
     "training.batch_size": ("--batch-size", None),
     "training.learning_rate": ("--learning-rate", None),
     "training.required_accuracy": ("--required-acc-checkpoint", None),
-    "training.patience": ("--patience", None),
+    "training.patience": ("--patience", lambda value: 0 if value is None else value),
     "training.seed": ("--seed", None),
     "training.max_grad_norm": ("--max-grad-norm", None),
     "training.weight_decay": ("--weight-decay", None),
@@ -1193,11 +1189,17 @@ _SETTING_NAMES: dict[str, tuple[str, Callable[[Any], Any] | None]] = {
 # Recorded facts of the data whose values, mostly hashes, say nothing to a
 # reader.
 _DATA_FACTS = {
-    "data.fingerprint": "the contents of the data files",
-    "data.data_files_fingerprint": "the contents of the --data files",
+    "data.fingerprint": "the data files (their names or contents)",
+    "data.data_files_fingerprint": "the data files (their names or contents)",
     "data.examples_fingerprint": "the reviews read",
-    "data.read_options": "the reading flags (--format, the columns, --stars)",
-    "data.split_sizes": "the split sizes",
+    "data.read_options": (
+        "the reading flags (--format, the columns, --stars and its cut-offs, "
+        "--skip-bad-rows)"
+    ),
+    "data.split_sizes": (
+        "the split sizes (--validation-fraction, --test-fraction, "
+        "--validation-data, --test-data)"
+    ),
     "data.bad_rows_skipped": "the number of rows skipped as bad",
     "data.left_out_by_stars": "the number of reviews left out by --stars",
 }
@@ -1219,6 +1221,11 @@ def _setting_change(name: str, saved: dict[str, Any], current: dict[str, Any]) -
                 value = spell(value)
             except (TypeError, ValueError):
                 pass
+        # a flag left out, or a switch off or on
+        if value is None or value is False:
+            return "not given"
+        if value is True:
+            return "given"
         written = repr(value)
         return written if len(written) <= 60 else written[:57] + "..."
 

@@ -250,8 +250,19 @@ def check_resume_checkpoint(path: Path, ensemble_size: int) -> None:
 
     if ensemble_size == 1:
         checkpoint = path / CHECKPOINT_FILE
+        other_kind = member_checkpoint(path, 0)
+        run_was = "an ensemble"
+        fix = "resume with the --ensemble-size of that run"
     else:
         checkpoint = member_checkpoint(path, 0)
+        other_kind = path / CHECKPOINT_FILE
+        run_was = "a single network"
+        fix = "resume without --ensemble-size, or with --ensemble-size 1"
+    if not checkpoint.is_file() and other_kind.is_file():
+        raise CommandError(
+            f"no checkpoint to resume at {checkpoint}, but {other_kind} shows that "
+            f"the interrupted run trained {run_was}; {fix}"
+        )
     if not checkpoint.is_file():
         raise CommandError(
             f"no checkpoint to resume at {checkpoint}; the run finished or "
