@@ -428,6 +428,51 @@ def test_contextual_features_cached(minilm_installed, tmp_path, monkeypatch):
     assert len(list(tmp_path.glob("minilm-*.npz"))) == 1
 
 
+@pytest.mark.parametrize("damage", ["truncated", "not a zip", "other texts"])
+def test_damaged_feature_cache_computed_again(
+    minilm_installed, tmp_path, caplog, damage
+):
+    texts = ["a gorgeous , witty film .", "it's a bad film ."]
+    first = embeddings.contextual_features(
+        texts, layers=(6,), max_length=400, cache_dir=tmp_path
+    )
+    (cache,) = tmp_path.glob("minilm-*.npz")
+    if damage == "truncated":
+        cache.write_bytes(cache.read_bytes()[:100])
+    elif damage == "not a zip":
+        cache.write_bytes(b"not a zip file at all")
+    else:
+        np.savez(cache, vectors=first.vectors, offsets=np.array([0, 1]))
+
+    second = embeddings.contextual_features(
+        texts, layers=(6,), max_length=400, cache_dir=tmp_path
+    )
+    third = embeddings.contextual_features(
+        texts, layers=(6,), max_length=400, cache_dir=tmp_path
+    )
+
+    assert np.array_equal(second.vectors, first.vectors)
+    assert np.array_equal(third.offsets, first.offsets)
+    assert f"the MiniLM feature cache {cache} cannot be used" in caplog.text
+    assert caplog.text.count("cannot be used") == 1
+
+
+def test_feature_cache_under_a_file_rejected_first(tiny_posneg, tmp_path, capsys):
+    blocking = tmp_path / "cache"
+    blocking.write_text("a file")
+
+    status = main(
+        ["cross-validate", "--data", str(tiny_posneg), "--folds", "2"]
+        + ["--embeddings", "minilm-contextual", "--feature-cache", str(blocking)]
+    )
+
+    assert status == 2
+    assert (
+        f"--feature-cache {blocking}: {blocking} is a file, not a folder"
+        in capsys.readouterr().err
+    )
+
+
 def test_contextual_model_uses_features(minilm_installed, tmp_path):
     texts = ["a gorgeous film", "a bad film"]
     factory = InputFactory(

@@ -25,6 +25,7 @@ import logging
 import os
 import tempfile
 import time
+import zipfile
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -539,11 +540,12 @@ def contextual_features(
     key = _cache_key(texts, layers, max_length, model_dir)
     cache_path = None if cache_dir is None else Path(cache_dir) / f"minilm-{key}.npz"
     if cache_path is not None and cache_path.is_file():
-        with np.load(cache_path) as stored:
+        cached = _load_cached_features(cache_path, len(texts))
+        if cached is not None:
             logger.info(
                 "loaded MiniLM features of %d texts from %s", len(texts), cache_path
             )
-            return ContextualFeatures(stored["vectors"], stored["offsets"], list(texts))
+            return ContextualFeatures(*cached, list(texts))
 
     started = time.perf_counter()
     vectors, offsets = _run_minilm(list(texts), layers, max_length, model_dir)
@@ -567,6 +569,36 @@ def contextual_features(
             raise
         logger.info("cached MiniLM features in %s", cache_path)
     return ContextualFeatures(vectors, offsets, list(texts))
+
+
+def _load_cached_features(
+    path: Path, count: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Return the vectors and offsets of a cache file, or None if it is damaged.
+
+    A damaged file, such as one cut short by a full disk, is reported and
+    computed again rather than stopping every later run.
+    """
+    try:
+        with np.load(path) as stored:
+            vectors, offsets = stored["vectors"], stored["offsets"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
+        reason = f"{type(err).__name__}: {err}"
+    else:
+        if (
+            vectors.ndim == 2
+            and offsets.shape == (count + 1,)
+            and offsets[-1] == len(vectors)
+        ):
+            return vectors, offsets
+        reason = "its arrays do not match the texts"
+    logger.warning(
+        "the MiniLM feature cache %s cannot be used (%s), so the features are "
+        "computed again and the file replaced",
+        path,
+        reason[:200],
+    )
+    return None
 
 
 def _cache_key(

@@ -460,7 +460,7 @@ def resolve_options(
                 else str(values["pretrained_vectors"])
             ),
             minilm_layers=tuple(values["minilm_layers"]),
-            cache_dir=_feature_cache(args),
+            cache_dir=_feature_cache(args, values["embeddings"]),
             nb_init_scale=values["nb_init_scale"],
         )
     except EmbeddingError as err:
@@ -511,13 +511,30 @@ def resolve_options(
     )
 
 
-def _feature_cache(args: argparse.Namespace) -> str | None:
+def _feature_cache(args: argparse.Namespace, embeddings: str) -> str | None:
+    """Return the folder of the MiniLM feature cache, or None for no cache.
+
+    Raises:
+        CommandError: If the contextual features would be cached under a file.
+    """
     from sentiment_lstm.data.datasets import cache_root
 
     if getattr(args, "no_feature_cache", False):
         return None
     given = getattr(args, "feature_cache", None)
-    return str(given if given is not None else cache_root() / "features")
+    folder = Path(given) if given is not None else cache_root() / "features"
+    if embeddings != "minilm-contextual":
+        return str(folder)
+    # Checked now, because the features take minutes to compute before the
+    # cache is written.
+    blocking = next((part for part in (folder, *folder.parents) if part.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise CommandError(
+            f"--feature-cache {folder}: {blocking} is a file, not a folder; name "
+            "a folder for the cache, or pass --no-feature-cache",
+            usage=True,
+        )
+    return str(folder)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
