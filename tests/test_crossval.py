@@ -226,6 +226,8 @@ def test_parallel_members_match_sequential(one_torch_thread):
     assert parallel.validation_accuracy == sequential.validation_accuracy
     assert parallel.best_epochs == sequential.best_epochs
     assert runs[2].settings["cross_validation"]["parallel_members"] == 2
+    # the member processes' CPU time counts too
+    assert parallel.cpu_seconds > 0.5 * sequential.cpu_seconds
 
 
 def test_parallel_members_log_epoch_lines(one_torch_thread, caplog):
@@ -408,6 +410,20 @@ def test_cli_output_json_folder_rejected(tiny_posneg, tmp_path, capsys):
     assert status == 2
     assert "is a folder; name a file in it" in captured.err
     assert "fold" not in captured.out
+
+
+def test_cli_output_json_dash_rejected(tiny_posneg, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    status = main(
+        ["-q", "cross-validate", "--data", str(tiny_posneg), "--folds", "2"]
+        + ["--output-json", "-"]
+    )
+
+    captured = capsys.readouterr()
+    assert status == 2
+    assert "--output-json - would write a file named '-'" in captured.err
+    assert not (tmp_path / "-").exists()
 
 
 @pytest.mark.parametrize("name", ["tiny.pos", "tiny.neg", "link.json"])

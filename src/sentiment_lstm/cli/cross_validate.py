@@ -217,6 +217,13 @@ def check_output_json(path: Path) -> None:
     Missing parent folders are allowed, because the write creates them, but
     the nearest existing one must be a folder that accepts new files.
     """
+    if str(path) == "-":
+        # Other commands read "-" as stdout, where the table goes here.
+        raise CommandError(
+            "--output-json - would write a file named '-'; the table of folds "
+            "goes to stdout, so name a file, or /dev/stdout to get both there",
+            usage=True,
+        )
     try:
         path_is_folder = path.is_dir()
         folder = path.absolute().parent
