@@ -412,6 +412,23 @@ def test_cli_output_json_folder_rejected(tiny_posneg, tmp_path, capsys):
     assert "fold" not in captured.out
 
 
+def test_output_json_records_network_as_built(tiny_posneg, tmp_path):
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("film 0.1 0.2 0.3 0.4\nthe 0.4 0.3 0.2 0.1\n")
+    output = tmp_path / "cv.json"
+
+    status = main(
+        ["-q", "cross-validate", "--data", str(tiny_posneg), "--folds", "2"]
+        + [*QUICK_FLAGS, "--pretrained-vectors", str(vectors)]
+        + ["--output-json", str(output)]
+    )
+    folds = json.loads(output.read_text())["folds"]
+
+    assert status == 0
+    assert [fold["network"]["embedding_dim"] for fold in folds] == [4, 4]
+    assert all(fold["network"]["vocab_size"] > 2 for fold in folds)
+
+
 def test_cli_output_json_dash_rejected(tiny_posneg, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
 

@@ -102,6 +102,8 @@ class FoldResult:
         validation_accuracy: Validation accuracy of the best epoch, or of the
             merged ensemble.
         sizes: Examples in the train, validation and test parts.
+        network: Settings of one member's network as built, such as the
+            embedding size that pretrained vectors or MiniLM set.
     """
 
     fold: int
@@ -113,6 +115,7 @@ class FoldResult:
     epochs_run: list[int]
     validation_accuracy: float
     sizes: dict[str, int] = field(default_factory=dict)
+    network: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -505,4 +508,5 @@ def _run_fold(
             "validation": len(validation_split),
             "test": len(test_split),
         },
+        network=ensemble.members[0].model.config.to_dict(),
     )
