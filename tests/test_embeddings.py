@@ -195,6 +195,11 @@ def test_missing_file(tmp_path):
         read_vectors(tmp_path / "none.txt")
 
 
+def test_folder_named(tmp_path):
+    with pytest.raises(EmbeddingError, match="is a folder; pass the GloVe"):
+        read_vectors(tmp_path)
+
+
 def test_header_count_mismatch_warns(tmp_path, caplog):
     path = write_vectors(tmp_path / "v.txt", VECTOR_LINES, "10 3")
 

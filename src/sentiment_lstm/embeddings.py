@@ -100,6 +100,11 @@ def read_vectors(path: str | Path, words: Iterable[str] | None = None) -> WordVe
             and the line number.
     """
     path = Path(path)
+    if path.is_dir():
+        raise EmbeddingError(
+            f"vectors file {path} is a folder; pass the GloVe or word2vec text "
+            "file in it"
+        )
     if not path.is_file():
         raise EmbeddingError(
             f"vectors file not found: {path}; pass a GloVe or word2vec text file"
