@@ -211,22 +211,27 @@ def check_validation_splits(
     )
 
 
+def _examples(count: int) -> str:
+    """Return "1 example" or "3 examples"."""
+    return f"{count} example" if count == 1 else f"{count} examples"
+
+
 def _split_problem(class_counts: np.ndarray, fraction: float) -> str | None:
     """Return why a stratified split of a part with these counts fails, or None."""
     size = int(class_counts.sum())
     # train_test_split rounds the held-out count up and keeps the rest.
     held_out = math.ceil(fraction * size)
     if class_counts.min() < 2:
-        return f"a class has {class_counts.min()} example(s) and needs 2"
+        return f"a class has {_examples(class_counts.min())} and needs 2"
     if held_out < 2:
         return (
-            f"--validation-fraction {fraction:g} holds out {held_out} "
-            "example(s), fewer than one per class"
+            f"--validation-fraction {fraction:g} holds out {_examples(held_out)}, "
+            "fewer than one per class"
         )
     if size - held_out < 2:
         return (
-            f"--validation-fraction {fraction:g} leaves {size - held_out} "
-            "example(s) to train on, fewer than one per class"
+            f"--validation-fraction {fraction:g} leaves {_examples(size - held_out)} "
+            "to train on, fewer than one per class"
         )
     return None
 

@@ -325,15 +325,19 @@ class TextEncoder:
 
         if text_count == 0:
             logger.warning("building a vocabulary from no texts: every token is <unk>")
+        size_limit = (
+            "no limit" if config.max_vocab_size is None else config.max_vocab_size
+        )
         logger.info(
-            "built vocabulary from %d texts: %d distinct tokens, %d below "
-            "min_frequency=%d, %d over max_vocab_size=%s, %d kept plus <pad>, <unk>",
+            "built vocabulary from %d texts: %d distinct tokens, %d seen fewer "
+            "than %d times (--min-frequency), %d over the size limit "
+            "(--max-vocab-size: %s), %d kept plus <pad>, <unk>",
             text_count,
             len(ordered),
             len(ordered) - len(frequent),
             config.min_frequency,
             len(frequent) - len(selected),
-            config.max_vocab_size,
+            size_limit,
             len(selected),
         )
         return cls([PAD_TOKEN, UNK_TOKEN, *selected], config)

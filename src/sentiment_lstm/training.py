@@ -1244,9 +1244,20 @@ def _differing_keys(saved: Any, current: Any) -> list[str]:
         return [
             key
             for key in sorted(set(saved) | set(current))
-            if saved.get(key) != current.get(key)
+            if not _same_setting(saved.get(key), current.get(key))
         ]
-    return [] if saved == current else ["value"]
+    return [] if _same_setting(saved, current) else ["value"]
+
+
+def _same_setting(saved: Any, current: Any) -> bool:
+    """Compare two recorded values, floats to 12 significant digits.
+
+    Earlier versions recorded a dropout of 0.30000000000000004 where they now
+    record 0.3 for the same flags.
+    """
+    if isinstance(saved, float) and isinstance(current, float):
+        return math.isclose(saved, current, rel_tol=1e-12, abs_tol=1e-15)
+    return saved == current
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:

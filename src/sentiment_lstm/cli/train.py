@@ -483,7 +483,9 @@ def resolve_options(
         "hidden_dim": values["lstm_units"],
         "num_layers": values["num_layers"],
         "bidirectional": values["architecture"] == "bidirectional",
-        "dropout": 1.0 - values["dropout_keep_prob"],
+        # rounded, so that a keep probability of 0.7 records 0.3, not
+        # 0.30000000000000004
+        "dropout": round(1.0 - values["dropout_keep_prob"], 12),
         "embedding_dropout": values["embedding_dropout"],
         "pooling": values["pooling"],
     }
