@@ -2267,3 +2267,11 @@ def test_ascii_numbers_accepted(text, expected):
     assert ascii_float(text) == expected
     if float(text).is_integer() and "e" not in text and "." not in text:
         assert ascii_int(text) == int(expected)
+
+
+def test_evaluate_format_csv_points_to_data_format(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--model", "m", "--data", "d.csv", "--format", "csv"])
+
+    assert exit_info.value.code == 2
+    assert "to read --data as csv, pass --data-format csv" in capsys.readouterr().err

@@ -195,3 +195,15 @@ def test_read_option_differences_keep_exact_cut_offs() -> None:
 
     assert "--negative-max-stars 2 (training: 2.5)" in differences
     assert "--positive-min-stars 4 (training: 2.5000001)" in differences
+
+
+def test_csv_under_txt_name_hints_at_format(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.txt"
+    path.write_text("text,stars\ngood film,5\nbad film,1\n")
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(path, ReadOptions(stars=True))
+    examples = read_examples(path, ReadOptions(stars=True, format="csv")).examples
+
+    assert "pass its format with --data-format" in str(excinfo.value)
+    assert [example.label for example in examples] == [1, 0]

@@ -25,6 +25,18 @@ SPLIT_CHOICES = ("all", "train", "validation", "test")
 SCORING_CHUNK_REVIEWS = 8192
 
 
+def report_format(text: str) -> str:
+    """Parse --format, the report's format, pointing data formats to --data-format."""
+    if text in ("text", "json"):
+        return text
+    hint = ""
+    if text in ("csv", "tsv", "jsonl", "posneg", "folder", "lines"):
+        hint = f"; to read --data as {text}, pass --data-format {text}"
+    raise argparse.ArgumentTypeError(
+        f"invalid choice: {text!r} (choose from 'text', 'json'){hint}"
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``evaluate`` subcommand."""
     parser = subparsers.add_parser(
@@ -52,8 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--format",
         dest="output_format",
-        choices=("text", "json"),
+        type=report_format,
         default="text",
+        metavar="{text,json}",
         help="report as an aligned table or as JSON (default: text)",
     )
     parser.add_argument(

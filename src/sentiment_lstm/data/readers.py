@@ -39,6 +39,14 @@ _FORMAT_DESCRIPTIONS = {
 }
 
 
+# Added where the format came from the file name: a CSV saved as .txt is
+# read as plain text.
+_REAL_FORMAT_HINT = (
+    "; or, if the file is CSV, TSV or JSONL under another extension, pass its "
+    "format with --data-format (--input-format in predict)"
+)
+
+
 def data_path(path: str | Path) -> Path:
     """Return path as a Path, rejecting an empty string.
 
@@ -120,6 +128,7 @@ def _check_options(path: Path, data_format: str, options: ReadOptions) -> None:
             raise DataError(
                 f"{path}: {flags} only {verb} to CSV, TSV and JSONL files, not to "
                 f"{_FORMAT_DESCRIPTIONS[data_format]}; remove {pronoun}"
+                + (_REAL_FORMAT_HINT if options.format is None else "")
             )
     if data_format == "lines" and options.require_labels:
         raise DataError(
@@ -127,6 +136,7 @@ def _check_options(path: Path, data_format: str, options: ReadOptions) -> None:
             "it can only be used for prediction; for labelled data use x.pos and "
             "x.neg files, a CSV, TSV or JSONL file with a label column, or a folder "
             "with pos/ and neg/ subfolders"
+            + (_REAL_FORMAT_HINT if options.format is None else "")
         )
     if not path.exists() and not is_posneg_stem(path):
         raise DataError(f"data path not found: {path}; pass an existing file or folder")
