@@ -2275,3 +2275,14 @@ def test_evaluate_format_csv_points_to_data_format(capsys):
 
     assert exit_info.value.code == 2
     assert "to read --data as csv, pass --data-format csv" in capsys.readouterr().err
+
+
+def test_evaluate_one_class_warns(trained, tmp_path, caplog):
+    _, model_dir = trained
+    data = tmp_path / "one.csv"
+    data.write_text("text,label\nwonderful film,pos\nfine work,pos\n")
+
+    status = main(["evaluate", "--model", str(model_dir), "--data", str(data)])
+
+    assert status == 0
+    assert f"every scored review of {data} is positive" in caplog.text

@@ -429,6 +429,33 @@ def test_output_json_records_network_as_built(tiny_posneg, tmp_path):
     assert all(fold["network"]["vocab_size"] > 2 for fold in folds)
 
 
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--parallel-members", "3"], "an ensemble of 1 trains at most 1 at once"),
+        (
+            ["--parallel-members", "64", "--ensemble-size", "64"],
+            "--parallel-members 64 is more than the",
+        ),
+        (
+            ["--feature-cache", "cache"],
+            "--feature-cache has no effect with --embeddings random",
+        ),
+    ],
+)
+def test_flags_without_effect_warn(tiny_posneg, caplog, flags, expected):
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        from sentiment_lstm import crossval
+
+        patch.setattr(crossval, "cross_validate", stop)
+        main(["cross-validate", "--data", str(tiny_posneg), "--folds", "2", *flags])
+
+    assert expected in caplog.text
+
+
 def test_cli_output_json_dash_rejected(tiny_posneg, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
 

@@ -23,6 +23,7 @@ import io
 import json
 import logging
 import os
+import sys
 import tempfile
 import time
 import zipfile
@@ -650,6 +651,12 @@ def _run_minilm(
     offsets[1:] = np.cumsum(lengths)
     vectors = np.zeros((int(offsets[-1]), MINILM_DIM), dtype=np.float16)
 
+    if not sys.stderr.isatty():
+        # transformers shows a bar while it loads the weights; piped logs get
+        # none, as the project's own bars.
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
     model = AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval()
     order = np.argsort([len(row) for row in ids], kind="stable")
     with torch.inference_mode():

@@ -380,12 +380,26 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    parallel_members = args.parallel_members
-    if parallel_members is None:
-        from sentiment_lstm.predictor import physical_core_count
+    from sentiment_lstm.predictor import physical_core_count
 
-        ensemble_size = options.training_config.ensemble_size
+    parallel_members = args.parallel_members
+    ensemble_size = options.training_config.ensemble_size
+    if parallel_members is None:
         parallel_members = max(1, min(physical_core_count(), ensemble_size))
+    elif parallel_members > ensemble_size:
+        logger.warning(
+            "--parallel-members %d: an ensemble of %d trains at most %d at once",
+            parallel_members,
+            ensemble_size,
+            ensemble_size,
+        )
+    elif parallel_members > physical_core_count():
+        logger.warning(
+            "--parallel-members %d is more than the %d physical cores, so the "
+            "member processes take turns on the cores and the run is no faster",
+            parallel_members,
+            physical_core_count(),
+        )
     cv_config = CrossValidationConfig(
         folds=args.folds,
         seed=args.seed,

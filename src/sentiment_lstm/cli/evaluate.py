@@ -123,6 +123,17 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             logger.warning("1 review has no tokens and is not scored")
         else:
             logger.warning("%d reviews have no tokens and are not scored", unscored)
+    present = {labels[i] for i in scored}
+    if len(present) == 1:
+        (only,) = present
+        logger.warning(
+            "every scored review of %s is %s, so accuracy shows only how many "
+            "the model calls %s, the other class's precision, recall and F1 "
+            "are 0, and ROC-AUC is undefined; evaluate on data with both classes",
+            args.data,
+            model.labels[only],
+            model.labels[only],
+        )
     report = classification_report(
         [labels[i] for i in scored],
         [float(probabilities[i]) for i in scored],

@@ -192,8 +192,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--preset",
         choices=sorted(PRESETS),
         help="a named set of the flags below, picked on validation accuracy "
-        "and measured by 10-fold cross-validation on rt-polarity; flags given "
-        f"explicitly win. {describe_presets()}",
+        "and measured by cross-validation on rt-polarity (10 folds, 5 for "
+        f"minilm); flags given explicitly win. {describe_presets()}",
     )
 
     text = parser.add_argument_group("text")
@@ -413,6 +413,15 @@ def _warn_unused_flags(args: argparse.Namespace, values: dict[str, Any]) -> None
         logger.warning(
             "--minilm-layers has no effect with --embeddings %s; only "
             "minilm-contextual averages MiniLM's layers",
+            values["embeddings"],
+        )
+    if (
+        getattr(args, "feature_cache", None) is not None
+        and values["embeddings"] != "minilm-contextual"
+    ):
+        logger.warning(
+            "--feature-cache has no effect with --embeddings %s; only "
+            "minilm-contextual caches MiniLM's outputs",
             values["embeddings"],
         )
 
