@@ -108,7 +108,7 @@ LINES_TEXT_FIELD = "text"
 
 # Error of a row that is an empty line of a CSV, TSV or JSONL file.
 EMPTY_LINE = "empty line"
-# What --skip-bad-rows does to a row that does not parse when a file is scored.
+# The effect of --skip-bad-rows on a row that does not parse, when a file is scored.
 SCORING_SKIP_HINT = "--skip-bad-rows to write such rows in place with their error"
 # The error of a review of a text or JSONL file over the CSV field limit.
 # Tokenizing it would take about 10 bytes a character, and the model reads

@@ -900,7 +900,7 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             "seconds."
         ),
     )
-    # The documentation pages answer HEAD as /openapi.json does. Their routes
+    # The documentation pages accept HEAD, as /openapi.json does. Their routes
     # are not in the OpenAPI schema, so no operation id repeats.
     for route in app.routes:
         if isinstance(route, APIRoute) and "GET" in route.methods:

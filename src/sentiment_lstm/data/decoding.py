@@ -28,10 +28,10 @@ _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _UTF32_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
 
 # The first bytes of compressed files and archives, as a pattern, and the
-# tool that unpacks each. Each pattern holds control bytes that text does not
-# start with: gzip's magic and its one compression method (8); bzip2's "BZh",
-# the block size and the magic number of a block or of the stream's end; the
-# NUL of xz's magic; zip's 3 and 4.
+# tool that unpacks each. Each pattern contains control bytes that text does
+# not start with. gzip: its magic and its one compression method, 8. bzip2:
+# "BZh", the block size and the magic number of a block or of the stream's
+# end. xz: the NUL of its magic. zip: the bytes 3 and 4.
 _COMPRESSED_MAGIC = (
     (re.compile(rb"\x1f\x8b\x08"), "gzip-compressed", "gunzip"),
     (

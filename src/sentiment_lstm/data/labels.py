@@ -89,7 +89,7 @@ _ASCII_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCI
 
 
 def _ascii_number(text: str) -> float:
-    """Return the number that ``text`` (stripped) spells, or NaN if it is none."""
+    """Return the number that ``text`` (stripped) spells, else NaN."""
     if not _ASCII_NUMBER.fullmatch(text):
         return math.nan
     return float(text)
