@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import re
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -690,6 +691,17 @@ def test_write_output_json_replaces_file(tmp_path):
         "cv.json",
         "link.json",
     ]
+
+
+def test_write_output_json_keeps_mode(tmp_path):
+    output = tmp_path / "cv.json"
+    output.write_text("{}\n")
+    output.chmod(0o640)
+
+    write_output_json(output, '{"new": 1}\n')
+
+    assert output.read_text() == '{"new": 1}\n'
+    assert stat.S_IMODE(output.stat().st_mode) == 0o640
 
 
 def test_write_output_json_failure_saves_elsewhere(tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ from sentiment_lstm.cli.train import (
     import_training_modules,
     resolve_options,
 )
-from sentiment_lstm.files import write_text_atomic
+from sentiment_lstm.files import DEFAULT_FILE_MODE, write_text_atomic
 
 if TYPE_CHECKING:
     from sentiment_lstm.crossval import CrossValidationResult
@@ -294,7 +295,14 @@ def write_output_json(path: Path, text: str) -> None:
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             # resolve() writes through a symbolic link instead of replacing it
-            write_text_atomic(path.resolve(), text)
+            target = path.resolve()
+            # a replaced file keeps its permissions
+            mode = (
+                stat.S_IMODE(target.stat().st_mode)
+                if target.is_file()
+                else DEFAULT_FILE_MODE
+            )
+            write_text_atomic(target, text, mode)
     except OSError as err:
         failure = f"cannot write --output-json {path}: {err}"
     else:
