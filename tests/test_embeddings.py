@@ -221,6 +221,28 @@ def test_match_vocabulary_lowercase_fallback(tmp_path):
     assert matrix[2].tolist() == [0.5, 0.25, -1.0]
 
 
+def test_vectors_of_typographic_words_found(tmp_path, caplog):
+    vectors = write_vectors(
+        tmp_path / "v.txt",
+        ["isn\u2019t 1 0 0", "\ufb01lm 0 1 0", "the 0 0 1", "\u00e9t\u00e9 1 1 1"],
+    )
+    factory = InputFactory(
+        EmbeddingConfig(vectors_path=str(vectors)), TextEncoderConfig(min_frequency=1)
+    )
+    caplog.set_level("INFO", logger="sentiment_lstm.embeddings")
+
+    prepared = factory.build(["the film isn't bad", "ÉTÉ"])
+    weights = factory.make_model(prepared, {}).embedding.weight.detach()
+
+    def vector(word):
+        return weights[prepared.encoder.encode(word)[0]].tolist()
+
+    assert "found 4 of" in caplog.text
+    assert vector("isn't") == [1, 0, 0]
+    assert vector("film") == [0, 1, 0]
+    assert vector("été") == [1, 1, 1]
+
+
 def test_factory_initialises_found_rows(tmp_path, caplog):
     path = write_vectors(tmp_path / "v.txt", VECTOR_LINES)
     factory = InputFactory(EmbeddingConfig(vectors_path=str(path)), TextEncoderConfig())

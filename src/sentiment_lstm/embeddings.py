@@ -28,7 +28,7 @@ import tempfile
 import time
 import zipfile
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
-from sentiment_lstm.text import PackedTokenIds
+from sentiment_lstm.text import PackedTokenIds, TextEncoderConfig
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,11 @@ class WordVectors:
     path: Path
 
 
-def read_vectors(path: str | Path, words: Iterable[str] | None = None) -> WordVectors:
+def read_vectors(
+    path: str | Path,
+    words: Iterable[str] | None = None,
+    normalize: Callable[[str], str | None] | None = None,
+) -> WordVectors:
     """Read a GloVe or word2vec text file, optionally gzipped.
 
     Each line is a word followed by its values, separated by spaces. A first
@@ -88,8 +92,10 @@ def read_vectors(path: str | Path, words: Iterable[str] | None = None) -> WordVe
 
     Args:
         path: The vectors file.
-        words: Keep only these words, and file words whose lowercase form is
-            one of them; None keeps every vector.
+        words: Keep only these words, and file words whose lowercase or
+            normalized form is one of them; None keeps every vector.
+        normalize: Maps a file word that is not ASCII to the token that the
+            text encoder makes of it, or None; see :func:`match_vocabulary`.
 
     Returns:
         The vectors kept, the dimension and the number of vectors in the file.
@@ -172,7 +178,15 @@ def read_vectors(path: str | Path, words: Iterable[str] | None = None) -> WordVe
                 )
             total += 1
             word = " ".join(fields[:-dim])
-            if wanted is not None and not (word in wanted or word.lower() in wanted):
+            if wanted is not None and not (
+                word in wanted
+                or word.lower() in wanted
+                or (
+                    normalize is not None
+                    and not word.isascii()
+                    and normalize(word) in wanted
+                )
+            ):
                 continue
             if word in vectors:
                 duplicates += 1
@@ -263,18 +277,26 @@ def _all_ints(fields: Sequence[str]) -> bool:
 
 
 def match_vocabulary(
-    vocabulary: Sequence[str], vectors: WordVectors, skip: Iterable[int] = ()
+    vocabulary: Sequence[str],
+    vectors: WordVectors,
+    skip: Iterable[int] = (),
+    normalize: Callable[[str], str | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Find the vectors of a vocabulary's words.
 
     A word without an exact match takes the vector of the first file word
     that equals it after lowercasing both, so a lowercased vocabulary finds
-    ``Film`` in a cased file.
+    ``Film`` in a cased file. Failing that, it takes the vector of the first
+    file word that ``normalize`` maps to it, so that ``isn’t`` with a
+    typographic apostrophe, or ``ﬁlm`` with a ligature, gives its vector to
+    the token ``isn't`` or ``film`` that reviews become.
 
     Args:
         vocabulary: Tokens in id order.
         vectors: Vectors from :func:`read_vectors`.
         skip: Ids never to look up, such as padding.
+        normalize: Maps a file word that is not ASCII to the token that the
+            text encoder makes of it, or None where it makes several.
 
     Returns:
         The ids that have a vector (int64, ascending) and those vectors
@@ -282,8 +304,13 @@ def match_vocabulary(
     """
     skipped = set(skip)
     lowered: dict[str, np.ndarray] = {}
+    normalized: dict[str, np.ndarray] = {}
     for word, vector in vectors.vectors.items():
         lowered.setdefault(word.lower(), vector)
+        if normalize is not None and not word.isascii():
+            token = normalize(word)
+            if token is not None:
+                normalized.setdefault(token, vector)
     rows, found = [], []
     for index, word in enumerate(vocabulary):
         if index in skipped:
@@ -291,11 +318,30 @@ def match_vocabulary(
         vector = vectors.vectors.get(word)
         if vector is None:
             vector = lowered.get(word.lower())
+        if vector is None:
+            vector = normalized.get(word)
         if vector is not None:
             rows.append(index)
             found.append(vector)
     matrix = np.stack(found) if found else np.zeros((0, vectors.dim), np.float32)
     return np.asarray(rows, dtype=np.int64), matrix
+
+
+def _single_token(config: TextEncoderConfig) -> Callable[[str], str | None]:
+    """Return a function from a word to the one token the encoder makes of it.
+
+    It gives None for a word that the encoder splits into several tokens, or
+    into none.
+    """
+    from sentiment_lstm.text import PAD_TOKEN, UNK_TOKEN, TextEncoder
+
+    splitter = TextEncoder([PAD_TOKEN, UNK_TOKEN], config)
+
+    def single_token(word: str) -> str | None:
+        tokens = splitter.tokenize(word)
+        return tokens[0] if len(tokens) == 1 else None
+
+    return single_token
 
 
 # ---------------------------------------------------------------------------
@@ -886,7 +932,9 @@ class InputFactory:
             tokens = splitter.tokenize(text)
             words.update(tokens)
             words.update(token.lower() for token in tokens)
-        return read_vectors(self.config.vectors_path, words)
+        return read_vectors(
+            self.config.vectors_path, words, _single_token(self.encoder_config)
+        )
 
     def build(
         self, train_texts: Sequence[str], train_labels: Sequence[int] | None = None
@@ -920,7 +968,10 @@ class InputFactory:
                 self._vectors = self._read_vectors_for(train_texts)
             vectors = self._vectors
             rows, matrix = match_vocabulary(
-                encoder.vocabulary, vectors, skip=[encoder.pad_index]
+                encoder.vocabulary,
+                vectors,
+                skip=[encoder.pad_index],
+                normalize=_single_token(self.encoder_config),
             )
             logger.info(
                 "found %d of %d vocabulary words in %s",
