@@ -111,9 +111,12 @@ EMPTY_LINE = "empty line"
 # The effect of --skip-bad-rows on a row that does not parse, when a file is scored.
 SCORING_SKIP_HINT = "--skip-bad-rows to write such rows in place with their error"
 # The error of a review of a text or JSONL file over the CSV field limit.
-# Tokenizing it would take about 10 bytes a character, and the model reads
+# Tokenizing it would take 10 to 100 bytes a character, and the model reads
 # only the first --max-length tokens anyway.
-TOO_LONG = f"the review is longer than {FIELD_SIZE_LIMIT:,} characters, the most a review may have"
+TOO_LONG = (
+    f"the review is longer than {FIELD_SIZE_LIMIT:,} characters, the most a "
+    "review may have"
+)
 
 PREVIEW_CHARACTERS = 60
 
