@@ -293,6 +293,22 @@ def test_predict_arguments(trained, capsys):
     assert lines[0].strip().split("%")[0].replace(".", "").isdigit()
 
 
+def test_predict_argument_with_invalid_byte_not_scored(trained, capsys):
+    _, model_dir = trained
+    # how Python passes a byte of an argument that is invalid in UTF-8
+    review = "caf\udce9 good"
+
+    status = main(
+        ["predict", "--model", str(model_dir), "--format", "jsonl", review, "fine"]
+    )
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+    assert status == 0
+    assert rows[0]["positive"] is None
+    assert rows[0]["error"] == "byte 0xe9 is invalid in UTF-8"
+    assert rows[1]["positive"] is not None
+
+
 def test_predict_jsonl_sums_to_one(trained, capsys):
     _, model_dir = trained
     main(["predict", "--model", str(model_dir), "--format", "jsonl", "great fun"])

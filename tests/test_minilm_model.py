@@ -24,8 +24,12 @@ def test_wordpiece_model_predicts(tiny_posneg, tmp_path):
             "8",
         ]
     )
-    predictions = SentimentModel.load(model_dir).predict(["great fun", ""])
+    model = SentimentModel.load(model_dir)
+    predictions = model.predict(["great fun", "", "caf\udce9 great fun"])
 
     assert status == 0
     assert predictions[0].positive + predictions[0].negative == pytest.approx(1.0)
     assert predictions[1].error is not None
+    # a lone surrogate, as an invalid byte becomes, is replaced, not a crash
+    assert predictions[2].positive is not None
+    assert model.encoder.encode("caf\udce9") == model.encoder.encode("caf\ufffd")

@@ -36,7 +36,11 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
-from sentiment_lstm.text import PackedTokenIds, TextEncoderConfig
+from sentiment_lstm.text import (
+    PackedTokenIds,
+    TextEncoderConfig,
+    replace_lone_surrogates,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -446,15 +450,30 @@ class WordPieceEncoder:
 
     def encode(self, text: str) -> list[int]:
         """Encode one text into WordPiece ids, without special tokens."""
-        return self._tokenizer.encode(text, add_special_tokens=False).ids
+        return self.encode_batch([text])[0]
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        """Encode many texts, in input order."""
+        """Encode many texts, in input order.
+
+        A lone UTF-16 surrogate, which UTF-8 cannot encode, becomes U+FFFD,
+        as in :class:`~sentiment_lstm.text.TextEncoder`.
+        """
         if isinstance(texts, str):
             raise TypeError(
                 "texts must be a sequence of str, got a single str; wrap it in a list"
             )
-        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        batch = list(texts)
+        try:
+            encodings = self._tokenizer.encode_batch(batch, add_special_tokens=False)
+        except TypeError:
+            for index, text in enumerate(batch):
+                if not isinstance(text, str):
+                    raise TypeError(
+                        f"texts[{index}] is {type(text).__name__}, not str"
+                    ) from None
+            encodings = self._tokenizer.encode_batch(
+                replace_lone_surrogates(batch), add_special_tokens=False
+            )
         return [encoding.ids for encoding in encodings]
 
     def encode_packed(self, texts: Sequence[str]) -> PackedTokenIds:
@@ -690,7 +709,11 @@ def _run_minilm(
     tokenizer = Tokenizer.from_file(str(model_dir / TOKENIZER_FILENAME))
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length + 2)
-    encodings = tokenizer.encode_batch(texts)
+    try:
+        encodings = tokenizer.encode_batch(texts)
+    except TypeError:
+        # a lone UTF-16 surrogate, as in WordPieceEncoder.encode_batch
+        encodings = tokenizer.encode_batch(replace_lone_surrogates(texts))
     ids = [encoding.ids for encoding in encodings]
     lengths = np.array([len(row) - 2 for row in ids], dtype=np.int64)
     offsets = np.zeros(len(texts) + 1, dtype=np.int64)

@@ -387,7 +387,7 @@ class TextEncoder:
         try:
             normalized = normalizer.normalize_str(text)
         except UnicodeEncodeError:
-            normalized = normalizer.normalize_str(_replace_lone_surrogates([text])[0])
+            normalized = normalizer.normalize_str(replace_lone_surrogates([text])[0])
         return [token for token, _ in pre_tokenizer.pre_tokenize_str(normalized)]
 
     def encode(self, text: str) -> list[int]:
@@ -411,7 +411,7 @@ class TextEncoder:
         except TypeError:
             # tokenizers 0.23 raises TypeError for a str that UTF-8 cannot
             # encode, which here means a lone surrogate.
-            (text,) = _replace_lone_surrogates([text])
+            (text,) = replace_lone_surrogates([text])
             encoding = self._tokenizer.encode(text, add_special_tokens=False)
         return encoding.ids
 
@@ -509,7 +509,7 @@ class TextEncoder:
                 encodings = encode_many(chunk, add_special_tokens=False)
             except TypeError:
                 # A lone surrogate, as in encode().
-                chunk = _replace_lone_surrogates(chunk)
+                chunk = replace_lone_surrogates(chunk)
                 encodings = encode_many(chunk, add_special_tokens=False)
             ids.extend(encoding.ids for encoding in encodings)
         return ids
@@ -841,7 +841,7 @@ def _require_str(text: Any, index: int | None = None) -> None:
 _surrogate_warning_logged = False
 
 
-def _replace_lone_surrogates(texts: list[str]) -> list[str]:
+def replace_lone_surrogates(texts: list[str]) -> list[str]:
     """Replace unpaired UTF-16 surrogates by U+FFFD so UTF-8 can encode them.
 
     A surrogate pair split into two code points is joined back into one
@@ -861,10 +861,12 @@ def _replace_lone_surrogates(texts: list[str]) -> list[str]:
     _surrogate_warning_logged = True
     logger.log(
         level,
-        "fixed UTF-16 surrogates in %d of %d texts: lone ones became U+FFFD and "
-        "split pairs were joined; later occurrences are logged at DEBUG level",
+        "replaced the characters that UTF-8 cannot encode in %d text%s (lone "
+        "UTF-16 surrogates, which is also what invalid bytes become in Python) "
+        "with U+FFFD and joined split surrogate pairs; later replacements are "
+        "logged at DEBUG level",
         changed,
-        len(texts),
+        "" if changed == 1 else "s",
     )
     return cleaned
 

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Sequence
 from itertools import repeat
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from sentiment_lstm.cli.common import (
     CommandError,
@@ -162,7 +162,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.reviews:
         _warn_about_file_options(args)
         reviews = [_utf8_argument(review) for review in args.reviews]
-        predictions = model.predict(reviews, batch_size=args.batch_size)
+        predictions = _predict_arguments(model, reviews, args.batch_size)
         _write_predictions_to_output(args, predictions)
         return 0
     if sys.stdin.isatty():
@@ -335,6 +335,25 @@ def _require_posneg_partner(path: Path) -> None:
             f"{err}; to score {path} alone, one review a line, add "
             "--input-format lines"
         ) from err
+
+
+def _predict_arguments(model: Any, reviews: list[str], batch_size: int) -> list[Any]:
+    """Score argument reviews; one with a byte invalid in UTF-8 is not scored.
+
+    Python keeps such a byte of an argument as a lone surrogate, as it does
+    in files and on stdin, whose rows with one are left unscored too.
+    """
+    from sentiment_lstm.data.decoding import DecodedText, invalid_byte_reason
+    from sentiment_lstm.predictor import Prediction
+
+    escaped = DecodedText("", "utf-8", "surrogateescape")
+    errors = [invalid_byte_reason(review, escaped) for review in reviews]
+    scorable = [review for review, error in zip(reviews, errors) if error is None]
+    scored = iter(model.predict(scorable, batch_size=batch_size))
+    return [
+        next(scored) if error is None else Prediction(review, None, None, None, error)
+        for review, error in zip(reviews, errors)
+    ]
 
 
 def _utf8_argument(text: str) -> str:
