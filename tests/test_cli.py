@@ -1155,6 +1155,21 @@ def test_train_model_too_large(trained, tmp_path, capsys, flags, named):
     assert not (tmp_path / "m").exists()
 
 
+def test_train_ensemble_too_large_to_merge(trained, tmp_path, capsys):
+    root, _ = trained
+
+    # 2,000 members of 100 units merge into 200,000 units side by side
+    status = train_tiny(
+        root, tmp_path / "m", "--ensemble-size", "2000", "--lstm-units", "100"
+    )
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert "the ensemble does not fit in memory: merging its 2000 members" in error
+    assert "lower --ensemble-size" in error
+    assert not (tmp_path / "m").exists()
+
+
 def test_train_one_class_rejected(tmp_path, capsys):
     source = tmp_path / "reviews.csv"
     source.write_text(

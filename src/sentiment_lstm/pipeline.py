@@ -40,6 +40,7 @@ from sentiment_lstm.model import (
 from sentiment_lstm.provenance import examples_fingerprint, read_options_record
 from sentiment_lstm.text import TextEncoderConfig
 from sentiment_lstm.training import (
+    FLOAT_BYTES,
     EncodedSplit,
     EnsembleResult,
     EpochMetrics,
@@ -612,6 +613,27 @@ def _check_model_fits(
         config, batch_size, max_tokens, training_config.freeze_embeddings
     )
     available = available_memory()
+    members = training_config.ensemble_size
+    if members > 1:
+        # The merged network puts the members' units side by side, so its
+        # recurrent weights grow with the square of the member count; the
+        # members' best weights are kept until it is built.
+        merged = dataclasses.replace(
+            config,
+            embedding_dim=config.embedding_dim * members,
+            hidden_dim=config.hidden_dim * members,
+        )
+        merging = (
+            parameter_count(merged) + members * parameter_count(config)
+        ) * FLOAT_BYTES
+        if available is not None and merging > available >= needed:
+            raise ModelSizeError(
+                f"the ensemble does not fit in memory: merging its {members} "
+                f"members takes at least {_gibibytes(merging)} (a network of "
+                f"{parameter_count(merged):,} parameters), but "
+                f"{_gibibytes(available)} is available; lower --ensemble-size, "
+                "or --lstm-units or --embedding-size"
+            )
     if available is None or needed <= available:
         return
     raise ModelSizeError(
