@@ -1170,6 +1170,24 @@ def test_train_ensemble_too_large_to_merge(trained, tmp_path, capsys):
     assert not (tmp_path / "m").exists()
 
 
+def test_evaluate_split_of_too_few_reviews_names_own_fix(trained, tmp_path, capsys):
+    _, model_dir = trained
+    data = tmp_path / "few.csv"
+    data.write_text("text,label\ngreat fun,pos\ndull mess,neg\nfine work,pos\n")
+
+    status = main(
+        ["evaluate", "--model", str(model_dir), "--data", str(data), "--split", "test"]
+    )
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert "cannot split" in error
+    assert error.rstrip().endswith(
+        "--split test needs the data the model was " "trained on, or use --split all"
+    )
+    assert "--test-data" not in error
+
+
 def test_train_one_class_rejected(tmp_path, capsys):
     source = tmp_path / "reviews.csv"
     source.write_text(

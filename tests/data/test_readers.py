@@ -207,3 +207,21 @@ def test_csv_under_txt_name_hints_at_format(tmp_path: Path) -> None:
 
     assert "pass its format with --data-format" in str(excinfo.value)
     assert [example.label for example in examples] == [1, 0]
+
+
+def test_unknown_extension_of_compressed_file_says_unpack(tmp_path: Path) -> None:
+    import gzip
+
+    path = tmp_path / "reviews.csv.gz"
+    path.write_bytes(gzip.compress(b"text,label\ngood film,pos\n"))
+
+    with pytest.raises(DataError, match="the file is gzip-compressed, not text"):
+        read_examples(path)
+
+
+def test_name_without_extension_named(tmp_path: Path) -> None:
+    path = tmp_path / "reviews"
+    path.write_text("great film\n")
+
+    with pytest.raises(DataError, match="from a name without an extension"):
+        read_texts(path)

@@ -228,8 +228,11 @@ def _model_split_part(
             ),
         )
     except DataError as err:
+        # The split's own fixes name train's flags, which evaluate lacks, so
+        # only its reason is kept.
+        reason = str(err).partition("; ")[0]
         raise CommandError(
-            f"{err}; --split {args.split} needs the data the model was "
+            f"{reason}; --split {args.split} needs the data the model was "
             "trained on, or use --split all"
         ) from err
     if problem is not None:

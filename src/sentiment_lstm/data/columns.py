@@ -195,9 +195,10 @@ def choose_columns(
         raise DataError(
             f"{source}: the label column 'label' seems to hold the predicted "
             "labels that 'sentiment-lstm predict' writes, because positive and "
-            "negative columns come with it, and a model measured "
-            "against its own predictions scores 100%; pass --label-column with "
-            "the column of true labels, or --label-column label to use it anyway"
+            "negative columns come with it, and a model's guesses are no true "
+            "labels to train on or to measure against (its own score 100%); "
+            "pass --label-column with the column of true labels, or "
+            "--label-column label to use it anyway"
         )
     if label == text:
         raise DataError(
@@ -205,11 +206,8 @@ def choose_columns(
             "pass --text-column and --label-column with two different columns"
         )
     if label is None:
-        logger.info(
-            "%s: text column %r, no label column, so its reviews have no labels",
-            source,
-            text,
-        )
+        # prediction input without labels, which scoring does not need
+        logger.info("%s: text column %r", source, text)
     else:
         logger.info("%s: text column %r, label column %r", source, text, label)
     return Columns(text=text, label=label)

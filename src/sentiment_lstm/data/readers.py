@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 
 from sentiment_lstm.data.collector import ExampleCollector
+from sentiment_lstm.data.decoding import NUL_SAMPLE_BYTES, check_file_start
 from sentiment_lstm.data.delimited import read_delimited
 from sentiment_lstm.data.folders import find_review_folders, read_review_folders
 from sentiment_lstm.data.jsonl import read_jsonl
@@ -92,10 +93,23 @@ def detect_format(path: Path, format_option: str = "--data-format") -> str:
     if path.is_file():
         data_format = EXTENSION_FORMATS.get(path.suffix.lower())
         if data_format is None:
+            # A compressed file, such as reviews.csv.gz, needs unpacking first,
+            # whatever format is passed.
+            try:
+                with open(path, "rb") as stream:
+                    check_file_start(stream.read(NUL_SAMPLE_BYTES), str(path))
+            except OSError:
+                pass
+            extension = (
+                f"the extension {path.suffix!r}"
+                if path.suffix
+                else ("a name without an extension")
+            )
             raise DataError(
-                f"{path}: cannot detect the data format from the extension "
-                f"{path.suffix!r}; supported: {', '.join(EXTENSION_FORMATS)} and "
-                f"folders; rename the file or pass {format_option}"
+                f"{path}: cannot detect the data format from {extension}; "
+                f"supported: {', '.join(EXTENSION_FORMATS)} and folders; rename "
+                f"the file or pass {format_option} (lines for plain text, one "
+                "review a line)"
             )
         return data_format
     if is_posneg_stem(path):
