@@ -157,7 +157,8 @@ def test_file_without_label_column_logged_plainly(tmp_path: Path, caplog) -> Non
     with caplog.at_level(logging.INFO, logger="sentiment_lstm"):
         read_texts(path)
 
-    assert "text column 'text', no label column" in caplog.text
+    assert f"{path}: text column 'text'\n" in caplog.text
+    assert "label column" not in caplog.text
     assert "None" not in caplog.text
 
 
