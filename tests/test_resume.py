@@ -303,6 +303,24 @@ def test_second_run_into_a_busy_folder_fails(corpus, tmp_path, capsys):
     assert (output_dir / "model.safetensors").is_file()
 
 
+def test_sigterm_in_ensemble_names_member_and_epoch(corpus, tmp_path):
+    output_dir = tmp_path / "run"
+    checkpoint = output_dir / "checkpoint-member0.pt"
+
+    status, stderr = interrupt_when(
+        train_command(corpus, output_dir, "--ensemble-size", "2"),
+        checkpoint.exists,
+        signal.SIGTERM,
+    )
+
+    assert status == 143
+    assert re.search(
+        r"^interrupted after epoch \d+ of ensemble member [12] " r"finished; ",
+        stderr.strip().splitlines()[-1],
+    )
+    assert "to continue, repeat the command with --resume" in stderr
+
+
 def test_sigterm_after_checkpoint_says_how_to_resume(corpus, tmp_path):
     output_dir = tmp_path / "run"
     checkpoint = output_dir / "checkpoint.pt"

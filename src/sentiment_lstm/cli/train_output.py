@@ -283,7 +283,7 @@ def interruption_message(path: Path, record: Any) -> str:
     if record.checkpoint_epoch is not None:
         head = f"interrupted after epoch {record.checkpoint_epoch} finished"
     elif checkpoints:
-        head = "interrupted"
+        head = "interrupted" + _ensemble_progress(path)
     else:
         head = "interrupted before the first epoch finished"
     if record.model_epoch is not None:
@@ -302,6 +302,31 @@ def interruption_message(path: Path, record: Any) -> str:
         f"{head}; {model}; to continue, repeat the command with --resume, "
         f"which starts from {source}"
     )
+
+
+def _ensemble_progress(path: Path) -> str:
+    """Describe how far the members of an interrupted ensemble got, or "".
+
+    The members train one after another, and each keeps its checkpoint until
+    the ensemble is done, so the last member checkpoint is the one in
+    progress.
+    """
+    from sentiment_lstm.training import (
+        CheckpointError,
+        load_checkpoint,
+        member_checkpoint,
+    )
+
+    members = 0
+    while member_checkpoint(path, members).is_file():
+        members += 1
+    if not members:
+        return ""
+    try:
+        epoch = load_checkpoint(member_checkpoint(path, members - 1))["epoch"]
+    except (CheckpointError, KeyError, TypeError):
+        return ""
+    return f" after epoch {epoch} of ensemble member {members} finished"
 
 
 def _checkpoints(path: Path) -> list[Path]:
