@@ -406,24 +406,19 @@ def _warn_unused_flags(args: argparse.Namespace, values: dict[str, Any]) -> None
             values["warmup_fraction"],
             values["lr_schedule"],
         )
-    if (
-        getattr(args, "minilm_layers", None) is not None
-        and values["embeddings"] != "minilm-contextual"
+    if values["embeddings"] == "minilm-contextual":
+        return
+    for name, flag, effect in (
+        ("minilm_layers", "--minilm-layers", "averages MiniLM's layers"),
+        ("feature_cache", "--feature-cache", "caches MiniLM's outputs"),
     ):
-        logger.warning(
-            "--minilm-layers has no effect with --embeddings %s; only "
-            "minilm-contextual averages MiniLM's layers",
-            values["embeddings"],
-        )
-    if (
-        getattr(args, "feature_cache", None) is not None
-        and values["embeddings"] != "minilm-contextual"
-    ):
-        logger.warning(
-            "--feature-cache has no effect with --embeddings %s; only "
-            "minilm-contextual caches MiniLM's outputs",
-            values["embeddings"],
-        )
+        if getattr(args, name, None) is not None:
+            logger.warning(
+                "%s has no effect with --embeddings %s; only minilm-contextual %s",
+                flag,
+                values["embeddings"],
+                effect,
+            )
 
 
 def resolve_options(
