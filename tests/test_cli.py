@@ -1170,7 +1170,7 @@ def test_train_ensemble_too_large_to_merge(trained, tmp_path, capsys):
     assert not (tmp_path / "m").exists()
 
 
-def test_evaluate_split_of_too_few_reviews_names_own_fix(trained, tmp_path, capsys):
+def test_evaluate_split_too_few_reviews(trained, tmp_path, capsys):
     _, model_dir = trained
     data = tmp_path / "few.csv"
     data.write_text("text,label\ngreat fun,pos\ndull mess,neg\nfine work,pos\n")

@@ -143,41 +143,34 @@ def test_corrupt_onnx(unexported, backend):
     assert "corrupt" in str(error.value)
 
 
-@pytest.mark.parametrize("backend", ["auto", "onnx"])
-@pytest.mark.parametrize("kind", ["folder", "looping link"])
-def test_onnx_path_not_a_file(tmp_path, exported, backend, kind):
-    directory = _copy_model(exported, tmp_path / "model")
-    onnx_path = directory / artifact.ONNX_FILE
-    onnx_path.unlink()
+def replace_with_non_file(path: Path, kind: str) -> str:
+    """Put a folder or a looping link where a file was; return its description."""
+    path.unlink()
     if kind == "folder":
-        onnx_path.mkdir()
-    else:
-        onnx_path.symlink_to(onnx_path.name)
+        path.mkdir()
+        return "a folder"
+    path.symlink_to(path.name)
+    return "a broken or looping link"
+
+
+@pytest.mark.parametrize(
+    ("name", "backend"),
+    [
+        (artifact.ONNX_FILE, "auto"),
+        (artifact.ONNX_FILE, "onnx"),
+        (artifact.CONFIG_FILE, "auto"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["folder", "looping link"])
+def test_model_file_not_a_file(tmp_path, exported, name, backend, kind):
+    directory = _copy_model(exported, tmp_path / "model")
+    path = directory / name
+    expected = replace_with_non_file(path, kind)
 
     with pytest.raises(ArtifactError) as error:
         SentimentModel.load(directory, backend=backend)
 
-    expected = "a folder" if kind == "folder" else "a broken or looping link"
-    assert str(error.value).startswith(
-        f"{onnx_path} is {expected}, not a regular file; "
-    )
-
-
-@pytest.mark.parametrize("kind", ["folder", "looping link"])
-def test_config_not_a_file(tmp_path, exported, kind):
-    directory = _copy_model(exported, tmp_path / "model")
-    config = directory / artifact.CONFIG_FILE
-    config.unlink()
-    if kind == "folder":
-        config.mkdir()
-    else:
-        config.symlink_to(config.name)
-
-    with pytest.raises(ArtifactError) as error:
-        SentimentModel.load(directory)
-
-    expected = "a folder" if kind == "folder" else "a broken or looping link"
-    assert str(error.value).startswith(f"{config} is {expected}, not a regular file")
+    assert str(error.value).startswith(f"{path} is {expected}, not a regular file; ")
 
 
 def test_onnx_fifo_named(tmp_path, exported):

@@ -41,6 +41,10 @@ def model(model_dir) -> SentimentModel:
     return SentimentModel.load(model_dir, backend="onnx")
 
 
+# Prediction input read with --skip-bad-rows.
+SKIP_BAD_ROWS = ReadOptions(skip_bad_rows=True, require_labels=False)
+
+
 def expected_positive(model: SentimentModel, texts: list[str]) -> list[float]:
     return model.predict_proba(texts).tolist()
 
@@ -137,7 +141,7 @@ def test_chunks_count_other_columns(model, tmp_path, monkeypatch):
     score_file(model, source, tmp_path / "out.csv")
 
     assert [row["text"] for row in read_csv(tmp_path / "out.csv")] == texts
-    # each row holds more than 100 characters, so a chunk ends after 3 rows
+    # each row has more than 100 characters, so a chunk ends after 3 rows
     assert max(chunk_rows) <= 3
     assert sum(chunk_rows) == 12
 
@@ -301,12 +305,7 @@ def test_bad_row_skipped(model, tmp_path):
     source = tmp_path / "in.csv"
     source.write_text("id,text\n1,great fun\n2,dull,extra\n3,boring\n")
 
-    summary = score_file(
-        model,
-        source,
-        tmp_path / "out.csv",
-        options=ReadOptions(skip_bad_rows=True, require_labels=False),
-    )
+    summary = score_file(model, source, tmp_path / "out.csv", options=SKIP_BAD_ROWS)
     rows = read_csv(tmp_path / "out.csv")
 
     assert [row["id"] for row in rows] == ["1", "", "3"]
@@ -323,12 +322,7 @@ def test_one_row_warnings_singular(model, tmp_path, caplog):
     source.write_text("id,text\n1,great fun\n2,dull,extra\n3,\n")
 
     with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
-        score_file(
-            model,
-            source,
-            tmp_path / "out.csv",
-            options=ReadOptions(skip_bad_rows=True, require_labels=False),
-        )
+        score_file(model, source, tmp_path / "out.csv", options=SKIP_BAD_ROWS)
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
 
     assert warnings == [
@@ -345,12 +339,7 @@ def test_many_row_warnings_plural(model, tmp_path, caplog):
     source.write_text("id,text\n" + "\n".join(rows) + "\n")
 
     with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
-        score_file(
-            model,
-            source,
-            tmp_path / "out.csv",
-            options=ReadOptions(skip_bad_rows=True, require_labels=False),
-        )
+        score_file(model, source, tmp_path / "out.csv", options=SKIP_BAD_ROWS)
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
 
     assert warnings[0].startswith(
@@ -616,13 +605,8 @@ def test_jsonl_line_python_cannot_parse(model, tmp_path, line, reason):
         score_file(model, source, output)
     assert "set_int_max_str_digits" not in str(error.value)
 
-    summary = score_file(
-        model,
-        source,
-        output,
-        options=ReadOptions(skip_bad_rows=True, require_labels=False),
-    )
-    records = [json.loads(row) for row in output.read_text().splitlines()]
+    summary = score_file(model, source, output, options=SKIP_BAD_ROWS)
+    records = read_jsonl(output)
 
     assert summary.unparsed == 1
     assert [record.get("text") for record in records] == ["great fun", None, "dull"]
@@ -643,13 +627,8 @@ def test_jsonl_repeated_text_key_is_bad_row(model, tmp_path):
     ):
         score_file(model, source, output)
 
-    summary = score_file(
-        model,
-        source,
-        output,
-        options=ReadOptions(skip_bad_rows=True, require_labels=False),
-    )
-    records = [json.loads(row) for row in output.read_text().splitlines()]
+    summary = score_file(model, source, output, options=SKIP_BAD_ROWS)
+    records = read_jsonl(output)
 
     assert summary.unparsed == 1
     assert [record.get("text") for record in records] == ["great fun", None, "dull"]
@@ -657,7 +636,7 @@ def test_jsonl_repeated_text_key_is_bad_row(model, tmp_path):
     assert records[2]["id"] == 2
 
 
-def test_jsonl_bad_first_record_does_not_name_score_keys(model, tmp_path):
+def test_jsonl_bad_first_record(model, tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_text(
         '{"text": "a", "text": "b"}\n'
@@ -666,13 +645,8 @@ def test_jsonl_bad_first_record_does_not_name_score_keys(model, tmp_path):
     )
     output = tmp_path / "out.jsonl"
 
-    summary = score_file(
-        model,
-        source,
-        output,
-        options=ReadOptions(skip_bad_rows=True, require_labels=False),
-    )
-    records = [json.loads(row) for row in output.read_text().splitlines()]
+    summary = score_file(model, source, output, options=SKIP_BAD_ROWS)
+    records = read_jsonl(output)
 
     assert summary.unparsed == 1
     assert summary.scored == 2
@@ -696,12 +670,7 @@ def test_jsonl_invalid_line(model, tmp_path):
     with pytest.raises(DataError, match=r"in\.jsonl line 2: invalid JSON"):
         score_file(model, source, tmp_path / "out.jsonl")
 
-    summary = score_file(
-        model,
-        source,
-        tmp_path / "out.jsonl",
-        options=ReadOptions(skip_bad_rows=True, require_labels=False),
-    )
+    summary = score_file(model, source, tmp_path / "out.jsonl", options=SKIP_BAD_ROWS)
     assert summary.rows == 3
     assert summary.unparsed == 2
 
@@ -1163,12 +1132,7 @@ def test_bare_carriage_return_row_kept_whole(model, tmp_path):
 
     with pytest.raises(DataError, match=r"line 2: a carriage return"):
         score_file(model, source, tmp_path / "out.csv")
-    summary = score_file(
-        model,
-        source,
-        tmp_path / "out.csv",
-        options=ReadOptions(skip_bad_rows=True, require_labels=False),
-    )
+    summary = score_file(model, source, tmp_path / "out.csv", options=SKIP_BAD_ROWS)
     rows = read_csv(tmp_path / "out.csv")
 
     assert [row["id"] for row in rows] == ["", "", "4"]

@@ -162,7 +162,7 @@ class CrossValidationResult:
 
 
 class CrossValidationInterrupted(KeyboardInterrupt):
-    """Ctrl-C (or SIGTERM) during the folds, with the folds that finished.
+    """An interruption by Ctrl-C or SIGTERM during the folds, with those that finished.
 
     Attributes:
         partial: The result of the finished folds, ``complete`` False.

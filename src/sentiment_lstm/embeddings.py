@@ -721,8 +721,8 @@ def _run_minilm(
     vectors = np.zeros((int(offsets[-1]), MINILM_DIM), dtype=np.float16)
 
     if not sys.stderr.isatty():
-        # transformers shows a bar while it loads the weights; piped logs get
-        # none, as the project's own bars.
+        # transformers shows a bar while it loads the weights. Off a terminal
+        # it is hidden, as the project's own bars are.
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()

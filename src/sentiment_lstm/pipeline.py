@@ -616,8 +616,8 @@ def _check_model_fits(
     members = training_config.ensemble_size
     if members > 1:
         # The merged network puts the members' units side by side, so its
-        # recurrent weights grow with the square of the member count; the
-        # members' best weights are kept until it is built.
+        # recurrent weights grow with the square of the member count. The
+        # members' best weights are kept until it is built, so they count too.
         merged = dataclasses.replace(
             config,
             embedding_dim=config.embedding_dim * members,

@@ -96,7 +96,7 @@ DEFAULT_CHUNK_ROWS = 8192
 FIRST_CHUNK_ROWS = 1024
 # A chunk also ends once its rows reach this many characters, so that a
 # file of long reviews or wide rows takes no more memory than one of short
-# ones. Chunks of rt-polarity's 8,192 rows hold about 1 million characters.
+# ones. Chunks of rt-polarity's 8,192 rows contain about 1 million characters.
 CHUNK_CHARS = 2**22
 DEFAULT_BATCH_SIZE = 256
 

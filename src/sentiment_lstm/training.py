@@ -939,12 +939,12 @@ def _train_members_in_processes(
             try:
                 return [future.result() for future in futures]
             except BaseException:
-                # Ctrl-C, SIGTERM or a failed member: the pool's exit would
-                # wait for every member still queued, and a worker hears no
-                # signal sent to this process alone, so stop the workers here.
-                # The pool then fails the queued members itself; cancelling
-                # them first can hang its exit (Python 3.11 raises
-                # InvalidStateError in its management thread).
+                # Ctrl-C, SIGTERM or a failed member. The pool's exit would wait
+                # for every member still queued, and a signal sent to this
+                # process alone never reaches the workers, so they stop here.
+                # The pool then fails the queued members itself. Cancelling
+                # them first can hang its exit, because Python 3.11 raises
+                # InvalidStateError in the pool's management thread.
                 for process in context.active_children():
                     process.terminate()
                 raise

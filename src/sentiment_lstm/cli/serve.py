@@ -53,30 +53,30 @@ def host_address(text: str) -> str:
     uvicorn passes an empty host to asyncio, which then listens on every
     interface, so an unset shell variable would expose the service.
     """
-    given = text
     # URLs write an IPv6 address in brackets, which the socket does not take.
     # They come off before the checks, so that "[]" counts as empty.
+    address = text
     if text.startswith("[") and text.endswith("]"):
-        text = text[1:-1]
-    if not text.strip():
+        address = text[1:-1]
+    if not address.strip():
         raise argparse.ArgumentTypeError(
-            f"expected a host name or IP address, got {given!r}; check the "
+            f"expected a host name or IP address, got {text!r}; check the "
             "variable or quoting that gave it, or leave --host out for 127.0.0.1"
         )
     # One colon is a host:port pair, because an IPv6 address has at least two,
     # and so is an IPv6 address in brackets followed by a port.
-    if "/" in text or text.count(":") == 1 or "]:" in given:
+    if "/" in address or address.count(":") == 1 or "]:" in text:
         raise argparse.ArgumentTypeError(
-            f"expected a host name or IP address, got {given!r}, which looks like "
+            f"expected a host name or IP address, got {text!r}, which looks like "
             "a URL or host:port; pass the address alone, such as 127.0.0.1, and "
             "the port with --port"
         )
-    if "[" in text or "]" in text:
+    if "[" in address or "]" in address:
         raise argparse.ArgumentTypeError(
-            f"expected a host name or IP address, got {given!r}; write an IPv6 "
+            f"expected a host name or IP address, got {text!r}; write an IPv6 "
             "address with one pair of brackets or none, such as ::1"
         )
-    return text
+    return address
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
