@@ -1,5 +1,5 @@
 # Serving image: ONNX Runtime, FastAPI and uvicorn, without PyTorch.
-#   docker build --build-arg MODEL_DIR=models/rt -t sentiment-lstm-serve .
+#   docker build -t sentiment-lstm-serve .   (--build-arg MODEL_DIR=DIR for another model)
 #   docker run -p 8000:8000 sentiment-lstm-serve
 # MODEL_DIR must be inside the build context and contain model.onnx
 # (from 'sentiment-lstm export'), because the image has no PyTorch.

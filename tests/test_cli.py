@@ -18,6 +18,7 @@ import pytest
 
 from sentiment_lstm import __version__
 from sentiment_lstm.cli import main
+from sentiment_lstm.predictor import EMPTY_REVIEW
 
 TRAIN_ARGS = [
     "--num_epoch",
@@ -338,8 +339,8 @@ def test_predict_empty_review_keeps_rows(trained, capsys):
 
     assert [row["text"] for row in rows] == ["great fun", "   ", "", "boring mess"]
     assert rows[1]["positive"] == ""
-    assert "empty review" in rows[1]["error"]
-    assert "empty review" in rows[2]["error"]
+    assert rows[1]["error"] == EMPTY_REVIEW
+    assert rows[2]["error"] == EMPTY_REVIEW
     assert rows[3]["label"] == "negative"
 
 
@@ -384,7 +385,7 @@ def test_predict_folder_unscorable_in_place(trained, tmp_path, capsys):
     assert status == 0
     assert [(row["file"][-9:], row["line"], row["error"]) for row in rows] == [
         ("neg/a.txt", "1", ""),
-        ("neg/b.txt", "1", "empty review: no text to score"),
+        ("neg/b.txt", "1", EMPTY_REVIEW),
         ("pos/a.txt", "1", "byte 0x81 is invalid in cp1252"),
         ("pos/b.txt", "1", ""),
         ("pos/c.txt", "1", "the text is UTF-16"),
@@ -411,7 +412,7 @@ def test_predict_posneg_file_and_line(trained, tmp_path, capsys):
         f"{tmp_path / 'r.pos'}:2",
         f"{tmp_path / 'r.pos'}:3",
     ]
-    assert lines[2].endswith("(empty review: no text to score)")
+    assert lines[2].endswith(f"({EMPTY_REVIEW})")
 
 
 def test_predict_lone_posneg_file_hint(trained, tmp_path, capsys):
@@ -588,7 +589,7 @@ def test_predict_stdin(trained):
     lines = completed.stdout.splitlines()
 
     assert len(lines) == 3
-    assert "empty review" in lines[1]
+    assert EMPTY_REVIEW in lines[1]
 
 
 def test_predict_input_dash_is_stdin(trained, tmp_path):
@@ -751,12 +752,19 @@ def test_predict_into_closed_pipe(trained, tmp_path):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
-@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGHUP])
-def test_predict_sigterm_removes_partial_output(trained, tmp_path, signal_number):
+@pytest.mark.parametrize(
+    "signal_number, earlier",
+    [(signal.SIGTERM, None), (signal.SIGHUP, None), (signal.SIGTERM, "old\n")],
+)
+def test_predict_sigterm_removes_partial_output(
+    trained, tmp_path, signal_number, earlier
+):
     _, model_dir = trained
     source = tmp_path / "many.txt"
     source.write_text("great fun and a warm heart\n" * 50_000)
     output = tmp_path / "scored.csv"
+    if earlier is not None:
+        output.write_text(earlier)
     # One review per forward pass keeps the run going for seconds.
     process = subprocess.Popen(
         [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
@@ -773,8 +781,16 @@ def test_predict_sigterm_removes_partial_output(trained, tmp_path, signal_number
     _, stderr = process.communicate(timeout=120)
 
     assert process.returncode == 128 + signal_number
-    assert stderr.strip() == "terminated"
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["many.txt"]
+    if earlier is None:
+        assert stderr.strip() == f"interrupted; {output} was not written"
+        assert sorted(path.name for path in tmp_path.iterdir()) == ["many.txt"]
+    else:
+        assert stderr.strip() == f"interrupted; {output} is unchanged"
+        assert sorted(path.name for path in tmp_path.iterdir()) == [
+            "many.txt",
+            "scored.csv",
+        ]
+        assert output.read_text() == earlier
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
@@ -1171,7 +1187,10 @@ def test_train_ensemble_too_large_to_merge(trained, tmp_path, capsys):
 
 
 def test_evaluate_split_too_few_reviews(trained, tmp_path, capsys):
+    # A model that recorded its reviews rejects any other data before the
+    # split, so only an older model reaches the split of too few reviews.
     _, model_dir = trained
+    model_dir = copy_without_read_record(model_dir, tmp_path / "old")
     data = tmp_path / "few.csv"
     data.write_text("text,label\ngreat fun,pos\ndull mess,neg\nfine work,pos\n")
 
@@ -1294,7 +1313,7 @@ def test_training_command_without_torch(trained, tmp_path, command):
     assert completed.stderr.startswith(
         f"sentiment-lstm {command}: error: {command} needs PyTorch"
     )
-    assert "pip install 'sentiment-lstm[train]'" in completed.stderr
+    assert "pip install '.[train]' in the sentiment-lstm source" in completed.stderr
     assert list(tmp_path.iterdir()) == []
 
 
@@ -1383,6 +1402,7 @@ def test_evaluate_test_split(trained, capsys):
 
 def test_evaluate_split_of_too_few_reviews(trained, tmp_path, capsys):
     _, model_dir = trained
+    model_dir = copy_without_read_record(model_dir, tmp_path / "old")
     data = tmp_path / "small.csv"
     data.write_text("text,label\ngreat fun,positive\ndull,negative\nbad,negative\n")
 
@@ -1521,6 +1541,17 @@ def evaluate_split(model_dir, data, *flags):
     )
 
 
+def copy_without_read_record(model_dir, copy):
+    """Copy a model, removing what models saved before the read record lack."""
+    shutil.copytree(model_dir, copy)
+    metadata_path = copy / "training.json"
+    metadata = json.loads(metadata_path.read_text())
+    del metadata["data"]["read_options"]
+    del metadata["data"]["examples_fingerprint"]
+    metadata_path.write_text(json.dumps(metadata))
+    return copy
+
+
 def test_training_records_read_options(star_model):
     _, model_dir = star_model
     data = json.loads((model_dir / "training.json").read_text())["data"]
@@ -1579,7 +1610,7 @@ def test_evaluate_split_rejects_other_read_options(star_model, capsys, flags, na
     assert status == 2
     assert "--split test cannot recreate the model's test part" in captured.err
     assert named in captured.err
-    assert "or use --split all" in captured.err
+    assert "evaluate other labelled reviews with --split all" in captured.err
     assert captured.out == ""
 
 
@@ -1629,13 +1660,7 @@ def test_evaluate_split_model_without_read_options(star_model, tmp_path, capsys)
     # Models saved before the read options were recorded are evaluated as
     # before: only the data files are compared.
     data, model_dir = star_model
-    old_model = tmp_path / "old"
-    shutil.copytree(model_dir, old_model)
-    metadata_path = old_model / "training.json"
-    metadata = json.loads(metadata_path.read_text())
-    del metadata["data"]["read_options"]
-    del metadata["data"]["examples_fingerprint"]
-    metadata_path.write_text(json.dumps(metadata))
+    old_model = copy_without_read_record(model_dir, tmp_path / "old")
 
     status = evaluate_split(old_model, data, "--stars", "--negative-max-stars", "3")
     captured = capsys.readouterr()
@@ -1645,17 +1670,53 @@ def test_evaluate_split_model_without_read_options(star_model, tmp_path, capsys)
     assert "cannot recreate" not in captured.err
 
 
-def test_evaluate_split_changed_file_warns(star_model, tmp_path, caplog, capsys):
+def test_evaluate_split_changed_file_rejected(star_model, tmp_path, capsys):
     data, model_dir = star_model
+    changed = tmp_path / "changed.csv"
+    changed.write_text(data.read_text() + '"one more great film",5,"extra"\n')
+
+    status = evaluate_split(model_dir, changed, "--stars")
+    captured = capsys.readouterr()
+
+    assert status == 2
+    assert "--split test cannot recreate the model's test part" in captured.err
+    assert "--data gives other reviews" in captured.err
+    assert "or use --split all" not in captured.err
+    assert "evaluate other labelled reviews with --split all" in captured.err
+    assert captured.out == ""
+
+
+def test_evaluate_split_reordered_file_rejected(star_model, tmp_path, capsys):
+    # The same reviews in another order give another split.
+    data, model_dir = star_model
+    header, *rows = data.read_text().splitlines()
+    reordered = tmp_path / "reordered.csv"
+    reordered.write_text("\n".join([header, *reversed(rows)]) + "\n")
+
+    status = evaluate_split(model_dir, reordered, "--stars")
+    captured = capsys.readouterr()
+
+    assert status == 2
+    assert "same reviews in another order" in captured.err
+    assert captured.out == ""
+
+
+def test_evaluate_split_old_model_changed_file_warns(
+    star_model, tmp_path, caplog, capsys
+):
+    # A model without the reviews' fingerprint has only the files' one, which
+    # a renamed copy fails too, so a changed file is only a warning.
+    data, model_dir = star_model
+    old_model = copy_without_read_record(model_dir, tmp_path / "old")
     changed = tmp_path / "changed.csv"
     changed.write_text(data.read_text() + '"one more great film",5,"extra"\n')
     caplog.set_level("WARNING")
 
-    status = evaluate_split(model_dir, changed, "--stars")
+    status = evaluate_split(old_model, changed, "--stars")
     capsys.readouterr()
 
     assert status == 0
-    assert "--split test does not recreate its test split" in caplog.text
+    assert "--split test may not recreate its test split" in caplog.text
 
 
 def test_train_output_dir_below_a_file(tmp_path, tiny_posneg, capsys):

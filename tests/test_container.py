@@ -12,6 +12,7 @@ import fnmatch
 import importlib.util
 import json
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -165,15 +166,28 @@ def test_installs_serve_extra_only():
     assert not [word for word in arguments if "train]" in word or "train," in word]
 
 
+def constraint_pins() -> dict[str, str]:
+    """Return the package versions that serve-constraints.txt pins."""
+    lines = (REPO_ROOT / "serve-constraints.txt").read_text().splitlines()
+    return {
+        line.split("==")[0]: line.split("==")[1]
+        for line in lines
+        if line and not line.startswith("#")
+    }
+
+
+def canonical_name(name: str) -> str:
+    """Return a package name as pip compares it (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def test_install_uses_tested_versions():
     (install,) = [i for i in instructions("RUN") if "pip install" in i.arguments]
     arguments = shlex.split(install.arguments)
     constraints = arguments[arguments.index("--constraint") + 1]
-    pins = {
-        line.split("==")[0]: line.split("==")[1]
-        for line in (REPO_ROOT / constraints).read_text().splitlines()
-        if line and not line.startswith("#")
-    }
+    pins = constraint_pins()
+
+    assert constraints == "serve-constraints.txt"
 
     assert constraints in [
         source for copy in instructions("COPY") for source in copy_parts(copy)[0]
@@ -297,6 +311,30 @@ def test_serve_venv_lacks_torch(serve_venv):
 
     assert result.returncode != 0
     assert "No module named 'torch'" in result.stderr
+
+
+@pytest.mark.slow  # pip installs the serve extra from PyPI into a new venv
+def test_serve_venv_packages_all_pinned(serve_venv):
+    # Unpinned packages could change the image between two builds.
+    result = subprocess.run(
+        [str(serve_venv / "bin" / "python"), "-m", "pip", "list", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    installed = {
+        canonical_name(package["name"]): package["version"]
+        for package in json.loads(result.stdout)
+    }
+    pins = {
+        canonical_name(name): version for name, version in constraint_pins().items()
+    }
+
+    for name in ("sentiment-lstm", "pip", "setuptools", "wheel"):
+        installed.pop(name, None)
+    assert sorted(set(installed) - set(pins)) == []
+    for name, version in installed.items():
+        assert pins[name] == version, name
 
 
 @pytest.mark.slow  # pip installs the serve extra from PyPI into a new venv

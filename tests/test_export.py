@@ -370,7 +370,7 @@ def test_cli_export_without_onnxruntime(tmp_path, capsys, monkeypatch):
 
     assert status == 1
     assert "needs ONNX Runtime" in error
-    assert "pip install 'sentiment-lstm[train]'" in error
+    assert "pip install '.[train]' in the sentiment-lstm source folder" in error
     assert "Traceback" not in error
     assert (directory / "model.onnx").read_bytes() == b"an older export"
 

@@ -206,7 +206,9 @@ def test_auto_without_any_runtime_names_onnxruntime(exported, monkeypatch):
 
     message = str(error.value)
     assert message.startswith(f"{exported / artifact.ONNX_FILE} needs onnxruntime")
-    assert message.endswith("pip install 'sentiment-lstm[serve]'")
+    assert message.endswith(
+        "pip install '.[serve]' in the sentiment-lstm source folder"
+    )
 
 
 @pytest.mark.parametrize(

@@ -28,14 +28,15 @@ import torch
 from torch import nn
 
 from sentiment_lstm import __version__, artifact, interrupts
+from sentiment_lstm.extras import install_hint
 from sentiment_lstm.files import DEFAULT_FILE_MODE
 from sentiment_lstm.model import FeatureTableLSTM, SentimentLSTM
 from sentiment_lstm.onnx_graph import build_onnx_model
 from sentiment_lstm.predictor import (
     INPUT_LENGTHS,
     INPUT_TOKEN_IDS,
-    METADATA_FORMAT_VERSION,
     METADATA_ENCODER_SHA256,
+    METADATA_FORMAT_VERSION,
     METADATA_LABELS,
     METADATA_MODEL_SHA256,
     METADATA_PACKAGE_VERSION,
@@ -310,7 +311,7 @@ def export_model(
     except ImportError as err:
         raise ExportError(
             f"the export's parity check needs ONNX Runtime, which failed to import "
-            f"({err}); install it with: pip install 'sentiment-lstm[train]'"
+            f"({err}); install it with: {install_hint('train')}"
         ) from err
     config = artifact.load_config(directory)
     # model.onnx is of no use without the tokenizer that feeds it

@@ -28,12 +28,17 @@ import numpy as np
 
 from sentiment_lstm import artifact
 from sentiment_lstm import text as text_module
+from sentiment_lstm.extras import install_hint
 from sentiment_lstm.files import file_sha256
 from sentiment_lstm.text import PackedTokenIds, TextEncoder
 
 logger = logging.getLogger(__name__)
 
-EMPTY_REVIEW = "empty review: no text to score"
+# Error of a review that gives no tokens, such as "", "  " or "<br /><br />".
+EMPTY_REVIEW = (
+    "no tokens to score: the review is empty or only whitespace, <br /> tags "
+    "and invisible characters"
+)
 BACKEND_CHOICES = ("auto", "torch", "onnx")
 
 # Names of the graph's inputs and output in model.onnx.
@@ -171,7 +176,7 @@ class OnnxBackend:
         except ImportError as err:
             raise ImportError(
                 f"the onnx backend needs onnxruntime, which failed to import "
-                f"({err}); install it with: pip install 'sentiment-lstm[serve]'"
+                f"({err}); install it with: {install_hint('serve')}"
             ) from err
 
         self.path = Path(path)
@@ -635,7 +640,7 @@ def _choose_backend(directory: Path, backend: str) -> str:
             raise ImportError(
                 f"{onnx_path} needs onnxruntime, which failed to import ({err}), "
                 "and PyTorch, the other backend, is not installed either; "
-                "install onnxruntime with: pip install 'sentiment-lstm[serve]'"
+                f"install onnxruntime with: {install_hint('serve')}"
             ) from err
         logger.info(
             "%s exists but onnxruntime failed to import (%s), so PyTorch scores",

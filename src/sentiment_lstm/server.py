@@ -34,8 +34,8 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
@@ -1033,8 +1033,8 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             431: {"model": LimitError, "description": "Request headers too large"},
             501: {
                 "model": MediaTypeError,
-                "description": "Body sent with a Transfer-Encoding other than "
-                "chunked alone",
+                "description": "Body sent with a Transfer-Encoding that names "
+                "another coding before chunked",
             },
             503: {
                 "model": LimitError,

@@ -314,6 +314,18 @@ def test_no_label_column_for_training(tmp_path: Path) -> None:
         read_examples(path)
 
 
+def test_text_column_only_for_training(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.csv", "review\nsome review\n")
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(path)
+
+    message = str(excinfo.value)
+    assert "the header has columns 'review' alone, the text column" in message
+    assert "score unlabelled reviews with 'sentiment-lstm predict'" in message
+    assert "pass --label-column" not in message
+
+
 def test_no_label_column_for_prediction(tmp_path: Path) -> None:
     path = write(tmp_path / "reviews.csv", "text,date\nsome review,2024\n")
 

@@ -148,7 +148,7 @@ def test_jsonl_field_missing_everywhere(tmp_path: Path) -> None:
 
     message = str(excinfo.value)
     assert "no label column found" in message
-    assert "the record on line 1 has fields: 'text'" in message
+    assert "the record on line 1 has fields 'text' alone" in message
 
 
 def test_jsonl_named_fields(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from sentiment_lstm.data import DataError, ReadOptions, StarRule
+from sentiment_lstm.extras import install_hint
 
 FORMAT_CHOICES = ("posneg", "csv", "tsv", "jsonl", "folder", "lines")
 
@@ -28,12 +29,12 @@ class CommandError(Exception):
 def missing_training_packages(command: str, err: ImportError) -> CommandError:
     """Describe in one line that a command needs the ``train`` extra.
 
-    A serving install (``pip install 'sentiment-lstm[serve]'``) has no PyTorch,
-    so the training code fails to import there.
+    A serving install (the ``serve`` extra alone) has no PyTorch, so the
+    training code fails to import there.
     """
     return CommandError(
         f"{command} needs PyTorch, which failed to import ({err}); install it "
-        "with: pip install 'sentiment-lstm[train]'"
+        f"with: {install_hint('train')}"
     )
 
 

@@ -164,8 +164,8 @@ def _model_split_part(
     Raises:
         CommandError: If the part was a file of its own at training, or
             training left it out with a fraction of 0. Also if the data is too
-            small to split, or the data files are the training ones but the
-            read options give other reviews.
+            small to split, or the reviews read differ from those the model
+            was trained on.
     """
     from sentiment_lstm.data import DataError, data_fingerprint, split_examples
     from sentiment_lstm.provenance import (
@@ -201,11 +201,16 @@ def _model_split_part(
         if examples_fingerprint(read.examples) != saved_examples:
             current = read_options_record(options, data_format)
             differences = read_option_differences(saved_options, current)
-            problem = _changed_read(args.split, differences, saved_files, read.files)
+            raise CommandError(
+                _changed_read(args.split, differences, saved_files, read.files),
+                usage=True,
+            )
     else:
         fingerprint = data.get("fingerprint")
         # With separate files the fingerprint covers them too, so it cannot
-        # be compared with --data alone.
+        # be compared with --data alone. The file names count in it, so a
+        # renamed copy of the same data differs too, and only a warning is
+        # given.
         if (
             fingerprint
             and not any(separate.values())
@@ -213,7 +218,8 @@ def _model_split_part(
         ):
             problem = (
                 f"--data differs from the data the model was trained on, so "
-                f"--split {args.split} does not recreate its {args.split} split"
+                f"--split {args.split} may not recreate its {args.split} split "
+                "and the part may contain reviews the model was trained on"
             )
 
     try:
@@ -253,39 +259,40 @@ def _changed_read(
 ) -> str:
     """Describe why ``--data`` gave other reviews than at training.
 
-    Returns:
-        A warning for changed data files or a changed reader.
+    The split is recreated from the reviews in reading order, so other
+    reviews, or the same ones in another order, give another split.
 
-    Raises:
-        CommandError: If the data files are the same but the read options
-            differ, because the requested part would then hold other
-            reviews, often ones the model was trained on.
+    Returns:
+        An error message that names the changed read options or data files.
     """
     from sentiment_lstm.data import data_fingerprint
 
+    cause = f"--split {split} cannot recreate the model's {split} part, because "
+    fix = (
+        "Another split would mix the reviews the model was trained on with "
+        "those it was not; pass the data and read options of training, or "
+        "evaluate other labelled reviews with --split all"
+    )
     if data_fingerprint(files) == saved_files:
         if differences:
-            raise CommandError(
-                f"--split {split} cannot recreate the model's {split} part, "
-                "because the read options differ from training: "
-                f"{'; '.join(differences)}. Other options read other reviews, "
-                "and so give another split; repeat the read options of "
-                "training, or use --split all",
-                usage=True,
+            return (
+                f"{cause}the read options differ from training: "
+                f"{'; '.join(differences)}. Other options read other reviews. "
+                f"{fix}"
             )
         return (
-            f"the reviews read from --data differ from those the model was "
-            "trained on, although the files and read options are the same, so "
-            f"--split {split} may not recreate its {split} split; a different "
-            "sentiment-lstm version may read the files differently"
+            f"{cause}the reviews read from --data differ from those the "
+            "model was trained on, although the files and read options are "
+            "the same; a different sentiment-lstm version may read the files "
+            f"differently. {fix}"
         )
     message = (
-        f"--data differs from the data the model was trained on, so "
-        f"--split {split} does not recreate its {split} split"
+        f"{cause}--data gives other reviews than the data the model was "
+        "trained on (other files, or the same reviews in another order)"
     )
     if differences:
-        message += f"; the read options differ too: {'; '.join(differences)}"
-    return message
+        message += f", and the read options differ too: {'; '.join(differences)}"
+    return f"{message}. {fix}"
 
 
 def _score(model: Any, examples: list[Any], args: argparse.Namespace) -> Any:

@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from sentiment_lstm.cli.common import CommandError, path_argument
+from sentiment_lstm.extras import install_hint
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except ImportError as err:
         raise CommandError(
             f"exporting needs PyTorch, onnx and onnxruntime ({err}); install them "
-            "with: pip install 'sentiment-lstm[train]'"
+            f"with: {install_hint('train')}"
         ) from err
 
     try:

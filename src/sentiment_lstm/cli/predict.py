@@ -156,7 +156,30 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     model = load_model(args.model, args.backend)
     if args.output is None:
         _replace_unencodable_on_stdout()
+        return _score(args, parser, model)
+    before = _file_identity(args.output)
+    try:
+        return _score(args, parser, model)
+    except KeyboardInterrupt:
+        after = _file_identity(args.output)
+        if after != before or (before is not None and not args.output.is_file()):
+            # A pipe or device receives the rows as they are written.
+            raise
+        state = "was not written" if before is None else "is unchanged"
+        raise KeyboardInterrupt(f"interrupted; {args.output} {state}") from None
 
+
+def _file_identity(path: Path) -> tuple[int, int, int] | None:
+    """Return what changes when a file is replaced or written, or None if absent."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_ino, status.st_size, status.st_mtime_ns
+
+
+def _score(args: argparse.Namespace, parser: argparse.ArgumentParser, model) -> int:
+    """Score the reviews of the arguments, --input or stdin."""
     if args.input:
         return _run_input_file(args, model)
     if args.reviews:

@@ -15,6 +15,7 @@ from sentiment_lstm.cli.common import (
     path_argument,
     positive_int,
 )
+from sentiment_lstm.extras import install_hint
 
 logger = logging.getLogger(__name__)
 
@@ -225,7 +226,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except ImportError as err:
         raise CommandError(
             f"serving needs FastAPI, uvicorn with httptools and prometheus-client "
-            f"({err}); install them with: pip install 'sentiment-lstm[serve]'"
+            f"({err}); install them with: {install_hint('serve')}"
         ) from err
 
     limits = ServerLimits(

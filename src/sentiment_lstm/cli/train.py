@@ -11,9 +11,9 @@ from typing import Any
 
 from sentiment_lstm import interrupts
 from sentiment_lstm.cli.common import (
-    add_threads_option,
     CommandError,
     add_data_options,
+    add_threads_option,
     finite_float,
     fraction,
     keep_probability,
@@ -666,6 +666,19 @@ def fill_held_out_fractions(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Train and save; exit status 1 if no epoch reached the required accuracy."""
+    try:
+        return _run(args, parser)
+    except KeyboardInterrupt as err:
+        if str(err):
+            raise
+        # _run names what it saved once it has an output folder, so an
+        # interruption without a message came before anything was written.
+        raise KeyboardInterrupt(
+            "interrupted before training started; nothing was written"
+        ) from None
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         import_training_modules()
         from sentiment_lstm.pipeline import DataSpec, SaveRecord

@@ -183,6 +183,15 @@ def choose_columns(
         label = None
     if optional_label and label is not None and label == text:
         label = None
+    if label is None and options.label_column is None and options.require_labels:
+        if all(name == text for name in names):
+            raise MissingColumnError(
+                f"{source}: no label column found, because {where} {text!r} "
+                "alone, the text column; add a column of labels, or score "
+                "unlabelled reviews with 'sentiment-lstm predict'",
+                "label",
+                detected=True,
+            )
     if label is None and (options.label_column is not None or options.require_labels):
         raise _missing_column("label", options.label_column, names, source, where)
 
