@@ -164,8 +164,8 @@ def test_review_over_field_limit_marked(model, tmp_path, suffix):
     assert summary.unscored == 1
     assert [row["text"] for row in rows] == texts
     assert rows[1]["error"] == (
-        f"the review is longer than {FIELD_SIZE_LIMIT:,} characters, the most a "
-        "review may have"
+        f"line 2: the review is longer than {FIELD_SIZE_LIMIT:,} characters, the "
+        "most a review may have"
     )
     assert rows[1]["positive"] is None
     assert rows[2]["positive"] is not None
@@ -226,7 +226,12 @@ def test_empty_text_in_place(model, tmp_path):
     rows = read_csv(tmp_path / "out.csv")
 
     assert [row["id"] for row in rows] == ["1", "2", "3", "4"]
-    assert [row["error"] for row in rows] == ["", EMPTY_REVIEW, EMPTY_REVIEW, ""]
+    assert [row["error"] for row in rows] == [
+        "",
+        f"line 3: {EMPTY_REVIEW}",
+        f"line 4: {EMPTY_REVIEW}",
+        "",
+    ]
     assert rows[1]["positive"] == ""
     assert rows[1]["label"] == ""
     assert rows[3]["label"] in ("positive", "negative")
@@ -327,8 +332,8 @@ def test_one_row_warnings_singular(model, tmp_path, caplog):
 
     assert warnings == [
         f"1 row of {source} did not parse; it was written in its place with "
-        "empty fields and the reason as its error: line 3: expected 2 fields as "
-        "in the header, found 3",
+        "the reason as its error: line 3: expected 2 fields as in the header, "
+        "found 3",
         f"2 rows of {source} were not scored; the reasons are in the error column",
     ]
 
@@ -344,7 +349,7 @@ def test_many_row_warnings_plural(model, tmp_path, caplog):
 
     assert warnings[0].startswith(
         f"7 rows of {source} did not parse; each was written in its place with "
-        "empty fields and the reason as its error (the first 5): line 2: "
+        "the reason as its error (the first 5): line 2: "
     )
     assert warnings[1] == (
         f"9 rows of {source} were not scored; the reasons are in the error column"
@@ -379,7 +384,7 @@ def test_tsv(model, tmp_path):
     rows = read_csv(tmp_path / "out.tsv", delimiter="\t")
 
     assert [row["text"] for row in rows] == ["great, fun", "", "dull mess"]
-    assert rows[1]["error"] == EMPTY_REVIEW
+    assert rows[1]["error"] == f"line 3: {EMPTY_REVIEW}"
     assert rows[2]["label"] in ("positive", "negative")
 
 
@@ -406,11 +411,11 @@ def test_jsonl_adds_keys(model, tmp_path):
     assert records[0]["meta"] == {"stars": 4.5, "tags": ["a"]}
     assert records[0]["label"] in ("positive", "negative")
     assert "error" not in records[0]
-    assert records[1]["error"] == EMPTY_REVIEW
+    assert records[1]["error"] == f"line 2: {EMPTY_REVIEW}"
     assert records[1]["positive"] is None
-    assert records[2]["error"] == "missing text field 'text'"
+    assert records[2]["error"] == "line 3: missing text field 'text'"
     assert "is a JSON number, not a string" in records[3]["error"]
-    assert records[5]["error"] == "text field 'text' is null"
+    assert records[5]["error"] == "line 6: text field 'text' is null"
     assert summary.unscored == 4
 
 
@@ -421,7 +426,7 @@ def test_jsonl_empty_object_record(model, tmp_path):
     score_file(model, source, tmp_path / "out.jsonl")
     records = [json.loads(line) for line in (tmp_path / "out.jsonl").open()]
 
-    assert records[1]["error"] == "missing text field 'text'"
+    assert records[1]["error"] == "line 2: missing text field 'text'"
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 2, 100])
@@ -443,8 +448,10 @@ def test_jsonl_empty_lines_in_place(model, tmp_path, chunk_rows):
         "positive": None,
         "negative": None,
         "label": None,
-        "error": "empty line",
+        "error": "line 2: empty line",
     }
+    assert records[2]["error"] == "line 3: empty line"
+    assert records[4]["error"] == "line 5: empty line"
     assert records[3]["label"] in ("positive", "negative")
     assert summary.unscored == 3
     assert summary.unparsed == 0
@@ -472,9 +479,9 @@ def test_delimited_blank_lines_in_place(model, tmp_path, delimiter, blank):
 
     assert [(row["id"], row["text"], row["error"]) for row in rows] == [
         ("1", "great fun", ""),
-        ("", "", "empty line"),
+        ("", "", "line 3: empty line"),
         ("2", "dull", ""),
-        ("", "", "empty line"),
+        ("", "", "line 5: empty line"),
     ]
     assert summary.unscored == 2
     assert summary.unparsed == 0
@@ -490,11 +497,11 @@ def test_jsonl_first_record_without_text(model, tmp_path):
     assert summary.rows == 3
     assert summary.scored == 1
     assert [record["id"] for record in records] == [1, 2, 3]
-    assert records[0]["error"] == "no text field among the keys: 'id'"
+    assert records[0]["error"] == "line 1: no text field among the keys: 'id'"
     assert records[1]["positive"] == pytest.approx(
         expected_positive(model, ["great fun"])[0], abs=1e-6
     )
-    assert records[2]["error"] == "missing text field 'text'"
+    assert records[2]["error"] == "line 3: missing text field 'text'"
 
 
 def test_jsonl_without_any_text_field(model, tmp_path):
@@ -631,7 +638,9 @@ def test_jsonl_repeated_text_key_is_bad_row(model, tmp_path):
     records = read_jsonl(output)
 
     assert summary.unparsed == 1
-    assert [record.get("text") for record in records] == ["great fun", None, "dull"]
+    # The bad record stays whole, and JSON readers keep its last "text".
+    assert [record.get("text") for record in records] == ["great fun", "dull", "dull"]
+    assert records[1]["positive"] is None
     assert records[1]["error"].startswith("line 2: the field 'text' occurs 2 times")
     assert records[2]["id"] == 2
 
@@ -653,14 +662,6 @@ def test_jsonl_bad_first_record(model, tmp_path):
     assert records[0]["predicted_error"].startswith("line 1: the field 'text'")
     assert [record.get("label") for record in records] == [None, 1, 0]
     assert all(record["predicted_positive"] is not None for record in records[1:])
-
-
-def test_jsonl_cr_line_ends_named(model, tmp_path):
-    source = tmp_path / "in.jsonl"
-    source.write_bytes(b'{"text": "great fun"}\r{"text": "dull"}\r')
-
-    with pytest.raises(DataError, match=r"line 1: invalid JSON.*old Mac line ends"):
-        score_file(model, source, tmp_path / "out.jsonl")
 
 
 def test_jsonl_invalid_line(model, tmp_path):
@@ -742,7 +743,7 @@ def test_invalid_byte_in_place(model, tmp_path):
     score_file(model, source, tmp_path / "out.csv")
     rows = read_csv(tmp_path / "out.csv")
 
-    assert rows[1]["error"] == "byte 0x81 is invalid in cp1252"
+    assert rows[1]["error"] == "line 3: byte 0x81 is invalid in cp1252"
     assert rows[1]["text"] == "bad \ufffd byte"
     assert rows[1]["note"] == "n\ufffdte"
     assert rows[2]["label"] in ("positive", "negative")
@@ -771,7 +772,7 @@ def test_stream_output_text(model, tmp_path):
     lines = output.getvalue().splitlines()
 
     assert lines[0].endswith('  "great fun"')
-    assert lines[1] == f'    n/a           ""  ({EMPTY_REVIEW})'
+    assert lines[1] == f'    n/a           ""  (line 3: {EMPTY_REVIEW})'
 
 
 def test_progress_hidden_off_terminal(model, tmp_path, capsys):
@@ -933,7 +934,7 @@ def test_cli_csv_to_csv(model_dir, tmp_path):
 
     assert status == 0
     assert [row["id"] for row in rows] == ["1", "2", "3"]
-    assert rows[1]["error"] == EMPTY_REVIEW
+    assert rows[1]["error"] == f"line 3: {EMPTY_REVIEW}"
 
 
 def test_cli_backends_same_file(model_dir, tmp_path):
@@ -1121,7 +1122,8 @@ def test_jsonl_clash_before_first_text_record(model, tmp_path):
     assert [key for key, _ in first].count("label") == 1
     assert dict(first)["label"] == "positive"
     assert (
-        dict(first)["predicted_error"] == "no text field among the keys: 'id', 'label'"
+        dict(first)["predicted_error"]
+        == "line 1: no text field among the keys: 'id', 'label'"
     )
     assert json.loads(lines[1])["predicted_label"] in ("positive", "negative")
 
@@ -1200,7 +1202,7 @@ def test_stray_byte_in_utf8_input(model, tmp_path):
     ]
     assert [row["error"] for row in rows] == [
         "",
-        "byte 0xef is invalid in UTF-8",
+        "line 3: byte 0xef is invalid in UTF-8",
         "",
     ]
 
@@ -1212,7 +1214,103 @@ def test_nul_byte_row_unscored(model, tmp_path):
     score_file(model, source, tmp_path / "out.csv")
     rows = read_csv(tmp_path / "out.csv")
 
-    assert [row["error"] for row in rows] == ["", "byte 0x00 (NUL) is invalid in text"]
+    assert [row["error"] for row in rows] == [
+        "",
+        "line 3: byte 0x00 (NUL) is invalid in text",
+    ]
+
+
+def test_unscored_row_after_multiline_field(model, tmp_path):
+    # The output row is the third, but the row starts on line 5 of the input.
+    source = tmp_path / "in.csv"
+    source.write_text('id,text\n1,"two\nlines"\n2,fine\n3,\n')
+
+    score_file(model, source, tmp_path / "out.csv")
+    rows = read_csv(tmp_path / "out.csv")
+
+    assert [row["id"] for row in rows] == ["1", "2", "3"]
+    assert rows[2]["error"] == f"line 5: {EMPTY_REVIEW}"
+
+
+def test_invalid_byte_outside_review_warns(model, tmp_path, caplog):
+    source = tmp_path / "in.csv"
+    source.write_bytes(
+        b"id,city,text\n1,Z\xfcrich,caf\xc3\xa9 cr\xc3\xa8me br\xc3\xbbl\xc3\xa9e\n"
+        b"2,Paris,dull\n3,G\xe9n\xe8ve,na\xc3\xafve plot d\xc3\xa9j\xc3\xa0 vu\n"
+    )
+    caplog.set_level("WARNING")
+
+    summary = score_file(model, source, tmp_path / "out.csv")
+    rows = read_csv(tmp_path / "out.csv")
+
+    assert summary.scored == 3
+    assert [row["error"] for row in rows] == ["", "", ""]
+    assert rows[0]["city"] == "Z\ufffdrich"
+    assert "2 scored rows of " in caplog.text
+    assert "have invalid bytes outside the review, written as U+FFFD" in caplog.text
+    assert "line 2 (column 'city'), line 4 (column 'city')" in caplog.text
+
+
+def test_invalid_byte_outside_jsonl_review_warns(model, tmp_path, caplog):
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(
+        b'{"city": "Z\xfcrich", "text": "caf\xc3\xa9 cr\xc3\xa8me fun"}\n'
+        b'{"text": "na\xc3\xafve plot"}\n'
+    )
+    caplog.set_level("WARNING")
+
+    summary = score_file(model, source, tmp_path / "out.jsonl")
+
+    assert summary.scored == 2
+    assert "1 scored row of " in caplog.text
+    assert "has invalid bytes outside the review" in caplog.text
+    assert "U+FFFD in the output: line 1;" in caplog.text
+
+
+def test_valid_file_no_replaced_bytes_warning(model, tmp_path, caplog):
+    source = tmp_path / "in.csv"
+    source.write_text("id,city,text\n1,Z\u00fcrich,great fun\n")
+    caplog.set_level("WARNING")
+
+    score_file(model, source, tmp_path / "out.csv")
+
+    assert "U+FFFD" not in caplog.text
+
+
+def test_jsonl_repeated_text_key_kept(model, tmp_path):
+    source = tmp_path / "in.jsonl"
+    lines = [
+        '{"id": 7, "text": "good", "text": "bad"}',
+        '{"id": 8, "text": "great fun"}',
+        '{"id": 9, "text": "a", "text": "b", "label": 1}',
+    ]
+    source.write_text("\n".join(lines) + "\n")
+
+    summary = score_file(model, source, tmp_path / "out.jsonl", options=SKIP_BAD_ROWS)
+    written = (tmp_path / "out.jsonl").read_text().splitlines()
+
+    assert summary.unparsed == 2
+    # The record stays whole, repeated key included.
+    assert written[0].startswith('{"id": 7, "text": "good", "text": "bad", ')
+    assert json.loads(written[0])["error"] == (
+        "line 1: the field 'text' occurs 2 times in the record"
+    )
+    assert json.loads(written[1])["id"] == 8
+    # A record with a score key would repeat it, so only the scores are kept.
+    assert "id" not in json.loads(written[2])
+    assert json.loads(written[2])["error"].startswith("line 3: the field 'text'")
+
+
+def test_jsonl_carriage_return_line_ends(model, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b'{"id": 1, "text": "great fun"}\r{"id": 2, "text": "dull"}\r')
+
+    summary = score_file(model, source, tmp_path / "out.jsonl")
+    records = [json.loads(line) for line in (tmp_path / "out.jsonl").open()]
+
+    assert summary.rows == 2
+    assert summary.scored == 2
+    assert [record["id"] for record in records] == [1, 2]
 
 
 def test_utf16_without_bom_rejected(model, tmp_path):

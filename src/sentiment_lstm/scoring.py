@@ -34,6 +34,7 @@ import json
 import logging
 import operator
 import os
+import re
 import stat
 import sys
 import threading
@@ -103,6 +104,11 @@ DEFAULT_BATCH_SIZE = 256
 SCORE_FIELDS = ("positive", "negative", "label", "error")
 # Prefix of the score columns when the input already has a column named like one.
 SCORE_FIELD_PREFIX = "predicted_"
+# The score keys in either spelling, which a JSONL record kept as a bad row
+# must lack, so that adding the scores repeats no key.
+_ALL_SCORE_KEYS = frozenset(SCORE_FIELDS).union(
+    SCORE_FIELD_PREFIX + name for name in SCORE_FIELDS
+)
 # Column of the review in the output of a plain text input file.
 LINES_TEXT_FIELD = "text"
 
@@ -121,6 +127,8 @@ TOO_LONG = (
 PREVIEW_CHARACTERS = 60
 
 _SCAN_BLOCK_BYTES = 1 << 20
+# A byte invalid in the file's encoding, as the reader's surrogateescape keeps it.
+_INVALID_BYTE = re.compile("[\udc80-\udcff]")
 # Newer chunks that stay queued for scoring while the oldest one is written.
 _SCORING_CHUNKS = 1
 # Bad rows quoted in the warning when rows are left out.
@@ -306,6 +314,7 @@ def score_file(
             )
 
     reader.bad_rows.log_summary()
+    reader.replaced_bytes.log_summary()
     summary = ScoringSummary(
         rows=counts.rows,
         scored=counts.rows - counts.unscored,
@@ -390,18 +399,26 @@ class _Chunk:
             TSV and plain text, the line itself for JSONL.
         texts: The review of each row as found, for previews.
         errors: Why a row cannot be scored, or None.
+        lines: The input line where each row starts, for the errors.
         chars: Characters of the rows, all their fields counted.
     """
 
     records: list[Any] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     errors: list[str | None] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
     chars: int = 0
 
     def add(
-        self, record: Any, text: str, error: str | None, size: int | None = None
+        self,
+        line: int,
+        record: Any,
+        text: str,
+        error: str | None,
+        size: int | None = None,
     ) -> None:
         """Append one row; ``size`` is its characters, by default the review's."""
+        self.lines.append(line)
         self.records.append(record)
         self.texts.append(text)
         self.errors.append(error)
@@ -423,7 +440,8 @@ class _BadRows:
     """Rows that do not parse: raised at once, or counted with ``skip_bad_rows``.
 
     With ``skip_bad_rows`` the reader writes each such row in its place, with
-    empty fields and :attr:`last_error` as its error.
+    :attr:`last_reason` as its error and empty fields, unless it is a JSONL
+    record that parsed.
     """
 
     def __init__(self, source: str, skip: bool) -> None:
@@ -433,7 +451,7 @@ class _BadRows:
         # Physical lines spanned by the rows that did not parse.
         self.lines = 0
         self.first: list[str] = []
-        self.last_error = ""
+        self.last_reason = ""
 
     def reject(self, line: int, reason: str, fix: str, *, lines: int = 1) -> None:
         if not self.skip:
@@ -442,9 +460,9 @@ class _BadRows:
             raise DataError(f"{self.source} line {line}: {reason}; {fix}")
         self.count += 1
         self.lines += lines
-        self.last_error = f"line {line}: {reason}"
+        self.last_reason = reason
         if len(self.first) < _LOGGED_BAD_ROWS:
-            self.first.append(self.last_error)
+            self.first.append(f"line {line}: {reason}")
 
     def log_summary(self) -> None:
         if not self.count:
@@ -458,12 +476,64 @@ class _BadRows:
         else:
             written = f"{self.count} rows of %s%s did not parse; each was written"
         logger.warning(
-            written + " in its place with empty fields and the reason as its "
-            "error%s: %s",
+            written + " in its place with the reason as its error%s: %s",
             self.source,
             span,
             first,
             "; ".join(self.first),
+        )
+
+
+class _ReplacedBytes:
+    """Rows whose review is valid but whose other fields have invalid bytes.
+
+    The review of such a row is scored, while the output has U+FFFD in place
+    of each invalid byte elsewhere (see ``OUTPUT_ERRORS``), so a warning names
+    the rows. Only files decoded with invalid bytes are checked.
+
+    Attributes:
+        possible: Whether the file has invalid bytes at all.
+    """
+
+    def __init__(self, source: str, possible: bool) -> None:
+        self.source = source
+        self.possible = possible
+        self.count = 0
+        self.first: list[str] = []
+
+    def check_fields(self, line: int, row: list[str], names: list[str]) -> None:
+        """Note the row if a field has an invalid byte, naming the first such field."""
+        for name, value in zip(names, row):
+            if _INVALID_BYTE.search(value):
+                self._note(f"line {line} (column {name!r})")
+                return
+
+    def check_record(self, line: int, record: str) -> None:
+        """Note a JSON line with an invalid byte, which its review lacks."""
+        if _INVALID_BYTE.search(record):
+            self._note(f"line {line}")
+
+    def _note(self, place: str) -> None:
+        self.count += 1
+        if len(self.first) < _LOGGED_BAD_ROWS:
+            self.first.append(place)
+
+    def log_summary(self) -> None:
+        if not self.count:
+            return
+        rows = "1 scored row" if self.count == 1 else f"{self.count} scored rows"
+        first = (
+            "" if self.count <= len(self.first) else f" (the first {len(self.first)})"
+        )
+        logger.warning(
+            "%s of %s %s invalid bytes outside the review, written as U+FFFD "
+            "in the output%s: %s; save the file as UTF-8 to keep those "
+            "characters",
+            rows,
+            self.source,
+            "has" if self.count == 1 else "have",
+            first,
+            ", ".join(self.first),
         )
 
 
@@ -476,7 +546,7 @@ def _open_input(path: Path, data_format: str, scan: _InputScan, source: str) -> 
     newline = "\n"
     if data_format in ("csv", "tsv") and scan.carriage_returns_only:
         newline = ""
-    elif data_format == "lines" and scan.carriage_returns_only:
+    elif data_format in ("lines", "jsonl") and scan.carriage_returns_only:
         logger.info(
             "%s has no \\n line ends but has \\r, so its lines are split at "
             "\\r (old Mac OS line ends)",
@@ -499,6 +569,7 @@ class _Reader:
             for JSONL, whose records keep their own keys.
         score_fields: Names of the four appended columns.
         bad_rows: Rows left out.
+        replaced_bytes: Scored rows with invalid bytes outside the review.
     """
 
     fields: list[str] | None
@@ -512,6 +583,9 @@ class _Reader:
         self.bad_rows = _BadRows(self.source, skip)
         # invalid_byte_reason reads only the encoding and errors of a DecodedText.
         self._decoded = DecodedText("", encoding.name, encoding.errors)
+        self.replaced_bytes = _ReplacedBytes(
+            self.source, self._decoded.may_contain_invalid_bytes
+        )
 
     def chunks(self, chunk_rows: int) -> Iterator[_Chunk]:
         raise NotImplementedError
@@ -548,7 +622,7 @@ class _DelimitedReader(_Reader):
 
         def reject(line: int, reason: str, fix: str, *, lines: int = 1) -> None:
             self.bad_rows.reject(line, reason, fix, lines=lines)
-            chunk.add([""] * width, "", self.bad_rows.last_error)
+            chunk.add(line, [""] * width, "", self.bad_rows.last_reason)
 
         rows = parsed_rows(
             self._csv, width, self._delimiter, self.source, reject, keep_empty=True
@@ -556,15 +630,17 @@ class _DelimitedReader(_Reader):
         limits = _chunk_limits(chunk_rows)
         limit = next(limits)
         chunk = _Chunk()
-        for _, row in rows:
+        for line, row in rows:
             if row:
                 text = row[text_index]
                 error = self._text_error(text)
+                if self.replaced_bytes.possible:
+                    self.replaced_bytes.check_fields(line, row, self.fields)
             else:
                 # An empty line keeps its place as a row of empty fields.
                 row = [""] * width
                 text, error = "", EMPTY_LINE
-            chunk.add(row, text, error, sum(map(len, row)))
+            chunk.add(line, row, text, error, sum(map(len, row)))
             if chunk.full(limit):
                 yield chunk
                 chunk = _Chunk()
@@ -598,9 +674,9 @@ class _LinesReader(_Reader):
         limit = next(limits)
         chunk = _Chunk()
         carriage_returns = 0
-        for line in self.stream:
+        for number, line in enumerate(self.stream, start=1):
             line = _strip_line_end(line)
-            chunk.add([line], line, self._text_error(line))
+            chunk.add(number, [line], line, self._text_error(line))
             if chunk.full(limit):
                 if self._count_carriage_returns:
                     carriage_returns += _lines_with_carriage_return(chunk.texts)
@@ -649,13 +725,15 @@ class _JsonlReader(_Reader):
                 parsed = self._parse(number, line)
                 if parsed is None:
                     # With --skip-bad-rows: a record of the scores and the reason.
-                    line, text, error = "{}", "", self.bad_rows.last_error
+                    line, text, error = "{}", "", self.bad_rows.last_reason
                 else:
                     text, error = parsed
+                    if self.replaced_bytes.possible and error is None:
+                        self.replaced_bytes.check_record(number, line)
             else:
                 # An empty line keeps its place as a record with scores only.
                 line, text, error = "{}", "", EMPTY_LINE
-            chunk.add(line, text, error, max(len(line), len(text)))
+            chunk.add(number, line, text, error, max(len(line), len(text)))
             # The empty lines before the first record wait for it, so that
             # they are written with the score keys it names.
             if chunk.full(limit) and self._score_keys is not None:
@@ -695,6 +773,9 @@ class _JsonlReader(_Reader):
             self.bad_rows.reject(
                 number, *repeated_field_row(self._text_key, record.repeated_keys)
             )
+            if _ALL_SCORE_KEYS.isdisjoint(record):
+                # The record is valid JSON, so it is written whole with its error.
+                return "", self.bad_rows.last_reason
             return None
         if self._score_keys is None:
             # Raises DataError when the record has keys named like both the
@@ -824,13 +905,14 @@ class _Scores:
     unscored: int
 
 
-def _format_scores(positive: Sequence[float], errors: Sequence[str | None]) -> _Scores:
+def _format_scores(positive: Sequence[float], chunk: _Chunk) -> _Scores:
+    """Format the scores of a chunk's rows, and each unscored row's line and reason."""
     positive_text = []
     negative_text = []
     labels = []
     reasons = []
     unscored = 0
-    for probability, error in zip(positive, errors):
+    for probability, error, line in zip(positive, chunk.errors, chunk.lines):
         if error is None and probability == probability:
             positive_text.append(f"{probability:.6f}")
             negative_text.append(f"{1.0 - probability:.6f}")
@@ -841,7 +923,7 @@ def _format_scores(positive: Sequence[float], errors: Sequence[str | None]) -> _
         positive_text.append("")
         negative_text.append("")
         labels.append("")
-        reasons.append(error or EMPTY_REVIEW)
+        reasons.append(f"line {line}: {error or EMPTY_REVIEW}")
     return _Scores(positive_text, negative_text, labels, reasons, unscored)
 
 
@@ -1152,7 +1234,7 @@ def _run(
 
     def write_oldest() -> None:
         chunk, scoring = pending.popleft()
-        scores = _format_scores(scoring.result().tolist(), chunk.errors)
+        scores = _format_scores(scoring.result().tolist(), chunk)
         writer.write(chunk, scores)
         counts.rows += len(chunk.records)
         counts.unscored += scores.unscored
@@ -1262,7 +1344,9 @@ def _log_summary(source: str, summary: ScoringSummary, output_format: str) -> No
         summary.seconds,
         rate,
     )
-    where = "in the output" if output_format == "text" else "in the error column"
+    where = {"text": "in the output", "jsonl": "under the error key"}.get(
+        output_format, "in the error column"
+    )
     if summary.unscored == 1:
         logger.warning("1 row of %s was not scored; the reason is %s", source, where)
     elif summary.unscored:

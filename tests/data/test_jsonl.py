@@ -67,9 +67,13 @@ def test_jsonl_error_column_worded(tmp_path: Path, line: str, reason: str) -> No
     assert f"line 1: invalid JSON: {reason};" in str(excinfo.value)
 
 
-def test_jsonl_cr_line_ends_named(tmp_path: Path) -> None:
+def test_jsonl_mixed_cr_line_ends_named(tmp_path: Path) -> None:
+    # A file with both kinds of line ends is split at "\n" alone.
     path = tmp_path / "reviews.jsonl"
-    path.write_bytes(b'{"text": "good", "label": 1}\r{"text": "bad", "label": 0}\r')
+    path.write_bytes(
+        b'{"text": "good", "label": 1}\r{"text": "bad", "label": 0}\r\n'
+        b'{"text": "fine", "label": 1}\n'
+    )
 
     with pytest.raises(DataError, match=r"line 1: invalid JSON.*old Mac line ends"):
         read_examples(path)
@@ -289,3 +293,15 @@ def test_jsonl_null_text_named(tmp_path: Path) -> None:
 
     with pytest.raises(DataError, match="line 2: text field 'text' is null"):
         read_examples(path)
+
+
+def test_jsonl_carriage_return_line_ends(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.jsonl"
+    path.write_bytes(
+        b'{"text": "good", "label": "pos"}\r{"text": "dull", "label": "neg"}\r'
+    )
+
+    result = read_examples(path)
+
+    assert [example.text for example in result.examples] == ["good", "dull"]
+    assert [example.line for example in result.examples] == [1, 2]

@@ -14,6 +14,7 @@ from sentiment_lstm.data.columns import Columns, MissingColumnError, choose_colu
 from sentiment_lstm.data.decoding import (
     decode_file,
     invalid_byte_reason,
+    split_line_file,
     split_lines,
     without_final_blank_lines,
 )
@@ -31,8 +32,9 @@ def invalid_json_row(err: ValueError | RecursionError, line: str) -> tuple[str, 
     Besides syntax errors, Python's json module raises ValueError for an
     integer of more digits than ``sys.get_int_max_str_digits()`` and
     RecursionError for arrays or objects nested too deeply. Raw carriage
-    returns are whitespace in JSON, so a file whose lines end in a carriage
-    return alone reads as one line of several records.
+    returns are whitespace in JSON, so where a file that also has "\n" line
+    ends has lines that end in a carriage return alone, one line contains
+    several records.
     """
     fix = f"fix the line, or use {SKIP_HINT}"
     if isinstance(err, RecursionError):
@@ -126,7 +128,12 @@ def read_jsonl(path: Path, options: ReadOptions, collector: ExampleCollector) ->
             line=line,
         )
 
-    lines = split_lines(decoded.text)
+    if "\n" not in decoded.text and "\r" in decoded.text:
+        # Old Mac OS line ends. Elsewhere a "\r" is whitespace between JSON
+        # tokens, since a JSON string cannot contain one unescaped.
+        lines = split_line_file(decoded.text, source)
+    else:
+        lines = split_lines(decoded.text)
     for number, line in enumerate(without_final_blank_lines(lines, source), start=1):
         if not line.strip():
             collector.reject(source, number, "empty line", EMPTY_FIX)
