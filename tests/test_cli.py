@@ -395,10 +395,11 @@ def test_predict_folder_unscorable_in_place(trained, tmp_path, capsys):
     assert len(rows[0]["positive"].split(".")[1]) == 6
 
 
-def test_predict_posneg_file_and_line(trained, tmp_path, capsys):
+def test_predict_posneg_file_and_line(trained, tmp_path, capsys, caplog):
     _, model_dir = trained
     (tmp_path / "r.pos").write_text("a wonderful , moving film\n\ngreat fun\n")
     (tmp_path / "r.neg").write_text("a dull , boring mess\n")
+    caplog.set_level("INFO")
 
     status = main(
         ["predict", "--model", str(model_dir), "--input", str(tmp_path / "r.pos")]
@@ -413,6 +414,7 @@ def test_predict_posneg_file_and_line(trained, tmp_path, capsys):
         f"{tmp_path / 'r.pos'}:3",
     ]
     assert lines[2].endswith(f"({EMPTY_REVIEW})")
+    assert f"scored 3 of 4 reviews of {tmp_path / 'r.pos'} in " in caplog.text
 
 
 def test_predict_lone_posneg_file_hint(trained, tmp_path, capsys):
@@ -868,6 +870,46 @@ def test_output_is_a_folder(trained, tmp_path, capsys, source):
     assert f"{output}: cannot write the output: it is a folder" in error
     assert f"such as {output / 'scores.csv'}" in error
     assert list(output.iterdir()) == []
+
+
+@pytest.mark.parametrize("source", ["arguments", "file"])
+def test_output_ending_in_slash(trained, tmp_path, capsys, source):
+    # Path("results/") drops the slash, which would write a file "results".
+    _, model_dir = trained
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text("text\ngreat fun\n")
+    output = f"{tmp_path / 'results'}/"
+
+    with pytest.raises(SystemExit) as exit_info:
+        predict_to_output(model_dir, reviews, source, output, capsys)
+    error = capsys.readouterr().err
+
+    assert exit_info.value.code == 2
+    assert f"argument --output: {output!r} ends in /, so it names a folder" in error
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["reviews.csv"]
+
+
+@pytest.mark.parametrize("source", ["arguments", "file"])
+def test_read_only_output_kept(trained, tmp_path, capsys, monkeypatch, source):
+    # Root may write any file, so the mode check is simulated.
+    _, model_dir = trained
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text("text\ngreat fun\n")
+    output = tmp_path / "scored.csv"
+    output.write_text("earlier results\n")
+    output.chmod(0o444)
+    real_access = os.access
+    monkeypatch.setattr(
+        "os.access",
+        lambda path, mode: False if Path(path) == output else real_access(path, mode),
+    )
+
+    status, error = predict_to_output(model_dir, reviews, source, output, capsys)
+
+    assert status == 1
+    assert f"{output}: cannot write the output: the file is read-only" in error
+    assert "chmod u+w" in error
+    assert output.read_text() == "earlier results\n"
 
 
 def test_unreadable_model_file(trained, capsys, monkeypatch):

@@ -1129,6 +1129,13 @@ def write_output(path: Path, write: Callable[[TextIO], T]) -> T:
         except OSError as err:
             raise DataError(output_error_message(path, err)) from err
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    if target.is_file() and not os.access(target, os.W_OK):
+        # Renaming over the file would replace it although its mode forbids
+        # writing, which cp and shell redirection refuse to do.
+        raise DataError(
+            f"{path}: cannot write the output: the file is read-only; make it "
+            "writable (chmod u+w) or choose another --output"
+        )
     return _write_atomically(target, write)
 
 
@@ -1151,6 +1158,11 @@ def output_error_message(path: Path, err: OSError) -> str:
         return (
             f"{path}: cannot write the output: the folder {path.parent} does not "
             "exist; create it or choose another --output"
+        )
+    if isinstance(err, PermissionError):
+        return (
+            f"{path}: cannot write the output: {err.strerror or err}; choose an "
+            "--output in a folder you can write to"
         )
     return f"{path}: cannot write the output: {err.strerror or err}"
 

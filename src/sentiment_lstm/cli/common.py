@@ -253,6 +253,22 @@ def path_argument(text: str) -> Path:
     return Path(text)
 
 
+def file_path_argument(text: str) -> Path:
+    """Parse the path of an output file for argparse.
+
+    Rejects an empty value as :func:`path_argument` does, and a path that
+    ends in a slash, which names a folder although ``Path`` drops the slash.
+    """
+    path = path_argument(text)
+    separators = tuple(sep for sep in (os.sep, os.altsep) if sep)
+    if text.endswith(separators):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} ends in {text[-1]}, so it names a folder; name a file "
+            "in that folder"
+        )
+    return path
+
+
 def positive_int(text: str) -> int:
     """Parse an integer of at least 1 for argparse."""
     try:

@@ -19,6 +19,7 @@ from sentiment_lstm.cli.common import (
     ascii_float,
     ascii_int,
     add_data_options,
+    file_path_argument,
     missing_training_packages,
     path_argument,
     positive_int,
@@ -170,7 +171,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--output-json",
-        type=path_argument,
+        type=file_path_argument,
         metavar="FILE",
         help="write the settings, per-fold results and summary as JSON",
     )

@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections import deque
 from collections.abc import Sequence
 from itertools import repeat
@@ -24,6 +25,7 @@ from typing import Any, BinaryIO, TextIO
 from sentiment_lstm.cli.common import (
     CommandError,
     add_data_options,
+    file_path_argument,
     path_argument,
     positive_int,
     read_options_from_args,
@@ -64,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--output",
-        type=path_argument,
+        type=file_path_argument,
         help="write results to this file instead of stdout ('-' means stdout); "
         "it appears only when scoring succeeds",
     )
@@ -341,23 +343,58 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
         raise CommandError(str(err)) from err
     _reject_output_among_inputs(args.output, read.files)
     texts = [example.text for example in read.examples]
-    predictions = model.predict(texts, batch_size=args.batch_size)
-    _write_predictions_to_output(args, *_in_reading_order(read, predictions))
+    started = time.perf_counter()
+    predictions = _predict_with_progress(model, texts, args)
+    results, origins = _in_reading_order(read, predictions)
+    _write_predictions_to_output(args, results, origins)
+    unscored = sum(result.error is not None for result in results)
+    logger.info(
+        "scored %d of %d reviews of %s in %.1f s",
+        len(results) - unscored,
+        len(results),
+        args.input,
+        time.perf_counter() - started,
+    )
     return 0
 
 
+def _predict_with_progress(model: Any, texts: list[str], args: argparse.Namespace):
+    """Score texts in chunks, with a progress bar as score_file shows it."""
+    from sentiment_lstm.scoring import DEFAULT_CHUNK_ROWS, progress_bar
+
+    bar = progress_bar(_progress_setting(args), total=len(texts))
+    predictions = []
+    try:
+        for start in range(0, len(texts), DEFAULT_CHUNK_ROWS):
+            chunk = texts[start : start + DEFAULT_CHUNK_ROWS]
+            predictions.extend(model.predict(chunk, batch_size=args.batch_size))
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
+    return predictions
+
+
 def _require_posneg_partner(path: Path) -> None:
-    """Raise if a .pos or .neg file lacks its partner, naming the way to score it."""
+    """Log the pair that a .pos or .neg file is scored in, or raise if it has none."""
     from sentiment_lstm.data import DataError
     from sentiment_lstm.data.line_files import find_posneg_pair
 
     try:
-        find_posneg_pair(path)
+        negative, positive = find_posneg_pair(path)
     except DataError as err:
         raise CommandError(
             f"{err}; to score {path} alone, one review a line, add "
             "--input-format lines"
         ) from err
+    logger.info(
+        "scoring both files of the pair %s and %s; to score %s alone, add "
+        "--input-format lines",
+        negative,
+        positive,
+        path,
+    )
 
 
 def _predict_arguments(model: Any, reviews: list[str], batch_size: int) -> list[Any]:
