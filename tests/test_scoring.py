@@ -1301,6 +1301,25 @@ def test_jsonl_repeated_text_key_kept(model, tmp_path):
     assert json.loads(written[2])["error"].startswith("line 3: the field 'text'")
 
 
+def test_jsonl_text_key_case_per_record(model, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        '{"Text": "great fun"}\n{"text": "dull"}\n{"TEXT ": "x", "text": "y"}\n'
+    )
+
+    summary = score_file(model, source, tmp_path / "out.jsonl")
+    records = read_jsonl(tmp_path / "out.jsonl")
+
+    assert summary.scored == 2
+    assert records[1]["positive"] == pytest.approx(
+        expected_positive(model, ["dull"])[0], abs=1e-6
+    )
+    assert records[2]["error"] == (
+        "line 3: missing text field 'Text': the keys 'TEXT ', 'text' match it "
+        "when case is ignored, so none is used"
+    )
+
+
 def test_jsonl_carriage_return_line_ends(model, tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_bytes(b'{"id": 1, "text": "great fun"}\r{"id": 2, "text": "dull"}\r')

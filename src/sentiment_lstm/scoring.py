@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from sentiment_lstm import interrupts
 from sentiment_lstm.data.collector import SKIP_HINT
-from sentiment_lstm.data.columns import choose_columns
+from sentiment_lstm.data.columns import choose_columns, record_key
 from sentiment_lstm.data.decoding import (
     DecodedText,
     Encoding,
@@ -767,11 +767,14 @@ class _JsonlReader(_Reader):
                 # The text key comes from the first record that has a text
                 # field. Records before it keep their place, unscored.
                 self._first_failure = self._first_failure or err
-        if self._text_key is not None and self._text_key in record.repeated_keys:
+        text_key = (
+            None if self._text_key is None else record_key(record, self._text_key)
+        )
+        if text_key is not None and text_key in record.repeated_keys:
             # Checked before the record can name the score keys: a bad row
             # does not choose them.
             self.bad_rows.reject(
-                number, *repeated_field_row(self._text_key, record.repeated_keys)
+                number, *repeated_field_row(text_key, record.repeated_keys)
             )
             if _ALL_SCORE_KEYS.isdisjoint(record):
                 # The record is valid JSON, so it is written whole with its error.
@@ -806,11 +809,19 @@ class _JsonlReader(_Reader):
         return columns.text
 
     def _text_of(self, record: dict[str, Any]) -> tuple[str, str | None]:
-        key = self._text_key
+        key = record_key(record, self._text_key)
         value = record.get(key)
         if value is None and key in record:
             return "", f"text field {key!r} is null"
         if value is None:
+            normalised = key.strip().lower()
+            similar = [name for name in record if name.strip().lower() == normalised]
+            if similar:
+                listed = ", ".join(repr(name) for name in similar)
+                return "", (
+                    f"missing text field {key!r}: the keys {listed} match it "
+                    "when case is ignored, so none is used"
+                )
             return "", f"missing text field {key!r}"
         if not isinstance(value, str):
             return (

@@ -404,8 +404,13 @@ def test_text_after_closing_quote(tmp_path: Path) -> None:
         'review\tlabel\n"the best" movie ever\tpos\nfine\tneg\n',
     )
 
-    with pytest.raises(DataError, match="line 2: invalid record: '\t' expected"):
+    with pytest.raises(DataError) as excinfo:
         read_examples(path)
+    message = str(excinfo.value)
+    # The tab is shown as \t, since a raw one would be invisible.
+    assert "line 2: invalid record: '\\t' expected" in message
+    assert "\t" not in message
+    assert "TSV files are read with CSV quoting" in message
     result = read_examples(path, ReadOptions(skip_bad_rows=True))
     assert [example.text for example in result.examples] == ["fine"]
 

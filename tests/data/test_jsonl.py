@@ -305,3 +305,15 @@ def test_jsonl_carriage_return_line_ends(tmp_path: Path) -> None:
 
     assert [example.text for example in result.examples] == ["good", "dull"]
     assert [example.line for example in result.examples] == [1, 2]
+
+
+def test_jsonl_field_case_per_record(tmp_path: Path) -> None:
+    path = write_lines(
+        tmp_path / "reviews.jsonl",
+        ['{"Text": "good", "Label": 1}', '{"text": "dull", "label": 0}'],
+    )
+
+    result = read_examples(path)
+
+    assert [example.text for example in result.examples] == ["good", "dull"]
+    assert [example.label for example in result.examples] == [1, 0]

@@ -89,6 +89,21 @@ def _find(
     return names[loose[0]] if loose else None
 
 
+def record_key(record: dict[str, object], name: str) -> str:
+    """Return the key of a JSONL record that the chosen column ``name`` means.
+
+    The column is chosen from the first record that has it, so a later
+    record may spell it in other case, as in ``"Text"`` then ``"text"``. Such
+    a key is used when it is the record's only one that matches ``name``
+    with case and surrounding spaces ignored; otherwise ``name`` is returned.
+    """
+    if name in record:
+        return name
+    normalised = name.strip().lower()
+    loose = [key for key in record if key.strip().lower() == normalised]
+    return loose[0] if len(loose) == 1 else name
+
+
 class MissingColumnError(DataError):
     """A header or record without the text or label column that is needed.
 

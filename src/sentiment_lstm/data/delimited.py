@@ -74,6 +74,14 @@ CARRIAGE_RETURN_FIX = (
 )
 
 
+def _csv_error_text(err: csv.Error) -> str:
+    """Return the csv module's message with a tab shown as a backslash and t.
+
+    The message quotes the delimiter, so a raw tab in it would be invisible.
+    """
+    return str(err).replace("\t", "\\t")
+
+
 def _is_carriage_return_error(err: csv.Error) -> bool:
     # The csv module's message for a "\r" that is not followed by "\n" in a
     # line that continues (Python 3.11).
@@ -136,7 +144,9 @@ def read_header(
                 f"{source} line 1: invalid header row: {CARRIAGE_RETURN_REASON}; "
                 f"{CARRIAGE_RETURN_FIX}"
             ) from err
-        raise DataError(f"{source} line 1: invalid header row: {err}") from err
+        raise DataError(
+            f"{source} line 1: invalid header row: {_csv_error_text(err)}"
+        ) from err
     if not any(name.strip() for name in header):
         raise DataError(
             f"{source} line 1: the header row is empty; the first line must name "
@@ -295,12 +305,14 @@ def parsed_rows(
                 reason = f"{CARRIAGE_RETURN_REASON}{span}"
                 fix = f"{CARRIAGE_RETURN_FIX}, or use {SKIP_HINT}"
             else:
-                reason = f"invalid record: {err}{span}"
+                reason = f"invalid record: {_csv_error_text(err)}{span}"
                 fix = (
                     "check for an unclosed quote or text after a closing quote; "
                     "a field with quotes in it must be in double quotes with the "
                     f'quotes inside doubled ("" for "), or use {SKIP_HINT}'
                 )
+                if delimiter == "\t":
+                    fix = f"TSV files are read with CSV quoting, so {fix}"
             reject(start, reason, fix, lines=reader.line_num - start + 1)
             continue
         if keep_empty and (

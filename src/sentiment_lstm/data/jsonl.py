@@ -10,7 +10,12 @@ from sentiment_lstm.data.collector import (
     SKIP_HINT,
     ExampleCollector,
 )
-from sentiment_lstm.data.columns import Columns, MissingColumnError, choose_columns
+from sentiment_lstm.data.columns import (
+    Columns,
+    MissingColumnError,
+    choose_columns,
+    record_key,
+)
 from sentiment_lstm.data.decoding import (
     decode_file,
     invalid_byte_reason,
@@ -111,15 +116,17 @@ def read_jsonl(path: Path, options: ReadOptions, collector: ExampleCollector) ->
     first_error: MissingColumnError | None = None
 
     def add(record: _Record, chosen: Columns, line: int) -> None:
-        for field in (chosen.text, chosen.label):
+        text_key = record_key(record, chosen.text)
+        label_key = None if chosen.label is None else record_key(record, chosen.label)
+        for field in (text_key, label_key):
             if field in record.repeated_keys:
                 collector.reject(
                     source, line, *repeated_field_row(field, record.repeated_keys)
                 )
                 return
         add_record(
-            record.get(chosen.text, MISSING),
-            MISSING if chosen.label is None else record.get(chosen.label, MISSING),
+            record.get(text_key, MISSING),
+            MISSING if label_key is None else record.get(label_key, MISSING),
             columns=chosen,
             options=options,
             decoded=decoded,
