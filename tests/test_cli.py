@@ -494,6 +494,44 @@ def test_predict_output_in_input_folder_rejected(
     assert (folder / "pos" / "1.txt").read_text() == "great fun\n"
 
 
+@pytest.mark.parametrize("output_name", ["scores.csv", "scores.pos"])
+def test_predict_output_in_pair_folder(trained, tmp_path, capsys, output_name):
+    # A pair's folder is read for its .pos and .neg files only.
+    _, model_dir = trained
+    folder = tmp_path / "pair"
+    folder.mkdir()
+    (folder / "r.pos").write_text("great fun\n")
+    (folder / "r.neg").write_text("a dull mess\n")
+    output = folder / output_name
+
+    status = main(
+        ["predict", "--model", str(model_dir), "--input", str(folder)]
+        + ["--output", str(output)]
+    )
+    err = capsys.readouterr().err
+
+    if output_name == "scores.csv":
+        assert status == 0
+        assert output.is_file()
+    else:
+        assert status == 1
+        assert f"the output {output} would be a second *.pos file" in err
+        assert not output.exists()
+
+
+def test_pair_folder_missing_partner(trained, tmp_path, capsys):
+    _, model_dir = trained
+    folder = tmp_path / "pair"
+    folder.mkdir()
+    (folder / "z.pos").write_text("great fun\n")
+
+    status = main(["predict", "--model", str(model_dir), "--input", str(folder)])
+    err = capsys.readouterr().err
+
+    assert status == 1
+    assert "found: z.pos; add the missing *.neg file" in err
+
+
 def test_predict_json_output_name_rejected(trained, tmp_path, capsys):
     _, model_dir = trained
     output = tmp_path / "scores.json"

@@ -335,7 +335,7 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
     if data_format == "posneg" and args.input.is_file():
         _require_posneg_partner(args.input)
     if args.input.is_dir():
-        _reject_output_in_folder(args.output, args.input)
+        _reject_output_in_folder(args.output, args.input, data_format)
     # Pos/neg pairs and folders of review files are read whole.
     try:
         read = read_texts(args.input, dataclasses.replace(options, keep_unscored=True))
@@ -429,11 +429,26 @@ def _utf8_argument(text: str) -> str:
         return text
 
 
-def _reject_output_in_folder(output: Path | None, folder: Path) -> None:
-    """Raise if the output path lies in the folder of review files being read."""
+def _reject_output_in_folder(
+    output: Path | None, folder: Path, data_format: str
+) -> None:
+    """Raise if the output path lies in the folder of review files being read.
+
+    A folder of a pos/neg pair is read for its *.pos and *.neg files alone,
+    so only an output with one of those suffixes is rejected there.
+    """
     if output is None or str(output) == "-":
         return
-    if output.resolve().is_relative_to(folder.resolve()):
+    inside = output.resolve().is_relative_to(folder.resolve())
+    if data_format == "posneg":
+        if inside and output.suffix.lower() in (".pos", ".neg"):
+            raise CommandError(
+                f"the output {output} would be a second *{output.suffix.lower()} "
+                f"file in the input folder {folder}, which a later run could not "
+                "read as one pair; name it otherwise or write it outside the folder"
+            )
+        return
+    if inside:
         raise CommandError(
             f"the output {output} is inside the input folder {folder}, where a "
             "later run would read it as a review if it were a .txt file in pos/ "

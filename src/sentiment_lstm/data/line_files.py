@@ -95,9 +95,19 @@ def find_posneg_pair(path: Path) -> tuple[Path, Path]:
         negatives, positives = posneg_files(path)
         if len(negatives) != 1 or len(positives) != 1:
             found = [item.name for item in negatives + positives] or ["none"]
+            missing = [
+                f"*{suffix}"
+                for suffix, files in ((".pos", positives), (".neg", negatives))
+                if not files
+            ]
+            fix = (
+                f"add the missing {' and '.join(missing)} file"
+                if missing
+                else "pass one file of the pair instead"
+            )
             raise DataError(
                 f"{path}: expected exactly one *.pos and one *.neg file in the "
-                f"folder, found: {', '.join(found)}; pass one file of the pair instead"
+                f"folder, found: {', '.join(found)}; {fix}"
             )
         return negatives[0], positives[0]
 
