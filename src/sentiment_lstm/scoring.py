@@ -52,8 +52,8 @@ from sentiment_lstm.data.columns import choose_columns, record_key
 from sentiment_lstm.data.decoding import (
     DecodedText,
     Encoding,
-    EncodingScan,
     invalid_byte_reason,
+    scan_file,
     warn_about_carriage_returns,
 )
 from sentiment_lstm.data.delimited import (
@@ -126,7 +126,6 @@ TOO_LONG = (
 
 PREVIEW_CHARACTERS = 60
 
-_SCAN_BLOCK_BYTES = 1 << 20
 # A byte invalid in the file's encoding, as the reader's surrogateescape keeps it.
 _INVALID_BYTE = re.compile("[\udc80-\udcff]")
 # Newer chunks that stay queued for scoring while the oldest one is written.
@@ -215,14 +214,7 @@ class _InputScan:
 
 
 def _scan_input(path: Path, source: str | None = None) -> _InputScan:
-    source = source or str(path)
-    scan = EncodingScan(source)
-    try:
-        with open(path, "rb") as stream:
-            for block in iter(lambda: stream.read(_SCAN_BLOCK_BYTES), b""):
-                scan.feed(block)
-    except OSError as err:
-        raise DataError(f"{source}: cannot read the file: {err}") from err
+    scan = scan_file(path, source)
     return _InputScan(
         scan.result(),
         scan.has_carriage_return and not scan.has_line_feed,

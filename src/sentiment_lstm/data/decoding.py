@@ -338,6 +338,30 @@ def _count_lead_bytes(data: bytes) -> int:
     return len(data) - len(data.translate(None, _LEAD_BYTES))
 
 
+# Bytes read at a time by scan_file.
+_SCAN_BLOCK_BYTES = 1 << 20
+
+
+def scan_file(path: Path, source: str | None = None) -> EncodingScan:
+    """Feed a whole file to an ``EncodingScan`` block by block, in bounded memory.
+
+    Call ``result()`` on the scan for the encoding to open the file with.
+
+    Raises:
+        EncodingError: As ``EncodingScan.feed`` does.
+        DataError: If the file cannot be read.
+    """
+    source = source or str(path)
+    scan = EncodingScan(source)
+    try:
+        with open(path, "rb") as stream:
+            for block in iter(lambda: stream.read(_SCAN_BLOCK_BYTES), b""):
+                scan.feed(block)
+    except OSError as err:
+        raise DataError(f"{source}: cannot read the file: {err}") from err
+    return scan
+
+
 def decode_file(path: Path, *, log_fallback: bool = True) -> DecodedText:
     """Read a file and decode it as a whole.
 

@@ -1,7 +1,6 @@
 """Reader for CSV and TSV files with a header row."""
 
 import csv
-import io
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -9,7 +8,7 @@ from typing import Any
 
 from sentiment_lstm.data.collector import EMPTY_FIX, SKIP_HINT, ExampleCollector
 from sentiment_lstm.data.columns import Columns, MissingColumnError, choose_columns
-from sentiment_lstm.data.decoding import decode_file
+from sentiment_lstm.data.decoding import DecodedText, scan_file
 from sentiment_lstm.data.fields import MISSING, add_record
 from sentiment_lstm.data.labels import LabelError, parse_label
 from sentiment_lstm.data.records import DataError, ReadOptions
@@ -38,31 +37,43 @@ def read_delimited(
             on the first bad row unless bad rows are skipped.
     """
     collector.add_file(path)
-    decoded = decode_file(path)
     source = str(path)
-    reader = strict_reader(
-        io.StringIO(decoded.text, newline=csv_newline(decoded.text)), delimiter
-    )
-
-    header, columns = read_header(reader, options, source)
-    text_index = header.index(columns.text)
-    label_index = None if columns.label is None else header.index(columns.label)
-
-    def reject(line: int, reason: str, fix: str, *, lines: int = 1) -> None:
-        collector.reject(source, line, reason, fix, lines=lines)
-
-    for line, row in parsed_rows(reader, len(header), delimiter, source, reject):
-        add_record(
-            row[text_index],
-            MISSING if label_index is None else row[label_index],
-            columns=columns,
-            options=options,
-            decoded=decoded,
-            collector=collector,
-            source=source,
-            line=line,
-            lines=reader.line_num - line + 1,
+    # The file is scanned for its encoding first and then parsed as a
+    # stream, so that only the examples stay in memory, not its whole text.
+    scan = scan_file(path, source)
+    encoding = scan.result()
+    # invalid_byte_reason reads only the encoding and errors of a DecodedText.
+    decoded = DecodedText("", encoding.name, encoding.errors)
+    try:
+        stream = open(
+            path,
+            encoding=encoding.name,
+            errors=encoding.errors,
+            newline=csv_newline(scan.has_line_feed),
         )
+    except OSError as err:
+        raise DataError(f"{source}: cannot read the file: {err}") from err
+    with stream:
+        reader = strict_reader(stream, delimiter)
+        header, columns = read_header(reader, options, source)
+        text_index = header.index(columns.text)
+        label_index = None if columns.label is None else header.index(columns.label)
+
+        def reject(line: int, reason: str, fix: str, *, lines: int = 1) -> None:
+            collector.reject(source, line, reason, fix, lines=lines)
+
+        for line, row in parsed_rows(reader, len(header), delimiter, source, reject):
+            add_record(
+                row[text_index],
+                MISSING if label_index is None else row[label_index],
+                columns=columns,
+                options=options,
+                decoded=decoded,
+                collector=collector,
+                source=source,
+                line=line,
+                lines=reader.line_num - line + 1,
+            )
 
 
 CARRIAGE_RETURN_REASON = (
@@ -88,15 +99,18 @@ def _is_carriage_return_error(err: csv.Error) -> bool:
     return "new-line character seen in unquoted field" in str(err)
 
 
-def csv_newline(text: str) -> str:
-    """Return the ``newline`` to read a CSV or TSV text with.
+def csv_newline(has_line_feed: bool) -> str:
+    """Return the ``newline`` to open a CSV or TSV file with.
 
     Lines split on "\\n" only, so that a "\\r" inside a field that is not in
     quotes makes its record fail as a whole instead of splitting it in two.
     A file without "\\n", such as one with old Mac OS line ends, splits on
     "\\r" too. Line breaks inside quoted fields are kept either way.
+
+    Args:
+        has_line_feed: Whether the file contains a "\\n".
     """
-    return "\n" if "\n" in text else ""
+    return "\n" if has_line_feed else ""
 
 
 # The maximum field length the csv module accepts, in characters. Its default
@@ -115,7 +129,7 @@ def strict_reader(lines: Iterable[str], delimiter: str) -> Any:
 
     Args:
         lines: Lines with their line breaks, such as a file opened with
-            ``newline=csv_newline(text)``.
+            ``newline=csv_newline(...)``.
         delimiter: "," or "\\t".
     """
     if csv.field_size_limit() < FIELD_SIZE_LIMIT:

@@ -1,7 +1,9 @@
 """Reader for JSON Lines files: one JSON object per line."""
 
 import json
+import logging
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 from sentiment_lstm.data.collector import (
@@ -17,14 +19,15 @@ from sentiment_lstm.data.columns import (
     record_key,
 )
 from sentiment_lstm.data.decoding import (
-    decode_file,
+    DecodedText,
+    Encoding,
     invalid_byte_reason,
-    split_line_file,
-    split_lines,
-    without_final_blank_lines,
+    scan_file,
 )
 from sentiment_lstm.data.fields import MISSING, add_record, json_type_name
-from sentiment_lstm.data.records import ReadOptions
+from sentiment_lstm.data.records import DataError, ReadOptions
+
+logger = logging.getLogger(__name__)
 
 # Records that may lack the text or label field before the first one that
 # has both. If this many lack them, the file is taken to lack the field.
@@ -107,8 +110,13 @@ def read_jsonl(path: Path, options: ReadOptions, collector: ExampleCollector) ->
             bad row unless bad rows are skipped.
     """
     collector.add_file(path)
-    decoded = decode_file(path)
     source = str(path)
+    # The file is scanned for its encoding first and then read line by line,
+    # so that only the examples stay in memory, not its whole text.
+    scan = scan_file(path, source)
+    encoding = scan.result()
+    # invalid_byte_reason reads only the encoding and errors of a DecodedText.
+    decoded = DecodedText("", encoding.name, encoding.errors)
     columns: Columns | None = None
     # Records read before one has the text and label fields, and the error of
     # the first of them.
@@ -135,16 +143,18 @@ def read_jsonl(path: Path, options: ReadOptions, collector: ExampleCollector) ->
             line=line,
         )
 
-    if "\n" not in decoded.text and "\r" in decoded.text:
-        # Old Mac OS line ends. Elsewhere a "\r" is whitespace between JSON
-        # tokens, since a JSON string cannot contain one unescaped.
-        lines = split_line_file(decoded.text, source)
-    else:
-        lines = split_lines(decoded.text)
-    for number, line in enumerate(without_final_blank_lines(lines, source), start=1):
+    # Blank lines wait here until a later record shows that they are not at
+    # the end of the file, where they are formatting rather than bad rows.
+    blank_lines: list[int] = []
+    carriage_returns_only = scan.has_carriage_return and not scan.has_line_feed
+    lines = _lines(path, encoding, carriage_returns_only, source)
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
-            collector.reject(source, number, "empty line", EMPTY_FIX)
+            blank_lines.append(number)
             continue
+        for blank_line in blank_lines:
+            collector.reject(source, blank_line, "empty line", EMPTY_FIX)
+        blank_lines.clear()
         reason = invalid_byte_reason(line, decoded)
         if reason is not None:
             collector.reject(source, number, reason, ENCODING_FIX)
@@ -185,5 +195,38 @@ def read_jsonl(path: Path, options: ReadOptions, collector: ExampleCollector) ->
             waiting.clear()
             continue
         add(record, columns, number)
+    if blank_lines:
+        logger.debug(
+            "ignored %d blank lines at the end of %s", len(blank_lines), source
+        )
     if columns is None and first_error is not None:
         raise first_error
+
+
+def _lines(
+    path: Path, encoding: Encoding, carriage_returns_only: bool, source: str
+) -> Iterator[str]:
+    """Yield the lines of a JSON Lines file without their line ends.
+
+    Lines end at "\\n", with the "\\r" of CRLF removed. A file without any
+    "\\n" but with "\\r" has old Mac OS line ends and is split at "\\r";
+    elsewhere a "\\r" is whitespace between JSON tokens, since a JSON string
+    cannot contain one unescaped.
+    """
+    if carriage_returns_only:
+        logger.info(
+            "%s has no \\n line ends but has \\r, so its lines are split at "
+            "\\r (old Mac OS line ends)",
+            source,
+        )
+    newline = "\r" if carriage_returns_only else "\n"
+    try:
+        stream = open(
+            path, encoding=encoding.name, errors=encoding.errors, newline=newline
+        )
+    except OSError as err:
+        raise DataError(f"{source}: cannot read the file: {err}") from err
+    with stream:
+        for line in stream:
+            line = line.removesuffix(newline)
+            yield line.removesuffix("\r") if newline == "\n" else line
