@@ -1695,6 +1695,36 @@ def test_evaluate_split_rejects_other_read_options(star_model, capsys, flags, na
     assert captured.out == ""
 
 
+def test_evaluate_split_detected_columns_not_listed(star_model, capsys):
+    # Naming the columns that training detected changes no review, so only
+    # the cut-off is listed as a cause.
+    data, model_dir = star_model
+
+    status = evaluate_split(
+        model_dir,
+        data,
+        "--stars",
+        "--negative-max-stars",
+        "1",
+        "--text-column",
+        "REVIEW",
+    )
+    captured = capsys.readouterr()
+
+    assert status == 2
+    assert "the read options differ from training: --negative-max-stars 1" in (
+        captured.err
+    )
+    assert "--text-column" not in captured.err
+
+
+def test_training_records_chosen_columns(star_model):
+    _, model_dir = star_model
+    data = json.loads((model_dir / "training.json").read_text())["data"]
+
+    assert data["columns"] == {"text": "review", "label": "stars"}
+
+
 def test_read_option_differences_wording():
     from sentiment_lstm.data import ReadOptions, StarRule
     from sentiment_lstm.provenance import (

@@ -833,6 +833,10 @@ def _base_metadata(
         data_values["examples_fingerprint"] = examples_fingerprint(
             splits.reads[0].examples
         )
+        if splits.reads[0].columns is not None:
+            # The columns as chosen, which the read options leave None when
+            # they are detected.
+            data_values["columns"] = splits.reads[0].columns
         # "fingerprint" covers separate validation and test files too
         data_values["data_files_fingerprint"] = data_fingerprint(splits.reads[0].files)
     return {

@@ -29,6 +29,8 @@ READ_OPTION_FLAGS = {
 # Options that matter only when star ratings are read.
 _STAR_OPTIONS = ("negative_max_stars", "positive_min_stars")
 _BOOLEAN_OPTIONS = ("stars", "skip_bad_rows")
+# The column that each column option chooses, as ReadResult.columns names it.
+_COLUMN_ROLES = {"text_column": "text", "label_column": "label"}
 
 
 def read_options_record(options: ReadOptions, data_format: str) -> dict[str, Any]:
@@ -66,14 +68,28 @@ def examples_fingerprint(examples: Iterable[Example]) -> str:
 
 
 def read_option_differences(
-    saved: dict[str, Any], current: dict[str, Any]
+    saved: dict[str, Any],
+    current: dict[str, Any],
+    *,
+    saved_columns: dict[str, str | None] | None = None,
+    current_columns: dict[str, str | None] | None = None,
+    compare_format: bool = True,
 ) -> list[str]:
     """Describe each read option that differs from the saved one.
 
-    Columns left to detection are recorded as None, so naming the detected
-    column explicitly counts as a difference here. Callers compare
-    :func:`examples_fingerprint` first and only describe options when the
-    reviews differ.
+    Columns left to detection are recorded as None. When the columns as
+    chosen are known for both reads, a column option counts as different
+    only if it chose another column, so naming the detected column is no
+    difference. Callers compare :func:`examples_fingerprint` first and only
+    describe options when the reviews differ.
+
+    Args:
+        saved: The read options recorded at training.
+        current: The read options of this read.
+        saved_columns: The columns chosen at training, if recorded.
+        current_columns: The columns chosen by this read, if any.
+        compare_format: Whether to compare the data format, which differs by
+            itself when the data files differ.
 
     Returns:
         One phrase per option, such as ``--negative-max-stars 3 (training: 2)``.
@@ -82,10 +98,20 @@ def read_option_differences(
     for name, flag in READ_OPTION_FLAGS.items():
         if name not in saved:
             continue
+        if name == "format" and not compare_format:
+            continue
         if name in _STAR_OPTIONS and not (saved.get("stars") and current.get("stars")):
             continue
         before, now = saved[name], current.get(name)
         if before == now:
+            continue
+        role = _COLUMN_ROLES.get(name)
+        if (
+            role is not None
+            and saved_columns is not None
+            and current_columns is not None
+            and saved_columns.get(role) == current_columns.get(role)
+        ):
             continue
         if name in _BOOLEAN_OPTIONS:
             differences.append(

@@ -1196,6 +1196,7 @@ _DATA_FACTS = {
         "the reading flags (--format, the columns, --stars and its cut-offs, "
         "--skip-bad-rows)"
     ),
+    "data.columns": "the text and label columns read (--text-column, --label-column)",
     "data.split_sizes": (
         "the split sizes (--validation-fraction, --test-fraction, "
         "--validation-data, --test-data)"

@@ -200,10 +200,16 @@ def _model_split_part(
     if saved_options is not None and saved_examples and saved_files:
         if examples_fingerprint(read.examples) != saved_examples:
             current = read_options_record(options, data_format)
-            differences = read_option_differences(saved_options, current)
+            same_files = data_fingerprint(read.files) == saved_files
+            differences = read_option_differences(
+                saved_options,
+                current,
+                saved_columns=data.get("columns"),
+                current_columns=read.columns,
+                compare_format=same_files,
+            )
             raise CommandError(
-                _changed_read(args.split, differences, saved_files, read.files),
-                usage=True,
+                _changed_read(args.split, differences, same_files), usage=True
             )
     else:
         fingerprint = data.get("fingerprint")
@@ -254,9 +260,7 @@ def _model_split_part(
     return part
 
 
-def _changed_read(
-    split: str, differences: list[str], saved_files: str, files: list[Any]
-) -> str:
+def _changed_read(split: str, differences: list[str], same_files: bool) -> str:
     """Describe why ``--data`` gave other reviews than at training.
 
     The split is recreated from the reviews in reading order, so other
@@ -265,15 +269,13 @@ def _changed_read(
     Returns:
         An error message that names the changed read options or data files.
     """
-    from sentiment_lstm.data import data_fingerprint
-
     cause = f"--split {split} cannot recreate the model's {split} part, because "
     fix = (
         "Another split would mix the reviews the model was trained on with "
         "those it was not; pass the data and read options of training, or "
         "evaluate other labelled reviews with --split all"
     )
-    if data_fingerprint(files) == saved_files:
+    if same_files:
         if differences:
             return (
                 f"{cause}the read options differ from training: "

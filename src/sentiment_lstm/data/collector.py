@@ -50,6 +50,8 @@ class ExampleCollector:
         self.ignored_label_count = 0
         self.ignored_label_rows: list[str] = []
         self.ratings = RatingRange()
+        # The chosen columns of a CSV, TSV or JSONL file, as ReadResult has them.
+        self.columns: dict[str, str | None] | None = None
 
     def add_file(self, path: Path) -> None:
         """Record a file as read, for the fingerprint."""
@@ -184,6 +186,7 @@ class ExampleCollector:
             left_out_by_stars=self.left_out_by_stars,
             files=sorted(self.files),
             unscored=self.unscored,
+            columns=self.columns,
         )
 
 

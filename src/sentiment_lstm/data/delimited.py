@@ -56,6 +56,7 @@ def read_delimited(
     with stream:
         reader = strict_reader(stream, delimiter)
         header, columns = read_header(reader, options, source)
+        collector.columns = {"text": columns.text, "label": columns.label}
         text_index = header.index(columns.text)
         label_index = None if columns.label is None else header.index(columns.label)
 

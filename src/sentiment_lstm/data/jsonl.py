@@ -190,6 +190,7 @@ def read_jsonl(path: Path, options: ReadOptions, collector: ExampleCollector) ->
                 if len(waiting) >= COLUMN_SEARCH_RECORDS:
                     raise first_error from None
                 continue
+            collector.columns = {"text": columns.text, "label": columns.label}
             for waiting_number, waiting_record in waiting:
                 add(waiting_record, columns, waiting_number)
             waiting.clear()

@@ -182,6 +182,9 @@ class ReadResult:
         files: Every file read, sorted, for fingerprinting.
         unscored: Reviews kept without a score, in reading order. Filled only
             with ``keep_unscored``.
+        columns: The text and label columns of a CSV, TSV or JSONL file as
+            chosen and spelled there, under "text" and "label" (None for an
+            unused label column); None for other formats.
     """
 
     examples: list[Example]
@@ -189,6 +192,7 @@ class ReadResult:
     left_out_by_stars: int = 0
     files: list[Path] = field(default_factory=list)
     unscored: list[UnscoredRow] = field(default_factory=list)
+    columns: dict[str, str | None] | None = None
 
     @property
     def bad_lines(self) -> int:
