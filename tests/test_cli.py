@@ -519,6 +519,40 @@ def test_predict_output_in_pair_folder(trained, tmp_path, capsys, output_name):
         assert not output.exists()
 
 
+def test_predict_output_beside_pair_file(trained, tmp_path, capsys):
+    # --input r.pos reads the pair in its folder, as --input of the folder does.
+    _, model_dir = trained
+    (tmp_path / "r.pos").write_text("great fun\n")
+    (tmp_path / "r.neg").write_text("a dull mess\n")
+    output = tmp_path / "scores.neg"
+
+    status = main(
+        ["predict", "--model", str(model_dir), "--input", str(tmp_path / "r.pos")]
+        + ["--output", str(output)]
+    )
+    err = capsys.readouterr().err
+
+    assert status == 1
+    assert f"the output {output} would be a second *.neg file" in err
+    assert not output.exists()
+
+
+def test_predict_pair_unscored_counts(trained, tmp_path, caplog):
+    _, model_dir = trained
+    (tmp_path / "x.pos").write_bytes(b"great fun\n\n<br />\nbad \x81\n")
+    (tmp_path / "x.neg").write_text("a dull mess\n   \n")
+    caplog.set_level("INFO")
+
+    status = main(
+        ["predict", "--model", str(model_dir), "--input", str(tmp_path)]
+        + ["--output", str(tmp_path.parent / f"{tmp_path.name}.csv")]
+    )
+
+    assert status == 0
+    assert f"scored 2 of 6 reviews of {tmp_path} in " in caplog.text
+    assert f"4 reviews of {tmp_path} were not scored; their results" in caplog.text
+
+
 def test_pair_folder_missing_partner(trained, tmp_path, capsys):
     _, model_dir = trained
     folder = tmp_path / "pair"
@@ -911,19 +945,22 @@ def test_output_is_a_folder(trained, tmp_path, capsys, source):
 
 
 @pytest.mark.parametrize("source", ["arguments", "file"])
-def test_output_ending_in_slash(trained, tmp_path, capsys, source):
-    # Path("results/") drops the slash, which would write a file "results".
+@pytest.mark.parametrize("ending", ["/", "/.", "/.."])
+def test_output_naming_a_folder(trained, tmp_path, capsys, source, ending):
+    # Path("results/") and Path("results/.") are Path("results"), which
+    # would write a file "results".
     _, model_dir = trained
     reviews = tmp_path / "reviews.csv"
     reviews.write_text("text\ngreat fun\n")
-    output = f"{tmp_path / 'results'}/"
+    output = f"{tmp_path / 'results'}{ending}"
 
     with pytest.raises(SystemExit) as exit_info:
         predict_to_output(model_dir, reviews, source, output, capsys)
     error = capsys.readouterr().err
 
     assert exit_info.value.code == 2
-    assert f"argument --output: {output!r} ends in /, so it names a folder" in error
+    assert f"argument --output: {output!r} ends in " in error
+    assert "so it names a folder" in error
     assert sorted(path.name for path in tmp_path.iterdir()) == ["reviews.csv"]
 
 

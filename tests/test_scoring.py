@@ -1267,6 +1267,44 @@ def test_invalid_byte_outside_jsonl_review_warns(model, tmp_path, caplog):
     assert "U+FFFD in the output: line 1;" in caplog.text
 
 
+def test_replaced_bytes_only_scored_rows(model, tmp_path, caplog):
+    # Rows left unscored have an error already, and a byte in the review
+    # itself makes the row unscored, so neither is counted.
+    source = tmp_path / "in.csv"
+    source.write_bytes(
+        b"i\x81d,text\n"
+        b"1\x81,caf\xc3\xa9 cr\xc3\xa8me br\xc3\xbbl\xc3\xa9e na\xc3\xafve\n"
+        b"2,bad \x81 film\n3\x81,bad \x81 film\n4\x81,\n5\x81,<br />\n"
+    )
+    caplog.set_level("WARNING")
+
+    summary = score_file(model, source, tmp_path / "out.csv")
+
+    assert summary.scored == 1
+    assert "1 scored row of " in caplog.text
+    assert "written as U+FFFD in the output: line 2 (column 1);" in caplog.text
+    assert "has invalid bytes in column 1, written as U+FFFD" in caplog.text
+
+
+def test_jsonl_escapes_are_not_bytes(model, tmp_path):
+    # A file with an invalid byte on another line checks its reviews, but
+    # escapes in a line without invalid bytes are text.
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(
+        b'{"text": "great\\u0000 fun"}\n'
+        b'{"text": "great \\udc81 fun"}\n'
+        b'{"text": "dull \x81 mess"}\n'
+    )
+
+    summary = score_file(model, source, tmp_path / "out.jsonl")
+    records = read_jsonl(tmp_path / "out.jsonl")
+
+    assert summary.scored == 2
+    assert records[0]["label"] in ("positive", "negative")
+    assert records[1]["label"] in ("positive", "negative")
+    assert records[2]["error"] == "line 3: byte 0x81 is invalid in cp1252"
+
+
 def test_valid_file_no_replaced_bytes_warning(model, tmp_path, caplog):
     source = tmp_path / "in.csv"
     source.write_text("id,city,text\n1,Z\u00fcrich,great fun\n")

@@ -128,6 +128,7 @@ PREVIEW_CHARACTERS = 60
 
 # A byte invalid in the file's encoding, as the reader's surrogateescape keeps it.
 _INVALID_BYTE = re.compile("[\udc80-\udcff]")
+_INVALID_BYTE_OR_NUL = re.compile("[\x00\udc80-\udcff]")
 # Newer chunks that stay queued for scoring while the oldest one is written.
 _SCORING_CHUNKS = 1
 # Bad rows quoted in the warning when rows are left out.
@@ -392,6 +393,8 @@ class _Chunk:
         texts: The review of each row as found, for previews.
         errors: Why a row cannot be scored, or None.
         lines: The input line where each row starts, for the errors.
+        replaced: (row index, place) of each row whose review is valid but
+            whose other fields have invalid bytes; see ``_ReplacedBytes``.
         chars: Characters of the rows, all their fields counted.
     """
 
@@ -399,6 +402,7 @@ class _Chunk:
     texts: list[str] = field(default_factory=list)
     errors: list[str | None] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
+    replaced: list[tuple[int, str]] = field(default_factory=list)
     chars: int = 0
 
     def add(
@@ -477,11 +481,13 @@ class _BadRows:
 
 
 class _ReplacedBytes:
-    """Rows whose review is valid but whose other fields have invalid bytes.
+    """Scored rows whose review is valid but whose other fields have invalid bytes.
 
     The review of such a row is scored, while the output has U+FFFD in place
     of each invalid byte elsewhere (see ``OUTPUT_ERRORS``), so a warning names
-    the rows. Only files decoded with invalid bytes are checked.
+    the rows. Only files decoded with invalid bytes are checked. A reader
+    finds the places with :meth:`find_in_fields` or :meth:`find_in_record`,
+    and the rows that get a score are noted once they are scored.
 
     Attributes:
         possible: Whether the file has invalid bytes at all.
@@ -493,19 +499,43 @@ class _ReplacedBytes:
         self.count = 0
         self.first: list[str] = []
 
-    def check_fields(self, line: int, row: list[str], names: list[str]) -> None:
-        """Note the row if a field has an invalid byte, naming the first such field."""
-        for name, value in zip(names, row):
-            if _INVALID_BYTE.search(value):
-                self._note(f"line {line} (column {name!r})")
-                return
+    def check_header(self, names: list[str]) -> None:
+        """Warn about column names with invalid bytes, which the output replaces."""
+        if not self.possible:
+            return
+        positions = [
+            f"column {index + 1}"
+            for index, name in enumerate(names)
+            if _INVALID_BYTE.search(name)
+        ]
+        if positions:
+            logger.warning(
+                "the header of %s has invalid bytes in %s, written as U+FFFD "
+                "in the output; save the file as UTF-8 to keep those characters",
+                self.source,
+                ", ".join(positions),
+            )
 
-    def check_record(self, line: int, record: str) -> None:
-        """Note a JSON line with an invalid byte, which its review lacks."""
-        if _INVALID_BYTE.search(record):
-            self._note(f"line {line}")
+    def find_in_fields(
+        self, line: int, row: list[str], names: list[str], text_index: int
+    ) -> str | None:
+        """Return the place of the first invalid byte outside the review, or None."""
+        for index, (name, value) in enumerate(zip(names, row)):
+            if index != text_index and _INVALID_BYTE.search(value):
+                # A name with an invalid byte of its own is given by position.
+                column = f"{index + 1}" if _INVALID_BYTE.search(name) else repr(name)
+                return f"line {line} (column {column})"
+        return None
 
-    def _note(self, place: str) -> None:
+    def find_in_record(self, line: int, record: str) -> str | None:
+        """Return the place of a JSON line with an invalid byte, or None.
+
+        Only called for a record whose review has no invalid byte.
+        """
+        return f"line {line}" if _INVALID_BYTE.search(record) else None
+
+    def note(self, place: str) -> None:
+        """Count a scored row with invalid bytes outside its review."""
         self.count += 1
         if len(self.first) < _LOGGED_BAD_ROWS:
             self.first.append(place)
@@ -605,6 +635,7 @@ class _DelimitedReader(_Reader):
         self._delimiter = delimiter
         header, columns = read_header(self._csv, options, self.source)
         self.fields = header
+        self.replaced_bytes.check_header(header)
         self._text_index = header.index(columns.text)
         self.score_fields = _score_fields(header, self.source)
 
@@ -626,8 +657,12 @@ class _DelimitedReader(_Reader):
             if row:
                 text = row[text_index]
                 error = self._text_error(text)
-                if self.replaced_bytes.possible:
-                    self.replaced_bytes.check_fields(line, row, self.fields)
+                if error is None and self.replaced_bytes.possible:
+                    place = self.replaced_bytes.find_in_fields(
+                        line, row, self.fields, text_index
+                    )
+                    if place is not None:
+                        chunk.replaced.append((len(chunk.records), place))
             else:
                 # An empty line keeps its place as a row of empty fields.
                 row = [""] * width
@@ -721,7 +756,9 @@ class _JsonlReader(_Reader):
                 else:
                     text, error = parsed
                     if self.replaced_bytes.possible and error is None:
-                        self.replaced_bytes.check_record(number, line)
+                        place = self.replaced_bytes.find_in_record(number, line)
+                        if place is not None:
+                            chunk.replaced.append((len(chunk.records), place))
             else:
                 # An empty line keeps its place as a record with scores only.
                 line, text, error = "{}", "", EMPTY_LINE
@@ -789,7 +826,7 @@ class _JsonlReader(_Reader):
         if self._text_key is None:
             keys = ", ".join(repr(key) for key in record) or "none"
             return "", f"no text field among the keys: {keys}"
-        return self._text_of(record)
+        return self._text_of(record, line)
 
     def _choose_text_key(self, record: dict[str, Any], number: int) -> str:
         columns = choose_columns(
@@ -800,7 +837,14 @@ class _JsonlReader(_Reader):
         )
         return columns.text
 
-    def _text_of(self, record: dict[str, Any]) -> tuple[str, str | None]:
+    def _text_of(self, record: dict[str, Any], line: str) -> tuple[str, str | None]:
+        """Return the review of a record and why it cannot be scored, or None.
+
+        Only bytes of the line itself are invalid. A NUL that the JSON escape
+        \\u0000 gives is text, which the HTTP service scores too, and a lone
+        surrogate from an escape is encoded as U+FFFD, as in a file whose
+        bytes are all valid.
+        """
         key = record_key(record, self._text_key)
         value = record.get(key)
         if value is None and key in record:
@@ -820,6 +864,8 @@ class _JsonlReader(_Reader):
                 json.dumps(value, ensure_ascii=False),
                 f"text field {key!r} is a JSON {json_type_name(value)}, not a string",
             )
+        if _INVALID_BYTE_OR_NUL.search(line) is None:
+            return value, TOO_LONG if len(value) > FIELD_SIZE_LIMIT else None
         return value, self._text_error(value)
 
 
@@ -1114,15 +1160,7 @@ def write_output(path: Path, write: Callable[[TextIO], T]) -> T:
         DataError: If the output cannot be written; the message names the
             path, not the temporary name.
     """
-    try:
-        in_place = path.exists() and not path.is_file()
-    except OSError as err:
-        # Path.exists raises for a name that is too long or a folder that
-        # cannot be searched.
-        raise DataError(
-            f"{path}: cannot write the output: {err.strerror or err}; choose "
-            "another --output"
-        ) from err
+    in_place = check_output_path(path)
     if in_place:
         try:
             with open(
@@ -1132,14 +1170,37 @@ def write_output(path: Path, write: Callable[[TextIO], T]) -> T:
         except OSError as err:
             raise DataError(output_error_message(path, err)) from err
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
-    if target.is_file() and not os.access(target, os.W_OK):
+    return _write_atomically(target, write)
+
+
+def check_output_path(path: Path) -> bool:
+    """Check that the output path can be written, before anything is written.
+
+    Returns:
+        Whether the output is written in place: a device or a named pipe,
+        which cannot be renamed over.
+
+    Raises:
+        DataError: If the path cannot be inspected, or names a read-only file.
+    """
+    try:
+        in_place = path.exists() and not path.is_file()
+    except OSError as err:
+        # Path.exists raises for a name that is too long or a folder that
+        # cannot be searched.
+        raise DataError(
+            f"{path}: cannot write the output: {err.strerror or err}; choose "
+            "another --output"
+        ) from err
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    if not in_place and target.is_file() and not os.access(target, os.W_OK):
         # Renaming over the file would replace it although its mode forbids
         # writing, which cp and shell redirection refuse to do.
         raise DataError(
             f"{path}: cannot write the output: the file is read-only; make it "
             "writable (chmod u+w) or choose another --output"
         )
-    return _write_atomically(target, write)
+    return in_place
 
 
 def output_error_message(path: Path, err: OSError) -> str:
@@ -1250,6 +1311,10 @@ def _run(
     def write_oldest() -> None:
         chunk, scoring = pending.popleft()
         scores = _format_scores(scoring.result().tolist(), chunk)
+        for index, place in chunk.replaced:
+            # A review without tokens has no score, and its row an error.
+            if scores.positive[index]:
+                reader.replaced_bytes.note(place)
         writer.write(chunk, scores)
         counts.rows += len(chunk.records)
         counts.unscored += scores.unscored

@@ -108,32 +108,6 @@ def test_read_texts_keeps_a_folder_of_unscored_files(tmp_path: Path) -> None:
     assert [row.source[-9:] for row in result.unscored] == ["neg/a.txt", "pos/a.txt"]
 
 
-@pytest.mark.parametrize(
-    ("negative", "expected"),
-    [
-        (
-            b"bad\n",
-            "1 review of {path} cannot be scored; its result gives the reason",
-        ),
-        (
-            b"bad\n\n",
-            "2 reviews of {path} cannot be scored; their results give the reason",
-        ),
-    ],
-)
-def test_unscored_warning_counts_reviews(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, negative: bytes, expected: str
-) -> None:
-    (tmp_path / "r.neg").write_bytes(negative)
-    (tmp_path / "r.pos").write_bytes(b"good\n\n")
-    path = tmp_path / "r.pos"
-
-    with caplog.at_level(logging.WARNING, logger="sentiment_lstm.data"):
-        read_texts(path, ReadOptions(keep_unscored=True))
-
-    assert expected.format(path=path) in caplog.text
-
-
 def test_keep_unscored_needs_prediction_input(tmp_path: Path) -> None:
     path = tmp_path / "reviews.csv"
     path.write_text("text,label\n,1\ngood,1\n", encoding="utf-8")

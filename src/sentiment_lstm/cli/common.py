@@ -257,7 +257,8 @@ def file_path_argument(text: str) -> Path:
     """Parse the path of an output file for argparse.
 
     Rejects an empty value as :func:`path_argument` does, and a path that
-    ends in a slash, which names a folder although ``Path`` drops the slash.
+    ends in a slash, "." or "..", which names a folder although ``Path``
+    drops the slash and the ".".
     """
     path = path_argument(text)
     separators = tuple(sep for sep in (os.sep, os.altsep) if sep)
@@ -265,6 +266,12 @@ def file_path_argument(text: str) -> Path:
         raise argparse.ArgumentTypeError(
             f"{text!r} ends in {text[-1]}, so it names a folder; name a file "
             "in that folder"
+        )
+    # Path drops a final "." as well, and ".." is a folder too.
+    if os.path.basename(text) in (".", ".."):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} ends in {os.path.basename(text)}, so it names a folder; "
+            "name a file in that folder"
         )
     return path
 

@@ -308,7 +308,7 @@ def _progress_setting(args: argparse.Namespace) -> bool | None:
 def _run_input_file(args: argparse.Namespace, model) -> int:
     from sentiment_lstm.data import DataError, read_texts
     from sentiment_lstm.data.readers import detect_format
-    from sentiment_lstm.scoring import score_file
+    from sentiment_lstm.scoring import check_output_path, score_file
 
     try:
         options = read_options_from_args(args, require_labels=False)
@@ -334,17 +334,24 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
 
     if data_format == "posneg" and args.input.is_file():
         _require_posneg_partner(args.input)
-    if args.input.is_dir():
-        _reject_output_in_folder(args.output, args.input, data_format)
+    folder = args.input if args.input.is_dir() else args.input.parent
+    if args.input.is_dir() or data_format == "posneg":
+        _reject_output_in_folder(args.output, folder, data_format)
+    if args.output is not None:
+        # The results are written after every review is scored, so an
+        # output that cannot be written is named first.
+        try:
+            check_output_path(args.output)
+        except DataError as err:
+            raise CommandError(str(err)) from err
     # Pos/neg pairs and folders of review files are read whole.
     try:
         read = read_texts(args.input, dataclasses.replace(options, keep_unscored=True))
     except DataError as err:
         raise CommandError(str(err)) from err
     _reject_output_among_inputs(args.output, read.files)
-    texts = [example.text for example in read.examples]
     started = time.perf_counter()
-    predictions = _predict_with_progress(model, texts, args)
+    predictions = _predict_with_progress(model, read, args)
     results, origins = _in_reading_order(read, predictions)
     _write_predictions_to_output(args, results, origins)
     unscored = sum(result.error is not None for result in results)
@@ -355,18 +362,35 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
         args.input,
         time.perf_counter() - started,
     )
+    if unscored == 1:
+        logger.warning(
+            "1 review of %s was not scored; its result gives the reason", args.input
+        )
+    elif unscored:
+        logger.warning(
+            "%d reviews of %s were not scored; their results give the reasons",
+            unscored,
+            args.input,
+        )
     return 0
 
 
-def _predict_with_progress(model: Any, texts: list[str], args: argparse.Namespace):
-    """Score texts in chunks, with a progress bar as score_file shows it."""
-    from sentiment_lstm.scoring import DEFAULT_CHUNK_ROWS, progress_bar
+def _predict_with_progress(model: Any, read: Any, args: argparse.Namespace):
+    """Score the reviews read in chunks of --chunk-size, under a progress bar.
 
-    bar = progress_bar(_progress_setting(args), total=len(texts))
+    The bar counts every result to be written, the reviews left unscored by
+    the read included, as score_file counts rows.
+    """
+    from sentiment_lstm.scoring import progress_bar
+
+    texts = [example.text for example in read.examples]
+    bar = progress_bar(_progress_setting(args), total=len(texts) + len(read.unscored))
     predictions = []
     try:
-        for start in range(0, len(texts), DEFAULT_CHUNK_ROWS):
-            chunk = texts[start : start + DEFAULT_CHUNK_ROWS]
+        if bar is not None:
+            bar.update(len(read.unscored))
+        for start in range(0, len(texts), args.chunk_size):
+            chunk = texts[start : start + args.chunk_size]
             predictions.extend(model.predict(chunk, batch_size=args.batch_size))
             if bar is not None:
                 bar.update(len(chunk))
@@ -435,13 +459,15 @@ def _reject_output_in_folder(
     """Raise if the output path lies in the folder of review files being read.
 
     A folder of a pos/neg pair is read for its *.pos and *.neg files alone,
-    so only an output with one of those suffixes is rejected there.
+    so only a new output with one of those suffixes is rejected there.
     """
     if output is None or str(output) == "-":
         return
     inside = output.resolve().is_relative_to(folder.resolve())
     if data_format == "posneg":
-        if inside and output.suffix.lower() in (".pos", ".neg"):
+        # An existing file is checked against the input files after the read.
+        new_file = not output.exists()
+        if inside and new_file and output.suffix.lower() in (".pos", ".neg"):
             raise CommandError(
                 f"the output {output} would be a second *{output.suffix.lower()} "
                 f"file in the input folder {folder}, which a later run could not "

@@ -155,16 +155,6 @@ class ExampleCollector:
                 star_rule.negative_max,
                 star_rule.positive_min,
             )
-        if len(self.unscored) == 1:
-            logger.warning(
-                "1 review of %s cannot be scored; its result gives the reason", path
-            )
-        elif self.unscored:
-            logger.warning(
-                "%d reviews of %s cannot be scored; their results give the reason",
-                len(self.unscored),
-                path,
-            )
         if not self.examples and not self.unscored:
             bad = len(self.bad_rows)
             raise DataError(
