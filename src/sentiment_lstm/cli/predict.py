@@ -306,9 +306,9 @@ def _progress_setting(args: argparse.Namespace) -> bool | None:
 
 
 def _run_input_file(args: argparse.Namespace, model) -> int:
-    from sentiment_lstm.data import DataError, read_texts
+    from sentiment_lstm.data import DataError
     from sentiment_lstm.data.readers import detect_format
-    from sentiment_lstm.scoring import check_output_path, score_file
+    from sentiment_lstm.scoring import score_file
 
     try:
         options = read_options_from_args(args, require_labels=False)
@@ -332,6 +332,16 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
             raise CommandError(str(err)) from err
         return 0
 
+    return _score_whole_read(args, model, data_format, options)
+
+
+def _score_whole_read(
+    args: argparse.Namespace, model: Any, data_format: str, options: Any
+) -> int:
+    """Score a pos/neg pair or a folder of review files, which are read whole."""
+    from sentiment_lstm.data import DataError, read_texts
+    from sentiment_lstm.scoring import check_output_path
+
     if data_format == "posneg" and args.input.is_file():
         _require_posneg_partner(args.input)
     folder = args.input if args.input.is_dir() else args.input.parent
@@ -344,7 +354,6 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
             check_output_path(args.output)
         except DataError as err:
             raise CommandError(str(err)) from err
-    # Pos/neg pairs and folders of review files are read whole.
     try:
         read = read_texts(args.input, dataclasses.replace(options, keep_unscored=True))
     except DataError as err:
