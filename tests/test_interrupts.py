@@ -52,6 +52,20 @@ def test_deferred_interrupt_raised_after_block(python_sigint_handler):
     assert finished
 
 
+def test_nested_deferred_raises_after_outer(python_sigint_handler):
+    steps = []
+
+    with interrupts.remembering_interrupts():
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts.deferred():
+                with interrupts.deferred():
+                    send_ctrl_c()
+                    steps.append("inner")
+                steps.append("outer")
+
+    assert steps == ["inner", "outer"]
+
+
 def test_deferred_outside_command_line_does_nothing(python_sigint_handler):
     with interrupts.deferred():
         interrupts.check()

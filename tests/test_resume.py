@@ -231,6 +231,33 @@ def test_interrupt_before_first_epoch(corpus, tmp_path):
     assert not (tmp_path / "new").exists()
 
 
+def test_interrupt_during_model_save_resumable(
+    corpus, tmp_path, monkeypatch, capsys
+):
+    # Ctrl-C while epoch 1's model is written waits for its checkpoint too.
+    from sentiment_lstm import artifact
+
+    real_save = artifact.save_artifact
+
+    def save_then_interrupt(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(artifact, "save_artifact", save_then_interrupt)
+    output_dir = tmp_path / "run"
+
+    status = main(train_args(corpus, output_dir))
+    stderr = capsys.readouterr().err
+
+    assert status == 130
+    assert "interrupted after epoch 1 finished; the model of epoch 1 is saved" in (
+        stderr
+    )
+    assert "--resume" in stderr
+    assert (output_dir / "checkpoint.pt").is_file()
+    assert (output_dir / "model.safetensors").is_file()
+
+
 def test_interrupt_after_checkpoint_says_how_to_resume(corpus, tmp_path):
     output_dir = tmp_path / "run"
     checkpoint = output_dir / "checkpoint.pt"

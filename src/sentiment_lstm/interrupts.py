@@ -65,7 +65,7 @@ def deferred() -> Iterator[None]:
     """Hold back Ctrl-C until the block ends, then raise KeyboardInterrupt.
 
     Only inside :func:`remembering_interrupts`; elsewhere the block runs
-    unchanged.
+    unchanged. Blocks may nest.
 
     Raises:
         KeyboardInterrupt: After the block, if Ctrl-C arrived before or in it.
@@ -74,12 +74,15 @@ def deferred() -> Iterator[None]:
     if signal.getsignal(signal.SIGINT) is not _on_interrupt:
         yield
         return
+    # In a nested block the outermost one raises, once all of them end.
+    outer = _deferring
     _deferring = True
     try:
         yield
     finally:
-        _deferring = False
-    check()
+        _deferring = outer
+    if not outer:
+        check()
 
 
 def check() -> None:

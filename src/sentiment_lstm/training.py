@@ -692,43 +692,47 @@ def train(
         logger.info(metrics.format_line())
         schedule.after_epoch(validation_accuracy)
 
-        # keep the best epoch
-        if validation_accuracy > best_accuracy:
-            best_accuracy = validation_accuracy
-            best_epoch = epoch
-            best_state = copy.deepcopy(model.state_dict())
-            if on_checkpoint is not None and (
-                validation_accuracy >= config.required_accuracy
-            ):
-                on_checkpoint(metrics, model)
-        if config.patience is not None and epoch - best_epoch >= config.patience:
-            logger.info(
-                "stopping early: val_acc has not improved for %d epochs "
-                "(best %.3f at epoch %d)",
-                config.patience,
-                best_accuracy,
-                best_epoch,
-            )
-            stopped_early = True
-        if checkpoint_path is not None:
-            save_checkpoint(
-                checkpoint_path,
-                {
-                    "format_version": CHECKPOINT_FORMAT_VERSION,
-                    "identity": identity,
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(),
-                    "history": [dataclasses.asdict(m) for m in history],
-                    "best_epoch": best_epoch,
-                    "best_accuracy": best_accuracy,
-                    "best_state": best_state,
-                    "stopped_early": stopped_early,
-                },
-            )
-        if on_epoch_end is not None:
-            on_epoch_end(history)
+        # The saved model, the checkpoint and metrics.json of an epoch are
+        # written together: Ctrl-C or SIGTERM waits until all are, so an
+        # interrupted run can always resume from its last saved epoch.
+        with interrupts.deferred():
+            # keep the best epoch
+            if validation_accuracy > best_accuracy:
+                best_accuracy = validation_accuracy
+                best_epoch = epoch
+                best_state = copy.deepcopy(model.state_dict())
+                if on_checkpoint is not None and (
+                    validation_accuracy >= config.required_accuracy
+                ):
+                    on_checkpoint(metrics, model)
+            if config.patience is not None and epoch - best_epoch >= config.patience:
+                logger.info(
+                    "stopping early: val_acc has not improved for %d epochs "
+                    "(best %.3f at epoch %d)",
+                    config.patience,
+                    best_accuracy,
+                    best_epoch,
+                )
+                stopped_early = True
+            if checkpoint_path is not None:
+                save_checkpoint(
+                    checkpoint_path,
+                    {
+                        "format_version": CHECKPOINT_FORMAT_VERSION,
+                        "identity": identity,
+                        "epoch": epoch,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "schedule": schedule.state_dict(),
+                        "history": [dataclasses.asdict(m) for m in history],
+                        "best_epoch": best_epoch,
+                        "best_accuracy": best_accuracy,
+                        "best_state": best_state,
+                        "stopped_early": stopped_early,
+                    },
+                )
+            if on_epoch_end is not None:
+                on_epoch_end(history)
 
     model.load_state_dict(best_state)
     model.eval()
