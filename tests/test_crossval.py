@@ -484,10 +484,44 @@ def test_cli_output_json_data_file_rejected(tiny_posneg, capsys, name):
 
     captured = capsys.readouterr()
     assert status == 2
-    assert f"--output-json {folder / name} is the data file" in captured.err
+    assert f"--output-json {folder / name} is the input file" in captured.err
     assert "fold" not in captured.out
     for path in folder.glob("tiny.*"):
         assert path.read_bytes() == contents[path.name]
+
+
+def test_cli_output_json_vectors_file_rejected(tiny_posneg, tmp_path, capsys):
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("2 3\nfun 0.1 0.2 0.3\nfilm 0.1 0.2 0.4\n")
+    before = vectors.read_text()
+
+    status = main(
+        ["-q", "cross-validate", "--data", str(tiny_posneg), "--folds", "2"]
+        + [*QUICK_FLAGS, "--pretrained-vectors", str(vectors)]
+        + ["--output-json", str(vectors)]
+    )
+
+    captured = capsys.readouterr()
+    assert status == 2
+    assert f"--output-json {vectors} is the input file" in captured.err
+    assert vectors.read_text() == before
+
+
+def test_cli_output_json_model_file_rejected(tiny_posneg, tmp_path, capsys):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"weights")
+
+    status = main(
+        ["-q", "cross-validate", "--data", str(tiny_posneg), "--folds", "2"]
+        + [*QUICK_FLAGS, "--output-json", str(model / "model.safetensors")]
+    )
+
+    captured = capsys.readouterr()
+    assert status == 2
+    assert "is a file of the model in" in captured.err
+    assert (model / "model.safetensors").read_bytes() == b"weights"
 
 
 def test_cli_failed_run_prints_no_table(tmp_path, capsys):

@@ -231,9 +231,7 @@ def test_interrupt_before_first_epoch(corpus, tmp_path):
     assert not (tmp_path / "new").exists()
 
 
-def test_interrupt_during_model_save_resumable(
-    corpus, tmp_path, monkeypatch, capsys
-):
+def test_interrupt_during_model_save_resumable(corpus, tmp_path, monkeypatch, capsys):
     # Ctrl-C while epoch 1's model is written waits for its checkpoint too.
     from sentiment_lstm import artifact
 

@@ -113,6 +113,16 @@ def test_class_too_small() -> None:
     assert "add positive reviews" in message
 
 
+def test_tiny_fraction_advises_no_review_count() -> None:
+    with pytest.raises(DataError) as excinfo:
+        split_examples(make_examples(200, 200), seed=0, validation_fraction=1e-300)
+
+    message = str(excinfo.value)
+    assert "--validation-fraction 1e-300 gives 1" in message
+    assert "use at least" not in message
+    assert "raise --validation-fraction to" in message
+
+
 def test_small_balanced_data_message() -> None:
     with pytest.raises(DataError) as excinfo:
         split_examples(make_examples(5, 5), seed=0)

@@ -223,10 +223,12 @@ def fraction(text: str) -> float:
 def keep_probability(text: str) -> float:
     """Parse a probability of keeping an activation, in (0, 1], for argparse."""
     value = finite_float(text)
-    if not 0.0 < value <= 1.0:
+    # A value so small that 1 - value rounds to 1 drops every activation too.
+    if not 0.0 < value <= 1.0 or 1.0 - value == 1.0:
         raise argparse.ArgumentTypeError(
             f"expected a value above 0 and at most 1, got {value:g}; 1 keeps "
-            "every activation, and 0 would drop them all"
+            "every activation, and 0 or a value below about 1e-16 would drop "
+            "them all"
         )
     return value
 

@@ -264,19 +264,39 @@ def check_output_json(path: Path) -> None:
 
 
 def reject_output_json_among_data(path: Path, data_files: Sequence[Path]) -> None:
-    """Raise CommandError if ``path`` is one of the files the reviews came from.
+    """Raise CommandError if ``path`` is one of the files the run reads.
 
-    The results JSON would otherwise replace that data file after the run.
+    The results JSON would otherwise replace that file after the run.
     """
     from sentiment_lstm.scoring import same_file
 
     for data_file in data_files:
         if same_file(data_file, path):
             raise CommandError(
-                f"--output-json {path} is the data file {data_file}, which the "
+                f"--output-json {path} is the input file {data_file}, which the "
                 "results would replace; name another file",
                 usage=True,
             )
+
+
+def reject_output_json_in_model(path: Path) -> None:
+    """Raise CommandError if ``path`` is an existing file of a model folder.
+
+    Replacing any file of a saved model, such as its weights, breaks it.
+    """
+    from sentiment_lstm.artifact import CONFIG_FILE, WEIGHTS_FILE
+
+    folder = path.parent
+    if (
+        path.exists()
+        and (folder / CONFIG_FILE).is_file()
+        and (folder / WEIGHTS_FILE).is_file()
+    ):
+        raise CommandError(
+            f"--output-json {path} is a file of the model in {folder}, which the "
+            "results would replace; name a new file",
+            usage=True,
+        )
 
 
 def write_output_json(path: Path, text: str) -> None:
@@ -425,7 +445,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         raise CommandError(str(err)) from err
     examples = read.examples
     if args.output_json is not None:
-        reject_output_json_among_data(args.output_json, read.files)
+        vectors = args.pretrained_vectors
+        reject_output_json_among_data(
+            args.output_json, [*read.files, *([vectors] if vectors else [])]
+        )
+        reject_output_json_in_model(args.output_json)
 
     header_printed = False
     folds_done = 0

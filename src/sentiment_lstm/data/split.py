@@ -77,7 +77,8 @@ def _check_part_sizes(
         for part in small
     )
     needed = max(_smallest_total(fractions[part], classes) for part in small)
-    fixes = [f"use at least {needed} reviews"]
+    # A tiny fraction such as 1e-300 needs more reviews than any data set has.
+    fixes = [f"use at least {needed:,} reviews"] if needed <= _MAX_ADVISED_TOTAL else []
     larger = _smallest_fraction(total, classes)
     raised = {**fractions, **{part: larger for part in small}}
     training = total - sum(_part_size(total, value) for value in raised.values())
@@ -150,6 +151,11 @@ def _check_part(
             f"{len(examples) - count} for training, fewer than one of each class; "
             f"{_join_fixes([f'lower {flag}', 'use more reviews', *separate])}"
         )
+
+
+# The most reviews that the split error advises using; a fraction that needs
+# more is too small to be meant, so raising it is the fix that remains.
+_MAX_ADVISED_TOTAL = 10**9
 
 
 def _join_fixes(fixes: list[str]) -> str:
