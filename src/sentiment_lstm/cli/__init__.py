@@ -9,6 +9,7 @@ serving commands start fast.
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import logging
 import os
@@ -43,9 +44,12 @@ SIGHUP_INTERRUPTS = frozenset(("predict", "evaluate", "export", "serve"))
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser for every subcommand."""
+    # Abbreviations are off, so that --lr is an unknown flag rather than a
+    # value for --lr-schedule, the flag it abbreviates.
     parser = argparse.ArgumentParser(
         prog="sentiment-lstm",
         description="Train LSTM sentiment classifiers on reviews and use them.",
+        allow_abbrev=False,
     )
     parser.add_argument(
         "--version", action="version", version=f"%(prog)s {__version__}"
@@ -59,7 +63,27 @@ def build_parser() -> argparse.ArgumentParser:
     # SUPPRESS, so that leaving them out keeps a value given before it.
     for command_parser in subparsers.choices.values():
         _add_logging_options(command_parser, default=argparse.SUPPRESS)
+        command_parser.allow_abbrev = False
     return parser
+
+
+def _reject_unknown_arguments(args: argparse.Namespace, unknown: list[str]) -> None:
+    """Exit with the command's usage for arguments it lacks, naming a close flag."""
+    command_parser = args.command_parser
+    flags = [
+        flag for action in command_parser._actions for flag in action.option_strings
+    ]
+    hints = []
+    for argument in unknown:
+        name = argument.split("=", 1)[0]
+        if name.startswith("--"):
+            close = difflib.get_close_matches(name, flags, n=1, cutoff=0.75)
+            if close:
+                hints.append(f"{name}: did you mean {close[0]}?")
+    message = f"unrecognized arguments: {' '.join(unknown)}"
+    if hints:
+        message += f" ({'; '.join(hints)})"
+    command_parser.error(message)
 
 
 def _add_logging_options(parser: argparse.ArgumentParser, default: object) -> None:
@@ -96,7 +120,9 @@ def configure_logging(verbose: bool, quiet: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _reject_unknown_arguments(args, unknown)
     configure_logging(args.verbose, args.quiet)
     if args.command not in SIGTERM_INTERRUPTS:
         return _run_command(args, interrupts.Termination())
