@@ -566,6 +566,26 @@ def test_pair_folder_missing_partner(trained, tmp_path, capsys):
     assert "found: z.pos; add the missing *.neg file" in err
 
 
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["--lr", "0.01"], "unrecognized arguments: --lr 0.01"),
+        (["--lstm-unit", "8"], "(--lstm-unit: did you mean --lstm-units?)"),
+        (["--max_length", "5"], "(--max_length: did you mean --max-length?)"),
+    ],
+)
+def test_train_unknown_flag(tmp_path, capsys, arguments, expected):
+    # Abbreviations are off, so these are unknown rather than taken as
+    # --lr-schedule or --lstm-units.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--data", str(tmp_path / "x.csv"), *arguments])
+    error = capsys.readouterr().err
+
+    assert exit_info.value.code == 2
+    assert error.startswith("usage: sentiment-lstm train ")
+    assert expected in error
+
+
 def test_predict_json_output_name_rejected(trained, tmp_path, capsys):
     _, model_dir = trained
     output = tmp_path / "scores.json"
