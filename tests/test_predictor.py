@@ -247,6 +247,26 @@ def test_edited_encoder_config_named(tmp_path, exported):
     )
 
 
+@pytest.mark.parametrize("load", ["torch", "export"])
+def test_weights_of_other_shapes_named(tmp_path, load):
+    # Weights from a model of another size fail in PyTorch's load, which
+    # would list the shapes; the digest names the copied file instead.
+    directory = write_model_dir(tmp_path / "model")
+    other = write_model_dir(tmp_path / "other", bidirectional=True)
+    weights = directory / artifact.WEIGHTS_FILE
+    weights.write_bytes((other / artifact.WEIGHTS_FILE).read_bytes())
+
+    with pytest.raises(ArtifactError) as error:
+        if load == "torch":
+            SentimentModel.load(directory, backend="torch")
+        else:
+            export_model(directory)
+
+    assert str(error.value).startswith(
+        f"{weights} is not the file saved with this model: its SHA-256 differs"
+    )
+
+
 def test_empty_onnx_file(unexported):
     (unexported / artifact.ONNX_FILE).write_bytes(b"")
 

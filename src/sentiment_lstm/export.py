@@ -320,6 +320,9 @@ def export_model(
     try:
         module = TorchBackend(config.model, weights).module
     except (ValueError, RuntimeError, KeyError) as err:
+        # Weights copied from another model are named as such, rather than
+        # by PyTorch's list of mismatched shapes.
+        artifact.check_saved_files(directory, config, skip=(artifact.ONNX_FILE,))
         raise artifact.ArtifactError(
             f"{directory / artifact.WEIGHTS_FILE} does not match "
             f"{directory / artifact.CONFIG_FILE}: {err}"

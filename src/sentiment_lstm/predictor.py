@@ -656,6 +656,9 @@ def _load_torch_backend(directory: Path, config: artifact.ArtifactConfig) -> Bac
     try:
         return TorchBackend(config.model, weights)
     except (ValueError, RuntimeError, KeyError) as err:
+        # Weights copied from another model are named as such, rather than
+        # by PyTorch's list of mismatched shapes.
+        artifact.check_saved_files(directory, config, skip=(artifact.ONNX_FILE,))
         raise artifact.ArtifactError(
             f"{directory / artifact.WEIGHTS_FILE} does not match "
             f"{directory / artifact.CONFIG_FILE}: {err}"
