@@ -888,6 +888,26 @@ def test_predict_sigterm_removes_partial_output(
         assert output.read_text() == earlier
 
 
+SIGTERM_AT_EXIT = """
+import atexit, os, signal
+from sentiment_lstm import cli
+
+cli.main = lambda argv=None: 0
+# A signal while Python shuts down, after the command finished.
+atexit.register(lambda: os.kill(os.getpid(), signal.SIGTERM))
+cli.console_main()
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
+def test_signal_after_command_keeps_status():
+    completed = subprocess.run(
+        [sys.executable, "-c", SIGTERM_AT_EXIT], capture_output=True, timeout=60
+    )
+
+    assert completed.returncode == 0
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 @pytest.mark.parametrize("command", ["predict", "evaluate"])
 def test_full_disk_under_stdout(trained, command):

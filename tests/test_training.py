@@ -404,7 +404,12 @@ def test_resume_mismatch_names_flags_and_data(tmp_path):
     def identity(dropout, bidirectional, fingerprint):
         return {
             "model": {"dropout": dropout, "bidirectional": bidirectional},
-            "data": {"fingerprint": fingerprint, "data_files_fingerprint": fingerprint},
+            "data": {
+                "fingerprint": fingerprint,
+                "data_files_fingerprint": fingerprint,
+                # Rows added to the data change the split sizes too.
+                "split_sizes": {"train": 80 if fingerprint == "a" else 81},
+            },
             "embeddings": {"vectors_path": None if fingerprint == "a" else "v.txt"},
         }
 
@@ -434,6 +439,7 @@ def test_resume_mismatch_names_flags_and_data(tmp_path):
     assert "--dropout-keep-prob was 0.5, now 0.7" in message
     assert message.count("the data files (their names or contents) changed") == 1
     assert "--pretrained-vectors was not given, now 'v.txt'" in message
+    assert "split sizes" not in message
     assert "model." not in message
     assert "data." not in message
 

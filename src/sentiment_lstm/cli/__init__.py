@@ -131,6 +131,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_command(args, terminated)
 
 
+def console_main() -> None:
+    """Run the ``sentiment-lstm`` program and exit with the command's status."""
+    status = main()
+    # The command has finished. Python's shutdown can take a second after
+    # PyTorch was used, and a Ctrl-C or SIGTERM then would only turn the
+    # status of a finished run into 130 or 143.
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    sys.exit(status)
+
+
 def _run_command(args: argparse.Namespace, terminated: interrupts.Termination) -> int:
     """Run the chosen subcommand and turn its expected failures into one line."""
     try:
