@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from sentiment_lstm import interrupts
 from sentiment_lstm.data.collector import SKIP_HINT
-from sentiment_lstm.data.columns import choose_columns, record_key
+from sentiment_lstm.data.columns import choose_columns, keys_matching, record_key
 from sentiment_lstm.data.decoding import (
     DecodedText,
     Encoding,
@@ -850,8 +850,7 @@ class _JsonlReader(_Reader):
         if value is None and key in record:
             return "", f"text field {key!r} is null"
         if value is None:
-            normalised = key.strip().lower()
-            similar = [name for name in record if name.strip().lower() == normalised]
+            similar = keys_matching(record, key)
             if similar:
                 listed = ", ".join(repr(name) for name in similar)
                 return "", (

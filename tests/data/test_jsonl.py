@@ -317,3 +317,22 @@ def test_jsonl_field_case_per_record(tmp_path: Path) -> None:
 
     assert [example.text for example in result.examples] == ["good", "dull"]
     assert [example.label for example in result.examples] == [1, 0]
+
+
+def test_jsonl_ambiguous_field_case_named(tmp_path: Path) -> None:
+    path = write_lines(
+        tmp_path / "reviews.jsonl",
+        [
+            '{"Text": "good", "label": 1}',
+            '{"text": "x", "TEXT": "y", "label": 0}',
+        ],
+    )
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(path)
+
+    message = str(excinfo.value)
+    assert "line 2: missing text field 'Text': the keys 'text', 'TEXT' match" in (
+        message
+    )
+    assert "rename all but one of them" in message

@@ -99,9 +99,14 @@ def record_key(record: dict[str, object], name: str) -> str:
     """
     if name in record:
         return name
-    normalised = name.strip().lower()
-    loose = [key for key in record if key.strip().lower() == normalised]
+    loose = keys_matching(record, name)
     return loose[0] if len(loose) == 1 else name
+
+
+def keys_matching(record: dict[str, object], name: str) -> list[str]:
+    """Return the keys of a record that match ``name`` with case and spaces ignored."""
+    normalised = name.strip().lower()
+    return [key for key in record if key.strip().lower() == normalised]
 
 
 class MissingColumnError(DataError):

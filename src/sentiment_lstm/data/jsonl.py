@@ -16,6 +16,7 @@ from sentiment_lstm.data.columns import (
     Columns,
     MissingColumnError,
     choose_columns,
+    keys_matching,
     record_key,
 )
 from sentiment_lstm.data.decoding import (
@@ -126,6 +127,18 @@ def read_jsonl(path: Path, options: ReadOptions, collector: ExampleCollector) ->
     def add(record: _Record, chosen: Columns, line: int) -> None:
         text_key = record_key(record, chosen.text)
         label_key = None if chosen.label is None else record_key(record, chosen.label)
+        for role, key in (("text", text_key), ("label", label_key)):
+            similar = [] if key is None or key in record else keys_matching(record, key)
+            if similar:
+                listed = ", ".join(repr(name) for name in similar)
+                collector.reject(
+                    source,
+                    line,
+                    f"missing {role} field {key!r}: the keys {listed} match it "
+                    "when case is ignored, so none is used",
+                    f"rename all but one of them, or use {SKIP_HINT}",
+                )
+                return
         for field in (text_key, label_key):
             if field in record.repeated_keys:
                 collector.reject(
