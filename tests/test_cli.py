@@ -899,6 +899,38 @@ cli.console_main()
 """
 
 
+INTERRUPT_WHILE_IMPORTING_CLI = """
+import os, signal, sys
+
+
+class InterruptImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == "sentiment_lstm.cli.train":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+
+sys.meta_path.insert(0, InterruptImport())
+from sentiment_lstm.__main__ import run
+
+run()
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
+def test_interrupt_while_importing_cli():
+    completed = subprocess.run(
+        [sys.executable, "-c", INTERRUPT_WHILE_IMPORTING_CLI, "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert completed.returncode == 130
+    assert completed.stderr == "interrupted\n"
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
 def test_signal_after_command_keeps_status():
     completed = subprocess.run(
