@@ -977,3 +977,55 @@ def test_load_earlier_normalizer_keeps_its_ids(tmp_path, caplog):
 def test_loaded_encoder_keeps_shortcut(tmp_path):
     _save_valid(tmp_path)
     assert TextEncoder.load(tmp_path)._ascii is not None
+
+
+def _full_ids(encoder: TextEncoder, text: str) -> list[int]:
+    """Return the ids that tokenizers gives the whole text, truncated."""
+    return encoder._tokenizer.encode(text, add_special_tokens=False).ids
+
+
+@pytest.mark.parametrize(
+    "construct",
+    [
+        "rock'n'roll'n'roll",
+        "<br" + " " * 40 + "/>",
+        "." * 30,
+        "e" + "\u0301" * 30,
+        "caf\u00ad\u00adé",
+    ],
+)
+def test_long_text_prefix_cut(construct):
+    # The first prefix ends inside the construct, with about max_length
+    # tokens before it, so the cut falls on either side of the margin.
+    encoder = _encoder(max_length=400)
+    cut = text_module._LONG_TEXT_CHARS
+    for count in range(395, 425, 3):
+        width = (cut - len(construct)) // count - 1
+        head = ("é" * width + " ") * count
+        head = head.ljust(cut - len(construct) // 2)
+        assert len(head) == cut - len(construct) // 2
+        for rest in ("", " fin" * 2000):
+            text = head + construct + rest
+            assert encoder.encode(text) == _full_ids(encoder, text), (count, rest)
+
+
+def test_long_text_few_tokens():
+    # One long word: no prefix gives enough tokens, so the whole text is read.
+    encoder = _encoder()
+    text = "é" * (5 * text_module._LONG_TEXT_CHARS) + " great"
+
+    assert encoder.encode(text) == _full_ids(encoder, text)
+    assert len(encoder.encode(text)) == 2
+
+
+def test_long_texts_in_batch_keep_order():
+    encoder = _encoder(max_length=20)
+    long_text = "café au lait " * 10_000
+    texts = ["great fun", long_text, "Отличный фильм", long_text[::-1], "dull"]
+
+    batch = encoder.encode_batch(texts)
+    packed = [list(row) for row in encoder.encode_packed(texts * 5)]
+
+    assert batch == [_full_ids(encoder, text) for text in texts]
+    assert packed == batch * 5
+    assert len(batch[1]) == 20

@@ -53,6 +53,15 @@ _PACKED_MIN_TEXTS = 20
 # this bounds that memory to tens of MiB whatever the chunk of texts.
 _PACKED_GROUP_CHARS = 1 << 20
 
+# A text that is not ASCII and longer than this many characters is encoded
+# from a prefix first, because tokenizers takes 10 to 100 bytes a character
+# while the model reads only the first max_length tokens (see _encode_long).
+_LONG_TEXT_CHARS = 1 << 16
+# Tokens past max_length that a prefix must give before its first max_length
+# ids are taken. Cutting a text changes only the last few tokens before the
+# cut: a word, a run of dots or a line-break tag that the cut splits.
+_PREFIX_MARGIN_TOKENS = 16
+
 # Increase when the normaliser, the pre-tokenizer or either file layout changes
 # in a way that would give a saved vocabulary different ids.
 FORMAT_VERSION = 1
@@ -238,7 +247,9 @@ class TextEncoder:
     ``tokenizer.json`` holds this whole pipeline. Texts that are pure ASCII,
     most reviews, are encoded by a few lines of Python with ``re`` or NumPy
     instead, which give the same ids several times faster (see
-    ``_AsciiShortcut``).
+    ``_AsciiShortcut``). Other texts of more than 65,536 characters are
+    encoded from a prefix that gives their first ``config.max_length`` ids
+    (see ``_encode_long``).
     An encoder loaded from files whose pipeline differs from this version's
     runs every text through ``tokenizer.json``.
 
@@ -275,6 +286,7 @@ class TextEncoder:
         self._config = config
         self._tokenizer = _build_tokenizer(checked, config)
         self._ascii: _AsciiShortcut | None = _AsciiShortcut(checked, config)
+        self._untruncated: Tokenizer | None = None
 
     @classmethod
     def build(
@@ -407,13 +419,43 @@ class TextEncoder:
         if self._ascii is not None and text.isascii():
             return self._ascii.encode(text)
         try:
-            encoding = self._tokenizer.encode(text, add_special_tokens=False)
+            return self._encode_one(text)
         except TypeError:
             # tokenizers 0.23 raises TypeError for a str that UTF-8 cannot
             # encode, which here means a lone surrogate.
             (text,) = replace_lone_surrogates([text])
-            encoding = self._tokenizer.encode(text, add_special_tokens=False)
-        return encoding.ids
+            return self._encode_one(text)
+
+    def _encode_one(self, text: str) -> list[int]:
+        if self._ascii is not None and len(text) > _LONG_TEXT_CHARS:
+            return self._encode_long(text)
+        return self._tokenizer.encode(text, add_special_tokens=False).ids
+
+    def _encode_long(self, text: str) -> list[int]:
+        """Return the ids of a long text, from a prefix of it where one suffices.
+
+        The ids are the first ``max_length`` of the whole text's. A prefix
+        that gives ``_PREFIX_MARGIN_TOKENS`` tokens more than that ends past
+        every token that a cut could change, so its first ``max_length`` ids
+        are the text's. Prefixes grow fourfold up to the whole text. Only
+        for this module's own pipeline, whose normaliser and pre-tokenizer
+        look at a few characters around each position.
+
+        Raises:
+            TypeError: If the text has a lone surrogate.
+        """
+        if self._untruncated is None:
+            untruncated = Tokenizer.from_str(self._tokenizer.to_str())
+            untruncated.no_truncation()
+            self._untruncated = untruncated
+        needed = self._config.max_length + _PREFIX_MARGIN_TOKENS
+        size = _LONG_TEXT_CHARS
+        while size < len(text):
+            ids = self._untruncated.encode(text[:size], add_special_tokens=False).ids
+            if len(ids) >= needed:
+                return ids[: self._config.max_length]
+            size *= 4
+        return self._tokenizer.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """Encode many texts at once.
@@ -503,6 +545,23 @@ class TextEncoder:
             self._tokenizer, "encode_batch_fast", self._tokenizer.encode_batch
         )
         ids: list[list[int]] = []
+        if self._ascii is not None and any(
+            len(text) > _LONG_TEXT_CHARS for text in batch
+        ):
+            # Long texts one by one from their prefixes, the rest together.
+            long_rows = [
+                i for i, text in enumerate(batch) if len(text) > _LONG_TEXT_CHARS
+            ]
+            short_rows = [
+                i for i, text in enumerate(batch) if len(text) <= _LONG_TEXT_CHARS
+            ]
+            ids = [[] for _ in batch]
+            for row in long_rows:
+                ids[row] = self.encode(batch[row])
+            short_ids = self._encode_with_tokenizer([batch[row] for row in short_rows])
+            for row, row_ids in zip(short_rows, short_ids, strict=True):
+                ids[row] = row_ids
+            return ids
         for start in range(0, len(batch), _ENCODE_CHUNK_SIZE):
             chunk = batch[start : start + _ENCODE_CHUNK_SIZE]
             try:
@@ -606,6 +665,7 @@ class TextEncoder:
         encoder._vocabulary = vocabulary
         encoder._config = config
         encoder._tokenizer = tokenizer
+        encoder._untruncated = None
         same = _check_pipeline(tokenizer, vocabulary, config, tokenizer_path)
         encoder._ascii = _AsciiShortcut(vocabulary, config) if same else None
         logger.debug(
