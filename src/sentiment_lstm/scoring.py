@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from sentiment_lstm import interrupts
-from sentiment_lstm.data.collector import SKIP_HINT
+from sentiment_lstm.data.collector import SKIP_HINT, TOO_LONG_REASON
 from sentiment_lstm.data.columns import choose_columns, keys_matching, record_key
 from sentiment_lstm.data.decoding import (
     DecodedText,
@@ -117,12 +117,7 @@ EMPTY_LINE = "empty line"
 # The effect of --skip-bad-rows on a row that does not parse, when a file is scored.
 SCORING_SKIP_HINT = "--skip-bad-rows to write such rows in place with their error"
 # The error of a review of a text or JSONL file over the CSV field limit.
-# Tokenizing it would take 10 to 100 bytes a character, and the model reads
-# only the first --max-length tokens anyway.
-TOO_LONG = (
-    f"the review is longer than {FIELD_SIZE_LIMIT:,} characters, the most a "
-    "review may have"
-)
+TOO_LONG = TOO_LONG_REASON
 
 PREVIEW_CHARACTERS = 60
 

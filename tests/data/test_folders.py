@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from sentiment_lstm.data import DataError, ReadOptions, read_examples
+from sentiment_lstm.data import DataError, ReadOptions, read_examples, read_texts
 
 
 def write_reviews(folder: Path, reviews: dict[str, str]) -> None:
@@ -203,3 +203,33 @@ def test_txt_names_that_are_not_files_named(
     assert f"ignored in {tmp_path / 'neg'}, which only uses *.txt files: notes.md" in (
         caplog.text
     )
+
+
+def test_huge_review_file_not_read(tmp_path: Path) -> None:
+    # A sparse file over 4 bytes a character of the limit is kept unscored
+    # without being read.
+    from sentiment_lstm.data.collector import MAX_REVIEW_CHARS, TOO_LONG_REASON
+
+    write_reviews(tmp_path, {"pos/1.txt": "Good fun.", "neg/1.txt": "Awful."})
+    with open(tmp_path / "pos" / "2.txt", "wb") as stream:
+        stream.truncate(4 * MAX_REVIEW_CHARS + 5)
+
+    result = read_texts(tmp_path, ReadOptions(keep_unscored=True))
+
+    assert [example.text for example in result.examples] == ["Awful.", "Good fun."]
+    assert [(row.source[-9:], row.reason) for row in result.unscored] == [
+        ("pos/2.txt", TOO_LONG_REASON)
+    ]
+    with pytest.raises(DataError, match="the review is longer than 16,777,216"):
+        read_examples(tmp_path)
+
+
+def test_long_review_file_unscored(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("sentiment_lstm.data.folders.MAX_REVIEW_CHARS", 20)
+    write_reviews(tmp_path, {"pos/1.txt": "Good fun.", "neg/1.txt": "Awful. " * 10})
+
+    result = read_texts(tmp_path, ReadOptions(keep_unscored=True))
+
+    assert [example.text for example in result.examples] == ["Good fun."]
+    assert result.unscored[0].line == 1
+    assert result.unscored[0].text == ""

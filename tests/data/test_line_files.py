@@ -344,3 +344,15 @@ def test_pair_folder_ignores_subfolders(tmp_path: Path) -> None:
         read_examples(tmp_path)
     with pytest.raises(DataError, match="found: none"):
         read_examples(tmp_path, ReadOptions(format="posneg"))
+
+
+def test_long_line_unscored(tmp_path: Path, monkeypatch) -> None:
+    from sentiment_lstm.data.collector import TOO_LONG_REASON
+
+    monkeypatch.setattr("sentiment_lstm.data.line_files.MAX_REVIEW_CHARS", 20)
+    path = write_pair(tmp_path, b"awful\n" + b"x " * 20 + b"\n", b"good fun\n")
+
+    result = read_texts(path, ReadOptions(keep_unscored=True))
+
+    assert [example.text for example in result.examples] == ["awful", "good fun"]
+    assert [(row.line, row.reason) for row in result.unscored] == [(2, TOO_LONG_REASON)]

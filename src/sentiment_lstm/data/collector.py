@@ -28,6 +28,16 @@ EMPTY_FIX = f"remove the row, or use {SKIP_HINT}"
 # Reason of a review with no text but whitespace.
 EMPTY_REVIEW_REASON = "empty review"
 
+# The most characters a review may have, which is also the CSV field limit.
+# Tokenizing a longer one would take 10 to 100 bytes a character, and the
+# model reads only its first --max-length tokens anyway.
+MAX_REVIEW_CHARS = 16 * 2**20
+TOO_LONG_REASON = (
+    f"the review is longer than {MAX_REVIEW_CHARS:,} characters, the most a "
+    "review may have"
+)
+TOO_LONG_FIX = f"shorten the review, or use {SKIP_HINT}"
+
 # Number of bad rows quoted in the warning when rows are skipped.
 _LOGGED_BAD_ROWS = 5
 

@@ -6,7 +6,12 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sentiment_lstm.data.collector import EMPTY_FIX, SKIP_HINT, ExampleCollector
+from sentiment_lstm.data.collector import (
+    EMPTY_FIX,
+    MAX_REVIEW_CHARS,
+    SKIP_HINT,
+    ExampleCollector,
+)
 from sentiment_lstm.data.columns import Columns, MissingColumnError, choose_columns
 from sentiment_lstm.data.decoding import DecodedText, scan_file
 from sentiment_lstm.data.fields import MISSING, add_record
@@ -117,7 +122,7 @@ def csv_newline(has_line_feed: bool) -> str:
 # The maximum field length the csv module accepts, in characters. Its default
 # of 131,072 is shorter than some reviews; a limit still stops an unclosed
 # quote from reading a whole large file into one field.
-FIELD_SIZE_LIMIT = 16 * 2**20
+FIELD_SIZE_LIMIT = MAX_REVIEW_CHARS
 
 
 def strict_reader(lines: Iterable[str], delimiter: str) -> Any:

@@ -10,7 +10,10 @@ from pathlib import Path
 from sentiment_lstm.data.collector import (
     EMPTY_REVIEW_REASON,
     ENCODING_FIX,
+    MAX_REVIEW_CHARS,
     SKIP_HINT,
+    TOO_LONG_FIX,
+    TOO_LONG_REASON,
     ExampleCollector,
 )
 from sentiment_lstm.data.decoding import (
@@ -72,6 +75,15 @@ def _read_review_file(
     collector.add_file(path)
     source = str(path)
     try:
+        # A character takes at most 4 bytes in UTF-8, so a larger file holds
+        # a review over the limit, and it is not read into memory at all.
+        too_large = path.stat().st_size > 4 * MAX_REVIEW_CHARS + 4
+    except OSError as err:
+        raise DataError(f"{source}: cannot read the file: {err}") from err
+    if too_large:
+        collector.reject_unscorable(source, 1, "", TOO_LONG_REASON, TOO_LONG_FIX)
+        return None
+    try:
         decoded = decode_file(path, log_fallback=False)
     except EncodingError as err:
         # One file of many in another encoding is a bad row like an invalid
@@ -87,6 +99,9 @@ def _read_review_file(
         )
         return decoded.encoding
     text = decoded.text.strip()
+    if len(text) > MAX_REVIEW_CHARS:
+        collector.reject_unscorable(source, 1, "", TOO_LONG_REASON, TOO_LONG_FIX)
+        return decoded.encoding
     if not text:
         collector.reject_unscorable(
             source,

@@ -6,6 +6,9 @@ from sentiment_lstm.data.collector import (
     EMPTY_FIX,
     EMPTY_REVIEW_REASON,
     ENCODING_FIX,
+    MAX_REVIEW_CHARS,
+    TOO_LONG_FIX,
+    TOO_LONG_REASON,
     ExampleCollector,
 )
 from sentiment_lstm.data.decoding import (
@@ -158,6 +161,11 @@ def read_line_file(path: Path, label: int | None, collector: ExampleCollector) -
     if not collector.keep_unscored:
         lines = without_final_blank_lines(lines, source)
     for number, line in enumerate(lines, start=1):
+        if len(line) > MAX_REVIEW_CHARS:
+            collector.reject_unscorable(
+                source, number, "", TOO_LONG_REASON, TOO_LONG_FIX
+            )
+            continue
         reason = invalid_byte_reason(line, decoded)
         if reason is not None:
             collector.reject_unscorable(
