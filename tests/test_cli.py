@@ -931,6 +931,32 @@ def test_interrupt_while_importing_cli():
     assert completed.stderr == "interrupted\n"
 
 
+LATE_INTERRUPT = """
+from sentiment_lstm import cli
+
+
+def main(argv=None):
+    # A second Ctrl-C after the command handled the first one.
+    raise KeyboardInterrupt
+
+
+cli.main = main
+cli.console_main()
+"""
+
+
+def test_late_interrupt_without_traceback():
+    completed = subprocess.run(
+        [sys.executable, "-c", LATE_INTERRUPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert completed.returncode == 130
+    assert "Traceback" not in completed.stderr
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
 def test_signal_after_command_keeps_status():
     completed = subprocess.run(

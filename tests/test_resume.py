@@ -281,14 +281,16 @@ def test_interrupt_after_checkpoint_says_how_to_resume(corpus, tmp_path):
     assert not checkpoint.exists()
 
 
-def test_sigterm_before_first_epoch_removes_folder(corpus, tmp_path):
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_before_first_epoch_removes_folder(corpus, tmp_path, signal_number):
+    # SIGHUP comes when the terminal closes.
     output_dir = tmp_path / "new" / "model"
 
     status, stderr = interrupt_when(
-        train_command(corpus, output_dir), output_dir.exists, signal.SIGTERM
+        train_command(corpus, output_dir), output_dir.exists, signal_number
     )
 
-    assert status == 143
+    assert status == 128 + signal_number
     assert stderr.strip().endswith(
         "interrupted before the first epoch finished; no model was saved"
     )

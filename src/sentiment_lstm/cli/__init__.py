@@ -36,10 +36,13 @@ INTERRUPTED_STATUS = 128 + signal.SIGINT
 SIGTERM_INTERRUPTS = frozenset(
     ("train", "cross-validate", "predict", "evaluate", "export", "serve")
 )
-# Commands in which SIGHUP, sent when their terminal closes, does the same.
-# While serve runs uvicorn, it hands SIGHUP to uvicorn's graceful shutdown
-# like SIGTERM, and the exception follows once uvicorn has stopped.
-SIGHUP_INTERRUPTS = frozenset(("predict", "evaluate", "export", "serve"))
+# Commands in which SIGHUP, sent when their terminal closes, does the same,
+# which is every one: Python's default would end train between writing an
+# epoch's model and its checkpoint. While serve runs uvicorn, it hands
+# SIGHUP to uvicorn's graceful shutdown like SIGTERM, and the exception
+# follows once uvicorn has stopped. A SIGHUP ignored by the parent, as
+# nohup does, stays ignored.
+SIGHUP_INTERRUPTS = SIGTERM_INTERRUPTS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,13 +136,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def console_main() -> None:
     """Run the ``sentiment-lstm`` program and exit with the command's status."""
-    status = main()
-    # The command has finished. Python's shutdown can take a second after
-    # PyTorch was used, and a Ctrl-C or SIGTERM then would only turn the
-    # status of a finished run into 130 or 143.
-    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    try:
+        status = main()
+    except KeyboardInterrupt:
+        # A second Ctrl-C or SIGTERM that arrived after the command had
+        # handled the first one and printed its message, while the signal
+        # handlers were being restored.
+        status = INTERRUPTED_STATUS
+    finally:
+        # The command has finished. Python's shutdown can take a second
+        # after PyTorch was used, and a Ctrl-C or SIGTERM then would only
+        # turn the status of a finished run into 130 or 143.
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), signal.SIG_IGN)
     sys.exit(status)
 
 
