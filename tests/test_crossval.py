@@ -507,21 +507,56 @@ def test_cli_output_json_vectors_file_rejected(tiny_posneg, tmp_path, capsys):
     assert vectors.read_text() == before
 
 
-def test_cli_output_json_model_file_rejected(tiny_posneg, tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("files", "output"),
+    [
+        (["config.json", "model.safetensors"], "model.safetensors"),
+        (["config.json", "model.safetensors"], "model.onnx"),
+        (["config.json", "model.onnx"], "model.onnx"),
+        (["checkpoint.pt"], "checkpoint.pt"),
+        (["checkpoint-member1.pt"], "metrics.json"),
+        (["config.json", "model.safetensors"], "link.json"),
+    ],
+)
+def test_cli_output_json_model_file_rejected(
+    tiny_posneg, tmp_path, capsys, files, output
+):
+    # A serving copy without weights, a model before its export, an
+    # interrupted run, and a link to a model's weights.
     model = tmp_path / "model"
     model.mkdir()
-    (model / "config.json").write_text("{}")
-    (model / "model.safetensors").write_bytes(b"weights")
+    for name in files:
+        (model / name).write_bytes(b"kept")
+    if output == "link.json":
+        (tmp_path / output).symlink_to(model / "model.safetensors")
+        target = tmp_path / output
+    else:
+        target = model / output
+    before = {path.name: path.read_bytes() for path in model.iterdir()}
 
     status = main(
         ["-q", "cross-validate", "--data", str(tiny_posneg), "--folds", "2"]
-        + [*QUICK_FLAGS, "--output-json", str(model / "model.safetensors")]
+        + [*QUICK_FLAGS, "--output-json", str(target)]
     )
 
     captured = capsys.readouterr()
     assert status == 2
-    assert "is a file of the model in" in captured.err
-    assert (model / "model.safetensors").read_bytes() == b"weights"
+    assert "is a file of the model or interrupted run in" in captured.err
+    assert {path.name: path.read_bytes() for path in model.iterdir()} == before
+
+
+def test_cli_output_json_beside_model_allowed(tiny_posneg, tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+
+    status = main(
+        ["-q", "cross-validate", "--data", str(tiny_posneg), "--folds", "2"]
+        + [*QUICK_FLAGS, "--output-json", str(model / "cv.json")]
+    )
+
+    assert status == 0
+    assert json.loads((model / "cv.json").read_text())["complete"] is True
 
 
 def test_cli_failed_run_prints_no_table(tmp_path, capsys):

@@ -30,7 +30,8 @@ from safetensors.numpy import load_file, save_file
 
 from sentiment_lstm import interrupts
 from sentiment_lstm.files import DEFAULT_FILE_MODE, file_sha256, write_text_atomic
-from sentiment_lstm.text import TextEncoder, TextEncoderError
+from sentiment_lstm.text import CONFIG_FILENAME as ENCODER_CONFIG_FILENAME
+from sentiment_lstm.text import TOKENIZER_FILENAME, TextEncoder, TextEncoderError
 
 ARTIFACT_FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -40,6 +41,19 @@ METADATA_FILE = "training.json"
 # as JSON objects.
 METADATA_SECTIONS = ("data", "history", "split", "training")
 ONNX_FILE = "model.onnx"
+# Every file that a model folder may contain; metrics.json is written by
+# training beside the model.
+MODEL_FILE_NAMES = frozenset(
+    (
+        CONFIG_FILE,
+        WEIGHTS_FILE,
+        METADATA_FILE,
+        ONNX_FILE,
+        TOKENIZER_FILENAME,
+        ENCODER_CONFIG_FILENAME,
+        "metrics.json",
+    )
+)
 # Key of config.json that maps the weights, text encoder and ONNX files to
 # their SHA-256. Models saved before it was added lack it and are not checked,
 # and models exported before model.onnx was added to it lack that entry.

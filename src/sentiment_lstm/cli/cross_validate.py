@@ -280,21 +280,27 @@ def reject_output_json_among_data(path: Path, data_files: Sequence[Path]) -> Non
 
 
 def reject_output_json_in_model(path: Path) -> None:
-    """Raise CommandError if ``path`` is an existing file of a model folder.
+    """Raise CommandError if ``path`` is, or would become, a file of a model folder.
 
-    Replacing any file of a saved model, such as its weights, breaks it.
+    A model folder has ``config.json``, and the folder of an interrupted run
+    a checkpoint. Any existing file there, or a new one under a name that a
+    model or run uses, such as ``model.onnx`` before an export, would break
+    it. A symbolic link is followed, because the JSON replaces its target.
     """
-    from sentiment_lstm.artifact import CONFIG_FILE, WEIGHTS_FILE
+    from sentiment_lstm.artifact import CONFIG_FILE, MODEL_FILE_NAMES
 
-    folder = path.parent
-    if (
-        path.exists()
-        and (folder / CONFIG_FILE).is_file()
-        and (folder / WEIGHTS_FILE).is_file()
-    ):
+    target = Path(os.path.realpath(path))
+    folder = target.parent
+    # checkpoint.pt, or checkpoint-member<N>.pt for ensemble members
+    checkpoints = [item for item in folder.glob("checkpoint*.pt") if item.is_file()]
+    if not (folder / CONFIG_FILE).is_file() and not checkpoints:
+        return
+    is_checkpoint = target.name.startswith("checkpoint") and target.suffix == ".pt"
+    if target.exists() or target.name in MODEL_FILE_NAMES or is_checkpoint:
         raise CommandError(
-            f"--output-json {path} is a file of the model in {folder}, which the "
-            "results would replace; name a new file",
+            f"--output-json {path} is a file of the model or interrupted run in "
+            f"{folder}, which the results would replace; name a file outside "
+            "that folder",
             usage=True,
         )
 
