@@ -572,6 +572,12 @@ def test_pair_folder_missing_partner(trained, tmp_path, capsys):
         (["--lr", "0.01"], "unrecognized arguments: --lr 0.01"),
         (["--lstm-unit", "8"], "(--lstm-unit: did you mean --lstm-units?)"),
         (["--max_length", "5"], "(--max_length: did you mean --max-length?)"),
+        (["--arch", "bi"], "(--arch: did you mean --architecture?)"),
+        (["--learning", "1"], "(--learning: did you mean --learning-rate?)"),
+        (
+            ["--embedding", "8"],
+            "did you mean --embeddings, --embedding-size or --embedding-dropout?",
+        ),
     ],
 )
 def test_train_unknown_flag(tmp_path, capsys, arguments, expected):
@@ -584,6 +590,16 @@ def test_train_unknown_flag(tmp_path, capsys, arguments, expected):
     assert exit_info.value.code == 2
     assert error.startswith("usage: sentiment-lstm train ")
     assert expected in error
+
+
+def test_mistyped_required_flag_named(capsys):
+    # argparse reports the missing --model before the unknown --modle.
+    with pytest.raises(SystemExit):
+        main(["predict", "--modle", "m", "great fun"])
+    error = capsys.readouterr().err
+
+    assert "the following arguments are required: --model" in error
+    assert "(--modle: did you mean --model?)" in error
 
 
 def test_predict_json_output_name_rejected(trained, tmp_path, capsys):

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from sentiment_lstm import __version__, interrupts
 from sentiment_lstm.cli import cross_validate, evaluate, export, predict, serve, train
@@ -45,11 +46,36 @@ SIGTERM_INTERRUPTS = frozenset(
 SIGHUP_INTERRUPTS = SIGTERM_INTERRUPTS
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose missing-argument error names mistyped flags.
+
+    argparse reports a required flag such as --model as missing before it
+    reports an unknown one such as --modle, which is often the same flag
+    mistyped.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("the following arguments are required"):
+            unknown = [
+                argument
+                for argument in self.arguments
+                if argument.startswith("--")
+                and argument.split("=", 1)[0] not in self._option_string_actions
+            ]
+            hints = _flag_hints(self, unknown)
+            if hints:
+                message += f" ({hints})"
+        super().error(message)
+
+    # The arguments being parsed, which main() sets.
+    arguments: Sequence[str] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser for every subcommand."""
     # Abbreviations are off, so that --lr is an unknown flag rather than a
     # value for --lr-schedule, the flag it abbreviates.
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sentiment-lstm",
         description="Train LSTM sentiment classifiers on reviews and use them.",
         allow_abbrev=False,
@@ -71,22 +97,48 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _reject_unknown_arguments(args: argparse.Namespace, unknown: list[str]) -> None:
-    """Exit with the command's usage for arguments it lacks, naming a close flag."""
+    """Exit with the command's usage for arguments it lacks, naming close flags."""
     command_parser = args.command_parser
+    message = f"unrecognized arguments: {' '.join(unknown)}"
+    hints = _flag_hints(command_parser, unknown)
+    if hints:
+        message += f" ({hints})"
+    command_parser.error(message)
+
+
+def _flag_hints(parser: argparse.ArgumentParser, arguments: Sequence[str]) -> str:
+    """Return "--x: did you mean --y?" for each unknown long flag with a likely match.
+
+    A flag that a known one starts with, such as --arch, gets up to three
+    such flags; otherwise the closest spelling counts. Suggestions use the
+    hyphenated spellings, not the underscore aliases of the original flags.
+    """
     flags = [
-        flag for action in command_parser._actions for flag in action.option_strings
+        flag
+        for action in parser._actions
+        for flag in action.option_strings
+        if flag.startswith("--") and "_" not in flag
     ]
     hints = []
-    for argument in unknown:
+    for argument in arguments:
         name = argument.split("=", 1)[0]
-        if name.startswith("--"):
-            close = difflib.get_close_matches(name, flags, n=1, cutoff=0.75)
-            if close:
-                hints.append(f"{name}: did you mean {close[0]}?")
-    message = f"unrecognized arguments: {' '.join(unknown)}"
-    if hints:
-        message += f" ({'; '.join(hints)})"
-    command_parser.error(message)
+        if not name.startswith("--"):
+            continue
+        spelled = name.replace("_", "-")
+        if spelled in flags:
+            matches = [spelled]
+        else:
+            # Four letters at least, so that --lr suggests no --lr-schedule.
+            prefixed = [flag for flag in flags if flag.startswith(spelled)]
+            matches = prefixed[:3] if len(spelled) >= 6 else []
+            if not matches:
+                matches = difflib.get_close_matches(spelled, flags, n=1, cutoff=0.75)
+        if len(matches) == 1:
+            hints.append(f"{name}: did you mean {matches[0]}?")
+        elif matches:
+            listed = ", ".join(matches[:-1]) + " or " + matches[-1]
+            hints.append(f"{name}: did you mean {listed}?")
+    return "; ".join(hints)
 
 
 def _add_logging_options(parser: argparse.ArgumentParser, default: object) -> None:
@@ -123,7 +175,9 @@ def configure_logging(verbose: bool, quiet: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the exit status."""
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    _Parser.arguments = arguments
+    args, unknown = parser.parse_known_args(arguments)
     if unknown:
         _reject_unknown_arguments(args, unknown)
     configure_logging(args.verbose, args.quiet)
