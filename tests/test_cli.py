@@ -1830,7 +1830,7 @@ def test_evaluate_split_with_training_options(star_model, capsys):
         ),
         (
             ["--stars", "--text-column", "title"],
-            "--text-column 'title' (training: not given)",
+            "--text-column 'title' (training: 'review', detected)",
         ),
     ],
 )
@@ -1868,6 +1868,20 @@ def test_evaluate_split_detected_columns_not_listed(star_model, capsys):
         captured.err
     )
     assert "--text-column" not in captured.err
+
+
+def test_evaluate_split_unused_skip_flag_not_listed(star_model, capsys):
+    # Neither read skipped a row, so --skip-bad-rows changed no review.
+    data, model_dir = star_model
+
+    status = evaluate_split(
+        model_dir, data, "--stars", "--negative-max-stars", "1", "--skip-bad-rows"
+    )
+    captured = capsys.readouterr()
+
+    assert status == 2
+    assert "--negative-max-stars 1 (training: 2)" in captured.err
+    assert "--skip-bad-rows" not in captured.err
 
 
 def test_training_records_chosen_columns(star_model):

@@ -74,6 +74,7 @@ def read_option_differences(
     saved_columns: dict[str, str | None] | None = None,
     current_columns: dict[str, str | None] | None = None,
     compare_format: bool = True,
+    skipped_rows: bool = True,
 ) -> list[str]:
     """Describe each read option that differs from the saved one.
 
@@ -90,6 +91,8 @@ def read_option_differences(
         current_columns: The columns chosen by this read, if any.
         compare_format: Whether to compare the data format, which differs by
             itself when the data files differ.
+        skipped_rows: Whether either read skipped bad rows; if neither did,
+            ``--skip-bad-rows`` changed nothing and is not compared.
 
     Returns:
         One phrase per option, such as ``--negative-max-stars 3 (training: 2)``.
@@ -99,6 +102,8 @@ def read_option_differences(
         if name not in saved:
             continue
         if name == "format" and not compare_format:
+            continue
+        if name == "skip_bad_rows" and not skipped_rows:
             continue
         if name in _STAR_OPTIONS and not (saved.get("stars") and current.get("stars")):
             continue
@@ -120,9 +125,11 @@ def read_option_differences(
                 else f"no {flag} (training: with it)"
             )
         else:
-            differences.append(
-                f"{flag} {_show(name, now)} (training: {_show(name, before)})"
-            )
+            shown = _show(name, before)
+            if role is not None and before is None and saved_columns is not None:
+                # The column that training detected.
+                shown = f"{saved_columns.get(role)!r}, detected"
+            differences.append(f"{flag} {_show(name, now)} (training: {shown})")
     return differences
 
 

@@ -207,6 +207,7 @@ def _model_split_part(
                 saved_columns=data.get("columns"),
                 current_columns=read.columns,
                 compare_format=same_files,
+                skipped_rows=bool(read.bad_rows) or bool(data.get("bad_rows_skipped")),
             )
             raise CommandError(
                 _changed_read(args.split, differences, same_files), usage=True
