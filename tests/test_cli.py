@@ -592,6 +592,20 @@ def test_train_unknown_flag(tmp_path, capsys, arguments, expected):
     assert expected in error
 
 
+def test_predict_review_starting_with_dash(trained, capsys):
+    _, model_dir = trained
+
+    with pytest.raises(SystemExit):
+        main(["predict", "--model", str(model_dir), "-great"])
+    error = capsys.readouterr().err
+    status = main(["predict", "--model", str(model_dir), "--", "-great"])
+    output = capsys.readouterr().out
+
+    assert "unrecognized arguments: -great; put -- before reviews" in error
+    assert status == 0
+    assert '"-great"' in output
+
+
 def test_mistyped_required_flag_named(capsys):
     # argparse reports the missing --model before the unknown --modle.
     with pytest.raises(SystemExit):

@@ -103,6 +103,8 @@ def _reject_unknown_arguments(args: argparse.Namespace, unknown: list[str]) -> N
     hints = _flag_hints(command_parser, unknown)
     if hints:
         message += f" ({hints})"
+    if args.command == "predict" and any(item.startswith("-") for item in unknown):
+        message += "; put -- before reviews that start with -, as in -- '-5 stars'"
     command_parser.error(message)
 
 
