@@ -546,9 +546,11 @@ def test_cli_output_json_model_file_rejected(
 
 
 def test_cli_output_json_beside_model_allowed(tiny_posneg, tmp_path):
+    # An earlier results file there is replaced.
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text("{}")
+    (model / "cv.json").write_text("{}")
 
     status = main(
         ["-q", "cross-validate", "--data", str(tiny_posneg), "--folds", "2"]

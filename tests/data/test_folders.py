@@ -208,7 +208,7 @@ def test_txt_names_that_are_not_files_named(
 def test_huge_review_file_not_read(tmp_path: Path) -> None:
     # A sparse file over 4 bytes a character of the limit is kept unscored
     # without being read.
-    from sentiment_lstm.data.collector import MAX_REVIEW_CHARS, TOO_LONG_REASON
+    from sentiment_lstm.data.collector import MAX_REVIEW_CHARS
 
     write_reviews(tmp_path, {"pos/1.txt": "Good fun.", "neg/1.txt": "Awful."})
     with open(tmp_path / "pos" / "2.txt", "wb") as stream:
@@ -217,10 +217,12 @@ def test_huge_review_file_not_read(tmp_path: Path) -> None:
     result = read_texts(tmp_path, ReadOptions(keep_unscored=True))
 
     assert [example.text for example in result.examples] == ["Awful.", "Good fun."]
-    assert [(row.source[-9:], row.reason) for row in result.unscored] == [
-        ("pos/2.txt", TOO_LONG_REASON)
-    ]
-    with pytest.raises(DataError, match="the review is longer than 16,777,216"):
+    assert [row.source[-9:] for row in result.unscored] == ["pos/2.txt"]
+    assert result.unscored[0].reason == (
+        "the file has more than 67,108,868 bytes, more than a review of "
+        "16,777,216 characters can take, so it is not read"
+    )
+    with pytest.raises(DataError, match="the file has more than 67,108,868 bytes"):
         read_examples(tmp_path)
 
 

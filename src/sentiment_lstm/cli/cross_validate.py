@@ -283,9 +283,10 @@ def reject_output_json_in_model(path: Path) -> None:
     """Raise CommandError if ``path`` is, or would become, a file of a model folder.
 
     A model folder has ``config.json``, and the folder of an interrupted run
-    a checkpoint. Any existing file there, or a new one under a name that a
-    model or run uses, such as ``model.onnx`` before an export, would break
-    it. A symbolic link is followed, because the JSON replaces its target.
+    a checkpoint. A file there under a name that a model or run uses, even a
+    new one such as ``model.onnx`` before an export, would break it; other
+    names, such as an earlier results JSON, are allowed. A symbolic link is
+    followed, because the JSON replaces its target.
     """
     from sentiment_lstm.artifact import CONFIG_FILE, MODEL_FILE_NAMES
 
@@ -296,7 +297,7 @@ def reject_output_json_in_model(path: Path) -> None:
     if not (folder / CONFIG_FILE).is_file() and not checkpoints:
         return
     is_checkpoint = target.name.startswith("checkpoint") and target.suffix == ".pt"
-    if target.exists() or target.name in MODEL_FILE_NAMES or is_checkpoint:
+    if target.name in MODEL_FILE_NAMES or is_checkpoint:
         raise CommandError(
             f"--output-json {path} is a file of the model or interrupted run in "
             f"{folder}, which the results would replace; name a file outside "
@@ -405,6 +406,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
     if args.output_json is not None:
         check_output_json(args.output_json)
+        reject_output_json_in_model(args.output_json)
     if args.required_acc_checkpoint is not None:
         logger.warning(
             "--required-acc-checkpoint %g is ignored: cross-validate saves no "
@@ -455,7 +457,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         reject_output_json_among_data(
             args.output_json, [*read.files, *([vectors] if vectors else [])]
         )
-        reject_output_json_in_model(args.output_json)
 
     header_printed = False
     folds_done = 0

@@ -81,7 +81,15 @@ def _read_review_file(
     except OSError as err:
         raise DataError(f"{source}: cannot read the file: {err}") from err
     if too_large:
-        collector.reject_unscorable(source, 1, "", TOO_LONG_REASON, TOO_LONG_FIX)
+        collector.reject_unscorable(
+            source,
+            1,
+            "",
+            f"the file has more than {4 * MAX_REVIEW_CHARS + 4:,} bytes, more "
+            f"than a review of {MAX_REVIEW_CHARS:,} characters can take, so it "
+            "is not read",
+            TOO_LONG_FIX,
+        )
         return None
     try:
         decoded = decode_file(path, log_fallback=False)
