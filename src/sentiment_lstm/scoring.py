@@ -1376,6 +1376,29 @@ def _scoring_runtime() -> Iterator[None]:
                     gc.enable()
 
 
+def score_in_chunks(
+    texts: Sequence[str],
+    chunk_size: int,
+    score: Callable[[Sequence[str]], T],
+    bar: Any = None,
+) -> list[T]:
+    """Return ``score`` of each chunk of ``chunk_size`` texts, advancing ``bar``.
+
+    The bar, from :func:`progress_bar` or None, is closed at the end.
+    """
+    results = []
+    try:
+        for start in range(0, len(texts), chunk_size):
+            chunk = texts[start : start + chunk_size]
+            results.append(score(chunk))
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
+    return results
+
+
 def progress_bar(progress: bool | None, total: int | None = None) -> Any:
     """Return a tqdm bar of scored rows on stderr, or None when hidden.
 

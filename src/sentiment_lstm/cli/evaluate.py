@@ -302,19 +302,14 @@ def _score(model: Any, examples: list[Any], args: argparse.Namespace) -> Any:
     """Return P(positive) per example, with a progress bar on a terminal."""
     import numpy as np
 
-    from sentiment_lstm.scoring import progress_bar
+    from sentiment_lstm.scoring import progress_bar, score_in_chunks
 
     texts = [example.text for example in examples]
     show = None if args.progress and not args.quiet else False
-    bar = progress_bar(show, total=len(texts))
-    chunks = []
-    try:
-        for start in range(0, len(texts), SCORING_CHUNK_REVIEWS):
-            chunk = texts[start : start + SCORING_CHUNK_REVIEWS]
-            chunks.append(model.predict_proba(chunk, batch_size=args.batch_size))
-            if bar is not None:
-                bar.update(len(chunk))
-    finally:
-        if bar is not None:
-            bar.close()
+    chunks = score_in_chunks(
+        texts,
+        SCORING_CHUNK_REVIEWS,
+        lambda chunk: model.predict_proba(chunk, batch_size=args.batch_size),
+        progress_bar(show, total=len(texts)),
+    )
     return np.concatenate(chunks) if chunks else np.zeros(0)

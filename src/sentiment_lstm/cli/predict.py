@@ -390,23 +390,19 @@ def _predict_with_progress(model: Any, read: Any, args: argparse.Namespace):
     The bar counts every result to be written, the reviews left unscored by
     the read included, as score_file counts rows.
     """
-    from sentiment_lstm.scoring import progress_bar
+    from sentiment_lstm.scoring import progress_bar, score_in_chunks
 
     texts = [example.text for example in read.examples]
     bar = progress_bar(_progress_setting(args), total=len(texts) + len(read.unscored))
-    predictions = []
-    try:
-        if bar is not None:
-            bar.update(len(read.unscored))
-        for start in range(0, len(texts), args.chunk_size):
-            chunk = texts[start : start + args.chunk_size]
-            predictions.extend(model.predict(chunk, batch_size=args.batch_size))
-            if bar is not None:
-                bar.update(len(chunk))
-    finally:
-        if bar is not None:
-            bar.close()
-    return predictions
+    if bar is not None:
+        bar.update(len(read.unscored))
+    chunks = score_in_chunks(
+        texts,
+        args.chunk_size,
+        lambda chunk: model.predict(chunk, batch_size=args.batch_size),
+        bar,
+    )
+    return [prediction for chunk in chunks for prediction in chunk]
 
 
 def _require_posneg_partner(path: Path) -> None:
