@@ -111,8 +111,8 @@ def _reject_unknown_arguments(args: argparse.Namespace, unknown: list[str]) -> N
 def _flag_hints(parser: argparse.ArgumentParser, arguments: Sequence[str]) -> str:
     """Return "--x: did you mean --y?" for each unknown long flag with a likely match.
 
-    A flag that a known one starts with, such as --arch, gets up to three
-    such flags; otherwise the closest spelling counts. Suggestions use the
+    An unknown flag gets up to three known flags that start with it, such as
+    --architecture for --arch, or else the closest spelling. Suggestions use the
     hyphenated spellings, not the underscore aliases of the original flags.
     """
     flags = [

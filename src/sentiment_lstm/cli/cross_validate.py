@@ -283,8 +283,8 @@ def reject_output_json_in_model(path: Path) -> None:
     """Raise CommandError if ``path`` is, or would become, a file of a model folder.
 
     A model folder has ``config.json``, and the folder of an interrupted run
-    a checkpoint. A file there under a name that a model or run uses, even a
-    new one such as ``model.onnx`` before an export, would break it; other
+    a checkpoint. A file there under a name that a model or run uses would
+    break it, even a new one such as ``model.onnx`` before an export. Other
     names, such as an earlier results JSON, are allowed. A symbolic link is
     followed, because the JSON replaces its target.
     """

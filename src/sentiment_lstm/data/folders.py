@@ -75,8 +75,8 @@ def _read_review_file(
     collector.add_file(path)
     source = str(path)
     try:
-        # A character takes at most 4 bytes in UTF-8, so a larger file holds
-        # a review over the limit, and it is not read into memory at all.
+        # A character takes at most 4 bytes in UTF-8, so a larger file cannot
+        # contain a review within the limit, and it is not read at all.
         too_large = path.stat().st_size > 4 * MAX_REVIEW_CHARS + 4
     except OSError as err:
         raise DataError(f"{source}: cannot read the file: {err}") from err
