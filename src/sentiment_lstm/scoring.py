@@ -53,6 +53,8 @@ from sentiment_lstm.data.decoding import (
     DecodedText,
     Encoding,
     invalid_byte_reason,
+    log_carriage_return_line_ends,
+    open_text,
     scan_file,
     warn_about_carriage_returns,
 )
@@ -564,18 +566,9 @@ def _open_input(path: Path, data_format: str, scan: _InputScan, source: str) -> 
     if data_format in ("csv", "tsv") and scan.carriage_returns_only:
         newline = ""
     elif data_format in ("lines", "jsonl") and scan.carriage_returns_only:
-        logger.info(
-            "%s has no \\n line ends but has \\r, so its lines are split at "
-            "\\r (old Mac OS line ends)",
-            source,
-        )
+        log_carriage_return_line_ends(source)
         newline = "\r"
-    try:
-        return open(
-            path, encoding=encoding.name, errors=encoding.errors, newline=newline
-        )
-    except OSError as err:
-        raise DataError(f"{source}: cannot read the file: {err}") from err
+    return open_text(path, encoding, newline, source)
 
 
 class _Reader:

@@ -11,6 +11,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from sentiment_lstm.data.records import DataError
 
@@ -362,6 +363,29 @@ def scan_file(path: Path, source: str | None = None) -> EncodingScan:
     return scan
 
 
+def open_text(path: Path, encoding: Encoding, newline: str, source: str) -> TextIO:
+    """Open a file for reading in the encoding that its scan chose.
+
+    Raises:
+        DataError: If the file cannot be opened.
+    """
+    try:
+        return open(
+            path, encoding=encoding.name, errors=encoding.errors, newline=newline
+        )
+    except OSError as err:
+        raise DataError(f"{source}: cannot read the file: {err}") from err
+
+
+def log_carriage_return_line_ends(source: str) -> None:
+    """Log that a file's lines are split at "\\r", since it has no "\\n"."""
+    logger.info(
+        "%s has no \\n line ends but has \\r, so its lines are split at \\r "
+        "(old Mac OS line ends)",
+        source,
+    )
+
+
 def decode_file(path: Path, *, log_fallback: bool = True) -> DecodedText:
     """Read a file and decode it as a whole.
 
@@ -474,11 +498,7 @@ def split_line_file(text: str, source: str) -> list[str]:
                 sum("\r" in line.strip() for line in lines), source
             )
         return lines
-    logger.info(
-        "%s has no \\n line ends but has \\r, so its lines are split at \\r "
-        "(old Mac OS line ends)",
-        source,
-    )
+    log_carriage_return_line_ends(source)
     lines = text.split("\r")
     if lines[-1] == "":
         lines.pop()

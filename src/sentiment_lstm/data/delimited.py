@@ -13,7 +13,7 @@ from sentiment_lstm.data.collector import (
     ExampleCollector,
 )
 from sentiment_lstm.data.columns import Columns, MissingColumnError, choose_columns
-from sentiment_lstm.data.decoding import DecodedText, scan_file
+from sentiment_lstm.data.decoding import DecodedText, open_text, scan_file
 from sentiment_lstm.data.fields import MISSING, add_record
 from sentiment_lstm.data.labels import LabelError, parse_label
 from sentiment_lstm.data.records import DataError, ReadOptions
@@ -49,16 +49,8 @@ def read_delimited(
     encoding = scan.result()
     # invalid_byte_reason reads only the encoding and errors of a DecodedText.
     decoded = DecodedText("", encoding.name, encoding.errors)
-    try:
-        stream = open(
-            path,
-            encoding=encoding.name,
-            errors=encoding.errors,
-            newline=csv_newline(scan.has_line_feed),
-        )
-    except OSError as err:
-        raise DataError(f"{source}: cannot read the file: {err}") from err
-    with stream:
+    newline = csv_newline(scan.has_line_feed)
+    with open_text(path, encoding, newline, source) as stream:
         reader = strict_reader(stream, delimiter)
         header, columns = read_header(reader, options, source)
         collector.columns = {"text": columns.text, "label": columns.label}

@@ -23,10 +23,12 @@ from sentiment_lstm.data.decoding import (
     DecodedText,
     Encoding,
     invalid_byte_reason,
+    log_carriage_return_line_ends,
+    open_text,
     scan_file,
 )
 from sentiment_lstm.data.fields import MISSING, add_record, json_type_name
-from sentiment_lstm.data.records import DataError, ReadOptions
+from sentiment_lstm.data.records import ReadOptions
 
 logger = logging.getLogger(__name__)
 
@@ -228,19 +230,9 @@ def _lines(
     cannot contain one unescaped.
     """
     if carriage_returns_only:
-        logger.info(
-            "%s has no \\n line ends but has \\r, so its lines are split at "
-            "\\r (old Mac OS line ends)",
-            source,
-        )
+        log_carriage_return_line_ends(source)
     newline = "\r" if carriage_returns_only else "\n"
-    try:
-        stream = open(
-            path, encoding=encoding.name, errors=encoding.errors, newline=newline
-        )
-    except OSError as err:
-        raise DataError(f"{source}: cannot read the file: {err}") from err
-    with stream:
+    with open_text(path, encoding, newline, source) as stream:
         for line in stream:
             line = line.removesuffix(newline)
             yield line.removesuffix("\r") if newline == "\n" else line
