@@ -811,10 +811,10 @@ class _JsonlReader(_Reader):
                 f"rename that key, or use {SCORING_SKIP_HINT}",
             )
             return None
-        if self._text_key is None:
+        if text_key is None:
             keys = ", ".join(repr(key) for key in record) or "none"
             return "", f"no text field among the keys: {keys}"
-        return self._text_of(record, line)
+        return self._text_of(record, text_key, line)
 
     def _choose_text_key(self, record: dict[str, Any], number: int) -> str:
         columns = choose_columns(
@@ -825,15 +825,16 @@ class _JsonlReader(_Reader):
         )
         return columns.text
 
-    def _text_of(self, record: dict[str, Any], line: str) -> tuple[str, str | None]:
-        """Return the review of a record and why it cannot be scored, or None.
+    def _text_of(
+        self, record: dict[str, Any], key: str, line: str
+    ) -> tuple[str, str | None]:
+        """Return the review under ``key`` and why it cannot be scored, or None.
 
         Only bytes of the line itself are invalid. A NUL that the JSON escape
         \\u0000 gives is text, which the HTTP service scores too, and a lone
         surrogate from an escape is encoded as U+FFFD, as in a file whose
         bytes are all valid.
         """
-        key = record_key(record, self._text_key)
         value = record.get(key)
         if value is None and key in record:
             return "", f"text field {key!r} is null"
