@@ -125,11 +125,13 @@ def read_option_differences(
                 else f"no {flag} (training: with it)"
             )
         else:
-            shown = _show(name, before)
+            training_value = _show(name, before)
             if role is not None and before is None and saved_columns is not None:
                 # The column that training detected.
-                shown = f"{saved_columns.get(role)!r}, detected"
-            differences.append(f"{flag} {_show(name, now)} (training: {shown})")
+                training_value = f"{saved_columns.get(role)!r}, detected"
+            differences.append(
+                f"{flag} {_show(name, now)} (training: {training_value})"
+            )
     return differences
 
 

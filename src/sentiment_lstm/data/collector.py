@@ -28,7 +28,7 @@ EMPTY_FIX = f"remove the row, or use {SKIP_HINT}"
 # Reason of a review with no text but whitespace.
 EMPTY_REVIEW_REASON = "empty review"
 
-# The most characters a review may have, which is also the CSV field limit.
+# The maximum length of a review in characters, also the CSV field limit.
 # Tokenizing a longer one would take 10 to 100 bytes a character, and the
 # model reads only its first --max-length tokens anyway.
 MAX_REVIEW_CHARS = 16 * 2**20

@@ -225,9 +225,9 @@ def _lines(
     """Yield the lines of a JSON Lines file without their line ends.
 
     Lines end at "\\n", with the "\\r" of CRLF removed. A file without any
-    "\\n" but with "\\r" has old Mac OS line ends and is split at "\\r";
-    elsewhere a "\\r" is whitespace between JSON tokens, since a JSON string
-    cannot contain one unescaped.
+    "\\n" but with "\\r" has old Mac OS line ends and is split at "\\r".
+    Elsewhere a "\\r" is whitespace between JSON tokens, because a JSON
+    string cannot contain one unescaped.
     """
     if carriage_returns_only:
         log_carriage_return_line_ends(source)

@@ -153,8 +153,8 @@ def _check_part(
         )
 
 
-# The most reviews that the split error advises using; a fraction that needs
-# more is too small to be meant, so raising it is the fix that remains.
+# The maximum number of reviews that the split error advises using. A fraction
+# that needs more is too small to be meant, so raising it is the fix left.
 _MAX_ADVISED_TOTAL = 10**9
 
 
