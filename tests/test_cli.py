@@ -616,6 +616,26 @@ def test_mistyped_required_flag_named(capsys):
     assert "(--modle: did you mean --model?)" in error
 
 
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["train", "--version"], "required: --data (--version: put it before"),
+        (
+            ["predict", "--model", "m", "--version"],
+            "unrecognized arguments: --version (--version: put it before the "
+            "command, as in sentiment-lstm --version)\n",
+        ),
+    ],
+)
+def test_version_after_command(capsys, arguments, expected):
+    with pytest.raises(SystemExit) as exit_info:
+        main(arguments)
+    error = capsys.readouterr().err
+
+    assert exit_info.value.code == 2
+    assert expected in error
+
+
 def test_predict_json_output_name_rejected(trained, tmp_path, capsys):
     _, model_dir = trained
     output = tmp_path / "scores.json"

@@ -313,13 +313,56 @@ def test_bad_row_skipped(model, tmp_path):
     summary = score_file(model, source, tmp_path / "out.csv", options=SKIP_BAD_ROWS)
     rows = read_csv(tmp_path / "out.csv")
 
-    assert [row["id"] for row in rows] == ["1", "", "3"]
-    assert rows[1]["text"] == ""
+    assert [row["id"] for row in rows] == ["1", "2", "3"]
+    assert rows[1]["text"] == "dull"
     assert rows[1]["positive"] == ""
-    assert rows[1]["error"] == "line 3: expected 2 fields as in the header, found 3"
+    assert rows[1]["error"] == (
+        "line 3: expected 2 fields as in the header, found 3; the field past the "
+        'last column: ["extra"]'
+    )
     assert rows[2]["positive"] != ""
     assert summary.unparsed == 1
     assert summary.unscored == 1
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_rows_of_other_widths_keep_their_fields(model, tmp_path, suffix):
+    source = tmp_path / "in.tsv"
+    source.write_text(
+        "id\ttext\tsource\n1\tgreat fun\tweb\n2\tshort\n"
+        '3\tdull\tapp\t"a\tb"\tc, d\n4\tfine\tapp\n'
+    )
+    output = tmp_path / f"out{suffix}"
+
+    summary = score_file(model, source, output, options=SKIP_BAD_ROWS)
+    if suffix == ".csv":
+        rows = read_csv(output)
+    else:
+        rows = [json.loads(line) for line in output.read_text().splitlines()]
+
+    assert [(row["id"], row["text"], row["source"]) for row in rows] == [
+        ("1", "great fun", "web"),
+        ("2", "short", ""),
+        ("3", "dull", "app"),
+        ("4", "fine", "app"),
+    ]
+    assert rows[1]["error"] == "line 3: expected 3 fields as in the header, found 2"
+    assert rows[2]["error"] == (
+        "line 4: expected 3 fields as in the header, found 5; the fields past "
+        'the last column: ["a\\tb", "c, d"]'
+    )
+    assert summary.unparsed == 2
+
+
+def test_record_that_does_not_parse_keeps_no_fields(model, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text('id,text\n1,"great" fun\n2,dull\n')
+
+    score_file(model, source, tmp_path / "out.csv", options=SKIP_BAD_ROWS)
+    rows = read_csv(tmp_path / "out.csv")
+
+    assert [(row["id"], row["text"]) for row in rows] == [("", ""), ("2", "dull")]
+    assert rows[0]["error"].startswith("line 2: invalid record")
 
 
 def test_one_row_warnings_singular(model, tmp_path, caplog):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gzip
 import inspect
 import json
@@ -27,6 +28,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from sentiment_lstm.cli import build_parser, main
+from sentiment_lstm.cli.serve import _bind_error
 from sentiment_lstm.export import export_model
 from sentiment_lstm import http_protocol
 from sentiment_lstm.http_protocol import limited_protocol
@@ -1043,6 +1045,37 @@ def test_shutdown_does_not_wait_for_stalled_body(model_dir, tmp_path):
     assert "Traceback" not in text
 
 
+def test_second_interrupt_stops_at_once_without_traceback(model_dir, tmp_path):
+    log = tmp_path / "server.log"
+    with running_server(model_dir, log) as (process, url):
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as connection:
+            connection.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+            )
+            time.sleep(0.5)
+            started = time.monotonic()
+            # The first Ctrl-C waits up to 5 s for the stalled request; the
+            # second one stops the server without waiting.
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.2)
+            process.send_signal(signal.SIGINT)
+            status = process.wait(timeout=30)
+            stopped_after = time.monotonic() - started
+            connection.settimeout(10)
+            status_line, error = split_response(read_response(connection))
+    text = log.read_text()
+
+    assert status == 130
+    assert stopped_after < 4
+    assert status_line == b"HTTP/1.1 503 Service Unavailable"
+    assert "second Ctrl-C" in error["detail"]
+    assert "Traceback" not in text
+    assert "Error" not in text
+    assert text.rstrip().endswith("interrupted")
+
+
 def test_sighup_shuts_down_gracefully(model_dir, tmp_path):
     log = tmp_path / "server.log"
     with running_server(model_dir, log) as (process, url):
@@ -1813,10 +1846,55 @@ def test_port_in_use_exits(model_dir):
         )
 
     assert result.returncode == 1
-    last_line = result.stderr.strip().splitlines()[-1]
-    assert f"could not start on 127.0.0.1:{port}" in last_line
-    assert "--port" in last_line
-    assert "address already in use" in result.stderr
+    # The one line of the error, before uvicorn starts.
+    assert result.stderr == (
+        f"sentiment-lstm serve: error: cannot listen on 127.0.0.1:{port}: the "
+        "address is already in use; choose another port with --port, or stop the "
+        "program that listens on it\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        # A documentation address (RFC 5737) that no interface here has.
+        (
+            "192.0.2.7",
+            "cannot listen on 192.0.2.7:{port}: 192.0.2.7 is not an address of "
+            "this machine; choose another --host, such as 127.0.0.1",
+        ),
+        # A name that fails before any lookup: its first label is too long.
+        (
+            "a" * 64 + ".example",
+            "cannot find the address of --host '" + "a" * 64 + ".example' (",
+        ),
+    ],
+)
+def test_unusable_host_exits(model_dir, host, expected):
+    port = free_port()
+    result = subprocess.run(
+        serve_command(model_dir, port, "--host", host),
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_SECONDS,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "sentiment-lstm serve: error: " + expected.format(port=port)
+    )
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_privileged_port_error_names_the_fix():
+    error = OSError(errno.EACCES, "Permission denied")
+
+    message = _bind_error(("0.0.0.0", 80), 80, error)
+
+    assert message == (
+        "cannot listen on 0.0.0.0:80: permission denied, because ports below 1024 "
+        "need administrator rights; choose a --port of 1024 or above"
+    )
 
 
 def test_bad_port_rejected(model_dir):

@@ -276,7 +276,7 @@ def score_file(
         raise ValueError(
             f"JSONL input {source} cannot be written as {output_format}, "
             "because its records may have different keys; write JSONL output "
-            "(an .jsonl output path or --format jsonl)"
+            "(a .jsonl output path or --format jsonl)"
         )
 
     scan = _scan_input(input_path, source)
@@ -433,8 +433,9 @@ class _BadRows:
     """Rows that do not parse: raised at once, or counted with ``skip_bad_rows``.
 
     With ``skip_bad_rows`` the reader writes each such row in its place, with
-    :attr:`last_reason` as its error and empty fields, unless it is a JSONL
-    record that parsed.
+    :attr:`last_reason` as its error. Its fields are empty, unless it is a
+    JSONL record that parsed or a CSV or TSV row of another number of fields
+    than the header, whose fields are kept.
     """
 
     def __init__(self, source: str, skip: bool) -> None:
@@ -631,9 +632,27 @@ class _DelimitedReader(_Reader):
         text_index = self._text_index
         width = len(self.fields)
 
-        def reject(line: int, reason: str, fix: str, *, lines: int = 1) -> None:
+        def reject(
+            line: int,
+            reason: str,
+            fix: str,
+            *,
+            lines: int = 1,
+            fields: list[str] | None = None,
+        ) -> None:
             self.bad_rows.reject(line, reason, fix, lines=lines)
-            chunk.add(line, [""] * width, "", self.bad_rows.last_reason)
+            error = self.bad_rows.last_reason
+            # A row of another width keeps its fields in the header's columns,
+            # and those past the last column in its error.
+            row = list(fields or ())[:width]
+            if fields is not None and len(fields) > width:
+                extra = fields[width:]
+                error += (
+                    f"; the field{'s' if len(extra) > 1 else ''} past the last "
+                    f"column: {json.dumps(extra, ensure_ascii=False)}"
+                )
+            row += [""] * (width - len(row))
+            chunk.add(line, row, "", error, sum(map(len, row)))
 
         rows = parsed_rows(
             self._csv, width, self._delimiter, self.source, reject, keep_empty=True

@@ -418,7 +418,8 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_with_status)
         except asyncio.CancelledError:
             # uvicorn cancels the requests still in progress when its shutdown
-            # timeout ends; nothing else cancels a request's task.
+            # timeout ends, and the end of the event loop cancels them after a
+            # second Ctrl-C; nothing else cancels a request's task.
             if status is not None:
                 raise
             status = 503
@@ -442,8 +443,9 @@ class MetricsMiddleware:
 async def _send_shutdown_error(scope: Scope, send: Send) -> None:
     """Send 503 for a request that the server cancelled as it shut down."""
     detail = (
-        "server shutting down: the request did not finish within the shutdown "
-        "timeout (--shutdown-timeout); send it again once the server is back"
+        "server shutting down: the request was cancelled before it finished, "
+        "after the shutdown timeout (--shutdown-timeout) or at once on a "
+        "second Ctrl-C; send it again once the server is back"
     )
     logger.warning(
         "%s %s from %s cancelled with 503: %s",

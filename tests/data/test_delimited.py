@@ -114,6 +114,23 @@ def test_other_separator_named(
     assert message.endswith(expected)
 
 
+@pytest.mark.parametrize("name", ["reviews.csv", "reviews.tsv"])
+@pytest.mark.parametrize(
+    "first", ['{"text": "great film", "label": 1}', ' {"text": "great film"} ']
+)
+def test_json_lines_under_another_name(tmp_path: Path, name: str, first: str) -> None:
+    path = write(tmp_path / name, first + '\n{"text": "dull film", "label": 0}\n')
+
+    with pytest.raises(DataError) as raised:
+        read_examples(path)
+
+    assert str(raised.value) == (
+        f"{path} line 1: the header row looks like a JSON object, so the file "
+        "seems to be JSON Lines; pass --data-format jsonl, or --input-format "
+        "jsonl to predict, or rename it to .jsonl"
+    )
+
+
 def test_tsv_file(tmp_path: Path) -> None:
     text = 'text\tlabel\nfine, with a comma\t1\n"tab\tinside"\t0\nno quote " here\t1\n'
     path = write(tmp_path / "reviews.tsv", text)

@@ -103,7 +103,9 @@ def _reject_unknown_arguments(args: argparse.Namespace, unknown: list[str]) -> N
     hints = _flag_hints(command_parser, unknown)
     if hints:
         message += f" ({hints})"
-    if args.command == "predict" and any(item.startswith("-") for item in unknown):
+    if args.command == "predict" and any(
+        item.startswith("-") and item != "--version" for item in unknown
+    ):
         message += "; put -- before reviews that start with -, as in -- '-5 stars'"
     command_parser.error(message)
 
@@ -127,6 +129,11 @@ def _flag_hints(parser: argparse.ArgumentParser, arguments: Sequence[str]) -> st
         if not name.startswith("--"):
             continue
         spelled = name.replace("_", "-")
+        if spelled == "--version" and spelled not in flags:
+            hints.append(
+                "--version: put it before the command, as in sentiment-lstm --version"
+            )
+            continue
         if spelled in flags:
             matches = [spelled]
         else:

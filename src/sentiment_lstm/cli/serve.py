@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 from sentiment_lstm.cli.common import (
     CommandError,
@@ -248,6 +251,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         on_invalid=metrics.invalid_requests.inc,
     )
     host = f"[{args.host}]" if ":" in args.host else args.host
+    # Bound before the server starts, so that a port in use stops the command
+    # with one error instead of after uvicorn's start-up lines.
+    sockets = listening_sockets(args.host, args.port)
     logger.info(
         "starting to serve %s with the %s backend on http://%s:%d (API docs at "
         "/docs); "
@@ -288,19 +294,85 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         # lines share its format and stream.
         log_config=None,
     )
+    server = _hangup_server_class(uvicorn.Server)(config)
     try:
-        _hangup_server_class(uvicorn.Server)(config).run()
+        server.run(sockets=sockets)
     except SystemExit as exit_:
         # uvicorn logs why it could not start, then exits with a status.
         if exit_.code in (None, 0):
             raise
         raise CommandError(
-            f"the server could not start on {host}:{args.port} (see the error "
-            "above); if the port is in use, choose another with --port, and if "
-            "the address is not one of this machine's, choose another --host"
+            f"the server could not start on {host}:{args.port}; see the error above"
         ) from None
+    finally:
+        for sock in sockets:
+            sock.close()
     logger.info("server on port %d stopped", args.port)
+    _send_deferred_signals(server)
     return 0
+
+
+def listening_sockets(host: str, port: int) -> list[socket.socket]:
+    """Bind a TCP socket to ``port`` on every address ``host`` resolves to.
+
+    The addresses are those that asyncio's ``create_server`` would listen on,
+    such as both 127.0.0.1 and ::1 for localhost.
+
+    Raises:
+        CommandError: If the host does not resolve or an address cannot be
+            bound; the message names the address and the fix.
+    """
+    try:
+        addresses = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except (socket.gaierror, UnicodeError) as err:
+        reason = getattr(err, "strerror", None) or err
+        raise CommandError(
+            f"cannot find the address of --host {host!r} ({reason}); pass an IP "
+            "address of this machine, such as 127.0.0.1"
+        ) from err
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, protocol, _, address in dict.fromkeys(addresses):
+            sock = socket.socket(family, kind, protocol)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                # As asyncio does: an IPv6 socket takes IPv6 connections
+                # only, beside the IPv4 socket of the same host, if any.
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as err:
+                raise CommandError(_bind_error(address, port, err)) from err
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _bind_error(address: tuple, port: int, err: OSError) -> str:
+    """Return why ``address`` could not be bound, with the fix."""
+    ip = address[0]
+    place = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+    if err.errno == errno.EADDRINUSE:
+        return (
+            f"cannot listen on {place}: the address is already in use; choose "
+            "another port with --port, or stop the program that listens on it"
+        )
+    if err.errno == errno.EADDRNOTAVAIL:
+        return (
+            f"cannot listen on {place}: {ip} is not an address of this machine; "
+            "choose another --host, such as 127.0.0.1"
+        )
+    if err.errno == errno.EACCES and port < 1024:
+        return (
+            f"cannot listen on {place}: permission denied, because ports below "
+            "1024 need administrator rights; choose a --port of 1024 or above"
+        )
+    return f"cannot listen on {place}: {err.strerror or err}"
 
 
 def _hangup_server_class(server_class: type) -> type:
@@ -309,27 +381,57 @@ def _hangup_server_class(server_class: type) -> type:
     uvicorn shuts down gracefully on SIGINT and SIGTERM only, and SIGHUP
     arrives when the terminal that started the server closes. A SIGHUP that
     the parent set to be ignored, as nohup does, stays ignored.
+
+    uvicorn sends itself the signals it caught once it has shut down, while
+    its event loop still runs, where the KeyboardInterrupt that this raises
+    cancels the tasks left and logs their tracebacks. The subclass keeps
+    those signals in ``deferred_signals`` instead, for the caller to send
+    with :func:`_send_deferred_signals` once the loop has ended.
     """
 
     class HangupServer(server_class):
+        deferred_signals: tuple[int, ...] = ()
+
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
-            # uvicorn sends itself the signals it caught once it has shut
-            # down and restored the handlers, so the SIGHUP handler must be
-            # restored first, inside uvicorn's block.
             with super().capture_signals():
-                hangup = getattr(signal, "SIGHUP", None)
-                if (
-                    hangup is None
-                    or threading.current_thread() is not threading.main_thread()
-                    or signal.getsignal(hangup) in (signal.SIG_IGN, None)
-                ):
-                    yield
-                    return
-                previous = signal.signal(hangup, self.handle_exit)
                 try:
-                    yield
+                    with self._capture_hangup():
+                        yield
                 finally:
-                    signal.signal(hangup, previous)
+                    captured = getattr(self, "_captured_signals", None)
+                    if isinstance(captured, list):
+                        self.deferred_signals = tuple(captured)
+                        captured.clear()
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            await super().shutdown(sockets=sockets)
+            if self.force_exit:
+                # The application's shutdown does no work, but without it the
+                # end of the event loop cancels the application's lifespan
+                # task, and its traceback is logged.
+                await self.lifespan.shutdown()
+
+        @contextlib.contextmanager
+        def _capture_hangup(self) -> Iterator[None]:
+            hangup = getattr(signal, "SIGHUP", None)
+            if (
+                hangup is None
+                or threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(hangup) in (signal.SIG_IGN, None)
+            ):
+                yield
+                return
+            previous = signal.signal(hangup, self.handle_exit)
+            try:
+                yield
+            finally:
+                signal.signal(hangup, previous)
 
     return HangupServer
+
+
+def _send_deferred_signals(server: Any) -> None:
+    """Send the process the signals that stopped ``server``, latest first."""
+    for captured in reversed(server.deferred_signals):
+        signal.raise_signal(captured)

@@ -57,7 +57,9 @@ def read_delimited(
         text_index = header.index(columns.text)
         label_index = None if columns.label is None else header.index(columns.label)
 
-        def reject(line: int, reason: str, fix: str, *, lines: int = 1) -> None:
+        def reject(
+            line: int, reason: str, fix: str, *, lines: int = 1, fields: object = None
+        ) -> None:
             collector.reject(source, line, reason, fix, lines=lines)
 
         for line, row in parsed_rows(reader, len(header), delimiter, source, reject):
@@ -167,6 +169,12 @@ def read_header(
     try:
         columns = choose_columns(header, options, source, "the header has columns")
     except DataError as err:
+        if header[0].lstrip().startswith("{") and header[-1].rstrip().endswith("}"):
+            raise DataError(
+                f"{source} line 1: the header row looks like a JSON object, so the "
+                "file seems to be JSON Lines; pass --data-format jsonl, or "
+                "--input-format jsonl to predict, or rename it to .jsonl"
+            ) from err
         separator_fix = _other_separator_fix(header, reader.dialect.delimiter)
         if separator_fix is not None:
             raise DataError(
@@ -264,7 +272,8 @@ def parsed_rows(
     The line is the physical line where the record starts. A record that does
     not parse or has another number of fields than ``width`` goes to
     ``reject(line, reason, fix, lines=lines)`` instead, which raises or counts
-    it; ``lines`` is the number of physical lines the record spans. A line of
+    it; ``lines`` is the number of physical lines the record spans. A record
+    with another number of fields also passes them, as ``fields=row``. A line of
     spaces in a file of two or more columns counts as empty. With
     ``keep_empty`` an empty line is yielded as an empty row. Otherwise an empty
     line between records goes to ``reject``, and empty lines after the last
@@ -347,6 +356,7 @@ def parsed_rows(
                 f'double quotes and double the quotes inside ("" for "), '
                 f"or use {SKIP_HINT}",
                 lines=reader.line_num - start + 1,
+                fields=row,
             )
             continue
         yield start, row
