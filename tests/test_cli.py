@@ -661,6 +661,131 @@ def test_predict_json_output_name_with_format(trained, tmp_path):
     assert json.loads(output.read_text())["text"] == "fine"
 
 
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "scores.csv.gz",
+            "output is not compressed, so a .gz file would hold plain text; name "
+            "it without .gz, such as {folder}/scores.csv, and compress it afterwards",
+        ),
+        (
+            "scores.xlsx",
+            "unknown output format .xlsx; name the file .csv, .tsv, .jsonl or "
+            ".txt, or pass --format with text, csv, tsv or jsonl",
+        ),
+    ],
+)
+def test_predict_unknown_output_extension(trained, tmp_path, capsys, name, expected):
+    _, model_dir = trained
+    output = tmp_path / name
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--model", str(model_dir), "--output", str(output), "fine"])
+    error = capsys.readouterr().err
+
+    assert exit_info.value.code == 2
+    assert f"--output {output}: " + expected.format(folder=tmp_path) in error
+    assert not output.exists()
+
+
+@pytest.mark.parametrize("name", ["scores.out", "scores"])
+def test_predict_text_output_names(trained, tmp_path, name):
+    _, model_dir = trained
+    output = tmp_path / name
+
+    status = main(
+        ["predict", "--model", str(model_dir), "--output", str(output), "fine"]
+    )
+
+    assert status == 0
+    assert output.read_text().endswith(' "fine"\n')
+
+
+@pytest.mark.parametrize("name", ["model.onnx", "config.json", "checkpoint.pt"])
+def test_predict_output_in_model_rejected(trained, tmp_path, capsys, name):
+    _, model_dir = trained
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    before = {path.name: path.read_bytes() for path in copy.iterdir()}
+    output = copy / name
+
+    status = main(
+        ["predict", "--model", str(copy), "--output", str(output), "--format", "csv"]
+        + ["fine"]
+    )
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert (
+        f"the output {output} is a file of the model in {copy}, which the scores "
+        "would replace; write them outside that folder"
+    ) in error
+    assert {path.name: path.read_bytes() for path in copy.iterdir()} == before
+
+
+@pytest.mark.parametrize("name", ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"])
+def test_predict_to_redirected_stdout_appends(trained, tmp_path, name):
+    _, model_dir = trained
+    source = tmp_path / "in.csv"
+    source.write_text("id,text\n1,great fun\n2,dull\n")
+    log = tmp_path / "log.txt"
+    log.write_text("before\n")
+
+    with open(log, "a") as stdout:
+        result = subprocess.run(
+            [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+            + ["--model", str(model_dir), "--input", str(source), "--output", name]
+            + ["--format", "csv"],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+        stdout.write("after\n")
+    lines = log.read_text().splitlines()
+
+    assert result.returncode == 0, result.stderr
+    assert lines[0] == "before"
+    assert lines[1] == "id,text,positive,negative,label,error"
+    assert [line.split(",")[0] for line in lines[2:4]] == ["1", "2"]
+    assert lines[4:] == ["after"]
+
+
+def test_predict_to_closed_descriptor(trained, tmp_path):
+    _, model_dir = trained
+
+    result = subprocess.run(
+        [sys.executable, "-m", "sentiment_lstm", "predict", "--model", str(model_dir)]
+        + ["--output", "/dev/fd/9", "fine"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 1
+    assert (
+        "/dev/fd/9: cannot write the output: Bad file descriptor; check that "
+        "descriptor 9 is open for writing, or choose another --output"
+    ) in result.stderr
+
+
+@pytest.mark.parametrize("flag", ["--input-format", "--data-format"])
+def test_predict_input_format_spellings(trained, tmp_path, flag):
+    _, model_dir = trained
+    source = tmp_path / "reviews.txt"
+    source.write_text("text\tid\ngreat fun\t1\n")
+    output = tmp_path / "scores.tsv"
+
+    status = main(
+        ["predict", "--model", str(model_dir), "--input", str(source), flag, "tsv"]
+        + ["--output", str(output)]
+    )
+
+    assert status == 0
+    assert output.read_text().splitlines()[1].startswith("great fun\t1\t")
+
+
 def test_predict_failed_write_keeps_output(trained, tmp_path, capsys, monkeypatch):
     from sentiment_lstm.cli import predict as predict_command
 

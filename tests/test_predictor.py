@@ -484,6 +484,47 @@ def test_single_bytes_rejected(exported, texts, method):
     assert "decode it to str and wrap it in a list" in message
 
 
+@pytest.mark.parametrize(
+    ("texts", "expected"),
+    [
+        ("great fun", "{method} takes a list of reviews, not a single string; wrap"),
+        (
+            {"great fun": 1},
+            "{method} takes a list of reviews, got a dict, whose keys would be "
+            "scored; pass a list of its reviews, such as list(reviews.values())",
+        ),
+        (None, "{method} takes a list of reviews, got NoneType None"),
+        (5, "{method} takes a list of reviews, got int 5"),
+    ],
+)
+@pytest.mark.parametrize("method", ["predict", "predict_proba"])
+def test_non_list_reviews_rejected(exported, texts, expected, method):
+    model = SentimentModel.load(exported)
+
+    with pytest.raises(TypeError) as raised:
+        getattr(model, method)(texts)
+
+    assert str(raised.value).startswith(expected.format(method=method))
+
+
+def test_too_long_review_not_scored(exported, monkeypatch):
+    from sentiment_lstm import predictor
+
+    monkeypatch.setattr(predictor, "MAX_REVIEW_CHARS", 20)
+    model = SentimentModel.load(exported)
+    reviews = ["great fun", "a wonderful film, " * 2, ""]
+
+    predictions = model.predict(reviews)
+    positive = model.predict_proba(reviews)
+
+    assert predictions[0].error is None
+    assert predictions[1].positive is None
+    assert predictions[1].error == predictor.TOO_LONG_REASON
+    assert predictions[2].error == predictor.EMPTY_REVIEW
+    assert not np.isnan(positive[0])
+    assert np.isnan(positive[1])
+
+
 class RecordingBackend:
     """Scores every review 0.75 positive and records each batch's shape."""
 

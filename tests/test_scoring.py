@@ -399,6 +399,25 @@ def test_many_row_warnings_plural(model, tmp_path, caplog):
     )
 
 
+@pytest.mark.parametrize(
+    ("suffix", "where"),
+    [
+        (".csv", "in the predicted_error column"),
+        (".jsonl", "under the predicted_error key"),
+    ],
+)
+def test_unscored_warning_names_renamed_error(model, tmp_path, caplog, suffix, where):
+    # The label column of training data moves the scores to predicted_*.
+    source = tmp_path / "in.csv"
+    source.write_text("text,label\ngreat fun,positive\n,negative\n")
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        score_file(model, source, tmp_path / f"out{suffix}")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+    assert warnings == [f"1 row of {source} was not scored; the reason is {where}"]
+
+
 @pytest.mark.parametrize("suffix, delimiter", [(".csv", ","), (".tsv", "\t")])
 def test_carriage_return_in_field(model, tmp_path, suffix, delimiter):
     texts = ["great film\rreally", "plain one", "dull\r"]

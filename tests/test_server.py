@@ -1227,15 +1227,21 @@ def test_body_not_utf32(client):
     [b"", b"   \n", b"\xef\xbb\xbf", "\ufeff ".encode("utf-16")],
     ids=["nothing", "spaces", "UTF-8 BOM", "UTF-16 BOM and space"],
 )
-def test_empty_json_body_named(client, body):
+def test_empty_json_body_named(server, client, body):
+    _, log = server
     response = client.post(
         "/predict", content=body, headers={"Content-Type": "application/json"}
     )
     (error,) = response.json()["detail"]
+    logged = [line for line in log.read_text().splitlines() if "422" in line][-1]
 
     assert response.status_code == 422
     assert error["loc"] == ["body"]
     assert error["msg"].startswith("the request body is empty")
+    # The log states what the client was told.
+    assert logged.endswith(
+        f"rejected with 422: 1 validation error: body: {error['msg']}"
+    )
 
 
 @pytest.mark.parametrize(
@@ -1895,6 +1901,16 @@ def test_privileged_port_error_names_the_fix():
         "cannot listen on 0.0.0.0:80: permission denied, because ports below 1024 "
         "need administrator rights; choose a --port of 1024 or above"
     )
+
+
+@pytest.mark.parametrize("flag", ["--max-body-bytes", "--max-header-bytes"])
+def test_tiny_byte_limit_rejected(capsys, flag):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["serve", "--model", "m", flag, "100"])
+    error = capsys.readouterr().err
+
+    assert exit_info.value.code == 2
+    assert f"argument {flag}: expected at least 1024 bytes, got 100; " in error
 
 
 def test_bad_port_rejected(model_dir):

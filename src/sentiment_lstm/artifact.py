@@ -363,6 +363,26 @@ def load_metadata(directory: Path) -> dict[str, Any]:
     return metadata
 
 
+def model_folder_of(path: Path) -> Path | None:
+    """Return the model folder that ``path`` is, or would become, a file of.
+
+    A model folder has ``config.json``, and the folder of an interrupted run a
+    checkpoint. A file there under a name that a model or run uses, even a new
+    one such as ``model.onnx`` before an export, belongs to it; other names do
+    not. A symbolic link is followed, because a write replaces its target.
+    """
+    target = Path(os.path.realpath(path))
+    folder = target.parent
+    # checkpoint.pt, or checkpoint-member<N>.pt for ensemble members
+    checkpoints = [item for item in folder.glob("checkpoint*.pt") if item.is_file()]
+    if not (folder / CONFIG_FILE).is_file() and not checkpoints:
+        return None
+    is_checkpoint = target.name.startswith("checkpoint") and target.suffix == ".pt"
+    if target.name in MODEL_FILE_NAMES or is_checkpoint:
+        return folder
+    return None
+
+
 def _require_directory(directory: Path) -> Path:
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():

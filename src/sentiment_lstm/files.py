@@ -1,13 +1,17 @@
-"""Atomic file writes that leave files with the usual permissions."""
+"""Atomic file writes that leave files with the usual permissions, and output
+to inherited descriptors such as /dev/stdout."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
+import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import TextIO
 
 
 def _default_file_mode() -> int:
@@ -61,3 +65,43 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+# The names under which Linux shows a process its own open descriptors.
+_STANDARD_STREAM_NAMES = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
+_DESCRIPTOR_NAME = re.compile(r"/(?:dev|proc/self)/fd/([0-9]+)")
+
+
+def inherited_descriptor(path: Path) -> int | None:
+    """Return the descriptor that a path such as /dev/stdout names, or None.
+
+    Where the shell redirects stdout to a file, /dev/stdout leads to that
+    file, and replacing the file would drop what others wrote to it before
+    and after. Output to such a path goes through the descriptor instead.
+    """
+    name = os.path.normpath(str(path))
+    if name in _STANDARD_STREAM_NAMES:
+        return _STANDARD_STREAM_NAMES[name]
+    match = _DESCRIPTOR_NAME.fullmatch(name)
+    return None if match is None else int(match.group(1))
+
+
+@contextmanager
+def descriptor_stream(descriptor: int, errors: str = "strict") -> Iterator[TextIO]:
+    """Yield a UTF-8 text stream that writes to a copy of an open descriptor.
+
+    The copy shares the file position with the original, so the text goes
+    where the next write of the descriptor would, and the original stays open.
+    Python's own sys.stdout and sys.stderr are flushed first.
+
+    Raises:
+        OSError: If the descriptor is not open for writing.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(AttributeError, OSError, ValueError):
+            if stream.fileno() == descriptor:
+                stream.flush()
+    with open(
+        os.dup(descriptor), "w", encoding="utf-8", errors=errors, newline=""
+    ) as stream:
+        yield stream

@@ -18,7 +18,7 @@ import math
 import os
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +30,12 @@ from sentiment_lstm import artifact
 from sentiment_lstm import text as text_module
 from sentiment_lstm.extras import install_hint
 from sentiment_lstm.files import file_sha256
-from sentiment_lstm.text import PackedTokenIds, TextEncoder
+from sentiment_lstm.text import (
+    MAX_REVIEW_CHARS,
+    TOO_LONG_REASON,
+    PackedTokenIds,
+    TextEncoder,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -364,15 +369,21 @@ class SentimentModel:
         )
 
     def predict_proba(self, texts: Iterable[str], batch_size: int = 256) -> np.ndarray:
-        """Return P(positive) per review, NaN where a review has no tokens.
+        """Return P(positive) per review, NaN where a review cannot be scored.
+
+        A review cannot be scored when it has no tokens or more than
+        ``MAX_REVIEW_CHARS`` characters.
 
         Args:
             texts: Reviews in any order, in a list or any other iterable; the
                 result keeps that order.
             batch_size: Reviews per forward pass.
         """
-        _reject_single_text(texts)
-        return self.score_token_ids(self.encoder.encode_packed(list(texts)), batch_size)
+        texts = _review_list(texts, "predict_proba")
+        too_long = [len(text) > MAX_REVIEW_CHARS for text in texts]
+        if any(too_long):
+            texts = ["" if long else text for text, long in zip(texts, too_long)]
+        return self.score_token_ids(self.encoder.encode_packed(texts), batch_size)
 
     def score_token_ids(
         self,
@@ -522,7 +533,7 @@ class SentimentModel:
             return self._executor
 
     def predict(self, texts: Iterable[str], batch_size: int = 256) -> list[Prediction]:
-        """Score reviews; an empty one gets a Prediction with ``error`` set.
+        """Score reviews; one that cannot be scored gets a Prediction with ``error``.
 
         Args:
             texts: Reviews in any order, in a list or any other iterable; the
@@ -532,13 +543,15 @@ class SentimentModel:
         Returns:
             One Prediction per review.
         """
-        _reject_single_text(texts)
-        texts = list(texts)
+        texts = _review_list(texts, "predict")
         positive = self.predict_proba(texts, batch_size)
         predictions = []
         for text, probability in zip(texts, positive.tolist()):
             if math.isnan(probability):
-                predictions.append(Prediction(text, None, None, None, EMPTY_REVIEW))
+                reason = (
+                    TOO_LONG_REASON if len(text) > MAX_REVIEW_CHARS else EMPTY_REVIEW
+                )
+                predictions.append(Prediction(text, None, None, None, reason))
                 continue
             label = "positive" if probability >= 0.5 else "negative"
             predictions.append(Prediction(text, probability, 1.0 - probability, label))
@@ -567,19 +580,37 @@ def physical_core_count() -> int:
     return len(cores) or 1
 
 
-def _reject_single_text(texts: object) -> None:
-    """Raise TypeError for one text passed where a list of reviews belongs.
+def _review_list(texts: object, method: str) -> list[str]:
+    """Return the reviews of ``texts`` as a list, or raise TypeError.
 
-    Iterating over a str gives its characters and over bytes gives ints, so
-    either would otherwise be scored or rejected one item at a time.
+    Iterating over a str gives its characters, over bytes ints and over a
+    dict its keys, so each is rejected rather than scored item by item.
     """
     if isinstance(texts, str):
-        raise TypeError("predict takes a list of reviews, not a single string")
+        raise TypeError(
+            f"{method} takes a list of reviews, not a single string; wrap it in "
+            "a list, as in [review]"
+        )
     if isinstance(texts, (bytes, bytearray)):
         raise TypeError(
-            f"predict takes a list of reviews as str, got {type(texts).__name__}; "
+            f"{method} takes a list of reviews as str, got {type(texts).__name__}; "
             "decode it to str and wrap it in a list"
         )
+    if isinstance(texts, Mapping):
+        raise TypeError(
+            f"{method} takes a list of reviews, got a {type(texts).__name__}, "
+            "whose keys would be scored; pass a list of its reviews, such as "
+            "list(reviews.values())"
+        )
+    try:
+        iterator = iter(texts)  # type: ignore[call-overload]
+    except TypeError:
+        preview = repr(texts)
+        preview = preview if len(preview) <= 60 else preview[:57] + "..."
+        raise TypeError(
+            f"{method} takes a list of reviews, got {type(texts).__name__} {preview}"
+        ) from None
+    return list(iterator)
 
 
 def _check_count(name: str, value: object) -> None:

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from sentiment_lstm import interrupts
-from sentiment_lstm.data.collector import SKIP_HINT, TOO_LONG_REASON
+from sentiment_lstm.data.collector import SKIP_HINT
 from sentiment_lstm.data.columns import choose_columns, keys_matching, record_key
 from sentiment_lstm.data.decoding import (
     DecodedText,
@@ -72,7 +72,9 @@ from sentiment_lstm.data.jsonl import (
 )
 from sentiment_lstm.data.readers import detect_format, require_regular_file
 from sentiment_lstm.data.records import DataError, ReadOptions
+from sentiment_lstm.files import descriptor_stream, inherited_descriptor
 from sentiment_lstm.predictor import EMPTY_REVIEW, PendingScores
+from sentiment_lstm.text import TOO_LONG_REASON
 
 if TYPE_CHECKING:
     from sentiment_lstm.predictor import SentimentModel
@@ -313,7 +315,9 @@ def score_file(
         encoding=encoding.name,
         seconds=time.perf_counter() - started,
     )
-    _log_summary(source, summary, output_format)
+    # The last score field is the error's: "error", or "predicted_error" where
+    # the input has a column of that name.
+    _log_summary(source, summary, output_format, reader.score_fields[-1])
     return summary
 
 
@@ -1160,13 +1164,25 @@ def write_output(path: Path, write: Callable[[TextIO], T]) -> T:
 
     A regular file is written under a temporary name and renamed when
     complete. A symbolic link is followed, so the file it points to gets the
-    scores and the link stays. A device or a named pipe, such as /dev/stdout,
-    cannot be renamed over and is written in place.
+    scores and the link stays. A device or a named pipe cannot be renamed
+    over and is written in place. /dev/stdout, /dev/stderr and /dev/fd/N are
+    written through the process's own descriptor, wherever it leads.
 
     Raises:
         DataError: If the output cannot be written; the message names the
             path, not the temporary name.
     """
+    descriptor = inherited_descriptor(path)
+    if descriptor is not None:
+        try:
+            with descriptor_stream(descriptor, OUTPUT_ERRORS) as stream:
+                return write(stream)
+        except OSError as err:
+            raise DataError(
+                f"{path}: cannot write the output: {err.strerror or err}; check "
+                f"that descriptor {descriptor} is open for writing, or choose "
+                "another --output"
+            ) from err
     in_place = check_output_path(path)
     if in_place:
         try:
@@ -1444,7 +1460,9 @@ def _encoded_chunks(
         yield chunk, model.encoder.encode_packed(chunk.texts_to_score())
 
 
-def _log_summary(source: str, summary: ScoringSummary, output_format: str) -> None:
+def _log_summary(
+    source: str, summary: ScoringSummary, output_format: str, error_field: str
+) -> None:
     rate = summary.rows / summary.seconds if summary.seconds > 0 else 0.0
     logger.info(
         "scored %d of %d rows of %s in %.1f s (%.0f rows/s)",
@@ -1454,9 +1472,10 @@ def _log_summary(source: str, summary: ScoringSummary, output_format: str) -> No
         summary.seconds,
         rate,
     )
-    where = {"text": "in the output", "jsonl": "under the error key"}.get(
-        output_format, "in the error column"
-    )
+    where = {
+        "text": "in the output",
+        "jsonl": f"under the {error_field} key",
+    }.get(output_format, f"in the {error_field} column")
     if summary.unscored == 1:
         logger.warning("1 row of %s was not scored; the reason is %s", source, where)
     elif summary.unscored:

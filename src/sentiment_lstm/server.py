@@ -951,18 +951,15 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
                 error = RequestValidationError(
                     [{"loc": ("body",), "msg": EMPTY_BODY_MESSAGE, "type": "missing"}]
                 )
+        items = [_error_item(item) for item in error.errors()]
         logger.warning(
-            "%s %s from %s rejected with 422: %d validation errors, first: %s",
+            "%s %s from %s rejected with 422: %s",
             request.method,
             request.url.path,
             _client(request.scope),
-            len(error.errors()),
-            _first_error(error),
+            _validation_summary(items),
         )
-        return JSONResponse(
-            {"detail": [_error_item(item) for item in error.errors()]},
-            status_code=422,
-        )
+        return JSONResponse({"detail": items}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException):
@@ -1197,10 +1194,13 @@ def _unreadable_body(request: Request, error: BaseException, body: bytes) -> Res
     return _detail_response(request, 400, detail)
 
 
-def _first_error(error: RequestValidationError) -> str:
-    errors = error.errors()
-    if not errors:
-        return "none"
-    first = errors[0]
+def _validation_summary(items: list[dict[str, Any]]) -> str:
+    """Describe validation errors for the log: their count and the first one."""
+    if not items:
+        return "no validation errors listed"
+    first = items[0]
     location = ".".join(str(part) for part in first.get("loc", ()))
-    return f"{location}: {first.get('msg')}"
+    described = f"{location}: {first.get('msg')}"
+    if len(items) == 1:
+        return f"1 validation error: {described}"
+    return f"{len(items)} validation errors, first: {described}"

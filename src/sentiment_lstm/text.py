@@ -37,6 +37,15 @@ UNK_INDEX = 1
 TOKENIZER_FILENAME = "tokenizer.json"
 CONFIG_FILENAME = "text_encoder.json"
 
+# The maximum length of a review in characters, also the CSV field limit.
+# Tokenizing a longer one would take 10 to 100 bytes a character, and the
+# model reads only its first --max-length tokens anyway.
+MAX_REVIEW_CHARS = 16 * 2**20
+TOO_LONG_REASON = (
+    f"the review is longer than {MAX_REVIEW_CHARS:,} characters, the most a "
+    "review may have"
+)
+
 # encode_batch() hands texts to tokenizers in chunks of this many, because
 # each Encoding object carries tokens, offsets and masks besides the ids. On
 # 100,000 rt-polarity lines, one chunk raised peak memory by about 300 MiB and

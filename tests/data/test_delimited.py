@@ -88,14 +88,12 @@ def test_csv_relative_path_in_message(
         (
             "tabs.csv",
             "\t",
-            "separated by tabs, not commas; pass --data-format tsv, or --input-format "
-            "tsv to predict",
+            "separated by tabs, not commas; pass --data-format tsv",
         ),
         (
             "commas.tsv",
             ",",
-            "separated by commas, not tabs; pass --data-format csv, or --input-format "
-            "csv to predict",
+            "separated by commas, not tabs; pass --data-format csv",
         ),
     ],
 )
@@ -126,8 +124,7 @@ def test_json_lines_under_another_name(tmp_path: Path, name: str, first: str) ->
 
     assert str(raised.value) == (
         f"{path} line 1: the header row looks like a JSON object, so the file "
-        "seems to be JSON Lines; pass --data-format jsonl, or --input-format "
-        "jsonl to predict, or rename it to .jsonl"
+        "seems to be JSON Lines; pass --data-format jsonl, or rename it to .jsonl"
     )
 
 

@@ -124,6 +124,24 @@ def test_empty_review_file(tmp_path: Path) -> None:
         read_examples(tmp_path)
 
 
+def test_read_summary_counts_unscorable_reviews(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_reviews(tmp_path, {"pos/a.txt": "good", "neg/b.txt": "bad", "neg/c.txt": ""})
+
+    with caplog.at_level(logging.INFO, logger="sentiment_lstm"):
+        result = read_texts(tmp_path, ReadOptions(keep_unscored=True))
+    summaries = [
+        r.getMessage() for r in caplog.records if "reviews from" in r.getMessage()
+    ]
+
+    assert len(result.unscored) == 1
+    assert summaries == [
+        f"read 2 reviews from {tmp_path} (1 negative, 1 positive), and 1 more that "
+        "cannot be scored"
+    ]
+
+
 def test_undecodable_review_file(tmp_path: Path) -> None:
     write_reviews(tmp_path, {"pos/a.txt": "good", "neg/b.txt": "bad"})
     (tmp_path / "neg" / "c.txt").write_bytes(b"caf\xe9 \x9d")
@@ -208,7 +226,7 @@ def test_txt_names_that_are_not_files_named(
 def test_huge_review_file_not_read(tmp_path: Path) -> None:
     # A sparse file over 4 bytes a character of the limit is kept unscored
     # without being read.
-    from sentiment_lstm.data.collector import MAX_REVIEW_CHARS
+    from sentiment_lstm.text import MAX_REVIEW_CHARS
 
     write_reviews(tmp_path, {"pos/1.txt": "Good fun.", "neg/1.txt": "Awful."})
     with open(tmp_path / "pos" / "2.txt", "wb") as stream:

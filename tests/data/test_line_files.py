@@ -347,7 +347,7 @@ def test_pair_folder_ignores_subfolders(tmp_path: Path) -> None:
 
 
 def test_long_line_unscored(tmp_path: Path, monkeypatch) -> None:
-    from sentiment_lstm.data.collector import TOO_LONG_REASON
+    from sentiment_lstm.text import TOO_LONG_REASON
 
     monkeypatch.setattr("sentiment_lstm.data.line_files.MAX_REVIEW_CHARS", 20)
     path = write_pair(tmp_path, b"awful\n" + b"x " * 20 + b"\n", b"good fun\n")

@@ -31,7 +31,12 @@ from sentiment_lstm.cli.train import (
     import_training_modules,
     resolve_options,
 )
-from sentiment_lstm.files import DEFAULT_FILE_MODE, write_text_atomic
+from sentiment_lstm.files import (
+    DEFAULT_FILE_MODE,
+    descriptor_stream,
+    inherited_descriptor,
+    write_text_atomic,
+)
 
 if TYPE_CHECKING:
     from sentiment_lstm.crossval import CrossValidationResult
@@ -219,6 +224,9 @@ def check_output_json(path: Path) -> None:
     Missing parent folders are allowed, because the write creates them, but
     the nearest existing one must be a folder that accepts new files.
     """
+    if inherited_descriptor(path) is not None:
+        # Written through the descriptor, not as a file in /dev.
+        return
     if str(path) == "-":
         # Other commands read "-" as stdout, where the table goes here.
         raise CommandError(
@@ -282,22 +290,13 @@ def reject_output_json_among_data(path: Path, data_files: Sequence[Path]) -> Non
 def reject_output_json_in_model(path: Path) -> None:
     """Raise CommandError if ``path`` is, or would become, a file of a model folder.
 
-    A model folder has ``config.json``, and the folder of an interrupted run
-    a checkpoint. A file there under a name that a model or run uses would
-    break it, even a new one such as ``model.onnx`` before an export. Other
-    names, such as an earlier results JSON, are allowed. A symbolic link is
-    followed, because the JSON replaces its target.
+    See :func:`sentiment_lstm.artifact.model_folder_of`. Other files there,
+    such as an earlier results JSON, are allowed.
     """
-    from sentiment_lstm.artifact import CONFIG_FILE, MODEL_FILE_NAMES
+    from sentiment_lstm.artifact import model_folder_of
 
-    target = Path(os.path.realpath(path))
-    folder = target.parent
-    # checkpoint.pt, or checkpoint-member<N>.pt for ensemble members
-    checkpoints = [item for item in folder.glob("checkpoint*.pt") if item.is_file()]
-    if not (folder / CONFIG_FILE).is_file() and not checkpoints:
-        return
-    is_checkpoint = target.name.startswith("checkpoint") and target.suffix == ".pt"
-    if target.name in MODEL_FILE_NAMES or is_checkpoint:
+    folder = model_folder_of(path)
+    if folder is not None:
         raise CommandError(
             f"--output-json {path} is a file of the model or interrupted run in "
             f"{folder}, which the results would replace; name a file outside "
@@ -309,16 +308,22 @@ def reject_output_json_in_model(path: Path) -> None:
 def write_output_json(path: Path, text: str) -> None:
     """Write the results JSON to ``path``, creating missing parent folders.
 
-    A regular file is replaced atomically. A path that exists but is not a
-    regular file, such as /dev/stdout, is written in place.
+    A regular file is replaced atomically. /dev/stdout, /dev/stderr and
+    /dev/fd/N are written through the process's own descriptor, and another
+    path that exists but is not a regular file, such as a named pipe, is
+    written in place.
 
     Raises:
         CommandError: If the write fails. The message names the file in the
             temporary folder that contains the JSON instead. If that write
             fails too, the JSON is printed to stdout and the message reports that.
     """
+    descriptor = inherited_descriptor(path)
     try:
-        if path.exists() and not path.is_file():
+        if descriptor is not None:
+            with descriptor_stream(descriptor) as stream:
+                stream.write(text)
+        elif path.exists() and not path.is_file():
             path.write_text(text, encoding="utf-8")
         else:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ from sentiment_lstm.cli.common import (
     positive_int,
     read_options_from_args,
 )
+from sentiment_lstm.files import inherited_descriptor
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +83,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     add_backend_option(parser)
     _add_throughput_options(parser)
-    add_data_options(parser, labels=False, format_flags=("--input-format",))
+    add_data_options(
+        parser, labels=False, format_flags=("--input-format", "--data-format")
+    )
     parser.set_defaults(handler=run, command_parser=parser)
 
 
@@ -144,17 +147,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         args.input = None
     if args.output == Path("-"):
         args.output = None
-    if (
-        args.output is not None
-        and args.output_format is None
-        and args.output.suffix.lower() == ".json"
-    ):
-        parser.error(
-            f"--output {args.output}: results are written as one JSON object per "
-            "line (JSON Lines), not as one JSON document; name the file .jsonl, "
-            "or add --format jsonl to write JSON lines to this name"
-        )
 
+    if args.output is not None and inherited_descriptor(args.output) is None:
+        _check_output_name(args.output, args.output_format, parser)
     model = load_model(args.model, args.backend)
     if args.output is None:
         _replace_unencodable_on_stdout()
@@ -169,6 +164,48 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             raise
         state = "was not written" if before is None else "is unchanged"
         raise KeyboardInterrupt(f"interrupted; {args.output} {state}") from None
+
+
+# Extensions of text output, beside none. Those of OUTPUT_EXTENSIONS name
+# the other formats, and the pos/neg input files are text too.
+TEXT_OUTPUT_EXTENSIONS = (".txt", ".text", ".out", ".log", ".pos", ".neg")
+COMPRESSED_EXTENSIONS = (".gz", ".bz2", ".xz", ".zst", ".zip", ".7z")
+
+
+def _check_output_name(
+    output: Path, output_format: str | None, parser: argparse.ArgumentParser
+) -> None:
+    """Reject an output that would replace a model file, or of an unknown format."""
+    from sentiment_lstm.artifact import model_folder_of
+    from sentiment_lstm.scoring import OUTPUT_EXTENSIONS
+
+    folder = model_folder_of(output)
+    if folder is not None:
+        raise CommandError(
+            f"the output {output} is a file of the model in {folder}, which the "
+            "scores would replace; write them outside that folder"
+        )
+    suffix = output.suffix.lower()
+    if output_format is not None or not suffix:
+        return
+    if suffix == ".json":
+        parser.error(
+            f"--output {output}: results are written as one JSON object per "
+            "line (JSON Lines), not as one JSON document; name the file .jsonl, "
+            "or add --format jsonl to write JSON lines to this name"
+        )
+    if suffix in OUTPUT_EXTENSIONS or suffix in TEXT_OUTPUT_EXTENSIONS:
+        return
+    if suffix in COMPRESSED_EXTENSIONS:
+        parser.error(
+            f"--output {output}: output is not compressed, so a {suffix} file "
+            f"would hold plain text; name it without {suffix}, such as "
+            f"{output.with_suffix('')}, and compress it afterwards"
+        )
+    parser.error(
+        f"--output {output}: unknown output format {suffix}; name the file .csv, "
+        ".tsv, .jsonl or .txt, or pass --format with text, csv, tsv or jsonl"
+    )
 
 
 def _file_identity(path: Path) -> tuple[int, int, int] | None:

@@ -49,6 +49,23 @@ def port_number(text: str) -> int:
     return value
 
 
+# The smallest body and header limits that serve accepts. A request line
+# with the headers that curl sends takes about 100 bytes, and browsers send
+# several hundred; a limit below this would reject most requests.
+MIN_BYTE_LIMIT = 1024
+
+
+def byte_limit(text: str) -> int:
+    """Parse a limit in bytes of at least ``MIN_BYTE_LIMIT`` for argparse."""
+    value = positive_int(text)
+    if value < MIN_BYTE_LIMIT:
+        raise argparse.ArgumentTypeError(
+            f"expected at least {MIN_BYTE_LIMIT} bytes, got {value}; a smaller "
+            "limit would reject ordinary requests, /health included"
+        )
+    return value
+
+
 def host_address(text: str) -> str:
     """Parse the address to listen on for argparse, rejecting unusable ones.
 
@@ -160,7 +177,7 @@ def _add_limit_options(limits: argparse._ArgumentGroup) -> None:
     )
     limits.add_argument(
         "--max-body-bytes",
-        type=positive_int,
+        type=byte_limit,
         default=DEFAULT_MAX_BODY_BYTES,
         metavar="BYTES",
         help="bytes allowed in a request body; larger ones get HTTP 413 "
@@ -176,7 +193,7 @@ def _add_limit_options(limits: argparse._ArgumentGroup) -> None:
     )
     limits.add_argument(
         "--max-header-bytes",
-        type=positive_int,
+        type=byte_limit,
         default=DEFAULT_MAX_HEADER_BYTES,
         metavar="BYTES",
         help="bytes allowed in a request line and its headers; larger ones get "

@@ -28,14 +28,6 @@ EMPTY_FIX = f"remove the row, or use {SKIP_HINT}"
 # Reason of a review with no text but whitespace.
 EMPTY_REVIEW_REASON = "empty review"
 
-# The maximum length of a review in characters, also the CSV field limit.
-# Tokenizing a longer one would take 10 to 100 bytes a character, and the
-# model reads only its first --max-length tokens anyway.
-MAX_REVIEW_CHARS = 16 * 2**20
-TOO_LONG_REASON = (
-    f"the review is longer than {MAX_REVIEW_CHARS:,} characters, the most a "
-    "review may have"
-)
 TOO_LONG_FIX = f"shorten the review, or use {SKIP_HINT}"
 
 # Number of bad rows quoted in the warning when rows are skipped.
@@ -179,7 +171,18 @@ class ExampleCollector:
         )
         if counts[None]:
             by_label += f", {counts[None]} without label"
-        logger.info("read %d reviews from %s (%s)", len(self.examples), path, by_label)
+        unscorable = (
+            f", and {len(self.unscored)} more that cannot be scored"
+            if self.unscored
+            else ""
+        )
+        logger.info(
+            "read %d reviews from %s (%s)%s",
+            len(self.examples),
+            path,
+            by_label,
+            unscorable,
+        )
         return ReadResult(
             examples=self.examples,
             bad_rows=self.bad_rows,

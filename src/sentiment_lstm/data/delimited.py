@@ -8,7 +8,6 @@ from typing import Any
 
 from sentiment_lstm.data.collector import (
     EMPTY_FIX,
-    MAX_REVIEW_CHARS,
     SKIP_HINT,
     ExampleCollector,
 )
@@ -17,6 +16,7 @@ from sentiment_lstm.data.decoding import DecodedText, open_text, scan_file
 from sentiment_lstm.data.fields import MISSING, add_record
 from sentiment_lstm.data.labels import LabelError, parse_label
 from sentiment_lstm.data.records import DataError, ReadOptions
+from sentiment_lstm.text import MAX_REVIEW_CHARS
 
 logger = logging.getLogger(__name__)
 
@@ -172,8 +172,8 @@ def read_header(
         if header[0].lstrip().startswith("{") and header[-1].rstrip().endswith("}"):
             raise DataError(
                 f"{source} line 1: the header row looks like a JSON object, so the "
-                "file seems to be JSON Lines; pass --data-format jsonl, or "
-                "--input-format jsonl to predict, or rename it to .jsonl"
+                "file seems to be JSON Lines; pass --data-format jsonl, or rename "
+                "it to .jsonl"
             ) from err
         separator_fix = _other_separator_fix(header, reader.dialect.delimiter)
         if separator_fix is not None:
@@ -224,8 +224,7 @@ def _label_like_value(header: list[str]) -> str | None:
 
 
 # Separators that a one-column header may reveal, with the fix for each: the
-# separator's name and the format that reads such a file, if any. predict
-# names the format option --input-format, the other commands --data-format.
+# separator's name and the format that reads such a file, if any.
 _OTHER_SEPARATORS = {
     ",": ("commas", "csv"),
     "\t": ("tabs", "tsv"),
@@ -250,10 +249,7 @@ def _other_separator_fix(header: list[str], delimiter: str) -> str | None:
         if data_format is None:
             fix = f"save it with {expected} between the fields"
         else:
-            fix = (
-                f"pass --data-format {data_format}, or --input-format "
-                f"{data_format} to predict"
-            )
+            fix = f"pass --data-format {data_format}"
         return f"so the fields seem to be separated by {name}, not {expected}; {fix}"
     return None
 

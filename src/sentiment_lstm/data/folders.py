@@ -10,10 +10,8 @@ from pathlib import Path
 from sentiment_lstm.data.collector import (
     EMPTY_REVIEW_REASON,
     ENCODING_FIX,
-    MAX_REVIEW_CHARS,
     SKIP_HINT,
     TOO_LONG_FIX,
-    TOO_LONG_REASON,
     ExampleCollector,
 )
 from sentiment_lstm.data.decoding import (
@@ -22,6 +20,7 @@ from sentiment_lstm.data.decoding import (
     invalid_byte_reason,
 )
 from sentiment_lstm.data.records import DataError
+from sentiment_lstm.text import MAX_REVIEW_CHARS, TOO_LONG_REASON
 
 logger = logging.getLogger(__name__)
 

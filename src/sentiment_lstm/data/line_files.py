@@ -6,9 +6,7 @@ from sentiment_lstm.data.collector import (
     EMPTY_FIX,
     EMPTY_REVIEW_REASON,
     ENCODING_FIX,
-    MAX_REVIEW_CHARS,
     TOO_LONG_FIX,
-    TOO_LONG_REASON,
     ExampleCollector,
 )
 from sentiment_lstm.data.decoding import (
@@ -18,6 +16,7 @@ from sentiment_lstm.data.decoding import (
     without_final_blank_lines,
 )
 from sentiment_lstm.data.records import DataError
+from sentiment_lstm.text import MAX_REVIEW_CHARS, TOO_LONG_REASON
 
 POSNEG_SUFFIXES = (".neg", ".pos")
 
