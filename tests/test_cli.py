@@ -786,6 +786,51 @@ def test_predict_input_format_spellings(trained, tmp_path, flag):
     assert output.read_text().splitlines()[1].startswith("great fun\t1\t")
 
 
+def test_predict_threads_set_torch_threads(trained, capsys):
+    import torch
+
+    _, model_dir = trained
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        status = main(
+            ["predict", "--model", str(model_dir), "--backend", "torch"]
+            + ["--threads", "1", "great fun"]
+        )
+        threads = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+    assert status == 0
+    assert threads == 1
+    assert '"great fun"' in capsys.readouterr().out
+
+
+def test_predict_threads_set_onnx_forward_passes(trained, tmp_path, monkeypatch):
+    from sentiment_lstm.predictor import SentimentModel
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(trained[1], model_dir)
+    export_status = main(["export", "--model", str(model_dir)])
+    loaded = []
+    load = SentimentModel.load
+
+    def recording_load(*args, **kwargs):
+        model = load(*args, **kwargs)
+        loaded.append(model)
+        return model
+
+    monkeypatch.setattr(SentimentModel, "load", recording_load)
+    status = main(
+        ["predict", "--model", str(model_dir), "--backend", "onnx"]
+        + ["--threads", "1", "great fun"]
+    )
+
+    assert export_status == 0
+    assert status == 0
+    assert loaded[0].backend.parallel_batches == 1
+
+
 def test_predict_failed_write_keeps_output(trained, tmp_path, capsys, monkeypatch):
     from sentiment_lstm.cli import predict as predict_command
 

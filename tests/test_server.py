@@ -1618,6 +1618,23 @@ def test_openapi_documents_415(client):
     assert "415" in responses
 
 
+def test_openapi_states_limits_and_media_types(client):
+    schema = client.get("/openapi.json").json()
+    reviews = schema["components"]["schemas"]["PredictRequest"]["properties"]["reviews"]
+    metrics_ok = schema["paths"]["/metrics"]["get"]["responses"]["200"]
+    metrics_response = client.get("/metrics")
+
+    # The limits of the server fixture.
+    assert reviews["maxItems"] == MAX_REVIEWS
+    assert reviews["items"]["maxLength"] == MAX_REVIEW_CHARS
+    assert list(metrics_ok["content"]) == ["text/plain"]
+    assert metrics_response.headers["content-type"].startswith("text/plain")
+    # Only /health and /metrics are served over the connection limit.
+    assert "503" in schema["paths"]["/info"]["get"]["responses"]
+    assert "503" not in schema["paths"]["/health"]["get"]["responses"]
+    assert "503" not in schema["paths"]["/metrics"]["get"]["responses"]
+
+
 def test_openapi_422_both_bodies(client):
     schema = client.get("/openapi.json").json()
     response = schema["paths"]["/predict"]["post"]["responses"]["422"]

@@ -36,7 +36,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 from prometheus_client import (
@@ -171,8 +171,13 @@ class ServerLimits:
 MAX_UNKNOWN_FIELDS = 10
 
 
-def predict_request_model(max_reviews: int) -> type[BaseModel]:
-    """Build the body model of ``POST /predict`` for one server's review limit.
+def predict_request_model(
+    max_reviews: int, max_review_chars: int = DEFAULT_MAX_REVIEW_CHARS
+) -> type[BaseModel]:
+    """Build the body model of ``POST /predict`` for one server's limits.
+
+    The limits appear in the OpenAPI schema as ``maxItems`` and the items'
+    ``maxLength``; the length of each review is checked after validation.
 
     The reviews are counted before pydantic validates each one. Otherwise a
     1 MiB body such as ``{"reviews": [1, 1, ...]}`` would get one validation
@@ -192,6 +197,10 @@ def predict_request_model(max_reviews: int) -> type[BaseModel]:
         reviews: list[str] = Field(
             description="Review texts to score; the response keeps their order.",
             examples=[["a gorgeous, witty film", "dull and far too long"]],
+            json_schema_extra={
+                "maxItems": max_reviews,
+                "items": {"type": "string", "maxLength": max_review_chars},
+            },
         )
 
         @field_validator("reviews", mode="before")
@@ -883,7 +892,7 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
         The application, ready for uvicorn or any other ASGI server.
     """
     limits = limits or ServerLimits()
-    request_model = predict_request_model(limits.max_reviews)
+    request_model = predict_request_model(limits.max_reviews, limits.max_review_chars)
     metrics = ServerMetrics()
     info = describe_model(model)
 
@@ -1045,16 +1054,25 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
         dependencies=[Depends(check_predict_request)],
     )(predict)
 
-    def read_route(path: str, summary: str) -> Callable[[Any], Any]:
+    def read_route(path: str, summary: str, **options: Any) -> Callable[[Any], Any]:
         """Register an endpoint for GET, and for HEAD outside the OpenAPI schema.
 
         Health checkers and monitors send HEAD, and uvicorn leaves the body
         out of its response. OpenAPI needs a unique operation id per
-        operation, so the HEAD twin stays out of the schema.
+        operation, so the HEAD twin stays out of the schema. ``options`` go
+        to the GET route, for its schema.
         """
+        if path not in CAPACITY_EXEMPT_PATHS:
+            options["responses"] = {
+                503: {
+                    "model": LimitError,
+                    "description": "More connections or requests at once than "
+                    "--max-connections allows",
+                }
+            }
 
         def register(endpoint: Any) -> Any:
-            app.get(path, summary=summary)(endpoint)
+            app.get(path, summary=summary, **options)(endpoint)
             app.head(path, include_in_schema=False)(endpoint)
             return endpoint
 
@@ -1081,7 +1099,12 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             },
         )
 
-    @read_route("/metrics", summary="Prometheus metrics")
+    @read_route(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        response_description="Metrics in the Prometheus text format",
+    )
     async def prometheus_metrics() -> Response:
         """Return request, review and latency metrics in Prometheus text format."""
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from sentiment_lstm.data.readers import detect_format
     from sentiment_lstm.metrics import classification_report, format_report
 
-    model = load_model(args.model, args.backend)
+    model = load_model(args.model, args.backend, args.threads)
 
     options = read_options_from_args(args)
     try:

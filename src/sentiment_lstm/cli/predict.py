@@ -29,6 +29,7 @@ from sentiment_lstm.cli.common import (
     path_argument,
     positive_int,
     read_options_from_args,
+    thread_count,
 )
 from sentiment_lstm.files import inherited_descriptor
 
@@ -114,7 +115,7 @@ def _add_throughput_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_backend_option(parser: argparse.ArgumentParser) -> None:
-    """Add ``--backend auto|torch|onnx`` to a subcommand that loads a model."""
+    """Add ``--backend auto|torch|onnx`` and ``--threads`` to a scoring subcommand."""
     parser.add_argument(
         "--backend",
         choices=BACKEND_CHOICES,
@@ -123,19 +124,36 @@ def add_backend_option(parser: argparse.ArgumentParser) -> None:
         "torch: PyTorch; auto: onnx when model.onnx exists and onnxruntime is "
         "installed, else torch (default: auto)",
     )
+    parser.add_argument(
+        "--threads",
+        type=thread_count,
+        help="CPU threads for scoring: ONNX Runtime forward passes that run at "
+        "once, each on one thread, or PyTorch's threads; fewer than the cores "
+        "help while other jobs share them (default: one per physical core for "
+        "onnx, PyTorch's own setting for torch)",
+    )
 
 
-def load_model(model_dir: Path, backend: str):
-    """Load a model for a subcommand, turning load failures into CommandError."""
+def load_model(model_dir: Path, backend: str, threads: int | None = None):
+    """Load a model for a subcommand, turning load failures into CommandError.
+
+    ``threads`` sets the ONNX Runtime backend's parallel forward passes, or
+    PyTorch's threads for the torch backend; None keeps the defaults.
+    """
     from sentiment_lstm.artifact import ArtifactError
     from sentiment_lstm.predictor import SentimentModel
 
     try:
-        return SentimentModel.load(model_dir, backend=backend)
+        model = SentimentModel.load(model_dir, backend=backend, threads=threads)
     except ArtifactError as err:
         raise CommandError(str(err)) from err
     except ImportError as err:
         raise CommandError(f"cannot load {model_dir}: {err}") from err
+    if threads is not None and model.backend.name == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    return model
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -150,7 +168,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     if args.output is not None and inherited_descriptor(args.output) is None:
         _check_output_name(args.output, args.output_format, parser)
-    model = load_model(args.model, args.backend)
+    model = load_model(args.model, args.backend, args.threads)
     if args.output is None:
         _replace_unencodable_on_stdout()
         return _score(args, parser, model)
