@@ -8,6 +8,7 @@ import errno
 import gzip
 import inspect
 import json
+import logging
 import os
 import random
 import re
@@ -33,7 +34,12 @@ from sentiment_lstm.export import export_model
 from sentiment_lstm import http_protocol
 from sentiment_lstm.http_protocol import limited_protocol
 from sentiment_lstm.predictor import SentimentModel
-from sentiment_lstm.server import INLINE_MAX_CHARS, create_app, top_level_keys
+from sentiment_lstm.server import (
+    INLINE_MAX_CHARS,
+    RejectionLog,
+    create_app,
+    top_level_keys,
+)
 from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
 
 MAX_REVIEW_CHARS = 200
@@ -164,6 +170,9 @@ def server(model_dir, tmp_path_factory):
         str(MAX_HEADER_BYTES),
         "--header-timeout",
         str(HEADER_TIMEOUT),
+        # The tests read the log line of each request they get rejected.
+        "--log-rejections",
+        "0",
     ) as (_, url):
         yield url, log
 
@@ -494,6 +503,39 @@ def test_invalid_http_gets_json_400(server, request_bytes):
     assert after == before + 1
     # The server closed the connection, not the client.
     assert log.read_text().count("disconnected while sending") == disconnects_before
+    # The protocol logs the rejection with the client; uvicorn's own line
+    # without it is dropped.
+    assert "Invalid HTTP request received." not in log.read_text()
+
+
+def test_rejection_log_limited_per_minute(caplog):
+    now = [1000.0]
+    rejections = RejectionLog(per_minute=2, clock=lambda: now[0])
+    log = logging.getLogger("sentiment_lstm.server")
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        for number in range(5):
+            rejections.warning(log, "request %d rejected", number)
+        now[0] += 60
+        rejections.warning(log, "request %d rejected", 5)
+    lines = [record.getMessage() for record in caplog.records]
+
+    assert lines[:2] == ["request 0 rejected", "request 1 rejected"]
+    assert lines[2].startswith("2 rejected requests logged in this minute, the most")
+    assert lines[3].startswith("3 more rejected requests in the minute from ")
+    assert lines[3].endswith(" were not logged (--log-rejections 2)")
+    assert lines[4:] == ["request 5 rejected"]
+
+
+def test_rejection_log_unlimited(caplog):
+    rejections = RejectionLog()
+    log = logging.getLogger("sentiment_lstm.server")
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        for number in range(100):
+            rejections.warning(log, "request %d rejected", number)
+
+    assert len(caplog.records) == 100
 
 
 def metric_value(url: str, name: str) -> float:

@@ -51,7 +51,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from sentiment_lstm.server import OVER_CAPACITY, PROTOCOL_ERROR
+from sentiment_lstm.server import OVER_CAPACITY, PROTOCOL_ERROR, REJECTION_LOG
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,20 @@ def _fields_size(fields: list[tuple[bytes, bytes]]) -> int:
     return sum(len(name) + len(value) + _HEADER_LINE_OVERHEAD for name, value in fields)
 
 
+class _UvicornInvalidRequestFilter(logging.Filter):
+    """Drops uvicorn's warning about a request that does not parse as HTTP.
+
+    The protocol logs such a request itself, with the client's address, so
+    uvicorn's line without it would log each one twice.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Invalid HTTP request received."
+
+
+_UVICORN_INVALID_REQUEST = _UvicornInvalidRequestFilter()
+
+
 def limited_protocol(
     *,
     max_header_bytes: int,
@@ -112,6 +126,9 @@ def limited_protocol(
         if on_rejected is not None:
             on_rejected(limit)
 
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if _UVICORN_INVALID_REQUEST not in uvicorn_log.filters:
+        uvicorn_log.addFilter(_UVICORN_INVALID_REQUEST)
     lingering: set[asyncio.Protocol] = set()
 
     class LimitedHttpToolsProtocol(HttpToolsProtocol):
@@ -340,7 +357,8 @@ def limited_protocol(
             # text.
             if on_invalid is not None:
                 on_invalid()
-            logger.warning(
+            REJECTION_LOG.warning(
+                logger,
                 "request from %s rejected with 400: %s",
                 self._client_name(),
                 INVALID_REQUEST_DETAIL,
@@ -350,7 +368,8 @@ def limited_protocol(
         def _reject(self, status: int, detail: str, **fields: Any) -> None:
             """Count and log a broken limit, then send its error and close."""
             rejected(fields["limit"])
-            logger.warning(
+            REJECTION_LOG.warning(
+                logger,
                 "request from %s rejected with %d: %s",
                 self._client_name(),
                 status,

@@ -86,6 +86,65 @@ KNOWN_PATHS = frozenset(
     ("/predict", "/health", "/info", "/metrics", "/docs", "/openapi.json", "/redoc")
 )
 
+
+class RejectionLog:
+    """Logs rejected requests as warnings, at most ``per_minute`` each minute.
+
+    A client that sends many bad requests, or opens many connections and
+    then stalls, would otherwise fill the log with one line each. /metrics
+    counts every rejection either way. ``per_minute`` None logs them all.
+    """
+
+    def __init__(
+        self,
+        per_minute: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.per_minute = per_minute
+        self._clock = clock
+        self._minute_start = -math.inf
+        self._minute_began = 0.0
+        self._logged = 0
+        self._left_out = 0
+
+    def warning(self, log: logging.Logger, message: str, *args: Any) -> None:
+        """Log one rejection on ``log``, unless this minute's lines are used up."""
+        now = self._clock()
+        if now - self._minute_start >= 60:
+            self.log_left_out(log)
+            self._minute_start = now
+            self._minute_began = time.time()
+            self._logged = 0
+        if self.per_minute is None or self._logged < self.per_minute:
+            self._logged += 1
+            log.warning(message, *args)
+            return
+        if not self._left_out:
+            log.warning(
+                "%d rejected requests logged in this minute, the most that "
+                "--log-rejections allows; the rest of the minute's are counted "
+                "in /metrics but not logged",
+                self.per_minute,
+            )
+        self._left_out += 1
+
+    def log_left_out(self, log: logging.Logger) -> None:
+        """Log how many rejections of the current minute were left out, if any."""
+        if not self._left_out:
+            return
+        log.warning(
+            "%d more rejected requests in the minute from %s were not logged "
+            "(--log-rejections %d)",
+            self._left_out,
+            time.strftime("%H:%M:%S", time.localtime(self._minute_began)),
+            self.per_minute,
+        )
+        self._left_out = 0
+
+
+# The log of rejected requests of this process; ``serve`` sets its limit.
+REJECTION_LOG = RejectionLog()
+
 # Requests with at most this many characters in all are scored on the event
 # loop's thread, and longer ones in the thread pool so that they do not hold up
 # other connections. The hand-over to a worker thread costs more than scoring
@@ -628,7 +687,8 @@ def _client(scope: Scope) -> str:
 
 
 def _log_rejection(scope: Scope, error: RequestLimitExceeded) -> None:
-    logger.warning(
+    REJECTION_LOG.warning(
+        logger,
         "%s %s from %s rejected with %d: %s",
         scope["method"],
         scope["path"],
@@ -961,7 +1021,8 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
                     [{"loc": ("body",), "msg": EMPTY_BODY_MESSAGE, "type": "missing"}]
                 )
         items = [_error_item(item) for item in error.errors()]
-        logger.warning(
+        REJECTION_LOG.warning(
+            logger,
             "%s %s from %s rejected with 422: %s",
             request.method,
             request.url.path,
@@ -1114,7 +1175,8 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
 
 def _detail_response(request: Request, status: int, detail: str) -> Response:
     """Log a rejected request and return its ``{"detail": ...}`` JSON error."""
-    logger.warning(
+    REJECTION_LOG.warning(
+        logger,
         "%s %s from %s rejected with %d: %s",
         request.method,
         request.url.path,

@@ -15,6 +15,7 @@ from typing import Any
 from sentiment_lstm.cli.common import (
     CommandError,
     ascii_int,
+    non_negative_int,
     path_argument,
     positive_int,
 )
@@ -34,6 +35,8 @@ DEFAULT_HEADER_TIMEOUT = 10
 # Seconds that requests in progress get to finish after SIGTERM or Ctrl-C,
 # within the 10 s that docker stop waits before it kills the process.
 DEFAULT_SHUTDOWN_TIMEOUT = 5
+# Rejected requests logged per minute by default.
+DEFAULT_LOG_REJECTIONS = 60
 
 
 def port_number(text: str) -> int:
@@ -140,6 +143,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "processes (default: 1; the torch backend keeps PyTorch's own setting)",
     )
     parser.add_argument(
+        "--log-rejections",
+        type=non_negative_int,
+        default=DEFAULT_LOG_REJECTIONS,
+        metavar="N",
+        help="rejected requests logged per minute; the rest are counted in "
+        f"/metrics only, so that a flood of bad requests cannot fill the log "
+        f"(default: {DEFAULT_LOG_REJECTIONS}; 0 logs them all)",
+    )
+    parser.add_argument(
         "--access-log",
         action="store_true",
         help="log one line per request (default: off, for throughput)",
@@ -242,7 +254,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         import uvicorn
 
         from sentiment_lstm.http_protocol import limited_protocol
-        from sentiment_lstm.server import ServerLimits, create_app
+        from sentiment_lstm.server import REJECTION_LOG, ServerLimits, create_app
     except ImportError as err:
         raise CommandError(
             f"serving needs FastAPI, uvicorn with httptools and prometheus-client "
@@ -258,6 +270,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         max_header_bytes=args.max_header_bytes,
         header_timeout=args.header_timeout,
     )
+    REJECTION_LOG.per_minute = args.log_rejections or None
     app = create_app(model, limits)
     metrics = app.state.metrics
     protocol = limited_protocol(
@@ -324,6 +337,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     finally:
         for sock in sockets:
             sock.close()
+    REJECTION_LOG.log_left_out(logger)
     logger.info("server on port %d stopped", args.port)
     _send_deferred_signals(server)
     return 0
