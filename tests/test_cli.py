@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from importlib import metadata
 from pathlib import Path
@@ -924,6 +925,40 @@ def test_predict_input_dash_is_stdin(trained, tmp_path):
     assert [row["id"] for row in rows] == ["1", "2"]
     assert [row["text"] for row in rows] == ["great fun", "boring mess"]
     assert rows[0]["label"] in ("positive", "negative")
+
+
+@pytest.mark.parametrize(
+    ("name", "extra"),
+    [("reviews.csv", []), ("reviews", ["--input-format", "csv"])],
+)
+def test_predict_named_pipe_input(trained, tmp_path, name, extra):
+    _, model_dir = trained
+    pipe = tmp_path / name
+    os.mkfifo(pipe)
+
+    def feed() -> None:
+        with open(pipe, "w") as writer:
+            writer.write("id,text\n1,great fun\n2,boring mess\n")
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    completed = subprocess.run(
+        [sys.executable, "-m", "sentiment_lstm", "predict"]
+        + ["--model", str(model_dir), "--input", str(pipe), "--format", "csv"]
+        + extra,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    feeder.join(timeout=10)
+    rows = list(csv.DictReader(io.StringIO(completed.stdout)))
+
+    assert completed.returncode == 0, completed.stderr
+    assert [(row["id"], row["text"]) for row in rows] == [
+        ("1", "great fun"),
+        ("2", "boring mess"),
+    ]
+    assert f"scored 2 of 2 rows of {pipe}" in completed.stderr
 
 
 def test_torch_info_logs_hidden(capsys):

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -298,27 +299,33 @@ def _replace_unencodable_on_stdout() -> None:
         sys.stdout.reconfigure(errors=OUTPUT_ERRORS)
 
 
-def _score_stdin(args: argparse.Namespace, model, stream: BinaryIO) -> None:
+def _score_stdin(
+    args: argparse.Namespace, model, stream: BinaryIO, source: str = "stdin"
+) -> None:
     """Score stdin in chunks, as a file of --input-format (default: lines) is.
 
     The encoding is chosen from all of the bytes, as for a file, so stdin is
     first copied to a file in a new temporary folder that only this user can
-    read. Memory use then stays flat however much is piped in.
+    read. Memory use then stays flat however much is piped in. A named pipe
+    given as --input, such as the /dev/fd/63 of bash's ``<(command)``, is
+    read the same way, with its name as ``source``.
     """
     from sentiment_lstm.data import DataError
-    from sentiment_lstm.scoring import score_file
+    from sentiment_lstm.data.readers import EXTENSION_FORMATS
 
     try:
         options = read_options_from_args(args, require_labels=False)
     except DataError as err:
         raise CommandError(str(err)) from err
     if options.format is None:
-        options = dataclasses.replace(options, format="lines")
+        # A named pipe such as reviews.csv made by mkfifo has an extension.
+        data_format = EXTENSION_FORMATS.get(Path(source).suffix.lower(), "lines")
+        options = dataclasses.replace(options, format=data_format)
     if options.format not in STREAMED_INPUT_FORMATS:
         raise CommandError(
-            f"stdin cannot be read as {options.format}; pipe CSV, TSV, JSONL or "
-            "one review per line with --input-format csv, tsv, jsonl or lines, "
-            "or pass the files with --input",
+            f"{source} cannot be read as {options.format}; pipe CSV, TSV, JSONL "
+            "or one review per line with --input-format csv, tsv, jsonl or "
+            "lines, or pass the files with --input",
             usage=True,
         )
 
@@ -329,24 +336,34 @@ def _score_stdin(args: argparse.Namespace, model, stream: BinaryIO) -> None:
                 shutil.copyfileobj(stream, spool, STDIN_COPY_BYTES)
         except OSError as err:
             raise CommandError(
-                f"cannot copy stdin to a temporary file in {folder}: "
+                f"cannot copy {source} to a temporary file in {folder}: "
                 f"{err.strerror or err}; set TMPDIR to a folder with more free "
-                "space, or pass the reviews with --input FILE"
+                "space, or pass the reviews in a regular file with --input"
             ) from err
-        try:
-            score_file(
-                model,
-                copy,
-                args.output if args.output is not None else sys.stdout,
-                output_format=args.output_format,
-                options=options,
-                chunk_rows=args.chunk_size,
-                batch_size=args.batch_size,
-                progress=_progress_setting(args),
-                source="stdin",
-            )
-        except (DataError, ValueError) as err:
-            raise CommandError(str(err)) from err
+        _score_copy(args, model, copy, options, source)
+
+
+def _score_copy(
+    args: argparse.Namespace, model, copy: Path, options: Any, source: str
+) -> None:
+    """Score the temporary copy of stdin or a named pipe."""
+    from sentiment_lstm.data import DataError
+    from sentiment_lstm.scoring import score_file
+
+    try:
+        score_file(
+            model,
+            copy,
+            args.output if args.output is not None else sys.stdout,
+            output_format=args.output_format,
+            options=options,
+            chunk_rows=args.chunk_size,
+            batch_size=args.batch_size,
+            progress=_progress_setting(args),
+            source=source,
+        )
+    except (DataError, ValueError) as err:
+        raise CommandError(str(err)) from err
 
 
 def _progress_setting(args: argparse.Namespace) -> bool | None:
@@ -365,6 +382,16 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
     from sentiment_lstm.data.readers import detect_format
     from sentiment_lstm.scoring import score_file
 
+    if _is_pipe_or_device(args.input):
+        try:
+            stream = open(args.input, "rb")
+        except OSError as err:
+            raise CommandError(
+                f"cannot read {args.input}: {err.strerror or err}"
+            ) from err
+        with stream:
+            _score_stdin(args, model, stream, source=str(args.input))
+        return 0
     try:
         options = read_options_from_args(args, require_labels=False)
         data_format = options.format or detect_format(args.input, "--input-format")
@@ -388,6 +415,15 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
         return 0
 
     return _score_whole_read(args, model, data_format, options)
+
+
+def _is_pipe_or_device(path: Path) -> bool:
+    """Return whether path is a named pipe, socket or character device."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
 
 
 def _score_whole_read(

@@ -175,7 +175,7 @@ def require_regular_file(path: Path, data_format: str) -> None:
         raise DataError(
             f"{path}: not a regular file (a pipe or a device), which cannot be "
             "read twice to detect its encoding; save the reviews to a file "
-            "first, or pipe one review per line to predict's stdin"
+            "first (predict reads a pipe itself)"
         )
     raise DataError(f"{path}: file not found; pass an existing {data_format} file")
 
