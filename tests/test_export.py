@@ -27,6 +27,7 @@ from sentiment_lstm.export import (
     export_module,
     require_parity,
 )
+from sentiment_lstm.extras import install_hint
 from sentiment_lstm.model import (
     FeatureTableLSTM,
     ModelConfig,
@@ -370,7 +371,7 @@ def test_cli_export_without_onnxruntime(tmp_path, capsys, monkeypatch):
 
     assert status == 1
     assert "needs ONNX Runtime" in error
-    assert "pip install '.[train]' in the sentiment-lstm source folder" in error
+    assert install_hint("train") in error
     assert "Traceback" not in error
     assert (directory / "model.onnx").read_bytes() == b"an older export"
 

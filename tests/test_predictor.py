@@ -19,6 +19,7 @@ from sentiment_lstm import artifact
 from sentiment_lstm.artifact import ArtifactConfig, ArtifactError, save_artifact
 from sentiment_lstm.cli import main
 from sentiment_lstm.export import export_model
+from sentiment_lstm.extras import install_hint
 from sentiment_lstm.files import file_sha256
 from sentiment_lstm.model import ModelConfig, SentimentLSTM
 from sentiment_lstm.predictor import (
@@ -206,9 +207,7 @@ def test_auto_without_any_runtime_names_onnxruntime(exported, monkeypatch):
 
     message = str(error.value)
     assert message.startswith(f"{exported / artifact.ONNX_FILE} needs onnxruntime")
-    assert message.endswith(
-        "pip install '.[serve]' in the sentiment-lstm source folder"
-    )
+    assert message.endswith(install_hint("serve"))
 
 
 @pytest.mark.parametrize(
