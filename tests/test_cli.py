@@ -19,6 +19,7 @@ import pytest
 
 from sentiment_lstm import __version__
 from sentiment_lstm.cli import main
+from sentiment_lstm.extras import install_hint
 from sentiment_lstm.predictor import EMPTY_REVIEW
 
 TRAIN_ARGS = [
@@ -1785,7 +1786,7 @@ def test_training_command_without_torch(trained, tmp_path, command):
     assert completed.stderr.startswith(
         f"sentiment-lstm {command}: error: {command} needs PyTorch"
     )
-    assert "pip install '.[train]' in the sentiment-lstm source" in completed.stderr
+    assert f"install it with: {install_hint('train')}\n" in completed.stderr
     assert list(tmp_path.iterdir()) == []
 
 

@@ -66,6 +66,27 @@ def test_nested_deferred_raises_after_outer(python_sigint_handler):
     assert steps == ["inner", "outer"]
 
 
+def test_sigterm_deferred_while_sigint_ignored():
+    # A shell without job control starts "command &" with SIGINT ignored.
+    steps = []
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with interrupts.remembering_interrupts():
+            with interrupts.sigterm_as_interrupt() as terminated:
+                with pytest.raises(KeyboardInterrupt):
+                    with interrupts.deferred():
+                        os.kill(os.getpid(), signal.SIGTERM)
+                        time.sleep(0.5)
+                        steps.append("finished")
+        interrupts.check()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+    assert steps == ["finished"]
+    assert terminated.signal_number == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
 def test_deferred_outside_command_line_does_nothing(python_sigint_handler):
     with interrupts.deferred():
         interrupts.check()

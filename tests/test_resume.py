@@ -256,6 +256,36 @@ def test_interrupt_during_model_save_resumable(corpus, tmp_path, monkeypatch, ca
     assert (output_dir / "model.safetensors").is_file()
 
 
+def test_sigterm_during_model_save_resumable_with_sigint_ignored(
+    corpus, tmp_path, monkeypatch, capsys
+):
+    # A shell without job control starts "train ... &" with SIGINT ignored;
+    # SIGTERM while epoch 1's model is written still waits for its checkpoint.
+    from sentiment_lstm import artifact
+
+    real_save = artifact.save_artifact
+
+    def save_then_terminate(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(artifact, "save_artifact", save_then_terminate)
+    output_dir = tmp_path / "run"
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        status = main(train_args(corpus, output_dir))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    stderr = capsys.readouterr().err
+
+    assert status == 128 + signal.SIGTERM
+    assert "interrupted after epoch 1 finished; the model of epoch 1 is saved" in (
+        stderr
+    )
+    assert (output_dir / "checkpoint.pt").is_file()
+    assert (output_dir / "model.safetensors").is_file()
+
+
 def test_interrupt_after_checkpoint_says_how_to_resume(corpus, tmp_path):
     output_dir = tmp_path / "run"
     checkpoint = output_dir / "checkpoint.pt"

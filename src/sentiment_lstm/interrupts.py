@@ -28,6 +28,10 @@ from types import FrameType
 
 _pending = False
 _deferring = False
+# How many of this module's handlers are installed: deferring works with the
+# SIGTERM handler alone too, as when SIGINT was ignored from the start, which
+# is how a shell without job control starts a command run with "&".
+_installed = 0
 
 
 def _on_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -44,34 +48,37 @@ def remembering_interrupts() -> Iterator[None]:
     The handler is installed only in the main thread and only where SIGINT
     has Python's default handler, so an ignored SIGINT stays ignored.
     """
-    global _pending
+    global _pending, _installed
     if (
         threading.current_thread() is not threading.main_thread()
         or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
     ):
         yield
         return
-    _pending = False
+    if not _installed:
+        _pending = False
     previous = signal.signal(signal.SIGINT, _on_interrupt)
+    _installed += 1
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-        _pending = False
+        _uninstalled()
 
 
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
-    """Hold back Ctrl-C until the block ends, then raise KeyboardInterrupt.
+    """Hold back Ctrl-C and SIGTERM until the block ends, then raise KeyboardInterrupt.
 
-    Only inside :func:`remembering_interrupts`; elsewhere the block runs
-    unchanged. Blocks may nest.
+    Only inside :func:`remembering_interrupts` or :func:`sigterm_as_interrupt`
+    where they installed a handler; elsewhere the block runs unchanged.
+    Blocks may nest.
 
     Raises:
-        KeyboardInterrupt: After the block, if Ctrl-C arrived before or in it.
+        KeyboardInterrupt: After the block, if a signal arrived before or in it.
     """
     global _deferring
-    if signal.getsignal(signal.SIGINT) is not _on_interrupt:
+    if not _installed:
         yield
         return
     # In a nested block the outermost one raises, once all of them end.
@@ -137,13 +144,28 @@ def sigterm_as_interrupt(*, hangup: bool = False) -> Iterator[Termination]:
     if threading.current_thread() is not threading.main_thread():
         yield terminated
         return
+    global _installed, _pending
     previous = {
         signum: signal.signal(signum, interrupt)
         for signum in termination_signals
         if signal.getsignal(signum) is signal.SIG_DFL
     }
+    if previous:
+        if not _installed:
+            _pending = False
+        _installed += 1
     try:
         yield terminated
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        if previous:
+            _uninstalled()
+
+
+def _uninstalled() -> None:
+    """Count one handler less; with none left, forget a signal that arrived."""
+    global _installed, _pending
+    _installed -= 1
+    if not _installed:
+        _pending = False

@@ -340,20 +340,28 @@ def _score_stdin(
                 f"{err.strerror or err}; set TMPDIR to a folder with more free "
                 "space, or pass the reviews in a regular file with --input"
             ) from err
-        _score_copy(args, model, copy, options, source)
+        _score_streamed(args, model, copy, options, source)
 
 
-def _score_copy(
-    args: argparse.Namespace, model, copy: Path, options: Any, source: str
+def _score_streamed(
+    args: argparse.Namespace,
+    model,
+    path: Path,
+    options: Any,
+    source: str | None = None,
 ) -> None:
-    """Score the temporary copy of stdin or a named pipe."""
+    """Score a CSV, TSV, JSONL or text file in chunks into the output.
+
+    ``source`` names the input in messages, such as "stdin" for its
+    temporary copy; None names ``path``.
+    """
     from sentiment_lstm.data import DataError
     from sentiment_lstm.scoring import score_file
 
     try:
         score_file(
             model,
-            copy,
+            path,
             args.output if args.output is not None else sys.stdout,
             output_format=args.output_format,
             options=options,
@@ -380,7 +388,6 @@ def _progress_setting(args: argparse.Namespace) -> bool | None:
 def _run_input_file(args: argparse.Namespace, model) -> int:
     from sentiment_lstm.data import DataError
     from sentiment_lstm.data.readers import detect_format
-    from sentiment_lstm.scoring import score_file
 
     if _is_pipe_or_device(args.input):
         try:
@@ -399,19 +406,7 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
         raise CommandError(str(err)) from err
 
     if data_format in STREAMED_INPUT_FORMATS:
-        try:
-            score_file(
-                model,
-                args.input,
-                args.output if args.output is not None else sys.stdout,
-                output_format=args.output_format,
-                options=options,
-                chunk_rows=args.chunk_size,
-                batch_size=args.batch_size,
-                progress=_progress_setting(args),
-            )
-        except (DataError, ValueError) as err:
-            raise CommandError(str(err)) from err
+        _score_streamed(args, model, args.input, options)
         return 0
 
     return _score_whole_read(args, model, data_format, options)
