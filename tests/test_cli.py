@@ -1923,6 +1923,38 @@ def test_evaluate_text(trained, capsys):
     assert "confusion matrix" in out
 
 
+def test_evaluate_training_data_warns(trained, tmp_path, caplog):
+    root, model_dir = trained
+    # A copy under another name holds the same reviews.
+    copy = tmp_path / "copy.pos"
+    shutil.copy(root / "tiny.pos", copy)
+    shutil.copy(root / "tiny.neg", tmp_path / "copy.neg")
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        status = main(["evaluate", "--model", str(model_dir), "--data", str(copy)])
+    err = caplog.text
+
+    assert status == 0
+    assert (
+        f"{copy} holds the reviews {model_dir} was trained on, so these figures "
+        "include its training part"
+    ) in err
+    assert "pass --split test" in err
+
+
+def test_evaluate_other_data_does_not_warn(trained, tmp_path, caplog):
+    _, model_dir = trained
+    data = tmp_path / "other.csv"
+    data.write_text("text,label\nsuch a lovely film,positive\nawful,negative\n")
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        status = main(["evaluate", "--model", str(model_dir), "--data", str(data)])
+    err = caplog.text
+
+    assert status == 0
+    assert "was trained on" not in err
+
+
 def test_console_script_help():
     completed = subprocess.run(
         [sys.executable, "-m", "sentiment_lstm", "train", "--help"],

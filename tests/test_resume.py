@@ -1,5 +1,6 @@
 """``train --resume`` after SIGKILL ends with the model of an uninterrupted run."""
 
+import csv
 import json
 import os
 import re
@@ -403,6 +404,54 @@ def test_resume_with_other_flags_fails(corpus, tmp_path, capsys):
 
     assert status == 1
     assert "--learning-rate was 0.003, now 0.01" in capsys.readouterr().err
+
+
+@pytest.fixture
+def csv_corpus(corpus: Path, tmp_path: Path) -> Path:
+    """The corpus as a CSV file with a second text column, "review"."""
+    path = tmp_path / "corpus.csv"
+    rows = [
+        [line, " ".join(reversed(line.split())), label]
+        for suffix, label in (("pos", "positive"), ("neg", "negative"))
+        for line in corpus.with_suffix(f".{suffix}").read_text().splitlines()
+    ]
+    with open(path, "w", newline="") as stream:
+        csv.writer(stream).writerows([["text", "review", "label"], *rows])
+    return path
+
+
+def test_resume_naming_detected_columns_accepted(csv_corpus, tmp_path):
+    output_dir = tmp_path / "run"
+    kill_after_first_checkpoint(
+        train_command(csv_corpus, output_dir), output_dir / "checkpoint.pt"
+    )
+
+    status = main(
+        train_args(csv_corpus, output_dir, "--resume", "--text-column", "text")
+        + ["--label-column", "label", "--skip-bad-rows"]
+    )
+
+    assert status == 0
+    assert not (output_dir / "checkpoint.pt").exists()
+
+
+def test_resume_with_other_column_names_flag(csv_corpus, tmp_path, capsys):
+    output_dir = tmp_path / "run"
+    kill_after_first_checkpoint(
+        train_command(csv_corpus, output_dir), output_dir / "checkpoint.pt"
+    )
+
+    status = main(
+        train_args(csv_corpus, output_dir, "--resume", "--text-column", "review")
+    )
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert (
+        "reading flags changed: --text-column 'review' (training: 'text', detected)"
+    ) in error
+    assert "the reviews read changed" in error
+    assert (output_dir / "checkpoint.pt").is_file()
 
 
 def test_resume_checkpoint_without_newer_data_fields(corpus, tmp_path, caplog):

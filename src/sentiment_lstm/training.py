@@ -1143,6 +1143,10 @@ def _check_identity(saved: dict[str, Any], current: dict[str, Any], path: Path) 
         # Other data gives other counts by itself, which would read as if
         # the flags behind them had changed.
         differences = [name for name in differences if name not in _DATA_COUNTS]
+    elif _same_reviews_from_data_alone(saved, current):
+        # Reading flags that give the same reviews, such as one naming the
+        # column that training detected, change nothing.
+        differences = [name for name in differences if name not in _READ_FACTS]
     if differences:
         # dict.fromkeys drops a phrase that two recorded facts share
         changes = "; ".join(
@@ -1225,8 +1229,38 @@ _DATA_COUNTS = frozenset(
 _UNSET = object()
 
 
+# Facts of how the data was read, which matter only through the reviews read.
+_READ_FACTS = frozenset(("data.read_options", "data.columns"))
+
+
+def _same_reviews_from_data_alone(
+    saved: dict[str, Any], current: dict[str, Any]
+) -> bool:
+    """Return whether both runs read the same reviews, all from --data.
+
+    The reviews' fingerprint covers --data alone, so separate validation or
+    test files, which the reading flags apply to as well, rule it out.
+    """
+    saved_reviews = _setting(saved, "data.examples_fingerprint")
+    if saved_reviews is _UNSET or saved_reviews != _setting(
+        current, "data.examples_fingerprint"
+    ):
+        return False
+    # The files' fingerprint covers the separate files too, so it equals the
+    # fingerprint of --data's files only without them.
+    return all(
+        _setting(identity, "data.fingerprint")
+        == _setting(identity, "data.data_files_fingerprint")
+        for identity in (saved, current)
+    )
+
+
 def _setting_change(name: str, saved: dict[str, Any], current: dict[str, Any]) -> str:
     """Describe how a ``section.key`` setting differs, naming its train flag."""
+    if name == "data.read_options":
+        changed = _read_option_changes(saved, current)
+        if changed:
+            return f"reading flags changed: {changed}"
     if name in _DATA_FACTS:
         return f"{_DATA_FACTS[name]} changed"
     label, spell = _SETTING_NAMES.get(name, (name, None))
@@ -1248,6 +1282,24 @@ def _setting_change(name: str, saved: dict[str, Any], current: dict[str, Any]) -
         return written if len(written) <= 60 else written[:57] + "..."
 
     return f"{label} was {text(_setting(saved, name))}, now {text(_setting(current, name))}"
+
+
+def _read_option_changes(saved: dict[str, Any], current: dict[str, Any]) -> str:
+    """Name the reading flags that differ, such as ``--stars given (training: ...)``."""
+    from sentiment_lstm.provenance import read_option_differences
+
+    before = _setting(saved, "data.read_options")
+    now = _setting(current, "data.read_options")
+    if not isinstance(before, dict) or not isinstance(now, dict):
+        return ""
+    columns = [_setting(identity, "data.columns") for identity in (saved, current)]
+    differences = read_option_differences(
+        before,
+        now,
+        saved_columns=columns[0] if isinstance(columns[0], dict) else None,
+        current_columns=columns[1] if isinstance(columns[1], dict) else None,
+    )
+    return ", ".join(differences)
 
 
 def _setting(identity: dict[str, Any], name: str) -> Any:

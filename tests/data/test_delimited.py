@@ -128,6 +128,34 @@ def test_json_lines_under_another_name(tmp_path: Path, name: str, first: str) ->
     )
 
 
+@pytest.mark.parametrize("skip", [False, True])
+def test_ratings_read_as_labels_stop(tmp_path: Path, skip: bool) -> None:
+    # Skipping the rows of 2 to 5 stars would keep the 1-star reviews as
+    # positive labels.
+    text = "content,score\nawful app,1\ngreat app,5\nbroken,0\nfine,4\n"
+    path = write(tmp_path / "reviews.csv", text)
+
+    with pytest.raises(DataError) as raised:
+        read_examples(path, ReadOptions(skip_bad_rows=skip))
+
+    assert str(raised.value) == (
+        f"{path} line 3: unknown label '5' in column 'score', whose numbers above "
+        "1 look like star ratings, so its 1s would be read as positive labels; "
+        "pass --stars to read the column as ratings, or --label-column with a "
+        "column of labels"
+    )
+
+
+def test_other_unknown_labels_skipped(tmp_path: Path) -> None:
+    text = "text,label\ngreat,positive\nso-so,neutral\nbad,-1\nworse,0\n"
+    path = write(tmp_path / "reviews.csv", text)
+
+    result = read_examples(path, ReadOptions(skip_bad_rows=True))
+
+    assert [example.label for example in result.examples] == [1, 0]
+    assert [row.line for row in result.bad_rows] == [3, 4]
+
+
 def test_tsv_file(tmp_path: Path) -> None:
     text = 'text\tlabel\nfine, with a comma\t1\n"tab\tinside"\t0\nno quote " here\t1\n'
     path = write(tmp_path / "reviews.tsv", text)

@@ -104,6 +104,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     examples = read.examples
     if args.split != "all":
         examples = _model_split_part(args, model.metadata, read, options, data_format)
+    else:
+        _warn_if_training_data(args, model.metadata, read)
     if not examples:
         raise CommandError(f"no labelled reviews to evaluate in {args.data}")
 
@@ -150,6 +152,28 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     else:
         print(format_report(report))
     return 0
+
+
+def _warn_if_training_data(
+    args: argparse.Namespace, metadata: dict[str, Any], read: Any
+) -> None:
+    """Warn when ``--data`` holds the reviews the model was trained on.
+
+    Its training part then counts in the figures, which overstates the
+    model's accuracy on reviews it has not seen.
+    """
+    from sentiment_lstm.provenance import examples_fingerprint
+
+    saved = metadata.get("data", {}).get("examples_fingerprint")
+    if saved and examples_fingerprint(read.examples) == saved:
+        logger.warning(
+            "%s holds the reviews %s was trained on, so these figures include "
+            "its training part and overstate its accuracy on reviews it has "
+            "not seen; pass --split test to evaluate the part it was not "
+            "trained on",
+            args.data,
+            args.model,
+        )
 
 
 def _model_split_part(

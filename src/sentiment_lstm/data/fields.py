@@ -12,10 +12,11 @@ from sentiment_lstm.data.decoding import DecodedText, invalid_byte_reason
 from sentiment_lstm.data.labels import (
     ALLOWED_LABELS,
     LabelError,
+    looks_like_rating,
     parse_label,
     parse_rating,
 )
-from sentiment_lstm.data.records import ReadOptions
+from sentiment_lstm.data.records import DataError, ReadOptions
 
 # Value of a field that a JSONL record lacks.
 MISSING = object()
@@ -138,6 +139,15 @@ def add_record(
         else:
             parsed = parse_label(label)
     except LabelError as err:
+        if not options.stars and looks_like_rating(label):
+            # Skipping such rows would keep the ratings of 1 (and 0) as
+            # positive (and negative) labels.
+            raise DataError(
+                f"{source} line {line}: {err.reason} in column {columns.label!r}, "
+                "whose numbers above 1 look like star ratings, so its 1s would "
+                "be read as positive labels; pass --stars to read the column "
+                "as ratings, or --label-column with a column of labels"
+            ) from err
         collector.reject(source, line, err.reason, err.fix, lines=lines)
         return
     if parsed is None:

@@ -82,6 +82,23 @@ def parse_label(value: object) -> int:
     )
 
 
+def looks_like_rating(value: object) -> bool:
+    """Return whether a label cell holds a number above 1 and at most 10.
+
+    No label is such a number, but a star rating of 2 to 5 (or 10) stars is,
+    so a column with one holds ratings, whose 1 and 0 would read as labels.
+    """
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        number = _ascii_number(value.strip())
+    else:
+        return False
+    return 1 < number <= 10
+
+
 # A number in ASCII decimal notation, as spreadsheets write them. Python's
 # float() also reads "1_0" as 10 and digits of other scripts, such as the
 # full-width "１", which a label or rating cell should not hold.
