@@ -1496,6 +1496,34 @@ def test_train_log_counts_epochs(trained, tmp_path, caplog, epochs, shown):
     assert summary[0].endswith(shown)
 
 
+def test_train_log_steps_leave_out_tokenless(tmp_path, caplog):
+    from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
+
+    # The held-out parts are files of their own, so all of --data trains:
+    # the reviews with tokens and 24 of <br /> tags alone, 8 to a batch.
+    rows = [f'"{review} {i}",1' for i in range(4) for review in POSITIVE_REVIEWS]
+    rows += [f'"{review} {i}",0' for i in range(4) for review in NEGATIVE_REVIEWS]
+    data = tmp_path / "data.csv"
+    data.write_text("text,label\n" + "\n".join(rows + ['"<br /><br />",1'] * 24) + "\n")
+    held_out = tmp_path / "held_out.csv"
+    held_out.write_text("text,label\n" + "\n".join(rows[::4]) + "\n")
+
+    with caplog.at_level(logging.INFO, logger="sentiment_lstm"):
+        status = main(
+            ["train", "--data", str(data), "--output-dir", str(tmp_path / "m")]
+            + ["--validation-data", str(held_out), "--test-data", str(held_out)]
+            + ["--num_epoch", "1", "--batch_size", "8", "--ensemble-size", "2"]
+        )
+    (summary,) = [
+        r.getMessage() for r in caplog.records if "per epoch" in r.getMessage()
+    ]
+
+    assert status == 0
+    assert summary.startswith(f"examples: {len(rows) + 24} train, ")
+    assert " per member, 2 members; " in summary
+    assert f"batch size 8, {-(-len(rows) // 8)} steps per epoch" in summary
+
+
 @pytest.mark.parametrize("command", ["train", "cross-validate"])
 def test_minilm_package_missing_before_data(tmp_path, capsys, monkeypatch, command):
     # A None entry in sys.modules makes the import raise ImportError.
@@ -1936,7 +1964,7 @@ def test_evaluate_training_data_warns(trained, tmp_path, caplog):
 
     assert status == 0
     assert (
-        f"{copy} holds the reviews {model_dir} was trained on, so these figures "
+        f"{copy} contains the reviews {model_dir} was trained on, so these figures "
         "include its training part"
     ) in err
     assert "pass --split test" in err
@@ -2600,6 +2628,30 @@ def test_held_out_posneg_beside_star_csv(trained, tmp_path, caplog):
     status = train_tiny(root, tmp_path / "n", "--test-data", str(stars), *column_flags)
     assert status == 0
     assert "test part: the 48 reviews of --test-data" in caplog.text
+
+
+def test_held_out_file_without_named_column(tmp_path, capsys):
+    from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
+
+    data = tmp_path / "data.csv"
+    rows = [f'"{review} {i}",1' for i in range(3) for review in POSITIVE_REVIEWS]
+    rows += [f'"{review} {i}",0' for i in range(3) for review in NEGATIVE_REVIEWS]
+    data.write_text("content,label\n" + "\n".join(rows) + "\n")
+    validation = tmp_path / "validation.jsonl"
+    validation.write_text('{"review": "fine", "label": 1}\n')
+
+    status = main(
+        ["train", "--data", str(data), "--output-dir", str(tmp_path / "m")]
+        + ["--text-column", "content", "--validation-data", str(validation)]
+    )
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert f"{validation}: text column 'content' not found" in error
+    assert error.rstrip().endswith(
+        "(--text-column applies to --data and to --validation-data alike, so "
+        "the files need the same column names)"
+    )
 
 
 def test_column_flags_without_tabular_file_rejected(trained, tmp_path, capsys):

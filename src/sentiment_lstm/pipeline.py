@@ -28,6 +28,7 @@ from sentiment_lstm.data import (
     resolve_data,
     split_examples,
 )
+from sentiment_lstm.data.columns import MissingColumnError
 from sentiment_lstm.data.readers import detect_format
 from sentiment_lstm.embeddings import EmbeddingConfig, EmbeddingError, InputFactory
 from sentiment_lstm.files import write_text_atomic
@@ -193,7 +194,24 @@ def load_splits(spec: DataSpec, seed: int) -> Splits:
     for part, held_out_path in held_out_paths.items():
         source = held_out_files[part]
         # the readers log what they read, skipped and left out
-        extra = read_examples(held_out_path, options_by_part[part])
+        try:
+            extra = read_examples(held_out_path, options_by_part[part])
+        except MissingColumnError as err:
+            named = [
+                flag
+                for flag, value in (
+                    ("--text-column", spec.read_options.text_column),
+                    ("--label-column", spec.read_options.label_column),
+                )
+                if value is not None
+            ]
+            if not named:
+                raise
+            verb = "applies" if len(named) == 1 else "apply"
+            raise DataError(
+                f"{err} ({' and '.join(named)} {verb} to --data and to "
+                f"--{part}-data alike, so the files need the same column names)"
+            ) from err
         reads.append(extra)
         if part == "validation":
             validation = extra.examples
@@ -406,7 +424,7 @@ def train_model(
     _check_model_fits(prepared, model_options or {}, train_split, training_config)
     model = factory.make_model(prepared, model_options or {})
     model_config = model.config
-    _log_summary(splits, encoder, model, training_config)
+    _log_summary(splits, train_split, encoder, model, training_config)
 
     base_metadata = _base_metadata(splits, encoder, model_config, training_config)
     # The feature cache folder does not change the model, so it is left out.
@@ -776,19 +794,24 @@ def _train_ensemble_model(
 
 def _log_summary(
     splits: Splits,
+    train_split: Any,
     encoder: Any,
     model: SentimentLSTM,
     config: TrainingConfig,
 ) -> None:
-    steps = -(-len(splits.train) // config.batch_size)
+    # Reviews without tokens are left out of training, so of its steps too.
+    steps = -(-len(train_split.with_tokens()) // config.batch_size)
+    parameters = f"{count_parameters(model)}"
+    if config.ensemble_size > 1:
+        parameters += f" per member, {config.ensemble_size} members"
     logger.info(
         "examples: %d train, %d validation, %d test; vocabulary: %d tokens; "
-        "parameters: %d; batch size %d, %d step%s per epoch, up to %d epoch%s",
+        "parameters: %s; batch size %d, %d step%s per epoch, up to %d epoch%s",
         len(splits.train),
         len(splits.validation),
         len(splits.test),
         encoder.vocab_size,
-        count_parameters(model),
+        parameters,
         config.batch_size,
         steps,
         "" if steps == 1 else "s",

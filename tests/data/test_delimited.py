@@ -139,21 +139,36 @@ def test_ratings_read_as_labels_stop(tmp_path: Path, skip: bool) -> None:
         read_examples(path, ReadOptions(skip_bad_rows=skip))
 
     assert str(raised.value) == (
-        f"{path} line 3: unknown label '5' in column 'score', whose numbers above "
-        "1 look like star ratings, so its 1s would be read as positive labels; "
-        "pass --stars to read the column as ratings, or --label-column with a "
-        "column of labels"
+        f"{path} line 3: unknown label '5' in column 'score', which looks like a "
+        "column of star ratings, so its 1s would be read as positive labels; "
+        "pass --stars to read it as ratings, or --label-column with a column of "
+        "labels"
     )
 
 
 def test_other_unknown_labels_skipped(tmp_path: Path) -> None:
-    text = "text,label\ngreat,positive\nso-so,neutral\nbad,-1\nworse,0\n"
+    # A 2 in a column named otherwise may be a third class, such as neutral.
+    text = "text,label\ngreat,positive\nso-so,neutral\nbad,-1\nmeh,2\nworse,0\n"
     path = write(tmp_path / "reviews.csv", text)
 
     result = read_examples(path, ReadOptions(skip_bad_rows=True))
 
     assert [example.label for example in result.examples] == [1, 0]
-    assert [row.line for row in result.bad_rows] == [3, 4]
+    assert [row.line for row in result.bad_rows] == [3, 4, 5]
+
+
+def test_stars_prefer_rating_column(tmp_path: Path) -> None:
+    # Without --stars "sentiment" comes first; with it, the ratings do.
+    text = "review,sentiment,rating\ngreat app,positive,2\nawful,negative,5\n"
+    path = write(tmp_path / "reviews.csv", text)
+
+    with_stars = read_examples(path, ReadOptions(stars=True))
+    without = read_examples(path)
+
+    assert with_stars.columns == {"text": "review", "label": "rating"}
+    assert [example.label for example in with_stars.examples] == [0, 1]
+    assert without.columns == {"text": "review", "label": "sentiment"}
+    assert [example.label for example in without.examples] == [1, 0]
 
 
 def test_tsv_file(tmp_path: Path) -> None:

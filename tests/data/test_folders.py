@@ -142,6 +142,43 @@ def test_read_summary_counts_unscorable_reviews(
     ]
 
 
+def test_link_across_classes_is_bad_row(tmp_path: Path) -> None:
+    write_reviews(tmp_path, {"pos/a.txt": "good", "neg/b.txt": "bad"})
+    (tmp_path / "pos" / "c.txt").symlink_to(tmp_path / "neg" / "b.txt")
+
+    with pytest.raises(DataError) as raised:
+        read_examples(tmp_path)
+    skipped = read_examples(tmp_path, ReadOptions(skip_bad_rows=True))
+    scored = read_texts(tmp_path, ReadOptions(keep_unscored=True))
+
+    assert str(raised.value) == (
+        f"{tmp_path / 'pos' / 'c.txt'} line 1: the same file as "
+        f"{tmp_path / 'neg' / 'b.txt'} (through a link), which neg/ labels "
+        "otherwise; remove the link, or use --skip-bad-rows to leave such rows out"
+    )
+    assert [example.text for example in skipped.examples] == ["bad", "good"]
+    # Scoring needs no labels, so it scores both names.
+    assert len(scored.examples) == 3
+
+
+def test_half_split_folder_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_reviews(
+        tmp_path,
+        {"train/pos/a.txt": "good", "train/neg/b.txt": "bad", "test/pos/c.txt": "x"},
+    )
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        result = read_examples(tmp_path)
+
+    assert len(result.examples) == 2
+    assert caplog.messages == [
+        f"{tmp_path / 'test'} has pos/ but no neg/, so its reviews are not read; "
+        f"add {tmp_path / 'test' / 'neg'}"
+    ]
+
+
 def test_undecodable_review_file(tmp_path: Path) -> None:
     write_reviews(tmp_path, {"pos/a.txt": "good", "neg/b.txt": "bad"})
     (tmp_path / "neg" / "c.txt").write_bytes(b"caf\xe9 \x9d")

@@ -157,7 +157,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def _warn_if_training_data(
     args: argparse.Namespace, metadata: dict[str, Any], read: Any
 ) -> None:
-    """Warn when ``--data`` holds the reviews the model was trained on.
+    """Warn when ``--data`` contains the reviews the model was trained on.
 
     Its training part then counts in the figures, which overstates the
     model's accuracy on reviews it has not seen.
@@ -167,7 +167,7 @@ def _warn_if_training_data(
     saved = metadata.get("data", {}).get("examples_fingerprint")
     if saved and examples_fingerprint(read.examples) == saved:
         logger.warning(
-            "%s holds the reviews %s was trained on, so these figures include "
+            "%s contains the reviews %s was trained on, so these figures include "
             "its training part and overstate its accuracy on reviews it has "
             "not seen; pass --split test to evaluate the part it was not "
             "trained on",

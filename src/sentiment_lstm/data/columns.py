@@ -10,6 +10,9 @@ logger = logging.getLogger(__name__)
 # Column names tried in this order when the user names no column; case is ignored.
 TEXT_COLUMN_NAMES = ("text", "review", "content", "sentence", "comment", "body")
 LABEL_COLUMN_NAMES = ("label", "sentiment", "polarity", "score", "rating", "stars")
+# The label column names that star ratings come under, looked for first
+# with --stars, so that a sentiment column of words beside them is not chosen.
+RATING_COLUMN_NAMES = ("score", "rating", "stars")
 # Columns that 'sentiment-lstm predict' adds to each row it scores, as
 # sentiment_lstm.scoring.SCORE_FIELDS names them. Its JSONL records have an
 # "error" key only where a row is not scored.
@@ -158,6 +161,16 @@ def _choose(
     return None
 
 
+def _label_candidates(options: ReadOptions) -> tuple[str, ...]:
+    """Return the label column names to look for, in order."""
+    if not options.stars:
+        return LABEL_COLUMN_NAMES
+    others = tuple(
+        name for name in LABEL_COLUMN_NAMES if name not in RATING_COLUMN_NAMES
+    )
+    return RATING_COLUMN_NAMES + others
+
+
 def choose_columns(
     names: list[str], options: ReadOptions, source: str, where: str
 ) -> Columns:
@@ -189,7 +202,7 @@ def choose_columns(
     optional_label = not options.require_labels and options.label_column is None
     try:
         label = _choose(
-            "label", options.label_column, LABEL_COLUMN_NAMES, names, source
+            "label", options.label_column, _label_candidates(options), names, source
         )
     except DataError:
         if not optional_label:

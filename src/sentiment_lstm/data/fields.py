@@ -139,14 +139,14 @@ def add_record(
         else:
             parsed = parse_label(label)
     except LabelError as err:
-        if not options.stars and looks_like_rating(label):
+        if not options.stars and looks_like_rating(label, columns.label):
             # Skipping such rows would keep the ratings of 1 (and 0) as
             # positive (and negative) labels.
             raise DataError(
                 f"{source} line {line}: {err.reason} in column {columns.label!r}, "
-                "whose numbers above 1 look like star ratings, so its 1s would "
-                "be read as positive labels; pass --stars to read the column "
-                "as ratings, or --label-column with a column of labels"
+                "which looks like a column of star ratings, so its 1s would be "
+                "read as positive labels; pass --stars to read it as ratings, "
+                "or --label-column with a column of labels"
             ) from err
         collector.reject(source, line, err.reason, err.fix, lines=lines)
         return

@@ -145,6 +145,21 @@ def read_review_folders(path: Path, collector: ExampleCollector) -> None:
             f"{path}: expected pos/ and neg/ subfolders of .txt reviews, or train/ "
             "and test/ subfolders that contain them; pass a folder with this layout"
         )
+    for name in SPLIT_FOLDERS:
+        halves = [
+            f"{label_name}/"
+            for label_name, _ in CLASS_FOLDERS
+            if (path / name / label_name).is_dir()
+        ]
+        if len(halves) == 1:
+            missing = "pos/" if halves[0] == "neg/" else "neg/"
+            logger.warning(
+                "%s has %s but no %s, so its reviews are not read; add %s",
+                path / name,
+                halves[0],
+                missing,
+                path / name / missing.rstrip("/"),
+            )
     if folders != [path]:
         used = {folder.name for folder in folders}
         ignored = sorted(item.name for item in path.iterdir() if item.name not in used)
@@ -160,6 +175,9 @@ def read_review_folders(path: Path, collector: ExampleCollector) -> None:
         )
 
     cp1252_files = 0
+    # The first name under which each file was read: a link from pos/ to a
+    # file in neg/ would give one review both labels.
+    read_as: dict[Path, Path] = {}
     for folder in folders:
         class_names = {name for name, _ in CLASS_FOLDERS}
         ignored = sorted(
@@ -196,6 +214,20 @@ def read_review_folders(path: Path, collector: ExampleCollector) -> None:
                 class_folder, hidden, "*.txt files whose names do not start with '.'"
             )
             for file in files:
+                real = file.resolve()
+                first = read_as.get(real)
+                # Scoring uses no labels, so there it scores each name.
+                conflict = first is not None and first.parent != file.parent
+                if conflict and not collector.keep_unscored:
+                    collector.reject(
+                        str(file),
+                        1,
+                        f"the same file as {first} (through a link), which "
+                        f"{first.parent.name}/ labels otherwise",
+                        f"remove the link, or use {SKIP_HINT}",
+                    )
+                    continue
+                read_as.setdefault(real, file)
                 if _read_review_file(file, label, collector) == "cp1252":
                     cp1252_files += 1
     if cp1252_files == 1:

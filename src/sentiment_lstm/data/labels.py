@@ -82,12 +82,17 @@ def parse_label(value: object) -> int:
     )
 
 
-def looks_like_rating(value: object) -> bool:
-    """Return whether a label cell holds a number above 1 and at most 10.
+def looks_like_rating(value: object, column: str) -> bool:
+    """Return whether a label cell of ``column`` looks like a star rating.
 
-    No label is such a number, but a star rating of 2 to 5 (or 10) stars is,
-    so a column with one holds ratings, whose 1 and 0 would read as labels.
+    It does when the column is named like ratings (score, rating, stars) and
+    the cell is a number above 1 and at most 10: no label is such a
+    number, and the column's 1s and 0s would then read as labels. A label
+    column of another name with a 2 may hold a third class instead.
     """
+    name = column.strip().lower()
+    if not any(word in name for word in ("score", "rating", "star")):
+        return False
     if isinstance(value, bool):
         return False
     if isinstance(value, (int, float)):
@@ -137,7 +142,8 @@ def parse_rating(value: object, rule: StarRule) -> Rating:
     if not math.isfinite(number):
         raise LabelError(
             f"invalid rating {show_value(value)}",
-            f"expected a number of stars; fix the row, or use {SKIP_HINT}",
+            "expected a number of stars; fix the row, pass --label-column with "
+            f"the column of ratings, or use {SKIP_HINT}",
         )
     if number <= rule.negative_max:
         return Rating(number, 0)
