@@ -320,6 +320,31 @@ def test_cli_export(tmp_path, capsys):
     assert lines[-1].startswith(f"wrote {directory / 'model.onnx'}")
 
 
+def test_cli_export_quiet_prints_nothing(tmp_path, capsys):
+    directory = write_model_dir(tmp_path / "model")
+
+    status = main(["-q", "export", "--model", str(directory)])
+    captured = capsys.readouterr()
+
+    assert status == 0
+    assert (directory / "model.onnx").is_file()
+    assert captured.out == ""
+
+
+def test_cli_parity_failure_shown_when_quiet(tmp_path, capsys, monkeypatch):
+    directory = write_model_dir(tmp_path / "model")
+
+    def diverging(module, onnx_path, **kwargs):
+        return [ParityResult(case, 0.25) for case in PARITY_CASES]
+
+    monkeypatch.setattr(export_module_under_test, "check_parity", diverging)
+    status = main(["export", "-q", "--model", str(directory)])
+    captured = capsys.readouterr()
+
+    assert status == 1
+    assert captured.out.count("FAILED") == 4
+
+
 def test_cli_export_replaces_file(tmp_path):
     directory = write_model_dir(tmp_path / "model")
     (directory / "model.onnx").write_bytes(b"an older export")

@@ -30,7 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """Export the model and print the parity check's difference per shape."""
+    """Export the model and print the parity check's difference per shape.
+
+    With -q a successful export prints nothing.
+    """
     from sentiment_lstm.artifact import ArtifactError
 
     try:
@@ -52,8 +55,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except (ArtifactError, ExportError) as err:
         raise CommandError(str(err)) from err
 
-    _print_parity(result.parity, result.tolerance)
-    print(f"wrote {result.path} (ONNX opset {result.opset})")
+    # -q leaves a successful export silent; a failed check prints its table.
+    if not args.quiet:
+        _print_parity(result.parity, result.tolerance)
+        print(f"wrote {result.path} (ONNX opset {result.opset})")
     return 0
 
 
