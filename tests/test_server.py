@@ -956,21 +956,44 @@ def test_pipelined_request_outlives_header_timeout():
     assert raw.count(b"HTTP/1.1 200 OK") == 2
 
 
-def test_invalid_bytes_behind_pipelined_requests_not_answered_first():
+OVERSIZED_HEAD = b"GET / HTTP/1.1\r\nX-Long: " + b"a" * (2 * MAX_HEADER_BYTES)
+
+
+@pytest.mark.parametrize(
+    ("after", "later", "status"),
+    [
+        (b"\x16\x03\x01garbage", b"", b"400"),
+        # Counted as it arrives, in a read of its own.
+        (b"", OVERSIZED_HEAD, b"431"),
+        # Parsed in the read of the requests before it, so not counted: it
+        # times out instead.
+        (OVERSIZED_HEAD, b"", b"408"),
+    ],
+    ids=["invalid bytes", "oversized head", "unfinished head in the same read"],
+)
+def test_error_behind_pipelined_requests_answered_after_them(after, later, status):
     port = free_port()
     uvicorn_server, thread = run_protocol_server(
-        sleeping_app, port, max_header_bytes=MAX_HEADER_BYTES, header_timeout=5
+        sleeping_app, port, max_header_bytes=MAX_HEADER_BYTES, header_timeout=2
     )
     slow = b"GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Sleep: 0.5\r\n\r\n"
     fast = b"GET /fast HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     try:
-        # A 400 sent now would read as the response to the first request.
-        raw = send_and_read(port, slow + fast + b"\x16\x03\x01garbage")
+        with socket.create_connection(("127.0.0.1", port)) as connection:
+            # An error sent at once would read as the response to the first
+            # request.
+            connection.sendall(slow + fast + after)
+            if later:
+                time.sleep(0.1)
+                connection.sendall(later)
+            connection.settimeout(30)
+            raw = read_response(connection)
     finally:
         uvicorn_server.should_exit = True
         thread.join(timeout=10)
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", raw)
 
-    assert not raw.startswith(b"HTTP/1.1 400")
+    assert statuses == [b"200", b"200", status]
 
 
 def test_lingering_connections_bounded(monkeypatch):

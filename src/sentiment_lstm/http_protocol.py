@@ -138,6 +138,9 @@ def limited_protocol(
             super().connection_made(transport)
             self._head_timer: asyncio.TimerHandle | None = None
             self._rejected = False
+            # An error response that waits for the responses to the requests
+            # before it, as (status, content).
+            self._deferred_error: tuple[int, dict[str, Any]] | None = None
             self._linger_deadline: float | None = None
             self._request_complete = True
             self._await_head()
@@ -254,22 +257,39 @@ def limited_protocol(
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
+            # uvicorn may have just started a pipelined request, and the
+            # clock for the next head, or a deferred error, waits for its
+            # response.
+            request_in_progress = (
+                self.cycle is not None and not self.cycle.response_complete
+            )
+            if self._deferred_error is not None and not request_in_progress:
+                if self.timeout_keep_alive_task is not None:
+                    self.timeout_keep_alive_task.cancel()
+                    self.timeout_keep_alive_task = None
+                status, content = self._deferred_error
+                self._deferred_error = None
+                if not self.transport.is_closing():
+                    body = json.dumps(content).encode("utf-8")
+                    self.transport.write(self._response_bytes(status, body))
+                    self._linger()
+                return
             if self._linger_deadline is not None:
                 # uvicorn has armed its keep-alive timeout, which would cut
                 # the linger short.
                 self._unset_keepalive_if_required()
                 return
-            # uvicorn may have just started a pipelined request, and the
-            # clock for the next head starts only once its response is sent.
-            request_in_progress = (
-                self.cycle is not None and not self.cycle.response_complete
-            )
             if (
                 self._awaiting_head
                 and not request_in_progress
                 and not self.transport.is_closing()
             ):
                 self._arm_head_timer()
+                if self._head_started:
+                    # The next request began in a read before this response,
+                    # so no new read cancels uvicorn's keep-alive timeout,
+                    # which would close the connection without the 408.
+                    self._unset_keepalive_if_required()
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -387,6 +407,12 @@ def limited_protocol(
             self._cancel_head_timer()
             cycle = self.cycle
             if cycle is not None and not cycle.response_complete:
+                if not cycle.more_body:
+                    # The request in progress arrived whole, so the error is
+                    # about the bytes after it, and goes out after the
+                    # responses to it and to any request pipelined with it.
+                    self._deferred_error = (status, content)
+                    return
                 if cycle.response_started or self.pipeline:
                     # The application is writing a response, or will once an
                     # earlier pipelined request is done, and another one
