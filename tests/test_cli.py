@@ -754,6 +754,32 @@ def test_predict_to_redirected_stdout_appends(trained, tmp_path, name):
     assert lines[4:] == ["after"]
 
 
+def test_predict_failure_names_rows_already_on_stdout(trained, tmp_path):
+    _, model_dir = trained
+    source = tmp_path / "in.csv"
+    rows = "".join(f"{i},great fun {i}\n" for i in range(10))
+    source.write_text(f"id,text\n{rows}10,a,b\n")
+    log = tmp_path / "log.txt"
+
+    with open(log, "w") as stdout:
+        result = subprocess.run(
+            [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+            + ["--model", str(model_dir), "--input", str(source)]
+            + ["--output", "/dev/stdout", "--format", "csv", "--chunk-size", "2"],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith(
+        "; the rows scored before it were already written to /dev/stdout"
+    )
+    # The header and the chunks of 2 rows scored before the bad one.
+    assert 3 <= len(log.read_text().splitlines()) < 11
+
+
 def test_predict_to_closed_descriptor(trained, tmp_path):
     _, model_dir = trained
 

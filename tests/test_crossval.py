@@ -190,6 +190,27 @@ def test_small_class_in_every_validation_part(monkeypatch):
     assert validation_labels == [[0, 1, 1, 1, 1]] * 3
 
 
+def test_fold_counts_reviews_without_tokens():
+    texts, labels = corpus()
+    texts = texts + ["<br /><br />"] * 12
+    labels = labels + [0, 1] * 6
+
+    result = cross_validate(
+        texts,
+        labels,
+        cv_config=CrossValidationConfig(folds=3),
+        model_options=SMALL_MODEL,
+        training_config=FAST_TRAINING,
+    )
+
+    # Each tokenless review is in one part of each fold, and the test parts
+    # cover each of them once.
+    for fold in result.folds:
+        assert sum(fold.unscored.values()) == 12
+    assert sum(fold.unscored["test"] for fold in result.folds) == 12
+    assert "unscored" in result.to_dict()["folds"][0]
+
+
 def test_run_folds_limits_folds():
     texts, labels = corpus()
 
@@ -411,6 +432,88 @@ def test_cli_output_json_folder_rejected(tiny_posneg, tmp_path, capsys):
     assert status == 2
     assert "is a folder; name a file in it" in captured.err
     assert "fold" not in captured.out
+
+
+def test_cli_member_process_failure_keeps_finished_folds(
+    tiny_posneg, tmp_path, capsys, monkeypatch
+):
+    train_ensemble = crossval.train_ensemble
+    calls = []
+
+    def fail_in_second_fold(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise training.MemberProcessError("a process ended abruptly")
+        return train_ensemble(*args, **kwargs)
+
+    monkeypatch.setattr(crossval, "train_ensemble", fail_in_second_fold)
+    output = tmp_path / "cv.json"
+
+    status = main(
+        ["-q", "cross-validate", "--data", str(tiny_posneg), "--folds", "3"]
+        + [*QUICK_FLAGS, "--output-json", str(output)]
+    )
+    err = capsys.readouterr().err
+    saved = json.loads(output.read_text())
+
+    assert status == 1
+    assert err.strip().endswith(
+        "a process ended abruptly; stopped after 1 of 3 folds, whose results are "
+        f'above and in {output} ("complete": false); cross-validate cannot resume '
+        "a run, so the next run starts from the first fold (--run-folds N runs "
+        "only the first N)"
+    )
+    assert saved["complete"] is False
+    assert len(saved["folds"]) == 1
+
+
+def test_cli_sigterm_while_writing_results_waits_for_them(
+    tiny_posneg, tmp_path, capsys, monkeypatch
+):
+    import signal
+
+    from sentiment_lstm.cli import cross_validate as command
+
+    save_results = command.save_results
+
+    def terminate_then_save(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return save_results(*args, **kwargs)
+
+    monkeypatch.setattr(command, "save_results", terminate_then_save)
+    output = tmp_path / "cv.json"
+
+    status = main(
+        ["-q", "cross-validate", "--data", str(tiny_posneg), "--folds", "2"]
+        + [*QUICK_FLAGS, "--output-json", str(output)]
+    )
+    err = capsys.readouterr().err
+
+    assert status == 128 + signal.SIGTERM
+    assert err.strip().endswith(
+        f"interrupted after the last fold; the results are above and in {output}"
+    )
+    assert json.loads(output.read_text())["complete"] is True
+
+
+def _end_process() -> None:
+    """Stand in for a member process that the system kills."""
+    os._exit(9)
+
+
+def test_killed_member_process_named(one_torch_thread):
+    split = training.EncodedSplit([[2, 3], [3, 2]], np.array([0, 1]))
+    config = TrainingConfig(num_epochs=1, batch_size=2, ensemble_size=2)
+
+    with pytest.raises(training.MemberProcessError) as raised:
+        training._train_members_in_processes(
+            _end_process, split, split, config, None, workers=2
+        )
+
+    assert str(raised.value).startswith(
+        "a process that trained ensemble members ended abruptly before member 1 "
+        "of 2 finished"
+    )
 
 
 def test_output_json_records_network_as_built(tiny_posneg, tmp_path):
@@ -832,6 +935,7 @@ def test_cli_original_project_flags_run(tiny_posneg, capsys, caplog):
         (["--output-dir", "models/x"], "--output-json"),
         (["--output_dir=models/x"], "--output-json"),
         (["--resume"], "--run-folds"),
+        (["--overwrite"], "drop --overwrite"),
         (["--validation-data", "v.csv"], "--validation-fraction"),
         (["--test-data", "t.csv"], "sentiment-lstm evaluate"),
         (["--test-fraction", "0.2"], "--folds"),

@@ -506,6 +506,19 @@ def test_non_list_reviews_rejected(exported, texts, expected, method):
     assert str(raised.value).startswith(expected.format(method=method))
 
 
+@pytest.mark.parametrize("item", [3, None, 2.5])
+@pytest.mark.parametrize("method", ["predict", "predict_proba"])
+def test_non_str_review_named_by_index(exported, item, method):
+    model = SentimentModel.load(exported)
+
+    with pytest.raises(TypeError) as raised:
+        getattr(model, method)(["good", item])
+
+    assert str(raised.value).startswith(
+        f"text at index 1 must be a str, got {type(item).__name__}"
+    )
+
+
 def test_too_long_review_not_scored(exported, monkeypatch):
     from sentiment_lstm import predictor
 

@@ -287,6 +287,38 @@ def test_sigterm_during_model_save_resumable_with_sigint_ignored(
     assert (output_dir / "model.safetensors").is_file()
 
 
+@pytest.mark.parametrize("ensemble", [False, True])
+def test_sigterm_at_the_end_says_model_saved(
+    corpus, tmp_path, monkeypatch, capsys, ensemble
+):
+    from sentiment_lstm import pipeline
+
+    remove_checkpoints = pipeline.remove_checkpoints
+
+    def terminate_then_remove(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return remove_checkpoints(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "remove_checkpoints", terminate_then_remove)
+    output_dir = tmp_path / "run"
+    extra = ["--ensemble-size", "2"] if ensemble else []
+
+    status = main(train_args(corpus, output_dir, *extra))
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+
+    assert status == 128 + signal.SIGTERM
+    if ensemble:
+        assert last_line == (
+            f"interrupted after training finished; the model is saved in {output_dir}"
+        )
+    else:
+        assert last_line.startswith(
+            "interrupted after training finished; the model of epoch "
+        )
+    assert (output_dir / "model.safetensors").is_file()
+    assert not list(output_dir.glob("checkpoint*.pt"))
+
+
 def test_interrupt_after_checkpoint_says_how_to_resume(corpus, tmp_path):
     output_dir = tmp_path / "run"
     checkpoint = output_dir / "checkpoint.pt"
@@ -430,6 +462,21 @@ def test_resume_naming_detected_columns_accepted(csv_corpus, tmp_path):
         train_args(csv_corpus, output_dir, "--resume", "--text-column", "text")
         + ["--label-column", "label", "--skip-bad-rows"]
     )
+
+    assert status == 0
+    assert not (output_dir / "checkpoint.pt").exists()
+
+
+def test_resume_from_renamed_copy_accepted(csv_corpus, tmp_path):
+    output_dir = tmp_path / "run"
+    kill_after_first_checkpoint(
+        train_command(csv_corpus, output_dir), output_dir / "checkpoint.pt"
+    )
+    copy = tmp_path / "renamed" / "reviews.csv"
+    copy.parent.mkdir()
+    copy.write_bytes(csv_corpus.read_bytes())
+
+    status = main(train_args(copy, output_dir, "--resume"))
 
     assert status == 0
     assert not (output_dir / "checkpoint.pt").exists()

@@ -527,6 +527,37 @@ def test_rejection_log_limited_per_minute(caplog):
     assert lines[4:] == ["request 5 rejected"]
 
 
+def test_rejection_log_reports_at_minute_end(caplog):
+    now = [1000.0]
+    rejections = RejectionLog(per_minute=1, clock=lambda: now[0])
+    log = logging.getLogger("sentiment_lstm.server")
+
+    async def reject_twice() -> None:
+        loop = asyncio.get_running_loop()
+        later = []
+        original = loop.call_later
+
+        def record(delay, callback, *args):
+            later.append(delay)
+            return original(0, callback, *args)
+
+        loop.call_later = record
+        rejections.warning(log, "request %d rejected", 0)
+        rejections.warning(log, "request %d rejected", 1)
+        await asyncio.sleep(0.05)
+        # The report is due when the minute ends; the sleep schedules a call too.
+        assert later[0] == 60.0
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        asyncio.run(reject_twice())
+    lines = [record.getMessage() for record in caplog.records]
+
+    assert lines[0] == "request 0 rejected"
+    assert lines[1].startswith("1 rejected request logged in this minute, the most")
+    assert lines[2].startswith("1 more rejected request in the minute from ")
+    assert lines[2].endswith(" was not logged (--log-rejections 1)")
+
+
 def test_rejection_log_unlimited(caplog):
     rejections = RejectionLog()
     log = logging.getLogger("sentiment_lstm.server")
@@ -1973,14 +2004,15 @@ def test_privileged_port_error_names_the_fix():
     )
 
 
+@pytest.mark.parametrize("value", ["100", "0", "-5"])
 @pytest.mark.parametrize("flag", ["--max-body-bytes", "--max-header-bytes"])
-def test_tiny_byte_limit_rejected(capsys, flag):
+def test_tiny_byte_limit_rejected(capsys, flag, value):
     with pytest.raises(SystemExit) as exit_info:
-        build_parser().parse_args(["serve", "--model", "m", flag, "100"])
+        build_parser().parse_args(["serve", "--model", "m", flag, value])
     error = capsys.readouterr().err
 
     assert exit_info.value.code == 2
-    assert f"argument {flag}: expected at least 1024 bytes, got 100; " in error
+    assert f"argument {flag}: expected at least 1024 bytes, got {value}; " in error
 
 
 def test_bad_port_rejected(model_dir):

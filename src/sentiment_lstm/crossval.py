@@ -29,6 +29,7 @@ from sentiment_lstm.metrics import classification_report, mean_and_std
 from sentiment_lstm.text import TextEncoderConfig
 from sentiment_lstm.training import (
     EncodedSplit,
+    MemberProcessError,
     TrainingConfig,
     predict_probabilities,
     seed_everything,
@@ -102,6 +103,8 @@ class FoldResult:
         validation_accuracy: Validation accuracy of the best epoch, or of the
             merged ensemble.
         sizes: Examples in the train, validation and test parts.
+        unscored: Examples without tokens in each part, which training
+            leaves out and the accuracies do not count.
         network: Settings of one member's network as built, such as the
             embedding size that pretrained vectors or MiniLM set.
     """
@@ -115,6 +118,7 @@ class FoldResult:
     epochs_run: list[int]
     validation_accuracy: float
     sizes: dict[str, int] = field(default_factory=dict)
+    unscored: dict[str, int] = field(default_factory=dict)
     network: dict[str, Any] = field(default_factory=dict)
 
 
@@ -159,6 +163,18 @@ class CrossValidationResult:
             "shared_seconds": self.shared_seconds,
             "summary": self.summary(),
         }
+
+
+class CrossValidationFailed(ValueError):
+    """A failure during the folds, with those that finished.
+
+    Attributes:
+        partial: The result of the finished folds, ``complete`` False.
+    """
+
+    def __init__(self, message: str, partial: CrossValidationResult) -> None:
+        super().__init__(message)
+        self.partial = partial
 
 
 class CrossValidationInterrupted(KeyboardInterrupt):
@@ -375,6 +391,11 @@ def cross_validate(
             list(results), shared_seconds, settings, complete=False
         )
         raise CrossValidationInterrupted(partial) from err
+    except MemberProcessError as err:
+        partial = CrossValidationResult(
+            list(results), shared_seconds, settings, complete=False
+        )
+        raise CrossValidationFailed(str(err), partial) from err
     return CrossValidationResult(results, shared_seconds, settings)
 
 
@@ -512,6 +533,11 @@ def _run_fold(
             "train": len(fit_split),
             "validation": len(validation_split),
             "test": len(test_split),
+        },
+        unscored={
+            "train": len(fit_split) - len(fit_split.with_tokens()),
+            "validation": len(validation_split) - len(validation_split.with_tokens()),
+            "test": unscored,
         },
         network=ensemble.members[0].model.config.to_dict(),
     )

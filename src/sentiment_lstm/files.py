@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -69,21 +70,57 @@ def file_sha256(path: Path) -> str:
 
 # The names under which Linux shows a process its own open descriptors.
 _STANDARD_STREAM_NAMES = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
-_DESCRIPTOR_NAME = re.compile(r"/(?:dev|proc/self)/fd/([0-9]+)")
+_DESCRIPTOR_NAME = re.compile(r"/(?:dev|proc/self|proc/([0-9]+))/fd/([0-9]+)")
+# Symbolic links followed at most, as Linux does (MAXSYMLINKS).
+_MAX_LINKS = 40
 
 
 def inherited_descriptor(path: Path) -> int | None:
-    """Return the descriptor that a path such as /dev/stdout names, or None.
+    """Return the open descriptor of this process that ``path`` leads to, or None.
 
     Where the shell redirects stdout to a file, /dev/stdout leads to that
     file, and replacing the file would drop what others wrote to it before
     and after. Output to such a path goes through the descriptor instead.
+    The path may name the descriptor (/dev/stdout, /dev/fd/N,
+    /proc/self/fd/N), be a symbolic link to such a name, or be the regular
+    file that stdout or stderr writes to.
     """
-    name = os.path.normpath(str(path))
+    name = str(path)
+    for _ in range(_MAX_LINKS):
+        descriptor = _named_descriptor(name)
+        if descriptor is not None:
+            return descriptor
+        try:
+            target = os.readlink(name)
+        except OSError:
+            break
+        name = os.path.join(os.path.dirname(name), target)
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(status.st_mode):
+        return None
+    for descriptor in (1, 2):
+        try:
+            opened = os.fstat(descriptor)
+        except OSError:
+            continue
+        if (opened.st_dev, opened.st_ino) == (status.st_dev, status.st_ino):
+            return descriptor
+    return None
+
+
+def _named_descriptor(name: str) -> int | None:
+    """Return the descriptor that a name such as /dev/fd/3 gives, or None."""
+    # POSIX keeps a leading "//" in normpath, which Linux reads as "/".
+    name = "/" + os.path.normpath(name).lstrip("/") if name.startswith("/") else name
     if name in _STANDARD_STREAM_NAMES:
         return _STANDARD_STREAM_NAMES[name]
     match = _DESCRIPTOR_NAME.fullmatch(name)
-    return None if match is None else int(match.group(1))
+    if match is None or (match.group(1) and int(match.group(1)) != os.getpid()):
+        return None
+    return int(match.group(2))
 
 
 @contextmanager

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 
-from sentiment_lstm import artifact
+from sentiment_lstm import artifact, interrupts
 from sentiment_lstm.data import (
     LABEL_NAMES,
     DataError,
@@ -126,10 +126,14 @@ class SaveRecord:
         model_epoch: Epoch of the last model this run saved, if any.
         checkpoint_epoch: Epoch of the resumable checkpoint this run wrote
             last; None once training ends and the checkpoint is removed.
+        finished: Whether training ended and its checkpoints are removed.
+        ensemble_saved: Whether this run saved its merged ensemble.
     """
 
     model_epoch: int | None = None
     checkpoint_epoch: int | None = None
+    finished: bool = False
+    ensemble_saved: bool = False
 
 
 class SaveError(OSError):
@@ -458,6 +462,7 @@ def train_model(
                 run_identity=run_identity,
                 resume=resume,
                 show_progress=show_progress,
+                record=record,
             )
         return _train_single_model(
             model,
@@ -549,8 +554,10 @@ def _train_single_model(
         resume=resume,
         run_identity=run_identity,
     )
-    remove_checkpoints(output_dir)
-    record.checkpoint_epoch = None
+    with interrupts.deferred():
+        remove_checkpoints(output_dir)
+        record.checkpoint_epoch = None
+        record.finished = True
     best = result.best
     history_values = {
         "best_epoch": result.best_epoch,
@@ -706,6 +713,7 @@ def _train_ensemble_model(
     run_identity: dict[str, Any],
     resume: bool,
     show_progress: bool | None,
+    record: SaveRecord,
 ) -> TrainOutcome:
     """Train the ensemble members, merge them and save the merged network.
 
@@ -753,29 +761,34 @@ def _train_ensemble_model(
         seconds=ensemble.seconds,
     )
     saved = ensemble.validation_accuracy >= training_config.required_accuracy
-    if saved:
-        write_text_atomic(
-            output_dir / HISTORY_FILE, json.dumps(history_values, indent=2) + "\n"
-        )
-        metadata = dict(
-            base_metadata,
-            model=merged.config.to_dict(),
-            member_model=base_metadata["model"],
-            history=history_values,
-        )
-        artifact.save_artifact(
-            output_dir,
-            config=artifact.ArtifactConfig(
-                model=merged.config.to_dict(), labels=LABEL_NAMES
-            ),
-            encoder=encoder,
-            weights={
-                name: tensor.detach().cpu().numpy()
-                for name, tensor in merged.state_dict().items()
-            },
-            metadata=metadata,
-        )
-    remove_checkpoints(output_dir)
+    # A Ctrl-C or SIGTERM waits until the model is saved and the checkpoints,
+    # which it replaces, are gone.
+    with interrupts.deferred():
+        if saved:
+            write_text_atomic(
+                output_dir / HISTORY_FILE, json.dumps(history_values, indent=2) + "\n"
+            )
+            metadata = dict(
+                base_metadata,
+                model=merged.config.to_dict(),
+                member_model=base_metadata["model"],
+                history=history_values,
+            )
+            artifact.save_artifact(
+                output_dir,
+                config=artifact.ArtifactConfig(
+                    model=merged.config.to_dict(), labels=LABEL_NAMES
+                ),
+                encoder=encoder,
+                weights={
+                    name: tensor.detach().cpu().numpy()
+                    for name, tensor in merged.state_dict().items()
+                },
+                metadata=metadata,
+            )
+            record.ensemble_saved = True
+        remove_checkpoints(output_dir)
+        record.finished = True
     test_text = "" if test_accuracy is None else f", test_acc {test_accuracy:.3f}"
     logger.info(
         "merged ensemble of %d: val_acc %.3f%s%s",

@@ -380,7 +380,10 @@ class SentimentModel:
             batch_size: Reviews per forward pass.
         """
         texts = _review_list(texts, "predict_proba")
-        too_long = [len(text) > MAX_REVIEW_CHARS for text in texts]
+        # The encoder names an item that is not a str, with its index.
+        too_long = [
+            isinstance(text, str) and len(text) > MAX_REVIEW_CHARS for text in texts
+        ]
         if any(too_long):
             texts = ["" if long else text for text, long in zip(texts, too_long)]
         return self.score_token_ids(self.encoder.encode_packed(texts), batch_size)

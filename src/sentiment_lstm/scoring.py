@@ -1174,6 +1174,8 @@ def write_output(path: Path, write: Callable[[TextIO], T]) -> T:
     """
     descriptor = inherited_descriptor(path)
     if descriptor is not None:
+        # Rows written to a descriptor stay written, unlike a temporary file's.
+        already = f"the rows scored before it were already written to {path}"
         try:
             with descriptor_stream(descriptor, OUTPUT_ERRORS) as stream:
                 return write(stream)
@@ -1183,6 +1185,10 @@ def write_output(path: Path, write: Callable[[TextIO], T]) -> T:
                 f"that descriptor {descriptor} is open for writing, or choose "
                 "another --output"
             ) from err
+        except DataError as err:
+            raise DataError(f"{err}; {already}") from err
+        except KeyboardInterrupt as err:
+            raise KeyboardInterrupt(f"stopped; {already}") from err
     in_place = check_output_path(path)
     if in_place:
         try:

@@ -121,25 +121,50 @@ class RejectionLog:
             return
         if not self._left_out:
             log.warning(
-                "%d rejected requests logged in this minute, the most that "
-                "--log-rejections allows; the rest of the minute's are counted "
-                "in /metrics but not logged",
-                self.per_minute,
+                "%s logged in this minute, the most that --log-rejections "
+                "allows; the rest of the minute's are counted in /metrics but "
+                "not logged",
+                _rejected_requests(self.per_minute),
             )
+            self._report_at_minute_end(log, now)
         self._left_out += 1
 
     def log_left_out(self, log: logging.Logger) -> None:
         """Log how many rejections of the current minute were left out, if any."""
         if not self._left_out:
             return
+        one = self._left_out == 1
         log.warning(
-            "%d more rejected requests in the minute from %s were not logged "
+            "%d more rejected %s in the minute from %s %s not logged "
             "(--log-rejections %d)",
             self._left_out,
+            "request" if one else "requests",
             time.strftime("%H:%M:%S", time.localtime(self._minute_began)),
+            "was" if one else "were",
             self.per_minute,
         )
         self._left_out = 0
+
+    def _report_at_minute_end(self, log: logging.Logger, now: float) -> None:
+        """Log the count left out when the minute ends, on the running event loop.
+
+        Without a loop, as outside the server, the count waits for the next
+        rejection or :meth:`log_left_out`.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+
+        def end_minute() -> None:
+            self.log_left_out(log)
+            self._minute_start = -math.inf
+
+        loop.call_later(max(0.0, 60 - (now - self._minute_start)), end_minute)
+
+
+def _rejected_requests(count: int | None) -> str:
+    return f"{count} rejected request{'' if count == 1 else 's'}"
 
 
 # The log of rejected requests of this process; ``serve`` sets its limit.
@@ -1108,7 +1133,8 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             503: {
                 "model": LimitError,
                 "description": "More connections or requests at once than "
-                "--max-connections allows",
+                "--max-connections allows, or the server shut down before the "
+                "request finished",
             },
         },
         summary="Score reviews",

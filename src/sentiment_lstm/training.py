@@ -9,11 +9,13 @@ import logging
 import math
 import multiprocessing
 import os
+import signal
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from logging.handlers import QueueHandler, QueueListener
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +92,10 @@ class ModelSizeError(ValueError):
 
 class CheckpointError(ValueError):
     """A resumable checkpoint is missing, unreadable or from another run."""
+
+
+class MemberProcessError(ValueError):
+    """A process that trained ensemble members ended without a result."""
 
 
 @dataclass(frozen=True)
@@ -941,7 +947,20 @@ def _train_members_in_processes(
                 for member in range(count)
             ]
             try:
-                return [future.result() for future in futures]
+                results = []
+                for member, future in enumerate(futures):
+                    try:
+                        results.append(future.result())
+                    except BrokenProcessPool as err:
+                        # The pool fails every member that had not finished.
+                        raise MemberProcessError(
+                            "a process that trained ensemble members ended "
+                            f"abruptly before member {member + 1} of {count} "
+                            "finished, as when the system runs out of memory and "
+                            "kills it; train fewer members at once with "
+                            "--parallel-members 1, or a smaller model"
+                        ) from err
+                return results
             except BaseException:
                 # Ctrl-C, SIGTERM or a failed member. The pool's exit would wait
                 # for every member still queued, and a signal sent to this
@@ -989,6 +1008,10 @@ def _forward_worker_logs(records: Any, level: int) -> None:
         level: The parent's effective level, so that ``-q`` quiets members too.
     """
     global _member_prefix
+    # A Ctrl-C in a terminal reaches every process of the group. The parent
+    # alone handles it and ends the members, so they do not stop in the
+    # middle of a queue operation.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _member_prefix = _MemberPrefix()
     handler = QueueHandler(records)
     handler.addFilter(_member_prefix)
@@ -1139,14 +1162,19 @@ def _check_identity(saved: dict[str, Any], current: dict[str, Any], path: Path) 
         for key in _differing_keys(saved.get(section), current.get(section))
         if f"{section}.{key}" not in unrecorded + no_longer_compared
     )
-    if set(differences) & _DATA_CONTENT_FACTS:
+    if _same_reviews_from_data_alone(saved, current):
+        # Reading flags or file names that give the same reviews, such as a
+        # flag naming the column that training detected or a renamed copy of
+        # the data, change nothing.
+        differences = [
+            name
+            for name in differences
+            if name not in _READ_FACTS and name not in _DATA_CONTENT_FACTS
+        ]
+    elif set(differences) & _DATA_CONTENT_FACTS:
         # Other data gives other counts by itself, which would read as if
         # the flags behind them had changed.
         differences = [name for name in differences if name not in _DATA_COUNTS]
-    elif _same_reviews_from_data_alone(saved, current):
-        # Reading flags that give the same reviews, such as one naming the
-        # column that training detected, change nothing.
-        differences = [name for name in differences if name not in _READ_FACTS]
     if differences:
         # dict.fromkeys drops a phrase that two recorded facts share
         changes = "; ".join(

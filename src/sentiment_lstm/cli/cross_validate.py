@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sentiment_lstm import interrupts
 from sentiment_lstm.cli.common import (
     CommandError,
     add_threads_option,
@@ -52,6 +53,11 @@ TRAIN_ONLY_FLAGS: dict[tuple[str, ...], tuple[str, int | str]] = {
         "cross-validate saves no model; write its results with --output-json "
         "FILE, or save a model with 'sentiment-lstm train --output-dir'",
         "?",
+    ),
+    ("--overwrite",): (
+        "cross-validate saves no model and replaces an --output-json file "
+        "anyway; drop --overwrite",
+        0,
     ),
     ("--resume",): (
         "cross-validate writes no checkpoints to resume from; run it again, or "
@@ -399,7 +405,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run the folds, print the table, write the JSON; exit status 0."""
     try:
         import_training_modules()
-        from sentiment_lstm.crossval import CrossValidationConfig, cross_validate
+        from sentiment_lstm.crossval import (
+            CrossValidationConfig,
+            CrossValidationFailed,
+            cross_validate,
+        )
     except ImportError as err:
         raise missing_training_packages("cross-validate", err) from err
     from sentiment_lstm.data import DataError, read_examples, resolve_data
@@ -487,6 +497,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
         sys.stdout.flush()
 
+    folds = cv_config.run_folds or cv_config.folds
+    saving = (examples, read_options, data_format)
     try:
         result = cross_validate(
             [example.text for example in examples],
@@ -498,30 +510,36 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             training_config=options.training_config,
             on_fold=print_fold,
         )
+    except CrossValidationFailed as err:
+        stopped = _stopped_after(args, err.partial, folds_done, folds, saving)
+        raise CommandError(f"{err}; {stopped}") from err
     except (DataError, ValueError) as err:
         raise CommandError(str(err)) from err
     except KeyboardInterrupt as err:
-        where = ""
-        if folds_done:
-            where = ", whose results are above"
-            partial = getattr(err, "partial", None)
-            if args.output_json is not None and partial is not None:
-                try:
-                    save_results(args, partial, examples, read_options, data_format)
-                except CommandError as failure:
-                    logger.error("%s", failure)
-                else:
-                    where += f' and in {args.output_json} ("complete": false)'
-        logger.warning(
-            "stopped after %d of %d folds%s; cross-validate cannot resume a run, "
-            "so the next run starts from the first fold (--run-folds N runs "
-            "only the first N)",
-            folds_done,
-            cv_config.run_folds or cv_config.folds,
-            where,
-        )
+        partial = getattr(err, "partial", None)
+        logger.warning("%s", _stopped_after(args, partial, folds_done, folds, saving))
         raise
 
+    # A Ctrl-C or SIGTERM from here on waits until the results are written.
+    try:
+        with interrupts.deferred():
+            _report(args, result, examples, read_options, data_format)
+    except KeyboardInterrupt:
+        written = "" if args.output_json is None else f" and in {args.output_json}"
+        raise KeyboardInterrupt(
+            f"interrupted after the last fold; the results are above{written}"
+        ) from None
+    return 0
+
+
+def _report(
+    args: argparse.Namespace,
+    result: CrossValidationResult,
+    examples: Sequence[Example],
+    read_options: ReadOptions,
+    data_format: str,
+) -> None:
+    """Print the summary of a finished run and write its results JSON."""
     summary = result.summary()
     print(
         f"mean  {format_spread(summary['accuracy_mean'], summary['accuracy_std'])}"
@@ -533,10 +551,39 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             f"shared setup before the folds: {result.shared_seconds:.1f} s "
             f"({summary['shared_seconds_per_fold']:.1f} s per fold run)"
         )
+    sys.stdout.flush()
     if args.output_json is not None:
         save_results(args, result, examples, read_options, data_format)
         logger.info("wrote %s", args.output_json)
-    return 0
+
+
+def _stopped_after(
+    args: argparse.Namespace,
+    partial: CrossValidationResult | None,
+    folds_done: int,
+    folds: int,
+    saving: tuple[Sequence[Example], ReadOptions, str],
+) -> str:
+    """Write the finished folds of a stopped run and return where they are.
+
+    ``saving`` holds the examples, read options and data format that
+    :func:`save_results` records.
+    """
+    where = ""
+    if folds_done:
+        where = ", whose results are above"
+        if args.output_json is not None and partial is not None:
+            try:
+                save_results(args, partial, *saving)
+            except CommandError as failure:
+                logger.error("%s", failure)
+            else:
+                where += f' and in {args.output_json} ("complete": false)'
+    return (
+        f"stopped after {folds_done} of {folds} folds{where}; cross-validate "
+        "cannot resume a run, so the next run starts from the first fold "
+        "(--run-folds N runs only the first N)"
+    )
 
 
 def save_results(

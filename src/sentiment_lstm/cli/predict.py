@@ -205,6 +205,12 @@ def _check_output_name(
             "scores would replace; write them outside that folder"
         )
     suffix = output.suffix.lower()
+    if suffix in COMPRESSED_EXTENSIONS:
+        parser.error(
+            f"--output {output}: output is not compressed, so a {suffix} file "
+            f"would hold plain text; name it without {suffix}, such as "
+            f"{output.with_suffix('')}, and compress it afterwards"
+        )
     if output_format is not None or not suffix:
         return
     if suffix == ".json":
@@ -215,12 +221,6 @@ def _check_output_name(
         )
     if suffix in OUTPUT_EXTENSIONS or suffix in TEXT_OUTPUT_EXTENSIONS:
         return
-    if suffix in COMPRESSED_EXTENSIONS:
-        parser.error(
-            f"--output {output}: output is not compressed, so a {suffix} file "
-            f"would hold plain text; name it without {suffix}, such as "
-            f"{output.with_suffix('')}, and compress it afterwards"
-        )
     parser.error(
         f"--output {output}: unknown output format {suffix}; name the file .csv, "
         ".tsv, .jsonl or .txt, or pass --format with text, csv, tsv or jsonl"

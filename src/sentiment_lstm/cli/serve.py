@@ -60,7 +60,10 @@ MIN_BYTE_LIMIT = 1024
 
 def byte_limit(text: str) -> int:
     """Parse a limit in bytes of at least ``MIN_BYTE_LIMIT`` for argparse."""
-    value = positive_int(text)
+    try:
+        value = ascii_int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from err
     if value < MIN_BYTE_LIMIT:
         raise argparse.ArgumentTypeError(
             f"expected at least {MIN_BYTE_LIMIT} bytes, got {value}; a smaller "
@@ -192,8 +195,8 @@ def _add_limit_options(limits: argparse._ArgumentGroup) -> None:
         type=byte_limit,
         default=DEFAULT_MAX_BODY_BYTES,
         metavar="BYTES",
-        help="bytes allowed in a request body; larger ones get HTTP 413 "
-        f"(default: {DEFAULT_MAX_BODY_BYTES}, 1 MiB)",
+        help="bytes allowed in a request body, at least 1024; larger ones get "
+        f"HTTP 413 (default: {DEFAULT_MAX_BODY_BYTES}, 1 MiB)",
     )
     limits.add_argument(
         "--body-timeout",
@@ -208,8 +211,8 @@ def _add_limit_options(limits: argparse._ArgumentGroup) -> None:
         type=byte_limit,
         default=DEFAULT_MAX_HEADER_BYTES,
         metavar="BYTES",
-        help="bytes allowed in a request line and its headers; larger ones get "
-        f"HTTP 431 (default: {DEFAULT_MAX_HEADER_BYTES}, 16 KiB)",
+        help="bytes allowed in a request line and its headers, at least 1024; "
+        f"larger ones get HTTP 431 (default: {DEFAULT_MAX_HEADER_BYTES}, 16 KiB)",
     )
     limits.add_argument(
         "--header-timeout",

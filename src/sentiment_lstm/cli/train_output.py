@@ -280,7 +280,12 @@ def interruption_message(path: Path, record: Any) -> str:
     from sentiment_lstm.artifact import WEIGHTS_FILE
 
     checkpoints = _checkpoints(path)
-    if record.checkpoint_epoch is not None:
+    if record.finished:
+        if record.ensemble_saved:
+            # An ensemble saves its model once, when training has ended.
+            return f"interrupted after training finished; the model is saved in {path}"
+        head = "interrupted after training finished"
+    elif record.checkpoint_epoch is not None:
         head = f"interrupted after epoch {record.checkpoint_epoch} finished"
     elif checkpoints:
         head = "interrupted" + _ensemble_progress(path)
