@@ -539,7 +539,12 @@ def test_output_json_records_network_as_built(tiny_posneg, tmp_path):
         (["--parallel-members", "3"], "an ensemble of 1 trains at most 1 at once"),
         (
             ["--parallel-members", "64", "--ensemble-size", "64"],
-            "--parallel-members 64 is more than the",
+            "64 member processes at once are more than the",
+        ),
+        # The ensemble bounds the processes, which still outnumber the cores.
+        (
+            ["--parallel-members", "64", "--ensemble-size", "16"],
+            "16 member processes at once are more than the",
         ),
         (
             ["--feature-cache", "cache"],
@@ -555,6 +560,8 @@ def test_flags_without_effect_warn(tiny_posneg, caplog, flags, expected):
         from sentiment_lstm import crossval
 
         patch.setattr(crossval, "cross_validate", stop)
+        # The warnings about cores read them, so the test fixes their number.
+        patch.setattr("sentiment_lstm.predictor.physical_core_count", lambda: 2)
         main(["cross-validate", "--data", str(tiny_posneg), "--folds", "2", *flags])
 
     assert expected in caplog.text

@@ -438,20 +438,22 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     ensemble_size = options.training_config.ensemble_size
     if parallel_members is None:
         parallel_members = max(1, min(physical_core_count(), ensemble_size))
-    elif parallel_members > ensemble_size:
-        logger.warning(
-            "--parallel-members %d: an ensemble of %d trains at most %d at once",
-            parallel_members,
-            ensemble_size,
-            ensemble_size,
-        )
-    elif parallel_members > physical_core_count():
-        logger.warning(
-            "--parallel-members %d is more than the %d physical cores, so the "
-            "member processes take turns on the cores and the run is no faster",
-            parallel_members,
-            physical_core_count(),
-        )
+    else:
+        if parallel_members > ensemble_size:
+            logger.warning(
+                "--parallel-members %d: an ensemble of %d trains at most %d at " "once",
+                parallel_members,
+                ensemble_size,
+                ensemble_size,
+            )
+        at_once = min(parallel_members, ensemble_size)
+        if at_once > physical_core_count():
+            logger.warning(
+                "%d member processes at once are more than the %d physical "
+                "cores, so they take turns on the cores and the run is no faster",
+                at_once,
+                physical_core_count(),
+            )
     cv_config = CrossValidationConfig(
         folds=args.folds,
         seed=args.seed,
