@@ -774,10 +774,108 @@ def test_predict_failure_names_rows_already_on_stdout(trained, tmp_path):
 
     assert result.returncode == 1
     assert result.stderr.strip().endswith(
-        "; the rows scored before it were already written to /dev/stdout"
+        "; the results of the first rows were already written to /dev/stdout"
     )
     # The header and the chunks of 2 rows scored before the bad one.
     assert 3 <= len(log.read_text().splitlines()) < 11
+
+
+BAD_FAR_DOWN = (
+    "id,text\n" + "".join(f"{i},great fun {i}\n" for i in range(10)) + "10,a,b\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("earlier", "state"),
+    [("earlier results\n", "is unchanged"), (None, "was not written")],
+)
+def test_predict_failure_says_output_kept(trained, tmp_path, capsys, earlier, state):
+    _, model_dir = trained
+    source = tmp_path / "in.csv"
+    source.write_text(BAD_FAR_DOWN)
+    output = tmp_path / "scored.csv"
+    if earlier is not None:
+        output.write_text(earlier)
+
+    status = main(
+        ["predict", "--model", str(model_dir), "--input", str(source)]
+        + ["--output", str(output), "--chunk-size", "2"]
+    )
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert error.strip().endswith(f"; {output} {state}")
+    assert (output.read_text() if earlier else None) == earlier
+
+
+def test_predict_failure_names_rows_already_in_stdout_pipe(trained, tmp_path):
+    _, model_dir = trained
+    source = tmp_path / "in.csv"
+    source.write_text(BAD_FAR_DOWN)
+
+    result = subprocess.run(
+        [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+        + ["--model", str(model_dir), "--input", str(source), "--chunk-size", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 1
+    assert result.stdout
+    assert result.stderr.strip().endswith(
+        "; the results of the first rows were already written to stdout"
+    )
+
+
+def test_predict_closed_stdout(trained, tmp_path):
+    _, model_dir = trained
+
+    result = subprocess.run(
+        [sys.executable, "-m", "sentiment_lstm", "predict"]
+        + ["--model", str(model_dir), "great fun"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        # Close descriptor 1 in the child, as the shell's >&- does.
+        preexec_fn=lambda: os.close(1),
+    )
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        "sentiment-lstm predict: error: stdout is closed, so the results have "
+        "nowhere to go; pass --output FILE\n"
+    )
+
+
+def test_predict_pipe_without_extension_needs_format(trained, tmp_path, capsys):
+    _, model_dir = trained
+    pipe = tmp_path / "reviews"
+    os.mkfifo(pipe)
+
+    # The error comes before the pipe is opened, so no writer is needed.
+    status = main(["predict", "--model", str(model_dir), "--input", str(pipe)])
+
+    assert status == 2
+    assert (
+        f"cannot detect the data format of the pipe {pipe} from its name; pass "
+        "--input-format csv, tsv, jsonl or lines"
+    ) in capsys.readouterr().err
+
+
+def test_predict_pipe_as_its_own_output_rejected(trained, tmp_path, capsys):
+    _, model_dir = trained
+    pipe = tmp_path / "reviews.csv"
+    os.mkfifo(pipe)
+
+    status = main(
+        ["predict", "--model", str(model_dir), "--input", str(pipe)]
+        + ["--output", str(pipe)]
+    )
+
+    assert status == 1
+    assert f"the output {pipe} is the input file {pipe}" in capsys.readouterr().err
 
 
 def test_predict_to_closed_descriptor(trained, tmp_path):

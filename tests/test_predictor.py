@@ -515,7 +515,7 @@ def test_non_str_review_named_by_index(exported, item, method):
         getattr(model, method)(["good", item])
 
     assert str(raised.value).startswith(
-        f"text at index 1 must be a str, got {type(item).__name__}"
+        f"{method}: text at index 1 must be a str, got {type(item).__name__}"
     )
 
 

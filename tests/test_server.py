@@ -999,8 +999,20 @@ OVERSIZED_HEAD = b"GET / HTTP/1.1\r\nX-Long: " + b"a" * (2 * MAX_HEADER_BYTES)
         # Parsed in the read of the requests before it, so not counted: it
         # times out instead.
         (OVERSIZED_HEAD, b"", b"408"),
+        # A third pipelined request whose chunked body does not parse.
+        (
+            b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked"
+            b"\r\n\r\nZZZ\r\nabc\r\n0\r\n\r\n",
+            b"",
+            b"400",
+        ),
     ],
-    ids=["invalid bytes", "oversized head", "unfinished head in the same read"],
+    ids=[
+        "invalid bytes",
+        "oversized head",
+        "unfinished head in the same read",
+        "bad chunked body",
+    ],
 )
 def test_error_behind_pipelined_requests_answered_after_them(after, later, status):
     port = free_port()

@@ -138,6 +138,9 @@ def limited_protocol(
             super().connection_made(transport)
             self._head_timer: asyncio.TimerHandle | None = None
             self._rejected = False
+            # Whether data_received is feeding the parser, so that a head that
+            # starts in the same read as the previous request's end is known.
+            self._reading = False
             # An error response that waits for the responses to the requests
             # before it, as (status, content).
             self._deferred_error: tuple[int, dict[str, Any]] | None = None
@@ -158,7 +161,11 @@ def limited_protocol(
             if self._awaiting_head:
                 self._head_bytes += len(data)
             trailer_before = self._chunk_header_last
-            super().data_received(data)
+            self._reading = True
+            try:
+                super().data_received(data)
+            finally:
+                self._reading = False
             if trailer_before and self._chunk_header_last and not self._rejected:
                 # Nothing of a chunk's data arrived in this read, so it held
                 # only the trailer fields after the last chunk, which the parser
@@ -177,7 +184,7 @@ def limited_protocol(
             ):
                 self._reject(
                     431,
-                    f"request headers too large: {self._head_bytes} bytes arrived "
+                    f"request headers too large: {self._counted_head()} arrived "
                     f"without the end of the headers, above the limit of "
                     f"{max_header_bytes} bytes (--max-header-bytes) for the "
                     "request line and headers together; send a shorter URL or "
@@ -256,11 +263,12 @@ def limited_protocol(
             self._await_head()
 
         def on_response_complete(self) -> None:
+            starts_next = bool(self.pipeline)
             super().on_response_complete()
             # uvicorn may have just started a pipelined request, and the
             # clock for the next head, or a deferred error, waits for its
             # response.
-            request_in_progress = (
+            request_in_progress = starts_next or (
                 self.cycle is not None and not self.cycle.response_complete
             )
             if self._deferred_error is not None and not request_in_progress:
@@ -311,8 +319,17 @@ def limited_protocol(
             self._cancel_head_timer()
             self._linger()
 
+        def _counted_head(self) -> str:
+            """Return the bytes of the head counted so far, such as "at least 5 bytes"."""
+            # The bytes after the end of the previous request, in the read
+            # that brought that end, are parsed but not counted.
+            prefix = "at least " if self._head_undercounted else ""
+            unit = "byte" if self._head_bytes == 1 else "bytes"
+            return f"{prefix}{self._head_bytes} {unit}"
+
         def _await_head(self) -> None:
             self._awaiting_head = True
+            self._head_undercounted = self._reading
             self._head_bytes = 0
             # True from a chunk's header until its first data byte, so for
             # ever after the last chunk, whose size is 0.
@@ -343,10 +360,8 @@ def limited_protocol(
                 return
             # Bytes that came in the same read as the end of the previous
             # request are parsed but not counted.
-            if self._head_bytes == 1:
-                received = "1 byte"
-            elif self._head_bytes:
-                received = f"{self._head_bytes} bytes"
+            if self._head_bytes:
+                received = self._counted_head()
             else:
                 received = "the start of a request"
             self._reject(
@@ -406,6 +421,15 @@ def limited_protocol(
             self._awaiting_head = False
             self._cancel_head_timer()
             cycle = self.cycle
+            queued = [entry for entry in self.pipeline if entry[0] is cycle]
+            if cycle is not None and queued and cycle.more_body:
+                # A pipelined request whose body failed before it could start:
+                # it never runs, and the error follows the responses to the
+                # requests before it.
+                self.pipeline.remove(queued[0])
+                cycle.response_complete = True
+                self._deferred_error = (status, content)
+                return
             if cycle is not None and not cycle.response_complete:
                 if not cycle.more_body:
                     # The request in progress arrived whole, so the error is

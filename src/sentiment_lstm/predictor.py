@@ -379,14 +379,23 @@ class SentimentModel:
                 result keeps that order.
             batch_size: Reviews per forward pass.
         """
-        texts = _review_list(texts, "predict_proba")
-        # The encoder names an item that is not a str, with its index.
+        return self._probabilities(_review_list(texts, "predict_proba"), batch_size)
+
+    def _probabilities(
+        self, texts: list[str], batch_size: int, method: str = "predict_proba"
+    ) -> np.ndarray:
+        """Return what predict_proba does for a list; ``method`` names the caller."""
         too_long = [
             isinstance(text, str) and len(text) > MAX_REVIEW_CHARS for text in texts
         ]
         if any(too_long):
             texts = ["" if long else text for text, long in zip(texts, too_long)]
-        return self.score_token_ids(self.encoder.encode_packed(texts), batch_size)
+        try:
+            token_ids = self.encoder.encode_packed(texts)
+        except TypeError as err:
+            # The encoder names an item that is not a str, with its index.
+            raise TypeError(f"{method}: {err}") from err
+        return self.score_token_ids(token_ids, batch_size)
 
     def score_token_ids(
         self,
@@ -547,7 +556,7 @@ class SentimentModel:
             One Prediction per review.
         """
         texts = _review_list(texts, "predict")
-        positive = self.predict_proba(texts, batch_size)
+        positive = self._probabilities(texts, batch_size, "predict")
         predictions = []
         for text, probability in zip(texts, positive.tolist()):
             if math.isnan(probability):

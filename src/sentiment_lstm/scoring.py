@@ -294,8 +294,12 @@ def score_file(
             and not scan.carriage_returns_only,
         )
         if output_path is None:
-            counts = _run(
-                model, reader, output, output_format, chunk_rows, batch_size, progress
+            counts = write_to_stream(
+                "stdout" if output is sys.stdout else "the output stream",
+                output,
+                lambda out: _run(
+                    model, reader, out, output_format, chunk_rows, batch_size, progress
+                ),
             )
         else:
             counts = write_output(
@@ -1174,32 +1178,71 @@ def write_output(path: Path, write: Callable[[TextIO], T]) -> T:
     """
     descriptor = inherited_descriptor(path)
     if descriptor is not None:
-        # Rows written to a descriptor stay written, unlike a temporary file's.
-        already = f"the rows scored before it were already written to {path}"
         try:
             with descriptor_stream(descriptor, OUTPUT_ERRORS) as stream:
-                return write(stream)
+                return write_to_stream(str(path), stream, write)
         except OSError as err:
             raise DataError(
                 f"{path}: cannot write the output: {err.strerror or err}; check "
                 f"that descriptor {descriptor} is open for writing, or choose "
                 "another --output"
             ) from err
-        except DataError as err:
-            raise DataError(f"{err}; {already}") from err
-        except KeyboardInterrupt as err:
-            raise KeyboardInterrupt(f"stopped; {already}") from err
     in_place = check_output_path(path)
     if in_place:
         try:
             with open(
                 path, "w", encoding="utf-8", errors=OUTPUT_ERRORS, newline=""
             ) as stream:
-                return write(stream)
+                return write_to_stream(str(path), stream, write)
         except OSError as err:
             raise DataError(output_error_message(path, err)) from err
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
-    return _write_atomically(target, write)
+    existed = target.exists()
+    try:
+        return _write_atomically(target, write)
+    except DataError as err:
+        state = "is unchanged" if existed else "was not written"
+        raise DataError(f"{err}; {path} {state}") from err
+
+
+class _CountingStream:
+    """A text stream that counts the characters written through it."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.chars = 0
+
+    def write(self, text: str) -> int:
+        self.chars += len(text)
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def write_to_stream(name: str, stream: TextIO, write: Callable[[TextIO], T]) -> T:
+    """Run write(stream) on a stream that keeps what it was given, such as stdout.
+
+    Unlike a file written under a temporary name, the rows written before a
+    failure or an interruption stay there, so its message says so.
+
+    Raises:
+        DataError: As ``write`` does, with a note on what ``name`` received.
+        KeyboardInterrupt: As ``write`` does, with the same note.
+    """
+    counting = _CountingStream(stream)
+    try:
+        return write(counting)  # type: ignore[arg-type]
+    except DataError as err:
+        raise DataError(f"{err}; {_received(name, counting.chars)}") from err
+    except KeyboardInterrupt as err:
+        raise KeyboardInterrupt(f"stopped; {_received(name, counting.chars)}") from err
+
+
+def _received(name: str, chars: int) -> str:
+    if not chars:
+        return f"nothing was written to {name}"
+    return f"the results of the first rows were already written to {name}"
 
 
 def check_output_path(path: Path) -> bool:

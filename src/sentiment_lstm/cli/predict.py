@@ -166,6 +166,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         args.input = None
     if args.output == Path("-"):
         args.output = None
+    if args.output is None and sys.stdout is None:
+        # Python sets sys.stdout to None when descriptor 1 is closed (>&-).
+        raise CommandError(
+            "stdout is closed, so the results have nowhere to go; pass --output " "FILE"
+        )
 
     if args.output is not None and inherited_descriptor(args.output) is None:
         _check_output_name(args.output, args.output_format, parser)
@@ -246,6 +251,8 @@ def _score(args: argparse.Namespace, parser: argparse.ArgumentParser, model) -> 
         predictions = _predict_arguments(model, reviews, args.batch_size)
         _write_predictions_to_output(args, predictions)
         return 0
+    if sys.stdin is None:
+        parser.error("stdin is closed; give reviews as arguments or with --input FILE")
     if sys.stdin.isatty():
         parser.error("give reviews as arguments, with --input FILE, or on stdin")
     stream = getattr(sys.stdin, "buffer", None)
@@ -318,8 +325,11 @@ def _score_stdin(
     except DataError as err:
         raise CommandError(str(err)) from err
     if options.format is None:
-        # A named pipe such as reviews.csv made by mkfifo has an extension.
-        data_format = EXTENSION_FORMATS.get(Path(source).suffix.lower(), "lines")
+        # A named pipe such as reviews.csv made by mkfifo has an extension,
+        # which _check_pipe_format checked before the pipe was opened.
+        data_format = "lines"
+        if source != "stdin":
+            data_format = EXTENSION_FORMATS[Path(source).suffix.lower()]
         options = dataclasses.replace(options, format=data_format)
     if options.format not in STREAMED_INPUT_FORMATS:
         raise CommandError(
@@ -390,6 +400,8 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
     from sentiment_lstm.data.readers import detect_format
 
     if _is_pipe_or_device(args.input):
+        _reject_output_among_inputs(args.output, [args.input])
+        _check_pipe_format(args)
         try:
             stream = open(args.input, "rb")
         except OSError as err:
@@ -410,6 +422,24 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
         return 0
 
     return _score_whole_read(args, model, data_format, options)
+
+
+def _check_pipe_format(args: argparse.Namespace) -> None:
+    """Raise unless the format of a named pipe is given or in its name.
+
+    A pipe without an extension, such as bash's <(command), needs
+    --input-format; it is checked before opening the pipe, which waits for
+    a writer.
+    """
+    from sentiment_lstm.data.readers import EXTENSION_FORMATS
+
+    if args.data_format is None and args.input.suffix.lower() not in EXTENSION_FORMATS:
+        raise CommandError(
+            f"cannot detect the data format of the pipe {args.input} from its "
+            "name; pass --input-format csv, tsv, jsonl or lines (one review a "
+            "line)",
+            usage=True,
+        )
 
 
 def _is_pipe_or_device(path: Path) -> bool:
