@@ -2094,6 +2094,19 @@ def test_evaluate_training_data_warns(trained, tmp_path, caplog):
     assert "pass --split test" in err
 
 
+def test_evaluate_reordered_training_data_warns(trained, tmp_path, caplog):
+    root, model_dir = trained
+    copy = tmp_path / "sorted.pos"
+    copy.write_text("".join(sorted((root / "tiny.pos").read_text().splitlines(True))))
+    shutil.copy(root / "tiny.neg", tmp_path / "sorted.neg")
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        status = main(["evaluate", "--model", str(model_dir), "--data", str(copy)])
+
+    assert status == 0
+    assert f"{copy} contains the reviews {model_dir} was trained on" in caplog.text
+
+
 def test_evaluate_other_data_does_not_warn(trained, tmp_path, caplog):
     _, model_dir = trained
     data = tmp_path / "other.csv"

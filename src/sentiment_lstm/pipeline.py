@@ -38,7 +38,11 @@ from sentiment_lstm.model import (
     count_parameters,
     parameter_count,
 )
-from sentiment_lstm.provenance import examples_fingerprint, read_options_record
+from sentiment_lstm.provenance import (
+    examples_fingerprint,
+    read_options_record,
+    review_set_fingerprint,
+)
 from sentiment_lstm.text import TextEncoderConfig
 from sentiment_lstm.training import (
     FLOAT_BYTES,
@@ -867,6 +871,11 @@ def _base_metadata(
             spec.read_options, splits.data_format
         )
         data_values["examples_fingerprint"] = examples_fingerprint(
+            splits.reads[0].examples
+        )
+        # evaluate compares this one to warn about the training data in
+        # another order
+        data_values["review_set_fingerprint"] = review_set_fingerprint(
             splits.reads[0].examples
         )
         if splits.reads[0].columns is not None:

@@ -67,6 +67,26 @@ def examples_fingerprint(examples: Iterable[Example]) -> str:
     return digest.hexdigest()
 
 
+def review_set_fingerprint(examples: Iterable[Example]) -> str:
+    """Return a SHA-256 of the reviews' texts and labels in any order.
+
+    Equal fingerprints mean the same reviews, each as often, whatever the
+    order, as when a file of the training data is sorted or shuffled.
+    """
+    digests = sorted(_example_digest(example) for example in examples)
+    digest = hashlib.sha256()
+    for item in digests:
+        digest.update(item)
+    return digest.hexdigest()
+
+
+def _example_digest(example: Example) -> bytes:
+    text = example.text.encode("utf-8", "surrogatepass")
+    return hashlib.sha256(
+        f"{example.label} {len(text)}\n".encode("ascii") + text
+    ).digest()
+
+
 def read_option_differences(
     saved: dict[str, Any],
     current: dict[str, Any],

@@ -1232,6 +1232,7 @@ _DATA_FACTS = {
     "data.fingerprint": "the data files (their names or contents)",
     "data.data_files_fingerprint": "the data files (their names or contents)",
     "data.examples_fingerprint": "the reviews read",
+    "data.review_set_fingerprint": "the reviews read",
     "data.read_options": (
         "the reading flags (--format, the columns, --stars and its cut-offs, "
         "--skip-bad-rows)"
@@ -1248,7 +1249,12 @@ _DATA_FACTS = {
 # Facts that change whenever the data files or the reviews in them do, and
 # the counts that then change with them.
 _DATA_CONTENT_FACTS = frozenset(
-    ("data.fingerprint", "data.data_files_fingerprint", "data.examples_fingerprint")
+    (
+        "data.fingerprint",
+        "data.data_files_fingerprint",
+        "data.examples_fingerprint",
+        "data.review_set_fingerprint",
+    )
 )
 _DATA_COUNTS = frozenset(
     ("data.split_sizes", "data.bad_rows_skipped", "data.left_out_by_stars")

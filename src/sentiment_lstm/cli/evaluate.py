@@ -162,10 +162,15 @@ def _warn_if_training_data(
     Its training part then counts in the figures, which overstates the
     model's accuracy on reviews it has not seen.
     """
-    from sentiment_lstm.provenance import examples_fingerprint
+    from sentiment_lstm.provenance import examples_fingerprint, review_set_fingerprint
 
-    saved = metadata.get("data", {}).get("examples_fingerprint")
-    if saved and examples_fingerprint(read.examples) == saved:
+    data = metadata.get("data", {})
+    in_order = data.get("examples_fingerprint")
+    # Models saved before the set was recorded can only match in order.
+    as_set = data.get("review_set_fingerprint")
+    if (in_order and examples_fingerprint(read.examples) == in_order) or (
+        as_set and review_set_fingerprint(read.examples) == as_set
+    ):
         logger.warning(
             "%s contains the reviews %s was trained on, so these figures include "
             "its training part and overstate its accuracy on reviews it has "
