@@ -8,6 +8,7 @@ import re
 import stat
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -494,6 +495,36 @@ def test_cli_sigterm_while_writing_results_waits_for_them(
         f"interrupted after the last fold; the results are above and in {output}"
     )
     assert json.loads(output.read_text())["complete"] is True
+
+
+def test_cli_sigterm_after_last_fold_keeps_results(
+    tiny_posneg, tmp_path, capsys, monkeypatch
+):
+    import signal
+
+    run_folds = crossval._run_folds
+
+    def run_then_terminate(*args, **kwargs):
+        run_folds(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.5)
+
+    monkeypatch.setattr(crossval, "_run_folds", run_then_terminate)
+    output = tmp_path / "cv.json"
+
+    status = main(
+        ["-q", "cross-validate", "--data", str(tiny_posneg), "--folds", "2"]
+        + [*QUICK_FLAGS, "--output-json", str(output)]
+    )
+    err = capsys.readouterr().err
+
+    assert status == 128 + signal.SIGTERM
+    assert err.strip().endswith(
+        f"interrupted after the last fold; the results are above and in {output}"
+    )
+    saved = json.loads(output.read_text())
+    assert saved["complete"] is True
+    assert len(saved["folds"]) == 2
 
 
 def _end_process() -> None:

@@ -181,7 +181,8 @@ class CrossValidationInterrupted(KeyboardInterrupt):
     """An interruption by Ctrl-C or SIGTERM during the folds, with those that finished.
 
     Attributes:
-        partial: The result of the finished folds, ``complete`` False.
+        partial: The result of the finished folds, ``complete`` False unless
+            the signal came after the last one.
     """
 
     def __init__(self, partial: CrossValidationResult) -> None:
@@ -386,9 +387,14 @@ def cross_validate(
             training_config=training_config,
             on_fold=on_fold,
         )
+        return CrossValidationResult(results, shared_seconds, settings)
     except KeyboardInterrupt as err:
+        # Complete when the signal came after the last fold.
         partial = CrossValidationResult(
-            list(results), shared_seconds, settings, complete=False
+            list(results),
+            shared_seconds,
+            settings,
+            complete=len(results) == len(folds),
         )
         raise CrossValidationInterrupted(partial) from err
     except MemberProcessError as err:
@@ -396,7 +402,6 @@ def cross_validate(
             list(results), shared_seconds, settings, complete=False
         )
         raise CrossValidationFailed(str(err), partial) from err
-    return CrossValidationResult(results, shared_seconds, settings)
 
 
 def _run_folds(

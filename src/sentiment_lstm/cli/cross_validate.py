@@ -501,17 +501,26 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     folds = cv_config.run_folds or cv_config.folds
     saving = (examples, read_options, data_format)
+    # The result once every fold has run, and whether it was reported.
+    finished: list[CrossValidationResult] = []
+    reported = False
     try:
-        result = cross_validate(
-            [example.text for example in examples],
-            [example.label for example in examples],
-            cv_config=cv_config,
-            encoder_config=options.encoder_config,
-            embedding_config=options.embedding_config,
-            model_options=options.model_options,
-            training_config=options.training_config,
-            on_fold=print_fold,
+        finished.append(
+            cross_validate(
+                [example.text for example in examples],
+                [example.label for example in examples],
+                cv_config=cv_config,
+                encoder_config=options.encoder_config,
+                embedding_config=options.embedding_config,
+                model_options=options.model_options,
+                training_config=options.training_config,
+                on_fold=print_fold,
+            )
         )
+        # A Ctrl-C or SIGTERM from here on waits until the results are written.
+        with interrupts.deferred():
+            _report(args, finished[0], examples, read_options, data_format)
+            reported = True
     except CrossValidationFailed as err:
         stopped = _stopped_after(args, err.partial, folds_done, folds, saving)
         raise CommandError(f"{err}; {stopped}") from err
@@ -519,14 +528,17 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         raise CommandError(str(err)) from err
     except KeyboardInterrupt as err:
         partial = getattr(err, "partial", None)
-        logger.warning("%s", _stopped_after(args, partial, folds_done, folds, saving))
-        raise
-
-    # A Ctrl-C or SIGTERM from here on waits until the results are written.
-    try:
-        with interrupts.deferred():
-            _report(args, result, examples, read_options, data_format)
-    except KeyboardInterrupt:
+        if not finished and partial is not None and partial.complete:
+            # The signal came after the last fold, inside cross_validate.
+            finished.append(partial)
+        if not finished:
+            logger.warning(
+                "%s", _stopped_after(args, partial, folds_done, folds, saving)
+            )
+            raise
+        if not reported:
+            # The signal came between the last fold and the report.
+            _report(args, finished[0], examples, read_options, data_format)
         written = "" if args.output_json is None else f" and in {args.output_json}"
         raise KeyboardInterrupt(
             f"interrupted after the last fold; the results are above{written}"
