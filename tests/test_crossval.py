@@ -468,48 +468,35 @@ def test_cli_member_process_failure_keeps_finished_folds(
     assert len(saved["folds"]) == 1
 
 
-def test_cli_sigterm_while_writing_results_waits_for_them(
-    tiny_posneg, tmp_path, capsys, monkeypatch
+@pytest.mark.parametrize("moment", ["after the last fold", "while writing the JSON"])
+def test_cli_sigterm_at_the_end_keeps_results(
+    tiny_posneg, tmp_path, capsys, monkeypatch, moment
 ):
     import signal
 
     from sentiment_lstm.cli import cross_validate as command
 
-    save_results = command.save_results
-
-    def terminate_then_save(*args, **kwargs):
+    def terminate() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
-        return save_results(*args, **kwargs)
-
-    monkeypatch.setattr(command, "save_results", terminate_then_save)
-    output = tmp_path / "cv.json"
-
-    status = main(
-        ["-q", "cross-validate", "--data", str(tiny_posneg), "--folds", "2"]
-        + [*QUICK_FLAGS, "--output-json", str(output)]
-    )
-    err = capsys.readouterr().err
-
-    assert status == 128 + signal.SIGTERM
-    assert err.strip().endswith(
-        f"interrupted after the last fold; the results are above and in {output}"
-    )
-    assert json.loads(output.read_text())["complete"] is True
-
-
-def test_cli_sigterm_after_last_fold_keeps_results(
-    tiny_posneg, tmp_path, capsys, monkeypatch
-):
-    import signal
-
-    run_folds = crossval._run_folds
-
-    def run_then_terminate(*args, **kwargs):
-        run_folds(*args, **kwargs)
-        os.kill(os.getpid(), signal.SIGTERM)
+        # The handler runs in the main thread at the next bytecode.
         time.sleep(0.5)
 
-    monkeypatch.setattr(crossval, "_run_folds", run_then_terminate)
+    if moment == "after the last fold":
+        run_folds = crossval._run_folds
+
+        def run_then_terminate(*args, **kwargs):
+            run_folds(*args, **kwargs)
+            terminate()
+
+        monkeypatch.setattr(crossval, "_run_folds", run_then_terminate)
+    else:
+        save_results = command.save_results
+
+        def terminate_then_save(*args, **kwargs):
+            terminate()
+            return save_results(*args, **kwargs)
+
+        monkeypatch.setattr(command, "save_results", terminate_then_save)
     output = tmp_path / "cv.json"
 
     status = main(
@@ -517,12 +504,12 @@ def test_cli_sigterm_after_last_fold_keeps_results(
         + [*QUICK_FLAGS, "--output-json", str(output)]
     )
     err = capsys.readouterr().err
+    saved = json.loads(output.read_text())
 
     assert status == 128 + signal.SIGTERM
     assert err.strip().endswith(
         f"interrupted after the last fold; the results are above and in {output}"
     )
-    saved = json.loads(output.read_text())
     assert saved["complete"] is True
     assert len(saved["folds"]) == 2
 
