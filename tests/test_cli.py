@@ -773,11 +773,11 @@ def test_predict_failure_names_rows_already_on_stdout(trained, tmp_path):
         )
 
     assert result.returncode == 1
-    assert result.stderr.strip().endswith(
-        "; the results of the first rows were already written to /dev/stdout"
-    )
-    # The header and the chunks of 2 rows scored before the bad one.
-    assert 3 <= len(log.read_text().splitlines()) < 11
+    assert result.stderr.strip().endswith("were already written to /dev/stdout")
+    # The header and the 10 rows before the bad one, which has a chunk of
+    # its own.
+    assert len(log.read_text().splitlines()) == 11
+    assert "the results of the first 10 rows were already" in result.stderr
 
 
 BAD_FAR_DOWN = (
@@ -822,18 +822,49 @@ def test_predict_failure_names_rows_already_in_stdout_pipe(trained, tmp_path):
     )
 
     assert result.returncode == 1
-    assert result.stdout
+    assert len(result.stdout.splitlines()) == 10
     assert result.stderr.strip().endswith(
-        "; the results of the first rows were already written to stdout"
+        "; the results of the first 10 rows were already written to stdout"
     )
 
 
-def test_predict_closed_stdout(trained, tmp_path):
+def test_predict_closed_stderr_keeps_messages_out_of_results(trained, tmp_path):
     _, model_dir = trained
+    source = tmp_path / "in.csv"
+    source.write_text(BAD_FAR_DOWN)
 
     result = subprocess.run(
-        [sys.executable, "-m", "sentiment_lstm", "predict"]
-        + ["--model", str(model_dir), "great fun"],
+        [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+        + ["--model", str(model_dir), "--input", str(source), "--chunk-size", "2"]
+        + ["--format", "csv"],
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        # Close descriptor 2 in the child, as the shell's 2>&- does.
+        preexec_fn=lambda: os.close(2),
+    )
+
+    assert result.returncode == 1
+    assert "error" not in result.stdout.splitlines()[-1]
+    assert len(result.stdout.splitlines()) == 11
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("predict", "the results have nowhere to go; pass --output FILE"),
+        ("evaluate", "the report has nowhere to go; redirect it to a file"),
+    ],
+)
+def test_closed_stdout(trained, tmp_path, command, expected):
+    root, model_dir = trained
+    arguments = (
+        ["great fun"] if command == "predict" else ["--data", str(root / "tiny.pos")]
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-m", "sentiment_lstm", command]
+        + ["--model", str(model_dir), *arguments],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -843,10 +874,28 @@ def test_predict_closed_stdout(trained, tmp_path):
     )
 
     assert result.returncode == 1
-    assert result.stderr == (
-        "sentiment-lstm predict: error: stdout is closed, so the results have "
-        "nowhere to go; pass --output FILE\n"
+    assert result.stderr.startswith(
+        f"sentiment-lstm {command}: error: stdout is closed, so {expected}"
     )
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_predict_output_file_with_closed_stdout(trained, tmp_path):
+    _, model_dir = trained
+    output = tmp_path / "scores.txt"
+
+    result = subprocess.run(
+        [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+        + ["--model", str(model_dir), "--output", str(output), "great fun"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: os.close(1),
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert output.read_text().endswith('"great fun"\n')
 
 
 def test_predict_pipe_without_extension_needs_format(trained, tmp_path, capsys):
@@ -2105,6 +2154,10 @@ def test_evaluate_reordered_training_data_warns(trained, tmp_path, caplog):
 
     assert status == 0
     assert f"{copy} contains the reviews {model_dir} was trained on" in caplog.text
+    # --split test needs the reviews in their original order.
+    assert "pass the training data in its original order with --split test" in (
+        caplog.text
+    )
 
 
 def test_evaluate_other_data_does_not_warn(trained, tmp_path, caplog):

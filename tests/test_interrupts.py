@@ -126,3 +126,20 @@ def test_interrupt_while_creating_output_dir_leaves_nothing(
             train_output.prepare_output_dir(tmp_path / "new" / "model")
 
     assert list(tmp_path.iterdir()) == []
+
+
+def test_termination_ignored_once_done_at_program_exit(monkeypatch):
+    # The program's entry point sets this, so that a SIGTERM after the
+    # command has finished cannot kill it with the default action.
+    monkeypatch.setattr(interrupts, "ignore_when_done", True)
+    try:
+        with interrupts.sigterm_as_interrupt():
+            assert signal.getsignal(signal.SIGTERM) not in (
+                signal.SIG_DFL,
+                signal.SIG_IGN,
+            )
+        after = signal.getsignal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    assert after is signal.SIG_IGN

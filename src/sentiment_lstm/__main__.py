@@ -12,7 +12,9 @@ def run() -> None:
         # the status and message of an interrupted command instead.
         from sentiment_lstm.cli import console_main
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        # print() would write to stdout where stderr was closed (2>&-).
+        if sys.stderr is not None:
+            print("interrupted", file=sys.stderr)
         sys.exit(128 + signal.SIGINT)
     console_main()
 

@@ -32,6 +32,9 @@ _deferring = False
 # SIGTERM handler alone too, as when SIGINT was ignored from the start, which
 # is how a shell without job control starts a command run with "&".
 _installed = 0
+# Set by the program's entry point: termination signals that arrive after the
+# command has finished are ignored instead of getting their default action.
+ignore_when_done = False
 
 
 def _on_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -158,7 +161,10 @@ def sigterm_as_interrupt(*, hangup: bool = False) -> Iterator[Termination]:
         yield terminated
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            # The program's entry point ignores these signals once the
+            # command is done. Ignoring them here already leaves no moment in
+            # which the default action could kill a finished run.
+            signal.signal(signum, signal.SIG_IGN if ignore_when_done else handler)
         if previous:
             _uninstalled()
 

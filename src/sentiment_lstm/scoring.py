@@ -1224,7 +1224,8 @@ def write_to_stream(name: str, stream: TextIO, write: Callable[[TextIO], T]) -> 
     """Run write(stream) on a stream that keeps what it was given, such as stdout.
 
     Unlike a file written under a temporary name, the rows written before a
-    failure or an interruption stay there, so its message says so.
+    failure or an interruption stay there, so its message states what the
+    stream received.
 
     Raises:
         DataError: As ``write`` does, with a note on what ``name`` received.
@@ -1234,15 +1235,23 @@ def write_to_stream(name: str, stream: TextIO, write: Callable[[TextIO], T]) -> 
     try:
         return write(counting)  # type: ignore[arg-type]
     except DataError as err:
-        raise DataError(f"{err}; {_received(name, counting.chars)}") from err
+        received = _received(name, counting.chars, getattr(err, "rows_written", None))
+        raise DataError(f"{err}; {received}") from err
     except KeyboardInterrupt as err:
-        raise KeyboardInterrupt(f"stopped; {_received(name, counting.chars)}") from err
+        received = _received(name, counting.chars, getattr(err, "rows_written", None))
+        raise KeyboardInterrupt(f"stopped; {received}") from err
 
 
-def _received(name: str, chars: int) -> str:
+def _received(name: str, chars: int, rows: int | None) -> str:
+    """Describe what a stream received before a failure: ``rows`` results, if known."""
     if not chars:
         return f"nothing was written to {name}"
-    return f"the results of the first rows were already written to {name}"
+    if rows is None:
+        return f"what was written to {name} before it stays there"
+    if rows == 0:
+        return f"only the header was written to {name}"
+    first = "the first row" if rows == 1 else f"the first {rows:,} rows"
+    return f"the results of {first} were already written to {name}"
 
 
 def check_output_path(path: Path) -> bool:
@@ -1395,13 +1404,26 @@ def _run(
 
     try:
         with _scoring_runtime():
-            for chunk, token_ids in _encoded_chunks(reader, model, chunk_rows):
-                interrupts.check()
-                if writer is None:
-                    writer = _make_writer(output_format, stream, reader)
-                pending.append((chunk, model.submit_token_ids(token_ids, batch_size)))
-                if len(pending) > _SCORING_CHUNKS:
+            try:
+                for chunk, token_ids in _encoded_chunks(reader, model, chunk_rows):
+                    interrupts.check()
+                    if writer is None:
+                        writer = _make_writer(output_format, stream, reader)
+                    pending.append(
+                        (chunk, model.submit_token_ids(token_ids, batch_size))
+                    )
+                    if len(pending) > _SCORING_CHUNKS:
+                        write_oldest()
+            except DataError as err:
+                # The chunks before the bad row are written, so that a stream
+                # gets every row it can; a file is not kept anyway.
+                while pending:
                     write_oldest()
+                err.rows_written = counts.rows  # type: ignore[attr-defined]
+                raise
+            except KeyboardInterrupt as err:
+                err.rows_written = counts.rows  # type: ignore[attr-defined]
+                raise
             while pending:
                 write_oldest()
         if writer is None:

@@ -199,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def console_main() -> None:
     """Run the ``sentiment-lstm`` program and exit with the command's status."""
+    interrupts.ignore_when_done = True
     try:
         status = main()
     except KeyboardInterrupt:
@@ -223,17 +224,19 @@ def _run_command(args: argparse.Namespace, terminated: interrupts.Termination) -
         with interrupts.remembering_interrupts():
             status = args.handler(args, args.command_parser) or 0
         # A full disk under a redirected stdout shows here, not at exit.
-        sys.stdout.flush()
+        # sys.stdout is None where descriptor 1 was closed (>&-).
+        if sys.stdout is not None:
+            sys.stdout.flush()
         return status
     except CommandError as err:
-        print(f"sentiment-lstm {args.command}: error: {err}", file=sys.stderr)
+        print_error(f"sentiment-lstm {args.command}: error: {err}")
         return 2 if err.usage else 1
     except KeyboardInterrupt as err:
         # The message, if any, names what the command saved before the interruption.
         if terminated.is_set():
-            print(str(err) or "terminated", file=sys.stderr)
+            print_error(str(err) or "terminated")
             return 128 + terminated.signal_number
-        print(str(err) or "interrupted", file=sys.stderr)
+        print_error(str(err) or "interrupted")
         return INTERRUPTED_STATUS
     except BrokenPipeError:
         # The process reading stdout has exited, as with "| head". Point stdout
@@ -243,12 +246,19 @@ def _run_command(args: argparse.Namespace, terminated: interrupts.Termination) -
         return BROKEN_PIPE_STATUS
     except OSError as err:
         # A file the command needs cannot be read, or stdout cannot be written.
-        print(
-            f"sentiment-lstm {args.command}: error: {_os_error_message(err)}",
-            file=sys.stderr,
-        )
+        print_error(f"sentiment-lstm {args.command}: error: {_os_error_message(err)}")
         _silence_failed_stdout()
         return 1
+
+
+def print_error(text: str) -> None:
+    """Print a line on stderr, or nowhere where stderr was closed (2>&-).
+
+    print() writes to stdout when sys.stderr is None, which would put the
+    message among the results.
+    """
+    if sys.stderr is not None:
+        print(text, file=sys.stderr)
 
 
 # Errors that a write to a full or failing disk gives, often without a file.
@@ -270,6 +280,8 @@ def _os_error_message(err: OSError) -> str:
 
 def _silence_failed_stdout() -> None:
     """Point stdout at the null device if it cannot take the buffered output."""
+    if sys.stdout is None:
+        return
     try:
         sys.stdout.flush()
     except OSError:

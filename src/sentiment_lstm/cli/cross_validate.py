@@ -532,10 +532,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             # The signal came after the last fold, inside cross_validate.
             finished.append(partial)
         if not finished:
-            logger.warning(
-                "%s", _stopped_after(args, partial, folds_done, folds, saving)
-            )
-            raise
+            # The message replaces "interrupted" or "terminated".
+            raise KeyboardInterrupt(
+                _stopped_after(args, partial, folds_done, folds, saving)
+            ) from err
         if not reported:
             # The signal came between the last fold and the report.
             _report(args, finished[0], examples, read_options, data_format)

@@ -92,6 +92,12 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from sentiment_lstm.data.readers import detect_format
     from sentiment_lstm.metrics import classification_report, format_report
 
+    if sys.stdout is None:
+        # Python sets sys.stdout to None when descriptor 1 is closed (>&-).
+        raise CommandError(
+            "stdout is closed, so the report has nowhere to go; redirect it to "
+            "a file with > FILE"
+        )
     model = load_model(args.model, args.backend, args.threads)
 
     options = read_options_from_args(args)
@@ -168,17 +174,24 @@ def _warn_if_training_data(
     in_order = data.get("examples_fingerprint")
     # Models saved before the set was recorded can only match in order.
     as_set = data.get("review_set_fingerprint")
-    if (in_order and examples_fingerprint(read.examples) == in_order) or (
-        as_set and review_set_fingerprint(read.examples) == as_set
-    ):
-        logger.warning(
-            "%s contains the reviews %s was trained on, so these figures include "
-            "its training part and overstate its accuracy on reviews it has "
-            "not seen; pass --split test to evaluate the part it was not "
-            "trained on",
-            args.data,
-            args.model,
+    if in_order and examples_fingerprint(read.examples) == in_order:
+        # --split test recreates the split from the reviews in this order.
+        fix = "pass --split test to evaluate the part it was not trained on"
+    elif as_set and review_set_fingerprint(read.examples) == as_set:
+        fix = (
+            "to evaluate the part it was not trained on, pass the training "
+            "data in its original order with --split test"
         )
+    else:
+        return
+    logger.warning(
+        "%s contains the reviews %s was trained on, so these figures include "
+        "its training part and overstate its accuracy on reviews it has not "
+        "seen; %s",
+        args.data,
+        args.model,
+        fix,
+    )
 
 
 def _model_split_part(
