@@ -2126,7 +2126,7 @@ def test_evaluate_text(trained, capsys):
 
 def test_evaluate_training_data_warns(trained, tmp_path, caplog):
     root, model_dir = trained
-    # A copy under another name holds the same reviews.
+    # A copy under another name contains the same reviews.
     copy = tmp_path / "copy.pos"
     shutil.copy(root / "tiny.pos", copy)
     shutil.copy(root / "tiny.neg", tmp_path / "copy.neg")

@@ -514,6 +514,27 @@ def test_cli_sigterm_at_the_end_keeps_results(
     assert len(saved["folds"]) == 2
 
 
+def test_cli_closed_stdout_still_writes_json(tiny_posneg, tmp_path):
+    import subprocess
+
+    output = tmp_path / "cv.json"
+
+    result = subprocess.run(
+        [sys.executable, "-m", "sentiment_lstm", "-q", "cross-validate"]
+        + ["--data", str(tiny_posneg), "--folds", "2", *QUICK_FLAGS]
+        + ["--output-json", str(output)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=300,
+        # Close descriptor 1 in the child, as the shell's >&- does.
+        preexec_fn=lambda: os.close(1),
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(output.read_text())["complete"] is True
+
+
 def _end_process() -> None:
     """Stand in for a member process that the system kills."""
     os._exit(9)

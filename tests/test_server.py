@@ -1334,7 +1334,7 @@ def test_empty_json_body_named(server, client, body):
     assert response.status_code == 422
     assert error["loc"] == ["body"]
     assert error["msg"].startswith("the request body is empty")
-    # The log states what the client was told.
+    # The log line gives the message that the client received.
     assert logged.endswith(
         f"rejected with 422: 1 validation error: body: {error['msg']}"
     )

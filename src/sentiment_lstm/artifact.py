@@ -367,8 +367,8 @@ def model_folder_of(path: Path) -> Path | None:
     """Return the model folder that ``path`` is, or would become, a file of.
 
     A model folder has ``config.json``, and the folder of an interrupted run a
-    checkpoint. A file there under a name that a model or run uses, even a new
-    one such as ``model.onnx`` before an export, belongs to it; other names do
+    checkpoint. A file there under a name that a model or run uses belongs to
+    it, even a new one such as ``model.onnx`` before an export. Other names do
     not. A symbolic link is followed, because a write replaces its target.
     """
     target = Path(os.path.realpath(path))

@@ -133,14 +133,14 @@ class RejectionLog:
         """Log how many rejections of the current minute were left out, if any."""
         if not self._left_out:
             return
-        one = self._left_out == 1
+        single = self._left_out == 1
         log.warning(
             "%d more rejected %s in the minute from %s %s not logged "
             "(--log-rejections %d)",
             self._left_out,
-            "request" if one else "requests",
+            "request" if single else "requests",
             time.strftime("%H:%M:%S", time.localtime(self._minute_began)),
-            "was" if one else "were",
+            "was" if single else "were",
             self.per_minute,
         )
         self._left_out = 0

@@ -497,7 +497,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 for best, run in zip(fold.best_epochs, fold.epochs_run)
             )
         )
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
 
     folds = cv_config.run_folds or cv_config.folds
     saving = (examples, read_options, data_format)
@@ -519,7 +520,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
         # A Ctrl-C or SIGTERM from here on waits until the results are written.
         with interrupts.deferred():
-            _report(args, finished[0], examples, read_options, data_format)
+            _report(args, finished[0], saving)
             reported = True
     except CrossValidationFailed as err:
         stopped = _stopped_after(args, err.partial, folds_done, folds, saving)
@@ -538,7 +539,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             ) from err
         if not reported:
             # The signal came between the last fold and the report.
-            _report(args, finished[0], examples, read_options, data_format)
+            _report(args, finished[0], saving)
         written = "" if args.output_json is None else f" and in {args.output_json}"
         raise KeyboardInterrupt(
             f"interrupted after the last fold; the results are above{written}"
@@ -549,11 +550,12 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def _report(
     args: argparse.Namespace,
     result: CrossValidationResult,
-    examples: Sequence[Example],
-    read_options: ReadOptions,
-    data_format: str,
+    saving: tuple[Sequence[Example], ReadOptions, str],
 ) -> None:
-    """Print the summary of a finished run and write its results JSON."""
+    """Print the summary of a finished run and write its results JSON.
+
+    ``saving`` is what :func:`save_results` takes after the result.
+    """
     summary = result.summary()
     print(
         f"mean  {format_spread(summary['accuracy_mean'], summary['accuracy_std'])}"
@@ -565,9 +567,11 @@ def _report(
             f"shared setup before the folds: {result.shared_seconds:.1f} s "
             f"({summary['shared_seconds_per_fold']:.1f} s per fold run)"
         )
-    sys.stdout.flush()
+    # sys.stdout is None where descriptor 1 was closed (>&-).
+    if sys.stdout is not None:
+        sys.stdout.flush()
     if args.output_json is not None:
-        save_results(args, result, examples, read_options, data_format)
+        save_results(args, result, *saving)
         logger.info("wrote %s", args.output_json)
 
 
@@ -580,7 +584,7 @@ def _stopped_after(
 ) -> str:
     """Write the finished folds of a stopped run and return where they are.
 
-    ``saving`` holds the examples, read options and data format that
+    ``saving`` contains the examples, read options and data format that
     :func:`save_results` records.
     """
     where = ""

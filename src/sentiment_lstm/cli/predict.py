@@ -169,7 +169,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.output is None and sys.stdout is None:
         # Python sets sys.stdout to None when descriptor 1 is closed (>&-).
         raise CommandError(
-            "stdout is closed, so the results have nowhere to go; pass --output " "FILE"
+            "stdout is closed, so the results have nowhere to go; pass --output FILE"
         )
 
     if args.output is not None and inherited_descriptor(args.output) is None:
@@ -190,8 +190,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         raise KeyboardInterrupt(f"interrupted; {args.output} {state}") from None
 
 
-# Extensions of text output, beside none. Those of OUTPUT_EXTENSIONS name
-# the other formats, and the pos/neg input files are text too.
+# Extensions that give text output, as a name without one does. The pos/neg
+# input files are text too. OUTPUT_EXTENSIONS names the other formats.
 TEXT_OUTPUT_EXTENSIONS = (".txt", ".text", ".out", ".log", ".pos", ".neg")
 COMPRESSED_EXTENSIONS = (".gz", ".bz2", ".xz", ".zst", ".zip", ".7z")
 
@@ -406,7 +406,8 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
             stream = open(args.input, "rb")
         except OSError as err:
             raise CommandError(
-                f"cannot read {args.input}: {err.strerror or err}"
+                f"cannot read {args.input}: {err.strerror or err}; check that "
+                "the pipe or device exists and that you may read it"
             ) from err
         with stream:
             _score_stdin(args, model, stream, source=str(args.input))

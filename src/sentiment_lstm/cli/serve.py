@@ -39,12 +39,17 @@ DEFAULT_SHUTDOWN_TIMEOUT = 5
 DEFAULT_LOG_REJECTIONS = 60
 
 
-def port_number(text: str) -> int:
-    """Parse a TCP port number in [1, 65535] for argparse."""
+def _integer(text: str) -> int:
+    """Parse an integer for argparse, naming the text that is not one."""
     try:
-        value = ascii_int(text)
+        return ascii_int(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from err
+
+
+def port_number(text: str) -> int:
+    """Parse a TCP port number in [1, 65535] for argparse."""
+    value = _integer(text)
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(
             f"expected a port number from 1 to 65535, got {value}"
@@ -53,17 +58,14 @@ def port_number(text: str) -> int:
 
 
 # The smallest body and header limits that serve accepts. A request line
-# with the headers that curl sends takes about 100 bytes, and browsers send
-# several hundred; a limit below this would reject most requests.
+# with curl's headers takes about 100 bytes, and browsers send several
+# hundred, so a lower limit would reject most requests.
 MIN_BYTE_LIMIT = 1024
 
 
 def byte_limit(text: str) -> int:
     """Parse a limit in bytes of at least ``MIN_BYTE_LIMIT`` for argparse."""
-    try:
-        value = ascii_int(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from err
+    value = _integer(text)
     if value < MIN_BYTE_LIMIT:
         raise argparse.ArgumentTypeError(
             f"expected at least {MIN_BYTE_LIMIT} bytes, got {value}; a smaller "

@@ -86,8 +86,8 @@ def looks_like_rating(value: object, column: str) -> bool:
     """Return whether a label cell of ``column`` looks like a star rating.
 
     It does when the column is named like ratings (score, rating, stars) and
-    the cell is a number above 1 and at most 10: no label is such a
-    number, and the column's 1s and 0s would then read as labels. A label
+    the cell is a number above 1 and at most 10. No label is such a number,
+    and the column's 1s and 0s would then read as labels. A label
     column of another name with a 2 may hold a third class instead.
     """
     name = column.strip().lower()
