@@ -808,14 +808,20 @@ def test_predict_failure_says_output_kept(trained, tmp_path, capsys, earlier, st
     assert (output.read_text() if earlier else None) == earlier
 
 
-def test_predict_failure_names_rows_already_in_stdout_pipe(trained, tmp_path):
+# With 4 or 100 rows a chunk, the bad row comes in the middle of a chunk,
+# whose rows before it are written too.
+@pytest.mark.parametrize("chunk_size", ["2", "4", "100"])
+def test_predict_failure_names_rows_already_in_stdout_pipe(
+    trained, tmp_path, chunk_size
+):
     _, model_dir = trained
     source = tmp_path / "in.csv"
     source.write_text(BAD_FAR_DOWN)
 
     result = subprocess.run(
         [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
-        + ["--model", str(model_dir), "--input", str(source), "--chunk-size", "2"],
+        + ["--model", str(model_dir), "--input", str(source)]
+        + ["--chunk-size", chunk_size],
         capture_output=True,
         text=True,
         timeout=120,
@@ -826,6 +832,35 @@ def test_predict_failure_names_rows_already_in_stdout_pipe(trained, tmp_path):
     assert result.stderr.strip().endswith(
         "; the results of the first 10 rows were already written to stdout"
     )
+
+
+@pytest.mark.parametrize(
+    ("lines", "written"),
+    [
+        (['{"text": "great fun"}', '{"text": "dull"}', "{not json"], 2),
+        # Before the first record, the score keys are not known yet.
+        (["{not json", '{"text": "great fun"}'], 0),
+    ],
+    ids=["after two records", "first line"],
+)
+def test_predict_jsonl_failure_writes_rows_before(trained, tmp_path, lines, written):
+    _, model_dir = trained
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+        + ["--model", str(model_dir), "--input", str(source), "--format", "jsonl"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+
+    assert result.returncode == 1
+    assert [record["text"] for record in records] == ["great fun", "dull"][:written]
+    assert all("positive" in record for record in records)
+    assert f"line {len(lines) if written else 1}:" in result.stderr
 
 
 def test_predict_closed_stderr_keeps_messages_out_of_results(trained, tmp_path):

@@ -1185,6 +1185,7 @@ def test_sighup_shuts_down_gracefully(model_dir, tmp_path):
     assert status == 128 + signal.SIGHUP
     assert "Shutting down" in text
     assert "Traceback" not in text
+    assert text.rstrip().splitlines()[-1].startswith("hung up (SIGHUP)")
 
 
 def test_health_and_metrics_served_over_connection_limit(model_dir, tmp_path):

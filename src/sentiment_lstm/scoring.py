@@ -609,6 +609,25 @@ class _Reader:
     def chunks(self, chunk_rows: int) -> Iterator[_Chunk]:
         raise NotImplementedError
 
+    def _new_chunk(self) -> _Chunk:
+        self._unfinished = _Chunk()
+        return self._unfinished
+
+    def rows_before_failure(self) -> _Chunk | None:
+        """Return the rows read after the last chunk, when reading failed.
+
+        They are the rows between the last chunk that :meth:`chunks` yielded
+        and the bad row or read error, which a stream output still gets.
+        """
+        chunk = getattr(self, "_unfinished", None)
+        if chunk is None or not chunk.records or not self._writable():
+            return None
+        return chunk
+
+    def _writable(self) -> bool:
+        """Return whether rows can be written, which JSONL needs a record for."""
+        return True
+
     def _text_error(self, text: str) -> str | None:
         """Return why a review cannot be scored: its length or invalid bytes."""
         if len(text) > FIELD_SIZE_LIMIT:
@@ -667,7 +686,7 @@ class _DelimitedReader(_Reader):
         )
         limits = _chunk_limits(chunk_rows)
         limit = next(limits)
-        chunk = _Chunk()
+        chunk = self._new_chunk()
         for line, row in rows:
             if row:
                 text = row[text_index]
@@ -685,7 +704,7 @@ class _DelimitedReader(_Reader):
             chunk.add(line, row, text, error, sum(map(len, row)))
             if chunk.full(limit):
                 yield chunk
-                chunk = _Chunk()
+                chunk = self._new_chunk()
                 limit = next(limits)
         if chunk.records:
             yield chunk
@@ -714,7 +733,7 @@ class _LinesReader(_Reader):
     def chunks(self, chunk_rows: int) -> Iterator[_Chunk]:
         limits = _chunk_limits(chunk_rows)
         limit = next(limits)
-        chunk = _Chunk()
+        chunk = self._new_chunk()
         carriage_returns = 0
         for number, line in enumerate(self.stream, start=1):
             line = _strip_line_end(line)
@@ -723,7 +742,7 @@ class _LinesReader(_Reader):
                 if self._count_carriage_returns:
                     carriage_returns += _lines_with_carriage_return(chunk.texts)
                 yield chunk
-                chunk = _Chunk()
+                chunk = self._new_chunk()
                 limit = next(limits)
         if self._count_carriage_returns:
             carriage_returns += _lines_with_carriage_return(chunk.texts)
@@ -759,7 +778,7 @@ class _JsonlReader(_Reader):
     def chunks(self, chunk_rows: int) -> Iterator[_Chunk]:
         limits = _chunk_limits(chunk_rows)
         limit = next(limits)
-        chunk = _Chunk()
+        chunk = self._new_chunk()
         self._first_failure: DataError | None = None
         for number, line in enumerate(self.stream, start=1):
             line = _strip_line_end(line)
@@ -782,12 +801,15 @@ class _JsonlReader(_Reader):
             # they are written with the score keys it names.
             if chunk.full(limit) and self._score_keys is not None:
                 yield chunk
-                chunk = _Chunk()
+                chunk = self._new_chunk()
                 limit = next(limits)
         if self._text_key is None and self._first_failure is not None:
             raise self._first_failure
         if chunk.records:
             yield chunk
+
+    def _writable(self) -> bool:
+        return self._score_keys is not None
 
     def _parse(self, number: int, line: str) -> tuple[str, str | None] | None:
         """Return the text and error of a record, or None for a bad row."""
@@ -1405,6 +1427,7 @@ def _run(
     try:
         with _scoring_runtime():
             try:
+                chunk = None
                 for chunk, token_ids in _encoded_chunks(reader, model, chunk_rows):
                     interrupts.check()
                     if writer is None:
@@ -1415,9 +1438,20 @@ def _run(
                     if len(pending) > _SCORING_CHUNKS:
                         write_oldest()
             except DataError as err:
-                # The chunks before the bad row are written, so that a stream
+                # The rows before the bad row are written, so that a stream
                 # gets every row it can; a file is not kept anyway.
                 while pending:
+                    write_oldest()
+                rest = reader.rows_before_failure()
+                # The failure may also come after a chunk was read, before
+                # the next one was begun.
+                if rest is not None and rest is not chunk:
+                    if writer is None:
+                        writer = _make_writer(output_format, stream, reader)
+                    token_ids = model.encoder.encode_packed(rest.texts_to_score())
+                    pending.append(
+                        (rest, model.submit_token_ids(token_ids, batch_size))
+                    )
                     write_oldest()
                 err.rows_written = counts.rows  # type: ignore[attr-defined]
                 raise

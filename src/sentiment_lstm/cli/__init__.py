@@ -234,7 +234,7 @@ def _run_command(args: argparse.Namespace, terminated: interrupts.Termination) -
     except KeyboardInterrupt as err:
         # The message, if any, names what the command saved before the interruption.
         if terminated.is_set():
-            print_error(str(err) or "terminated")
+            print_error(str(err) or _termination_line(terminated.signal_number))
             return 128 + terminated.signal_number
         print_error(str(err) or "interrupted")
         return INTERRUPTED_STATUS
@@ -249,6 +249,13 @@ def _run_command(args: argparse.Namespace, terminated: interrupts.Termination) -
         print_error(f"sentiment-lstm {args.command}: error: {_os_error_message(err)}")
         _silence_failed_stdout()
         return 1
+
+
+def _termination_line(signal_number: int) -> str:
+    """Return the last line of a command that SIGTERM or SIGHUP stopped."""
+    if signal_number == getattr(signal, "SIGHUP", None):
+        return "hung up (SIGHUP)"
+    return "terminated"
 
 
 def print_error(text: str) -> None:
