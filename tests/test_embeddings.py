@@ -421,6 +421,20 @@ def test_wordpiece_encoder_round_trip(minilm_installed, tmp_path):
     assert loaded.config == WordPieceConfig(max_length=5)
 
 
+def test_wordpiece_html_line_breaks_are_spaces(minilm_installed, tmp_path):
+    encoder = WordPieceEncoder.from_minilm()
+    plain = encoder.encode("great film. sad ending")
+
+    with_breaks = encoder.encode("great film.<br /><br />sad<BR>ending<br/>")
+    encoder.save(tmp_path)
+    loaded = WordPieceEncoder.load(tmp_path)
+
+    assert with_breaks == plain
+    assert encoder.encode("<br /> <br>") == []
+    # The saved tokenizer keeps the step.
+    assert loaded.encode("great film.<br />sad ending") == plain
+
+
 def test_minilm_factory_copies_matrix(minilm_installed):
     factory = InputFactory(EmbeddingConfig(source="minilm"), TextEncoderConfig())
     prepared = factory.build(["ignored"])

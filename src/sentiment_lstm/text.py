@@ -829,6 +829,11 @@ def _blank(match: re.Match[str]) -> str:
     return " " * (match.end() - match.start())
 
 
+def html_line_breaks_to_spaces() -> normalizers.Normalizer:
+    """Return a normaliser that replaces each HTML line break with a space."""
+    return normalizers.Replace(Regex(_HTML_LINE_BREAK), " ")
+
+
 def _build_normalizer(
     config: TextEncoderConfig, *, invisibles: bool = True
 ) -> normalizers.Normalizer:
@@ -845,7 +850,7 @@ def _build_normalizer(
             normalizers.Replace(Regex(_ZERO_WIDTH_SPACE), " "),
         ]
     steps += [
-        normalizers.Replace(Regex(_HTML_LINE_BREAK), " "),
+        html_line_breaks_to_spaces(),
         normalizers.Replace(Regex(_APOSTROPHES), "'"),
         normalizers.Replace(Regex(_DOUBLE_QUOTES), '"'),
     ]
