@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -2171,10 +2172,12 @@ def test_evaluate_training_data_warns(trained, tmp_path, caplog):
     err = caplog.text
 
     assert status == 0
-    assert (
-        f"{copy} contains the reviews {model_dir} was trained on, so these figures "
-        "include its training part"
-    ) in err
+    assert re.search(
+        rf"{re.escape(str(copy))} contains (\d+) of the reviews \(100\.0% of its "
+        rf"\1\) that {re.escape(str(model_dir))} was trained on, so these figures "
+        "overstate",
+        err,
+    )
     assert "pass --split test" in err
 
 
@@ -2188,11 +2191,96 @@ def test_evaluate_reordered_training_data_warns(trained, tmp_path, caplog):
         status = main(["evaluate", "--model", str(model_dir), "--data", str(copy)])
 
     assert status == 0
-    assert f"{copy} contains the reviews {model_dir} was trained on" in caplog.text
+    assert f"{copy} contains " in caplog.text
+    assert f"that {model_dir} was trained on" in caplog.text
     # --split test needs the reviews in their original order.
     assert "pass the training data in its original order with --split test" in (
         caplog.text
     )
+
+
+def write_mixed_reviews(path: Path) -> None:
+    """Write 4 training reviews, two with other spacing, and 4 new ones."""
+    from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
+
+    seen = POSITIVE_REVIEWS[:2] + NEGATIVE_REVIEWS[:2]
+    seen[0] = "  " + seen[0].replace(" ", "   ")
+    seen[2] = seen[2].replace(" ", "\t")
+    new = ["lovely score and a warm cast", "sharp and witty", "flat and slow", "bad"]
+    labels = ["positive"] * 2 + ["negative"] * 2
+    rows = [
+        {"text": text, "label": label}
+        for text, label in zip(seen + new, labels + labels)
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def test_evaluate_counts_training_reviews_in_other_data(trained, tmp_path, caplog):
+    _, model_dir = trained
+    data = tmp_path / "mixed.jsonl"
+    write_mixed_reviews(data)
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        status = main(["evaluate", "--model", str(model_dir), "--data", str(data)])
+
+    assert status == 0
+    assert (
+        f"{data} contains 4 of the reviews (50.0% of its 8) that {model_dir} was "
+        "trained on, so these figures overstate its accuracy on reviews it has "
+        "not seen; evaluate on reviews it was not trained on"
+    ) in caplog.text
+
+
+def test_evaluate_report_counts_training_reviews(trained, tmp_path, capsys):
+    _, model_dir = trained
+    data = tmp_path / "mixed.jsonl"
+    write_mixed_reviews(data)
+    evaluate = ["evaluate", "--model", str(model_dir), "--data", str(data)]
+
+    main(evaluate + ["--format", "json"])
+    report = json.loads(capsys.readouterr().out)
+    main(evaluate)
+    text = capsys.readouterr().out
+
+    assert report["training_reviews_seen"] == 4
+    assert "trained:  4 in the model's training part" in text
+
+
+def test_evaluate_split_counts_repeated_reviews(trained, capsys):
+    root, model_dir = trained
+
+    main(
+        ["evaluate", "--model", str(model_dir), "--data", str(root / "tiny.pos")]
+        + ["--split", "test", "--format", "json"]
+    )
+    report = json.loads(capsys.readouterr().out)
+
+    # Every review of the tiny corpus is repeated 6 times, so each one of the
+    # test part also occurs in the training part.
+    assert report["training_reviews_seen"] == report["reviews"]
+
+
+def test_evaluate_model_without_training_record(trained, tmp_path, capsys, caplog):
+    _, model_dir = trained
+    old_model = tmp_path / "old-model"
+    shutil.copytree(model_dir, old_model)
+    metadata_path = old_model / "training.json"
+    metadata = json.loads(metadata_path.read_text())
+    del metadata["training_reviews"]
+    metadata_path.write_text(json.dumps(metadata))
+    data = tmp_path / "mixed.jsonl"
+    write_mixed_reviews(data)
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        status = main(
+            ["evaluate", "--model", str(old_model), "--data", str(data)]
+            + ["--format", "json"]
+        )
+    report = json.loads(capsys.readouterr().out)
+
+    assert status == 0
+    assert report["training_reviews_seen"] is None
+    assert "was trained on" not in caplog.text
 
 
 def test_evaluate_other_data_does_not_warn(trained, tmp_path, caplog):

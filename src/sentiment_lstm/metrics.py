@@ -85,6 +85,13 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(
             f"unscored: {unscored} without tokens, left out of the figures below"
         )
+    # evaluate adds the count of reviews that the model was trained on
+    seen = report.get("training_reviews_seen")
+    if seen:
+        lines.append(
+            f"trained:  {seen} in the model's training part, which makes the "
+            "figures below overstate accuracy on new reviews"
+        )
     lines += [
         f"accuracy: {report['accuracy']:.4f}",
         f"macro F1: {report['macro_f1']:.4f}",

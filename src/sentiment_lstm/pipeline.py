@@ -39,9 +39,11 @@ from sentiment_lstm.model import (
     parameter_count,
 )
 from sentiment_lstm.provenance import (
+    TRAINING_REVIEWS_KEY,
     examples_fingerprint,
     read_options_record,
     review_set_fingerprint,
+    training_reviews_record,
 )
 from sentiment_lstm.text import TextEncoderConfig
 from sentiment_lstm.training import (
@@ -887,6 +889,8 @@ def _base_metadata(
     return {
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "data": data_values,
+        # evaluate counts the reviews it scores that are among these
+        TRAINING_REVIEWS_KEY: training_reviews_record(splits.train),
         "split": split_values,
         "text_encoder": dataclasses.asdict(encoder.config),
         "vocab_size": encoder.vocab_size,

@@ -4,17 +4,32 @@
 ``--data`` in ``training.json``. ``evaluate --split`` compares them with its
 own read, because the split is recreated from the reviews: other star
 cut-offs or another column give other reviews, and so another split.
+``train`` also saves a hash of each review of the training part, so that
+``evaluate`` can count the reviews it scores that the model was trained on.
 
 This module imports no PyTorch, so serving installs can evaluate.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 from sentiment_lstm.data import Example, ReadOptions
+
+# Key of training.json that records the training reviews, and the one scheme
+# of the record: the first 8 bytes of each review's BLAKE2b digest, its
+# whitespace runs made single spaces first, as unique sorted big-endian
+# integers in base64. With 64 bits and a million training reviews, a review
+# not among them matches one by chance with a probability of 1e6 / 2**64,
+# about once in 18 trillion reviews compared.
+TRAINING_REVIEWS_KEY = "training_reviews"
+REVIEW_HASH_SCHEME = "blake2b-64 of the text with whitespace collapsed"
 
 # Command line flag of each recorded read option, for messages.
 READ_OPTION_FLAGS = {
@@ -165,3 +180,42 @@ def _show(name: str, value: Any) -> str:
     if name in ("text_column", "label_column"):
         return repr(value)
     return str(value)
+
+
+def _review_hash(text: str) -> int:
+    """Return the hash of one review, as ``REVIEW_HASH_SCHEME`` defines it."""
+    collapsed = " ".join(text.split()).encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(collapsed, digest_size=8).digest(), "big")
+
+
+def training_reviews_record(examples: Iterable[Example]) -> dict[str, Any]:
+    """Return the record of the training reviews that ``training.json`` keeps."""
+    hashes = np.unique(
+        np.array([_review_hash(example.text) for example in examples], dtype=np.uint64)
+    )
+    return {
+        "scheme": REVIEW_HASH_SCHEME,
+        "count": int(len(hashes)),
+        "hashes": base64.b64encode(hashes.astype(">u8").tobytes()).decode("ascii"),
+    }
+
+
+def count_training_reviews(examples: Iterable[Example], record: object) -> int | None:
+    """Return how many of ``examples`` are among the recorded training reviews.
+
+    Returns None when ``record`` is missing or not one that
+    :func:`training_reviews_record` writes, as in models of earlier builds.
+    """
+    if not isinstance(record, dict) or record.get("scheme") != REVIEW_HASH_SCHEME:
+        return None
+    try:
+        raw = base64.b64decode(record["hashes"], validate=True)
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        return None
+    if len(raw) % 8:
+        return None
+    trained = np.frombuffer(raw, dtype=">u8").astype(np.uint64)
+    hashes = np.array(
+        [_review_hash(example.text) for example in examples], dtype=np.uint64
+    )
+    return int(np.isin(hashes, trained).sum())

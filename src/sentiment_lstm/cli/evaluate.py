@@ -86,11 +86,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run, command_parser=parser)
 
 
+# evaluate warns when at least this share of the evaluated reviews are
+# training reviews. Short reviews such as "Good" recur in any set of app
+# reviews, so a few matches are expected.
+SEEN_WARNING_SHARE = 0.01
+
+
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Score the labelled reviews and print the report."""
     from sentiment_lstm.data import DataError, read_examples, resolve_data
     from sentiment_lstm.data.readers import detect_format
     from sentiment_lstm.metrics import classification_report, format_report
+    from sentiment_lstm.provenance import TRAINING_REVIEWS_KEY, count_training_reviews
 
     if sys.stdout is None:
         # Python sets sys.stdout to None when descriptor 1 is closed (>&-).
@@ -110,10 +117,19 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     examples = read.examples
     if args.split != "all":
         examples = _model_split_part(args, model.metadata, read, options, data_format)
-    else:
-        _warn_if_training_data(args, model.metadata, read)
     if not examples:
         raise CommandError(f"no labelled reviews to evaluate in {args.data}")
+    seen = count_training_reviews(examples, model.metadata.get(TRAINING_REVIEWS_KEY))
+    if args.split == "all":
+        _warn_if_training_data(args, model.metadata, read, seen)
+    elif seen:
+        logger.info(
+            "%d of the %d reviews of the %s part also occur among the training "
+            "reviews, because the data repeats them; they count in the figures",
+            seen,
+            len(examples),
+            args.split,
+        )
 
     probabilities = _score(model, examples, args)
     labels = [example.label for example in examples]
@@ -148,6 +164,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         model.labels,
     )
     report["unscored_reviews"] = unscored
+    # None for models saved before the training reviews were recorded.
+    report["training_reviews_seen"] = seen
     report["model"] = str(args.model)
     report["data"] = args.data
     report["split"] = args.split
@@ -161,12 +179,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _warn_if_training_data(
-    args: argparse.Namespace, metadata: dict[str, Any], read: Any
+    args: argparse.Namespace, metadata: dict[str, Any], read: Any, seen: int | None
 ) -> None:
-    """Warn when ``--data`` contains the reviews the model was trained on.
+    """Warn when ``--data`` contains reviews the model was trained on.
 
-    Its training part then counts in the figures, which overstates the
-    model's accuracy on reviews it has not seen.
+    They count in the figures, which then overstate the model's accuracy on
+    reviews it has not seen. ``seen`` is the count of such reviews, or None
+    for a model that did not record them, which is warned about only when
+    ``--data`` gives all of its training data.
     """
     from sentiment_lstm.provenance import examples_fingerprint, review_set_fingerprint
 
@@ -182,13 +202,26 @@ def _warn_if_training_data(
             "to evaluate the part it was not trained on, pass the training "
             "data in its original order with --split test"
         )
+    elif seen and seen >= len(read.examples) * SEEN_WARNING_SHARE:
+        fix = (
+            "evaluate on reviews it was not trained on, or on its held-out "
+            "part with its training data and --split test"
+        )
     else:
         return
+    if seen is None:
+        contains = "contains the reviews"
+    else:
+        share = seen / len(read.examples)
+        contains = (
+            f"contains {seen} of the reviews ({share:.1%} of its "
+            f"{len(read.examples)})"
+        )
     logger.warning(
-        "%s contains the reviews %s was trained on, so these figures include "
-        "its training part and overstate its accuracy on reviews it has not "
-        "seen; %s",
+        "%s %s that %s was trained on, so these figures overstate its "
+        "accuracy on reviews it has not seen; %s",
         args.data,
+        contains,
         args.model,
         fix,
     )

@@ -1,0 +1,64 @@
+import base64
+
+import pytest
+
+from sentiment_lstm.data import Example
+from sentiment_lstm.provenance import count_training_reviews, training_reviews_record
+
+
+def examples(*texts: str) -> list[Example]:
+    return [Example(text, 1, "reviews.txt", line) for line, text in enumerate(texts)]
+
+
+def test_training_record_counts_unique_reviews():
+    record = training_reviews_record(examples("great fun", "dull", "great fun"))
+
+    assert record["count"] == 2
+    assert len(base64.b64decode(record["hashes"])) == 16
+
+
+def test_count_ignores_spacing_but_not_case():
+    record = training_reviews_record(examples("great fun", "a dull film"))
+
+    seen = count_training_reviews(
+        examples(" great\tfun ", "a  dull\nfilm", "Great fun", "new"), record
+    )
+
+    assert seen == 2
+
+
+def test_count_repeated_reviews_each_time():
+    record = training_reviews_record(examples("good"))
+
+    assert count_training_reviews(examples("good", "good", "bad"), record) == 2
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        None,
+        "text",
+        {},
+        {"scheme": "md5", "hashes": ""},
+        {"scheme": "blake2b-64 of the text with whitespace collapsed"},
+        {"scheme": "blake2b-64 of the text with whitespace collapsed", "hashes": "*"},
+        {"scheme": "blake2b-64 of the text with whitespace collapsed", "hashes": 5},
+        # 3 bytes, not a whole 8-byte hash
+        {
+            "scheme": "blake2b-64 of the text with whitespace collapsed",
+            "hashes": "AAAA",
+        },
+    ],
+    ids=[
+        "missing",
+        "string",
+        "empty",
+        "other scheme",
+        "no hashes",
+        "not base64",
+        "not a string",
+        "partial hash",
+    ],
+)
+def test_count_without_usable_record(record):
+    assert count_training_reviews(examples("good"), record) is None
