@@ -7,6 +7,9 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
+from concurrent.futures import CancelledError
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +26,7 @@ from sentiment_lstm.extras import install_hint
 from sentiment_lstm.files import file_sha256
 from sentiment_lstm.model import ModelConfig, SentimentLSTM
 from sentiment_lstm.predictor import (
+    ScoringStopped,
     EMPTY_REVIEW,
     OnnxBackend,
     SentimentModel,
@@ -98,6 +102,40 @@ def exported(tmp_path_factory) -> Path:
 def unexported(tmp_path) -> Path:
     """A model directory without model.onnx."""
     return write_model_dir(tmp_path / "model")
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_close_stops_scoring_threads(exported, backend):
+    model = SentimentModel.load(exported, backend=backend, threads=2)
+    # One review a forward pass: seconds of work, after a quick tokenizing.
+    reviews = ["great fun and a warm heart"] * 100_000
+    errors: list[BaseException] = []
+
+    def score() -> None:
+        try:
+            model.predict(reviews, batch_size=1)
+        except BaseException as err:
+            errors.append(err)
+
+    scorers = [threading.Thread(target=score) for _ in range(3)]
+    for scorer in scorers:
+        scorer.start()
+    time.sleep(1.0)
+    closed_at = time.monotonic()
+    model.close()
+    assert all(scorer.is_alive() for scorer in scorers)
+    for scorer in scorers:
+        scorer.join(timeout=30)
+    stopped_after = time.monotonic() - closed_at
+
+    assert not any(scorer.is_alive() for scorer in scorers)
+    assert stopped_after < 5
+    assert len(errors) == 3
+    assert all(isinstance(err, (ScoringStopped, CancelledError)) for err in errors), [
+        repr(err) for err in errors
+    ]
+    with pytest.raises(ScoringStopped, match="load it again"):
+        model.predict(["great fun"])
 
 
 def test_auto_picks_onnx(exported):

@@ -72,6 +72,15 @@ MIN_PARALLEL_BATCH = 16
 _EXPORT_HINT = "run 'sentiment-lstm export --model {directory}'"
 
 
+class ScoringStopped(RuntimeError):
+    """Scoring was stopped by :meth:`SentimentModel.close`."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the model was closed, so it scores no more reviews; load it again"
+        )
+
+
 @dataclass(frozen=True)
 class Prediction:
     """The score of one review.
@@ -219,6 +228,11 @@ class OnnxBackend:
             ) from err
         self._check_signature()
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        # Shared by every forward pass, so that terminate() stops them all.
+        self._run_options = onnxruntime.RunOptions()
+        # A stopped pass would otherwise log an error line on stderr; other
+        # failures still raise.
+        self._run_options.log_severity_level = 4
 
     def _check_signature(self) -> None:
         inputs = sorted(item.name for item in self.session.get_inputs())
@@ -232,9 +246,24 @@ class OnnxBackend:
             )
 
     def probabilities(self, token_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """Run one forward pass; safe to call from several threads at once."""
+        """Run one forward pass; safe to call from several threads at once.
+
+        Raises:
+            ScoringStopped: If :meth:`terminate` was called.
+        """
         feed = {INPUT_TOKEN_IDS: token_ids, INPUT_LENGTHS: lengths}
-        return self.session.run([OUTPUT_PROBABILITIES], feed)[0]
+        try:
+            return self.session.run([OUTPUT_PROBABILITIES], feed, self._run_options)[0]
+        except Exception:
+            if self._run_options.terminate:
+                raise ScoringStopped() from None
+            raise
+
+    def terminate(self) -> None:
+        """Stop the forward passes in progress and make later ones raise."""
+        # ONNX Runtime checks the flag between the nodes of a graph and
+        # ends each run that uses these options with an error.
+        self._run_options.terminate = True
 
 
 def import_onnxruntime() -> Any:
@@ -312,6 +341,7 @@ class SentimentModel:
         self._executor: ThreadPoolExecutor | None = None
         self._executor_pid: int | None = None
         self._executor_lock = threading.Lock()
+        self._closed = False
 
     @classmethod
     def load(
@@ -461,9 +491,7 @@ class SentimentModel:
             return pending
         executor = self._thread_pool(workers)
         for rows, ids, batch_lengths in batches:
-            pending.add(
-                rows, executor.submit(self.backend.probabilities, ids, batch_lengths)
-            )
+            pending.add(rows, self._submit(executor, ids, batch_lengths))
         return pending
 
     def _plan(
@@ -500,9 +528,15 @@ class SentimentModel:
         batch_size: int,
         max_batch_tokens: int,
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Yield (rows, padded ids, lengths) of consecutive length-sorted batches."""
+        """Yield (rows, padded ids, lengths) of consecutive length-sorted batches.
+
+        Raises:
+            ScoringStopped: Before a batch, once :meth:`close` was called.
+        """
         start = 0
         while start < len(order):
+            if self._closed:
+                raise ScoringStopped()
             stop = _batch_stop(sorted_lengths, start, batch_size, max_batch_tokens)
             rows = order[start:stop]
             batch_lengths = sorted_lengths[start:stop]
@@ -524,7 +558,7 @@ class SentimentModel:
         pending: deque[tuple[np.ndarray, Future]] = deque()
         # At most two batches per worker are padded ahead, which bounds memory.
         for rows, ids, batch_lengths in batches:
-            future = executor.submit(self.backend.probabilities, ids, batch_lengths)
+            future = self._submit(executor, ids, batch_lengths)
             pending.append((rows, future))
             if len(pending) >= 2 * workers:
                 done_rows, done = pending.popleft()
@@ -533,8 +567,22 @@ class SentimentModel:
             done_rows, done = pending.popleft()
             yield done_rows, done.result()
 
+    def _submit(
+        self, executor: ThreadPoolExecutor, ids: np.ndarray, lengths: np.ndarray
+    ) -> Future:
+        """Queue one forward pass on the thread pool."""
+        try:
+            return executor.submit(self.backend.probabilities, ids, lengths)
+        except RuntimeError:
+            # The pool was shut down by close() after this batch was padded.
+            if self._closed:
+                raise ScoringStopped() from None
+            raise
+
     def _thread_pool(self, workers: int) -> ThreadPoolExecutor:
         with self._executor_lock:
+            if self._closed:
+                raise ScoringStopped()
             # A process forked from this one inherits the pool but none of its
             # threads, so batches submitted to it there would never run.
             if self._executor is None or self._executor_pid != os.getpid():
@@ -543,6 +591,26 @@ class SentimentModel:
                 )
                 self._executor_pid = os.getpid()
             return self._executor
+
+    def close(self) -> None:
+        """Stop scoring for good, so that the threads that score return at once.
+
+        Batches queued on this model's thread pool are cancelled, and forward
+        passes in progress with ONNX Runtime are stopped; a PyTorch forward
+        pass in progress runs to its end. Calls that are scoring, and every
+        later one, raise :class:`ScoringStopped` (or
+        ``concurrent.futures.CancelledError`` where they waited on a cancelled
+        batch). ``serve`` calls this once the server has stopped, because
+        Python waits for those threads before the process ends.
+        """
+        with self._executor_lock:
+            self._closed = True
+            executor = self._executor
+        terminate = getattr(self.backend, "terminate", None)
+        if terminate is not None:
+            terminate()
+        if executor is not None and self._executor_pid == os.getpid():
+            executor.shutdown(wait=False, cancel_futures=True)
 
     def predict(self, texts: Iterable[str], batch_size: int = 256) -> list[Prediction]:
         """Score reviews; one that cannot be scored gets a Prediction with ``error``.

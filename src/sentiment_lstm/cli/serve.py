@@ -342,6 +342,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     finally:
         for sock in sockets:
             sock.close()
+        # Requests cancelled at the shutdown timeout leave their threads
+        # scoring, and the process would end only once those finish.
+        model.close()
     REJECTION_LOG.log_left_out(logger)
     logger.info("server on port %d stopped", args.port)
     _send_deferred_signals(server)
