@@ -1762,8 +1762,17 @@ def test_train_output_dir_is_a_file(trained, tmp_path, capsys):
 def test_train_divergence_stops_with_advice(trained, tmp_path, capsys):
     root, _ = trained
 
+    # Adam, because AdamW's product of learning rate and weight decay would
+    # be rejected before training.
     status = train_tiny(
-        root, tmp_path / "model", "--learning_rate", "1e30", "--num_epochs", "1"
+        root,
+        tmp_path / "model",
+        "--learning_rate",
+        "1e30",
+        "--num_epochs",
+        "1",
+        "--optimizer",
+        "adam",
     )
     error = capsys.readouterr().err
 
@@ -1783,6 +1792,8 @@ def test_train_divergence_names_changed_flag(
 ):
     root, _ = trained
 
+    # Adam adds the decay to the gradients, where AdamW's product of
+    # learning rate and decay would be rejected before training.
     status = train_tiny(
         root,
         tmp_path / "model",
@@ -1790,6 +1801,8 @@ def test_train_divergence_names_changed_flag(
         "0.0005",
         "--num_epochs",
         "1",
+        "--optimizer",
+        "adam",
         flag,
         value,
     )
@@ -1802,6 +1815,23 @@ def test_train_divergence_names_changed_flag(
     # clipping is on by default, so the message must not suggest turning it on
     assert "gradients are already clipped to norm 5" in error
     assert "clip the gradients with" not in error
+
+
+def test_train_rejects_adamw_decay_of_one(trained, tmp_path, capsys):
+    root, _ = trained
+
+    status = train_tiny(
+        root, tmp_path / "model", "--learning_rate", "0.001", "--weight-decay", "1000"
+    )
+    error = capsys.readouterr().err
+
+    assert status == 2
+    assert (
+        "--learning-rate 0.001 times --weight-decay 1000 is 1, but must be below 1 "
+        "with --optimizer adamw"
+    ) in error
+    assert "choose a --weight-decay below 1000" in error
+    assert not (tmp_path / "model").exists()
 
 
 def test_train_nb_init_scale_beyond_float32(trained, tmp_path, capsys):

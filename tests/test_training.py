@@ -641,7 +641,7 @@ def test_divergence_error_advice(max_grad_norm, advice):
     config = TrainingConfig(
         num_epochs=1,
         batch_size=16,
-        optimizer="adamw",
+        optimizer="adam",
         weight_decay=1e308,
         max_grad_norm=max_grad_norm,
     )
@@ -655,6 +655,27 @@ def test_divergence_error_advice(max_grad_norm, advice):
     assert "lower the learning rate (now 0.0005)" in str(error)
     assert "or the weight decay (now 1e+308)" in str(error)
     assert advice in str(error)
+
+
+def test_divergence_of_weights_behind_finite_loss():
+    # One batch an epoch: its loss is measured before the step, which sends
+    # the weights past the largest float32.
+    config = TrainingConfig(num_epochs=1, batch_size=16, learning_rate=1e39)
+
+    with pytest.raises(DivergenceError) as error_info:
+        train(new_model(), toy_split(16, 1), toy_split(8, 2), config)
+
+    error = error_info.value
+    assert np.isfinite(error.loss)
+    assert str(error).startswith(
+        "training failed: weights became infinite or NaN (the loss was "
+    )
+
+
+def test_adamw_decay_factor_checked():
+    with pytest.raises(ValueError, match="must be below 1 with adamw"):
+        TrainingConfig(optimizer="adamw", learning_rate=1e-3, weight_decay=1000)
+    assert TrainingConfig(optimizer="adamw", learning_rate=1e-3, weight_decay=999)
 
 
 @pytest.mark.parametrize(

@@ -73,17 +73,29 @@ FLOAT_BYTES = 4
 
 
 class DivergenceError(ValueError):
-    """Error for a training loss that is no longer a finite number.
+    """Error for a training loss or weights that are no longer finite numbers.
 
     Attributes:
-        epoch: The epoch whose loss was not finite.
-        loss: That loss, ``nan`` or ``inf``.
+        epoch: The epoch at whose end the loss or a weight was not finite.
+        loss: The epoch's mean loss, ``nan`` or ``inf`` unless only weights
+            are not finite.
     """
 
     def __init__(self, message: str, *, epoch: int, loss: float) -> None:
         super().__init__(message)
         self.epoch = epoch
         self.loss = loss
+
+    @property
+    def problem(self) -> str:
+        """What was not finite, as in "the loss became nan"."""
+        return _divergence_problem(self.loss)
+
+
+def _divergence_problem(loss: float) -> str:
+    if not math.isfinite(loss):
+        return f"the loss became {loss}"
+    return f"weights became infinite or NaN (the loss was {loss:.3g})"
 
 
 class ModelSizeError(ValueError):
@@ -172,6 +184,16 @@ class TrainingConfig:
         if self.weight_decay < 0:
             raise ValueError(
                 f"weight_decay must not be negative, got {self.weight_decay!r}"
+            )
+        if self.optimizer == "adamw" and self.learning_rate * self.weight_decay >= 1:
+            # AdamW multiplies each weight by 1 - lr * weight_decay every
+            # step, which then flips its sign and grows it without bound.
+            raise ValueError(
+                "learning_rate times weight_decay must be below 1 with adamw, "
+                "which multiplies every weight by 1 - learning_rate * "
+                f"weight_decay each step; got {self.learning_rate:g} * "
+                f"{self.weight_decay:g} = "
+                f"{self.learning_rate * self.weight_decay:g}"
             )
         choices = {
             "optimizer": OPTIMIZER_CHOICES,
@@ -678,9 +700,16 @@ def train(
         if test_split is not None and len(test_split) > 0:
             test_accuracy = accuracy(model, test_split, config.eval_batch_size)
         train_loss = total_loss / len(train_split)
-        if not math.isfinite(train_loss):
+        # The loss is measured before each step, so a last step, or a weight
+        # decay that outgrows the loss, can leave weights that are not finite
+        # behind a finite loss.
+        weights_finite = all(
+            bool(torch.isfinite(parameter).all()) for parameter in model.parameters()
+        )
+        if not math.isfinite(train_loss) or not weights_finite:
             raise DivergenceError(
-                f"training failed: the loss became {train_loss} in epoch {epoch}; "
+                f"training failed: {_divergence_problem(train_loss)} in epoch "
+                f"{epoch}; "
                 f"{_divergence_advice(config)}",
                 epoch=epoch,
                 loss=train_loss,

@@ -493,6 +493,16 @@ def resolve_options(
         "embedding_dropout": values["embedding_dropout"],
         "pooling": values["pooling"],
     }
+    decay_factor = values["learning_rate"] * values["weight_decay"]
+    if values["optimizer"] == "adamw" and decay_factor >= 1:
+        raise CommandError(
+            f"--learning-rate {values['learning_rate']:g} times --weight-decay "
+            f"{values['weight_decay']:g} is {decay_factor:g}, but must be below 1 "
+            "with --optimizer adamw, which multiplies every weight by 1 minus "
+            "that product at each step; choose a --weight-decay below "
+            f"{1 / values['learning_rate']:g}",
+            usage=True,
+        )
     try:
         training_config = TrainingConfig(
             num_epochs=values["num_epochs"],
@@ -844,6 +854,6 @@ def divergence_message(err: Any, values: dict[str, Any]) -> str:
         )
     clipping = f"gradients are already clipped to norm {values['max_grad_norm']:g}"
     return (
-        f"training failed: the loss became {err.loss} in epoch {err.epoch}; "
+        f"training failed: {err.problem} in epoch {err.epoch}; "
         f"{advice}. The {clipping} (--max-grad-norm)"
     )
