@@ -1617,6 +1617,39 @@ def train_tiny(root, output_dir, *extra: str) -> int:
     )
 
 
+def test_train_counts_tokenless_reviews_of_every_part(tmp_path, caplog):
+    from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
+
+    rows = [{"text": text, "label": "positive"} for text in POSITIVE_REVIEWS * 10]
+    rows += [{"text": text, "label": "negative"} for text in NEGATIVE_REVIEWS * 10]
+    # Every tenth review is line breaks alone.
+    for row in rows[::10]:
+        row["text"] = "<br /><br />"
+    data = tmp_path / "reviews.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        status = main(
+            ["train", "--data", str(data), "--output-dir", str(tmp_path / "m")]
+            + TRAIN_ARGS
+            + ["--num_epoch", "1"]
+        )
+    counts = {
+        part: int(count)
+        for count, part in re.findall(
+            r"(\d+) of the \d+ (training|validation|test) reviews ha(?:s|ve) no "
+            r"tokens",
+            caplog.text,
+        )
+    }
+
+    assert status == 0
+    assert sum(counts.values()) == len(rows) // 10
+    assert set(counts) == {"training", "validation", "test"}
+    assert "left out of val_acc" in caplog.text
+    assert "left out of test_acc" in caplog.text
+
+
 def test_large_test_fraction_beside_validation_file(trained, tmp_path, caplog):
     root, _ = trained
     caplog.set_level("INFO")

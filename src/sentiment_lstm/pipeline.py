@@ -455,6 +455,9 @@ def train_model(
     }
     record = record if record is not None else SaveRecord()
     encoded = (train_split, validation_split, test_split)
+    warn_about_reviews_without_tokens(validation_split, "validation", "val_acc")
+    if test_split is not None:
+        warn_about_reviews_without_tokens(test_split, "test", "test_acc")
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         if training_config.ensemble_size > 1:

@@ -811,18 +811,28 @@ def member_checkpoint(directory: Path, member: int) -> Path:
     return Path(directory) / f"checkpoint-member{member}.pt"
 
 
-def warn_about_reviews_without_tokens(train_split: EncodedSplit) -> None:
-    """Log how many training reviews :func:`train` leaves out for having no tokens."""
-    empty = train_split.lengths.count(0)
-    if empty == 0 or empty == len(train_split):
+def warn_about_reviews_without_tokens(
+    split: EncodedSplit, part: str = "training", left_out_of: str = "training"
+) -> None:
+    """Log how many reviews of a part :func:`train` leaves out for having no tokens.
+
+    Args:
+        split: The encoded part.
+        part: Its name in the message, such as "validation".
+        left_out_of: What the reviews are left out of, such as "val_acc".
+    """
+    empty = split.lengths.count(0)
+    if empty == 0 or (part == "training" and empty == len(split)):
         return
     logger.warning(
-        "%d of the %d training reviews %s no tokens (such as a review of HTML line "
-        "breaks alone) and %s left out of training",
+        "%d of the %d %s reviews %s no tokens (such as a review of HTML line "
+        "breaks alone) and %s left out of %s",
         empty,
-        len(train_split),
+        len(split),
+        part,
         "has" if empty == 1 else "have",
         "is" if empty == 1 else "are",
+        left_out_of,
     )
 
 
