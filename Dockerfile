@@ -24,6 +24,9 @@ RUN pip install --constraint serve-constraints.txt ".[serve]"
 # file modes in the build context. Root keeps ownership, so the server
 # cannot change its model.
 COPY --chown=root:app --chmod=750 ${MODEL_DIR} /model
+# Without PyTorch the server needs model.onnx, so a model that was not
+# exported fails the build here rather than each container at start.
+RUN test -f /model/model.onnx || { echo "${MODEL_DIR} has no model.onnx; run 'sentiment-lstm export --model ${MODEL_DIR}' and build again" >&2; exit 1; }
 
 USER app
 EXPOSE 8000

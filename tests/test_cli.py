@@ -1353,6 +1353,34 @@ def test_predict_sigterm_removes_partial_output(
         assert output.read_text() == earlier
 
 
+def test_predict_sigterm_while_reading_stdin(trained, tmp_path):
+    _, model_dir = trained
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+        + ["--model", str(model_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    # The pipe stays open, so predict is still copying stdin.
+    process.stdin.write(b"great fun\n" * 1000)
+    process.stdin.flush()
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("sentiment-lstm-stdin-*")):
+        assert time.monotonic() < deadline, "predict did not start reading stdin"
+        time.sleep(0.05)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 128 + signal.SIGTERM
+    assert stderr.decode().strip() == (
+        "stopped while reading stdin; nothing was written to stdout"
+    )
+    assert stdout == b""
+
+
 SIGTERM_AT_EXIT = """
 import atexit, os, signal
 from sentiment_lstm import cli
@@ -2757,11 +2785,20 @@ def test_train_replaces_earlier_model(trained, tmp_path):
     assert (folder / "model.safetensors").read_bytes() != first
 
 
-def test_train_threads_above_cpus_rejected(tmp_path, capsys):
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train", "--data", "x.csv"],
+        ["predict", "--model", "m", "great"],
+        ["serve", "--model", "m"],
+    ],
+    ids=["train", "predict", "serve"],
+)
+def test_threads_above_cpus_rejected(tmp_path, capsys, command):
     too_many = str((os.cpu_count() or 1) + 1)
 
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--data", str(tmp_path / "x.csv"), "--threads", too_many])
+        main(command + ["--threads", too_many])
 
     assert exit_info.value.code == 2
     assert "the logical CPUs of this machine" in capsys.readouterr().err

@@ -146,6 +146,40 @@ def test_model_copied_to_model():
     assert destinations == ["/model"]
 
 
+@pytest.mark.parametrize("exported", [True, False])
+def test_build_checks_model_exported(tmp_path, exported):
+    # The RUN that follows the model's COPY, with /model pointing at a folder
+    # of this test, as sh runs it in the image.
+    steps = parse_dockerfile(DOCKERFILE)
+    copy_index = next(
+        index
+        for index, step in enumerate(steps)
+        if step.keyword == "COPY" and any(map(is_model_arg, copy_parts(step)[0]))
+    )
+    check = steps[copy_index + 1]
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    if exported:
+        (model / "model.onnx").write_bytes(b"onnx")
+
+    result = subprocess.run(
+        ["sh", "-c", check.arguments.replace("/model/", f"{model}/")],
+        env={**os.environ, MODEL_ARG: "models/rt-polarity"},
+        capture_output=True,
+        text=True,
+    )
+
+    assert check.keyword == "RUN"
+    assert "/model/model.onnx" in check.arguments
+    assert result.returncode == (0 if exported else 1)
+    if not exported:
+        assert result.stderr.strip() == (
+            "models/rt-polarity has no model.onnx; run 'sentiment-lstm export "
+            "--model models/rt-polarity' and build again"
+        )
+
+
 def test_dockerignore_keeps_sources():
     patterns = ignore_patterns()
 

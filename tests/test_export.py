@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 import sys
 
@@ -444,3 +445,47 @@ def test_cli_export_corrupt_weights(tmp_path, capsys):
     assert status == 1
     assert "model.safetensors" in capsys.readouterr().err
     assert not (directory / "model.onnx").exists()
+
+
+@pytest.mark.parametrize("name", ["training.json", "tokenizer.json"])
+def test_cli_export_incomplete_model_folder(tmp_path, capsys, name):
+    directory = write_model_dir(tmp_path / "model")
+    (directory / name).unlink()
+
+    status = main(["export", "--model", str(directory)])
+    error = capsys.readouterr().err
+
+    # The message that predict and serve give for the same folder.
+    assert status == 1
+    assert f"{directory / name} is missing; the model directory is incomplete" in (
+        error
+    )
+    assert "TextEncoder.save" not in error
+    assert not (directory / "model.onnx").exists()
+
+
+def test_cli_export_keeps_mode_of_replaced_file(tmp_path):
+    directory = write_model_dir(tmp_path / "model")
+    onnx_path = directory / "model.onnx"
+    onnx_path.write_bytes(b"an older export")
+    onnx_path.chmod(0o640)
+
+    status = main(["export", "--model", str(directory)])
+
+    assert status == 0
+    assert stat.S_IMODE(onnx_path.stat().st_mode) == 0o640
+    assert onnx.load(str(onnx_path)).graph.input
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may replace read-only files")
+def test_cli_export_read_only_onnx(tmp_path, capsys):
+    directory = write_model_dir(tmp_path / "model")
+    onnx_path = directory / "model.onnx"
+    onnx_path.write_bytes(b"an older export")
+    onnx_path.chmod(0o444)
+
+    status = main(["export", "--model", str(directory)])
+
+    assert status == 1
+    assert "the file is read-only; make it writable" in capsys.readouterr().err
+    assert onnx_path.read_bytes() == b"an older export"

@@ -263,6 +263,8 @@ def record_file_digest(directory: Path, name: str, digest: str) -> None:
 def load_encoder(directory: Path) -> TextEncoder:
     """Read the text encoder, naming the missing or corrupt file on failure."""
     directory = _require_directory(directory)
+    for name in (ENCODER_CONFIG_FILENAME, TOKENIZER_FILENAME):
+        _require_file(directory, name)
     if _encoder_kind(directory) == "wordpiece":
         # models trained on MiniLM's WordPiece tokens (--embeddings minilm)
         from sentiment_lstm.embeddings import EmbeddingError, WordPieceEncoder

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -317,6 +318,9 @@ def export_model(
     # model.onnx is of no use without the tokenizer that feeds it
     artifact.load_matching_encoder(directory, config)
     weights = artifact.load_weights(directory)
+    # predict and serve load training.json with the model, and reject a
+    # folder without it.
+    artifact.load_metadata(directory)
     try:
         module = TorchBackend(config.model, weights).module
     except (ValueError, RuntimeError, KeyError) as err:
@@ -342,6 +346,7 @@ def export_model(
         raise ExportError(
             f"cannot write {final_path}: a folder has that name; move it away"
         )
+    mode = _kept_mode(final_path)
     try:
         handle, temporary_name = tempfile.mkstemp(
             dir=directory, prefix=".model-", suffix=".onnx.tmp"
@@ -357,7 +362,7 @@ def export_model(
         export_module(module, temporary, metadata=metadata, opset=opset)
         results = check_parity(module, temporary)
         require_parity(results, tolerance)
-        os.chmod(temporary, DEFAULT_FILE_MODE)
+        os.chmod(temporary, mode)
         digest = file_sha256(temporary)
         # Loading compares model.onnx with the SHA-256 in config.json, so a
         # Ctrl-C waits until both are in place.
@@ -372,6 +377,25 @@ def export_model(
     return ExportResult(
         path=final_path, opset=opset, parity=tuple(results), tolerance=tolerance
     )
+
+
+def _kept_mode(path: Path) -> int:
+    """Return the mode for a new ``model.onnx``: that of the file it replaces.
+
+    Raises:
+        ExportError: If the file there is read-only to this user, as
+            ``predict --output`` rejects one. Root may replace it, as with cp.
+    """
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return DEFAULT_FILE_MODE
+    if not os.access(path, os.W_OK):
+        raise ExportError(
+            f"cannot replace {path}: the file is read-only; make it writable "
+            f"(chmod u+w {path}) to export again"
+        )
+    return mode
 
 
 def _random_batch(

@@ -344,6 +344,11 @@ def _score_stdin(
         try:
             with open(copy, "wb") as spool:
                 shutil.copyfileobj(stream, spool, STDIN_COPY_BYTES)
+        except KeyboardInterrupt:
+            output = "stdout" if args.output is None else str(args.output)
+            raise KeyboardInterrupt(
+                f"stopped while reading {source}; nothing was written to {output}"
+            ) from None
         except OSError as err:
             raise CommandError(
                 f"cannot copy {source} to a temporary file in {folder}: "

@@ -18,6 +18,7 @@ from sentiment_lstm.cli.common import (
     non_negative_int,
     path_argument,
     positive_int,
+    thread_count,
 )
 from sentiment_lstm.extras import install_hint
 
@@ -141,7 +142,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--threads",
-        type=positive_int,
+        type=thread_count,
         default=1,
         help="ONNX Runtime forward passes that run at once, each on one "
         "thread; 1 leaves the other cores to the web server and other "
