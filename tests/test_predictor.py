@@ -13,6 +13,7 @@ from concurrent.futures import CancelledError
 from pathlib import Path
 
 import numpy as np
+import safetensors.numpy as safetensors_numpy
 import onnx
 import onnx.numpy_helper
 import pytest
@@ -282,6 +283,43 @@ def test_edited_encoder_config_named(tmp_path, exported):
     assert str(error.value).startswith(
         f"{path} is not the file saved with this model: its SHA-256 differs"
     )
+
+
+@pytest.mark.parametrize("load", ["torch", "export"])
+def test_edited_network_settings_named(tmp_path, load):
+    directory = write_model_dir(tmp_path / "model")
+    path = directory / artifact.CONFIG_FILE
+    values = json.loads(path.read_text())
+    # Max pooling uses the same weights as the last state, so only the
+    # record in the weights file tells the networks apart.
+    values["model"]["pooling"] = "max"
+    path.write_text(json.dumps(values))
+
+    with pytest.raises(ArtifactError) as error:
+        if load == "torch":
+            SentimentModel.load(directory, backend="torch")
+        else:
+            export_model(directory)
+
+    assert str(error.value).startswith(
+        f'{path}: its network settings ("model") differ from those that '
+        f"{directory / artifact.WEIGHTS_FILE} was saved with"
+    )
+    assert not (directory / artifact.ONNX_FILE).exists()
+
+
+def test_weights_without_settings_record_load(tmp_path):
+    directory = write_model_dir(tmp_path / "model")
+    weights_path = directory / artifact.WEIGHTS_FILE
+    # Weights saved by earlier builds carry no metadata.
+    safetensors_numpy.save_file(
+        safetensors_numpy.load_file(str(weights_path)), str(weights_path)
+    )
+    drop_file_digests(directory)
+
+    model = SentimentModel.load(directory, backend="torch")
+
+    assert model.predict(["great fun"])[0].label in ("positive", "negative")
 
 
 @pytest.mark.parametrize("load", ["torch", "export"])
@@ -697,7 +735,7 @@ def test_missing_tokenizer_message(tmp_path):
     model_dir = write_model_dir(tmp_path / "model")
     (model_dir / "tokenizer.json").unlink()
 
-    with pytest.raises(ArtifactError, match="copy the whole folder again"):
+    with pytest.raises(ArtifactError, match="copy the whole directory again"):
         export_model(model_dir)
 
 

@@ -15,6 +15,7 @@ This module imports no PyTorch, so serving installs can read a model.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
 from sentiment_lstm import interrupts
@@ -58,6 +59,10 @@ MODEL_FILE_NAMES = frozenset(
 # their SHA-256. Models saved before it was added lack it and are not checked,
 # and models exported before model.onnx was added to it lack that entry.
 FILES_KEY = "files"
+# Key of model.safetensors' metadata that holds the SHA-256 of the network
+# settings in config.json, which the weights' shapes do not pin down (the
+# pooling, say). Weights saved before it was added lack it and are not checked.
+WEIGHTS_SETTINGS_KEY = "sentiment_lstm.model_sha256"
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -105,6 +110,7 @@ def save_artifact(
         save_file(
             {name: np.ascontiguousarray(array) for name, array in weights.items()},
             str(staging_path / WEIGHTS_FILE),
+            metadata={WEIGHTS_SETTINGS_KEY: model_settings_sha256(config.model)},
         )
         config_values = {
             "format_version": config.format_version,
@@ -130,6 +136,39 @@ def save_artifact(
             stale_onnx = directory / ONNX_FILE
             if stale_onnx.exists():
                 stale_onnx.unlink()
+
+
+def model_settings_sha256(model: dict[str, Any]) -> str:
+    """Return the hex SHA-256 of the network settings of ``config.json``."""
+    canonical = json.dumps(model, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def check_model_settings(directory: Path, config: ArtifactConfig) -> None:
+    """Raise if the network settings differ from those the weights were saved with.
+
+    A setting that changes no weight shape, such as the pooling, would
+    otherwise run the weights in another network without an error.
+
+    Raises:
+        ArtifactError: If the settings differ, or the weights file is corrupt.
+    """
+    path = _require_file(directory, WEIGHTS_FILE)
+    try:
+        with safe_open(str(path), framework="np") as weights:
+            recorded = (weights.metadata() or {}).get(WEIGHTS_SETTINGS_KEY)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ArtifactError(
+            f"{path} is corrupt or not a safetensors file ({err}); "
+            "retrain or copy the model directory again"
+        ) from err
+    if recorded is not None and recorded != model_settings_sha256(config.model):
+        raise ArtifactError(
+            f"{Path(directory) / CONFIG_FILE}: its network settings (\"model\") "
+            f"differ from those that {path} was saved with, so the weights would "
+            "run in another network; restore config.json from the model's "
+            "original folder, or retrain"
+        )
 
 
 def load_config(directory: Path) -> ArtifactConfig:

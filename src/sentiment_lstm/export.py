@@ -333,6 +333,7 @@ def export_model(
         ) from err
     # The model.onnx there now, if any, is about to be replaced.
     artifact.check_saved_files(directory, config, skip=(artifact.ONNX_FILE,))
+    artifact.check_model_settings(directory, config)
     metadata = {
         METADATA_FORMAT_VERSION: str(config.format_version),
         METADATA_PACKAGE_VERSION: __version__,

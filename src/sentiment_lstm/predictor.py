@@ -708,8 +708,7 @@ def _check_count(name: str, value: object) -> None:
 
 def model_config_sha256(config: artifact.ArtifactConfig) -> str:
     """Return the hex SHA-256 of the network settings in ``config.json``."""
-    canonical = json.dumps(config.model, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return artifact.model_settings_sha256(config.model)
 
 
 def encoder_sha256(directory: Path) -> str:
@@ -765,7 +764,7 @@ def _choose_backend(directory: Path, backend: str) -> str:
 def _load_torch_backend(directory: Path, config: artifact.ArtifactConfig) -> Backend:
     weights = artifact.load_weights(directory)
     try:
-        return TorchBackend(config.model, weights)
+        backend = TorchBackend(config.model, weights)
     except (ValueError, RuntimeError, KeyError) as err:
         # Weights copied from another model are named as such, rather than
         # by PyTorch's list of mismatched shapes.
@@ -774,6 +773,8 @@ def _load_torch_backend(directory: Path, config: artifact.ArtifactConfig) -> Bac
             f"{directory / artifact.WEIGHTS_FILE} does not match "
             f"{directory / artifact.CONFIG_FILE}: {err}"
         ) from err
+    artifact.check_model_settings(directory, config)
+    return backend
 
 
 def _load_onnx_backend(
