@@ -164,7 +164,7 @@ def check_model_settings(directory: Path, config: ArtifactConfig) -> None:
         ) from err
     if recorded is not None and recorded != model_settings_sha256(config.model):
         raise ArtifactError(
-            f"{Path(directory) / CONFIG_FILE}: its network settings (\"model\") "
+            f'{Path(directory) / CONFIG_FILE}: its network settings ("model") '
             f"differ from those that {path} was saved with, so the weights would "
             "run in another network; restore config.json from the model's "
             "original folder, or retrain"

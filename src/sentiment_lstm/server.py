@@ -475,7 +475,8 @@ class ServerMetrics:
         self.invalid_requests = Counter(
             "sentiment_lstm_http_invalid_requests",
             "Requests that did not parse as HTTP/1.1 and got 400 from the HTTP "
-            "protocol.",
+            "protocol; those whose head parsed count in "
+            "sentiment_lstm_http_requests_total too.",
             registry=self.registry,
         )
 

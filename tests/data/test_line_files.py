@@ -197,6 +197,24 @@ def test_skipped_rows_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -
     assert "the first 5:" in warnings[0]
     assert "reviews.pos line 5: empty review" in warnings[0]
     assert "reviews.pos line 6" not in warnings[0]
+    assert warnings[0].endswith("; -v lists the other 2")
+
+
+def test_skipped_rows_beyond_first_at_debug(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lines = b"".join(b"\n" for _ in range(7)) + b"good .\n"
+    pos = write_pair(tmp_path, neg=b"bad .\n", pos=lines)
+
+    with caplog.at_level(logging.DEBUG, logger="sentiment_lstm.data"):
+        read_examples(pos, ReadOptions(skip_bad_rows=True))
+
+    messages = [record.getMessage() for record in caplog.records]
+    (summary,) = [message for message in messages if "bad rows" in message]
+    assert summary.endswith("; the others follow")
+    assert [message for message in messages if "left out bad row" in message] == [
+        f"left out bad row {pos} line {line}: empty review" for line in (6, 7)
+    ]
 
 
 def test_text_lines_for_prediction(tmp_path: Path) -> None:

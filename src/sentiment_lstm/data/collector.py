@@ -271,7 +271,14 @@ def _log_bad_rows(bad_rows: list[BadRow], path: Path) -> None:
     longest = max(bad_rows, key=lambda row: row.lines)
     if longest.lines > 1 and longest not in bad_rows[:_LOGGED_BAD_ROWS]:
         message += f"; the longest: {_describe_bad_row(longest)}"
+    rest = bad_rows[_LOGGED_BAD_ROWS:]
+    if rest and logger.isEnabledFor(logging.DEBUG):
+        message += "; the others follow"
+    elif rest:
+        message += f"; -v lists the other {len(rest)}"
     logger.warning("%s", message)
+    for row in rest:
+        logger.debug("left out bad row %s", _describe_bad_row(row))
 
 
 def left_out_message(
