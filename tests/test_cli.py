@@ -2917,6 +2917,31 @@ def test_train_full_disk_while_saving(trained, tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "out").exists()
 
 
+def test_train_full_disk_after_saving_model(trained, tmp_path, capsys, monkeypatch):
+    from sentiment_lstm import training
+
+    root, _ = trained
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    # The model of epoch 1 is saved; its checkpoint, written next, fails.
+    monkeypatch.setattr(training, "save_checkpoint", full_disk)
+    output = tmp_path / "model"
+    status = train_tiny(
+        root, output, "--num_epoch", "1", "--required-acc-checkpoint", "0"
+    )
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert (
+        "it keeps the model of epoch 1, without its metrics.json; free some space "
+        "or choose another --output-dir, then train again with --overwrite"
+    ) in error
+    assert (output / "model.safetensors").is_file()
+    assert not (output / "metrics.json").exists()
+
+
 def test_train_keeps_existing_empty_output_dir(trained, tmp_path, capsys):
     root, _ = trained
     folder = tmp_path / "mine"

@@ -695,6 +695,8 @@ def _save_failure_message(output_dir: Path, err: Exception, record: SaveRecord) 
         reason = str(err)
     if record.model_epoch is not None:
         kept_model = f"it keeps the model of epoch {record.model_epoch}"
+        if not (output_dir / HISTORY_FILE).is_file():
+            kept_model += f", without its {HISTORY_FILE}"
     elif (output_dir / artifact.WEIGHTS_FILE).is_file():
         kept_model = "it keeps the model that was there before this run"
     else:
@@ -705,9 +707,13 @@ def _save_failure_message(output_dir: Path, err: Exception, record: SaveRecord) 
             f"{CHECKPOINT_FILE} contains epoch {record.checkpoint_epoch}, so free "
             "some space and repeat the command with --resume"
         )
+    retry = "train again"
+    if (output_dir / artifact.WEIGHTS_FILE).is_file():
+        # The folder now contains a model, which train replaces only when told.
+        retry += " with --overwrite"
     return (
         f"cannot save to {output_dir}: {reason}; {kept_model}; free some space or "
-        "choose another --output-dir, then train again"
+        f"choose another --output-dir, then {retry}"
     )
 
 

@@ -237,7 +237,7 @@ def test_txt_names_that_are_not_files_named(
         },
     )
     (tmp_path / "pos" / "folder.txt").mkdir()
-    (tmp_path / "neg" / "broken.txt").symlink_to(tmp_path / "missing")
+    (tmp_path / "neg" / "fifo.txt").symlink_to("/dev/null")
 
     with caplog.at_level(logging.INFO, logger="sentiment_lstm.data"):
         result = read_examples(tmp_path)
@@ -248,12 +248,12 @@ def test_txt_names_that_are_not_files_named(
         "great fun",
     ]
     assert (
-        f"ignored in {tmp_path / 'pos'}, because they are folders, broken links "
-        "or other non-files: folder.txt" in caplog.text
+        f"ignored in {tmp_path / 'pos'}, because they are folders or other "
+        "non-files: folder.txt" in caplog.text
     )
     assert (
-        f"ignored in {tmp_path / 'neg'}, because they are folders, broken links "
-        "or other non-files: broken.txt" in caplog.text
+        f"ignored in {tmp_path / 'neg'}, because they are folders or other "
+        "non-files: fifo.txt" in caplog.text
     )
     assert f"ignored in {tmp_path / 'neg'}, which only uses *.txt files: notes.md" in (
         caplog.text
@@ -290,3 +290,20 @@ def test_long_review_file_unscored(tmp_path: Path, monkeypatch) -> None:
     assert [example.text for example in result.examples] == ["Good fun."]
     assert result.unscored[0].line == 1
     assert result.unscored[0].text == ""
+
+
+def test_broken_link_is_bad_row(tmp_path: Path) -> None:
+    write_reviews(tmp_path, {"pos/1.txt": "great fun", "neg/1.txt": "dull mess"})
+    link = tmp_path / "neg" / "2.txt"
+    link.symlink_to(tmp_path / "elsewhere.txt")
+
+    with pytest.raises(DataError) as error:
+        read_examples(tmp_path)
+    result = read_examples(tmp_path, ReadOptions(skip_bad_rows=True))
+
+    assert str(error.value).startswith(
+        f"{link} line 1: a broken link: its target {tmp_path / 'elsewhere.txt'} "
+        "does not exist; restore the target or remove the link"
+    )
+    assert [row.source for row in result.bad_rows] == [str(link)]
+    assert len(result.examples) == 2

@@ -65,12 +65,14 @@ class EncodingError(DataError):
     Attributes:
         source: The file or stream.
         reason: What is wrong with the whole file, without the file name.
+        fix: What to do about it.
     """
 
     def __init__(self, source: str, reason: str, fix: str = SAVE_AS_UTF8_FIX) -> None:
         super().__init__(f"{source}: {reason}; {fix}")
         self.source = source
         self.reason = reason
+        self.fix = fix
 
 
 def check_file_start(start: bytes, source: str) -> None:

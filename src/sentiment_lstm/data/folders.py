@@ -5,6 +5,7 @@ folder may instead contain train/ and test/ review folders, and both are read.
 """
 
 import logging
+import os
 from pathlib import Path
 
 from sentiment_lstm.data.collector import (
@@ -15,6 +16,7 @@ from sentiment_lstm.data.collector import (
     ExampleCollector,
 )
 from sentiment_lstm.data.decoding import (
+    SAVE_AS_UTF8_FIX,
     EncodingError,
     decode_file,
     invalid_byte_reason,
@@ -95,8 +97,9 @@ def _read_review_file(
     except EncodingError as err:
         # One file of many in another encoding is a bad row like an invalid
         # byte, so that --skip-bad-rows can leave it out.
+        fix = "save the file as UTF-8" if err.fix == SAVE_AS_UTF8_FIX else err.fix
         collector.reject_unscorable(
-            source, 1, "", err.reason, f"save the file as UTF-8, or use {SKIP_HINT}"
+            source, 1, "", err.reason, f"{fix}, or use {SKIP_HINT}"
         )
         return None
     reason = invalid_byte_reason(decoded.text, decoded)
@@ -195,15 +198,16 @@ def read_review_folders(path: Path, collector: ExampleCollector) -> None:
                     hidden.append(item.name)
                 elif item.suffix.lower() != ".txt":
                     skipped.append(item.name)
-                elif item.is_file():
+                elif item.is_file() or (item.is_symlink() and not item.exists()):
+                    # A broken link is a review that cannot be read, and so a
+                    # bad row below.
                     files.append(item)
                 else:
                     not_files.append(item.name)
             _log_ignored(class_folder, skipped, "*.txt files", logging.WARNING)
             if not_files:
                 logger.warning(
-                    "ignored in %s, because they are folders, broken links or "
-                    "other non-files: %s",
+                    "ignored in %s, because they are folders or other non-files: %s",
                     class_folder,
                     _listed(not_files),
                 )
@@ -214,6 +218,16 @@ def read_review_folders(path: Path, collector: ExampleCollector) -> None:
                 class_folder, hidden, "*.txt files whose names do not start with '.'"
             )
             for file in files:
+                if not file.exists():
+                    collector.reject_unscorable(
+                        str(file),
+                        1,
+                        "",
+                        f"a broken link: its target {os.readlink(file)} does not "
+                        "exist",
+                        f"restore the target or remove the link, or use {SKIP_HINT}",
+                    )
+                    continue
                 real = file.resolve()
                 first = read_as.get(real)
                 # Scoring uses no labels, so there it scores each name.
