@@ -3435,3 +3435,22 @@ def test_evaluate_one_class_warns(trained, tmp_path, caplog):
 
     assert status == 0
     assert f"every scored review of {data} is positive" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train", "--data", "x.txt", "--format", "lines"],
+        ["evaluate", "--model", "m", "--data", "x.txt", "--data-format", "lines"],
+        ["cross-validate", "--data", "x.txt", "--format", "lines"],
+    ],
+    ids=["train", "evaluate", "cross-validate"],
+)
+def test_labelled_commands_offer_no_lines_format(capsys, command):
+    with pytest.raises(SystemExit) as exit_info:
+        main(command)
+
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'lines' (choose from 'posneg', 'csv', 'tsv', " in (
+        capsys.readouterr().err
+    )

@@ -345,3 +345,22 @@ def test_resolve_empty_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
     with pytest.raises(DataError, match=r"the data path is empty \(''\)"):
         resolve_data("")
+
+
+def test_resolve_data_names_link_loop(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.symlink_to(second)
+    second.symlink_to(first)
+
+    with pytest.raises(DataError, match="is a link that leads to no file: the links "):
+        resolve_data(str(first))
+
+
+def test_resolve_data_names_missing_link_target(tmp_path: Path) -> None:
+    link = tmp_path / "reviews.csv"
+    link.symlink_to(tmp_path / "moved.csv")
+
+    with pytest.raises(DataError) as error:
+        resolve_data(str(link))
+
+    assert f"its target {tmp_path / 'moved.csv'} does not exist" in str(error.value)

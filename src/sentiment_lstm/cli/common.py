@@ -12,6 +12,7 @@ from sentiment_lstm.data import DataError, ReadOptions, StarRule
 from sentiment_lstm.extras import install_hint
 
 FORMAT_CHOICES = ("posneg", "csv", "tsv", "jsonl", "folder", "lines")
+LABELLED_FORMAT_CHOICES = FORMAT_CHOICES[:-1]
 
 
 class CommandError(Exception):
@@ -56,7 +57,8 @@ def add_data_options(
     group.add_argument(
         *format_flags,
         dest="data_format",
-        choices=FORMAT_CHOICES,
+        # Plain text lines have no labels.
+        choices=FORMAT_CHOICES if not labels else LABELLED_FORMAT_CHOICES,
         help="data format; by default detected from the file extension or folder",
     )
     group.add_argument(
