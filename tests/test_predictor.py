@@ -19,6 +19,7 @@ import onnx.numpy_helper
 import pytest
 import torch
 
+import sentiment_lstm
 from sentiment_lstm import artifact
 from sentiment_lstm.artifact import ArtifactConfig, ArtifactError, save_artifact
 from sentiment_lstm.cli import main
@@ -137,6 +138,7 @@ def test_close_stops_scoring_threads(exported, backend):
     ]
     with pytest.raises(ScoringStopped, match="load it again"):
         model.predict(["great fun"])
+    assert sentiment_lstm.ScoringStopped is ScoringStopped
 
 
 def test_auto_picks_onnx(exported):
