@@ -307,3 +307,17 @@ def test_broken_link_is_bad_row(tmp_path: Path) -> None:
     )
     assert [row.source for row in result.bad_rows] == [str(link)]
     assert len(result.examples) == 2
+
+
+def test_skipped_files_counted_as_files(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_reviews(tmp_path, {"pos/a.txt": "good", "neg/b.txt": "bad"})
+    (tmp_path / "neg" / "c.txt").write_bytes(b"")
+    (tmp_path / "pos" / "d.txt").write_bytes(b"  \n")
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm.data"):
+        read_examples(tmp_path, ReadOptions(skip_bad_rows=True))
+
+    assert f"left out 2 bad rows of {tmp_path} in 2 files: " in caplog.text
+    assert "spanning" not in caplog.text

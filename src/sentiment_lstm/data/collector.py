@@ -265,8 +265,9 @@ def _log_bad_rows(bad_rows: list[BadRow], path: Path) -> None:
     because an unclosed quote there can hide many reviews.
     """
     described = [_describe_bad_row(row) for row in bad_rows[:_LOGGED_BAD_ROWS]]
+    files = len({row.source for row in bad_rows})
     message = left_out_message(
-        len(bad_rows), path, sum(row.lines for row in bad_rows), described
+        len(bad_rows), path, sum(row.lines for row in bad_rows), described, files
     )
     longest = max(bad_rows, key=lambda row: row.lines)
     if longest.lines > 1 and longest not in bad_rows[:_LOGGED_BAD_ROWS]:
@@ -282,25 +283,29 @@ def _log_bad_rows(bad_rows: list[BadRow], path: Path) -> None:
 
 
 def left_out_message(
-    count: int, source: object, lines: int, described: list[str]
+    count: int, source: object, lines: int, described: list[str], files: int = 1
 ) -> str:
     """Describe the bad rows left out of a file: how many, their lines, the first few.
 
     Args:
         count: Bad rows left out.
-        source: The file, as named in messages.
+        source: The file or folder, as named in messages.
         lines: Physical lines that the bad rows span.
         described: Descriptions of the first few rows.
+        files: Files that the bad rows are in, such as the review files of
+            a folder, whose lines are not counted together.
     """
     rows = "; ".join(described)
-    if count == 1:
+    if files > 1:
+        span = f" in {files} files"
+    elif count == 1:
         span = "" if lines == 1 else f" spanning {lines} lines"
+    else:
+        span = f" spanning {lines} lines"
+    if count == 1:
         return f"left out 1 bad row of {source}{span}: {rows}"
     first = f"; the first {len(described)}" if count > len(described) else ""
-    return (
-        f"left out {count} bad rows of {source} spanning {lines} lines{first}: "
-        f"{rows}"
-    )
+    return f"left out {count} bad rows of {source}{span}{first}: {rows}"
 
 
 def _describe_bad_row(row: BadRow) -> str:
