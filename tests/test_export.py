@@ -42,6 +42,7 @@ from sentiment_lstm.predictor import (
     METADATA_MODEL_SHA256,
     METADATA_PACKAGE_VERSION,
     METADATA_WEIGHTS_SHA256,
+    OnnxBackend,
     encoder_sha256,
     file_sha256,
     model_config_sha256,
@@ -251,6 +252,29 @@ def test_graph_opset(exported):
     default_domain = [op for op in graph_model.opset_import if op.domain == ""]
 
     assert default_domain[0].version == ONNX_OPSET
+
+
+def test_graph_ir_version_is_oldest_of_opset(exported):
+    _, _, graph_model = exported
+
+    # ONNX Runtime 1.17, the oldest the extras allow, reads IR versions up
+    # to 9; opset 17 needs 8.
+    assert graph_model.ir_version == 8
+
+
+def test_too_new_ir_version_named(tmp_path):
+    directory = write_model_dir(tmp_path / "model")
+    export_model(directory)
+    onnx_path = directory / "model.onnx"
+    graph_model = onnx.load(str(onnx_path))
+    graph_model.ir_version = 99
+    onnx.save(graph_model, str(onnx_path))
+
+    with pytest.raises(artifact.ArtifactError) as error:
+        OnnxBackend(onnx_path)
+
+    assert f"{onnx_path} is newer than onnxruntime " in str(error.value)
+    assert "upgrade onnxruntime, or export the model again" in str(error.value)
 
 
 def test_graph_has_no_dropout(exported):

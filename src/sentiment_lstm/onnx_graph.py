@@ -336,7 +336,13 @@ def build_onnx_model(
         ],
         graph.initializers,
     )
-    return helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", opset)])
+    opset_imports = [helper.make_opsetid("", opset)]
+    model = helper.make_model(onnx_graph, opset_imports=opset_imports)
+    # make_model sets the newest IR version of the installed onnx package
+    # (14 in onnx 1.23), which ONNX Runtime releases before 1.23 reject. The
+    # graph needs only the lowest IR version of its opset (8 for opset 17).
+    model.ir_version = helper.find_min_ir_version_for(opset_imports)
+    return model
 
 
 def _cell_body(

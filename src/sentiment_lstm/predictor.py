@@ -222,6 +222,14 @@ class OnnxBackend:
                 str(self.path), options, providers=["CPUExecutionProvider"]
             )
         except _onnxruntime_errors(onnxruntime) as err:
+            if "Unsupported model IR version" in str(err):
+                raise artifact.ArtifactError(
+                    f"{self.path} is newer than onnxruntime "
+                    f"{onnxruntime.__version__} can read ({err}); upgrade "
+                    "onnxruntime, or export the model again with this version "
+                    "of sentiment-lstm, which writes the oldest IR version its "
+                    "opset allows"
+                ) from err
             raise artifact.ArtifactError(
                 f"{self.path} is corrupt or not an ONNX model ({err}); "
                 f"{_EXPORT_HINT.format(directory=self.path.parent)} again"
