@@ -425,7 +425,7 @@ def cross_validate(
     return results
 
 
-def summarize(results: Sequence[FoldResult]) -> dict[str, float]:
+def summarize(results: Sequence[FoldResult]) -> dict[str, float | None]:
     """Average fold results.
 
     Standard deviations are sample standard deviations (ddof=1) across folds,
@@ -442,8 +442,16 @@ def summarize(results: Sequence[FoldResult]) -> dict[str, float]:
     for metric in ("accuracy", "macro_f1", "seconds"):
         values = np.array([getattr(result, metric) for result in results])
         summary[f"{metric}_mean"] = float(values.mean())
-        summary[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        # The sample standard deviation of one fold is undefined.
+        summary[f"{metric}_std"] = (
+            float(values.std(ddof=1)) if len(values) > 1 else None
+        )
     return summary
+
+
+def _spread(mean: float, std: float | None) -> str:
+    """Format a mean and standard deviation as percentages, with n/a for None."""
+    return f"{100 * mean:.2f} ± {'n/a' if std is None else f'{100 * std:.2f}'}"
 
 
 def _format_params(params: dict[str, float | str]) -> str:
@@ -542,10 +550,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         summary = summarize(results)
         print(
-            f"mean  {100 * summary['accuracy_mean']:.2f} ± "
-            f"{100 * summary['accuracy_std']:.2f}  "
-            f"F1 {100 * summary['macro_f1_mean']:.2f} ± "
-            f"{100 * summary['macro_f1_std']:.2f}  "
+            f"mean  {_spread(summary['accuracy_mean'], summary['accuracy_std'])}  "
+            f"F1 {_spread(summary['macro_f1_mean'], summary['macro_f1_std'])}  "
             f"{summary['seconds_mean']:.2f} s per fold"
         )
         report["baselines"][name] = {

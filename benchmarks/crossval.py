@@ -91,6 +91,7 @@ def run_lstm(
         training_config=options.training_config,
     )
     values = result.to_dict()
+    # The command of the whole protocol; "folds_run" says how many ran.
     values["command"] = " ".join(
         ["sentiment-lstm cross-validate --data rt-polarity --folds 10", *flags]
     )
@@ -264,6 +265,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.from_json:
         reports = [json.loads(path.read_text()) for path in args.from_json]
+        for path, report in zip(args.from_json, reports):
+            if not isinstance(report, dict) or "results" not in report:
+                raise SystemExit(
+                    f"{path} is not a --json file of this script (it has no "
+                    '"results"); pass the files that crossval.py --json wrote'
+                )
         combined = dict(reports[0], results={})
         for report in reports:
             combined["results"].update(report["results"])

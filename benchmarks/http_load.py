@@ -37,7 +37,7 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
-from machine import machine_description
+from machine import machine_description, non_negative_int, positive_float, positive_int
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT / ".." / "shared" / "data" / "rt-polarity"
@@ -249,23 +249,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="scoring backend of the server (default: auto)",
     )
     parser.add_argument(
-        "--requests", type=int, default=10_000, help="requests to send (default: 10000)"
+        "--requests",
+        type=positive_int,
+        default=10_000,
+        help="requests to send (default: 10000)",
     )
     parser.add_argument(
         "--concurrency",
-        type=int,
+        type=positive_int,
         default=16,
         help="clients, each with one request in flight (default: 16)",
     )
     parser.add_argument(
         "--warmup",
-        type=int,
+        type=non_negative_int,
         default=200,
         help="requests sent before measuring, not counted (default: 200)",
     )
     parser.add_argument(
         "--time-limit",
-        type=float,
+        type=positive_float,
         default=600.0,
         help="seconds after which the measured run stops (default: 600)",
     )

@@ -46,7 +46,7 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-from machine import cpu_name
+from machine import cpu_name, non_negative_int, positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -466,18 +466,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--uni-model", type=Path, help="unidirectional model dir")
     parser.add_argument("--bi-model", type=Path, help="bidirectional model dir")
-    parser.add_argument("--rows", type=int, default=100_000, help="throughput rows")
     parser.add_argument(
-        "--rounds", type=int, default=5, help="runs of each throughput variant"
+        "--rows", type=positive_int, default=100_000, help="throughput rows"
+    )
+    parser.add_argument(
+        "--rounds", type=positive_int, default=5, help="runs of each throughput variant"
     )
     parser.add_argument(
         "--big-rows",
-        type=int,
+        type=non_negative_int,
         default=1_000_000,
         help="rows of the memory run; 0 skips it",
     )
-    parser.add_argument("--latency-calls", type=int, default=1000)
-    parser.add_argument("--cold-runs", type=int, default=5)
+    parser.add_argument("--latency-calls", type=positive_int, default=1000)
+    parser.add_argument("--cold-runs", type=positive_int, default=5)
     parser.add_argument("--workdir", type=Path, help="keep files here (default: temp)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
     return parser.parse_args(argv)
@@ -549,8 +551,6 @@ def run(args: argparse.Namespace, workdir: Path) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     args = parse_args(argv)
-    if args.rounds < 1:
-        raise SystemExit(f"--rounds must be at least 1, got {args.rounds}")
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
         print(run(args, args.workdir.resolve()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 
@@ -30,3 +31,27 @@ def cpu_name() -> str:
 def machine_description() -> str:
     """Return the CPU model and the number of cores."""
     return f"{cpu_name()}, {os.cpu_count()} cores"
+
+
+def positive_int(text: str) -> int:
+    """Parse an integer of 1 or more for argparse."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """Parse an integer of 0 or more for argparse."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """Parse a finite number above 0 for argparse."""
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
+    return value

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from machine import machine_description
+from machine import machine_description, positive_int
 
 ARCHITECTURES = ("unidirectional", "bidirectional")
 
@@ -121,7 +121,7 @@ def markdown(results: dict, command: str, load: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/rt-polarity")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=positive_int, default=10)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 

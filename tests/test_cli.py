@@ -171,11 +171,30 @@ def test_pooling_default(flags, expected):
             ["--minilm-layers", "1,2"],
             "--minilm-layers has no effect with --embeddings random",
         ),
+        (
+            ["--preset", "minilm", "--min-frequency", "5"],
+            "--min-frequency has no effect with --embeddings minilm, whose "
+            "vocabulary is MiniLM's 30,522 WordPiece tokens",
+        ),
+        (
+            ["--embeddings", "minilm", "--max-vocab-size", "100"],
+            "--max-vocab-size has no effect with --embeddings minilm",
+        ),
+        (
+            ["--embeddings", "minilm", "--embedding-size", "50"],
+            "--embedding-size has no effect with --embeddings minilm, whose "
+            "vectors are those of MiniLM's",
+        ),
     ],
 )
-def test_unused_flag_warned(flags, warning, caplog):
+def test_unused_flag_warned(flags, warning, caplog, tmp_path, monkeypatch):
+    from sentiment_lstm import embeddings
     from sentiment_lstm.cli import build_parser
     from sentiment_lstm.cli.train import resolve_options
+
+    # resolve_options checks that the MiniLM package is installed, which the
+    # warnings do not depend on.
+    monkeypatch.setattr(embeddings, "minilm_model_dir", lambda: tmp_path)
 
     args = build_parser().parse_args(["train", "--data", "reviews.csv", *flags])
     resolve_options(args)
@@ -191,6 +210,8 @@ def test_unused_flag_warned(flags, warning, caplog):
         ["--warmup-fraction", "0.2"],
         ["--lr-schedule", "constant"],
         ["--minilm-layers", "1,2", "--embeddings", "minilm-contextual"],
+        ["--preset", "minilm"],
+        ["--min-frequency", "5", "--embedding-size", "50"],
     ],
 )
 def test_used_flag_not_warned(flags, caplog, tmp_path, monkeypatch):

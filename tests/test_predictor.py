@@ -251,6 +251,21 @@ def test_auto_without_any_runtime_names_onnxruntime(exported, monkeypatch):
     assert message.endswith(install_hint("serve"))
 
 
+def test_auto_without_onnx_file_or_torch(unexported, monkeypatch):
+    # A serving install: no PyTorch, and the model was not exported.
+    monkeypatch.setitem(sys.modules, "torch", None)
+
+    with pytest.raises(ImportError) as error:
+        SentimentModel.load(unexported)
+
+    message = str(error.value)
+    assert message.startswith(
+        f"{unexported / artifact.ONNX_FILE} is missing, and the other backend "
+        "needs PyTorch, which is not installed; run 'sentiment-lstm export"
+    )
+    assert install_hint("train") in message
+
+
 @pytest.mark.parametrize(
     ("config", "expected"),
     [

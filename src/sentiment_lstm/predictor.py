@@ -750,6 +750,14 @@ def _choose_backend(directory: Path, backend: str) -> str:
             )
         return "onnx"
     if not onnx_path.is_file():
+        if importlib.util.find_spec("torch") is None:
+            # A serving install without PyTorch needs the exported file.
+            raise ImportError(
+                f"{onnx_path} is missing, and the other backend needs PyTorch, "
+                f"which is not installed; "
+                f"{_EXPORT_HINT.format(directory=directory)} where PyTorch is "
+                f"installed ({install_hint('train')}) and copy model.onnx here"
+            )
         return "torch"
     try:
         import_onnxruntime()

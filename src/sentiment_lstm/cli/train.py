@@ -406,6 +406,21 @@ def _warn_unused_flags(args: argparse.Namespace, values: dict[str, Any]) -> None
             values["warmup_fraction"],
             values["lr_schedule"],
         )
+    if values["embeddings"] != "random":
+        # MiniLM's inputs come with their own vocabulary and vector size.
+        for name, flag, reason in (
+            ("min_frequency", "--min-frequency", "vocabulary is"),
+            ("max_vocab_size", "--max-vocab-size", "vocabulary is"),
+            ("embedding_size", "--embedding-size", "vectors are those of"),
+        ):
+            if getattr(args, name, None) is not None:
+                logger.warning(
+                    "%s has no effect with --embeddings %s, whose %s MiniLM's "
+                    "30,522 WordPiece tokens (384 dimensions)",
+                    flag,
+                    values["embeddings"],
+                    reason,
+                )
     if values["embeddings"] == "minilm-contextual":
         return
     for name, flag, effect in (
