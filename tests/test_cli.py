@@ -2286,8 +2286,8 @@ def test_evaluate_training_data_warns(trained, tmp_path, caplog):
     assert status == 0
     assert re.search(
         rf"{re.escape(str(copy))} contains (\d+) of the reviews \(100\.0% of its "
-        rf"\1\) that {re.escape(str(model_dir))} was trained on, so these figures "
-        "overstate",
+        rf"\1 scored reviews of 5 or more words\) that "
+        rf"{re.escape(str(model_dir))} was trained on, so these figures overstate",
         err,
     )
     assert "pass --split test" in err
@@ -2336,10 +2336,12 @@ def test_evaluate_counts_training_reviews_in_other_data(trained, tmp_path, caplo
         status = main(["evaluate", "--model", str(model_dir), "--data", str(data)])
 
     assert status == 0
+    # The 3 new reviews of fewer than 5 words are not compared.
     assert (
-        f"{data} contains 4 of the reviews (50.0% of its 8) that {model_dir} was "
-        "trained on, so these figures overstate its accuracy on reviews it has "
-        "not seen; evaluate on reviews it was not trained on"
+        f"{data} contains 4 of the reviews (80.0% of its 5 scored reviews of 5 or "
+        f"more words) that {model_dir} was trained on, so these figures overstate "
+        "its accuracy on reviews it has not seen; evaluate on reviews it was not "
+        "trained on"
     ) in caplog.text
 
 
@@ -2355,7 +2357,36 @@ def test_evaluate_report_counts_training_reviews(trained, tmp_path, capsys):
     text = capsys.readouterr().out
 
     assert report["training_reviews_seen"] == 4
-    assert "trained:  4 in the model's training part" in text
+    assert report["training_reviews_compared"] == 5
+    assert (
+        "trained:  4 of the 5 reviews of 5 or more words were in the model's "
+        "training part"
+    ) in text
+
+
+def test_evaluate_compares_scored_reviews_only(trained, tmp_path, caplog):
+    from tests.conftest import POSITIVE_REVIEWS
+
+    _, model_dir = trained
+    rows = [{"text": text, "label": "positive"} for text in POSITIVE_REVIEWS[:2]]
+    rows += [
+        {"text": f"a new review number {index} about another film", "label": label}
+        for index, label in enumerate(["negative", "positive"] * 100)
+    ]
+    # Reviews without tokens are not scored, and so not compared.
+    rows += [{"text": "<br />", "label": "negative"}] * 5
+    data = tmp_path / "other.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        status = main(
+            ["evaluate", "--model", str(model_dir), "--data", str(data)]
+            + ["--format", "json"]
+        )
+
+    assert status == 0
+    # 2 of 202 compared reviews is below the 1% that warns.
+    assert "was trained on" not in caplog.text
 
 
 def test_evaluate_split_counts_repeated_reviews(trained, capsys):
@@ -3473,5 +3504,29 @@ def test_labelled_commands_offer_no_lines_format(capsys, command):
 
     assert exit_info.value.code == 2
     assert "invalid choice: 'lines' (choose from 'posneg', 'csv', 'tsv', " in (
+        capsys.readouterr().err
+    )
+
+
+def test_evaluate_format_lines_says_labels_needed(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--model", "m", "--data", "d.txt", "--format", "lines"])
+    error = capsys.readouterr().err
+
+    assert exit_info.value.code == 2
+    assert "evaluate needs labelled reviews, which text lines do not have" in error
+    assert "--data-format lines" not in error
+
+
+def test_predict_names_input_link_loop(trained, tmp_path, capsys):
+    _, model_dir = trained
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.symlink_to(second)
+    second.symlink_to(first)
+
+    status = main(["predict", "--model", str(model_dir), "--input", str(first)])
+
+    assert status == 1
+    assert f"{first} is a link that leads to no file: the links form a loop" in (
         capsys.readouterr().err
     )

@@ -191,18 +191,33 @@ def test_small_class_in_every_validation_part(monkeypatch):
     assert validation_labels == [[0, 1, 1, 1, 1]] * 3
 
 
-def test_fold_counts_reviews_without_tokens():
+def test_fold_counts_reviews_without_tokens(caplog):
     texts, labels = corpus()
     texts = texts + ["<br /><br />"] * 12
     labels = labels + [0, 1] * 6
 
-    result = cross_validate(
-        texts,
-        labels,
-        cv_config=CrossValidationConfig(folds=3),
-        model_options=SMALL_MODEL,
-        training_config=FAST_TRAINING,
-    )
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        result = cross_validate(
+            texts,
+            labels,
+            cv_config=CrossValidationConfig(folds=3),
+            model_options=SMALL_MODEL,
+            training_config=FAST_TRAINING,
+        )
+    logged = {
+        int(number): int(count)
+        for count, number in re.findall(
+            r"(\d+) of the \d+ fold (\d+) validation reviews", caplog.text
+        )
+    }
+
+    # Every fold's validation part with such reviews logs how many.
+    assert logged
+    assert logged == {
+        fold.fold: fold.unscored["validation"]
+        for fold in result.folds
+        if fold.unscored["validation"]
+    }
 
     # Each tokenless review is in one part of each fold, and the test parts
     # cover each of them once.

@@ -3,7 +3,11 @@ import base64
 import pytest
 
 from sentiment_lstm.data import Example
-from sentiment_lstm.provenance import count_training_reviews, training_reviews_record
+from sentiment_lstm.provenance import (
+    compared_reviews,
+    count_training_reviews,
+    training_reviews_record,
+)
 
 
 def examples(*texts: str) -> list[Example]:
@@ -62,3 +66,14 @@ def test_count_repeated_reviews_each_time():
 )
 def test_count_without_usable_record(record):
     assert count_training_reviews(examples("good"), record) is None
+
+
+def test_compared_reviews_have_five_words():
+    reviews = examples(
+        "Good", "I love this app", "a b c d e", " one  two three four five "
+    )
+
+    assert [example.text for example in compared_reviews(reviews)] == [
+        "a b c d e",
+        " one  two three four five ",
+    ]

@@ -807,3 +807,17 @@ def test_training_reviews_all_without_tokens_rejected():
 
     with pytest.raises(ValueError, match="none of the 2 training reviews has a token"):
         train(new_model(), empty, toy_split(20, 2), config)
+
+
+def test_test_part_without_tokens_rejected():
+    empty_test = EncodedSplit([[], []], np.array([0, 1]))
+    config = TrainingConfig(num_epochs=1, batch_size=16)
+
+    with pytest.raises(ValueError, match="none of the 2 test reviews has a token"):
+        train(
+            new_model(),
+            toy_split(16, 1),
+            toy_split(8, 2),
+            config,
+            test_split=empty_test,
+        )

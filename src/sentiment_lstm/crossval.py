@@ -34,6 +34,7 @@ from sentiment_lstm.training import (
     predict_probabilities,
     seed_everything,
     train_ensemble,
+    warn_about_reviews_without_tokens,
 )
 
 logger = logging.getLogger(__name__)
@@ -500,6 +501,9 @@ def _run_fold(
     test_split = encode(test_indices)
 
     # Validation picks the epoch. The test fold is scored only after training.
+    warn_about_reviews_without_tokens(
+        validation_split, f"fold {number} validation", "val_acc"
+    )
     ensemble = train_ensemble(
         functools.partial(factory.make_model, prepared, model_options),
         fit_split,

@@ -3,6 +3,7 @@ to inherited descriptors such as /dev/stdout."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -142,3 +143,21 @@ def descriptor_stream(descriptor: int, errors: str = "strict") -> Iterator[TextI
         os.dup(descriptor), "w", encoding="utf-8", errors=errors, newline=""
     ) as stream:
         yield stream
+
+
+def broken_link_reason(path: Path) -> str:
+    """Return why a symbolic link leads to no file: a loop, or its missing end.
+
+    The missing end is the last path of the chain of links, which may be
+    another link's target rather than this one's.
+    """
+    try:
+        Path(path).resolve(strict=True)
+    except RuntimeError:
+        # Python before 3.13 raises this for a loop of links.
+        return "the links form a loop"
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "the links form a loop"
+        return f"its target {os.path.realpath(path)} does not exist"
+    return f"its target {os.path.realpath(path)} cannot be read"

@@ -89,8 +89,9 @@ def format_report(report: dict[str, Any]) -> str:
     seen = report.get("training_reviews_seen")
     if seen:
         lines.append(
-            f"trained:  {seen} in the model's training part, which makes the "
-            "figures below overstate accuracy on new reviews"
+            f"trained:  {seen} of the {report['training_reviews_compared']} "
+            "reviews of 5 or more words were in the model's training part, "
+            "which makes the figures below overstate accuracy on new reviews"
         )
     lines += [
         f"accuracy: {report['accuracy']:.4f}",

@@ -19,7 +19,7 @@ import os
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -131,6 +131,10 @@ class Backend(Protocol):
 class TorchBackend:
     """Scores with the PyTorch module rebuilt from the saved config.
 
+    Forward passes run one at a time, each on PyTorch's threads. Passes
+    from many threads at once would share the same cores and all end late,
+    which also kept a stopping server waiting for each of them.
+
     Raises:
         ImportError: If PyTorch is not installed.
     """
@@ -154,12 +158,34 @@ class TorchBackend:
         state = {name: torch.from_numpy(array) for name, array in weights.items()}
         self.module.load_state_dict(state, strict=True)
         self.module.eval()
+        self._terminated = False
+        self._lock = threading.Lock()
+        self._lock_pid = os.getpid()
 
     def probabilities(self, token_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Run one forward pass, after those of other threads.
+
+        Raises:
+            ScoringStopped: If :meth:`terminate` was called.
+        """
         torch = self._torch
-        with torch.inference_mode():
-            logits = self.module(torch.from_numpy(token_ids), torch.from_numpy(lengths))
-            return torch.softmax(logits, dim=1).numpy()
+        if self._lock_pid != os.getpid():
+            # A process forked while another thread held the lock would wait
+            # for it for ever.
+            self._lock = threading.Lock()
+            self._lock_pid = os.getpid()
+        with self._lock:
+            if self._terminated:
+                raise ScoringStopped()
+            with torch.inference_mode():
+                logits = self.module(
+                    torch.from_numpy(token_ids), torch.from_numpy(lengths)
+                )
+                return torch.softmax(logits, dim=1).numpy()
+
+    def terminate(self) -> None:
+        """Make the forward passes that wait, and later ones, raise."""
+        self._terminated = True
 
 
 class OnnxBackend:
@@ -316,9 +342,22 @@ class PendingScores:
         """
         positive = np.full(self._count, np.nan, dtype=np.float64)
         for rows, part in self._parts:
-            probabilities = part.result() if isinstance(part, Future) else part
+            probabilities = _batch_result(part) if isinstance(part, Future) else part
             positive[rows] = probabilities[:, self._positive_index]
         return positive
+
+
+def _batch_result(future: Future) -> np.ndarray:
+    """Wait for a forward pass on the thread pool and return its output.
+
+    Raises:
+        ScoringStopped: If :meth:`SentimentModel.close` cancelled the pass,
+            which nothing else cancels.
+    """
+    try:
+        return future.result()
+    except CancelledError:
+        raise ScoringStopped() from None
 
 
 class SentimentModel:
@@ -508,7 +547,13 @@ class SentimentModel:
         batch_size: int,
         max_batch_tokens: int,
     ) -> tuple[Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]], int]:
-        """Return the batches of the scorable reviews and the workers to use."""
+        """Return the batches of the scorable reviews and the workers to use.
+
+        Raises:
+            ScoringStopped: If :meth:`close` was called, even for no reviews.
+        """
+        if self._closed:
+            raise ScoringStopped()
         for name, value in (
             ("batch_size", batch_size),
             ("max_batch_tokens", max_batch_tokens),
@@ -570,10 +615,10 @@ class SentimentModel:
             pending.append((rows, future))
             if len(pending) >= 2 * workers:
                 done_rows, done = pending.popleft()
-                yield done_rows, done.result()
+                yield done_rows, _batch_result(done)
         while pending:
             done_rows, done = pending.popleft()
-            yield done_rows, done.result()
+            yield done_rows, _batch_result(done)
 
     def _submit(
         self, executor: ThreadPoolExecutor, ids: np.ndarray, lengths: np.ndarray
@@ -604,12 +649,12 @@ class SentimentModel:
         """Stop scoring for good, so that the threads that score return at once.
 
         Batches queued on this model's thread pool are cancelled, and forward
-        passes in progress with ONNX Runtime are stopped; a PyTorch forward
-        pass in progress runs to its end. Calls that are scoring, and every
-        later one, raise :class:`ScoringStopped` (or
-        ``concurrent.futures.CancelledError`` where they waited on a cancelled
-        batch). ``serve`` calls this once the server has stopped, because
-        Python waits for those threads before the process ends.
+        passes in progress with ONNX Runtime are stopped. A PyTorch forward
+        pass in progress runs to its end, and those waiting for it raise.
+        Calls that are scoring, and every later one, raise
+        :class:`ScoringStopped`. ``serve`` calls this once the server has
+        stopped, because Python waits for those threads before the process
+        ends.
         """
         with self._executor_lock:
             self._closed = True

@@ -581,7 +581,7 @@ def train(
 
     Raises:
         ValueError: If the training or validation split is empty, or no
-            training or no validation review has a token.
+            training, validation or test review has a token.
         CheckpointError: If ``resume`` is set and the checkpoint is missing,
             unreadable or from a run with other settings.
     """
@@ -607,6 +607,12 @@ def train(
             f"none of the {len(validation_split)} validation reviews has a "
             "token, so they cannot pick the best epoch; check the validation "
             "data's text column"
+        )
+    if test_split is not None and len(test_split) and not any(test_split.lengths):
+        # test_acc would be NaN, which the saved metrics cannot hold.
+        raise ValueError(
+            f"none of the {len(test_split)} test reviews has a token, so they "
+            "cannot measure test_acc; check the test data's text column"
         )
     if resume and checkpoint_path is None:
         raise ValueError("resume needs a checkpoint_path")
@@ -822,7 +828,8 @@ def warn_about_reviews_without_tokens(
         left_out_of: What the reviews are left out of, such as "val_acc".
     """
     empty = split.lengths.count(0)
-    if empty == 0 or (part == "training" and empty == len(split)):
+    # A part of reviews without tokens alone stops train with an error.
+    if empty == 0 or empty == len(split):
         return
     logger.warning(
         "%d of the %d %s reviews %s no tokens (such as a review of HTML line "

@@ -321,3 +321,22 @@ def test_skipped_files_counted_as_files(
 
     assert f"left out 2 bad rows of {tmp_path} in 2 files: " in caplog.text
     assert "spanning" not in caplog.text
+
+
+def test_link_loop_and_chain_named(tmp_path: Path) -> None:
+    write_reviews(tmp_path, {"pos/1.txt": "great fun", "neg/1.txt": "dull mess"})
+    (tmp_path / "neg" / "2.txt").symlink_to("3.txt")
+    (tmp_path / "neg" / "3.txt").symlink_to("2.txt")
+    (tmp_path / "pos" / "2.txt").symlink_to(tmp_path / "moved.txt")
+    (tmp_path / "moved.txt").symlink_to(tmp_path / "gone.txt")
+
+    result = read_examples(tmp_path, ReadOptions(skip_bad_rows=True))
+    reasons = {row.source: row.reason for row in result.bad_rows}
+
+    assert reasons[str(tmp_path / "neg" / "2.txt")] == (
+        "a broken link: the links form a loop"
+    )
+    # The end of the chain, not the link's own target, is missing.
+    assert reasons[str(tmp_path / "pos" / "2.txt")] == (
+        f"a broken link: its target {tmp_path / 'gone.txt'} does not exist"
+    )

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from sentiment_lstm.cli.common import (
+    LABELLED_FORMAT_CHOICES,
     CommandError,
     add_data_options,
     path_argument,
@@ -30,8 +31,14 @@ def report_format(text: str) -> str:
     if text in ("text", "json"):
         return text
     hint = ""
-    if text in ("csv", "tsv", "jsonl", "posneg", "folder", "lines"):
+    if text in LABELLED_FORMAT_CHOICES:
         hint = f"; to read --data as {text}, pass --data-format {text}"
+    elif text == "lines":
+        hint = (
+            "; evaluate needs labelled reviews, which text lines do not have: "
+            "pass a pos/neg pair, a folder, or a CSV, TSV or JSONL file with "
+            "a label column"
+        )
     raise argparse.ArgumentTypeError(
         f"invalid choice: {text!r} (choose from 'text', 'json'){hint}"
     )
@@ -86,9 +93,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run, command_parser=parser)
 
 
-# evaluate warns when at least this share of the evaluated reviews are
-# training reviews. Short reviews such as "Good" recur in any set of app
-# reviews, so a few matches are expected.
+# evaluate warns when at least this share of the compared reviews (scored,
+# of 5 or more words) are training reviews. Different reviews of the same
+# words are rare at that length but do occur.
 SEEN_WARNING_SHARE = 0.01
 
 
@@ -97,7 +104,12 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from sentiment_lstm.data import DataError, read_examples, resolve_data
     from sentiment_lstm.data.readers import detect_format
     from sentiment_lstm.metrics import classification_report, format_report
-    from sentiment_lstm.provenance import TRAINING_REVIEWS_KEY, count_training_reviews
+    from sentiment_lstm.provenance import (
+        MIN_COMPARED_WORDS,
+        TRAINING_REVIEWS_KEY,
+        compared_reviews,
+        count_training_reviews,
+    )
 
     if sys.stdout is None:
         # Python sets sys.stdout to None when descriptor 1 is closed (>&-).
@@ -119,18 +131,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         examples = _model_split_part(args, model.metadata, read, options, data_format)
     if not examples:
         raise CommandError(f"no labelled reviews to evaluate in {args.data}")
-    seen = count_training_reviews(examples, model.metadata.get(TRAINING_REVIEWS_KEY))
-    if args.split == "all":
-        _warn_if_training_data(args, model.metadata, read, seen)
-    elif seen:
-        logger.info(
-            "%d of the %d reviews of the %s part also occur among the training "
-            "reviews, because the data repeats them; they count in the figures",
-            seen,
-            len(examples),
-            args.split,
-        )
-
     probabilities = _score(model, examples, args)
     labels = [example.label for example in examples]
     scored = [i for i, p in enumerate(probabilities) if p == p]
@@ -141,6 +141,21 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             "because each is empty once normalised (HTML line breaks and spaces "
             "alone have no tokens); check that the text column holds the reviews, "
             "or pass --text-column"
+        )
+    # Only the scored reviews count in the figures.
+    compared = compared_reviews(examples[i] for i in scored)
+    seen = count_training_reviews(compared, model.metadata.get(TRAINING_REVIEWS_KEY))
+    if args.split == "all":
+        _warn_if_training_data(args, model.metadata, read, seen, len(compared))
+    elif seen and args.split != "train":
+        logger.info(
+            "%d of the %d reviews of %d or more words of the %s part also occur "
+            "among the training reviews, because the data repeats them; they "
+            "count in the figures",
+            seen,
+            len(compared),
+            MIN_COMPARED_WORDS,
+            args.split,
         )
     if unscored:
         if unscored == 1:
@@ -166,6 +181,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     report["unscored_reviews"] = unscored
     # None for models saved before the training reviews were recorded.
     report["training_reviews_seen"] = seen
+    report["training_reviews_compared"] = len(compared)
     report["model"] = str(args.model)
     report["data"] = args.data
     report["split"] = args.split
@@ -179,15 +195,22 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _warn_if_training_data(
-    args: argparse.Namespace, metadata: dict[str, Any], read: Any, seen: int | None
+    args: argparse.Namespace,
+    metadata: dict[str, Any],
+    read: Any,
+    seen: int | None,
+    compared: int,
 ) -> None:
     """Warn when ``--data`` contains reviews the model was trained on.
 
     They count in the figures, which then overstate the model's accuracy on
-    reviews it has not seen. ``seen`` is the count of such reviews, or None
-    for a model that did not record them, which is warned about only when
-    ``--data`` gives all of its training data.
+    reviews it has not seen. ``seen`` is the count of such reviews among the
+    ``compared`` scored reviews of 5 or more words, or None for a model that
+    did not record them, which is warned about only when ``--data`` gives
+    all of its training data.
     """
+    from sentiment_lstm.provenance import MIN_COMPARED_WORDS
+
     from sentiment_lstm.provenance import examples_fingerprint, review_set_fingerprint
 
     data = metadata.get("data", {})
@@ -202,20 +225,19 @@ def _warn_if_training_data(
             "to evaluate the part it was not trained on, pass the training "
             "data in its original order with --split test"
         )
-    elif seen and seen >= len(read.examples) * SEEN_WARNING_SHARE:
+    elif seen and seen >= compared * SEEN_WARNING_SHARE:
         fix = (
             "evaluate on reviews it was not trained on, or on its held-out "
             "part with its training data and --split test"
         )
     else:
         return
-    if seen is None:
+    if seen is None or not compared:
         contains = "contains the reviews"
     else:
-        share = seen / len(read.examples)
         contains = (
-            f"contains {seen} of the reviews ({share:.1%} of its "
-            f"{len(read.examples)})"
+            f"contains {seen} of the reviews ({seen / compared:.1%} of its "
+            f"{compared} scored reviews of {MIN_COMPARED_WORDS} or more words)"
         )
     logger.warning(
         "%s %s that %s was trained on, so these figures overstate its "

@@ -1,6 +1,5 @@
 """Named data sets: the rt-polarity download, its cache and local copies."""
 
-import errno
 import hashlib
 import logging
 import os
@@ -13,7 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from sentiment_lstm.data.line_files import is_posneg_stem
-from sentiment_lstm.data.records import DataError
+from sentiment_lstm.data.records import DataError, broken_link_error
 
 logger = logging.getLogger(__name__)
 
@@ -347,26 +346,8 @@ def resolve_data(path_or_name: str, *, cache_dir: Path | None = None) -> Path:
     if path_or_name == "rt-polarity":
         return fetch_rt_polarity(cache_dir)
     if path.is_symlink():
-        reason = _broken_link_reason(path)
-        raise DataError(
-            f"data path {path_or_name!r} is a link that leads to no file: "
-            f"{reason}; point the link at the data, or pass the data's own path"
-        )
+        raise broken_link_error(path)
     raise DataError(
         f"data path not found: {path_or_name!r}; pass an existing file or folder, "
         f"or a data set name: {', '.join(DATASET_NAMES)}"
     )
-
-
-def _broken_link_reason(path: Path) -> str:
-    """Return why a symbolic link leads nowhere: a loop or a missing target."""
-    try:
-        path.resolve(strict=True)
-    except RuntimeError:
-        # Python before 3.13 reports a loop of links so.
-        return "the links form a loop"
-    except OSError as err:
-        if err.errno == errno.ELOOP:
-            return "the links form a loop"
-        return f"its target {os.readlink(path)} does not exist"
-    return f"its target {os.readlink(path)} cannot be read"

@@ -5,7 +5,6 @@ folder may instead contain train/ and test/ review folders, and both are read.
 """
 
 import logging
-import os
 from pathlib import Path
 
 from sentiment_lstm.data.collector import (
@@ -22,6 +21,7 @@ from sentiment_lstm.data.decoding import (
     invalid_byte_reason,
 )
 from sentiment_lstm.data.records import DataError
+from sentiment_lstm.files import broken_link_reason
 from sentiment_lstm.text import MAX_REVIEW_CHARS, TOO_LONG_REASON
 
 logger = logging.getLogger(__name__)
@@ -223,8 +223,7 @@ def read_review_folders(path: Path, collector: ExampleCollector) -> None:
                         str(file),
                         1,
                         "",
-                        f"a broken link: its target {os.readlink(file)} does not "
-                        "exist",
+                        f"a broken link: {broken_link_reason(file)}",
                         f"restore the target or remove the link, or use {SKIP_HINT}",
                     )
                     continue

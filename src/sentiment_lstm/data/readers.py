@@ -15,7 +15,12 @@ from sentiment_lstm.data.line_files import (
     read_line_file,
     read_posneg,
 )
-from sentiment_lstm.data.records import DataError, ReadOptions, ReadResult
+from sentiment_lstm.data.records import (
+    DataError,
+    ReadOptions,
+    ReadResult,
+    broken_link_error,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +122,8 @@ def detect_format(path: Path, format_option: str = "--data-format") -> str:
     if path.exists():
         # A pipe or a device: the same message as with the format given.
         require_regular_file(path, "data")
+    if path.is_symlink():
+        raise broken_link_error(path)
     raise DataError(
         f"data path not found: {path}; pass an existing file or folder, or the "
         "common stem of x.pos and x.neg"
@@ -153,6 +160,8 @@ def _check_options(path: Path, data_format: str, options: ReadOptions) -> None:
             + (_REAL_FORMAT_HINT if options.format is None else "")
         )
     if not path.exists() and not is_posneg_stem(path):
+        if path.is_symlink():
+            raise broken_link_error(path)
         raise DataError(f"data path not found: {path}; pass an existing file or folder")
     if data_format == "folder" and not path.is_dir():
         raise DataError(f"{path}: the folder format needs a folder; pass one")

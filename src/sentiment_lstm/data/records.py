@@ -202,3 +202,13 @@ class ReadResult:
         swallowed the lines after it.
         """
         return sum(row.lines for row in self.bad_rows)
+
+
+def broken_link_error(path: Path) -> DataError:
+    """Return the error for a data path that is a link leading to no file."""
+    from sentiment_lstm.files import broken_link_reason
+
+    return DataError(
+        f"{path} is a link that leads to no file: {broken_link_reason(path)}; "
+        "point the link at the data, or pass the data's own path"
+    )
