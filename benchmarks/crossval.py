@@ -91,7 +91,7 @@ def run_lstm(
         training_config=options.training_config,
     )
     values = result.to_dict()
-    # The command of the whole protocol; "folds_run" says how many ran.
+    # The command of the whole protocol. "folds_run" gives the folds that ran.
     values["command"] = " ".join(
         ["sentiment-lstm cross-validate --data rt-polarity --folds 10", *flags]
     )

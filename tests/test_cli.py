@@ -1666,7 +1666,7 @@ def train_tiny(root, output_dir, *extra: str) -> int:
     )
 
 
-def test_train_counts_tokenless_reviews_of_every_part(tmp_path, caplog):
+def test_train_logs_tokenless_reviews_per_part(tmp_path, caplog):
     from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
 
     rows = [{"text": text, "label": "positive"} for text in POSITIVE_REVIEWS * 10]
@@ -2327,7 +2327,7 @@ def write_mixed_reviews(path: Path) -> None:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
-def test_evaluate_counts_training_reviews_in_other_data(trained, tmp_path, caplog):
+def test_evaluate_warns_on_training_overlap(trained, tmp_path, caplog):
     _, model_dir = trained
     data = tmp_path / "mixed.jsonl"
     write_mixed_reviews(data)

@@ -254,7 +254,7 @@ def test_graph_opset(exported):
     assert default_domain[0].version == ONNX_OPSET
 
 
-def test_graph_ir_version_is_oldest_of_opset(exported):
+def test_graph_ir_version_minimal(exported):
     _, _, graph_model = exported
 
     # ONNX Runtime 1.17, the oldest the extras allow, reads IR versions up
@@ -488,7 +488,7 @@ def test_cli_export_incomplete_model_folder(tmp_path, capsys, name):
     assert not (directory / "model.onnx").exists()
 
 
-def test_cli_export_keeps_mode_of_replaced_file(tmp_path):
+def test_export_keeps_replaced_file_mode(tmp_path):
     directory = write_model_dir(tmp_path / "model")
     onnx_path = directory / "model.onnx"
     onnx_path.write_bytes(b"an older export")

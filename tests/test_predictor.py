@@ -306,21 +306,26 @@ def test_edited_encoder_config_named(tmp_path, exported):
     )
 
 
+def load_or_export(directory: Path, load: str) -> None:
+    """Load a model with PyTorch, or export it, which loads it the same way."""
+    if load == "torch":
+        SentimentModel.load(directory, backend="torch")
+    else:
+        export_model(directory)
+
+
 @pytest.mark.parametrize("load", ["torch", "export"])
 def test_edited_network_settings_named(tmp_path, load):
     directory = write_model_dir(tmp_path / "model")
     path = directory / artifact.CONFIG_FILE
     values = json.loads(path.read_text())
     # Max pooling uses the same weights as the last state, so only the
-    # record in the weights file tells the networks apart.
+    # record in the weights file distinguishes the networks.
     values["model"]["pooling"] = "max"
     path.write_text(json.dumps(values))
 
     with pytest.raises(ArtifactError) as error:
-        if load == "torch":
-            SentimentModel.load(directory, backend="torch")
-        else:
-            export_model(directory)
+        load_or_export(directory, load)
 
     assert str(error.value).startswith(
         f'{path}: its network settings ("model") differ from those that '
@@ -353,10 +358,7 @@ def test_weights_of_other_shapes_named(tmp_path, load):
     weights.write_bytes((other / artifact.WEIGHTS_FILE).read_bytes())
 
     with pytest.raises(ArtifactError) as error:
-        if load == "torch":
-            SentimentModel.load(directory, backend="torch")
-        else:
-            export_model(directory)
+        load_or_export(directory, load)
 
     assert str(error.value).startswith(
         f"{weights} is not the file saved with this model: its SHA-256 differs"

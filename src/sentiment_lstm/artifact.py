@@ -59,9 +59,9 @@ MODEL_FILE_NAMES = frozenset(
 # their SHA-256. Models saved before it was added lack it and are not checked,
 # and models exported before model.onnx was added to it lack that entry.
 FILES_KEY = "files"
-# Key of model.safetensors' metadata that holds the SHA-256 of the network
-# settings in config.json, which the weights' shapes do not pin down (the
-# pooling, say). Weights saved before it was added lack it and are not checked.
+# Key of model.safetensors' metadata that contains the SHA-256 of the network
+# settings in config.json, which the weights' shapes do not fix (the pooling,
+# for one). Weights saved before it was added lack it and are not checked.
 WEIGHTS_SETTINGS_KEY = "sentiment_lstm.model_sha256"
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -158,10 +158,7 @@ def check_model_settings(directory: Path, config: ArtifactConfig) -> None:
         with safe_open(str(path), framework="np") as weights:
             recorded = (weights.metadata() or {}).get(WEIGHTS_SETTINGS_KEY)
     except (SafetensorError, OSError, ValueError) as err:
-        raise ArtifactError(
-            f"{path} is corrupt or not a safetensors file ({err}); "
-            "retrain or copy the model directory again"
-        ) from err
+        raise _corrupt_weights_error(path, err) from err
     if recorded is not None and recorded != model_settings_sha256(config.model):
         raise ArtifactError(
             f'{Path(directory) / CONFIG_FILE}: its network settings ("model") '
@@ -357,6 +354,13 @@ def _encoder_kind(directory: Path) -> str | None:
     return values.get("kind") if isinstance(values, dict) else None
 
 
+def _corrupt_weights_error(path: Path, err: Exception) -> ArtifactError:
+    return ArtifactError(
+        f"{path} is corrupt or not a safetensors file ({err}); "
+        "retrain or copy the model directory again"
+    )
+
+
 def load_weights(directory: Path) -> dict[str, np.ndarray]:
     """Read ``model.safetensors`` as NumPy arrays, rejecting NaN or infinity.
 
@@ -367,10 +371,7 @@ def load_weights(directory: Path) -> dict[str, np.ndarray]:
     try:
         weights = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
-        raise ArtifactError(
-            f"{path} is corrupt or not a safetensors file ({err}); "
-            "retrain or copy the model directory again"
-        ) from err
+        raise _corrupt_weights_error(path, err) from err
     for name, values in weights.items():
         if not np.issubdtype(values.dtype, np.floating):
             continue

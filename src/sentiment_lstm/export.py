@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import stat
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from torch import nn
 
 from sentiment_lstm import __version__, artifact, interrupts
 from sentiment_lstm.extras import install_hint
-from sentiment_lstm.files import DEFAULT_FILE_MODE
+from sentiment_lstm.files import DEFAULT_FILE_MODE, file_mode
 from sentiment_lstm.model import FeatureTableLSTM, SentimentLSTM
 from sentiment_lstm.onnx_graph import build_onnx_model
 from sentiment_lstm.predictor import (
@@ -387,9 +386,8 @@ def _kept_mode(path: Path) -> int:
         ExportError: If the file there is read-only to this user, as
             ``predict --output`` rejects one. Root may replace it, as with cp.
     """
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
+    mode = file_mode(path)
+    if mode is None:
         return DEFAULT_FILE_MODE
     if not os.access(path, os.W_OK):
         raise ExportError(

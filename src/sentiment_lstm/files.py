@@ -161,3 +161,11 @@ def broken_link_reason(path: Path) -> str:
             return "the links form a loop"
         return f"its target {os.path.realpath(path)} does not exist"
     return f"its target {os.path.realpath(path)} cannot be read"
+
+
+def file_mode(path: Path) -> int | None:
+    """Return the permission bits of an existing file, or None."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return None

@@ -709,7 +709,8 @@ def _save_failure_message(output_dir: Path, err: Exception, record: SaveRecord) 
         )
     retry = "train again"
     if (output_dir / artifact.WEIGHTS_FILE).is_file():
-        # The folder now contains a model, which train replaces only when told.
+        # The folder now contains a model, which train replaces only with
+        # --overwrite.
         retry += " with --overwrite"
     return (
         f"cannot save to {output_dir}: {reason}; {kept_model}; free some space or "

@@ -133,7 +133,7 @@ class TorchBackend:
 
     Forward passes run one at a time, each on PyTorch's threads. Passes
     from many threads at once would share the same cores and all end late,
-    which also kept a stopping server waiting for each of them.
+    and a stopping server would wait for each of them.
 
     Raises:
         ImportError: If PyTorch is not installed.

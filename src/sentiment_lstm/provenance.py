@@ -201,9 +201,9 @@ def training_reviews_record(examples: Iterable[Example]) -> dict[str, Any]:
 
 
 # Reviews of fewer words recur in unrelated sets of reviews ("Good app",
-# "I love this app"), so a match among them says nothing about whether two
-# sets share their reviews. Of 943 newer Netflix app reviews, 130 matched one
-# of the 3,000 older ones, and one match had 5 or more words.
+# "I love this app"), so a match among them is no evidence that two sets
+# share reviews. Of 943 newer Netflix app reviews, 130 matched one of the
+# 3,000 older ones, and one match had 5 or more words.
 MIN_COMPARED_WORDS = 5
 
 

@@ -35,7 +35,6 @@ import logging
 import operator
 import os
 import re
-import stat
 import sys
 import threading
 import time
@@ -72,7 +71,7 @@ from sentiment_lstm.data.jsonl import (
 )
 from sentiment_lstm.data.readers import detect_format, require_regular_file
 from sentiment_lstm.data.records import DataError, ReadOptions
-from sentiment_lstm.files import descriptor_stream, inherited_descriptor
+from sentiment_lstm.files import descriptor_stream, file_mode, inherited_descriptor
 from sentiment_lstm.predictor import EMPTY_REVIEW, PendingScores
 from sentiment_lstm.text import TOO_LONG_REASON
 
@@ -1337,7 +1336,7 @@ def output_error_message(path: Path, err: OSError) -> str:
 def _write_atomically(path: Path, write: Callable[[TextIO], T]) -> T:
     """Run write(stream) on a temporary file beside path, then rename it to path."""
     temporary = path.with_name(_temporary_name(path.name))
-    earlier_mode = _file_mode(path)
+    earlier_mode = file_mode(path)
     try:
         # Mode "x" creates the file with the usual umask permissions. A file
         # that it replaces keeps its own, set before any result is written, so
@@ -1377,14 +1376,6 @@ def _temporary_name(name: str) -> str:
         # A character cut in two is dropped.
         name = encoded[:room].decode(encoding, "ignore")
     return f".{name}{suffix}"
-
-
-def _file_mode(path: Path) -> int | None:
-    """Return the permission bits of an existing file, or None."""
-    try:
-        return stat.S_IMODE(os.stat(path).st_mode)
-    except OSError:
-        return None
 
 
 def _remove_temporary(path: Path) -> None:

@@ -609,7 +609,8 @@ def train(
             "data's text column"
         )
     if test_split is not None and len(test_split) and not any(test_split.lengths):
-        # test_acc would be NaN, which the saved metrics cannot hold.
+        # test_acc would be NaN, which the JSON of the saved metrics cannot
+        # represent.
         raise ValueError(
             f"none of the {len(test_split)} test reviews has a token, so they "
             "cannot measure test_acc; check the test data's text column"

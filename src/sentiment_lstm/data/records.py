@@ -4,6 +4,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sentiment_lstm.files import broken_link_reason
+
 LABEL_NAMES = ("negative", "positive")
 
 # Formats that ReadOptions.format accepts. "lines" (one review per line, no labels)
@@ -206,8 +208,6 @@ class ReadResult:
 
 def broken_link_error(path: Path) -> DataError:
     """Return the error for a data path that is a link leading to no file."""
-    from sentiment_lstm.files import broken_link_reason
-
     return DataError(
         f"{path} is a link that leads to no file: {broken_link_reason(path)}; "
         "point the link at the data, or pass the data's own path"
