@@ -12,7 +12,8 @@ Measures, for a unidirectional and a bidirectional model:
   ``SentimentModel.predict(["..."])`` calls after a warm-up, per backend;
 * cold start: wall time of ``sentiment-lstm predict --model M "one review"``
   from process start to exit, median of 5 runs, per backend;
-* peak resident memory of scoring a 1,000,000-row CSV with ONNX Runtime.
+* peak resident memory of scoring a 1,000,000-row CSV, and a pos/neg pair
+  of 1,000,000 lines in all, with ONNX Runtime.
 
 The review files are made by sampling rt-polarity lines and Netflix app
 reviews with a fixed seed. Without ``--uni-model`` and ``--bi-model`` the
@@ -200,6 +201,20 @@ def write_sample(pool: Sequence[str], rows: int, path: Path, seed: int) -> Path:
     return path
 
 
+def write_pair(pool: Sequence[str], lines: int, stem: Path, seed: int) -> Path:
+    """Write ``lines`` reviews drawn with replacement as a pos/neg pair, half each.
+
+    Line breaks inside a review become spaces. Returns the ``.pos`` file.
+    """
+    rng = np.random.default_rng(seed)
+    for suffix, count in ((".neg", lines // 2), (".pos", lines - lines // 2)):
+        with open(stem.with_suffix(suffix), "w", encoding="utf-8") as stream:
+            for start in range(0, count, 100_000):
+                picks = rng.integers(0, len(pool), size=min(100_000, count - start))
+                stream.writelines(" ".join(pool[pick].split()) + "\n" for pick in picks)
+    return stem.with_suffix(".pos")
+
+
 def count_csv_rows(path: Path) -> int:
     with open(path, encoding="utf-8", newline="") as stream:
         return sum(1 for _ in csv.reader(stream)) - 1
@@ -371,6 +386,7 @@ def markdown_report(
     latency: list[LatencyResult],
     cold: list[ColdStartResult],
     big: ThroughputResult | None,
+    big_pair: ThroughputResult | None,
     command: str,
 ) -> str:
     lines = ["# Inference benchmark", ""]
@@ -445,13 +461,17 @@ def markdown_report(
         )
     lines.append("")
 
-    if big is not None:
+    for result, input_kind in ((big, "row CSV"), (big_pair, "line pos/neg pair")):
+        if result is None:
+            continue
         lines += [
-            f"## Peak memory, {big.rows:,}-row CSV, {big.model} model, {big.backend}",
+            f"## Peak memory, {result.rows:,}-{input_kind}, {result.model} model, "
+            f"{result.backend}",
             "",
-            f"- peak RSS {big.peak_rss_mib:.0f} MiB, {big.wall_seconds:.1f} s wall, "
-            f"{big.cpu_seconds:.1f} s CPU, {big.reviews_per_second:,.0f} reviews/s, "
-            f"load {big.load_before:.2f} / {big.load_after:.2f}",
+            f"- peak RSS {result.peak_rss_mib:.0f} MiB, "
+            f"{result.wall_seconds:.1f} s wall, {result.cpu_seconds:.1f} s CPU, "
+            f"{result.reviews_per_second:,.0f} reviews/s, "
+            f"load {result.load_before:.2f} / {result.load_after:.2f}",
             "",
         ]
     return "\n".join(lines)
@@ -476,7 +496,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--big-rows",
         type=non_negative_int,
         default=1_000_000,
-        help="rows of the memory run; 0 skips it",
+        help="rows of the memory runs (CSV rows, pos/neg lines); 0 skips them",
     )
     parser.add_argument("--latency-calls", type=positive_int, default=1000)
     parser.add_argument("--cold-runs", type=positive_int, default=5)
@@ -522,7 +542,7 @@ def run(args: argparse.Namespace, workdir: Path) -> str:
         )
         cold.append(measure_cold_start("uni", models["uni"], backend, args.cold_runs))
 
-    big = None
+    big = big_pair = None
     if args.big_rows > 0:
         logger.info("peak memory on %d rows", args.big_rows)
         big_file = write_sample(pool, args.big_rows, workdir / "big.csv", SEED + 1)
@@ -530,10 +550,17 @@ def run(args: argparse.Namespace, workdir: Path) -> str:
             "uni", models["uni"], "onnx", big_file, args.big_rows, workdir
         )
         big_file.unlink()
+        logger.info("peak memory on a pos/neg pair of %d lines", args.big_rows)
+        pair = write_pair(pool, args.big_rows, workdir / "big", SEED + 2)
+        big_pair = measure_throughput(
+            "uni", models["uni"], "onnx", pair, args.big_rows, workdir
+        )
+        pair.unlink()
+        pair.with_suffix(".neg").unlink()
 
     command = "python benchmarks/inference.py " + " ".join(sys.argv[1:])
     report = markdown_report(
-        models, throughput, rounds, latency, cold, big, command.strip()
+        models, throughput, rounds, latency, cold, big, big_pair, command.strip()
     )
     if args.json:
         results = {
@@ -542,6 +569,7 @@ def run(args: argparse.Namespace, workdir: Path) -> str:
             "latency": [asdict(r) for r in latency],
             "cold_start": [asdict(r) for r in cold],
             "big": asdict(big) if big else None,
+            "big_pair": asdict(big_pair) if big_pair else None,
             "machine": machine_lines(),
         }
         args.json.write_text(json.dumps(results, indent=2) + "\n")

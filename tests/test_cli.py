@@ -577,6 +577,85 @@ def test_predict_pair_unscored_counts(trained, tmp_path, caplog):
     assert f"4 reviews of {tmp_path} were not scored; their results" in caplog.text
 
 
+@pytest.mark.parametrize("output_format", ["csv", "jsonl", "text"])
+def test_predict_pair_in_chunks_matches_one_chunk(
+    trained, tmp_path, capsys, output_format
+):
+    # Chunks of 2 lines cross the end of the .neg file and the unscored lines.
+    _, model_dir = trained
+    (tmp_path / "r.neg").write_bytes(b"a dull mess\n\nboring \x81\n")
+    (tmp_path / "r.pos").write_bytes(b"great fun\r\n  a moving film  \n\n\n")
+    command = ["predict", "--model", str(model_dir), "--input", str(tmp_path)]
+    command += ["--format", output_format]
+
+    outputs = []
+    for chunk_size in ("2", "8192"):
+        assert main([*command, "--chunk-size", chunk_size]) == 0
+        outputs.append(capsys.readouterr().out)
+
+    assert outputs[0] == outputs[1]
+    if output_format == "csv":
+        rows = list(csv.DictReader(io.StringIO(outputs[0])))
+        assert [(Path(row["file"]).name, row["line"]) for row in rows] == [
+            ("r.neg", "1"),
+            ("r.neg", "2"),
+            ("r.neg", "3"),
+            ("r.pos", "1"),
+            ("r.pos", "2"),
+            ("r.pos", "3"),
+            ("r.pos", "4"),
+        ]
+        assert [row["text"] for row in rows] == [
+            "a dull mess",
+            "",
+            "boring \N{REPLACEMENT CHARACTER}",
+            "great fun",
+            "a moving film",
+            "",
+            "",
+        ]
+        assert [row["error"] for row in rows] == [
+            "",
+            EMPTY_REVIEW,
+            "byte 0x81 is invalid in cp1252",
+            "",
+            "",
+            EMPTY_REVIEW,
+            EMPTY_REVIEW,
+        ]
+
+
+def test_predict_pair_unreadable_file_writes_nothing(trained, tmp_path, capsys):
+    # The .pos file is read after the .neg file's results, but it is checked
+    # before any result is written.
+    _, model_dir = trained
+    (tmp_path / "r.neg").write_text("a dull mess\n")
+    (tmp_path / "r.pos").write_bytes("great fun\n".encode("utf-16"))
+
+    status = main(["predict", "--model", str(model_dir), "--input", str(tmp_path)])
+    captured = capsys.readouterr()
+
+    assert status == 1
+    assert captured.out == ""
+    assert f"{tmp_path / 'r.pos'}" in captured.err
+    assert "UTF-16" in captured.err
+
+
+def test_predict_pair_rejects_column_flags(trained, tmp_path, capsys):
+    _, model_dir = trained
+    (tmp_path / "r.neg").write_text("a dull mess\n")
+    (tmp_path / "r.pos").write_text("great fun\n")
+
+    status = main(
+        ["predict", "--model", str(model_dir), "--input", str(tmp_path / "r.pos")]
+        + ["--text-column", "review"]
+    )
+    err = capsys.readouterr().err
+
+    assert status == 1
+    assert "--text-column only applies to CSV, TSV and JSONL files" in err
+
+
 def test_pair_folder_missing_partner(trained, tmp_path, capsys):
     _, model_dir = trained
     folder = tmp_path / "pair"

@@ -66,6 +66,21 @@ def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
     return path
 
 
+def test_score_chunks_keeps_payloads_in_order(model):
+    texts = REVIEWS * 3
+    chunks = [(start, texts[start : start + 4]) for start in range(0, len(texts), 4)]
+    chunks.append((len(texts), ["", "   "]))
+    gc_enabled = gc.isenabled()
+
+    scored = list(scoring.score_chunks(model, chunks, batch_size=3))
+
+    assert [payload for payload, _ in scored] == [payload for payload, _ in chunks]
+    positive = [p for _, probabilities in scored[:-1] for p in probabilities]
+    assert positive == pytest.approx(expected_positive(model, texts), abs=1e-6)
+    assert all(np.isnan(p) for p in scored[-1][1])
+    assert gc.isenabled() == gc_enabled
+
+
 def test_csv_keeps_rows_across_chunks(model, tmp_path):
     texts = [REVIEWS[i % len(REVIEWS)] for i in range(23)]
     source = write_csv(

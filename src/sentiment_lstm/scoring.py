@@ -83,8 +83,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Input formats that score_file streams; pos/neg pairs and folders are read
-# whole by sentiment_lstm.data.read_texts instead.
+# Input formats that score_file streams; the predict command streams pos/neg
+# pairs itself, and folders are read whole by sentiment_lstm.data.read_texts.
 STREAM_FORMATS = ("csv", "tsv", "jsonl", "lines")
 OUTPUT_FORMATS = ("csv", "tsv", "jsonl", "text")
 OUTPUT_EXTENSIONS = {
@@ -568,8 +568,8 @@ def _open_input(path: Path, data_format: str, scan: _InputScan, source: str) -> 
     # Undecodable bytes become lone surrogates where the scan found any, so
     # that only the rows that contain them fail.
     encoding = scan.encoding
-    # Every format splits on "\n" only, as split_lines and csv_newline do,
-    # and a file with old Mac OS line ends on "\r", as split_line_file does.
+    # Every format splits on "\n" only, as csv_newline and LineFile.reviews
+    # do, and a file with old Mac OS line ends on "\r", as LineFile does.
     newline = "\n"
     if data_format in ("csv", "tsv") and scan.carriage_returns_only:
         newline = ""
@@ -1499,6 +1499,37 @@ def _scoring_runtime() -> Iterator[None]:
                 sys.setswitchinterval(_saved_switch_interval)
                 if _saved_gc_enabled:
                     gc.enable()
+
+
+def score_chunks(
+    model: SentimentModel,
+    chunks: Iterable[tuple[T, Sequence[str]]],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Iterator[tuple[T, list[float]]]:
+    """Yield each chunk's payload with P(positive) of its reviews, in order.
+
+    The next chunk is read, tokenized and queued for scoring before a chunk
+    is yielded, so the model's threads work while the caller writes it, as
+    in :func:`score_file`. A review without tokens gets NaN.
+
+    Args:
+        model: The loaded model.
+        chunks: Pairs of anything the caller needs back and the reviews to
+            score, such as a chunk's rows and their texts.
+        batch_size: Reviews per forward pass.
+    """
+    pending: deque[tuple[T, PendingScores]] = deque()
+    with _scoring_runtime():
+        for payload, texts in chunks:
+            interrupts.check()
+            token_ids = model.encoder.encode_packed(texts)
+            pending.append((payload, model.submit_token_ids(token_ids, batch_size)))
+            if len(pending) > _SCORING_CHUNKS:
+                payload, scoring = pending.popleft()
+                yield payload, scoring.result().tolist()
+        while pending:
+            payload, scoring = pending.popleft()
+            yield payload, scoring.result().tolist()
 
 
 def score_in_chunks(

@@ -8,6 +8,7 @@ so scoring one review with an exported model starts without PyTorch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -38,7 +39,8 @@ logger = logging.getLogger(__name__)
 
 OUTPUT_FORMATS = ("text", "jsonl", "csv", "tsv")
 BACKEND_CHOICES = ("auto", "torch", "onnx")
-# Formats of --input that are scored chunk by chunk; the others are read whole.
+# Formats of --input that score_file scores chunk by chunk. This module scores
+# a pos/neg pair in chunks itself. A folder of review files is read whole.
 STREAMED_INPUT_FORMATS = ("csv", "tsv", "jsonl", "lines")
 # Bytes of stdin copied to its temporary file at a time.
 STDIN_COPY_BYTES = 1 << 20
@@ -51,9 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="score reviews with a trained model",
         description="Print how positive and negative each review is. Reviews "
         "come from the arguments, from --input, or one per line from stdin. A "
-        "CSV, TSV, JSONL or .txt --input, and stdin, are scored in chunks, so "
-        "inputs of any size fit in memory: every row comes out in input order with its other "
-        "columns, plus positive, negative, label and error columns. A row whose "
+        "CSV, TSV, JSONL, .txt or pos/neg --input, and stdin, are scored in "
+        "chunks, so inputs of any size fit in memory: every row comes out in "
+        "input order with its other columns, plus positive, negative, label and error columns. A row whose "
         "text cannot be scored keeps its place, with the reason in error.",
     )
 
@@ -426,7 +428,8 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
     if data_format in STREAMED_INPUT_FORMATS:
         _score_streamed(args, model, args.input, options)
         return 0
-
+    if data_format == "posneg":
+        return _score_pair(args, model, options)
     return _score_whole_read(args, model, data_format, options)
 
 
@@ -457,18 +460,167 @@ def _is_pipe_or_device(path: Path) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
 
 
+def _score_pair(args: argparse.Namespace, model: Any, options: Any) -> int:
+    """Score both files of a pos/neg pair, chunk by chunk: negative, then positive.
+
+    Each result starts with its file and line; a line that cannot be scored
+    keeps its place with the reason. Memory stays flat however long the
+    files are.
+    """
+    from sentiment_lstm.data import DataError
+    from sentiment_lstm.data.line_files import find_posneg_pair, scan_line_file
+    from sentiment_lstm.data.readers import check_read_options
+    from sentiment_lstm.scoring import (
+        check_output_path,
+        output_format_for,
+        write_output,
+        write_to_stream,
+    )
+
+    if args.input.is_file():
+        _require_posneg_partner(args.input)
+    try:
+        check_read_options(args.input, "posneg", options)
+        files = find_posneg_pair(args.input)
+        folder = args.input if args.input.is_dir() else args.input.parent
+        _reject_output_in_folder(args.output, folder, "posneg")
+        _reject_output_among_inputs(args.output, files)
+        if args.output is not None:
+            check_output_path(args.output)
+        # Both files are scanned for their encodings first, so that a file
+        # that cannot be read stops the command before anything is written.
+        line_files = [scan_line_file(path) for path in files]
+    except DataError as err:
+        raise CommandError(str(err)) from err
+
+    output_format = args.output_format or output_format_for(args.output)
+    started = time.perf_counter()
+    counts = _PairCounts()
+
+    def write(stream: TextIO) -> None:
+        _write_pair_results(args, model, line_files, output_format, stream, counts)
+
+    try:
+        if args.output is None:
+            write_to_stream("stdout", sys.stdout, write)
+        else:
+            write_output(args.output, write)
+    except DataError as err:
+        raise CommandError(str(err)) from err
+    logger.info(
+        "scored %d of %d reviews of %s in %.1f s",
+        counts.rows - counts.unscored,
+        counts.rows,
+        args.input,
+        time.perf_counter() - started,
+    )
+    _warn_unscored(counts.unscored, args.input)
+    return 0
+
+
+@dataclasses.dataclass
+class _PairCounts:
+    rows: int = 0
+    unscored: int = 0
+
+
+def _write_pair_results(
+    args: argparse.Namespace,
+    model: Any,
+    line_files: Sequence[Any],
+    output_format: str,
+    stream: TextIO,
+    counts: _PairCounts,
+) -> None:
+    """Read, score and write the lines of the files in chunks of --chunk-size."""
+    from sentiment_lstm.data.collector import EMPTY_REVIEW_REASON
+    from sentiment_lstm.predictor import EMPTY_REVIEW, Prediction
+    from sentiment_lstm.scoring import CHUNK_CHARS, progress_bar, score_chunks
+
+    def chunks():
+        # A chunk ends at --chunk-size lines or CHUNK_CHARS characters, as in
+        # score_file. Lines that cannot be scored go in as empty texts, which
+        # get no score.
+        chunk = []
+        chars = 0
+        for line_file in line_files:
+            source = str(line_file.path)
+            for review in line_file.reviews():
+                chunk.append((source, review))
+                chars += len(review.text)
+                if len(chunk) == args.chunk_size or chars >= CHUNK_CHARS:
+                    yield chunk, _texts_to_score(chunk)
+                    chunk = []
+                    chars = 0
+        if chunk:
+            yield chunk, _texts_to_score(chunk)
+
+    bar = progress_bar(_progress_setting(args))
+    scored_chunks = score_chunks(model, chunks(), args.batch_size)
+    try:
+        with contextlib.closing(scored_chunks):
+            for chunk, positive in scored_chunks:
+                results = []
+                for (_, review), probability in zip(chunk, positive):
+                    if review.reason is None and probability == probability:
+                        label = "positive" if probability >= 0.5 else "negative"
+                        results.append(
+                            Prediction(
+                                review.text, probability, 1.0 - probability, label
+                            )
+                        )
+                        continue
+                    # An empty line gets the reason of any review without tokens.
+                    reason = review.reason
+                    if reason is None or reason == EMPTY_REVIEW_REASON:
+                        reason = EMPTY_REVIEW
+                    results.append(Prediction(review.text, None, None, None, reason))
+                write_predictions(
+                    results,
+                    output_format,
+                    stream,
+                    [(source, review.line) for source, review in chunk],
+                    header=counts.rows == 0,
+                )
+                counts.rows += len(results)
+                counts.unscored += sum(result.error is not None for result in results)
+                if bar is not None:
+                    bar.update(len(results))
+    except KeyboardInterrupt as err:
+        err.rows_written = counts.rows  # type: ignore[attr-defined]
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _texts_to_score(chunk: Sequence[tuple[str, Any]]) -> list[str]:
+    """Return the reviews of a chunk, blank for the lines that cannot be scored."""
+    return ["" if review.reason is not None else review.text for _, review in chunk]
+
+
+def _warn_unscored(unscored: int, path: Path) -> None:
+    if unscored == 1:
+        logger.warning(
+            "1 review of %s was not scored; its result gives the reason", path
+        )
+    elif unscored:
+        logger.warning(
+            "%d reviews of %s were not scored; their results give the reasons",
+            unscored,
+            path,
+        )
+
+
 def _score_whole_read(
     args: argparse.Namespace, model: Any, data_format: str, options: Any
 ) -> int:
-    """Score a pos/neg pair or a folder of review files, which are read whole."""
+    """Score a folder of review files, which is read whole."""
     from sentiment_lstm.data import DataError, read_texts
     from sentiment_lstm.scoring import check_output_path
 
-    if data_format == "posneg" and args.input.is_file():
-        _require_posneg_partner(args.input)
-    folder = args.input if args.input.is_dir() else args.input.parent
-    if args.input.is_dir() or data_format == "posneg":
-        _reject_output_in_folder(args.output, folder, data_format)
+    if args.input.is_dir():
+        _reject_output_in_folder(args.output, args.input, data_format)
     if args.output is not None:
         # The results are written after every review is scored, so an
         # output that cannot be written is named first.
@@ -493,16 +645,7 @@ def _score_whole_read(
         args.input,
         time.perf_counter() - started,
     )
-    if unscored == 1:
-        logger.warning(
-            "1 review of %s was not scored; its result gives the reason", args.input
-        )
-    elif unscored:
-        logger.warning(
-            "%d reviews of %s were not scored; their results give the reasons",
-            unscored,
-            args.input,
-        )
+    _warn_unscored(unscored, args.input)
     return 0
 
 
@@ -695,12 +838,16 @@ def write_predictions(
     output_format: str,
     stream: TextIO,
     origins: Sequence[tuple[str, int]] | None = None,
+    *,
+    header: bool = True,
 ) -> None:
     """Write predictions as text lines, JSON lines, or CSV or TSV rows.
 
     Scores have 6 decimals, as in scored files. With ``origins``, the
     (file, line) each review was read from, every result starts with them:
     ``file`` and ``line`` columns or keys, or ``file:line`` in text lines.
+    ``header`` False leaves out the header row of CSV or TSV, for results
+    written in parts.
     """
     from sentiment_lstm.scoring import DelimitedRowWriter, format_line
 
@@ -710,8 +857,9 @@ def write_predictions(
             stream.write(_json_line(prediction, origin) + "\n")
     elif output_format in ("csv", "tsv"):
         writer = DelimitedRowWriter(stream, "\t" if output_format == "tsv" else ",")
-        header = ["text", "positive", "negative", "label", "error"]
-        writer.writerow(header if origins is None else ["file", "line", *header])
+        if header:
+            names = ["text", "positive", "negative", "label", "error"]
+            writer.writerow(names if origins is None else ["file", "line", *names])
         for prediction, origin in located:
             row = _csv_row(prediction)
             writer.writerow(

@@ -470,43 +470,6 @@ def invalid_byte_reason(text: str, decoded: DecodedText) -> str | None:
     return f"byte 0x{byte:02x} is invalid in {encoding}"
 
 
-def split_lines(text: str) -> list[str]:
-    """Split text on "\\n" only and remove the "\\r" of CRLF line ends.
-
-    ``str.splitlines`` is not used because it also splits on U+0085, U+2028 and
-    other characters that can occur inside a review. The empty string after a
-    final newline is not a line, so an empty text has no lines.
-    """
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
-
-
-def split_line_file(text: str, source: str) -> list[str]:
-    """Split the text of a file with one review per line into its lines.
-
-    Lines end at "\\n", with the "\\r" of CRLF removed (see ``split_lines``). A
-    file without any "\\n" but with "\\r" has old Mac OS line ends, and its lines
-    end at "\\r" instead. U+0085, U+2028 and other line separators stay inside
-    the reviews either way.
-    """
-    if "\n" in text or "\r" not in text:
-        lines = split_lines(text)
-        if text.count("\r") > text.count("\r\n"):
-            # A "\\r" next to the line end goes with the whitespace around the
-            # review.
-            warn_about_carriage_returns(
-                sum("\r" in line.strip() for line in lines), source
-            )
-        return lines
-    log_carriage_return_line_ends(source)
-    lines = text.split("\r")
-    if lines[-1] == "":
-        lines.pop()
-    return lines
-
-
 def warn_about_carriage_returns(count: int, source: str) -> None:
     """Warn about ``count`` lines that keep a "\\r" inside, maybe line breaks."""
     if count:
@@ -518,20 +481,3 @@ def warn_about_carriage_returns(count: int, source: str) -> None:
             "line" if count == 1 else "lines",
             f"{source} contains" if count == 1 else f"{source} contain",
         )
-
-
-def without_final_blank_lines(lines: list[str], source: str) -> list[str]:
-    """Return lines without the empty or whitespace-only lines at the end.
-
-    Blank lines after the last record are formatting, such as the extra
-    newline that many editors add, and hold no record. The count removed is
-    logged at DEBUG.
-    """
-    end = len(lines)
-    while end > 0 and not lines[end - 1].strip():
-        end -= 1
-    if end < len(lines):
-        logger.debug(
-            "ignored %d blank lines at the end of %s", len(lines) - end, source
-        )
-    return lines[:end]

@@ -1,5 +1,8 @@
 """Readers for files with one review per line: pos/neg pairs and plain text."""
 
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from sentiment_lstm.data.collector import (
@@ -10,13 +13,18 @@ from sentiment_lstm.data.collector import (
     ExampleCollector,
 )
 from sentiment_lstm.data.decoding import (
-    decode_file,
+    DecodedText,
+    Encoding,
     invalid_byte_reason,
-    split_line_file,
-    without_final_blank_lines,
+    log_carriage_return_line_ends,
+    open_text,
+    scan_file,
+    warn_about_carriage_returns,
 )
 from sentiment_lstm.data.records import DataError
 from sentiment_lstm.text import MAX_REVIEW_CHARS, TOO_LONG_REASON
+
+logger = logging.getLogger(__name__)
 
 POSNEG_SUFFIXES = (".neg", ".pos")
 
@@ -135,14 +143,112 @@ def find_posneg_pair(path: Path) -> tuple[Path, Path]:
     return negative, positive
 
 
+@dataclass(frozen=True)
+class LineReview:
+    """One line of a file of one review a line.
+
+    Attributes:
+        line: 1-based line number.
+        text: The review without the whitespace around it; empty for a line
+            too long to keep.
+        reason: Why the review cannot be scored, or None.
+        fix: What the user can do about ``reason``, for a bad-row message.
+    """
+
+    line: int
+    text: str
+    reason: str | None = None
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class LineFile:
+    """A file of one review a line, scanned for its encoding and line ends.
+
+    Make one with :func:`scan_line_file`; :meth:`reviews` then reads the
+    lines one at a time, so memory does not grow with the file.
+    """
+
+    path: Path
+    encoding: Encoding
+    carriage_returns_only: bool
+    lone_carriage_returns: int
+
+    def reviews(self) -> Iterator[LineReview]:
+        """Yield every line of the file, in order, as a review or with its reason.
+
+        Lines end at "\\n", with the "\\r" of CRLF removed, or at "\\r" in a
+        file without any "\\n" (old Mac OS line ends); U+0085, U+2028 and
+        other separators stay inside the reviews. A line longer than
+        ``MAX_REVIEW_CHARS``, one with an invalid byte and an empty or
+        whitespace-only one come with their reason.
+
+        Raises:
+            DataError: If the file cannot be read.
+        """
+        source = str(self.path)
+        newline = "\n"
+        if self.carriage_returns_only:
+            log_carriage_return_line_ends(source)
+            newline = "\r"
+        # A "\\r" inside a line is counted only where the scan found one that
+        # ends no line.
+        count_returns = (
+            self.lone_carriage_returns > 0 and not self.carriage_returns_only
+        )
+        returns = 0
+        decoded = DecodedText("", self.encoding.name, self.encoding.errors)
+        with open_text(self.path, self.encoding, newline, source) as stream:
+            lines = enumerate(stream, start=1)
+            while True:
+                try:
+                    number, line = next(lines)
+                except StopIteration:
+                    break
+                except (OSError, UnicodeDecodeError) as err:
+                    raise DataError(f"{source}: cannot read the file: {err}") from err
+                line = line.removesuffix(newline)
+                if newline == "\n":
+                    line = line.removesuffix("\r")
+                if len(line) > MAX_REVIEW_CHARS:
+                    yield LineReview(number, "", TOO_LONG_REASON, TOO_LONG_FIX)
+                    continue
+                text = line.strip()
+                if count_returns and "\r" in text:
+                    returns += 1
+                reason = invalid_byte_reason(line, decoded)
+                if reason is not None:
+                    yield LineReview(number, text, reason, ENCODING_FIX)
+                elif not text:
+                    yield LineReview(number, "", EMPTY_REVIEW_REASON, EMPTY_FIX)
+                else:
+                    yield LineReview(number, text)
+        warn_about_carriage_returns(returns, source)
+
+
+def scan_line_file(path: Path) -> LineFile:
+    """Scan a file of one review a line in bounded memory, before it is read.
+
+    Raises:
+        EncodingError: If the file is UTF-16, with or without a BOM, or binary.
+        DataError: If the file cannot be read.
+    """
+    scan = scan_file(path)
+    return LineFile(
+        path,
+        scan.result(),
+        scan.has_carriage_return and not scan.has_line_feed,
+        scan.lone_carriage_returns,
+    )
+
+
 def read_line_file(path: Path, label: int | None, collector: ExampleCollector) -> None:
     """Read a file with one review per line into collector.
 
-    Lines are split on "\\n" only, or on "\\r" in a file without any "\\n"
-    (see ``split_line_file``). An empty or whitespace-only line and a line with
-    an invalid byte are bad rows. Blank lines at the end of the file are
-    ignored, except in prediction input that keeps unscored rows, where every
-    line keeps its place as file scoring does.
+    The lines are those of :meth:`LineFile.reviews`; a line with a reason is
+    a bad row. Blank lines at the end of the file are ignored, except in
+    prediction input that keeps unscored rows, where every line keeps its
+    place as file scoring does.
 
     Args:
         path: File to read.
@@ -154,30 +260,25 @@ def read_line_file(path: Path, label: int | None, collector: ExampleCollector) -
             cannot be read.
     """
     collector.add_file(path)
-    decoded = decode_file(path)
     source = str(path)
-    lines = split_line_file(decoded.text, source)
-    if not collector.keep_unscored:
-        lines = without_final_blank_lines(lines, source)
-    for number, line in enumerate(lines, start=1):
-        if len(line) > MAX_REVIEW_CHARS:
-            collector.reject_unscorable(
-                source, number, "", TOO_LONG_REASON, TOO_LONG_FIX
-            )
+    # Blank lines wait for the next review, because at the end of the file they
+    # contain no record.
+    blank: list[LineReview] = []
+    for review in scan_line_file(path).reviews():
+        if review.reason == EMPTY_REVIEW_REASON and not collector.keep_unscored:
+            blank.append(review)
             continue
-        reason = invalid_byte_reason(line, decoded)
-        if reason is not None:
+        for row in blank:
+            collector.reject_unscorable(source, row.line, "", row.reason, row.fix)
+        blank.clear()
+        if review.reason is None:
+            collector.add(review.text, label, source, review.line)
+        else:
             collector.reject_unscorable(
-                source, number, line.strip(), reason, ENCODING_FIX
+                source, review.line, review.text, review.reason, review.fix
             )
-            continue
-        text = line.strip()
-        if not text:
-            collector.reject_unscorable(
-                source, number, "", EMPTY_REVIEW_REASON, EMPTY_FIX
-            )
-            continue
-        collector.add(text, label, source, number)
+    if blank:
+        logger.debug("ignored %d blank lines at the end of %s", len(blank), source)
 
 
 def read_posneg(path: Path, collector: ExampleCollector) -> None:

@@ -130,7 +130,12 @@ def detect_format(path: Path, format_option: str = "--data-format") -> str:
     )
 
 
-def _check_options(path: Path, data_format: str, options: ReadOptions) -> None:
+def check_read_options(path: Path, data_format: str, options: ReadOptions) -> None:
+    """Raise if an option does not apply to the format, or the path is unusable.
+
+    Raises:
+        DataError: Naming the option or the path and the fix.
+    """
     if data_format not in _TABULAR_FORMATS:
         column_flags = [
             flag
@@ -210,7 +215,7 @@ def read_examples(path: str | Path, options: ReadOptions = ReadOptions()) -> Rea
     """
     path = data_path(path)
     data_format = options.format or detect_format(path)
-    _check_options(path, data_format, options)
+    check_read_options(path, data_format, options)
     logger.info("reading %s as %s", path, data_format)
 
     collector = ExampleCollector(
