@@ -625,6 +625,20 @@ def test_predict_pair_in_chunks_matches_one_chunk(
         ]
 
 
+def test_predict_empty_pair_writes_header(trained, tmp_path, capsys):
+    _, model_dir = trained
+    (tmp_path / "r.neg").write_text("")
+    (tmp_path / "r.pos").write_text("")
+
+    status = main(
+        ["predict", "--model", str(model_dir), "--input", str(tmp_path)]
+        + ["--format", "csv"]
+    )
+
+    assert status == 0
+    assert capsys.readouterr().out == "file,line,text,positive,negative,label,error\n"
+
+
 def test_predict_pair_unreadable_file_writes_nothing(trained, tmp_path, capsys):
     # The .pos file is read after the .neg file's results, but it is checked
     # before any result is written.

@@ -586,6 +586,9 @@ def _write_pair_results(
                 counts.unscored += sum(result.error is not None for result in results)
                 if bar is not None:
                     bar.update(len(results))
+        if counts.rows == 0:
+            # Two empty files: a CSV or TSV output still gets its header.
+            write_predictions([], output_format, stream, [])
     except KeyboardInterrupt as err:
         err.rows_written = counts.rows  # type: ignore[attr-defined]
         raise
