@@ -390,6 +390,52 @@ def test_predict_input_file(trained, tmp_path, capsys):
     assert [row["text"] for row in rows] == ["great fun, truly", "dull, boring mess"]
 
 
+def test_predict_folder_in_chunks_matches_one_chunk(trained, tmp_path, capsys):
+    _, model_dir = trained
+    for name in ("pos", "neg"):
+        (tmp_path / "reviews" / name).mkdir(parents=True)
+    for index in range(5):
+        (tmp_path / "reviews" / "neg" / f"{index}.txt").write_text(f"dull mess {index}")
+        (tmp_path / "reviews" / "pos" / f"{index}.txt").write_text(f"great fun {index}")
+    (tmp_path / "reviews" / "pos" / "5.txt").write_text("\n")
+    command = ["predict", "--model", str(model_dir), "--input"]
+    command += [str(tmp_path / "reviews"), "--format", "csv"]
+
+    outputs = []
+    for chunk_size in ("3", "8192"):
+        assert main([*command, "--chunk-size", chunk_size]) == 0
+        outputs.append(capsys.readouterr().out)
+
+    assert outputs[0] == outputs[1]
+    rows = list(csv.DictReader(io.StringIO(outputs[0])))
+    assert [row["file"][-9:] for row in rows] == [
+        *(f"neg/{index}.txt" for index in range(5)),
+        *(f"pos/{index}.txt" for index in range(6)),
+    ]
+    assert [row["error"] for row in rows] == [""] * 10 + [EMPTY_REVIEW]
+
+
+def test_predict_folder_link_to_output_rejected(trained, tmp_path, capsys):
+    _, model_dir = trained
+    for name in ("pos", "neg"):
+        (tmp_path / "reviews" / name).mkdir(parents=True)
+    (tmp_path / "reviews" / "neg" / "a.txt").write_text("a dull mess")
+    output = tmp_path / "scores.txt"
+    output.write_text("great fun\n")
+    (tmp_path / "reviews" / "pos" / "a.txt").symlink_to(output)
+
+    status = main(
+        ["predict", "--model", str(model_dir), "--input", str(tmp_path / "reviews")]
+        + ["--output", str(output)]
+    )
+    err = capsys.readouterr().err
+
+    assert status == 1
+    assert f"the output {output} is the input file" in err
+    assert output.read_text() == "great fun\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["reviews", "scores.txt"]
+
+
 def test_predict_folder_unscorable_in_place(trained, tmp_path, capsys):
     _, model_dir = trained
     for name in ("pos", "neg"):

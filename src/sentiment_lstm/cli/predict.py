@@ -18,8 +18,7 @@ import stat
 import sys
 import tempfile
 import time
-from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from itertools import repeat
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
@@ -430,7 +429,7 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
         return 0
     if data_format == "posneg":
         return _score_pair(args, model, options)
-    return _score_whole_read(args, model, data_format, options)
+    return _score_folder(args, model, options)
 
 
 def _check_pipe_format(args: argparse.Namespace) -> None:
@@ -461,21 +460,11 @@ def _is_pipe_or_device(path: Path) -> bool:
 
 
 def _score_pair(args: argparse.Namespace, model: Any, options: Any) -> int:
-    """Score both files of a pos/neg pair, chunk by chunk: negative, then positive.
-
-    Each result starts with its file and line; a line that cannot be scored
-    keeps its place with the reason. Memory stays flat however long the
-    files are.
-    """
+    """Score both files of a pos/neg pair, chunk by chunk: negative, then positive."""
     from sentiment_lstm.data import DataError
     from sentiment_lstm.data.line_files import find_posneg_pair, scan_line_file
     from sentiment_lstm.data.readers import check_read_options
-    from sentiment_lstm.scoring import (
-        check_output_path,
-        output_format_for,
-        write_output,
-        write_to_stream,
-    )
+    from sentiment_lstm.scoring import check_output_path
 
     if args.input.is_file():
         _require_posneg_partner(args.input)
@@ -492,13 +481,57 @@ def _score_pair(args: argparse.Namespace, model: Any, options: Any) -> int:
         line_files = [scan_line_file(path) for path in files]
     except DataError as err:
         raise CommandError(str(err)) from err
+    reviews = (
+        (str(line_file.path), review)
+        for line_file in line_files
+        for review in line_file.reviews()
+    )
+    return _score_located_reviews(args, model, reviews)
+
+
+def _score_folder(args: argparse.Namespace, model: Any, options: Any) -> int:
+    """Score the review files of a folder in chunks, one file at a time."""
+    from sentiment_lstm.data import DataError
+    from sentiment_lstm.data.folders import folder_reviews, require_review_folders
+    from sentiment_lstm.data.readers import check_read_options
+    from sentiment_lstm.scoring import check_output_path
+
+    _reject_output_in_folder(args.output, args.input, "folder")
+    try:
+        check_read_options(args.input, "folder", options)
+        require_review_folders(args.input)
+        if args.output is not None:
+            check_output_path(args.output)
+    except DataError as err:
+        raise CommandError(str(err)) from err
+
+    def reviews():
+        for file, review in folder_reviews(args.input):
+            # A *.txt link in the folder may lead to the output file.
+            _reject_output_among_inputs(args.output, [file])
+            yield str(file), review
+
+    return _score_located_reviews(args, model, reviews())
+
+
+def _score_located_reviews(
+    args: argparse.Namespace, model: Any, reviews: Iterator[tuple[str, Any]]
+) -> int:
+    """Score (file, LineReview) pairs into the output, with the file and line.
+
+    Each result starts with its file and line; a review that cannot be scored
+    keeps its place with the reason. The reviews are read, scored and
+    written in chunks, so memory does not grow with the input.
+    """
+    from sentiment_lstm.data import DataError
+    from sentiment_lstm.scoring import output_format_for, write_output, write_to_stream
 
     output_format = args.output_format or output_format_for(args.output)
     started = time.perf_counter()
-    counts = _PairCounts()
+    counts = _ResultCounts()
 
     def write(stream: TextIO) -> None:
-        _write_pair_results(args, model, line_files, output_format, stream, counts)
+        _write_located_results(args, model, reviews, output_format, stream, counts)
 
     try:
         if args.output is None:
@@ -514,44 +547,51 @@ def _score_pair(args: argparse.Namespace, model: Any, options: Any) -> int:
         args.input,
         time.perf_counter() - started,
     )
-    _warn_unscored(counts.unscored, args.input)
+    if counts.unscored == 1:
+        logger.warning(
+            "1 review of %s was not scored; its result gives the reason", args.input
+        )
+    elif counts.unscored:
+        logger.warning(
+            "%d reviews of %s were not scored; their results give the reasons",
+            counts.unscored,
+            args.input,
+        )
     return 0
 
 
 @dataclasses.dataclass
-class _PairCounts:
+class _ResultCounts:
     rows: int = 0
     unscored: int = 0
 
 
-def _write_pair_results(
+def _write_located_results(
     args: argparse.Namespace,
     model: Any,
-    line_files: Sequence[Any],
+    reviews: Iterator[tuple[str, Any]],
     output_format: str,
     stream: TextIO,
-    counts: _PairCounts,
+    counts: _ResultCounts,
 ) -> None:
-    """Read, score and write the lines of the files in chunks of --chunk-size."""
+    """Score and write (file, LineReview) pairs in chunks of --chunk-size."""
     from sentiment_lstm.data.collector import EMPTY_REVIEW_REASON
     from sentiment_lstm.predictor import EMPTY_REVIEW, Prediction
     from sentiment_lstm.scoring import CHUNK_CHARS, progress_bar, score_chunks
 
     def chunks():
-        # A chunk ends at --chunk-size lines or CHUNK_CHARS characters, as in
-        # score_file. Lines that cannot be scored go in as empty texts, which
-        # get no score.
+        # A chunk ends at --chunk-size reviews or CHUNK_CHARS characters, as
+        # in score_file. Reviews that cannot be scored go in as empty texts,
+        # which get no score.
         chunk = []
         chars = 0
-        for line_file in line_files:
-            source = str(line_file.path)
-            for review in line_file.reviews():
-                chunk.append((source, review))
-                chars += len(review.text)
-                if len(chunk) == args.chunk_size or chars >= CHUNK_CHARS:
-                    yield chunk, _texts_to_score(chunk)
-                    chunk = []
-                    chars = 0
+        for source, review in reviews:
+            chunk.append((source, review))
+            chars += len(review.text)
+            if len(chunk) == args.chunk_size or chars >= CHUNK_CHARS:
+                yield chunk, _texts_to_score(chunk)
+                chunk = []
+                chars = 0
         if chunk:
             yield chunk, _texts_to_score(chunk)
 
@@ -587,7 +627,7 @@ def _write_pair_results(
                 if bar is not None:
                     bar.update(len(results))
         if counts.rows == 0:
-            # Two empty files: a CSV or TSV output still gets its header.
+            # No reviews: a CSV or TSV output still gets its header.
             write_predictions([], output_format, stream, [])
     except KeyboardInterrupt as err:
         err.rows_written = counts.rows  # type: ignore[attr-defined]
@@ -598,79 +638,8 @@ def _write_pair_results(
 
 
 def _texts_to_score(chunk: Sequence[tuple[str, Any]]) -> list[str]:
-    """Return the reviews of a chunk, blank for the lines that cannot be scored."""
+    """Return the reviews of a chunk, blank for those that cannot be scored."""
     return ["" if review.reason is not None else review.text for _, review in chunk]
-
-
-def _warn_unscored(unscored: int, path: Path) -> None:
-    if unscored == 1:
-        logger.warning(
-            "1 review of %s was not scored; its result gives the reason", path
-        )
-    elif unscored:
-        logger.warning(
-            "%d reviews of %s were not scored; their results give the reasons",
-            unscored,
-            path,
-        )
-
-
-def _score_whole_read(
-    args: argparse.Namespace, model: Any, data_format: str, options: Any
-) -> int:
-    """Score a folder of review files, which is read whole."""
-    from sentiment_lstm.data import DataError, read_texts
-    from sentiment_lstm.scoring import check_output_path
-
-    if args.input.is_dir():
-        _reject_output_in_folder(args.output, args.input, data_format)
-    if args.output is not None:
-        # The results are written after every review is scored, so an
-        # output that cannot be written is named first.
-        try:
-            check_output_path(args.output)
-        except DataError as err:
-            raise CommandError(str(err)) from err
-    try:
-        read = read_texts(args.input, dataclasses.replace(options, keep_unscored=True))
-    except DataError as err:
-        raise CommandError(str(err)) from err
-    _reject_output_among_inputs(args.output, read.files)
-    started = time.perf_counter()
-    predictions = _predict_with_progress(model, read, args)
-    results, origins = _in_reading_order(read, predictions)
-    _write_predictions_to_output(args, results, origins)
-    unscored = sum(result.error is not None for result in results)
-    logger.info(
-        "scored %d of %d reviews of %s in %.1f s",
-        len(results) - unscored,
-        len(results),
-        args.input,
-        time.perf_counter() - started,
-    )
-    _warn_unscored(unscored, args.input)
-    return 0
-
-
-def _predict_with_progress(model: Any, read: Any, args: argparse.Namespace):
-    """Score the reviews read in chunks of --chunk-size, under a progress bar.
-
-    The bar counts every result to be written, the reviews left unscored by
-    the read included, as score_file counts rows.
-    """
-    from sentiment_lstm.scoring import progress_bar, score_in_chunks
-
-    texts = [example.text for example in read.examples]
-    bar = progress_bar(_progress_setting(args), total=len(texts) + len(read.unscored))
-    if bar is not None:
-        bar.update(len(read.unscored))
-    chunks = score_in_chunks(
-        texts,
-        args.chunk_size,
-        lambda chunk: model.predict(chunk, batch_size=args.batch_size),
-        bar,
-    )
-    return [prediction for chunk in chunks for prediction in chunk]
 
 
 def _require_posneg_partner(path: Path) -> None:
@@ -772,35 +741,6 @@ def _reject_output_among_inputs(output: Path | None, inputs: Sequence[Path]) -> 
                 f"the output {output} is the input file {path}; write the scores "
                 "to another path"
             )
-
-
-def _in_reading_order(read, predictions: list) -> tuple[list, list[tuple[str, int]]]:
-    """Return the results of scored and unscored reviews, and their file and line.
-
-    ``predictions`` are those of ``read.examples``; each unscored review gets
-    a result with its reason, in the place it was read.
-    """
-    from sentiment_lstm.data.collector import EMPTY_REVIEW_REASON
-    from sentiment_lstm.predictor import EMPTY_REVIEW, Prediction
-
-    unscored = deque(read.unscored)
-    results = []
-    origins = []
-
-    def add_unscored_before(position: int) -> None:
-        while unscored and unscored[0].position == position:
-            row = unscored.popleft()
-            # The same reason as for an empty review from any other input.
-            reason = EMPTY_REVIEW if row.reason == EMPTY_REVIEW_REASON else row.reason
-            results.append(Prediction(row.text, None, None, None, reason))
-            origins.append((row.source, row.line))
-
-    for index, (example, prediction) in enumerate(zip(read.examples, predictions)):
-        add_unscored_before(index)
-        results.append(prediction)
-        origins.append((example.source, example.line))
-    add_unscored_before(len(read.examples))
-    return results, origins
 
 
 def _write_predictions_to_output(

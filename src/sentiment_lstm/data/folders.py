@@ -5,6 +5,7 @@ folder may instead contain train/ and test/ review folders, and both are read.
 """
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from sentiment_lstm.data.collector import (
@@ -20,6 +21,7 @@ from sentiment_lstm.data.decoding import (
     decode_file,
     invalid_byte_reason,
 )
+from sentiment_lstm.data.line_files import LineReview
 from sentiment_lstm.data.records import DataError
 from sentiment_lstm.files import broken_link_reason
 from sentiment_lstm.text import MAX_REVIEW_CHARS, TOO_LONG_REASON
@@ -48,6 +50,21 @@ def find_review_folders(path: Path) -> list[Path]:
     return [path / name for name in SPLIT_FOLDERS if _has_class_folders(path / name)]
 
 
+def require_review_folders(path: Path) -> list[Path]:
+    """Return the review folders under path, as :func:`find_review_folders` does.
+
+    Raises:
+        DataError: If there is none.
+    """
+    folders = find_review_folders(path)
+    if not folders:
+        raise DataError(
+            f"{path}: expected pos/ and neg/ subfolders of .txt reviews, or train/ "
+            "and test/ subfolders that contain them; pass a folder with this layout"
+        )
+    return folders
+
+
 def _log_ignored(
     folder: Path, ignored: list[str], used: str, level: int = logging.INFO
 ) -> None:
@@ -66,15 +83,23 @@ def _listed(names: list[str]) -> str:
     return listed
 
 
-def _read_review_file(
-    path: Path, label: int, collector: ExampleCollector
-) -> str | None:
-    """Add the review in path to collector and return the encoding of the file.
+def read_review_file(path: Path) -> tuple[LineReview, str | None]:
+    """Read the one review of a review file, with its encoding.
 
-    A file that is not text, such as UTF-16, is a bad row and returns None.
+    Returns:
+        The review at line 1, or its reason when it cannot be scored: a
+        broken link, a file too large to read, UTF-16 or binary content, an
+        invalid byte, too many characters or no text. Then the encoding the
+        file was decoded with, or None when it was not decoded.
+
+    Raises:
+        DataError: If the file cannot be read.
     """
-    collector.add_file(path)
     source = str(path)
+    if not path.exists():
+        reason = f"a broken link: {broken_link_reason(path)}"
+        fix = f"restore the target or remove the link, or use {SKIP_HINT}"
+        return LineReview(1, "", reason, fix), None
     try:
         # A character takes at most 4 bytes in UTF-8, so a larger file cannot
         # contain a review within the limit, and it is not read at all.
@@ -82,72 +107,44 @@ def _read_review_file(
     except OSError as err:
         raise DataError(f"{source}: cannot read the file: {err}") from err
     if too_large:
-        collector.reject_unscorable(
-            source,
-            1,
-            "",
+        reason = (
             f"the file has more than {4 * MAX_REVIEW_CHARS + 4:,} bytes, more "
             f"than a review of {MAX_REVIEW_CHARS:,} characters can take, so it "
-            "is not read",
-            TOO_LONG_FIX,
+            "is not read"
         )
-        return None
+        return LineReview(1, "", reason, TOO_LONG_FIX), None
     try:
         decoded = decode_file(path, log_fallback=False)
     except EncodingError as err:
         # One file of many in another encoding is a bad row like an invalid
         # byte, so that --skip-bad-rows can leave it out.
         fix = "save the file as UTF-8" if err.fix == SAVE_AS_UTF8_FIX else err.fix
-        collector.reject_unscorable(
-            source, 1, "", err.reason, f"{fix}, or use {SKIP_HINT}"
-        )
-        return None
+        return LineReview(1, "", err.reason, f"{fix}, or use {SKIP_HINT}"), None
     reason = invalid_byte_reason(decoded.text, decoded)
     if reason is not None:
-        collector.reject_unscorable(
-            source, 1, decoded.text.strip(), reason, ENCODING_FIX
-        )
-        return decoded.encoding
+        review = LineReview(1, decoded.text.strip(), reason, ENCODING_FIX)
+        return review, decoded.encoding
     text = decoded.text.strip()
     if len(text) > MAX_REVIEW_CHARS:
-        collector.reject_unscorable(source, 1, "", TOO_LONG_REASON, TOO_LONG_FIX)
-        return decoded.encoding
+        return LineReview(1, "", TOO_LONG_REASON, TOO_LONG_FIX), decoded.encoding
     if not text:
-        collector.reject_unscorable(
-            source,
-            1,
-            "",
-            EMPTY_REVIEW_REASON,
-            f"remove the file, or use {SKIP_HINT}",
-        )
-        return decoded.encoding
-    collector.add(text, label, source, 1)
-    return decoded.encoding
+        fix = f"remove the file, or use {SKIP_HINT}"
+        return LineReview(1, "", EMPTY_REVIEW_REASON, fix), decoded.encoding
+    return LineReview(1, text), decoded.encoding
 
 
-def read_review_folders(path: Path, collector: ExampleCollector) -> None:
-    """Read the pos/ and neg/ review files under path into collector.
+def review_files(path: Path) -> Iterator[tuple[Path, int]]:
+    """Yield each review file under path with its label, in reading order.
 
-    Files are read in name order, neg/ before pos/ and train/ before test/.
+    Files come in name order, neg/ before pos/ and train/ before test/.
     Other folders and files, such as unsup/ in aclImdb, are ignored with an INFO
-    log line, or a WARNING for those inside pos/ and neg/. Each file is one
-    review, with line number 1. A file that is UTF-16 or binary is a bad row,
-    so that bad rows can be skipped.
-
-    Args:
-        path: A review folder, or a folder with train/ and test/ review folders.
-        collector: Receiver of examples and bad rows.
+    log line, or a WARNING for those inside pos/ and neg/. A broken ``*.txt``
+    link is yielded too, as a review that cannot be read.
 
     Raises:
-        DataError: If path has no review folder, or on the first bad file unless
-            bad rows are skipped.
+        DataError: If path has no review folder.
     """
-    folders = find_review_folders(path)
-    if not folders:
-        raise DataError(
-            f"{path}: expected pos/ and neg/ subfolders of .txt reviews, or train/ "
-            "and test/ subfolders that contain them; pass a folder with this layout"
-        )
+    folders = require_review_folders(path)
     for name in SPLIT_FOLDERS:
         halves = [
             f"{label_name}/"
@@ -177,10 +174,6 @@ def read_review_folders(path: Path, collector: ExampleCollector) -> None:
             folders[1],
         )
 
-    cp1252_files = 0
-    # The first name under which each file was read: a link from pos/ to a
-    # file in neg/ would give one review both labels.
-    read_as: dict[Path, Path] = {}
     for folder in folders:
         class_names = {name for name, _ in CLASS_FOLDERS}
         ignored = sorted(
@@ -200,7 +193,7 @@ def read_review_folders(path: Path, collector: ExampleCollector) -> None:
                     skipped.append(item.name)
                 elif item.is_file() or (item.is_symlink() and not item.exists()):
                     # A broken link is a review that cannot be read, and so a
-                    # bad row below.
+                    # bad row.
                     files.append(item)
                 else:
                     not_files.append(item.name)
@@ -218,40 +211,84 @@ def read_review_folders(path: Path, collector: ExampleCollector) -> None:
                 class_folder, hidden, "*.txt files whose names do not start with '.'"
             )
             for file in files:
-                if not file.exists():
-                    collector.reject_unscorable(
-                        str(file),
-                        1,
-                        "",
-                        f"a broken link: {broken_link_reason(file)}",
-                        f"restore the target or remove the link, or use {SKIP_HINT}",
-                    )
-                    continue
-                real = file.resolve()
-                first = read_as.get(real)
-                # Scoring uses no labels, so there it scores each name.
-                conflict = first is not None and first.parent != file.parent
-                if conflict and not collector.keep_unscored:
-                    collector.reject(
-                        str(file),
-                        1,
-                        f"the same file as {first} (through a link), which "
-                        f"{first.parent.name}/ labels otherwise",
-                        f"remove the link, or use {SKIP_HINT}",
-                    )
-                    continue
-                read_as.setdefault(real, file)
-                if _read_review_file(file, label, collector) == "cp1252":
-                    cp1252_files += 1
-    if cp1252_files == 1:
+                yield file, label
+
+
+def folder_reviews(path: Path) -> Iterator[tuple[Path, LineReview]]:
+    """Yield each review file under path with its review, one file at a time.
+
+    The files and their order are those of :func:`review_files`; a file that
+    cannot be scored comes with its reason. Memory does not grow with the
+    number of files.
+
+    Raises:
+        DataError: If path has no review folder, or a file cannot be read.
+    """
+    cp1252_files = 0
+    for file, _ in review_files(path):
+        review, encoding = read_review_file(file)
+        cp1252_files += encoding == "cp1252"
+        yield file, review
+    _log_cp1252_files(cp1252_files, path)
+
+
+def read_review_folders(path: Path, collector: ExampleCollector) -> None:
+    """Read the pos/ and neg/ review files under path into collector.
+
+    The files are those of :func:`review_files`. Each file is one review,
+    with line number 1. A file that cannot be scored, such as one in UTF-16,
+    is a bad row, so that bad rows can be skipped.
+
+    Args:
+        path: A review folder, or a folder with train/ and test/ review folders.
+        collector: Receiver of examples and bad rows.
+
+    Raises:
+        DataError: If path has no review folder, or on the first bad file unless
+            bad rows are skipped.
+    """
+    cp1252_files = 0
+    # The first name under which each file was read: a link from pos/ to a
+    # file in neg/ would give one review both labels.
+    read_as: dict[Path, Path] = {}
+    for file, label in review_files(path):
+        if file.exists():
+            real = file.resolve()
+            first = read_as.get(real)
+            # Scoring uses no labels, so there it scores each name.
+            conflict = first is not None and first.parent != file.parent
+            if conflict and not collector.keep_unscored:
+                collector.reject(
+                    str(file),
+                    1,
+                    f"the same file as {first} (through a link), which "
+                    f"{first.parent.name}/ labels otherwise",
+                    f"remove the link, or use {SKIP_HINT}",
+                )
+                continue
+            read_as.setdefault(real, file)
+            collector.add_file(file)
+        review, encoding = read_review_file(file)
+        cp1252_files += encoding == "cp1252"
+        if review.reason is None:
+            collector.add(review.text, label, str(file), review.line)
+        else:
+            collector.reject_unscorable(
+                str(file), review.line, review.text, review.reason, review.fix
+            )
+    _log_cp1252_files(cp1252_files, path)
+
+
+def _log_cp1252_files(count: int, path: Path) -> None:
+    if count == 1:
         logger.info(
             "1 review file under %s is not valid UTF-8, so it was decoded as cp1252",
             path,
         )
-    elif cp1252_files:
+    elif count:
         logger.info(
             "%d review files under %s are not valid UTF-8, so they were decoded "
             "as cp1252",
-            cp1252_files,
+            count,
             path,
         )
