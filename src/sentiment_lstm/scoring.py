@@ -83,8 +83,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Input formats that score_file streams; the predict command streams pos/neg
-# pairs itself, and folders are read whole by sentiment_lstm.data.read_texts.
+# Input formats that score_file streams. The predict command streams pos/neg
+# pairs and folders of review files itself.
 STREAM_FORMATS = ("csv", "tsv", "jsonl", "lines")
 OUTPUT_FORMATS = ("csv", "tsv", "jsonl", "text")
 OUTPUT_EXTENSIONS = {

@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 OUTPUT_FORMATS = ("text", "jsonl", "csv", "tsv")
 BACKEND_CHOICES = ("auto", "torch", "onnx")
 # Formats of --input that score_file scores chunk by chunk. This module scores
-# a pos/neg pair in chunks itself. A folder of review files is read whole.
+# pos/neg pairs and folders of review files in chunks itself.
 STREAMED_INPUT_FORMATS = ("csv", "tsv", "jsonl", "lines")
 # Bytes of stdin copied to its temporary file at a time.
 STDIN_COPY_BYTES = 1 << 20
@@ -52,10 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="score reviews with a trained model",
         description="Print how positive and negative each review is. Reviews "
         "come from the arguments, from --input, or one per line from stdin. A "
-        "CSV, TSV, JSONL, .txt or pos/neg --input, and stdin, are scored in "
-        "chunks, so inputs of any size fit in memory: every row comes out in "
-        "input order with its other columns, plus positive, negative, label and error columns. A row whose "
-        "text cannot be scored keeps its place, with the reason in error.",
+        "CSV, TSV, JSONL, .txt, pos/neg or folder --input, and stdin, are "
+        "scored in chunks, so inputs of any size fit in memory. Every row comes "
+        "out in input order with its other columns, plus positive, negative, "
+        "label and error columns. A row whose text cannot be scored keeps its "
+        "place, with the reason in error.",
     )
 
     parser.add_argument("reviews", nargs="*", metavar="REVIEW", help="review text")
