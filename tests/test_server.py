@@ -987,6 +987,35 @@ def test_pipelined_request_outlives_header_timeout():
     assert raw.count(b"HTTP/1.1 200 OK") == 2
 
 
+def test_hang_up_behind_pipelined_requests():
+    # The client closes while the first of three pipelined requests runs;
+    # its response must not be written to the closed connection.
+    failures = []
+
+    async def recording_app(scope, receive, send) -> None:
+        try:
+            await sleeping_app(scope, receive, send)
+        except Exception as err:
+            failures.append(err)
+            raise
+
+    port = free_port()
+    uvicorn_server, thread = run_protocol_server(
+        recording_app, port, max_header_bytes=MAX_HEADER_BYTES, header_timeout=5
+    )
+    slow = b"GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Sleep: 0.5\r\n\r\n"
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as connection:
+            connection.sendall(slow * 3)
+            time.sleep(0.1)
+        time.sleep(1.5)
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(timeout=10)
+
+    assert failures == []
+
+
 OVERSIZED_HEAD = b"GET / HTTP/1.1\r\nX-Long: " + b"a" * (2 * MAX_HEADER_BYTES)
 
 

@@ -146,12 +146,23 @@ def limited_protocol(
             self._deferred_error: tuple[int, dict[str, Any]] | None = None
             self._linger_deadline: float | None = None
             self._request_complete = True
+            # The cycles of the requests not yet answered: the running one
+            # and those pipelined behind it.
+            self._open_cycles: list[Any] = []
             self._await_head()
             self._arm_head_timer()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel_head_timer()
             lingering.discard(self)
+            # uvicorn marks only the newest request's cycle as disconnected.
+            # A pipelined request before it would still write its response
+            # to the closed transport, which uvloop raises for.
+            for cycle in self._open_cycles:
+                if not cycle.response_complete:
+                    cycle.disconnected = True
+                    cycle.message_event.set()
+            self._open_cycles.clear()
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
@@ -232,6 +243,10 @@ def limited_protocol(
                         "value": load,
                     }
             super().on_headers_complete()
+            self._open_cycles = [
+                cycle for cycle in self._open_cycles if not cycle.response_complete
+            ]
+            self._open_cycles.append(self.cycle)
             # The request's cycle closes the connection after a response
             # with "Connection: close"; through this wrapper it lingers while
             # the body still arrives.
