@@ -1194,6 +1194,7 @@ def test_shutdown_does_not_wait_for_stalled_body(
     assert status_line == b"HTTP/1.1 503 Service Unavailable"
     assert "--shutdown-timeout" in error["detail"]
     assert "second Ctrl-C" in error["detail"]
+    assert set(error) == {"detail"}
     assert "cancelled with 503" in text
     assert "Traceback" not in text
     assert "Error" not in text
@@ -1439,6 +1440,24 @@ def test_encoded_plain_body_rejected(client, server, encoding):
     assert "rejected with 415: Content-Encoding" in log.read_text()
 
 
+def test_encoding_over_two_header_lines_rejected(server):
+    # Header lines of one name are one list: "identity, br".
+    url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+    body = b'{"reviews": ["great fun"]}'
+    request = (
+        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Encoding: identity\r\n"
+        b"Content-Encoding: br\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+        % len(body)
+    ) + body
+
+    status_line, error = split_response(send_and_read(port, request))
+
+    assert status_line == b"HTTP/1.1 415 Unsupported Media Type"
+    assert "Content-Encoding 'identity, br' is not supported" in error["detail"]
+
+
 def test_identity_encoding_accepted(client):
     response = client.post(
         "/predict",
@@ -1487,6 +1506,58 @@ def test_escaped_repeated_reviews_field_rejected(client, key, encoding):
 
     assert response.status_code == 422
     assert response.json()["detail"][0]["type"] == "repeated_field"
+
+
+def test_repeated_reviews_never_scored_at_any_depth(client):
+    # Near Python's recursion limit the body parses for FastAPI but not for
+    # the second, deeper read of its keys; no depth may let it through.
+    statuses = set()
+    for depth in range(880, 1040, 2):
+        body = b'{"reviews": ' + b"[" * depth + b"]" * depth + b', "reviews": ["b"]}'
+        response = client.post(
+            "/predict", content=body, headers={"Content-Type": "application/json"}
+        )
+        statuses.add(response.status_code)
+
+    assert 200 not in statuses
+    assert statuses <= {400, 422}
+
+
+@pytest.mark.parametrize(
+    ("body", "found"),
+    [
+        # A surrogate pair encoded as two 3-byte sequences (CESU-8).
+        (
+            b'{"reviews": ["a\xed\xa0\x80\xed\xb0\x80b"]}',
+            "UTF-8: byte 0xed at offset 15",
+        ),
+        # UTF-16 that ends in a lone high surrogate.
+        (
+            '{"reviews": ["ab"]}'.encode("utf-16-le") + b"\x00\xd8",
+            "UTF-16-LE: bytes 00d8",
+        ),
+    ],
+    ids=["encoded surrogates", "UTF-16 lone surrogate"],
+)
+def test_surrogate_bytes_get_400(client, body, found):
+    response = client.post(
+        "/predict", content=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 400
+    assert f"the request body is not valid {found}" in response.json()["detail"]
+
+
+def test_escaped_lone_surrogate_gets_422(client):
+    # The escape is valid JSON, so only the review is wrong.
+    response = client.post(
+        "/predict",
+        content=b'{"reviews": ["a\\ud800b"]}',
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "unicode_surrogate"
 
 
 def test_escapes_and_nested_reviews_keys_accepted(client):
@@ -1759,6 +1830,24 @@ def test_openapi_states_limits_and_media_types(client):
     assert "503" in schema["paths"]["/info"]["get"]["responses"]
     assert "503" not in schema["paths"]["/health"]["get"]["responses"]
     assert "503" not in schema["paths"]["/metrics"]["get"]["responses"]
+
+
+def test_openapi_503_both_bodies(client):
+    schema = client.get("/openapi.json").json()
+    for path, method in (("/predict", "post"), ("/info", "get")):
+        response = schema["paths"][path][method]["responses"]["503"]
+        choices = response["content"]["application/json"]["schema"]["anyOf"]
+        names = {choice["$ref"].rsplit("/", 1)[-1] for choice in choices}
+
+        assert names == {"LimitError", "ShutdownError"}
+    assert schema["components"]["schemas"]["ShutdownError"]["required"] == ["detail"]
+
+
+def test_read_endpoint_405_allows_head(client):
+    response = client.request("OPTIONS", "/health")
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD"
 
 
 def test_openapi_422_both_bodies(client):

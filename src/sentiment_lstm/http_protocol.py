@@ -146,7 +146,7 @@ def limited_protocol(
             self._deferred_error: tuple[int, dict[str, Any]] | None = None
             self._linger_deadline: float | None = None
             self._request_complete = True
-            # The cycles of the requests not yet answered: the running one
+            # The cycles of the requests without a response yet: the running one
             # and those pipelined behind it.
             self._open_cycles: list[Any] = []
             self._await_head()

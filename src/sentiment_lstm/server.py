@@ -50,6 +50,7 @@ from prometheus_client import (
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from sentiment_lstm import __version__
 from sentiment_lstm.predictor import SentimentModel
@@ -363,6 +364,12 @@ class LimitError(BaseModel):
     maximum: int
     value: int
     index: int | None = None
+
+
+class ShutdownError(BaseModel):
+    """Body of a 503 response to a request cancelled as the server shut down."""
+
+    detail: str
 
 
 class MediaTypeError(BaseModel):
@@ -751,8 +758,11 @@ def unsupported_coding(
     other transfer coding before it, such as gzip in "gzip, chunked",
     through undecoded.
     """
-    encoding = request.headers.get("content-encoding", "identity").strip()
-    if encoding.lower() != "identity":
+    # Header lines of one name form one list (RFC 9110, section 5.3).
+    encoding = ", ".join(
+        value.strip() for value in request.headers.getlist("content-encoding")
+    )
+    if encoding and encoding.lower() != "identity":
         return UnsupportedContentEncoding(encoding)
     codings = request.headers.get("transfer-encoding")
     if codings is not None and codings.strip().lower() != "chunked":
@@ -818,7 +828,12 @@ async def reject_repeated_reviews_field(request: Request) -> None:
         return
     if encoding != "utf-8" and text.count('"reviews"') < 2 and "\\u" not in text:
         return
-    count = top_level_keys(text).count("reviews")
+    try:
+        count = top_level_keys(text).count("reviews")
+    except RecursionError as err:
+        # FastAPI's parse ran higher in the stack and just fit in Python's
+        # recursion limit, so this one cannot tell whether the field repeats.
+        raise StarletteHTTPException(400) from err
     if count > 1:
         raise RequestValidationError(
             [
@@ -841,12 +856,16 @@ def top_level_keys(text: str) -> list[str]:
     runs at the speed of ``json.loads`` with no Python call per key or per
     object. Returns an empty list when ``text`` is not a JSON object or does
     not parse.
+
+    Raises:
+        RecursionError: If the text nests too deep for Python's JSON reader
+            at this depth of the stack.
     """
     if not text.lstrip(" \t\n\r\ufeff").startswith("{"):
         return []
     try:
         pairs = json.loads(text.lstrip("\ufeff"), object_pairs_hook=list)
-    except (ValueError, RecursionError):
+    except ValueError:
         # FastAPI has parsed the body already, so this does not happen.
         return []
     return [key for key, _ in pairs]
@@ -1039,6 +1058,14 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             # that the body is not an object.
             content_type = request.headers.get("content-type")
             return _unsupported_media_type(request, content_type)
+        body = await request.body()
+        try:
+            body.decode(json.detect_encoding(body))
+        except UnicodeDecodeError as decode_error:
+            # Python's JSON reader decodes with "surrogatepass", so surrogates
+            # encoded in UTF-8 bytes or lone ones in UTF-16 reach the schema,
+            # where they would get a misleading 422.
+            return _unreadable_body(request, decode_error, body)
         if any(item.get("type") == "json_invalid" for item in error.errors()):
             if _is_blank(await request.body()):
                 # FastAPI parses a body of spaces or a byte order mark alone
@@ -1063,6 +1090,21 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
         # failure to parse a JSON body other than a syntax error.
         if error.status_code == 400 and error.__cause__ is not None:
             return _unreadable_body(request, error.__cause__, await request.body())
+        if error.status_code == 405:
+            # The read endpoints are a GET route and a HEAD route of one path,
+            # and Starlette's Allow header names the methods of one of them.
+            methods = sorted(
+                {
+                    method
+                    for route in app.routes
+                    if isinstance(route, APIRoute)
+                    and route.matches(request.scope)[0] != Match.NONE
+                    for method in route.methods
+                }
+            )
+            if methods:
+                headers = dict(error.headers or {}, Allow=", ".join(methods))
+                error = StarletteHTTPException(405, error.detail, headers)
         return await http_exception_handler(request, error)
 
     @app.exception_handler(Exception)
@@ -1132,10 +1174,10 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
                 "another coding before chunked",
             },
             503: {
-                "model": LimitError,
+                "model": LimitError | ShutdownError,
                 "description": "More connections or requests at once than "
-                "--max-connections allows, or the server shut down before the "
-                "request finished",
+                "--max-connections allows (LimitError), or the server shut down "
+                "before the request finished (ShutdownError)",
             },
         },
         summary="Score reviews",
@@ -1153,9 +1195,10 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
         if path not in CAPACITY_EXEMPT_PATHS:
             options["responses"] = {
                 503: {
-                    "model": LimitError,
+                    "model": LimitError | ShutdownError,
                     "description": "More connections or requests at once than "
-                    "--max-connections allows",
+                    "--max-connections allows (LimitError), or the server shut "
+                    "down before the request finished (ShutdownError)",
                 }
             }
 
