@@ -120,12 +120,21 @@ def test_unusable_labels(saved, labels, num_classes):
         artifact.load_config(saved)
 
 
+def test_interrupted_run_folder_named(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"checkpoint")
+
+    with pytest.raises(ArtifactError, match="checkpoint of an interrupted") as error:
+        artifact.load_config(tmp_path)
+
+    assert "plus --resume" in str(error.value)
+
+
 def test_missing_directory(tmp_path):
     with pytest.raises(ArtifactError, match="not found"):
         artifact.load_config(tmp_path / "nowhere")
 
 
-def test_saving_again_removes_stale_onnx(saved):
+def test_saving_again_removes_stale_onnx(saved, caplog):
     (saved / "model.onnx").write_bytes(b"old")
     encoder = artifact.load_encoder(saved)
 
@@ -138,6 +147,8 @@ def test_saving_again_removes_stale_onnx(saved):
     )
 
     assert not (saved / "model.onnx").exists()
+    assert f"removed {saved / 'model.onnx'}, which was exported" in caplog.text
+    assert f"'sentiment-lstm export --model {saved}'" in caplog.text
 
 
 def test_files_readable_by_others(saved):

@@ -2378,6 +2378,32 @@ def test_evaluate_split_of_too_few_reviews(trained, tmp_path, capsys):
     assert "or use --split all" in error
 
 
+def test_evaluate_split_relative_test_file(trained, tmp_path, capsys, monkeypatch):
+    # train records --test-data as given, which another folder cannot find.
+    root, _ = trained
+    (tmp_path / "held").mkdir()
+    (tmp_path / "held" / "test.csv").write_text(
+        "text,label\ngreat fun,pos\nboring mess,neg\n"
+    )
+    model_dir = tmp_path / "model"
+    monkeypatch.chdir(tmp_path)
+    assert train_tiny(root, model_dir, "--test-data", "held/test.csv") == 0
+    capsys.readouterr()
+    monkeypatch.chdir(root)
+
+    status = main(
+        ["evaluate", "--model", str(model_dir), "--data", str(root / "tiny.pos")]
+        + ["--split", "test"]
+    )
+    error = capsys.readouterr().err
+
+    assert status == 2
+    assert (
+        "the model's test part was the file held/test.csv (--test-data, a path "
+        "relative to the folder that train ran in)"
+    ) in error
+
+
 def test_evaluate_split_separate_test_file(trained, tmp_path, capsys):
     root, _ = trained
     test_file = tmp_path / "test.csv"
@@ -2526,6 +2552,25 @@ def test_evaluate_compares_scored_reviews_only(trained, tmp_path, caplog):
     assert status == 0
     # 2 of 202 compared reviews is below the 1% that warns.
     assert "was trained on" not in caplog.text
+
+
+def test_evaluate_report_states_no_training_reviews(trained, tmp_path, capsys):
+    _, model_dir = trained
+    rows = [
+        {"text": f"a new review number {index} about another film", "label": label}
+        for index, label in enumerate(["negative", "positive"] * 10)
+    ]
+    data = tmp_path / "new.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    status = main(["evaluate", "--model", str(model_dir), "--data", str(data)])
+    text = capsys.readouterr().out
+
+    assert status == 0
+    assert (
+        "trained:  0 of the 20 reviews of 5 or more words were in the model's "
+        "training part\n"
+    ) in text
 
 
 def test_evaluate_split_counts_repeated_reviews(trained, capsys):

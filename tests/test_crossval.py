@@ -294,6 +294,24 @@ def test_parallel_members_log_epoch_lines(one_torch_thread, caplog):
             )
 
 
+def test_single_model_logs_no_ensemble_lines(one_torch_thread, caplog):
+    texts, labels = corpus()
+    config = TrainingConfig(num_epochs=1, batch_size=8, learning_rate=0.01)
+
+    with caplog.at_level(logging.INFO):
+        cross_validate(
+            texts,
+            labels,
+            cv_config=CrossValidationConfig(folds=3, run_folds=1),
+            model_options=SMALL_MODEL,
+            training_config=config,
+        )
+
+    messages = [record.getMessage() for record in caplog.records]
+    assert any(message.startswith("epoch_nr: 1, ") for message in messages), messages
+    assert not any("ensemble" in message for message in messages), messages
+
+
 @pytest.mark.parametrize("workers", [0, -1, 1.5, True])
 def test_parallel_members_rejects(workers):
     with pytest.raises(ValueError, match="parallel_members must be an integer"):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import stat
@@ -33,6 +34,8 @@ from sentiment_lstm import interrupts
 from sentiment_lstm.files import DEFAULT_FILE_MODE, file_sha256, write_text_atomic
 from sentiment_lstm.text import CONFIG_FILENAME as ENCODER_CONFIG_FILENAME
 from sentiment_lstm.text import TOKENIZER_FILENAME, TextEncoder, TextEncoderError
+
+logger = logging.getLogger(__name__)
 
 ARTIFACT_FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -136,6 +139,13 @@ def save_artifact(
             stale_onnx = directory / ONNX_FILE
             if stale_onnx.exists():
                 stale_onnx.unlink()
+                logger.warning(
+                    "removed %s, which was exported from the model this one "
+                    "replaces; run 'sentiment-lstm export --model %s' to export "
+                    "the new one",
+                    stale_onnx,
+                    directory,
+                )
 
 
 def model_settings_sha256(model: dict[str, Any]) -> str:
@@ -179,6 +189,14 @@ def load_config(directory: Path) -> ArtifactConfig:
     if not os.path.lexists(path):
         model_files = (WEIGHTS_FILE, ONNX_FILE)
         if not any(os.path.lexists(Path(directory) / name) for name in model_files):
+            # checkpoint.pt, or checkpoint-member<N>.pt for ensemble members
+            if any(Path(directory).glob("checkpoint*.pt")):
+                raise ArtifactError(
+                    f"{directory} holds the checkpoint of an interrupted "
+                    "'sentiment-lstm train' run and no model yet; finish the run "
+                    "with the same train command plus --resume, or pass the "
+                    "--output-dir of a finished run"
+                )
             raise ArtifactError(
                 f"{directory} is not a sentiment-lstm model directory: it has "
                 f"none of {CONFIG_FILE}, {WEIGHTS_FILE} and {ONNX_FILE}; pass "

@@ -86,13 +86,18 @@ def format_report(report: dict[str, Any]) -> str:
             f"unscored: {unscored} without tokens, left out of the figures below"
         )
     # evaluate adds the count of reviews that the model was trained on
+    # None for a model that records no hashes of its training reviews.
     seen = report.get("training_reviews_seen")
-    if seen:
-        lines.append(
+    if seen is not None:
+        trained = (
             f"trained:  {seen} of the {report['training_reviews_compared']} "
-            "reviews of 5 or more words were in the model's training part, "
-            "which makes the figures below overstate accuracy on new reviews"
+            "reviews of 5 or more words were in the model's training part"
         )
+        if seen:
+            trained += (
+                ", which makes the figures below overstate accuracy on new reviews"
+            )
+        lines.append(trained)
     lines += [
         f"accuracy: {report['accuracy']:.4f}",
         f"macro F1: {report['macro_f1']:.4f}",

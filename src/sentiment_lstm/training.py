@@ -920,7 +920,8 @@ def train_ensemble(
         path = None
         if checkpoint_dir is not None:
             path = member_checkpoint(checkpoint_dir, member)
-        logger.info("ensemble member %d of %d", member + 1, config.ensemble_size)
+        if config.ensemble_size > 1:
+            logger.info("ensemble member %d of %d", member + 1, config.ensemble_size)
         members.append(
             train(
                 model,
@@ -939,12 +940,13 @@ def train_ensemble(
     else:
         merged = merge_ensemble([result.model for result in members])
     validation_accuracy = accuracy(merged, validation_split, config.eval_batch_size)
-    logger.info(
-        "ensemble of %d: val_acc %.3f (members %s)",
-        config.ensemble_size,
-        validation_accuracy,
-        ", ".join(f"{result.best.validation_accuracy:.3f}" for result in members),
-    )
+    if len(members) > 1:
+        logger.info(
+            "ensemble of %d: val_acc %.3f (members %s)",
+            config.ensemble_size,
+            validation_accuracy,
+            ", ".join(f"{result.best.validation_accuracy:.3f}" for result in members),
+        )
     return EnsembleResult(
         model=merged,
         members=members,

@@ -72,8 +72,11 @@ def test_all_rows_bad(tmp_path: Path) -> None:
     path = tmp_path / "reviews.csv"
     path.write_text("text,label\n,1\n", encoding="utf-8")
 
-    with pytest.raises(DataError, match=r"no reviews found \(1 bad row, "):
+    with pytest.raises(DataError, match=r"no reviews found \(1 bad row, ") as error:
         read_examples(path, ReadOptions(skip_bad_rows=True))
+
+    assert f"the first bad row, {path} line 2: " in str(error.value)
+    assert "(--text-column, --label-column, --stars)" in str(error.value)
 
 
 def test_read_texts_keeps_unscored_in_place(tmp_path: Path) -> None:

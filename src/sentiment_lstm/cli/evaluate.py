@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from sentiment_lstm.cli.common import (
@@ -280,11 +281,17 @@ def _model_split_part(
         "test": split.get("test_data"),
     }
     if separate.get(args.split):
+        path = separate[args.split]
+        # train records the path as it was given.
+        relative = (
+            ", a path relative to the folder that train ran in"
+            if not Path(path).is_absolute() and not Path(path).exists()
+            else ""
+        )
         raise CommandError(
-            f"the model's {args.split} part was the file "
-            f"{separate[args.split]} (--{args.split}-data), not a part of "
-            f"--data; evaluate it with --data {separate[args.split]} "
-            "--split all",
+            f"the model's {args.split} part was the file {path} "
+            f"(--{args.split}-data{relative}), not a part of --data; evaluate it "
+            f"with --data {path} --split all",
             usage=True,
         )
 

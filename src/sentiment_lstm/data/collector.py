@@ -159,10 +159,19 @@ class ExampleCollector:
             )
         if not self.examples and not self.unscored:
             bad = len(self.bad_rows)
+            first = ""
+            if self.bad_rows:
+                row = self.bad_rows[0]
+                # When every row is bad, the columns chosen are often wrong.
+                first = (
+                    f"; the first bad row, {row.source} line {row.line}: "
+                    f"{row.reason}; check the path, the format and the columns "
+                    "(--text-column, --label-column, --stars)"
+                )
             raise DataError(
                 f"{path}: no reviews found ({bad} bad row{'' if bad == 1 else 's'}, "
-                f"{self.left_out_by_stars} left out by the star cut-offs); "
-                "check the path and the format"
+                f"{self.left_out_by_stars} left out by the star cut-offs)"
+                + (first or "; check the path and the format")
             )
 
         counts = Counter(example.label for example in self.examples)

@@ -223,7 +223,7 @@ def _use_local_copy(source: Path, target: Path) -> Path:
     )
     raise DataError(
         f"local copy of rt-polarity not found: {source}{relative}; "
-        f"{_LOCAL_COPY_HINT}"
+        f"{_LOCAL_COPY_HINT}, or unset {RT_POLARITY_ENV} to download the data set"
     )
 
 
