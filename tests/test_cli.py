@@ -589,6 +589,28 @@ def test_predict_output_in_pair_folder(trained, tmp_path, capsys, output_name):
         assert not output.exists()
 
 
+def test_predict_output_link_into_pair_folder(trained, tmp_path, capsys):
+    # A broken link whose target would be a second .pos file of the pair.
+    _, model_dir = trained
+    folder = tmp_path / "pair"
+    folder.mkdir()
+    (folder / "r.pos").write_text("great fun\n")
+    (folder / "r.neg").write_text("a dull mess\n")
+    output = tmp_path / "scores.csv"
+    output.symlink_to(folder / "new.pos")
+
+    status = main(
+        ["predict", "--model", str(model_dir), "--input", str(folder)]
+        + ["--output", str(output)]
+    )
+    err = capsys.readouterr().err
+
+    assert status == 1
+    assert f"the output {output} (a link to {folder / 'new.pos'})" in err
+    assert "would be a second *.pos file" in err
+    assert sorted(path.name for path in folder.iterdir()) == ["r.neg", "r.pos"]
+
+
 def test_predict_output_beside_pair_file(trained, tmp_path, capsys):
     # --input r.pos reads the pair in its folder, as --input of the folder does.
     _, model_dir = trained
@@ -993,6 +1015,36 @@ def test_predict_failure_names_rows_already_in_stdout_pipe(
     assert result.stderr.strip().endswith(
         "; the results of the first 10 rows were already written to stdout"
     )
+
+
+@pytest.mark.parametrize("input_name", ["x.pos", "x.txt", "folder/pos/a.txt"])
+def test_predict_stdout_appended_to_input_rejected(trained, tmp_path, input_name):
+    # Appending to an input file would feed the results back into the run.
+    _, model_dir = trained
+    (tmp_path / "x.pos").write_text("great fun\n")
+    (tmp_path / "x.neg").write_text("a dull mess\n")
+    (tmp_path / "x.txt").write_text("great fun\n")
+    for name in ("pos", "neg"):
+        (tmp_path / "folder" / name).mkdir(parents=True)
+        (tmp_path / "folder" / name / "a.txt").write_text("great fun\n")
+    appended = tmp_path / input_name
+    given = {"x.pos": "x.pos", "x.txt": "x.txt", "folder/pos/a.txt": "folder"}
+    before = appended.read_bytes()
+
+    with open(appended, "ab") as stdout:
+        result = subprocess.run(
+            [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+            + ["--model", str(model_dir)]
+            + ["--input", str(tmp_path / given[input_name])],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+
+    assert result.returncode == 1
+    assert f"stdout is the input file {appended}" in result.stderr
+    assert appended.read_bytes() == before
 
 
 @pytest.mark.parametrize(

@@ -320,6 +320,59 @@ def test_blank_line_before_last_review_is_bad(tmp_path: Path) -> None:
     assert [(row.line, row.reason) for row in result.bad_rows] == [(2, "empty review")]
 
 
+def test_blank_lines_between_reviews_numbered(tmp_path: Path) -> None:
+    pos = write_pair(tmp_path, neg=b"bad .\n\n \n\nworse .\n\n", pos=b"good .\n")
+
+    result = read_examples(pos, ReadOptions(skip_bad_rows=True))
+
+    assert [row.line for row in result.bad_rows] == [2, 3, 4]
+
+
+@pytest.mark.parametrize("line_end", [b"\n", b"\r\n", b"\r"])
+def test_lines_over_review_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line_end: bytes
+) -> None:
+    # A line over the limit is skipped in parts, and the lines after it keep
+    # their numbers. With a limit of 10: lines of 10, 11, 12 and 30 letters.
+    from sentiment_lstm.data import line_files
+
+    monkeypatch.setattr(line_files, "MAX_REVIEW_CHARS", 10)
+    lines = [b"a" * 10, b"b" * 11, b"c" * 12, b"ok", b"d" * 30, b"fine", b"e" * 11]
+    pos = write_pair(tmp_path, neg=b"bad\n", pos=line_end.join(lines))
+
+    result = read_texts(pos, ReadOptions(keep_unscored=True))
+
+    assert [row.line for row in result.unscored] == [2, 3, 5, 7]
+    assert all(
+        row.reason.startswith("the review is longer than") for row in result.unscored
+    )
+    assert [(example.line, example.text) for example in result.examples] == [
+        (1, "bad"),
+        (1, "a" * 10),
+        (4, "ok"),
+        (6, "fine"),
+    ]
+
+
+def test_pair_of_one_file_rejected(tmp_path: Path) -> None:
+    (tmp_path / "x.pos").write_bytes(b"good .\n")
+    (tmp_path / "x.neg").symlink_to("x.pos")
+
+    with pytest.raises(DataError, match="are the same file") as error:
+        read_examples(tmp_path / "x.pos")
+
+    assert "would be both negative and positive" in str(error.value)
+
+
+def test_partner_in_two_letter_cases_named(tmp_path: Path) -> None:
+    (tmp_path / "x.pos").write_bytes(b"good .\n")
+    (tmp_path / "x.Neg").write_bytes(b"bad .\n")
+    (tmp_path / "x.NEG").write_bytes(b"worse .\n")
+
+    with pytest.raises(DataError, match="ambiguous: x.NEG and x.Neg differ only"):
+        read_examples(tmp_path / "x.pos")
+
+
 def test_upper_case_suffixes(tmp_path: Path) -> None:
     (tmp_path / "UP.NEG").write_bytes(b"bad .\n")
     (tmp_path / "UP.POS").write_bytes(b"good .\n")

@@ -203,3 +203,14 @@ def test_name_without_extension_named(tmp_path: Path) -> None:
 
     with pytest.raises(DataError, match="from a name without an extension"):
         read_texts(path)
+
+
+def test_review_file_removed_after_listing(tmp_path: Path) -> None:
+    from sentiment_lstm.data.folders import read_review_file
+
+    gone = tmp_path / "1.txt"
+
+    review, encoding = read_review_file(gone)
+
+    assert review.reason == "file not found: it was removed while the folder was read"
+    assert encoding is None

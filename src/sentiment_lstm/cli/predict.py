@@ -246,6 +246,12 @@ def _file_identity(path: Path) -> tuple[int, int, int] | None:
 def _score(args: argparse.Namespace, parser: argparse.ArgumentParser, model) -> int:
     """Score the reviews of the arguments, --input or stdin."""
     if args.input:
+        if _progress_setting(args) is None:
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            # Log lines go above a progress bar instead of onto its line.
+            with logging_redirect_tqdm():
+                return _run_input_file(args, model)
         return _run_input_file(args, model)
     if args.reviews:
         _warn_about_file_options(args)
@@ -426,6 +432,8 @@ def _run_input_file(args: argparse.Namespace, model) -> int:
         raise CommandError(str(err)) from err
 
     if data_format in STREAMED_INPUT_FORMATS:
+        if args.output is None:
+            _reject_stdout_among_inputs([args.input])
         _score_streamed(args, model, args.input, options)
         return 0
     if data_format == "posneg":
@@ -477,6 +485,8 @@ def _score_pair(args: argparse.Namespace, model: Any, options: Any) -> int:
         _reject_output_among_inputs(args.output, files)
         if args.output is not None:
             check_output_path(args.output)
+        else:
+            _reject_stdout_among_inputs(files)
         # Both files are scanned for their encodings first, so that a file
         # that cannot be read stops the command before anything is written.
         line_files = [scan_line_file(path) for path in files]
@@ -506,10 +516,14 @@ def _score_folder(args: argparse.Namespace, model: Any, options: Any) -> int:
     except DataError as err:
         raise CommandError(str(err)) from err
 
+    stdout = _stdout_file() if args.output is None else None
+
     def reviews():
         for file, review in folder_reviews(args.input):
             # A *.txt link in the folder may lead to the output file.
             _reject_output_among_inputs(args.output, [file])
+            if stdout is not None:
+                _reject_stdout_among_inputs([file], stdout)
             yield str(file), review
 
     return _score_located_reviews(args, model, reviews())
@@ -706,15 +720,19 @@ def _reject_output_in_folder(
     """
     if output is None or str(output) == "-":
         return
-    inside = output.resolve().is_relative_to(folder.resolve())
+    # A link is followed, as the write follows it: a broken one to x.pos in
+    # the folder would create that file.
+    target = Path(os.path.realpath(output))
+    inside = target.is_relative_to(folder.resolve())
     if data_format == "posneg":
-        # An existing file is checked against the input files after the read.
-        new_file = not output.exists()
-        if inside and new_file and output.suffix.lower() in (".pos", ".neg"):
+        # An existing file is checked against the input files separately.
+        suffix = target.suffix.lower()
+        if inside and not target.exists() and suffix in (".pos", ".neg"):
+            through = f" (a link to {target})" if output.is_symlink() else ""
             raise CommandError(
-                f"the output {output} would be a second *{output.suffix.lower()} "
-                f"file in the input folder {folder}, which a later run could not "
-                "read as one pair; name it otherwise or write it outside the folder"
+                f"the output {output}{through} would be a second *{suffix} file in "
+                f"the input folder {folder}, which a later run could not read as "
+                "one pair; name it otherwise or write it outside the folder"
             )
         return
     if inside:
@@ -724,6 +742,40 @@ def _reject_output_in_folder(
             "or neg/, and list it as ignored otherwise; write the scores outside "
             "the folder"
         )
+
+
+def _stdout_file() -> os.stat_result | None:
+    """Return the status of stdout where it is a regular file, else None."""
+    try:
+        status = os.fstat(sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        # No descriptor, as under a test's capture, or a closed stdout.
+        return None
+    return status if stat.S_ISREG(status.st_mode) else None
+
+
+def _reject_stdout_among_inputs(
+    inputs: Sequence[Path], stdout: os.stat_result | None = None
+) -> None:
+    """Raise if stdout is one of the input files, as with ``>> reviews.txt``.
+
+    The results would be appended to the file being read, and the run would
+    read them back without end.
+    """
+    stdout = stdout or _stdout_file()
+    if stdout is None:
+        return
+    for path in inputs:
+        try:
+            status = os.stat(path)
+        except OSError:
+            continue
+        if (status.st_dev, status.st_ino) == (stdout.st_dev, stdout.st_ino):
+            raise CommandError(
+                f"stdout is the input file {path}, so the run would read its own "
+                "results; write them to another file with --output or a "
+                "redirection"
+            )
 
 
 def _reject_output_among_inputs(output: Path | None, inputs: Sequence[Path]) -> None:

@@ -97,8 +97,13 @@ def read_review_file(path: Path) -> tuple[LineReview, str | None]:
     """
     source = str(path)
     if not path.exists():
-        reason = f"a broken link: {broken_link_reason(path)}"
-        fix = f"restore the target or remove the link, or use {SKIP_HINT}"
+        if path.is_symlink():
+            reason = f"a broken link: {broken_link_reason(path)}"
+            fix = f"restore the target or remove the link, or use {SKIP_HINT}"
+        else:
+            # The folder was listed before the file went away.
+            reason = "file not found: it was removed while the folder was read"
+            fix = f"read the folder again, or use {SKIP_HINT}"
         return LineReview(1, "", reason, fix), None
     try:
         # A character takes at most 4 bytes in UTF-8, so a larger file cannot

@@ -1,9 +1,11 @@
 """Readers for files with one review per line: pos/neg pairs and plain text."""
 
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from sentiment_lstm.data.collector import (
     EMPTY_FIX,
@@ -47,20 +49,27 @@ def _find_partner(
     ``user_suffix``, the suffix of the path the user passed, wins. Returns None
     if there is no unique match.
     """
+    matches = _partner_candidates(folder, stem, suffix, user_suffix)
+    return matches[0] if len(matches) == 1 else None
+
+
+def _partner_candidates(
+    folder: Path, stem: str, suffix: str, user_suffix: str
+) -> list[Path]:
+    """Return the file in the case of ``user_suffix``, or every case-insensitive match."""
     preferred = folder / (stem + _with_suffix_case_of(suffix, user_suffix))
     if preferred.is_file():
-        return preferred
+        return [preferred]
     try:
-        matches = [
+        return sorted(
             item
             for item in folder.iterdir()
             if item.name[: len(stem)] == stem
             and item.name[len(stem) :].lower() == suffix
             and item.is_file()
-        ]
+        )
     except OSError:
-        return None
-    return matches[0] if len(matches) == 1 else None
+        return []
 
 
 def posneg_files(folder: Path) -> tuple[list[Path], list[Path]]:
@@ -127,6 +136,14 @@ def find_posneg_pair(path: Path) -> tuple[Path, Path]:
         stem, user_suffix = path.name, ".pos"
     negative = _find_partner(path.parent, stem, ".neg", user_suffix)
     positive = _find_partner(path.parent, stem, ".pos", user_suffix)
+    for suffix, found in ((".neg", negative), (".pos", positive)):
+        candidates = _partner_candidates(path.parent, stem, suffix, user_suffix)
+        if found is None and len(candidates) > 1:
+            names = " and ".join(item.name for item in candidates)
+            raise DataError(
+                f"{path}: the {suffix} file of the pair is ambiguous: {names} "
+                "differ only in letter case; keep one of them"
+            )
     if negative is None or positive is None:
         negative_name = stem + _with_suffix_case_of(".neg", user_suffix)
         positive_name = stem + _with_suffix_case_of(".pos", user_suffix)
@@ -199,7 +216,7 @@ class LineFile:
         returns = 0
         decoded = DecodedText("", self.encoding.name, self.encoding.errors)
         with open_text(self.path, self.encoding, newline, source) as stream:
-            lines = enumerate(stream, start=1)
+            lines = enumerate(_bounded_lines(stream, newline), start=1)
             while True:
                 try:
                     number, line = next(lines)
@@ -207,10 +224,7 @@ class LineFile:
                     break
                 except (OSError, UnicodeDecodeError) as err:
                     raise DataError(f"{source}: cannot read the file: {err}") from err
-                line = line.removesuffix(newline)
-                if newline == "\n":
-                    line = line.removesuffix("\r")
-                if len(line) > MAX_REVIEW_CHARS:
+                if line is None:
                     yield LineReview(number, "", TOO_LONG_REASON, TOO_LONG_FIX)
                     continue
                 text = line.strip()
@@ -224,6 +238,30 @@ class LineFile:
                 else:
                     yield LineReview(number, text)
         warn_about_carriage_returns(returns, source)
+
+
+def _bounded_lines(stream: TextIO, newline: str) -> Iterator[str | None]:
+    """Yield each line without its line end, or None for one too long to keep.
+
+    A line is read in parts of at most ``MAX_REVIEW_CHARS`` + 2 characters, and
+    the rest of a longer one is skipped part by part, so memory stays bounded
+    however long a line is.
+    """
+    # A line within the limit plus its "\r\n" fits in one part.
+    part_chars = MAX_REVIEW_CHARS + 2
+    while True:
+        line = stream.readline(part_chars)
+        if not line:
+            return
+        if not line.endswith(newline) and len(line) == part_chars:
+            while line and not line.endswith(newline):
+                line = stream.readline(part_chars)
+            yield None
+            continue
+        line = line.removesuffix(newline)
+        if newline == "\n":
+            line = line.removesuffix("\r")
+        yield None if len(line) > MAX_REVIEW_CHARS else line
 
 
 def scan_line_file(path: Path) -> LineFile:
@@ -262,27 +300,48 @@ def read_line_file(path: Path, label: int | None, collector: ExampleCollector) -
     collector.add_file(path)
     source = str(path)
     # Blank lines wait for the next review, because at the end of the file they
-    # contain no record.
-    blank: list[LineReview] = []
+    # contain no record. Those waiting are the lines just before it, so their
+    # first line number and count describe them.
+    blank_start = blank_count = 0
     for review in scan_line_file(path).reviews():
         if review.reason == EMPTY_REVIEW_REASON and not collector.keep_unscored:
-            blank.append(review)
+            if not blank_count:
+                blank_start = review.line
+            blank_count += 1
             continue
-        for row in blank:
-            collector.reject_unscorable(source, row.line, "", row.reason, row.fix)
-        blank.clear()
+        for line in range(blank_start, blank_start + blank_count):
+            collector.reject_unscorable(
+                source, line, "", EMPTY_REVIEW_REASON, EMPTY_FIX
+            )
+        blank_count = 0
         if review.reason is None:
             collector.add(review.text, label, source, review.line)
         else:
             collector.reject_unscorable(
                 source, review.line, review.text, review.reason, review.fix
             )
-    if blank:
-        logger.debug("ignored %d blank lines at the end of %s", len(blank), source)
+    if blank_count:
+        logger.debug("ignored %d blank lines at the end of %s", blank_count, source)
 
 
 def read_posneg(path: Path, collector: ExampleCollector) -> None:
-    """Read a pos/neg pair: the .neg file gives label 0 and the .pos file label 1."""
+    """Read a pos/neg pair: the .neg file gives label 0 and the .pos file label 1.
+
+    Raises:
+        DataError: As :func:`find_posneg_pair` and :func:`read_line_file` do,
+            or if both names lead to one file, whose reviews would get both
+            labels.
+    """
     negative, positive = find_posneg_pair(path)
+    try:
+        same = os.path.samefile(negative, positive)
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the pair: {err}") from err
+    if same:
+        raise DataError(
+            f"{negative} and {positive} are the same file (through a link), so "
+            "each review would be both negative and positive; put the negative "
+            "reviews in the .neg file and the positive ones in the .pos file"
+        )
     read_line_file(negative, 0, collector)
     read_line_file(positive, 1, collector)
