@@ -123,7 +123,7 @@ def test_unusable_labels(saved, labels, num_classes):
 def test_interrupted_run_folder_named(tmp_path):
     (tmp_path / "checkpoint.pt").write_bytes(b"checkpoint")
 
-    with pytest.raises(ArtifactError, match="checkpoint of an interrupted") as error:
+    with pytest.raises(ArtifactError, match="run that has not finished") as error:
         artifact.load_config(tmp_path)
 
     assert "plus --resume" in str(error.value)

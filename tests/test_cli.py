@@ -415,6 +415,24 @@ def test_predict_folder_in_chunks_matches_one_chunk(trained, tmp_path, capsys):
     assert [row["error"] for row in rows] == [""] * 10 + [EMPTY_REVIEW]
 
 
+def test_predict_folder_without_reviews_rejected(trained, tmp_path, capsys):
+    _, model_dir = trained
+    for name in ("pos", "neg"):
+        (tmp_path / "reviews" / name).mkdir(parents=True)
+    (tmp_path / "reviews" / "pos" / "a.text").write_text("great fun")
+
+    status = main(
+        ["predict", "--model", str(model_dir), "--input", str(tmp_path / "reviews")]
+    )
+    captured = capsys.readouterr()
+
+    assert status == 1
+    assert captured.out == ""
+    assert "no reviews found: its pos/ and neg/ folders hold no *.txt files" in (
+        captured.err
+    )
+
+
 def test_predict_folder_link_to_output_rejected(trained, tmp_path, capsys):
     _, model_dir = trained
     for name in ("pos", "neg"):
@@ -1027,6 +1045,8 @@ def test_predict_stdout_appended_to_input_rejected(trained, tmp_path, input_name
     for name in ("pos", "neg"):
         (tmp_path / "folder" / name).mkdir(parents=True)
         (tmp_path / "folder" / name / "a.txt").write_text("great fun\n")
+    # Chunks of neg/ would come before the pos/ file that stdout appends to.
+    (tmp_path / "folder" / "neg" / "b.txt").write_text("a dull mess\n")
     appended = tmp_path / input_name
     given = {"x.pos": "x.pos", "x.txt": "x.txt", "folder/pos/a.txt": "folder"}
     before = appended.read_bytes()
@@ -1034,7 +1054,7 @@ def test_predict_stdout_appended_to_input_rejected(trained, tmp_path, input_name
     with open(appended, "ab") as stdout:
         result = subprocess.run(
             [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
-            + ["--model", str(model_dir)]
+            + ["--model", str(model_dir), "--chunk-size", "1"]
             + ["--input", str(tmp_path / given[input_name])],
             stdout=stdout,
             stderr=subprocess.PIPE,

@@ -88,7 +88,7 @@ def format_report(report: dict[str, Any]) -> str:
     # evaluate adds the count of reviews that the model was trained on
     # None for a model that records no hashes of its training reviews.
     seen = report.get("training_reviews_seen")
-    if seen is not None:
+    if seen is not None and report.get("training_reviews_compared"):
         trained = (
             f"trained:  {seen} of the {report['training_reviews_compared']} "
             "reviews of 5 or more words were in the model's training part"

@@ -1510,7 +1510,10 @@ def score_chunks(
 
     The next chunk is read, tokenized and queued for scoring before a chunk
     is yielded, so the model's threads work while the caller writes it, as
-    in :func:`score_file`. A review without tokens gets NaN.
+    in :func:`score_file`. A review without tokens gets NaN. The process-wide
+    settings of a run (see ``_scoring_runtime``) hold until the generator
+    ends, so a caller that may stop early closes it, as with
+    ``contextlib.closing``.
 
     Args:
         model: The loaded model.

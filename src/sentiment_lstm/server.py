@@ -762,7 +762,8 @@ def unsupported_coding(
     encoding = ", ".join(
         value.strip() for value in request.headers.getlist("content-encoding")
     )
-    if encoding and encoding.lower() != "identity":
+    codings = [coding.strip().lower() for coding in encoding.split(",")]
+    if any(coding not in ("", "identity") for coding in codings):
         return UnsupportedContentEncoding(encoding)
     codings = request.headers.get("transfer-encoding")
     if codings is not None and codings.strip().lower() != "chunked":

@@ -90,6 +90,20 @@ def test_lone_carriage_returns_warned(
     assert "convert them to \\n" in warnings[0]
 
 
+def test_carriage_return_warning_before_bad_row_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pos = write_pair(tmp_path, neg=b"bad .\n", pos=b"great\rfun\n\nmoving film\n")
+    caplog.set_level(logging.WARNING)
+
+    with pytest.raises(DataError, match="line 2: empty review"):
+        read_examples(pos)
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"1 line of {tmp_path / 'reviews.pos'} contains")
+
+
 def test_undefined_cp1252_byte_names_line(tmp_path: Path) -> None:
     pos = write_pair(tmp_path, neg=b"bad \x85 .\n", pos=b"good .\nodd \x81 byte .\n")
 
@@ -352,6 +366,20 @@ def test_lines_over_review_limit(
         (4, "ok"),
         (6, "fine"),
     ]
+
+
+def test_long_whitespace_line_at_end_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sentiment_lstm.data import line_files
+
+    monkeypatch.setattr(line_files, "MAX_REVIEW_CHARS", 10)
+    pos = write_pair(tmp_path, neg=b"bad\n", pos=b"good\n" + b" " * 30 + b"\n \t\n")
+
+    result = read_examples(pos)
+
+    assert [example.text for example in result.examples] == ["bad", "good"]
+    assert result.bad_rows == []
 
 
 def test_pair_of_one_file_rejected(tmp_path: Path) -> None:

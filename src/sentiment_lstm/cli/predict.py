@@ -245,13 +245,19 @@ def _file_identity(path: Path) -> tuple[int, int, int] | None:
 
 def _score(args: argparse.Namespace, parser: argparse.ArgumentParser, model) -> int:
     """Score the reviews of the arguments, --input or stdin."""
-    if args.input:
-        if _progress_setting(args) is None:
-            from tqdm.contrib.logging import logging_redirect_tqdm
+    if _progress_setting(args) is None:
+        from tqdm.contrib.logging import logging_redirect_tqdm
 
-            # Log lines go above a progress bar instead of onto its line.
-            with logging_redirect_tqdm():
-                return _run_input_file(args, model)
+        # Log lines go above a progress bar instead of onto its line.
+        with logging_redirect_tqdm():
+            return _score_reviews(args, parser, model)
+    return _score_reviews(args, parser, model)
+
+
+def _score_reviews(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, model
+) -> int:
+    if args.input:
         return _run_input_file(args, model)
     if args.reviews:
         _warn_about_file_options(args)
@@ -503,40 +509,47 @@ def _score_pair(args: argparse.Namespace, model: Any, options: Any) -> int:
 def _score_folder(args: argparse.Namespace, model: Any, options: Any) -> int:
     """Score the review files of a folder in chunks, one file at a time."""
     from sentiment_lstm.data import DataError
-    from sentiment_lstm.data.folders import folder_reviews, require_review_folders
+    from sentiment_lstm.data.folders import folder_reviews, review_files
     from sentiment_lstm.data.readers import check_read_options
     from sentiment_lstm.scoring import check_output_path
 
     _reject_output_in_folder(args.output, args.input, "folder")
     try:
         check_read_options(args.input, "folder", options)
-        require_review_folders(args.input)
         if args.output is not None:
             check_output_path(args.output)
+        files = review_files(args.input)
     except DataError as err:
         raise CommandError(str(err)) from err
-
-    stdout = _stdout_file() if args.output is None else None
-
-    def reviews():
-        for file, review in folder_reviews(args.input):
-            # A *.txt link in the folder may lead to the output file.
-            _reject_output_among_inputs(args.output, [file])
-            if stdout is not None:
-                _reject_stdout_among_inputs([file], stdout)
-            yield str(file), review
-
-    return _score_located_reviews(args, model, reviews())
+    if not files:
+        raise CommandError(
+            f"{args.input}: no reviews found: its pos/ and neg/ folders hold no "
+            "*.txt files; check the path"
+        )
+    # Checked before anything is written: a *.txt link in the folder may
+    # lead to the output file, or stdout may be appended to a review file.
+    paths = [file for file, _ in files]
+    _reject_output_among_inputs(args.output, paths)
+    if args.output is None:
+        _reject_stdout_among_inputs(paths)
+    reviews = (
+        (str(file), review) for file, review in folder_reviews(args.input, files)
+    )
+    return _score_located_reviews(args, model, reviews, total=len(files))
 
 
 def _score_located_reviews(
-    args: argparse.Namespace, model: Any, reviews: Iterator[tuple[str, Any]]
+    args: argparse.Namespace,
+    model: Any,
+    reviews: Iterator[tuple[str, Any]],
+    total: int | None = None,
 ) -> int:
     """Score (file, LineReview) pairs into the output, with the file and line.
 
     Each result starts with its file and line; a review that cannot be scored
     keeps its place with the reason. The reviews are read, scored and
-    written in chunks, so memory does not grow with the input.
+    written in chunks, so memory does not grow with the input. ``total`` is
+    the number of reviews, where known, for the progress bar.
     """
     from sentiment_lstm.data import DataError
     from sentiment_lstm.scoring import output_format_for, write_output, write_to_stream
@@ -546,7 +559,9 @@ def _score_located_reviews(
     counts = _ResultCounts()
 
     def write(stream: TextIO) -> None:
-        _write_located_results(args, model, reviews, output_format, stream, counts)
+        _write_located_results(
+            args, model, reviews, output_format, stream, counts, total
+        )
 
     try:
         if args.output is None:
@@ -588,6 +603,7 @@ def _write_located_results(
     output_format: str,
     stream: TextIO,
     counts: _ResultCounts,
+    total: int | None = None,
 ) -> None:
     """Score and write (file, LineReview) pairs in chunks of --chunk-size."""
     from sentiment_lstm.data.collector import EMPTY_REVIEW_REASON
@@ -610,7 +626,7 @@ def _write_located_results(
         if chunk:
             yield chunk, _texts_to_score(chunk)
 
-    bar = progress_bar(_progress_setting(args))
+    bar = progress_bar(_progress_setting(args), total=total)
     scored_chunks = score_chunks(model, chunks(), args.batch_size)
     try:
         with contextlib.closing(scored_chunks):

@@ -162,11 +162,17 @@ class ExampleCollector:
             first = ""
             if self.bad_rows:
                 row = self.bad_rows[0]
-                # When every row is bad, the columns chosen are often wrong.
+                # When every row of a table is bad, the columns chosen are
+                # often wrong. Only CSV, TSV and JSONL reads choose columns.
+                check = "check the path and the format"
+                if self.columns is not None:
+                    check = (
+                        "check the path, the format and the columns "
+                        "(--text-column, --label-column, --stars)"
+                    )
                 first = (
                     f"; the first bad row, {row.source} line {row.line}: "
-                    f"{row.reason}; check the path, the format and the columns "
-                    "(--text-column, --label-column, --stars)"
+                    f"{row.reason}; {check}"
                 )
             raise DataError(
                 f"{path}: no reviews found ({bad} bad row{'' if bad == 1 else 's'}, "

@@ -138,8 +138,8 @@ def read_review_file(path: Path) -> tuple[LineReview, str | None]:
     return LineReview(1, text), decoded.encoding
 
 
-def review_files(path: Path) -> Iterator[tuple[Path, int]]:
-    """Yield each review file under path with its label, in reading order.
+def review_files(path: Path) -> list[tuple[Path, int]]:
+    """Return each review file under path with its label, in reading order.
 
     Files come in name order, neg/ before pos/ and train/ before test/.
     Other folders and files, such as unsup/ in aclImdb, are ignored with an INFO
@@ -150,6 +150,7 @@ def review_files(path: Path) -> Iterator[tuple[Path, int]]:
         DataError: If path has no review folder.
     """
     folders = require_review_folders(path)
+    listed: list[tuple[Path, int]] = []
     for name in SPLIT_FOLDERS:
         halves = [
             f"{label_name}/"
@@ -215,22 +216,24 @@ def review_files(path: Path) -> Iterator[tuple[Path, int]]:
             _log_ignored(
                 class_folder, hidden, "*.txt files whose names do not start with '.'"
             )
-            for file in files:
-                yield file, label
+            listed += [(file, label) for file in files]
+    return listed
 
 
-def folder_reviews(path: Path) -> Iterator[tuple[Path, LineReview]]:
-    """Yield each review file under path with its review, one file at a time.
+def folder_reviews(
+    path: Path, files: list[tuple[Path, int]]
+) -> Iterator[tuple[Path, LineReview]]:
+    """Yield each review file with its review, one file at a time.
 
-    The files and their order are those of :func:`review_files`; a file that
-    cannot be scored comes with its reason. Memory does not grow with the
-    number of files.
+    ``files`` are those that :func:`review_files` lists under ``path``; a
+    file that cannot be scored comes with its reason. Only the names stay in
+    memory, not the reviews.
 
     Raises:
-        DataError: If path has no review folder, or a file cannot be read.
+        DataError: If a file cannot be read.
     """
     cp1252_files = 0
-    for file, _ in review_files(path):
+    for file, _ in files:
         review, encoding = read_review_file(file)
         cp1252_files += encoding == "cp1252"
         yield file, review

@@ -1,5 +1,6 @@
 """Readers for files with one review per line: pos/neg pairs and plain text."""
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterator
@@ -215,7 +216,8 @@ class LineFile:
         )
         returns = 0
         decoded = DecodedText("", self.encoding.name, self.encoding.errors)
-        with open_text(self.path, self.encoding, newline, source) as stream:
+        stream = open_text(self.path, self.encoding, newline, source)
+        try:
             lines = enumerate(_bounded_lines(stream, newline), start=1)
             while True:
                 try:
@@ -237,7 +239,10 @@ class LineFile:
                     yield LineReview(number, "", EMPTY_REVIEW_REASON, EMPTY_FIX)
                 else:
                     yield LineReview(number, text)
-        warn_about_carriage_returns(returns, source)
+        finally:
+            stream.close()
+            # Also when the caller stops early, as on a bad row.
+            warn_about_carriage_returns(returns, source)
 
 
 def _bounded_lines(stream: TextIO, newline: str) -> Iterator[str | None]:
@@ -254,14 +259,20 @@ def _bounded_lines(stream: TextIO, newline: str) -> Iterator[str | None]:
         if not line:
             return
         if not line.endswith(newline) and len(line) == part_chars:
+            # A line of whitespace alone stays a blank line, however long.
+            blank = not line.strip()
             while line and not line.endswith(newline):
                 line = stream.readline(part_chars)
-            yield None
+                blank = blank and not line.strip()
+            yield "" if blank else None
             continue
         line = line.removesuffix(newline)
         if newline == "\n":
             line = line.removesuffix("\r")
-        yield None if len(line) > MAX_REVIEW_CHARS else line
+        if len(line) > MAX_REVIEW_CHARS:
+            yield "" if not line.strip() else None
+        else:
+            yield line
 
 
 def scan_line_file(path: Path) -> LineFile:
@@ -298,12 +309,24 @@ def read_line_file(path: Path, label: int | None, collector: ExampleCollector) -
             cannot be read.
     """
     collector.add_file(path)
-    source = str(path)
+    # Closed at once when a bad row raises, so that the file's warnings come
+    # before the error.
+    with contextlib.closing(scan_line_file(path).reviews()) as lines:
+        _collect_lines(lines, label, str(path), collector)
+
+
+def _collect_lines(
+    lines: Iterator[LineReview],
+    label: int | None,
+    source: str,
+    collector: ExampleCollector,
+) -> None:
+    """Add the lines of one file to collector, leaving out blank lines at its end."""
     # Blank lines wait for the next review, because at the end of the file they
     # contain no record. Those waiting are the lines just before it, so their
     # first line number and count describe them.
     blank_start = blank_count = 0
-    for review in scan_line_file(path).reviews():
+    for review in lines:
         if review.reason == EMPTY_REVIEW_REASON and not collector.keep_unscored:
             if not blank_count:
                 blank_start = review.line
