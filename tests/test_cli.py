@@ -2471,8 +2471,8 @@ def test_evaluate_split_relative_test_file(trained, tmp_path, capsys, monkeypatc
 
     assert status == 2
     assert (
-        "the model's test part was the file held/test.csv (--test-data, a path "
-        "relative to the folder that train ran in)"
+        "the model's test part was the file held/test.csv (--test-data, "
+        "relative to the folder train ran in)"
     ) in error
 
 

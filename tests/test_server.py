@@ -1154,6 +1154,40 @@ def test_partial_pipelined_head_times_out(server):
     assert split_response(second)[1]["limit"] == "header_timeout"
 
 
+def test_shutdown_with_client_not_reading(model_dir, tmp_path):
+    # Two clients pipeline large requests and read nothing, so responses
+    # wait on flow control until the shutdown timeout cancels them.
+    log = tmp_path / "server.log"
+    body = json.dumps({"reviews": ["great awful film " * 200] * 256}).encode()
+    request = (
+        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    ) + body
+
+    def send_without_reading(connection: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            connection.sendall(request * 12)
+
+    with running_server(model_dir, log, "--shutdown-timeout", "1") as (process, url):
+        port = int(url.rsplit(":", 1)[1])
+        connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+        for connection in connections:
+            threading.Thread(
+                target=send_without_reading, args=(connection,), daemon=True
+            ).start()
+        time.sleep(3)
+        process.send_signal(signal.SIGTERM)
+        exit_status = process.wait(timeout=30)
+        for connection in connections:
+            connection.close()
+    text = log.read_text()
+
+    assert exit_status == 128 + signal.SIGTERM
+    assert "cancelled at shutdown; its connection was closed" in text
+    assert "Exception in ASGI application" not in text
+    assert "Traceback" not in text
+
+
 @pytest.mark.parametrize(
     ("extra", "signals", "status", "within"),
     [

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import stat
 import tempfile
 from dataclasses import dataclass
@@ -144,7 +145,7 @@ def save_artifact(
                     "replaces; run 'sentiment-lstm export --model %s' to export "
                     "the new one",
                     stale_onnx,
-                    directory,
+                    shlex.quote(str(directory)),
                 )
 
 

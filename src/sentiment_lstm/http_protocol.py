@@ -51,7 +51,12 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from sentiment_lstm.server import OVER_CAPACITY, PROTOCOL_ERROR, REJECTION_LOG
+from sentiment_lstm.server import (
+    OVER_CAPACITY,
+    PROTOCOL_ERROR,
+    REJECTION_LOG,
+    REQUEST_CONTROL,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -243,6 +248,8 @@ def limited_protocol(
                         "value": load,
                     }
             super().on_headers_complete()
+            extensions = self.scope.setdefault("extensions", {})
+            extensions[REQUEST_CONTROL] = RequestControl(self, self.cycle)
             self._open_cycles = [
                 cycle for cycle in self._open_cycles if not cycle.response_complete
             ]
@@ -523,6 +530,33 @@ def limited_protocol(
             return b"".join(lines)
 
     return LimitedHttpToolsProtocol
+
+
+class RequestControl:
+    """What the application may do to one request's connection at shutdown.
+
+    uvicorn's ASGI interface has no way to give up on a response that a
+    client does not read. The protocol puts one of these in each request's
+    scope (see ``REQUEST_CONTROL``).
+    """
+
+    def __init__(self, protocol: Any, cycle: Any) -> None:
+        self._protocol = protocol
+        self._cycle = cycle
+
+    def client_stalled(self) -> bool:
+        """Return whether writing is paused because the client reads nothing."""
+        return bool(self._protocol.flow.write_paused)
+
+    def abort(self) -> None:
+        """Close the connection and end the request without a response.
+
+        The request counts as disconnected, so uvicorn sends and logs
+        nothing more for it.
+        """
+        self._cycle.disconnected = True
+        self._cycle.message_event.set()
+        self._protocol.transport.close()
 
 
 class _LingeringClose:

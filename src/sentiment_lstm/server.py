@@ -77,6 +77,9 @@ OVER_CAPACITY = "sentiment_lstm.over_capacity"
 # received it, because the body did not parse as HTTP. The value is the
 # status, and the application then reads a disconnect.
 PROTOCOL_ERROR = "sentiment_lstm.protocol_error"
+# Key in a request scope's "extensions" under which the HTTP protocol puts a
+# RequestControl of the request's connection.
+REQUEST_CONTROL = "sentiment_lstm.request_control"
 # Paths served even over the connection limit: they take no body and little
 # work, and health checks and metric scrapes matter most under load.
 CAPACITY_EXEMPT_PATHS = frozenset(("/health", "/metrics"))
@@ -521,6 +524,22 @@ class MetricsMiddleware:
             # uvicorn cancels the requests still in progress when its shutdown
             # timeout ends, and the end of the event loop cancels them after a
             # second Ctrl-C; nothing else cancels a request's task.
+            control = scope.get("extensions", {}).get(REQUEST_CONTROL)
+            if control is not None and (status is not None or control.client_stalled()):
+                # The response had begun, or the client reads nothing, so a
+                # 503 cannot reach it either. uvicorn would log the
+                # cancellation as an error with a traceback, and respond to a
+                # request without a response with a 500.
+                control.abort()
+                logger.warning(
+                    "%s %s from %s cancelled at shutdown; its connection was "
+                    "closed without a complete response",
+                    scope["method"],
+                    scope["path"],
+                    _client(scope),
+                )
+                status = None
+                return
             if status is not None:
                 raise
             status = 503
@@ -765,8 +784,9 @@ def unsupported_coding(
     codings = [coding.strip().lower() for coding in encoding.split(",")]
     if any(coding not in ("", "identity") for coding in codings):
         return UnsupportedContentEncoding(encoding)
-    codings = request.headers.get("transfer-encoding")
-    if codings is not None and codings.strip().lower() != "chunked":
+    transfer = request.headers.getlist("transfer-encoding")
+    codings = ", ".join(value.strip() for value in transfer)
+    if transfer and codings.lower() != "chunked":
         return UnsupportedTransferCoding(codings)
     return None
 

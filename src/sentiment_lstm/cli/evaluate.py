@@ -282,11 +282,10 @@ def _model_split_part(
     }
     if separate.get(args.split):
         path = separate[args.split]
-        # train records the path as it was given.
+        # train records the path as it was given, so a relative one may name
+        # another file from here.
         relative = (
-            ", a path relative to the folder that train ran in"
-            if not Path(path).is_absolute() and not Path(path).exists()
-            else ""
+            "" if Path(path).is_absolute() else ", relative to the folder train ran in"
         )
         raise CommandError(
             f"the model's {args.split} part was the file {path} "

@@ -174,6 +174,11 @@ class ExampleCollector:
                     f"; the first bad row, {row.source} line {row.line}: "
                     f"{row.reason}; {check}"
                 )
+            if not first and self.left_out_by_stars:
+                first = (
+                    "; check the star cut-offs (--negative-max-stars, "
+                    "--positive-min-stars)"
+                )
             raise DataError(
                 f"{path}: no reviews found ({bad} bad row{'' if bad == 1 else 's'}, "
                 f"{self.left_out_by_stars} left out by the star cut-offs)"
