@@ -433,6 +433,28 @@ def test_predict_folder_without_reviews_rejected(trained, tmp_path, capsys):
     )
 
 
+def test_predict_output_link_into_folder_named(trained, tmp_path, capsys):
+    _, model_dir = trained
+    for name in ("pos", "neg"):
+        (tmp_path / "reviews" / name).mkdir(parents=True)
+        (tmp_path / "reviews" / name / "a.txt").write_text("great fun")
+    output = tmp_path / "scores.csv"
+    output.symlink_to(tmp_path / "reviews" / "pos" / "a.txt")
+
+    status = main(
+        ["predict", "--model", str(model_dir), "--input", str(tmp_path / "reviews")]
+        + ["--output", str(output)]
+    )
+    err = capsys.readouterr().err
+
+    assert status == 1
+    assert (
+        f"the output {output} (a link to {tmp_path / 'reviews' / 'pos' / 'a.txt'})"
+        in err
+    )
+    assert (tmp_path / "reviews" / "pos" / "a.txt").read_text() == "great fun"
+
+
 def test_predict_folder_link_to_output_rejected(trained, tmp_path, capsys):
     _, model_dir = trained
     for name in ("pos", "neg"):

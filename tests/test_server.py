@@ -1154,6 +1154,58 @@ def test_partial_pipelined_head_times_out(server):
     assert split_response(second)[1]["limit"] == "header_timeout"
 
 
+def test_shutdown_with_pipelined_requests_queued(model_dir, tmp_path):
+    # Five clients each pipeline 3,000 requests and read the responses; at
+    # SIGTERM most are still queued behind the running one.
+    log = tmp_path / "server.log"
+    body = json.dumps({"reviews": ["a witty film"] * 3}).encode()
+    request = (
+        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    ) + body
+    received = []
+
+    def pipeline(connection: socket.socket) -> None:
+        threading.Thread(
+            target=_send_quietly, args=(connection, request * 3000), daemon=True
+        ).start()
+        data = b""
+        with contextlib.suppress(OSError):
+            while chunk := connection.recv(65536):
+                data += chunk
+        received.append(data)
+
+    with running_server(model_dir, log, "--shutdown-timeout", "2") as (process, url):
+        port = int(url.rsplit(":", 1)[1])
+        connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+        readers = [
+            threading.Thread(target=pipeline, args=(connection,), daemon=True)
+            for connection in connections
+        ]
+        for reader in readers:
+            reader.start()
+        time.sleep(3)
+        process.send_signal(signal.SIGTERM)
+        exit_status = process.wait(timeout=30)
+        for reader in readers:
+            reader.join(timeout=10)
+        for connection in connections:
+            connection.close()
+    text = log.read_text()
+
+    assert exit_status == 128 + signal.SIGTERM
+    assert "Exception in ASGI application" not in text
+    assert "Task was destroyed" not in text
+    assert "Traceback" not in text
+    assert sum(data.count(b"HTTP/1.1 500") for data in received) == 0
+    assert sum(data.count(b"HTTP/1.1 200") for data in received) > 0
+
+
+def _send_quietly(connection: socket.socket, data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        connection.sendall(data)
+
+
 def test_shutdown_with_client_not_reading(model_dir, tmp_path):
     # Two clients pipeline large requests and read nothing, so responses
     # wait on flow control until the shutdown timeout cancels them.

@@ -157,6 +157,17 @@ def limited_protocol(
             self._await_head()
             self._arm_head_timer()
 
+        def shutdown(self) -> None:
+            # uvicorn ends keep-alive on the newest request's cycle only, so
+            # the running one of a pipelined connection would start the next
+            # after its response, after the shutdown's single cancel sweep,
+            # and the event loop's end would destroy that task. The
+            # connection now closes after the running request's response.
+            for cycle in self._open_cycles:
+                if not cycle.response_complete:
+                    cycle.keep_alive = False
+            super().shutdown()
+
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel_head_timer()
             lingering.discard(self)

@@ -752,8 +752,9 @@ def _reject_output_in_folder(
             )
         return
     if inside:
+        through = f" (a link to {target})" if output.is_symlink() else ""
         raise CommandError(
-            f"the output {output} is inside the input folder {folder}, where a "
+            f"the output {output}{through} is inside the input folder {folder}, where a "
             "later run would read it as a review if it were a .txt file in pos/ "
             "or neg/, and list it as ignored otherwise; write the scores outside "
             "the folder"
