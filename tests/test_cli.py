@@ -1070,14 +1070,14 @@ def test_predict_stdout_appended_to_input_rejected(trained, tmp_path, input_name
     # Chunks of neg/ would come before the pos/ file that stdout appends to.
     (tmp_path / "folder" / "neg" / "b.txt").write_text("a dull mess\n")
     appended = tmp_path / input_name
-    given = {"x.pos": "x.pos", "x.txt": "x.txt", "folder/pos/a.txt": "folder"}
+    input_paths = {"x.pos": "x.pos", "x.txt": "x.txt", "folder/pos/a.txt": "folder"}
     before = appended.read_bytes()
 
     with open(appended, "ab") as stdout:
         result = subprocess.run(
             [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
             + ["--model", str(model_dir), "--chunk-size", "1"]
-            + ["--input", str(tmp_path / given[input_name])],
+            + ["--input", str(tmp_path / input_paths[input_name])],
             stdout=stdout,
             stderr=subprocess.PIPE,
             text=True,

@@ -193,7 +193,7 @@ def load_config(directory: Path) -> ArtifactConfig:
             # checkpoint.pt, or checkpoint-member<N>.pt for ensemble members
             if any(Path(directory).glob("checkpoint*.pt")):
                 raise ArtifactError(
-                    f"{directory} holds the checkpoint of a 'sentiment-lstm "
+                    f"{directory} contains the checkpoint of a 'sentiment-lstm "
                     "train' run that has not finished, and no model yet; if the "
                     "run was interrupted, finish it with the same train command "
                     "plus --resume, or pass the --output-dir of a finished run"

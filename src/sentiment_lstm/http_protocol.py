@@ -544,7 +544,7 @@ def limited_protocol(
 
 
 class RequestControl:
-    """What the application may do to one request's connection at shutdown.
+    """Handle on one request's connection, for closing it at shutdown.
 
     uvicorn's ASGI interface has no way to give up on a response that a
     client does not read. The protocol puts one of these in each request's

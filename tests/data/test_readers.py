@@ -208,9 +208,9 @@ def test_name_without_extension_named(tmp_path: Path) -> None:
 def test_review_file_removed_after_listing(tmp_path: Path) -> None:
     from sentiment_lstm.data.folders import read_review_file
 
-    gone = tmp_path / "1.txt"
+    removed = tmp_path / "1.txt"
 
-    review, encoding = read_review_file(gone)
+    review, encoding = read_review_file(removed)
 
     assert review.reason == "file not found: it was removed while the folder was read"
     assert encoding is None

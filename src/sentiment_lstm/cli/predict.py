@@ -771,15 +771,13 @@ def _stdout_file() -> os.stat_result | None:
     return status if stat.S_ISREG(status.st_mode) else None
 
 
-def _reject_stdout_among_inputs(
-    inputs: Sequence[Path], stdout: os.stat_result | None = None
-) -> None:
+def _reject_stdout_among_inputs(inputs: Sequence[Path]) -> None:
     """Raise if stdout is one of the input files, as with ``>> reviews.txt``.
 
     The results would be appended to the file being read, and the run would
     read them back without end.
     """
-    stdout = stdout or _stdout_file()
+    stdout = _stdout_file()
     if stdout is None:
         return
     for path in inputs:
