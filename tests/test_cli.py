@@ -3808,3 +3808,31 @@ def test_predict_names_input_link_loop(trained, tmp_path, capsys):
     assert f"{first} is a link that leads to no file: the links form a loop" in (
         capsys.readouterr().err
     )
+
+
+def test_predict_folder_text_names_with_control_characters_quoted(
+    trained, tmp_path, capsys, monkeypatch
+):
+    _, model_dir = trained
+    for name in ("pos", "neg"):
+        (tmp_path / "reviews" / name).mkdir(parents=True)
+    (tmp_path / "reviews" / "neg" / "a\nb.txt").write_text("a dull , boring mess")
+    (tmp_path / "reviews" / "pos" / "plain.txt").write_text("great fun")
+    for name in ("pos", "neg"):
+        (tmp_path / '"quoted' / name).mkdir(parents=True)
+        (tmp_path / '"quoted' / name / "c.txt").write_text("great fun")
+    monkeypatch.chdir(tmp_path)
+
+    outputs = []
+    for folder in ("reviews", '"quoted'):
+        status = main(["predict", "--model", str(model_dir), "--input", folder])
+        assert status == 0
+        outputs.append(capsys.readouterr().out.splitlines())
+
+    assert len(outputs[0]) == 2
+    assert outputs[0][0].startswith('"reviews/neg/a\\nb.txt":1  ')
+    assert outputs[0][1].startswith("reviews/pos/plain.txt:1  ")
+    assert [line.split("  ")[0] for line in outputs[1]] == [
+        '"\\"quoted/neg/c.txt":1',
+        '"\\"quoted/pos/c.txt":1',
+    ]

@@ -18,6 +18,7 @@ import stat
 import sys
 import tempfile
 import time
+import unicodedata
 from collections.abc import Iterator, Sequence
 from itertools import repeat
 from pathlib import Path
@@ -882,8 +883,20 @@ def write_predictions(
                 prediction.text, prediction.positive, prediction.label, prediction.error
             )
             if origin is not None:
-                line = f"{origin[0]}:{origin[1]}  {line}"
+                line = f"{_text_file_name(origin[0])}:{origin[1]}  {line}"
             stream.write(line + "\n")
+
+
+def _text_file_name(name: str) -> str:
+    """Return a file name for a text result line, quoted if it has control characters.
+
+    A line break or tab in a name would split or shift the line; such a name
+    is written as a JSON string, with the characters escaped. So is a name
+    that starts with a double quote, which would otherwise read as quoted.
+    """
+    if name.startswith('"') or any(unicodedata.category(c) == "Cc" for c in name):
+        return json.dumps(name, ensure_ascii=False)
+    return name
 
 
 def _csv_row(prediction) -> list[str]:
