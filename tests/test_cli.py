@@ -268,27 +268,56 @@ def test_unknown_architecture_rejected(tiny_posneg, capsys):
     assert "unknown architecture 'sideways'" in capsys.readouterr().err
 
 
-def test_required_accuracy_not_reached(tmp_path, tiny_posneg, capsys):
-    status = main(
-        [
-            "train",
-            "--data",
-            str(tiny_posneg),
-            "--output-dir",
-            str(tmp_path / "m"),
+def test_required_accuracy_not_reached_keeps_the_epochs(
+    tmp_path, tiny_posneg, capsys, caplog
+):
+    def command(output: Path, *extra: str) -> list[str]:
+        return ["train", "--data", str(tiny_posneg), "--output-dir", str(output)] + [
             "--num_epoch",
-            "1",
+            "2",
             "--learning_rate",
             "0.0000001",
-            "--required_acc_checkpoint",
-            "1.0",
+            *extra,
         ]
+
+    status = main(command(tmp_path / "m", "--required_acc_checkpoint", "1.0"))
+    err = capsys.readouterr().err.strip()
+    advice = re.search(
+        r"to save epoch (\d) without training again, repeat the command with "
+        r"--resume and --required-acc-checkpoint (0\.\d{3})$",
+        err,
     )
 
     assert status == 1
-    assert "no model was saved" in capsys.readouterr().err
-    # the run created the folder and left it empty, so it is removed again
-    assert not (tmp_path / "m").exists()
+    assert "no model was saved" in err
+    assert advice is not None, err
+    assert [path.name for path in (tmp_path / "m").iterdir()] == ["checkpoint.pt"]
+
+    caplog.set_level("INFO")
+    lowered = ["--required_acc_checkpoint", advice.group(2), "--resume"]
+    assert main(command(tmp_path / "m", *lowered)) == 0
+    messages = [record.getMessage() for record in caplog.records]
+    assert f"saved model of epoch {advice.group(1)}" in "\n".join(messages)
+    assert not [message for message in messages if message.startswith("epoch_nr")]
+    assert main(command(tmp_path / "straight")) == 0
+    for name in ("model.safetensors", "tokenizer.json"):
+        saved = (tmp_path / "m" / name).read_bytes()
+        assert saved == (tmp_path / "straight" / name).read_bytes(), name
+    assert not (tmp_path / "m" / "checkpoint.pt").exists()
+
+
+def test_resume_cannot_raise_required_accuracy(tmp_path, tiny_posneg, capsys):
+    output = tmp_path / "m"
+    command = ["train", "--data", str(tiny_posneg), "--output-dir", str(output)]
+    command += ["--num_epoch", "1", "--learning_rate", "0.0000001"]
+    assert main([*command, "--required_acc_checkpoint", "0.99"]) == 1
+    capsys.readouterr()
+
+    status = main([*command, "--required_acc_checkpoint", "1.0", "--resume"])
+
+    assert status == 1
+    assert "--required-acc-checkpoint was 0.99, now 1.0" in capsys.readouterr().err
+    assert [path.name for path in output.iterdir()] == ["checkpoint.pt"]
 
 
 def test_missing_data_file(tmp_path, capsys):
@@ -1736,6 +1765,62 @@ def test_full_disk_under_stdout(trained, command):
     assert "Exception ignored" not in completed.stderr
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize(
+    ("output", "name"),
+    [([], "stdout"), (["--output", "/dev/stdout"], "/dev/stdout")],
+)
+def test_full_disk_under_stdout_while_scoring_a_file(trained, output, name):
+    root, model_dir = trained
+    with open("/dev/full", "w") as full:
+        completed = subprocess.run(
+            [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+            + ["--model", str(model_dir), "--input", str(root / "tiny.pos"), *output],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+
+    assert completed.returncode == 1
+    assert completed.stderr == (
+        f"sentiment-lstm predict: error: {name}: cannot write the output: No space "
+        f"left on device; {name} may hold part of the results\n"
+    )
+
+
+def _limit_file_size() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs setrlimit")
+def test_write_failing_midway_says_part_was_written(trained, tmp_path):
+    _, model_dir = trained
+    reviews = tmp_path / "reviews.txt"
+    reviews.write_text("a dull , boring mess\n" * 5000)
+    scores = tmp_path / "scores.txt"
+
+    with open(scores, "w") as stream:
+        completed = subprocess.run(
+            [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+            + ["--model", str(model_dir), "--input", str(reviews)],
+            stdout=stream,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            preexec_fn=_limit_file_size,
+        )
+
+    assert completed.returncode == 1
+    assert completed.stderr == (
+        "sentiment-lstm predict: error: stdout: cannot write the output: File too "
+        "large; stdout may hold part of the results\n"
+    )
+    assert scores.stat().st_size == 20_000
+
+
 def predict_to_output(model_dir, reviews, source, output, capsys) -> tuple[int, str]:
     """Run predict on the reviews file or on one review given as an argument."""
     reviews_given = (
@@ -2145,7 +2230,9 @@ def test_train_rejects_adamw_decay_of_one(trained, tmp_path, capsys):
         "--learning-rate 0.001 times --weight-decay 1000 is 1, but must be below 1 "
         "with --optimizer adamw"
     ) in error
-    assert "choose a --weight-decay below 1000" in error
+    assert "choose a --learning-rate below 0.001 or a --weight-decay below 1000" in (
+        error
+    )
     assert not (tmp_path / "model").exists()
 
 
@@ -2568,6 +2655,42 @@ def test_evaluate_reordered_training_data_warns(trained, tmp_path, caplog):
     assert "pass the training data in its original order with --split test" in (
         caplog.text
     )
+
+
+@pytest.mark.parametrize(
+    ("flags", "advice"),
+    [
+        (
+            ["--test-data", "held-out.csv"],
+            "evaluate the part it was not trained on with --data held-out.csv "
+            "--split all (--test-data, relative to the folder train ran in)",
+        ),
+        (
+            ["--test-fraction", "0"],
+            "pass --split validation to evaluate the part it was not trained on",
+        ),
+    ],
+)
+def test_evaluate_training_data_advice_names_the_held_out_part(
+    tmp_path, caplog, monkeypatch, flags, advice
+):
+    from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
+
+    monkeypatch.chdir(tmp_path)
+    for name, repeats in (("reviews.csv", 6), ("held-out.csv", 1)):
+        rows = [("positive", text) for text in POSITIVE_REVIEWS * repeats]
+        rows += [("negative", text) for text in NEGATIVE_REVIEWS * repeats]
+        lines = [f'{label},"{text}"' for label, text in rows]
+        (tmp_path / name).write_text("label,text\n" + "\n".join(lines) + "\n")
+    train = ["train", "--data", "reviews.csv", "--output-dir", "model", *TRAIN_ARGS]
+    assert main(train + flags) == 0
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        status = main(["evaluate", "--model", "model", "--data", "reviews.csv"])
+
+    assert status == 0
+    assert "reviews.csv contains " in caplog.text
+    assert advice in caplog.text
 
 
 def write_mixed_reviews(path: Path) -> None:
@@ -3836,3 +3959,41 @@ def test_predict_folder_text_names_with_control_characters_quoted(
         '"\\"quoted/neg/c.txt":1',
         '"\\"quoted/pos/c.txt":1',
     ]
+
+
+def test_predict_logs_no_training_lines(trained, tmp_path, caplog):
+    caplog.set_level("INFO")
+    _, model_dir = trained
+    (tmp_path / "reviews.csv").write_text("content,score\ngreat fun,5\n")
+    for split in ("train", "test"):
+        for name in ("pos", "neg"):
+            (tmp_path / "imdb" / split / name).mkdir(parents=True)
+            (tmp_path / "imdb" / split / name / "1.txt").write_text("great fun")
+
+    for source in ("reviews.csv", "imdb"):
+        command = ["predict", "--model", str(model_dir)]
+        assert main([*command, "--input", str(tmp_path / source)]) == 0
+    messages = [record.getMessage() for record in caplog.records]
+    caplog.clear()
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(model_dir),
+                "--data",
+                str(tmp_path / "reviews.csv"),
+            ]
+            + ["--stars"]
+        )
+        == 0
+    )
+    train_messages = [record.getMessage() for record in caplog.records]
+
+    assert f"{tmp_path / 'reviews.csv'}: text column 'content'" in messages
+    assert not [message for message in messages if "label column" in message]
+    assert not [message for message in messages if "--test-data" in message]
+    assert (
+        f"{tmp_path / 'reviews.csv'}: text column 'content', label column 'score'"
+        in train_messages
+    )

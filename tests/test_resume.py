@@ -138,6 +138,32 @@ def test_resume_matches_uninterrupted(corpus, tmp_path):
     assert not (resumed / "checkpoint.pt").exists()
 
 
+def test_resume_with_lower_required_accuracy(corpus, tmp_path):
+    whole = tmp_path / "whole"
+    resumed = tmp_path / "resumed"
+    # a learning rate this small keeps validation accuracy far below 1.0
+    slow = ["--learning-rate", "1e-9"]
+    subprocess.run(train_command(corpus, whole, *slow), check=True, env=ENV)
+    kill_after_first_checkpoint(
+        train_command(corpus, resumed, *slow, "--required-acc-checkpoint", "1.0"),
+        resumed / "checkpoint.pt",
+    )
+    assert not (resumed / "model.safetensors").exists()
+
+    subprocess.run(
+        train_command(corpus, resumed, *slow, "--required-acc-checkpoint", "0")
+        + ["--resume"],
+        check=True,
+        env=ENV,
+    )
+
+    assert epochs_without_time(resumed) == epochs_without_time(whole)
+    assert (resumed / "model.safetensors").read_bytes() == (
+        whole / "model.safetensors"
+    ).read_bytes()
+    assert not (resumed / "checkpoint.pt").exists()
+
+
 def test_resume_with_overwrite_rejected(corpus, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(train_args(corpus, tmp_path / "run", "--resume", "--overwrite"))

@@ -139,10 +139,25 @@ def descriptor_stream(descriptor: int, errors: str = "strict") -> Iterator[TextI
         with suppress(AttributeError, OSError, ValueError):
             if stream.fileno() == descriptor:
                 stream.flush()
-    with open(
-        os.dup(descriptor), "w", encoding="utf-8", errors=errors, newline=""
-    ) as stream:
+    stream = open(os.dup(descriptor), "w", encoding="utf-8", errors=errors, newline="")
+    with closed_quietly_on_error(stream):
         yield stream
+    stream.close()
+
+
+@contextmanager
+def closed_quietly_on_error(stream: TextIO) -> Iterator[None]:
+    """Close ``stream`` when the block raises, ignoring a failed flush.
+
+    After a write failed for a full disk, say, the close would try to flush
+    the same buffer, fail again and replace the first error.
+    """
+    try:
+        yield
+    except BaseException:
+        with suppress(OSError):
+            stream.close()
+        raise
 
 
 def broken_link_reason(path: Path) -> str:

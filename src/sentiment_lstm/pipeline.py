@@ -58,6 +58,7 @@ from sentiment_lstm.training import (
     available_memory,
     estimate_training_memory,
     load_checkpoint,
+    saved_threshold,
     seed_everything,
     train,
     train_ensemble,
@@ -564,8 +565,11 @@ def _train_single_model(
         run_identity=run_identity,
     )
     with interrupts.deferred():
-        remove_checkpoints(output_dir)
-        record.checkpoint_epoch = None
+        if saved:
+            remove_checkpoints(output_dir)
+            record.checkpoint_epoch = None
+        # Otherwise the checkpoint keeps the trained epochs, so that a
+        # resumed run with a lower --required-acc-checkpoint can save one.
         record.finished = True
     best = result.best
     history_values = {
@@ -619,7 +623,11 @@ def _resume_save_state(
     neither count as this run's model nor get this run's metrics.
     """
     state = load_checkpoint(checkpoint_path)
-    if float(state["best_accuracy"]) >= training_config.required_accuracy:
+    # The interrupted run may have had a higher --required-acc-checkpoint.
+    threshold = saved_threshold(state)
+    if threshold is None:
+        threshold = training_config.required_accuracy
+    if float(state["best_accuracy"]) >= threshold:
         record.model_epoch = int(state["best_epoch"])
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import errno
 import gc
 import itertools
 import json
@@ -71,7 +72,12 @@ from sentiment_lstm.data.jsonl import (
 )
 from sentiment_lstm.data.readers import detect_format, require_regular_file
 from sentiment_lstm.data.records import DataError, ReadOptions
-from sentiment_lstm.files import descriptor_stream, file_mode, inherited_descriptor
+from sentiment_lstm.files import (
+    closed_quietly_on_error,
+    descriptor_stream,
+    file_mode,
+    inherited_descriptor,
+)
 from sentiment_lstm.predictor import EMPTY_REVIEW, PendingScores
 from sentiment_lstm.text import TOO_LONG_REASON
 
@@ -1211,9 +1217,12 @@ def write_output(path: Path, write: Callable[[TextIO], T]) -> T:
     in_place = check_output_path(path)
     if in_place:
         try:
-            with open(
-                path, "w", encoding="utf-8", errors=OUTPUT_ERRORS, newline=""
-            ) as stream:
+            with (
+                open(
+                    path, "w", encoding="utf-8", errors=OUTPUT_ERRORS, newline=""
+                ) as stream,
+                closed_quietly_on_error(stream),
+            ):
                 return write_to_stream(str(path), stream, write)
         except OSError as err:
             raise DataError(output_error_message(path, err)) from err
@@ -1226,16 +1235,43 @@ def write_output(path: Path, write: Callable[[TextIO], T]) -> T:
         raise DataError(f"{err}; {path} {state}") from err
 
 
+class _StreamWriteError(Exception):
+    """A write to the output stream failed with ``error``; other OSErrors pass."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class _CountingStream:
-    """A text stream that counts the characters written through it."""
+    """A text stream that counts the characters written through it.
+
+    A failed write or flush raises :class:`_StreamWriteError`, so that it is
+    told apart from a failure to read the input. A closed pipe still raises
+    BrokenPipeError.
+    """
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self.chars = 0
 
     def write(self, text: str) -> int:
+        try:
+            written = self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            raise _StreamWriteError(err) from err
         self.chars += len(text)
-        return self._stream.write(text)
+        return written
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            raise _StreamWriteError(err) from err
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -1249,12 +1285,29 @@ def write_to_stream(name: str, stream: TextIO, write: Callable[[TextIO], T]) -> 
     stream received.
 
     Raises:
-        DataError: As ``write`` does, with a note on what ``name`` received.
+        DataError: As ``write`` does, with a note on what ``name`` received;
+            also if the stream cannot be written or flushed.
         KeyboardInterrupt: As ``write`` does, with the same note.
     """
     counting = _CountingStream(stream)
     try:
-        return write(counting)  # type: ignore[arg-type]
+        result = write(counting)  # type: ignore[arg-type]
+        # Text still in the buffer would otherwise fail later, unexplained.
+        counting.flush()
+        return result
+    except _StreamWriteError as failure:
+        err = failure.error
+        if err.errno == errno.EBADF:
+            raise DataError(
+                f"{name}: cannot write the output: {err.strerror or err}; nothing "
+                "was written; check that it is open for writing"
+            ) from err
+        # A write can fail after part of its text went out, as on a full disk,
+        # so how many rows arrived is unknown.
+        raise DataError(
+            f"{name}: cannot write the output: {err.strerror or err}; {name} may "
+            "hold part of the results"
+        ) from err
     except DataError as err:
         received = _received(name, counting.chars, getattr(err, "rows_written", None))
         raise DataError(f"{err}; {received}") from err

@@ -660,6 +660,19 @@ def train(
             best_accuracy,
             best_epoch,
         )
+        before = saved_threshold(state)
+        if (
+            on_checkpoint is not None
+            and best_state
+            and before is not None
+            and config.required_accuracy <= best_accuracy < before
+        ):
+            # The interrupted run's higher threshold kept its best epoch from
+            # being saved; the lower one lets it through now.
+            with interrupts.deferred():
+                model.load_state_dict(best_state)
+                on_checkpoint(next(m for m in history if m.epoch == best_epoch), model)
+                model.load_state_dict(state["model"])
 
     for epoch in range(start_epoch, config.num_epochs + 1):
         if stopped_early:
@@ -1211,6 +1224,11 @@ def _check_identity(saved: dict[str, Any], current: dict[str, Any], path: Path) 
         for key in _differing_keys(saved.get(section), current.get(section))
         if f"{section}.{key}" not in unrecorded + no_longer_compared
     )
+    if _threshold_lowered(saved, current):
+        # The threshold changes no weight, so an epoch it now lets through
+        # can still be saved from the checkpoint. Raising it could not
+        # unsave a model that the interrupted run saved.
+        differences.remove(_THRESHOLD)
     if _same_reviews_from_data_alone(saved, current):
         # Reading flags or file names that give the same reviews, such as a
         # flag naming the column that training detected or a renamed copy of
@@ -1383,6 +1401,26 @@ def _read_option_changes(saved: dict[str, Any], current: dict[str, Any]) -> str:
         current_columns=columns[1] if isinstance(columns[1], dict) else None,
     )
     return ", ".join(differences)
+
+
+_THRESHOLD = "training.required_accuracy"
+
+
+def _threshold_lowered(saved: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Return whether the run lowers the interrupted run's --required-acc-checkpoint."""
+    before = _setting(saved, _THRESHOLD)
+    now = _setting(current, _THRESHOLD)
+    return (
+        isinstance(before, (int, float))
+        and isinstance(now, (int, float))
+        and now < before
+    )
+
+
+def saved_threshold(state: dict[str, Any]) -> float | None:
+    """Return the --required-acc-checkpoint of the run that wrote a checkpoint."""
+    value = _setting(state.get("identity", {}), _THRESHOLD)
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def _setting(identity: dict[str, Any], name: str) -> Any:

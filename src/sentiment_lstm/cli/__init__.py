@@ -230,6 +230,8 @@ def _run_command(args: argparse.Namespace, terminated: interrupts.Termination) -
         return status
     except CommandError as err:
         print_error(f"sentiment-lstm {args.command}: error: {err}")
+        # A write to stdout that failed leaves text in its buffer.
+        _silence_failed_stdout()
         return 2 if err.usage else 1
     except KeyboardInterrupt as err:
         # The message, if any, names what the command saved before the interruption.

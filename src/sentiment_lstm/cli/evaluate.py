@@ -218,18 +218,30 @@ def _warn_if_training_data(
     in_order = data.get("examples_fingerprint")
     # Models saved before the set was recorded can only match in order.
     as_set = data.get("review_set_fingerprint")
+    held_out = _held_out_part(metadata)
+    # A held-out file of its own is read whatever the order of --data.
+    cut_from_data = held_out.startswith("--split")
     if in_order and examples_fingerprint(read.examples) == in_order:
-        # --split test recreates the split from the reviews in this order.
-        fix = "pass --split test to evaluate the part it was not trained on"
+        # --split recreates the split from the reviews in this order.
+        fix = (
+            f"pass {held_out} to evaluate the part it was not trained on"
+            if cut_from_data
+            else f"evaluate the part it was not trained on with {held_out}"
+        )
     elif as_set and review_set_fingerprint(read.examples) == as_set:
         fix = (
             "to evaluate the part it was not trained on, pass the training "
-            "data in its original order with --split test"
+            f"data in its original order with {held_out}"
+            if cut_from_data
+            else f"evaluate the part it was not trained on with {held_out}"
         )
     elif seen and seen >= compared * SEEN_WARNING_SHARE:
         fix = (
             "evaluate on reviews it was not trained on, or on its held-out "
-            "part with its training data and --split test"
+            f"part with its training data and {held_out}"
+            if cut_from_data
+            else "evaluate on reviews it was not trained on, such as its "
+            f"held-out part with {held_out}"
         )
     else:
         return
@@ -248,6 +260,28 @@ def _warn_if_training_data(
         args.model,
         fix,
     )
+
+
+def _held_out_part(metadata: dict[str, Any]) -> str:
+    """Return the evaluate flags that read a model's held-out reviews.
+
+    The test part, else the validation part: ``--split test`` where it was
+    cut from the training data, ``--data FILE --split all`` where it was a
+    file of its own.
+    """
+    split = metadata.get("split", {})
+    for part in ("test", "validation"):
+        path = split.get(f"{part}_data")
+        if path:
+            relative = (
+                ""
+                if Path(path).is_absolute()
+                else f" (--{part}-data, relative to the folder train ran in)"
+            )
+            return f"--data {path} --split all{relative}"
+        if split.get(f"{part}_fraction") != 0:
+            return f"--split {part}"
+    return "--split test"
 
 
 def _model_split_part(

@@ -519,7 +519,7 @@ def _score_folder(args: argparse.Namespace, model: Any, options: Any) -> int:
         check_read_options(args.input, "folder", options)
         if args.output is not None:
             check_output_path(args.output)
-        files = review_files(args.input)
+        files = review_files(args.input, training=False)
     except DataError as err:
         raise CommandError(str(err)) from err
     if not files:

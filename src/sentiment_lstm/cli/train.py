@@ -514,7 +514,8 @@ def resolve_options(
             f"--learning-rate {values['learning_rate']:g} times --weight-decay "
             f"{values['weight_decay']:g} is {decay_factor:g}, but must be below 1 "
             "with --optimizer adamw, which multiplies every weight by 1 minus "
-            "that product at each step; choose a --weight-decay below "
+            "that product at each step; choose a --learning-rate below "
+            f"{1 / values['weight_decay']:g} or a --weight-decay below "
             f"{1 / values['learning_rate']:g}",
             usage=True,
         )
@@ -773,15 +774,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             elif not args.overwrite:
                 check_no_saved_model(output_dir)
             outcome = _train(args, spec, options, output_dir, record)
-        best = outcome.result.best
         if not outcome.saved:
-            raise CommandError(
-                f"no epoch reached the required validation accuracy "
-                f"{args.required_acc_checkpoint:g} (best "
-                f"{best.validation_accuracy:.3f} at epoch "
-                f"{outcome.result.best_epoch}), so no model was saved; "
-                "lower --required-acc-checkpoint or train longer"
-            )
+            raise CommandError(_threshold_not_reached(args, outcome, output_dir))
     except KeyboardInterrupt:
         # main() prints the message and exits with status 130
         raise KeyboardInterrupt(interruption_message(output_dir, record)) from None
@@ -790,6 +784,40 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         remove_empty_folders(created)
     logger.info("model saved to %s", output_dir)
     return 0
+
+
+def _threshold_not_reached(
+    args: argparse.Namespace, outcome: Any, output_dir: Path
+) -> str:
+    """Say that no model was saved, and how to save one from the kept epochs."""
+    from sentiment_lstm.pipeline import CHECKPOINT_FILE
+
+    best = outcome.result.best
+    head = (
+        f"no epoch reached the required validation accuracy "
+        f"{args.required_acc_checkpoint:g} (best {best.validation_accuracy:.3f}"
+    )
+    checkpoint = output_dir / CHECKPOINT_FILE
+    if outcome.ensemble is not None or not checkpoint.is_file():
+        return (
+            f"{head}), so no model was saved; lower --required-acc-checkpoint "
+            "or train longer"
+        )
+    return (
+        f"{head} at epoch {outcome.result.best_epoch}), so no model was saved; "
+        f"{checkpoint} keeps the trained epochs: to save epoch "
+        f"{outcome.result.best_epoch} without training again, repeat the "
+        "command with --resume and --required-acc-checkpoint "
+        f"{_floor(best.validation_accuracy)}"
+    )
+
+
+def _floor(accuracy: float) -> str:
+    """Return ``accuracy`` rounded down to 3 decimals, as text."""
+    text = f"{accuracy:.3f}"
+    if float(text) > accuracy:
+        text = f"{float(text) - 0.001:.3f}"
+    return text
 
 
 def _train(

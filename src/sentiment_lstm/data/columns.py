@@ -247,8 +247,8 @@ def choose_columns(
             f"{source}: column {text!r} was chosen as both text and label column; "
             "pass --text-column and --label-column with two different columns"
         )
-    if label is None:
-        # prediction input without labels, which scoring does not need
+    if label is None or optional_label:
+        # Scoring reads no labels unless --label-column names them.
         logger.info("%s: text column %r", source, text)
     else:
         logger.info("%s: text column %r, label column %r", source, text, label)

@@ -138,13 +138,14 @@ def read_review_file(path: Path) -> tuple[LineReview, str | None]:
     return LineReview(1, text), decoded.encoding
 
 
-def review_files(path: Path) -> list[tuple[Path, int]]:
+def review_files(path: Path, *, training: bool = True) -> list[tuple[Path, int]]:
     """Return each review file under path with its label, in reading order.
 
     Files come in name order, neg/ before pos/ and train/ before test/.
     Other folders and files, such as unsup/ in aclImdb, are ignored with an INFO
     log line, or a WARNING for those inside pos/ and neg/. A broken ``*.txt``
-    link is yielded too, as a review that cannot be read.
+    link is yielded too, as a review that cannot be read. With ``training``,
+    train/ and test/ read together get an INFO line on how to keep test/ apart.
 
     Raises:
         DataError: If path has no review folder.
@@ -170,7 +171,7 @@ def review_files(path: Path) -> list[tuple[Path, int]]:
         used = {folder.name for folder in folders}
         ignored = sorted(item.name for item in path.iterdir() if item.name not in used)
         _log_ignored(path, ignored, " and ".join(f"{name}/" for name in sorted(used)))
-    if len(folders) > 1:
+    if training and len(folders) > 1:
         logger.info(
             "%s: the reviews of %s are read as one set; to keep test/ as the "
             "test split in train, pass --data %s --test-data %s",
