@@ -123,10 +123,10 @@ def test_unusable_labels(saved, labels, num_classes):
 def test_interrupted_run_folder_named(tmp_path):
     (tmp_path / "checkpoint.pt").write_bytes(b"checkpoint")
 
-    with pytest.raises(ArtifactError, match="run that has not finished") as error:
+    with pytest.raises(ArtifactError, match="train' run and no model") as error:
         artifact.load_config(tmp_path)
 
-    assert "plus --resume" in str(error.value)
+    assert "repeat its train command with --resume (and a lower" in str(error.value)
 
 
 def test_missing_directory(tmp_path):

@@ -3267,7 +3267,10 @@ def test_train_keeps_interrupted_run_without_resume(trained, tmp_path, capsys):
     err = capsys.readouterr().err
 
     assert status == 2
-    assert "contains the checkpoint of an interrupted run; pass --resume" in err
+    assert (
+        "contains the checkpoint of a run that was interrupted or reached no "
+        "--required-acc-checkpoint; pass --resume to continue it"
+    ) in err
     assert (folder / "checkpoint.pt").read_bytes() == b"an interrupted run"
 
 

@@ -194,9 +194,11 @@ def load_config(directory: Path) -> ArtifactConfig:
             if any(Path(directory).glob("checkpoint*.pt")):
                 raise ArtifactError(
                     f"{directory} contains the checkpoint of a 'sentiment-lstm "
-                    "train' run that has not finished, and no model yet; if the "
-                    "run was interrupted, finish it with the same train command "
-                    "plus --resume, or pass the --output-dir of a finished run"
+                    "train' run and no model: the run was interrupted, or no "
+                    "epoch reached its --required-acc-checkpoint; repeat its "
+                    "train command with --resume (and a lower "
+                    "--required-acc-checkpoint in the second case), or pass the "
+                    "--output-dir of a run that saved a model"
                 )
             raise ArtifactError(
                 f"{directory} is not a sentiment-lstm model directory: it has "

@@ -158,11 +158,16 @@ def check_no_saved_model(path: Path) -> None:
         return
     has_model = _is_model_config(path / "config.json")
     has_checkpoint = any(path.glob("checkpoint*.pt"))
+    # A run keeps its checkpoint when interrupted, and when no epoch reached
+    # --required-acc-checkpoint.
     if has_checkpoint and has_model:
-        found = "a sentiment-lstm model and the checkpoint of an interrupted run"
+        found = "a sentiment-lstm model and the checkpoint of a later run"
         options = "--resume to continue that run, --overwrite to start a new one"
     elif has_checkpoint:
-        found = "the checkpoint of an interrupted run"
+        found = (
+            "the checkpoint of a run that was interrupted or reached no "
+            "--required-acc-checkpoint"
+        )
         options = "--resume to continue it, --overwrite to start a new one"
     elif has_model:
         found = "a sentiment-lstm model"
