@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import gc
 import io
 import json
@@ -850,6 +851,47 @@ def test_stream_output_text(model, tmp_path):
 
     assert lines[0].endswith('  "great fun"')
     assert lines[1] == f'    n/a           ""  (line 3: {EMPTY_REVIEW})'
+
+
+class _WriteOnly:
+    """A stream with nothing but a write method."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        return len(text)
+
+
+class _ResetConnection(io.StringIO):
+    def write(self, text: str) -> int:
+        raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+
+
+def test_stream_output_needs_only_write(model, tmp_path):
+    source = write_csv(tmp_path / "in.csv", ["text"], [["great fun"], ["dull"]])
+    output = _WriteOnly()
+
+    summary = score_file(model, source, output, output_format="csv")
+
+    assert summary.rows == 2
+    assert "".join(output.parts).splitlines()[0] == (
+        "text,positive,negative,label,error"
+    )
+
+
+def test_stream_output_failure_says_what_it_may_hold(model, tmp_path):
+    source = write_csv(tmp_path / "in.csv", ["text"], [["great fun"]])
+
+    with pytest.raises(DataError) as error:
+        score_file(model, source, _ResetConnection())
+
+    assert str(error.value) == (
+        "the output stream: cannot write the output: Connection reset by peer; "
+        "the output stream may hold part of the results"
+    )
+    assert isinstance(error.value.__cause__, ConnectionResetError)
 
 
 def test_progress_hidden_off_terminal(model, tmp_path, capsys):

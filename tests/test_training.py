@@ -130,6 +130,45 @@ def test_checkpoint_only_above_required_accuracy():
     assert saved == []
 
 
+def test_resume_with_lower_required_accuracy_saves_the_best_epoch(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    events = []
+    # a learning rate this small keeps validation accuracy far below 1.0
+    config = TrainingConfig(
+        num_epochs=2, batch_size=16, learning_rate=1e-9, required_accuracy=1.0
+    )
+    train(
+        new_model(), toy_split(100, 1), toy_split(40, 2), config, checkpoint_path=path
+    )
+    best_epoch = load_checkpoint(path)["best_epoch"]
+    lower = dataclasses.replace(config, required_accuracy=0.0)
+
+    train(
+        new_model(),
+        toy_split(100, 1),
+        toy_split(40, 2),
+        lower,
+        on_checkpoint=lambda metrics, model: events.append(("save", metrics.epoch)),
+        on_epoch_end=lambda history: events.append(("end", history[-1].epoch)),
+        checkpoint_path=path,
+        resume=True,
+    )
+
+    # the model and metrics.json are written at once, with no epoch trained
+    assert events == [("save", best_epoch), ("end", 2)]
+    assert load_checkpoint(path)["identity"]["training"]["required_accuracy"] == 0.0
+    # the threshold of the saved model cannot be raised again
+    with pytest.raises(CheckpointError, match="--required-acc-checkpoint was 0"):
+        train(
+            new_model(),
+            toy_split(100, 1),
+            toy_split(40, 2),
+            config,
+            checkpoint_path=path,
+            resume=True,
+        )
+
+
 def test_checkpoint_on_each_improvement():
     saved = []
     config = TrainingConfig(num_epochs=3, batch_size=16, learning_rate=0.01)

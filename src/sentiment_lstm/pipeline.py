@@ -379,8 +379,9 @@ def train_model(
     cannot leak into it. The model is saved whenever validation accuracy
     improves and has reached ``training_config.required_accuracy``; the
     per-epoch history is written to ``metrics.json`` after every epoch, and a
-    resumable checkpoint to ``checkpoint.pt``, which is removed once training
-    ends.
+    resumable checkpoint to ``checkpoint.pt``. Once training ends, the
+    checkpoint is removed if a model was saved. Otherwise it stays, so that
+    a resumed run with a lower required accuracy can save the best epoch.
 
     Args:
         splits: Train, validation and test examples.
@@ -623,6 +624,7 @@ def _resume_save_state(
     neither count as this run's model nor get this run's metrics.
     """
     state = load_checkpoint(checkpoint_path)
+    record.checkpoint_epoch = int(state["epoch"])
     # The interrupted run may have had a higher --required-acc-checkpoint.
     threshold = saved_threshold(state)
     if threshold is None:

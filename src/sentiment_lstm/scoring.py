@@ -267,7 +267,10 @@ def score_file(
     Raises:
         DataError: If the input cannot be read, has no text column, or has a
             row that does not parse while ``options.skip_bad_rows`` is unset.
-            The message names the file and line.
+            The message names the file and line. Also if the output cannot be
+            written; with a stream, the message says what it may hold.
+        BrokenPipeError: If the output stream is a pipe whose reader has
+            exited.
         ValueError: If an argument is invalid, e.g. JSONL input with CSV
             output, or the output path is the input path.
     """
@@ -1208,6 +1211,9 @@ def write_output(path: Path, write: Callable[[TextIO], T]) -> T:
         try:
             with descriptor_stream(descriptor, OUTPUT_ERRORS) as stream:
                 return write_to_stream(str(path), stream, write)
+        except BrokenPipeError:
+            # The reader has exited, as with "| head"; the caller handles it.
+            raise
         except OSError as err:
             raise DataError(
                 f"{path}: cannot write the output: {err.strerror or err}; check "
@@ -1236,7 +1242,10 @@ def write_output(path: Path, write: Callable[[TextIO], T]) -> T:
 
 
 class _StreamWriteError(Exception):
-    """A write to the output stream failed with ``error``; other OSErrors pass."""
+    """A write to the output stream failed with ``error``.
+
+    Wrapping it tells it apart from an OSError of reading the input.
+    """
 
     def __init__(self, error: OSError) -> None:
         super().__init__(str(error))
@@ -1266,8 +1275,12 @@ class _CountingStream:
         return written
 
     def flush(self) -> None:
+        # A stream of the caller's may have no flush method.
+        flush = getattr(self._stream, "flush", None)
+        if flush is None:
+            return
         try:
-            self._stream.flush()
+            flush()
         except BrokenPipeError:
             raise
         except OSError as err:
@@ -1299,8 +1312,9 @@ def write_to_stream(name: str, stream: TextIO, write: Callable[[TextIO], T]) -> 
         err = failure.error
         if err.errno == errno.EBADF:
             raise DataError(
-                f"{name}: cannot write the output: {err.strerror or err}; nothing "
-                "was written; check that it is open for writing"
+                f"{name} is not open for writing ({err.strerror or err}), so "
+                "nothing was written to it; open it for writing or choose "
+                "another --output"
             ) from err
         # A write can fail after part of its text went out, as on a full disk,
         # so how many rows arrived is unknown.

@@ -673,6 +673,11 @@ def train(
                 model.load_state_dict(best_state)
                 on_checkpoint(next(m for m in history if m.epoch == best_epoch), model)
                 model.load_state_dict(state["model"])
+                # The checkpoint now records the lower threshold, which a
+                # later --resume may not raise again over the saved model.
+                save_checkpoint(checkpoint_path, dict(state, identity=identity))
+                if on_epoch_end is not None:
+                    on_epoch_end(history)
 
     for epoch in range(start_epoch, config.num_epochs + 1):
         if stopped_early:

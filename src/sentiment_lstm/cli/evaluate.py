@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -278,7 +279,7 @@ def _held_out_part(metadata: dict[str, Any]) -> str:
                 if Path(path).is_absolute()
                 else f" (--{part}-data, relative to the folder train ran in)"
             )
-            return f"--data {path} --split all{relative}"
+            return f"--data {shlex.quote(path)} --split all{relative}"
         if split.get(f"{part}_fraction") != 0:
             return f"--split {part}"
     return "--split test"

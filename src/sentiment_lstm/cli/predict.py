@@ -13,12 +13,12 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import shutil
 import stat
 import sys
 import tempfile
 import time
-import unicodedata
 from collections.abc import Iterator, Sequence
 from itertools import repeat
 from pathlib import Path
@@ -34,6 +34,10 @@ from sentiment_lstm.cli.common import (
     thread_count,
 )
 from sentiment_lstm.files import inherited_descriptor
+
+# Control characters and the line and paragraph separators, which
+# str.splitlines and some terminals take as line breaks.
+_UNSAFE_IN_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 logger = logging.getLogger(__name__)
 
@@ -818,21 +822,21 @@ def _write_predictions_to_output(
     origins: Sequence[tuple[str, int]] | None = None,
 ) -> None:
     from sentiment_lstm.data import DataError
-    from sentiment_lstm.scoring import output_format_for, write_output
+    from sentiment_lstm.scoring import output_format_for, write_output, write_to_stream
 
     output_format = args.output_format or output_format_for(args.output)
-    if args.output is None:
-        write_predictions(predictions, output_format, sys.stdout, origins)
-        return
-    # The results go to a temporary file that replaces the output only when
-    # complete, so a failed or interrupted write leaves an earlier file whole.
+
+    def write(stream: TextIO) -> None:
+        write_predictions(predictions, output_format, stream, origins)
+
     try:
-        write_output(
-            args.output,
-            lambda stream: write_predictions(
-                predictions, output_format, stream, origins
-            ),
-        )
+        if args.output is None:
+            write_to_stream("stdout", sys.stdout, write)
+        else:
+            # The results go to a temporary file that replaces the output only
+            # when complete, so a failed or interrupted write leaves an
+            # earlier file whole.
+            write_output(args.output, write)
     except DataError as err:
         raise CommandError(str(err)) from err
 
@@ -888,15 +892,18 @@ def write_predictions(
 
 
 def _text_file_name(name: str) -> str:
-    """Return a file name for a text result line, quoted if it has control characters.
+    """Return a file name for a text result line, quoted if it could break the line.
 
-    A line break or tab in a name would split or shift the line; such a name
-    is written as a JSON string, with the characters escaped. So is a name
-    that starts with a double quote, which would otherwise read as quoted.
+    A name with a control character or a line or paragraph separator is
+    written as a JSON string with those characters escaped, so that the line
+    stays one line and its columns stay in place. So is a name that starts
+    with a double quote, which would otherwise read as quoted.
     """
-    if name.startswith('"') or any(unicodedata.category(c) == "Cc" for c in name):
-        return json.dumps(name, ensure_ascii=False)
-    return name
+    if not name.startswith('"') and not _UNSAFE_IN_LINE.search(name):
+        return name
+    # json.dumps escapes the characters below U+0020, not the others.
+    quoted = json.dumps(name, ensure_ascii=False)
+    return _UNSAFE_IN_LINE.sub(lambda match: f"\\u{ord(match[0]):04x}", quoted)
 
 
 def _csv_row(prediction) -> list[str]:

@@ -593,8 +593,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue an interrupted run from the checkpoint.pt in --output-dir; "
-        "pass the same data and flags as the interrupted run",
+        help="continue an interrupted run from the checkpoint.pt in --output-dir, "
+        "or save the best epoch of a run that reached no "
+        "--required-acc-checkpoint; pass the same data and flags as that run, "
+        "except that --required-acc-checkpoint may be lower",
     )
     parser.add_argument(
         "--overwrite",
@@ -790,6 +792,7 @@ def _threshold_not_reached(
     args: argparse.Namespace, outcome: Any, output_dir: Path
 ) -> str:
     """Say that no model was saved, and how to save one from the kept epochs."""
+    from sentiment_lstm.artifact import CONFIG_FILE
     from sentiment_lstm.pipeline import CHECKPOINT_FILE
 
     best = outcome.result.best
@@ -797,17 +800,18 @@ def _threshold_not_reached(
         f"no epoch reached the required validation accuracy "
         f"{args.required_acc_checkpoint:g} (best {best.validation_accuracy:.3f}"
     )
+    unsaved = "so no model was saved"
+    if (output_dir / CONFIG_FILE).is_file():
+        unsaved = f"so no new model was saved ({output_dir} keeps its earlier one)"
     checkpoint = output_dir / CHECKPOINT_FILE
     if outcome.ensemble is not None or not checkpoint.is_file():
-        return (
-            f"{head}), so no model was saved; lower --required-acc-checkpoint "
-            "or train longer"
-        )
+        return f"{head}), {unsaved}; lower --required-acc-checkpoint or train longer"
+    flags = "--resume in place of --overwrite" if args.overwrite else "--resume"
     return (
-        f"{head} at epoch {outcome.result.best_epoch}), so no model was saved; "
-        f"{checkpoint} keeps the trained epochs: to save epoch "
+        f"{head} at epoch {outcome.result.best_epoch}), {unsaved}. "
+        f"{checkpoint} keeps the trained epochs, so to save epoch "
         f"{outcome.result.best_epoch} without training again, repeat the "
-        "command with --resume and --required-acc-checkpoint "
+        f"command with {flags} and --required-acc-checkpoint "
         f"{_floor(best.validation_accuracy)}"
     )
 
