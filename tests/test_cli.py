@@ -1454,6 +1454,38 @@ def test_predict_named_pipe_input(trained, tmp_path, name, extra):
     assert f"scored 2 of 2 rows of {pipe}" in completed.stderr
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_predict_into_named_pipe_whose_reader_exits(trained, tmp_path):
+    _, model_dir = trained
+    source = tmp_path / "many.txt"
+    source.write_text("great fun and a warm heart\n" * 20_000)
+    pipe = tmp_path / "scores"
+    os.mkfifo(pipe)
+    first = []
+
+    def read_a_little() -> None:
+        with open(pipe, "rb") as reader:
+            first.append(reader.read(100))
+
+    reader = threading.Thread(target=read_a_little)
+    reader.start()
+    completed = subprocess.run(
+        [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+        + ["--model", str(model_dir), "--input", str(source), "--output", str(pipe)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    reader.join(timeout=10)
+
+    assert len(first[0]) == 100
+    assert completed.returncode == 1
+    assert completed.stderr == (
+        f"sentiment-lstm predict: error: {pipe}: cannot write the output: its "
+        f"reader has exited (Broken pipe); {pipe} may hold part of the results\n"
+    )
+
+
 def test_torch_info_logs_hidden(capsys):
     from sentiment_lstm.cli import configure_logging
 
@@ -1827,6 +1859,34 @@ def test_write_failing_midway_says_part_was_written(trained, tmp_path):
         "large; stdout may hold part of the results\n"
     )
     assert scores.stat().st_size == 20_000
+
+
+def test_ensemble_below_threshold_says_so(trained, tmp_path, capsys):
+    root, _ = trained
+
+    status = train_tiny(
+        root,
+        tmp_path / "model",
+        "--learning_rate",
+        "1e-9",
+        "--num_epochs",
+        "1",
+        "--ensemble-size",
+        "2",
+        "--required-acc-checkpoint",
+        "0.99",
+    )
+    err = capsys.readouterr().err
+
+    assert status == 1
+    assert re.search(
+        r"the merged ensemble's validation accuracy 0\.\d{3} is below the "
+        r"required 0\.99, so no model was saved; lower --required-acc-checkpoint "
+        r"or train longer$",
+        err.strip(),
+    )
+    # an ensemble keeps no checkpoints, so the folder it made is gone
+    assert not (tmp_path / "model").exists()
 
 
 def test_predict_to_read_only_stdout(trained, tmp_path):
@@ -4001,6 +4061,11 @@ def test_predict_folder_text_names_with_control_characters_quoted(
     for name in ("a\nb", "c\x7fd", "e\x85f", "g\u2028h"):
         (tmp_path / "reviews" / "neg" / f"{name}.txt").write_text("a dull mess")
     (tmp_path / "reviews" / "pos" / "plain.txt").write_text("great fun")
+    if sys.platform != "win32":
+        # a name with a byte invalid in UTF-8
+        (tmp_path / "reviews" / "pos").joinpath(os.fsdecode(b"r\xff.txt")).write_text(
+            "great fun"
+        )
     for name in ("pos", "neg"):
         (tmp_path / '"quoted' / name).mkdir(parents=True)
         (tmp_path / '"quoted' / name / "c.txt").write_text("great fun")
@@ -4018,7 +4083,7 @@ def test_predict_folder_text_names_with_control_characters_quoted(
         '"reviews/neg/e\\u0085f.txt":1',
         '"reviews/neg/g\\u2028h.txt":1',
         "reviews/pos/plain.txt:1",
-    ]
+    ] + (['"reviews/pos/r\\udcff.txt":1'] if sys.platform != "win32" else [])
     assert [line.split("  ")[0] for line in outputs[1]] == [
         '"\\"quoted/neg/c.txt":1',
         '"\\"quoted/pos/c.txt":1',

@@ -437,16 +437,20 @@ def test_sigterm_in_ensemble_names_member_and_epoch(corpus, tmp_path):
     assert "to continue, repeat the command with --resume" in stderr
 
 
-def test_sigterm_after_checkpoint_says_how_to_resume(corpus, tmp_path):
+@pytest.mark.parametrize(
+    ("flags", "advice"),
+    [([], "--resume, which"), (["--overwrite"], "--resume in place of --overwrite")],
+)
+def test_sigterm_after_checkpoint_says_how_to_resume(corpus, tmp_path, flags, advice):
     output_dir = tmp_path / "run"
     checkpoint = output_dir / "checkpoint.pt"
 
     status, stderr = interrupt_when(
-        train_command(corpus, output_dir), checkpoint.exists, signal.SIGTERM
+        train_command(corpus, output_dir, *flags), checkpoint.exists, signal.SIGTERM
     )
 
     assert status == 143
-    assert "to continue, repeat the command with --resume" in stderr
+    assert f"to continue, repeat the command with {advice}" in stderr
     assert "Traceback" not in stderr
     assert checkpoint.is_file()
     assert not [path.name for path in output_dir.iterdir() if path.name[0] == "."]

@@ -1230,6 +1230,11 @@ def write_output(path: Path, write: Callable[[TextIO], T]) -> T:
                 closed_quietly_on_error(stream),
             ):
                 return write_to_stream(str(path), stream, write)
+        except BrokenPipeError as err:
+            raise DataError(
+                f"{path}: cannot write the output: its reader has exited "
+                f"({err.strerror or err}); {path} may hold part of the results"
+            ) from err
         except OSError as err:
             raise DataError(output_error_message(path, err)) from err
     target = Path(os.path.realpath(path)) if path.is_symlink() else path

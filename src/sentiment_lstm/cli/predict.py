@@ -36,8 +36,9 @@ from sentiment_lstm.cli.common import (
 from sentiment_lstm.files import inherited_descriptor
 
 # Control characters and the line and paragraph separators, which
-# str.splitlines and some terminals take as line breaks.
-_UNSAFE_IN_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# str.splitlines and some terminals take as line breaks, and the stand-ins
+# for bytes of a file name that are invalid in UTF-8.
+_UNSAFE_IN_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\udc80-\udcff]")
 
 logger = logging.getLogger(__name__)
 
@@ -896,8 +897,10 @@ def _text_file_name(name: str) -> str:
 
     A name with a control character or a line or paragraph separator is
     written as a JSON string with those characters escaped, so that the line
-    stays one line and its columns stay in place. So is a name that starts
-    with a double quote, which would otherwise read as quoted.
+    stays one line and its columns stay in place. So is a name with bytes
+    invalid in UTF-8, each written as the JSON escape of the surrogate that
+    stands for it, and a name that starts with a double quote, which would
+    otherwise read as quoted.
     """
     if not name.startswith('"') and not _UNSAFE_IN_LINE.search(name):
         return name

@@ -780,7 +780,9 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             raise CommandError(_threshold_not_reached(args, outcome, output_dir))
     except KeyboardInterrupt:
         # main() prints the message and exits with status 130
-        raise KeyboardInterrupt(interruption_message(output_dir, record)) from None
+        raise KeyboardInterrupt(
+            interruption_message(output_dir, record, overwrite=args.overwrite)
+        ) from None
     finally:
         # only folders that this run created, and only if they are empty
         remove_empty_folders(created)
@@ -796,15 +798,24 @@ def _threshold_not_reached(
     from sentiment_lstm.pipeline import CHECKPOINT_FILE
 
     best = outcome.result.best
+    unsaved = "so no model was saved"
+    if (output_dir / CONFIG_FILE).is_file():
+        unsaved = f"so no new model was saved ({output_dir} keeps its earlier one)"
+    if outcome.ensemble is not None:
+        # An ensemble is saved only as a whole, so its members keep no
+        # checkpoints for a later run.
+        return (
+            f"the merged ensemble's validation accuracy "
+            f"{best.validation_accuracy:.3f} is below the required "
+            f"{args.required_acc_checkpoint:g}, {unsaved}; lower "
+            "--required-acc-checkpoint or train longer"
+        )
     head = (
         f"no epoch reached the required validation accuracy "
         f"{args.required_acc_checkpoint:g} (best {best.validation_accuracy:.3f}"
     )
-    unsaved = "so no model was saved"
-    if (output_dir / CONFIG_FILE).is_file():
-        unsaved = f"so no new model was saved ({output_dir} keeps its earlier one)"
     checkpoint = output_dir / CHECKPOINT_FILE
-    if outcome.ensemble is not None or not checkpoint.is_file():
+    if not checkpoint.is_file():
         return f"{head}), {unsaved}; lower --required-acc-checkpoint or train longer"
     flags = "--resume in place of --overwrite" if args.overwrite else "--resume"
     return (

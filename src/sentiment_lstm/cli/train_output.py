@@ -275,12 +275,13 @@ def check_resume_checkpoint(path: Path, ensemble_size: int) -> None:
         )
 
 
-def interruption_message(path: Path, record: Any) -> str:
+def interruption_message(path: Path, record: Any, *, overwrite: bool = False) -> str:
     """Return a message naming what an interrupted run saved in ``path`` and how to continue.
 
     Args:
         path: The output folder.
         record: The run's ``pipeline.SaveRecord``.
+        overwrite: Whether the run had --overwrite, which --resume replaces.
     """
     from sentiment_lstm.artifact import WEIGHTS_FILE
 
@@ -308,8 +309,9 @@ def interruption_message(path: Path, record: Any) -> str:
         source = str(checkpoints[0])
     else:
         source = f"the {len(checkpoints)} checkpoints in {path}"
+    flag = "--resume in place of --overwrite" if overwrite else "--resume"
     return (
-        f"{head}; {model}; to continue, repeat the command with --resume, "
+        f"{head}; {model}; to continue, repeat the command with {flag}, "
         f"which starts from {source}"
     )
 
