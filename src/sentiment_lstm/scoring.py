@@ -268,7 +268,7 @@ def score_file(
         DataError: If the input cannot be read, has no text column, or has a
             row that does not parse while ``options.skip_bad_rows`` is unset.
             The message names the file and line. Also if the output cannot be
-            written; with a stream, the message says what it may hold.
+            written; with a stream, the message names what it may hold.
         BrokenPipeError: If the output stream is a pipe whose reader has
             exited.
         ValueError: If an argument is invalid, e.g. JSONL input with CSV
@@ -1249,7 +1249,7 @@ def write_output(path: Path, write: Callable[[TextIO], T]) -> T:
 class _StreamWriteError(Exception):
     """A write to the output stream failed with ``error``.
 
-    Wrapping it tells it apart from an OSError of reading the input.
+    Wrapping it keeps it apart from an OSError of reading the input.
     """
 
     def __init__(self, error: OSError) -> None:
@@ -1261,7 +1261,7 @@ class _CountingStream:
     """A text stream that counts the characters written through it.
 
     A failed write or flush raises :class:`_StreamWriteError`, so that it is
-    told apart from a failure to read the input. A closed pipe still raises
+    not mistaken for a failure to read the input. A closed pipe still raises
     BrokenPipeError.
     """
 
