@@ -268,9 +268,7 @@ def test_unknown_architecture_rejected(tiny_posneg, capsys):
     assert "unknown architecture 'sideways'" in capsys.readouterr().err
 
 
-def test_required_accuracy_not_reached_keeps_the_epochs(
-    tmp_path, tiny_posneg, capsys, caplog
-):
+def test_threshold_miss_keeps_epochs(tmp_path, tiny_posneg, capsys, caplog):
     def command(output: Path, *extra: str) -> list[str]:
         return ["train", "--data", str(tiny_posneg), "--output-dir", str(output)] + [
             "--num_epoch",
@@ -306,7 +304,7 @@ def test_required_accuracy_not_reached_keeps_the_epochs(
     assert not (tmp_path / "m" / "checkpoint.pt").exists()
 
 
-def test_resume_cannot_raise_required_accuracy(tmp_path, tiny_posneg, capsys):
+def test_resume_raised_threshold_rejected(tmp_path, tiny_posneg, capsys):
     output = tmp_path / "m"
     command = ["train", "--data", str(tiny_posneg), "--output-dir", str(output)]
     command += ["--num_epoch", "1", "--learning_rate", "0.0000001"]
@@ -1455,7 +1453,7 @@ def test_predict_named_pipe_input(trained, tmp_path, name, extra):
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
-def test_predict_into_named_pipe_whose_reader_exits(trained, tmp_path):
+def test_predict_fifo_reader_exits(trained, tmp_path):
     _, model_dir = trained
     source = tmp_path / "many.txt"
     source.write_text("great fun and a warm heart\n" * 20_000)
@@ -1482,7 +1480,7 @@ def test_predict_into_named_pipe_whose_reader_exits(trained, tmp_path):
     assert completed.returncode == 1
     assert completed.stderr == (
         f"sentiment-lstm predict: error: {pipe}: cannot write the output: its "
-        f"reader has exited (Broken pipe); {pipe} may hold part of the results\n"
+        f"reader has exited (Broken pipe); {pipe} may contain part of the results\n"
     )
 
 
@@ -1804,10 +1802,10 @@ def test_full_disk_under_stdout(trained, command):
     [([], "stdout"), (["--output", "/dev/stdout"], "/dev/stdout")],
 )
 @pytest.mark.parametrize("reviews", ["csv", "pair", "arguments"])
-def test_full_disk_under_stdout_while_scoring(trained, tmp_path, output, name, reviews):
+def test_stdout_full_disk_message(trained, tmp_path, output, name, reviews):
     root, model_dir = trained
     (tmp_path / "reviews.csv").write_text("text\ngreat fun\na dull mess\n")
-    given = {
+    review_args = {
         "csv": ["--input", str(tmp_path / "reviews.csv")],
         "pair": ["--input", str(root / "tiny.pos")],
         "arguments": ["great fun", "a dull mess"],
@@ -1815,7 +1813,7 @@ def test_full_disk_under_stdout_while_scoring(trained, tmp_path, output, name, r
     with open("/dev/full", "w") as full:
         completed = subprocess.run(
             [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
-            + ["--model", str(model_dir), *given, *output],
+            + ["--model", str(model_dir), *review_args, *output],
             stdout=full,
             stderr=subprocess.PIPE,
             text=True,
@@ -1825,7 +1823,7 @@ def test_full_disk_under_stdout_while_scoring(trained, tmp_path, output, name, r
     assert completed.returncode == 1
     assert completed.stderr == (
         f"sentiment-lstm predict: error: {name}: cannot write the output: No space "
-        f"left on device; {name} may hold part of the results\n"
+        f"left on device; {name} may contain part of the results\n"
     )
 
 
@@ -1836,7 +1834,7 @@ def _limit_file_size() -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs setrlimit")
-def test_write_failing_midway_says_part_was_written(trained, tmp_path):
+def test_stdout_write_fails_midway(trained, tmp_path):
     _, model_dir = trained
     reviews = tmp_path / "reviews.txt"
     reviews.write_text("a dull , boring mess\n" * 5000)
@@ -1856,25 +1854,22 @@ def test_write_failing_midway_says_part_was_written(trained, tmp_path):
     assert completed.returncode == 1
     assert completed.stderr == (
         "sentiment-lstm predict: error: stdout: cannot write the output: File too "
-        "large; stdout may hold part of the results\n"
+        "large; stdout may contain part of the results\n"
     )
     assert scores.stat().st_size == 20_000
 
 
-def test_ensemble_below_threshold_says_so(trained, tmp_path, capsys):
+def test_ensemble_threshold_miss_message(trained, tmp_path, capsys):
     root, _ = trained
 
     status = train_tiny(
         root,
         tmp_path / "model",
-        "--learning_rate",
-        "1e-9",
+        *NEVER_SAVES,
         "--num_epochs",
         "1",
         "--ensemble-size",
         "2",
-        "--required-acc-checkpoint",
-        "0.99",
     )
     err = capsys.readouterr().err
 
@@ -1885,7 +1880,7 @@ def test_ensemble_below_threshold_says_so(trained, tmp_path, capsys):
         r"or train longer$",
         err.strip(),
     )
-    # an ensemble keeps no checkpoints, so the folder it made is gone
+    # An ensemble keeps no checkpoints, so the folder it created is removed.
     assert not (tmp_path / "model").exists()
 
 
@@ -1910,31 +1905,6 @@ def test_predict_to_read_only_stdout(trained, tmp_path):
         "descriptor), so nothing was written to it; open it for writing or choose "
         "another --output\n"
     )
-
-
-def test_threshold_advice_after_overwrite(trained, tmp_path, capsys):
-    root, model_dir = trained
-    folder = tmp_path / "model"
-    shutil.copytree(model_dir, folder)
-    weights = (folder / "model.safetensors").read_bytes()
-
-    status = train_tiny(
-        root,
-        folder,
-        "--learning_rate",
-        "1e-9",
-        "--num_epochs",
-        "1",
-        "--required-acc-checkpoint",
-        "0.99",
-        "--overwrite",
-    )
-    err = capsys.readouterr().err
-
-    assert status == 1
-    assert f"so no new model was saved ({folder} keeps its earlier one)" in err
-    assert "repeat the command with --resume in place of --overwrite and " in err
-    assert (folder / "model.safetensors").read_bytes() == weights
 
 
 def predict_to_output(model_dir, reviews, source, output, capsys) -> tuple[int, str]:
@@ -2089,6 +2059,10 @@ def test_train_rejects_flag_values(tmp_path, capsys, flag, value, message):
 
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+# A learning rate this small leaves the model at chance, far below 0.99.
+NEVER_SAVES = ("--learning_rate", "1e-9", "--required-acc-checkpoint", "0.99")
 
 
 def train_tiny(root, output_dir, *extra: str) -> int:
@@ -2381,27 +2355,21 @@ def test_train_divergence_at_defaults(tmp_path, capsys):
     assert "already clipped to norm 5" in message
 
 
-def test_failed_run_keeps_earlier_metrics(trained, tmp_path):
+def test_failed_run_keeps_earlier_metrics(trained, tmp_path, capsys):
     root, model_dir = trained
     folder = tmp_path / "model"
     shutil.copytree(model_dir, folder)
     before = (folder / "metrics.json").read_text()
+    weights = (folder / "model.safetensors").read_bytes()
 
-    # A learning rate this small leaves the model at chance, far below 0.99.
-    status = train_tiny(
-        root,
-        folder,
-        "--learning_rate",
-        "1e-9",
-        "--num_epochs",
-        "1",
-        "--required-acc-checkpoint",
-        "0.99",
-        "--overwrite",
-    )
+    status = train_tiny(root, folder, *NEVER_SAVES, "--num_epochs", "1", "--overwrite")
+    err = capsys.readouterr().err
 
     assert status == 1
     assert (folder / "metrics.json").read_text() == before
+    assert (folder / "model.safetensors").read_bytes() == weights
+    assert f"so no new model was saved ({folder} keeps its earlier one)" in err
+    assert "repeat the command with --resume in place of --overwrite and " in err
 
 
 @pytest.mark.parametrize(
@@ -2787,9 +2755,7 @@ def test_evaluate_reordered_training_data_warns(trained, tmp_path, caplog):
         ),
     ],
 )
-def test_evaluate_training_data_advice_names_the_held_out_part(
-    tmp_path, caplog, monkeypatch, flags, advice
-):
+def test_evaluate_advice_held_out_part(tmp_path, caplog, monkeypatch, flags, advice):
     from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
 
     monkeypatch.chdir(tmp_path)
@@ -4052,9 +4018,7 @@ def test_predict_names_input_link_loop(trained, tmp_path, capsys):
     )
 
 
-def test_predict_folder_text_names_with_control_characters_quoted(
-    trained, tmp_path, capsys, monkeypatch
-):
+def test_text_names_quoted(trained, tmp_path, capsys, monkeypatch):
     _, model_dir = trained
     for name in ("pos", "neg"):
         (tmp_path / "reviews" / name).mkdir(parents=True)
@@ -4062,7 +4026,7 @@ def test_predict_folder_text_names_with_control_characters_quoted(
         (tmp_path / "reviews" / "neg" / f"{name}.txt").write_text("a dull mess")
     (tmp_path / "reviews" / "pos" / "plain.txt").write_text("great fun")
     if sys.platform != "win32":
-        # a name with a byte invalid in UTF-8
+        # A name with a byte that is invalid in UTF-8.
         (tmp_path / "reviews" / "pos").joinpath(os.fsdecode(b"r\xff.txt")).write_text(
             "great fun"
         )

@@ -138,10 +138,10 @@ def test_resume_matches_uninterrupted(corpus, tmp_path):
     assert not (resumed / "checkpoint.pt").exists()
 
 
-def test_resume_with_lower_required_accuracy(corpus, tmp_path):
+def test_resume_lower_threshold_matches_straight(corpus, tmp_path):
     whole = tmp_path / "whole"
     resumed = tmp_path / "resumed"
-    # a learning rate this small keeps validation accuracy far below 1.0
+    # A learning rate this small keeps validation accuracy far below 1.0.
     slow = ["--learning-rate", "1e-9"]
     subprocess.run(train_command(corpus, whole, *slow), check=True, env=ENV)
     kill_after_first_checkpoint(

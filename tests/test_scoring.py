@@ -881,7 +881,7 @@ def test_stream_output_needs_only_write(model, tmp_path):
     )
 
 
-def test_stream_output_failure_says_what_it_may_hold(model, tmp_path):
+def test_stream_output_write_failure(model, tmp_path):
     source = write_csv(tmp_path / "in.csv", ["text"], [["great fun"]])
 
     with pytest.raises(DataError) as error:
@@ -889,7 +889,7 @@ def test_stream_output_failure_says_what_it_may_hold(model, tmp_path):
 
     assert str(error.value) == (
         "the output stream: cannot write the output: Connection reset by peer; "
-        "the output stream may hold part of the results"
+        "the output stream may contain part of the results"
     )
     assert isinstance(error.value.__cause__, ConnectionResetError)
 

@@ -130,10 +130,10 @@ def test_checkpoint_only_above_required_accuracy():
     assert saved == []
 
 
-def test_resume_with_lower_required_accuracy_saves_the_best_epoch(tmp_path):
+def test_resume_lower_threshold_saves_best(tmp_path):
     path = tmp_path / "checkpoint.pt"
     events = []
-    # a learning rate this small keeps validation accuracy far below 1.0
+    # A learning rate this small keeps validation accuracy far below 1.0.
     config = TrainingConfig(
         num_epochs=2, batch_size=16, learning_rate=1e-9, required_accuracy=1.0
     )
@@ -154,10 +154,10 @@ def test_resume_with_lower_required_accuracy_saves_the_best_epoch(tmp_path):
         resume=True,
     )
 
-    # the model and metrics.json are written at once, with no epoch trained
+    # The model and metrics.json are written at once, with no epoch trained.
     assert events == [("save", best_epoch), ("end", 2)]
     assert load_checkpoint(path)["identity"]["training"]["required_accuracy"] == 0.0
-    # the threshold of the saved model cannot be raised again
+    # The threshold of the saved model cannot be raised again.
     with pytest.raises(CheckpointError, match="--required-acc-checkpoint was 0"):
         train(
             new_model(),

@@ -628,6 +628,8 @@ def _resume_save_state(
     # The interrupted run may have had a higher --required-acc-checkpoint.
     threshold = saved_threshold(state)
     if threshold is None:
+        # NOTE: every version records the threshold. Without it (an edited
+        # checkpoint), a lowered one here could claim a model never saved.
         threshold = training_config.required_accuracy
     if float(state["best_accuracy"]) >= threshold:
         record.model_epoch = int(state["best_epoch"])

@@ -268,7 +268,8 @@ def score_file(
         DataError: If the input cannot be read, has no text column, or has a
             row that does not parse while ``options.skip_bad_rows`` is unset.
             The message names the file and line. Also if the output cannot be
-            written; with a stream, the message names what it may hold.
+            written. With a stream, the message states that the stream may
+            contain part of the results.
         BrokenPipeError: If the output stream is a pipe whose reader has
             exited.
         ValueError: If an argument is invalid, e.g. JSONL input with CSV
@@ -1212,7 +1213,7 @@ def write_output(path: Path, write: Callable[[TextIO], T]) -> T:
             with descriptor_stream(descriptor, OUTPUT_ERRORS) as stream:
                 return write_to_stream(str(path), stream, write)
         except BrokenPipeError:
-            # The reader has exited, as with "| head"; the caller handles it.
+            # The reader has exited, as with "| head", and the caller handles that.
             raise
         except OSError as err:
             raise DataError(
@@ -1233,7 +1234,7 @@ def write_output(path: Path, write: Callable[[TextIO], T]) -> T:
         except BrokenPipeError as err:
             raise DataError(
                 f"{path}: cannot write the output: its reader has exited "
-                f"({err.strerror or err}); {path} may hold part of the results"
+                f"({err.strerror or err}); {path} may contain part of the results"
             ) from err
         except OSError as err:
             raise DataError(output_error_message(path, err)) from err
@@ -1303,14 +1304,14 @@ def write_to_stream(name: str, stream: TextIO, write: Callable[[TextIO], T]) -> 
     stream received.
 
     Raises:
-        DataError: As ``write`` does, with a note on what ``name`` received;
-            also if the stream cannot be written or flushed.
+        DataError: As ``write`` does, with a note on what ``name`` received.
+            Also if the stream cannot be written or flushed.
         KeyboardInterrupt: As ``write`` does, with the same note.
     """
     counting = _CountingStream(stream)
     try:
         result = write(counting)  # type: ignore[arg-type]
-        # Text still in the buffer would otherwise fail later, unexplained.
+        # A write error of buffered text then gets the same message as others.
         counting.flush()
         return result
     except _StreamWriteError as failure:
@@ -1325,7 +1326,7 @@ def write_to_stream(name: str, stream: TextIO, write: Callable[[TextIO], T]) -> 
         # so how many rows arrived is unknown.
         raise DataError(
             f"{name}: cannot write the output: {err.strerror or err}; {name} may "
-            "hold part of the results"
+            "contain part of the results"
         ) from err
     except DataError as err:
         received = _received(name, counting.chars, getattr(err, "rows_written", None))

@@ -668,7 +668,7 @@ def train(
             and config.required_accuracy <= best_accuracy < before
         ):
             # The interrupted run's higher threshold kept its best epoch from
-            # being saved; the lower one lets it through now.
+            # being saved, and the lower one lets it through now.
             with interrupts.deferred():
                 model.load_state_dict(best_state)
                 on_checkpoint(next(m for m in history if m.epoch == best_epoch), model)

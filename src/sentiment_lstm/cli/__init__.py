@@ -248,6 +248,8 @@ def _run_command(args: argparse.Namespace, terminated: interrupts.Termination) -
         return BROKEN_PIPE_STATUS
     except OSError as err:
         # A file the command needs cannot be read, or stdout cannot be written.
+        # NOTE: a failed write to stdout in evaluate, export or cross-validate
+        # ends here too, with a message that does not name stdout.
         print_error(f"sentiment-lstm {args.command}: error: {_os_error_message(err)}")
         _silence_failed_stdout()
         return 1

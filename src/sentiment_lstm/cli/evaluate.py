@@ -220,32 +220,25 @@ def _warn_if_training_data(
     # Models saved before the set was recorded can only match in order.
     as_set = data.get("review_set_fingerprint")
     held_out = _held_out_part(metadata)
-    # A held-out file of its own is read whatever the order of --data.
-    cut_from_data = held_out.startswith("--split")
     if in_order and examples_fingerprint(read.examples) == in_order:
         # --split recreates the split from the reviews in this order.
-        fix = (
-            f"pass {held_out} to evaluate the part it was not trained on"
-            if cut_from_data
-            else f"evaluate the part it was not trained on with {held_out}"
-        )
+        fix = f"pass {held_out} to evaluate the part it was not trained on"
     elif as_set and review_set_fingerprint(read.examples) == as_set:
         fix = (
             "to evaluate the part it was not trained on, pass the training "
             f"data in its original order with {held_out}"
-            if cut_from_data
-            else f"evaluate the part it was not trained on with {held_out}"
         )
     elif seen and seen >= compared * SEEN_WARNING_SHARE:
         fix = (
             "evaluate on reviews it was not trained on, or on its held-out "
             f"part with its training data and {held_out}"
-            if cut_from_data
-            else "evaluate on reviews it was not trained on, such as its "
-            f"held-out part with {held_out}"
         )
     else:
         return
+    if not held_out.startswith("--split"):
+        # A held-out file of its own is read whatever the order of --data.
+        fix = f"evaluate the part it was not trained on with {held_out}"
+
     if seen is None or not compared:
         contains = "contains the reviews"
     else:

@@ -793,7 +793,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def _threshold_not_reached(
     args: argparse.Namespace, outcome: Any, output_dir: Path
 ) -> str:
-    """Say that no model was saved, and how to save one from the kept epochs."""
+    """Return the error of a run that saved no model, with how to save one from its epochs."""
     from sentiment_lstm.artifact import CONFIG_FILE
     from sentiment_lstm.pipeline import CHECKPOINT_FILE
 
