@@ -1774,16 +1774,22 @@ def test_signal_after_command_keeps_status():
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
-@pytest.mark.parametrize("command", ["predict", "evaluate"])
-def test_full_disk_under_stdout(trained, command):
+@pytest.mark.parametrize(
+    ("command", "arguments"),
+    [
+        ("evaluate", ["--data", "tiny.pos"]),
+        ("evaluate", ["--data", "tiny.pos", "--format", "json"]),
+        ("export", []),
+    ],
+)
+def test_full_stdout_named(trained, tmp_path, command, arguments):
     root, model_dir = trained
-    arguments = (
-        ["great fun"] if command == "predict" else ["--data", str(root / "tiny.pos")]
-    )
+    copy = shutil.copytree(model_dir, tmp_path / "model")
+    arguments = [str(root / a) if a.startswith("tiny") else a for a in arguments]
     with open("/dev/full", "w") as full:
         completed = subprocess.run(
-            [sys.executable, "-m", "sentiment_lstm", "-q", command]
-            + ["--model", str(model_dir), *arguments],
+            [sys.executable, "-m", "sentiment_lstm", command]
+            + ["--model", str(copy), *arguments],
             stdout=full,
             stderr=subprocess.PIPE,
             text=True,
@@ -1791,9 +1797,35 @@ def test_full_disk_under_stdout(trained, command):
         )
 
     assert completed.returncode == 1
-    assert "cannot write the output: No space left on device" in completed.stderr
+    assert completed.stderr.splitlines()[-1] == (
+        f"sentiment-lstm {command}: error: stdout: cannot write the output: No "
+        "space left on device; stdout may contain part of the output"
+    )
     assert "Traceback" not in completed.stderr
     assert "Exception ignored" not in completed.stderr
+
+
+def test_evaluate_to_read_only_stdout(trained, tmp_path):
+    root, model_dir = trained
+    report = tmp_path / "report.txt"
+    report.write_text("")
+
+    with open(report) as read_only:
+        completed = subprocess.run(
+            [sys.executable, "-m", "sentiment_lstm", "-q", "evaluate"]
+            + ["--model", str(model_dir), "--data", str(root / "tiny.pos")],
+            stdout=read_only,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+
+    assert completed.returncode == 1
+    assert completed.stderr.splitlines()[-1] == (
+        "sentiment-lstm evaluate: error: stdout is not open for writing (Bad file "
+        "descriptor), so nothing was written to it; redirect stdout to a file you "
+        "can write to"
+    )
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
@@ -2035,6 +2067,7 @@ def test_predict_unknown_extension_hint(trained, tmp_path, capsys):
     ("flag", "value", "message"),
     [
         ("--learning-rate", "inf", "expected a finite number"),
+        ("--learning-rate", "1e-320", "at least 1e-10, got 1e-320; steps this"),
         ("--weight-decay", "nan", "expected a finite number"),
         ("--max-grad-norm", "inf", "expected a finite number"),
         ("--dropout-keep-prob", "0", "0 or a value below about 1e-16 would drop"),
@@ -2072,6 +2105,23 @@ def train_tiny(root, output_dir, *extra: str) -> int:
         + TRAIN_ARGS
         + list(extra)
     )
+
+
+def test_train_warns_of_failing_loss(trained, tmp_path, caplog):
+    root, _ = trained
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        status = train_tiny(
+            root, tmp_path / "model", "--learning_rate", "30", "--optimizer", "adam"
+        )
+
+    assert status == 0
+    warnings = [r.getMessage() for r in caplog.records if "50/50" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "of epoch 1 is more than 5 times that of a 50/50 guess (0.693)" in (
+        warnings[0]
+    )
+    assert warnings[0].endswith("lower --learning-rate (now 30)")
 
 
 def test_train_logs_tokenless_reviews_per_part(tmp_path, caplog):

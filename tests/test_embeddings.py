@@ -435,6 +435,18 @@ def test_wordpiece_html_line_breaks_are_spaces(minilm_installed, tmp_path):
     assert loaded.encode("great film.<br />sad ending") == plain
 
 
+def test_wordpiece_special_token_names_are_text(minilm_installed, tmp_path):
+    encoder = WordPieceEncoder.from_minilm()
+    encoder.save(tmp_path)
+    special = {0, 100, 101, 102, 103}  # [PAD], [UNK], [CLS], [SEP], [MASK]
+
+    for name in ("[PAD]", "[CLS]", "[SEP]", "[MASK]"):
+        for loaded in (encoder, WordPieceEncoder.load(tmp_path)):
+            ids = loaded.encode(f"great {name} film")
+            assert not special & set(ids), name
+            assert ids == loaded.encode(f"great {name.lower()} film")
+
+
 def test_minilm_factory_copies_matrix(minilm_installed):
     factory = InputFactory(EmbeddingConfig(source="minilm"), TextEncoderConfig())
     prepared = factory.build(["ignored"])

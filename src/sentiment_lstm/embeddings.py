@@ -389,12 +389,16 @@ def minilm_tokenizer(model_dir: Path) -> Tokenizer:
     would split ``<br />`` into the tokens ``<``, ``br``, ``/`` and ``>``.
     A model saves its tokenizer, so models saved by earlier builds, without
     this step, keep those tokens.
+
+    Text such as ``[CLS]`` or ``[PAD]`` in a review is read as words, not as
+    the special tokens of those names.
     """
     tokenizer = Tokenizer.from_file(str(model_dir / TOKENIZER_FILENAME))
     steps = [html_line_breaks_to_spaces()]
     if tokenizer.normalizer is not None:
         steps.append(tokenizer.normalizer)
     tokenizer.normalizer = normalizers.Sequence(steps)
+    tokenizer.encode_special_tokens = True
     return tokenizer
 
 
@@ -438,6 +442,8 @@ class WordPieceEncoder:
 
     def __init__(self, tokenizer: Tokenizer, config: WordPieceConfig) -> None:
         self._tokenizer = tokenizer
+        # "[PAD]" or "[CLS]" typed in a review are words, not special tokens.
+        self._tokenizer.encode_special_tokens = True
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(config.max_length, direction="right")
         self._config = config

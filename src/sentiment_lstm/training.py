@@ -72,6 +72,11 @@ ACTIVATION_FLOATS_PER_UNIT = 8
 FLOAT_BYTES = 4
 
 
+# A mean training loss above this, 5 times that of a 50/50 guess, is far from
+# anything a working run reaches after an epoch.
+FAILING_LOSS = 5 * math.log(2)
+
+
 class DivergenceError(ValueError):
     """Error for a training loss or weights that are no longer finite numbers.
 
@@ -640,6 +645,7 @@ def train(
     best_state: dict[str, torch.Tensor] = {}
     stopped_early = False
     start_epoch = 1
+    loss_warned = False
 
     if resume:
         state = load_checkpoint(checkpoint_path)
@@ -750,6 +756,18 @@ def train(
         )
         history.append(metrics)
         logger.info(metrics.format_line())
+        if train_loss > FAILING_LOSS and not loss_warned:
+            loss_warned = True
+            logger.warning(
+                "the training loss %.4g of epoch %d is more than %d times that of "
+                "a 50/50 guess (%.3f), so training is failing; lower "
+                "--learning-rate (now %g)",
+                train_loss,
+                epoch,
+                round(FAILING_LOSS / math.log(2)),
+                math.log(2),
+                config.learning_rate,
+            )
         schedule.after_epoch(validation_accuracy)
 
         # The saved model, the checkpoint and metrics.json of an epoch are

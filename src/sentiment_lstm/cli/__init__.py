@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn, TextIO
 
 from sentiment_lstm import __version__, interrupts
 from sentiment_lstm.cli import cross_validate, evaluate, export, predict, serve, train
@@ -217,16 +217,57 @@ def console_main() -> None:
     sys.exit(status)
 
 
+class _WatchedStdout:
+    """Stand in for sys.stdout and keep the error of a write that failed."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.error: OSError | None = None
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError as err:
+            self.error = err
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
 def _run_command(args: argparse.Namespace, terminated: interrupts.Termination) -> int:
     """Run the chosen subcommand and turn its expected failures into one line."""
+    # sys.stdout is None where descriptor 1 was closed (>&-).
+    watched = None if sys.stdout is None else _WatchedStdout(sys.stdout)
+    if watched is not None:
+        sys.stdout = watched
+    try:
+        return _run_watched(args, terminated, watched)
+    finally:
+        if watched is not None and sys.stdout is watched:
+            sys.stdout = watched.stream
+
+
+def _run_watched(
+    args: argparse.Namespace,
+    terminated: interrupts.Termination,
+    watched: _WatchedStdout | None,
+) -> int:
+    """Run the subcommand, naming stdout when a write to it failed."""
     try:
         # Usage errors of a command print that command's usage line.
         with interrupts.remembering_interrupts():
             status = args.handler(args, args.command_parser) or 0
         # A full disk under a redirected stdout shows here, not at exit.
-        # sys.stdout is None where descriptor 1 was closed (>&-).
-        if sys.stdout is not None:
-            sys.stdout.flush()
+        if watched is not None:
+            watched.flush()
         return status
     except CommandError as err:
         print_error(f"sentiment-lstm {args.command}: error: {err}")
@@ -248,9 +289,11 @@ def _run_command(args: argparse.Namespace, terminated: interrupts.Termination) -
         return BROKEN_PIPE_STATUS
     except OSError as err:
         # A file the command needs cannot be read, or stdout cannot be written.
-        # NOTE: a failed write to stdout in evaluate, export or cross-validate
-        # ends here too, with a message that does not name stdout.
-        print_error(f"sentiment-lstm {args.command}: error: {_os_error_message(err)}")
+        if watched is not None and err is watched.error:
+            message = _stdout_error_message(err)
+        else:
+            message = _os_error_message(err)
+        print_error(f"sentiment-lstm {args.command}: error: {message}")
         _silence_failed_stdout()
         return 1
 
@@ -287,6 +330,17 @@ def _os_error_message(err: OSError) -> str:
     if isinstance(err, PermissionError):
         message += "; check the file's permissions"
     return message
+
+
+def _stdout_error_message(err: OSError) -> str:
+    """Describe a failed write to stdout, which may have part of the output."""
+    reason = err.strerror or str(err)
+    if err.errno == errno.EBADF:
+        return (
+            f"stdout is not open for writing ({reason}), so nothing was written "
+            "to it; redirect stdout to a file you can write to"
+        )
+    return f"stdout: cannot write the output: {reason}; stdout may contain part of the output"
 
 
 def _silence_failed_stdout() -> None:

@@ -334,6 +334,23 @@ def positive_float(text: str) -> float:
     return value
 
 
+# Below this, Adam's steps fall under the rounding of float32 weights near 1
+# (about 6e-8), so no weight changes.
+SMALLEST_LEARNING_RATE = 1e-10
+
+
+def learning_rate(text: str) -> float:
+    """Parse a learning rate, a finite number of at least 1e-10, for argparse."""
+    value = positive_float(text)
+    if value < SMALLEST_LEARNING_RATE:
+        raise argparse.ArgumentTypeError(
+            f"expected a learning rate of at least {SMALLEST_LEARNING_RATE:g}, got "
+            f"{text}; steps this small leave float32 weights unchanged, so "
+            "nothing would train"
+        )
+    return value
+
+
 def seed_value(text: str) -> int:
     """Parse a random seed, an integer from 0 to 2**32 - 1, for argparse."""
     try:

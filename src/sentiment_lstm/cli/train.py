@@ -20,6 +20,7 @@ from sentiment_lstm.cli.common import (
     missing_training_packages,
     non_negative_int,
     path_argument,
+    learning_rate,
     positive_float,
     positive_int,
     probability,
@@ -321,7 +322,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     training.add_argument(
         "--learning-rate",
         "--learning_rate",
-        type=positive_float,
+        type=learning_rate,
         help=f"peak learning rate {_default('learning_rate')}",
     )
     training.add_argument(
