@@ -2052,6 +2052,32 @@ def test_unreadable_model_file(trained, capsys, monkeypatch):
     assert "config.json: Permission denied; check the file's permissions" in error
 
 
+def test_file_name_line_breaks_escaped(trained, tmp_path):
+    _, model_dir = trained
+    reviews = tmp_path / "odd\nname\x1b.csv"
+    reviews.write_text("text\ngreat fun\n")
+
+    runs = [
+        subprocess.run(
+            [sys.executable, "-m", "sentiment_lstm", "predict"]
+            + ["--model", str(model_dir), "--input", str(path)]
+            + ["--output", str(tmp_path / "scores.csv")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        for path in (reviews, tmp_path / "missing\nfile.csv")
+    ]
+
+    assert runs[0].returncode == 0
+    assert f"scored 1 of 1 rows of {tmp_path}/odd\\nname\\x1b.csv in " in (
+        runs[0].stderr
+    )
+    assert runs[1].returncode == 1
+    assert runs[1].stderr.count("\n") == 1
+    assert f"data path not found: {tmp_path}/missing\\nfile.csv;" in runs[1].stderr
+
+
 def test_predict_unknown_extension_hint(trained, tmp_path, capsys):
     _, model_dir = trained
     source = tmp_path / "reviews"

@@ -13,6 +13,7 @@ import difflib
 import errno
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -167,6 +168,22 @@ def _add_logging_options(parser: argparse.ArgumentParser, default: object) -> No
     )
 
 
+# Line breaks and other control characters, which a file name may contain.
+_CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """Return text with its control characters escaped, as on one line."""
+    return _CONTROL_CHARACTERS.sub(lambda match: ascii(match[0])[1:-1], text)
+
+
+class _OneLineFormatter(logging.Formatter):
+    """Formatter that keeps each message on one line, as a file name in it may not."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return one_line(super().formatMessage(record))
+
+
 def configure_logging(verbose: bool, quiet: bool) -> None:
     """Send log lines to stderr, so stdout carries only results."""
     level = logging.INFO
@@ -174,7 +191,9 @@ def configure_logging(verbose: bool, quiet: bool) -> None:
         level = logging.DEBUG
     elif quiet:
         level = logging.WARNING
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLineFormatter("%(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     # PyTorch sets its own loggers to WARNING once its import completes. An
     # import cut short by Ctrl-C skips that, and its exit hooks would then
     # print statistics at INFO through the handler above.
@@ -312,7 +331,7 @@ def print_error(text: str) -> None:
     message among the results.
     """
     if sys.stderr is not None:
-        print(text, file=sys.stderr)
+        print(one_line(text), file=sys.stderr)
 
 
 # Errors that a write to a full or failing disk gives, often without a file.
