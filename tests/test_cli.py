@@ -1805,29 +1805,6 @@ def test_full_stdout_named(trained, tmp_path, command, arguments):
     assert "Exception ignored" not in completed.stderr
 
 
-def test_evaluate_to_read_only_stdout(trained, tmp_path):
-    root, model_dir = trained
-    report = tmp_path / "report.txt"
-    report.write_text("")
-
-    with open(report) as read_only:
-        completed = subprocess.run(
-            [sys.executable, "-m", "sentiment_lstm", "-q", "evaluate"]
-            + ["--model", str(model_dir), "--data", str(root / "tiny.pos")],
-            stdout=read_only,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=120,
-        )
-
-    assert completed.returncode == 1
-    assert completed.stderr.splitlines()[-1] == (
-        "sentiment-lstm evaluate: error: stdout is not open for writing (Bad file "
-        "descriptor), so nothing was written to it; redirect stdout to a file you "
-        "can write to"
-    )
-
-
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 @pytest.mark.parametrize(
     ("output", "name"),
@@ -1916,15 +1893,27 @@ def test_ensemble_threshold_miss_message(trained, tmp_path, capsys):
     assert not (tmp_path / "model").exists()
 
 
-def test_predict_to_read_only_stdout(trained, tmp_path):
-    _, model_dir = trained
+@pytest.mark.parametrize(
+    ("command", "arguments", "fix"),
+    [
+        ("predict", ["great fun"], "open it for writing or choose another --output"),
+        (
+            "evaluate",
+            ["--data", "tiny.pos"],
+            "redirect stdout to a file you can write to",
+        ),
+    ],
+)
+def test_read_only_stdout(trained, tmp_path, command, arguments, fix):
+    root, model_dir = trained
+    arguments = [str(root / a) if a.startswith("tiny") else a for a in arguments]
     scores = tmp_path / "scores.txt"
     scores.write_text("")
 
     with open(scores) as read_only:
         completed = subprocess.run(
-            [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
-            + ["--model", str(model_dir), "great fun"],
+            [sys.executable, "-m", "sentiment_lstm", "-q", command]
+            + ["--model", str(model_dir), *arguments],
             stdout=read_only,
             stderr=subprocess.PIPE,
             text=True,
@@ -1932,11 +1921,12 @@ def test_predict_to_read_only_stdout(trained, tmp_path):
         )
 
     assert completed.returncode == 1
-    assert completed.stderr == (
-        "sentiment-lstm predict: error: stdout is not open for writing (Bad file "
-        "descriptor), so nothing was written to it; open it for writing or choose "
-        "another --output\n"
+    # evaluate first warns that tiny.pos is the model's training data.
+    assert completed.stderr.splitlines()[-1] == (
+        f"sentiment-lstm {command}: error: stdout is not open for writing (Bad file "
+        f"descriptor), so nothing was written to it; {fix}"
     )
+    assert scores.read_text() == ""
 
 
 def predict_to_output(model_dir, reviews, source, output, capsys) -> tuple[int, str]:
