@@ -4120,6 +4120,37 @@ def test_text_names_quoted(trained, tmp_path, capsys, monkeypatch):
     ]
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="needs byte file names")
+def test_replaced_name_bytes_warned(trained, tmp_path, caplog, monkeypatch):
+    _, model_dir = trained
+    for name in ("pos", "neg"):
+        (tmp_path / "reviews" / name).mkdir(parents=True)
+        (tmp_path / "reviews" / name / "plain.txt").write_text("great fun")
+    for raw in (b"r\xff.txt", b"r\xfe.txt"):
+        (tmp_path / "reviews" / "pos" / os.fsdecode(raw)).write_text("a dull mess")
+    monkeypatch.chdir(tmp_path)
+
+    warnings = {}
+    for output_format in ("csv", "jsonl", "text"):
+        caplog.clear()
+        status = main(
+            ["predict", "--model", str(model_dir), "--input", "reviews"]
+            + ["--format", output_format, "--output", f"scores.{output_format}"]
+        )
+        assert status == 0
+        warnings[output_format] = [
+            r.getMessage() for r in caplog.records if r.levelname == "WARNING"
+        ]
+
+    expected = (
+        '2 file names with bytes invalid in UTF-8, such as "reviews/pos/r\\udcfe.txt", '
+        "are written with U+FFFD in place of those bytes, so such names may look "
+        "alike; --format text writes each of those bytes as an escape, as in \\udcfe"
+    )
+    assert warnings == {"csv": [expected], "jsonl": [expected], "text": []}
+    assert (tmp_path / "scores.csv").read_text().count("r\ufffd.txt") == 2
+
+
 def test_predict_logs_no_training_lines(trained, tmp_path, caplog):
     caplog.set_level("INFO")
     _, model_dir = trained

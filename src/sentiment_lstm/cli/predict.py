@@ -39,6 +39,8 @@ from sentiment_lstm.files import inherited_descriptor
 # str.splitlines and some terminals take as line breaks, and the stand-ins
 # for bytes of a file name that are invalid in UTF-8.
 _UNSAFE_IN_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\udc80-\udcff]")
+# Stand-ins for the bytes of a file name that are invalid in UTF-8.
+_INVALID_BYTE = re.compile("[\udc80-\udcff]")
 
 logger = logging.getLogger(__name__)
 
@@ -593,6 +595,7 @@ def _score_located_reviews(
             counts.unscored,
             args.input,
         )
+    _warn_of_replaced_names(counts.replaced_names)
     return 0
 
 
@@ -600,6 +603,9 @@ def _score_located_reviews(
 class _ResultCounts:
     rows: int = 0
     unscored: int = 0
+    # Files whose names CSV, TSV or JSON lines write with U+FFFD for bytes
+    # invalid in UTF-8.
+    replaced_names: set[str] = dataclasses.field(default_factory=set)
 
 
 def _write_located_results(
@@ -661,6 +667,10 @@ def _write_located_results(
                 )
                 counts.rows += len(results)
                 counts.unscored += sum(result.error is not None for result in results)
+                if output_format != "text":
+                    counts.replaced_names.update(
+                        source for source, _ in chunk if _INVALID_BYTE.search(source)
+                    )
                 if bar is not None:
                     bar.update(len(results))
         if counts.rows == 0:
@@ -840,6 +850,22 @@ def _write_predictions_to_output(
             write_output(args.output, write)
     except DataError as err:
         raise CommandError(str(err)) from err
+
+
+def _warn_of_replaced_names(names: set[str]) -> None:
+    """Log the file names whose invalid bytes the results replace with U+FFFD."""
+    if not names:
+        return
+    example = sorted(names)[0]
+    logger.warning(
+        "%s with bytes invalid in UTF-8, such as %s, %s written with U+FFFD in "
+        "place of those bytes, so such names may look alike; --format text "
+        "writes each of those bytes as an escape, as in %s",
+        "1 file name" if len(names) == 1 else f"{len(names)} file names",
+        _text_file_name(example),
+        "is" if len(names) == 1 else "are",
+        ascii(_INVALID_BYTE.search(example)[0])[1:-1],
+    )
 
 
 def _split_lines(text: str) -> list[str]:
