@@ -359,7 +359,10 @@ def _stdout_error_message(err: OSError) -> str:
             f"stdout is not open for writing ({reason}), so nothing was written "
             "to it; redirect stdout to a file you can write to"
         )
-    return f"stdout: cannot write the output: {reason}; stdout may contain part of the output"
+    return (
+        f"stdout: cannot write the output: {reason}; stdout may contain part of "
+        "the output"
+    )
 
 
 def _silence_failed_stdout() -> None:
