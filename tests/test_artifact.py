@@ -129,6 +129,29 @@ def test_interrupted_run_folder_named(tmp_path):
     assert "repeat its train command with --resume (and a lower" in str(error.value)
 
 
+@pytest.mark.skipif(os.name == "nt", reason="needs flock")
+@pytest.mark.parametrize("checkpoint", [True, False])
+def test_folder_of_running_train_named(tmp_path, checkpoint):
+    from sentiment_lstm.cli.train_output import output_dir_lock
+
+    if checkpoint:
+        (tmp_path / "checkpoint.pt").write_bytes(b"checkpoint")
+
+    with output_dir_lock(tmp_path):
+        with pytest.raises(ArtifactError) as error:
+            artifact.load_config(tmp_path)
+    with pytest.raises(ArtifactError) as after:
+        artifact.load_config(tmp_path)
+
+    assert str(error.value) == (
+        f"{tmp_path} is the --output-dir of a 'sentiment-lstm train' run in "
+        "progress that has not saved a model yet; wait until it saves one (after "
+        "an epoch that reaches its --required-acc-checkpoint), or pass the "
+        "--output-dir of a run that saved a model"
+    )
+    assert "in progress" not in str(after.value)
+
+
 def test_missing_directory(tmp_path):
     with pytest.raises(ArtifactError, match="not found"):
         artifact.load_config(tmp_path / "nowhere")

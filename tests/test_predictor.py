@@ -20,6 +20,7 @@ import torch
 
 import sentiment_lstm
 from sentiment_lstm import artifact
+from sentiment_lstm import predictor as predictor_module
 from sentiment_lstm.artifact import ArtifactConfig, ArtifactError, save_artifact
 from sentiment_lstm.cli import main
 from sentiment_lstm.export import export_model
@@ -34,7 +35,7 @@ from sentiment_lstm.predictor import (
     TorchBackend,
     physical_core_count,
 )
-from sentiment_lstm.text import TextEncoder, TextEncoderConfig
+from sentiment_lstm.text import PackedTokenIds, TextEncoder, TextEncoderConfig
 from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -143,6 +144,50 @@ def test_close_stops_scoring_threads(exported, backend):
     with pytest.raises(ScoringStopped):
         model.predict(["<br />"])
     assert sentiment_lstm.ScoringStopped is ScoringStopped
+
+
+def test_close_stops_tokenizing(exported, monkeypatch):
+    model = SentimentModel.load(exported, backend="onnx")
+    monkeypatch.setattr(predictor_module, "ENCODE_PART_CHARS", 50)
+    reviews = ["un café tiède et une fin triste"] * 6
+    parts = []
+    encode_packed = model.encoder.encode_packed
+
+    def encode_then_close(texts):
+        parts.append(list(texts))
+        model.close()
+        return encode_packed(texts)
+
+    monkeypatch.setattr(model.encoder, "encode_packed", encode_then_close)
+
+    with pytest.raises(ScoringStopped):
+        model.predict(reviews)
+    # 31 characters a review: the first part ends once it has 50.
+    assert parts == [reviews[:2]]
+
+
+def test_tokenized_parts_joined_in_order(exported, monkeypatch):
+    model = SentimentModel.load(exported, backend="onnx")
+    reviews = [
+        "great fun",
+        "",
+        "un café tiède",
+        "a dull , boring mess " * 20,
+        "<br />",
+        "warm",
+    ]
+    whole = model.predict_proba(reviews)
+
+    monkeypatch.setattr(predictor_module, "ENCODE_PART_CHARS", 10)
+    joined = PackedTokenIds.concatenate(
+        [
+            model.encoder.encode_packed(reviews[:3]),
+            model.encoder.encode_packed(reviews[3:]),
+        ]
+    )
+
+    assert np.array_equal(model.predict_proba(reviews), whole, equal_nan=True)
+    assert list(joined) == list(model.encoder.encode_packed(reviews))
 
 
 def test_auto_picks_onnx(exported):

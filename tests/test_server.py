@@ -1206,6 +1206,15 @@ def _send_quietly(connection: socket.socket, data: bytes) -> None:
         connection.sendall(data)
 
 
+def predict_requests_counted(url: str) -> float:
+    """Return the number of /predict requests that the server's /metrics counts."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    prefix = 'sentiment_lstm_http_requests_total{endpoint="/predict"'
+    return sum(
+        float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix)
+    )
+
+
 def test_shutdown_with_client_not_reading(model_dir, tmp_path):
     # Two clients pipeline large requests and read nothing, so responses
     # wait on flow control until the shutdown timeout cancels them.
@@ -1227,7 +1236,16 @@ def test_shutdown_with_client_not_reading(model_dir, tmp_path):
             threading.Thread(
                 target=send_without_reading, args=(connection,), daemon=True
             ).start()
-        time.sleep(3)
+        # The socket buffers take a few responses. Once they are full, the
+        # count of answered requests stops growing.
+        deadline = time.monotonic() + 120
+        answered, since = predict_requests_counted(url), time.monotonic()
+        while answered < 1 or time.monotonic() - since < 3:
+            assert time.monotonic() < deadline, "the responses never stalled"
+            time.sleep(0.2)
+            now = predict_requests_counted(url)
+            if now != answered:
+                answered, since = now, time.monotonic()
         process.send_signal(signal.SIGTERM)
         exit_status = process.wait(timeout=30)
         for connection in connections:
@@ -2009,6 +2027,94 @@ def test_predict_dependencies_stay_on_event_loop(model_dir):
         assert inspect.iscoroutinefunction(call), call.__name__
 
 
+@pytest.mark.parametrize(
+    ("backend", "reviews", "on_loop"),
+    [
+        ("onnx", ["fine"], True),
+        ("onnx", [""] * 65, False),
+        ("onnx", ["fine " * 201], False),
+        # A forward pass of another request could hold PyTorch's lock.
+        ("torch", ["fine"], False),
+    ],
+)
+def test_where_requests_are_scored(model_dir, tmp_path, backend, reviews, on_loop):
+    exported = tmp_path / "exported"
+    shutil.copytree(model_dir, exported)
+    export_model(exported)
+    model = SentimentModel.load(exported, backend=backend)
+    threads = []
+    score = model.predict
+
+    def recording_predict(texts, batch_size=256):
+        try:
+            asyncio.get_running_loop()
+            threads.append("event loop")
+        except RuntimeError:
+            threads.append("thread pool")
+        return score(texts, batch_size)
+
+    model.predict = recording_predict
+    with TestClient(create_app(model)) as local:
+        response = local.post("/predict", json={"reviews": reviews})
+
+    assert response.status_code == 200
+    assert len(response.json()["predictions"]) == len(reviews)
+    assert threads == ["event loop" if on_loop else "thread pool"]
+
+
+def test_departed_client_counted_unanswered(model_dir):
+    model = SentimentModel.load(model_dir, backend="torch")
+    scoring = threading.Event()
+    release = threading.Event()
+    score = model.predict
+
+    def predict_when_released(texts, batch_size=256):
+        scoring.set()
+        release.wait(timeout=30)
+        return score(texts, batch_size)
+
+    model.predict = predict_when_released
+    port = free_port()
+    uvicorn_server, thread = run_protocol_server(
+        create_app(model), port, max_header_bytes=MAX_HEADER_BYTES, header_timeout=5
+    )
+    # Over 1,000 characters, so scored in the thread pool.
+    body = json.dumps({"reviews": ["a dull mess " * 100]}).encode()
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as connection:
+            connection.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body) + body
+            )
+            assert scoring.wait(timeout=30)
+        # The server sees the closed connection while the review is scored.
+        time.sleep(0.5)
+        release.set()
+        deadline = time.monotonic() + 30
+        while True:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            if 'endpoint="/predict",method="POST"' in text:
+                break
+            assert time.monotonic() < deadline, "the request did not finish"
+            time.sleep(0.05)
+    finally:
+        release.set()
+        uvicorn_server.should_exit = True
+        thread.join(timeout=10)
+
+    counted = [
+        line
+        for line in text.splitlines()
+        if line.startswith("sentiment_lstm_http_requests_total{")
+        and 'endpoint="/predict"' in line
+    ]
+    assert counted == [
+        'sentiment_lstm_http_requests_total{endpoint="/predict",method="POST",'
+        'status="none"} 1.0'
+    ]
+
+
 def test_model_failure_returns_500(model_dir):
     model = SentimentModel.load(model_dir, backend="torch")
 
@@ -2227,14 +2333,23 @@ def test_privileged_port_error_names_the_fix():
 
 
 @pytest.mark.parametrize("value", ["100", "0", "-5"])
-@pytest.mark.parametrize("flag", ["--max-body-bytes", "--max-header-bytes"])
-def test_tiny_byte_limit_rejected(capsys, flag, value):
+@pytest.mark.parametrize(
+    ("flag", "rejected"),
+    [
+        ("--max-body-bytes", "requests of a few short reviews"),
+        ("--max-header-bytes", "requests, /health included"),
+    ],
+)
+def test_tiny_byte_limit_rejected(capsys, flag, rejected, value):
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["serve", "--model", "m", flag, value])
     error = capsys.readouterr().err
 
     assert exit_info.value.code == 2
-    assert f"argument {flag}: expected at least 1024 bytes, got {value}; " in error
+    assert (
+        f"argument {flag}: expected at least 1024 bytes, got {value}; a smaller "
+        f"limit would reject ordinary {rejected}\n"
+    ) in error
 
 
 def test_bad_port_rejected(model_dir):

@@ -32,7 +32,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
 from sentiment_lstm import interrupts
-from sentiment_lstm.files import DEFAULT_FILE_MODE, file_sha256, write_text_atomic
+from sentiment_lstm.files import (
+    DEFAULT_FILE_MODE,
+    file_sha256,
+    folder_locked,
+    write_text_atomic,
+)
 from sentiment_lstm.text import CONFIG_FILENAME as ENCODER_CONFIG_FILENAME
 from sentiment_lstm.text import TOKENIZER_FILENAME, TextEncoder, TextEncoderError
 
@@ -191,6 +196,14 @@ def load_config(directory: Path) -> ArtifactConfig:
         model_files = (WEIGHTS_FILE, ONNX_FILE)
         if not any(os.path.lexists(Path(directory) / name) for name in model_files):
             # checkpoint.pt, or checkpoint-member<N>.pt for ensemble members
+            if folder_locked(Path(directory)):
+                raise ArtifactError(
+                    f"{directory} is the --output-dir of a 'sentiment-lstm "
+                    "train' run in progress that has not saved a model yet; "
+                    "wait until it saves one (after an epoch that reaches its "
+                    "--required-acc-checkpoint), or pass the --output-dir of a "
+                    "run that saved a model"
+                )
             if any(Path(directory).glob("checkpoint*.pt")):
                 raise ArtifactError(
                     f"{directory} contains the checkpoint of a 'sentiment-lstm "

@@ -60,6 +60,32 @@ def write_text_atomic(path: Path, content: str, mode: int = DEFAULT_FILE_MODE) -
         temporary.write_text(content, encoding="utf-8")
 
 
+def folder_locked(path: Path) -> bool:
+    """Return whether another process has an exclusive ``flock`` on a folder.
+
+    ``train`` locks its --output-dir so while it runs. False where
+    ``flock`` is missing (Windows) or fails.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        # Closing the descriptor also releases a lock taken above.
+        os.close(descriptor)
+    return False
+
+
 def file_sha256(path: Path) -> str:
     """Return the hex SHA-256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()

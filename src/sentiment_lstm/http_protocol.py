@@ -555,6 +555,10 @@ class RequestControl:
         self._protocol = protocol
         self._cycle = cycle
 
+    def disconnected(self) -> bool:
+        """Return whether the client has closed the connection."""
+        return bool(self._cycle.disconnected)
+
     def client_stalled(self) -> bool:
         """Return whether writing is paused because the client reads nothing."""
         return bool(self._protocol.flow.write_paused)

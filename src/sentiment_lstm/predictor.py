@@ -39,6 +39,11 @@ from sentiment_lstm.text import (
 
 logger = logging.getLogger(__name__)
 
+# Characters tokenized between two checks for close(), so that a stopping
+# server does not wait for the tokenizing of a large request: about 30 ms of
+# text other than ASCII on a 2-core Intel Xeon.
+ENCODE_PART_CHARS = 100_000
+
 # Error of a review that gives no tokens, such as "", "  " or "<br /><br />".
 EMPTY_REVIEW = (
     "no tokens to score: the review is empty or only whitespace, <br /> tags "
@@ -468,11 +473,36 @@ class SentimentModel:
         if any(too_long):
             texts = ["" if long else text for text, long in zip(texts, too_long)]
         try:
-            token_ids = self.encoder.encode_packed(texts)
+            token_ids = self._encode(texts)
         except TypeError as err:
             # The encoder names an item that is not a str, with its index.
             raise TypeError(f"{method}: {err}") from err
         return self.score_token_ids(token_ids, batch_size)
+
+    def _encode(self, texts: list[str]) -> PackedTokenIds:
+        """Tokenize texts in parts of about ``ENCODE_PART_CHARS`` characters.
+
+        Raises:
+            ScoringStopped: If :meth:`close` was called before a part.
+        """
+        if not all(isinstance(text, str) for text in texts):
+            # One part, so that the encoder's error gives the item's index.
+            return PackedTokenIds.from_lists(self.encoder.encode_packed(texts))
+        parts = []
+        start = 0
+        while start < len(texts) or not parts:
+            if self._closed:
+                raise ScoringStopped()
+            end = start
+            chars = 0
+            while end < len(texts) and (end == start or chars < ENCODE_PART_CHARS):
+                chars += len(texts[end])
+                end += 1
+            parts.append(
+                PackedTokenIds.from_lists(self.encoder.encode_packed(texts[start:end]))
+            )
+            start = end
+        return PackedTokenIds.concatenate(parts)
 
     def score_token_ids(
         self,

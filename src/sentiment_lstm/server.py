@@ -182,6 +182,9 @@ REJECTION_LOG = RejectionLog()
 # characters in about 3 ms. Scoring inline cut the server's CPU time per
 # one-review request by about a fifth (benchmarks/http_load.py).
 INLINE_MAX_CHARS = 1_000
+# Also at most this many reviews, because each result costs time to render
+# however short its review is.
+INLINE_MAX_REVIEWS = 64
 
 # Latency buckets in seconds, from 1 ms to 10 s.
 LATENCY_BUCKETS = (
@@ -511,9 +514,14 @@ class MetricsMiddleware:
         status: int | None = None
         started = time.perf_counter()
 
+        control = scope.get("extensions", {}).get(REQUEST_CONTROL)
+
         async def send_with_status(message: Message) -> None:
             nonlocal status
-            if message["type"] == "http.response.start":
+            # uvicorn drops a response to a client that has disconnected.
+            if message["type"] == "http.response.start" and not (
+                control is not None and control.disconnected()
+            ):
                 status = message["status"]
             await send(message)
 
@@ -524,7 +532,6 @@ class MetricsMiddleware:
             # uvicorn cancels the requests still in progress when its shutdown
             # timeout ends, and the end of the event loop cancels them after a
             # second Ctrl-C; nothing else cancels a request's task.
-            control = scope.get("extensions", {}).get(REQUEST_CONTROL)
             if control is not None and (status is not None or control.client_stalled()):
                 # The response had begun, or the client reads nothing, so a
                 # 503 cannot reach it either. uvicorn would log the
@@ -1010,8 +1017,9 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
 
     Args:
         model: The model to score reviews with, shared by all requests.
-            ``/predict`` scores short requests on the event loop's thread and
-            longer ones (over ``INLINE_MAX_CHARS``) in a thread pool.
+            ``/predict`` scores short requests on the event loop's thread
+            with ONNX Runtime (up to ``INLINE_MAX_REVIEWS`` reviews and
+            ``INLINE_MAX_CHARS`` characters), and others in a thread pool.
         limits: Request limits; the defaults when None.
 
     Returns:
@@ -1145,18 +1153,33 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             status_code=500,
         )
 
-    async def predict(body: Any) -> Response:
-        """Score each review; an empty review gets ``error`` instead of a score."""
-        check_limits(body.reviews, limits)
-        if sum(map(len, body.reviews)) <= INLINE_MAX_CHARS:
-            predictions = model.predict(body.reviews)
-        else:
-            predictions = await run_in_threadpool(model.predict, body.reviews)
+    def score(reviews: list[str], control: Any) -> Response:
+        """Score reviews and render the response, unless the client has gone."""
+        if control is not None and control.disconnected():
+            # uvicorn drops a response to a closed connection.
+            return Response(status_code=204)
+        predictions = model.predict(reviews)
         scored = sum(1 for prediction in predictions if prediction.error is None)
         metrics.reviews_scored.inc(scored)
         metrics.reviews_unscored.inc(len(predictions) - scored)
         payload = {"predictions": [prediction.to_dict() for prediction in predictions]}
         return JSONResponse(payload)
+
+    # The PyTorch backend runs one forward pass at a time, so a request scored
+    # on the event loop could wait there for another request's forward pass.
+    inline = model.backend.name == "onnx"
+
+    async def predict(body: Any, request: Request) -> Response:
+        """Score each review; an empty review gets ``error`` instead of a score."""
+        check_limits(body.reviews, limits)
+        control = request.scope.get("extensions", {}).get(REQUEST_CONTROL)
+        if (
+            inline
+            and len(body.reviews) <= INLINE_MAX_REVIEWS
+            and sum(map(len, body.reviews)) <= INLINE_MAX_CHARS
+        ):
+            return score(body.reviews, control)
+        return await run_in_threadpool(score, body.reviews, control)
 
     # FastAPI reads the body model from the annotation when the route is
     # added. The model is built for this app's limits, so it is set here.

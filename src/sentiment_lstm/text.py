@@ -162,6 +162,20 @@ class PackedTokenIds:
         )
         return cls(flat, np.cumsum(lengths) - lengths, lengths)
 
+    @classmethod
+    def concatenate(cls, parts: Sequence[PackedTokenIds]) -> PackedTokenIds:
+        """Join the texts of several parts, in order, into one."""
+        if len(parts) == 1:
+            return parts[0]
+        offsets = np.cumsum([0] + [len(part.flat) for part in parts[:-1]])
+        return cls(
+            np.concatenate([part.flat for part in parts]),
+            np.concatenate(
+                [part.starts + offset for part, offset in zip(parts, offsets)]
+            ),
+            np.concatenate([part.lengths for part in parts]),
+        )
+
     def __len__(self) -> int:
         return len(self.lengths)
 

@@ -64,13 +64,22 @@ def port_number(text: str) -> int:
 MIN_BYTE_LIMIT = 1024
 
 
-def byte_limit(text: str) -> int:
-    """Parse a limit in bytes of at least ``MIN_BYTE_LIMIT`` for argparse."""
+def body_limit(text: str) -> int:
+    """Parse a limit on body bytes, at least ``MIN_BYTE_LIMIT``, for argparse."""
+    return _byte_limit(text, "requests of a few short reviews")
+
+
+def header_limit(text: str) -> int:
+    """Parse a limit on header bytes, at least ``MIN_BYTE_LIMIT``, for argparse."""
+    return _byte_limit(text, "requests, /health included")
+
+
+def _byte_limit(text: str, rejected: str) -> int:
     value = _integer(text)
     if value < MIN_BYTE_LIMIT:
         raise argparse.ArgumentTypeError(
             f"expected at least {MIN_BYTE_LIMIT} bytes, got {value}; a smaller "
-            "limit would reject ordinary requests, /health included"
+            f"limit would reject ordinary {rejected}"
         )
     return value
 
@@ -195,7 +204,7 @@ def _add_limit_options(limits: argparse._ArgumentGroup) -> None:
     )
     limits.add_argument(
         "--max-body-bytes",
-        type=byte_limit,
+        type=body_limit,
         default=DEFAULT_MAX_BODY_BYTES,
         metavar="BYTES",
         help="bytes allowed in a request body, at least 1024; larger ones get "
@@ -211,7 +220,7 @@ def _add_limit_options(limits: argparse._ArgumentGroup) -> None:
     )
     limits.add_argument(
         "--max-header-bytes",
-        type=byte_limit,
+        type=header_limit,
         default=DEFAULT_MAX_HEADER_BYTES,
         metavar="BYTES",
         help="bytes allowed in a request line and its headers, at least 1024; "
