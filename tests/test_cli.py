@@ -313,8 +313,13 @@ def test_resume_raised_threshold_rejected(tmp_path, tiny_posneg, capsys):
 
     status = main([*command, "--required_acc_checkpoint", "1.0", "--resume"])
 
+    error = capsys.readouterr().err
     assert status == 1
-    assert "--required-acc-checkpoint was 0.99, now 1.0" in capsys.readouterr().err
+    assert "--required-acc-checkpoint was 0.99, now 1.0" in error
+    assert error.endswith(
+        "or train without --resume (a resumed run may lower "
+        "--required-acc-checkpoint, not raise it)\n"
+    )
     assert [path.name for path in output.iterdir()] == ["checkpoint.pt"]
 
 
@@ -2190,6 +2195,9 @@ def test_large_test_fraction_beside_validation_file(trained, tmp_path, caplog):
 
     assert status == 0
     assert "train 10 (5 negative, 5 positive), test 86" in caplog.text
+    split = json.loads((tmp_path / "m" / "training.json").read_text())["split"]
+    # The validation file replaces the share of --data for validation.
+    assert (split["validation_fraction"], split["test_fraction"]) == (0.0, 0.9)
 
 
 def test_training_part_without_a_class(tmp_path, capsys):
@@ -2405,6 +2413,28 @@ def test_train_nb_init_scale_beyond_float32(trained, tmp_path, capsys):
     assert "would start beyond the largest float32 value" in error
     assert "overflow" not in error
     assert not (tmp_path / "model").exists()
+
+
+def test_preset_nb_init_with_vectors_named(trained, tmp_path, capsys):
+    root, _ = trained
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("great 0.1 0.2 0.3\n")
+
+    status = train_tiny(
+        root,
+        tmp_path / "model",
+        *("--preset", "scratch-best", "--pretrained-vectors", str(vectors)),
+    )
+
+    assert status == 2
+    assert (
+        capsys.readouterr()
+        .err.splitlines()[-1]
+        .endswith(
+            "pass --nb-init-scale 0 or drop --pretrained-vectors (--nb-init-scale set "
+            "by --preset scratch-best)"
+        )
+    )
 
 
 def test_train_divergence_at_defaults(tmp_path, capsys):

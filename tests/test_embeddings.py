@@ -81,7 +81,19 @@ def test_read_only_wanted_words(tmp_path):
 def test_short_line_names_line_number(tmp_path):
     path = write_vectors(tmp_path / "v.txt", ["good 1 2 3", "bad 1 2"], "2 3")
 
-    with pytest.raises(EmbeddingError, match=r"v\.txt:3: expected a word and 3"):
+    with pytest.raises(EmbeddingError) as raised:
+        read_vectors(path)
+
+    assert str(raised.value) == (
+        f"{path}:3: expected a word and 3 values (4 fields), got 3 fields; fix or "
+        "remove the line"
+    )
+
+
+def test_header_without_vectors_rejected(tmp_path):
+    path = write_vectors(tmp_path / "v.txt", [], "0 3")
+
+    with pytest.raises(EmbeddingError, match=r"v\.txt: the file has no vectors"):
         read_vectors(path)
 
 
@@ -348,6 +360,10 @@ def test_factory_nb_init_needs_labels():
         ({"nb_init_scale": -1.0}, "invalid naive Bayes initialisation scale -1.0"),
         ({"nb_init_scale": float("inf")}, "invalid naive Bayes"),
         ({"nb_init_scale": 0.1, "source": "minilm"}, "pass --nb-init-scale 0"),
+        (
+            {"nb_init_scale": 0.1, "vectors_path": "vectors.txt"},
+            "would overwrite it in the vectors of --pretrained-vectors",
+        ),
     ],
 )
 def test_nb_init_config_rejects(options, message):

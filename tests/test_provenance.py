@@ -1,4 +1,5 @@
 import base64
+import hashlib
 
 import pytest
 
@@ -21,14 +22,35 @@ def test_training_record_counts_unique_reviews():
     assert len(base64.b64decode(record["hashes"])) == 16
 
 
-def test_count_ignores_spacing_but_not_case():
-    record = training_reviews_record(examples("great fun", "a dull film"))
+def test_count_ignores_what_tokens_ignore():
+    record = training_reviews_record(examples("great fun", "it's a dull film"))
 
-    seen = count_training_reviews(
-        examples(" great\tfun ", "a  dull\nfilm", "Great fun", "new"), record
-    )
+    seen = [
+        count_training_reviews(examples(text), record)
+        for text in (
+            " great\tfun ",
+            "GREAT Fun",
+            "great<br />fun",
+            "it\u2019s a  dull\nfilm",
+            "\uff29t's a dull film",
+            "great fun!",
+            "it is a dull film",
+        )
+    ]
 
-    assert seen == 2
+    assert record["scheme"].startswith("blake2b-64 of the text normalized")
+    assert seen == [1, 1, 1, 1, 1, 0, 0]
+
+
+def test_count_with_record_of_earlier_builds():
+    # Earlier builds hashed the text with its whitespace collapsed, nothing more.
+    scheme = "blake2b-64 of the text with whitespace collapsed"
+    digest = hashlib.blake2b(b"great fun", digest_size=8).digest()
+    record = {"scheme": scheme, "count": 1, "hashes": base64.b64encode(digest).decode()}
+
+    seen = count_training_reviews(examples(" great\tfun ", "Great fun"), record)
+
+    assert seen == 1
 
 
 def test_count_repeated_reviews_each_time():

@@ -686,6 +686,27 @@ def test_resume_keeps_earlier_model_unclaimed(corpus, tmp_path, capsys):
         assert (output_dir / name).read_bytes() == content, name
 
 
+def test_resume_refuses_changed_vectors(corpus, tmp_path, capsys):
+    output_dir = tmp_path / "run"
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("great " + " ".join(["0.5"] * 16) + "\n")
+    # A learning rate this small keeps validation accuracy far below 0.99, so
+    # the run ends with its checkpoint and no model.
+    never_saves = ["--learning-rate", "1e-9", "--required-acc-checkpoint", "0.99"]
+    flags = [*never_saves, "--pretrained-vectors", str(vectors), "--num-epochs", "1"]
+    assert main(train_args(corpus, output_dir, *flags)) == 1
+    assert (output_dir / "checkpoint.pt").exists()
+    capsys.readouterr()
+
+    vectors.write_text("great " + " ".join(["-0.5"] * 16) + "\n")
+    status = main(train_args(corpus, output_dir, *flags, "--resume"))
+
+    assert status == 1
+    assert "the contents of the --pretrained-vectors file changed" in (
+        capsys.readouterr().err
+    )
+
+
 def test_resume_with_relative_data_path(corpus, tmp_path):
     output_dir = tmp_path / "run"
     kill_after_first_checkpoint(

@@ -2,6 +2,7 @@ import dataclasses
 import errno
 import functools
 import json
+import logging
 import multiprocessing
 import os
 import time
@@ -104,15 +105,18 @@ def test_best_epoch_weights_are_restored():
     assert accuracy(result.model, validation) == pytest.approx(best)
 
 
-def test_early_stopping_with_patience():
+@pytest.mark.parametrize(("patience", "epochs"), [(2, "2 epochs"), (1, "1 epoch")])
+def test_early_stopping_with_patience(caplog, patience, epochs):
     # a learning rate this small cannot improve on the first epoch's accuracy
     config = TrainingConfig(
-        num_epochs=20, batch_size=16, learning_rate=1e-9, patience=2
+        num_epochs=20, batch_size=16, learning_rate=1e-9, patience=patience
     )
-    result = train(new_model(), toy_split(100, 1), toy_split(40, 2), config)
+    with caplog.at_level(logging.INFO, logger="sentiment_lstm"):
+        result = train(new_model(), toy_split(100, 1), toy_split(40, 2), config)
 
     assert result.stopped_early
-    assert len(result.history) == result.best_epoch + 2
+    assert len(result.history) == result.best_epoch + patience
+    assert f"val_acc has not improved for {epochs} (best" in caplog.text
 
 
 def test_checkpoint_only_above_required_accuracy():

@@ -178,8 +178,9 @@ def read_vectors(
                     )
             if len(fields) < dim + 1:
                 raise EmbeddingError(
-                    f"{path}:{line_number}: expected a word and {dim} values, got "
-                    f"{len(fields)} fields; fix or remove the line"
+                    f"{path}:{line_number}: expected a word and {dim} values "
+                    f"({dim + 1} fields), got {len(fields)} "
+                    f"field{'' if len(fields) == 1 else 's'}; fix or remove the line"
                 )
             total += 1
             word = " ".join(fields[:-dim])
@@ -215,7 +216,7 @@ def read_vectors(
                     "or remove the line"
                 )
             vectors[word] = vector
-    if dim is None:
+    if dim is None or total == 0:
         raise EmbeddingError(f"{path}: the file has no vectors")
     if header_count is not None and header_count != total:
         logger.warning(
@@ -882,6 +883,14 @@ class EmbeddingConfig:
                 f"the naive Bayes initialisation sets a word vector dimension, "
                 f"but the {self.source!r} source has no word vectors of its own; "
                 "pass --nb-init-scale 0 or use --embeddings random"
+            )
+        if self.nb_init_scale and self.vectors_path is not None:
+            raise EmbeddingError(
+                "the naive Bayes initialisation (--nb-init-scale "
+                f"{self.nb_init_scale:g}) sets the first dimension of random word "
+                "vectors, and would overwrite it in the vectors of "
+                "--pretrained-vectors; pass --nb-init-scale 0 or drop "
+                "--pretrained-vectors"
             )
         if self.vectors_path is not None and self.source != "random":
             raise EmbeddingError(

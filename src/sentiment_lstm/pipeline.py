@@ -31,7 +31,7 @@ from sentiment_lstm.data import (
 from sentiment_lstm.data.columns import MissingColumnError
 from sentiment_lstm.data.readers import detect_format
 from sentiment_lstm.embeddings import EmbeddingConfig, EmbeddingError, InputFactory
-from sentiment_lstm.files import write_text_atomic
+from sentiment_lstm.files import file_sha256, write_text_atomic
 from sentiment_lstm.model import (
     ModelConfig,
     SentimentLSTM,
@@ -442,6 +442,11 @@ def train_model(
     # The feature cache folder does not change the model, so it is left out.
     embedding_values = dataclasses.asdict(embedding_config)
     embedding_values.pop("cache_dir")
+    if embedding_config.vectors_path:
+        # A resumed run compares the vectors themselves, not only their path.
+        embedding_values["vectors_sha256"] = file_sha256(
+            Path(embedding_config.vectors_path)
+        )
     base_metadata["embeddings"] = embedding_values
     # The data's paths are left out, because the same files reached by another
     # path train the same model. The fingerprints compare their contents.
@@ -886,8 +891,11 @@ def _base_metadata(
             "data": spec.data,
             "validation_data": spec.validation_data,
             "test_data": spec.test_data,
-            "validation_fraction": spec.validation_fraction,
-            "test_fraction": spec.test_fraction,
+            # A separate file replaces the share of --data that it names.
+            "validation_fraction": (
+                0.0 if spec.validation_data else spec.validation_fraction
+            ),
+            "test_fraction": 0.0 if spec.test_data else spec.test_fraction,
         }
     if spec is not None and splits.reads and splits.data_format is not None:
         # evaluate --split compares these with its own read of --data

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 from collections.abc import Iterable
 from typing import Any
@@ -22,14 +23,22 @@ import numpy as np
 
 from sentiment_lstm.data import Example, ReadOptions
 
-# Key of training.json that records the training reviews, and the one scheme
-# of the record: the first 8 bytes of each review's BLAKE2b digest, its
-# whitespace runs made single spaces first, as unique sorted big-endian
-# integers in base64. With 64 bits and a million training reviews, a review
-# not among them matches one by chance with a probability of 1e6 / 2**64,
-# about once in 18 trillion reviews compared.
+# Key of training.json that records the training reviews, and the scheme of
+# the record: the first 8 bytes of each review's BLAKE2b digest, as unique
+# sorted big-endian integers in base64. The review is first normalised as
+# the word tokenizer does (NFKC, lower case, typographic quotes, <br />), so
+# that copies the model reads as the same tokens match, and its whitespace
+# runs made single spaces. With 64 bits and a million training reviews, a
+# review not among them matches one by chance with a probability of
+# 1e6 / 2**64, about once in 18 trillion reviews compared.
 TRAINING_REVIEWS_KEY = "training_reviews"
-REVIEW_HASH_SCHEME = "blake2b-64 of the text with whitespace collapsed"
+REVIEW_HASH_SCHEME = (
+    "blake2b-64 of the text normalized as the word tokenizer does, with "
+    "whitespace collapsed"
+)
+# The scheme of models saved by earlier builds, which only collapsed
+# whitespace.
+_COLLAPSED_HASH_SCHEME = "blake2b-64 of the text with whitespace collapsed"
 
 # Command line flag of each recorded read option, for messages.
 READ_OPTION_FLAGS = {
@@ -182,10 +191,31 @@ def _show(name: str, value: Any) -> str:
     return str(value)
 
 
-def _review_hash(text: str) -> int:
-    """Return the hash of one review, as ``REVIEW_HASH_SCHEME`` defines it."""
+def _review_hash(text: str, scheme: str = REVIEW_HASH_SCHEME) -> int:
+    """Return the hash of one review, as ``scheme`` defines it."""
+    if scheme == REVIEW_HASH_SCHEME:
+        text = _normalized(text)
     collapsed = " ".join(text.split()).encode("utf-8", "surrogatepass")
     return int.from_bytes(hashlib.blake2b(collapsed, digest_size=8).digest(), "big")
+
+
+def _normalized(text: str) -> str:
+    """Return a review as the word tokenizer normalises it before splitting."""
+    normalizer = _review_normalizer()
+    try:
+        return normalizer.normalize_str(text)
+    except (TypeError, UnicodeEncodeError):
+        # A lone surrogate, which the tokenizers library cannot take, becomes
+        # U+FFFD characters.
+        repaired = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return normalizer.normalize_str(repaired)
+
+
+@functools.cache
+def _review_normalizer() -> Any:
+    from sentiment_lstm.text import review_normalizer
+
+    return review_normalizer()
 
 
 def training_reviews_record(examples: Iterable[Example]) -> dict[str, Any]:
@@ -202,8 +232,8 @@ def training_reviews_record(examples: Iterable[Example]) -> dict[str, Any]:
 
 # Reviews of fewer words recur in unrelated sets of reviews ("Good app",
 # "I love this app"), so a match among them is no evidence that two sets
-# share reviews. Of 943 newer Netflix app reviews, 130 matched one of the
-# 3,000 older ones, and one match had 5 or more words.
+# share reviews. Of the 999 newest Netflix app reviews, 140 matched one of
+# the 3,000 older ones, and one match had 5 or more words.
 MIN_COMPARED_WORDS = 5
 
 
@@ -224,7 +254,10 @@ def count_training_reviews(examples: Iterable[Example], record: object) -> int |
     short ones. Returns None when ``record`` is missing or not one that
     :func:`training_reviews_record` writes, as in models of earlier builds.
     """
-    if not isinstance(record, dict) or record.get("scheme") != REVIEW_HASH_SCHEME:
+    if not isinstance(record, dict):
+        return None
+    scheme = record.get("scheme")
+    if scheme not in (REVIEW_HASH_SCHEME, _COLLAPSED_HASH_SCHEME):
         return None
     try:
         raw = base64.b64decode(record["hashes"], validate=True)
@@ -234,6 +267,6 @@ def count_training_reviews(examples: Iterable[Example], record: object) -> int |
         return None
     trained = np.frombuffer(raw, dtype=">u8").astype(np.uint64)
     hashes = np.array(
-        [_review_hash(example.text) for example in examples], dtype=np.uint64
+        [_review_hash(example.text, scheme) for example in examples], dtype=np.uint64
     )
     return int(np.isin(hashes, trained).sum())

@@ -848,6 +848,11 @@ def html_line_breaks_to_spaces() -> normalizers.Normalizer:
     return normalizers.Replace(Regex(_HTML_LINE_BREAK), " ")
 
 
+def review_normalizer() -> normalizers.Normalizer:
+    """Return the normaliser of a default TextEncoder, to compare reviews by."""
+    return _build_normalizer(TextEncoderConfig())
+
+
 def _build_normalizer(
     config: TextEncoderConfig, *, invisibles: bool = True
 ) -> normalizers.Normalizer:

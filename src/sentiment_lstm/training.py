@@ -785,9 +785,10 @@ def train(
                     on_checkpoint(metrics, model)
             if config.patience is not None and epoch - best_epoch >= config.patience:
                 logger.info(
-                    "stopping early: val_acc has not improved for %d epochs "
+                    "stopping early: val_acc has not improved for %d epoch%s "
                     "(best %.3f at epoch %d)",
                     config.patience,
+                    "" if config.patience == 1 else "s",
                     best_accuracy,
                     best_epoch,
                 )
@@ -1274,6 +1275,11 @@ def _check_identity(saved: dict[str, Any], current: dict[str, Any], path: Path) 
             f"the checkpoint {path} comes from a run with other settings "
             f"({changes}); resume with the flags and data of the interrupted "
             "run, or train without --resume"
+            + (
+                " (a resumed run may lower --required-acc-checkpoint, not raise it)"
+                if _THRESHOLD in differences
+                else ""
+            )
         )
 
 
@@ -1316,9 +1322,10 @@ _SETTING_NAMES: dict[str, tuple[str, Callable[[Any], Any] | None]] = {
     "embeddings.nb_init_scale": ("--nb-init-scale", None),
 }
 
-# Recorded facts of the data whose values, mostly hashes, say nothing to a
-# reader.
+# Recorded facts, mostly of the data, whose values (hashes for the most part)
+# say nothing to a reader.
 _DATA_FACTS = {
+    "embeddings.vectors_sha256": "the contents of the --pretrained-vectors file",
     "data.fingerprint": "the data files (their names or contents)",
     "data.data_files_fingerprint": "the data files (their names or contents)",
     "data.examples_fingerprint": "the reviews read",

@@ -42,6 +42,26 @@ def test_jsonl_text_with_line_separators(tmp_path: Path) -> None:
     assert result.examples[0].text == "one\u2028two\u0085three\nfour"
 
 
+def test_jsonl_long_review_rejected(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("sentiment_lstm.data.fields.MAX_REVIEW_CHARS", 20)
+    lines = [
+        '{"text": "good fun", "label": 1}',
+        json.dumps({"text": "Awful. " * 10, "label": 0}),
+        '{"text": "dull", "label": 0}',
+    ]
+    path = write_lines(tmp_path / "reviews.jsonl", lines)
+
+    with pytest.raises(DataError) as error:
+        read_examples(path)
+    kept = read_texts(path, ReadOptions(keep_unscored=True))
+
+    assert str(error.value).startswith(
+        f"{path} line 2: the review is longer than 16,777,216 characters"
+    )
+    assert [example.text for example in kept.examples] == ["good fun", "dull"]
+    assert [(row.line, row.text) for row in kept.unscored] == [(2, "")]
+
+
 def test_jsonl_invalid_line(tmp_path: Path) -> None:
     lines = ['{"text": "good", "label": 1}', '{"text": "bad", "label": ', "[1, 2]"]
     path = write_lines(tmp_path / "reviews.jsonl", lines)

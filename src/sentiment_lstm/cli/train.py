@@ -484,7 +484,19 @@ def resolve_options(
             nb_init_scale=values["nb_init_scale"],
         )
     except EmbeddingError as err:
-        raise CommandError(str(err), usage=True) from err
+        message = str(err)
+        preset_values = [
+            name.replace("_", "-")
+            for name in preset
+            if getattr(args, name, None) is None
+            and f"--{name.replace('_', '-')}" in message
+        ]
+        if preset_values:
+            message += (
+                f" ({', '.join('--' + name for name in preset_values)} set by "
+                f"--preset {args.preset})"
+            )
+        raise CommandError(message, usage=True) from err
     if embedding_config.source != "random":
         # Fail before the data is read and split, not when the model is built.
         try:

@@ -5,6 +5,7 @@ from sentiment_lstm.data.collector import (
     EMPTY_REVIEW_REASON,
     ENCODING_FIX,
     SKIP_HINT,
+    TOO_LONG_FIX,
     ExampleCollector,
 )
 from sentiment_lstm.data.columns import Columns
@@ -17,6 +18,7 @@ from sentiment_lstm.data.labels import (
     parse_rating,
 )
 from sentiment_lstm.data.records import DataError, ReadOptions
+from sentiment_lstm.text import MAX_REVIEW_CHARS, TOO_LONG_REASON
 
 # Value of a field that a JSONL record lacks.
 MISSING = object()
@@ -75,6 +77,12 @@ def add_record(
         if reason is not None:
             collector.reject_unscorable(
                 source, line, text.strip(), reason, ENCODING_FIX, lines=lines
+            )
+            return
+        if len(text) > MAX_REVIEW_CHARS:
+            # CSV and TSV fields stop at this length already, JSON strings do not.
+            collector.reject_unscorable(
+                source, line, "", TOO_LONG_REASON, TOO_LONG_FIX, lines=lines
             )
             return
     if isinstance(label, str):
