@@ -1322,8 +1322,8 @@ _SETTING_NAMES: dict[str, tuple[str, Callable[[Any], Any] | None]] = {
     "embeddings.nb_init_scale": ("--nb-init-scale", None),
 }
 
-# Recorded facts, mostly of the data, whose values (hashes for the most part)
-# say nothing to a reader.
+# Recorded facts, mostly of the data, whose values (mostly hashes) mean
+# nothing to a reader, so messages name them in words.
 _DATA_FACTS = {
     "embeddings.vectors_sha256": "the contents of the --pretrained-vectors file",
     "data.fingerprint": "the data files (their names or contents)",
