@@ -152,6 +152,28 @@ def test_folder_of_running_train_named(tmp_path, checkpoint):
     assert "in progress" not in str(after.value)
 
 
+@pytest.mark.skipif(os.name == "nt", reason="needs flock")
+def test_train_lock_waits_out_folder_check(tmp_path):
+    import fcntl
+    import threading
+
+    from sentiment_lstm.cli.train_output import output_dir_lock
+
+    # A folder check holds a shared lock for a moment, as folder_locked does.
+    descriptor = os.open(tmp_path, os.O_RDONLY)
+    fcntl.flock(descriptor, fcntl.LOCK_SH)
+    release = threading.Timer(0.2, os.close, [descriptor])
+    release.start()
+    try:
+        with output_dir_lock(tmp_path):
+            locked = artifact.folder_locked(tmp_path)
+    finally:
+        release.join()
+
+    assert locked
+    assert not artifact.folder_locked(tmp_path)
+
+
 def test_missing_directory(tmp_path):
     with pytest.raises(ArtifactError, match="not found"):
         artifact.load_config(tmp_path / "nowhere")

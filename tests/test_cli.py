@@ -1,5 +1,6 @@
 """The command line end to end, on a tiny corpus written by the tests."""
 
+import contextlib
 import csv
 import errno
 import io
@@ -2073,6 +2074,35 @@ def test_file_name_line_breaks_escaped(trained, tmp_path):
     assert f"data path not found: {tmp_path}/missing\\nfile.csv;" in runs[1].stderr
 
 
+def test_broken_pipe_without_descriptor(trained):
+    _, model_dir = trained
+
+    class ClosedReader(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    with contextlib.redirect_stdout(ClosedReader()):
+        status = main(["-q", "predict", "--model", str(model_dir), "great fun"])
+
+    assert status == 141
+
+
+def test_usage_error_file_name_escaped(trained, tmp_path, capsys):
+    _, model_dir = trained
+    output = tmp_path / "a\nb\x1b[2J.xyz"
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--model", str(model_dir), "--output", str(output), "great"])
+    error = capsys.readouterr().err
+
+    assert exit_info.value.code == 2
+    assert error.splitlines()[-1].startswith(
+        f"sentiment-lstm predict: error: --output {tmp_path}/a\\nb\\x1b[2J.xyz: "
+        "unknown output format .xyz;"
+    )
+    assert "\x1b" not in error
+
+
 def test_predict_unknown_extension_hint(trained, tmp_path, capsys):
     _, model_dir = trained
     source = tmp_path / "reviews"
@@ -2088,7 +2118,7 @@ def test_predict_unknown_extension_hint(trained, tmp_path, capsys):
     ("flag", "value", "message"),
     [
         ("--learning-rate", "inf", "expected a finite number"),
-        ("--learning-rate", "1e-320", "at least 1e-10, got 1e-320; steps this"),
+        ("--learning-rate", "1e-320", "at least 1e-10, got 1e-320; at smaller"),
         ("--weight-decay", "nan", "expected a finite number"),
         ("--max-grad-norm", "inf", "expected a finite number"),
         ("--dropout-keep-prob", "0", "0 or a value below about 1e-16 would drop"),

@@ -146,9 +146,24 @@ def test_close_stops_scoring_threads(exported, backend):
     assert sentiment_lstm.ScoringStopped is ScoringStopped
 
 
+def test_small_call_scored_in_calling_thread(exported):
+    model = SentimentModel.load(exported, backend="onnx", threads=2)
+    assert model.backend.parallel_batches == 2
+
+    small = model.predict_proba(["great fun"] * 16)
+    pool_after_small = model._executor
+    large = model.predict_proba(["great fun"] * 17)
+
+    # A call of one small batch does not wait behind other calls' batches.
+    assert pool_after_small is None
+    assert model._executor is not None
+    assert np.array_equal(small, large[:16])
+
+
 def test_close_stops_tokenizing(exported, monkeypatch):
     model = SentimentModel.load(exported, backend="onnx")
     monkeypatch.setattr(predictor_module, "ENCODE_PART_CHARS", 50)
+    monkeypatch.setattr(predictor_module, "ENCODE_PART_TEXTS", 1)
     reviews = ["un café tiède et une fin triste"] * 6
     parts = []
     encode_packed = model.encoder.encode_packed
@@ -179,6 +194,7 @@ def test_tokenized_parts_joined_in_order(exported, monkeypatch):
     whole = model.predict_proba(reviews)
 
     monkeypatch.setattr(predictor_module, "ENCODE_PART_CHARS", 10)
+    monkeypatch.setattr(predictor_module, "ENCODE_PART_TEXTS", 2)
     joined = PackedTokenIds.concatenate(
         [
             model.encoder.encode_packed(reviews[:3]),
@@ -188,6 +204,7 @@ def test_tokenized_parts_joined_in_order(exported, monkeypatch):
 
     assert np.array_equal(model.predict_proba(reviews), whole, equal_nan=True)
     assert list(joined) == list(model.encoder.encode_packed(reviews))
+    assert len(PackedTokenIds.concatenate([])) == 0
 
 
 def test_auto_picks_onnx(exported):

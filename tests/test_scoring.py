@@ -1511,3 +1511,29 @@ def test_carriage_return_text_lines(model, tmp_path):
         "last",
     ]
     assert [bool(row["error"]) for row in rows] == [False, False, True, False]
+
+
+@pytest.mark.parametrize("cut_short", [False, True])
+def test_interrupted_write_named(cut_short):
+    class Stream(io.StringIO):
+        def write(self, text: str) -> int:
+            if text == "row 2\n":
+                # Ctrl-C arrives during a write to a slow reader's pipe.
+                raise KeyboardInterrupt
+            return super().write(text)
+
+    def write(stream) -> None:
+        stream.write("row 1\n")
+        if not cut_short:
+            # Ctrl-C arrives between two writes.
+            raise KeyboardInterrupt
+        stream.write("row 2\n")
+
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        scoring.write_to_stream("out", Stream(), write)
+
+    assert str(stopped.value) == (
+        "stopped; out may contain part of the results"
+        if cut_short
+        else "stopped; what was written to out before it stays there"
+    )

@@ -2334,21 +2334,23 @@ def test_privileged_port_error_names_the_fix():
 
 @pytest.mark.parametrize("value", ["100", "0", "-5"])
 @pytest.mark.parametrize(
-    ("flag", "rejected"),
+    ("flag", "reason"),
     [
-        ("--max-body-bytes", "requests of a few short reviews"),
-        ("--max-header-bytes", "requests, /health included"),
+        ("--max-body-bytes", "so that a request with a review of a few sentences fits"),
+        (
+            "--max-header-bytes",
+            "because a smaller limit would reject ordinary requests, /health included",
+        ),
     ],
 )
-def test_tiny_byte_limit_rejected(capsys, flag, rejected, value):
+def test_tiny_byte_limit_rejected(capsys, flag, reason, value):
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["serve", "--model", "m", flag, value])
     error = capsys.readouterr().err
 
     assert exit_info.value.code == 2
     assert (
-        f"argument {flag}: expected at least 1024 bytes, got {value}; a smaller "
-        f"limit would reject ordinary {rejected}\n"
+        f"argument {flag}: expected at least 1024 bytes, got {value}, {reason}\n"
     ) in error
 
 

@@ -706,7 +706,9 @@ def _cache_key(
         "weights_bytes": weights.stat().st_size,
         "weights_mtime_ns": weights.stat().st_mtime_ns,
         # 2: HTML line breaks became spaces before tokenizing.
-        "version": 2,
+        # 3: "[CLS]", "[PAD]" and the other special-token names in a text
+        # became words.
+        "version": 3,
     }
     digest.update(json.dumps(header, sort_keys=True).encode("utf-8"))
     for text in texts:

@@ -41,8 +41,11 @@ logger = logging.getLogger(__name__)
 
 # Characters tokenized between two checks for close(), so that a stopping
 # server does not wait for the tokenizing of a large request: about 30 ms of
-# text other than ASCII on a 2-core Intel Xeon.
+# text other than ASCII on a 2-core Intel Xeon. A part also has at least
+# ENCODE_PART_TEXTS reviews, because the tokenizer's fast path for ASCII
+# reviews needs 20 of them.
 ENCODE_PART_CHARS = 100_000
+ENCODE_PART_TEXTS = 64
 
 # Error of a review that gives no tokens, such as "", "  " or "<br /><br />".
 EMPTY_REVIEW = (
@@ -480,7 +483,9 @@ class SentimentModel:
         return self.score_token_ids(token_ids, batch_size)
 
     def _encode(self, texts: list[str]) -> PackedTokenIds:
-        """Tokenize texts in parts of about ``ENCODE_PART_CHARS`` characters.
+        """Tokenize texts in parts of ``ENCODE_PART_TEXTS`` or more reviews.
+
+        A part ends once it also has ``ENCODE_PART_CHARS`` characters.
 
         Raises:
             ScoringStopped: If :meth:`close` was called before a part.
@@ -495,7 +500,9 @@ class SentimentModel:
                 raise ScoringStopped()
             end = start
             chars = 0
-            while end < len(texts) and (end == start or chars < ENCODE_PART_CHARS):
+            while end < len(texts) and (
+                end - start < ENCODE_PART_TEXTS or chars < ENCODE_PART_CHARS
+            ):
                 chars += len(texts[end])
                 end += 1
             parts.append(
@@ -517,7 +524,9 @@ class SentimentModel:
         reviews and at most ``max_batch_tokens`` padded tokens, so batches of
         long reviews are smaller and the memory of one forward pass is
         bounded. With a backend that sets ``parallel_batches`` (ONNX Runtime),
-        that many batches run at once on a thread pool kept by this model.
+        that many batches run at once on a thread pool kept by this model,
+        except that a call of at most ``MIN_PARALLEL_BATCH`` reviews runs in
+        the calling thread.
 
         Args:
             token_ids: Output of ``self.encoder.encode_packed`` or
@@ -547,8 +556,9 @@ class SentimentModel:
         """Start scoring encoded reviews, and return before they are scored.
 
         Takes the arguments of :meth:`score_token_ids`. With a backend that
-        sets ``parallel_batches``, every padded batch is queued on this
-        model's thread pool at once and the call returns. The caller can read
+        sets ``parallel_batches``, the padded batches of a call of more than
+        ``MIN_PARALLEL_BATCH`` reviews are all queued on this model's thread
+        pool at once and the call returns. The caller can read
         and write other reviews meanwhile. Batches queued by later calls run
         after these. All padded batches stay in memory until scored, so
         callers pass bounded chunks. Other backends score before returning.
@@ -594,6 +604,10 @@ class SentimentModel:
         scorable = np.flatnonzero(lengths)
         order = scorable[np.argsort(lengths[scorable], kind="stable")]
         workers = getattr(self.backend, "parallel_batches", 1)
+        if len(order) <= MIN_PARALLEL_BATCH:
+            # One small batch runs in the calling thread, so that it does not
+            # wait behind the batches of other calls on the thread pool.
+            workers = 1
         if workers > 1:
             # Enough batches to keep every worker busy on mid-sized inputs.
             share = -(-len(order) // workers)

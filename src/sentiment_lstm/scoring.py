@@ -1269,6 +1269,9 @@ class _CountingStream:
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self.chars = 0
+        # Whether Ctrl-C or SIGTERM stopped a write midway, as in a write
+        # to a pipe whose reader is slow, so that part of it may have gone out.
+        self.cut_short = False
 
     def write(self, text: str) -> int:
         try:
@@ -1277,6 +1280,9 @@ class _CountingStream:
             raise
         except OSError as err:
             raise _StreamWriteError(err) from err
+        except KeyboardInterrupt:
+            self.cut_short = True
+            raise
         self.chars += len(text)
         return written
 
@@ -1291,6 +1297,9 @@ class _CountingStream:
             raise
         except OSError as err:
             raise _StreamWriteError(err) from err
+        except KeyboardInterrupt:
+            self.cut_short = True
+            raise
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -1332,7 +1341,11 @@ def write_to_stream(name: str, stream: TextIO, write: Callable[[TextIO], T]) -> 
         received = _received(name, counting.chars, getattr(err, "rows_written", None))
         raise DataError(f"{err}; {received}") from err
     except KeyboardInterrupt as err:
-        received = _received(name, counting.chars, getattr(err, "rows_written", None))
+        if counting.cut_short:
+            received = f"{name} may contain part of the results"
+        else:
+            rows = getattr(err, "rows_written", None)
+            received = _received(name, counting.chars, rows)
         raise KeyboardInterrupt(f"stopped; {received}") from err
 
 

@@ -165,6 +165,8 @@ class PackedTokenIds:
     @classmethod
     def concatenate(cls, parts: Sequence[PackedTokenIds]) -> PackedTokenIds:
         """Join the texts of several parts, in order, into one."""
+        if not parts:
+            return cls.from_lists([])
         if len(parts) == 1:
             return parts[0]
         offsets = np.cumsum([0] + [len(part.flat) for part in parts[:-1]])

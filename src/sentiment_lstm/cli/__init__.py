@@ -66,7 +66,7 @@ class _Parser(argparse.ArgumentParser):
             hints = _flag_hints(self, unknown)
             if hints:
                 message += f" ({hints})"
-        super().error(message)
+        super().error(one_line(message))
 
     # The arguments being parsed, which main() sets.
     arguments: Sequence[str] = ()
@@ -303,8 +303,7 @@ def _run_watched(
     except BrokenPipeError:
         # The process reading stdout has exited, as with "| head". Point stdout
         # at the null device so the flush at exit does not fail a second time.
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno())
+        _point_stdout_at_null()
         return BROKEN_PIPE_STATUS
     except OSError as err:
         # A file the command needs cannot be read, or stdout cannot be written.
@@ -372,5 +371,17 @@ def _silence_failed_stdout() -> None:
     try:
         sys.stdout.flush()
     except OSError:
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno())
+        _point_stdout_at_null()
+
+
+def _point_stdout_at_null() -> None:
+    """Make descriptor 1 the null device, where stdout has a descriptor."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        # A stream of the caller's without a descriptor, as with
+        # contextlib.redirect_stdout, so there is nothing to redirect.
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, descriptor)
+    os.close(null)

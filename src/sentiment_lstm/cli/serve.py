@@ -66,20 +66,21 @@ MIN_BYTE_LIMIT = 1024
 
 def body_limit(text: str) -> int:
     """Parse a limit on body bytes, at least ``MIN_BYTE_LIMIT``, for argparse."""
-    return _byte_limit(text, "requests of a few short reviews")
+    return _byte_limit(text, "so that a request with a review of a few sentences fits")
 
 
 def header_limit(text: str) -> int:
     """Parse a limit on header bytes, at least ``MIN_BYTE_LIMIT``, for argparse."""
-    return _byte_limit(text, "requests, /health included")
+    return _byte_limit(
+        text, "because a smaller limit would reject ordinary requests, /health included"
+    )
 
 
-def _byte_limit(text: str, rejected: str) -> int:
+def _byte_limit(text: str, reason: str) -> int:
     value = _integer(text)
     if value < MIN_BYTE_LIMIT:
         raise argparse.ArgumentTypeError(
-            f"expected at least {MIN_BYTE_LIMIT} bytes, got {value}; a smaller "
-            f"limit would reject ordinary {rejected}"
+            f"expected at least {MIN_BYTE_LIMIT} bytes, got {value}, {reason}"
         )
     return value
 

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,7 @@ def output_dir_lock(path: Path) -> Iterator[None]:
     descriptor = os.open(path, os.O_RDONLY)
     try:
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock_exclusively(fcntl, descriptor)
         except BlockingIOError:
             raise CommandError(
                 f"--output-dir {path} is in use by another train run; wait for "
@@ -144,6 +145,24 @@ def output_dir_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(descriptor)
+
+
+# Tries to take the lock, 50 ms apart. predict, evaluate and serve hold a
+# shared lock for a moment when they check a folder without a model
+# (files.folder_locked), which must not look like another run.
+LOCK_ATTEMPTS = 20
+
+
+def _lock_exclusively(fcntl: Any, descriptor: int) -> None:
+    """Take an exclusive flock, or raise BlockingIOError if another run has one."""
+    for attempt in range(LOCK_ATTEMPTS):
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if attempt == LOCK_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05)
 
 
 def check_no_saved_model(path: Path) -> None:
