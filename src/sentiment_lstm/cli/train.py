@@ -485,15 +485,15 @@ def resolve_options(
         )
     except EmbeddingError as err:
         message = str(err)
-        preset_values = [
+        from_preset = [
             name.replace("_", "-")
             for name in preset
             if getattr(args, name, None) is None
             and f"--{name.replace('_', '-')}" in message
         ]
-        if preset_values:
+        if from_preset:
             message += (
-                f" ({', '.join('--' + name for name in preset_values)} set by "
+                f" ({', '.join('--' + name for name in from_preset)} set by "
                 f"--preset {args.preset})"
             )
         raise CommandError(message, usage=True) from err
