@@ -1172,6 +1172,40 @@ def test_predict_closed_stderr_keeps_messages_out_of_results(trained, tmp_path):
     assert len(result.stdout.splitlines()) == 11
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="needs preexec_fn")
+@pytest.mark.parametrize("command", ["predict", "evaluate", "train"])
+def test_closed_stderr(trained, tmp_path, command):
+    root, model_dir = trained
+    (tmp_path / "reviews.csv").write_text("text\ngreat fun\na dull mess\n")
+    arguments = {
+        "predict": ["--model", str(model_dir), "--input", str(tmp_path / "reviews.csv")]
+        + ["--output", str(tmp_path / "scores.csv")],
+        "evaluate": ["--model", str(model_dir), "--data", str(root / "tiny.pos")],
+        "train": ["--data", str(root / "tiny.pos"), "--output-dir", str(tmp_path / "m")]
+        + TRAIN_ARGS
+        + ["--num_epoch", "1"],
+    }[command]
+
+    result = subprocess.run(
+        [sys.executable, "-m", "sentiment_lstm", command, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        # Close descriptor 2 in the child, as the shell's 2>&- does.
+        preexec_fn=lambda: os.close(2),
+    )
+
+    assert result.returncode == 0
+    if command == "predict":
+        assert (tmp_path / "scores.csv").read_text().count("\n") == 3
+        assert result.stdout == ""
+    elif command == "evaluate":
+        assert "accuracy" in result.stdout
+    else:
+        assert (tmp_path / "m" / "model.safetensors").exists()
+        assert result.stdout == ""
+
+
 @pytest.mark.parametrize(
     ("command", "expected"),
     [
@@ -1785,7 +1819,6 @@ def test_signal_after_command_keeps_status():
     [
         ("evaluate", ["--data", "tiny.pos"]),
         ("evaluate", ["--data", "tiny.pos", "--format", "json"]),
-        ("export", []),
     ],
 )
 def test_full_stdout_named(trained, tmp_path, command, arguments):
@@ -1897,6 +1930,29 @@ def test_ensemble_threshold_miss_message(trained, tmp_path, capsys):
     )
     # An ensemble keeps no checkpoints, so the folder it created is removed.
     assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_export_to_full_stdout_says_written(trained, tmp_path):
+    _, model_dir = trained
+    copy = shutil.copytree(model_dir, tmp_path / "model")
+    with open("/dev/full", "w") as full:
+        completed = subprocess.run(
+            [sys.executable, "-m", "sentiment_lstm", "export", "--model", str(copy)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
+
+    assert completed.returncode == 1
+    assert re.fullmatch(
+        rf"sentiment-lstm export: error: wrote {re.escape(str(copy))}/model\.onnx "
+        r"\(ONNX opset \d+\), but stdout cannot take the report: No space left on "
+        r"device\n",
+        completed.stderr,
+    )
+    assert (copy / "model.onnx").exists()
 
 
 @pytest.mark.parametrize(
@@ -2119,6 +2175,7 @@ def test_predict_unknown_extension_hint(trained, tmp_path, capsys):
     [
         ("--learning-rate", "inf", "expected a finite number"),
         ("--learning-rate", "1e-320", "at least 1e-10, got 1e-320; at smaller"),
+        ("--learning-rate", "1e-400", "expected a number above 0, got 1e-400"),
         ("--weight-decay", "nan", "expected a finite number"),
         ("--max-grad-norm", "inf", "expected a finite number"),
         ("--dropout-keep-prob", "0", "0 or a value below about 1e-16 would drop"),

@@ -92,10 +92,17 @@ def test_count_without_usable_record(record):
 
 def test_compared_reviews_have_five_words():
     reviews = examples(
-        "Good", "I love this app", "a b c d e", " one  two three four five "
+        "Good",
+        "I love this app",
+        "a b c d e",
+        " one  two three four five ",
+        "one\u200btwo\u200bthree\u200bfour\u200bfive",
+        "one<br />two<br />three<br />four<br />five",
     )
 
     assert [example.text for example in compared_reviews(reviews)] == [
         "a b c d e",
         " one  two three four five ",
+        "one\u200btwo\u200bthree\u200bfour\u200bfive",
+        "one<br />two<br />three<br />four<br />five",
     ]

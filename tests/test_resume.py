@@ -698,13 +698,24 @@ def test_resume_refuses_changed_vectors(corpus, tmp_path, capsys):
     assert (output_dir / "checkpoint.pt").exists()
     capsys.readouterr()
 
+    # The same vectors under another path are the same run.
+    copy = tmp_path / "elsewhere" / "vectors.txt"
+    copy.parent.mkdir()
+    copy.write_bytes(vectors.read_bytes())
+    moved = [*never_saves, "--pretrained-vectors", str(copy), "--num-epochs", "1"]
+    assert main(train_args(corpus, output_dir, *moved, "--resume")) == 1
+    moved_error = capsys.readouterr().err
+
     vectors.write_text("great " + " ".join(["-0.5"] * 16) + "\n")
     status = main(train_args(corpus, output_dir, *flags, "--resume"))
 
+    assert "other settings" not in moved_error
+    assert "no epoch reached the required validation accuracy" in moved_error
     assert status == 1
-    assert "the contents of the --pretrained-vectors file changed" in (
-        capsys.readouterr().err
-    )
+    assert (
+        "the --pretrained-vectors file (its contents, or whether one was given) "
+        "changed"
+    ) in capsys.readouterr().err
 
 
 def test_resume_with_relative_data_path(corpus, tmp_path):

@@ -23,7 +23,6 @@ import io
 import json
 import logging
 import os
-import sys
 import tempfile
 import time
 import zipfile
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer, normalizers
 
+from sentiment_lstm.files import stderr_is_terminal
 from sentiment_lstm.text import (
     PackedTokenIds,
     TextEncoderConfig,
@@ -746,7 +746,7 @@ def _run_minilm(
     offsets[1:] = np.cumsum(lengths)
     vectors = np.zeros((int(offsets[-1]), MINILM_DIM), dtype=np.float16)
 
-    if not sys.stderr.isatty():
+    if not stderr_is_terminal():
         # transformers shows a bar while it loads the weights. Off a terminal
         # it is hidden, as the project's own bars are.
         from transformers.utils import logging as transformers_logging

@@ -86,6 +86,14 @@ def folder_locked(path: Path) -> bool:
     return False
 
 
+def stderr_is_terminal() -> bool:
+    """Return whether stderr is a terminal; False where it was closed (2>&-)."""
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (OSError, ValueError):
+        return False
+
+
 def file_sha256(path: Path) -> str:
     """Return the hex SHA-256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()

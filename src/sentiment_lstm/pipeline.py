@@ -442,12 +442,17 @@ def train_model(
     # The feature cache folder does not change the model, so it is left out.
     embedding_values = dataclasses.asdict(embedding_config)
     embedding_values.pop("cache_dir")
-    if embedding_config.vectors_path:
-        # A resumed run compares the vectors themselves, not only their path.
-        embedding_values["vectors_sha256"] = file_sha256(
-            Path(embedding_config.vectors_path)
-        )
+    embedding_values["vectors_sha256"] = (
+        file_sha256(Path(embedding_config.vectors_path))
+        if embedding_config.vectors_path
+        else None
+    )
     base_metadata["embeddings"] = embedding_values
+    # A resumed run compares the vectors file by its contents, so the same
+    # file reached by another path is accepted.
+    embedding_identity = {
+        key: value for key, value in embedding_values.items() if key != "vectors_path"
+    }
     # The data's paths are left out, because the same files reached by another
     # path train the same model. The fingerprints compare their contents.
     data_identity = {
@@ -456,7 +461,7 @@ def train_model(
     run_identity = {
         "model": model_config.to_dict(),
         "data": data_identity,
-        "embeddings": embedding_values,
+        "embeddings": embedding_identity,
         # --max-length changes the training token ids but not the vocabulary
         "text_encoder": base_metadata["text_encoder"],
     }

@@ -238,11 +238,15 @@ MIN_COMPARED_WORDS = 5
 
 
 def compared_reviews(examples: Iterable[Example]) -> list[Example]:
-    """Return the examples of at least ``MIN_COMPARED_WORDS`` words."""
+    """Return the examples of at least ``MIN_COMPARED_WORDS`` words.
+
+    Words are counted after the normalisation that the hashes use, in which
+    a zero-width space separates words too.
+    """
     return [
         example
         for example in examples
-        if len(example.text.split(maxsplit=MIN_COMPARED_WORDS - 1))
+        if len(_normalized(example.text).split(maxsplit=MIN_COMPARED_WORDS - 1))
         >= MIN_COMPARED_WORDS
     ]
 

@@ -73,6 +73,7 @@ from sentiment_lstm.data.jsonl import (
 from sentiment_lstm.data.readers import detect_format, require_regular_file
 from sentiment_lstm.data.records import DataError, ReadOptions
 from sentiment_lstm.files import (
+    stderr_is_terminal,
     closed_quietly_on_error,
     descriptor_stream,
     file_mode,
@@ -1652,8 +1653,9 @@ def progress_bar(progress: bool | None, total: int | None = None) -> Any:
         total: Rows to score, if known.
     """
     if progress is None:
-        progress = sys.stderr.isatty()
-    if not progress:
+        progress = stderr_is_terminal()
+    if not progress or sys.stderr is None:
+        # sys.stderr is None where descriptor 2 was closed (2>&-).
         return None
     from tqdm import tqdm
 

@@ -10,7 +10,6 @@ import math
 import multiprocessing
 import os
 import signal
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from sentiment_lstm import interrupts
+from sentiment_lstm.files import stderr_is_terminal
 from sentiment_lstm.batching import (
     POOL_BATCHES,
     bucketed_batches,
@@ -623,7 +623,7 @@ def train(
     if resume and checkpoint_path is None:
         raise ValueError("resume needs a checkpoint_path")
     if show_progress is None:
-        show_progress = sys.stderr.isatty()
+        show_progress = stderr_is_terminal()
 
     if config.freeze_embeddings:
         model.embedding.weight.requires_grad_(False)
@@ -1325,7 +1325,9 @@ _SETTING_NAMES: dict[str, tuple[str, Callable[[Any], Any] | None]] = {
 # Recorded facts, mostly of the data, whose values (mostly hashes) mean
 # nothing to a reader, so messages name them in words.
 _DATA_FACTS = {
-    "embeddings.vectors_sha256": "the contents of the --pretrained-vectors file",
+    "embeddings.vectors_sha256": (
+        "the --pretrained-vectors file (its contents, or whether one was given)"
+    ),
     "data.fingerprint": "the data files (their names or contents)",
     "data.data_files_fingerprint": "the data files (their names or contents)",
     "data.examples_fingerprint": "the reviews read",

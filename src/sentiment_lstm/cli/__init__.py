@@ -191,8 +191,12 @@ def configure_logging(verbose: bool, quiet: bool) -> None:
         level = logging.DEBUG
     elif quiet:
         level = logging.WARNING
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_OneLineFormatter("%(message)s"))
+    if sys.stderr is None:
+        # Descriptor 2 was closed (2>&-), so log lines have nowhere to go.
+        handler: logging.Handler = logging.NullHandler()
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_OneLineFormatter("%(message)s"))
     logging.basicConfig(level=level, handlers=[handler])
     # PyTorch sets its own loggers to WARNING once its import completes. An
     # import cut short by Ctrl-C skips that, and its exit hooks would then

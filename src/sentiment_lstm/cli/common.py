@@ -330,7 +330,8 @@ def positive_float(text: str) -> float:
     """Parse a finite number above 0 for argparse."""
     value = finite_float(text)
     if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {value:g}")
+        # The text as given, since a value such as 1e-400 reads as 0.
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
     return value
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from sentiment_lstm.cli.common import CommandError, path_argument
 from sentiment_lstm.extras import install_hint
@@ -57,8 +58,18 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     # -q leaves a successful export silent; a failed check prints its table.
     if not args.quiet:
-        _print_parity(result.parity, result.tolerance)
-        print(f"wrote {result.path} (ONNX opset {result.opset})")
+        try:
+            _print_parity(result.parity, result.tolerance)
+            print(f"wrote {result.path} (ONNX opset {result.opset})")
+            if sys.stdout is not None:
+                sys.stdout.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            raise CommandError(
+                f"wrote {result.path} (ONNX opset {result.opset}), but stdout "
+                f"cannot take the report: {err.strerror or err}"
+            ) from err
     return 0
 
 

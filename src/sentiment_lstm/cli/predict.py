@@ -253,7 +253,7 @@ def _file_identity(path: Path) -> tuple[int, int, int] | None:
 
 def _score(args: argparse.Namespace, parser: argparse.ArgumentParser, model) -> int:
     """Score the reviews of the arguments, --input or stdin."""
-    if _progress_setting(args) is None:
+    if _progress_setting(args) is None and sys.stderr is not None:
         from tqdm.contrib.logging import logging_redirect_tqdm
 
         # Log lines go above a progress bar instead of onto its line.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import sys
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -864,7 +866,9 @@ def _train(
 
     try:
         splits = load_splits(spec, seed=args.seed)
-        with logging_redirect_tqdm():
+        # tqdm would write log lines to stdout where stderr was closed (2>&-).
+        redirect = logging_redirect_tqdm if sys.stderr is not None else nullcontext
+        with redirect():
             return train_model(
                 splits,
                 output_dir,
