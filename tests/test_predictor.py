@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -205,6 +206,43 @@ def test_tokenized_parts_joined_in_order(exported, monkeypatch):
     assert np.array_equal(model.predict_proba(reviews), whole, equal_nan=True)
     assert list(joined) == list(model.encoder.encode_packed(reviews))
     assert len(PackedTokenIds.concatenate([])) == 0
+
+
+@pytest.mark.skipif(os.name == "nt", reason="needs flock")
+@pytest.mark.parametrize("saved_in_time", [True, False])
+def test_load_waits_for_a_save_in_progress(exported, tmp_path, saved_in_time):
+    from sentiment_lstm.cli.train_output import output_dir_lock
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(exported, model_dir)
+    weights = model_dir / "model.safetensors"
+    saved = weights.read_bytes()
+    # A train run is between writing two of the model's files.
+    weights.write_bytes(saved[:-8] + bytes(8))
+
+    def finish_saving() -> None:
+        weights.write_bytes(saved)
+
+    timer = threading.Timer(0.3, finish_saving)
+    with output_dir_lock(model_dir):
+        if saved_in_time:
+            timer.start()
+        try:
+            if saved_in_time:
+                model = SentimentModel.load(model_dir, backend="onnx")
+            else:
+                with pytest.raises(artifact.ArtifactError) as raised:
+                    SentimentModel.load(model_dir, backend="onnx")
+        finally:
+            timer.cancel()
+
+    if saved_in_time:
+        assert model.predict(["great fun"])[0].error is None
+    else:
+        assert str(raised.value).startswith(
+            f"{model_dir} is the --output-dir of a 'sentiment-lstm train' run in "
+            "progress that is saving a model into it ("
+        )
 
 
 def test_auto_picks_onnx(exported):

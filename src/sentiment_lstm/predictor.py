@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
@@ -29,7 +30,7 @@ import numpy as np
 from sentiment_lstm import artifact
 from sentiment_lstm import text as text_module
 from sentiment_lstm.extras import install_hint
-from sentiment_lstm.files import file_sha256
+from sentiment_lstm.files import file_sha256, folder_locked
 from sentiment_lstm.text import (
     MAX_REVIEW_CHARS,
     TOO_LONG_REASON,
@@ -38,6 +39,11 @@ from sentiment_lstm.text import (
 )
 
 logger = logging.getLogger(__name__)
+
+# Loads of a model that a train run in progress is saving, 0.25 s apart,
+# before the error is raised.
+LOAD_ATTEMPTS = 8
+LOAD_RETRY_SECONDS = 0.25
 
 # Characters tokenized between two checks for close(), so that a stopping
 # server does not wait for the tokenizing of a large request: about 30 ms of
@@ -432,6 +438,32 @@ class SentimentModel:
         if threads is not None:
             _check_count("threads", threads)
         directory = Path(directory)
+        attempts = 0
+        while True:
+            try:
+                return cls._load(directory, backend, threads)
+            except artifact.ArtifactError as err:
+                # train --overwrite replaces the files of a model one by one,
+                # so a load in between can find the files of two epochs.
+                saving = (directory / artifact.CONFIG_FILE).exists() and folder_locked(
+                    directory
+                )
+                attempts += 1
+                if not saving:
+                    raise
+                if attempts == LOAD_ATTEMPTS:
+                    raise artifact.ArtifactError(
+                        f"{directory} is the --output-dir of a 'sentiment-lstm "
+                        f"train' run in progress that is saving a model into it "
+                        f"({err}); try again once the run has saved the epoch"
+                    ) from err
+                time.sleep(LOAD_RETRY_SECONDS)
+
+    @classmethod
+    def _load(
+        cls, directory: Path, backend: str, threads: int | None
+    ) -> SentimentModel:
+        """Load a model directory, as :meth:`load` does, without retrying."""
         config = artifact.load_config(directory)
         encoder = artifact.load_matching_encoder(directory, config)
         metadata = artifact.load_metadata(directory)
