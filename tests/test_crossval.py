@@ -569,6 +569,64 @@ def test_cli_closed_stdout_still_writes_json(tiny_posneg, tmp_path):
     assert json.loads(output.read_text())["complete"] is True
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_cli_full_stdout_keeps_folds_in_json(tiny_posneg, tmp_path):
+    import subprocess
+
+    output = tmp_path / "cv.json"
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "sentiment_lstm", "-q", "cross-validate"]
+            + ["--data", str(tiny_posneg), "--folds", "2", *QUICK_FLAGS]
+            + ["--output-json", str(output)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        "sentiment-lstm cross-validate: error: stdout: cannot write the output: No "
+        "space left on device; stdout may contain part of it, and the results of "
+        f"every fold are in {output}"
+    )
+    saved = json.loads(output.read_text())
+    assert saved["complete"] is True
+    assert len(saved["folds"]) == 2
+
+
+@pytest.mark.parametrize("stdout", ["closed", "read-only"])
+def test_cli_unusable_stdout_rejected_first(tiny_posneg, tmp_path, stdout):
+    import subprocess
+
+    read_only = tmp_path / "read-only.txt"
+    read_only.write_text("")
+    with open(read_only) as stream:
+        result = subprocess.run(
+            [sys.executable, "-m", "sentiment_lstm", "cross-validate"]
+            + ["--data", str(tiny_posneg), "--folds", "2", *QUICK_FLAGS],
+            stdout=stream,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+            # Close descriptor 1 in the child, as the shell's >&- does.
+            preexec_fn=(lambda: os.close(1)) if stdout == "closed" else None,
+        )
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        "sentiment-lstm cross-validate: error: stdout is closed, so the table of "
+        "folds has nowhere to go; redirect it to a file with > FILE"
+        if stdout == "closed"
+        else "sentiment-lstm cross-validate: error: stdout is open for reading "
+        "only, so the table of folds cannot be written to it; redirect it to a "
+        "file you can write to, with > FILE"
+    )
+    # The check comes before any fold is trained.
+    assert "fold 1" not in result.stderr
+
+
 def _end_process() -> None:
     """Stand in for a member process that the system kills."""
     os._exit(9)

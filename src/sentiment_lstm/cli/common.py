@@ -6,6 +6,7 @@ import argparse
 import math
 import os
 import re
+import sys
 from pathlib import Path
 
 from sentiment_lstm.data import DataError, ReadOptions, StarRule
@@ -339,6 +340,35 @@ def positive_float(text: str) -> float:
 # weight: in 10 AdamW steps at 1e-10, 0.8% of weights drawn from +-0.25
 # changed, and only the weights at 0 moved from theirs.
 SMALLEST_LEARNING_RATE = 1e-10
+
+
+def check_stdout_writable(what: str, *, closed_ok: bool = False) -> None:
+    """Raise CommandError if stdout is closed or open for reading only.
+
+    Args:
+        what: What the command writes to stdout, as in "the report".
+        closed_ok: Accept a closed stdout, where the output also goes elsewhere.
+    """
+    if sys.stdout is None:
+        # Python sets sys.stdout to None when descriptor 1 is closed (>&-).
+        if closed_ok:
+            return
+        raise CommandError(
+            f"stdout is closed, so {what} has nowhere to go; redirect it to a "
+            "file with > FILE"
+        )
+    try:
+        import fcntl
+
+        flags = fcntl.fcntl(sys.stdout.fileno(), fcntl.F_GETFL)
+    except (ImportError, AttributeError, OSError, ValueError):
+        # No descriptor to inspect (Windows, or a stream of the caller's).
+        return
+    if flags & os.O_ACCMODE == os.O_RDONLY:
+        raise CommandError(
+            f"stdout is open for reading only, so {what} cannot be written to "
+            "it; redirect it to a file you can write to, with > FILE"
+        )
 
 
 def learning_rate(text: str) -> float:

@@ -9,7 +9,7 @@ import os
 import stat
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from sentiment_lstm.cli.common import (
     ascii_float,
     ascii_int,
     add_data_options,
+    check_stdout_writable,
     file_path_argument,
     missing_training_packages,
     path_argument,
@@ -422,6 +423,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.output_json is not None:
         check_output_json(args.output_json)
         reject_output_json_in_model(args.output_json)
+    # With --output-json, the results also go to a file, so a closed stdout
+    # loses nothing.
+    check_stdout_writable("the table of folds", closed_ok=args.output_json is not None)
     if args.required_acc_checkpoint is not None:
         logger.warning(
             "--required-acc-checkpoint %g is ignored: cross-validate saves no "
@@ -477,12 +481,19 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     header_printed = False
     folds_done = 0
+    # A failed write to stdout, after which the folds go on into --output-json.
+    stdout_failures: list[OSError] = []
 
     def print_fold(fold) -> None:
+        nonlocal folds_done
+        folds_done += 1
+        if not stdout_failures:
+            _print_to_stdout(args, stdout_failures, lambda: _print_fold_row(fold))
+
+    def _print_fold_row(fold) -> None:
         # The header waits for the first fold, so a run that fails before
         # any fold ends prints nothing to stdout.
-        nonlocal header_printed, folds_done
-        folds_done += 1
+        nonlocal header_printed
         if not header_printed:
             print(
                 f"{'fold':>4}  {'accuracy':>8}  {'macro F1':>8}  {'seconds':>7}  "
@@ -497,8 +508,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 for best, run in zip(fold.best_epochs, fold.epochs_run)
             )
         )
-        if sys.stdout is not None:
-            sys.stdout.flush()
 
     folds = cv_config.run_folds or cv_config.folds
     saving = (examples, read_options, data_format)
@@ -520,7 +529,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
         # A Ctrl-C or SIGTERM from here on waits until the results are written.
         with interrupts.deferred():
-            _report(args, finished[0], saving)
+            _report(args, finished[0], saving, stdout_failures)
             reported = True
     except CrossValidationFailed as err:
         stopped = _stopped_after(args, err.partial, folds_done, folds, saving)
@@ -539,37 +548,74 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             ) from err
         if not reported:
             # The signal came between the last fold and the report.
-            _report(args, finished[0], saving)
+            _report(args, finished[0], saving, stdout_failures)
         written = "" if args.output_json is None else f" and in {args.output_json}"
         raise KeyboardInterrupt(
             f"interrupted after the last fold; the results are above{written}"
         ) from None
+    if stdout_failures:
+        err = stdout_failures[0]
+        raise CommandError(
+            f"stdout: cannot write the output: {err.strerror or err}; stdout may "
+            f"contain part of it, and the results of every fold are in "
+            f"{args.output_json}"
+        )
     return 0
+
+
+def _print_to_stdout(
+    args: argparse.Namespace, failures: list[OSError], print_lines: Callable[[], None]
+) -> None:
+    """Run print_lines; with --output-json, note a failed write and go on.
+
+    Without --output-json the results exist only on stdout, so its failure
+    ends the run.
+    """
+    try:
+        print_lines()
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as err:
+        if args.output_json is None:
+            raise
+        failures.append(err)
+        logger.error(
+            "stdout: cannot write the output (%s); the folds go on, and their "
+            "results go to %s",
+            err.strerror or err,
+            args.output_json,
+        )
 
 
 def _report(
     args: argparse.Namespace,
     result: CrossValidationResult,
     saving: tuple[Sequence[Example], ReadOptions, str],
+    stdout_failures: list[OSError],
 ) -> None:
     """Print the summary of a finished run and write its results JSON.
 
-    ``saving`` is what :func:`save_results` takes after the result.
+    ``saving`` is what :func:`save_results` takes after the result. The
+    summary is not printed once a write to stdout has failed.
     """
     summary = result.summary()
-    print(
-        f"mean  {format_spread(summary['accuracy_mean'], summary['accuracy_std'])}"
-        f"  F1 {format_spread(summary['macro_f1_mean'], summary['macro_f1_std'])}"
-        f"  {summary['seconds_mean']:.1f} s per fold"
-    )
-    if result.shared_seconds >= 0.05:
+
+    def print_summary() -> None:
         print(
-            f"shared setup before the folds: {result.shared_seconds:.1f} s "
-            f"({summary['shared_seconds_per_fold']:.1f} s per fold run)"
+            f"mean  {format_spread(summary['accuracy_mean'], summary['accuracy_std'])}"
+            f"  F1 {format_spread(summary['macro_f1_mean'], summary['macro_f1_std'])}"
+            f"  {summary['seconds_mean']:.1f} s per fold"
         )
-    # sys.stdout is None where descriptor 1 was closed (>&-).
-    if sys.stdout is not None:
-        sys.stdout.flush()
+        if result.shared_seconds >= 0.05:
+            print(
+                f"shared setup before the folds: {result.shared_seconds:.1f} s "
+                f"({summary['shared_seconds_per_fold']:.1f} s per fold run)"
+            )
+
+    if not stdout_failures:
+        _print_to_stdout(args, stdout_failures, print_summary)
     if args.output_json is not None:
         save_results(args, result, *saving)
         logger.info("wrote %s", args.output_json)

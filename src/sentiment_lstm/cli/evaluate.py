@@ -14,6 +14,7 @@ from sentiment_lstm.cli.common import (
     LABELLED_FORMAT_CHOICES,
     CommandError,
     add_data_options,
+    check_stdout_writable,
     path_argument,
     positive_int,
     read_options_from_args,
@@ -113,12 +114,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         count_training_reviews,
     )
 
-    if sys.stdout is None:
-        # Python sets sys.stdout to None when descriptor 1 is closed (>&-).
-        raise CommandError(
-            "stdout is closed, so the report has nowhere to go; redirect it to "
-            "a file with > FILE"
-        )
+    check_stdout_writable("the report")
     model = load_model(args.model, args.backend, args.threads)
 
     options = read_options_from_args(args)
