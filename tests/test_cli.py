@@ -23,6 +23,7 @@ from sentiment_lstm import __version__
 from sentiment_lstm.cli import main
 from sentiment_lstm.extras import install_hint
 from sentiment_lstm.predictor import EMPTY_REVIEW
+from tests.conftest import run_to_full_disk
 
 TRAIN_ARGS = [
     "--num_epoch",
@@ -1825,15 +1826,7 @@ def test_full_stdout_named(trained, tmp_path, command, arguments):
     root, model_dir = trained
     copy = shutil.copytree(model_dir, tmp_path / "model")
     arguments = [str(root / a) if a.startswith("tiny") else a for a in arguments]
-    with open("/dev/full", "w") as full:
-        completed = subprocess.run(
-            [sys.executable, "-m", "sentiment_lstm", command]
-            + ["--model", str(copy), *arguments],
-            stdout=full,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=120,
-        )
+    completed = run_to_full_disk([command, "--model", str(copy), *arguments])
 
     assert completed.returncode == 1
     assert completed.stderr.splitlines()[-1] == (
@@ -1936,14 +1929,7 @@ def test_ensemble_threshold_miss_message(trained, tmp_path, capsys):
 def test_export_to_full_stdout_says_written(trained, tmp_path):
     _, model_dir = trained
     copy = shutil.copytree(model_dir, tmp_path / "model")
-    with open("/dev/full", "w") as full:
-        completed = subprocess.run(
-            [sys.executable, "-m", "sentiment_lstm", "export", "--model", str(copy)],
-            stdout=full,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=300,
-        )
+    completed = run_to_full_disk(["export", "--model", str(copy)])
 
     assert completed.returncode == 1
     assert re.fullmatch(

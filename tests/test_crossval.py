@@ -571,19 +571,13 @@ def test_cli_closed_stdout_still_writes_json(tiny_posneg, tmp_path):
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_cli_full_stdout_keeps_folds_in_json(tiny_posneg, tmp_path):
-    import subprocess
+    from tests.conftest import run_to_full_disk
 
     output = tmp_path / "cv.json"
-    with open("/dev/full", "w") as full:
-        result = subprocess.run(
-            [sys.executable, "-m", "sentiment_lstm", "-q", "cross-validate"]
-            + ["--data", str(tiny_posneg), "--folds", "2", *QUICK_FLAGS]
-            + ["--output-json", str(output)],
-            stdout=full,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=300,
-        )
+    result = run_to_full_disk(
+        ["-q", "cross-validate", "--data", str(tiny_posneg), "--folds", "2"]
+        + [*QUICK_FLAGS, "--output-json", str(output)]
+    )
 
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == (
