@@ -1926,7 +1926,7 @@ def test_ensemble_threshold_miss_message(trained, tmp_path, capsys):
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
-def test_export_to_full_stdout_says_written(trained, tmp_path):
+def test_export_full_stdout_names_model(trained, tmp_path):
     _, model_dir = trained
     copy = shutil.copytree(model_dir, tmp_path / "model")
     completed = run_to_full_disk(["export", "--model", str(copy)])

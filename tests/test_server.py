@@ -1237,7 +1237,7 @@ def test_shutdown_with_client_not_reading(model_dir, tmp_path):
                 target=send_without_reading, args=(connection,), daemon=True
             ).start()
         # The socket buffers take a few responses. Once they are full, the
-        # count of answered requests stops growing.
+        # count of completed requests stops growing.
         deadline = time.monotonic() + 120
         answered, since = predict_requests_counted(url), time.monotonic()
         while answered < 1 or time.monotonic() - since < 3:
@@ -2088,7 +2088,7 @@ def test_departed_client_counted_unanswered(model_dir):
                 b"Content-Length: %d\r\n\r\n" % len(body) + body
             )
             assert scoring.wait(timeout=30)
-        # The server sees the closed connection while the review is scored.
+        # The server detects the closed connection while the review is scored.
         time.sleep(0.5)
         release.set()
         deadline = time.monotonic() + 30

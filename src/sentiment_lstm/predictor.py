@@ -46,10 +46,11 @@ LOAD_ATTEMPTS = 8
 LOAD_RETRY_SECONDS = 0.25
 
 # Characters tokenized between two checks for close(), so that a stopping
-# server does not wait for the tokenizing of a large request: about 30 ms of
-# text other than ASCII on a 2-core Intel Xeon. A part also has at least
-# ENCODE_PART_TEXTS reviews, because the tokenizer's fast path for ASCII
-# reviews needs 20 of them.
+# server does not wait for the tokenizing of a large request. An estimate: a
+# request of 2.3 million accented characters took 0.85 s on a 2-core Intel
+# Xeon, so about 40 ms a part. A part also has at least ENCODE_PART_TEXTS
+# reviews, because TextEncoder.encode_packed tokenizes ASCII reviews in bulk
+# only from 20 of them on.
 ENCODE_PART_CHARS = 100_000
 ENCODE_PART_TEXTS = 64
 

@@ -1275,25 +1275,20 @@ class _CountingStream:
         self.cut_short = False
 
     def write(self, text: str) -> int:
-        try:
-            written = self._stream.write(text)
-        except BrokenPipeError:
-            raise
-        except OSError as err:
-            raise _StreamWriteError(err) from err
-        except KeyboardInterrupt:
-            self.cut_short = True
-            raise
+        written = self._call(self._stream.write, text)
         self.chars += len(text)
         return written
 
     def flush(self) -> None:
         # A stream of the caller's may have no flush method.
         flush = getattr(self._stream, "flush", None)
-        if flush is None:
-            return
+        if flush is not None:
+            self._call(flush)
+
+    def _call(self, method: Callable[..., T], *args: Any) -> T:
+        """Call a write or flush of the stream, turning its errors as above."""
         try:
-            flush()
+            return method(*args)
         except BrokenPipeError:
             raise
         except OSError as err:

@@ -53,13 +53,13 @@ def test_jsonl_long_review_rejected(tmp_path: Path, monkeypatch) -> None:
 
     with pytest.raises(DataError) as error:
         read_examples(path)
-    kept = read_texts(path, ReadOptions(keep_unscored=True))
+    with_unscored = read_texts(path, ReadOptions(keep_unscored=True))
 
     assert str(error.value).startswith(
         f"{path} line 2: the review is longer than 16,777,216 characters"
     )
-    assert [example.text for example in kept.examples] == ["good fun", "dull"]
-    assert [(row.line, row.text) for row in kept.unscored] == [(2, "")]
+    assert [example.text for example in with_unscored.examples] == ["good fun", "dull"]
+    assert [(row.line, row.text) for row in with_unscored.unscored] == [(2, "")]
 
 
 def test_jsonl_invalid_line(tmp_path: Path) -> None:

@@ -337,16 +337,16 @@ def positive_float(text: str) -> float:
 
 
 # Below this, Adam's steps fall under the rounding of nearly every float32
-# weight: in 10 AdamW steps at 1e-10, 0.8% of weights drawn from +-0.25
-# changed, and only the weights at 0 moved from theirs.
-SMALLEST_LEARNING_RATE = 1e-10
+# weight. After 10 AdamW steps at 1e-10 with random gradients, 0.7% of
+# 100,000 weights drawn from +-0.25 had changed (torch 2.13).
+MIN_LEARNING_RATE = 1e-10
 
 
-def check_stdout_writable(what: str, *, closed_ok: bool = False) -> None:
+def check_stdout_writable(output: str, *, closed_ok: bool = False) -> None:
     """Raise CommandError if stdout is closed or open for reading only.
 
     Args:
-        what: What the command writes to stdout, as in "the report".
+        output: What the command writes to stdout, as in "the report".
         closed_ok: Accept a closed stdout, where the output also goes elsewhere.
     """
     if sys.stdout is None:
@@ -354,7 +354,7 @@ def check_stdout_writable(what: str, *, closed_ok: bool = False) -> None:
         if closed_ok:
             return
         raise CommandError(
-            f"stdout is closed, so {what} has nowhere to go; redirect it to a "
+            f"stdout is closed, so {output} has nowhere to go; redirect it to a "
             "file with > FILE"
         )
     try:
@@ -366,7 +366,7 @@ def check_stdout_writable(what: str, *, closed_ok: bool = False) -> None:
         return
     if flags & os.O_ACCMODE == os.O_RDONLY:
         raise CommandError(
-            f"stdout is open for reading only, so {what} cannot be written to "
+            f"stdout is open for reading only, so {output} cannot be written to "
             "it; redirect it to a file you can write to, with > FILE"
         )
 
@@ -374,9 +374,9 @@ def check_stdout_writable(what: str, *, closed_ok: bool = False) -> None:
 def learning_rate(text: str) -> float:
     """Parse a learning rate, a finite number of at least 1e-10, for argparse."""
     value = positive_float(text)
-    if value < SMALLEST_LEARNING_RATE:
+    if value < MIN_LEARNING_RATE:
         raise argparse.ArgumentTypeError(
-            f"expected a learning rate of at least {SMALLEST_LEARNING_RATE:g}, got "
+            f"expected a learning rate of at least {MIN_LEARNING_RATE:g}, got "
             f"{text}; at smaller rates nearly every float32 weight keeps its "
             "starting value, so the model would not learn"
         )

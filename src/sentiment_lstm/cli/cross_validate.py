@@ -566,10 +566,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def _print_to_stdout(
     args: argparse.Namespace, failures: list[OSError], print_lines: Callable[[], None]
 ) -> None:
-    """Run print_lines; with --output-json, note a failed write and go on.
+    """Run print_lines, and with --output-json log a failed write and go on.
 
-    Without --output-json the results exist only on stdout, so its failure
-    ends the run.
+    Without --output-json the results exist only on stdout, so a failed
+    write ends the run.
     """
     try:
         print_lines()
