@@ -29,6 +29,7 @@ from sentiment_lstm.extras import install_hint
 from sentiment_lstm.files import file_sha256
 from sentiment_lstm.model import ModelConfig, SentimentLSTM
 from sentiment_lstm.predictor import (
+    ScoringCancelled,
     ScoringStopped,
     EMPTY_REVIEW,
     OnnxBackend,
@@ -180,6 +181,58 @@ def test_close_stops_tokenizing(exported, monkeypatch):
         model.predict(reviews)
     # 31 characters a review: the first part ends once it has 50.
     assert parts == [reviews[:2]]
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_cancelled_call_stops_between_batches(exported, backend):
+    model = SentimentModel.load(exported, backend=backend, threads=2)
+    reviews = ["great fun and a warm heart"] * 2_000
+    passes = []
+    probabilities = model.backend.probabilities
+
+    def counted(ids, lengths):
+        passes.append(len(ids))
+        return probabilities(ids, lengths)
+
+    model.backend.probabilities = counted
+    model.predict(reviews, batch_size=16)
+    all_passes = len(passes)
+    passes.clear()
+
+    with pytest.raises(ScoringCancelled):
+        model.predict(reviews, batch_size=16, cancelled=lambda: len(passes) >= 3)
+    # With ONNX Runtime, up to two batches per thread were queued before the
+    # check and may have run.
+    queued = 2 * getattr(model.backend, "parallel_batches", 0)
+    assert 3 <= len(passes) <= 3 + queued
+    assert all_passes == 125
+    # The model scores the next call in full.
+    assert np.array_equal(
+        model.predict_proba(reviews[:20], cancelled=lambda: False),
+        model.predict_proba(reviews[:20]),
+    )
+
+
+def test_cancelled_before_tokenizing(exported, monkeypatch):
+    model = SentimentModel.load(exported, backend="onnx")
+    monkeypatch.setattr(predictor_module, "ENCODE_PART_CHARS", 10)
+    monkeypatch.setattr(predictor_module, "ENCODE_PART_TEXTS", 1)
+    parts = []
+    encode_packed = model.encoder.encode_packed
+
+    def recorded(texts):
+        parts.append(list(texts))
+        return encode_packed(texts)
+
+    monkeypatch.setattr(model.encoder, "encode_packed", recorded)
+    reviews = ["a long and dull evening", "warm", "flat"]
+
+    with pytest.raises(ScoringCancelled, match="cancelled by the caller"):
+        model.predict(reviews, cancelled=lambda: len(parts) == 1)
+    assert parts == [reviews[:1]]
+    with pytest.raises(ScoringCancelled):
+        model.predict([], cancelled=lambda: True)
+    assert sentiment_lstm.ScoringCancelled is ScoringCancelled
 
 
 def test_tokenized_parts_joined_in_order(exported, monkeypatch):

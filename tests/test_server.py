@@ -2045,13 +2045,13 @@ def test_where_requests_are_scored(model_dir, tmp_path, backend, reviews, on_loo
     threads = []
     score = model.predict
 
-    def recording_predict(texts, batch_size=256):
+    def recording_predict(texts, batch_size=256, **options):
         try:
             asyncio.get_running_loop()
             threads.append("event loop")
         except RuntimeError:
             threads.append("thread pool")
-        return score(texts, batch_size)
+        return score(texts, batch_size, **options)
 
     model.predict = recording_predict
     with TestClient(create_app(model)) as local:
@@ -2068,10 +2068,10 @@ def test_departed_client_counted_unanswered(model_dir):
     release = threading.Event()
     score = model.predict
 
-    def predict_when_released(texts, batch_size=256):
+    def predict_when_released(texts, batch_size=256, **options):
         scoring.set()
         release.wait(timeout=30)
-        return score(texts, batch_size)
+        return score(texts, batch_size, **options)
 
     model.predict = predict_when_released
     port = free_port()
@@ -2115,10 +2115,63 @@ def test_departed_client_counted_unanswered(model_dir):
     ]
 
 
+def test_departed_client_scoring_stops(model_dir, caplog):
+    model = SentimentModel.load(model_dir, backend="torch")
+    passes = []
+    first_pass = threading.Event()
+    probabilities = model.backend.probabilities
+
+    def slow_pass(ids, lengths):
+        passes.append(len(ids))
+        first_pass.set()
+        time.sleep(0.3)
+        return probabilities(ids, lengths)
+
+    model.backend.probabilities = slow_pass
+    # Scored one review a pass below, so 48 passes of 0.3 s in full.
+    reviews = ["a dull mess " * 100] * 48
+    port = free_port()
+    uvicorn_server, thread = run_protocol_server(
+        create_app(model), port, max_header_bytes=MAX_HEADER_BYTES, header_timeout=5
+    )
+    body = json.dumps({"reviews": reviews}).encode()
+    score = model.predict
+    model.predict = lambda texts, batch_size=256, **options: score(texts, 1, **options)
+    caplog.set_level(logging.INFO, logger="sentiment_lstm.server")
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as connection:
+            connection.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body) + body
+            )
+            assert first_pass.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while True:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            if 'endpoint="/predict",method="POST"' in text:
+                break
+            assert time.monotonic() < deadline, "the request did not finish"
+            time.sleep(0.05)
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(timeout=10)
+
+    # The pass under way when the client left ends; no other pass starts
+    # unless the server saw the closed connection only after it.
+    assert 1 <= len(passes) <= 2
+    assert 'status="none"} 1.0' in text
+    assert "sentiment_lstm_reviews_scored_total 0.0" in text
+    assert any(
+        "disconnected, so the scoring of its 48 reviews stopped" in record.message
+        for record in caplog.records
+    )
+
+
 def test_model_failure_returns_500(model_dir):
     model = SentimentModel.load(model_dir, backend="torch")
 
-    def fail(texts, batch_size=256):
+    def fail(texts, batch_size=256, **options):
         raise RuntimeError("scoring failed")
 
     model.predict = fail

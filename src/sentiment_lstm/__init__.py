@@ -13,13 +13,24 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from sentiment_lstm.predictor import Prediction, ScoringStopped, SentimentModel
+    from sentiment_lstm.predictor import (
+        Prediction,
+        ScoringCancelled,
+        ScoringStopped,
+        SentimentModel,
+    )
 
-__all__ = ["Prediction", "ScoringStopped", "SentimentModel", "__version__"]
+__all__ = [
+    "Prediction",
+    "ScoringCancelled",
+    "ScoringStopped",
+    "SentimentModel",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Prediction", "ScoringStopped", "SentimentModel"):
+    if name in __all__ and name != "__version__":
         from sentiment_lstm import predictor
 
         return getattr(predictor, name)

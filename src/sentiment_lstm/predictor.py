@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +94,13 @@ class ScoringStopped(RuntimeError):
         super().__init__(
             "the model was closed, so it scores no more reviews; load it again"
         )
+
+
+class ScoringCancelled(Exception):
+    """Scoring was stopped because the caller's ``cancelled`` callback returned True."""
+
+    def __init__(self) -> None:
+        super().__init__("scoring was cancelled by the caller")
 
 
 @dataclass(frozen=True)
@@ -486,7 +493,13 @@ class SentimentModel:
             model_config=config.model,
         )
 
-    def predict_proba(self, texts: Iterable[str], batch_size: int = 256) -> np.ndarray:
+    def predict_proba(
+        self,
+        texts: Iterable[str],
+        batch_size: int = 256,
+        *,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> np.ndarray:
         """Return P(positive) per review, NaN where a review cannot be scored.
 
         A review cannot be scored when it has no tokens or more than
@@ -496,11 +509,25 @@ class SentimentModel:
             texts: Reviews in any order, in a list or any other iterable; the
                 result keeps that order.
             batch_size: Reviews per forward pass.
+            cancelled: Called from the scoring thread before each part of the
+                tokenizing and each forward pass; once it returns True,
+                scoring stops. ``serve`` passes a check of whether the client
+                has disconnected.
+
+        Raises:
+            ScoringCancelled: If ``cancelled`` returned True.
+            ScoringStopped: If :meth:`close` was called.
         """
-        return self._probabilities(_review_list(texts, "predict_proba"), batch_size)
+        return self._probabilities(
+            _review_list(texts, "predict_proba"), batch_size, cancelled=cancelled
+        )
 
     def _probabilities(
-        self, texts: list[str], batch_size: int, method: str = "predict_proba"
+        self,
+        texts: list[str],
+        batch_size: int,
+        method: str = "predict_proba",
+        cancelled: Callable[[], bool] | None = None,
     ) -> np.ndarray:
         """Return what predict_proba does for a list; ``method`` names the caller."""
         too_long = [
@@ -509,19 +536,34 @@ class SentimentModel:
         if any(too_long):
             texts = ["" if long else text for text, long in zip(texts, too_long)]
         try:
-            token_ids = self._encode(texts)
+            token_ids = self._encode(texts, cancelled)
         except TypeError as err:
             # The encoder names an item that is not a str, with its index.
             raise TypeError(f"{method}: {err}") from err
-        return self.score_token_ids(token_ids, batch_size)
+        return self.score_token_ids(token_ids, batch_size, cancelled=cancelled)
 
-    def _encode(self, texts: list[str]) -> PackedTokenIds:
+    def _check_running(self, cancelled: Callable[[], bool] | None) -> None:
+        """Raise if :meth:`close` was called or the caller cancelled.
+
+        Raises:
+            ScoringStopped: If :meth:`close` was called.
+            ScoringCancelled: If ``cancelled`` returns True.
+        """
+        if self._closed:
+            raise ScoringStopped()
+        if cancelled is not None and cancelled():
+            raise ScoringCancelled()
+
+    def _encode(
+        self, texts: list[str], cancelled: Callable[[], bool] | None = None
+    ) -> PackedTokenIds:
         """Tokenize texts in parts of ``ENCODE_PART_TEXTS`` or more reviews.
 
         A part ends once it also has ``ENCODE_PART_CHARS`` characters.
 
         Raises:
             ScoringStopped: If :meth:`close` was called before a part.
+            ScoringCancelled: If ``cancelled`` returned True before a part.
         """
         if not all(isinstance(text, str) for text in texts):
             # One part, so that the encoder's error gives the item's index.
@@ -529,8 +571,7 @@ class SentimentModel:
         parts = []
         start = 0
         while start < len(texts) or not parts:
-            if self._closed:
-                raise ScoringStopped()
+            self._check_running(cancelled)
             end = start
             chars = 0
             while end < len(texts) and (
@@ -549,6 +590,8 @@ class SentimentModel:
         token_ids: Sequence[Sequence[int]],
         batch_size: int = 256,
         max_batch_tokens: int = MAX_BATCH_TOKENS,
+        *,
+        cancelled: Callable[[], bool] | None = None,
     ) -> np.ndarray:
         """Return P(positive) per encoded review, NaN where it has no tokens.
 
@@ -567,14 +610,20 @@ class SentimentModel:
             batch_size: Maximum reviews per forward pass.
             max_batch_tokens: Maximum reviews times padded length per forward
                 pass; a single review longer than this is still scored alone.
+            cancelled: Called before each batch is padded; once it returns
+                True, no more batches start (see :meth:`predict_proba`).
 
         Returns:
             Float64 array of shape (len(token_ids),), in input order.
 
         Raises:
             ValueError: If ``batch_size`` or ``max_batch_tokens`` is below 1.
+            ScoringCancelled: If ``cancelled`` returned True.
+            ScoringStopped: If :meth:`close` was called.
         """
-        batches, workers = self._plan(token_ids, batch_size, max_batch_tokens)
+        batches, workers = self._plan(
+            token_ids, batch_size, max_batch_tokens, cancelled
+        )
         scores = PendingScores(len(token_ids), self._positive_index)
         for rows, probabilities in self._run_batches(batches, workers):
             scores.add(rows, probabilities)
@@ -619,6 +668,7 @@ class SentimentModel:
         token_ids: Sequence[Sequence[int]],
         batch_size: int,
         max_batch_tokens: int,
+        cancelled: Callable[[], bool] | None = None,
     ) -> tuple[Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]], int]:
         """Return the batches of the scorable reviews and the workers to use.
 
@@ -646,7 +696,7 @@ class SentimentModel:
             share = -(-len(order) // workers)
             batch_size = min(batch_size, max(share, MIN_PARALLEL_BATCH))
         batches = self._batches(
-            packed, order, lengths[order], batch_size, max_batch_tokens
+            packed, order, lengths[order], batch_size, max_batch_tokens, cancelled
         )
         return batches, workers
 
@@ -657,16 +707,17 @@ class SentimentModel:
         sorted_lengths: np.ndarray,
         batch_size: int,
         max_batch_tokens: int,
+        cancelled: Callable[[], bool] | None = None,
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Yield (rows, padded ids, lengths) of consecutive length-sorted batches.
 
         Raises:
             ScoringStopped: Before a batch, once :meth:`close` was called.
+            ScoringCancelled: Before a batch, once ``cancelled`` returns True.
         """
         start = 0
         while start < len(order):
-            if self._closed:
-                raise ScoringStopped()
+            self._check_running(cancelled)
             stop = _batch_stop(sorted_lengths, start, batch_size, max_batch_tokens)
             rows = order[start:stop]
             batch_lengths = sorted_lengths[start:stop]
@@ -686,16 +737,23 @@ class SentimentModel:
             return
         executor = self._thread_pool(workers)
         pending: deque[tuple[np.ndarray, Future]] = deque()
-        # At most two batches per worker are padded ahead, which bounds memory.
-        for rows, ids, batch_lengths in batches:
-            future = self._submit(executor, ids, batch_lengths)
-            pending.append((rows, future))
-            if len(pending) >= 2 * workers:
+        try:
+            # At most two batches per worker are padded ahead, which bounds
+            # memory.
+            for rows, ids, batch_lengths in batches:
+                future = self._submit(executor, ids, batch_lengths)
+                pending.append((rows, future))
+                if len(pending) >= 2 * workers:
+                    done_rows, done = pending.popleft()
+                    yield done_rows, _batch_result(done)
+            while pending:
                 done_rows, done = pending.popleft()
                 yield done_rows, _batch_result(done)
-        while pending:
-            done_rows, done = pending.popleft()
-            yield done_rows, _batch_result(done)
+        finally:
+            # A cancelled or failed call leaves no queued batch behind; a
+            # pass already running ends on its own.
+            for _, future in pending:
+                future.cancel()
 
     def _submit(
         self, executor: ThreadPoolExecutor, ids: np.ndarray, lengths: np.ndarray
@@ -742,19 +800,30 @@ class SentimentModel:
         if executor is not None and self._executor_pid == os.getpid():
             executor.shutdown(wait=False, cancel_futures=True)
 
-    def predict(self, texts: Iterable[str], batch_size: int = 256) -> list[Prediction]:
+    def predict(
+        self,
+        texts: Iterable[str],
+        batch_size: int = 256,
+        *,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> list[Prediction]:
         """Score reviews; one that cannot be scored gets a Prediction with ``error``.
 
         Args:
             texts: Reviews in any order, in a list or any other iterable; the
                 result keeps that order.
             batch_size: Reviews per forward pass.
+            cancelled: See :meth:`predict_proba`.
 
         Returns:
             One Prediction per review.
+
+        Raises:
+            ScoringCancelled: If ``cancelled`` returned True.
+            ScoringStopped: If :meth:`close` was called.
         """
         texts = _review_list(texts, "predict")
-        positive = self._probabilities(texts, batch_size, "predict")
+        positive = self._probabilities(texts, batch_size, "predict", cancelled)
         predictions = []
         for text, probability in zip(texts, positive.tolist()):
             if math.isnan(probability):

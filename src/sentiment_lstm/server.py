@@ -53,7 +53,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from sentiment_lstm import __version__
-from sentiment_lstm.predictor import SentimentModel
+from sentiment_lstm.predictor import ScoringCancelled, SentimentModel
 
 logger = logging.getLogger(__name__)
 
@@ -1153,12 +1153,24 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             status_code=500,
         )
 
-    def score(reviews: list[str], control: Any) -> Response:
-        """Score reviews and render the response, unless the client has gone."""
-        if control is not None and control.disconnected():
-            # uvicorn drops a response to a closed connection.
-            return Response(status_code=204)
-        predictions = model.predict(reviews)
+    def score(reviews: list[str], control: Any, client: str) -> Response:
+        """Score reviews and render the response, unless the client has gone.
+
+        Scoring stops between forward passes once the client has closed its
+        connection, and uvicorn drops the response to a closed connection.
+        """
+        if control is None:
+            predictions = model.predict(reviews)
+        else:
+            try:
+                predictions = model.predict(reviews, cancelled=control.disconnected)
+            except ScoringCancelled:
+                logger.info(
+                    "client %s disconnected, so the scoring of its %d reviews stopped",
+                    client,
+                    len(reviews),
+                )
+                return Response(status_code=204)
         scored = sum(1 for prediction in predictions if prediction.error is None)
         metrics.reviews_scored.inc(scored)
         metrics.reviews_unscored.inc(len(predictions) - scored)
@@ -1178,8 +1190,10 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             and len(body.reviews) <= INLINE_MAX_REVIEWS
             and sum(map(len, body.reviews)) <= INLINE_MAX_CHARS
         ):
-            return score(body.reviews, control)
-        return await run_in_threadpool(score, body.reviews, control)
+            return score(body.reviews, control, _client(request.scope))
+        return await run_in_threadpool(
+            score, body.reviews, control, _client(request.scope)
+        )
 
     # FastAPI reads the body model from the annotation when the route is
     # added. The model is built for this app's limits, so it is set here.
