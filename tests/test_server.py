@@ -34,10 +34,19 @@ from sentiment_lstm.export import export_model
 from sentiment_lstm import http_protocol
 from sentiment_lstm.http_protocol import limited_protocol
 from sentiment_lstm.predictor import SentimentModel
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from sentiment_lstm import server as server_module
+from sentiment_lstm.predictor import Prediction
 from sentiment_lstm.server import (
     INLINE_MAX_CHARS,
     RejectionLog,
+    RequestLimitExceeded,
+    ServerLimits,
+    check_limits,
     create_app,
+    render_predictions,
     top_level_keys,
 )
 from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
@@ -1830,6 +1839,69 @@ def test_unpaired_surrogate_rejected(client, review):
     assert first["type"] == "unicode_surrogate"
     assert first["loc"] == ["body", "reviews", 1]
     assert "review at index 1 has an unpaired UTF-16 surrogate" in first["msg"]
+
+
+@pytest.mark.parametrize(
+    ("reviews", "expected"),
+    [
+        (["fine", "ok \ud800", "x" * 11], ("unicode_surrogate", 1)),
+        (["fine", "x" * 11 + "\udc80", "ok"], ("unicode_surrogate", 1)),
+        (["fine", "x" * 11, "ok \ud800"], ("max_review_chars", 1)),
+        (["é" * 10, "x" * 10, "y" * 12, "z" * 13], ("max_review_chars", 2)),
+        (["é" * 10, "\ud800", "\udc00"], ("unicode_surrogate", 1)),
+    ],
+    ids=[
+        "surrogate before long",
+        "surrogate in long",
+        "long before surrogate",
+        "first long one",
+        "pair split over reviews",
+    ],
+)
+def test_limits_report_first_problem(reviews, expected):
+    kind, index = expected
+    limits = ServerLimits(max_review_chars=10)
+
+    if kind == "unicode_surrogate":
+        with pytest.raises(RequestValidationError) as raised:
+            check_limits(reviews, limits)
+        (error,) = raised.value.errors()
+        assert error["type"] == kind
+        assert error["loc"] == ("body", "reviews", index)
+    else:
+        with pytest.raises(RequestLimitExceeded) as raised:
+            check_limits(reviews, limits)
+        assert raised.value.to_dict()["limit"] == kind
+        assert raised.value.to_dict()["index"] == index
+        assert raised.value.to_dict()["value"] == len(reviews[index])
+
+
+def test_limits_accept_valid_reviews():
+    limits = ServerLimits(max_review_chars=10)
+
+    check_limits([], limits)
+    check_limits(["é" * 10, "😀" * 10, "", "x" * 10], limits)
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 4, 5])
+def test_sliced_rendering_matches_one_call(monkeypatch, count):
+    monkeypatch.setattr(server_module, "RENDER_SLICE", 2)
+    kinds = [
+        Prediction(
+            'a "fine" film é 😀', 0.7123456789012345, 0.2876543210987655, "positive"
+        ),
+        Prediction("", None, None, None, "empty review"),
+        Prediction("dull\n", 1e-300, 1.0, "negative"),
+    ]
+    predictions = [kinds[index % 3] for index in range(count)]
+    expected = JSONResponse(
+        {"predictions": [item.to_dict() for item in predictions]}
+    ).body
+
+    assert render_predictions(predictions) == expected
+    assert json.loads(render_predictions(predictions))["predictions"] == [
+        item.to_dict() for item in predictions
+    ]
 
 
 def test_unknown_path(client):

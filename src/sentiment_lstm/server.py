@@ -53,7 +53,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from sentiment_lstm import __version__
-from sentiment_lstm.predictor import ScoringCancelled, SentimentModel
+from sentiment_lstm.predictor import Prediction, ScoringCancelled, SentimentModel
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +185,9 @@ INLINE_MAX_CHARS = 1_000
 # Also at most this many reviews, because each result costs time to render
 # however short its review is.
 INLINE_MAX_REVIEWS = 64
+# Predictions turned into JSON in one call of the encoder. A slice of
+# 1,024 took 3.5 ms on a 2-core AMD EPYC, with reviews of 20 characters.
+RENDER_SLICE = 1024
 
 # Latency buckets in seconds, from 1 ms to 10 s.
 LATENCY_BUCKETS = (
@@ -925,20 +928,45 @@ def check_limits(reviews: list[str], limits: ServerLimits) -> None:
     """
     if len(reviews) > limits.max_reviews:
         raise too_many_reviews(len(reviews), limits.max_reviews)
-    for index, review in enumerate(reviews):
-        if not review.isascii():
-            _check_unicode(review, index)
-        if len(review) > limits.max_review_chars:
-            raise RequestLimitExceeded(
-                f"review at index {index} is too long: {len(review)} characters, "
-                f"above the limit of {limits.max_review_chars} "
-                "(--max-review-chars); shorten it",
-                status_code=422,
-                limit="max_review_chars",
-                maximum=limits.max_review_chars,
-                value=len(review),
-                index=index,
-            )
+    # This runs on the event loop, so each check is one call over all the
+    # reviews rather than one Python step per review.
+    lengths = list(map(len, reviews))
+    too_long = None
+    if lengths and max(lengths) > limits.max_review_chars:
+        too_long = next(
+            index
+            for index, length in enumerate(lengths)
+            if length > limits.max_review_chars
+        )
+    # A review before the first long one, or that one, may still have an
+    # unpaired surrogate, which is reported first.
+    checked = reviews if too_long is None else reviews[: too_long + 1]
+    _check_unicode_all(checked)
+    if too_long is not None:
+        length = lengths[too_long]
+        raise RequestLimitExceeded(
+            f"review at index {too_long} is too long: {length} characters, "
+            f"above the limit of {limits.max_review_chars} "
+            "(--max-review-chars); shorten it",
+            status_code=422,
+            limit="max_review_chars",
+            maximum=limits.max_review_chars,
+            value=length,
+            index=too_long,
+        )
+
+
+def _check_unicode_all(reviews: list[str]) -> None:
+    """Raise for the first review with an unpaired surrogate, as _check_unicode."""
+    joined = "".join(reviews)
+    if joined.isascii():
+        return
+    try:
+        joined.encode("utf-8")
+    except UnicodeEncodeError:
+        for index, review in enumerate(reviews):
+            if not review.isascii():
+                _check_unicode(review, index)
 
 
 def _check_unicode(review: str, index: int) -> None:
@@ -974,6 +1002,25 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_json_safe(item) for item in value]
     return value
+
+
+def render_predictions(predictions: list[Prediction]) -> bytes:
+    """Return the JSON body of a /predict response, as JSONResponse would.
+
+    Python's JSON encoder holds the GIL until it returns, so one call on the
+    260,000 predictions of a request under a raised ``--max-reviews`` kept
+    the event loop from answering other requests for 0.6-0.75 s. Encoding
+    ``RENDER_SLICE`` predictions at a time lets it run in between.
+    """
+    parts = []
+    for start in range(0, len(predictions), RENDER_SLICE):
+        items = [item.to_dict() for item in predictions[start : start + RENDER_SLICE]]
+        text = json.dumps(
+            items, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        )
+        # Each slice without its brackets, so that the slices join into one list.
+        parts.append(text[1:-1].encode("utf-8"))
+    return b'{"predictions":[' + b",".join(parts) + b"]}"
 
 
 def describe_model(model: SentimentModel) -> dict[str, Any]:
@@ -1174,8 +1221,7 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
         scored = sum(1 for prediction in predictions if prediction.error is None)
         metrics.reviews_scored.inc(scored)
         metrics.reviews_unscored.inc(len(predictions) - scored)
-        payload = {"predictions": [prediction.to_dict() for prediction in predictions]}
-        return JSONResponse(payload)
+        return Response(render_predictions(predictions), media_type="application/json")
 
     # The PyTorch backend runs one forward pass at a time, so a request scored
     # on the event loop could wait there for another request's forward pass.
