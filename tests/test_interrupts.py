@@ -2,6 +2,7 @@
 
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -64,6 +65,48 @@ def test_nested_deferred_raises_after_outer(python_sigint_handler):
                 steps.append("outer")
 
     assert steps == ["inner", "outer"]
+
+
+def test_interrupt_replaces_error_of_deferred_block(python_sigint_handler):
+    with interrupts.remembering_interrupts():
+        with pytest.raises(KeyboardInterrupt) as raised:
+            with interrupts.deferred():
+                send_ctrl_c()
+                # What an import does when its native start-up sees the signal.
+                raise ImportError("initialization failed")
+
+    assert isinstance(raised.value.__context__, ImportError)
+
+
+def test_deferred_block_error_without_interrupt(python_sigint_handler):
+    with interrupts.remembering_interrupts():
+        with pytest.raises(ImportError):
+            with interrupts.deferred():
+                raise ImportError("not installed")
+        interrupts.check()
+
+
+def test_deferred_in_other_thread_does_not_defer(python_sigint_handler):
+    inside = threading.Event()
+    release = threading.Event()
+
+    def hold_deferred_block() -> None:
+        with interrupts.deferred():
+            inside.set()
+            release.wait(timeout=30)
+
+    with interrupts.remembering_interrupts():
+        worker = threading.Thread(target=hold_deferred_block)
+        worker.start()
+        try:
+            assert inside.wait(timeout=30)
+            # The main thread gets Ctrl-C at once, not when the worker's
+            # block ends.
+            with pytest.raises(KeyboardInterrupt):
+                send_ctrl_c()
+        finally:
+            release.set()
+            worker.join(timeout=30)
 
 
 def test_sigterm_deferred_while_sigint_ignored():

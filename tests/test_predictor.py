@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -1002,6 +1004,86 @@ def test_onnx_predicts_in_forked_child(exported):
     assert lines[1] != "timed out"
     # Empty reviews score NaN, which assert_array_equal counts as equal.
     np.testing.assert_array_equal(json.loads(lines[1]), json.loads(lines[0]))
+
+
+# Installed as sitecustomize.py: sends the process the signal named in
+# SIGNAL_DURING_IMPORT from within onnxruntime's native start-up, at the first
+# import that the extension module makes. Python raises KeyboardInterrupt
+# there, which the extension turns into an ImportError.
+SIGNAL_HOOK = textwrap.dedent("""
+    import builtins
+    import importlib.abc
+    import os
+    import signal
+    import sys
+
+    EXTENSION = "onnxruntime.capi.onnxruntime_pybind11_state"
+    state = {"loading": False, "sent": False}
+
+    class WatchExtension(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name == EXTENSION:
+                state["loading"] = True
+            return None
+
+    sys.meta_path.insert(0, WatchExtension())
+    original_import = builtins.__import__
+
+    def signalling_import(name, *args, **kwargs):
+        if state["loading"] and not state["sent"] and name != EXTENSION:
+            state["sent"] = True
+            os.kill(os.getpid(), getattr(signal, os.environ["SIGNAL_DURING_IMPORT"]))
+        return original_import(name, *args, **kwargs)
+
+    builtins.__import__ = signalling_import
+    """)
+
+
+@pytest.mark.parametrize(
+    ("command", "signal_name", "status"),
+    [
+        (["predict", "--model", "{model}", "a fine film"], "SIGINT", 130),
+        (["predict", "--model", "{model}", "a fine film"], "SIGTERM", 143),
+        (["export", "--model", "{model}"], "SIGTERM", 143),
+        (["serve", "--model", "{model}", "--port", "{port}"], "SIGTERM", 143),
+    ],
+    ids=["predict Ctrl-C", "predict SIGTERM", "export", "serve"],
+)
+def test_signal_during_onnxruntime_import(
+    exported, tmp_path, command, signal_name, status
+):
+    model = tmp_path / "model"
+    shutil.copytree(exported, model)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SIGNAL_HOOK)
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(hook), str(REPO_ROOT / "src")]),
+        "SIGNAL_DURING_IMPORT": signal_name,
+    }
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    arguments = [part.format(model=model, port=port) for part in command]
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "sentiment_lstm", *arguments],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
+        # Start-up in a shell that leaves Ctrl-C to Python, as a terminal does.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        timeout=120,
+    )
+
+    # Neither a fallback to PyTorch nor advice to install onnxruntime.
+    assert completed.returncode == status, completed.stderr
+    assert "failed to import" not in completed.stderr
+    assert "PyTorch scores" not in completed.stderr
+    assert "positive" not in completed.stdout
+    assert "Application startup complete" not in completed.stderr
 
 
 # A child process that cannot import PyTorch or the training code.

@@ -73,15 +73,18 @@ def remembering_interrupts() -> Iterator[None]:
 def deferred() -> Iterator[None]:
     """Hold back Ctrl-C and SIGTERM until the block ends, then raise KeyboardInterrupt.
 
-    Only inside :func:`remembering_interrupts` or :func:`sigterm_as_interrupt`
-    where they installed a handler; elsewhere the block runs unchanged.
-    Blocks may nest.
+    Only in the main thread, which receives the signals, and only inside
+    :func:`remembering_interrupts` or :func:`sigterm_as_interrupt` where they
+    installed a handler; elsewhere the block runs unchanged. Blocks may nest.
 
     Raises:
-        KeyboardInterrupt: After the block, if a signal arrived before or in it.
+        KeyboardInterrupt: After the block, if a signal arrived before or in
+            it, also in place of an exception that the block raised. A
+            library's import can turn the interrupt into an ImportError, which
+            must not pass for a missing library.
     """
     global _deferring
-    if not _installed:
+    if not _installed or threading.current_thread() is not threading.main_thread():
         yield
         return
     # In a nested block the outermost one raises, once all of them end.
@@ -91,8 +94,8 @@ def deferred() -> Iterator[None]:
         yield
     finally:
         _deferring = outer
-    if not outer:
-        check()
+        if not outer:
+            check()
 
 
 def check() -> None:

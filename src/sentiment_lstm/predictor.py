@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from sentiment_lstm import artifact
+from sentiment_lstm import artifact, interrupts
 from sentiment_lstm import text as text_module
 from sentiment_lstm.extras import install_hint
 from sentiment_lstm.files import file_sha256, folder_locked
@@ -165,7 +165,9 @@ class TorchBackend:
 
     def __init__(self, model_config: dict[str, Any], weights: dict[str, np.ndarray]):
         try:
-            import torch
+            # Held back for the same reason as in import_onnxruntime.
+            with interrupts.deferred():
+                import torch
         except ImportError as err:
             raise ImportError(
                 f"the torch backend needs PyTorch, which failed to import ({err}); "
@@ -331,11 +333,17 @@ def import_onnxruntime() -> Any:
     ``ORT_DISABLE_TELEMETRY`` is set to 1 when it is not set already. It must
     be set before the first import of onnxruntime in the process.
 
+    A Ctrl-C or SIGTERM during the import is held back until it ends, because
+    the import's native start-up would turn it into an ImportError.
+
     Raises:
         ImportError: If onnxruntime is not installed.
+        KeyboardInterrupt: If a signal arrived during the import, in a
+            command line that handles them (see :mod:`interrupts`).
     """
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-    import onnxruntime
+    with interrupts.deferred():
+        import onnxruntime
 
     return onnxruntime
 

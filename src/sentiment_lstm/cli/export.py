@@ -37,8 +37,13 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """
     from sentiment_lstm.artifact import ArtifactError
 
+    from sentiment_lstm import interrupts
+
     try:
-        from sentiment_lstm.export import ExportError, ParityError, export_model
+        # A signal during the imports of PyTorch and onnx waits for them to
+        # end, so that it is not reported as a failed import.
+        with interrupts.deferred():
+            from sentiment_lstm.export import ExportError, ParityError, export_model
     except ImportError as err:
         raise CommandError(
             f"exporting needs PyTorch, onnx and onnxruntime ({err}); install them "
