@@ -300,6 +300,38 @@ def test_load_waits_for_a_save_in_progress(exported, tmp_path, saved_in_time):
         )
 
 
+@pytest.mark.parametrize("saved_before_check", [True, False])
+def test_load_reads_again_after_run_ends(
+    exported, tmp_path, monkeypatch, saved_before_check
+):
+    model_dir = tmp_path / "model"
+    shutil.copytree(exported, model_dir)
+    weights = model_dir / "model.safetensors"
+    saved = weights.read_bytes()
+    # A train run wrote the last file and ended after the load read the
+    # weights of the epoch before and before it checked the folder's lock.
+    weights.write_bytes(saved[:-8] + bytes(8))
+    checks = []
+
+    def unlocked_after_last_save(path):
+        checks.append(path)
+        if saved_before_check:
+            weights.write_bytes(saved)
+        return False
+
+    monkeypatch.setattr(predictor_module, "folder_locked", unlocked_after_last_save)
+
+    if saved_before_check:
+        model = SentimentModel.load(model_dir, backend="onnx")
+        assert model.predict(["great fun"])[0].error is None
+        assert len(checks) == 1
+    else:
+        # A changed file stays an error, after one more read.
+        with pytest.raises(artifact.ArtifactError, match="model.safetensors"):
+            SentimentModel.load(model_dir, backend="onnx")
+        assert len(checks) == 2
+
+
 def test_auto_picks_onnx(exported):
     model = SentimentModel.load(exported)
 

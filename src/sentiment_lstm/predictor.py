@@ -455,17 +455,23 @@ class SentimentModel:
             _check_count("threads", threads)
         directory = Path(directory)
         attempts = 0
+        read_after_unlock = False
         while True:
             try:
                 return cls._load(directory, backend, threads)
             except artifact.ArtifactError as err:
                 # train --overwrite replaces the files of a model one by one,
                 # so a load in between can find the files of two epochs.
-                saving = (directory / artifact.CONFIG_FILE).exists() and folder_locked(
-                    directory
-                )
+                has_config = (directory / artifact.CONFIG_FILE).exists()
+                saving = has_config and folder_locked(directory)
                 attempts += 1
                 if not saving:
+                    # The run may have saved its last file and released the
+                    # folder between the reads and this check. Its files are
+                    # then complete, so one more read tells.
+                    if has_config and not read_after_unlock:
+                        read_after_unlock = True
+                        continue
                     raise
                 if attempts == LOAD_ATTEMPTS:
                     raise artifact.ArtifactError(
