@@ -1271,6 +1271,17 @@ def test_predict_pipe_without_extension_needs_format(trained, tmp_path, capsys):
     ) in capsys.readouterr().err
 
 
+def test_predict_device_without_extension_needs_format(trained, capsys):
+    _, model_dir = trained
+
+    status = main(["predict", "--model", str(model_dir), "--input", os.devnull])
+
+    assert status == 2
+    assert (
+        f"cannot detect the data format of the device {os.devnull} from its name"
+    ) in capsys.readouterr().err
+
+
 def test_predict_pipe_as_its_own_output_rejected(trained, tmp_path, capsys):
     _, model_dir = trained
     pipe = tmp_path / "reviews.csv"

@@ -787,7 +787,8 @@ def test_field_over_size_limit_named(tmp_path: Path) -> None:
     [bad] = result.bad_rows
     assert bad.line == 3
     assert bad.reason == (
-        "a field is longer than 16,777,216 characters, the most a review may have"
+        "a field is longer than 16,777,216 characters, the most any field, "
+        "the review's included, may have"
     )
     with pytest.raises(DataError, match="a quote that is never closed"):
         read_examples(path)

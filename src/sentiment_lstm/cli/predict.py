@@ -466,20 +466,31 @@ def _check_pipe_format(args: argparse.Namespace) -> None:
 
     if args.data_format is None and args.input.suffix.lower() not in EXTENSION_FORMATS:
         raise CommandError(
-            f"cannot detect the data format of the pipe {args.input} from its "
-            "name; pass --input-format csv, tsv, jsonl or lines (one review a "
-            "line)",
+            f"cannot detect the data format of the {_special_file_kind(args.input)} "
+            f"{args.input} from its name; pass --input-format csv, tsv, jsonl or "
+            "lines (one review a line)",
             usage=True,
         )
 
 
 def _is_pipe_or_device(path: Path) -> bool:
     """Return whether path is a named pipe, socket or character device."""
+    return _special_file_kind(path) is not None
+
+
+def _special_file_kind(path: Path) -> str | None:
+    """Return "pipe", "device" or "socket" for such a path, else None."""
     try:
         mode = path.stat().st_mode
     except OSError:
-        return False
-    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
+        return None
+    if stat.S_ISFIFO(mode):
+        return "pipe"
+    if stat.S_ISCHR(mode):
+        return "device"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return None
 
 
 def _score_pair(args: argparse.Namespace, model: Any, options: Any) -> int:

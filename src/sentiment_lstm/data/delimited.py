@@ -311,7 +311,7 @@ def parsed_rows(
             if "field larger than field limit" in str(err):
                 reason = (
                     f"a field is longer than {FIELD_SIZE_LIMIT:,} characters, the "
-                    f"most a review may have{span}"
+                    f"most any field, the review's included, may have{span}"
                 )
                 fix = (
                     "this is most often a quote that is never closed, which runs "
