@@ -521,6 +521,24 @@ def test_edited_network_settings_named(tmp_path, load):
     assert not (directory / artifact.ONNX_FILE).exists()
 
 
+def test_edited_settings_named_with_onnx(tmp_path, exported):
+    directory = tmp_path / "model"
+    shutil.copytree(exported, directory)
+    path = directory / artifact.CONFIG_FILE
+    values = json.loads(path.read_text())
+    values["model"]["pooling"] = "max"
+    path.write_text(json.dumps(values))
+
+    with pytest.raises(ArtifactError) as error:
+        SentimentModel.load(directory, backend="onnx")
+
+    # config.json changed, not model.onnx, so exporting again would not help.
+    assert str(error.value).startswith(
+        f'{path}: its network settings ("model") differ from those that '
+        f"{directory / artifact.WEIGHTS_FILE} was saved with"
+    )
+
+
 def test_weights_without_settings_record_load(tmp_path):
     directory = write_model_dir(tmp_path / "model")
     weights_path = directory / artifact.WEIGHTS_FILE

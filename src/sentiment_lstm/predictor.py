@@ -1042,6 +1042,9 @@ def _check_onnx_metadata(
     # Exports of earlier versions lack these two keys and are not checked.
     expected_sha256 = metadata.get(METADATA_MODEL_SHA256)
     if expected_sha256 is not None and expected_sha256 != model_config_sha256(config):
+        if weights_path.is_file():
+            # Where the weights also disagree, config.json is the changed file.
+            artifact.check_model_settings(directory, config)
         raise artifact.ArtifactError(
             f"{onnx_path} was exported from a network with other settings than "
             f"those in {directory / artifact.CONFIG_FILE}, so it belongs to "
