@@ -326,3 +326,40 @@ def test_zstd_frame_named(tmp_path: Path) -> None:
 
     with pytest.raises(DataError, match="the file is zstd-compressed, not text"):
         read_texts(path)
+
+
+@pytest.mark.parametrize("whole", [False, True], ids=["scanned", "whole file"])
+def test_bom_with_cp1252_bytes_warns(
+    caplog: pytest.LogCaptureFixture, whole: bool
+) -> None:
+    data = b"\xef\xbb\xbftext\ncaf\xe9 great\nna\xefve and caf\xc3\xa9\n"
+
+    with caplog.at_level(logging.INFO, logger="sentiment_lstm.data"):
+        if whole:
+            decoded = decode_bytes(data, "reviews.csv")
+            encoding = decoded.encoding
+        else:
+            scan = EncodingScan("reviews.csv")
+            scan.feed(data)
+            encoding = scan.result().name
+
+    # The mark still decides the encoding, and the log says what it costs.
+    assert encoding == "utf-8-sig"
+    assert "reviews.csv starts with a UTF-8 byte order mark" in caplog.text
+    assert "2 of its bytes are invalid in UTF-8" in caplog.text
+    assert "valid multi-byte UTF-8 characters: 1)" in caplog.text
+    assert "remove its first 3 bytes" in caplog.text
+
+
+def test_valid_bom_file_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    data = b"\xef\xbb\xbftext\ncaf\xc3\xa9 great\n"
+
+    with caplog.at_level(logging.INFO, logger="sentiment_lstm.data"):
+        scan = EncodingScan("reviews.csv")
+        scan.feed(data)
+        encoding = scan.result()
+        decoded = decode_bytes(data, "reviews.csv")
+
+    assert encoding.name == "utf-8-sig"
+    assert decoded.text == "text\ncafé great\n"
+    assert caplog.text == ""

@@ -249,8 +249,6 @@ class EncodingScan:
             # A CRLF split between two blocks.
             self.lone_carriage_returns -= 1
         self._ends_in_carriage_return = block.endswith(b"\r")
-        if self._utf8_bom:
-            return
         if self._escaping is not None:
             self._count(self._escaping.decode(block))
             return
@@ -271,8 +269,6 @@ class EncodingScan:
                 decoded as it is. Readers of many small files pass False and
                 log a count instead.
         """
-        if self._utf8_bom:
-            return Encoding("utf-8-sig", "surrogateescape")
         if self._escaping is not None:
             self._count(self._escaping.decode(b"", final=True))
         else:
@@ -284,6 +280,22 @@ class EncodingScan:
                 self._count_from_here(pending, b"", final=True)
         invalid = self._invalid_bytes
         multibyte = self._multibyte_characters
+        if self._utf8_bom:
+            # The byte order mark itself was counted as a character.
+            multibyte -= 1
+            if invalid and log:
+                logger.warning(
+                    "%s starts with a UTF-8 byte order mark, so it is decoded as "
+                    "UTF-8, but %d of its bytes are invalid in UTF-8 (valid "
+                    "multi-byte UTF-8 characters: %d), so the rows that contain "
+                    "them are bad; if the file was saved as cp1252, save it as "
+                    "UTF-8, or remove its first 3 bytes (the mark) so that it "
+                    "is read as cp1252",
+                    self.source,
+                    invalid,
+                    multibyte,
+                )
+            return Encoding("utf-8-sig", "surrogateescape")
         if invalid == 0:
             logger.debug("%s is valid UTF-8", self.source)
             return Encoding("utf-8")
@@ -433,6 +445,13 @@ def decode_bytes(data: bytes, source: str, *, log_fallback: bool = True) -> Deco
     check_nul_bytes(data[:NUL_SAMPLE_BYTES], source)
     if data.startswith(codecs.BOM_UTF8):
         body = data[len(codecs.BOM_UTF8) :]
+        try:
+            return DecodedText(body.decode("utf-8"), "utf-8-sig", "surrogateescape")
+        except UnicodeDecodeError:
+            # The scan warns of the invalid bytes.
+            scan = EncodingScan(source)
+            scan.feed(data)
+            scan.result(log=log_fallback)
         return DecodedText(
             body.decode("utf-8", "surrogateescape"), "utf-8-sig", "surrogateescape"
         )
