@@ -2134,6 +2134,28 @@ def test_where_requests_are_scored(model_dir, tmp_path, backend, reviews, on_loo
     assert threads == ["event loop" if on_loop else "thread pool"]
 
 
+def send_then_close(port: int, body: bytes, started: threading.Event) -> None:
+    """Send a /predict request, wait until its scoring starts, then disconnect."""
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body) + body
+        )
+        assert started.wait(timeout=30)
+
+
+def metrics_once_predict_counted(port: int) -> str:
+    """Return /metrics once it counts a /predict request, within 30 s."""
+    deadline = time.monotonic() + 30
+    while True:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        if 'endpoint="/predict",method="POST"' in text:
+            return text
+        assert time.monotonic() < deadline, "the request did not finish"
+        time.sleep(0.05)
+
+
 def test_departed_client_counted_unanswered(model_dir):
     model = SentimentModel.load(model_dir, backend="torch")
     scoring = threading.Event()
@@ -2153,23 +2175,11 @@ def test_departed_client_counted_unanswered(model_dir):
     # Over 1,000 characters, so scored in the thread pool.
     body = json.dumps({"reviews": ["a dull mess " * 100]}).encode()
     try:
-        with socket.create_connection(("127.0.0.1", port)) as connection:
-            connection.sendall(
-                b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                b"Content-Type: application/json\r\n"
-                b"Content-Length: %d\r\n\r\n" % len(body) + body
-            )
-            assert scoring.wait(timeout=30)
+        send_then_close(port, body, scoring)
         # The server detects the closed connection while the review is scored.
         time.sleep(0.5)
         release.set()
-        deadline = time.monotonic() + 30
-        while True:
-            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-            if 'endpoint="/predict",method="POST"' in text:
-                break
-            assert time.monotonic() < deadline, "the request did not finish"
-            time.sleep(0.05)
+        text = metrics_once_predict_counted(port)
     finally:
         release.set()
         uvicorn_server.should_exit = True
@@ -2211,20 +2221,8 @@ def test_departed_client_scoring_stops(model_dir, caplog):
     model.predict = lambda texts, batch_size=256, **options: score(texts, 1, **options)
     caplog.set_level(logging.INFO, logger="sentiment_lstm.server")
     try:
-        with socket.create_connection(("127.0.0.1", port)) as connection:
-            connection.sendall(
-                b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                b"Content-Type: application/json\r\n"
-                b"Content-Length: %d\r\n\r\n" % len(body) + body
-            )
-            assert first_pass.wait(timeout=30)
-        deadline = time.monotonic() + 30
-        while True:
-            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-            if 'endpoint="/predict",method="POST"' in text:
-                break
-            assert time.monotonic() < deadline, "the request did not finish"
-            time.sleep(0.05)
+        send_then_close(port, body, first_pass)
+        text = metrics_once_predict_counted(port)
     finally:
         uvicorn_server.should_exit = True
         thread.join(timeout=10)
