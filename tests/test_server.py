@@ -2219,7 +2219,7 @@ def test_departed_client_scoring_stops(model_dir, caplog):
     body = json.dumps({"reviews": reviews}).encode()
     score = model.predict
     model.predict = lambda texts, batch_size=256, **options: score(texts, 1, **options)
-    caplog.set_level(logging.INFO, logger="sentiment_lstm.server")
+    caplog.set_level(logging.DEBUG, logger="sentiment_lstm.server")
     try:
         send_then_close(port, body, first_pass)
         text = metrics_once_predict_counted(port)

@@ -1212,7 +1212,9 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             try:
                 predictions = model.predict(reviews, cancelled=control.disconnected)
             except ScoringCancelled:
-                logger.info(
+                # At debug level, because a client could fill the log with
+                # these lines; /metrics counts such requests as "none".
+                logger.debug(
                     "client %s disconnected, so the scoring of its %d reviews stopped",
                     client,
                     len(reviews),
