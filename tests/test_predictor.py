@@ -294,9 +294,10 @@ def test_load_waits_for_a_save_in_progress(exported, tmp_path, saved_in_time):
     if saved_in_time:
         assert model.predict(["great fun"])[0].error is None
     else:
-        assert str(raised.value).startswith(
+        assert str(raised.value) == (
             f"{model_dir} is the --output-dir of a 'sentiment-lstm train' run in "
-            "progress that is saving a model into it ("
+            "progress that is saving a model into it, and its files are not yet "
+            "all of one epoch; try again once the run has saved the epoch"
         )
 
 
@@ -536,6 +537,62 @@ def test_edited_settings_named_with_onnx(tmp_path, exported):
     assert str(error.value).startswith(
         f'{path}: its network settings ("model") differ from those that '
         f"{directory / artifact.WEIGHTS_FILE} was saved with"
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("bidirectional", True),
+        ("num_layers", 2),
+        ("hidden_dim", 17),
+        ("pooling", "attention"),
+        ("vocab_size", 5),
+    ],
+)
+@pytest.mark.parametrize("load", ["torch", "export"])
+def test_edited_shape_settings_named(tmp_path, load, key, value):
+    directory = write_model_dir(tmp_path / "model")
+    path = directory / artifact.CONFIG_FILE
+    values = json.loads(path.read_text())
+    values["model"][key] = value
+    path.write_text(json.dumps(values))
+
+    with pytest.raises(ArtifactError) as error:
+        load_or_export(directory, load)
+
+    # Not the weights' or the tokenizer's fault, nor PyTorch's list of shapes.
+    assert str(error.value).startswith(
+        f'{path}: its network settings ("model") differ from those that '
+        f"{directory / artifact.WEIGHTS_FILE} was saved with"
+    )
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files without permission")
+def test_unreadable_weights_named(tmp_path):
+    directory = write_model_dir(tmp_path / "model")
+    weights = directory / artifact.WEIGHTS_FILE
+    weights.chmod(0)
+
+    with pytest.raises(ArtifactError, match="check the file's permissions") as error:
+        SentimentModel.load(directory, backend="torch")
+
+    assert str(error.value).startswith(f"cannot read {weights}: Permission denied")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files without permission")
+def test_unsearchable_model_folder_named(tmp_path):
+    directory = write_model_dir(tmp_path / "model")
+    directory.chmod(0o444)
+    try:
+        with pytest.raises(ArtifactError) as error:
+            SentimentModel.load(directory, backend="torch")
+    finally:
+        directory.chmod(0o755)
+
+    assert str(error.value) == (
+        f"cannot read model directory {directory}: Permission denied; check the "
+        "folder's permissions (chmod u+rx)"
     )
 
 
@@ -787,10 +844,25 @@ def test_single_bytes_rejected(exported, texts, method):
     assert "decode it to str and wrap it in a list" in message
 
 
+class DataFrame:
+    """Stands in for a pandas DataFrame: iterating gives its column labels."""
+
+    columns = ["review"]
+    iloc = None
+
+    def __iter__(self):
+        return iter(self.columns)
+
+
 @pytest.mark.parametrize(
     ("texts", "expected"),
     [
         ("great fun", "{method} takes a list of reviews, not a single string; wrap"),
+        (
+            DataFrame(),
+            "{method} takes a list of reviews, got a DataFrame, whose column "
+            'names would be scored; pass its review column, such as df["review"]',
+        ),
         (
             {"great fun": 1},
             "{method} takes a list of reviews, got a dict, whose keys would be "

@@ -170,6 +170,7 @@ def check_model_settings(directory: Path, config: ArtifactConfig) -> None:
         ArtifactError: If the settings differ, or the weights file is corrupt.
     """
     path = _require_file(directory, WEIGHTS_FILE)
+    _check_readable(path)
     try:
         with safe_open(str(path), framework="np") as weights:
             recorded = (weights.metadata() or {}).get(WEIGHTS_SETTINGS_KEY)
@@ -369,6 +370,9 @@ def load_matching_encoder(directory: Path, config: ArtifactConfig) -> TextEncode
     encoder = load_encoder(directory)
     expected = config.model.get("vocab_size")
     if expected is not None and encoder.vocab_size != expected:
+        if (Path(directory) / WEIGHTS_FILE).is_file():
+            # An edited vocab_size in config.json is named as such.
+            check_model_settings(directory, config)
         raise ArtifactError(
             f"the tokenizer in {directory} has {encoder.vocab_size} entries, but "
             f"{directory / CONFIG_FILE} expects {expected}: the tokenizer files "
@@ -402,6 +406,7 @@ def load_weights(directory: Path) -> dict[str, np.ndarray]:
     an empty review.
     """
     path = _require_file(directory, WEIGHTS_FILE)
+    _check_readable(path)
     try:
         weights = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
@@ -471,7 +476,32 @@ def _require_directory(directory: Path) -> Path:
             f"model directory {directory} not found; pass the --output-dir of "
             "a finished 'sentiment-lstm train' run"
         )
+    try:
+        # A folder without search permission hides its files, which would
+        # otherwise read as missing.
+        os.stat(directory / CONFIG_FILE)
+    except PermissionError as err:
+        raise ArtifactError(
+            f"cannot read model directory {directory}: {err.strerror}; check "
+            "the folder's permissions (chmod u+rx)"
+        ) from err
+    except OSError:
+        pass
     return directory
+
+
+def _check_readable(path: Path) -> None:
+    """Raise an ArtifactError that names the permissions if path cannot be opened.
+
+    safetensors reports such a file as missing.
+    """
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError as err:
+        raise ArtifactError(
+            f"cannot read {path}: {err.strerror}; check the file's permissions"
+        ) from err
 
 
 def not_a_file_kind(path: Path) -> str:

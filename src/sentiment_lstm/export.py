@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -326,6 +327,9 @@ def export_model(
         # Weights copied from another model are named as such, rather than
         # by PyTorch's list of mismatched shapes.
         artifact.check_saved_files(directory, config, skip=(artifact.ONNX_FILE,))
+        # An edited config.json is named as such, where the weights record
+        # the settings they were saved with.
+        artifact.check_model_settings(directory, config)
         raise artifact.ArtifactError(
             f"{directory / artifact.WEIGHTS_FILE} does not match "
             f"{directory / artifact.CONFIG_FILE}: {err}"
@@ -353,8 +357,9 @@ def export_model(
         )
     except OSError as err:
         raise ExportError(
-            f"cannot write {final_path}: {err.strerror}; export into a model "
-            "directory you can write to, e.g. a copy of it"
+            f"cannot write {final_path}: {err.strerror}; make the folder "
+            f"writable (chmod u+w {shlex.quote(str(directory))}), or export a "
+            "copy of it that you make writable"
         ) from err
     os.close(handle)
     temporary = Path(temporary_name)

@@ -462,22 +462,25 @@ class SentimentModel:
             except artifact.ArtifactError as err:
                 # train --overwrite replaces the files of a model one by one,
                 # so a load in between can find the files of two epochs.
-                has_config = (directory / artifact.CONFIG_FILE).exists()
+                has_config = os.path.exists(directory / artifact.CONFIG_FILE)
                 saving = has_config and folder_locked(directory)
                 attempts += 1
                 if not saving:
                     # The run may have saved its last file and released the
                     # folder between the reads and this check. Its files are
-                    # then complete, so one more read tells.
+                    # then complete, so a second read decides.
                     if has_config and not read_after_unlock:
                         read_after_unlock = True
                         continue
                     raise
                 if attempts == LOAD_ATTEMPTS:
+                    # The error names a file of the other epoch, and its advice
+                    # to copy or retrain does not apply.
                     raise artifact.ArtifactError(
                         f"{directory} is the --output-dir of a 'sentiment-lstm "
-                        f"train' run in progress that is saving a model into it "
-                        f"({err}); try again once the run has saved the epoch"
+                        "train' run in progress that is saving a model into it, "
+                        "and its files are not yet all of one epoch; try again "
+                        "once the run has saved the epoch"
                     ) from err
                 time.sleep(LOAD_RETRY_SECONDS)
 
@@ -876,8 +879,9 @@ def physical_core_count() -> int:
 def _review_list(texts: object, method: str) -> list[str]:
     """Return the reviews of ``texts`` as a list, or raise TypeError.
 
-    Iterating over a str gives its characters, over bytes ints and over a
-    dict its keys, so each is rejected rather than scored item by item.
+    Iterating over a str gives its characters, over bytes ints, over a dict
+    its keys and over a pandas DataFrame its column labels, so each is
+    rejected rather than scored item by item.
     """
     if isinstance(texts, str):
         raise TypeError(
@@ -894,6 +898,13 @@ def _review_list(texts: object, method: str) -> list[str]:
             f"{method} takes a list of reviews, got a {type(texts).__name__}, "
             "whose keys would be scored; pass a list of its reviews, such as "
             "list(reviews.values())"
+        )
+    if hasattr(texts, "columns") and hasattr(texts, "iloc"):
+        # A pandas DataFrame iterates over its column labels.
+        raise TypeError(
+            f"{method} takes a list of reviews, got a {type(texts).__name__}, "
+            "whose column names would be scored; pass its review column, such "
+            'as df["review"]'
         )
     try:
         iterator = iter(texts)  # type: ignore[call-overload]
@@ -990,6 +1001,9 @@ def _load_torch_backend(directory: Path, config: artifact.ArtifactConfig) -> Bac
         # Weights copied from another model are named as such, rather than
         # by PyTorch's list of mismatched shapes.
         artifact.check_saved_files(directory, config, skip=(artifact.ONNX_FILE,))
+        # An edited config.json is named as such, where the weights record
+        # the settings they were saved with.
+        artifact.check_model_settings(directory, config)
         raise artifact.ArtifactError(
             f"{directory / artifact.WEIGHTS_FILE} does not match "
             f"{directory / artifact.CONFIG_FILE}: {err}"
