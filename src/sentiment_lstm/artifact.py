@@ -160,11 +160,19 @@ def model_settings_sha256(model: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def check_model_settings(directory: Path, config: ArtifactConfig) -> None:
+def check_model_settings(
+    directory: Path, config: ArtifactConfig, problem: str | None = None
+) -> None:
     """Raise if the network settings differ from those the weights were saved with.
 
     A setting that changes no weight shape, such as the pooling, would
     otherwise run the weights in another network without an error.
+
+    Args:
+        directory: The model directory.
+        config: Its ``config.json``.
+        problem: What is wrong with the settings, if known, such as an
+            invalid value; the message includes it.
 
     Raises:
         ArtifactError: If the settings differ, or the weights file is corrupt.
@@ -177,11 +185,12 @@ def check_model_settings(directory: Path, config: ArtifactConfig) -> None:
     except (SafetensorError, OSError, ValueError) as err:
         raise _corrupt_weights_error(path, err) from err
     if recorded is not None and recorded != model_settings_sha256(config.model):
+        found = f" ({problem})" if problem else ""
         raise ArtifactError(
             f'{Path(directory) / CONFIG_FILE}: its network settings ("model") '
-            f"differ from those that {path} was saved with, so the weights would "
-            "run in another network; restore config.json from the model's "
-            "original folder, or retrain"
+            f"differ from those that {path} was saved with{found}, so the "
+            "weights would run in another network; restore config.json from "
+            "the model's original folder, or retrain"
         )
 
 

@@ -1002,8 +1002,10 @@ def _load_torch_backend(directory: Path, config: artifact.ArtifactConfig) -> Bac
         # by PyTorch's list of mismatched shapes.
         artifact.check_saved_files(directory, config, skip=(artifact.ONNX_FILE,))
         # An edited config.json is named as such, where the weights record
-        # the settings they were saved with.
-        artifact.check_model_settings(directory, config)
+        # the settings they were saved with. An invalid setting is quoted,
+        # but not PyTorch's list of mismatched shapes.
+        invalid = isinstance(err, (ValueError, KeyError))
+        artifact.check_model_settings(directory, config, str(err) if invalid else None)
         raise artifact.ArtifactError(
             f"{directory / artifact.WEIGHTS_FILE} does not match "
             f"{directory / artifact.CONFIG_FILE}: {err}"
