@@ -72,7 +72,7 @@ def test_interrupt_replaces_error_of_deferred_block(python_sigint_handler):
         with pytest.raises(KeyboardInterrupt) as raised:
             with interrupts.deferred():
                 send_ctrl_c()
-                # What an import does when its native start-up sees the signal.
+                # What an import raises when a signal arrives in its native code.
                 raise ImportError("initialization failed")
 
     assert isinstance(raised.value.__context__, ImportError)

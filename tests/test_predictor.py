@@ -502,42 +502,47 @@ def load_or_export(directory: Path, load: str) -> None:
         export_model(directory)
 
 
+def edit_network_setting(directory: Path, key: str, value: object) -> Path:
+    """Set one network setting in a model's config.json; return the file."""
+    path = directory / artifact.CONFIG_FILE
+    values = json.loads(path.read_text())
+    values["model"][key] = value
+    path.write_text(json.dumps(values))
+    return path
+
+
+def edited_settings_message(directory: Path) -> str:
+    """Return the start of the error that names an edited config.json."""
+    return (
+        f'{directory / artifact.CONFIG_FILE}: its network settings ("model") '
+        f"differ from those that {directory / artifact.WEIGHTS_FILE} was saved with"
+    )
+
+
 @pytest.mark.parametrize("load", ["torch", "export"])
 def test_edited_network_settings_named(tmp_path, load):
     directory = write_model_dir(tmp_path / "model")
-    path = directory / artifact.CONFIG_FILE
-    values = json.loads(path.read_text())
     # Max pooling uses the same weights as the last state, so only the
     # record in the weights file distinguishes the networks.
-    values["model"]["pooling"] = "max"
-    path.write_text(json.dumps(values))
+    edit_network_setting(directory, "pooling", "max")
 
     with pytest.raises(ArtifactError) as error:
         load_or_export(directory, load)
 
-    assert str(error.value).startswith(
-        f'{path}: its network settings ("model") differ from those that '
-        f"{directory / artifact.WEIGHTS_FILE} was saved with"
-    )
+    assert str(error.value).startswith(edited_settings_message(directory))
     assert not (directory / artifact.ONNX_FILE).exists()
 
 
 def test_edited_settings_named_with_onnx(tmp_path, exported):
     directory = tmp_path / "model"
     shutil.copytree(exported, directory)
-    path = directory / artifact.CONFIG_FILE
-    values = json.loads(path.read_text())
-    values["model"]["pooling"] = "max"
-    path.write_text(json.dumps(values))
+    edit_network_setting(directory, "pooling", "max")
 
     with pytest.raises(ArtifactError) as error:
         SentimentModel.load(directory, backend="onnx")
 
     # config.json changed, not model.onnx, so exporting again would not help.
-    assert str(error.value).startswith(
-        f'{path}: its network settings ("model") differ from those that '
-        f"{directory / artifact.WEIGHTS_FILE} was saved with"
-    )
+    assert str(error.value).startswith(edited_settings_message(directory))
 
 
 @pytest.mark.parametrize(
@@ -553,19 +558,13 @@ def test_edited_settings_named_with_onnx(tmp_path, exported):
 @pytest.mark.parametrize("load", ["torch", "export"])
 def test_edited_shape_settings_named(tmp_path, load, key, value):
     directory = write_model_dir(tmp_path / "model")
-    path = directory / artifact.CONFIG_FILE
-    values = json.loads(path.read_text())
-    values["model"][key] = value
-    path.write_text(json.dumps(values))
+    edit_network_setting(directory, key, value)
 
     with pytest.raises(ArtifactError) as error:
         load_or_export(directory, load)
 
     # Not the weights' or the tokenizer's fault, nor PyTorch's list of shapes.
-    assert str(error.value).startswith(
-        f'{path}: its network settings ("model") differ from those that '
-        f"{directory / artifact.WEIGHTS_FILE} was saved with"
-    )
+    assert str(error.value).startswith(edited_settings_message(directory))
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files without permission")

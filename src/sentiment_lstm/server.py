@@ -1009,7 +1009,7 @@ def render_predictions(predictions: list[Prediction]) -> bytes:
 
     Python's JSON encoder holds the GIL until it returns, so one call on the
     260,000 predictions of a request under a raised ``--max-reviews`` kept
-    the event loop from answering other requests for 0.6-0.75 s. Encoding
+    the event loop from serving other requests for 0.6-0.75 s. Encoding
     ``RENDER_SLICE`` predictions at a time lets it run in between.
     """
     parts = []
@@ -1200,26 +1200,24 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             status_code=500,
         )
 
-    def score(reviews: list[str], control: Any, client: str) -> Response:
+    def score(reviews: list[str], control: Any, scope: Scope) -> Response:
         """Score reviews and render the response, unless the client has gone.
 
         Scoring stops between forward passes once the client has closed its
         connection, and uvicorn drops the response to a closed connection.
         """
-        if control is None:
-            predictions = model.predict(reviews)
-        else:
-            try:
-                predictions = model.predict(reviews, cancelled=control.disconnected)
-            except ScoringCancelled:
-                # At debug level, because a client could fill the log with
-                # these lines; /metrics counts such requests as "none".
-                logger.debug(
-                    "client %s disconnected, so the scoring of its %d reviews stopped",
-                    client,
-                    len(reviews),
-                )
-                return Response(status_code=204)
+        cancelled = None if control is None else control.disconnected
+        try:
+            predictions = model.predict(reviews, cancelled=cancelled)
+        except ScoringCancelled:
+            # At debug level, because a client could fill the log with these
+            # lines. /metrics counts such requests with the status "none".
+            logger.debug(
+                "client %s disconnected, so the scoring of its %d reviews stopped",
+                _client(scope),
+                len(reviews),
+            )
+            return Response(status_code=204)
         scored = sum(1 for prediction in predictions if prediction.error is None)
         metrics.reviews_scored.inc(scored)
         metrics.reviews_unscored.inc(len(predictions) - scored)
@@ -1238,10 +1236,8 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             and len(body.reviews) <= INLINE_MAX_REVIEWS
             and sum(map(len, body.reviews)) <= INLINE_MAX_CHARS
         ):
-            return score(body.reviews, control, _client(request.scope))
-        return await run_in_threadpool(
-            score, body.reviews, control, _client(request.scope)
-        )
+            return score(body.reviews, control, request.scope)
+        return await run_in_threadpool(score, body.reviews, control, request.scope)
 
     # FastAPI reads the body model from the annotation when the route is
     # added. The model is built for this app's limits, so it is set here.

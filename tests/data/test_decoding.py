@@ -343,7 +343,7 @@ def test_bom_with_cp1252_bytes_warns(
             scan.feed(data)
             encoding = scan.result().name
 
-    # The mark still decides the encoding, and the log says what it costs.
+    # The mark still decides the encoding, and a warning counts the bad bytes.
     assert encoding == "utf-8-sig"
     assert "reviews.csv starts with a UTF-8 byte order mark" in caplog.text
     assert "2 of its bytes are invalid in UTF-8" in caplog.text
