@@ -141,10 +141,72 @@ def test_folded_table_replaces_embedding(tmp_path):
         tuple(tensor.dims) for tensor in _initializers_with_subgraphs(graph)
     ]
 
-    # one row of input gates per vocabulary entry, and no embedding
-    assert (300, 40) in initializer_shapes
+    # one row of input gates per vocabulary entry and a zero row for the
+    # steps before a review, and no embedding
+    assert (301, 40) in initializer_shapes
     assert (300, 12) not in initializer_shapes
     assert [node.op_type for node in graph.node].count("Scan") == 1
+
+
+@pytest.mark.parametrize(
+    ("bidirectional", "num_layers", "pooling", "step_outputs"),
+    [
+        (False, 1, "last", False),
+        (True, 1, "last", False),
+        (False, 2, "last", True),
+        (False, 1, "mean", True),
+    ],
+)
+def test_scan_step_outputs_where_needed(
+    tmp_path, bidirectional, num_layers, pooling, step_outputs
+):
+    # One layer pooled by its last state needs each Scan's final state only.
+    config = ModelConfig(
+        vocab_size=300,
+        embedding_dim=12,
+        hidden_dim=10,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        pooling=pooling,
+    )
+    path = tmp_path / "model.onnx"
+    export_module(spread_module(config), path)
+    scans = [node for node in onnx.load(str(path)).graph.node if node.op_type == "Scan"]
+
+    assert scans
+    assert all(len(scan.output) == (3 if step_outputs else 2) for scan in scans)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_final_state_graph_padding_and_lengths(tmp_path, bidirectional):
+    # Reviews aligned to the last step: the zero row keeps the state at zero
+    # before each review, whatever the padding holds, as in the module.
+    config = ModelConfig(
+        vocab_size=300, embedding_dim=12, hidden_dim=10, bidirectional=bidirectional
+    )
+    module = spread_module(config)
+    path = tmp_path / "model.onnx"
+    export_module(module, path)
+    session = onnxruntime.InferenceSession(
+        str(path), providers=["CPUExecutionProvider"]
+    )
+    rng = np.random.default_rng(5)
+    token_ids = rng.integers(0, 300, size=(6, 12)).astype(np.int64)
+    # 0 counts as 1 and 20 as the width, as in the module
+    lengths = np.array([0, 1, 5, 11, 12, 20], dtype=np.int64)
+    with torch.no_grad():
+        expected = torch.softmax(
+            module(torch.from_numpy(token_ids), torch.from_numpy(lengths)), dim=1
+        ).numpy()
+
+    (scored,) = session.run(None, {"token_ids": token_ids, "lengths": lengths})
+    repadded = token_ids.copy()
+    for row, length in enumerate(np.clip(lengths, 1, 12)):
+        repadded[row, length:] = rng.integers(0, 300, size=12 - length)
+    (repadded_scores,) = session.run(None, {"token_ids": repadded, "lengths": lengths})
+
+    assert np.abs(scored - expected).max() <= PARITY_TOLERANCE
+    assert np.array_equal(scored, repadded_scores)
 
 
 def _initializers_with_subgraphs(graph: onnx.GraphProto) -> list[onnx.TensorProto]:

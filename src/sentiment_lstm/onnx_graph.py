@@ -19,7 +19,10 @@ traced, so that it can be laid out for inference:
 
 Padding never reaches a review's score, as in the PyTorch module: the
 forward direction's state is read at each review's last token, and the
-backward direction reads each review reversed within its own length. The
+backward direction reads each review reversed within its own length. When
+only the last state of one layer is pooled, the reviews are instead aligned
+to end at the last step, so that each ``Scan`` returns just its final state.
+The steps before a review then leave the state at exactly zero. The
 export in :mod:`sentiment_lstm.export` compares this graph's probabilities
 with the PyTorch module's before it keeps the file.
 """
@@ -120,34 +123,58 @@ def build_onnx_model(
     lengths = graph.node("Max", [input_lengths, int_one], "lengths_min")
     lengths = graph.node("Min", [lengths, seq], "lengths")
     rows = graph.node("Range", [int_zero, batch, int_one], "rows")
-    # flat index of each review's last step in a [sequence * batch] layout
-    last_step = graph.node("Sub", [lengths, int_one], "last_step")
-    last_flat = graph.node(
-        "Add", [graph.node("Mul", [last_step, batch], "last_offset"), rows], "last_flat"
-    )
     steps = graph.node("Range", [int_zero, seq, int_one], "steps")
     steps_column = graph.node("Unsqueeze", [steps, graph.int64("axis", 1)], "steps_col")
     lengths_row = graph.node(
         "Unsqueeze", [lengths, graph.int64("axis", 0)], "lengths_row"
     )
-    # [sequence, batch]: whether a step is inside the review
-    inside = graph.node("Less", [steps_column, lengths_row], "inside")
-
     ids = graph.node("Transpose", [input_ids], "ids_time_major", perm=[1, 0])
-    reverse_flat = None
-    if config.bidirectional:
-        # step t of a review of length n reads step n - 1 - t; padding stays
-        mirrored = graph.node(
-            "Sub",
-            [graph.node("Sub", [lengths_row, int_one], "last_row"), steps_column],
-            "mirrored",
+
+    # With one layer and the last state pooled, a direction needs only its
+    # state after each review's last token. The reviews are then aligned to
+    # end at the last step, and the steps before a review read an all-zero
+    # row added to the gate table. From a zero state that row gives the cell
+    # input tanh(0) = 0, so the state stays exactly zero until the review
+    # begins, and the Scan's final state is each review's own. The graph then
+    # keeps no per-step outputs.
+    final_only = (
+        config.num_layers == 1
+        and config.pooling == "last"
+        and _folded_table_bytes(weights, "forward_layers.0") <= MAX_FOLDED_TABLE_BYTES
+    )
+    inside = last_flat = reverse_flat = aligned_inside = ""
+    if final_only:
+        # [sequence, batch]: whether step t is inside the aligned review,
+        # which starts at step sequence - length
+        start_row = graph.node("Sub", [seq, lengths_row], "start_row")
+        aligned_inside = graph.node(
+            "Not", [graph.node("Less", [steps_column, start_row], "before")], "aligned"
         )
-        reverse_steps = graph.node("Where", [inside, mirrored, steps_column], "reverse")
-        reverse_flat = graph.node(
+    else:
+        # flat index of each review's last step in a [sequence * batch] layout
+        last_step = graph.node("Sub", [lengths, int_one], "last_step")
+        last_flat = graph.node(
             "Add",
-            [graph.node("Mul", [reverse_steps, batch], "reverse_offset"), rows],
-            "reverse_flat",
+            [graph.node("Mul", [last_step, batch], "last_offset"), rows],
+            "last_flat",
         )
+        # [sequence, batch]: whether a step is inside the review
+        inside = graph.node("Less", [steps_column, lengths_row], "inside")
+        if config.bidirectional:
+            # step t of a review of length n reads step n - 1 - t; padding stays
+            mirrored = graph.node(
+                "Sub",
+                [graph.node("Sub", [lengths_row, int_one], "last_row"), steps_column],
+                "mirrored",
+            )
+            reverse_steps = graph.node(
+                "Where", [inside, mirrored, steps_column], "reverse"
+            )
+            reverse_flat = graph.node(
+                "Add",
+                [graph.node("Mul", [reverse_steps, batch], "reverse_offset"), rows],
+                "reverse_flat",
+            )
 
     zeros_shape = graph.node(
         "Concat", [batch_1d, graph.int64("hidden", hidden)], "state_shape", axis=0
@@ -166,18 +193,69 @@ def build_onnx_model(
         )
         return graph.node("Gather", [flat, reverse_flat], stem, axis=0)
 
+    def aligned_ids(reversed_: bool) -> str:
+        """Return [sequence, batch] token ids of reviews that end at the last step.
+
+        Steps before a review read the zero row after the vocabulary's rows.
+        The backward direction reads each review from its last token, which is
+        the padded ids reversed in time.
+        """
+        if reversed_:
+            source = graph.node(
+                "Slice",
+                [
+                    ids,
+                    graph.int64("start", -1),
+                    graph.int64("end", np.iinfo(np.int64).min),
+                    graph.int64("axis", 0),
+                    graph.int64("step", -1),
+                ],
+                "ids_reversed",
+            )
+        else:
+            # step t reads token t - (sequence - length)
+            shifted = graph.node(
+                "Max",
+                [graph.node("Sub", [steps_column, start_row], "shifted"), int_zero],
+                "shifted_min",
+            )
+            flat_index = graph.node(
+                "Add",
+                [graph.node("Mul", [shifted, batch], "shifted_offset"), rows],
+                "aligned_flat",
+            )
+            source = graph.node(
+                "Gather",
+                [
+                    graph.node("Reshape", [ids, graph.int64("flat", -1)], "ids_flat"),
+                    flat_index,
+                ],
+                "ids_aligned",
+                axis=0,
+            )
+        zero_row = graph.constant(
+            "zero_row", np.asarray(weights["embedding.weight"].shape[0], np.int64)
+        )
+        return graph.node("Where", [aligned_inside, source, zero_row], "steps_ids")
+
     def run_direction(steps: str, table: np.ndarray | None, lstm_weights: str) -> str:
-        """Run one direction's Scan over token ids with a table, else over gates."""
+        """Run one direction's Scan over token ids with a table, else over gates.
+
+        Returns the ``[sequence, batch, hidden]`` outputs, or with
+        ``final_only`` the ``[batch, hidden]`` state after the last step.
+        """
         recurrent = weights[f"{lstm_weights}.weight_hh_l0"]
-        body = _cell_body(recurrent.T.copy(), hidden, graph.name("cell"), table)
-        _, _, outputs = graph.nodes_with_outputs(
+        body = _cell_body(
+            recurrent.T.copy(), hidden, graph.name("cell"), table, final_only
+        )
+        outputs = graph.nodes_with_outputs(
             "Scan",
             [zero_state, zero_state, steps],
-            ["h_last", "c_last", "outputs"],
+            ["h_last", "c_last"] + ([] if final_only else ["outputs"]),
             body=body,
             num_scan_inputs=1,
         )
-        return outputs
+        return outputs[0] if final_only else outputs[2]
 
     def input_gates(
         layer: int, lstm_weights: str, inputs: str, reversed_: bool
@@ -192,6 +270,8 @@ def build_onnx_model(
             weights[f"{lstm_weights}.bias_ih_l0"]
             + weights[f"{lstm_weights}.bias_hh_l0"]
         )
+        if final_only:
+            return aligned_ids(reversed_), _gate_table(weights, lstm_weights, 1)
         if layer == 0:
             token_ids = inputs
             if reversed_:
@@ -202,12 +282,8 @@ def build_onnx_model(
                     "Gather", [flat_ids, reverse_flat], "ids_reversed", axis=0
                 )
             embedding = weights["embedding.weight"]
-            table_bytes = embedding.shape[0] * w_ih.shape[0] * 4
-            if table_bytes <= MAX_FOLDED_TABLE_BYTES:
-                table = (
-                    embedding.astype(np.float64) @ w_ih.T.astype(np.float64) + bias
-                ).astype(np.float32)
-                return token_ids, table
+            if _folded_table_bytes(weights, lstm_weights) <= MAX_FOLDED_TABLE_BYTES:
+                return token_ids, _gate_table(weights, lstm_weights, 0)
             vectors = graph.node(
                 "Gather",
                 [graph.constant("embedding", embedding), token_ids],
@@ -223,7 +299,8 @@ def build_onnx_model(
         )
         return graph.node("Add", [product, graph.constant("bias", bias)], "gates"), None
 
-    # recur: outputs [sequence, batch, hidden] per direction
+    # recur: outputs [sequence, batch, hidden] per direction, or with
+    # final_only the [batch, hidden] final states
     layer_input = ids
     forward_outputs = backward_outputs = ""
     for layer in range(config.num_layers):
@@ -253,8 +330,8 @@ def build_onnx_model(
     # pool: [batch, output_dim]
     if config.pooling == "last":
         parts = [forward_outputs] + ([backward_outputs] if config.bidirectional else [])
-        finals = []
-        for part in parts:
+        finals = parts if final_only else []
+        for part in [] if final_only else parts:
             flat = graph.node(
                 "Reshape", [part, graph.int64("flat", -1, hidden)], "outputs_flat"
             )
@@ -345,8 +422,34 @@ def build_onnx_model(
     return model
 
 
+def _folded_table_bytes(weights: dict[str, np.ndarray], lstm_weights: str) -> int:
+    """Return the size of a first-layer direction's gate table."""
+    rows = weights["embedding.weight"].shape[0]
+    return rows * weights[f"{lstm_weights}.weight_ih_l0"].shape[0] * 4
+
+
+def _gate_table(
+    weights: dict[str, np.ndarray], lstm_weights: str, zero_rows: int
+) -> np.ndarray:
+    """Return a first-layer direction's input gates of every token id.
+
+    Row ``i`` is ``W_ih e_i + b_ih + b_hh`` for the embedding ``e_i``,
+    computed in float64 with the biases summed in float32; ``zero_rows`` rows of zeros follow the vocabulary's.
+    """
+    w_ih = weights[f"{lstm_weights}.weight_ih_l0"]
+    bias = weights[f"{lstm_weights}.bias_ih_l0"] + weights[f"{lstm_weights}.bias_hh_l0"]
+    embedding = weights["embedding.weight"].astype(np.float64)
+    table = embedding @ w_ih.T.astype(np.float64) + bias
+    zeros = np.zeros((zero_rows, table.shape[1]))
+    return np.concatenate([table, zeros]).astype(np.float32)
+
+
 def _cell_body(
-    recurrent_t: np.ndarray, hidden: int, name: str, table: np.ndarray | None
+    recurrent_t: np.ndarray,
+    hidden: int,
+    name: str,
+    table: np.ndarray | None,
+    final_only: bool = False,
 ) -> onnx.GraphProto:
     """Build the Scan body of one LSTM step, from h, c and the step to h, c, h.
 
@@ -354,7 +457,8 @@ def _cell_body(
     ``[hidden, 4 * hidden]``, gates in PyTorch's order: input, forget, cell,
     output. With a gate ``table`` the step is a ``[batch]`` vector of token
     ids whose rows are the input gates; without one it is the
-    ``[batch, 4 * hidden]`` input gates.
+    ``[batch, 4 * hidden]`` input gates. With ``final_only`` the body returns
+    only h and c, and the Scan has no per-step output.
     """
     initializers = [
         numpy_helper.from_array(recurrent_t.astype(np.float32), "recurrent_t")
@@ -383,17 +487,16 @@ def _cell_body(
         helper.make_node("Add", ["kept", "added"], ["c_next"]),
         helper.make_node("Tanh", ["c_next"], ["c_squashed"]),
         helper.make_node("Mul", ["o", "c_squashed"], ["h_next"]),
-        helper.make_node("Identity", ["h_next"], ["output"]),
     ]
+    outputs = [_float_matrix("h_next", hidden), _float_matrix("c_next", hidden)]
+    if not final_only:
+        nodes.append(helper.make_node("Identity", ["h_next"], ["output"]))
+        outputs.append(_float_matrix("output", hidden))
     return helper.make_graph(
         nodes,
         name,
         [_float_matrix("h", hidden), _float_matrix("c", hidden), step],
-        [
-            _float_matrix("h_next", hidden),
-            _float_matrix("c_next", hidden),
-            _float_matrix("output", hidden),
-        ],
+        outputs,
         initializers,
     )
 
