@@ -1,6 +1,7 @@
 """The install commands that error messages give for the package's extras."""
 
 import json
+from importlib import metadata
 
 import pytest
 
@@ -39,7 +40,7 @@ class FakeDistribution:
 def test_install_hint_names_source(monkeypatch, direct_url, expected):
     text = None if direct_url is None else json.dumps(direct_url)
     monkeypatch.setattr(
-        extras.metadata, "distribution", lambda name: FakeDistribution(text)
+        metadata, "distribution", lambda name: FakeDistribution(text)
     )
 
     assert extras.install_hint("train") == expected
@@ -47,8 +48,8 @@ def test_install_hint_names_source(monkeypatch, direct_url, expected):
 
 def test_install_hint_without_metadata(monkeypatch):
     def missing(name):
-        raise extras.metadata.PackageNotFoundError(name)
+        raise metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(extras.metadata, "distribution", missing)
+    monkeypatch.setattr(metadata, "distribution", missing)
 
     assert extras.install_hint("serve") == "pip install 'sentiment-lstm[serve]'"

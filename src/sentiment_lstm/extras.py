@@ -1,7 +1,6 @@
 """How to install the optional parts of the package, for error messages."""
 
 import json
-from importlib import metadata
 from urllib.parse import unquote, urlparse
 
 DISTRIBUTION = "sentiment-lstm"
@@ -22,6 +21,10 @@ def install_hint(extra: str) -> str:
 
 def _source_folder() -> str | None:
     """Return the local folder the package was installed from, or None."""
+    # Imported here, because importing it takes about 20 ms, which every
+    # command would pay at start-up for a hint that only errors need.
+    from importlib import metadata
+
     try:
         text = metadata.distribution(DISTRIBUTION).read_text("direct_url.json")
         record = json.loads(text) if text else None
