@@ -500,7 +500,7 @@ def test_invalid_http_gets_json_400(server, request_bytes):
     url, log = server
     port = int(url.rsplit(":", 1)[1])
     before = metric_value(url, "sentiment_lstm_http_invalid_requests_total")
-    disconnects_before = log.read_text().count("disconnected while sending")
+    disconnects_before = _requests_without_response(url)
 
     response = send_and_read(port, request_bytes)
     head, _, body = response.partition(b"\r\n\r\n")
@@ -511,7 +511,7 @@ def test_invalid_http_gets_json_400(server, request_bytes):
     after = metric_value(url, "sentiment_lstm_http_invalid_requests_total")
     assert after == before + 1
     # The server closed the connection, not the client.
-    assert log.read_text().count("disconnected while sending") == disconnects_before
+    assert _requests_without_response(url) == disconnects_before
     # The protocol logs the rejection with the client; uvicorn's own line
     # without it is dropped.
     assert "Invalid HTTP request received." not in log.read_text()
@@ -583,6 +583,17 @@ def metric_value(url: str, name: str) -> float:
     text = httpx.get(f"{url}/metrics", timeout=10).text
     (line,) = [line for line in text.splitlines() if line.startswith(name + " ")]
     return float(line.split()[1])
+
+
+def _requests_without_response(url: str) -> float:
+    """Return the requests that /metrics counts with the status "none"."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return sum(
+        float(line.split()[1])
+        for line in text.splitlines()
+        if line.startswith("sentiment_lstm_http_requests_total{")
+        and 'status="none"' in line
+    )
 
 
 def test_chunked_body_over_limit(client):
@@ -2196,6 +2207,35 @@ def test_departed_client_counted_unanswered(model_dir):
         'sentiment_lstm_http_requests_total{endpoint="/predict",method="POST",'
         'status="none"} 1.0'
     ]
+
+
+def test_client_gone_while_sending_logged_at_debug(model_dir, caplog):
+    model = SentimentModel.load(model_dir, backend="torch")
+    port = free_port()
+    uvicorn_server, thread = run_protocol_server(
+        create_app(model), port, max_header_bytes=MAX_HEADER_BYTES, header_timeout=5
+    )
+    caplog.set_level(logging.DEBUG, logger="sentiment_lstm.server")
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as connection:
+            connection.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\n"
+                b'Content-Length: 1000\r\n\r\n{"reviews": ["half'
+            )
+        text = metrics_once_predict_counted(port)
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(timeout=10)
+    lines = [
+        record
+        for record in caplog.records
+        if "disconnected while sending" in record.message
+    ]
+
+    assert 'endpoint="/predict",method="POST",status="none"} 1.0' in text
+    assert len(lines) == 1
+    assert lines[0].levelno == logging.DEBUG
 
 
 def test_departed_client_scoring_stops(model_dir, caplog):

@@ -667,8 +667,10 @@ class BodySizeLimitMiddleware:
                 await self._reject_slow(scope, send, received)
                 return
             if message["type"] == "http.disconnect":
+                # At debug level, as when scoring stops for a departed client,
+                # because a client could fill the log with these lines.
                 if PROTOCOL_ERROR not in scope.get("extensions", {}):
-                    logger.info("client %s disconnected while sending", _client(scope))
+                    logger.debug("client %s disconnected while sending", _client(scope))
                 return
             chunk = message.get("body", b"")
             received += len(chunk)
