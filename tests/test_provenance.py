@@ -7,6 +7,7 @@ from sentiment_lstm.data import Example
 from sentiment_lstm.provenance import (
     compared_reviews,
     count_training_reviews,
+    training_overlap,
     training_reviews_record,
 )
 
@@ -106,3 +107,40 @@ def test_compared_reviews_have_five_words():
         "one\u200btwo\u200bthree\u200bfour\u200bfive",
         "one<br />two<br />three<br />four<br />five",
     ]
+
+
+@pytest.mark.parametrize("earlier_scheme", [False, True])
+def test_overlap_matches_compared_and_count(earlier_scheme):
+    trained = examples(
+        "a great fun film with heart",
+        "it\u2019s a dull film of no wit",
+        "Caf\u00e9 scenes drag on for an hour",
+    )
+    record = training_reviews_record(trained)
+    if earlier_scheme:
+        digests = b"".join(
+            hashlib.blake2b(
+                " ".join(example.text.split()).encode(), digest_size=8
+            ).digest()
+            for example in trained
+        )
+        record = {
+            "scheme": "blake2b-64 of the text with whitespace collapsed",
+            "count": 3,
+            "hashes": base64.b64encode(digests).decode(),
+        }
+    evaluated = examples(
+        "A GREAT fun film with  heart",
+        "it's a dull film of no wit",
+        "caf\u00e9 scenes drag on for an hour",
+        "Caf\u00e9 scenes drag on for an hour",
+        "short one",
+        "great<br />fun film with heart",
+    )
+    compared = compared_reviews(evaluated)
+
+    assert training_overlap(evaluated, record) == (
+        len(compared),
+        count_training_reviews(compared, record),
+    )
+    assert training_overlap(evaluated, None) == (len(compared), None)

@@ -353,6 +353,25 @@ def test_encode_matches_tokenize(text):
     assert encoder.encode(text) == expected
 
 
+# Characters that the normaliser's rules touch in ASCII text: HTML line
+# breaks in any case, every ASCII whitespace and a few that are not.
+_ASCII_EDGES = st.lists(
+    st.sampled_from(
+        list("<>/brBR aZ09'\"`\t\n\x0b\x0c\r\x1c\x1f\x00\x7f")
+        + ["<br>", "<BR />", "<br\t/>", "<br/ >"]
+    ),
+    max_size=30,
+).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(_ASCII_EDGES, st.text(alphabet=st.characters(max_codepoint=127))))
+def test_ascii_review_normalised_as_normaliser(text):
+    expected = text_module.review_normalizer().normalize_str(text)
+
+    assert text_module.normalize_ascii_review(text) == expected
+
+
 # Vocabulary
 
 

@@ -195,12 +195,21 @@ def _review_hash(text: str, scheme: str = REVIEW_HASH_SCHEME) -> int:
     """Return the hash of one review, as ``scheme`` defines it."""
     if scheme == REVIEW_HASH_SCHEME:
         text = _normalized(text)
+    return _collapsed_hash(text)
+
+
+def _collapsed_hash(text: str) -> int:
+    """Return the 64-bit BLAKE2b hash of a text with its whitespace collapsed."""
     collapsed = " ".join(text.split()).encode("utf-8", "surrogatepass")
     return int.from_bytes(hashlib.blake2b(collapsed, digest_size=8).digest(), "big")
 
 
 def _normalized(text: str) -> str:
     """Return a review as the word tokenizer normalises it before splitting."""
+    if text.isascii():
+        from sentiment_lstm.text import normalize_ascii_review
+
+        return normalize_ascii_review(text)
     normalizer = _review_normalizer()
     try:
         return normalizer.normalize_str(text)
@@ -258,6 +267,44 @@ def count_training_reviews(examples: Iterable[Example], record: object) -> int |
     short ones. Returns None when ``record`` is missing or not one that
     :func:`training_reviews_record` writes, as in models of earlier builds.
     """
+    recorded = _recorded_hashes(record)
+    if recorded is None:
+        return None
+    scheme, trained = recorded
+    hashes = np.array(
+        [_review_hash(example.text, scheme) for example in examples], dtype=np.uint64
+    )
+    return int(np.isin(hashes, trained).sum())
+
+
+def training_overlap(
+    examples: Iterable[Example], record: object
+) -> tuple[int, int | None]:
+    """Return how many examples are compared, and how many of those were trained on.
+
+    Gives ``len(compared_reviews(examples))`` and
+    :func:`count_training_reviews` of those, normalising each review once.
+    """
+    recorded = _recorded_hashes(record)
+    compared = 0
+    hashes = []
+    for example in examples:
+        text = _normalized(example.text)
+        if len(text.split(maxsplit=MIN_COMPARED_WORDS - 1)) < MIN_COMPARED_WORDS:
+            continue
+        compared += 1
+        if recorded is not None:
+            scheme = recorded[0]
+            hashes.append(
+                _collapsed_hash(text if scheme == REVIEW_HASH_SCHEME else example.text)
+            )
+    if recorded is None:
+        return compared, None
+    return compared, int(np.isin(np.array(hashes, dtype=np.uint64), recorded[1]).sum())
+
+
+def _recorded_hashes(record: object) -> tuple[str, np.ndarray] | None:
+    """Return the scheme and hashes of a training reviews record, if it is one."""
     if not isinstance(record, dict):
         return None
     scheme = record.get("scheme")
@@ -269,8 +316,4 @@ def count_training_reviews(examples: Iterable[Example], record: object) -> int |
         return None
     if len(raw) % 8:
         return None
-    trained = np.frombuffer(raw, dtype=">u8").astype(np.uint64)
-    hashes = np.array(
-        [_review_hash(example.text, scheme) for example in examples], dtype=np.uint64
-    )
-    return int(np.isin(hashes, trained).sum())
+    return scheme, np.frombuffer(raw, dtype=">u8").astype(np.uint64)

@@ -110,8 +110,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from sentiment_lstm.provenance import (
         MIN_COMPARED_WORDS,
         TRAINING_REVIEWS_KEY,
-        compared_reviews,
-        count_training_reviews,
+        training_overlap,
     )
 
     check_stdout_writable("the report")
@@ -141,17 +140,18 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             "or pass --text-column"
         )
     # Only the scored reviews count in the figures.
-    compared = compared_reviews(examples[i] for i in scored)
-    seen = count_training_reviews(compared, model.metadata.get(TRAINING_REVIEWS_KEY))
+    compared, seen = training_overlap(
+        (examples[i] for i in scored), model.metadata.get(TRAINING_REVIEWS_KEY)
+    )
     if args.split == "all":
-        _warn_if_training_data(args, model.metadata, read, seen, len(compared))
+        _warn_if_training_data(args, model.metadata, read, seen, compared)
     elif seen and args.split != "train":
         logger.info(
             "%d of the %d reviews of %d or more words of the %s part also occur "
             "among the training reviews, because the data repeats them; they "
             "count in the figures",
             seen,
-            len(compared),
+            compared,
             MIN_COMPARED_WORDS,
             args.split,
         )
@@ -179,7 +179,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     report["unscored_reviews"] = unscored
     # None for models saved before the training reviews were recorded.
     report["training_reviews_seen"] = seen
-    report["training_reviews_compared"] = len(compared)
+    report["training_reviews_compared"] = compared
     report["model"] = str(args.model)
     report["data"] = args.data
     report["split"] = args.split
