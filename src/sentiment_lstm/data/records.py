@@ -21,7 +21,7 @@ class DataError(ValueError):
     """
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Example:
     """One review with its label and where it was read from.
 
