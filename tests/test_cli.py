@@ -1875,7 +1875,8 @@ def test_stdout_full_disk_message(trained, tmp_path, output, name, reviews):
     assert completed.returncode == 1
     assert completed.stderr == (
         f"sentiment-lstm predict: error: {name}: cannot write the output: No space "
-        f"left on device; {name} may contain part of the results\n"
+        f"left on device; {name} may contain part of the results; free some "
+        "disk space, or write the output to another disk\n"
     )
 
 
@@ -1906,7 +1907,9 @@ def test_stdout_write_fails_midway(trained, tmp_path):
     assert completed.returncode == 1
     assert completed.stderr == (
         "sentiment-lstm predict: error: stdout: cannot write the output: File too "
-        "large; stdout may contain part of the results\n"
+        "large; stdout may contain part of the results; the file reached the "
+        "largest size allowed here (see ulimit -f); write the output to another "
+        "file system or split the input\n"
     )
     assert scores.stat().st_size == 20_000
 

@@ -2518,6 +2518,22 @@ def test_tiny_byte_limit_rejected(capsys, flag, reason, value):
     ) in error
 
 
+def test_review_limit_above_scorable_rejected(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(
+            ["serve", "--model", "m", "--max-review-chars", "16777217"]
+        )
+    error = capsys.readouterr().err
+
+    assert exit_info.value.code == 2
+    assert (
+        "argument --max-review-chars: expected at most 16,777,216, the longest "
+        "review that a model scores, got 16,777,217\n"
+    ) in error
+    with pytest.raises(ValueError, match="max_review_chars must be at most 16777216"):
+        ServerLimits(max_review_chars=16_777_217)
+
+
 def test_bad_port_rejected(model_dir):
     result = subprocess.run(
         [sys.executable, "-m", "sentiment_lstm", "serve", "--model", str(model_dir)]

@@ -54,6 +54,7 @@ from starlette.routing import Match
 
 from sentiment_lstm import __version__
 from sentiment_lstm.predictor import Prediction, ScoringCancelled, SentimentModel
+from sentiment_lstm.text import MAX_REVIEW_CHARS
 
 logger = logging.getLogger(__name__)
 
@@ -258,6 +259,11 @@ class ServerLimits:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.max_review_chars > MAX_REVIEW_CHARS:
+            raise ValueError(
+                f"max_review_chars must be at most {MAX_REVIEW_CHARS}, the longest "
+                f"review that a model scores, got {self.max_review_chars}"
+            )
 
 
 # Above this many unknown fields, a request body gets one validation error for

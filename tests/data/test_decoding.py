@@ -328,6 +328,16 @@ def test_zstd_frame_named(tmp_path: Path) -> None:
         read_texts(path)
 
 
+def test_bom_with_one_cp1252_byte_singular(caplog: pytest.LogCaptureFixture) -> None:
+    scan = EncodingScan("reviews.csv")
+    scan.feed(b"\xef\xbb\xbftext\ncaf\xe9 great\n")
+
+    with caplog.at_level(logging.INFO, logger="sentiment_lstm.data"):
+        scan.result()
+
+    assert "1 of its bytes is invalid in UTF-8" in caplog.text
+
+
 @pytest.mark.parametrize("whole", [False, True], ids=["scanned", "whole file"])
 def test_bom_with_cp1252_bytes_warns(
     caplog: pytest.LogCaptureFixture, whole: bool

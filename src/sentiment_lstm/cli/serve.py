@@ -21,6 +21,7 @@ from sentiment_lstm.cli.common import (
     thread_count,
 )
 from sentiment_lstm.extras import install_hint
+from sentiment_lstm.text import MAX_REVIEW_CHARS
 
 logger = logging.getLogger(__name__)
 
@@ -185,11 +186,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run, command_parser=parser)
 
 
+def review_char_limit(text: str) -> int:
+    """Parse ``--max-review-chars``: at most the longest review a model scores."""
+    value = positive_int(text)
+    if value > MAX_REVIEW_CHARS:
+        raise argparse.ArgumentTypeError(
+            f"expected at most {MAX_REVIEW_CHARS:,}, the longest review that a "
+            f"model scores, got {value:,}"
+        )
+    return value
+
+
 def _add_limit_options(limits: argparse._ArgumentGroup) -> None:
     """Add the options that bound requests: sizes, timeouts and connections."""
     limits.add_argument(
         "--max-review-chars",
-        type=positive_int,
+        type=review_char_limit,
         default=DEFAULT_MAX_REVIEW_CHARS,
         metavar="N",
         help="characters allowed in one review; longer ones get HTTP 422 "
