@@ -178,6 +178,31 @@ def test_scan_step_outputs_where_needed(
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
+def test_final_state_graph_token_id_range(tmp_path, bidirectional):
+    # The zero row after the vocabulary is not an id callers can reach: ids
+    # behave as in a lookup of the vocabulary's rows alone.
+    config = ModelConfig(
+        vocab_size=37, embedding_dim=7, hidden_dim=9, bidirectional=bidirectional
+    )
+    path = tmp_path / "model.onnx"
+    export_module(spread_module(config), path)
+    session = onnxruntime.InferenceSession(
+        str(path), providers=["CPUExecutionProvider"]
+    )
+    lengths = np.array([3], dtype=np.int64)
+
+    def score(ids: list[int]) -> np.ndarray:
+        feed = {"token_ids": np.array([ids], dtype=np.int64), "lengths": lengths}
+        return session.run(None, feed)[0]
+
+    assert np.array_equal(score([3, -1, 4]), score([3, 36, 4]))
+    assert np.array_equal(score([3, -37, 4]), score([3, 0, 4]))
+    for ids in ([3, 37, 4], [3, -38, 4], [3, 5, 4, 37]):
+        with pytest.raises(Exception, match="out of data bounds"):
+            score(ids)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
 def test_final_state_graph_padding_and_lengths(tmp_path, bidirectional):
     # Reviews aligned to the last step: the zero row keeps the state at zero
     # before each review, whatever the padding holds, as in the module.

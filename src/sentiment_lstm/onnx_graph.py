@@ -20,9 +20,10 @@ traced, so that it can be laid out for inference:
 Padding never reaches a review's score, as in the PyTorch module: the
 forward direction's state is read at each review's last token, and the
 backward direction reads each review reversed within its own length. When
-only the last state of one layer is pooled, the reviews are instead aligned
-to end at the last step, so that each ``Scan`` returns just its final state.
-The steps before a review then leave the state at exactly zero. The
+only the last state of one layer is pooled and the table is folded, the
+reviews are instead aligned to end at the last step, so that each ``Scan``
+returns just its final state. The steps before a review then leave the state
+at exactly zero. The
 export in :mod:`sentiment_lstm.export` compares this graph's probabilities
 with the PyTorch module's before it keeps the file.
 """
@@ -140,15 +141,28 @@ def build_onnx_model(
     final_only = (
         config.num_layers == 1
         and config.pooling == "last"
-        and _folded_table_bytes(weights, "forward_layers.0") <= MAX_FOLDED_TABLE_BYTES
+        and _folded_table_bytes(weights, "forward_layers.0", zero_rows=1)
+        <= MAX_FOLDED_TABLE_BYTES
     )
-    inside = last_flat = reverse_flat = aligned_inside = ""
+    # Names of the values that only one of the two layouts computes.
+    inside = last_flat = reverse_flat = aligned_inside = checked_ids = ""
     if final_only:
         # [sequence, batch]: whether step t is inside the aligned review,
         # which starts at step sequence - length
         start_row = graph.node("Sub", [seq, lengths_row], "start_row")
         aligned_inside = graph.node(
             "Not", [graph.node("Less", [steps_column, start_row], "before")], "aligned"
+        )
+        # A lookup of the vocabulary's own indices makes ids behave as with
+        # the vocabulary's rows alone: an id out of range fails the run, even
+        # in the padding, and a negative one counts from the end. So no id
+        # reaches the zero row.
+        vocabulary_size = weights["embedding.weight"].shape[0]
+        checked_ids = graph.node(
+            "Gather",
+            [graph.constant("vocabulary_ids", np.arange(vocabulary_size)), ids],
+            "checked_ids",
+            axis=0,
         )
     else:
         # flat index of each review's last step in a [sequence * batch] layout
@@ -204,7 +218,7 @@ def build_onnx_model(
             source = graph.node(
                 "Slice",
                 [
-                    ids,
+                    checked_ids,
                     graph.int64("start", -1),
                     graph.int64("end", np.iinfo(np.int64).min),
                     graph.int64("axis", 0),
@@ -227,15 +241,15 @@ def build_onnx_model(
             source = graph.node(
                 "Gather",
                 [
-                    graph.node("Reshape", [ids, graph.int64("flat", -1)], "ids_flat"),
+                    graph.node(
+                        "Reshape", [checked_ids, graph.int64("flat", -1)], "ids_flat"
+                    ),
                     flat_index,
                 ],
                 "ids_aligned",
                 axis=0,
             )
-        zero_row = graph.constant(
-            "zero_row", np.asarray(weights["embedding.weight"].shape[0], np.int64)
-        )
+        zero_row = graph.constant("zero_row", np.asarray(vocabulary_size, np.int64))
         return graph.node("Where", [aligned_inside, source, zero_row], "steps_ids")
 
     def run_direction(steps: str, table: np.ndarray | None, lstm_weights: str) -> str:
@@ -265,13 +279,13 @@ def build_onnx_model(
         With a folded table the Scan takes ``[sequence, batch]`` token ids;
         otherwise it takes ``[sequence, batch, 4 * hidden]`` input gates.
         """
+        if final_only:
+            return aligned_ids(reversed_), _gate_table(weights, lstm_weights, 1)
         w_ih = weights[f"{lstm_weights}.weight_ih_l0"]
         bias = (
             weights[f"{lstm_weights}.bias_ih_l0"]
             + weights[f"{lstm_weights}.bias_hh_l0"]
         )
-        if final_only:
-            return aligned_ids(reversed_), _gate_table(weights, lstm_weights, 1)
         if layer == 0:
             token_ids = inputs
             if reversed_:
@@ -330,14 +344,18 @@ def build_onnx_model(
     # pool: [batch, output_dim]
     if config.pooling == "last":
         parts = [forward_outputs] + ([backward_outputs] if config.bidirectional else [])
-        finals = parts if final_only else []
-        for part in [] if final_only else parts:
-            flat = graph.node(
-                "Reshape", [part, graph.int64("flat", -1, hidden)], "outputs_flat"
-            )
-            finals.append(
-                graph.node("Gather", [flat, last_flat], "final_state", axis=0)
-            )
+        if final_only:
+            # each direction's Scan returned its final states
+            finals = parts
+        else:
+            finals = []
+            for part in parts:
+                flat = graph.node(
+                    "Reshape", [part, graph.int64("flat", -1, hidden)], "outputs_flat"
+                )
+                finals.append(
+                    graph.node("Gather", [flat, last_flat], "final_state", axis=0)
+                )
         pooled = (
             finals[0]
             if len(finals) == 1
@@ -422,9 +440,11 @@ def build_onnx_model(
     return model
 
 
-def _folded_table_bytes(weights: dict[str, np.ndarray], lstm_weights: str) -> int:
-    """Return the size of a first-layer direction's gate table."""
-    rows = weights["embedding.weight"].shape[0]
+def _folded_table_bytes(
+    weights: dict[str, np.ndarray], lstm_weights: str, zero_rows: int = 0
+) -> int:
+    """Return the size of a first-layer direction's gate table with ``zero_rows``."""
+    rows = weights["embedding.weight"].shape[0] + zero_rows
     return rows * weights[f"{lstm_weights}.weight_ih_l0"].shape[0] * 4
 
 
@@ -434,7 +454,8 @@ def _gate_table(
     """Return a first-layer direction's input gates of every token id.
 
     Row ``i`` is ``W_ih e_i + b_ih + b_hh`` for the embedding ``e_i``,
-    computed in float64 with the biases summed in float32; ``zero_rows`` rows of zeros follow the vocabulary's.
+    computed in float64 with the biases summed in float32. ``zero_rows``
+    rows of zeros follow the vocabulary's rows.
     """
     w_ih = weights[f"{lstm_weights}.weight_ih_l0"]
     bias = weights[f"{lstm_weights}.bias_ih_l0"] + weights[f"{lstm_weights}.bias_hh_l0"]
