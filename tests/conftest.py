@@ -20,6 +20,18 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 RT_POLARITY = SHARED_DATA / "rt-polarity"
 NETFLIX_CSV = SHARED_DATA / "netflix-app-reviews" / "reviews.csv"
 
+
+def default_signals() -> None:
+    """Restore SIGINT and SIGHUP to their defaults, in a child before exec.
+
+    A shell starts background jobs with SIGINT ignored, and nohup ignores
+    SIGHUP. A child inherits both, and the product keeps an inherited
+    ignore, so tests that send these signals restore them first.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 POSITIVE_REVIEWS = [
     "a wonderful , moving film with great acting",
     "brilliant and funny , i loved every minute",

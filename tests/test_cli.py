@@ -23,7 +23,7 @@ from sentiment_lstm import __version__
 from sentiment_lstm.cli import main
 from sentiment_lstm.extras import install_hint
 from sentiment_lstm.predictor import EMPTY_REVIEW
-from tests.conftest import run_to_full_disk
+from tests.conftest import default_signals, run_to_full_disk
 
 TRAIN_ARGS = [
     "--num_epoch",
@@ -1698,6 +1698,7 @@ def test_predict_sigterm_removes_partial_output(
         + ["--output", str(output), "--batch-size", "1"],
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_signals,
     )
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob(".scored.csv.*")) and process.poll() is None:

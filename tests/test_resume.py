@@ -17,7 +17,7 @@ from safetensors.numpy import load_file
 
 from sentiment_lstm.cli import main
 from sentiment_lstm.training import load_checkpoint
-from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
+from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS, default_signals
 
 NUM_EPOCHS = 4
 TRAIN_ARGS = [
@@ -221,9 +221,7 @@ def interrupt_when(
         stderr=subprocess.PIPE,
         env=ENV,
         text=True,
-        # A shell starts background jobs with SIGINT ignored, and the child
-        # would inherit that; restore the default so Python handles it.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=default_signals,
     )
     deadline = time.monotonic() + 120
     try:

@@ -49,7 +49,7 @@ from sentiment_lstm.server import (
     render_predictions,
     top_level_keys,
 )
-from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
+from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS, default_signals
 
 MAX_REVIEW_CHARS = 200
 MAX_REVIEWS = 20
@@ -130,6 +130,7 @@ def running_server(
             serve_command(model_dir, port, *extra),
             stdout=stream,
             stderr=subprocess.STDOUT,
+            preexec_fn=default_signals,
         )
     url = f"http://127.0.0.1:{port}"
     try:
