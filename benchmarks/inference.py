@@ -377,7 +377,7 @@ def machine_lines() -> list[str]:
         f"- CPU: {cpu_name()}, {physical_core_count()} physical cores, "
         f"{os.cpu_count()} logical CPUs",
         f"- Python {platform.python_version()}; {versions}",
-        "- the package's bytecode compiled before the runs, as a wheel install " "does",
+        "- the package's bytecode compiled before the runs, as a wheel install does",
     ]
 
 

@@ -1843,7 +1843,8 @@ def test_full_stdout_named(trained, tmp_path, command, arguments):
     assert completed.returncode == 1
     assert completed.stderr.splitlines()[-1] == (
         f"sentiment-lstm {command}: error: stdout: cannot write the output: No "
-        "space left on device; stdout may contain part of the output"
+        "space left on device; stdout may contain part of the output; free some "
+        "disk space, or write the output to another disk"
     )
     assert "Traceback" not in completed.stderr
     assert "Exception ignored" not in completed.stderr
@@ -1909,8 +1910,9 @@ def test_stdout_write_fails_midway(trained, tmp_path):
     assert completed.stderr == (
         "sentiment-lstm predict: error: stdout: cannot write the output: File too "
         "large; stdout may contain part of the results; the file reached the "
-        "largest size allowed here (see ulimit -f); write the output to another "
-        "file system or split the input\n"
+        "largest size allowed, by this process's limit (ulimit -f) or by the file "
+        "system; raise the limit, write the output to a file system that allows "
+        "larger files, or split the input\n"
     )
     assert scores.stat().st_size == 20_000
 

@@ -218,3 +218,16 @@ def file_mode(path: Path) -> int | None:
         return stat.S_IMODE(os.stat(path).st_mode)
     except OSError:
         return None
+
+
+def write_failure_advice(err: OSError) -> str:
+    """Return "; " and what to do after a write failed for lack of space, else ""."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "; free some disk space, or write the output to another disk"
+    if err.errno == errno.EFBIG:
+        return (
+            "; the file reached the largest size allowed, by this process's "
+            "limit (ulimit -f) or by the file system; raise the limit, write the "
+            "output to a file system that allows larger files, or split the input"
+        )
+    return ""

@@ -286,6 +286,7 @@ def training_overlap(
     :func:`count_training_reviews` of those, normalising each review once.
     """
     recorded = _recorded_hashes(record)
+    scheme = None if recorded is None else recorded[0]
     compared = 0
     hashes = []
     for example in examples:
@@ -293,8 +294,7 @@ def training_overlap(
         if len(text.split(maxsplit=MIN_COMPARED_WORDS - 1)) < MIN_COMPARED_WORDS:
             continue
         compared += 1
-        if recorded is not None:
-            scheme = recorded[0]
+        if scheme is not None:
             hashes.append(
                 _collapsed_hash(text if scheme == REVIEW_HASH_SCHEME else example.text)
             )

@@ -78,6 +78,7 @@ from sentiment_lstm.files import (
     descriptor_stream,
     file_mode,
     inherited_descriptor,
+    write_failure_advice,
 )
 from sentiment_lstm.predictor import EMPTY_REVIEW, PendingScores
 from sentiment_lstm.text import TOO_LONG_REASON
@@ -1331,7 +1332,7 @@ def write_to_stream(name: str, stream: TextIO, write: Callable[[TextIO], T]) -> 
         # so how many rows arrived is unknown.
         raise DataError(
             f"{name}: cannot write the output: {err.strerror or err}; {name} may "
-            f"contain part of the results{_write_failure_advice(err)}"
+            f"contain part of the results{write_failure_advice(err)}"
         ) from err
     except DataError as err:
         received = _received(name, counting.chars, getattr(err, "rows_written", None))
@@ -1414,20 +1415,8 @@ def output_error_message(path: Path, err: OSError) -> str:
         )
     return (
         f"{path}: cannot write the output: {err.strerror or err}"
-        f"{_write_failure_advice(err)}"
+        f"{write_failure_advice(err)}"
     )
-
-
-def _write_failure_advice(err: OSError) -> str:
-    """Return "; " and what to do after a full disk or file system, else ""."""
-    if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "; free some disk space, or write the output to another disk"
-    if err.errno == errno.EFBIG:
-        return (
-            "; the file reached the largest size allowed here (see ulimit -f); "
-            "write the output to another file system or split the input"
-        )
-    return ""
 
 
 def _write_atomically(path: Path, write: Callable[[TextIO], T]) -> T:

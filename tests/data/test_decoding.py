@@ -336,6 +336,7 @@ def test_bom_with_one_cp1252_byte_singular(caplog: pytest.LogCaptureFixture) -> 
         scan.result()
 
     assert "1 of its bytes is invalid in UTF-8" in caplog.text
+    assert "so the row that contains it is bad" in caplog.text
 
 
 @pytest.mark.parametrize("whole", [False, True], ids=["scanned", "whole file"])

@@ -22,6 +22,7 @@ from typing import Any, NoReturn, TextIO
 from sentiment_lstm import __version__, interrupts
 from sentiment_lstm.cli import cross_validate, evaluate, export, predict, serve, train
 from sentiment_lstm.cli.common import CommandError
+from sentiment_lstm.files import write_failure_advice
 
 COMMANDS = (train, predict, evaluate, serve, cross_validate, export)
 # Exit status after stdout was closed early: a shell's status for SIGPIPE.
@@ -364,7 +365,7 @@ def _stdout_error_message(err: OSError) -> str:
         )
     return (
         f"stdout: cannot write the output: {reason}; stdout may contain part of "
-        "the output"
+        f"the output{write_failure_advice(err)}"
     )
 
 

@@ -204,7 +204,8 @@ def _add_limit_options(limits: argparse._ArgumentGroup) -> None:
         type=review_char_limit,
         default=DEFAULT_MAX_REVIEW_CHARS,
         metavar="N",
-        help="characters allowed in one review; longer ones get HTTP 422 "
+        help="characters allowed in one review, at most "
+        f"{MAX_REVIEW_CHARS:,}; longer ones get HTTP 422 "
         f"(default: {DEFAULT_MAX_REVIEW_CHARS})",
     )
     limits.add_argument(

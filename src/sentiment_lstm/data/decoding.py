@@ -287,14 +287,19 @@ class EncodingScan:
                 logger.warning(
                     "%s starts with a UTF-8 byte order mark, so it is decoded as "
                     "UTF-8, but %d of its bytes %s invalid in UTF-8 (valid "
-                    "multi-byte UTF-8 characters: %d), so the rows that contain "
-                    "them are bad; if the file was saved as cp1252, save it as "
+                    "multi-byte UTF-8 characters: %d), so the %s bad; if the "
+                    "file was saved as cp1252, save it as "
                     "UTF-8, or remove its first 3 bytes (the mark) so that it "
                     "is read as cp1252",
                     self.source,
                     invalid,
                     "is" if invalid == 1 else "are",
                     multibyte,
+                    (
+                        "row that contains it is"
+                        if invalid == 1
+                        else "rows that contain them are"
+                    ),
                 )
             return Encoding("utf-8-sig", "surrogateescape")
         if invalid == 0:
