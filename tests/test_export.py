@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -81,12 +82,10 @@ def spread_module(config: ModelConfig, seed: int = 0) -> SentimentLSTM:
     return module.eval()
 
 
-@pytest.mark.parametrize(
-    ("bidirectional", "num_layers", "pooling"),
-    ARCHITECTURES,
-    ids=[f"{'bi' if b else 'uni'}-{n}-{p}" for b, n, p in ARCHITECTURES],
-)
-def test_parity(tmp_path, bidirectional, num_layers, pooling):
+def export_small_model(
+    directory: Path, bidirectional: bool, num_layers: int, pooling: str
+) -> tuple[SentimentLSTM, Path]:
+    """Export a small spread module of the given architecture to model.onnx."""
     config = ModelConfig(
         vocab_size=300,
         embedding_dim=12,
@@ -96,8 +95,18 @@ def test_parity(tmp_path, bidirectional, num_layers, pooling):
         pooling=pooling,
     )
     module = spread_module(config)
-    path = tmp_path / "model.onnx"
+    path = directory / "model.onnx"
     export_module(module, path)
+    return module, path
+
+
+@pytest.mark.parametrize(
+    ("bidirectional", "num_layers", "pooling"),
+    ARCHITECTURES,
+    ids=[f"{'bi' if b else 'uni'}-{n}-{p}" for b, n, p in ARCHITECTURES],
+)
+def test_parity(tmp_path, bidirectional, num_layers, pooling):
+    module, path = export_small_model(tmp_path, bidirectional, num_layers, pooling)
 
     results = check_parity(module, path)
 
@@ -161,16 +170,7 @@ def test_scan_step_outputs_where_needed(
     tmp_path, bidirectional, num_layers, pooling, step_outputs
 ):
     # One layer pooled by its last state needs each Scan's final state only.
-    config = ModelConfig(
-        vocab_size=300,
-        embedding_dim=12,
-        hidden_dim=10,
-        num_layers=num_layers,
-        bidirectional=bidirectional,
-        pooling=pooling,
-    )
-    path = tmp_path / "model.onnx"
-    export_module(spread_module(config), path)
+    _, path = export_small_model(tmp_path, bidirectional, num_layers, pooling)
     scans = [node for node in onnx.load(str(path)).graph.node if node.op_type == "Scan"]
 
     assert scans
