@@ -928,6 +928,68 @@ def test_encode_packed_truncates():
     assert list(encoder.encode_packed(texts[:3])) == encoder.encode_batch(texts[:3])
 
 
+_KEY_ALPHABET = "ab'.\x00~"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.text(alphabet=_KEY_ALPHABET, min_size=1, max_size=19),
+        max_size=40,
+        unique=True,
+    ),
+    st.lists(st.text(alphabet=_KEY_ALPHABET, min_size=1, max_size=19), max_size=40),
+)
+def test_token_keys_match_a_dictionary(vocabulary, others):
+    """Tokens that differ in one byte or in length get their own ids."""
+    table = {token.encode(): 10 + index for index, token in enumerate(vocabulary)}
+    keys = text_module._TokenKeys(list(table), list(table.values()))
+    tokens = [token.encode() for token in vocabulary + others]
+    chars = np.frombuffer(b"".join(tokens), dtype=np.uint8)
+    lengths = np.array([len(token) for token in tokens], dtype=np.int64)
+    ids = keys.lookup(chars, np.cumsum(lengths) - lengths, lengths)
+    expected = [
+        table.get(token, UNK_INDEX) if len(token) <= 15 else UNK_INDEX
+        for token in tokens
+    ]
+    assert ids.tolist() == expected
+
+
+def test_token_keys_with_long_chains():
+    """A table of many similar tokens needs several probes for some of them."""
+    vocabulary = [f"w{number:05d}".encode() for number in range(5000)]
+    keys = text_module._TokenKeys(vocabulary, list(range(5000)))
+    assert keys._probes > 2
+    tokens = vocabulary[::-1] + [b"w05000", b"w00000", b"w0000"]
+    chars = np.frombuffer(b"".join(tokens), dtype=np.uint8)
+    lengths = np.array([len(token) for token in tokens], dtype=np.int64)
+    ids = keys.lookup(chars, np.cumsum(lengths) - lengths, lengths)
+    assert ids.tolist() == list(range(4999, -1, -1)) + [UNK_INDEX, 0, UNK_INDEX]
+
+
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_encode_packed_tokens_around_the_key_size(lowercase):
+    """Words of 7 to 17 letters, in the vocabulary and one letter off."""
+    words = ["abcdefghijklmnopq"[:size] for size in range(7, 18)] + [
+        "Mixed",
+        "isn't",
+        "...",
+    ]
+    encoder = TextEncoder.build(
+        words * 2, TextEncoderConfig(lowercase=lowercase, min_frequency=2)
+    )
+    near = [
+        word[:place] + "z" + word[place + 1 :]
+        for word in words[:11]
+        for place in (0, 7, len(word) - 1)
+    ]
+    texts = [" ".join(words), " ".join(near), " ".join(words[::-1] + near)] * 10
+    texts.append("MIXED mixed Mixed ISN'T ....")
+    assert _packed(encoder, texts) == _through_tokenizer(encoder, texts)
+    known = _packed(encoder, [" ".join(words)])[0]
+    assert UNK_INDEX not in known
+
+
 def test_encode_packed_bad_input():
     encoder = _encoder()
     assert len(encoder.encode_packed([])) == 0
