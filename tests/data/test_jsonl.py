@@ -42,6 +42,33 @@ def test_jsonl_text_with_line_separators(tmp_path: Path) -> None:
     assert result.examples[0].text == "one\u2028two\u0085three\nfour"
 
 
+def test_jsonl_escaped_nul_is_text(tmp_path: Path) -> None:
+    """A NUL or lone surrogate from a JSON escape is text, as in predict."""
+    path = tmp_path / "reviews.jsonl"
+    path.write_bytes(
+        b'{"text": "great\\u0000 fun", "label": 1}\n'
+        b'{"text": "dull \\udc80 plot", "label": 0}\n'
+    )
+
+    result = read_examples(path)
+
+    assert [example.text for example in result.examples] == [
+        "great\x00 fun",
+        "dull \udc80 plot",
+    ]
+    assert result.bad_rows == []
+
+
+def test_jsonl_raw_nul_byte_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.jsonl"
+    path.write_bytes(
+        b'{"text": "great\x00 fun", "label": 1}\n{"text": "ok", "label": 1}\n'
+    )
+
+    with pytest.raises(DataError, match="line 1: byte 0x00 \\(NUL\\) is invalid"):
+        read_examples(path)
+
+
 def test_jsonl_long_review_rejected(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr("sentiment_lstm.data.fields.MAX_REVIEW_CHARS", 20)
     lines = [

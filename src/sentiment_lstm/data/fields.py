@@ -54,6 +54,7 @@ def add_record(
     source: str,
     line: int,
     lines: int = 1,
+    check_bytes: bool = True,
 ) -> None:
     """Add one CSV/TSV/JSONL record to collector as an example or a bad row.
 
@@ -68,12 +69,16 @@ def add_record(
         source: File of the record.
         line: 1-based line where the record starts.
         lines: Physical lines that the record spans, for the bad-row summary.
+        check_bytes: Reject fields that contain a NUL or an escaped invalid
+            byte. A JSONL reader checks the line before parsing it and passes
+            False, because a NUL or a lone surrogate that a JSON escape such
+            as ``\\u0000`` gives is text, not a byte of the file.
 
     Raises:
         DataError: If the record is bad and bad rows are not skipped.
     """
     if isinstance(text, str):
-        reason = invalid_byte_reason(text, decoded)
+        reason = invalid_byte_reason(text, decoded) if check_bytes else None
         if reason is not None:
             collector.reject_unscorable(
                 source, line, text.strip(), reason, ENCODING_FIX, lines=lines
@@ -85,7 +90,7 @@ def add_record(
                 source, line, "", TOO_LONG_REASON, TOO_LONG_FIX, lines=lines
             )
             return
-    if isinstance(label, str):
+    if isinstance(label, str) and check_bytes:
         reason = invalid_byte_reason(label, decoded)
         if reason is not None:
             collector.reject(source, line, reason, ENCODING_FIX, lines=lines)

@@ -156,6 +156,7 @@ def read_jsonl(path: Path, options: ReadOptions, collector: ExampleCollector) ->
             collector=collector,
             source=source,
             line=line,
+            check_bytes=False,
         )
 
     # Blank lines wait here until a later record shows that they are not at
