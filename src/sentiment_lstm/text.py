@@ -882,24 +882,39 @@ class _TokenKeys:
         first, second = _token_keys(data, np.cumsum(lengths) - lengths, lengths)
         self._bits = max(4, (4 * len(short)).bit_length())
         self._mask = (1 << self._bits) - 1
-        slots = [-1] * (1 << self._bits)
-        self._probes = 1
-        for entry, slot in enumerate(self._slots(first, second).tolist()):
-            probes = 1
-            while slots[slot] >= 0:
-                slot = (slot + 1) & self._mask
-                probes += 1
-            slots[slot] = entry
-            self._probes = max(self._probes, probes)
+        entries = self._place(self._slots(first, second))
         # An empty slot has length 0 in its second key, which no token has.
-        entries = np.asarray(slots, dtype=np.int64)
         filled = entries >= 0
-        self._first = np.zeros(len(slots), dtype=np.uint64)
-        self._second = np.zeros(len(slots), dtype=np.uint64)
-        self._ids = np.full(len(slots), UNK_INDEX, dtype=np.int64)
+        self._first = np.zeros(len(entries), dtype=np.uint64)
+        self._second = np.zeros(len(entries), dtype=np.uint64)
+        self._ids = np.full(len(entries), UNK_INDEX, dtype=np.int64)
         self._first[filled] = first[entries[filled]]
         self._second[filled] = second[entries[filled]]
         self._ids[filled] = np.asarray(ids, dtype=np.int64)[short][entries[filled]]
+
+    def _place(self, homes: np.ndarray) -> np.ndarray:
+        """Return the entry in each slot, -1 where empty, and set ``_probes``.
+
+        Entries move on by one slot while theirs is taken, as in linear
+        probing, so every slot from an entry's home to its own is filled.
+        All entries move at once, and where several want one empty slot the
+        first of them gets it.
+        """
+        entries = np.full(self._mask + 1, -1, dtype=np.int64)
+        waiting = np.arange(len(homes))
+        slots = homes.copy()
+        self._probes = 1
+        while len(waiting):
+            free = entries[slots] < 0
+            wanted, first_of = np.unique(slots[free], return_index=True)
+            entries[wanted] = waiting[free][first_of]
+            placed = np.zeros(len(waiting), dtype=bool)
+            placed[np.flatnonzero(free)[first_of]] = True
+            waiting = waiting[~placed]
+            slots = (slots[~placed] + 1) & self._mask
+            if len(waiting):
+                self._probes += 1
+        return entries
 
     def _slots(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         mixed = (first ^ (second * _MIXER)) * _MIXER
