@@ -1011,6 +1011,21 @@ def test_write_output_json_keeps_mode(tmp_path):
     assert stat.S_IMODE(output.stat().st_mode) == 0o640
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_write_output_json_full_disk_advice(tmp_path, monkeypatch):
+    temporary = tmp_path / "temporary"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+
+    with pytest.raises(CommandError) as raised:
+        write_output_json(Path("/dev/full"), '{"folds": []}\n')
+
+    message = str(raised.value)
+    assert "No space left on device" in message
+    assert "free some disk space, or write the output to another disk" in message
+    assert "saved to" in message
+
+
 def test_write_output_json_failure_saves_elsewhere(tmp_path, monkeypatch):
     (tmp_path / "afile").write_text("not a folder\n")
     temporary = tmp_path / "temporary"

@@ -39,9 +39,7 @@ class FakeDistribution:
 )
 def test_install_hint_names_source(monkeypatch, direct_url, expected):
     text = None if direct_url is None else json.dumps(direct_url)
-    monkeypatch.setattr(
-        metadata, "distribution", lambda name: FakeDistribution(text)
-    )
+    monkeypatch.setattr(metadata, "distribution", lambda name: FakeDistribution(text))
 
     assert extras.install_hint("train") == expected
 

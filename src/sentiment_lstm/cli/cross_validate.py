@@ -37,6 +37,7 @@ from sentiment_lstm.files import (
     DEFAULT_FILE_MODE,
     descriptor_stream,
     inherited_descriptor,
+    write_failure_advice,
     write_text_atomic,
 )
 
@@ -344,7 +345,7 @@ def write_output_json(path: Path, text: str) -> None:
             )
             write_text_atomic(target, text, mode)
     except OSError as err:
-        failure = f"cannot write --output-json {path}: {err}"
+        failure = f"cannot write --output-json {path}: {err}{write_failure_advice(err)}"
     else:
         return
     saved = _save_in_temporary_folder(text)
