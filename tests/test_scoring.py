@@ -598,9 +598,96 @@ def test_unclosed_quote_stops_scoring(model, tmp_path):
     source = tmp_path / "in.csv"
     source.write_text("id,text\n" + "\n".join(rows) + "\n")
 
-    with pytest.raises(DataError, match="line 1501: .*runs to line 2501"):
+    with pytest.raises(
+        DataError,
+        match=r"in\.csv line 1501: a quote opened on this line runs on to line 2501, ",
+    ):
         score_file(model, source, tmp_path / "out.csv")
     assert not (tmp_path / "out.csv").exists()
+
+
+# Rows of prediction input whose quote on line 5 is not closed on it. The
+# record of line 5 fails on line 7, where the quote that opens a legit quoted
+# field closes its field and text follows.
+OPEN_QUOTE_ROWS = [
+    "id{sep}text",
+    '1{sep}"first{end}quoted"',
+    "2{sep}caf\u00e9 film",
+    '3{sep}"broken na\u00efve quote, film',
+    "4{sep}great fun",
+    '5{sep}"second{end}quoted"',
+    "6{sep}",
+    "7{sep}awful plot",
+]
+
+
+@pytest.mark.parametrize(
+    ("suffix", "end", "encoding", "final_break"),
+    [
+        (".csv", "\n", "utf-8", True),
+        (".csv", "\r\n", "utf-8", True),
+        (".csv", "\r", "utf-8", True),
+        (".csv", "\n", "cp1252", True),
+        (".csv", "\n", "utf-8", False),
+        (".tsv", "\n", "utf-8", True),
+        (".tsv", "\r\n", "cp1252", False),
+    ],
+)
+def test_open_quote_scores_later_rows(
+    model, tmp_path, suffix, end, encoding, final_break
+):
+    sep = "\t" if suffix == ".tsv" else ","
+    text = end.join(OPEN_QUOTE_ROWS).format(sep=sep, end=end)
+    source = tmp_path / f"in{suffix}"
+    source.write_bytes((text + (end if final_break else "")).encode(encoding))
+
+    summary = score_file(model, source, tmp_path / "out.csv", options=SKIP_BAD_ROWS)
+    rows = read_csv(tmp_path / "out.csv")
+
+    assert [row["id"] for row in rows] == ["1", "2", "", "4", "5", "6", "7"]
+    assert rows[2]["text"] == ""
+    assert rows[2]["positive"] == ""
+    line_text = json.dumps(f'3{sep}"broken na\u00efve quote, film', ensure_ascii=False)
+    assert rows[2]["error"] == (
+        "line 5: a quote opened on this line runs on to line 7, where the "
+        f"record does not parse: {sep!r} expected after '\"'; the text of the "
+        f"line: {line_text}"
+    )
+    assert rows[5]["error"] == f"line 9: {EMPTY_REVIEW}"
+    scored = [row for row in rows if row["positive"]]
+    texts = [f"first{end}quoted", "caf\u00e9 film", "great fun"]
+    texts += [f"second{end}quoted", "awful plot"]
+    assert [row["text"] for row in scored] == texts
+    positive = [float(row["positive"]) for row in scored]
+    assert positive == pytest.approx(expected_positive(model, texts), abs=1e-5)
+    assert summary.rows == 7
+    assert summary.unparsed == 1
+
+
+def test_open_quote_text_kept_in_error(model, tmp_path, caplog):
+    source = tmp_path / "in.csv"
+    source.write_text('id,text\n1,good film\n2,"broken quote film\n3,great fun\n')
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        summary = score_file(model, source, tmp_path / "out.csv", options=SKIP_BAD_ROWS)
+    rows = read_csv(tmp_path / "out.csv")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+    assert [row["id"] for row in rows] == ["1", "", "3"]
+    error = rows[1]["error"]
+    prefix = (
+        "line 3: a quote opened on this line never closes, so the record runs "
+        "on to the end of the file at line 4; the text of the line: "
+    )
+    assert error.startswith(prefix)
+    assert json.loads(error.removeprefix(prefix)) == '2,"broken quote film'
+    assert rows[2]["label"] != ""
+    assert summary.unparsed == 1
+    assert warnings[0] == (
+        f"1 row of {source} did not parse; it was written in its place with "
+        "the reason as its error: line 3: a quote opened on this line never "
+        "closes, so the record runs on to the end of the file at line 4"
+    )
 
 
 def test_output_through_symlink(model, tmp_path):

@@ -677,6 +677,7 @@ class _DelimitedReader(_Reader):
             *,
             lines: int = 1,
             fields: list[str] | None = None,
+            line_text: str | None = None,
         ) -> None:
             self.bad_rows.reject(line, reason, fix, lines=lines)
             error = self.bad_rows.last_reason
@@ -689,8 +690,17 @@ class _DelimitedReader(_Reader):
                     f"; the field{'s' if len(extra) > 1 else ''} past the last "
                     f"column: {json.dumps(extra, ensure_ascii=False)}"
                 )
+            size = sum(map(len, row))
+            # The first line of a record that ran past it keeps its text in
+            # the error, because the lines after it are read again on their own.
+            if line_text is not None:
+                error += (
+                    f"; the text of the line: "
+                    f"{json.dumps(line_text, ensure_ascii=False)}"
+                )
+                size += len(line_text)
             row += [""] * (width - len(row))
-            chunk.add(line, row, "", error, sum(map(len, row)))
+            chunk.add(line, row, "", error, size)
 
         rows = parsed_rows(
             self._csv, width, self._delimiter, self.source, reject, keep_empty=True

@@ -1,6 +1,7 @@
 """Tests for CSV and TSV files: quoting, line numbers, columns and labels."""
 
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -472,16 +473,28 @@ def test_text_after_closing_quote(tmp_path: Path) -> None:
     assert [example.text for example in result.examples] == ["fine"]
 
 
-def test_unclosed_quote_reports_line_span(tmp_path: Path) -> None:
+def test_unclosed_quote_names_where_record_fails(tmp_path: Path) -> None:
     rows = [f"review {i},pos" for i in range(1, 40)]
     rows[9] = '"opens a quote,pos'
     rows[29] = '"closed" here,neg'
     path = write(tmp_path / "reviews.csv", "review,label\n" + "\n".join(rows) + "\n")
 
-    with pytest.raises(DataError, match="line 11: .*runs to line 31.*unclosed quote"):
+    with pytest.raises(DataError) as excinfo:
         read_examples(path)
     result = read_examples(path, ReadOptions(skip_bad_rows=True))
-    assert len(result.examples) == 39 - 21
+
+    assert str(excinfo.value) == (
+        f"{path} line 11: a quote opened on this line runs on to line 31, where "
+        "the record does not parse: ',' expected after '\"'; close the quote or, "
+        "if it is part of the text, put the field in double quotes and double "
+        'the quotes inside ("" for "), or use --skip-bad-rows to leave such rows '
+        "out"
+    )
+    # Line 11 is left out alone, and line 31 fails on its own line.
+    assert [(row.line, row.lines) for row in result.bad_rows] == [(11, 1), (31, 1)]
+    assert result.bad_rows[1].reason == "invalid record: ',' expected after '\"'"
+    assert len(result.examples) == 39 - 2
+    assert [example.line for example in result.examples][9:12] == [12, 13, 14]
 
 
 def test_unclosed_quote_at_end_of_file(tmp_path: Path) -> None:
@@ -638,9 +651,9 @@ def test_blank_line_before_bad_record_reported_first(tmp_path: Path) -> None:
 
     result = read_examples(path, ReadOptions(skip_bad_rows=True))
 
-    assert [(row.line, row.reason[:14]) for row in result.bad_rows] == [
+    assert [(row.line, row.reason[:22]) for row in result.bad_rows] == [
         (3, "empty line"),
-        (4, "invalid record"),
+        (4, "a quote opened on this"),
     ]
 
 
@@ -711,7 +724,7 @@ def test_ratings_of_prediction_input_logged(
     assert f"1 rating in {path} is above 5 stars" in caplog.text
 
 
-def test_unclosed_quote_counts_lost_lines(
+def test_unclosed_quote_leaves_out_one_line(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     rows = [f"review {i},pos" for i in range(1, 41)]
@@ -721,12 +734,168 @@ def test_unclosed_quote_counts_lost_lines(
     with caplog.at_level(logging.WARNING, logger="sentiment_lstm.data"):
         result = read_examples(path, ReadOptions(skip_bad_rows=True))
 
-    assert len(result.examples) == 11
-    assert [(row.line, row.lines) for row in result.bad_rows] == [(13, 29)]
-    assert result.bad_lines == 29
-    assert "left out 1 bad row of" in caplog.text
-    assert "spanning 29 lines" in caplog.text
-    assert "lines 13 to 41: invalid record" in caplog.text
+    assert len(result.examples) == 39
+    assert [example.line for example in result.examples][11:13] == [14, 15]
+    assert result.examples[-1].text == "review 40"
+    assert [(row.line, row.lines) for row in result.bad_rows] == [(13, 1)]
+    assert result.bad_lines == 1
+    assert "spanning" not in caplog.text
+    assert (
+        f"left out 1 bad row of {path}: {path} line 13: a quote opened on this "
+        "line never closes, so the record runs on to the end of the file at "
+        "line 41"
+    ) in caplog.text
+
+
+# Rows of a file whose quote on line 5 is not closed on it. The record of
+# line 5 fails on line 7, where the quote that opens a legit quoted field
+# closes its field and text follows.
+OPEN_QUOTE_ROWS = [
+    "text{sep}label",
+    '"first{end}quoted"{sep}pos',
+    "caf\u00e9 film{sep}pos",
+    '"broken quote, film{sep}neg',
+    "great fun{sep}pos",
+    '"second{end}quoted"{sep}neg',
+    "awful plot{sep}neg",
+]
+
+
+@pytest.mark.parametrize(
+    ("suffix", "end", "encoding", "final_break"),
+    [
+        (".csv", "\n", "utf-8", True),
+        (".csv", "\r\n", "utf-8", True),
+        (".csv", "\r", "utf-8", True),
+        (".csv", "\n", "cp1252", True),
+        (".csv", "\n", "utf-8", False),
+        (".tsv", "\n", "utf-8", True),
+        (".tsv", "\r\n", "cp1252", False),
+    ],
+)
+def test_open_quote_keeps_later_records(
+    tmp_path: Path, suffix: str, end: str, encoding: str, final_break: bool
+) -> None:
+    sep = "\t" if suffix == ".tsv" else ","
+    text = end.join(OPEN_QUOTE_ROWS).format(sep=sep, end=end)
+    path = tmp_path / f"reviews{suffix}"
+    path.write_bytes((text + (end if final_break else "")).encode(encoding))
+
+    result = read_examples(path, ReadOptions(skip_bad_rows=True))
+
+    assert [example.text for example in result.examples] == [
+        f"first{end}quoted",
+        "caf\u00e9 film",
+        "great fun",
+        f"second{end}quoted",
+        "awful plot",
+    ]
+    assert [example.line for example in result.examples] == [2, 4, 6, 7, 9]
+    assert [example.label for example in result.examples] == [1, 1, 1, 0, 0]
+    assert [(row.line, row.lines) for row in result.bad_rows] == [(5, 1)]
+    assert result.bad_rows[0].reason == (
+        "a quote opened on this line runs on to line 7, where the record does "
+        f"not parse: {sep!r} expected after '\"'"
+    )
+    with pytest.raises(DataError, match=f"^{re.escape(str(path))} line 5: a quote"):
+        read_examples(path)
+
+
+def test_open_quote_tsv_fix_names_csv_quoting(tmp_path: Path) -> None:
+    path = write(tmp_path / "reviews.tsv", 'text\tlabel\n"open\tpos\nfine\tneg\n')
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(path)
+
+    assert str(excinfo.value) == (
+        f"{path} line 2: a quote opened on this line never closes, so the "
+        "record runs on to the end of the file at line 3; TSV files are read "
+        "with CSV quoting, so close the quote or, if it is part of the text, "
+        'put the field in double quotes and double the quotes inside ("" for '
+        '"), or use --skip-bad-rows to leave such rows out'
+    )
+
+
+@pytest.mark.parametrize("final_break", [True, False])
+def test_bad_rows_after_open_quote_reported(tmp_path: Path, final_break: bool) -> None:
+    rows = [
+        "text,label",
+        "good,pos",
+        '"open,neg',
+        "fine,pos",
+        "meh row,meh",
+        'x,"y" z',
+        "last,neg",
+        '"never closed,pos',
+        "after it,pos",
+    ]
+    text = "\n".join(rows) + ("\n" if final_break else "")
+    path = write(tmp_path / "reviews.csv", text)
+
+    result = read_examples(path, ReadOptions(skip_bad_rows=True))
+
+    assert [example.text for example in result.examples] == [
+        "good",
+        "fine",
+        "last",
+        "after it",
+    ]
+    assert [example.line for example in result.examples] == [2, 4, 7, 9]
+    assert [(row.line, row.lines) for row in result.bad_rows] == [
+        (3, 1),
+        (5, 1),
+        (6, 1),
+        (8, 1),
+    ]
+    assert [row.reason for row in result.bad_rows] == [
+        "a quote opened on this line runs on to line 6, where the record does "
+        "not parse: ',' expected after '\"'",
+        "unknown label 'meh'",
+        "invalid record: ',' expected after '\"'",
+        "a quote opened on this line never closes, so the record runs on to "
+        "the end of the file at line 9",
+    ]
+
+
+def test_open_quotes_in_a_row(tmp_path: Path) -> None:
+    # The quote of line 2 closes on line 4, whose own quote never closes.
+    path = write(
+        tmp_path / "reviews.csv",
+        'text,label\n"one,pos\ntwo,pos\n"three,neg\nfour,neg\n',
+    )
+
+    result = read_examples(path, ReadOptions(skip_bad_rows=True))
+
+    assert [example.line for example in result.examples] == [3, 5]
+    assert [(row.line, row.lines) for row in result.bad_rows] == [(2, 1), (4, 1)]
+
+
+def test_open_quote_over_field_limit(tmp_path: Path) -> None:
+    from sentiment_lstm.data.delimited import FIELD_SIZE_LIMIT
+
+    line = "a" * 100_000 + ",1\n"
+    count = FIELD_SIZE_LIMIT // len(line) + 2
+    path = write(
+        tmp_path / "reviews.csv",
+        'text,label\ngood,1\n"open,0\n' + line * count + "last,0\n",
+    )
+    # The field starts after the quote of line 3 and contains the line breaks.
+    field_chars, fails_on = len("open,0\n"), 3
+    while field_chars <= FIELD_SIZE_LIMIT:
+        fails_on += 1
+        field_chars += len(line)
+
+    result = read_examples(path, ReadOptions(skip_bad_rows=True))
+
+    assert [(row.line, row.lines) for row in result.bad_rows] == [(3, 1)]
+    assert result.bad_rows[0].reason == (
+        f"a quote opened on this line is still open at line {fails_on}, after "
+        "16,777,216 characters, the most a field may have"
+    )
+    assert len(result.examples) == count + 2
+    assert [example.line for example in result.examples[:3]] == [2, 4, 5]
+    assert result.examples[-1].line == count + 4
+    assert result.examples[-1].text == "last"
 
 
 @pytest.mark.parametrize(
@@ -759,7 +928,9 @@ def test_long_bad_row_after_first_five_named(
     rows = [f"review {i},pos" for i in range(1, 31)]
     for index in range(6):
         rows[index] = f"bad {index},meh"
+    # A quote closed 9 lines later gives a record of 10 lines with a bad label.
     rows[20] = '"opens a quote,pos'
+    rows[29] = 'closes it",meh'
     path = write(tmp_path / "reviews.csv", "review,label\n" + "\n".join(rows) + "\n")
 
     with caplog.at_level(logging.WARNING, logger="sentiment_lstm.data"):
@@ -790,7 +961,7 @@ def test_field_over_size_limit_named(tmp_path: Path) -> None:
         "a field is longer than 16,777,216 characters, the most any field, "
         "the review's included, may have"
     )
-    with pytest.raises(DataError, match="a quote that is never closed"):
+    with pytest.raises(DataError, match="line 3: .*; shorten the field or close"):
         read_examples(path)
 
 

@@ -282,7 +282,7 @@ def _log_bad_rows(bad_rows: list[BadRow], path: Path) -> None:
     """Warn how many bad rows were left out, the lines they span and the first few.
 
     A bad row after the first few that spans more than one line is named too,
-    because an unclosed quote there can hide many reviews.
+    because a quote that closes many lines later can join many reviews into it.
     """
     described = [_describe_bad_row(row) for row in bad_rows[:_LOGGED_BAD_ROWS]]
     files = len({row.source for row in bad_rows})

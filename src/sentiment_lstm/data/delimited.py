@@ -4,7 +4,6 @@ import csv
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 from sentiment_lstm.data.collector import (
     EMPTY_FIX,
@@ -29,7 +28,9 @@ def read_delimited(
     Both use the quoting rules of the csv module's excel dialects: a field in
     double quotes may contain the delimiter, line breaks and doubled quotes. The
     line of a record is the physical line where it starts, so a record after a
-    quoted line break keeps its line number in the file.
+    quoted line break keeps its line number in the file. A record that fails to
+    parse after running past its first line is a bad row of that line alone,
+    and the lines after it are read again as records of their own.
 
     Args:
         path: File to read.
@@ -58,7 +59,13 @@ def read_delimited(
         label_index = None if columns.label is None else header.index(columns.label)
 
         def reject(
-            line: int, reason: str, fix: str, *, lines: int = 1, fields: object = None
+            line: int,
+            reason: str,
+            fix: str,
+            *,
+            lines: int = 1,
+            fields: object = None,
+            line_text: object = None,
         ) -> None:
             collector.reject(source, line, reason, fix, lines=lines)
 
@@ -72,7 +79,7 @@ def read_delimited(
                 collector=collector,
                 source=source,
                 line=line,
-                lines=reader.line_num - line + 1,
+                lines=reader.last_line - line + 1,
             )
 
 
@@ -119,13 +126,111 @@ def csv_newline(has_line_feed: bool) -> str:
 FIELD_SIZE_LIMIT = MAX_REVIEW_CHARS
 
 
-def strict_reader(lines: Iterable[str], delimiter: str) -> Any:
-    """Return a ``csv.reader`` of the excel dialect that rejects stray quotes.
+class _LineSource:
+    """Lines of a text stream, numbered, with the lines of one record kept.
+
+    The csv module reads the lines of each record from this iterator, so the
+    lines returned since :meth:`start_record` are the lines of one record. They
+    are kept only until the next record starts, so that the memory they take
+    stays within one record, whose fields the csv module caps at its field
+    size limit.
+    """
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self._lines = iter(lines)
+        # Lines to return again before the stream's, last one first.
+        self._pushed_back: list[str] = []
+        self._record: list[str] = []
+        # Physical line number of the last line returned.
+        self.line_num = 0
+        self.record_start = 1
+
+    def __iter__(self) -> "_LineSource":
+        return self
+
+    def __next__(self) -> str:
+        if self._pushed_back:
+            line = self._pushed_back.pop()
+        else:
+            line = next(self._lines)
+        self._record.append(line)
+        self.line_num += 1
+        return line
+
+    def start_record(self) -> None:
+        """Forget the lines of the last record, before the next one is read."""
+        self._record.clear()
+        self.record_start = self.line_num + 1
+
+    def push_back_after_first(self) -> str:
+        """Push back the lines of the record after its first, and return the first.
+
+        The next line returned is then the record's second line, numbered as
+        before.
+        """
+        first, *rest = self._record
+        self._pushed_back.extend(reversed(rest))
+        self._record = [first]
+        self.line_num = self.record_start
+        return first
+
+
+class RecordReader:
+    """A strict ``csv.reader`` of the excel dialect over physical lines it numbers.
 
     In strict mode a quoted field must end at a delimiter or a line end, and
     the file must not end inside quotes. The lenient default would join the
-    rows up to the next quote into one field without a word. The process-wide
-    field size limit is raised to ``FIELD_SIZE_LIMIT`` if it is lower.
+    rows up to the next quote into one field without a word. The line numbers
+    count the lines of the stream, which stay the physical lines of the file
+    when a record is read again with :meth:`reread_after_first_line`.
+
+    Attributes:
+        dialect: The dialect of the ``csv.reader``, with its delimiter.
+    """
+
+    def __init__(self, lines: Iterable[str], delimiter: str) -> None:
+        self._lines = _LineSource(lines)
+        dialect = csv.excel_tab if delimiter == "\t" else csv.excel
+        self._reader = csv.reader(self._lines, dialect, strict=True)
+        self.dialect = self._reader.dialect
+
+    def __iter__(self) -> "RecordReader":
+        return self
+
+    def __next__(self) -> list[str]:
+        self._lines.start_record()
+        return next(self._reader)
+
+    @property
+    def first_line(self) -> int:
+        """The physical line where the last record read, or failed, starts."""
+        return self._lines.record_start
+
+    @property
+    def last_line(self) -> int:
+        """The last physical line that the csv module read for that record.
+
+        It is ``first_line - 1`` when the record read no line at all.
+        """
+        return self._lines.line_num
+
+    def reread_after_first_line(self) -> str:
+        """Read the lines of a failed record after its first line again.
+
+        The next record then starts on the line after the first line.
+
+        Returns:
+            The text of the first line, without its line break.
+        """
+        first = self._lines.push_back_after_first()
+        return first.removesuffix("\n").removesuffix("\r")
+
+
+def strict_reader(lines: Iterable[str], delimiter: str) -> RecordReader:
+    """Return a :class:`RecordReader` that rejects stray quotes.
+
+    The process-wide field size limit of the csv module is raised to
+    ``FIELD_SIZE_LIMIT`` if it is lower.
 
     Args:
         lines: Lines with their line breaks, such as a file opened with
@@ -134,14 +239,13 @@ def strict_reader(lines: Iterable[str], delimiter: str) -> Any:
     """
     if csv.field_size_limit() < FIELD_SIZE_LIMIT:
         csv.field_size_limit(FIELD_SIZE_LIMIT)
-    dialect = csv.excel_tab if delimiter == "\t" else csv.excel
-    return csv.reader(lines, dialect, strict=True)
+    return RecordReader(lines, delimiter)
 
 
 def read_header(
-    reader: Any, options: ReadOptions, source: str
+    reader: RecordReader, options: ReadOptions, source: str
 ) -> tuple[list[str], Columns]:
-    """Read the header row of a ``csv.reader`` and choose the columns.
+    """Read the header row of a :class:`RecordReader` and choose the columns.
 
     Raises:
         DataError: If the file is empty or the header lacks a needed column.
@@ -255,7 +359,7 @@ def _other_separator_fix(header: list[str], delimiter: str) -> str | None:
 
 
 def parsed_rows(
-    reader: Any,
+    reader: RecordReader,
     width: int,
     delimiter: str,
     source: str,
@@ -263,14 +367,21 @@ def parsed_rows(
     *,
     keep_empty: bool = False,
 ) -> Iterator[tuple[int, list[str]]]:
-    """Yield (line, row) for each record of a ``csv.reader`` after the header.
+    """Yield (line, row) for each record of a :class:`RecordReader` after the header.
 
     The line is the physical line where the record starts. A record that does
     not parse or has another number of fields than ``width`` goes to
     ``reject(line, reason, fix, lines=lines)`` instead, which raises or counts
     it; ``lines`` is the number of physical lines the record spans. A record
-    with another number of fields also passes them, as ``fields=row``. A line of
-    spaces in a file of two or more columns counts as empty. With
+    with another number of fields also passes them, as ``fields=row``.
+
+    A record that fails to parse after running past its first line, because a
+    quote opened there is not closed on it, is a bad row of its first line
+    alone, passed with ``lines=1`` and ``line_text``, the text of the line. The
+    lines after it are read again as records of their own, so that the good
+    records among them are kept and the bad ones get their own line numbers.
+
+    A line of spaces in a file of two or more columns counts as empty. With
     ``keep_empty`` an empty line is yielded as an empty row. Otherwise an empty
     line between records goes to ``reject``, and empty lines after the last
     record are ignored, because they hold no record.
@@ -289,7 +400,6 @@ def parsed_rows(
         empty_lines.clear()
 
     while True:
-        start = reader.line_num + 1
         try:
             row = next(reader)
         except StopIteration:
@@ -300,46 +410,26 @@ def parsed_rows(
             return
         except csv.Error as err:
             reject_empty_lines()
-            if reader.line_num < start:
+            start, end = reader.first_line, reader.last_line
+            if end < start:
                 raise DataError(f"{source} line {start}: {err}") from err
-            # The record may have run on over several lines before failing.
-            span = (
-                f" (the record runs to line {reader.line_num})"
-                if reader.line_num > start
-                else ""
-            )
-            if "field larger than field limit" in str(err):
-                reason = (
-                    f"a field is longer than {FIELD_SIZE_LIMIT:,} characters, the "
-                    f"most any field, the review's included, may have{span}"
-                )
-                fix = (
-                    "this is most often a quote that is never closed, which runs "
-                    "the lines after it into one field; close the quote, shorten "
-                    f"the review, or use {SKIP_HINT}"
-                )
-            elif _is_carriage_return_error(err):
-                reason = f"{CARRIAGE_RETURN_REASON}{span}"
-                fix = f"{CARRIAGE_RETURN_FIX}, or use {SKIP_HINT}"
-            else:
-                reason = f"invalid record: {_csv_error_text(err)}{span}"
-                fix = (
-                    "check for an unclosed quote or text after a closing quote; "
-                    "a field with quotes in it must be in double quotes with the "
-                    f'quotes inside doubled ("" for "), or use {SKIP_HINT}'
-                )
-                if delimiter == "\t":
-                    fix = f"TSV files are read with CSV quoting, so {fix}"
-            reject(start, reason, fix, lines=reader.line_num - start + 1)
+            if end > start:
+                # NOTE: the lines after the first are parsed again, so a file
+                # in which many records each fail many lines below their start
+                # takes time quadratic in its lines, up to the field size limit
+                # of characters per record.
+                line_text = reader.reread_after_first_line()
+                reason, fix = _open_quote_failure(err, end, delimiter)
+                reject(start, reason, fix, line_text=line_text)
+                continue
+            reason, fix = _one_line_failure(err, delimiter)
+            reject(start, reason, fix)
             continue
-        if keep_empty and (
-            not row or _is_blank_line(row, width, reader.line_num - start)
-        ):
+        start, end = reader.first_line, reader.last_line
+        if keep_empty and (not row or _is_blank_line(row, width, end - start)):
             yield start, []
             continue
-        if not row or (
-            not keep_empty and _is_blank_line(row, width, reader.line_num - start)
-        ):
+        if not row or (not keep_empty and _is_blank_line(row, width, end - start)):
             empty_lines.append(start)
             continue
         reject_empty_lines()
@@ -351,11 +441,73 @@ def parsed_rows(
                 f"put fields that contain {separator}, quotes or line breaks in "
                 f'double quotes and double the quotes inside ("" for "), '
                 f"or use {SKIP_HINT}",
-                lines=reader.line_num - start + 1,
+                lines=end - start + 1,
                 fields=row,
             )
             continue
         yield start, row
+
+
+def _one_line_failure(err: csv.Error, delimiter: str) -> tuple[str, str]:
+    """Return the reason and fix for a record that fails on its one line."""
+    if "field larger than field limit" in str(err):
+        reason = (
+            f"a field is longer than {FIELD_SIZE_LIMIT:,} characters, the "
+            "most any field, the review's included, may have"
+        )
+        fix = f"shorten the field or close a quote left open in it, or use {SKIP_HINT}"
+        return reason, fix
+    if _is_carriage_return_error(err):
+        return CARRIAGE_RETURN_REASON, f"{CARRIAGE_RETURN_FIX}, or use {SKIP_HINT}"
+    fix = (
+        "check for an unclosed quote or text after a closing quote; "
+        "a field with quotes in it must be in double quotes with the "
+        f'quotes inside doubled ("" for "), or use {SKIP_HINT}'
+    )
+    if delimiter == "\t":
+        fix = f"TSV files are read with CSV quoting, so {fix}"
+    return f"invalid record: {_csv_error_text(err)}", fix
+
+
+def _open_quote_failure(
+    err: csv.Error, last_line: int, delimiter: str
+) -> tuple[str, str]:
+    """Return the reason and fix for a record that fails after its first line.
+
+    Such a record runs past its first line only because a quote opened there
+    is not closed on it. The csv module stopped reading it on ``last_line``.
+    """
+    # The csv module's messages for a file that ends inside quotes and for a
+    # field over its limit (Python 3.11).
+    message = str(err)
+    if "unexpected end of data" in message:
+        reason = (
+            "a quote opened on this line never closes, so the record runs on "
+            f"to the end of the file at line {last_line}"
+        )
+    elif "field larger than field limit" in message:
+        reason = (
+            "a quote opened on this line is still open at line "
+            f"{last_line}, after {FIELD_SIZE_LIMIT:,} characters, the most a "
+            "field may have"
+        )
+    else:
+        detail = (
+            CARRIAGE_RETURN_REASON
+            if _is_carriage_return_error(err)
+            else _csv_error_text(err)
+        )
+        reason = (
+            f"a quote opened on this line runs on to line {last_line}, where "
+            f"the record does not parse: {detail}"
+        )
+    fix = (
+        "close the quote or, if it is part of the text, put the field in double "
+        f'quotes and double the quotes inside ("" for "), or use {SKIP_HINT}'
+    )
+    if delimiter == "\t":
+        fix = f"TSV files are read with CSV quoting, so {fix}"
+    return reason, fix
 
 
 def _is_blank_line(row: list[str], width: int, extra_lines: int) -> bool:

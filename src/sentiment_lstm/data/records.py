@@ -137,9 +137,10 @@ class BadRow:
         source: Path of the file the record came from.
         line: 1-based line where the record starts in that file.
         reason: What is wrong with the record.
-        lines: Physical lines that the record spans. A CSV record with an
-            unclosed quote runs on to the end of the file or to the next quote,
-            so all the rows on those lines are lost with it.
+        lines: Physical lines that the record spans, more than one for a CSV
+            or TSV record with a line break in a quoted field. A record that
+            fails to parse after its first line spans that line alone, because
+            the lines after it are read again as records of their own.
     """
 
     source: str
@@ -200,8 +201,8 @@ class ReadResult:
     def bad_lines(self) -> int:
         """Physical lines spanned by the bad rows left out.
 
-        It exceeds ``len(bad_rows)`` when a record with an unclosed quote
-        swallowed the lines after it.
+        It exceeds ``len(bad_rows)`` when a bad CSV or TSV record spans
+        several lines, such as one whose quote closes lines later.
         """
         return sum(row.lines for row in self.bad_rows)
 
