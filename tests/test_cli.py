@@ -424,6 +424,58 @@ def test_predict_input_file(trained, tmp_path, capsys):
     assert [row["text"] for row in rows] == ["great fun, truly", "dull, boring mess"]
 
 
+# A CSV whose quote on line 3 never closes, so the record of line 3 runs on to
+# the end of the file at line 5.
+OPEN_QUOTE_CSV = (
+    "id,text,label\n"
+    "1,great fun,pos\n"
+    '2,"broken quote film,neg\n'
+    "3,a dull boring mess,neg\n"
+    "4,truly wonderful,pos\n"
+)
+OPEN_QUOTE_REASON = (
+    "line 3: a quote opened on this line never closes, so the record runs "
+    "on to the end of the file at line 5"
+)
+
+
+def test_predict_open_quote_skipped(trained, tmp_path, capsys):
+    _, model_dir = trained
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text(OPEN_QUOTE_CSV)
+    output = tmp_path / "scored.csv"
+    command = ["predict", "--model", str(model_dir), "--input", str(reviews)]
+
+    status = main([*command, "--output", str(output), "--skip-bad-rows"])
+    with open(output, encoding="utf-8", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    failed = main([*command, "--output", str(tmp_path / "strict.csv")])
+    err = capsys.readouterr().err
+
+    assert status == 0
+    assert [row["id"] for row in rows] == ["1", "", "3", "4"]
+    assert rows[1]["predicted_error"] == (
+        f'{OPEN_QUOTE_REASON}; the text of the line: "2,\\"broken quote film,neg"'
+    )
+    assert [bool(row["predicted_label"]) for row in rows] == [True, False, True, True]
+    assert failed == 1
+    assert f"{reviews} {OPEN_QUOTE_REASON}; close the quote" in err
+    assert not (tmp_path / "strict.csv").exists()
+
+
+def test_evaluate_open_quote_skipped(trained, tmp_path, capsys):
+    _, model_dir = trained
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text(OPEN_QUOTE_CSV)
+    command = ["evaluate", "--model", str(model_dir), "--data", str(reviews)]
+
+    status = main([*command, "--skip-bad-rows", "--format", "json"])
+    report = json.loads(capsys.readouterr().out)
+
+    assert status == 0
+    assert report["reviews"] == 3
+
+
 def test_predict_folder_in_chunks_matches_one_chunk(trained, tmp_path, capsys):
     _, model_dir = trained
     for name in ("pos", "neg"):
