@@ -126,55 +126,6 @@ def csv_newline(has_line_feed: bool) -> str:
 FIELD_SIZE_LIMIT = MAX_REVIEW_CHARS
 
 
-class _LineSource:
-    """Lines of a text stream, numbered, with the lines of one record kept.
-
-    The csv module reads the lines of each record from this iterator, so the
-    lines returned since :meth:`start_record` are the lines of one record. They
-    are kept only until the next record starts, so that the memory they take
-    stays within one record, whose fields the csv module caps at its field
-    size limit.
-    """
-
-    def __init__(self, lines: Iterable[str]) -> None:
-        self._lines = iter(lines)
-        # Lines to return again before the stream's, last one first.
-        self._pushed_back: list[str] = []
-        self._record: list[str] = []
-        # Physical line number of the last line returned.
-        self.line_num = 0
-        self.record_start = 1
-
-    def __iter__(self) -> "_LineSource":
-        return self
-
-    def __next__(self) -> str:
-        if self._pushed_back:
-            line = self._pushed_back.pop()
-        else:
-            line = next(self._lines)
-        self._record.append(line)
-        self.line_num += 1
-        return line
-
-    def start_record(self) -> None:
-        """Forget the lines of the last record, before the next one is read."""
-        self._record.clear()
-        self.record_start = self.line_num + 1
-
-    def push_back_after_first(self) -> str:
-        """Push back the lines of the record after its first, and return the first.
-
-        The next line returned is then the record's second line, numbered as
-        before.
-        """
-        first, *rest = self._record
-        self._pushed_back.extend(reversed(rest))
-        self._record = [first]
-        self.line_num = self.record_start
-        return first
-
-
 class RecordReader:
     """A strict ``csv.reader`` of the excel dialect over physical lines it numbers.
 
@@ -184,27 +135,52 @@ class RecordReader:
     count the lines of the stream, which stay the physical lines of the file
     when a record is read again with :meth:`reread_after_first_line`.
 
+    The lines that the csv module reads for a record are kept until the next
+    record starts, so their memory stays within one record, whose fields the
+    csv module caps at its field size limit.
+
     Attributes:
         dialect: The dialect of the ``csv.reader``, with its delimiter.
     """
 
     def __init__(self, lines: Iterable[str], delimiter: str) -> None:
-        self._lines = _LineSource(lines)
+        self._source = iter(lines)
+        # Lines to read again before the stream's, last one first.
+        self._pushed_back: list[str] = []
+        # The lines read for the current record.
+        self._record: list[str] = []
+        # Physical lines before the first that the csv reader counts.
+        self._base = 0
+        self._first_line = 1
         dialect = csv.excel_tab if delimiter == "\t" else csv.excel
-        self._reader = csv.reader(self._lines, dialect, strict=True)
+        self._reader = csv.reader(self._lines(), dialect, strict=True)
         self.dialect = self._reader.dialect
+
+    def _lines(self) -> Iterator[str]:
+        # A generator, because a __next__ method called for every line took
+        # about 0.5 us more a line.
+        record = self._record
+        pushed_back = self._pushed_back
+        while pushed_back:
+            line = pushed_back.pop()
+            record.append(line)
+            yield line
+        for line in self._source:
+            record.append(line)
+            yield line
 
     def __iter__(self) -> "RecordReader":
         return self
 
     def __next__(self) -> list[str]:
-        self._lines.start_record()
+        self._record.clear()
+        self._first_line = self._base + self._reader.line_num + 1
         return next(self._reader)
 
     @property
     def first_line(self) -> int:
         """The physical line where the last record read, or failed, starts."""
-        return self._lines.record_start
+        return self._first_line
 
     @property
     def last_line(self) -> int:
@@ -212,7 +188,7 @@ class RecordReader:
 
         It is ``first_line - 1`` when the record read no line at all.
         """
-        return self._lines.line_num
+        return self._base + self._reader.line_num
 
     def reread_after_first_line(self) -> str:
         """Read the lines of a failed record after its first line again.
@@ -222,7 +198,13 @@ class RecordReader:
         Returns:
             The text of the first line, without its line break.
         """
-        first = self._lines.push_back_after_first()
+        first, *rest = self._record
+        self._pushed_back.extend(reversed(rest))
+        self._record[:] = [first]
+        # A new csv reader, because the lines it has read are read again
+        # and the old one may have reached the end of the stream.
+        self._base = self._first_line
+        self._reader = csv.reader(self._lines(), self.dialect, strict=True)
         return first.removesuffix("\n").removesuffix("\r")
 
 
