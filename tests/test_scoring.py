@@ -591,6 +591,47 @@ def test_jsonl_without_any_text_field(model, tmp_path):
     assert not (tmp_path / "out.jsonl").exists()
 
 
+def test_jsonl_named_text_column_missing_stops_early(model, tmp_path):
+    source = tmp_path / "in.jsonl"
+    records = [{"id": number, "text": f"review {number}"} for number in range(5000)]
+    source.write_text("".join(json.dumps(record) + "\n" for record in records))
+    options = ReadOptions(require_labels=False, text_column="nope")
+    stream = io.StringIO()
+    calls = []
+    original = model.submit_token_ids
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    model.submit_token_ids = counted
+    try:
+        with pytest.raises(DataError, match="text column 'nope' not found"):
+            score_file(model, source, stream, output_format="jsonl", options=options)
+    finally:
+        del model.submit_token_ids
+
+    assert stream.getvalue() == ""
+    assert calls == []
+
+
+def test_jsonl_rows_wait_for_text_key(model, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": 1}\n{"id": 2}\n{"id": 3, "text": "great fun"}\n')
+    stream = io.StringIO()
+
+    summary = score_file(model, source, stream, output_format="jsonl", chunk_rows=1)
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+
+    assert summary.rows == 3
+    assert [record["id"] for record in records] == [1, 2, 3]
+    assert [record.get("error") for record in records] == [
+        "line 1: no text field among the keys: 'id'",
+        "line 2: no text field among the keys: 'id'",
+        None,
+    ]
+
+
 def test_unclosed_quote_stops_scoring(model, tmp_path):
     rows = [f"{i},review {i}" for i in range(1, 3000)]
     rows[1499] = '1500,"opens a quote'

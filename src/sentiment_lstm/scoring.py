@@ -66,6 +66,7 @@ from sentiment_lstm.data.delimited import (
 )
 from sentiment_lstm.data.fields import json_type_name
 from sentiment_lstm.data.jsonl import (
+    COLUMN_SEARCH_RECORDS,
     invalid_json_row,
     record_from_pairs,
     repeated_field_row,
@@ -781,7 +782,9 @@ class _JsonlReader(_Reader):
     """JSON Lines.
 
     The score keys are named from the first valid record and the text key
-    is chosen from the first record that has a text field.
+    is chosen from the first record that has a text field. Reading fails,
+    with nothing written, when none of the first ``COLUMN_SEARCH_RECORDS``
+    records has one, as ``read_examples`` does.
     """
 
     def __init__(
@@ -793,6 +796,7 @@ class _JsonlReader(_Reader):
         self.score_fields = SCORE_FIELDS
         self._score_keys: frozenset[str] | None = None
         self._text_key: str | None = None
+        self._records_without_text_key = 0
         # The hook records repeated keys, of which json.loads keeps the last value.
         self._decode = json.JSONDecoder(object_pairs_hook=record_from_pairs).decode
 
@@ -819,8 +823,9 @@ class _JsonlReader(_Reader):
                 line, text, error = "{}", "", EMPTY_LINE
             chunk.add(number, line, text, error, max(len(line), len(text)))
             # The empty lines before the first record wait for it, so that
-            # they are written with the score keys it names.
-            if chunk.full(limit) and self._score_keys is not None:
+            # they are written with the score keys it names, and no row is
+            # written before the text key is known.
+            if chunk.full(limit) and self._writable():
                 yield chunk
                 chunk = self._new_chunk()
                 limit = next(limits)
@@ -830,7 +835,7 @@ class _JsonlReader(_Reader):
             yield chunk
 
     def _writable(self) -> bool:
-        return self._score_keys is not None
+        return self._score_keys is not None and self._text_key is not None
 
     def _parse(self, number: int, line: str) -> tuple[str, str | None] | None:
         """Return the text and error of a record, or None for a bad row."""
@@ -854,6 +859,9 @@ class _JsonlReader(_Reader):
                 # The text key comes from the first record that has a text
                 # field. Records before it keep their place, unscored.
                 self._first_failure = self._first_failure or err
+                self._records_without_text_key += 1
+                if self._records_without_text_key >= COLUMN_SEARCH_RECORDS:
+                    raise self._first_failure from None
         text_key = (
             None if self._text_key is None else record_key(record, self._text_key)
         )
@@ -883,6 +891,8 @@ class _JsonlReader(_Reader):
             return None
         if text_key is None:
             keys = ", ".join(repr(key) for key in record) or "none"
+            if self._text_key is not None:
+                return "", f"missing text field {self._text_key!r}; the keys: {keys}"
             return "", f"no text field among the keys: {keys}"
         return self._text_of(record, text_key, line)
 
