@@ -1921,6 +1921,17 @@ def test_unknown_path(client):
     assert client.get("/nothing-here").status_code == 404
 
 
+@pytest.mark.parametrize("method, path", [("GET", "/health/"), ("POST", "/predict/")])
+def test_trailing_slash_not_redirected(client, method, path):
+    response = client.request(
+        method, path, json={"reviews": ["good"]}, headers={"Host": "elsewhere.test"}
+    )
+
+    assert response.status_code == 404
+    assert "location" not in response.headers
+    assert response.json()["detail"] == "Not Found"
+
+
 def test_metrics_format(client):
     post_reviews(client, ["great fun", ""])
 

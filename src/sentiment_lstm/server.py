@@ -1099,6 +1099,9 @@ def create_app(model: SentimentModel, limits: ServerLimits | None = None) -> Fas
             f"of request headers, received within {limits.header_timeout} "
             "seconds."
         ),
+        # A path with a trailing slash gets a JSON 404 like any unknown
+        # path, not a redirect to a URL built from the client's Host header.
+        redirect_slashes=False,
     )
     # The documentation pages accept HEAD, as /openapi.json does. Their routes
     # are not in the OpenAPI schema, so no operation id repeats.
