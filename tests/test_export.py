@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -537,7 +538,24 @@ def test_cli_export_read_only_folder(tmp_path, capsys, monkeypatch):
 
     assert status == 1
     assert f"cannot write {directory / 'model.onnx'}: Permission denied" in error
+    assert "chmod u+w" in error
     assert "Traceback" not in error
+
+
+def test_cli_export_read_only_file_system(tmp_path, capsys, monkeypatch):
+    directory = write_model_dir(tmp_path / "model")
+
+    def read_only(**kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(kwargs["dir"]))
+
+    monkeypatch.setattr(export_module_under_test.tempfile, "mkstemp", read_only)
+    status = main(["export", "--model", str(directory)])
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert "Read-only file system" in error
+    assert "copy the model folder to a writable one" in error
+    assert "chmod" not in error
 
 
 def test_cli_export_missing_model(tmp_path, capsys):

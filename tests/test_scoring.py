@@ -878,8 +878,33 @@ def test_jsonl_invalid_line(model, tmp_path):
         score_file(model, source, tmp_path / "out.jsonl")
 
     summary = score_file(model, source, tmp_path / "out.jsonl", options=SKIP_BAD_ROWS)
+    records = [json.loads(line) for line in (tmp_path / "out.jsonl").open()]
     assert summary.rows == 3
     assert summary.unparsed == 2
+    score_keys = {"positive", "negative", "label", "error"}
+    assert [record.keys() - score_keys for record in records] == [
+        {"text"},
+        set(),
+        set(),
+    ]
+    texts = [
+        record["error"].partition("; the text of the line: ")[2]
+        for record in records[1:]
+    ]
+    assert [json.loads(text) for text in texts] == ['{"text": ', '["not", "an object"]']
+
+
+def test_one_line_bad_record_text_kept(model, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text('id,text\n1,good film\n2,"closed" late\n3,great fun\n')
+
+    score_file(model, source, tmp_path / "out.csv", options=SKIP_BAD_ROWS)
+    rows = read_csv(tmp_path / "out.csv")
+
+    assert [row["id"] for row in rows] == ["1", "", "3"]
+    reason, _, text = rows[1]["error"].partition("; the text of the line: ")
+    assert reason.startswith("line 3: invalid record: ")
+    assert json.loads(text) == '2,"closed" late'
 
 
 def test_jsonl_to_csv_rejected(model, tmp_path):
@@ -1664,4 +1689,33 @@ def test_interrupted_write_named(cut_short):
         "stopped; out may contain part of the results"
         if cut_short
         else "stopped; what was written to out before it stays there"
+    )
+
+
+@pytest.mark.parametrize(
+    "number, advice",
+    [
+        (errno.ENOSPC, "free some disk space"),
+        (errno.EDQUOT, "free some disk space"),
+        (errno.EROFS, "mounted read-only, so write the output to another one"),
+        (errno.EFBIG, "ulimit -f"),
+    ],
+)
+def test_output_error_advice(tmp_path, number, advice):
+    from sentiment_lstm.scoring import output_error_message
+
+    error = OSError(number, os.strerror(number))
+    message = output_error_message(tmp_path / "out.csv", error)
+
+    assert message.startswith(f"{tmp_path / 'out.csv'}: cannot write the output: ")
+    assert advice in message
+
+
+def test_output_error_without_advice(tmp_path):
+    from sentiment_lstm.scoring import output_error_message
+
+    error = OSError(errno.EIO, os.strerror(errno.EIO))
+
+    assert output_error_message(tmp_path / "out.csv", error) == (
+        f"{tmp_path / 'out.csv'}: cannot write the output: {os.strerror(errno.EIO)}"
     )

@@ -14,6 +14,7 @@ model needs only ``onnxruntime`` (see :class:`sentiment_lstm.predictor.OnnxBacke
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -358,11 +359,18 @@ def export_model(
             dir=directory, prefix=".model-", suffix=".onnx.tmp"
         )
     except OSError as err:
-        raise ExportError(
-            f"cannot write {final_path}: {err.strerror}; make the folder "
-            f"writable (chmod u+w {shlex.quote(str(directory))}), or export a "
-            "copy of it that you make writable"
-        ) from err
+        if err.errno == errno.EROFS:
+            fix = (
+                "the file system is mounted read-only, so copy the model folder "
+                "to a writable one and export the copy"
+            )
+        else:
+            fix = (
+                f"make the folder writable (chmod u+w "
+                f"{shlex.quote(str(directory))}), or export a copy of it that "
+                "you make writable"
+            )
+        raise ExportError(f"cannot write {final_path}: {err.strerror}; {fix}") from err
     os.close(handle)
     temporary = Path(temporary_name)
     try:

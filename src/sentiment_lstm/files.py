@@ -221,9 +221,17 @@ def file_mode(path: Path) -> int | None:
 
 
 def write_failure_advice(err: OSError) -> str:
-    """Return "; " and what to do after a write failed for lack of space, else ""."""
+    """Return "; " and what to do after a write failed for lack of space, else "".
+
+    A file system mounted read-only gets advice too.
+    """
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         return "; free some disk space, or write the output to another disk"
+    if err.errno == errno.EROFS:
+        return (
+            "; the file system is mounted read-only, so write the output to "
+            "another one"
+        )
     if err.errno == errno.EFBIG:
         return (
             "; the file reached the largest size allowed, by this process's "

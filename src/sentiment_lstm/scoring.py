@@ -692,8 +692,9 @@ class _DelimitedReader(_Reader):
                     f"column: {json.dumps(extra, ensure_ascii=False)}"
                 )
             size = sum(map(len, row))
-            # The first line of a record that ran past it keeps its text in
-            # the error, because the lines after it are read again on their own.
+            # A record that does not parse keeps the text of its first line
+            # in the error. The lines after that line are read again on their
+            # own where the record ran past it.
             if line_text is not None:
                 error += (
                     f"; the text of the line: "
@@ -810,8 +811,14 @@ class _JsonlReader(_Reader):
             if line.strip():
                 parsed = self._parse(number, line)
                 if parsed is None:
-                    # With --skip-bad-rows: a record of the scores and the reason.
-                    line, text, error = "{}", "", self.bad_rows.last_reason
+                    # With --skip-bad-rows: a record of the scores and the
+                    # reason, which ends with the text of the line.
+                    text = ""
+                    error = (
+                        f"{self.bad_rows.last_reason}; the text of the line: "
+                        f"{json.dumps(line, ensure_ascii=False)}"
+                    )
+                    line = "{}"
                 else:
                     text, error = parsed
                     if self.replaced_bytes.possible and error is None:
@@ -821,7 +828,8 @@ class _JsonlReader(_Reader):
             else:
                 # An empty line keeps its place as a record with scores only.
                 line, text, error = "{}", "", EMPTY_LINE
-            chunk.add(number, line, text, error, max(len(line), len(text)))
+            size = max(len(line), len(text), len(error or ""))
+            chunk.add(number, line, text, error, size)
             # The empty lines before the first record wait for it, so that
             # they are written with the score keys it names, and no row is
             # written before the text key is known.

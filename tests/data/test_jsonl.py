@@ -114,6 +114,20 @@ def test_jsonl_error_column_worded(tmp_path: Path, line: str, reason: str) -> No
     assert f"line 1: invalid JSON: {reason};" in str(excinfo.value)
 
 
+def test_jsonl_byte_order_mark_inside_named(tmp_path: Path) -> None:
+    # Two UTF-8 files with byte order marks joined by cat.
+    path = tmp_path / "reviews.jsonl"
+    record = '{"text": "good", "label": 1}\n'.encode()
+    path.write_bytes(b"\xef\xbb\xbf" + record + b"\xef\xbb\xbf" + record)
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(path)
+
+    message = str(excinfo.value)
+    assert "line 2: invalid JSON: the line starts with a byte order mark" in message
+    assert "remove the byte order mark" in message
+
+
 def test_jsonl_mixed_cr_line_ends_named(tmp_path: Path) -> None:
     # A file with both kinds of line ends is split at "\n" alone.
     path = tmp_path / "reviews.jsonl"

@@ -137,6 +137,7 @@ def test_file_without_label_column_logged_plainly(tmp_path: Path, caplog) -> Non
     assert f"{path}: text column 'text'\n" in caplog.text
     assert "label column" not in caplog.text
     assert "None" not in caplog.text
+    assert f"read 1 review from {path} (" in caplog.text
 
 
 @pytest.mark.parametrize("label", ["１", "1_0", "٠", ".5", "0x1"])

@@ -197,8 +197,9 @@ class ExampleCollector:
             else ""
         )
         logger.info(
-            "read %d reviews from %s (%s)%s",
+            "read %d review%s from %s (%s)%s",
             len(self.examples),
+            "" if len(self.examples) == 1 else "s",
             path,
             by_label,
             unscorable,

@@ -190,6 +190,10 @@ class RecordReader:
         """
         return self._base + self._reader.line_num
 
+    def line_text(self) -> str:
+        """Return the text of the last record's first line, without its line break."""
+        return self._record[0].removesuffix("\n").removesuffix("\r")
+
     def reread_after_first_line(self) -> str:
         """Read the lines of a failed record after its first line again.
 
@@ -205,7 +209,7 @@ class RecordReader:
         # and the old one may have reached the end of the stream.
         self._base = self._first_line
         self._reader = csv.reader(self._lines(), self.dialect, strict=True)
-        return first.removesuffix("\n").removesuffix("\r")
+        return self.line_text()
 
 
 def strict_reader(lines: Iterable[str], delimiter: str) -> RecordReader:
@@ -355,13 +359,14 @@ def parsed_rows(
     not parse or has another number of fields than ``width`` goes to
     ``reject(line, reason, fix, lines=lines)`` instead, which raises or counts
     it; ``lines`` is the number of physical lines the record spans. A record
-    with another number of fields also passes them, as ``fields=row``.
+    with another number of fields also passes them, as ``fields=row``, and
+    one that does not parse passes ``line_text``, the text of its first line.
 
     A record that fails to parse after running past its first line, because a
     quote opened there is not closed on it, is a bad row of its first line
-    alone, passed with ``lines=1`` and ``line_text``, the text of the line. The
-    lines after it are read again as records of their own, so that the good
-    records among them are kept and the bad ones get their own line numbers.
+    alone, passed with ``lines=1``. The lines after it are read again as
+    records of their own, so that the good records among them are kept and
+    the bad ones get their own line numbers.
 
     A line of spaces in a file of two or more columns counts as empty. With
     ``keep_empty`` an empty line is yielded as an empty row. Otherwise an empty
@@ -405,7 +410,7 @@ def parsed_rows(
                 reject(start, reason, fix, line_text=line_text)
                 continue
             reason, fix = _one_line_failure(err, delimiter)
-            reject(start, reason, fix)
+            reject(start, reason, fix, line_text=reader.line_text())
             continue
         start, end = reader.first_line, reader.last_line
         if keep_empty and (not row or _is_blank_line(row, width, end - start)):

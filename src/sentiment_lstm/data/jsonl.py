@@ -58,7 +58,15 @@ def invalid_json_row(err: ValueError | RecursionError, line: str) -> tuple[str, 
     # character at" and "Unterminated string starting at".
     message = err.msg.removesuffix(" at")
     reason = f"invalid JSON: {message} at column {err.colno}"
-    if "\r" in line:
+    if line.lstrip(" \t").startswith("\ufeff"):
+        # The byte order mark of a file joined after another, as by cat.
+        # json.loads and JSONDecoder.decode word this failure differently.
+        reason = (
+            "invalid JSON: the line starts with a byte order mark (U+FEFF), as "
+            "when files are joined"
+        )
+        fix = f"remove the byte order mark, or use {SKIP_HINT}"
+    elif "\r" in line:
         fix = (
             "the line contains carriage returns (CR) without line feeds, as "
             "in files with old Mac line ends; convert the line ends to LF or "
