@@ -919,9 +919,10 @@ class _JsonlReader(_Reader):
         """Return the review under ``key`` and why it cannot be scored, or None.
 
         Only bytes of the line itself are invalid. A NUL that the JSON escape
-        \\u0000 gives is text, which the HTTP service scores too, and a lone
+        \\u0000 gives is text, which the HTTP service scores too. A lone
         surrogate from an escape is encoded as U+FFFD, as in a file whose
-        bytes are all valid.
+        bytes are all valid, although the HTTP service rejects a request with
+        one.
         """
         value = record.get(key)
         if value is None and key in record:
