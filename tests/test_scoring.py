@@ -1686,7 +1686,8 @@ def test_interrupted_write_named(cut_short):
         scoring.write_to_stream("out", Stream(), write)
 
     assert str(stopped.value) == (
-        "stopped; out may contain part of the results"
+        "stopped; out may contain part of the results, and its last line may be "
+        "cut off"
         if cut_short
         else "stopped; what was written to out before it stays there"
     )

@@ -1368,7 +1368,11 @@ def write_to_stream(name: str, stream: TextIO, write: Callable[[TextIO], T]) -> 
         raise DataError(f"{err}; {received}") from err
     except KeyboardInterrupt as err:
         if counting.cut_short:
-            received = f"{name} may contain part of the results"
+            # The interrupted write may have sent part of a row.
+            received = (
+                f"{name} may contain part of the results, and its last line may "
+                "be cut off"
+            )
         else:
             rows = getattr(err, "rows_written", None)
             received = _received(name, counting.chars, rows)
