@@ -1503,6 +1503,29 @@ def test_predict_stdin(trained):
     assert EMPTY_REVIEW in lines[1]
 
 
+def test_predict_lone_dash_is_stdin(trained):
+    _, model_dir = trained
+    command = [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+    command += ["--model", str(model_dir)]
+    completed = subprocess.run(
+        command + ["-"],
+        input="great fun\nboring mess\n",
+        capture_output=True,
+        text=True,
+    )
+    mixed = subprocess.run(
+        command + ["great fun", "-"], input="", capture_output=True, text=True
+    )
+
+    assert completed.returncode == 0
+    assert [line.split('"')[1] for line in completed.stdout.splitlines()] == [
+        "great fun",
+        "boring mess",
+    ]
+    assert mixed.returncode == 2
+    assert "'-' reads the reviews from stdin" in mixed.stderr
+
+
 def test_predict_input_dash_is_stdin(trained, tmp_path):
     _, model_dir = trained
     completed = subprocess.run(

@@ -171,6 +171,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Score the reviews and write one result per review, in input order."""
     if args.reviews and args.input:
         parser.error("give reviews as arguments or with --input, not both")
+    if args.reviews == ["-"]:
+        # A lone "-" is stdin, as with --input -.
+        args.reviews = []
+    elif "-" in args.reviews:
+        parser.error(
+            "'-' reads the reviews from stdin, so it cannot come with reviews "
+            "as arguments; pass them all on stdin or all as arguments"
+        )
     if args.input == Path("-"):
         # "-" is stdin, as it is stdout for --output.
         args.input = None
