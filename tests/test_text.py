@@ -901,13 +901,14 @@ def test_encode_packed_texts_stay_apart(texts):
 
 
 def test_encode_packed_small_groups(monkeypatch):
-    monkeypatch.setattr(text_module, "_PACKED_GROUP_CHARS", 8)
+    # As long as the longest text, so that no text is encoded from prefixes.
+    monkeypatch.setattr(text_module, "_PACKED_GROUP_CHARS", 20)
     calls = []
     encode_group = text_module._AsciiShortcut._encode_group
 
-    def recording_encode_group(self, group, sizes):
+    def recording_encode_group(self, group, sizes, max_tokens=None):
         calls.append(len(group))
-        return encode_group(self, group, sizes)
+        return encode_group(self, group, sizes, max_tokens)
 
     monkeypatch.setattr(
         text_module._AsciiShortcut, "_encode_group", recording_encode_group
@@ -917,6 +918,36 @@ def test_encode_packed_small_groups(monkeypatch):
     assert list(encoder.encode_packed(texts)) == encoder.encode_batch(texts)
     assert len(calls) > 5
     assert sum(calls) == len(texts)
+
+
+@pytest.mark.parametrize(
+    "text, prefix_suffices",
+    [
+        ("great film " * 400, True),
+        ("!" * 5000, True),
+        ("it's a film<br />of note... " * 300, True),
+        ("a" * 3000 + " b" * 50, False),
+        (" " * 2000 + "late start " * 100, False),
+    ],
+)
+def test_encode_packed_long_text_from_prefix(monkeypatch, text, prefix_suffices):
+    """A text longer than a group is encoded from prefixes that grow."""
+    monkeypatch.setattr(text_module, "_PACKED_GROUP_CHARS", 64)
+    encoder = _encoder(max_length=40)
+    groups = []
+    encode_group = text_module._AsciiShortcut._encode_group
+
+    def recording_encode_group(self, group, sizes, max_tokens=None):
+        groups.append(int(sizes.sum()))
+        return encode_group(self, group, sizes, max_tokens)
+
+    monkeypatch.setattr(
+        text_module._AsciiShortcut, "_encode_group", recording_encode_group
+    )
+    texts = [text, "short one"] * 12
+
+    assert list(encoder.encode_packed(texts)) == encoder.encode_batch(texts)
+    assert (max(groups) < len(text)) == prefix_suffices
 
 
 def test_encode_packed_truncates():
