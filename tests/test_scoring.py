@@ -1720,3 +1720,20 @@ def test_output_error_without_advice(tmp_path):
     assert output_error_message(tmp_path / "out.csv", error) == (
         f"{tmp_path / 'out.csv'}: cannot write the output: {os.strerror(errno.EIO)}"
     )
+
+
+def test_jsonl_error_invalid_byte_replaced(model, tmp_path):
+    source = tmp_path / "in.csv"
+    rows = b"".join(b"%d,caf\xc3\xa9 good\n" % number for number in range(50))
+    source.write_bytes(b"id,text\n" + rows + b'99,"broken \xff quote\n100,nice\n')
+    output = tmp_path / "out.jsonl"
+
+    score_file(model, source, output, options=SKIP_BAD_ROWS)
+    text = output.read_text(encoding="utf-8")
+    records = [json.loads(line) for line in text.splitlines()]
+
+    assert "\\udcff" not in text
+    assert records[50]["error"].endswith(
+        'the text of the line: "99,\\"broken \ufffd quote"'
+    )
+    assert records[51]["text"] == "nice"

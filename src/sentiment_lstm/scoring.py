@@ -1153,7 +1153,9 @@ class _JsonlWriter:
             if error:
                 added = (
                     f"{names[0]}: null, {names[1]}: null, {names[2]}: null, "
-                    f"{names[3]}: {json.dumps(error)}"
+                    # Raw, not escaped, so that the stream's error handler
+                    # writes U+FFFD for an invalid byte of the input.
+                    f"{names[3]}: {json.dumps(error, ensure_ascii=False)}"
                 )
             else:
                 added = (
