@@ -1737,3 +1737,19 @@ def test_jsonl_error_invalid_byte_replaced(model, tmp_path):
         'the text of the line: "99,\\"broken \ufffd quote"'
     )
     assert records[51]["text"] == "nice"
+
+
+def test_long_unparsed_line_cut_in_error(model, tmp_path, monkeypatch):
+    monkeypatch.setattr(scoring, "_LINE_TEXT_CHARS", 20)
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "great fun"}\n{"text": "' + "x" * 50 + "\n")
+    output = tmp_path / "out.jsonl"
+
+    score_file(model, source, output, options=SKIP_BAD_ROWS)
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+
+    reason, _, text = records[1]["error"].partition(
+        "; the first 20 of the line's 60 characters: "
+    )
+    assert reason.startswith("line 2: invalid JSON")
+    assert json.loads(text) == '{"text": "' + "x" * 10

@@ -696,10 +696,7 @@ class _DelimitedReader(_Reader):
             # in the error. The lines after that line are read again on their
             # own where the record ran past it.
             if line_text is not None:
-                error += (
-                    f"; the text of the line: "
-                    f"{json.dumps(line_text, ensure_ascii=False)}"
-                )
+                error += _line_text_note(line_text)
                 size += len(line_text)
             row += [""] * (width - len(row))
             chunk.add(line, row, "", error, size)
@@ -774,6 +771,27 @@ class _LinesReader(_Reader):
             yield chunk
 
 
+# The most characters of an unparsed line that its error repeats. JSON and
+# CSV quoting can make a field several times as long, and a field must stay
+# under FIELD_SIZE_LIMIT for the output to be read again.
+_LINE_TEXT_CHARS = FIELD_SIZE_LIMIT // 8
+
+
+def _line_text_note(line: str) -> str:
+    """Return "; the text of the line: " and the line as a JSON string.
+
+    A line over ``_LINE_TEXT_CHARS`` characters is cut to that many, and the
+    note says so.
+    """
+    if len(line) <= _LINE_TEXT_CHARS:
+        return f"; the text of the line: {json.dumps(line, ensure_ascii=False)}"
+    cut = json.dumps(line[:_LINE_TEXT_CHARS], ensure_ascii=False)
+    return (
+        f"; the first {_LINE_TEXT_CHARS:,} of the line's {len(line):,} "
+        f"characters: {cut}"
+    )
+
+
 def _lines_with_carriage_return(texts: list[str]) -> int:
     # A "\\r" next to the line end goes with the whitespace around the review.
     return sum("\r" in text.strip() for text in texts)
@@ -814,10 +832,7 @@ class _JsonlReader(_Reader):
                     # With --skip-bad-rows: a record of the scores and the
                     # reason, which ends with the text of the line.
                     text = ""
-                    error = (
-                        f"{self.bad_rows.last_reason}; the text of the line: "
-                        f"{json.dumps(line, ensure_ascii=False)}"
-                    )
+                    error = self.bad_rows.last_reason + _line_text_note(line)
                     line = "{}"
                 else:
                     text, error = parsed
