@@ -67,7 +67,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "place, with the reason in error.",
     )
 
-    parser.add_argument("reviews", nargs="*", metavar="REVIEW", help="review text")
+    parser.add_argument(
+        "reviews",
+        nargs="*",
+        metavar="REVIEW",
+        help="review text; '-' alone reads the reviews from stdin",
+    )
     parser.add_argument(
         "--model", required=True, type=path_argument, help="model directory from train"
     )
