@@ -771,7 +771,7 @@ class _LinesReader(_Reader):
             yield chunk
 
 
-# The most characters of an unparsed line that its error repeats. JSON and
+# The maximum characters of an unparsed line that its error repeats. JSON and
 # CSV quoting can make a field several times as long, and a field must stay
 # under FIELD_SIZE_LIMIT for the output to be read again.
 _LINE_TEXT_CHARS = FIELD_SIZE_LIMIT // 8
@@ -781,7 +781,7 @@ def _line_text_note(line: str) -> str:
     """Return "; the text of the line: " and the line as a JSON string.
 
     A line over ``_LINE_TEXT_CHARS`` characters is cut to that many, and the
-    note says so.
+    note states both lengths.
     """
     if len(line) <= _LINE_TEXT_CHARS:
         return f"; the text of the line: {json.dumps(line, ensure_ascii=False)}"
