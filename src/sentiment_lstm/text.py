@@ -62,9 +62,9 @@ _PACKED_MIN_TEXTS = 20
 # bounds that memory to about 10 MiB whatever the chunk of texts. A longer
 # text is encoded from prefixes of 4 times this size and more, and only a text
 # with too few tokens for a prefix, such as one long word, whole. Groups this
-# small also stay in the CPU's caches: the 95,000 ASCII reviews of 100,000
+# small also stay in the CPU's caches. The 95,000 ASCII reviews of 100,000
 # drawn from rt-polarity and the Netflix reviews took 0.22 s in groups of
-# 2**18 characters against 0.43 s in groups of 2**20 (AMD EPYC, Zen 3).
+# 2**18 characters, against 0.43 s in groups of 2**20 (AMD EPYC, Zen 3).
 _PACKED_GROUP_CHARS = 1 << 18
 
 # A text that is not ASCII and longer than this many characters is encoded
@@ -805,8 +805,8 @@ class _AsciiShortcut:
         while size < len(text):
             ids, _ = self._encode_group([text[:size]], np.array([size]), needed)
             if len(ids) >= needed:
-                kept = ids[: self._max_length]
-                return kept, np.array([len(kept)])
+                first_ids = ids[: self._max_length]
+                return first_ids, np.array([len(first_ids)])
             size *= 4
         return self._encode_group([text], np.array([len(text)]))
 
@@ -854,12 +854,13 @@ class _AsciiShortcut:
             # of that text's first token.
             text_first_token = np.repeat(np.cumsum(counts) - counts, counts)
             place = np.arange(len(token_starts)) - text_first_token
-            kept = place < max_tokens
-            token_starts = token_starts[kept]
-            token_ends = token_ends[kept]
+            within_limit = place < max_tokens
+            token_starts = token_starts[within_limit]
+            token_ends = token_ends[within_limit]
             counts = np.minimum(counts, max_tokens)
-        ids = self._keys.lookup(chars, token_starts, token_ends - token_starts)
-        long_tokens = np.flatnonzero(token_ends - token_starts > _KEY_MAX_BYTES)
+        token_lengths = token_ends - token_starts
+        ids = self._keys.lookup(chars, token_starts, token_lengths)
+        long_tokens = np.flatnonzero(token_lengths > _KEY_MAX_BYTES)
         if len(long_tokens):
             data = chars.tobytes()
             ids[long_tokens] = [
@@ -926,7 +927,7 @@ class _TokenKeys:
 
         Entries move on by one slot while theirs is taken, as in linear
         probing, so every slot from an entry's home to its own is filled.
-        All entries move at once, and where several want one empty slot the
+        All entries move at once, and where several reach one empty slot the
         first of them gets it.
         """
         entries = np.full(self._mask + 1, -1, dtype=np.int64)
@@ -935,8 +936,8 @@ class _TokenKeys:
         self._probes = 1
         while len(waiting):
             free = entries[slots] < 0
-            wanted, first_of = np.unique(slots[free], return_index=True)
-            entries[wanted] = waiting[free][first_of]
+            claimed, first_of = np.unique(slots[free], return_index=True)
+            entries[claimed] = waiting[free][first_of]
             placed = np.zeros(len(waiting), dtype=bool)
             placed[np.flatnonzero(free)[first_of]] = True
             waiting = waiting[~placed]
