@@ -1526,6 +1526,46 @@ def test_predict_lone_dash_is_stdin(trained):
     assert "'-' reads the reviews from stdin" in mixed.stderr
 
 
+def run_with_terminal_stdin(arguments, typed):
+    """Run the command line with stdin on a terminal; return the completed run."""
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sentiment_lstm", *arguments],
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        os.close(terminal)
+        # Ctrl-D on a new line ends the input of a terminal in canonical mode.
+        os.write(controller, typed.encode() + b"\x04")
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        os.close(controller)
+    return subprocess.CompletedProcess(
+        arguments, process.returncode, stdout.decode(), stderr.decode()
+    )
+
+
+def test_predict_dash_reads_terminal(trained):
+    _, model_dir = trained
+    command = ["predict", "--model", str(model_dir)]
+
+    typed = run_with_terminal_stdin([*command, "-"], "great fun\nboring mess\n")
+    bare = run_with_terminal_stdin(command, "")
+
+    assert typed.returncode == 0, typed.stderr
+    assert "reading reviews from the terminal" in typed.stderr
+    assert [line.split('"')[1] for line in typed.stdout.splitlines()] == [
+        "great fun",
+        "boring mess",
+    ]
+    assert bare.returncode == 2
+    assert "'-' reads them from the terminal" in bare.stderr
+
+
 def test_predict_input_dash_is_stdin(trained, tmp_path):
     _, model_dir = trained
     completed = subprocess.run(

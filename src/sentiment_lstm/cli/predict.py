@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import stat
 import sys
 import tempfile
@@ -176,6 +175,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Score the reviews and write one result per review, in input order."""
     if args.reviews and args.input:
         parser.error("give reviews as arguments or with --input, not both")
+    # An explicit "-" reads stdin even from a terminal, as cat does.
+    args.stdin_requested = args.reviews == ["-"] or args.input == Path("-")
     if args.reviews == ["-"]:
         # A lone "-" is stdin, as with --input -.
         args.reviews = []
@@ -289,7 +290,15 @@ def _score_reviews(
     if sys.stdin is None:
         parser.error("stdin is closed; give reviews as arguments or with --input FILE")
     if sys.stdin.isatty():
-        parser.error("give reviews as arguments, with --input FILE, or on stdin")
+        if not getattr(args, "stdin_requested", False):
+            parser.error(
+                "give reviews as arguments, with --input FILE, or on stdin; "
+                "'-' reads them from the terminal"
+            )
+        logger.warning(
+            "reading reviews from the terminal, one per line; "
+            "press Ctrl-D on a new line to score them"
+        )
     stream = getattr(sys.stdin, "buffer", None)
     if stream is None:
         # A text stream without bytes underneath, as in embedding programs.
@@ -341,6 +350,18 @@ def _replace_unencodable_on_stdout() -> None:
         sys.stdout.reconfigure(errors=OUTPUT_ERRORS)
 
 
+def _copy_to_end(stream: BinaryIO, spool: BinaryIO) -> None:
+    """Copy stream into spool up to the first empty read.
+
+    ``read1`` makes at most one system call, so a Ctrl-D typed on a terminal
+    ends the copy at once. ``read(n)`` would take that empty read as the end
+    of one call only and then wait for a second Ctrl-D.
+    """
+    read = getattr(stream, "read1", stream.read)
+    while chunk := read(STDIN_COPY_BYTES):
+        spool.write(chunk)
+
+
 def _score_stdin(
     args: argparse.Namespace, model, stream: BinaryIO, source: str = "stdin"
 ) -> None:
@@ -378,7 +399,7 @@ def _score_stdin(
         copy = Path(folder) / "stdin.txt"
         try:
             with open(copy, "wb") as spool:
-                shutil.copyfileobj(stream, spool, STDIN_COPY_BYTES)
+                _copy_to_end(stream, spool)
         except KeyboardInterrupt:
             output = "stdout" if args.output is None else str(args.output)
             raise KeyboardInterrupt(
