@@ -2137,6 +2137,22 @@ def test_output_into_missing_folder(trained, tmp_path, capsys, source):
 
 
 @pytest.mark.parametrize("source", ["arguments", "file"])
+def test_output_in_virtual_folder(trained, tmp_path, capsys, source):
+    # Creating a file in /proc fails with "No such file or directory".
+    _, model_dir = trained
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text("text\ngreat fun\n")
+    output = Path("/proc/version")
+    before = output.read_text()
+    status, error = predict_to_output(model_dir, reviews, source, output, capsys)
+
+    assert status == 1
+    assert "the folder /proc does not allow new files" in error
+    assert "choose an --output in a folder of a regular file system" in error
+    assert output.read_text() == before
+
+
+@pytest.mark.parametrize("source", ["arguments", "file"])
 def test_output_below_a_file(trained, tmp_path, capsys, source):
     _, model_dir = trained
     reviews = tmp_path / "reviews.csv"

@@ -1463,6 +1463,13 @@ def output_error_message(path: Path, err: OSError) -> str:
             f"{path}: cannot write the output: {err.strerror or err}; choose an "
             "--output in a folder you can write to"
         )
+    if isinstance(err, FileNotFoundError):
+        # The folder exists, so it refused the new file, as /proc and /sys do.
+        return (
+            f"{path}: cannot write the output: the folder {path.parent} does "
+            f"not allow new files ({err.strerror or err}); choose an --output "
+            "in a folder of a regular file system"
+        )
     return (
         f"{path}: cannot write the output: {err.strerror or err}"
         f"{write_failure_advice(err)}"
