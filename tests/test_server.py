@@ -198,6 +198,19 @@ def post_reviews(client: httpx.Client, reviews: list) -> httpx.Response:
     return client.post("/predict", json={"reviews": reviews})
 
 
+def test_log_lines_have_time_and_level(server, client):
+    _, log = server
+    client.post("/predict", content=b"{}")
+    lines = log.read_text().splitlines()
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
+
+    assert re.match(rf"{stamp} INFO starting to serve ", lines[0]), lines[0]
+    assert any(
+        re.match(rf"{stamp} WARNING POST /predict from .* rejected with 415", line)
+        for line in lines
+    )
+
+
 def test_health(client):
     response = client.get("/health")
 

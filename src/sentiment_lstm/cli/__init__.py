@@ -185,7 +185,12 @@ class _OneLineFormatter(logging.Formatter):
         return one_line(super().formatMessage(record))
 
 
-def configure_logging(verbose: bool, quiet: bool) -> None:
+# Log lines of `serve`, a long-running service, start with their time and
+# level; the other commands print the message alone.
+SERVICE_LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+def configure_logging(verbose: bool, quiet: bool, *, service: bool = False) -> None:
     """Send log lines to stderr, so stdout carries only results."""
     level = logging.INFO
     if verbose:
@@ -197,7 +202,9 @@ def configure_logging(verbose: bool, quiet: bool) -> None:
         handler: logging.Handler = logging.NullHandler()
     else:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_OneLineFormatter("%(message)s"))
+        handler.setFormatter(
+            _OneLineFormatter(SERVICE_LOG_FORMAT if service else "%(message)s")
+        )
     logging.basicConfig(level=level, handlers=[handler])
     # PyTorch sets its own loggers to WARNING once its import completes. An
     # import cut short by Ctrl-C skips that, and its exit hooks would then
@@ -213,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, unknown = parser.parse_known_args(arguments)
     if unknown:
         _reject_unknown_arguments(args, unknown)
-    configure_logging(args.verbose, args.quiet)
+    configure_logging(args.verbose, args.quiet, service=args.command == "serve")
     if args.command not in SIGTERM_INTERRUPTS:
         return _run_command(args, interrupts.Termination())
     hangup = args.command in SIGHUP_INTERRUPTS
