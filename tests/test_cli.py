@@ -2224,6 +2224,37 @@ def test_read_only_output_kept(trained, tmp_path, capsys, monkeypatch, source):
     assert output.read_text() == "earlier results\n"
 
 
+@pytest.mark.parametrize("source", ["arguments", "file"])
+def test_output_on_read_only_mount(trained, tmp_path, capsys, monkeypatch, source):
+    # A file on a read-only mount fails os.access(W_OK) whatever its mode.
+    _, model_dir = trained
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text("text\ngreat fun\n")
+    output = tmp_path / "scored.csv"
+    output.write_text("earlier results\n")
+    real_access, real_statvfs = os.access, os.statvfs
+
+    def statvfs(path):
+        result = real_statvfs(path)
+        if Path(path) != output:
+            return result
+        return os.statvfs_result(
+            (*result[:8], result.f_flag | os.ST_RDONLY, *result[9:])
+        )
+
+    monkeypatch.setattr(
+        "os.access",
+        lambda path, mode: Path(path) != output and real_access(path, mode),
+    )
+    monkeypatch.setattr("os.statvfs", statvfs)
+    status, error = predict_to_output(model_dir, reviews, source, output, capsys)
+
+    assert status == 1
+    assert "the file system is mounted read-only" in error
+    assert "chmod" not in error
+    assert output.read_text() == "earlier results\n"
+
+
 def test_unreadable_model_file(trained, capsys, monkeypatch):
     from sentiment_lstm import artifact
 

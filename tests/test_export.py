@@ -558,6 +558,36 @@ def test_cli_export_read_only_file_system(tmp_path, capsys, monkeypatch):
     assert "chmod" not in error
 
 
+def test_cli_export_over_file_on_read_only_mount(tmp_path, capsys, monkeypatch):
+    # A file on a read-only mount fails os.access(W_OK) whatever its mode.
+    directory = write_model_dir(tmp_path / "model")
+    onnx_path = directory / "model.onnx"
+    onnx_path.write_bytes(b"an older export")
+    real_access, real_statvfs = os.access, os.statvfs
+
+    def statvfs(path):
+        result = real_statvfs(path)
+        if Path(path) != onnx_path:
+            return result
+        return os.statvfs_result(
+            (*result[:8], result.f_flag | os.ST_RDONLY, *result[9:])
+        )
+
+    monkeypatch.setattr(
+        "os.access",
+        lambda path, mode: Path(path) != onnx_path and real_access(path, mode),
+    )
+    monkeypatch.setattr("os.statvfs", statvfs)
+    status = main(["export", "--model", str(directory)])
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert "the file system is mounted read-only" in error
+    assert "copy the model folder to a writable one" in error
+    assert "chmod" not in error
+    assert onnx_path.read_bytes() == b"an older export"
+
+
 def test_cli_export_missing_model(tmp_path, capsys):
     status = main(["export", "--model", str(tmp_path / "nowhere")])
 

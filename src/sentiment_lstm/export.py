@@ -31,7 +31,11 @@ from torch import nn
 
 from sentiment_lstm import __version__, artifact, interrupts
 from sentiment_lstm.extras import install_hint
-from sentiment_lstm.files import DEFAULT_FILE_MODE, file_mode
+from sentiment_lstm.files import (
+    DEFAULT_FILE_MODE,
+    file_mode,
+    on_read_only_file_system,
+)
 from sentiment_lstm.model import FeatureTableLSTM, SentimentLSTM
 from sentiment_lstm.onnx_graph import build_onnx_model
 from sentiment_lstm.predictor import (
@@ -405,6 +409,11 @@ def _kept_mode(path: Path) -> int:
     if mode is None:
         return DEFAULT_FILE_MODE
     if not os.access(path, os.W_OK):
+        if on_read_only_file_system(path):
+            raise ExportError(
+                f"cannot replace {path}: the file system is mounted read-only, "
+                "so copy the model folder to a writable one and export the copy"
+            )
         raise ExportError(
             f"cannot replace {path}: the file is read-only; make it writable "
             f"(chmod u+w {path}) to export again"

@@ -220,6 +220,18 @@ def file_mode(path: Path) -> int | None:
         return None
 
 
+def on_read_only_file_system(path: Path) -> bool:
+    """Return whether path's file system is mounted read-only.
+
+    ``os.access(path, os.W_OK)`` is false on such a file system whatever the
+    file's mode, so callers check this first to give the right fix.
+    """
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def write_failure_advice(err: OSError) -> str:
     """Return "; " and what to do after a write failed for lack of space, else "".
 

@@ -79,6 +79,7 @@ from sentiment_lstm.files import (
     descriptor_stream,
     file_mode,
     inherited_descriptor,
+    on_read_only_file_system,
     write_failure_advice,
 )
 from sentiment_lstm.predictor import EMPTY_REVIEW, PendingScores
@@ -1429,6 +1430,11 @@ def check_output_path(path: Path) -> bool:
         ) from err
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
     if not in_place and target.is_file() and not os.access(target, os.W_OK):
+        if on_read_only_file_system(target):
+            raise DataError(
+                f"{path}: cannot write the output: the file system is mounted "
+                "read-only, so write the output to another one"
+            )
         # Renaming over the file would replace it although its mode forbids
         # writing, which cp and shell redirection refuse to do.
         raise DataError(
