@@ -1566,6 +1566,23 @@ def test_predict_dash_reads_terminal(trained):
     assert "'-' reads them from the terminal" in bare.stderr
 
 
+def test_predict_stdin_copy_fills_disk(trained, capsys, monkeypatch):
+    _, model_dir = trained
+
+    def fill_disk(stream, spool):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("sentiment_lstm.cli.predict._copy_to_end", fill_disk)
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"great fun\n")))
+    status = main(["predict", "--model", str(model_dir)])
+    error = capsys.readouterr().err
+
+    assert status == 1
+    assert "cannot copy stdin to a temporary file in " in error
+    assert "No space left on device (stdin is copied in full before it" in error
+    assert "set TMPDIR to a folder with more free space" in error
+
+
 def test_predict_input_dash_is_stdin(trained, tmp_path):
     _, model_dir = trained
     completed = subprocess.run(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -406,10 +407,17 @@ def _score_stdin(
                 f"stopped while reading {source}; nothing was written to {output}"
             ) from None
         except OSError as err:
+            endless = ""
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                endless = (
+                    f" ({source} is copied in full before it is scored, so an "
+                    "endless stream such as /dev/zero fills any disk)"
+                )
             raise CommandError(
                 f"cannot copy {source} to a temporary file in {folder}: "
-                f"{err.strerror or err}; set TMPDIR to a folder with more free "
-                "space, or pass the reviews in a regular file with --input"
+                f"{err.strerror or err}{endless}; set TMPDIR to a folder with "
+                "more free space, or pass the reviews in a regular file with "
+                "--input"
             ) from err
         _score_streamed(args, model, copy, options, source)
 
