@@ -695,6 +695,29 @@ def test_export_records_onnx_digest(exported):
     assert artifact.WEIGHTS_FILE in config.files
 
 
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_unrecorded_digests_warned(tmp_path, exported, caplog, backend):
+    unrecorded = _onnx_only_copy(exported, tmp_path / "unrecorded")
+    (unrecorded / artifact.WEIGHTS_FILE).write_bytes(
+        (exported / artifact.WEIGHTS_FILE).read_bytes()
+    )
+    drop_file_digests(unrecorded)
+    caplog.set_level("WARNING", logger="sentiment_lstm.predictor")
+
+    SentimentModel.load(exported, backend=backend)
+    recorded_warnings = list(caplog.records)
+    SentimentModel.load(unrecorded, backend=backend)
+
+    assert recorded_warnings == []
+    (warning,) = caplog.records
+    assert warning.levelname == "WARNING"
+    assert warning.getMessage().startswith(
+        f"{unrecorded / artifact.CONFIG_FILE} records no SHA-256 of "
+        "model.safetensors, tokenizer.json, text_encoder.json, model.onnx, so "
+        "they are not checked"
+    )
+
+
 def _edit_classifier_bias(onnx_path: Path) -> None:
     """Change the classifier bias in model.onnx, keeping it a valid model."""
     model = onnx.load(str(onnx_path))

@@ -323,6 +323,20 @@ def check_saved_files(
         )
 
 
+# Files whose SHA-256 a model saved and exported by this version records.
+DIGESTED_FILES = (WEIGHTS_FILE, TOKENIZER_FILENAME, ENCODER_CONFIG_FILENAME, ONNX_FILE)
+
+
+def unchecked_files(directory: Path, config: ArtifactConfig) -> list[str]:
+    """Return the names of the model's files present without a recorded SHA-256."""
+    recorded = config.files or {}
+    return [
+        name
+        for name in DIGESTED_FILES
+        if name not in recorded and (Path(directory) / name).is_file()
+    ]
+
+
 def record_file_digest(directory: Path, name: str, digest: str) -> None:
     """Add or replace one file's SHA-256 in ``config.json``.
 

@@ -493,6 +493,16 @@ class SentimentModel:
         encoder = artifact.load_matching_encoder(directory, config)
         metadata = artifact.load_metadata(directory)
         chosen = _choose_backend(directory, backend)
+        unchecked = artifact.unchecked_files(directory, config)
+        if unchecked:
+            logger.warning(
+                "%s records no SHA-256 of %s, so %s not checked against the "
+                "files saved with the model; retrain to record them, and run "
+                "'sentiment-lstm export' again for model.onnx",
+                directory / artifact.CONFIG_FILE,
+                ", ".join(unchecked),
+                "it is" if len(unchecked) == 1 else "they are",
+            )
         if chosen == "onnx":
             scorer: Backend = _load_onnx_backend(directory, config, threads)
         else:
