@@ -2761,6 +2761,7 @@ def test_train_model_too_large(trained, tmp_path, capsys, flags, named):
     assert "the model does not fit in memory" in error
     assert named in error
     assert "is available; lower --lstm-units, --num-layers" in error
+    assert "--batch-size or --max-length, which cuts each review" in error
     assert "Traceback" not in error
     assert not (tmp_path / "m").exists()
 
@@ -3915,6 +3916,44 @@ def test_validation_copy_and_one_class_warn(trained, tmp_path, caplog):
     assert "measures one class" in caplog.text
 
 
+def test_repeated_reviews_across_split_warn(trained, tmp_path, caplog):
+    from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
+
+    root, _ = trained
+    unique = tmp_path / "unique.csv"
+    rows = ["text,label"]
+    rows += [
+        f'"{review} {number}",positive'
+        for number in range(6)
+        for review in POSITIVE_REVIEWS
+    ]
+    rows += [
+        f'"{review} {number}",negative'
+        for number in range(6)
+        for review in NEGATIVE_REVIEWS
+    ]
+    unique.write_text("\n".join(rows) + "\n")
+    caplog.set_level("WARNING")
+
+    # Each review of the tiny corpus occurs 6 times.
+    status = train_tiny(root, tmp_path / "repeated", "--num_epoch", "1")
+    warnings = caplog.text
+    caplog.clear()
+    main(
+        ["train", "--data", str(unique), "--output-dir", str(tmp_path / "unique")]
+        + TRAIN_ARGS
+        + ["--num_epoch", "1"]
+    )
+
+    assert status == 0
+    for part in ("validation", "test"):
+        assert f"reviews of the {part} part also occur in the training part, " in (
+            warnings
+        )
+    assert f"because {root / 'tiny.pos'} repeats reviews" in warnings
+    assert "also occur in the training part" not in caplog.text
+
+
 def test_test_file_same_as_validation_warns(trained, tmp_path, caplog):
     from tests.conftest import NEGATIVE_REVIEWS, POSITIVE_REVIEWS
 
@@ -4077,6 +4116,21 @@ def test_predict_progress_bar_on_terminal(trained, tmp_path):
     assert "scoring" not in quiet
     assert "scoring" not in quiet_after_command
     assert len(output.read_text().splitlines()) == 20_001
+
+
+def test_train_progress_bar_on_terminal(trained, tmp_path):
+    root, _ = trained
+    command = ["train", "--data", str(root / "tiny.pos"), *TRAIN_ARGS]
+
+    default = run_in_terminal([*command, "--output-dir", str(tmp_path / "shown")])
+    hidden = run_in_terminal(
+        [*command, "--output-dir", str(tmp_path / "hidden"), "--no-progress"]
+    )
+
+    assert "batch/s]" in default
+    assert "batch/s]" not in hidden
+    assert "val_acc" in hidden
+    assert (tmp_path / "hidden" / "model.safetensors").is_file()
 
 
 @pytest.mark.parametrize(

@@ -902,6 +902,27 @@ def test_finished_run_json_is_complete(tiny_posneg, tmp_path):
     assert json.loads(output.read_text())["complete"] is True
 
 
+def test_fold_overlap_warned(caplog):
+    labels = [1, 0, 1, 0] * 5
+    folds = protocol_folds(labels, folds=2, seed=0)
+    repeated = ["good film", "bad film", "great cast", "dull plot"] * 5
+    unique = [f"review number {index}" for index in range(20)]
+
+    with caplog.at_level("WARNING", logger="sentiment_lstm"):
+        crossval._check_fold_overlap(repeated, folds)
+    warnings = [record.getMessage() for record in caplog.records]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="sentiment_lstm"):
+        crossval._check_fold_overlap(unique, folds)
+
+    assert len(warnings) == 1
+    assert warnings[0].startswith(
+        "20 of the 20 test reviews of the folds also occur in their folds' "
+        "training parts, because the data repeats reviews"
+    )
+    assert caplog.records == []
+
+
 def test_cli_empty_vocabulary_rejected(tiny_posneg, capsys):
     status = main(
         [

@@ -119,6 +119,25 @@ def test_early_stopping_with_patience(caplog, patience, epochs):
     assert f"val_acc has not improved for {epochs} (best" in caplog.text
 
 
+def test_patience_counts_after_warmup():
+    # 100 reviews in batches of 16 take 7 steps an epoch, so the warm-up over
+    # half of 8 epochs' 56 steps covers epochs 1 to 4.
+    config = TrainingConfig(
+        num_epochs=8,
+        batch_size=16,
+        learning_rate=1e-9,
+        patience=1,
+        lr_schedule="cosine",
+        warmup_fraction=0.5,
+    )
+
+    result = train(new_model(), toy_split(100, 1), toy_split(40, 2), config)
+
+    assert result.best_epoch == 1
+    assert result.stopped_early
+    assert len(result.history) == 5
+
+
 def test_checkpoint_only_above_required_accuracy():
     saved = []
     config = TrainingConfig(num_epochs=2, batch_size=16, required_accuracy=1.0)

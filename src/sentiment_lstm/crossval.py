@@ -284,6 +284,32 @@ def _split_fixes(
     return ", ".join(fixes[:-1]) + f" or {fixes[-1]}"
 
 
+# Folds whose test parts share at least this share of their reviews with
+# their training parts get a warning, as train's held-out parts do.
+FOLD_OVERLAP_WARNING_SHARE = 0.5
+
+
+def _check_fold_overlap(
+    texts: list[str], folds: Sequence[tuple[np.ndarray, np.ndarray]]
+) -> None:
+    """Warn when the folds' test reviews mostly repeat their training reviews."""
+    shared = 0
+    tested = 0
+    for train_indices, test_indices in folds:
+        training_texts = {texts[index] for index in train_indices}
+        shared += sum(texts[index] in training_texts for index in test_indices)
+        tested += len(test_indices)
+    if shared and shared / tested >= FOLD_OVERLAP_WARNING_SHARE:
+        logger.warning(
+            "%d of the %d test reviews of the folds also occur in their "
+            "folds' training parts, because the data repeats reviews, so the "
+            "accuracies are mostly measured on training reviews; remove the "
+            "repeats from the data",
+            shared,
+            tested,
+        )
+
+
 def protocol_folds(
     labels: Sequence[int], folds: int = 10, seed: int = 0
 ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -362,6 +388,7 @@ def cross_validate(
     # validation split fails after earlier folds have trained.
     check_validation_splits(labels_array, folds, cv_config)
     texts = list(texts)
+    _check_fold_overlap(texts, folds)
 
     started = time.perf_counter()
     factory = InputFactory(embedding_config, encoder_config, texts)

@@ -202,6 +202,10 @@ def load_splits(spec: DataSpec, seed: int) -> Splits:
             validation_fraction=validation_fraction,
             test_fraction=test_fraction,
         )
+    split_off = {"validation": validation_fraction, "test": test_fraction}
+    for part, examples in (("validation", validation), ("test", test)):
+        if split_off[part] > 0:
+            _check_split_overlap(part, spec.data, examples, train_part)
     for part, held_out_path in held_out_paths.items():
         source = held_out_files[part]
         # the readers log what they read, skipped and left out
@@ -319,6 +323,25 @@ def _check_held_out_file(
             flag,
             source,
             LABEL_NAMES[labels.pop()],
+            part,
+        )
+
+
+def _check_split_overlap(
+    part: str, data: str, held_out: list[Example], train_part: list[Example]
+) -> None:
+    """Warn when a part split off the data mostly repeats training reviews."""
+    training_texts = {example.text for example in train_part}
+    shared = sum(example.text in training_texts for example in held_out)
+    if shared and shared / len(held_out) >= HELD_OUT_OVERLAP_WARNING_SHARE:
+        logger.warning(
+            "%d of the %d reviews of the %s part also occur in the training "
+            "part, because %s repeats reviews, so the %s accuracy is mostly "
+            "measured on training reviews; remove the repeats from the data",
+            shared,
+            len(held_out),
+            part,
+            data,
             part,
         )
 
@@ -699,8 +722,8 @@ def _check_model_fits(
         f"--embedding-size {config.embedding_dim} and {config.vocab_size:,} "
         f"vocabulary entries, and the activations of {batch_size} reviews of up "
         f"to {max_tokens} tokens), but {_gibibytes(available)} is available; "
-        "lower --lstm-units, --num-layers, --embedding-size, --max-vocab-size "
-        "or --batch-size"
+        "lower --lstm-units, --num-layers, --embedding-size, --max-vocab-size, "
+        "--batch-size or --max-length, which cuts each review to that many tokens"
     )
 
 

@@ -361,6 +361,12 @@ class LearningRateSchedule:
         for group in self.optimizer.param_groups:
             group["lr"] = rate
 
+    def warmup_epochs(self, steps_per_epoch: int) -> int:
+        """Return the number of epochs that contain warm-up steps."""
+        if self.kind != "cosine":
+            return 0
+        return -(-self.warmup_steps // max(1, steps_per_epoch))
+
     @property
     def current(self) -> float:
         """Rate of the next optimisation step."""
@@ -630,6 +636,7 @@ def train(
     optimizer = build_optimizer(model, config)
     steps_per_epoch = batches_per_epoch(len(train_split), config.batch_size)
     schedule = LearningRateSchedule(optimizer, config, steps_per_epoch)
+    warmup_epochs = schedule.warmup_epochs(steps_per_epoch)
     weights = class_weight_tensor(
         train_split.labels, model.config.num_classes, config.class_weights
     )
@@ -783,7 +790,11 @@ def train(
                     validation_accuracy >= config.required_accuracy
                 ):
                     on_checkpoint(metrics, model)
-            if config.patience is not None and epoch - best_epoch >= config.patience:
+            # The epochs of the warm-up, with their low learning rates, do
+            # not count towards the patience. A long --num-epochs makes the
+            # warm-up long, and its first epochs are often the best so far.
+            counted_from = max(best_epoch, warmup_epochs)
+            if config.patience is not None and epoch - counted_from >= config.patience:
                 logger.info(
                     "stopping early: val_acc has not improved for %d epoch%s "
                     "(best %.3f at epoch %d)",

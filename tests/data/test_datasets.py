@@ -310,6 +310,30 @@ def test_resolve_posneg_stem(tmp_path: Path) -> None:
     assert resolve_data(str(tmp_path / "r")) == tmp_path / "r"
 
 
+def test_resolve_local_pair_named_as_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "rt-polarity.pos").write_text("good\n", encoding="utf-8")
+    (tmp_path / "rt-polarity.neg").write_text("bad\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+
+    with caplog.at_level("WARNING", logger="sentiment_lstm"):
+        named = resolve_data("rt-polarity")
+    warnings = [record.getMessage() for record in caplog.records]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="sentiment_lstm"):
+        explicit = resolve_data("./rt-polarity")
+
+    assert named == Path("rt-polarity")
+    assert explicit == Path("rt-polarity")
+    assert len(warnings) == 1
+    assert warnings[0].startswith(
+        f"rt-polarity is the name of a data set and of a path in {tmp_path}"
+    )
+    assert "Pass ./rt-polarity to read the path without this warning" in warnings[0]
+    assert caplog.records == []
+
+
 def test_resolve_dataset_name(
     tmp_path: Path,
     rt_files: dict[str, bytes],

@@ -349,7 +349,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     training.add_argument(
         "--patience",
         type=non_negative_int,
-        help="stop after this many epochs without a better validation accuracy; "
+        help="stop after this many epochs without a better validation accuracy, "
+        "counted after the warm-up of --lr-schedule cosine; "
         f"0 trains every epoch {_default('patience')}",
     )
     training.add_argument(
@@ -619,6 +620,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="replace the model already in --output-dir once the new one is "
         "saved; without it, such a folder is an error",
     )
+    parser.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="hide the progress bar of each epoch's batches, which is shown on "
+        "a terminal; the line after each epoch stays",
+    )
     add_data_options(parser)
 
     split = parser.add_argument_group("splitting")
@@ -878,6 +886,7 @@ def _train(
                 embedding_config=options.embedding_config,
                 resume=args.resume,
                 record=record,
+                show_progress=None if args.progress else False,
             )
     except DivergenceError as err:
         raise CommandError(divergence_message(err, options.values)) from err

@@ -342,6 +342,16 @@ def resolve_data(path_or_name: str, *, cache_dir: Path | None = None) -> Path:
         )
     path = Path(path_or_name)
     if path.exists() or is_posneg_stem(path):
+        if path_or_name in DATASET_NAMES:
+            logger.warning(
+                "%s is the name of a data set and of a path in %s; reading the "
+                "path, which is not checked against the data set's SHA-256. Pass "
+                "./%s to read the path without this warning, or run from another "
+                "folder to read the data set",
+                path_or_name,
+                Path.cwd(),
+                path_or_name,
+            )
         return path
     if path_or_name == "rt-polarity":
         return fetch_rt_polarity(cache_dir)
