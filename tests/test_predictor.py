@@ -711,10 +711,31 @@ def test_unrecorded_digests_warned(tmp_path, exported, caplog, backend):
     assert recorded_warnings == []
     (warning,) = caplog.records
     assert warning.levelname == "WARNING"
-    assert warning.getMessage().startswith(
+    assert warning.getMessage() == (
         f"{unrecorded / artifact.CONFIG_FILE} records no SHA-256 of "
         "model.safetensors, tokenizer.json, text_encoder.json, model.onnx, so "
-        "they are not checked"
+        "they are not checked against the files saved with the model; retrain "
+        "to record those of the saved files, and run 'sentiment-lstm export "
+        f"--model {unrecorded}' again for model.onnx"
+    )
+
+
+def test_unrecorded_onnx_digest_warned(tmp_path, exported, caplog):
+    # A model exported by a version that recorded no digest of model.onnx.
+    directory = _onnx_only_copy(exported, tmp_path / "old-export")
+    config_path = directory / artifact.CONFIG_FILE
+    values = json.loads(config_path.read_text())
+    del values[artifact.FILES_KEY][artifact.ONNX_FILE]
+    config_path.write_text(json.dumps(values))
+    caplog.set_level("WARNING", logger="sentiment_lstm.predictor")
+
+    SentimentModel.load(directory, backend="onnx")
+
+    (warning,) = caplog.records
+    assert warning.getMessage() == (
+        f"{config_path} records no SHA-256 of model.onnx, so it is not checked "
+        "against the files saved with the model; run 'sentiment-lstm export "
+        f"--model {directory}' again for model.onnx"
     )
 
 

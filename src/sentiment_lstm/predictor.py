@@ -493,16 +493,7 @@ class SentimentModel:
         encoder = artifact.load_matching_encoder(directory, config)
         metadata = artifact.load_metadata(directory)
         chosen = _choose_backend(directory, backend)
-        unchecked = artifact.unchecked_files(directory, config)
-        if unchecked:
-            logger.warning(
-                "%s records no SHA-256 of %s, so %s not checked against the "
-                "files saved with the model; retrain to record them, and run "
-                "'sentiment-lstm export' again for model.onnx",
-                directory / artifact.CONFIG_FILE,
-                ", ".join(unchecked),
-                "it is" if len(unchecked) == 1 else "they are",
-            )
+        _warn_of_unchecked_files(directory, config)
         if chosen == "onnx":
             scorer: Backend = _load_onnx_backend(directory, config, threads)
         else:
@@ -1001,6 +992,29 @@ def _choose_backend(directory: Path, backend: str) -> str:
         )
         return "torch"
     return "onnx"
+
+
+def _warn_of_unchecked_files(directory: Path, config: artifact.ArtifactConfig) -> None:
+    """Log a warning naming the model's files that have no recorded SHA-256."""
+    unchecked = artifact.unchecked_files(directory, config)
+    if not unchecked:
+        return
+    fixes = []
+    if any(name != artifact.ONNX_FILE for name in unchecked):
+        fixes.append("retrain to record those of the saved files")
+    if artifact.ONNX_FILE in unchecked:
+        fixes.append(
+            f"run 'sentiment-lstm export --model {directory}' again for "
+            f"{artifact.ONNX_FILE}"
+        )
+    logger.warning(
+        "%s records no SHA-256 of %s, so %s not checked against the files "
+        "saved with the model; %s",
+        directory / artifact.CONFIG_FILE,
+        ", ".join(unchecked),
+        "it is" if len(unchecked) == 1 else "they are",
+        ", and ".join(fixes),
+    )
 
 
 def _load_torch_backend(directory: Path, config: artifact.ArtifactConfig) -> Backend:
