@@ -2153,6 +2153,9 @@ def test_output_into_missing_folder(trained, tmp_path, capsys, source):
     assert ".tmp" not in error
 
 
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="only root gets past the permissions of /proc"
+)
 @pytest.mark.parametrize("source", ["arguments", "file"])
 def test_output_in_virtual_folder(trained, tmp_path, capsys, source):
     # Creating a file in /proc fails with "No such file or directory".
