@@ -115,3 +115,24 @@ def run_to_full_disk(arguments: list[str]) -> subprocess.CompletedProcess:
             text=True,
             timeout=300,
         )
+
+
+def mount_read_only(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
+    """Make ``path`` look like a file on a file system mounted read-only.
+
+    ``os.access(path, os.W_OK)`` is then false whatever the file's mode, as
+    on such a mount, and ``os.statvfs`` reports the read-only flag.
+    """
+    real_access, real_statvfs = os.access, os.statvfs
+
+    def statvfs(name):
+        result = real_statvfs(name)
+        if Path(name) != path:
+            return result
+        flags = result.f_flag | os.ST_RDONLY
+        return os.statvfs_result((*result[:8], flags, *result[9:]))
+
+    monkeypatch.setattr(
+        "os.access", lambda name, mode: Path(name) != path and real_access(name, mode)
+    )
+    monkeypatch.setattr("os.statvfs", statvfs)

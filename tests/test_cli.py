@@ -23,7 +23,7 @@ from sentiment_lstm import __version__
 from sentiment_lstm.cli import main
 from sentiment_lstm.extras import install_hint
 from sentiment_lstm.predictor import EMPTY_REVIEW
-from tests.conftest import default_signals, run_to_full_disk
+from tests.conftest import default_signals, mount_read_only, run_to_full_disk
 
 TRAIN_ARGS = [
     "--num_epoch",
@@ -2252,21 +2252,7 @@ def test_output_on_read_only_mount(trained, tmp_path, capsys, monkeypatch, sourc
     reviews.write_text("text\ngreat fun\n")
     output = tmp_path / "scored.csv"
     output.write_text("earlier results\n")
-    real_access, real_statvfs = os.access, os.statvfs
-
-    def statvfs(path):
-        result = real_statvfs(path)
-        if Path(path) != output:
-            return result
-        return os.statvfs_result(
-            (*result[:8], result.f_flag | os.ST_RDONLY, *result[9:])
-        )
-
-    monkeypatch.setattr(
-        "os.access",
-        lambda path, mode: Path(path) != output and real_access(path, mode),
-    )
-    monkeypatch.setattr("os.statvfs", statvfs)
+    mount_read_only(monkeypatch, output)
     status, error = predict_to_output(model_dir, reviews, source, output, capsys)
 
     assert status == 1

@@ -49,6 +49,7 @@ from sentiment_lstm.predictor import (
     file_sha256,
     model_config_sha256,
 )
+from tests.conftest import mount_read_only
 from tests.test_predictor import write_model_dir
 
 ARCHITECTURES = [
@@ -563,21 +564,7 @@ def test_cli_export_over_file_on_read_only_mount(tmp_path, capsys, monkeypatch):
     directory = write_model_dir(tmp_path / "model")
     onnx_path = directory / "model.onnx"
     onnx_path.write_bytes(b"an older export")
-    real_access, real_statvfs = os.access, os.statvfs
-
-    def statvfs(path):
-        result = real_statvfs(path)
-        if Path(path) != onnx_path:
-            return result
-        return os.statvfs_result(
-            (*result[:8], result.f_flag | os.ST_RDONLY, *result[9:])
-        )
-
-    monkeypatch.setattr(
-        "os.access",
-        lambda path, mode: Path(path) != onnx_path and real_access(path, mode),
-    )
-    monkeypatch.setattr("os.statvfs", statvfs)
+    mount_read_only(monkeypatch, onnx_path)
     status = main(["export", "--model", str(directory)])
     error = capsys.readouterr().err
 
