@@ -711,18 +711,47 @@ def test_unrecorded_digests_warned(tmp_path, exported, caplog, backend):
     assert recorded_warnings == []
     (warning,) = caplog.records
     assert warning.levelname == "WARNING"
-    assert warning.getMessage() == (
-        f"{unrecorded / artifact.CONFIG_FILE} records no SHA-256 of "
-        "model.safetensors, tokenizer.json, text_encoder.json, model.onnx, so "
-        "they are not checked against the files saved with the model; retrain "
-        "to record those of the saved files, and run 'sentiment-lstm export "
-        f"--model {unrecorded}' again for model.onnx"
+    saved = "model.safetensors, tokenizer.json, text_encoder.json"
+    if backend == "onnx":
+        # PyTorch does not read model.onnx.
+        assert warning.getMessage() == (
+            f"{unrecorded / artifact.CONFIG_FILE} records no SHA-256 of {saved}, "
+            "model.onnx, so they are not checked against the files saved with "
+            "the model; retrain to record those of the saved files, and run "
+            f"'sentiment-lstm export --model {unrecorded}' again for model.onnx"
+        )
+    else:
+        assert warning.getMessage() == (
+            f"{unrecorded / artifact.CONFIG_FILE} records no SHA-256 of {saved}, "
+            "so they are not checked against the files saved with the model; "
+            "retrain to record those of the saved files"
+        )
+
+
+def test_unrecorded_onnx_only_copy_warned(tmp_path, exported, caplog):
+    # A deployment of model.onnx without the weights cannot export again.
+    directory = _onnx_only_copy(exported, tmp_path / "onnx-only")
+    config_path = directory / artifact.CONFIG_FILE
+    values = json.loads(config_path.read_text())
+    del values[artifact.FILES_KEY][artifact.ONNX_FILE]
+    config_path.write_text(json.dumps(values))
+    caplog.set_level("WARNING", logger="sentiment_lstm.predictor")
+
+    SentimentModel.load(directory, backend="onnx")
+
+    (warning,) = caplog.records
+    assert warning.getMessage().endswith(
+        "; export the full model folder again and copy its model.onnx and "
+        "config.json here"
     )
 
 
 def test_unrecorded_onnx_digest_warned(tmp_path, exported, caplog):
     # A model exported by a version that recorded no digest of model.onnx.
     directory = _onnx_only_copy(exported, tmp_path / "old-export")
+    (directory / artifact.WEIGHTS_FILE).write_bytes(
+        (exported / artifact.WEIGHTS_FILE).read_bytes()
+    )
     config_path = directory / artifact.CONFIG_FILE
     values = json.loads(config_path.read_text())
     del values[artifact.FILES_KEY][artifact.ONNX_FILE]

@@ -1698,7 +1698,7 @@ def test_interrupted_write_named(cut_short):
     [
         (errno.ENOSPC, "free some disk space"),
         (errno.EDQUOT, "free some disk space"),
-        (errno.EROFS, "mounted read-only, so write the output to another one"),
+        (errno.EROFS, "Read-only file system; write the output to another file"),
         (errno.EFBIG, "ulimit -f"),
     ],
 )

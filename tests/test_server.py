@@ -202,7 +202,7 @@ def test_log_lines_have_time_and_level(server, client):
     _, log = server
     client.post("/predict", content=b"{}")
     lines = log.read_text().splitlines()
-    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d"
 
     assert re.match(rf"{stamp} INFO starting to serve ", lines[0]), lines[0]
     assert any(

@@ -3,6 +3,7 @@ import errno
 import functools
 import json
 import logging
+import re
 import multiprocessing
 import os
 import time
@@ -119,7 +120,7 @@ def test_early_stopping_with_patience(caplog, patience, epochs):
     assert f"val_acc has not improved for {epochs} (best" in caplog.text
 
 
-def test_patience_counts_after_warmup():
+def test_patience_counts_after_warmup(caplog):
     # 100 reviews in batches of 16 take 7 steps an epoch, so the warm-up over
     # half of 8 epochs' 56 steps covers epochs 1 to 4.
     config = TrainingConfig(
@@ -131,11 +132,17 @@ def test_patience_counts_after_warmup():
         warmup_fraction=0.5,
     )
 
-    result = train(new_model(), toy_split(100, 1), toy_split(40, 2), config)
+    with caplog.at_level(logging.INFO, logger="sentiment_lstm"):
+        result = train(new_model(), toy_split(100, 1), toy_split(40, 2), config)
 
     assert result.best_epoch == 1
     assert result.stopped_early
     assert len(result.history) == 5
+    assert re.search(
+        r"val_acc has not improved for 4 epochs \(best [\d.]+ at epoch 1\), 1 "
+        r"of them after the warm-up",
+        caplog.text,
+    )
 
 
 def test_checkpoint_only_above_required_accuracy():

@@ -240,10 +240,7 @@ def write_failure_advice(err: OSError) -> str:
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         return "; free some disk space, or write the output to another disk"
     if err.errno == errno.EROFS:
-        return (
-            "; the file system is mounted read-only, so write the output to "
-            "another one"
-        )
+        return "; write the output to another file system"
     if err.errno == errno.EFBIG:
         return (
             "; the file reached the largest size allowed, by this process's "

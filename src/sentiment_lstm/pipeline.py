@@ -715,6 +715,18 @@ def _check_model_fits(
             )
     if available is None or needed <= available:
         return
+    weights = estimate_training_memory(config, 0, 0, training_config.freeze_embeddings)
+    if needed - weights > weights:
+        # The activations of a batch take most of it.
+        fixes = (
+            "--batch-size, or --max-length, which cuts each review to that many "
+            "tokens, or --lstm-units, --num-layers or --embedding-size"
+        )
+    else:
+        fixes = (
+            "--lstm-units, --num-layers, --embedding-size, --max-vocab-size or "
+            "--batch-size"
+        )
     raise ModelSizeError(
         f"the model does not fit in memory: training it takes at least "
         f"{_gibibytes(needed)} ({parameter_count(config):,} parameters from "
@@ -722,8 +734,7 @@ def _check_model_fits(
         f"--embedding-size {config.embedding_dim} and {config.vocab_size:,} "
         f"vocabulary entries, and the activations of {batch_size} reviews of up "
         f"to {max_tokens} tokens), but {_gibibytes(available)} is available; "
-        "lower --lstm-units, --num-layers, --embedding-size, --max-vocab-size, "
-        "--batch-size or --max-length, which cuts each review to that many tokens"
+        f"lower {fixes}"
     )
 
 

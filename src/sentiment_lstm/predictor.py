@@ -493,7 +493,6 @@ class SentimentModel:
         encoder = artifact.load_matching_encoder(directory, config)
         metadata = artifact.load_metadata(directory)
         chosen = _choose_backend(directory, backend)
-        _warn_of_unchecked_files(directory, config)
         if chosen == "onnx":
             scorer: Backend = _load_onnx_backend(directory, config, threads)
         else:
@@ -502,6 +501,7 @@ class SentimentModel:
             # exactly. PyTorch does not read model.onnx.
             artifact.check_saved_files(directory, config, skip=(artifact.ONNX_FILE,))
         logger.debug("loaded %s with the %s backend", directory, scorer.name)
+        _warn_of_unchecked_files(directory, config, chosen)
         return cls(
             encoder,
             scorer,
@@ -994,19 +994,31 @@ def _choose_backend(directory: Path, backend: str) -> str:
     return "onnx"
 
 
-def _warn_of_unchecked_files(directory: Path, config: artifact.ArtifactConfig) -> None:
-    """Log a warning naming the model's files that have no recorded SHA-256."""
-    unchecked = artifact.unchecked_files(directory, config)
+def _warn_of_unchecked_files(
+    directory: Path, config: artifact.ArtifactConfig, backend: str
+) -> None:
+    """Log a warning naming the files read that have no recorded SHA-256."""
+    unchecked = [
+        name
+        for name in artifact.unchecked_files(directory, config)
+        if backend == "onnx" or name != artifact.ONNX_FILE
+    ]
     if not unchecked:
         return
     fixes = []
     if any(name != artifact.ONNX_FILE for name in unchecked):
         fixes.append("retrain to record those of the saved files")
     if artifact.ONNX_FILE in unchecked:
-        fixes.append(
-            f"run 'sentiment-lstm export --model {directory}' again for "
-            f"{artifact.ONNX_FILE}"
-        )
+        if (directory / artifact.WEIGHTS_FILE).is_file():
+            fixes.append(
+                f"run 'sentiment-lstm export --model {directory}' again for "
+                f"{artifact.ONNX_FILE}"
+            )
+        else:
+            fixes.append(
+                f"export the full model folder again and copy its "
+                f"{artifact.ONNX_FILE} and {artifact.CONFIG_FILE} here"
+            )
     logger.warning(
         "%s records no SHA-256 of %s, so %s not checked against the files "
         "saved with the model; %s",

@@ -795,13 +795,19 @@ def train(
             # warm-up long, and its first epochs are often the best so far.
             counted_from = max(best_epoch, warmup_epochs)
             if config.patience is not None and epoch - counted_from >= config.patience:
+                stalled = epoch - best_epoch
                 logger.info(
                     "stopping early: val_acc has not improved for %d epoch%s "
-                    "(best %.3f at epoch %d)",
-                    config.patience,
-                    "" if config.patience == 1 else "s",
+                    "(best %.3f at epoch %d)%s",
+                    stalled,
+                    "" if stalled == 1 else "s",
                     best_accuracy,
                     best_epoch,
+                    (
+                        f", {config.patience} of them after the warm-up"
+                        if stalled > config.patience
+                        else ""
+                    ),
                 )
                 stopped_early = True
             if checkpoint_path is not None:

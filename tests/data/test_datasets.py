@@ -334,6 +334,26 @@ def test_resolve_local_pair_named_as_dataset(
     assert caplog.records == []
 
 
+def test_resolve_half_pair_named_as_dataset(
+    tmp_path: Path,
+    rt_files: dict[str, bytes],
+    file_server: FileServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    (tmp_path / "rt-polarity.pos").write_text("good\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(
+        datasets.RT_POLARITY_URL_ENV, serve_archive(file_server, rt_files)
+    )
+
+    with caplog.at_level("WARNING", logger="sentiment_lstm"):
+        folder = resolve_data("rt-polarity", cache_dir=tmp_path / "cache")
+
+    assert folder == tmp_path / "cache" / "rt-polarity"
+    assert f"rt-polarity in {tmp_path} is half a pos/neg pair" in caplog.text
+
+
 def test_resolve_dataset_name(
     tmp_path: Path,
     rt_files: dict[str, bytes],

@@ -9,6 +9,7 @@ serving commands start fast.
 from __future__ import annotations
 
 import argparse
+import datetime
 import difflib
 import errno
 import logging
@@ -190,6 +191,14 @@ class _OneLineFormatter(logging.Formatter):
 SERVICE_LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
 
+class _ServiceFormatter(_OneLineFormatter):
+    """Formatter whose time is ISO 8601 local time with milliseconds and UTC offset."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        moment = datetime.datetime.fromtimestamp(record.created).astimezone()
+        return moment.isoformat(timespec="milliseconds")
+
+
 def configure_logging(verbose: bool, quiet: bool, *, service: bool = False) -> None:
     """Send log lines to stderr, so stdout carries only results."""
     level = logging.INFO
@@ -203,7 +212,9 @@ def configure_logging(verbose: bool, quiet: bool, *, service: bool = False) -> N
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(
-            _OneLineFormatter(SERVICE_LOG_FORMAT if service else "%(message)s")
+            _ServiceFormatter(SERVICE_LOG_FORMAT)
+            if service
+            else _OneLineFormatter("%(message)s")
         )
     logging.basicConfig(level=level, handlers=[handler])
     # PyTorch sets its own loggers to WARNING once its import completes. An

@@ -359,8 +359,34 @@ def _copy_to_end(stream: BinaryIO, spool: BinaryIO) -> None:
     of one call only and then wait for a second Ctrl-D.
     """
     read = getattr(stream, "read1", stream.read)
-    while chunk := read(STDIN_COPY_BYTES):
-        spool.write(chunk)
+    with _blocking(stream):
+        while chunk := read(STDIN_COPY_BYTES):
+            spool.write(chunk)
+
+
+@contextlib.contextmanager
+def _blocking(stream: BinaryIO) -> Iterator[None]:
+    """Make reads of stream's descriptor wait for bytes, as long as the block runs.
+
+    Some programs leave a terminal or a pipe non-blocking, and then a read
+    with no bytes yet would look like the end of the input.
+    """
+    try:
+        descriptor = stream.fileno()
+        blocking = os.get_blocking(descriptor)
+    except (OSError, ValueError):
+        # No descriptor, as with an in-memory stream.
+        yield
+        return
+    if blocking:
+        yield
+        return
+    os.set_blocking(descriptor, True)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.set_blocking(descriptor, False)
 
 
 def _score_stdin(

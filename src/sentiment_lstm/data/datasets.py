@@ -11,7 +11,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from sentiment_lstm.data.line_files import is_posneg_stem
+from sentiment_lstm.data.line_files import find_posneg_pair, is_posneg_stem
 from sentiment_lstm.data.records import DataError, broken_link_error
 
 logger = logging.getLogger(__name__)
@@ -317,6 +317,14 @@ def fetch_rt_polarity(
     return _download(url, target)
 
 
+def _is_complete_pair(stem: Path) -> bool:
+    try:
+        find_posneg_pair(stem)
+    except DataError:
+        return False
+    return True
+
+
 def resolve_data(path_or_name: str, *, cache_dir: Path | None = None) -> Path:
     """Turn a data path or a data set name into a path to read.
 
@@ -341,7 +349,19 @@ def resolve_data(path_or_name: str, *, cache_dir: Path | None = None) -> Path:
             f"folder, or a data set name: {', '.join(DATASET_NAMES)}"
         )
     path = Path(path_or_name)
-    if path.exists() or is_posneg_stem(path):
+    if (
+        path_or_name in DATASET_NAMES
+        and not path.exists()
+        and is_posneg_stem(path)
+        and not _is_complete_pair(path)
+    ):
+        logger.warning(
+            "%s in %s is half a pos/neg pair, so the data set of that name is "
+            "read instead",
+            path_or_name,
+            Path.cwd(),
+        )
+    elif path.exists() or is_posneg_stem(path):
         if path_or_name in DATASET_NAMES:
             logger.warning(
                 "%s is the name of a data set and of a path in %s; reading the "

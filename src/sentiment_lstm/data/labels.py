@@ -9,7 +9,10 @@ from sentiment_lstm.data.records import StarRule
 
 _LABEL_WORDS = {"negative": 0, "neg": 0, "positive": 1, "pos": 1}
 
-ALLOWED_LABELS = "positive, negative, pos, neg, 0, 1 (JSONL also takes true and false)"
+ALLOWED_LABELS = (
+    "positive, negative, pos, neg, 0, 1 (JSONL also takes the booleans true and "
+    "false, unquoted)"
+)
 
 # Maximum length of a value as shown in an error message; longer values are cut.
 _MAX_SHOWN_CHARS = 60
