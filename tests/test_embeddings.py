@@ -347,6 +347,28 @@ def test_factory_nb_init_rejects_scale_beyond_float32():
     assert "pass a scale below 4.91e+38, such as 0.1" in message
 
 
+def test_factory_nb_init_warns_of_saturating_scale(caplog):
+    texts = ["a good film", "a good cast", "a bad film", "a bad plot"]
+    labels = [1, 1, 0, 0]
+    # The ratios reach log(3) = 1.0986, so 1,000 is crossed above a scale of 910.
+    caplog.set_level("WARNING", logger="sentiment_lstm")
+
+    InputFactory(EmbeddingConfig(nb_init_scale=900), TextEncoderConfig()).build(
+        texts, labels
+    )
+    quiet = caplog.text
+    InputFactory(EmbeddingConfig(nb_init_scale=1000), TextEncoderConfig()).build(
+        texts, labels
+    )
+
+    assert quiet == ""
+    assert (
+        "--nb-init-scale 1000 starts the first dimension of word vectors at up "
+        "to 1.1e+03" in caplog.text
+    )
+    assert "scales near 0.1 are typical" in caplog.text
+
+
 def test_factory_nb_init_needs_labels():
     factory = InputFactory(EmbeddingConfig(nb_init_scale=0.5), TextEncoderConfig())
 
