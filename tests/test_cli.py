@@ -1527,7 +1527,7 @@ def test_predict_lone_dash_is_stdin(trained):
 
 
 def run_with_terminal_stdin(arguments, typed):
-    """Run the command line with stdin on a terminal; return the completed run."""
+    """Run the command line with stdin on a terminal and return the completed run."""
     import pty
 
     controller, terminal = pty.openpty()
@@ -1566,7 +1566,7 @@ def test_predict_dash_reads_terminal(trained):
     assert "'-' reads them from the terminal" in bare.stderr
 
 
-def test_stdin_copy_waits_on_non_blocking_pipe(tmp_path):
+def test_copy_waits_for_nonblocking_stdin(tmp_path):
     from sentiment_lstm.cli.predict import _copy_to_end
 
     read_end, write_end = os.pipe()
@@ -2276,6 +2276,7 @@ def test_output_on_read_only_mount(trained, tmp_path, capsys, monkeypatch, sourc
     output = tmp_path / "scored.csv"
     output.write_text("earlier results\n")
     mount_read_only(monkeypatch, output)
+
     status, error = predict_to_output(model_dir, reviews, source, output, capsys)
 
     assert status == 1
@@ -2795,7 +2796,7 @@ def test_train_model_too_large(trained, tmp_path, capsys, flags, named):
     assert "the model does not fit in memory" in error
     assert named in error
     assert "is available; lower --lstm-units, --num-layers" in error
-    # The tiny corpus's reviews are short, so the weights take most of it.
+    # The tiny corpus's reviews are short, so the weights take most of the memory.
     assert "--max-length" not in error
     assert "Traceback" not in error
     assert not (tmp_path / "m").exists()

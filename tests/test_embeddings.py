@@ -347,7 +347,7 @@ def test_factory_nb_init_rejects_scale_beyond_float32():
     assert "pass a scale below 4.91e+38, such as 0.1" in message
 
 
-def test_factory_nb_init_warns_of_saturating_scale(caplog):
+def test_nb_init_large_scale_warns(caplog):
     texts = ["a good film", "a good cast", "a bad film", "a bad plot"]
     labels = [1, 1, 0, 0]
     # The ratios reach log(3) = 1.0986, so 1,000 is crossed above a scale of 910.

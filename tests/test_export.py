@@ -559,7 +559,7 @@ def test_cli_export_read_only_file_system(tmp_path, capsys, monkeypatch):
     assert "chmod" not in error
 
 
-def test_cli_export_over_file_on_read_only_mount(tmp_path, capsys, monkeypatch):
+def test_cli_export_on_read_only_mount(tmp_path, capsys, monkeypatch):
     # A file on a read-only mount fails os.access(W_OK) whatever its mode.
     directory = write_model_dir(tmp_path / "model")
     onnx_path = directory / "model.onnx"

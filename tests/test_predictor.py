@@ -669,6 +669,19 @@ def drop_file_digests(directory: Path) -> None:
     config_path.write_text(json.dumps(values))
 
 
+def drop_onnx_digest(directory: Path) -> Path:
+    """Remove the SHA-256 of model.onnx from config.json, as older exports left it.
+
+    Returns:
+        The path of config.json.
+    """
+    config_path = directory / artifact.CONFIG_FILE
+    values = json.loads(config_path.read_text())
+    del values[artifact.FILES_KEY][artifact.ONNX_FILE]
+    config_path.write_text(json.dumps(values))
+    return config_path
+
+
 def test_onnx_only_from_other_network(tmp_path, exported):
     other = write_model_dir(tmp_path / "other", bidirectional=True)
     export_model(other)
@@ -731,10 +744,7 @@ def test_unrecorded_digests_warned(tmp_path, exported, caplog, backend):
 def test_unrecorded_onnx_only_copy_warned(tmp_path, exported, caplog):
     # A deployment of model.onnx without the weights cannot export again.
     directory = _onnx_only_copy(exported, tmp_path / "onnx-only")
-    config_path = directory / artifact.CONFIG_FILE
-    values = json.loads(config_path.read_text())
-    del values[artifact.FILES_KEY][artifact.ONNX_FILE]
-    config_path.write_text(json.dumps(values))
+    drop_onnx_digest(directory)
     caplog.set_level("WARNING", logger="sentiment_lstm.predictor")
 
     SentimentModel.load(directory, backend="onnx")
@@ -752,10 +762,7 @@ def test_unrecorded_onnx_digest_warned(tmp_path, exported, caplog):
     (directory / artifact.WEIGHTS_FILE).write_bytes(
         (exported / artifact.WEIGHTS_FILE).read_bytes()
     )
-    config_path = directory / artifact.CONFIG_FILE
-    values = json.loads(config_path.read_text())
-    del values[artifact.FILES_KEY][artifact.ONNX_FILE]
-    config_path.write_text(json.dumps(values))
+    config_path = drop_onnx_digest(directory)
     caplog.set_level("WARNING", logger="sentiment_lstm.predictor")
 
     SentimentModel.load(directory, backend="onnx")

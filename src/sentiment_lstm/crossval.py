@@ -26,6 +26,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from sentiment_lstm.data.split import add_missing_classes
 from sentiment_lstm.embeddings import EmbeddingConfig, InputFactory
 from sentiment_lstm.metrics import classification_report, mean_and_std
+from sentiment_lstm.pipeline import HELD_OUT_OVERLAP_WARNING_SHARE
 from sentiment_lstm.text import TextEncoderConfig
 from sentiment_lstm.training import (
     EncodedSplit,
@@ -284,11 +285,6 @@ def _split_fixes(
     return ", ".join(fixes[:-1]) + f" or {fixes[-1]}"
 
 
-# Folds whose test parts share at least this share of their reviews with
-# their training parts get a warning, as train's held-out parts do.
-FOLD_OVERLAP_WARNING_SHARE = 0.5
-
-
 def _check_fold_overlap(
     texts: list[str], folds: Sequence[tuple[np.ndarray, np.ndarray]]
 ) -> None:
@@ -299,7 +295,8 @@ def _check_fold_overlap(
         training_texts = {texts[index] for index in train_indices}
         shared += sum(texts[index] in training_texts for index in test_indices)
         tested += len(test_indices)
-    if shared and shared / tested >= FOLD_OVERLAP_WARNING_SHARE:
+    # The same share as for train's held-out parts.
+    if shared and shared / tested >= HELD_OUT_OVERLAP_WARNING_SHARE:
         logger.warning(
             "%d of the %d test reviews of the folds also occur in their "
             "folds' training parts, because the data repeats reviews, so the "

@@ -847,6 +847,8 @@ EMBEDDING_CHOICES = ("random", "minilm", "minilm-contextual")
 # (10 epochs, defaults otherwise), scale 1 trained to val_acc 0.735, scale
 # 300 (starts up to 712) to 0.685, and scales 3,000 (up to 7,100) and 30,000
 # stayed at chance (0.51 and 0.53).
+# NOTE: the value lies between those runs of one data set, so other data may
+# saturate somewhat above or below it.
 NB_INIT_WARNING_VALUE = 1000.0
 
 

@@ -203,9 +203,11 @@ def load_splits(spec: DataSpec, seed: int) -> Splits:
             test_fraction=test_fraction,
         )
     split_off = {"validation": validation_fraction, "test": test_fraction}
-    for part, examples in (("validation", validation), ("test", test)):
-        if split_off[part] > 0:
-            _check_split_overlap(part, spec.data, examples, train_part)
+    if any(fraction > 0 for fraction in split_off.values()):
+        training_texts = {example.text for example in train_part}
+        for part, examples in (("validation", validation), ("test", test)):
+            if split_off[part] > 0:
+                _check_split_overlap(part, spec.data, examples, training_texts)
     for part, held_out_path in held_out_paths.items():
         source = held_out_files[part]
         # the readers log what they read, skipped and left out
@@ -328,10 +330,9 @@ def _check_held_out_file(
 
 
 def _check_split_overlap(
-    part: str, data: str, held_out: list[Example], train_part: list[Example]
+    part: str, data: str, held_out: list[Example], training_texts: set[str]
 ) -> None:
     """Warn when a part split off the data mostly repeats training reviews."""
-    training_texts = {example.text for example in train_part}
     shared = sum(example.text in training_texts for example in held_out)
     if shared and shared / len(held_out) >= HELD_OUT_OVERLAP_WARNING_SHARE:
         logger.warning(
@@ -717,7 +718,7 @@ def _check_model_fits(
         return
     weights = estimate_training_memory(config, 0, 0, training_config.freeze_embeddings)
     if needed - weights > weights:
-        # The activations of a batch take most of it.
+        # One batch's activations take more memory than the weights.
         fixes = (
             "--batch-size, or --max-length, which cuts each review to that many "
             "tokens, or --lstm-units, --num-layers or --embedding-size"

@@ -1470,7 +1470,7 @@ def output_error_message(path: Path, err: OSError) -> str:
             "--output in a folder you can write to"
         )
     if isinstance(err, FileNotFoundError):
-        # The folder exists, so it refused the new file, as /proc and /sys do.
+        # The folder exists, so it rejected the new file, as /proc does.
         return (
             f"{path}: cannot write the output: the folder {path.parent} does "
             f"not allow new files ({err.strerror or err}); choose an --output "

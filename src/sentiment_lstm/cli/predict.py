@@ -291,7 +291,7 @@ def _score_reviews(
     if sys.stdin is None:
         parser.error("stdin is closed; give reviews as arguments or with --input FILE")
     if sys.stdin.isatty():
-        if not getattr(args, "stdin_requested", False):
+        if not args.stdin_requested:
             parser.error(
                 "give reviews as arguments, with --input FILE, or on stdin; "
                 "'-' reads them from the terminal"
@@ -433,15 +433,15 @@ def _score_stdin(
                 f"stopped while reading {source}; nothing was written to {output}"
             ) from None
         except OSError as err:
-            endless = ""
+            copy_note = ""
             if err.errno in (errno.ENOSPC, errno.EDQUOT):
-                endless = (
+                copy_note = (
                     f" ({source} is copied in full before it is scored, so an "
                     "endless stream such as /dev/zero fills any disk)"
                 )
             raise CommandError(
                 f"cannot copy {source} to a temporary file in {folder}: "
-                f"{err.strerror or err}{endless}; set TMPDIR to a folder with "
+                f"{err.strerror or err}{copy_note}; set TMPDIR to a folder with "
                 "more free space, or pass the reviews in a regular file with "
                 "--input"
             ) from err
