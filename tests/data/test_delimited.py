@@ -58,8 +58,9 @@ def test_csv_unknown_label_message(tmp_path: Path) -> None:
 
     assert str(excinfo.value) == (
         f"{path} line 8: unknown label 'meh'; allowed: positive, negative, pos, "
-        "neg, 0, 1 (JSONL also takes the booleans true and false, unquoted); use "
-        "--stars for ratings, or --skip-bad-rows to leave such rows out"
+        "neg, true, false (in any case), 0, 1, and in JSONL the booleans true "
+        "and false; use --stars for ratings, or --skip-bad-rows to leave such "
+        "rows out"
     )
 
 

@@ -155,6 +155,31 @@ def test_label_ascii_numbers_accepted(label: str, expected: int) -> None:
     assert parse_label(label) == expected
 
 
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [("TRUE", 1), ("False", 0), (" true ", 1), ("FALSE", 0)],
+)
+def test_label_boolean_words_accepted(label: str, expected: int) -> None:
+    from sentiment_lstm.data.labels import parse_label
+
+    assert parse_label(label) == expected
+
+
+def test_csv_boolean_labels_read(tmp_path: Path) -> None:
+    # As a spreadsheet saves a column of booleans.
+    path = tmp_path / "reviews.csv"
+    path.write_text(
+        "review,recommended\ngreat fun,TRUE\na dull mess,FALSE\n", encoding="utf-8"
+    )
+
+    result = read_examples(path, ReadOptions(label_column="recommended"))
+
+    assert [(example.text, example.label) for example in result.examples] == [
+        ("great fun", 1),
+        ("a dull mess", 0),
+    ]
+
+
 @pytest.mark.parametrize("rating", ["1_0", "５", "4 stars"])
 def test_rating_outside_ascii_decimal_rejected(rating: str) -> None:
     from sentiment_lstm.data.labels import LabelError, parse_rating

@@ -7,11 +7,20 @@ from dataclasses import dataclass
 from sentiment_lstm.data.collector import SKIP_HINT
 from sentiment_lstm.data.records import StarRule
 
-_LABEL_WORDS = {"negative": 0, "neg": 0, "positive": 1, "pos": 1}
+# Spreadsheets write booleans as TRUE and FALSE, which a column such as
+# "recommended" or "is_positive" holds.
+_LABEL_WORDS = {
+    "negative": 0,
+    "neg": 0,
+    "false": 0,
+    "positive": 1,
+    "pos": 1,
+    "true": 1,
+}
 
 ALLOWED_LABELS = (
-    "positive, negative, pos, neg, 0, 1 (JSONL also takes the booleans true and "
-    "false, unquoted)"
+    "positive, negative, pos, neg, true, false (in any case), 0, 1, and in JSONL "
+    "the booleans true and false"
 )
 
 # Maximum length of a value as shown in an error message; longer values are cut.
@@ -56,8 +65,9 @@ def show_value(value: object) -> str:
 def parse_label(value: object) -> int:
     """Parse a label cell into 0 (negative) or 1 (positive).
 
-    Accepted: the words positive, negative, pos and neg in any case, the numbers 0
-    and 1 as text ("1", "1.0") or as JSON numbers, and JSON booleans.
+    Accepted: the words positive, negative, pos, neg, true and false in any
+    case, the numbers 0 and 1 as text ("1", "1.0") or as JSON numbers, and
+    JSON booleans.
 
     Args:
         value: A CSV cell (str) or a JSON value.
