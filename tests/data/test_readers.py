@@ -240,3 +240,59 @@ def test_review_file_removed_after_listing(tmp_path: Path) -> None:
 
     assert review.reason == "file not found: it was removed while the folder was read"
     assert encoding is None
+
+
+def test_texts_with_both_labels_warned(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "reviews.csv"
+    path.write_text(
+        "text,stars\n"
+        "Good,5\n"
+        "awful,1\n"
+        "Good,1\n"
+        "Good,4\n"
+        "fine,2\n"
+        "fine,5\n"
+        "great,5\n",
+        encoding="utf-8",
+    )
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        result = read_examples(path, ReadOptions(stars=True))
+
+    assert len(result.examples) == 7
+    assert (
+        f"2 texts occur with both labels in {path}, in 5 of its 7 labelled "
+        "reviews, such as 'Good' (2 positive, the first at line 2; 1 negative, "
+        "the first at line 4); a model gets at least 2 of these 5 wrong "
+        "whatever it learns; check the labels and the star cut-offs"
+    ) in caplog.text
+
+
+def test_text_with_both_labels_in_a_pair_names_the_files(
+    tmp_path: Path, caplog
+) -> None:
+    (tmp_path / "reviews.pos").write_text("a fine film\nwitty\n", encoding="utf-8")
+    (tmp_path / "reviews.neg").write_text("dull\nwitty\n", encoding="utf-8")
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        read_examples(tmp_path / "reviews.pos")
+
+    assert "1 text occurs with both labels" in caplog.text
+    assert (
+        f"'witty' (1 positive, the first at {tmp_path / 'reviews.pos'} line 2; "
+        f"1 negative, the first at {tmp_path / 'reviews.neg'} line 2)"
+    ) in caplog.text
+    assert "check the labels\n" in caplog.text + "\n"
+    assert "star" not in caplog.text
+
+
+def test_repeats_with_one_label_not_warned(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "reviews.csv"
+    path.write_text(
+        "text,label\nGood,positive\nGood,positive\nbad,negative\n", encoding="utf-8"
+    )
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        read_examples(path)
+
+    assert "both labels" not in caplog.text

@@ -204,6 +204,7 @@ class ExampleCollector:
             by_label,
             unscorable,
         )
+        _log_conflicting_labels(self.examples, path, stars=self.ratings.count > 0)
         return ReadResult(
             examples=self.examples,
             bad_rows=self.bad_rows,
@@ -212,6 +213,70 @@ class ExampleCollector:
             unscored=self.unscored,
             columns=self.columns,
         )
+
+
+def _log_conflicting_labels(examples: list[Example], path: Path, stars: bool) -> None:
+    """Warn about review texts that occur with both labels.
+
+    No model can classify every copy of such a text correctly: at least the
+    copies with the rarer label of each text are wrong, whatever it learns.
+    The warning gives that floor, and the text with the most copies as an
+    example, with the place of its first positive and first negative copy.
+    """
+    # labels.py imports this module for SKIP_HINT.
+    from sentiment_lstm.data.labels import show_value
+
+    # Labels seen per text as bits, 1 negative and 2 positive: small ints, so
+    # that a file of a million reviews adds only the dict itself.
+    seen: dict[str, int] = {}
+    for example in examples:
+        if example.label is not None:
+            seen[example.text] = seen.get(example.text, 0) | (1 << example.label)
+    labelled = sum(1 for example in examples if example.label is not None)
+    both = {text for text, bits in seen.items() if bits == 3}
+    del seen
+    if not both:
+        return
+    # text -> [negative count, positive count]
+    conflicting: dict[str, list[int]] = {text: [0, 0] for text in both}
+    for example in examples:
+        if example.label is not None and example.text in both:
+            conflicting[example.text][example.label] += 1
+    copies = sum(map(sum, conflicting.values()))
+    floor = sum(map(min, conflicting.values()))
+    text = max(conflicting, key=lambda key: sum(conflicting[key]))
+    negative, positive = conflicting[text]
+    first: dict[int, Example] = {}
+    for example in examples:
+        if example.text == text and example.label not in first:
+            first[example.label] = example
+            if len(first) == 2:
+                break
+    # A pos/neg pair or a folder has its own file per label.
+    one_file = first[0].source == first[1].source == str(path)
+    places = {
+        label: f"{'' if one_file else example.source + ' '}line {example.line}"
+        for label, example in first.items()
+    }
+    logger.warning(
+        "%s %s with both labels in %s, in %d of its %d labelled reviews, such "
+        "as %s (%d positive, the first at %s; %d negative, the first at %s); "
+        "a model gets at least %d of these %d wrong whatever it learns; check "
+        "the labels%s",
+        _count(len(conflicting), "text"),
+        "occurs" if len(conflicting) == 1 else "occur",
+        path,
+        copies,
+        labelled,
+        show_value(text),
+        positive,
+        places[1],
+        negative,
+        places[0],
+        floor,
+        copies,
+        " and the star cut-offs" if stars else "",
+    )
 
 
 class RatingRange:
