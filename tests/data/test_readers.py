@@ -268,9 +268,7 @@ def test_texts_with_both_labels_warned(tmp_path: Path, caplog) -> None:
     ) in caplog.text
 
 
-def test_text_with_both_labels_in_a_pair_names_the_files(
-    tmp_path: Path, caplog
-) -> None:
+def test_both_labels_pair_names_files(tmp_path: Path, caplog) -> None:
     (tmp_path / "reviews.pos").write_text("a fine film\nwitty\n", encoding="utf-8")
     (tmp_path / "reviews.neg").write_text("dull\nwitty\n", encoding="utf-8")
 
@@ -286,7 +284,7 @@ def test_text_with_both_labels_in_a_pair_names_the_files(
     assert "star" not in caplog.text
 
 
-def test_repeats_with_one_label_not_warned(tmp_path: Path, caplog) -> None:
+def test_repeats_one_label_not_warned(tmp_path: Path, caplog) -> None:
     path = tmp_path / "reviews.csv"
     path.write_text(
         "text,label\nGood,positive\nGood,positive\nbad,negative\n", encoding="utf-8"
