@@ -198,15 +198,25 @@ def post_reviews(client: httpx.Client, reviews: list) -> httpx.Response:
     return client.post("/predict", json={"reviews": reviews})
 
 
+# The time at the start of each line that serve writes on stderr.
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d"
+
+
+def message_of(line: str, level: str = "ERROR") -> str:
+    """Return a line of serve's stderr without its time and level."""
+    match = re.fullmatch(rf"{STAMP} {level} (.*)", line)
+    assert match, line
+    return match.group(1)
+
+
 def test_log_lines_have_time_and_level(server, client):
     _, log = server
     client.post("/predict", content=b"{}")
     lines = log.read_text().splitlines()
-    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d"
 
-    assert re.match(rf"{stamp} INFO starting to serve ", lines[0]), lines[0]
+    assert re.match(rf"{STAMP} INFO starting to serve ", lines[0]), lines[0]
     assert any(
-        re.match(rf"{stamp} WARNING POST /predict from .* rejected with 415", line)
+        re.match(rf"{STAMP} WARNING POST /predict from .* rejected with 415", line)
         for line in lines
     )
 
@@ -1338,7 +1348,7 @@ def test_shutdown_does_not_wait_for_stalled_body(
     assert "Traceback" not in text
     assert "Error" not in text
     last_line = "terminated" if signals == [signal.SIGTERM] else "interrupted"
-    assert text.rstrip().splitlines()[-1] == last_line
+    assert message_of(text.rstrip().splitlines()[-1], "INFO") == last_line
 
 
 def test_sighup_shuts_down_gracefully(model_dir, tmp_path):
@@ -1354,7 +1364,19 @@ def test_sighup_shuts_down_gracefully(model_dir, tmp_path):
     assert status == 128 + signal.SIGHUP
     assert "Shutting down" in text
     assert "Traceback" not in text
-    assert text.rstrip().splitlines()[-1].startswith("hung up (SIGHUP)")
+    assert message_of(text.rstrip().splitlines()[-1], "INFO") == "hung up (SIGHUP)"
+
+
+def test_quiet_server_logs_termination(model_dir, tmp_path):
+    log = tmp_path / "server.log"
+    with running_server(model_dir, log, "-q") as (process, _):
+        process.send_signal(signal.SIGTERM)
+        status = process.wait(timeout=30)
+    lines = log.read_text().splitlines()
+
+    assert status == 128 + signal.SIGTERM
+    assert "starting to serve" not in log.read_text()
+    assert message_of(lines[-1], "INFO") == "terminated"
 
 
 def test_health_and_metrics_served_over_connection_limit(model_dir, tmp_path):
@@ -2363,7 +2385,7 @@ def test_missing_model_exits(tmp_path):
     missing = tmp_path / "no-model"
 
     result = run_serve(missing)
-    last_line = result.stderr.strip().splitlines()[-1]
+    last_line = message_of(result.stderr.strip().splitlines()[-1])
 
     assert result.returncode == 1
     assert last_line.startswith("sentiment-lstm serve: error:")
@@ -2387,7 +2409,7 @@ def test_broken_model_exits(tmp_path, model_dir, name, content):
     (broken / name).write_bytes(content)
 
     result = run_serve(broken)
-    last_line = result.stderr.strip().splitlines()[-1]
+    last_line = message_of(result.stderr.strip().splitlines()[-1])
 
     assert result.returncode == 1
     assert last_line.startswith("sentiment-lstm serve: error:")
@@ -2420,7 +2442,7 @@ def test_edited_config_exits(tmp_path, model_dir, key, value):
 
     assert result.returncode == 1
     assert len(lines) == 1
-    assert lines[0].startswith("sentiment-lstm serve: error:")
+    assert message_of(lines[0]).startswith("sentiment-lstm serve: error:")
     assert str(edited / "config.json") in lines[0]
     assert key in lines[0]
 
@@ -2471,10 +2493,11 @@ def test_port_in_use_exits(model_dir):
 
     assert result.returncode == 1
     # The one line of the error, before uvicorn starts.
-    assert result.stderr == (
+    assert len(result.stderr.splitlines()) == 1
+    assert message_of(result.stderr.rstrip("\n")) == (
         f"sentiment-lstm serve: error: cannot listen on 127.0.0.1:{port}: the "
         "address is already in use; choose another port with --port, or stop the "
-        "program that listens on it\n"
+        "program that listens on it"
     )
 
 
@@ -2504,7 +2527,7 @@ def test_unusable_host_exits(model_dir, host, expected):
     )
 
     assert result.returncode == 1
-    assert result.stderr.startswith(
+    assert message_of(result.stderr.rstrip("\n")).startswith(
         "sentiment-lstm serve: error: " + expected.format(port=port)
     )
     assert len(result.stderr.splitlines()) == 1
@@ -2630,5 +2653,5 @@ def test_serve_without_torch_names_fix_once(model_dir, capsys, monkeypatch):
 
     assert status == 1
     assert len(lines) == 1
-    assert lines[0].startswith("sentiment-lstm serve: error: cannot load")
+    assert message_of(lines[0]).startswith("sentiment-lstm serve: error: cannot load")
     assert lines[0].count("sentiment-lstm export") == 1

@@ -199,8 +199,15 @@ class _ServiceFormatter(_OneLineFormatter):
         return moment.isoformat(timespec="milliseconds")
 
 
+# The formatter of the last line of serve, which starts with the time and level
+# like its log lines, whatever the log level. None for the other commands.
+_last_line_formatter: logging.Formatter | None = None
+
+
 def configure_logging(verbose: bool, quiet: bool, *, service: bool = False) -> None:
     """Send log lines to stderr, so stdout carries only results."""
+    global _last_line_formatter
+    _last_line_formatter = _ServiceFormatter(SERVICE_LOG_FORMAT) if service else None
     level = logging.INFO
     if verbose:
         level = logging.DEBUG
@@ -319,9 +326,11 @@ def _run_watched(
     except KeyboardInterrupt as err:
         # The message, if any, names what the command saved before the interruption.
         if terminated.is_set():
-            print_error(str(err) or _termination_line(terminated.signal_number))
+            print_error(
+                str(err) or _termination_line(terminated.signal_number), logging.INFO
+            )
             return 128 + terminated.signal_number
-        print_error(str(err) or "interrupted")
+        print_error(str(err) or "interrupted", logging.INFO)
         return INTERRUPTED_STATUS
     except BrokenPipeError:
         # The process reading stdout has exited, as with "| head". Point stdout
@@ -346,14 +355,22 @@ def _termination_line(signal_number: int) -> str:
     return "terminated"
 
 
-def print_error(text: str) -> None:
-    """Print a line on stderr, or nowhere where stderr was closed (2>&-).
+def print_error(text: str, level: int = logging.ERROR) -> None:
+    """Print a command's last line on stderr, or nowhere where stderr was closed.
 
-    print() writes to stdout when sys.stderr is None, which would put the
-    message among the results.
+    print() writes to stdout when sys.stderr is None (2>&-), which would put
+    the message among the results. The line of ``serve`` starts with the time
+    and ``level`` like its log lines, even where ``-q`` hides its INFO lines.
     """
-    if sys.stderr is not None:
-        print(one_line(text), file=sys.stderr)
+    if sys.stderr is None:
+        return
+    line = one_line(text)
+    if _last_line_formatter is not None:
+        record = logging.LogRecord(
+            "sentiment_lstm", level, __file__, 0, line, None, None
+        )
+        line = _last_line_formatter.format(record)
+    print(line, file=sys.stderr)
 
 
 # Errors that a write to a full or failing disk gives, often without a file.
