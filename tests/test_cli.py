@@ -1566,6 +1566,88 @@ def test_predict_dash_reads_terminal(trained):
     assert "'-' reads them from the terminal" in bare.stderr
 
 
+def read_until(descriptor: int, end: bytes, timeout: float = 60) -> bytes:
+    """Read a descriptor until its bytes end with ``end``; fail after timeout."""
+    import select
+
+    received = b""
+    deadline = time.monotonic() + timeout
+    while not received.endswith(end):
+        ready, _, _ = select.select([descriptor], [], [], deadline - time.monotonic())
+        assert ready, f"no {end!r} within {timeout} s, only {received!r}"
+        chunk = os.read(descriptor, 4096)
+        assert chunk, f"the output ended without {end!r}: {received!r}"
+        received += chunk
+    return received
+
+
+@pytest.mark.parametrize("output_format", ["text", "csv"])
+def test_predict_terminal_line_scored_on_enter(trained, output_format):
+    import pty
+
+    _, model_dir = trained
+    controller, terminal = pty.openpty()
+    read_end, write_end = os.pipe()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sentiment_lstm", "predict"]
+            + ["--model", str(model_dir), "--format", output_format, "-"],
+            stdin=terminal,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+        )
+        os.close(terminal)
+        os.close(write_end)
+        os.write(controller, b"great fun\n")
+        # The result comes while the input is still open.
+        first = read_until(read_end, b"\n" if output_format == "text" else b",\n")
+        os.write(controller, b"boring mess\n\xff bad\nno enter\x04\x04")
+        _, stderr = process.communicate(timeout=120)
+        rest = b""
+        while chunk := os.read(read_end, 4096):
+            rest += chunk
+    finally:
+        os.close(controller)
+        os.close(read_end)
+    lines = (first + rest).decode().splitlines()
+
+    assert process.returncode == 0, stderr
+    assert b"scored when you press Enter" in stderr
+    if output_format == "text":
+        assert [line.split('"')[1] for line in lines] == [
+            "great fun",
+            "boring mess",
+            "\ufffd bad",
+            "no enter",
+        ]
+        assert lines[2].endswith("(byte 0xff is invalid in UTF-8)")
+    else:
+        assert lines[0] == "text,positive,negative,label,error"
+        assert [line.split(",")[0] for line in lines[1:]] == [
+            "great fun",
+            "boring mess",
+            "\ufffd bad",
+            "no enter",
+        ]
+        assert lines[3].endswith(",,,,byte 0xff is invalid in UTF-8")
+
+
+def test_predict_terminal_to_file_waits_for_end(trained, tmp_path):
+    _, model_dir = trained
+    output = tmp_path / "scored.csv"
+    command = ["predict", "--model", str(model_dir), "--output", str(output), "-"]
+
+    typed = run_with_terminal_stdin(command, "great fun\nboring mess\n")
+
+    assert typed.returncode == 0, typed.stderr
+    assert "press Ctrl-D on a new line to score them" in typed.stderr
+    assert [line.split(",")[0] for line in output.read_text().splitlines()] == [
+        "text",
+        "great fun",
+        "boring mess",
+    ]
+
+
 def test_copy_waits_for_nonblocking_stdin(tmp_path):
     from sentiment_lstm.cli.predict import _copy_to_end
 

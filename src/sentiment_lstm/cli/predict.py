@@ -290,17 +290,28 @@ def _score_reviews(
         return 0
     if sys.stdin is None:
         parser.error("stdin is closed; give reviews as arguments or with --input FILE")
+    stream = getattr(sys.stdin, "buffer", None)
     if sys.stdin.isatty():
         if not args.stdin_requested:
             parser.error(
                 "give reviews as arguments, with --input FILE, or on stdin; "
                 "'-' reads them from the terminal"
             )
+        if (
+            stream is not None
+            and args.output is None
+            and args.data_format in (None, "lines")
+        ):
+            logger.warning(
+                "reading reviews from the terminal, one per line; each is "
+                "scored when you press Enter, and Ctrl-D on a new line ends"
+            )
+            _score_terminal(args, model, stream)
+            return 0
         logger.warning(
             "reading reviews from the terminal, one per line; "
             "press Ctrl-D on a new line to score them"
         )
-    stream = getattr(sys.stdin, "buffer", None)
     if stream is None:
         # A text stream without bytes underneath, as in embedding programs.
         texts = _split_lines(sys.stdin.read())
@@ -387,6 +398,55 @@ def _blocking(stream: BinaryIO) -> Iterator[None]:
     finally:
         with contextlib.suppress(OSError):
             os.set_blocking(descriptor, False)
+
+
+def _score_terminal(args: argparse.Namespace, model, stream: BinaryIO) -> None:
+    """Score the lines typed on a terminal as they come, and write each result.
+
+    A terminal passes its input on when Enter is pressed, so each read
+    returns the lines typed or pasted since the last one, and they are
+    scored and written at once. A line is read like an argument review: as
+    UTF-8, and with a byte invalid in UTF-8 it is not scored.
+    """
+    output_format = args.output_format or "text"
+    read = getattr(stream, "read1", stream.read)
+    header = True
+    unfinished = b""
+    with _blocking(stream):
+        while chunk := read(STDIN_COPY_BYTES):
+            *lines, unfinished = (unfinished + chunk).split(b"\n")
+            if lines:
+                _write_typed(args, model, lines, output_format, header)
+                header = False
+    if unfinished:
+        # Text typed before a Ctrl-D without Enter.
+        _write_typed(args, model, [unfinished], output_format, header)
+
+
+def _write_typed(
+    args: argparse.Namespace,
+    model,
+    lines: list[bytes],
+    output_format: str,
+    header: bool,
+) -> None:
+    """Score lines read from a terminal and write their results to stdout."""
+    from sentiment_lstm.data import DataError
+    from sentiment_lstm.scoring import write_to_stream
+
+    reviews = [
+        line.removesuffix(b"\r").decode("utf-8", "surrogateescape") for line in lines
+    ]
+    predictions = _predict_arguments(model, reviews, args.batch_size)
+
+    def write(stream: TextIO) -> None:
+        write_predictions(predictions, output_format, stream, header=header)
+
+    try:
+        # write_to_stream flushes, so each result shows before the next line.
+        write_to_stream("stdout", sys.stdout, write)
+    except DataError as err:
+        raise CommandError(str(err)) from err
 
 
 def _score_stdin(
