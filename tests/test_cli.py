@@ -1632,6 +1632,58 @@ def test_predict_terminal_line_scored_on_enter(trained, output_format):
         assert lines[3].endswith(",,,,byte 0xff is invalid in UTF-8")
 
 
+def test_predict_line_buffered_pipe(trained):
+    _, model_dir = trained
+    read_end, write_end = os.pipe()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sentiment_lstm", "-q", "predict"]
+        + ["--model", str(model_dir), "--format", "jsonl", "--line-buffered"],
+        stdin=subprocess.PIPE,
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+    )
+    os.close(write_end)
+    try:
+        process.stdin.write(b"great fun\nboring")
+        process.stdin.flush()
+        # The whole line is scored while the pipe stays open.
+        first = read_until(read_end, b"}\n")
+        _, stderr = process.communicate(b" mess\n\x92 curly\nlast", timeout=120)
+        rest = b""
+        while chunk := os.read(read_end, 4096):
+            rest += chunk
+    finally:
+        os.close(read_end)
+    records = [json.loads(line) for line in (first + rest).splitlines()]
+
+    assert process.returncode == 0, stderr
+    assert [record["text"] for record in records] == [
+        "great fun",
+        "boring mess",
+        "\ufffd curly",
+        "last",
+    ]
+    assert records[2]["error"] == "byte 0x92 is invalid in UTF-8"
+    assert records[3]["positive"] + records[3]["negative"] == pytest.approx(1)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["great"], "--line-buffered reads the reviews from stdin"),
+        (["--input", "x.txt"], "--line-buffered reads the reviews from stdin"),
+        (["--output", "x.csv"], "drop --output and redirect stdout"),
+        (["--input-format", "csv"], "reads one review a line, not csv"),
+    ],
+)
+def test_line_buffered_misuse_rejected(capsys, extra, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--model", "m", "--line-buffered", *extra])
+
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
 def test_predict_terminal_to_file_waits_for_end(trained, tmp_path):
     _, model_dir = trained
     output = tmp_path / "scored.csv"

@@ -83,6 +83,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "'-' means stdin",
     )
     parser.add_argument(
+        "--line-buffered",
+        action="store_true",
+        help="score each line of stdin as it arrives and write its result to "
+        "stdout at once, reading it as UTF-8, instead of scoring stdin once it "
+        "ends; for endless streams such as 'tail -f'",
+    )
+    parser.add_argument(
         "--output",
         type=file_path_argument,
         help="write results to this file instead of stdout ('-' means stdout); "
@@ -191,6 +198,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         args.input = None
     if args.output == Path("-"):
         args.output = None
+    if args.line_buffered:
+        _check_line_buffered(args, parser)
     if args.output is None and sys.stdout is None:
         # Python sets sys.stdout to None when descriptor 1 is closed (>&-).
         raise CommandError(
@@ -266,6 +275,29 @@ def _file_identity(path: Path) -> tuple[int, int, int] | None:
     return status.st_ino, status.st_size, status.st_mtime_ns
 
 
+def _check_line_buffered(
+    args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> None:
+    """Exit with a usage error where --line-buffered cannot apply."""
+    if args.reviews or args.input is not None:
+        parser.error(
+            "--line-buffered reads the reviews from stdin; pipe them in, or "
+            "drop --line-buffered"
+        )
+    if args.output is not None:
+        parser.error(
+            "--line-buffered writes each result to stdout as it comes; drop "
+            "--output and redirect stdout, or drop --line-buffered to write "
+            f"{args.output} once every review is scored"
+        )
+    if args.data_format not in (None, "lines"):
+        parser.error(
+            f"--line-buffered reads one review a line, not "
+            f"{args.data_format}; drop --input-format {args.data_format}, or "
+            "drop --line-buffered"
+        )
+
+
 def _score(args: argparse.Namespace, parser: argparse.ArgumentParser, model) -> int:
     """Score the reviews of the arguments, --input or stdin."""
     if _progress_setting(args) is None and sys.stderr is not None:
@@ -291,6 +323,9 @@ def _score_reviews(
     if sys.stdin is None:
         parser.error("stdin is closed; give reviews as arguments or with --input FILE")
     stream = getattr(sys.stdin, "buffer", None)
+    if args.line_buffered and stream is not None and not sys.stdin.isatty():
+        _score_lines_as_they_come(args, model, stream)
+        return 0
     if sys.stdin.isatty():
         if not args.stdin_requested:
             parser.error(
@@ -306,7 +341,7 @@ def _score_reviews(
                 "reading reviews from the terminal, one per line; each is "
                 "scored when you press Enter, and Ctrl-D on a new line ends"
             )
-            _score_terminal(args, model, stream)
+            _score_lines_as_they_come(args, model, stream)
             return 0
         logger.warning(
             "reading reviews from the terminal, one per line; "
@@ -400,13 +435,16 @@ def _blocking(stream: BinaryIO) -> Iterator[None]:
             os.set_blocking(descriptor, False)
 
 
-def _score_terminal(args: argparse.Namespace, model, stream: BinaryIO) -> None:
-    """Score the lines typed on a terminal as they come, and write each result.
+def _score_lines_as_they_come(
+    args: argparse.Namespace, model, stream: BinaryIO
+) -> None:
+    """Score the lines of a terminal or pipe as they come, and write each result.
 
     A terminal passes its input on when Enter is pressed, so each read
-    returns the lines typed or pasted since the last one, and they are
-    scored and written at once. A line is read like an argument review: as
-    UTF-8, and with a byte invalid in UTF-8 it is not scored.
+    returns the lines typed or pasted since the last one. A pipe's read
+    returns what has arrived. The whole lines of each read are scored and
+    written at once. A line is read like an argument review: as UTF-8, and
+    with a byte invalid in UTF-8 it is not scored.
     """
     output_format = args.output_format or "text"
     read = getattr(stream, "read1", stream.read)
@@ -419,7 +457,8 @@ def _score_terminal(args: argparse.Namespace, model, stream: BinaryIO) -> None:
                 _write_typed(args, model, lines, output_format, header)
                 header = False
     if unfinished:
-        # Text typed before a Ctrl-D without Enter.
+        # The last line without a line end, or typed before a Ctrl-D without
+        # Enter.
         _write_typed(args, model, [unfinished], output_format, header)
 
 
@@ -430,7 +469,7 @@ def _write_typed(
     output_format: str,
     header: bool,
 ) -> None:
-    """Score lines read from a terminal and write their results to stdout."""
+    """Score lines read from a terminal or pipe and write their results to stdout."""
     from sentiment_lstm.data import DataError
     from sentiment_lstm.scoring import write_to_stream
 
