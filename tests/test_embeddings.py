@@ -69,6 +69,24 @@ def test_word_with_spaces(tmp_path):
     assert vectors.vectors[". . ."].tolist() == [9.0, 9.0, 9.0]
 
 
+def test_extra_values_warned_with_line(tmp_path, caplog):
+    path = tmp_path / "v.txt"
+    path.write_text(
+        "good 0.5 0.25 -1.0\nfilm 0.1 0.2 0.3 0.4\n. . . 9 9 9\n", encoding="utf-8"
+    )
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        vectors = read_vectors(path)
+
+    assert "film 0.1" in vectors.vectors
+    assert (
+        f"{path}: 1 line has more than 3 values, such as line 2 with 4, so the "
+        "values before the last 3 became part of the word, as in 'film 0.1', "
+        "which matches no vocabulary word; remove the extra values"
+    ) in caplog.text
+    assert "'. . .'" not in caplog.text
+
+
 def test_read_only_wanted_words(tmp_path):
     path = write_vectors(tmp_path / "v.txt", VECTOR_LINES)
 
@@ -131,6 +149,17 @@ def test_empty_line_rejected(tmp_path):
 
     with pytest.raises(EmbeddingError, match=r"v\.txt:2: empty line"):
         read_vectors(path)
+
+
+def test_cp1252_file_names_utf8_fix(tmp_path):
+    path = tmp_path / "v.txt"
+    path.write_bytes("good 0.5 0.25\ncafé 0.1 0.2\n".encode("cp1252"))
+
+    with pytest.raises(EmbeddingError) as excinfo:
+        read_vectors(path)
+
+    assert str(excinfo.value).startswith(f"{path}:2: not UTF-8 text (")
+    assert "such as cp1252, as UTF-8" in str(excinfo.value)
 
 
 def test_binary_file_rejected(tmp_path):

@@ -127,6 +127,9 @@ def read_vectors(
     total = 0
     header_count: int | None = None
     duplicates = 0
+    # Lines whose word has spaces before numbers: (line, word, values) of the first.
+    numeric_words = 0
+    first_numeric_word: tuple[int, str, int] | None = None
     compressed = _is_gzip(path)
     with _open_text(path, compressed) as stream:
         line_number = 0
@@ -136,8 +139,10 @@ def read_vectors(
                 line = stream.readline()
             except UnicodeDecodeError as err:
                 raise EmbeddingError(
-                    f"{path}:{line_number}: not UTF-8 text ({err}); binary word2vec "
-                    "files are not supported, so save the vectors in the text format"
+                    f"{path}:{line_number}: not UTF-8 text ({err}); save a text "
+                    "file in another encoding, such as cp1252, as UTF-8, and a "
+                    "binary word2vec file in the text format, which is the only "
+                    "one read"
                 ) from err
             except EOFError as err:
                 raise EmbeddingError(
@@ -184,6 +189,12 @@ def read_vectors(
                 )
             total += 1
             word = " ".join(fields[:-dim])
+            if len(fields) > dim + 1 and _all_floats(fields[1:-dim]):
+                # Most likely a vector with values to spare rather than a
+                # word with spaces, which is kept as one but matches nothing.
+                numeric_words += 1
+                if first_numeric_word is None:
+                    first_numeric_word = (line_number, word, len(fields) - 1)
             if wanted is not None and not (
                 word in wanted
                 or word.lower() in wanted
@@ -225,6 +236,21 @@ def read_vectors(
             header_count,
             total,
         )
+    if first_numeric_word is not None:
+        line_number, word, values = first_numeric_word
+        logger.warning(
+            "%s: %d line%s more than %d values, such as line %d with %d, so "
+            "the values before the last %d became part of the word, as in %r, "
+            "which matches no vocabulary word; remove the extra values",
+            path,
+            numeric_words,
+            " has" if numeric_words == 1 else "s have",
+            dim,
+            line_number,
+            values,
+            dim,
+            word,
+        )
     if duplicates:
         logger.warning(
             "%s: %d repeated words; the first vector of each was kept",
@@ -235,6 +261,16 @@ def read_vectors(
 
 
 GZIP_SIGNATURE = b"\x1f\x8b"
+
+
+def _all_floats(fields: list[str]) -> bool:
+    """Return whether every field reads as a number."""
+    try:
+        for field in fields:
+            float(field)
+    except ValueError:
+        return False
+    return True
 
 
 def _after_line(line_number: int) -> str:
