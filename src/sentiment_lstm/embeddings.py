@@ -17,6 +17,7 @@ inside the functions that run the transformer.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import io
@@ -131,12 +132,18 @@ def read_vectors(
     numeric_words = 0
     first_numeric_word: tuple[int, str, int] | None = None
     compressed = _is_gzip(path)
-    with _open_text(path, compressed) as stream:
+    with _open_bytes(path, compressed) as stream:
         line_number = 0
         while True:
             line_number += 1
             try:
-                line = stream.readline()
+                # Decoded line by line, so that an error names the line of
+                # the byte rather than that of the block being decoded.
+                raw = stream.readline()
+                if line_number == 1:
+                    # A byte order mark would otherwise join the first word.
+                    raw = raw.removeprefix(codecs.BOM_UTF8)
+                line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
                 raise EmbeddingError(
                     f"{path}:{line_number}: not UTF-8 text ({err}); save a text "
@@ -283,12 +290,10 @@ def _is_gzip(path: Path) -> bool:
         return stream.read(len(GZIP_SIGNATURE)) == GZIP_SIGNATURE
 
 
-def _open_text(path: Path, compressed: bool) -> io.TextIOBase:
-    # utf-8-sig removes a byte order mark, which would otherwise join the
-    # first word
+def _open_bytes(path: Path, compressed: bool) -> io.BufferedIOBase:
     if compressed:
-        return gzip.open(path, "rt", encoding="utf-8-sig", newline="\n")
-    return path.open("r", encoding="utf-8-sig", newline="\n")
+        return gzip.open(path, "rb")
+    return path.open("rb")
 
 
 def _check_header_dimension(path: Path, fields: list[str], dim: int) -> None:
