@@ -508,19 +508,22 @@ def test_jsonl_empty_object_record(model, tmp_path):
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 2, 100])
-def test_jsonl_empty_lines_in_place(model, tmp_path, chunk_rows):
+def test_jsonl_empty_lines_in_place(model, tmp_path, chunk_rows, caplog):
     source = tmp_path / "in.jsonl"
-    source.write_text('{"text": "great fun", "id": 1}\n\n  \n{"text": "dull"}\n\n')
+    source.write_text('{"text": "great fun", "id": 1}\n\n  \n{"text": "dull"}\n\n \n')
 
-    summary = score_file(model, source, tmp_path / "out.jsonl", chunk_rows=chunk_rows)
+    with caplog.at_level(logging.INFO, logger="sentiment_lstm"):
+        summary = score_file(
+            model, source, tmp_path / "out.jsonl", chunk_rows=chunk_rows
+        )
     records = [json.loads(line) for line in (tmp_path / "out.jsonl").open()]
 
+    # The blank lines at the end hold no record, as for training.
     assert [record.get("text") for record in records] == [
         "great fun",
         None,
         None,
         "dull",
-        None,
     ]
     assert records[1] == {
         "positive": None,
@@ -529,15 +532,34 @@ def test_jsonl_empty_lines_in_place(model, tmp_path, chunk_rows):
         "error": "line 2: empty line",
     }
     assert records[2]["error"] == "line 3: empty line"
-    assert records[4]["error"] == "line 5: empty line"
     assert records[3]["label"] in ("positive", "negative")
-    assert summary.unscored == 3
+    assert summary.unscored == 2
     assert summary.unparsed == 0
+    assert f"left out 2 blank lines at the end of {source}" in caplog.text
+
+
+def test_text_blank_lines_at_end_left_out(model, tmp_path, caplog):
+    source = tmp_path / "in.txt"
+    source.write_text("great fun\n\n  \ndull\n\n  \n\n")
+    output = tmp_path / "out.csv"
+
+    with caplog.at_level(logging.INFO, logger="sentiment_lstm"):
+        summary = score_file(model, source, output)
+    rows = read_csv(output, ",")
+
+    assert [(row["text"], row["error"] != "") for row in rows] == [
+        ("great fun", False),
+        ("", True),
+        ("  ", True),
+        ("dull", False),
+    ]
+    assert summary.rows == 4
+    assert f"left out 3 blank lines at the end of {source}" in caplog.text
 
 
 @pytest.mark.parametrize("blank", ["", "   "])
 @pytest.mark.parametrize("delimiter", [",", "\t"])
-def test_delimited_blank_lines_in_place(model, tmp_path, delimiter, blank):
+def test_delimited_blank_lines_in_place(model, tmp_path, delimiter, blank, caplog):
     source = tmp_path / "in.csv"
     source.write_text(
         f"id{delimiter}text\n1{delimiter}great fun\n{blank}\n2{delimiter}dull\n"
@@ -547,21 +569,23 @@ def test_delimited_blank_lines_in_place(model, tmp_path, delimiter, blank):
     data_format = "csv" if delimiter == "," else "tsv"
     output = tmp_path / f"out.{data_format}"
 
-    summary = score_file(
-        model,
-        source,
-        output,
-        options=ReadOptions(format=data_format, require_labels=False),
-    )
+    with caplog.at_level(logging.INFO, logger="sentiment_lstm"):
+        summary = score_file(
+            model,
+            source,
+            output,
+            options=ReadOptions(format=data_format, require_labels=False),
+        )
     rows = read_csv(output, delimiter)
 
+    assert f"left out 1 blank line at the end of {source}" in caplog.text
+    # The blank line at the end holds no record, as for training.
     assert [(row["id"], row["text"], row["error"]) for row in rows] == [
         ("1", "great fun", ""),
         ("", "", "line 3: empty line"),
         ("2", "dull", ""),
-        ("", "", "line 5: empty line"),
     ]
-    assert summary.unscored == 2
+    assert summary.unscored == 1
     assert summary.unparsed == 0
 
 

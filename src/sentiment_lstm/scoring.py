@@ -756,8 +756,17 @@ class _LinesReader(_Reader):
         limit = next(limits)
         chunk = self._new_chunk()
         carriage_returns = 0
+        # Blank lines wait for a later line, because those at the end of the
+        # file are left out, as the training readers do.
+        blank: list[tuple[int, str]] = []
         for number, line in enumerate(self.stream, start=1):
             line = _strip_line_end(line)
+            if not line.strip():
+                blank.append((number, line))
+                continue
+            for blank_number, blank_line in blank:
+                chunk.add(blank_number, [blank_line], blank_line, None)
+            blank.clear()
             chunk.add(number, [line], line, self._text_error(line))
             if chunk.full(limit):
                 if self._count_carriage_returns:
@@ -768,6 +777,7 @@ class _LinesReader(_Reader):
         if self._count_carriage_returns:
             carriage_returns += _lines_with_carriage_return(chunk.texts)
             warn_about_carriage_returns(carriage_returns, self.source)
+        _log_blank_end(len(blank), self.source)
         if chunk.records:
             yield chunk
 
@@ -825,25 +835,31 @@ class _JsonlReader(_Reader):
         limit = next(limits)
         chunk = self._new_chunk()
         self._first_failure: DataError | None = None
+        # Blank lines wait for a later record, because those at the end of
+        # the file are left out, as the training readers do.
+        blank: list[int] = []
         for number, line in enumerate(self.stream, start=1):
             line = _strip_line_end(line)
-            if line.strip():
-                parsed = self._parse(number, line)
-                if parsed is None:
-                    # With --skip-bad-rows: a record of the scores and the
-                    # reason, which ends with the text of the line.
-                    text = ""
-                    error = self.bad_rows.last_reason + _line_text_note(line)
-                    line = "{}"
-                else:
-                    text, error = parsed
-                    if self.replaced_bytes.possible and error is None:
-                        place = self.replaced_bytes.find_in_record(number, line)
-                        if place is not None:
-                            chunk.replaced.append((len(chunk.records), place))
-            else:
+            if not line.strip():
+                blank.append(number)
+                continue
+            for blank_number in blank:
                 # An empty line keeps its place as a record with scores only.
-                line, text, error = "{}", "", EMPTY_LINE
+                chunk.add(blank_number, "{}", "", EMPTY_LINE, len(EMPTY_LINE))
+            blank.clear()
+            parsed = self._parse(number, line)
+            if parsed is None:
+                # With --skip-bad-rows: a record of the scores and the
+                # reason, which ends with the text of the line.
+                text = ""
+                error = self.bad_rows.last_reason + _line_text_note(line)
+                line = "{}"
+            else:
+                text, error = parsed
+                if self.replaced_bytes.possible and error is None:
+                    place = self.replaced_bytes.find_in_record(number, line)
+                    if place is not None:
+                        chunk.replaced.append((len(chunk.records), place))
             size = max(len(line), len(text), len(error or ""))
             chunk.add(number, line, text, error, size)
             # The empty lines before the first record wait for it, so that
@@ -855,6 +871,7 @@ class _JsonlReader(_Reader):
                 limit = next(limits)
         if self._text_key is None and self._first_failure is not None:
             raise self._first_failure
+        _log_blank_end(len(blank), self.source)
         if chunk.records:
             yield chunk
 
@@ -960,6 +977,17 @@ class _JsonlReader(_Reader):
         if _INVALID_BYTE_OR_NUL.search(line) is None:
             return value, TOO_LONG if len(value) > FIELD_SIZE_LIMIT else None
         return value, self._text_error(value)
+
+
+def _log_blank_end(lines: int, source: str) -> None:
+    """Log the blank lines at the end of a file, which get no row."""
+    if lines:
+        logger.info(
+            "left out %d blank line%s at the end of %s",
+            lines,
+            "" if lines == 1 else "s",
+            source,
+        )
 
 
 def _chunk_limits(chunk_rows: int) -> Iterator[int]:

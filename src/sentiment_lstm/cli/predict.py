@@ -1047,11 +1047,14 @@ def _warn_of_replaced_names(names: set[str]) -> None:
 
 
 def _split_lines(text: str) -> list[str]:
-    """Return one review per line, keeping empty lines so rows never shift."""
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
+    """Return one review per line, keeping blank lines but those at the end.
+
+    Blank lines between reviews keep their rows, so rows never shift.
+    """
+    lines = [line.rstrip("\r") for line in text.split("\n")]
+    while lines and not lines[-1].strip():
         lines.pop()
-    return [line.rstrip("\r") for line in lines]
+    return lines
 
 
 def write_predictions(

@@ -368,10 +368,10 @@ def parsed_rows(
     records of their own, so that the good records among them are kept and
     the bad ones get their own line numbers.
 
-    A line of spaces in a file of two or more columns counts as empty. With
-    ``keep_empty`` an empty line is yielded as an empty row. Otherwise an empty
-    line between records goes to ``reject``, and empty lines after the last
-    record are ignored, because they hold no record.
+    A line of spaces in a file of two or more columns counts as empty. An
+    empty line between records is yielded as an empty row with
+    ``keep_empty``, and goes to ``reject`` otherwise. Empty lines after the
+    last record are ignored, because they hold no record.
 
     Raises:
         DataError: If the csv module fails before reaching a new record.
@@ -381,22 +381,30 @@ def parsed_rows(
     # end of the file.
     empty_lines: list[int] = []
 
-    def reject_empty_lines() -> None:
+    def release_empty_lines() -> Iterator[tuple[int, list[str]]]:
+        """Yield the waiting empty lines as empty rows, or reject them."""
         for empty_line in empty_lines:
-            reject(empty_line, "empty line", EMPTY_FIX)
+            if keep_empty:
+                yield empty_line, []
+            else:
+                reject(empty_line, "empty line", EMPTY_FIX)
         empty_lines.clear()
 
     while True:
         try:
             row = next(reader)
         except StopIteration:
-            if empty_lines:
-                logger.debug(
-                    "ignored %d empty lines at the end of %s", len(empty_lines), source
+            count = len(empty_lines)
+            if count:
+                logger.info(
+                    "left out %d blank line%s at the end of %s",
+                    count,
+                    "" if count == 1 else "s",
+                    source,
                 )
             return
         except csv.Error as err:
-            reject_empty_lines()
+            yield from release_empty_lines()
             start, end = reader.first_line, reader.last_line
             if end < start:
                 raise DataError(f"{source} line {start}: {err}") from err
@@ -413,13 +421,10 @@ def parsed_rows(
             reject(start, reason, fix, line_text=reader.line_text())
             continue
         start, end = reader.first_line, reader.last_line
-        if keep_empty and (not row or _is_blank_line(row, width, end - start)):
-            yield start, []
-            continue
-        if not row or (not keep_empty and _is_blank_line(row, width, end - start)):
+        if not row or _is_blank_line(row, width, end - start):
             empty_lines.append(start)
             continue
-        reject_empty_lines()
+        yield from release_empty_lines()
         if len(row) != width:
             reject(
                 start,
