@@ -4303,6 +4303,19 @@ def test_train_progress_bar_on_terminal(trained, tmp_path):
     assert (tmp_path / "hidden" / "model.safetensors").is_file()
 
 
+def test_cross_validate_progress_bar_on_terminal(trained):
+    root, _ = trained
+    command = ["cross-validate", "--data", str(root / "tiny.pos"), *TRAIN_ARGS]
+    command += ["--folds", "2", "--num_epoch", "1"]
+
+    default = run_in_terminal(command)
+    hidden = run_in_terminal([*command, "--no-progress"])
+
+    assert "batch/s]" in default
+    assert "batch/s]" not in hidden
+    assert "fold 2: test accuracy" in hidden
+
+
 @pytest.mark.parametrize(
     ("arguments", "quiet", "verbose"),
     [

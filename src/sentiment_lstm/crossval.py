@@ -338,6 +338,7 @@ def cross_validate(
     model_options: dict[str, Any] | None = None,
     training_config: TrainingConfig = TrainingConfig(),
     on_fold: FoldCallback | None = None,
+    show_progress: bool | None = False,
 ) -> CrossValidationResult:
     """Train and test the LSTM on each fold.
 
@@ -350,6 +351,8 @@ def cross_validate(
         model_options: ``ModelConfig`` fields other than ``vocab_size``.
         training_config: Optimisation settings, the same for every fold.
         on_fold: Called with each fold's result as soon as it is known.
+        show_progress: Progress bar of each epoch's batches; None shows it
+            only when stderr is a terminal.
 
     Returns:
         The per-fold results and the shared setup time.
@@ -411,6 +414,7 @@ def cross_validate(
             model_options=model_options or {},
             training_config=training_config,
             on_fold=on_fold,
+            show_progress=show_progress,
         )
         return CrossValidationResult(results, shared_seconds, settings)
     except KeyboardInterrupt as err:
@@ -440,6 +444,7 @@ def _run_folds(
     model_options: dict[str, Any],
     training_config: TrainingConfig,
     on_fold: FoldCallback | None,
+    show_progress: bool | None,
 ) -> None:
     """Run the folds in order, appending each result to ``results``."""
     for number, (train_indices, test_indices) in enumerate(folds, start=1):
@@ -454,6 +459,7 @@ def _run_folds(
             cv_config=cv_config,
             model_options=model_options,
             training_config=training_config,
+            show_progress=show_progress,
         )
         logger.info(
             "fold %d: test accuracy %.4f, macro F1 %.4f, best epochs %s, %.1f s",
@@ -493,6 +499,7 @@ def _run_fold(
     cv_config: CrossValidationConfig,
     model_options: dict[str, Any],
     training_config: TrainingConfig,
+    show_progress: bool | None,
 ) -> FoldResult:
     started = time.perf_counter()
     cpu_started = _cpu_seconds()
@@ -533,7 +540,7 @@ def _run_fold(
         fit_split,
         validation_split,
         training_config,
-        show_progress=False,
+        show_progress=show_progress,
         workers=cv_config.parallel_members,
     )
     # Reviews without tokens get no score, as in evaluate.

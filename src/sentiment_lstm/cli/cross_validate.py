@@ -10,6 +10,7 @@ import stat
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -172,6 +173,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.1,
         help="share of each training part held out to pick the best epoch "
         "(default: 0.1)",
+    )
+    parser.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="hide the progress bar of each epoch's batches, which is shown on "
+        "a terminal; the line after each fold stays",
     )
     add_threads_option(parser)
     parser.add_argument(
@@ -414,6 +422,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
     except ImportError as err:
         raise missing_training_packages("cross-validate", err) from err
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from sentiment_lstm.data import DataError, read_examples, resolve_data
     from sentiment_lstm.data.readers import detect_format
 
@@ -515,19 +525,24 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     # The result once every fold has run, and whether it was reported.
     finished: list[CrossValidationResult] = []
     reported = False
+    # Log lines go above a progress bar, and not to stdout where stderr was
+    # closed (2>&-).
+    redirect = logging_redirect_tqdm if sys.stderr is not None else nullcontext
     try:
-        finished.append(
-            cross_validate(
-                [example.text for example in examples],
-                [example.label for example in examples],
-                cv_config=cv_config,
-                encoder_config=options.encoder_config,
-                embedding_config=options.embedding_config,
-                model_options=options.model_options,
-                training_config=options.training_config,
-                on_fold=print_fold,
+        with redirect():
+            finished.append(
+                cross_validate(
+                    [example.text for example in examples],
+                    [example.label for example in examples],
+                    cv_config=cv_config,
+                    encoder_config=options.encoder_config,
+                    embedding_config=options.embedding_config,
+                    model_options=options.model_options,
+                    training_config=options.training_config,
+                    on_fold=print_fold,
+                    show_progress=None if args.progress else False,
+                )
             )
-        )
         # A Ctrl-C or SIGTERM from here on waits until the results are written.
         with interrupts.deferred():
             _report(args, finished[0], saving, stdout_failures)
