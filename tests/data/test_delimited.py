@@ -713,6 +713,48 @@ def test_negative_ratings_warned(
     assert "below 0 stars (the lowest is -5)" in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("labels", "fix", "rule"),
+    [
+        (
+            ("-1", "1"),
+            "for labels -1 and 1 use --stars --negative-max-stars -1 "
+            "--positive-min-stars 1, or --skip-bad-rows",
+            StarRule(-1, 1),
+        ),
+        (
+            ("1", "2"),
+            "for labels 1 (negative) and 2 (positive) use --stars "
+            "--negative-max-stars 1 --positive-min-stars 2, and for star ratings "
+            "--stars, or --skip-bad-rows",
+            StarRule(1, 2),
+        ),
+    ],
+)
+def test_other_label_numbering_names_fix(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    labels: tuple[str, str],
+    fix: str,
+    rule: StarRule,
+) -> None:
+    negative, positive = labels
+    path = write(
+        tmp_path / "reviews.csv",
+        f"text,polarity\ngood,{positive}\nbad,{negative}\nfine,{positive}\n",
+    )
+
+    with pytest.raises(DataError) as excinfo:
+        read_examples(path)
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm.data"):
+        # The fix that the message names reads the file.
+        result = read_examples(path, ReadOptions(stars=True, star_rule=rule))
+
+    assert fix in str(excinfo.value)
+    assert [example.label for example in result.examples] == [1, 0, 1]
+    assert caplog.records == []
+
+
 def test_ratings_of_prediction_input_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -326,7 +326,9 @@ class RatingRange:
                 star_rule.positive_min,
                 FIVE_STAR_MAX,
             )
-        if self.below_zero:
+        # Cut-offs moved below 0 are for a scale with negative values, such
+        # as labels of -1 and 1.
+        if self.below_zero and star_rule.negative_max >= 0:
             logger.warning(
                 "%s in %s %s below 0 stars (the lowest is %g), which no "
                 "star scale has; such ratings are labelled by the cut-offs like "

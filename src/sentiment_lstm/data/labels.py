@@ -1,5 +1,6 @@
 """Parsing of label cells and star ratings into label indices."""
 
+import contextlib
 import math
 import re
 from dataclasses import dataclass
@@ -82,7 +83,12 @@ def parse_label(value: object) -> int:
         return int(value)
     if isinstance(value, (int, float)) and value in (0, 1):
         return int(value)
-    if isinstance(value, str):
+    number = math.nan
+    if isinstance(value, (int, float)):
+        # A JSON integer of hundreds of digits is beyond a float.
+        with contextlib.suppress(OverflowError):
+            number = float(value)
+    elif isinstance(value, str):
         word = value.strip().lower()
         if word in _LABEL_WORDS:
             return _LABEL_WORDS[word]
@@ -91,8 +97,23 @@ def parse_label(value: object) -> int:
             return int(number)
     raise LabelError(
         f"unknown label {show_value(value)}",
-        f"allowed: {ALLOWED_LABELS}; use --stars for ratings, or {SKIP_HINT}",
+        f"allowed: {ALLOWED_LABELS}; {_OTHER_SCHEMES.get(number, _STARS_HINT)}, "
+        f"or {SKIP_HINT}",
     )
+
+
+_STARS_HINT = "use --stars for ratings"
+
+# Fixes for two common numberings of negative and positive: the label that
+# is not 0 or 1 maps to the fix. The second is that of the Amazon polarity
+# set. With 1 and 2, the 1s before the first 2 were read as positive.
+_OTHER_SCHEMES = {
+    -1.0: "for labels -1 and 1 use --stars --negative-max-stars -1 "
+    "--positive-min-stars 1",
+    2.0: "for labels 1 (negative) and 2 (positive) use --stars "
+    "--negative-max-stars 1 --positive-min-stars 2, and for star ratings "
+    "--stars",
+}
 
 
 def looks_like_rating(value: object, column: str) -> bool:
