@@ -187,6 +187,11 @@ def test_pooling_default(flags, expected):
             "--embedding-size has no effect with --embeddings minilm, whose "
             "vectors are those of MiniLM's",
         ),
+        (
+            ["--freeze-embeddings"],
+            "--freeze-embeddings without --pretrained-vectors keeps the random "
+            "starting vectors for good",
+        ),
     ],
 )
 def test_unused_flag_warned(flags, warning, caplog, tmp_path, monkeypatch):
@@ -214,6 +219,9 @@ def test_unused_flag_warned(flags, warning, caplog, tmp_path, monkeypatch):
         ["--minilm-layers", "1,2", "--embeddings", "minilm-contextual"],
         ["--preset", "minilm"],
         ["--min-frequency", "5", "--embedding-size", "50"],
+        ["--freeze-embeddings", "--embeddings", "minilm"],
+        ["--freeze-embeddings", "--pretrained-vectors", "vectors.txt"],
+        ["--no-freeze-embeddings"],
     ],
 )
 def test_used_flag_not_warned(flags, caplog, tmp_path, monkeypatch):
@@ -228,6 +236,14 @@ def test_used_flag_not_warned(flags, caplog, tmp_path, monkeypatch):
     resolve_options(args)
 
     assert [r for r in caplog.records if r.levelname == "WARNING"] == []
+
+
+def test_repeated_minilm_layer_rejected(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--data", "reviews.csv", "--minilm-layers", "1,1"])
+
+    assert exit_info.value.code == 2
+    assert "each MiniLM layer may be named once, got '1,1'" in (capsys.readouterr().err)
 
 
 def test_fraction_beside_held_out_file_warned(caplog):

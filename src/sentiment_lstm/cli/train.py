@@ -117,6 +117,12 @@ def layer_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(
             f"MiniLM layers run from 0 (embedding output) to 6, got {text!r}"
         )
+    if len(set(layers)) < len(layers):
+        # A repeated layer would weigh more in the average, unannounced.
+        raise argparse.ArgumentTypeError(
+            f"each MiniLM layer may be named once, got {text!r}; give each "
+            "layer once, such as 4,5,6"
+        )
     return layers
 
 
@@ -425,6 +431,17 @@ def _warn_unused_flags(args: argparse.Namespace, values: dict[str, Any]) -> None
                     values["embeddings"],
                     reason,
                 )
+    if (
+        getattr(args, "freeze_embeddings", None)
+        and values["embeddings"] == "random"
+        and values["pretrained_vectors"] is None
+    ):
+        logger.warning(
+            "--freeze-embeddings without --pretrained-vectors keeps the "
+            "random starting vectors for good, so the words never get vectors "
+            "of their own; add --pretrained-vectors FILE, or drop "
+            "--freeze-embeddings"
+        )
     if values["embeddings"] == "minilm-contextual":
         return
     for name, flag, effect in (
