@@ -196,6 +196,35 @@ def test_folder_without_layout(tmp_path: Path) -> None:
         read_examples(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("folders", "note"),
+    [
+        (["pos"], "{root} has pos/ but no neg/, so add a neg/ folder"),
+        (["train/neg"], "{root}/train has neg/ but no pos/, so add a pos/ folder"),
+        (
+            ["POS", "Neg"],
+            "{root} has Neg/ and POS/, but the class folders must be named pos/ "
+            "and neg/ in lower case",
+        ),
+    ],
+)
+def test_partial_folder_layout_named(
+    tmp_path: Path, folders: list[str], note: str
+) -> None:
+    root = tmp_path / "reviews"
+    for folder in folders:
+        (root / folder).mkdir(parents=True)
+        (root / folder / "1.txt").write_text("a review", encoding="utf-8")
+
+    with pytest.raises(DataError) as detected:
+        read_examples(root)
+    with pytest.raises(DataError) as required:
+        read_examples(root, ReadOptions(format="folder"))
+
+    assert note.format(root=root) in str(detected.value)
+    assert note.format(root=root) in str(required.value)
+
+
 def test_folder_format_needs_layout(tmp_path: Path) -> None:
     write_reviews(tmp_path, {"good/a.txt": "good"})
 

@@ -50,6 +50,40 @@ def find_review_folders(path: Path) -> list[Path]:
     return [path / name for name in SPLIT_FOLDERS if _has_class_folders(path / name)]
 
 
+def partial_layout_note(path: Path) -> str:
+    """Return why path, which find_review_folders rejects, is not a review folder.
+
+    Names a class folder without its partner, and class folders named in
+    another case, such as POS/; otherwise returns "".
+    """
+    for folder in [path] + [path / name for name in SPLIT_FOLDERS]:
+        if not folder.is_dir():
+            continue
+        try:
+            names = {entry.name for entry in folder.iterdir() if entry.is_dir()}
+        except OSError:
+            continue
+        present = [name for name, _ in CLASS_FOLDERS if name in names]
+        if len(present) == 1:
+            (missing,) = {name for name, _ in CLASS_FOLDERS} - set(present)
+            return (
+                f"; {folder} has {present[0]}/ but no {missing}/, so add a "
+                f"{missing}/ folder, which may be empty where the data has one "
+                "class only"
+            )
+        other_case = sorted(
+            name
+            for name in names
+            if name.lower() in {"pos", "neg"} and name not in {"pos", "neg"}
+        )
+        if other_case:
+            return (
+                f"; {folder} has {' and '.join(name + '/' for name in other_case)}, "
+                "but the class folders must be named pos/ and neg/ in lower case"
+            )
+    return ""
+
+
 def require_review_folders(path: Path) -> list[Path]:
     """Return the review folders under path, as :func:`find_review_folders` does.
 
@@ -60,7 +94,8 @@ def require_review_folders(path: Path) -> list[Path]:
     if not folders:
         raise DataError(
             f"{path}: expected pos/ and neg/ subfolders of .txt reviews, or train/ "
-            "and test/ subfolders that contain them; pass a folder with this layout"
+            f"and test/ subfolders that contain them{partial_layout_note(path)}; "
+            "pass a folder with this layout"
         )
     return folders
 

@@ -7,7 +7,11 @@ from pathlib import Path
 from sentiment_lstm.data.collector import ExampleCollector
 from sentiment_lstm.data.decoding import NUL_SAMPLE_BYTES, check_file_start
 from sentiment_lstm.data.delimited import read_delimited
-from sentiment_lstm.data.folders import find_review_folders, read_review_folders
+from sentiment_lstm.data.folders import (
+    find_review_folders,
+    partial_layout_note,
+    read_review_folders,
+)
 from sentiment_lstm.data.jsonl import read_jsonl
 from sentiment_lstm.data.line_files import (
     is_posneg_stem,
@@ -94,6 +98,7 @@ def detect_format(path: Path, format_option: str = "--data-format") -> str:
             f"{path}: cannot detect the data format of this folder; expected pos/ "
             "and neg/ subfolders of .txt reviews (or train/ and test/ subfolders "
             "that contain them), or one *.pos and one *.neg file"
+            + partial_layout_note(path)
         )
     if path.is_file():
         data_format = EXTENSION_FORMATS.get(path.suffix.lower())
