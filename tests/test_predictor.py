@@ -237,6 +237,24 @@ def test_cancelled_before_tokenizing(exported, monkeypatch):
     assert sentiment_lstm.ScoringCancelled is ScoringCancelled
 
 
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "score_token_ids"])
+def test_cancelled_not_callable_rejected(exported, method):
+    model = SentimentModel.load(exported, backend="onnx")
+    reviews = [[5, 6]] if method == "score_token_ids" else ["great fun"]
+
+    with pytest.raises(TypeError) as excinfo:
+        getattr(model, method)(reviews, cancelled=True)
+
+    assert str(excinfo.value).startswith(
+        f"{method}: cancelled must be a function of no arguments"
+    )
+    assert str(excinfo.value).endswith("got bool True")
+
+
+def test_package_dir_lists_lazy_names():
+    assert {"SentimentModel", "Prediction", "__version__"} <= set(dir(sentiment_lstm))
+
+
 def test_tokenized_parts_joined_in_order(exported, monkeypatch):
     model = SentimentModel.load(exported, backend="onnx")
     reviews = [
@@ -1141,6 +1159,11 @@ def test_threads_of_another_type(exported, backend):
         SentimentModel.load(exported, backend=backend, threads="2")
     with pytest.raises(ValueError, match="threads must be at least 1, got 0"):
         SentimentModel.load(exported, backend=backend, threads=0)
+    too_many = (os.cpu_count() or 1) + 1
+    with pytest.raises(
+        ValueError, match=f"threads must be at most {too_many - 1}, the logical"
+    ):
+        SentimentModel.load(exported, backend=backend, threads=too_many)
 
 
 def test_physical_core_count():

@@ -35,3 +35,8 @@ def __getattr__(name: str) -> Any:
 
         return getattr(predictor, name)
     raise AttributeError(f"module 'sentiment_lstm' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # The names of __all__ load on first use, so they are not yet in globals().
+    return sorted(set(globals()) | set(__all__))

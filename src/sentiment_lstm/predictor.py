@@ -444,7 +444,7 @@ class SentimentModel:
             ImportError: If the chosen backend's runtime is not installed.
             TypeError: If ``threads`` is not an int.
             ValueError: If ``backend`` is not one of ``BACKEND_CHOICES``, or
-                ``threads`` is below 1.
+                ``threads`` is below 1 or above the logical CPUs.
         """
         if backend not in BACKEND_CHOICES:
             raise ValueError(
@@ -453,6 +453,14 @@ class SentimentModel:
             )
         if threads is not None:
             _check_count("threads", threads)
+            cpus = os.cpu_count() or 1
+            if threads > cpus:
+                # As the command line's --threads: more forward passes at once
+                # than CPUs only make each of them wait.
+                raise ValueError(
+                    f"threads must be at most {cpus}, the logical CPUs of this "
+                    f"machine, got {threads}"
+                )
         directory = Path(directory)
         attempts = 0
         read_after_unlock = False
@@ -548,6 +556,7 @@ class SentimentModel:
         cancelled: Callable[[], bool] | None = None,
     ) -> np.ndarray:
         """Return what predict_proba does for a list; ``method`` names the caller."""
+        _check_cancelled(cancelled, method)
         too_long = [
             isinstance(text, str) and len(text) > MAX_REVIEW_CHARS for text in texts
         ]
@@ -639,6 +648,7 @@ class SentimentModel:
             ScoringCancelled: If ``cancelled`` returned True.
             ScoringStopped: If :meth:`close` was called.
         """
+        _check_cancelled(cancelled, "score_token_ids")
         batches, workers = self._plan(
             token_ids, batch_size, max_batch_tokens, cancelled
         )
@@ -916,6 +926,16 @@ def _review_list(texts: object, method: str) -> list[str]:
             f"{method} takes a list of reviews, got {type(texts).__name__} {preview}"
         ) from None
     return list(iterator)
+
+
+def _check_cancelled(cancelled: object, method: str) -> None:
+    """Raise TypeError unless ``cancelled`` is None or can be called."""
+    if cancelled is not None and not callable(cancelled):
+        raise TypeError(
+            f"{method}: cancelled must be a function of no arguments that "
+            "returns True once scoring should stop, such as the is_set method "
+            f"of a threading.Event, got {type(cancelled).__name__} {cancelled!r}"
+        )
 
 
 def _check_count(name: str, value: object) -> None:
