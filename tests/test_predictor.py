@@ -1063,8 +1063,10 @@ def test_scores_keep_input_order(exported):
     assert np.allclose(batched, one_by_one, atol=1e-6, equal_nan=True)
 
 
-def test_parallel_batches_match_sequential(exported):
+def test_parallel_batches_match_sequential(exported, monkeypatch):
     reviews = [REVIEWS[i % len(REVIEWS)] + " fun" * (i % 9) for i in range(200)]
+    # Three threads, as on a machine of at least three CPUs.
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
     sequential = SentimentModel.load(exported, backend="onnx", threads=1)
     parallel = SentimentModel.load(exported, backend="onnx", threads=3)
 
