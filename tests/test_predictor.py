@@ -110,6 +110,83 @@ def unexported(tmp_path) -> Path:
     return write_model_dir(tmp_path / "model")
 
 
+def concurrent_passes(backend, tokens: int, callers: int = 4) -> int:
+    """Return the most forward passes of ``tokens`` ids that ran at once.
+
+    Each of ``callers`` threads runs passes straight on the backend, as the
+    threads of a server's requests do with one thread per model.
+    """
+    running = 0
+    most = 0
+    lock = threading.Lock()
+    run = backend._run
+
+    def counted(feed):
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            time.sleep(0.05)
+            return run(feed)
+        finally:
+            with lock:
+                running -= 1
+
+    backend._run = counted
+    width = 8
+    ids = np.full((tokens // width, width), 5, dtype=np.int64)
+    lengths = np.full(tokens // width, width, dtype=np.int64)
+    callers_threads = [
+        threading.Thread(
+            target=lambda: [backend.probabilities(ids, lengths) for _ in range(3)]
+        )
+        for _ in range(callers)
+    ]
+    for thread in callers_threads:
+        thread.start()
+    for thread in callers_threads:
+        thread.join(timeout=60)
+    return most
+
+
+def test_large_passes_wait_for_thread_slots(exported):
+    model = SentimentModel.load(exported, backend="onnx", threads=1)
+    large = predictor_module.SLOT_FREE_TOKENS + 8
+
+    assert concurrent_passes(model.backend, large) == 1
+
+
+def test_small_passes_run_at_once(exported):
+    model = SentimentModel.load(exported, backend="onnx", threads=1)
+
+    assert concurrent_passes(model.backend, predictor_module.SLOT_FREE_TOKENS) > 1
+
+
+def test_pass_waiting_for_slot_stops_on_close(exported):
+    model = SentimentModel.load(exported, backend="onnx", threads=1)
+    large = predictor_module.SLOT_FREE_TOKENS + 8
+    ids = np.full((large // 8, 8), 5, dtype=np.int64)
+    lengths = np.full(large // 8, 8, dtype=np.int64)
+    errors: list[BaseException] = []
+
+    def wait_for_slot() -> None:
+        try:
+            model.backend.probabilities(ids, lengths)
+        except BaseException as err:
+            errors.append(err)
+
+    model.backend._slots.acquire()
+    waiter = threading.Thread(target=wait_for_slot)
+    waiter.start()
+    time.sleep(0.2)
+    model.close()
+    waiter.join(timeout=10)
+
+    assert not waiter.is_alive()
+    assert [type(err) for err in errors] == [ScoringStopped]
+
+
 @pytest.mark.parametrize("backend", ["onnx", "torch"])
 def test_close_stops_scoring_threads(exported, backend):
     model = SentimentModel.load(exported, backend=backend, threads=2)

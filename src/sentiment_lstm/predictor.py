@@ -80,6 +80,16 @@ METADATA_ENCODER_SHA256 = "sentiment_lstm.encoder_sha256"
 # rows. Scoring 100,000 reviews peaked at 317 MB RSS with this value and at
 # 408 MB with 16384, at the same CPU time (onnxruntime 1.32, 2 cores).
 MAX_BATCH_TOKENS = 8192
+# Forward passes of at most this many padded tokens run at once in any
+# thread. Larger ones wait for one of the ONNX backend's `threads` slots,
+# because each holds buffers that grow with its tokens: a pass of 8,192
+# tokens of a 500-unit bidirectional model took about 250 MB, and 16 such
+# passes from the threads of a server's requests took 4 GB. The short
+# requests that a server scores on its event loop stay below the bound, so
+# they never wait there for a slot.
+SLOT_FREE_TOKENS = 1024
+# How often a pass that waits for a slot checks whether terminate() was called.
+_SLOT_WAIT_SECONDS = 0.05
 # Smallest batch that score_token_ids splits off to run beside others; below
 # this a thread hand-off costs more than the pass itself.
 MIN_PARALLEL_BATCH = 16
@@ -248,6 +258,9 @@ class OnnxBackend:
             _check_count("threads", threads)
         self.threads = threads or physical_core_count()
         self.parallel_batches = self.threads
+        # Large passes from any thread take one of these slots, so that at
+        # most `threads` of them hold their buffers at once.
+        self._slots = threading.BoundedSemaphore(self.threads)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
@@ -310,6 +323,17 @@ class OnnxBackend:
             ScoringStopped: If :meth:`terminate` was called.
         """
         feed = {INPUT_TOKEN_IDS: token_ids, INPUT_LENGTHS: lengths}
+        if token_ids.size <= SLOT_FREE_TOKENS:
+            return self._run(feed)
+        while not self._slots.acquire(timeout=_SLOT_WAIT_SECONDS):
+            if self._run_options.terminate:
+                raise ScoringStopped()
+        try:
+            return self._run(feed)
+        finally:
+            self._slots.release()
+
+    def _run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         try:
             return self.session.run([OUTPUT_PROBABILITIES], feed, self._run_options)[0]
         except Exception:

@@ -115,6 +115,18 @@ class MemberProcessError(ValueError):
     """A process that trained ensemble members ended without a result."""
 
 
+# The most epochs a run may have. The cosine schedule's warm-up and decay are
+# fractions of all epochs, so with far more epochs than a run could finish
+# the learning rate would stay near zero, and patience waits for the
+# warm-up to end.
+MAX_EPOCHS = 100_000
+EPOCHS_LIMIT_REASON = (
+    "the learning-rate schedule spreads over all epochs, so a run that cannot "
+    "finish them would train at a rate near zero; patience ends a run early "
+    "once validation accuracy stops improving"
+)
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """Settings of one training run; saved in the artifact's metadata.
@@ -171,6 +183,11 @@ class TrainingConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.num_epochs > MAX_EPOCHS:
+            raise ValueError(
+                f"num_epochs must be at most {MAX_EPOCHS}, got {self.num_epochs}; "
+                f"{EPOCHS_LIMIT_REASON}"
+            )
         if not self.learning_rate > 0:
             raise ValueError(
                 f"learning_rate must be positive, got {self.learning_rate!r}"

@@ -155,8 +155,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threads",
         type=thread_count,
         default=1,
-        help="ONNX Runtime forward passes that run at once, each on one "
-        "thread; 1 leaves the other cores to the web server and other "
+        help="ONNX Runtime forward passes of more than 1,024 padded tokens "
+        "that run at once, each on one thread, whatever the number of "
+        "requests; 1 leaves the other cores to the web server and other "
         "processes (default: 1; the torch backend keeps PyTorch's own setting)",
     )
     parser.add_argument(
