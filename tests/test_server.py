@@ -1347,6 +1347,10 @@ def test_shutdown_does_not_wait_for_stalled_body(
     assert "cancelled with 503" in text
     assert "Traceback" not in text
     assert "Error" not in text
+    # The planned cancellation is no error.
+    assert " ERROR " not in text
+    if signals == [signal.SIGTERM]:
+        assert re.search(r" WARNING Cancel 1 running task\(s\)", text), text
     last_line = "terminated" if signals == [signal.SIGTERM] else "interrupted"
     assert message_of(text.rstrip().splitlines()[-1], "INFO") == last_line
 

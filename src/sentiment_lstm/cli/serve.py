@@ -354,6 +354,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         # lines share its format and stream.
         log_config=None,
     )
+    uvicorn_errors = logging.getLogger("uvicorn.error")
+    if not any(
+        isinstance(item, _ShutdownCancelLevel) for item in uvicorn_errors.filters
+    ):
+        uvicorn_errors.addFilter(_ShutdownCancelLevel())
     server = _hangup_server_class(uvicorn.Server)(config)
     try:
         server.run(sockets=sockets)
@@ -437,6 +442,24 @@ def _bind_error(address: tuple, port: int, err: OSError) -> str:
             "1024 need administrator rights; choose a --port of 1024 or above"
         )
     return f"cannot listen on {place}: {err.strerror or err}"
+
+
+class _ShutdownCancelLevel(logging.Filter):
+    """Log uvicorn's line on the requests cancelled at shutdown as a warning.
+
+    uvicorn logs it as an error, but cancelling requests after
+    ``--shutdown-timeout`` is how the server is meant to stop, and each of
+    them gets its own warning with its 503. An alert on error lines would
+    otherwise fire at every deployment under load.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and str(record.msg).startswith(
+            "Cancel %s running task(s)"
+        ):
+            record.levelno = logging.WARNING
+            record.levelname = logging.getLevelName(logging.WARNING)
+        return True
 
 
 def _hangup_server_class(server_class: type) -> type:
