@@ -635,3 +635,23 @@ def test_cli_export_read_only_onnx(tmp_path, capsys):
     assert status == 1
     assert "the file is read-only; make it writable" in capsys.readouterr().err
     assert onnx_path.read_bytes() == b"an older export"
+
+
+def test_export_waits_for_no_train_run(tmp_path, capsys):
+    import fcntl
+
+    directory = write_model_dir(tmp_path / "model")
+    # A train run holds this lock on its --output-dir while it runs.
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        status = main(["export", "--model", str(directory)])
+    finally:
+        os.close(descriptor)
+    err = capsys.readouterr().err
+
+    assert status == 1
+    assert f"{directory} is in use by a train run" in err
+    assert not (directory / "model.onnx").exists()
+    assert main(["-q", "export", "--model", str(directory)]) == 0
+    assert (directory / "model.onnx").is_file()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
+from pathlib import Path
 
 from sentiment_lstm.cli.common import CommandError, path_argument
 from sentiment_lstm.extras import install_hint
@@ -51,7 +54,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         ) from err
 
     try:
-        result = export_model(args.model)
+        with _model_folder_lock(args.model):
+            result = export_model(args.model)
     except ParityError as err:
         _print_parity(err.results, err.tolerance)
         raise CommandError(
@@ -76,6 +80,25 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 f"cannot take the report: {err.strerror or err}"
             ) from err
     return 0
+
+
+def _model_folder_lock(folder: Path) -> contextlib.AbstractContextManager:
+    """Return the lock that keeps a train run from saving into ``folder`` meanwhile.
+
+    A folder that cannot be opened gets no lock; export_model then reports
+    what is wrong with it.
+    """
+    from sentiment_lstm.cli.train_output import output_dir_lock
+
+    try:
+        os.close(os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)))
+    except OSError:
+        return contextlib.nullcontext()
+    return output_dir_lock(
+        folder,
+        busy=f"{folder} is in use by a train run, which may save a new model "
+        "there during the export; wait for the run to finish, then export",
+    )
 
 
 def _print_parity(results, tolerance: float) -> None:

@@ -113,7 +113,7 @@ logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def output_dir_lock(path: Path) -> Iterator[None]:
+def output_dir_lock(path: Path, busy: str | None = None) -> Iterator[None]:
     """Hold an exclusive advisory lock on the folder ``path`` for a run.
 
     Two runs into one folder would otherwise both pass the start-up checks,
@@ -122,6 +122,9 @@ def output_dir_lock(path: Path) -> Iterator[None]:
     system releases it when the process ends, however it ends. Where
     ``flock`` is missing (Windows) or refused (some network file systems),
     the run goes on without a lock.
+
+    ``export`` takes the same lock, with its own ``busy`` message, so that
+    a run cannot save a new model while the export checks the old one.
 
     Raises:
         CommandError: If another process holds the lock.
@@ -137,8 +140,9 @@ def output_dir_lock(path: Path) -> Iterator[None]:
             _lock_exclusively(fcntl, descriptor)
         except BlockingIOError:
             raise CommandError(
-                f"--output-dir {path} is in use by another train run; wait for "
-                "it to finish, or choose another --output-dir"
+                busy
+                or f"--output-dir {path} is in use by another train run; wait "
+                "for it to finish, or choose another --output-dir"
             ) from None
         except OSError as err:
             logger.debug("cannot lock %s (%s); training without a lock", path, err)
