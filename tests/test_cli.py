@@ -4286,7 +4286,9 @@ def test_evaluate_progress_bar_on_terminal(trained, tmp_path):
 def test_predict_progress_bar_on_terminal(trained, tmp_path):
     _, model_dir = trained
     reviews = tmp_path / "many.csv"
-    rows = ["text"] + ["great fun", "dull mess"] * 10_000
+    # The last review spans two lines, so the file has one line more than
+    # rows, and a blank line ends it.
+    rows = ["text"] + ["great fun", "dull mess"] * 10_000 + ['"two\nlines"', ""]
     reviews.write_text("\n".join(rows) + "\n")
     output = tmp_path / "scored.csv"
     command = ["predict", "--model", str(model_dir), "--input", str(reviews)]
@@ -4297,11 +4299,15 @@ def test_predict_progress_bar_on_terminal(trained, tmp_path):
     quiet = run_in_terminal(["-q", *command])
     quiet_after_command = run_in_terminal([*command, "-q"])
 
-    assert "scoring: 20000 rows" in default
+    # The total counts lines until the end, where it becomes the rows.
+    assert "scoring:   0%|" in default
+    assert "/20003 " in default
+    assert "scoring: 100%|" in default
+    assert "20001/20001 " in default
     assert "scoring" not in hidden
     assert "scoring" not in quiet
     assert "scoring" not in quiet_after_command
-    assert len(output.read_text().splitlines()) == 20_001
+    assert len(output.read_text().splitlines()) == 20_003
 
 
 def test_train_progress_bar_on_terminal(trained, tmp_path):

@@ -215,19 +215,25 @@ class _InputScan:
         carriage_returns_only: Whether the file has "\\r" but no "\\n" bytes,
             so a plain text file's lines end at "\\r" (old Mac OS line ends).
         lone_carriage_returns: "\\r" bytes not followed by "\\n".
+        lines: Lines of the file, at its line ends ("\\r" alone where it
+            has no "\\n"); the rows of a file are at most as many.
     """
 
     encoding: Encoding
     carriage_returns_only: bool
     lone_carriage_returns: int
+    lines: int = 0
 
 
 def _scan_input(path: Path, source: str | None = None) -> _InputScan:
     scan = scan_file(path, source)
+    carriage_returns_only = scan.has_carriage_return and not scan.has_line_feed
+    if carriage_returns_only:
+        lines = scan.lone_carriage_returns
+    else:
+        lines = scan.line_feeds + (not scan.ends_in_line_feed)
     return _InputScan(
-        scan.result(),
-        scan.has_carriage_return and not scan.has_line_feed,
-        scan.lone_carriage_returns,
+        scan.result(), carriage_returns_only, scan.lone_carriage_returns, lines
     )
 
 
@@ -306,21 +312,29 @@ def score_file(
             count_carriage_returns=scan.lone_carriage_returns > 0
             and not scan.carriage_returns_only,
         )
+        # Each row takes at least one line, and a CSV or TSV file's header
+        # one more, so this is the most rows the file can have.
+        most_rows = scan.lines - (data_format in ("csv", "tsv"))
+
+        def run(out: TextIO) -> _Counts:
+            return _run(
+                model,
+                reader,
+                out,
+                output_format,
+                chunk_rows,
+                batch_size,
+                progress_bar(progress, max(most_rows, 0)),
+            )
+
         if output_path is None:
             counts = write_to_stream(
                 "stdout" if output is sys.stdout else "the output stream",
                 output,
-                lambda out: _run(
-                    model, reader, out, output_format, chunk_rows, batch_size, progress
-                ),
+                run,
             )
         else:
-            counts = write_output(
-                output_path,
-                lambda out: _run(
-                    model, reader, out, output_format, chunk_rows, batch_size, progress
-                ),
-            )
+            counts = write_output(output_path, run)
 
     reader.bad_rows.log_summary()
     reader.replaced_bytes.log_summary()
@@ -1569,12 +1583,11 @@ def _run(
     output_format: str,
     chunk_rows: int,
     batch_size: int,
-    progress: bool | None,
+    bar: Any,
 ) -> _Counts:
-    """Score all chunks of reader into stream."""
+    """Score all chunks of reader into stream, advancing ``bar`` (or None)."""
     counts = _Counts()
     writer = None
-    bar = progress_bar(progress)
     # The next chunk is queued for scoring before this one is written, so
     # the model's threads keep working while the main thread writes.
     pending: deque[tuple[_Chunk, PendingScores]] = deque()
@@ -1631,6 +1644,11 @@ def _run(
         if writer is None:
             # No rows: a CSV or TSV output still gets its header.
             _make_writer(output_format, stream, reader)
+        if bar is not None:
+            # The total was the most rows the lines could hold; records
+            # over several lines and blank lines at the end make fewer.
+            bar.total = bar.n
+            bar.refresh()
     finally:
         if bar is not None:
             bar.close()

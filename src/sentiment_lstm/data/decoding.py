@@ -219,6 +219,10 @@ class EncodingScan:
         self.has_line_feed = False
         self.has_carriage_return = False
         self.lone_carriage_returns = 0
+        # Line ends for an estimate of the rows, and whether the last line
+        # has one.
+        self.line_feeds = 0
+        self.ends_in_line_feed = False
         self._ends_in_carriage_return = False
         self._started = False
         self._utf8_bom = False
@@ -243,6 +247,9 @@ class EncodingScan:
             if block.startswith(codecs.BOM_UTF8):
                 self._utf8_bom = True
         self.has_line_feed = self.has_line_feed or b"\n" in block
+        self.line_feeds += block.count(b"\n")
+        if block:
+            self.ends_in_line_feed = block.endswith(b"\n")
         self.has_carriage_return = self.has_carriage_return or b"\r" in block
         self.lone_carriage_returns += block.count(b"\r") - block.count(b"\r\n")
         if self._ends_in_carriage_return and block.startswith(b"\n"):
