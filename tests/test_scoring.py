@@ -1084,7 +1084,7 @@ def test_progress_shown_on_request(model, tmp_path, capsys):
 
     score_file(model, source, tmp_path / "out.csv", progress=True)
 
-    assert "5 rows" in capsys.readouterr().err
+    assert "5/5 " in capsys.readouterr().err
 
 
 class WatchingBackend:
