@@ -192,6 +192,10 @@ def test_pooling_default(flags, expected):
             "--freeze-embeddings without --pretrained-vectors keeps the random "
             "starting vectors for good",
         ),
+        (
+            ["--learning-rate", "1e30"],
+            "--learning-rate 1e+30 is above 1: Adam moves each weight",
+        ),
     ],
 )
 def test_unused_flag_warned(flags, warning, caplog, tmp_path, monkeypatch):
@@ -222,6 +226,7 @@ def test_unused_flag_warned(flags, warning, caplog, tmp_path, monkeypatch):
         ["--freeze-embeddings", "--embeddings", "minilm"],
         ["--freeze-embeddings", "--pretrained-vectors", "vectors.txt"],
         ["--no-freeze-embeddings"],
+        ["--learning-rate", "1"],
     ],
 )
 def test_used_flag_not_warned(flags, caplog, tmp_path, monkeypatch):

@@ -237,6 +237,12 @@ def test_epoch_line_format():
     )
 
 
+def test_epoch_line_huge_loss_in_e_notation():
+    metrics = EpochMetrics(1, 7.4258e30, 0.5, 0.5, None, 2.0)
+
+    assert metrics.format_line().startswith("epoch_nr: 1, train_loss: 7.426e+30, ")
+
+
 def test_epoch_line_without_test_split():
     metrics = EpochMetrics(1, 0.5, 0.6, 0.7, None, 2.0)
 

@@ -296,7 +296,7 @@ class EpochMetrics:
         """Return the epoch line, e.g. ``epoch_nr: 3, train_loss: 0.412, ...``."""
         parts = [
             f"epoch_nr: {self.epoch}",
-            f"train_loss: {self.train_loss:.3f}",
+            f"train_loss: {_loss_text(self.train_loss)}",
             f"train_acc: {self.train_accuracy:.3f}",
             f"val_acc: {self.validation_accuracy:.3f}",
         ]
@@ -306,6 +306,11 @@ class EpochMetrics:
             parts.append(f"lr: {self.learning_rate:.2e}")
         parts.append(f"secs: {self.seconds:.1f}")
         return ", ".join(parts)
+
+
+def _loss_text(loss: float) -> str:
+    """Format a loss with 3 decimals, or in e notation from a million on."""
+    return f"{loss:.3f}" if abs(loss) < 1e6 else f"{loss:.3e}"
 
 
 @dataclass

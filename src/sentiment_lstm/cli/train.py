@@ -404,8 +404,15 @@ class RunOptions:
     values: dict[str, Any]
 
 
+# A learning rate above this gets a warning; Adam's rates are usually far lower.
+MAX_USUAL_LEARNING_RATE = 1.0
+
+
 def _warn_unused_flags(args: argparse.Namespace, values: dict[str, Any]) -> None:
-    """Log a warning for each flag given that the other settings leave unused."""
+    """Log a warning for each flag given that the other settings leave unused.
+
+    Also warn about a learning rate far above Adam's usual range.
+    """
     if (
         getattr(args, "warmup_fraction", None) is not None
         and values["lr_schedule"] != "cosine"
@@ -431,6 +438,15 @@ def _warn_unused_flags(args: argparse.Namespace, values: dict[str, Any]) -> None
                     values["embeddings"],
                     reason,
                 )
+    if values["learning_rate"] > MAX_USUAL_LEARNING_RATE:
+        logger.warning(
+            "--learning-rate %g is above %g: Adam moves each weight by up to "
+            "about the learning rate at every step, so the weights soon grow "
+            "far beyond their usual size and training usually diverges; rates "
+            "of 1e-4 to 1e-2 are usual",
+            values["learning_rate"],
+            MAX_USUAL_LEARNING_RATE,
+        )
     if (
         getattr(args, "freeze_embeddings", None)
         and values["embeddings"] == "random"
