@@ -193,7 +193,7 @@ def test_pooling_default(flags, expected):
             "starting vectors for good",
         ),
         (
-            ["--learning-rate", "1e30"],
+            ["--learning-rate", "1e30", "--optimizer", "adam"],
             "--learning-rate 1e+30 is above 1: Adam moves each weight",
         ),
     ],
