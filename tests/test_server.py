@@ -709,6 +709,39 @@ def split_response(raw: bytes) -> tuple[bytes, dict]:
     return status_line, json.loads(rest.partition(b"\r\n\r\n")[2])
 
 
+@pytest.mark.parametrize(
+    ("head", "hosts"),
+    [
+        (b"GET /health HTTP/1.1\r\n\r\n", 0),
+        (b"GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 2),
+    ],
+    ids=["none", "two"],
+)
+def test_http11_host_header_required(server, head, hosts):
+    url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(head)
+        status_line, error = split_response(read_response(connection))
+
+    assert status_line == b"HTTP/1.1 400 Bad Request"
+    assert error == {
+        "detail": "an HTTP/1.1 request needs exactly one Host header, and this "
+        f"one has {hosts}; send one, such as Host: 127.0.0.1"
+    }
+
+
+def test_http10_without_host_answered(server):
+    url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+        status_line, health = split_response(read_response(connection))
+
+    assert status_line == b"HTTP/1.1 200 OK"
+    assert health["status"] == "ok"
+
+
 def header_rejections(client: httpx.Client, limit: str) -> float:
     name = f'sentiment_lstm_http_header_rejections_total{{limit="{limit}"}}'
     for line in client.get("/metrics").text.splitlines():

@@ -248,6 +248,14 @@ def limited_protocol(
                     value=size,
                 )
                 return
+            hosts = sum(1 for name, _ in self.headers if name == b"host")
+            if self.parser.get_http_version() == "1.1" and hosts != 1:
+                # RFC 9112, section 3.2: an HTTP/1.1 request has exactly one.
+                self._reject_invalid(
+                    "an HTTP/1.1 request needs exactly one Host header, and this "
+                    f"one has {hosts}; send one, such as Host: 127.0.0.1"
+                )
+                return
             if max_connections is not None:
                 # This connection is among the open ones, and this request's
                 # task does not exist yet.
@@ -432,6 +440,18 @@ def limited_protocol(
                 INVALID_REQUEST_DETAIL,
             )
             self._send_error(400, {"detail": INVALID_REQUEST_DETAIL})
+
+        def _reject_invalid(self, detail: str) -> None:
+            """Count, log and answer a request whose head breaks HTTP/1.1."""
+            if on_invalid is not None:
+                on_invalid()
+            REJECTION_LOG.warning(
+                logger,
+                "request from %s rejected with 400: %s",
+                self._client_name(),
+                detail,
+            )
+            self._send_error(400, {"detail": detail})
 
         def _reject(self, status: int, detail: str, **fields: Any) -> None:
             """Count and log a broken limit, then send its error and close."""
