@@ -268,6 +268,24 @@ def test_texts_with_both_labels_warned(tmp_path: Path, caplog) -> None:
     ) in caplog.text
 
 
+def test_both_labels_ignore_case_and_spacing(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "reviews.csv"
+    path.write_text(
+        'text,label\nGood,positive\ngood,negative\n" Good ",negative\n'
+        "GOOD,TRUE\nGood  movie,positive\ngood movie,negative\n",
+        encoding="utf-8",
+    )
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        read_examples(path)
+
+    assert (
+        f"2 texts occur with both labels in {path}, in 6 of its 6 labelled "
+        "reviews, such as 'Good' (2 positive, the first at line 2; 2 negative, "
+        "the first at line 3); a model gets at least 3 of these 6 wrong"
+    ) in caplog.text
+
+
 def test_both_labels_pair_names_files(tmp_path: Path, caplog) -> None:
     (tmp_path / "reviews.pos").write_text("a fine film\nwitty\n", encoding="utf-8")
     (tmp_path / "reviews.neg").write_text("dull\nwitty\n", encoding="utf-8")

@@ -218,20 +218,26 @@ class ExampleCollector:
 def _log_conflicting_labels(examples: list[Example], path: Path, stars: bool) -> None:
     """Warn about review texts that occur with both labels.
 
-    No model can classify every copy of such a text correctly: at least the
-    copies with the rarer label of each text are wrong, whatever it learns.
-    The warning gives that floor, and the text with the most copies as an
-    example, with the place of its first positive and first negative copy.
+    Texts count as the same when they differ only in case and spacing, which
+    the text encoder drops. No model can classify every copy of such a text
+    correctly: at least the copies with the rarer label of each text are
+    wrong, whatever it learns. The warning gives that floor, and the text with
+    the most copies as an example, with the place of its first positive and
+    first negative copy.
     """
     # labels.py imports this module for SKIP_HINT.
     from sentiment_lstm.data.labels import show_value
 
+    def key(text: str) -> str:
+        return " ".join(text.lower().split())
+
     # Labels seen per text as bits, 1 negative and 2 positive: small ints, so
-    # that a file of a million reviews adds only the dict itself.
+    # that a file of a million reviews adds only the dict and its keys.
     seen: dict[str, int] = {}
     for example in examples:
         if example.label is not None:
-            seen[example.text] = seen.get(example.text, 0) | (1 << example.label)
+            text = key(example.text)
+            seen[text] = seen.get(text, 0) | (1 << example.label)
     labelled = sum(1 for example in examples if example.label is not None)
     both = {text for text, bits in seen.items() if bits == 3}
     del seen
@@ -240,15 +246,17 @@ def _log_conflicting_labels(examples: list[Example], path: Path, stars: bool) ->
     # text -> [negative count, positive count]
     conflicting: dict[str, list[int]] = {text: [0, 0] for text in both}
     for example in examples:
-        if example.label is not None and example.text in both:
-            conflicting[example.text][example.label] += 1
+        if example.label is not None:
+            counts = conflicting.get(key(example.text))
+            if counts is not None:
+                counts[example.label] += 1
     copies = sum(map(sum, conflicting.values()))
     floor = sum(map(min, conflicting.values()))
-    text = max(conflicting, key=lambda key: sum(conflicting[key]))
-    negative, positive = conflicting[text]
+    most = max(conflicting, key=lambda text: sum(conflicting[text]))
+    negative, positive = conflicting[most]
     first: dict[int, Example] = {}
     for example in examples:
-        if example.text == text and example.label not in first:
+        if example.label not in first and key(example.text) == most:
             first[example.label] = example
             if len(first) == 2:
                 break
@@ -268,7 +276,7 @@ def _log_conflicting_labels(examples: list[Example], path: Path, stars: bool) ->
         path,
         copies,
         labelled,
-        show_value(text),
+        show_value(first[1].text),
         positive,
         places[1],
         negative,
