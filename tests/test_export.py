@@ -624,16 +624,21 @@ def test_export_keeps_replaced_file_mode(tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may replace read-only files")
-def test_cli_export_read_only_onnx(tmp_path, capsys):
+@pytest.mark.parametrize("name", ["model.onnx", "config.json"])
+def test_cli_export_read_only_file(tmp_path, capsys, name):
     directory = write_model_dir(tmp_path / "model")
     onnx_path = directory / "model.onnx"
     onnx_path.write_bytes(b"an older export")
-    onnx_path.chmod(0o444)
+    before = (directory / name).read_bytes()
+    (directory / name).chmod(0o444)
 
     status = main(["export", "--model", str(directory)])
 
     assert status == 1
-    assert "the file is read-only; make it writable" in capsys.readouterr().err
+    assert (
+        f"cannot replace {directory / name}: the file is read-only; make it " "writable"
+    ) in capsys.readouterr().err
+    assert (directory / name).read_bytes() == before
     assert onnx_path.read_bytes() == b"an older export"
 
 

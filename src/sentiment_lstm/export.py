@@ -358,6 +358,9 @@ def export_model(
             f"cannot write {final_path}: a folder has that name; move it away"
         )
     mode = _kept_mode(final_path)
+    # config.json gets the SHA-256 of the new file, so it is replaced too,
+    # and a read-only one is kept as model.onnx is.
+    _kept_mode(directory / artifact.CONFIG_FILE)
     try:
         handle, temporary_name = tempfile.mkstemp(
             dir=directory, prefix=".model-", suffix=".onnx.tmp"
@@ -399,7 +402,7 @@ def export_model(
 
 
 def _kept_mode(path: Path) -> int:
-    """Return the mode for a new ``model.onnx``: that of the file it replaces.
+    """Return the mode for a file that export replaces: that of the old one.
 
     Raises:
         ExportError: If the file there is read-only to this user, as
