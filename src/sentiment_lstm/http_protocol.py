@@ -431,18 +431,10 @@ def limited_protocol(
             # when the bytes received do not parse as HTTP/1.1, such as a
             # chunked body with an invalid chunk size. Its own 400 is plain
             # text.
-            if on_invalid is not None:
-                on_invalid()
-            REJECTION_LOG.warning(
-                logger,
-                "request from %s rejected with 400: %s",
-                self._client_name(),
-                INVALID_REQUEST_DETAIL,
-            )
-            self._send_error(400, {"detail": INVALID_REQUEST_DETAIL})
+            self._reject_invalid(INVALID_REQUEST_DETAIL)
 
         def _reject_invalid(self, detail: str) -> None:
-            """Count, log and answer a request whose head breaks HTTP/1.1."""
+            """Count, log and answer a request that breaks HTTP/1.1."""
             if on_invalid is not None:
                 on_invalid()
             REJECTION_LOG.warning(

@@ -82,7 +82,7 @@ METADATA_ENCODER_SHA256 = "sentiment_lstm.encoder_sha256"
 MAX_BATCH_TOKENS = 8192
 # Forward passes of at most this many padded tokens run at once in any
 # thread. Larger ones wait for one of the ONNX backend's `threads` slots,
-# because each holds buffers that grow with its tokens: a pass of 8,192
+# because each uses buffers that grow with its tokens: a pass of 8,192
 # tokens of a 500-unit bidirectional model took about 250 MB, and 16 such
 # passes from the threads of a server's requests took 4 GB. The short
 # requests that a server scores on its event loop stay below the bound, so

@@ -314,7 +314,7 @@ def score_file(
         )
         # Each row takes at least one line, and a CSV or TSV file's header
         # one more, so this is the most rows the file can have.
-        most_rows = scan.lines - (data_format in ("csv", "tsv"))
+        max_rows = scan.lines - (data_format in ("csv", "tsv"))
 
         def run(out: TextIO) -> _Counts:
             return _run(
@@ -324,7 +324,7 @@ def score_file(
                 output_format,
                 chunk_rows,
                 batch_size,
-                progress_bar(progress, max(most_rows, 0)),
+                progress_bar(progress, max(max_rows, 0)),
             )
 
         if output_path is None:

@@ -115,7 +115,7 @@ class MemberProcessError(ValueError):
     """A process that trained ensemble members ended without a result."""
 
 
-# The most epochs a run may have. The cosine schedule's warm-up and decay are
+# Maximum epochs of a run. The cosine schedule's warm-up and decay are
 # fractions of all epochs, so with far more epochs than a run could finish
 # the learning rate would stay near zero, and patience waits for the
 # warm-up to end.
