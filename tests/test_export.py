@@ -656,7 +656,7 @@ def test_export_waits_for_no_train_run(tmp_path, capsys):
     err = capsys.readouterr().err
 
     assert status == 1
-    assert f"{directory} is in use by a train run" in err
+    assert f"{directory} is in use by another sentiment-lstm process" in err
     assert not (directory / "model.onnx").exists()
     assert main(["-q", "export", "--model", str(directory)]) == 0
     assert (directory / "model.onnx").is_file()

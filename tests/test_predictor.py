@@ -117,15 +117,15 @@ def concurrent_passes(backend, tokens: int, callers: int = 4) -> int:
     threads of a server's requests do with one thread per model.
     """
     running = 0
-    most = 0
+    max_running = 0
     lock = threading.Lock()
     run = backend._run
 
     def counted(feed):
-        nonlocal running, most
+        nonlocal running, max_running
         with lock:
             running += 1
-            most = max(most, running)
+            max_running = max(max_running, running)
         try:
             time.sleep(0.05)
             return run(feed)
@@ -147,7 +147,7 @@ def concurrent_passes(backend, tokens: int, callers: int = 4) -> int:
         thread.start()
     for thread in callers_threads:
         thread.join(timeout=60)
-    return most
+    return max_running
 
 
 def test_large_passes_wait_for_thread_slots(exported):
@@ -161,6 +161,57 @@ def test_small_passes_run_at_once(exported):
     model = SentimentModel.load(exported, backend="onnx", threads=1)
 
     assert concurrent_passes(model.backend, predictor_module.SLOT_FREE_TOKENS) > 1
+
+
+def test_pass_on_event_loop_takes_no_slot(exported):
+    import asyncio
+
+    model = SentimentModel.load(exported, backend="onnx", threads=1)
+    large = predictor_module.SLOT_FREE_TOKENS + 8
+    ids = np.full((large // 8, 8), 5, dtype=np.int64)
+    lengths = np.full(large // 8, 8, dtype=np.int64)
+    results = []
+
+    async def score_on_loop():
+        # As a server scores a short request on its event loop.
+        results.append(model.backend.probabilities(ids, lengths))
+
+    loop_thread = threading.Thread(target=lambda: asyncio.run(score_on_loop()))
+    model.backend._slots.acquire()
+    try:
+        loop_thread.start()
+        loop_thread.join(timeout=10)
+        finished_while_held = not loop_thread.is_alive()
+    finally:
+        model.backend._slots.release()
+        loop_thread.join(timeout=30)
+
+    assert finished_while_held
+    assert results[0].shape == (large // 8, 2)
+
+
+def test_pass_waiting_for_slot_stops_when_cancelled(exported):
+    model = SentimentModel.load(exported, backend="onnx", threads=1)
+    reviews = [" ".join(["great fun"] * 40)] * 64
+    gone = threading.Event()
+    errors: list[BaseException] = []
+
+    def score() -> None:
+        try:
+            model.predict(reviews, cancelled=gone.is_set)
+        except BaseException as err:
+            errors.append(err)
+
+    model.backend._slots.acquire()
+    scorer = threading.Thread(target=score)
+    scorer.start()
+    time.sleep(0.3)
+    gone.set()
+    scorer.join(timeout=10)
+    model.backend._slots.release()
+
+    assert not scorer.is_alive()
+    assert [type(err) for err in errors] == [ScoringCancelled]
 
 
 def test_pass_waiting_for_slot_stops_on_close(exported):

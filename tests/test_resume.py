@@ -402,7 +402,8 @@ def test_second_run_into_a_busy_folder_fails(corpus, tmp_path, capsys):
                 capsys.readouterr()
                 .err.strip()
                 .endswith(
-                    f"--output-dir {output_dir} is in use by another train run; "
+                    f"--output-dir {output_dir} is in use by another "
+                    "sentiment-lstm process, such as a train run or an export; "
                     "wait for it to finish, or choose another --output-dir"
                 )
             )

@@ -1084,7 +1084,21 @@ def test_progress_shown_on_request(model, tmp_path, capsys):
 
     score_file(model, source, tmp_path / "out.csv", progress=True)
 
-    assert "5/5 " in capsys.readouterr().err
+    err = capsys.readouterr().err
+
+    # The total comes from the file's lines before the first row is scored.
+    assert "0/5 " in err
+    assert "5/5 " in err
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r"])
+def test_progress_total_counts_last_line(model, tmp_path, capsys, line_end):
+    source = tmp_path / "in.txt"
+    source.write_text(line_end.join(["great fun", "dull mess", "witty"]))
+
+    score_file(model, source, tmp_path / "out.csv", progress=True)
+
+    assert "0/3 " in capsys.readouterr().err
 
 
 class WatchingBackend:

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -84,9 +85,9 @@ MAX_BATCH_TOKENS = 8192
 # thread. Larger ones wait for one of the ONNX backend's `threads` slots,
 # because each uses buffers that grow with its tokens: a pass of 8,192
 # tokens of a 500-unit bidirectional model took about 250 MB, and 16 such
-# passes from the threads of a server's requests took 4 GB. The short
-# requests that a server scores on its event loop stay below the bound, so
-# they never wait there for a slot.
+# passes from the threads of a server's requests took 4 GB. A pass on the
+# thread of an event loop, as of the short requests that a server scores
+# there, takes no slot, because the loop must not wait.
 SLOT_FREE_TOKENS = 1024
 # How often a pass that waits for a slot checks whether terminate() was called.
 _SLOT_WAIT_SECONDS = 0.05
@@ -150,7 +151,9 @@ class Backend(Protocol):
     A backend may also set ``parallel_batches`` to the number of batches that
     :meth:`SentimentModel.score_token_ids` should score at once from separate
     threads; its ``probabilities`` must then be thread-safe. Without it,
-    batches run one after another.
+    batches run one after another. A call with a ``cancelled`` callback
+    passes it to a ``probabilities`` that takes a ``cancelled`` keyword, so
+    that a backend which may wait before a pass can check it meanwhile.
     """
 
     name: str
@@ -196,8 +199,16 @@ class TorchBackend:
         self._lock = threading.Lock()
         self._lock_pid = os.getpid()
 
-    def probabilities(self, token_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    def probabilities(
+        self,
+        token_ids: np.ndarray,
+        lengths: np.ndarray,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> np.ndarray:
         """Run one forward pass, after those of other threads.
+
+        ``cancelled`` is accepted for the :class:`Backend` protocol; the
+        caller checks it between passes.
 
         Raises:
             ScoringStopped: If :meth:`terminate` was called.
@@ -316,18 +327,31 @@ class OnnxBackend:
                 f"{_EXPORT_HINT.format(directory=self.path.parent)} again"
             )
 
-    def probabilities(self, token_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    def probabilities(
+        self,
+        token_ids: np.ndarray,
+        lengths: np.ndarray,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> np.ndarray:
         """Run one forward pass; safe to call from several threads at once.
+
+        A pass of more than ``SLOT_FREE_TOKENS`` padded ids first waits for
+        one of ``threads`` slots, unless it runs on the thread of an asyncio
+        event loop, which must not wait.
 
         Raises:
             ScoringStopped: If :meth:`terminate` was called.
+            ScoringCancelled: If ``cancelled`` returned True while the pass
+                waited for a slot.
         """
         feed = {INPUT_TOKEN_IDS: token_ids, INPUT_LENGTHS: lengths}
-        if token_ids.size <= SLOT_FREE_TOKENS:
+        if token_ids.size <= SLOT_FREE_TOKENS or _on_event_loop():
             return self._run(feed)
         while not self._slots.acquire(timeout=_SLOT_WAIT_SECONDS):
             if self._run_options.terminate:
                 raise ScoringStopped()
+            if cancelled is not None and cancelled():
+                raise ScoringCancelled()
         try:
             return self._run(feed)
         finally:
@@ -677,7 +701,7 @@ class SentimentModel:
             token_ids, batch_size, max_batch_tokens, cancelled
         )
         scores = PendingScores(len(token_ids), self._positive_index)
-        for rows, probabilities in self._run_batches(batches, workers):
+        for rows, probabilities in self._run_batches(batches, workers, cancelled):
             scores.add(rows, probabilities)
         return scores.result()
 
@@ -781,11 +805,15 @@ class SentimentModel:
         self,
         batches: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]],
         workers: int,
+        cancelled: Callable[[], bool] | None = None,
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (rows, probabilities) per batch, scoring up to ``workers`` at once."""
+        options = {}
+        if cancelled is not None and _takes_cancelled(self.backend.probabilities):
+            options["cancelled"] = cancelled
         if workers <= 1:
             for rows, ids, batch_lengths in batches:
-                yield rows, self.backend.probabilities(ids, batch_lengths)
+                yield rows, self.backend.probabilities(ids, batch_lengths, **options)
             return
         executor = self._thread_pool(workers)
         pending: deque[tuple[np.ndarray, Future]] = deque()
@@ -793,7 +821,7 @@ class SentimentModel:
             # At most two batches per worker are padded ahead, which bounds
             # memory.
             for rows, ids, batch_lengths in batches:
-                future = self._submit(executor, ids, batch_lengths)
+                future = self._submit(executor, ids, batch_lengths, **options)
                 pending.append((rows, future))
                 if len(pending) >= 2 * workers:
                     done_rows, done = pending.popleft()
@@ -808,11 +836,15 @@ class SentimentModel:
                 future.cancel()
 
     def _submit(
-        self, executor: ThreadPoolExecutor, ids: np.ndarray, lengths: np.ndarray
+        self,
+        executor: ThreadPoolExecutor,
+        ids: np.ndarray,
+        lengths: np.ndarray,
+        **options: Any,
     ) -> Future:
         """Queue one forward pass on the thread pool."""
         try:
-            return executor.submit(self.backend.probabilities, ids, lengths)
+            return executor.submit(self.backend.probabilities, ids, lengths, **options)
         except RuntimeError:
             # The pool was shut down by close() after this batch was padded.
             if self._closed:
@@ -950,6 +982,37 @@ def _review_list(texts: object, method: str) -> list[str]:
             f"{method} takes a list of reviews, got {type(texts).__name__} {preview}"
         ) from None
     return list(iterator)
+
+
+def _takes_cancelled(probabilities: Callable[..., Any]) -> bool:
+    """Return whether a backend's ``probabilities`` takes ``cancelled``.
+
+    Backends written before the argument, and wrappers of one, take two.
+    """
+    import inspect
+
+    try:
+        parameters = inspect.signature(probabilities).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        parameter.name == "cancelled" or parameter.kind is parameter.VAR_KEYWORD
+        for parameter in parameters
+    )
+
+
+def _on_event_loop() -> bool:
+    """Return whether this thread runs an asyncio event loop, as a server's does."""
+    # Without asyncio imported, no loop runs; importing it costs the command
+    # line's start-up time.
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _check_cancelled(cancelled: object, method: str) -> None:

@@ -229,7 +229,7 @@ def _scan_input(path: Path, source: str | None = None) -> _InputScan:
     scan = scan_file(path, source)
     carriage_returns_only = scan.has_carriage_return and not scan.has_line_feed
     if carriage_returns_only:
-        lines = scan.lone_carriage_returns
+        lines = scan.lone_carriage_returns + (not scan.ends_in_carriage_return)
     else:
         lines = scan.line_feeds + (not scan.ends_in_line_feed)
     return _InputScan(

@@ -206,6 +206,11 @@ def test_folder_without_layout(tmp_path: Path) -> None:
             "{root} has Neg/ and POS/, but the class folders must be named pos/ "
             "and neg/ in lower case",
         ),
+        (
+            ["Pos", "neg"],
+            "{root} has Pos/, but the class folders must be named pos/ and neg/ "
+            "in lower case",
+        ),
     ],
 )
 def test_partial_folder_layout_named(

@@ -286,6 +286,21 @@ def test_both_labels_ignore_case_and_spacing(tmp_path: Path, caplog) -> None:
     ) in caplog.text
 
 
+def test_both_labels_skip_unlabelled_copies(tmp_path: Path, caplog) -> None:
+    # Prediction input may leave labels out; those copies count for neither.
+    path = tmp_path / "reviews.csv"
+    path.write_text(
+        "text,label\nGood,\nGood,positive\nGood,negative\n", encoding="utf-8"
+    )
+
+    with caplog.at_level(logging.WARNING, logger="sentiment_lstm"):
+        read_texts(path)
+
+    assert (
+        "'Good' (1 positive, the first at line 3; 1 negative, the first at " "line 4)"
+    ) in caplog.text
+
+
 def test_both_labels_pair_names_files(tmp_path: Path, caplog) -> None:
     (tmp_path / "reviews.pos").write_text("a fine film\nwitty\n", encoding="utf-8")
     (tmp_path / "reviews.neg").write_text("dull\nwitty\n", encoding="utf-8")

@@ -179,7 +179,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="progress",
         action="store_false",
         help="hide the progress bar of each epoch's batches, which is shown on "
-        "a terminal; the line after each fold stays",
+        "a terminal while members train in this process (not with "
+        "--parallel-members above 1); the line after each fold stays",
     )
     add_threads_option(parser)
     parser.add_argument(

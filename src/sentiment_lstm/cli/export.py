@@ -96,8 +96,9 @@ def _model_folder_lock(folder: Path) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
     return output_dir_lock(
         folder,
-        busy=f"{folder} is in use by a train run, which may save a new model "
-        "there during the export; wait for the run to finish, then export",
+        busy_message=f"{folder} is in use by another sentiment-lstm process, "
+        "such as a train run that may save a new model there or another "
+        "export; wait for it to finish, then export",
     )
 
 

@@ -113,7 +113,7 @@ logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def output_dir_lock(path: Path, busy: str | None = None) -> Iterator[None]:
+def output_dir_lock(path: Path, busy_message: str | None = None) -> Iterator[None]:
     """Hold an exclusive advisory lock on the folder ``path`` for a run.
 
     Two runs into one folder would otherwise both pass the start-up checks,
@@ -123,7 +123,7 @@ def output_dir_lock(path: Path, busy: str | None = None) -> Iterator[None]:
     ``flock`` is missing (Windows) or refused (some network file systems),
     the run goes on without a lock.
 
-    ``export`` takes the same lock, with its own ``busy`` message, so that
+    ``export`` takes the same lock, with its own ``busy_message``, so that
     a run cannot save a new model while the export checks the old one.
 
     Raises:
@@ -140,9 +140,10 @@ def output_dir_lock(path: Path, busy: str | None = None) -> Iterator[None]:
             _lock_exclusively(fcntl, descriptor)
         except BlockingIOError:
             raise CommandError(
-                busy
-                or f"--output-dir {path} is in use by another train run; wait "
-                "for it to finish, or choose another --output-dir"
+                busy_message
+                or f"--output-dir {path} is in use by another sentiment-lstm "
+                "process, such as a train run or an export; wait for it to "
+                "finish, or choose another --output-dir"
             ) from None
         except OSError as err:
             logger.debug("cannot lock %s (%s); training without a lock", path, err)

@@ -252,11 +252,15 @@ def _log_conflicting_labels(examples: list[Example], path: Path, stars: bool) ->
                 counts[example.label] += 1
     copies = sum(map(sum, conflicting.values()))
     floor = sum(map(min, conflicting.values()))
-    most = max(conflicting, key=lambda text: sum(conflicting[text]))
-    negative, positive = conflicting[most]
+    frequent = max(conflicting, key=lambda text: sum(conflicting[text]))
+    negative, positive = conflicting[frequent]
     first: dict[int, Example] = {}
     for example in examples:
-        if example.label not in first and key(example.text) == most:
+        if (
+            example.label is not None
+            and example.label not in first
+            and key(example.text) == frequent
+        ):
             first[example.label] = example
             if len(first) == 2:
                 break

@@ -223,7 +223,7 @@ class EncodingScan:
         # has one.
         self.line_feeds = 0
         self.ends_in_line_feed = False
-        self._ends_in_carriage_return = False
+        self.ends_in_carriage_return = False
         self._started = False
         self._utf8_bom = False
         # A strict decoder checks the blocks until the first invalid byte, and
@@ -252,10 +252,10 @@ class EncodingScan:
             self.ends_in_line_feed = block.endswith(b"\n")
         self.has_carriage_return = self.has_carriage_return or b"\r" in block
         self.lone_carriage_returns += block.count(b"\r") - block.count(b"\r\n")
-        if self._ends_in_carriage_return and block.startswith(b"\n"):
+        if self.ends_in_carriage_return and block.startswith(b"\n"):
             # A CRLF split between two blocks.
             self.lone_carriage_returns -= 1
-        self._ends_in_carriage_return = block.endswith(b"\r")
+        self.ends_in_carriage_return = block.endswith(b"\r")
         if self._escaping is not None:
             self._count(self._escaping.decode(block))
             return

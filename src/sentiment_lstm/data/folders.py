@@ -63,14 +63,8 @@ def partial_layout_note(path: Path) -> str:
             names = {entry.name for entry in folder.iterdir() if entry.is_dir()}
         except OSError:
             continue
-        present = [name for name, _ in CLASS_FOLDERS if name in names]
-        if len(present) == 1:
-            (missing,) = {name for name, _ in CLASS_FOLDERS} - set(present)
-            return (
-                f"; {folder} has {present[0]}/ but no {missing}/, so add a "
-                f"{missing}/ folder, which may be empty where the data has one "
-                "class only"
-            )
+        # A class folder named in another case comes first, because adding
+        # its partner would leave it unread.
         other_case = sorted(
             name
             for name in names
@@ -80,6 +74,14 @@ def partial_layout_note(path: Path) -> str:
             return (
                 f"; {folder} has {' and '.join(name + '/' for name in other_case)}, "
                 "but the class folders must be named pos/ and neg/ in lower case"
+            )
+        present = [name for name, _ in CLASS_FOLDERS if name in names]
+        if len(present) == 1:
+            (missing,) = {name for name, _ in CLASS_FOLDERS} - set(present)
+            return (
+                f"; {folder} has {present[0]}/ but no {missing}/, so add a "
+                f"{missing}/ folder, which may be empty where the data has one "
+                "class only"
             )
     return ""
 
