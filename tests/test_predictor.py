@@ -441,9 +441,9 @@ def test_load_waits_for_a_save_in_progress(exported, tmp_path, saved_in_time):
         assert model.predict(["great fun"])[0].error is None
     else:
         assert str(raised.value) == (
-            f"{model_dir} is the --output-dir of a 'sentiment-lstm train' run in "
-            "progress that is saving a model into it, and its files are not yet "
-            "all of one epoch; try again once the run has saved the epoch"
+            f"{model_dir} is being written by a 'sentiment-lstm train' run or "
+            "export in progress, and its files are not yet all of one save; try "
+            "again once it has finished saving"
         )
 
 

@@ -533,10 +533,10 @@ class SentimentModel:
                     # The error names a file of the other epoch, and its advice
                     # to copy or retrain does not apply.
                     raise artifact.ArtifactError(
-                        f"{directory} is the --output-dir of a 'sentiment-lstm "
-                        "train' run in progress that is saving a model into it, "
-                        "and its files are not yet all of one epoch; try again "
-                        "once the run has saved the epoch"
+                        f"{directory} is being written by a 'sentiment-lstm "
+                        "train' run or export in progress, and its files are "
+                        "not yet all of one save; try again once it has "
+                        "finished saving"
                     ) from err
                 time.sleep(LOAD_RETRY_SECONDS)
 
