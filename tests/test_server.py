@@ -2570,6 +2570,23 @@ def test_unusable_host_exits(model_dir, host, expected):
     assert len(result.stderr.splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        (["--port", "99999"], "argument --port: expected a port number"),
+        (["--host", ""], "argument --host:"),
+    ],
+)
+def test_serve_option_error_has_time_and_level(capsys, extra, error):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--model", "m", *extra])
+    lines = capsys.readouterr().err.strip().splitlines()
+
+    assert exit_info.value.code == 2
+    assert lines[0].startswith("usage: sentiment-lstm serve")
+    assert message_of(lines[-1]).startswith(f"sentiment-lstm serve: error: {error}")
+
+
 def test_privileged_port_error_names_the_fix():
     error = OSError(errno.EACCES, "Permission denied")
 

@@ -68,7 +68,22 @@ class _Parser(argparse.ArgumentParser):
             hints = _flag_hints(self, unknown)
             if hints:
                 message += f" ({hints})"
-        super().error(one_line(message))
+        message = one_line(message)
+        if self.prog.split()[-1:] == ["serve"]:
+            # Every line that serve writes on stderr starts with the time and
+            # level; the usage above the error stays as argparse prints it.
+            self.print_usage(sys.stderr)
+            record = logging.LogRecord(
+                "sentiment_lstm",
+                logging.ERROR,
+                __file__,
+                0,
+                f"{self.prog}: error: {message}",
+                None,
+                None,
+            )
+            self.exit(2, _ServiceFormatter(SERVICE_LOG_FORMAT).format(record) + "\n")
+        super().error(message)
 
     # The arguments being parsed, which main() sets.
     arguments: Sequence[str] = ()
