@@ -193,12 +193,12 @@ def test_pass_on_event_loop_takes_no_slot(exported):
 def test_pass_waiting_for_slot_stops_when_cancelled(exported):
     model = SentimentModel.load(exported, backend="onnx", threads=1)
     reviews = [" ".join(["great fun"] * 40)] * 64
-    gone = threading.Event()
+    disconnected = threading.Event()
     errors: list[BaseException] = []
 
     def score() -> None:
         try:
-            model.predict(reviews, cancelled=gone.is_set)
+            model.predict(reviews, cancelled=disconnected.is_set)
         except BaseException as err:
             errors.append(err)
 
@@ -206,7 +206,7 @@ def test_pass_waiting_for_slot_stops_when_cancelled(exported):
     scorer = threading.Thread(target=score)
     scorer.start()
     time.sleep(0.3)
-    gone.set()
+    disconnected.set()
     scorer.join(timeout=10)
     model.backend._slots.release()
 

@@ -579,7 +579,7 @@ def test_delimited_blank_lines_in_place(model, tmp_path, delimiter, blank, caplo
     rows = read_csv(output, delimiter)
 
     assert f"left out 1 blank line at the end of {source}" in caplog.text
-    # The blank line at the end holds no record, as for training.
+    # The blank line at the end contains no record, as for training.
     assert [(row["id"], row["text"], row["error"]) for row in rows] == [
         ("1", "great fun", ""),
         ("", "", "line 3: empty line"),

@@ -434,7 +434,7 @@ def limited_protocol(
             self._reject_invalid(INVALID_REQUEST_DETAIL)
 
         def _reject_invalid(self, detail: str) -> None:
-            """Count, log and answer a request that breaks HTTP/1.1."""
+            """Count and log a request that breaks HTTP/1.1, and respond with 400."""
             if on_invalid is not None:
                 on_invalid()
             REJECTION_LOG.warning(

@@ -83,11 +83,11 @@ METADATA_ENCODER_SHA256 = "sentiment_lstm.encoder_sha256"
 MAX_BATCH_TOKENS = 8192
 # Forward passes of at most this many padded tokens run at once in any
 # thread. Larger ones wait for one of the ONNX backend's `threads` slots,
-# because each uses buffers that grow with its tokens: a pass of 8,192
-# tokens of a 500-unit bidirectional model took about 250 MB, and 16 such
-# passes from the threads of a server's requests took 4 GB. A pass on the
-# thread of an event loop, as of the short requests that a server scores
-# there, takes no slot, because the loop must not wait.
+# because each uses buffers that grow with its tokens. A pass of 8,192 tokens
+# of a 500-unit bidirectional model took about 250 MB, and 16 such passes
+# from the threads of a server's requests took 4 GB. A pass on the thread of
+# an event loop, such as a short request's on a server, takes no slot,
+# because the loop must not wait.
 SLOT_FREE_TOKENS = 1024
 # How often a pass that waits for a slot checks whether terminate() was called.
 _SLOT_WAIT_SECONDS = 0.05
@@ -1003,8 +1003,8 @@ def _takes_cancelled(probabilities: Callable[..., Any]) -> bool:
 
 def _on_event_loop() -> bool:
     """Return whether this thread runs an asyncio event loop, as a server's does."""
-    # Without asyncio imported, no loop runs; importing it costs the command
-    # line's start-up time.
+    # Without asyncio imported, no loop runs. Importing it here would add to
+    # the command line's start-up time.
     asyncio = sys.modules.get("asyncio")
     if asyncio is None:
         return False

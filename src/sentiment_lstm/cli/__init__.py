@@ -70,8 +70,8 @@ class _Parser(argparse.ArgumentParser):
                 message += f" ({hints})"
         message = one_line(message)
         if self.prog.split()[-1:] == ["serve"]:
-            # Every line that serve writes on stderr starts with the time and
-            # level; the usage above the error stays as argparse prints it.
+            # serve's error line starts with the time and level, as its log
+            # lines do. The usage above it stays as argparse prints it.
             self.print_usage(sys.stderr)
             record = logging.LogRecord(
                 "sentiment_lstm",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import re
@@ -404,3 +405,16 @@ def existing_model_dir(text: str) -> Path:
 def data_error(err: DataError) -> CommandError:
     """Wrap a data error for one-line reporting."""
     return CommandError(str(err))
+
+
+def logs_above_progress_bars() -> contextlib.AbstractContextManager:
+    """Return a context in which log lines go above tqdm's progress bars.
+
+    Where stderr was closed (2>&-), tqdm would write log lines to stdout, so
+    logging stays as it is there.
+    """
+    if sys.stderr is None:
+        return contextlib.nullcontext()
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    return logging_redirect_tqdm()

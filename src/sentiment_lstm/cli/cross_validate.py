@@ -10,7 +10,6 @@ import stat
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from sentiment_lstm.cli.common import (
     add_data_options,
     check_stdout_writable,
     file_path_argument,
+    logs_above_progress_bars,
     missing_training_packages,
     path_argument,
     positive_int,
@@ -423,8 +423,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
     except ImportError as err:
         raise missing_training_packages("cross-validate", err) from err
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
     from sentiment_lstm.data import DataError, read_examples, resolve_data
     from sentiment_lstm.data.readers import detect_format
 
@@ -526,11 +524,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     # The result once every fold has run, and whether it was reported.
     finished: list[CrossValidationResult] = []
     reported = False
-    # Log lines go above a progress bar, and not to stdout where stderr was
-    # closed (2>&-).
-    redirect = logging_redirect_tqdm if sys.stderr is not None else nullcontext
     try:
-        with redirect():
+        with logs_above_progress_bars():
             finished.append(
                 cross_validate(
                     [example.text for example in examples],

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-import sys
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from sentiment_lstm.cli.common import (
     fraction,
     keep_probability,
     learning_rate,
+    logs_above_progress_bars,
     missing_training_packages,
     non_negative_int,
     path_argument,
@@ -404,7 +403,8 @@ class RunOptions:
     values: dict[str, Any]
 
 
-# A learning rate above this gets a warning; Adam's rates are usually far lower.
+# A learning rate above this gets a warning, because Adam's usual rates are
+# far lower.
 MAX_USUAL_LEARNING_RATE = 1.0
 
 
@@ -899,17 +899,13 @@ def _train(
     record: Any,
 ) -> Any:
     """Read the data and train, turning expected failures into CommandError."""
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
     from sentiment_lstm.data import DataError
     from sentiment_lstm.pipeline import SaveError, load_splits, train_model
     from sentiment_lstm.training import DivergenceError
 
     try:
         splits = load_splits(spec, seed=args.seed)
-        # tqdm would write log lines to stdout where stderr was closed (2>&-).
-        redirect = logging_redirect_tqdm if sys.stderr is not None else nullcontext
-        with redirect():
+        with logs_above_progress_bars():
             return train_model(
                 splits,
                 output_dir,

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from sentiment_lstm.data.collector import SKIP_HINT
 from sentiment_lstm.data.records import StarRule
 
-# Spreadsheets write booleans as TRUE and FALSE, which a column such as
-# "recommended" or "is_positive" holds.
+# Spreadsheets write booleans as TRUE and FALSE, as in a column such as
+# "recommended" or "is_positive".
 _LABEL_WORDS = {
     "negative": 0,
     "neg": 0,
